@@ -1,0 +1,96 @@
+"""Pre- and post-processing shared by training, the TorchServe handler and Triton's Python models.
+
+Plain functions over numpy arrays and bytes: no framework types, so every runtime can call them.
+"""
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+
+class RequestError(ValueError):
+    """A client-side problem with one request; the runtime answers it with a 4xx."""
+
+
+# --- tabular ---------------------------------------------------------------------------------
+
+def standardize(rows: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Scale raw feature rows with the training set's statistics."""
+    return ((np.asarray(rows, dtype=np.float64) - mean) / std).astype(np.float32)
+
+
+# --- images ----------------------------------------------------------------------------------
+
+def pil_to_array(image: Image.Image, height: int, width: int, grayscale: bool,
+                 mean: float, std: float) -> np.ndarray:
+    """PIL image -> normalized float32 array of shape (channels, height, width)."""
+    image = image.convert("L" if grayscale else "RGB").resize((width, height), Image.BILINEAR)
+    pixels = np.asarray(image, dtype=np.float32) / 255.0
+    pixels = pixels[None] if grayscale else pixels.transpose(2, 0, 1)
+    return ((pixels - mean) / std).astype(np.float32)
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """Encoded PNG/JPEG/... bytes -> PIL image, or RequestError naming the problem."""
+    if not data:
+        raise RequestError("empty body: send PNG or JPEG image bytes")
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()  # force a full decode so truncated files fail here, not later
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise RequestError(f"cannot decode image ({len(data)} bytes): {exc}; "
+                           "send a PNG or JPEG file") from None
+    return image
+
+
+# --- text ------------------------------------------------------------------------------------
+
+PAD_ID, UNKNOWN_ID = 0, 1
+_WORD = re.compile(r"[a-z0-9']+|[^\sa-z0-9']", re.IGNORECASE)
+
+
+def split_words(text: str, lowercase: bool = True) -> list[str]:
+    return _WORD.findall(text.lower() if lowercase else text)
+
+
+def tokenize(text: str, vocab: dict[str, int], max_length: int, lowercase: bool = True) -> np.ndarray:
+    """Text -> int64 ids of length max_length: unknown words map to UNKNOWN_ID, and the
+    sequence is left-padded with PAD_ID (the LSTM reads the real words last) or truncated."""
+    ids = [vocab.get(word, UNKNOWN_ID) for word in split_words(text, lowercase)][:max_length]
+    return np.array([PAD_ID] * (max_length - len(ids)) + ids, dtype=np.int64)
+
+
+# --- classification --------------------------------------------------------------------------
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def class_scores(output: np.ndarray, output_kind: str) -> np.ndarray:
+    """One model output row per example -> class probabilities per example.
+
+    A single probability column is a binary classifier: [1 - p, p]."""
+    output = np.asarray(output, dtype=np.float64)
+    if output.ndim == 1:
+        output = output[:, None]
+    if output_kind == "logits":
+        return softmax(output) if output.shape[1] > 1 else _binary(1.0 / (1.0 + np.exp(-output)))
+    return output if output.shape[1] > 1 else _binary(output)
+
+
+def _binary(p: np.ndarray) -> np.ndarray:
+    return np.concatenate([1.0 - p, p], axis=1)
+
+
+def top_labels(scores: np.ndarray, labels: list[str], top_k: int) -> list[dict]:
+    """Class probabilities per example -> [{"label": ..., "score": ..., "top_k": [...]}, ...]."""
+    results = []
+    for row in scores:
+        order = np.argsort(-row, kind="stable")[:top_k]
+        ranked = [{"label": labels[i], "score": float(row[i])} for i in order]
+        results.append({"label": ranked[0]["label"], "score": ranked[0]["score"], "top_k": ranked})
+    return results

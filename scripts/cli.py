@@ -1,0 +1,105 @@
+"""`python -m scripts <step>`: the command line behind the Makefile's targets."""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from scripts.errors import SpecError, UserError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Build steps: models.yaml -> checkpoints -> verified exports -> servers.")
+console = Console()
+errors = Console(stderr=True)
+
+SpecOption = Annotated[Path, typer.Option("--spec", help="The model spec.", show_default=True)]
+ModelOption = Annotated[Optional[list[str]], typer.Option(
+    "--model", "-m", help="Only this model (repeat for several); default: all.")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Rebuild even when nothing changed.")]
+
+
+def user_errors(step):
+    """Print a user's mistake as one line per problem, no traceback; exit 2 (spec) or 1."""
+    @functools.wraps(step)
+    def run(*args, **kwargs):
+        try:
+            return step(*args, **kwargs)
+        except UserError as exc:
+            for line in exc.problems:
+                errors.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2 if isinstance(exc, SpecError) else 1)
+    return run
+
+
+def selected_models(spec_path: Path, names: list[str] | None):
+    from scripts.spec import load_spec
+
+    return spec_path.resolve().parent, load_spec(spec_path).select(names)
+
+
+def progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), console=console, transient=False)
+
+
+@app.command()
+@user_errors
+def train(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, force: ForceOption = False):
+    """Train every model that has a `training` section (fixed seeds, incremental)."""
+    from scripts.train import train_model
+
+    root, models = selected_models(spec, model)
+    table = Table("model", "status", "held-out metrics")
+    with progress() as bar:
+        task = bar.add_task("train", total=len(models))
+        for m in models:
+            bar.update(task, description=f"train {m.name}")
+            if m.training is None:
+                table.add_row(m.name, "no training section", f"uses {m.source.checkpoint or m.source.exported}")
+            else:
+                result = train_model(m, root, force)
+                table.add_row(m.name, "up to date" if result.skipped else "trained",
+                              ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))
+            bar.advance(task)
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def export(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, force: ForceOption = False):
+    """Export each model to the spec's formats and verify them against eager PyTorch."""
+    from scripts.export import export_model
+    from scripts.verify import worst_errors
+
+    root, models = selected_models(spec, model)
+    table = Table("model", "status", "worst |error| per format (batch sizes 1, 3, max)")
+    with progress() as bar:
+        task = bar.add_task("export", total=len(models))
+        for m in models:
+            def on_format(fmt, name=m.name):
+                bar.update(task, description=f"export {name}: {fmt}")
+            result = export_model(m, root, force, on_format)
+            worst = worst_errors(result.report)
+            table.add_row(m.name, "up to date" if result.skipped else "exported + verified",
+                          ", ".join(f"{fmt} {err:.2e}" for fmt, err in worst.items()))
+            bar.advance(task)
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def check(spec: SpecOption = Path("models.yaml")):
+    """Validate the spec and list its models."""
+    _, models = selected_models(spec, None)
+    for m in models:
+        console.print(f"{m.name} v{m.version}: {m.task.kind}, formats {m.export.formats}, serves {m.serving.format}")
+
+
+def main() -> None:
+    app(prog_name=f"{Path(sys.executable).name} -m scripts")

@@ -1,0 +1,35 @@
+"""Build-time loading of a spec's model: the eager reference every export is checked against."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import torch
+
+from scripts.spec import ModelSpec
+
+
+def import_target(target: str):
+    """'package.module:Name' -> the object."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def build_module(spec: ModelSpec) -> torch.nn.Module:
+    """A fresh, untrained instance of the spec's nn.Module class."""
+    return import_target(spec.source.module)(**spec.source.kwargs)
+
+
+def load_reference(spec: ModelSpec, root: Path = Path(".")) -> torch.nn.Module:
+    """The trained model in eval mode: state_dict loaded with weights_only=True, or the
+    exported file the spec names."""
+    source = spec.source
+    if source.exported is not None:
+        path = root / source.exported
+        if source.is_torchscript:
+            return torch.jit.load(str(path), map_location="cpu").eval()
+        return torch.export.load(str(path)).module()
+    module = build_module(spec)
+    state = torch.load(root / source.checkpoint, map_location="cpu", weights_only=True)
+    module.load_state_dict(state)
+    return module.eval()
