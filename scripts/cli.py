@@ -15,7 +15,7 @@ from scripts.errors import SpecError, UserError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Build steps: models.yaml -> checkpoints -> verified exports -> servers.")
-console = Console()
+console = Console(soft_wrap=True)
 errors = Console(stderr=True)
 
 SpecOption = Annotated[Path, typer.Option("--spec", help="The model spec.", show_default=True)]

@@ -165,7 +165,7 @@ class Tolerance(StrictModel):
 
 
 class ModelSpec(StrictModel):
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str
     version: int = Field(1, ge=1)
     description: str = ""
     source: Source
@@ -177,6 +177,14 @@ class ModelSpec(StrictModel):
     serving: Serving = Serving()
     export: Export = Export()
     tolerance: Tolerance = Tolerance()
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        if not re.match(NAME_PATTERN, name):
+            raise ValueError(f"{name!r} is not a valid model name: use letters, digits, '_', '-' "
+                             "and '.', starting with a letter or digit, at most 64 characters")
+        return name
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> ModelSpec:
@@ -228,15 +236,6 @@ class ModelSpec(StrictModel):
 class SpecFile(StrictModel):
     models: list[ModelSpec] = Field(min_length=1)
 
-    @field_validator("models")
-    @classmethod
-    def _unique_names(cls, models: list[ModelSpec]) -> list[ModelSpec]:
-        names = [m.name for m in models]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate model name(s) {duplicates}; each model needs its own name")
-        return models
-
     def select(self, names: list[str] | None) -> list[ModelSpec]:
         """The models named (all when none), or SpecError naming the unknown ones."""
         if not names:
@@ -262,11 +261,23 @@ def load_spec(path: str | Path = "models.yaml") -> SpecFile:
         raise SpecError([f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
     # Paths in the spec are relative to the spec file; imports resolve from its folder too.
     root = path.resolve().parent
+    problems = _duplicate_names(path, raw)
     with _on_import_path(root):
         try:
-            return SpecFile.model_validate(raw, context={"root": root})
+            spec = SpecFile.model_validate(raw, context={"root": root})
         except ValidationError as exc:
-            raise SpecError([_describe(path, raw, error) for error in exc.errors()]) from None
+            problems += [_describe(path, raw, error) for error in exc.errors()]
+    if problems:
+        raise SpecError(problems)
+    return spec
+
+
+def _duplicate_names(path: Path, raw: Any) -> list[str]:
+    """Checked on the raw entries, so a duplicate is reported even when an entry is invalid."""
+    entries = raw.get("models") if isinstance(raw, dict) else None
+    names = [e.get("name") for e in entries or [] if isinstance(e, dict) and e.get("name")]
+    return [f"{path}: model {n!r}: name: used by {names.count(n)} models; each model needs its own name"
+            for n in sorted({n for n in names if names.count(n) > 1})]
 
 
 class _on_import_path:
@@ -298,7 +309,7 @@ def _describe(path: Path, raw: Any, error: dict) -> str:
     if len(loc) >= 2 and loc[0] == "models" and isinstance(loc[1], int):
         entry = raw["models"][loc[1]] if isinstance(raw, dict) else {}
         name = entry.get("name") if isinstance(entry, dict) else None
-        where += f": model {name!r}" if name else f": models[{loc[1]}]"
+        where += f": models[{loc[1]}]" + (f" {name!r}" if name else "")
         loc = loc[2:]
     field = _dotted(loc)
     message = error["msg"].removeprefix("Value error, ")

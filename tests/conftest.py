@@ -1,0 +1,58 @@
+"""Shared fixtures: small specs written into a temporary folder (no training needed)."""
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_ENTRY = """
+  - name: {name}
+    version: 1
+    source:
+      module: models.tabular:TabularMLP
+      checkpoint: weights/{name}.pt
+      kwargs: {{in_features: 30, hidden: 16}}
+    inputs:
+      - {{name: features, dtype: float32, shape: [-1, 30]}}
+    outputs:
+      - {{name: probability, dtype: float32, shape: [-1, 1]}}
+    task:
+      kind: classification
+      labels: labels.txt
+      output: probabilities
+    batching: {{max_batch_size: 8}}
+    export: {{formats: [{formats}]}}
+"""
+
+
+def write_spec(folder: Path, entries: str) -> Path:
+    path = folder / "models.yaml"
+    path.write_text("models:\n" + textwrap.dedent(entries))
+    return path
+
+
+@pytest.fixture
+def tiny_spec(tmp_path: Path) -> Path:
+    """A one-model spec with a randomly initialised checkpoint: valid, exportable, no training."""
+    from models.tabular import TabularMLP
+
+    torch.manual_seed(0)
+    (tmp_path / "weights").mkdir()
+    torch.save(TabularMLP(30, 16).state_dict(), tmp_path / "weights" / "tiny.pt")
+    (tmp_path / "labels.txt").write_text("malignant\nbenign\n")
+    return write_spec(tmp_path, TINY_ENTRY.format(name="tiny", formats="torchscript, onnx"))
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO
+
+
+def copy_spec(src: Path, dst_folder: Path) -> Path:
+    shutil.copytree(src.parent, dst_folder, dirs_exist_ok=True)
+    return dst_folder / src.name

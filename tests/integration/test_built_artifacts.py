@@ -1,0 +1,37 @@
+"""The project's own build (make export): every model, every format, verified under tolerance."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from handlers.runners import ARTIFACT_FILES, load_runner
+from scripts.spec import load_spec
+from scripts.verify import compare
+from tests.conftest import REPO
+
+SPEC = load_spec(REPO / "models.yaml")
+
+
+@pytest.mark.parametrize("spec", SPEC.models, ids=lambda m: m.name)
+def test_every_format_verified_and_golden_samples_reproduce(spec):
+    out = REPO / "artifacts" / spec.name / str(spec.version)
+    if not (out / "verify.json").exists():
+        pytest.fail(f"{out}/verify.json missing: run `make export` first (make test does)")
+    report = json.loads((out / "verify.json").read_text())
+    assert report["passed"]
+    assert {r["format"] for r in report["results"]} == set(spec.export.formats)
+    assert {r["batch_size"] for r in report["results"]} == {1, 3, spec.batching.max_batch_size}
+    golden = np.load(out / "golden.npz")
+    inputs = {t.name: golden[f"input.{t.name}"] for t in spec.inputs}
+    for fmt in spec.export.formats:
+        outputs = load_runner(fmt, out / ARTIFACT_FILES[fmt], spec.tensor_names)(inputs)
+        for tensor, got in zip(spec.outputs, outputs):
+            assert compare(got, golden[f"output.{tensor.name}"], spec.tolerance).passed, (spec.name, fmt)
+
+
+def test_trained_models_are_accurate():
+    for spec in SPEC.models:
+        metrics = json.loads((REPO / spec.source.checkpoint).parent.joinpath("metrics.json").read_text())
+        assert metrics["held_out_accuracy"] > 0.9, (spec.name, metrics)

@@ -1,0 +1,88 @@
+"""Export verification: every format equals eager PyTorch, and a wrong export is caught."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from handlers.runners import ARTIFACT_FILES, load_runner, torch_runner
+from models.tabular import TabularMLP
+from scripts.errors import BuildError, VerificationError
+from scripts.export import export_model
+from scripts.spec import Tolerance, load_spec
+from scripts.verify import compare, verification_batch_sizes, verify_formats
+
+
+def test_compare_reports_worst_index_and_both_values():
+    expected = np.zeros((3, 4), dtype=np.float32)
+    actual = expected.copy()
+    actual[2, 1] = 0.5
+    actual[0, 0] = 1e-7
+    result = compare(actual, expected, Tolerance(atol=1e-5, rtol=0))
+    assert not result.passed
+    assert result.worst_index == [2, 1] and result.actual == 0.5 and result.expected == 0.0
+    assert compare(expected, expected, Tolerance()).passed
+
+
+def test_compare_integers_exactly_and_nan_fails():
+    assert not compare(np.array([1, 2]), np.array([1, 3]), Tolerance(atol=10, rtol=10)).passed
+    assert not compare(np.array([np.nan], np.float32), np.array([0.0], np.float32), Tolerance(atol=1e9)).passed
+
+
+def test_verification_never_uses_only_the_tracing_batch(tiny_spec):
+    spec = load_spec(tiny_spec).models[0]
+    assert verification_batch_sizes(spec) == [1, 3, 8]
+
+
+def test_export_writes_verified_formats_and_golden_samples(tiny_spec):
+    spec = load_spec(tiny_spec).models[0]
+    root = tiny_spec.parent
+    result = export_model(spec, root)
+    out = root / "artifacts/tiny/1"
+    report = json.loads((out / "verify.json").read_text())
+    assert report["passed"] and result.report == report
+    assert {(r["format"], r["batch_size"]) for r in report["results"]} == {
+        (f, b) for f in ("torchscript", "onnx") for b in (1, 3, 8)}
+    golden = np.load(out / "golden.npz")
+    assert golden["input.features"].shape == (4, 30) and golden["output.probability"].shape == (4, 1)
+    for fmt in ("torchscript", "onnx"):
+        assert (out / ARTIFACT_FILES[fmt]).exists()
+    assert export_model(spec, root).skipped                      # nothing changed
+    looser = spec.model_copy(update={"tolerance": Tolerance(atol=1e-3)})
+    assert not export_model(looser, root).skipped               # the spec changed
+
+
+def test_deliberately_wrong_export_is_caught(tiny_spec, tmp_path):
+    spec = load_spec(tiny_spec).models[0]
+    torch.manual_seed(0)
+    reference = TabularMLP(30, 16).eval()
+    wrong = TabularMLP(30, 16).eval()
+    wrong.load_state_dict(reference.state_dict())
+    with torch.no_grad():
+        wrong.layers[4].bias += 0.05  # a small drift, the kind a broken export introduces
+    path = tmp_path / "wrong.pt"
+    torch.jit.trace(wrong, torch.zeros(2, 30)).save(str(path))
+    runners = {"torchscript": load_runner("torchscript", path, spec.tensor_names)}
+    with pytest.raises(VerificationError) as caught:
+        verify_formats(spec, torch_runner(reference, spec.tensor_names), runners, tmp_path / "verify.json")
+    message = caught.value.problems[0]
+    assert message.startswith("tiny: torchscript at batch 1 disagrees with eager PyTorch: output 'probability' index (0, 0): got ")
+    assert "eager" in message and "> atol" in message
+    assert len(caught.value.problems) == 3  # batch sizes 1, 3 and 8 all fail
+    assert not json.loads((tmp_path / "verify.json").read_text())["passed"]
+
+
+def test_spec_output_mismatch_is_a_clear_build_error(tiny_spec):
+    text = tiny_spec.read_text().replace("shape: [-1, 1]", "shape: [-1, 2]")
+    tiny_spec.write_text(text)
+    with pytest.raises(BuildError, match=r"outputs\[0\] \(probability\): the model returns float32 \[2, 1\]"):
+        export_model(load_spec(tiny_spec).models[0], tiny_spec.parent)
+
+
+def test_missing_checkpoint_at_export_names_the_fix(tiny_spec):
+    spec = load_spec(tiny_spec).models[0]
+    (tiny_spec.parent / "weights/tiny.pt").unlink()
+    with pytest.raises(BuildError, match="not found; run `make train`"):
+        export_model(spec, tiny_spec.parent)

@@ -1,0 +1,41 @@
+"""The shared pre/post-processing functions (used by training and both runtimes)."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from handlers.processing import (PAD_ID, UNKNOWN_ID, RequestError, class_scores, decode_image,
+                                 pil_to_array, tokenize, top_labels)
+
+
+def test_tokenize_lowercases_left_pads_and_marks_unknown_words():
+    vocab = {"<pad>": 0, "<unk>": 1, "the": 2, "movie": 3, "was": 4, "great": 5}
+    ids = tokenize("The MOVIE was superb", vocab, max_length=6)
+    assert ids.dtype == np.int64 and ids.tolist() == [PAD_ID, PAD_ID, 2, 3, 4, UNKNOWN_ID]
+    assert tokenize("the " * 10, vocab, max_length=3).tolist() == [2, 2, 2]
+
+
+def test_image_bytes_become_normalized_28x28():
+    buffer = io.BytesIO()
+    Image.new("RGB", (50, 40), (255, 255, 255)).save(buffer, format="PNG")
+    array = pil_to_array(decode_image(buffer.getvalue()), 28, 28, True, 0.5, 0.5)
+    assert array.shape == (1, 28, 28) and array.dtype == np.float32
+    assert np.allclose(array, 1.0)
+
+
+@pytest.mark.parametrize("payload", [b"", b"not an image", b"\x89PNG\r\n\x1a\n\x00\x00"])
+def test_undecodable_images_are_request_errors(payload):
+    with pytest.raises(RequestError):
+        decode_image(payload)
+
+
+def test_class_scores_for_sigmoid_and_logits():
+    binary = class_scores(np.array([[0.9], [0.2]]), "probabilities")
+    assert np.allclose(binary, [[0.1, 0.9], [0.8, 0.2]])
+    multi = class_scores(np.array([[0.0, 0.0, np.log(2.0)]]), "logits")
+    assert np.allclose(multi, [[0.25, 0.25, 0.5]])
+    best = top_labels(multi, ["a", "b", "c"], top_k=2)[0]
+    assert best["label"] == "c" and [r["label"] for r in best["top_k"]] == ["c", "a"]

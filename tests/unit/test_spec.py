@@ -1,0 +1,90 @@
+"""models.yaml validation: the real spec loads, and every class of mistake is one clear line."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scripts.errors import SpecError
+from scripts.spec import load_spec
+from tests.conftest import REPO, TINY_ENTRY, write_spec
+
+
+def problems_for(tmp_path: Path, entries: str) -> list[str]:
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_spec(tmp_path, entries))
+    return caught.value.problems
+
+
+def tiny(**replace: str) -> str:
+    entry = TINY_ENTRY.format(name=replace.pop("name", "tiny"), formats="torchscript, onnx")
+    for old, new in replace.items():
+        assert old in entry, old
+        entry = entry.replace(old, new)
+    return entry
+
+
+def test_project_spec_loads():
+    spec = load_spec(REPO / "models.yaml")
+    assert [m.name for m in spec.models] == ["tabular_mlp", "digits_cnn", "sentiment_lstm"]
+    digits = spec.select(["digits_cnn"])[0]
+    assert digits.inputs[0].shape == [-1, 1, 28, 28]
+    assert digits.task.preprocess.kind == "image"
+
+
+def test_tiny_spec_is_valid(tiny_spec):
+    assert load_spec(tiny_spec).models[0].batching.max_batch_size == 8
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"    batching:": "    batchin:"}, "models[0] 'tiny': batchin: unknown field; did you mean 'batching'?"),
+    ({"dtype: float32, shape: [-1, 30]": "dtype: float33, shape: [-1, 30]"},
+     "inputs[0].dtype: Input should be 'float32'"),
+    ({"checkpoint: weights/tiny.pt": "checkpoint: weights/none.pt"},
+     "source.checkpoint: file not found: weights/none.pt"),
+    ({"name": "bad name!"}, "name: 'bad name!' is not a valid model name"),
+    ({"shape: [-1, 30]": "shape: [4, 30]"}, "the first axis is the batch axis and must be -1"),
+    ({"labels: labels.txt": "labels: nowhere.txt"}, "labels file not found: nowhere.txt"),
+    ({"module: models.tabular:TabularMLP": "module: models.nothing_here:Net"},
+     "source.module: cannot import module 'models.nothing_here'"),
+    ({"batching: {max_batch_size: 8}": "batching: {max_batch_size: 8}\n    serving: {format: aoti}"},
+     "serving.format: 'aoti' is not in export.formats"),
+    ({"batching: {max_batch_size: 8}": "batching: {max_batch_size: -2}"},
+     "batching.max_batch_size: Input should be greater than or equal to 0"),
+])
+def test_each_mistake_is_one_line_naming_model_and_field(tiny_spec, change, expected):
+    problems = problems_for(tiny_spec.parent, tiny(**change))
+    assert len(problems) == 1, problems
+    assert expected in problems[0]
+    assert "'tiny'" in problems[0] or "'bad name!'" in problems[0]
+
+
+def test_duplicate_names_reported_with_other_problems(tiny_spec):
+    broken = tiny(**{"dtype: float32, shape: [-1, 30]": "dtype: complex, shape: [-1, 30]"})
+    problems = problems_for(tiny_spec.parent, tiny() + broken)
+    assert any("'tiny': name: used by 2 models" in p for p in problems)
+    assert any("models[1] 'tiny': inputs[0].dtype" in p for p in problems)
+
+
+def test_not_yaml_and_missing_file(tmp_path):
+    (tmp_path / "models.yaml").write_text("models: [\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(tmp_path / "models.yaml")
+    with pytest.raises(SpecError, match="spec file not found"):
+        load_spec(tmp_path / "absent.yaml")
+    (tmp_path / "models.yaml").write_text("- just a list\n")
+    with pytest.raises(SpecError, match="top-level 'models:' list"):
+        load_spec(tmp_path / "models.yaml")
+
+
+def test_unknown_model_selection_names_the_known_ones(tiny_spec):
+    with pytest.raises(SpecError, match=r"unknown model 'nope'; models in the spec: \['tiny'\]"):
+        load_spec(tiny_spec).select(["nope"])
+
+
+def test_trained_models_may_lack_their_checkpoint_until_train_runs(tmp_path):
+    entry = tiny(**{"    batching:": "    training: {data: 'models.tabular:load_data', epochs: 1, "
+                    "batch_size: 8, learning_rate: 0.01}\n    batching:",
+                    "checkpoint: weights/tiny.pt": "checkpoint: weights/later.pt"})
+    (tmp_path / "labels.txt").write_text("a\nb\n")
+    assert load_spec(write_spec(tmp_path, entry)).models[0].training.epochs == 1
