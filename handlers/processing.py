@@ -40,9 +40,12 @@ def decode_image(data: bytes) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
         image.load()  # force a full decode so truncated files fail here, not later
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError:
+        raise RequestError(f"cannot decode image ({len(data)} bytes): not a recognized image "
+                           "format; send a PNG or JPEG file") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise RequestError(f"cannot decode image ({len(data)} bytes): {exc}; "
-                           "send a PNG or JPEG file") from None
+                           "send a complete PNG or JPEG file") from None
     return image
 
 

@@ -32,7 +32,7 @@ def load_data(seed: int, preprocess) -> TrainingData:
         table.data, table.target, test_size=0.2, random_state=seed, stratify=table.target)
     mean, std = x_train.mean(axis=0), x_train.std(axis=0)
     stats = {"mean": mean.tolist(), "std": std.tolist(), "features": list(table.feature_names)}
-    rows = {f"row_{i}.json": json.dumps({"inputs": x_test[i:i + 1].tolist()}).encode() for i in range(3)}
+    rows = {f"row_{i}.json": json.dumps({"inputs": x_test[i].tolist()}).encode() for i in range(3)}
     return TrainingData(
         x_train=standardize(x_train, mean, std), y_train=y_train.astype(np.float32)[:, None],
         x_test=standardize(x_test, mean, std), y_test=y_test.astype(np.float32)[:, None],

@@ -13,13 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from handlers.pipeline import NUMPY_DTYPES
 from handlers.runners import Runner
 from scripts.errors import VerificationError
 from scripts.spec import ModelSpec, TensorSpec, Tolerance
 
-NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16, "float64": np.float64,
-                "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
-                "uint8": np.uint8, "bool": np.bool_}
 DYNAMIC_AXIS_SIZE = 5  # size drawn for a non-batch dynamic axis (never the tracing size)
 
 

@@ -1,0 +1,118 @@
+"""A small base on TorchServe's handler contract: initialize / preprocess / inference / postprocess.
+
+Reads everything from the `model_config.json` shipped in the archive. A batch of N requests
+becomes one tensor of N rows (more if a request carries several examples) and N answers in
+order. A bad request gets a 4xx with a JSON body naming the problem, and the other requests
+of the batch still get their answers: nothing a client sends can kill the worker.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from handlers.pipeline import Pipeline
+from handlers.processing import RequestError
+from handlers.runners import load_runner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """One request after pre-processing: its model-input rows, or the error to answer with."""
+    inputs: dict[str, np.ndarray] | None = None
+    single: bool = True
+    error: tuple[int, str] | None = None
+    outputs: list[np.ndarray] = field(default_factory=list)
+
+
+class SpecHandlerBase:
+    def __init__(self):
+        self.initialized = False
+
+    def initialize(self, context) -> None:
+        model_dir = Path(context.system_properties["model_dir"])
+        self.config = json.loads((model_dir / "model_config.json").read_text())
+        self.pipeline = Pipeline(self.config)
+        names = [t["name"] for t in self.config["inputs"]]
+        threads = int(os.environ.get("TORCHSHIP_THREADS", self.config.get("threads", 1)))
+        self.model = load_runner(self.config["format"], model_dir / self.config["artifact"], names, threads)
+        self.initialized = True
+        log.info("loaded %s v%s (%s, %d thread(s))", self.config["name"], self.config["version"],
+                 self.config["format"], threads)
+
+    def handle(self, data: list[dict], context) -> list:
+        prepared = self.preprocess(data, context)
+        self.inference(prepared)
+        return self.postprocess(prepared, context)
+
+    def preprocess(self, data: list[dict], context) -> list[Prepared]:
+        prepared = []
+        for idx, request in enumerate(data):
+            try:
+                inputs, single = self.pipeline.parse(request_body(request), content_type(context, idx))
+                prepared.append(Prepared(inputs, single))
+            except RequestError as exc:
+                prepared.append(Prepared(error=(400, str(exc))))
+            except Exception as exc:  # a bug of ours, not the client's: fail this request only
+                log.exception("pre-processing failed")
+                prepared.append(Prepared(error=(500, f"pre-processing failed: {type(exc).__name__}: {exc}")))
+        return prepared
+
+    def inference(self, prepared: list[Prepared]) -> None:
+        """One model call for the whole batch; if it fails, each request alone so that one
+        bad request cannot take the others down."""
+        good = [p for p in prepared if p.error is None]
+        if not good:
+            return
+        try:
+            self.run_together(good)
+        except Exception:  # the model raised on the stacked batch: isolate the culprit
+            log.exception("batched inference failed; retrying request by request")
+            for p in good:
+                try:
+                    self.run_together([p])
+                except Exception as exc:
+                    p.error = (500, f"inference failed: {type(exc).__name__}: {exc}")
+
+    def run_together(self, prepared: list[Prepared]) -> None:
+        names = [t["name"] for t in self.config["inputs"]]
+        stacked = {n: np.concatenate([p.inputs[n] for p in prepared]) for n in names}
+        outputs = self.model(stacked)
+        start = 0
+        for p in prepared:
+            rows = len(p.inputs[names[0]])
+            p.outputs = [o[start:start + rows] for o in outputs]
+            start += rows
+
+    def postprocess(self, prepared: list[Prepared], context) -> list:
+        responses = []
+        for idx, p in enumerate(prepared):
+            context.set_response_content_type(idx, "application/json")
+            if p.error is not None:
+                code, message = p.error
+                context.set_response_status(code, "Bad Request" if code < 500 else "Internal Server Error", idx)
+                responses.append(json.dumps({"code": code, "type": "InvalidInput" if code < 500 else "InferenceError",
+                                             "message": message}))
+                continue
+            answers = self.pipeline.postprocess(p.outputs)
+            responses.append(json.dumps(answers[0] if p.single else answers))
+        return responses
+
+
+def request_body(request: dict):
+    """TorchServe puts a raw POST body under "body" (or "data" for form uploads)."""
+    for key in ("body", "data"):
+        if request.get(key) is not None:
+            return request[key]
+    return next(iter(request.values()), None) if request else None
+
+
+def content_type(context, idx: int) -> str | None:
+    headers = context.get_all_request_header(idx) or {}
+    return next((v for k, v in headers.items() if k.lower() == "content-type"), None)

@@ -1,0 +1,175 @@
+"""Start, wait for and stop a real TorchServe on the generated model store.
+
+Each instance lives in its own work directory (config, key_file.json, logs, and TEMP, which
+holds TorchServe's pid file and worker sockets), so several can run side by side: `make serve`
+uses build/torchserve, the tests a temporary one with free ports.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from scripts.errors import BuildError
+
+DEFAULT_WORKDIR = Path("build/torchserve")
+
+
+@dataclass(frozen=True)
+class Ports:
+    inference: int = 8080
+    management: int = 8081
+    metrics: int = 8082
+    grpc_inference: int = 7070
+    grpc_management: int = 7071
+
+
+@dataclass
+class TorchServe:
+    workdir: Path
+    ports: Ports
+
+    @property
+    def inference_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.inference}"
+
+    @property
+    def management_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.management}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.metrics}"
+
+    @property
+    def key_file(self) -> Path:
+        return self.workdir / "key_file.json"
+
+    def key(self, api: str) -> str:
+        """The token for "inference" or "management" from key_file.json."""
+        return json.loads(self.key_file.read_text())[api]["key"]
+
+    def env(self) -> dict[str, str]:
+        # TEMP moves TorchServe's pid file and sockets; the venv's bin must come first on
+        # PATH so the Java frontend starts workers with this Python.
+        return {**os.environ, "TEMP": str(self.workdir / "tmp"), "LOG_LOCATION": str(self.workdir / "logs"),
+                "METRICS_LOCATION": str(self.workdir / "logs"),
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def render_config(template: Path, store: Path, models: list[str], ports: Ports) -> str:
+    """config.properties with the model store, the spec's models and the ports filled in."""
+    store = store.resolve()
+    values = {
+        "inference_address": f"http://127.0.0.1:{ports.inference}",
+        "management_address": f"http://127.0.0.1:{ports.management}",
+        "metrics_address": f"http://127.0.0.1:{ports.metrics}",
+        "grpc_inference_port": str(ports.grpc_inference),
+        "grpc_management_port": str(ports.grpc_management),
+        "model_store": str(store),
+        "allowed_urls": f"file://{re.escape(str(store))}/.*",
+        "load_models": ",".join(f"{m}.mar" for m in models),
+    }
+    lines = []
+    for line in template.read_text().splitlines():
+        key = line.split("=", 1)[0].strip()
+        lines.append(f"{key}={values.pop(key)}" if key in values and not line.startswith("#") else line)
+    lines += [f"{k}={v}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def start(template: Path, store: Path, models: list[str], ports: Ports = Ports(),
+          workdir: Path = DEFAULT_WORKDIR) -> TorchServe:
+    """Start TorchServe in the background (returns at once; see wait_ready)."""
+    server = TorchServe(workdir.resolve(), ports)
+    if is_running(server):
+        raise BuildError(f"TorchServe already runs from {workdir}; `make stop` first")
+    shutil.rmtree(server.workdir, ignore_errors=True)
+    for sub in ("tmp", "logs"):
+        (server.workdir / sub).mkdir(parents=True)
+    config = server.workdir / "config.properties"
+    config.write_text(render_config(template, store, models, ports))
+    torchserve = Path(sys.executable).with_name("torchserve")
+    with open(server.workdir / "logs" / "launcher.log", "wb") as log:
+        subprocess.run([str(torchserve), "--start", "--ncs", "--ts-config", str(config)],
+                       cwd=server.workdir, env=server.env(), stdout=log, stderr=subprocess.STDOUT, check=True)
+    return server
+
+
+def pid(server: TorchServe) -> int | None:
+    try:
+        value = int((server.workdir / "tmp" / ".model_server.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(value, 0)
+    except OSError:
+        return None
+    return value
+
+
+def is_running(server: TorchServe) -> bool:
+    return pid(server) is not None
+
+
+def wait_ready(server: TorchServe, models: list[str], timeout_s: float = 300) -> float:
+    """Block until every model has a READY worker; returns the seconds waited. On timeout or
+    a dead server, BuildError with the tail of the worker log."""
+    started = time.monotonic()
+    pending = list(models)
+    while pending:
+        if time.monotonic() - started > timeout_s:
+            raise BuildError(f"TorchServe: {pending} not READY after {timeout_s:.0f}s\n" + log_tail(server))
+        if not is_running(server) and time.monotonic() - started > 5:
+            raise BuildError("TorchServe exited during start-up\n" + log_tail(server))
+        pending = [m for m in pending if not model_ready(server, m)]
+        if pending:
+            time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def model_ready(server: TorchServe, model: str) -> bool:
+    try:
+        reply = requests.get(f"{server.management_url}/models/{model}", timeout=5,
+                             headers={"Authorization": f"Bearer {server.key('management')}"})
+    except (requests.RequestException, OSError, ValueError, KeyError):
+        return False  # not listening yet, or key_file.json not written yet
+    if reply.status_code != 200:
+        return False
+    return any(w.get("status") == "READY" for entry in reply.json() for w in entry.get("workers", []))
+
+
+def log_tail(server: TorchServe, lines: int = 40) -> str:
+    tails = []
+    for name in ("model_log.log", "ts_log.log", "launcher.log"):
+        path = server.workdir / "logs" / name
+        if path.exists():
+            content = path.read_text(errors="replace").splitlines()[-lines:]
+            tails.append(f"--- {path} (last {len(content)} lines) ---\n" + "\n".join(content))
+    return "\n".join(tails) or f"(no logs under {server.workdir / 'logs'})"
+
+
+def stop(workdir: Path = DEFAULT_WORKDIR, timeout_s: float = 30) -> bool:
+    """Stop the instance that runs from workdir (never another one); True if one was running."""
+    server = TorchServe(workdir.resolve(), Ports())
+    process = pid(server)
+    if process is None:
+        return False
+    torchserve = Path(sys.executable).with_name("torchserve")
+    # --stop from the instance's own cwd and TEMP: it targets that pid file only.
+    subprocess.run([str(torchserve), "--stop"], cwd=server.workdir, env=server.env(),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    deadline = time.monotonic() + timeout_s
+    while is_running(server) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if is_running(server):
+        os.kill(process, 9)
+    return True
