@@ -9,11 +9,14 @@ MODEL ?=
 STEP_ARGS := --spec $(SPEC) $(if $(MODEL),--model $(MODEL))
 STAMP := $(VENV)/.installed
 
-.PHONY: install train export test test-unit clean
+RUNTIME ?= all
+
+.PHONY: install train export archive serve serve-torchserve stop test test-unit clean
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make install | train | export | test | clean   (SPEC=models.yaml MODEL=name)"
+	@echo "make install | train | export | archive | serve | stop | test | clean"
+	@echo "   SPEC=models.yaml MODEL=name RUNTIME=all|torchserve|triton"
 
 # The venv is rebuilt only when the pinned dependencies change; the system check is cheap.
 install: $(STAMP)
@@ -31,12 +34,25 @@ train: install
 export: train
 	$(PY) -m scripts export $(STEP_ARGS)
 
-test: export
+archive: export
+	$(PY) -m scripts archive $(STEP_ARGS)
+
+# The main command: build whatever is missing, start the runtime(s), wait until READY.
+serve: archive
+	$(PY) -m scripts serve $(STEP_ARGS) --runtime $(RUNTIME)
+
+serve-torchserve:
+	$(MAKE) serve RUNTIME=torchserve
+
+stop:
+	@test -x $(PY) && $(PY) -m scripts stop --spec $(SPEC) || true
+
+test: archive
 	$(PY) -m pytest tests
 
 test-unit: install
 	$(PY) -m pytest tests/unit
 
 clean:
-	rm -rf checkpoints/* artifacts/* model_store/* triton_repo/* reports/*
+	rm -rf checkpoints/* artifacts/* model_store/* triton_repo/* reports/* build/
 	@git checkout -- checkpoints/.gitkeep artifacts/.gitkeep model_store/.gitkeep triton_repo/.gitkeep reports/.gitkeep 2>/dev/null || true

@@ -47,6 +47,7 @@ class SpecHandlerBase:
                  self.config["format"], threads)
 
     def handle(self, data: list[dict], context) -> list:
+        log.info("batch of %d request(s)", len(data))  # shows server-side batching in model_log
         prepared = self.preprocess(data, context)
         self.inference(prepared)
         return self.postprocess(prepared, context)

@@ -83,6 +83,7 @@ def archive_model(spec: ModelSpec, root: Path, store: Path, force: bool = False)
     if not force and is_fresh(stamp, expected, [out]):
         return False
     store.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)  # rebuilt from scratch (and the archiver's overwrite warning avoided)
     with tempfile.TemporaryDirectory(prefix=f"mar-{spec.name}-") as tmp:
         folder = Path(tmp)
         config = stage(spec, root, folder)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+from enum import Enum
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -90,6 +91,57 @@ def export(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, fo
                           ", ".join(f"{fmt} {err:.2e}" for fmt, err in worst.items()))
             bar.advance(task)
     console.print(table)
+
+
+@app.command()
+@user_errors
+def archive(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, force: ForceOption = False):
+    """Build one TorchServe .mar per model into model_store/ (incremental)."""
+    from scripts.archive import archive_model, mar_path
+
+    root, models = selected_models(spec, model)
+    table = Table("model", "status", "archive")
+    with progress() as bar:
+        task = bar.add_task("archive", total=len(models))
+        for m in models:
+            bar.update(task, description=f"archive {m.name}")
+            built = archive_model(m, root, root / "model_store", force)
+            table.add_row(m.name, "archived" if built else "up to date",
+                          str(mar_path(m, Path("model_store"))))
+            bar.advance(task)
+    console.print(table)
+
+
+class Runtime(str, Enum):
+    all = "all"
+    torchserve = "torchserve"
+    triton = "triton"
+
+
+RuntimeOption = Annotated[Runtime, typer.Option("--runtime", help="Which runtime(s) to start.")]
+
+
+@app.command()
+@user_errors
+def serve(spec: SpecOption = Path("models.yaml"), model: ModelOption = None,
+          runtime: RuntimeOption = Runtime.all,
+          timeout: Annotated[float, typer.Option(help="Seconds to wait for READY.")] = 300):
+    """Start the runtime(s) in the background and wait until every model is READY."""
+    from scripts.serve import serve_runtimes
+
+    root, models = selected_models(spec, model)
+    for line in serve_runtimes(runtime.value, models, root, timeout):
+        console.print(line, highlight=False)
+
+
+@app.command()
+@user_errors
+def stop(spec: SpecOption = Path("models.yaml")):
+    """Stop every runtime that `serve` started."""
+    from scripts.serve import stop_all
+
+    for line in stop_all(spec.resolve().parent):
+        console.print(line)
 
 
 @app.command()

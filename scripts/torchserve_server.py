@@ -12,13 +12,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
 from scripts.errors import BuildError
+from scripts.servers import read_pid, stop_process, tail, wait_for_models
 
 DEFAULT_WORKDIR = Path("build/torchserve")
 
@@ -105,15 +105,7 @@ def start(template: Path, store: Path, models: list[str], ports: Ports = Ports()
 
 
 def pid(server: TorchServe) -> int | None:
-    try:
-        value = int((server.workdir / "tmp" / ".model_server.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
-    try:
-        os.kill(value, 0)
-    except OSError:
-        return None
-    return value
+    return read_pid(server.workdir / "tmp" / ".model_server.pid")
 
 
 def is_running(server: TorchServe) -> bool:
@@ -123,17 +115,8 @@ def is_running(server: TorchServe) -> bool:
 def wait_ready(server: TorchServe, models: list[str], timeout_s: float = 300) -> float:
     """Block until every model has a READY worker; returns the seconds waited. On timeout or
     a dead server, BuildError with the tail of the worker log."""
-    started = time.monotonic()
-    pending = list(models)
-    while pending:
-        if time.monotonic() - started > timeout_s:
-            raise BuildError(f"TorchServe: {pending} not READY after {timeout_s:.0f}s\n" + log_tail(server))
-        if not is_running(server) and time.monotonic() - started > 5:
-            raise BuildError("TorchServe exited during start-up\n" + log_tail(server))
-        pending = [m for m in pending if not model_ready(server, m)]
-        if pending:
-            time.sleep(0.5)
-    return time.monotonic() - started
+    return wait_for_models("TorchServe", models, lambda m: model_ready(server, m),
+                           lambda: is_running(server), lambda: log_tail(server), timeout_s)
 
 
 def model_ready(server: TorchServe, model: str) -> bool:
@@ -148,28 +131,14 @@ def model_ready(server: TorchServe, model: str) -> bool:
 
 
 def log_tail(server: TorchServe, lines: int = 40) -> str:
-    tails = []
-    for name in ("model_log.log", "ts_log.log", "launcher.log"):
-        path = server.workdir / "logs" / name
-        if path.exists():
-            content = path.read_text(errors="replace").splitlines()[-lines:]
-            tails.append(f"--- {path} (last {len(content)} lines) ---\n" + "\n".join(content))
-    return "\n".join(tails) or f"(no logs under {server.workdir / 'logs'})"
+    return tail([server.workdir / "logs" / n for n in ("model_log.log", "ts_log.log")], lines)
 
 
 def stop(workdir: Path = DEFAULT_WORKDIR, timeout_s: float = 30) -> bool:
     """Stop the instance that runs from workdir (never another one); True if one was running."""
     server = TorchServe(workdir.resolve(), Ports())
-    process = pid(server)
-    if process is None:
-        return False
     torchserve = Path(sys.executable).with_name("torchserve")
     # --stop from the instance's own cwd and TEMP: it targets that pid file only.
-    subprocess.run([str(torchserve), "--stop"], cwd=server.workdir, env=server.env(),
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    deadline = time.monotonic() + timeout_s
-    while is_running(server) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if is_running(server):
-        os.kill(process, 9)
-    return True
+    return stop_process(pid(server), lambda: subprocess.run(
+        [str(torchserve), "--stop"], cwd=server.workdir, env=server.env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False), timeout_s)

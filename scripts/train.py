@@ -38,10 +38,11 @@ def checkpoint_dir(spec: ModelSpec, root: Path) -> Path:
 
 def train_fingerprint(spec: ModelSpec) -> str:
     """Everything that changes the trained weights: model class and kwargs, training settings,
-    task and pre-processing, and the code of the module, the data function and handlers."""
+    task and pre-processing, and the code of the module, the data function and the shared
+    pre-processing functions."""
     settings = spec.model_dump(include={"source", "training", "task", "inputs", "outputs"}, mode="json")
     files = [source_file(spec.source.module), source_file(spec.training.data),
-             Path(__file__), *Path(handlers.processing.__file__).parent.glob("*.py")]
+             Path(__file__), Path(handlers.processing.__file__)]
     return fingerprint(settings, files)
 
 

@@ -1,0 +1,104 @@
+"""Run NVIDIA's perf_analyzer (the tritonclient wheel's bin/perf_analyzer) against a served model
+and read its CSV report: throughput and latency percentiles per concurrency.
+
+Requests carry real data (golden samples, or strings for BYTES inputs), never perf_analyzer's
+random values, which would fall outside the spec's ranges (token ids) and be rejected.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from scripts.errors import BuildError
+
+DEFAULT_WORKDIR = Path("build/perf")
+# Short, bounded measurements: stable enough on a small CPU box, never minutes per point.
+MEASUREMENT = ["--stability-percentage", "50", "--max-trials", "5", "--measurement-interval", "2000"]
+LIBRARIES = {"libcudart.so.12": "libcudart-", "libb64.so.0d": "libb64-"}
+
+
+def perf_analyzer() -> Path:
+    path = Path(sys.executable).with_name("perf_analyzer")
+    if not path.exists():
+        raise BuildError(f"{path} not found; it ships with the tritonclient wheel (`make install`)")
+    return path
+
+
+def library_dir(workdir: Path) -> Path:
+    """perf_analyzer links libcudart.so.12 and libb64.so.0d: point those sonames at the copies
+    bundled in the nvidia-pytriton wheel (no CUDA or system package needed)."""
+    from scripts.triton_server import wheel_dir
+
+    bundled = wheel_dir().parents[1] / "nvidia_pytriton.libs"
+    folder = workdir / "libs"
+    folder.mkdir(parents=True, exist_ok=True)
+    for soname, prefix in LIBRARIES.items():
+        matches = sorted(bundled.glob(f"{prefix}*"))
+        link = folder / soname
+        if matches and not link.exists():
+            link.symlink_to(matches[0])
+    return folder
+
+
+def input_data(rows: dict[str, np.ndarray | list[str]]) -> dict:
+    """perf_analyzer's --input-data JSON: one entry per example (rows without the batch axis).
+    Numeric rows as flattened content + shape; strings as themselves."""
+    names = list(rows)
+    count = len(rows[names[0]])
+    data = []
+    for i in range(count):
+        entry = {}
+        for name in names:
+            value = rows[name][i]
+            if isinstance(value, (str, bytes)):
+                entry[name] = [value.decode() if isinstance(value, bytes) else value]
+            else:
+                value = np.asarray(value)
+                entry[name] = {"content": value.reshape(-1).tolist(), "shape": list(value.shape)}
+        data.append(entry)
+    return {"data": data}
+
+
+def golden_rows(artifacts: Path, input_names: list[str]) -> dict[str, np.ndarray]:
+    with np.load(artifacts / "golden.npz") as golden:
+        return {n: golden[f"input.{n}"] for n in input_names}
+
+
+def parse_report(path: Path) -> list[dict]:
+    """perf_analyzer's -f CSV -> [{concurrency, throughput, p50_ms, p90_ms, p99_ms}, ...]."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [{"concurrency": int(r["Concurrency"]),
+             "throughput": float(r["Inferences/Second"]),
+             **{f"p{p}_ms": float(r[f"p{p} latency"]) / 1000.0 for p in (50, 90, 99)}}
+            for r in rows]
+
+
+def run(model: str, url: str, protocol: str, concurrency: list[int],
+        rows: dict[str, np.ndarray | list[str]], workdir: Path = DEFAULT_WORKDIR,
+        timeout_s: float = 300) -> list[dict]:
+    """One perf_analyzer run per concurrency level; their parsed rows, in order."""
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    data_file = workdir / f"{model}.input.json"
+    data_file.write_text(json.dumps(input_data(rows)))
+    env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(
+        [str(library_dir(workdir)), os.environ.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)}
+    results = []
+    for level in concurrency:
+        report = workdir / f"{model}.{protocol}.c{level}.csv"
+        cmd = [str(perf_analyzer()), "-m", model, "-u", url, "-i", protocol,
+               "--concurrency-range", f"{level}:{level}", "--input-data", str(data_file),
+               "-f", str(report), *MEASUREMENT]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
+        if done.returncode != 0:
+            raise BuildError(f"perf_analyzer failed on {model} ({protocol}, concurrency {level}):\n"
+                             + "\n".join((done.stdout + done.stderr).splitlines()[-15:]))
+        results += parse_report(report)
+    return results

@@ -1,0 +1,67 @@
+"""Steps `serve` and `stop`: start the runtimes on what the build generated, wait until every
+model is READY, and say where everything is."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from scripts import torchserve_server
+from scripts.archive import archive_model
+from scripts.spec import ModelSpec
+from scripts.torchserve_server import Ports
+
+TEMPLATE = Path("config.properties")
+
+
+def ports_from_config(template: Path) -> Ports:
+    """The ports written in config.properties, so a user's edit there is honoured."""
+    text = template.read_text()
+
+    def port(key: str, default: int) -> int:
+        match = re.search(rf"^{key}=.*?(\d+)\s*$", text, re.MULTILINE)
+        return int(match.group(1)) if match else default
+
+    defaults = Ports()
+    return Ports(port("inference_address", defaults.inference), port("management_address", defaults.management),
+                 port("metrics_address", defaults.metrics), port("grpc_inference_port", defaults.grpc_inference),
+                 port("grpc_management_port", defaults.grpc_management))
+
+
+def serve_torchserve(models: list[ModelSpec], root: Path, timeout_s: float = 300) -> list[str]:
+    """Archive what is missing, start TorchServe, wait for READY; returns lines to print."""
+    store = root / "model_store"
+    for spec in models:
+        archive_model(spec, root, store)
+    template = root / TEMPLATE
+    names = [m.name for m in models]
+    server = torchserve_server.start(template, store, names, ports_from_config(template),
+                                     root / torchserve_server.DEFAULT_WORKDIR)
+    try:
+        waited = torchserve_server.wait_ready(server, names, timeout_s)
+    except Exception:
+        torchserve_server.stop(server.workdir)
+        raise
+    workdir = server.workdir.relative_to(root.resolve())
+    return [
+        f"TorchServe READY in {waited:.1f}s: {', '.join(names)}",
+        f"  inference   {server.inference_url}/predictions/<model>",
+        f"  management  {server.management_url}/models",
+        f"  metrics     {server.metrics_url}/metrics",
+        f"  gRPC        127.0.0.1:{server.ports.grpc_inference} (inference), "
+        f"127.0.0.1:{server.ports.grpc_management} (management)",
+        f"  tokens      {workdir}/key_file.json (\"inference\" and \"management\" keys; "
+        "send 'Authorization: Bearer <key>')",
+        f"  logs        {workdir}/logs/",
+    ]
+
+
+def stop_all(root: Path) -> list[str]:
+    stopped = torchserve_server.stop(root / torchserve_server.DEFAULT_WORKDIR)
+    return ["TorchServe stopped" if stopped else "TorchServe was not running"]
+
+
+def serve_runtimes(runtime: str, models: list[ModelSpec], root: Path, timeout_s: float) -> list[str]:
+    lines = []
+    if runtime in ("all", "torchserve"):
+        lines += serve_torchserve(models, root, timeout_s)
+    return lines

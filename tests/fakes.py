@@ -1,0 +1,39 @@
+"""Stand-ins for the runtimes' in-process objects, so run-time code is tested without servers."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+
+class FakeTorchServeContext:
+    """The parts of ts.context.Context a handler uses; records per-request statuses."""
+
+    def __init__(self, model_dir: Path, content_types: list[str | None]):
+        self.system_properties = {"model_dir": str(model_dir), "gpu_id": None}
+        self.content_types = content_types
+        self.statuses: dict[int, int] = {}
+        self.response_types: dict[int, str] = {}
+
+    def get_all_request_header(self, idx: int) -> dict:
+        value = self.content_types[idx]
+        return {} if value is None else {"Content-Type": value}
+
+    def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
+        self.statuses[idx] = code
+
+    def set_response_content_type(self, idx: int, value: str) -> None:
+        self.response_types[idx] = value
+
+
+def unpacked_archive(name: str, into: Path) -> Path:
+    """model_store/<name>.mar unpacked, as TorchServe does before calling initialize()."""
+    mar = REPO / "model_store" / f"{name}.mar"
+    if not mar.exists():
+        pytest.fail(f"{mar} missing: run `make archive` first (make test does)")
+    with zipfile.ZipFile(mar) as archive:
+        archive.extractall(into)
+    return into

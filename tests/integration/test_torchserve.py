@@ -1,0 +1,129 @@
+"""Real TorchServe on free loopback ports, serving the project's own archives."""
+from __future__ import annotations
+
+import concurrent.futures
+import ipaddress
+import json
+import re
+
+import numpy as np
+import psutil
+import pytest
+import requests
+
+from scripts import torchserve_server
+from scripts.serve import TEMPLATE
+from scripts.servers import free_port
+from scripts.spec import load_spec
+from scripts.torchserve_client import TorchServeClient, TorchServeError
+from scripts.verify import compare
+from tests.conftest import REPO
+
+SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    ports = torchserve_server.Ports(*(free_port() for _ in range(5)))
+    instance = torchserve_server.start(REPO / TEMPLATE, REPO / "model_store", list(SPEC), ports,
+                                       tmp_path_factory.mktemp("torchserve"))
+    try:
+        torchserve_server.wait_ready(instance, list(SPEC), timeout_s=240)
+        yield instance
+    finally:
+        torchserve_server.stop(instance.workdir)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return TorchServeClient.for_server(server)
+
+
+def request_file(model: str, pattern: str):
+    return sorted((REPO / "checkpoints" / model / "requests").glob(pattern))
+
+
+@pytest.mark.parametrize("name", list(SPEC))
+def test_golden_samples_over_rest_equal_eager_outputs(client, name):
+    spec = SPEC[name]
+    golden = np.load(REPO / "artifacts" / name / str(spec.version) / "golden.npz")
+    tensors = {t.name: golden[f"input.{t.name}"].tolist() for t in spec.inputs}
+    answers = client.predict(name, {"tensors": tensors})
+    for t in spec.outputs:
+        served = np.array([a["outputs"][t.name] for a in answers], dtype=np.float32)
+        result = compare(served, golden[f"output.{t.name}"], spec.tolerance)
+        assert result.passed, (name, t.name, result)
+
+
+def test_readme_examples_return_the_right_labels(client):
+    for png in request_file("digits_cnn", "digit_*.png"):
+        assert client.predict("digits_cnn", png.read_bytes(), "image/png")["label"] == png.stem.split("_")[1]
+    assert client.predict("sentiment_lstm", "the acting was truly wonderful", "text/plain")["label"] == "positive"
+    assert client.predict("sentiment_lstm", "honestly the plot was not good", "text/plain")["label"] == "negative"
+    row = json.loads(request_file("tabular_mlp", "row_0.json")[0].read_text())
+    assert client.predict("tabular_mlp", row)["label"] in ("malignant", "benign")
+
+
+def test_concurrent_requests_are_batched_server_side(client, server):
+    png = request_file("digits_cnn", "digit_*.png")[0]
+    expected = png.stem.split("_")[1]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        labels = list(pool.map(lambda _: client.predict("digits_cnn", png.read_bytes(), "image/png")["label"],
+                               range(96)))
+    assert labels == [expected] * 96
+    log = (server.workdir / "logs" / "model_log.log").read_text()
+    sizes = [int(n) for n in re.findall(r"W-\d+-digits_cnn\S* .*batch of (\d+) request", log)]
+    assert sizes and max(sizes) > 1, "TorchServe never batched concurrent requests"
+
+
+def test_calls_without_or_with_a_wrong_token_are_refused(server):
+    # TorchServe 0.12 answers a failed token check with 400 InvalidKeyException (not 401).
+    for url in (f"{server.inference_url}/predictions/tabular_mlp", f"{server.management_url}/models"):
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            reply = requests.request("POST" if "predictions" in url else "GET", url, headers=headers, timeout=10)
+            assert reply.status_code in (400, 401), reply.text
+            assert "Token Authorization failed" in reply.json()["message"]
+
+
+def test_model_api_is_off_by_default(client):
+    with pytest.raises(TorchServeError) as refused:
+        client.register("file:///etc/passwd.mar")
+    assert refused.value.status == 405
+
+
+def test_bad_requests_leave_the_server_serving(client):
+    pids = client.worker_pids("digits_cnn")
+    for body, content_type in ((b"junk", "image/png"), (b"", "image/png"), (b"{", "application/json"),
+                               (json.dumps({"inputs": [[1, 2]]}), "application/json")):
+        reply = client.predict_raw("digits_cnn", body, content_type)
+        assert reply.status_code == 400 and reply.json()["message"]
+    png = request_file("digits_cnn", "digit_*.png")[0]
+    assert client.predict("digits_cnn", png.read_bytes(), "image/png")["label"] == png.stem.split("_")[1]
+    assert client.worker_pids("digits_cnn") == pids
+
+
+def test_management_api_list_describe_scale_and_default(client):
+    assert {m["modelName"] for m in client.list_models()} == set(SPEC)
+    described = client.describe("tabular_mlp")[0]
+    assert described["batchSize"] == SPEC["tabular_mlp"].batching.max_batch_size
+    assert described["modelVersion"] == "1"
+    client.scale("tabular_mlp", 2)
+    assert len(client.worker_pids("tabular_mlp")) == 2
+    client.scale("tabular_mlp", 1)
+    assert len(client.worker_pids("tabular_mlp")) == 1
+    assert "Default version" in client.set_default("tabular_mlp", "1")["status"]
+    with pytest.raises(TorchServeError) as missing:
+        client.describe("no_such_model")
+    assert missing.value.status == 404
+
+
+def test_listens_on_loopback_only(server):
+    listening = {(c.laddr.ip, c.laddr.port) for c in psutil.Process(torchserve_server.pid(server)).net_connections("inet")
+                 if c.status == "LISTEN"}
+    assert {port for _, port in listening} == set(vars(server.ports).values())
+    assert all(is_loopback(ip) for ip, _ in listening), listening
+
+
+def is_loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip)
+    return (getattr(address, "ipv4_mapped", None) or address).is_loopback

@@ -1,0 +1,126 @@
+"""The TorchServe handler, driven in-process with a fake context on the real archives."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from handlers.torchserve_handler import SpecHandler
+from scripts.spec import load_spec
+from scripts.verify import compare
+from tests.conftest import REPO
+from tests.fakes import FakeTorchServeContext, unpacked_archive
+
+SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
+
+
+@pytest.fixture(scope="module")
+def handlers(tmp_path_factory):
+    loaded = {}
+    for name in SPEC:
+        model_dir = unpacked_archive(name, tmp_path_factory.mktemp(name))
+        handler = SpecHandler()
+        handler.initialize(FakeTorchServeContext(model_dir, []))
+        loaded[name] = handler
+    return loaded
+
+
+def call(handler, *requests):
+    """requests: (body, content_type) pairs -> (decoded answers, statuses by index)."""
+    context = FakeTorchServeContext(None, [ct for _, ct in requests])
+    answers = handler.handle([{"body": body} for body, _ in requests], context)
+    assert len(answers) == len(requests)
+    assert all(t == "application/json" for t in context.response_types.values())
+    return [json.loads(a) for a in answers], [context.statuses.get(i, 200) for i in range(len(requests))]
+
+
+def request_file(model: str, name: str) -> bytes:
+    return (REPO / "checkpoints" / model / "requests" / name).read_bytes()
+
+
+def digit_pngs():
+    return sorted((REPO / "checkpoints/digits_cnn/requests").glob("digit_*.png"))
+
+
+def test_png_bytes_give_the_right_digit(handlers):
+    for png in digit_pngs():
+        (answer,), (status,) = call(handlers["digits_cnn"], (png.read_bytes(), "image/png"))
+        assert status == 200 and answer["label"] == png.stem.split("_")[1]
+        assert len(answer["top_k"]) == 3 and len(answer["outputs"]["logits"]) == 10
+
+
+def test_raw_28x28_array_and_jpeg(handlers):
+    png = digit_pngs()[0]
+    image = Image.open(png)
+    pixels = (np.asarray(image.resize((28, 28), Image.BILINEAR), np.float32) / 255 - 0.5) / 0.5
+    jpeg = io.BytesIO()
+    image.convert("RGB").resize((64, 64)).save(jpeg, format="JPEG", quality=95)
+    answers, statuses = call(handlers["digits_cnn"], ({"inputs": pixels.tolist()}, "application/json"),
+                             (jpeg.getvalue(), "image/jpeg"))
+    assert statuses == [200, 200]
+    assert answers[0]["label"] == answers[1]["label"] == png.stem.split("_")[1]
+
+
+def test_one_bad_request_does_not_spoil_the_batch(handlers):
+    png = digit_pngs()[0].read_bytes()
+    answers, statuses = call(handlers["digits_cnn"], (png, "image/png"), (b"junk", "image/png"),
+                             (png[: len(png) // 2], "image/png"), (b"", "image/png"), (png, None))
+    assert statuses == [200, 400, 400, 400, 200]
+    assert answers[0]["label"] == answers[4]["label"]
+    assert "not a recognized image format" in answers[1]["message"]
+    assert answers[3]["message"].startswith("empty body")
+    assert all(a["code"] == 400 and a["type"] == "InvalidInput" for a in answers[1:4])
+
+
+@pytest.mark.parametrize("body, content_type, message", [
+    ({"inputs": [1.0] * 29}, "application/json", "expected shape [30] per example"),
+    ({"inputs": [[1.0] * 30, [1.0] * 3]}, "application/json", "list of numbers of equal lengths"),
+    ({"inputs": ["a"] * 30}, "application/json", "list of numbers"),
+    ({"inputs": [float("nan")] * 30}, "application/json", "NaN or infinite"),
+    ({"inputs": [1.0] * 30, "extra": 1}, "application/json", "unknown key(s) ['extra']"),
+    (b"{not json", "application/json", "not valid JSON"),
+    (b"\x00\x01", "image/png", "unsupported Content-Type 'image/png'"),
+    ({"tensors": {"wrong": [1.0]}}, "application/json", "must map every input name ['features']"),
+])
+def test_tabular_bad_requests_are_400_with_a_reason(handlers, body, content_type, message):
+    if isinstance(body, dict):
+        body = json.dumps(body, allow_nan=True).encode()
+    (answer,), (status,) = call(handlers["tabular_mlp"], (body, content_type))
+    assert status == 400 and message in answer["message"], answer
+
+
+def test_text_as_plain_text_bytes_and_json_list(handlers):
+    answers, statuses = call(handlers["sentiment_lstm"], ("the movie was truly wonderful", "text/plain"),
+                             (b"the plot was awful", "text/plain"),
+                             ({"inputs": ["honestly the show was lovely", "the book was quite dull"]}, "application/json"),
+                             (b"\xff\xfe bad utf8", "text/plain"), ("   ", "text/plain"))
+    assert statuses == [200, 200, 200, 400, 400]
+    assert answers[0]["label"] == "positive" and answers[1]["label"] == "negative"
+    assert [a["label"] for a in answers[2]] == ["positive", "negative"]
+    assert "not valid UTF-8" in answers[3]["message"] and "empty text" in answers[4]["message"]
+
+
+def test_sample_row_is_classified(handlers):
+    (answer,), (status,) = call(handlers["tabular_mlp"], (request_file("tabular_mlp", "row_0.json"), "application/json"))
+    assert status == 200 and answer["label"] in ("malignant", "benign")
+
+
+@pytest.mark.parametrize("name", list(SPEC))
+def test_golden_tensors_reproduce_eager_outputs(handlers, name):
+    spec = SPEC[name]
+    golden = np.load(REPO / "artifacts" / name / str(spec.version) / "golden.npz")
+    tensors = {t.name: golden[f"input.{t.name}"].tolist() for t in spec.inputs}
+    (answers,), (status,) = call(handlers[name], ({"tensors": tensors}, "application/json"))
+    assert status == 200
+    for t in spec.outputs:
+        served = np.array([a["outputs"][t.name] for a in answers], dtype=np.float32)
+        assert compare(served, golden[f"output.{t.name}"], spec.tolerance).passed
+
+
+def test_token_ids_out_of_range_are_refused(handlers):
+    (answer,), (status,) = call(handlers["sentiment_lstm"],
+                                ({"tensors": {"token_ids": [[10_000] * 32]}}, "application/json"))
+    assert status == 400 and "values must lie in [0, 9999]" in answer["message"]
