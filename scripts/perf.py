@@ -6,9 +6,11 @@ random values, which would fall outside the spec's ranges (token ids) and be rej
 """
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -56,8 +58,11 @@ def input_data(rows: dict[str, np.ndarray | list[str]]) -> dict:
         entry = {}
         for name in names:
             value = rows[name][i]
-            if isinstance(value, (str, bytes)):
-                entry[name] = [value.decode() if isinstance(value, bytes) else value]
+            if isinstance(value, bytes):  # binary (encoded images): base64 of the serialized element
+                entry[name] = {"b64": base64.b64encode(struct.pack("<I", len(value)) + value).decode(),
+                               "shape": [1]}
+            elif isinstance(value, str):
+                entry[name] = [value]
             else:
                 value = np.asarray(value)
                 entry[name] = {"content": value.reshape(-1).tolist(), "shape": list(value.shape)}

@@ -5,6 +5,7 @@ import concurrent.futures
 import ipaddress
 import json
 import re
+import zipfile
 
 import numpy as np
 import psutil
@@ -12,6 +13,7 @@ import pytest
 import requests
 
 from scripts import torchserve_server
+from scripts.errors import BuildError
 from scripts.serve import TEMPLATE
 from scripts.servers import free_port
 from scripts.spec import load_spec
@@ -127,3 +129,23 @@ def test_listens_on_loopback_only(server):
 def is_loopback(ip: str) -> bool:
     address = ipaddress.ip_address(ip)
     return (getattr(address, "ipv4_mapped", None) or address).is_loopback
+
+
+def test_a_model_that_cannot_load_fails_the_start_with_the_worker_log(tmp_path):
+    """wait_ready gives up with the worker's own error, instead of hanging or saying 'worker died'."""
+    store = tmp_path / "store"
+    store.mkdir()
+    with zipfile.ZipFile(REPO / "model_store" / "tabular_mlp.mar") as good, \
+            zipfile.ZipFile(store / "tabular_mlp.mar", "w") as broken:
+        for item in good.infolist():
+            if item.filename != "model.torchscript.pt":  # the model file is missing
+                broken.writestr(item, good.read(item))
+    ports = torchserve_server.Ports(*(free_port() for _ in range(5)))
+    instance = torchserve_server.start(REPO / TEMPLATE, store, ["tabular_mlp"], ports, tmp_path / "ts")
+    try:
+        with pytest.raises(BuildError) as failed:
+            torchserve_server.wait_ready(instance, ["tabular_mlp"], timeout_s=20)
+    finally:
+        torchserve_server.stop(instance.workdir)
+    assert "['tabular_mlp'] not READY after 20s" in str(failed.value)
+    assert "model.torchscript.pt" in str(failed.value) and "model_log.log" in str(failed.value)

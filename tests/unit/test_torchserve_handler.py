@@ -124,3 +124,19 @@ def test_token_ids_out_of_range_are_refused(handlers):
     (answer,), (status,) = call(handlers["sentiment_lstm"],
                                 ({"tensors": {"token_ids": [[10_000] * 32]}}, "application/json"))
     assert status == 400 and "values must lie in [0, 9999]" in answer["message"]
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "aoti"])
+def test_handler_serves_the_other_formats(tmp_path, fmt):
+    """serving.format picks the loader: ONNX through onnxruntime, or the AOTInductor package."""
+    from handlers.runners import ARTIFACT_FILES
+
+    spec = SPEC["digits_cnn"]
+    model_dir = unpacked_archive("digits_cnn", tmp_path)
+    artifact = REPO / "artifacts" / spec.name / str(spec.version) / ARTIFACT_FILES[fmt]
+    (model_dir / artifact.name).write_bytes(artifact.read_bytes())
+    config = json.loads((model_dir / "model_config.json").read_text())
+    (model_dir / "model_config.json").write_text(json.dumps({**config, "format": fmt, "artifact": artifact.name}))
+    handler = SpecHandler()
+    handler.initialize(FakeTorchServeContext(model_dir, []))
+    test_golden_tensors_reproduce_eager_outputs({"digits_cnn": handler}, "digits_cnn")
