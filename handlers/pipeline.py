@@ -22,6 +22,11 @@ NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16, "float64": np.floa
 JSON_KEYS = {"inputs", "tensors"}
 
 
+def looks_like_json_object(body: Any) -> bool:
+    head = body[:64].lstrip() if isinstance(body, (bytes, bytearray, str)) else ""
+    return head[:1] in ("{", b"{")
+
+
 def as_bytes(body: Any) -> bytes:
     return body.encode("utf-8", "surrogateescape") if isinstance(body, str) else bytes(body)
 
@@ -55,7 +60,9 @@ class Pipeline:
         content_type = (content_type or "").split(";")[0].strip().lower()
         if body is None or (isinstance(body, (bytes, bytearray, str)) and len(body) == 0):
             raise RequestError(f"empty body: send {self.expected_input}")
-        if isinstance(body, (dict, list)) or content_type == "application/json":
+        if isinstance(body, (dict, list)) or content_type == "application/json" or (
+                content_type == "" and looks_like_json_object(body)):
+            # gRPC carries no Content-Type: a body that opens with "{" is taken as JSON there.
             return self.parse_json(body)
         if self.preprocess_kind == "image" and (content_type.startswith("image/") or
                                                 content_type in ("", "application/octet-stream")):

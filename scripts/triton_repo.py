@@ -17,6 +17,7 @@ import io
 import json
 import shutil
 import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -441,7 +442,9 @@ def check_torchscript(config: mc.ModelConfig, declared, path: Path, spec: ModelS
     problems = [f"{config.name}: {kind} {t.name!r} does not follow libtorch's <name>__<index> naming"
                 for kind, tensors in zip(("input", "output"), declared)
                 for i, t in enumerate(tensors) if not t.name.endswith(f"__{i}")]
-    module = torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():  # TorchScript's deprecation notice: libtorch still reads it
+        warnings.simplefilter("ignore")
+        module = torch.jit.load(str(path), map_location="cpu")
     arguments = [a.name for a in module.forward.schema.arguments][1:]  # drop self
     if len(arguments) != len(declared[0]):
         problems.append(f"{config.name}: forward() takes {arguments}, config declares {len(declared[0])} inputs")

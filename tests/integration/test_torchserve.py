@@ -7,6 +7,7 @@ import json
 import re
 import zipfile
 
+import grpc
 import numpy as np
 import psutil
 import pytest
@@ -18,6 +19,7 @@ from scripts.serve import TEMPLATE
 from scripts.servers import free_port
 from scripts.spec import load_spec
 from scripts.torchserve_client import TorchServeClient, TorchServeError
+from scripts.torchserve_grpc import TorchServeGrpcClient
 from scripts.verify import compare
 from tests.conftest import REPO
 
@@ -149,3 +151,24 @@ def test_a_model_that_cannot_load_fails_the_start_with_the_worker_log(tmp_path):
         torchserve_server.stop(instance.workdir)
     assert "['tabular_mlp'] not READY after 20s" in str(failed.value)
     assert "model.torchscript.pt" in str(failed.value) and "model_log.log" in str(failed.value)
+
+
+def test_grpc_predictions_with_stubs_compiled_from_the_server_jar(server):
+    grpc_client = TorchServeGrpcClient.for_server(server)
+    assert {m["modelName"] for m in grpc_client.list_models()} == set(SPEC)
+    png = request_file("digits_cnn", "digit_*.png")[0]
+    assert json.loads(grpc_client.predict_raw("digits_cnn", png.read_bytes()))["label"] == png.stem.split("_")[1]
+    assert grpc_client.predict("sentiment_lstm", {"inputs": "the film was superb"})["label"] == "positive"
+    with pytest.raises(TorchServeError) as refused:
+        grpc_client.predict("digits_cnn", {"inputs": [[1, 2]]})
+    assert refused.value.status == 400 and "expected shape" in refused.value.message
+
+
+def test_grpc_without_the_token_is_refused(server, tmp_path):
+    wrong = tmp_path / "key_file.json"
+    wrong.write_text(json.dumps({"inference": {"key": "wrong"}, "management": {"key": "wrong"}}))
+    intruder = TorchServeGrpcClient(server.ports.grpc_inference, server.ports.grpc_management, wrong)
+    for call in (lambda: intruder.predict_raw("digits_cnn", b"x"), intruder.list_models):
+        with pytest.raises(grpc.RpcError) as refused:
+            call()
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -1,0 +1,127 @@
+"""Real tritonserver (nvidia-pytriton wheel) on free loopback ports, serving the generated repository."""
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import shutil
+
+import numpy as np
+import pytest
+import requests
+from tritonclient.utils import InferenceServerException
+
+from handlers.runners import ARTIFACT_FILES
+from handlers.torchserve_handler import SpecHandler
+from scripts import perf, triton_server
+from scripts.runtime_config import write_runtime_config
+from scripts.spec import load_spec
+from scripts.triton_client import TritonClient, batch_sizes, decode_labels, spec_datatypes
+from scripts.verify import compare
+from tests.conftest import REPO
+from tests.fakes import FakeTorchServeContext
+
+pytestmark = pytest.mark.integration
+SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
+PROTOCOLS = ["http", "grpc"]
+
+
+def client_for(server, protocol: str) -> TritonClient:
+    return TritonClient(server.http_url if protocol == "http" else server.grpc_url, protocol)
+
+
+def golden(name):
+    return np.load(REPO / "artifacts" / name / "1" / "golden.npz")
+
+
+def test_every_model_and_ensemble_is_ready_and_admin_api_needs_the_key(triton, triton_repo_dir):
+    client = client_for(triton, "http")
+    assert all(client.is_ready(m) for m in triton_server.repository_models(triton_repo_dir))
+    index = f"http://{triton.http_url}/v2/repository/index"
+    assert requests.post(index, timeout=10).status_code == 403
+    reply = requests.post(index, headers={triton_server.ADMIN_HEADER: triton.admin_key}, timeout=10)
+    assert reply.status_code == 200 and {m["state"] for m in reply.json()} == {"READY"}
+    assert (triton.workdir / "admin_key").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("name", sorted(SPEC))
+def test_golden_samples_equal_eager_outputs(triton, protocol, name):
+    spec, g = SPEC[name], golden(name)
+    outputs = client_for(triton, protocol).infer(name, {t.name: g[f"input.{t.name}"] for t in spec.inputs},
+                                                 spec_datatypes(spec))
+    for t in spec.outputs:
+        result = compare(outputs[t.name], g[f"output.{t.name}"], spec.tolerance)
+        assert result.passed, (name, protocol, t.name, result)
+
+
+def torchserve_handler(name, tmp_path):
+    """The TorchServe handler on the model dir TorchServe would unpack (runtime config + the
+    spec's serving format), driven in-process."""
+    spec = SPEC[name]
+    shutil.copy2(REPO / "artifacts" / name / "1" / ARTIFACT_FILES[spec.serving.format], tmp_path)
+    write_runtime_config(spec, REPO, tmp_path)
+    handler = SpecHandler()
+    handler.initialize(FakeTorchServeContext(tmp_path, []))
+    return handler
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("name,pattern,input_name,content_type", [
+    ("digits_cnn", "digit_*.png", "IMAGE", "image/png"),
+    ("sentiment_lstm", "review_*.txt", "TEXT", "text/plain")])
+def test_ensembles_answer_like_the_torchserve_handler(triton, tmp_path, protocol, name, pattern,
+                                                      input_name, content_type):
+    payloads = [p.read_bytes() for p in sorted((REPO / "checkpoints" / name / "requests").glob(pattern))]
+    handler = torchserve_handler(name, tmp_path)
+    context = FakeTorchServeContext(None, [content_type] * len(payloads))
+    expected = [json.loads(a) for a in handler.handle([{"body": p} for p in payloads], context)]
+    outputs = client_for(triton, protocol).infer(f"{name}_ensemble", {input_name: payloads})
+    assert decode_labels(outputs["label"]) == [e["label"] for e in expected]
+    assert np.allclose(outputs["score"][:, 0], [e["score"] for e in expected], atol=1e-4)
+    if name == "digits_cnn":  # the request files are named after their digit
+        assert decode_labels(outputs["label"]) == [p.stem.split("_")[1] for p in
+                                                   sorted((REPO / "checkpoints/digits_cnn/requests").glob(pattern))]
+
+
+def test_concurrent_requests_are_batched(triton):
+    """Many requests in flight at once: the dynamic batcher runs some of them together."""
+    client = client_for(triton, "grpc")
+    image = golden("digits_cnn")["input.image"][:1]
+    for _ in range(5):  # each round sends 32 at once; batching shows up in the first in practice
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda _: TritonClient(triton.grpc_url, "grpc").infer("digits_cnn", {"image": image}),
+                          range(32)))
+        if max(batch_sizes(client.statistics("digits_cnn"))) > 1:
+            break
+    assert max(batch_sizes(client.statistics("digits_cnn"))) > 1
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_bad_request_gets_a_clear_error_while_others_keep_working(triton, protocol):
+    tokens = golden("sentiment_lstm")["input.token_ids"]
+    bad = tokens[:1].copy()
+    bad[0, 0] = 123456
+
+    def send(payload):
+        try:
+            return client_for(triton, protocol).infer("sentiment_lstm", {"token_ids": payload})
+        except InferenceServerException as exc:
+            return exc
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(send, [tokens[:2]] * 4 + [bad] + [tokens[:2]] * 4))
+    errors = [r for r in results if isinstance(r, InferenceServerException)]
+    assert len(errors) == 1 and "token_ids: values must lie in [0, 9999]" in errors[0].message()
+    assert str(errors[0].status()) in ("400", "StatusCode.INVALID_ARGUMENT")
+    assert all(r["logits"].shape == (2, 2) for r in results if not isinstance(r, InferenceServerException))
+    with pytest.raises(InferenceServerException, match="cannot decode image"):
+        client_for(triton, protocol).infer("digits_cnn_ensemble", {"IMAGE": [b"not an image"]})
+    assert client_for(triton, protocol).is_ready("sentiment_lstm")
+
+
+def test_perf_analyzer_runs_against_digits_cnn(triton, tmp_path):
+    rows = perf.golden_rows(REPO / "artifacts/digits_cnn/1", ["image"])
+    for protocol in PROTOCOLS:
+        url = triton.http_url if protocol == "http" else triton.grpc_url
+        (result,) = perf.run("digits_cnn", url, protocol, [2], rows, tmp_path)
+        assert result["concurrency"] == 2 and result["throughput"] > 0 and result["p99_ms"] > 0

@@ -1,0 +1,154 @@
+"""The generated Python-backend model.py, driven in-process with a fake triton_python_backend_utils."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+from google.protobuf.json_format import MessageToDict
+
+from handlers.pipeline import Pipeline
+from scripts.runtime_config import runtime_config
+from scripts.spec import load_spec
+from scripts.triton_repo import build_repository, read_config
+from scripts.verify import compare
+from tests.conftest import REPO
+
+SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
+
+
+class TritonError:
+    INVALID_ARG, INTERNAL = "INVALID_ARG", "INTERNAL"
+
+    def __init__(self, message, code=INTERNAL):
+        self.message, self.code = message, code
+
+
+class Tensor:
+    def __init__(self, name, array):
+        self.name, self.array = name, array
+
+    def as_numpy(self):
+        return self.array
+
+
+class InferenceResponse:
+    def __init__(self, output_tensors=None, error=None):
+        self.outputs = {t.name: t.array for t in output_tensors or []}
+        self.error = error
+
+
+def fake_pb_utils() -> types.ModuleType:
+    module = types.ModuleType("triton_python_backend_utils")
+    module.TritonError, module.Tensor, module.InferenceResponse = TritonError, Tensor, InferenceResponse
+    module.get_input_tensor_by_name = lambda request, name: request.get(name)
+    return module
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("triton_repo")
+    build_repository([SPEC["digits_cnn"], SPEC["sentiment_lstm"]], REPO, folder)
+    return folder
+
+
+def load(repo, name: str):
+    """model.py from the generated version dir, initialized as Triton would."""
+    sys.modules["triton_python_backend_utils"] = fake_pb_utils()
+    spec = importlib.util.spec_from_file_location(f"triton_model_{name}", repo / name / "1" / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.TritonPythonModel()
+    config = MessageToDict(read_config(repo / name / "config.pbtxt"), preserving_proto_field_name=True)
+    model.initialize({"model_config": json.dumps(config), "model_version": "1", "model_name": name})
+    return model
+
+
+def request(**tensors):
+    return {name: Tensor(name, value) for name, value in tensors.items()}
+
+
+def golden(name):
+    return np.load(REPO / "artifacts" / name / "1" / "golden.npz")
+
+
+def test_requests_are_stacked_into_one_call_and_split_back(repo):
+    model = load(repo, "digits_cnn")
+    calls = []
+    run = model.handler.model
+    model.handler.model = lambda inputs: calls.append(len(inputs["image"])) or run(inputs)
+    g = golden("digits_cnn")
+    image, logits = g["input.image"], g["output.logits"]
+    responses = model.execute([request(image=image[:2]), request(image=image[2:5])])
+    assert calls == [5]
+    assert [r.error for r in responses] == [None, None]
+    for response, expected in zip(responses, (logits[:2], logits[2:5])):
+        assert response.outputs["logits"].dtype == np.float32
+        assert compare(response.outputs["logits"], expected, SPEC["digits_cnn"].tolerance).passed
+
+
+def test_a_bad_request_gets_its_own_error_and_the_others_their_answers(repo):
+    model = load(repo, "sentiment_lstm")
+    tokens = golden("sentiment_lstm")["input.token_ids"]
+    bad = tokens[:1].copy()
+    bad[0, 0] = 10**6
+    responses = model.execute([request(token_ids=tokens[:2]), request(token_ids=bad), request(token_ids=tokens[2:3])])
+    assert responses[1].error.code == TritonError.INVALID_ARG
+    assert "token_ids: values must lie in [0, 9999]" in responses[1].error.message
+    assert responses[0].error is None and responses[0].outputs["logits"].shape == (2, 2)
+    assert responses[2].error is None and responses[2].outputs["logits"].shape == (1, 2)
+
+
+def test_a_failing_model_fails_its_requests_without_raising(repo):
+    model = load(repo, "digits_cnn")
+
+    def broken(inputs):
+        raise RuntimeError("boom")
+    model.handler.model = broken
+    responses = model.execute([request(image=golden("digits_cnn")["input.image"][:1])])
+    assert responses[0].error.code == TritonError.INTERNAL and "boom" in responses[0].error.message
+
+
+def test_preprocess_decodes_image_bytes_like_the_torchserve_pipeline(repo):
+    model = load(repo, "digits_cnn_pre")
+    png = (REPO / "checkpoints/digits_cnn/requests/digit_3.png").read_bytes()
+    good = np.array([[png], [png]], dtype=np.object_)
+    responses = model.execute([request(IMAGE=good), request(IMAGE=np.array([[b"not an image"]], dtype=np.object_))])
+    expected = Pipeline(runtime_config(SPEC["digits_cnn"], REPO)).preprocess_item(png)
+    assert responses[0].error is None
+    assert np.array_equal(responses[0].outputs["image"], np.stack([expected, expected]))
+    assert responses[1].error.code == TritonError.INVALID_ARG and "cannot decode image" in responses[1].error.message
+
+
+def test_preprocess_tokenizes_text(repo):
+    model = load(repo, "sentiment_lstm_pre")
+    text = (REPO / "checkpoints/sentiment_lstm/requests/review_3200.txt").read_bytes()
+    (response, empty) = model.execute([request(TEXT=np.array([[text]], dtype=np.object_)),
+                                       request(TEXT=np.array([[b"   "]], dtype=np.object_))])
+    expected = Pipeline(runtime_config(SPEC["sentiment_lstm"], REPO)).preprocess_item(text)
+    assert np.array_equal(response.outputs["token_ids"][0], expected) and response.outputs["token_ids"].dtype == np.int64
+    assert empty.error.code == TritonError.INVALID_ARG and "empty text" in empty.error.message
+
+
+def test_postprocess_returns_label_strings_and_scores(repo):
+    model = load(repo, "digits_cnn_post")
+    logits = golden("digits_cnn")["output.logits"][:3]
+    (response,) = model.execute([request(logits=logits)])
+    answers = Pipeline(runtime_config(SPEC["digits_cnn"], REPO)).postprocess([logits])
+    assert response.outputs["label"].dtype == np.object_ and response.outputs["label"].shape == (3, 1)
+    assert [v.decode() for v in response.outputs["label"][:, 0]] == [a["label"] for a in answers]
+    assert np.allclose(response.outputs["score"][:, 0], [a["score"] for a in answers])
+
+
+def test_an_unknown_role_is_refused(repo):
+    sys.modules["triton_python_backend_utils"] = fake_pb_utils()
+    model_py = repo / "digits_cnn" / "1" / "model.py"
+    spec = importlib.util.spec_from_file_location("triton_model_role", model_py)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = {"input": [], "output": [], "parameters": {"role": {"string_value": "nope"}}}
+    with pytest.raises(ValueError, match="role='nope'"):
+        module.TritonPythonModel().initialize({"model_config": json.dumps(config)})
