@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 
 RUNTIME ?= all
 
-.PHONY: install train export archive serve serve-torchserve stop test test-unit clean
+.PHONY: install train export archive verify-artifacts serve serve-torchserve stop test test-unit clean
 .DEFAULT_GOAL := help
 
 help:
@@ -46,6 +46,9 @@ serve-torchserve:
 
 stop:
 	@test -x $(PY) && $(PY) -m scripts stop --spec $(SPEC) || true
+
+verify-artifacts: archive
+	$(PY) -m scripts verify-artifacts $(STEP_ARGS)
 
 test: archive
 	$(PY) -m pytest tests

@@ -118,6 +118,23 @@ class Runtime(str, Enum):
     triton = "triton"
 
 
+@app.command("verify-artifacts")
+@user_errors
+def verify_artifacts(spec: SpecOption = Path("models.yaml"), model: ModelOption = None):
+    """Refuse any .mar whose files do not match its SHA-256 manifest."""
+    from scripts.archive import mar_path, verify_archive
+    from scripts.errors import BuildError
+
+    root, models = selected_models(spec, model)
+    problems = []
+    for m in models:
+        found = verify_archive(mar_path(m, root / "model_store"))
+        problems += found
+        console.print(f"{m.name}.mar: " + ("[red]REFUSED[/]" if found else "[green]intact[/]"))
+    if problems:
+        raise BuildError(problems)
+
+
 RuntimeOption = Annotated[Runtime, typer.Option("--runtime", help="Which runtime(s) to start.")]
 
 
