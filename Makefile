@@ -10,13 +10,14 @@ STEP_ARGS := --spec $(SPEC) $(if $(MODEL),--model $(MODEL))
 STAMP := $(VENV)/.installed
 
 RUNTIME ?= all
+TRITON_BACKEND ?= python
 
-.PHONY: install train export archive verify-artifacts serve serve-torchserve stop test test-unit clean
+.PHONY: install train export archive triton-repo verify-artifacts serve serve-torchserve serve-triton perf stop test test-unit clean
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make install | train | export | archive | serve | stop | test | clean"
-	@echo "   SPEC=models.yaml MODEL=name RUNTIME=all|torchserve|triton"
+	@echo "make install | train | export | archive | triton-repo | serve | stop | perf | verify-artifacts | test | clean"
+	@echo "   SPEC=models.yaml MODEL=name RUNTIME=all|torchserve|triton TRITON_BACKEND=python|onnxruntime|pytorch"
 
 # The venv is rebuilt only when the pinned dependencies change; the system check is cheap.
 install: $(STAMP)
@@ -37,12 +38,24 @@ export: train
 archive: export
 	$(PY) -m scripts archive $(STEP_ARGS)
 
+# TRITON_BACKEND=onnxruntime|pytorch generates for NVIDIA's containers (checked offline here).
+triton-repo: export
+	$(PY) -m scripts triton-repo $(STEP_ARGS) --backend $(TRITON_BACKEND)
+
 # The main command: build whatever is missing, start the runtime(s), wait until READY.
+# (serve always generates the Python-backend repository: the native backends do not run here.)
 serve: archive
 	$(PY) -m scripts serve $(STEP_ARGS) --runtime $(RUNTIME)
 
 serve-torchserve:
 	$(MAKE) serve RUNTIME=torchserve
+
+serve-triton:
+	$(MAKE) serve RUNTIME=triton
+
+# perf_analyzer against a served model (MODEL=digits_cnn by default; <name>_ensemble works too).
+perf:
+	$(PY) -m scripts perf --model $(or $(MODEL),digits_cnn)
 
 stop:
 	@test -x $(PY) && $(PY) -m scripts stop --spec $(SPEC) || true
@@ -50,7 +63,7 @@ stop:
 verify-artifacts: archive
 	$(PY) -m scripts verify-artifacts $(STEP_ARGS)
 
-test: archive
+test: archive triton-repo
 	$(PY) -m pytest tests
 
 test-unit: install

@@ -170,5 +170,12 @@ def check(spec: SpecOption = Path("models.yaml")):
         console.print(f"{m.name} v{m.version}: {m.task.kind}, formats {m.export.formats}, serves {m.serving.format}")
 
 
+# The Triton steps live in their own module, which imports the options above.
+from scripts.triton_cli import perf, triton_repo  # noqa: E402
+
+app.command("triton-repo")(triton_repo)
+app.command("perf")(perf)
+
+
 def main() -> None:
     app(prog_name=f"{Path(sys.executable).name} -m scripts")

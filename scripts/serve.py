@@ -56,12 +56,22 @@ def serve_torchserve(models: list[ModelSpec], root: Path, timeout_s: float = 300
 
 
 def stop_all(root: Path) -> list[str]:
+    from scripts.triton_cli import stop_triton
+
     stopped = torchserve_server.stop(root / torchserve_server.DEFAULT_WORKDIR)
-    return ["TorchServe stopped" if stopped else "TorchServe was not running"]
+    return ["TorchServe stopped" if stopped else "TorchServe was not running", *stop_triton(root)]
 
 
 def serve_runtimes(runtime: str, models: list[ModelSpec], root: Path, timeout_s: float) -> list[str]:
+    from scripts.triton_cli import serve_triton
+
     lines = []
     if runtime in ("all", "torchserve"):
         lines += serve_torchserve(models, root, timeout_s)
+    if runtime in ("all", "triton"):
+        try:
+            lines += serve_triton(models, root, timeout_s)
+        except Exception:
+            stop_all(root)  # all or nothing: never leave one runtime half-served
+            raise
     return lines
