@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 RUNTIME ?= all
 TRITON_BACKEND ?= python
 
-.PHONY: install train export archive triton-repo verify-artifacts serve serve-torchserve serve-triton perf stop test test-unit clean
+.PHONY: install train export archive triton-repo verify verify-artifacts serve serve-torchserve serve-triton perf stop test test-unit clean
 .DEFAULT_GOAL := help
 
 help:
@@ -59,6 +59,10 @@ perf:
 
 stop:
 	@test -x $(PY) && $(PY) -m scripts stop --spec $(SPEC) || true
+
+# Every served endpoint against eager PyTorch (reuses running servers, else starts them).
+verify: archive triton-repo
+	$(PY) -m scripts verify $(STEP_ARGS)
 
 verify-artifacts: archive
 	$(PY) -m scripts verify-artifacts $(STEP_ARGS)

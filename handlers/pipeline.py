@@ -159,8 +159,12 @@ class Pipeline:
     def numeric_array(value: Any, name: str, dtype) -> np.ndarray:
         try:
             array = np.asarray(value, dtype=np.float64)
+            # numpy would read true/false as 1/0: a boolean where a number belongs is a mistake
+            has_bool = isinstance(value, list) and any(isinstance(v, bool) for v in np.asarray(value, dtype=object).flat)
         except (ValueError, TypeError):
             raise RequestError(f"{name}: expected a (nested) list of numbers of equal lengths") from None
+        if has_bool or isinstance(value, bool):
+            raise RequestError(f"{name}: expected numbers, got true/false")
         if not np.all(np.isfinite(array)):
             raise RequestError(f"{name}: NaN or infinite values are not accepted")
         if np.issubdtype(dtype, np.integer) and not np.all(array == np.round(array)):

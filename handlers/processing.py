@@ -38,8 +38,9 @@ def decode_image(data: bytes) -> Image.Image:
     if not data:
         raise RequestError("empty body: send PNG or JPEG image bytes")
     try:
+        Image.open(io.BytesIO(data)).verify()  # checksums and structure: corrupt files fail here
         image = Image.open(io.BytesIO(data))
-        image.load()  # force a full decode so truncated files fail here, not later
+        image.load()  # a full decode, so truncated pixel data fails here, not later
     except UnidentifiedImageError:
         raise RequestError(f"cannot decode image ({len(data)} bytes): not a recognized image "
                            "format; send a PNG or JPEG file") from None

@@ -135,6 +135,30 @@ def verify_artifacts(spec: SpecOption = Path("models.yaml"), model: ModelOption 
         raise BuildError(problems)
 
 
+@app.command("verify")
+@user_errors
+def verify_served(spec: SpecOption = Path("models.yaml"), model: ModelOption = None):
+    """Send every golden sample and example request through every served endpoint and compare
+    with eager PyTorch (reuses running servers, else starts and stops them)."""
+    from scripts.errors import VerificationError
+    from scripts.serve import serving
+    from scripts.verify_served import endpoints_for, verify_models, write_report
+
+    root, models = selected_models(spec, model)
+    with serving(models, root) as (torchserve, triton):
+        checks = verify_models(models, root, endpoints_for(torchserve, triton))
+    table = Table("model", "endpoint", "samples", "max |error|", "result")
+    for c in checks:
+        table.add_row(c.model, c.endpoint, str(c.samples), f"{c.max_abs_error:.2e}",
+                      "[green]pass[/]" if c.passed else f"[red]FAIL[/] {c.detail}")
+    console.print(table)
+    write_report(checks, root / "reports" / "verify.json")
+    console.print("report: reports/verify.json")
+    failed = [f"{c.model} via {c.endpoint}: {c.detail}" for c in checks if not c.passed]
+    if failed:
+        raise VerificationError(failed)
+
+
 RuntimeOption = Annotated[Runtime, typer.Option("--runtime", help="Which runtime(s) to start.")]
 
 

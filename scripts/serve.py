@@ -1,11 +1,13 @@
 """Steps `serve` and `stop`: start the runtimes on what the build generated, wait until every
-model is READY, and say where everything is."""
+model is READY, and say where everything is. `serving()` reuses running servers (or starts
+them for the duration) for the steps that need live endpoints (verify, bench)."""
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
-from scripts import torchserve_server
+from scripts import torchserve_server, triton_server
 from scripts.archive import archive_model
 from scripts.spec import ModelSpec
 from scripts.torchserve_server import Ports
@@ -27,23 +29,32 @@ def ports_from_config(template: Path) -> Ports:
                  port("grpc_management_port", defaults.grpc_management))
 
 
-def serve_torchserve(models: list[ModelSpec], root: Path, timeout_s: float = 300) -> list[str]:
-    """Archive what is missing, start TorchServe, wait for READY; returns lines to print."""
+def torchserve_instance(root: Path) -> torchserve_server.TorchServe:
+    """The instance `make serve` runs (or would run) from build/torchserve."""
+    return torchserve_server.TorchServe((root / torchserve_server.DEFAULT_WORKDIR).resolve(),
+                                        ports_from_config(root / TEMPLATE))
+
+
+def start_torchserve(models: list[ModelSpec], root: Path, timeout_s: float) -> tuple[torchserve_server.TorchServe, float]:
+    """Archive what is missing, start TorchServe, wait for READY (stopping it on failure)."""
     store = root / "model_store"
     for spec in models:
         archive_model(spec, root, store)
-    template = root / TEMPLATE
     names = [m.name for m in models]
-    server = torchserve_server.start(template, store, names, ports_from_config(template),
-                                     root / torchserve_server.DEFAULT_WORKDIR)
+    instance = torchserve_instance(root)
+    server = torchserve_server.start(root / TEMPLATE, store, names, instance.ports, instance.workdir)
     try:
-        waited = torchserve_server.wait_ready(server, names, timeout_s)
+        return server, torchserve_server.wait_ready(server, names, timeout_s)
     except Exception:
         torchserve_server.stop(server.workdir)
         raise
+
+
+def serve_torchserve(models: list[ModelSpec], root: Path, timeout_s: float = 300) -> list[str]:
+    server, waited = start_torchserve(models, root, timeout_s)
     workdir = server.workdir.relative_to(root.resolve())
     return [
-        f"TorchServe READY in {waited:.1f}s: {', '.join(names)}",
+        f"TorchServe READY in {waited:.1f}s: {', '.join(m.name for m in models)}",
         f"  inference   {server.inference_url}/predictions/<model>",
         f"  management  {server.management_url}/models",
         f"  metrics     {server.metrics_url}/metrics",
@@ -75,3 +86,26 @@ def serve_runtimes(runtime: str, models: list[ModelSpec], root: Path, timeout_s:
             stop_all(root)  # all or nothing: never leave one runtime half-served
             raise
     return lines
+
+
+@contextlib.contextmanager
+def serving(models: list[ModelSpec], root: Path, timeout_s: float = 300):
+    """(TorchServe, Triton) as `make serve` runs them: reused when already running, else
+    started here and stopped again on the way out."""
+    from scripts.triton_cli import serve_triton
+
+    torchserve = torchserve_instance(root)
+    triton = triton_server.attach(root / triton_server.DEFAULT_WORKDIR)
+    started = []
+    try:
+        if not torchserve_server.is_running(torchserve):
+            torchserve, _ = start_torchserve(models, root, timeout_s)
+            started.append(lambda: torchserve_server.stop(torchserve.workdir))
+        if not triton_server.is_running(triton):
+            serve_triton(models, root, timeout_s)
+            triton = triton_server.attach(root / triton_server.DEFAULT_WORKDIR)
+            started.append(lambda: triton_server.stop(triton.workdir))
+        yield torchserve, triton
+    finally:
+        for stop in started:
+            stop()

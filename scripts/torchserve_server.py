@@ -65,8 +65,10 @@ class TorchServe:
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
-def render_config(template: Path, store: Path, models: list[str], ports: Ports) -> str:
-    """config.properties with the model store, the spec's models and the ports filled in."""
+def render_config(template: Path, store: Path, models: list[str], ports: Ports,
+                  overrides: dict[str, str] | None = None) -> str:
+    """config.properties with the model store, the spec's models and the ports filled in
+    (and any `overrides`, e.g. enable_model_api=true when a rollout asks for it)."""
     store = store.resolve()
     values = {
         "inference_address": f"http://127.0.0.1:{ports.inference}",
@@ -77,6 +79,7 @@ def render_config(template: Path, store: Path, models: list[str], ports: Ports) 
         "model_store": str(store),
         "allowed_urls": f"file://{re.escape(str(store))}/.*",
         "load_models": ",".join(f"{m}.mar" for m in models),
+        **(overrides or {}),
     }
     lines = []
     for line in template.read_text().splitlines():
@@ -87,7 +90,7 @@ def render_config(template: Path, store: Path, models: list[str], ports: Ports) 
 
 
 def start(template: Path, store: Path, models: list[str], ports: Ports = Ports(),
-          workdir: Path = DEFAULT_WORKDIR) -> TorchServe:
+          workdir: Path = DEFAULT_WORKDIR, overrides: dict[str, str] | None = None) -> TorchServe:
     """Start TorchServe in the background (returns at once; see wait_ready)."""
     server = TorchServe(workdir.resolve(), ports)
     if is_running(server):
@@ -96,7 +99,7 @@ def start(template: Path, store: Path, models: list[str], ports: Ports = Ports()
     for sub in ("tmp", "logs"):
         (server.workdir / sub).mkdir(parents=True)
     config = server.workdir / "config.properties"
-    config.write_text(render_config(template, store, models, ports))
+    config.write_text(render_config(template, store, models, ports, overrides))
     torchserve = Path(sys.executable).with_name("torchserve")
     with open(server.workdir / "logs" / "launcher.log", "wb") as log:
         subprocess.run([str(torchserve), "--start", "--ncs", "--ts-config", str(config)],

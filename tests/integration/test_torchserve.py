@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import concurrent.futures
-import ipaddress
 import json
 import re
 import zipfile
 
 import grpc
 import numpy as np
-import psutil
 import pytest
 import requests
 
@@ -27,15 +25,8 @@ SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    ports = torchserve_server.Ports(*(free_port() for _ in range(5)))
-    instance = torchserve_server.start(REPO / TEMPLATE, REPO / "model_store", list(SPEC), ports,
-                                       tmp_path_factory.mktemp("torchserve"))
-    try:
-        torchserve_server.wait_ready(instance, list(SPEC), timeout_s=240)
-        yield instance
-    finally:
-        torchserve_server.stop(instance.workdir)
+def server(torchserve):
+    return torchserve
 
 
 @pytest.fixture(scope="module")
@@ -119,18 +110,6 @@ def test_management_api_list_describe_scale_and_default(client):
     with pytest.raises(TorchServeError) as missing:
         client.describe("no_such_model")
     assert missing.value.status == 404
-
-
-def test_listens_on_loopback_only(server):
-    listening = {(c.laddr.ip, c.laddr.port) for c in psutil.Process(torchserve_server.pid(server)).net_connections("inet")
-                 if c.status == "LISTEN"}
-    assert {port for _, port in listening} == set(vars(server.ports).values())
-    assert all(is_loopback(ip) for ip, _ in listening), listening
-
-
-def is_loopback(ip: str) -> bool:
-    address = ipaddress.ip_address(ip)
-    return (getattr(address, "ipv4_mapped", None) or address).is_loopback
 
 
 def test_a_model_that_cannot_load_fails_the_start_with_the_worker_log(tmp_path):

@@ -1,0 +1,54 @@
+"""Security as tests: allowed_urls holds even with the model API on, and both servers listen on
+loopback only. (Tokens: test_torchserve.py; Triton's restricted repository API: test_triton.py;
+tampered archives: tests/unit/test_archive.py.)"""
+from __future__ import annotations
+
+import ipaddress
+import shutil
+
+import psutil
+import pytest
+
+from scripts import torchserve_server, triton_server
+from scripts.serve import TEMPLATE
+from scripts.servers import free_port
+from scripts.torchserve_client import TorchServeClient, TorchServeError
+from tests.conftest import REPO
+
+
+def listening(pid: int) -> set[tuple[str, int]]:
+    return {(c.laddr.ip, c.laddr.port) for c in psutil.Process(pid).net_connections("inet") if c.status == "LISTEN"}
+
+
+def is_loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip)
+    return (getattr(address, "ipv4_mapped", None) or address).is_loopback
+
+
+def test_torchserve_and_triton_listen_on_loopback_only(torchserve, triton):
+    for pid, ports in ((torchserve_server.pid(torchserve), set(vars(torchserve.ports).values())),
+                       (triton_server.pid(triton), set(vars(triton.ports).values()))):
+        sockets = listening(pid)
+        assert {port for _, port in sockets} == ports
+        assert all(is_loopback(ip) for ip, _ in sockets), sockets
+
+
+def test_registering_from_outside_allowed_urls_is_refused(tmp_path):
+    """Even with the model API switched on, only archives under the model store register."""
+    store, elsewhere = tmp_path / "model_store", tmp_path / "elsewhere"
+    store.mkdir(), elsewhere.mkdir()
+    shutil.copy(REPO / "model_store" / "tabular_mlp.mar", store)
+    shutil.copy(REPO / "model_store" / "tabular_mlp.mar", elsewhere / "copy.mar")
+    ports = torchserve_server.Ports(*(free_port() for _ in range(5)))
+    server = torchserve_server.start(REPO / TEMPLATE, store, ["tabular_mlp"], ports, tmp_path / "ts",
+                                     overrides={"enable_model_api": "true"})
+    try:
+        torchserve_server.wait_ready(server, ["tabular_mlp"], timeout_s=240)
+        client = TorchServeClient.for_server(server)
+        for url in (f"file://{elsewhere}/copy.mar", "https://example.invalid/model.mar"):
+            with pytest.raises(TorchServeError) as refused:
+                client.register(url)
+            assert refused.value.status in (400, 403, 404) and "allowed" in refused.value.message.lower(), refused.value
+        assert [m["modelName"] for m in client.list_models()] == ["tabular_mlp"]
+    finally:
+        torchserve_server.stop(server.workdir)

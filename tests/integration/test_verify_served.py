@@ -1,0 +1,43 @@
+"""`make verify`'s checks against real servers: every endpoint equals eager PyTorch, and a
+served model that drifts is caught."""
+from __future__ import annotations
+
+import numpy as np
+
+from scripts.spec import load_spec
+from scripts.verify_served import Check, check_golden, endpoints_for, verify_models, write_report
+from tests.conftest import REPO
+
+SPEC = load_spec(REPO / "models.yaml")
+
+
+def test_every_endpoint_equals_the_trained_model(torchserve, triton, tmp_path):
+    checks = verify_models(SPEC.models, REPO, endpoints_for(torchserve, triton))
+    failed = [c for c in checks if not c.passed]
+    assert not failed, failed
+    endpoints = {(c.model, c.endpoint) for c in checks}
+    for model in ("tabular_mlp", "digits_cnn", "sentiment_lstm"):
+        for endpoint in ("torchserve-rest", "torchserve-grpc", "triton-http", "triton-grpc",
+                         "torchserve vs triton", "torchserve-rest (requests)"):
+            assert (model, endpoint) in endpoints
+    for model in ("digits_cnn", "sentiment_lstm"):
+        assert (model, "triton-ensemble-http") in endpoints and (model, "triton-ensemble-grpc") in endpoints
+    report = write_report(checks, tmp_path / "verify.json")
+    assert report["passed"] and len(report["checks"]) == len(checks)
+
+
+def test_a_drifting_endpoint_fails_with_the_worst_element(torchserve, triton, tmp_path, monkeypatch):
+    spec = SPEC.select(["tabular_mlp"])[0]
+    endpoints = endpoints_for(torchserve, triton)
+    real_infer = endpoints.triton_http.infer
+
+    def drifting(model, inputs, datatypes=None, outputs=None):
+        result = real_infer(model, inputs, datatypes, outputs)
+        return {k: v + np.float32(0.01) for k, v in result.items()}
+
+    monkeypatch.setattr(endpoints.triton_http, "infer", drifting)
+    checks = {c.endpoint: c for c in check_golden(spec, REPO, endpoints)}
+    assert checks["torchserve-rest"].passed
+    failed: Check = checks["triton-http"]
+    assert not failed.passed and "probability index (0, 0): served" in failed.detail
+    assert not checks["torchserve vs triton"].passed
