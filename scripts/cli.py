@@ -49,6 +49,21 @@ def progress() -> Progress:
                     TimeElapsedColumn(), console=console, transient=False)
 
 
+def per_model(step: str, models, columns: list[str], row) -> None:
+    """Run row(model, say) for each model under a progress bar, then print one table row per
+    model; `say(detail)` shows what the step is doing right now."""
+    table = Table("model", *columns)
+    with progress() as bar:
+        task = bar.add_task(step, total=len(models))
+        for m in models:
+            def say(detail: str = "", name: str = m.name) -> None:
+                bar.update(task, description=f"{step} {name}" + (f": {detail}" if detail else ""))
+            say()
+            table.add_row(m.name, *row(m, say))
+            bar.advance(task)
+    console.print(table)
+
+
 @app.command()
 @user_errors
 def train(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, force: ForceOption = False):
@@ -56,19 +71,15 @@ def train(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, for
     from scripts.train import train_model
 
     root, models = selected_models(spec, model)
-    table = Table("model", "status", "held-out metrics")
-    with progress() as bar:
-        task = bar.add_task("train", total=len(models))
-        for m in models:
-            bar.update(task, description=f"train {m.name}")
-            if m.training is None:
-                table.add_row(m.name, "no training section", f"uses {m.source.checkpoint or m.source.exported}")
-            else:
-                result = train_model(m, root, force)
-                table.add_row(m.name, "up to date" if result.skipped else "trained",
-                              ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))
-            bar.advance(task)
-    console.print(table)
+
+    def row(m, say):
+        if m.training is None:
+            return "no training section", f"uses {m.source.checkpoint or m.source.exported}"
+        result = train_model(m, root, force)
+        return ("up to date" if result.skipped else "trained",
+                ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))
+
+    per_model("train", models, ["status", "held-out metrics"], row)
 
 
 @app.command()
@@ -79,18 +90,13 @@ def export(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, fo
     from scripts.verify import worst_errors
 
     root, models = selected_models(spec, model)
-    table = Table("model", "status", "worst |error| per format (batch sizes 1, 3, max)")
-    with progress() as bar:
-        task = bar.add_task("export", total=len(models))
-        for m in models:
-            def on_format(fmt, name=m.name):
-                bar.update(task, description=f"export {name}: {fmt}")
-            result = export_model(m, root, force, on_format)
-            worst = worst_errors(result.report)
-            table.add_row(m.name, "up to date" if result.skipped else "exported + verified",
-                          ", ".join(f"{fmt} {err:.2e}" for fmt, err in worst.items()))
-            bar.advance(task)
-    console.print(table)
+
+    def row(m, say):
+        result = export_model(m, root, force, on_format=say)
+        return ("up to date" if result.skipped else "exported + verified",
+                ", ".join(f"{fmt} {err:.2e}" for fmt, err in worst_errors(result.report).items()))
+
+    per_model("export", models, ["status", "worst |error| per format (batch sizes 1, 3, max)"], row)
 
 
 @app.command()
@@ -100,16 +106,12 @@ def archive(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, f
     from scripts.archive import archive_model, mar_path
 
     root, models = selected_models(spec, model)
-    table = Table("model", "status", "archive")
-    with progress() as bar:
-        task = bar.add_task("archive", total=len(models))
-        for m in models:
-            bar.update(task, description=f"archive {m.name}")
-            built = archive_model(m, root, root / "model_store", force)
-            table.add_row(m.name, "archived" if built else "up to date",
-                          str(mar_path(m, Path("model_store"))))
-            bar.advance(task)
-    console.print(table)
+
+    def row(m, say):
+        built = archive_model(m, root, root / "model_store", force)
+        return "archived" if built else "up to date", str(mar_path(m, Path("model_store")))
+
+    per_model("archive", models, ["status", "archive"], row)
 
 
 class Runtime(str, Enum):
