@@ -25,7 +25,7 @@ from scripts.servers import read_pid, stop_process, tail, wait_for_models
 
 DEFAULT_WORKDIR = Path("build/triton")
 ADMIN_HEADER = "admin-key"                         # HTTP
-GRPC_ADMIN_HEADER = "triton-grpc-protocol-admin-key"  # gRPC metadata
+GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # gRPC metadata
 # Servers this process started: a dead child stays a zombie (its pid still "alive") until
 # waited for, so these are polled rather than probed by pid.
 _children: dict[int, subprocess.Popen] = {}
@@ -116,7 +116,8 @@ def command(server: Triton, repo: Path, models: list[str]) -> list[str]:
             "--model-control-mode=explicit", *[f"--load-model={m}" for m in models],
             "--strict-readiness=true", "--disable-auto-complete-config",
             f"--http-restricted-api={restricted}",
-            f"--grpc-restricted-protocol=model-repository:{GRPC_ADMIN_HEADER}={server.admin_key}"]
+            # gRPC clients send the key as metadata "triton-grpc-protocol-" + the key's name.
+            f"--grpc-restricted-protocol={restricted}"]
 
 
 def write_secret(path: Path, value: str) -> None:

@@ -125,3 +125,15 @@ def test_perf_analyzer_runs_against_digits_cnn(triton, tmp_path):
         url = triton.http_url if protocol == "http" else triton.grpc_url
         (result,) = perf.run("digits_cnn", url, protocol, [2], rows, tmp_path)
         assert result["concurrency"] == 2 and result["throughput"] > 0 and result["p99_ms"] > 0
+
+
+def test_grpc_repository_api_needs_the_key_too(triton):
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(triton.grpc_url)
+    with pytest.raises(InferenceServerException):
+        client.get_model_repository_index()
+    with pytest.raises(InferenceServerException):
+        client.get_model_repository_index(headers={triton_server.GRPC_ADMIN_HEADER: "wrong"})
+    index = client.get_model_repository_index(headers={triton_server.GRPC_ADMIN_HEADER: triton.admin_key})
+    assert {m.name for m in index.models} >= set(SPEC)
