@@ -12,11 +12,12 @@ STAMP := $(VENV)/.installed
 RUNTIME ?= all
 TRITON_BACKEND ?= python
 
-.PHONY: install train export archive triton-repo verify verify-artifacts serve serve-torchserve serve-triton perf stop test test-unit clean
+.PHONY: install train export archive triton-repo verify verify-artifacts serve serve-torchserve serve-triton perf bench tune stop test test-unit clean
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make install | train | export | archive | triton-repo | serve | stop | perf | verify-artifacts | test | clean"
+	@echo "make install | train | export | archive | triton-repo | serve | stop | verify | verify-artifacts"
+	@echo "     perf | bench | tune | test | clean"
 	@echo "   SPEC=models.yaml MODEL=name RUNTIME=all|torchserve|triton TRITON_BACKEND=python|onnxruntime|pytorch"
 
 # The venv is rebuilt only when the pinned dependencies change; the system check is cheap.
@@ -63,6 +64,14 @@ stop:
 # Every served endpoint against eager PyTorch (reuses running servers, else starts them).
 verify: archive triton-repo
 	$(PY) -m scripts verify $(STEP_ARGS)
+
+# Side-by-side throughput/latency: in-process limit, stock setups, this project's deployments.
+bench: archive triton-repo
+	$(PY) -m scripts bench $(STEP_ARGS)
+
+# Sweep batch size x queue delay x instances x format for one model (MODEL=digits_cnn).
+tune: export
+	$(PY) -m scripts tune --spec $(SPEC) --model $(or $(MODEL),digits_cnn)
 
 verify-artifacts: archive
 	$(PY) -m scripts verify-artifacts $(STEP_ARGS)

@@ -116,4 +116,11 @@ def request_body(request: dict):
 
 def content_type(context, idx: int) -> str | None:
     headers = context.get_all_request_header(idx) or {}
-    return next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+    value = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+    if value and value.split(";")[0].strip().lower() == "multipart/form-data":
+        # A form upload (curl -F, perf_analyzer --service-kind torchserve): TorchServe hands the
+        # field's bytes as "data" and the field's own type as headers[field]["content-type"]
+        # (often empty, which means: sniff JSON, else the model's encoded input).
+        part = next((headers[k] for k in ("data", "body") if isinstance(headers.get(k), dict)), {})
+        return part.get("content-type") or ""
+    return value

@@ -202,6 +202,11 @@ from scripts.triton_cli import perf, triton_repo  # noqa: E402
 app.command("triton-repo")(triton_repo)
 app.command("perf")(perf)
 
+from scripts.bench_cli import bench, tune  # noqa: E402
+
+app.command("bench")(bench)
+app.command("tune")(tune)
+
 
 def main() -> None:
     app(prog_name=f"{Path(sys.executable).name} -m scripts")

@@ -55,7 +55,10 @@ def export_fingerprint(spec: ModelSpec, root: Path) -> str:
     code = [Path(__file__), Path(__file__).with_name("verify.py"), Path(handlers.runners.__file__)]
     if spec.source.module:
         code.append(source_file(spec.source.module))
-    return fingerprint(spec.model_dump(mode="json"), source_files(spec, root) + code)
+    # Serving settings (format, workers, queue delay) do not change what is exported.
+    settings = spec.model_dump(mode="json", exclude={"serving", "description", "batching"})
+    settings["max_batch_size"] = spec.batching.max_batch_size  # sets a verification batch size
+    return fingerprint(settings, source_files(spec, root) + code)
 
 
 def dynamic_shapes(spec: ModelSpec) -> tuple[dict, ...]:

@@ -27,6 +27,7 @@ def runtime_config(spec: ModelSpec, root: Path) -> dict:
         "format": spec.serving.format,
         "artifact": ARTIFACT_FILES[spec.serving.format],
         "max_batch_size": spec.batching.max_batch_size,
+        "threads": spec.serving.threads,
         "inputs": [t.model_dump(mode="json") for t in spec.inputs],
         "outputs": [t.model_dump(mode="json") for t in spec.outputs],
         "task": {"kind": task.kind, "output": task.output, "top_k": min(task.top_k, len(labels) or 1),

@@ -151,6 +151,7 @@ class Serving(StrictModel):
     format: Format = "torchscript"        # which exported format the servers load
     workers: Workers = Workers()          # TorchServe workers
     instances: int = Field(1, ge=1)       # Triton instance_group count
+    threads: int = Field(1, ge=1)         # intra-op threads per TorchServe worker / Triton instance
     response_timeout_s: int = Field(120, gt=0)
     startup_timeout_s: int = Field(120, gt=0)
 

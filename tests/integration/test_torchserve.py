@@ -118,8 +118,9 @@ def test_a_model_that_cannot_load_fails_the_start_with_the_worker_log(tmp_path):
     store.mkdir()
     with zipfile.ZipFile(REPO / "model_store" / "tabular_mlp.mar") as good, \
             zipfile.ZipFile(store / "tabular_mlp.mar", "w") as broken:
+        artifact = json.loads(good.read("model_config.json"))["artifact"]
         for item in good.infolist():
-            if item.filename != "model.torchscript.pt":  # the model file is missing
+            if item.filename != artifact:  # the model file is missing
                 broken.writestr(item, good.read(item))
     ports = torchserve_server.Ports(*(free_port() for _ in range(5)))
     instance = torchserve_server.start(REPO / TEMPLATE, store, ["tabular_mlp"], ports, tmp_path / "ts")
@@ -129,7 +130,7 @@ def test_a_model_that_cannot_load_fails_the_start_with_the_worker_log(tmp_path):
     finally:
         torchserve_server.stop(instance.workdir)
     assert "['tabular_mlp'] not READY after 20s" in str(failed.value)
-    assert "model.torchscript.pt" in str(failed.value) and "model_log.log" in str(failed.value)
+    assert artifact in str(failed.value) and "model_log.log" in str(failed.value)
 
 
 def test_grpc_predictions_with_stubs_compiled_from_the_server_jar(server):

@@ -126,9 +126,9 @@ def test_token_ids_out_of_range_are_refused(handlers):
     assert status == 400 and "values must lie in [0, 9999]" in answer["message"]
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "aoti"])
-def test_handler_serves_the_other_formats(tmp_path, fmt):
-    """serving.format picks the loader: ONNX through onnxruntime, or the AOTInductor package."""
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx", "aoti"])
+def test_handler_serves_every_format(tmp_path, fmt):
+    """serving.format picks the loader: TorchScript, ONNX through onnxruntime, or the AOTInductor package."""
     from handlers.runners import ARTIFACT_FILES
 
     spec = SPEC["digits_cnn"]
@@ -140,3 +140,20 @@ def test_handler_serves_the_other_formats(tmp_path, fmt):
     handler = SpecHandler()
     handler.initialize(FakeTorchServeContext(model_dir, []))
     test_golden_tensors_reproduce_eager_outputs({"digits_cnn": handler}, "digits_cnn")
+
+
+def test_form_uploads_use_the_field_content_type(handlers):
+    """curl -F / perf_analyzer --service-kind torchserve send multipart forms: TorchServe hands the
+    field as "data" with its own content type under headers["data"]."""
+    png = digit_pngs()[0]
+
+    class FormContext(FakeTorchServeContext):
+        def get_all_request_header(self, idx):
+            return {"Content-Type": "multipart/form-data; boundary=x", "data": {"content-type": self.content_types[idx]}}
+
+    context = FormContext(None, ["image/png", ""])
+    tensors = json.dumps({"tensors": {"image": np.zeros((1, 1, 28, 28)).tolist()}}).encode()
+    answers = handlers["digits_cnn"].handle([{"data": png.read_bytes()}, {"data": tensors}], context)
+    assert context.statuses == {}
+    assert json.loads(answers[0])["label"] == png.stem.split("_")[1]
+    assert len(json.loads(answers[1])) == 1
