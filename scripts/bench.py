@@ -46,7 +46,7 @@ QUICK_CONCURRENCY = [1, 16]
 BRIEF_CONCURRENCY = [16]
 # A measurement window is stable when 3 consecutive windows agree within 50% (throughput and
 # latency); short windows keep the whole bench inside its time budget on a 2-core box.
-MEASUREMENT = {"stability": 50, "max_trials": 5, "interval_ms": 2000}
+MEASUREMENT = {"stability": 50, "max_trials": 4, "interval_ms": 1500}
 QUICK_MEASUREMENT = {"stability": 50, "max_trials": 4, "interval_ms": 1000}
 RETRY_STABILITY = 100  # one retry with a looser criterion when a point never stabilises
 TOKEN_PLACEHOLDER = "<inference key from key_file.json>"
