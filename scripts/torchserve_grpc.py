@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
+import tempfile
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -26,38 +29,48 @@ def server_jar() -> Path:
 
 
 def compile_stubs(out: Path = STUB_DIR) -> Path:
-    """Extract the protos from the jar and run grpc_tools.protoc on them (incremental)."""
+    """Extract the protos from the jar and run grpc_tools.protoc on them (incremental). Built in
+    a scratch folder and moved into place file by file, so a concurrent reader never sees a
+    half-written module."""
     from grpc_tools import protoc
 
     jar = server_jar()
     stamp = out / "stamp.json"
     digest = file_digest(jar)
-    wanted = [out / f"{Path(p).stem}_pb2_grpc.py" for p in PROTOS]
-    if is_fresh(stamp, digest, wanted):
+    if is_fresh(stamp, digest, [out / f"{Path(p).stem}_pb2_grpc.py" for p in PROTOS]):
         return out
     out.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(jar) as archive:
-        for name in PROTOS:
-            (out / name).write_bytes(archive.read(f"proto/{name}"))
-        for name in DEPENDENCIES:
-            (out / name).parent.mkdir(parents=True, exist_ok=True)
-            (out / name).write_bytes(archive.read(name))
-    include = Path(protoc.__file__).parent / "_proto"  # google/protobuf/*.proto shipped with grpcio-tools
-    for name in (*DEPENDENCIES, *PROTOS):
-        if protoc.main(["protoc", f"-I{out}", f"-I{include}", f"--python_out={out}",
-                        f"--grpc_python_out={out}", str(out / name)]) != 0:
-            raise RuntimeError(f"protoc failed on {name} from {jar}")
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        scratch = Path(tmp)
+        with zipfile.ZipFile(jar) as archive:
+            for name in (*DEPENDENCIES, *[f"proto/{p}" for p in PROTOS]):
+                target = scratch / name.removeprefix("proto/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(archive.read(name))
+        include = Path(protoc.__file__).parent / "_proto"  # google/protobuf/*.proto from grpcio-tools
+        for name in (*DEPENDENCIES, *PROTOS):
+            if protoc.main(["protoc", f"-I{scratch}", f"-I{include}", f"--python_out={scratch}",
+                            f"--grpc_python_out={scratch}", str(scratch / name)]) != 0:
+                raise RuntimeError(f"protoc failed on {name} from {jar}")
+        for built in scratch.rglob("*.py"):
+            target = out / built.relative_to(scratch)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(built, target)
     write_stamp(stamp, digest)
     return out
 
 
+_import_lock = threading.Lock()
+
+
 def load_stubs(out: Path = STUB_DIR):
-    """(inference_pb2, inference_pb2_grpc, management_pb2, management_pb2_grpc)."""
-    folder = str(compile_stubs(out).resolve())
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    return tuple(importlib.import_module(m) for m in
-                 ("inference_pb2", "inference_pb2_grpc", "management_pb2", "management_pb2_grpc"))
+    """(inference_pb2, inference_pb2_grpc, management_pb2, management_pb2_grpc); thread-safe."""
+    with _import_lock:
+        folder = str(compile_stubs(out).resolve())
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        return tuple(importlib.import_module(m) for m in
+                     ("inference_pb2", "inference_pb2_grpc", "management_pb2", "management_pb2_grpc"))
 
 
 class TorchServeGrpcClient:
