@@ -4,16 +4,19 @@ Errors name the model, the field and what would be valid, one line per problem (
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.util
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from scripts.errors import SpecError
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
                       field_validator, model_validator)
+
+from scripts.errors import SpecError
 
 DType = Literal["float32", "float16", "float64", "int8", "int16", "int32", "int64", "uint8", "bool"]
 Format = Literal["torchscript", "onnx", "aoti", "exported_program"]
@@ -281,20 +284,17 @@ def _duplicate_names(path: Path, raw: Any) -> list[str]:
             for n in sorted({n for n in names if names.count(n) > 1})]
 
 
-class _on_import_path:
-    def __init__(self, root: Path):
-        self.root = str(root)
-
-    def __enter__(self):
-        import sys
-        self.added = self.root not in sys.path
-        if self.added:
-            sys.path.insert(0, self.root)
-
-    def __exit__(self, *exc):
-        import sys
-        if self.added:
-            sys.path.remove(self.root)
+@contextlib.contextmanager
+def _on_import_path(root: Path):
+    """The spec's folder on sys.path while validating, so `module:` targets next to it import."""
+    added = str(root) not in sys.path
+    if added:
+        sys.path.insert(0, str(root))
+    try:
+        yield
+    finally:
+        if added:
+            sys.path.remove(str(root))
 
 
 def _all_field_names() -> set[str]:
