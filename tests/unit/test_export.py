@@ -86,3 +86,24 @@ def test_missing_checkpoint_at_export_names_the_fix(tiny_spec):
     (tiny_spec.parent / "weights/tiny.pt").unlink()
     with pytest.raises(BuildError, match="not found; run `make train`"):
         export_model(spec, tiny_spec.parent)
+
+
+@pytest.mark.parametrize("fmt, suffix", [("exported_program", ".pt2"), ("torchscript", ".pt")])
+def test_an_already_exported_file_is_a_source_too(tiny_spec, fmt, suffix):
+    """A user who only has an ExportedProgram (.pt2) or a TorchScript file (.pt) gets the same
+    verified exports (TorchScript and ONNX) from it."""
+    root = tiny_spec.parent
+    base = load_spec(tiny_spec).models[0]
+    first = base.model_copy(update={"export": base.export.model_copy(update={"formats": [fmt]}),
+                                    "serving": base.serving.model_copy(update={"format": fmt})})
+    export_model(first, root)
+    given = root / f"given{suffix}"
+    given.write_bytes((root / "artifacts/tiny/1" / ARTIFACT_FILES[fmt]).read_bytes())
+    lines = [line.replace("module: models.tabular:TabularMLP", f"exported: {given.name}")
+             for line in tiny_spec.read_text().replace("name: tiny", "name: given").splitlines()
+             if "checkpoint:" not in line and "kwargs:" not in line]
+    tiny_spec.write_text("\n".join(lines) + "\n")
+    spec = load_spec(tiny_spec).models[0]
+    assert spec.source.exported == given.relative_to(root)
+    report = export_model(spec, root).report
+    assert report["passed"] and {r["format"] for r in report["results"]} == {"torchscript", "onnx"}
