@@ -62,13 +62,19 @@ def test_readme_examples_return_the_right_labels(client):
 def test_concurrent_requests_are_batched_server_side(client, server):
     png = request_file("digits_cnn", "digit_*.png")[0]
     expected = png.stem.split("_")[1]
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        labels = list(pool.map(lambda _: client.predict("digits_cnn", png.read_bytes(), "image/png")["label"],
-                               range(96)))
-    assert labels == [expected] * 96
-    log = (server.workdir / "logs" / "model_log.log").read_text()
-    sizes = [int(n) for n in re.findall(r"W-\d+-digits_cnn\S* .*batch of (\d+) request", log)]
-    assert sizes and max(sizes) > 1, "TorchServe never batched concurrent requests"
+
+    def batch_sizes() -> list[int]:
+        log = (server.workdir / "logs" / "model_log.log").read_text()
+        return [int(n) for n in re.findall(r"W-\d+-digits_cnn\S* .*batch of (\d+) request", log)]
+
+    for _ in range(5):  # each round has 16 requests in flight; batching shows in the first in practice
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            labels = list(pool.map(lambda _: client.predict("digits_cnn", png.read_bytes(), "image/png")["label"],
+                                   range(96)))
+        assert labels == [expected] * 96
+        if max(batch_sizes(), default=0) > 1:
+            break
+    assert max(batch_sizes(), default=0) > 1, "TorchServe never batched concurrent requests"
 
 
 def test_calls_without_or_with_a_wrong_token_are_refused(server):
