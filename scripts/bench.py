@@ -232,31 +232,12 @@ def torchserve_input_data(bodies: list[str], folder: Path, tag: str) -> Path:
 
 
 def triton_input_data(rows: dict[str, np.ndarray], folder: Path, tag: str) -> Path:
-    from scripts.perf import input_data
+    from scripts.perf import write_input_data
 
-    folder.mkdir(parents=True, exist_ok=True)
-    data = folder / f"{tag}.input.json"
-    data.write_text(json.dumps(input_data(rows)))
-    return data
+    return write_input_data(rows, folder / f"{tag}.input.json")
 
 
 # --- perf_analyzer ---------------------------------------------------------------------------------
-
-def perf_command(model: str, url: str, protocol: str, concurrency: int, data: Path, report: Path,
-                 measurement: dict, service_kind: str = "triton", token: str | None = None) -> list[str]:
-    from scripts.perf import perf_analyzer
-
-    cmd = [str(perf_analyzer()), "-m", model, "-u", url, "-i", protocol,
-           "--concurrency-range", f"{concurrency}:{concurrency}", "--input-data", str(data), "-f", str(report),
-           "--stability-percentage", str(measurement["stability"]),
-           "--max-trials", str(measurement["max_trials"]),
-           "--measurement-interval", str(measurement["interval_ms"])]
-    if service_kind != "triton":
-        cmd += ["--service-kind", service_kind]
-    if token is not None:
-        cmd += ["-H", f"Authorization:Bearer {token}"]
-    return cmd
-
 
 def redact(cmd: list[str], token: str | None) -> str:
     import shlex
@@ -270,15 +251,14 @@ def perf_point(model: str, url: str, protocol: str, concurrency: int, data: Path
                timeout_s: float = 120) -> dict:
     """One concurrency level: the parsed CSV row plus the command; on an unstable window one
     retry with a looser stability criterion; on failure the error instead of figures."""
-    from scripts.perf import library_dir, parse_report
+    from scripts import perf
 
-    env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(
-        [str(library_dir(workdir)), os.environ.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)}
+    env = perf.environment(workdir)
     report = workdir / f"{model}.{service_kind}.{protocol}.c{concurrency}.csv"
     attempts = [measurement, {**measurement, "stability": RETRY_STABILITY}]
     error = ""
     for attempt in attempts:
-        cmd = perf_command(model, url, protocol, concurrency, data, report, attempt, service_kind, token)
+        cmd = perf.command(model, url, protocol, concurrency, data, report, attempt, service_kind, token)
         report.unlink(missing_ok=True)
         started = time.monotonic()
         try:
@@ -288,7 +268,7 @@ def perf_point(model: str, url: str, protocol: str, concurrency: int, data: Path
             continue
         seconds = time.monotonic() - started
         if done.returncode == 0 and report.exists():
-            row = parse_report(report)[0]
+            row = perf.parse_report(report)[0]
             return {**row, "stability_pct": attempt["stability"], "seconds": round(seconds, 1),
                     "command": redact(cmd, token)}
         error = "\n".join((done.stdout + done.stderr).strip().splitlines()[-6:])

@@ -21,7 +21,7 @@ from scripts.errors import BuildError
 
 DEFAULT_WORKDIR = Path("build/perf")
 # Short, bounded measurements: stable enough on a small CPU box, never minutes per point.
-MEASUREMENT = ["--stability-percentage", "50", "--max-trials", "5", "--measurement-interval", "2000"]
+MEASUREMENT = {"stability": 50, "max_trials": 5, "interval_ms": 2000}
 LIBRARIES = {"libcudart.so.12": "libcudart-", "libb64.so.0d": "libb64-"}
 
 
@@ -85,23 +85,44 @@ def parse_report(path: Path) -> list[dict]:
             for r in rows]
 
 
+def write_input_data(rows: dict[str, np.ndarray | list[str]], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(input_data(rows)))
+    return path
+
+
+def command(model: str, url: str, protocol: str, concurrency: int, data: Path, report: Path,
+            measurement: dict = MEASUREMENT, service_kind: str = "triton", token: str | None = None) -> list[str]:
+    """One perf_analyzer invocation at one concurrency level (TorchServe: service_kind
+    "torchserve" with the inference token as a header)."""
+    cmd = [str(perf_analyzer()), "-m", model, "-u", url, "-i", protocol,
+           "--concurrency-range", f"{concurrency}:{concurrency}", "--input-data", str(data), "-f", str(report),
+           "--stability-percentage", str(measurement["stability"]),
+           "--max-trials", str(measurement["max_trials"]),
+           "--measurement-interval", str(measurement["interval_ms"])]
+    if service_kind != "triton":
+        cmd += ["--service-kind", service_kind]
+    if token is not None:
+        cmd += ["-H", f"Authorization:Bearer {token}"]
+    return cmd
+
+
+def environment(workdir: Path) -> dict[str, str]:
+    return {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(
+        [str(library_dir(workdir)), os.environ.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)}
+
+
 def run(model: str, url: str, protocol: str, concurrency: list[int],
         rows: dict[str, np.ndarray | list[str]], workdir: Path = DEFAULT_WORKDIR,
         timeout_s: float = 300) -> list[dict]:
     """One perf_analyzer run per concurrency level; their parsed rows, in order."""
     workdir = workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    data_file = workdir / f"{model}.input.json"
-    data_file.write_text(json.dumps(input_data(rows)))
-    env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(
-        [str(library_dir(workdir)), os.environ.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)}
+    data_file = write_input_data(rows, workdir / f"{model}.input.json")
     results = []
     for level in concurrency:
         report = workdir / f"{model}.{protocol}.c{level}.csv"
-        cmd = [str(perf_analyzer()), "-m", model, "-u", url, "-i", protocol,
-               "--concurrency-range", f"{level}:{level}", "--input-data", str(data_file),
-               "-f", str(report), *MEASUREMENT]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
+        done = subprocess.run(command(model, url, protocol, level, data_file, report), env=environment(workdir),
+                              capture_output=True, text=True, timeout=timeout_s)
         if done.returncode != 0:
             raise BuildError(f"perf_analyzer failed on {model} ({protocol}, concurrency {level}):\n"
                              + "\n".join((done.stdout + done.stderr).splitlines()[-15:]))

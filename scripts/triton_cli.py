@@ -1,9 +1,9 @@
-"""The Triton steps' command-line functions and `serve`/`stop` hooks. Registered in scripts/cli.py:
+"""The Triton steps' command-line functions. Registered in scripts/cli.py:
 
     app.command("triton-repo")(triton_repo)
     app.command("perf")(perf)
 
-and serve_triton / stop_triton called from scripts/serve.py for `--runtime triton`.
+Starting and stopping tritonserver for `make serve` lives in scripts/serve.py, beside TorchServe.
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import typer
 from rich.table import Table
 
 from scripts.cli import ForceOption, ModelOption, SpecOption, console, selected_models, user_errors
+from scripts.serve import TRITON_REPO
 from scripts.spec import ModelSpec
 
-REPO_DIR = Path("triton_repo")
 
 
 class Backend(str, Enum):
@@ -39,7 +39,7 @@ BackendOption = Annotated[Backend, typer.Option(
 @user_errors
 def triton_repo(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, force: ForceOption = False,
                 backend: BackendOption = Backend.python,
-                out: Annotated[Path, typer.Option("--out", help="Repository folder.")] = REPO_DIR):
+                out: Annotated[Path, typer.Option("--out", help="Repository folder.")] = TRITON_REPO):
     """Write the Triton model repository (config.pbtxt, versions, ensembles) from the spec and artifacts."""
     from scripts.triton_repo import build_repository, model_dirs
 
@@ -51,39 +51,6 @@ def triton_repo(spec: SpecOption = Path("models.yaml"), model: ModelOption = Non
         table.add_row(m.name, f"written ({backend.value})" if rebuilt[m.name] else "up to date",
                       ", ".join(d.name for d in model_dirs(m, out)))
     console.print(table)
-
-
-def serve_triton(models: list[ModelSpec], root: Path, timeout_s: float = 300) -> list[str]:
-    """Generate what is missing, start tritonserver, wait for READY; returns lines to print."""
-    from scripts import triton_server
-    from scripts.triton_repo import build_repository, model_dirs
-
-    repo = root / REPO_DIR
-    build_repository(models, root, repo)
-    names = [d.name for m in models for d in model_dirs(m, repo)]
-    server = triton_server.start(repo, names, triton_server.Ports(), root / triton_server.DEFAULT_WORKDIR)
-    try:
-        waited = triton_server.wait_ready(server, names, timeout_s)
-    except Exception:
-        triton_server.stop(server.workdir)
-        raise
-    workdir = server.workdir.relative_to(root.resolve())
-    return [
-        f"tritonserver READY in {waited:.1f}s: {', '.join(names)}",
-        f"  HTTP     http://{server.http_url}/v2/models/<model>/infer",
-        f"  gRPC     {server.grpc_url}",
-        f"  metrics  {server.metrics_url}",
-        f"  admin    model-repository API needs header '{triton_server.ADMIN_HEADER}: <key>' "
-        f"(gRPC: '{triton_server.GRPC_ADMIN_HEADER}'); key in {workdir}/admin_key",
-        f"  log      {workdir}/triton.log",
-    ]
-
-
-def stop_triton(root: Path) -> list[str]:
-    from scripts import triton_server
-
-    stopped = triton_server.stop(root / triton_server.DEFAULT_WORKDIR)
-    return ["tritonserver stopped" if stopped else "tritonserver was not running"]
 
 
 def perf_rows(spec: ModelSpec, root: Path, served: str) -> dict:

@@ -146,35 +146,37 @@ def assert_client_error(status: str, category: str) -> None:
     assert client_error or (status == "500" and category == "broken JSON"), (category, status)
 
 
-@pytest.mark.parametrize("protocol", ["http", "grpc"])
-@pytest.mark.parametrize("name", sorted(SPEC))
-def test_triton_refuses_malformed_tensors(triton, triton_repo_dir, protocol, name):
-    client = TritonClient(triton.http_url if protocol == "http" else triton.grpc_url, protocol)
+def triton_client(triton, protocol: str) -> TritonClient:
+    return TritonClient(triton.http_url if protocol == "http" else triton.grpc_url, protocol)
+
+
+def refuse_all(client: TritonClient, requests, endpoint: str, valid_model: str) -> int:
+    """Send every malformed request, with a golden one for `valid_model` after every
+    VALID_EVERY; record the outcomes; returns how many malformed requests were sent."""
     tried = 0
-    for tried, (category, req) in enumerate(triton_requests(SPEC[name]), start=1):
+    for tried, (category, req) in enumerate(requests, start=1):
         status = send_triton(client, req)
-        OUTCOMES[f"triton-{protocol}"][(category, status)] += 1
+        OUTCOMES[endpoint][(category, status)] += 1
         assert_client_error(status, category)
         if tried % VALID_EVERY == 0:
-            check_valid_triton(client, name)
-    assert tried >= 100
+            check_valid_triton(client, valid_model)
+    return tried
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize("name", sorted(SPEC))
+def test_triton_refuses_malformed_tensors(triton, protocol, name):
+    client = triton_client(triton, protocol)
+    assert refuse_all(client, triton_requests(SPEC[name]), f"triton-{protocol}", name) >= 100
     assert all(client.is_ready(m.name) for m in SPEC.values())
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 @pytest.mark.parametrize("name", [n for n in sorted(SPEC) if has_ensemble(SPEC[n])])
 def test_triton_ensembles_refuse_malformed_inputs(triton, protocol, name):
-    client = TritonClient(triton.http_url if protocol == "http" else triton.grpc_url, protocol)
-    spec = SPEC[name]
-    input_name = ENSEMBLE_INPUTS[spec.task.preprocess.kind]
-    tried = 0
-    for tried, (category, req) in enumerate(ensemble_requests(spec, input_name, sample_png()), start=1):
-        status = send_triton(client, req)
-        OUTCOMES[f"triton-ensemble-{protocol}"][(category, status)] += 1
-        assert_client_error(status, category)
-        if tried % VALID_EVERY == 0:
-            check_valid_triton(client, name)
-    assert tried >= 100
+    client, spec = triton_client(triton, protocol), SPEC[name]
+    requests = ensemble_requests(spec, ENSEMBLE_INPUTS[spec.task.preprocess.kind], sample_png())
+    assert refuse_all(client, requests, f"triton-ensemble-{protocol}", name) >= 100
     assert client.is_ready(f"{name}_ensemble")
 
 

@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from scripts import bench, tune
+from scripts import bench, perf, tune
 from scripts.spec import load_spec
 from scripts.triton_repo import checked_signature, read_config
 from tests.conftest import REPO
@@ -148,15 +148,15 @@ def test_torchserve_bodies_carry_the_same_values_for_both_setups(tmp_path):
 
 
 def test_perf_command_sends_the_token_and_redacts_it(tmp_path):
-    cmd = bench.perf_command("m", "127.0.0.1:1", "http", 16, tmp_path / "d.json", tmp_path / "r.csv",
-                             bench.MEASUREMENT, "torchserve", "secret-key")
+    cmd = perf.command("m", "127.0.0.1:1", "http", 16, tmp_path / "d.json", tmp_path / "r.csv",
+                       bench.MEASUREMENT, "torchserve", "secret-key")
     assert cmd[cmd.index("--service-kind") + 1] == "torchserve"
     assert "Authorization:Bearer secret-key" in cmd
     assert cmd[cmd.index("--concurrency-range") + 1] == "16:16"
     text = bench.redact(cmd, "secret-key")
     assert "secret-key" not in text and bench.TOKEN_PLACEHOLDER in text
-    triton = bench.perf_command("m", "127.0.0.1:1", "grpc", 1, tmp_path / "d.json", tmp_path / "r.csv",
-                                bench.MEASUREMENT)
+    triton = perf.command("m", "127.0.0.1:1", "grpc", 1, tmp_path / "d.json", tmp_path / "r.csv",
+                          bench.MEASUREMENT)
     assert "--service-kind" not in triton and "-H" not in triton
 
 
