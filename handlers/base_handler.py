@@ -1,6 +1,6 @@
 """A small base on TorchServe's handler contract: initialize / preprocess / inference / postprocess.
 
-Reads everything from the `model_config.json` shipped in the archive. A batch of N requests
+Reads everything from the serving plan (`serving_plan.json`) shipped in the archive. A batch of N requests
 becomes one tensor of N rows (more if a request carries several examples) and N answers in
 order. A bad request gets a 4xx with a JSON body naming the problem, and the other requests
 of the batch still get their answers: nothing a client sends can kill the worker.
@@ -15,7 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from typing import Callable
+
 from handlers.pipeline import Pipeline
+from handlers.plan import ServingPlan
 from handlers.processing import RequestError
 from handlers.runners import load_runner
 
@@ -31,20 +34,30 @@ class Prepared:
     outputs: list[np.ndarray] = field(default_factory=list)
 
 
+def guarded(stage: str, work: Callable[[], Prepared]) -> Prepared:
+    """Run one request's step: a client mistake becomes a 400, anything else (a bug of ours,
+    not the client's) a 500 naming the stage; either way only this request fails."""
+    try:
+        return work()
+    except RequestError as exc:
+        return Prepared(error=(400, str(exc)))
+    except Exception as exc:
+        log.exception("%s failed", stage)
+        return Prepared(error=(500, f"{stage} failed: {type(exc).__name__}: {exc}"))
+
+
 class SpecHandlerBase:
     def __init__(self):
         self.initialized = False
 
     def initialize(self, context) -> None:
         model_dir = Path(context.system_properties["model_dir"])
-        self.config = json.loads((model_dir / "model_config.json").read_text())
-        self.pipeline = Pipeline(self.config)
-        names = [t["name"] for t in self.config["inputs"]]
-        threads = int(os.environ.get("TORCHSHIP_THREADS", self.config.get("threads", 1)))
-        self.model = load_runner(self.config["format"], model_dir / self.config["artifact"], names, threads)
+        self.plan = ServingPlan.load(model_dir)
+        self.pipeline = Pipeline(self.plan)
+        threads = int(os.environ.get("TORCHSHIP_THREADS", self.plan.serving.threads))
+        self.model = load_runner(self.plan.format, model_dir / self.plan.artifact, self.plan.input_names, threads)
         self.initialized = True
-        log.info("loaded %s v%s (%s, %d thread(s))", self.config["name"], self.config["version"],
-                 self.config["format"], threads)
+        log.info("loaded %s v%s (%s, %d thread(s))", self.plan.name, self.plan.version, self.plan.format, threads)
 
     def handle(self, data: list[dict], context) -> list:
         log.info("batch of %d request(s)", len(data))  # shows server-side batching in model_log
@@ -53,17 +66,10 @@ class SpecHandlerBase:
         return self.postprocess(prepared, context)
 
     def preprocess(self, data: list[dict], context) -> list[Prepared]:
-        prepared = []
-        for idx, request in enumerate(data):
-            try:
-                inputs, single = self.pipeline.parse(request_body(request), content_type(context, idx))
-                prepared.append(Prepared(inputs, single))
-            except RequestError as exc:
-                prepared.append(Prepared(error=(400, str(exc))))
-            except Exception as exc:  # a bug of ours, not the client's: fail this request only
-                log.exception("pre-processing failed")
-                prepared.append(Prepared(error=(500, f"pre-processing failed: {type(exc).__name__}: {exc}")))
-        return prepared
+        def parse(idx: int, request: dict) -> Prepared:
+            return Prepared(*self.pipeline.parse(request_body(request), content_type(context, idx)))
+
+        return [guarded("pre-processing", lambda: parse(idx, request)) for idx, request in enumerate(data)]
 
     def inference(self, prepared: list[Prepared]) -> None:
         """One model call for the whole batch; if it fails, each request alone so that one
@@ -82,7 +88,7 @@ class SpecHandlerBase:
                     p.error = (500, f"inference failed: {type(exc).__name__}: {exc}")
 
     def run_together(self, prepared: list[Prepared]) -> None:
-        names = [t["name"] for t in self.config["inputs"]]
+        names = self.plan.input_names
         stacked = {n: np.concatenate([p.inputs[n] for p in prepared]) for n in names}
         outputs = self.model(stacked)
         start = 0

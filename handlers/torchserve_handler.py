@@ -3,4 +3,4 @@ from handlers.base_handler import SpecHandlerBase
 
 
 class SpecHandler(SpecHandlerBase):
-    """Serves any model of the spec; everything model-specific comes from model_config.json."""
+    """Serves any model of the spec; everything model-specific comes from its serving plan."""

@@ -25,9 +25,9 @@ if (HERE / "handlers").is_dir() and str(HERE) not in sys.path:
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
-from handlers.base_handler import Prepared, SpecHandlerBase  # noqa: E402
-from handlers.pipeline import NUMPY_DTYPES, Pipeline  # noqa: E402
-from handlers.processing import RequestError  # noqa: E402
+from handlers.base_handler import Prepared, SpecHandlerBase, guarded  # noqa: E402
+from handlers.pipeline import Pipeline  # noqa: E402
+from handlers.plan import ServingPlan  # noqa: E402
 
 ROLES = ("model", "preprocess", "postprocess")
 
@@ -57,12 +57,12 @@ class TritonPythonModel:
         self.input_names = [t["name"] for t in model_config["input"]]
         self.output_names = [t["name"] for t in model_config["output"]]
         self.handler = SpecHandlerBase()
-        if self.role == "model":  # loads model_config.json and the artifact, like TorchServe
+        if self.role == "model":  # loads the serving plan and the artifact, like TorchServe
             self.handler.initialize(SimpleNamespace(system_properties={"model_dir": str(HERE)}))
         else:
-            self.handler.config = json.loads((HERE / "model_config.json").read_text())
-            self.handler.pipeline = Pipeline(self.handler.config)
-        self.config = self.handler.config
+            self.handler.plan = ServingPlan.load(HERE)
+            self.handler.pipeline = Pipeline(self.handler.plan)
+        self.plan = self.handler.plan
         self.pipeline = self.handler.pipeline
 
     def execute(self, requests: list) -> list:
@@ -79,46 +79,33 @@ class TritonPythonModel:
     def read_request(self, request) -> Prepared:
         """Triton has checked dtype and shape against config.pbtxt; the pipeline adds the
         spec's checks (value range, finiteness) and maps Triton names to the spec's."""
-        try:
-            inputs = {}
-            for spec_tensor, name in zip(self.config["inputs"], self.input_names):
-                rows = pb_utils.get_input_tensor_by_name(request, name).as_numpy()
-                if np.issubdtype(rows.dtype, np.floating) and not np.all(np.isfinite(rows)):
-                    raise RequestError(f"{name}: NaN or infinite values are not accepted")
-                inputs[spec_tensor["name"]] = self.pipeline.check_rows(spec_tensor, rows)
-            return Prepared(inputs, single=False)
-        except RequestError as exc:
-            return Prepared(error=(400, str(exc)))
+        def read() -> Prepared:
+            return Prepared({tensor.name: self.pipeline.check_rows(
+                tensor, pb_utils.get_input_tensor_by_name(request, name).as_numpy())
+                for tensor, name in zip(self.plan.inputs, self.input_names)}, single=False)
+
+        return guarded("reading the request", read)
 
     # --- role: preprocess -------------------------------------------------------------------------
 
     def preprocess(self, requests: list) -> list:
-        responses = []
-        for request in requests:
-            try:
-                items = as_text_rows(pb_utils.get_input_tensor_by_name(request, self.input_names[0]).as_numpy())
-                rows = np.stack([self.pipeline.preprocess_item(item) for item in items])
-                responses.append(Prepared(outputs=[rows]))
-            except RequestError as exc:
-                responses.append(Prepared(error=(400, str(exc))))
-            except Exception as exc:  # our bug, not the client's: fail this request only
-                responses.append(Prepared(error=(500, f"pre-processing failed: {type(exc).__name__}: {exc}")))
-        return [self.respond(p, p.outputs) for p in responses]
+        def decode(request) -> Prepared:
+            items = as_text_rows(pb_utils.get_input_tensor_by_name(request, self.input_names[0]).as_numpy())
+            return Prepared(outputs=[np.stack([self.pipeline.preprocess_item(item) for item in items])])
+
+        return [self.respond(p, p.outputs) for p in (guarded("pre-processing", lambda: decode(r)) for r in requests)]
 
     # --- role: postprocess ------------------------------------------------------------------------
 
     def postprocess(self, requests: list) -> list:
-        responses = []
-        for request in requests:
-            try:
-                outputs = [pb_utils.get_input_tensor_by_name(request, n).as_numpy() for n in self.input_names]
-                answers = self.pipeline.postprocess(outputs)
-                labels = np.array([[a["label"].encode("utf-8")] for a in answers], dtype=np.object_)
-                scores = np.array([[a["score"]] for a in answers], dtype=np.float32)
-                responses.append(Prepared(outputs=[labels, scores]))
-            except Exception as exc:  # the model's own output: any failure is ours
-                responses.append(Prepared(error=(500, f"post-processing failed: {type(exc).__name__}: {exc}")))
-        return [self.respond(p, p.outputs) for p in responses]
+        def answer(request) -> Prepared:
+            outputs = [pb_utils.get_input_tensor_by_name(request, n).as_numpy() for n in self.input_names]
+            answers = self.pipeline.postprocess(outputs)
+            labels = np.array([[a["label"].encode("utf-8")] for a in answers], dtype=np.object_)
+            scores = np.array([[a["score"]] for a in answers], dtype=np.float32)
+            return Prepared(outputs=[labels, scores])
+
+        return [self.respond(p, p.outputs) for p in (guarded("post-processing", lambda: answer(r)) for r in requests)]
 
     # --- answers ----------------------------------------------------------------------------------
 
@@ -132,9 +119,9 @@ class TritonPythonModel:
 
     def output_dtypes(self) -> list:
         if self.role == "model":
-            return [NUMPY_DTYPES[t["dtype"]] for t in self.config["outputs"]]
+            return [t.numpy for t in self.plan.outputs]
         if self.role == "preprocess":
-            return [NUMPY_DTYPES[self.config["inputs"][0]["dtype"]]]
+            return [self.plan.inputs[0].numpy]
         return [np.object_, np.float32]
 
     def finalize(self) -> None:

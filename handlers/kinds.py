@@ -1,0 +1,185 @@
+"""Pre-processing kinds: one class each, owning everything about that kind.
+
+A kind is the spec's `task.preprocess` section (its fields are validated by pydantic with the
+rest of the spec) and knows, for its kind:
+- the asset files it reads (statistics, vocabulary): checked to exist, part of every
+  fingerprint, and inlined into the serving plan at build time (`inline`);
+- how a request becomes model-input rows at run time (`decode` for one encoded example,
+  `from_json` for raw JSON values), and what a client should send (`expected_input`);
+- its Triton ensemble input (`ensemble_input`, a BYTES tensor) and how a golden row turns back
+  into what a client sends (`encode`), for warmup and load generation.
+Adding a kind is one class here plus its entry in KINDS.
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from handlers.processing import RequestError, decode_image, pil_to_array, standardize, tokenize
+from handlers.tensors import TensorSpec, check_rows, check_shape, numeric_array
+
+
+class Kind(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    ensemble_input: ClassVar[str | None] = None  # Triton ensemble input (BYTES); None: no ensemble
+    content_types: ClassVar[tuple[str, ...]] = ()  # raw (non-JSON) bodies this kind decodes
+
+    # --- build time ---------------------------------------------------------------------------
+    def asset_files(self) -> dict[str, Path]:
+        """{spec field: file} read by this kind; relative to the spec's folder."""
+        return {}
+
+    def inline(self, root: Path) -> dict[str, Any]:
+        """The assets' content, shipped inside the serving plan (servers read no other file)."""
+        return {}
+
+    def encode(self, row: np.ndarray, assets: dict[str, Any]) -> bytes:
+        """A model-input row turned back into what a client sends (ensemble kinds only)."""
+        raise NotImplementedError(f"{self.kind} has no encoded request form")
+
+    # --- run time -----------------------------------------------------------------------------
+    def prepare(self, assets: dict[str, Any]) -> None:
+        """Make run-time lookups from the inlined assets (called once when a model loads)."""
+
+    def expected_input(self, inputs: list[TensorSpec]) -> str:
+        tensors = ", ".join(f"{t.name} {t.dtype} {t.shape[1:]}" for t in inputs)
+        return f"JSON {{\"inputs\": ...}} with {tensors} per example"
+
+    def accepts(self, content_type: str) -> bool:
+        return content_type in self.content_types
+
+    def decode(self, item: bytes | str, tensor: TensorSpec) -> np.ndarray:
+        """One encoded example (image bytes, a text) -> one unchecked model-input row."""
+        raise RequestError("this model takes no encoded bytes or text: send JSON")
+
+    def from_json(self, value: Any, tensor: TensorSpec, max_batch: int) -> tuple[np.ndarray, bool]:
+        """Raw JSON values of the first input -> (checked rows, single example?)."""
+        rows = numeric_array(value, "inputs", np.float64)
+        single = rows.ndim == len(tensor.shape) - 1
+        rows = rows[None] if single else rows
+        check_shape(tensor, rows)
+        return check_rows(tensor, self.transform(rows), max_batch), single
+
+    def transform(self, rows: np.ndarray) -> np.ndarray:
+        return rows
+
+
+class Raw(Kind):
+    """Model-input tensors as they are."""
+    kind: Literal["none"] = "none"
+
+
+class Standardize(Kind):
+    """Tabular rows scaled with the training set's mean and standard deviation."""
+    kind: Literal["standardize"]
+    stats: Path  # JSON with "mean" and "std" lists, written by training
+    _mean: np.ndarray = PrivateAttr(None)
+    _std: np.ndarray = PrivateAttr(None)
+
+    def asset_files(self) -> dict[str, Path]:
+        return {"stats": self.stats}
+
+    def inline(self, root: Path) -> dict[str, Any]:
+        stats = json.loads((root / self.stats).read_text())
+        return {"mean": stats["mean"], "std": stats["std"]}
+
+    def prepare(self, assets: dict[str, Any]) -> None:
+        self._mean, self._std = np.asarray(assets["mean"]), np.asarray(assets["std"])
+
+    def transform(self, rows: np.ndarray) -> np.ndarray:
+        return standardize(rows, self._mean, self._std)
+
+
+class Image(Kind):
+    """Encoded PNG/JPEG bytes (or a HxW / CxHxW array) resized and normalised."""
+    kind: Literal["image"]
+    height: int = Field(gt=0)
+    width: int = Field(gt=0)
+    grayscale: bool = True
+    mean: float = 0.0
+    std: float = Field(1.0, gt=0)
+    ensemble_input: ClassVar[str] = "IMAGE"
+    content_types: ClassVar[tuple[str, ...]] = ("", "application/octet-stream")
+
+    def accepts(self, content_type: str) -> bool:
+        return content_type.startswith("image/") or super().accepts(content_type)
+
+    def expected_input(self, inputs: list[TensorSpec]) -> str:
+        return "PNG/JPEG bytes (Content-Type: image/png) or JSON {\"inputs\": HxW array}"
+
+    def decode(self, item: bytes | str, tensor: TensorSpec) -> np.ndarray:
+        image = decode_image(item if isinstance(item, bytes) else item.encode())
+        return pil_to_array(image, self.height, self.width, self.grayscale, self.mean, self.std)
+
+    def from_json(self, value: Any, tensor: TensorSpec, max_batch: int) -> tuple[np.ndarray, bool]:
+        pixels = numeric_array(value, "inputs", np.float32)
+        if pixels.ndim == 2:          # one grayscale HxW array
+            pixels, single = pixels[None, None], True
+        elif pixels.ndim == 3:        # one CxHxW array, or several HxW ones
+            single = pixels.shape[0] == tensor.shape[1]
+            pixels = pixels[None] if single else pixels[:, None]
+        else:
+            single = False
+        return check_rows(tensor, pixels, max_batch), single
+
+    def encode(self, row: np.ndarray, assets: dict[str, Any]) -> bytes:
+        from PIL import Image as PILImage
+
+        pixels = np.clip((row * self.std + self.mean) * 255.0, 0, 255).astype(np.uint8)
+        image = PILImage.fromarray(pixels[0] if self.grayscale else pixels.transpose(1, 2, 0))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+class Text(Kind):
+    """UTF-8 text split into words and mapped to ids with the training vocabulary."""
+    kind: Literal["text"]
+    vocab: Path  # JSON {"tokens": [...]}: id = position; 0 pads, 1 is the unknown word
+    max_length: int = Field(gt=0)
+    lowercase: bool = True
+    ensemble_input: ClassVar[str] = "TEXT"
+    content_types: ClassVar[tuple[str, ...]] = ("", "text/plain")
+    _ids: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    def asset_files(self) -> dict[str, Path]:
+        return {"vocab": self.vocab}
+
+    def inline(self, root: Path) -> dict[str, Any]:
+        return {"tokens": json.loads((root / self.vocab).read_text())["tokens"]}
+
+    def prepare(self, assets: dict[str, Any]) -> None:
+        self._ids = {token: i for i, token in enumerate(assets["tokens"])}
+
+    def expected_input(self, inputs: list[TensorSpec]) -> str:
+        return "text (Content-Type: text/plain) or JSON {\"inputs\": \"a sentence\"}"
+
+    def decode(self, item: bytes | str, tensor: TensorSpec) -> np.ndarray:
+        if isinstance(item, bytes):
+            try:
+                item = item.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise RequestError(f"text is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+        if not item.strip():
+            raise RequestError("empty text: send a non-empty sentence")
+        return tokenize(item, self._ids, self.max_length, self.lowercase)
+
+    def from_json(self, value: Any, tensor: TensorSpec, max_batch: int) -> tuple[np.ndarray, bool]:
+        texts, single = ([value], True) if isinstance(value, str) else (value, False)
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise RequestError(f"expected a string or a list of strings; send {self.expected_input([tensor])}")
+        rows = np.stack([check_rows(tensor, self.decode(t, tensor)[None], max_batch)[0] for t in texts])
+        return check_rows(tensor, rows, max_batch), single
+
+    def encode(self, row: np.ndarray, assets: dict[str, Any]) -> bytes:
+        tokens = assets["tokens"]
+        return " ".join(tokens[i] for i in row.reshape(-1) if i > 1).encode() or b"hello"
+
+
+KINDS: dict[str, type[Kind]] = {"none": Raw, "standardize": Standardize, "image": Image, "text": Text}
+Preprocess = Annotated[Union[Raw, Standardize, Image, Text], Field(discriminator="kind")]

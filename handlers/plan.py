@@ -1,0 +1,98 @@
+"""The serving plan: everything a server needs to know about one model, typed.
+
+Computed once per model at build time (scripts/build/plan.py) from the spec entry and the
+exported artifact, written as `serving_plan.json` into every `.mar` and every Triton model
+directory, and loaded back by the handlers as this type. Labels and the pre-processing kind's
+assets are inlined, so a server reads no other file, and the plan's content is what every
+runtime artifact's fingerprint is taken over.
+
+The spec (scripts/spec) reuses the sections defined here, so a field has one definition.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from handlers.kinds import Kind, Preprocess
+from handlers.runners import ARTIFACT_FILES
+from handlers.tensors import TensorSpec
+
+PLAN_FILE = "serving_plan.json"
+Format = Literal["torchscript", "onnx", "aoti", "exported_program"]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Batching(StrictModel):
+    max_batch_size: int = Field(8, ge=0)  # 0: the runtime never batches requests
+    max_queue_delay_ms: float = Field(5.0, ge=0)
+    preferred_batch_sizes: list[int] = []
+
+
+class Workers(StrictModel):
+    min: int = Field(1, ge=1)
+    max: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Workers:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
+        return self
+
+
+class Serving(StrictModel):
+    format: Format = "torchscript"        # which exported format the servers load
+    workers: Workers = Workers()          # TorchServe workers
+    instances: int = Field(1, ge=1)       # Triton instance_group count
+    threads: int = Field(1, ge=1)         # intra-op threads per TorchServe worker / Triton instance
+    response_timeout_s: int = Field(120, gt=0)
+    startup_timeout_s: int = Field(120, gt=0)
+
+
+class TaskPlan(StrictModel):
+    kind: Literal["classification", "regression", "embedding", "raw"]
+    output: Literal["logits", "probabilities"] = "logits"
+    top_k: int = 1
+    labels: list[str] = []
+
+
+class ServingPlan(StrictModel):
+    name: str
+    version: int
+    format: Format                       # what this artifact's runner loads
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    task: TaskPlan
+    preprocess: Preprocess
+    assets: dict[str, Any] = {}          # the pre-processing kind's inlined assets
+    batching: Batching
+    serving: Serving
+
+    @property
+    def artifact(self) -> str:
+        return ARTIFACT_FILES[self.format]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    def kind(self) -> Kind:
+        """The pre-processing kind, ready to decode requests."""
+        self.preprocess.prepare(self.assets)
+        return self.preprocess
+
+    def save(self, folder: Path) -> Path:
+        path = folder / PLAN_FILE
+        path.write_text(self.model_dump_json(indent=1) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, folder: Path) -> ServingPlan:
+        return cls.model_validate_json((folder / PLAN_FILE).read_text())
+
+    def with_format(self, fmt: str) -> ServingPlan:
+        return self.model_copy(update={"format": fmt})

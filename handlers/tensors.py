@@ -1,0 +1,78 @@
+"""Model tensors: their spec (name, dtype, shape, valid range) and the checks every request's
+rows go through before they reach a model, on both runtimes."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from handlers.dtypes import DType, numpy_dtype
+from handlers.processing import RequestError
+
+TENSOR_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class TensorSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=TENSOR_NAME_PATTERN)
+    dtype: DType
+    shape: list[int] = Field(min_length=1)
+    # Valid values (inclusive), e.g. token ids below the vocabulary size: used to draw
+    # verification inputs and to reject out-of-range requests.
+    range: tuple[float, float] | None = None
+
+    @field_validator("shape")
+    @classmethod
+    def _batch_axis_first(cls, shape: list[int]) -> list[int]:
+        if shape[0] != -1:
+            raise ValueError(f"the first axis is the batch axis and must be -1, got {shape}")
+        if any(d == 0 or d < -1 for d in shape):
+            raise ValueError(f"dimensions must be positive or -1 (dynamic), got {shape}")
+        return shape
+
+    @property
+    def numpy(self) -> type:
+        return numpy_dtype(self.dtype)
+
+
+def numeric_array(value: Any, name: str, dtype) -> np.ndarray:
+    """JSON numbers -> float64 array, refusing booleans, ragged lists, NaN/Inf and, for integer
+    inputs, fractions."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+        # numpy would read true/false as 1/0: a boolean where a number belongs is a mistake
+        has_bool = isinstance(value, list) and any(isinstance(v, bool) for v in np.asarray(value, dtype=object).flat)
+    except (ValueError, TypeError, RecursionError):
+        raise RequestError(f"{name}: expected a (nested) list of numbers of equal lengths") from None
+    if has_bool or isinstance(value, bool):
+        raise RequestError(f"{name}: expected numbers, got true/false")
+    if not np.all(np.isfinite(array)):
+        raise RequestError(f"{name}: NaN or infinite values are not accepted")
+    if np.issubdtype(dtype, np.integer) and not np.all(array == np.round(array)):
+        raise RequestError(f"{name}: expected integers")
+    return array
+
+
+def check_shape(tensor: TensorSpec, rows: np.ndarray) -> None:
+    expected = tensor.shape[1:]
+    ok = rows.ndim == len(tensor.shape) and all(e == -1 or e == s for e, s in zip(expected, rows.shape[1:]))
+    if not ok or rows.shape[0] == 0:
+        raise RequestError(f"{tensor.name}: expected shape {expected} per example (or a list of them), "
+                           f"got {list(rows.shape)}")
+
+
+def check_rows(tensor: TensorSpec, rows: np.ndarray, max_batch: int) -> np.ndarray:
+    """Shape, count, finiteness and range of model-input rows; returns them in the model's dtype."""
+    check_shape(tensor, rows)
+    limit = max_batch or math.inf
+    if rows.shape[0] > limit:
+        raise RequestError(f"{rows.shape[0]} examples in one request; at most {limit}")
+    if np.issubdtype(rows.dtype, np.floating) and not np.all(np.isfinite(rows)):
+        raise RequestError(f"{tensor.name}: NaN or infinite values are not accepted")
+    if tensor.range is not None:
+        low, high = tensor.range
+        if rows.size and (rows.min() < low or rows.max() > high):
+            raise RequestError(f"{tensor.name}: values must lie in [{low:g}, {high:g}]")
+    return rows.astype(tensor.numpy)

@@ -1,0 +1,181 @@
+"""Step `export`: every format the spec asks for, into artifacts/<name>/<version>/, verified.
+
+Each format is traced at batch size 2 with a dynamic batch axis, then checked against eager
+PyTorch at other batch sizes (scripts/verify.py). Also writes the golden samples (golden.npz:
+inputs and eager outputs) that every served endpoint is later checked against.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import handlers.runners
+from handlers.runners import ARTIFACT_FILES, load_runner, torch_runner
+from scripts.spec import BuildError
+from scripts.build.fingerprint import fingerprint, is_fresh, source_file, write_stamp
+from scripts.build.loading import load_reference
+from scripts.spec import ModelSpec
+from scripts.build.paths import artifact_dir
+from scripts.build.verify import random_inputs, verify_formats
+
+TRACE_BATCH = 2  # never one of the verification batch sizes (1, 3, max)
+GOLDEN_BATCH = 4  # random golden inputs when training kept no held-out samples
+
+
+@dataclass
+class ExportResult:
+    name: str
+    skipped: bool
+    report: dict
+
+
+def export_fingerprint(spec: ModelSpec, root: Path) -> str:
+    code = [Path(__file__), Path(__file__).with_name("verify.py"), Path(handlers.runners.__file__)]
+    if spec.source.module:
+        code.append(source_file(spec.source.module))
+    # Serving settings (format, workers, queue delay) do not change what is exported.
+    settings = spec.model_dump(mode="json", exclude={"serving", "description", "batching"})
+    settings["max_batch_size"] = spec.batching.max_batch_size  # sets a verification batch size
+    return fingerprint(settings, spec.model_files(root) + code)
+
+
+def dynamic_shapes(spec: ModelSpec) -> tuple[dict, ...]:
+    """Every -1 axis of every input becomes a torch.export Dim (the batch axis shared)."""
+    batch = torch.export.Dim("batch", min=1)
+    return tuple({axis: batch if axis == 0 else torch.export.Dim(f"{t.name}_{axis}", min=1)
+                  for axis, size in enumerate(t.shape) if size == -1} for t in spec.inputs)
+
+
+def example_args(spec: ModelSpec) -> tuple[torch.Tensor, ...]:
+    inputs = random_inputs(spec, TRACE_BATCH, np.random.default_rng(0))
+    return tuple(torch.from_numpy(inputs[t.name]) for t in spec.inputs)
+
+
+def check_signature(spec: ModelSpec, reference: torch.nn.Module, args: tuple) -> None:
+    """The model's real outputs must match the spec's outputs in count, dtype and shape."""
+    with torch.inference_mode():
+        outputs = reference(*args)
+    outputs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
+    if len(outputs) != len(spec.outputs):
+        raise BuildError(f"{spec.name}: the model returns {len(outputs)} output(s) but the spec lists "
+                         f"{len(spec.outputs)}; make outputs match the forward() return value")
+    problems = []
+    for i, (tensor, out) in enumerate(zip(spec.outputs, outputs)):
+        shape_ok = len(out.shape) == len(tensor.shape) and all(
+            d == -1 or d == s for d, s in zip(tensor.shape, out.shape))
+        dtype = str(out.dtype).removeprefix("torch.")
+        if not shape_ok or dtype != tensor.dtype:
+            problems.append(f"{spec.name}: outputs[{i}] ({tensor.name}): the model returns {dtype} "
+                            f"{list(out.shape)} for batch {TRACE_BATCH}, the spec says {tensor.dtype} "
+                            f"{tensor.shape}; fix the spec's outputs")
+    if problems:
+        raise BuildError(problems)
+
+
+def export_torchscript(spec: ModelSpec, reference, args, path: Path) -> None:
+    if spec.source.is_torchscript:  # already TorchScript: save it as loaded
+        reference.save(str(path))
+        return
+    with torch.inference_mode(False), torch.no_grad():
+        traced = torch.jit.trace(reference, args)
+    traced.save(str(path))
+
+
+def export_onnx(spec: ModelSpec, reference, args, path: Path) -> None:
+    names = dict(input_names=spec.tensor_names, output_names=[t.name for t in spec.outputs])
+    if spec.source.is_torchscript:  # the torch.export-based exporter cannot read TorchScript
+        axes = {t.name: [a for a, d in enumerate(t.shape) if d == -1] for t in [*spec.inputs, *spec.outputs]}
+        torch.onnx.export(reference, args, str(path), dynamo=False, dynamic_axes=axes, **names)
+        return
+    program = torch.onnx.export(reference, args, dynamo=True, dynamic_shapes=dynamic_shapes(spec),
+                                verbose=False, **names)
+    program.save(str(path), external_data=False)
+
+
+def exported_program(spec: ModelSpec, reference, args):
+    return torch.export.export(reference, args, dynamic_shapes=dynamic_shapes(spec))
+
+
+def export_aoti(spec: ModelSpec, reference, args, path: Path) -> None:
+    torch._inductor.aoti_compile_and_package(exported_program(spec, reference, args), package_path=str(path))
+
+
+def export_exported_program(spec: ModelSpec, reference, args, path: Path) -> None:
+    torch.export.save(exported_program(spec, reference, args), str(path))
+
+
+@contextlib.contextmanager
+def quiet_exporters():
+    """The exporters' deprecation chatter (and torchvision notices) would bury the step's output."""
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+EXPORTERS = {"torchscript": export_torchscript, "onnx": export_onnx, "aoti": export_aoti,
+             "exported_program": export_exported_program}
+
+
+def golden_inputs(spec: ModelSpec, root: Path) -> dict[str, np.ndarray]:
+    """Held-out examples saved by training when there are any, else random inputs."""
+    if spec.source.checkpoint is not None:
+        samples = (root / spec.source.checkpoint).parent / "samples.npz"
+        if samples.exists():
+            with np.load(samples) as saved:
+                return {t.name: saved[t.name].astype(t.numpy) for t in spec.inputs}
+    return random_inputs(spec, GOLDEN_BATCH, np.random.default_rng(0))
+
+
+def write_golden(spec: ModelSpec, reference, out: Path, root: Path) -> None:
+    inputs = golden_inputs(spec, root)
+    outputs = torch_runner(reference, spec.tensor_names)(inputs)
+    np.savez(out / "golden.npz",
+             **{f"input.{k}": v for k, v in inputs.items()},
+             **{f"output.{t.name}": v for t, v in zip(spec.outputs, outputs)})
+
+
+def require_sources(spec: ModelSpec, root: Path) -> None:
+    missing = [p for p in spec.model_files(root)[:1] if not p.exists()]
+    if missing:
+        raise BuildError(f"{spec.name}: {missing[0]} not found; run `make train` or fix source in the spec")
+
+
+def export_model(spec: ModelSpec, root: Path = Path("."), force: bool = False,
+                 on_format=lambda fmt: None) -> ExportResult:
+    out = artifact_dir(spec, root)
+    stamp, report_path = out / "build.json", out / "verify.json"
+    require_sources(spec, root)
+    expected = export_fingerprint(spec, root)
+    files = [out / ARTIFACT_FILES[f] for f in spec.export.formats] + [out / "golden.npz", report_path]
+    if not force and is_fresh(stamp, expected, files):
+        return ExportResult(spec.name, True, json.loads(report_path.read_text()))
+
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    reference = load_reference(spec, root)
+    args = example_args(spec)
+    check_signature(spec, reference, args)
+    runners = {}
+    for fmt in spec.export.formats:
+        on_format(fmt)
+        path = out / ARTIFACT_FILES[fmt]
+        try:
+            with quiet_exporters():
+                EXPORTERS[fmt](spec, reference, args, path)
+        except Exception as exc:  # exporters raise many types; name the model and format
+            raise BuildError(f"{spec.name}: {fmt} export failed: {type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        runners[fmt] = load_runner(fmt, path, spec.tensor_names)
+    write_golden(spec, reference, out, root)
+    report = verify_formats(spec, torch_runner(reference, spec.tensor_names), runners, report_path)
+    write_stamp(stamp, expected, formats={f: ARTIFACT_FILES[f] for f in spec.export.formats})
+    return ExportResult(spec.name, False, report)

@@ -1,0 +1,114 @@
+"""Step `train`: fit each model that has a `training` section, with fixed seeds.
+
+Writes beside the spec's checkpoint path: the state_dict, the pre-processing assets
+(standardization statistics, vocabulary), held-out samples for the golden files, raw example
+requests, and metrics.json with the held-out accuracy.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+import handlers.processing
+from handlers.processing import class_scores
+from models.common import TrainingData
+from scripts.build.fingerprint import fingerprint, is_fresh, source_file, write_stamp
+from scripts.build.loading import build_module, import_target
+from scripts.spec import ModelSpec
+
+HELD_OUT_SAMPLES = 16  # held-out examples kept as golden inputs for export and serving checks
+
+
+@dataclass
+class TrainResult:
+    name: str
+    skipped: bool        # True when nothing changed since the last run
+    metrics: dict
+
+
+def checkpoint_dir(spec: ModelSpec, root: Path) -> Path:
+    return (root / spec.source.checkpoint).parent
+
+
+def train_fingerprint(spec: ModelSpec) -> str:
+    """Everything that changes the trained weights: model class and kwargs, training settings,
+    task and pre-processing, and the code of the module, the data function and the shared
+    pre-processing functions."""
+    settings = spec.model_dump(include={"source", "training", "task", "inputs", "outputs"}, mode="json")
+    files = [source_file(spec.source.module), source_file(spec.training.data),
+             Path(__file__), Path(handlers.processing.__file__)]
+    return fingerprint(settings, files)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def loss_function(spec: ModelSpec, outputs: int) -> nn.Module:
+    if spec.task.kind != "classification":
+        return nn.MSELoss()
+    if outputs == 1:
+        return nn.BCELoss() if spec.task.output == "probabilities" else nn.BCEWithLogitsLoss()
+    return nn.NLLLoss() if spec.task.output == "probabilities" else nn.CrossEntropyLoss()
+
+
+def fit(spec: ModelSpec, data: TrainingData) -> nn.Module:
+    generator = seed_everything(spec.training.seed)
+    model = build_module(spec).train()
+    x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+    loss_fn = loss_function(spec, spec.outputs[0].shape[-1])
+    optimizer = torch.optim.Adam(model.parameters(), lr=spec.training.learning_rate)
+    for _ in range(spec.training.epochs):
+        for batch in torch.randperm(len(x), generator=generator).split(spec.training.batch_size):
+            optimizer.zero_grad()
+            prediction = model(x[batch])
+            if isinstance(loss_fn, nn.NLLLoss):
+                prediction = prediction.clamp_min(1e-12).log()
+            loss_fn(prediction, y[batch]).backward()
+            optimizer.step()
+    return model.eval()
+
+
+def evaluate(spec: ModelSpec, model: nn.Module, data: TrainingData) -> dict:
+    with torch.inference_mode():
+        output = model(torch.from_numpy(data.x_test)).numpy()
+    if spec.task.kind == "classification":
+        predicted = class_scores(output, spec.task.output).argmax(axis=1)
+        return {"held_out_accuracy": float((predicted == data.y_test.reshape(len(predicted))).mean()),
+                "held_out_examples": len(predicted)}
+    return {"held_out_mse": float(((output - data.y_test) ** 2).mean())}
+
+
+def save(spec: ModelSpec, model: nn.Module, data: TrainingData, metrics: dict, root: Path) -> None:
+    out = checkpoint_dir(spec, root)
+    (out / "requests").mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), root / spec.source.checkpoint)
+    for name, text in data.assets.items():
+        (out / name).write_text(text)
+    for name, payload in data.requests.items():
+        (out / "requests" / name).write_bytes(payload)
+    inputs = {spec.inputs[0].name: data.x_test[:HELD_OUT_SAMPLES]}
+    np.savez(out / "samples.npz", **inputs)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+
+def train_model(spec: ModelSpec, root: Path = Path("."), force: bool = False) -> TrainResult:
+    stamp = checkpoint_dir(spec, root) / "train.stamp.json"
+    expected = train_fingerprint(spec)
+    if not force and is_fresh(stamp, expected, [root / spec.source.checkpoint]):
+        return TrainResult(spec.name, True, json.loads((stamp.parent / "metrics.json").read_text()))
+    data = import_target(spec.training.data)(seed=spec.training.seed, preprocess=spec.task.preprocess)
+    model = fit(spec, data)
+    metrics = evaluate(spec, model, data)
+    save(spec, model, data, metrics, root)
+    write_stamp(stamp, expected)
+    return TrainResult(spec.name, False, metrics)

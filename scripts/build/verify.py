@@ -1,0 +1,118 @@
+"""Compare exported formats with eager PyTorch on fresh random inputs.
+
+Used by `export` (every format, batch sizes 1, 3 and the max) and later by the served-endpoint
+checks. Over tolerance is a VerificationError naming the model, format, batch size, the worst
+element's index and both values.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from handlers.runners import Runner
+from scripts.spec.errors import VerificationError
+from scripts.spec import ModelSpec, TensorSpec, Tolerance
+
+DYNAMIC_AXIS_SIZE = 5  # size drawn for a non-batch dynamic axis (never the tracing size)
+
+
+@dataclass
+class Comparison:
+    max_abs_error: float
+    max_rel_error: float
+    passed: bool
+    worst_index: list[int]
+    actual: float
+    expected: float
+
+
+def verification_batch_sizes(spec: ModelSpec) -> list[int]:
+    """1, 3 and the max batch size; tracing uses 2, so none of these is the traced size."""
+    return sorted({1, 3, spec.batching.max_batch_size or 3})
+
+
+def random_tensor(tensor: TensorSpec, batch: int, rng: np.random.Generator) -> np.ndarray:
+    shape = [batch] + [DYNAMIC_AXIS_SIZE if d == -1 else d for d in tensor.shape[1:]]
+    dtype = tensor.numpy
+    if tensor.dtype == "bool":
+        return rng.random(shape) < 0.5
+    if np.issubdtype(dtype, np.integer):
+        low, high = tensor.range or (0, 100)
+        return rng.integers(int(low), int(high), size=shape, endpoint=True).astype(dtype)
+    if tensor.range:
+        return rng.uniform(*tensor.range, size=shape).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def random_inputs(spec: ModelSpec, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {t.name: random_tensor(t, batch, rng) for t in spec.inputs}
+
+
+def compare(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> Comparison:
+    """Elementwise |actual - expected| <= atol + rtol * |expected| (integers: exact)."""
+    if actual.shape != expected.shape:
+        raise ValueError(f"shape {actual.shape} differs from eager {expected.shape}")
+    a, e = actual.astype(np.float64), expected.astype(np.float64)
+    exact = not np.issubdtype(expected.dtype, np.floating)
+    atol, rtol = (0.0, 0.0) if exact else (tolerance.atol, tolerance.rtol)
+    diff = np.abs(a - e)
+    diff[np.isnan(a) & np.isnan(e)] = 0.0     # NaN where eager has NaN too is agreement
+    diff[np.isnan(diff)] = np.inf             # NaN on one side only is always a failure
+    excess = diff - (atol + rtol * np.abs(np.nan_to_num(e)))
+    if diff.size == 0:
+        return Comparison(0.0, 0.0, True, [], 0.0, 0.0)
+    worst = np.unravel_index(int(np.argmax(excess)), excess.shape)
+    return Comparison(
+        max_abs_error=float(diff.max()),
+        max_rel_error=float((diff / np.maximum(np.abs(np.nan_to_num(e)), np.finfo(np.float32).tiny)).max()),
+        passed=bool(np.all(excess <= 0)),
+        worst_index=[int(i) for i in worst], actual=float(a[worst]), expected=float(e[worst]))
+
+
+def verify_formats(spec: ModelSpec, reference: Runner, runners: dict[str, Runner],
+                   report_path: Path) -> dict:
+    """Run every format and the eager reference on the same fresh inputs; write verify.json;
+    raise VerificationError listing every failure."""
+    seed = secrets.randbits(32)  # fresh inputs every build; the seed is recorded to reproduce
+    rng = np.random.default_rng(seed)
+    results, failures = [], []
+    for batch in verification_batch_sizes(spec):
+        inputs = random_inputs(spec, batch, rng)
+        expected = reference(inputs)
+        for fmt, runner in runners.items():
+            for tensor, got, want in zip(spec.outputs, runner(inputs), expected):
+                row = {"format": fmt, "batch_size": batch, "output": tensor.name}
+                try:
+                    comparison = compare(np.asarray(got), np.asarray(want), spec.tolerance)
+                except ValueError as exc:
+                    failures.append(f"{spec.name}: {fmt} at batch {batch}: output {tensor.name!r}: {exc}")
+                    results.append({**row, "passed": False, "error": str(exc)})
+                    continue
+                results.append({**row, **asdict(comparison)})
+                if not comparison.passed:
+                    failures.append(describe_failure(spec, fmt, batch, tensor.name, comparison))
+    report = {"model": spec.name, "version": spec.version, "seed": seed,
+              "tolerance": spec.tolerance.model_dump(), "passed": not failures, "results": results}
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    if failures:
+        raise VerificationError(failures)
+    return report
+
+
+def describe_failure(spec: ModelSpec, fmt: str, batch: int, output: str, c: Comparison) -> str:
+    t = spec.tolerance
+    return (f"{spec.name}: {fmt} at batch {batch} disagrees with eager PyTorch: output {output!r} "
+            f"index {tuple(c.worst_index)}: got {c.actual:.9g}, eager {c.expected:.9g} "
+            f"(|diff| {abs(c.actual - c.expected):.3g} > atol {t.atol:g} + rtol {t.rtol:g}*|eager|)")
+
+
+def worst_errors(report: dict) -> dict[str, float]:
+    """Per format: the largest absolute error over batch sizes and outputs."""
+    worst: dict[str, float] = {}
+    for row in report["results"]:
+        worst[row["format"]] = max(worst.get(row["format"], 0.0), row.get("max_abs_error", float("inf")))
+    return worst

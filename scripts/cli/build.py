@@ -1,0 +1,127 @@
+"""The build steps' commands: check, train, export, archive, triton-repo, verify-artifacts."""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from scripts.cli.common import (ForceOption, ModelOption, SpecOption, app, console, per_model,
+                                selected_models, user_errors)
+
+
+@app.command()
+@user_errors
+def check(spec: SpecOption = Path("models.yaml")):
+    """Validate the spec, list its models, and say what each runtime cannot represent exactly."""
+    from scripts.build.plan import serving_plan
+    from scripts.runtimes.registry import RUNTIMES
+
+    root, models = selected_models(spec, None)
+    for m in models:
+        console.print(f"{m.name} v{m.version}: {m.task.kind}, formats {m.export.formats}, serves {m.serving.format}")
+    for m in models:
+        if m.training is not None and not (root / m.task.labels if m.task.labels else root).exists():
+            continue
+        try:
+            plan = serving_plan(m, root)
+        except OSError:  # assets that `make train` writes are not there yet
+            continue
+        for runtime in RUNTIMES.values():
+            for warning in runtime.translate(plan).warnings:
+                console.print(f"[yellow]warning:[/] {runtime.title}: {warning}", highlight=False)
+
+
+@app.command()
+@user_errors
+def train(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, force: ForceOption = False):
+    """Train every model that has a `training` section (fixed seeds, incremental)."""
+    from scripts.build.train import train_model
+
+    root, models = selected_models(spec, model)
+
+    def row(m, say):
+        if m.training is None:
+            return "no training section", f"uses {m.source.checkpoint or m.source.exported}"
+        result = train_model(m, root, force)
+        return ("up to date" if result.skipped else "trained",
+                ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))
+
+    per_model("train", models, ["status", "held-out metrics"], row)
+
+
+@app.command()
+@user_errors
+def export(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, force: ForceOption = False):
+    """Export each model to the spec's formats and verify them against eager PyTorch."""
+    from scripts.build.export import export_model
+    from scripts.build.verify import worst_errors
+
+    root, models = selected_models(spec, model)
+
+    def row(m, say):
+        result = export_model(m, root, force, on_format=say)
+        return ("up to date" if result.skipped else "exported + verified",
+                ", ".join(f"{fmt} {err:.2e}" for fmt, err in worst_errors(result.report).items()))
+
+    per_model("export", models, ["status", "worst |error| per format (batch sizes 1, 3, max)"], row)
+
+
+def print_build(rows, columns: tuple[str, str]) -> None:
+    table = Table("model", *columns, "warnings")
+    for r in rows:
+        table.add_row(r.model, r.status, r.detail, "\n".join(r.warnings) or "-")
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def archive(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, force: ForceOption = False):
+    """Build one TorchServe .mar per model into model_store/ (incremental)."""
+    from scripts.runtimes.registry import RUNTIMES
+
+    root, models = selected_models(spec, model)
+    print_build(RUNTIMES["torchserve"].build(models, root, force), ("status", "archive"))
+
+
+class Backend(str, Enum):
+    python = "python"
+    onnxruntime = "onnxruntime"
+    pytorch = "pytorch"
+
+
+BackendOption = Annotated[Backend, typer.Option(
+    "--backend", help="python runs here; onnxruntime / pytorch are for NVIDIA's containers (checked offline).")]
+
+
+@app.command("triton-repo")
+@user_errors
+def triton_repo(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, force: ForceOption = False,
+                backend: BackendOption = Backend.python,
+                out: Annotated[Path, typer.Option("--out", help="Repository folder.")] = Path("triton_repo")):
+    """Write the Triton model repository (config.pbtxt, versions, ensembles) from the spec and artifacts."""
+    from scripts.runtimes.registry import RUNTIMES
+
+    root, models = selected_models(spec, model)
+    out = out if out.is_absolute() else root / out
+    print_build(RUNTIMES["triton"].build(models, root, force, backend.value, out), ("status", "Triton models"))
+
+
+@app.command("verify-artifacts")
+@user_errors
+def verify_artifacts(spec: SpecOption = Path("models.yaml"), model: ModelOption = None):
+    """Refuse any .mar whose files do not match its SHA-256 manifest."""
+    from scripts.build.paths import MODEL_STORE
+    from scripts.runtimes.torchserve.archive import mar_path, verify_archive
+    from scripts.spec import BuildError
+
+    root, models = selected_models(spec, model)
+    problems = []
+    for m in models:
+        found = verify_archive(mar_path(m, root / MODEL_STORE))
+        problems += found
+        console.print(f"{m.name}.mar: " + ("[red]REFUSED[/]" if found else "[green]intact[/]"))
+    if problems:
+        raise BuildError(problems)

@@ -1,0 +1,105 @@
+"""The measuring commands: perf (perf_analyzer against a served model), bench, tune."""
+from __future__ import annotations
+
+from pathlib import Path
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from scripts.cli.common import SpecOption, app, console, selected_models, user_errors
+from scripts.spec import ModelSpec
+
+
+@app.command()
+@user_errors
+def bench(spec: SpecOption = Path("models.yaml"),
+          model: Annotated[Optional[list[str]], typer.Option(
+              "--model", "-m", help="Only this model (repeat for several); default: digits_cnn, "
+                                    "sentiment_lstm and tabular_mlp (briefly).")] = None,
+          quick: Annotated[bool, typer.Option("--quick", help="Concurrency 1 and 16, shorter windows.")] = False,
+          out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("reports")):
+    """In-process limit, stock setups and this project's deployments under perf_analyzer load:
+    reports/bench.json, bench.md and PNG plots, every ratio from this one run."""
+    from scripts.measure.bench import BRIEF_MODELS, FULL_MODELS, run_bench
+
+    root, models = selected_models(spec, model or None)
+    if not model:
+        wanted = set(FULL_MODELS) | set(BRIEF_MODELS)
+        models = [m for m in models if m.name in wanted] or models
+    out = out if out.is_absolute() else root / out
+    report = run_bench(models, root, out, quick, log=lambda line: console.print(line, highlight=False))
+    table = Table("target", "status", "figures")
+    for t in report["targets"]:
+        color = {"met": "green", "missed": "red"}.get(t["status"], "yellow")
+        table.add_row(t["text"], f"[{color}]{t['status']}[/]", t["detail"])
+    console.print(table)
+    console.print(f"report: {out / 'bench.md'} ({report['timings']['total_s']:.0f}s)")
+
+
+@app.command()
+@user_errors
+def tune(spec: SpecOption = Path("models.yaml"),
+         model: Annotated[str, typer.Option("--model", "-m", help="The spec model to tune.")] = "digits_cnn",
+         budget: Annotated[float, typer.Option("--budget", help="Seconds for the whole sweep.")] = 180,
+         concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="perf_analyzer load.")] = 16):
+    """Sweep max batch size x queue delay x instances x format on Triton within a time budget;
+    writes reports/tune_<model>.json and prints the best settings as spec fields."""
+    from scripts.measure.tune import run_tune
+
+    root, models = selected_models(spec, [model])
+    report = run_tune(models[0], root, budget, concurrency,
+                      log=lambda line: console.print(line, highlight=False))
+    console.print(f"report: reports/tune_{model}.json ({report['seconds']:.0f}s)")
+    if report["suggestion"]:
+        console.print("suggested for models.yaml:", highlight=False)
+        console.print(report["suggestion"], highlight=False, markup=False)
+
+
+class Protocol(str, Enum):
+    http = "http"
+    grpc = "grpc"
+    both = "both"
+
+
+def perf_rows(spec: ModelSpec, root: Path, served: str) -> dict:
+    """Request data: golden inputs for the tensor model; for an ensemble, the golden examples
+    turned back into what a client sends (text; images are bytes, sent base64)."""
+    import numpy as np
+
+    from scripts.build.paths import golden
+    from scripts.build.plan import serving_plan
+
+    rows = golden(spec, root)
+    if served == spec.name:
+        return rows
+    plan = serving_plan(spec, root)
+    examples = [plan.preprocess.encode(row, plan.assets) for row in rows[spec.inputs[0].name]]
+    return {plan.preprocess.ensemble_input: np.array(examples, dtype=np.object_)}
+
+
+@app.command()
+@user_errors
+def perf(spec: SpecOption = Path("models.yaml"),
+         model: Annotated[str, typer.Option("--model", "-m", help="Served model: a spec name or <name>_ensemble.")] = "digits_cnn",
+         protocol: Annotated[Protocol, typer.Option("--protocol")] = Protocol.both,
+         concurrency: Annotated[Optional[list[int]], typer.Option("--concurrency", "-c", help="Repeat for several.")] = None,
+         http_port: int = 8000, grpc_port: int = 8001):
+    """perf_analyzer against a served model: throughput and p50/p99 latency per concurrency."""
+    from scripts.spec import BuildError
+    from scripts.measure.perf import run
+
+    root, models = selected_models(spec, None)
+    owner = next((m for m in models if model in (m.name, f"{m.name}_ensemble")), None)
+    if owner is None:
+        raise BuildError(f"unknown model {model!r}; serve one of the spec's models or <name>_ensemble")
+    rows = perf_rows(owner, root, model)
+    table = Table("model", "protocol", "concurrency", "infer/s", "p50 ms", "p99 ms")
+    protocols = ["http", "grpc"] if protocol == Protocol.both else [protocol.value]
+    for proto in protocols:
+        port = http_port if proto == "http" else grpc_port
+        for r in run(model, f"127.0.0.1:{port}", proto, concurrency or [1, 16], rows, root / "build" / "perf"):
+            table.add_row(model, proto, str(r["concurrency"]), f"{r['throughput']:.1f}",
+                          f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}")
+    console.print(table)

@@ -1,0 +1,121 @@
+"""Step `bench`: one invocation, one machine, every setup measured side by side.
+
+Per model (digits_cnn and sentiment_lstm in full, tabular_mlp briefly):
+- the limit: in-process inference (eager PyTorch, onnxruntime, TorchScript, AOTInductor) at
+  batch 1 and at the spec's max batch size, with 1 intra-op thread and with every core;
+- per runtime plugin, its `bench_deployment`: this project's deployment exactly as built
+  beside the stock setup a user tries first, in one server on free loopback ports;
+- load from NVIDIA's perf_analyzer at each concurrency, each point a stable measurement window.
+
+Writes reports/bench.json (every figure, machine, versions, exact commands), reports/bench.md
+(tables, ratios to the stock setup and to the in-process limit, where each target stands) and
+reports/bench_<model>_{throughput,latency}.png.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from scripts.build.paths import REPORTS
+from scripts.measure.bench.inprocess import in_process, limits as limits_of
+from scripts.measure.bench.points import RETRY_STABILITY, describe_point, perf_point
+from scripts.measure.bench.report import machine_info, write_report
+from scripts.measure.bench.setups import BENCH_DIR, SETUPS
+from scripts.measure.bench.targets import comparisons, evaluate_targets
+from scripts.spec import ModelSpec
+
+FULL_MODELS = ("digits_cnn", "sentiment_lstm")
+BRIEF_MODELS = ("tabular_mlp",)
+CONCURRENCY = [1, 4, 16, 64]
+QUICK_CONCURRENCY = [1, 16]
+BRIEF_CONCURRENCY = [16]
+# A measurement window is stable when 3 consecutive windows agree within 50% (throughput and
+# latency); short windows keep the whole bench inside its time budget on a 2-core box.
+MEASUREMENT = {"stability": 50, "max_trials": 4, "interval_ms": 1500}
+QUICK_MEASUREMENT = {"stability": 50, "max_trials": 4, "interval_ms": 1000}
+
+
+def plan_for(specs: list[ModelSpec], quick: bool) -> dict[str, list[int]]:
+    """{model: concurrency levels}: brief models get one level, the others the full sweep."""
+    full = QUICK_CONCURRENCY if quick else CONCURRENCY
+    return {s.name: (BRIEF_CONCURRENCY if s.name in BRIEF_MODELS else full) for s in specs}
+
+
+def in_process_all(specs: list[ModelSpec], root: Path, quick: bool, threads: list[int], log) -> tuple[dict, dict]:
+    """({model: in-process results}, {model: limits})."""
+    results, limits = {}, {}
+    for spec in specs:
+        log(f"in-process: {spec.name}")
+        brief = spec.name in BRIEF_MODELS
+        results[spec.name] = in_process(spec, root, 0.3 if quick or brief else 1.0, threads)
+        limits[spec.name] = limits_of(spec, results[spec.name])
+    return results, limits
+
+
+def measure(targets: list[tuple], plan: dict[str, list[int]], workdir: Path, measurement: dict, log) -> list[dict]:
+    """Each load target at each concurrency of its model's plan; a model measured at one level
+    only is measured over HTTP only (its figures are a sanity check, not a comparison)."""
+    points = []
+    for model, setup, protocol, target in targets:
+        if len(plan[model]) == 1 and protocol != "http":
+            continue
+        for level in plan[model]:
+            points.append({"model": model, "setup": setup, "protocol": protocol,
+                           **perf_point(target, level, workdir, measurement)})
+            log(describe_point(points[-1]))
+    return points
+
+
+def run_bench(models: list[ModelSpec], root: Path, out_dir: Path | None = None, quick: bool = False,
+              log=print) -> dict:
+    """Measure everything, write bench.json / bench.md / PNGs into out_dir; returns the report."""
+    from scripts.runtimes.registry import RUNTIMES
+
+    started = time.monotonic()
+    workdir = (root / BENCH_DIR).resolve()
+    shutil.rmtree(workdir / "perf", ignore_errors=True)
+    (workdir / "perf").mkdir(parents=True, exist_ok=True)
+    measurement = QUICK_MEASUREMENT if quick else MEASUREMENT
+    plan = plan_for(models, quick)
+    threads = sorted({1, os.cpu_count() or 1})
+
+    in_proc, limits = in_process_all(models, root, quick, threads, log)
+    timings = {"in_process_s": round(time.monotonic() - started, 1)}
+    points = []
+    for plugin in RUNTIMES.values():
+        t0 = time.monotonic()
+        with plugin.bench_deployment(models, root, workdir, log) as targets:
+            points += measure(targets, plan, workdir / "perf", measurement, log)
+        timings[f"{plugin.name}_s"] = round(time.monotonic() - t0, 1)
+
+    targets = evaluate_targets(points, limits, in_proc)
+    timings["total_s"] = round(time.monotonic() - started, 1)
+    report = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "quick": quick,
+        "machine": machine_info(),
+        "invocation": " ".join([Path(sys.executable).name, *sys.argv]),
+        "measurement": {**measurement, "concurrency": plan, "retry_stability": RETRY_STABILITY,
+                        "in_process_threads": threads},
+        "setups": {s.key: {"label": s.label, "runtime": s.runtime, "stock": s.stock,
+                           "protocols": list(s.protocols)} for s in SETUPS},
+        "models": {s.name: model_summary(s) for s in models},
+        "in_process": in_proc,
+        "limits": limits,
+        "points": points,
+        "comparisons": comparisons(points, limits),
+        "targets": targets,
+        "timings": timings,
+    }
+    write_report(report, out_dir or root / REPORTS)
+    return report
+
+
+def model_summary(spec: ModelSpec) -> dict:
+    """The spec settings a reader needs next to the figures."""
+    return {"max_batch_size": spec.batching.max_batch_size, "max_queue_delay_ms": spec.batching.max_queue_delay_ms,
+            "serving_format": spec.serving.format, "workers": spec.serving.workers.model_dump(),
+            "instances": spec.serving.instances}

@@ -1,0 +1,98 @@
+"""Run NVIDIA's perf_analyzer (the tritonclient wheel's bin/perf_analyzer) against a served model
+and read its CSV report: throughput and latency percentiles per concurrency.
+
+Requests carry real data (golden samples, or strings for BYTES inputs), never perf_analyzer's
+random values, which would fall outside the spec's ranges (token ids) and be rejected.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from scripts.runtimes.triton.stock import write_input_data
+from scripts.spec import BuildError
+
+DEFAULT_WORKDIR = Path("build/perf")
+# Short, bounded measurements: stable enough on a small CPU box, never minutes per point.
+MEASUREMENT = {"stability": 50, "max_trials": 5, "interval_ms": 2000}
+LIBRARIES = {"libcudart.so.12": "libcudart-", "libb64.so.0d": "libb64-"}
+
+
+def perf_analyzer() -> Path:
+    path = Path(sys.executable).with_name("perf_analyzer")
+    if not path.exists():
+        raise BuildError(f"{path} not found; it ships with the tritonclient wheel (`make install`)")
+    return path
+
+
+def library_dir(workdir: Path) -> Path:
+    """perf_analyzer links libcudart.so.12 and libb64.so.0d: point those sonames at the copies
+    bundled in the nvidia-pytriton wheel (no CUDA or system package needed)."""
+    from scripts.runtimes.triton.server import wheel_dir
+
+    bundled = wheel_dir().parents[1] / "nvidia_pytriton.libs"
+    folder = workdir / "libs"
+    folder.mkdir(parents=True, exist_ok=True)
+    for soname, prefix in LIBRARIES.items():
+        matches = sorted(bundled.glob(f"{prefix}*"))
+        link = folder / soname
+        if matches and not link.exists():
+            link.symlink_to(matches[0])
+    return folder
+
+
+def parse_report(path: Path) -> list[dict]:
+    """perf_analyzer's -f CSV -> [{concurrency, throughput, p50_ms, p90_ms, p99_ms}, ...]."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [{"concurrency": int(r["Concurrency"]),
+             "throughput": float(r["Inferences/Second"]),
+             **{f"p{p}_ms": float(r[f"p{p} latency"]) / 1000.0 for p in (50, 90, 99)}}
+            for r in rows]
+
+
+def command(model: str, url: str, protocol: str, concurrency: int, data: Path, report: Path,
+            measurement: dict = MEASUREMENT, service_kind: str = "triton", token: str | None = None) -> list[str]:
+    """One perf_analyzer invocation at one concurrency level (TorchServe: service_kind
+    "torchserve" with the inference token as a header)."""
+    cmd = [str(perf_analyzer()), "-m", model, "-u", url, "-i", protocol,
+           "--concurrency-range", f"{concurrency}:{concurrency}", "--input-data", str(data), "-f", str(report),
+           "--stability-percentage", str(measurement["stability"]),
+           "--max-trials", str(measurement["max_trials"]),
+           "--measurement-interval", str(measurement["interval_ms"])]
+    if service_kind != "triton":
+        cmd += ["--service-kind", service_kind]
+    if token is not None:
+        cmd += ["-H", f"Authorization:Bearer {token}"]
+    return cmd
+
+
+def environment(workdir: Path) -> dict[str, str]:
+    return {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(
+        [str(library_dir(workdir)), os.environ.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)}
+
+
+def run(model: str, url: str, protocol: str, concurrency: list[int],
+        rows: dict[str, np.ndarray | list[str]], workdir: Path = DEFAULT_WORKDIR,
+        timeout_s: float = 300) -> list[dict]:
+    """One perf_analyzer run per concurrency level; their parsed rows, in order."""
+    workdir = workdir.resolve()
+    data_file = write_input_data(rows, workdir / f"{model}.input.json")
+    results = []
+    for level in concurrency:
+        report = workdir / f"{model}.{protocol}.c{level}.csv"
+        done = subprocess.run(command(model, url, protocol, level, data_file, report), env=environment(workdir),
+                              capture_output=True, text=True, timeout=timeout_s)
+        if done.returncode != 0:
+            raise BuildError(f"perf_analyzer failed on {model} ({protocol}, concurrency {level}):\n"
+                             + "\n".join((done.stdout + done.stderr).splitlines()[-15:]))
+        results += parse_report(report)
+    return results

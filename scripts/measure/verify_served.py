@@ -1,0 +1,156 @@
+"""Step `verify`: every served endpoint answers what the trained model answers.
+
+Golden samples (model-input tensors and eager outputs, saved by `export`) go through TorchServe
+REST and gRPC and Triton HTTP and gRPC; the example requests (image bytes, sentences, rows) go
+through TorchServe and Triton's ensembles and are compared with eager PyTorch on the same
+pre-processing. TorchServe and Triton are also compared with each other. Writes
+reports/verify.json; any failure fails the step.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from handlers.processing import class_scores
+from handlers.runners import torch_runner
+from scripts.build.loading import load_reference
+from scripts.build.paths import artifact_dir
+from scripts.build.plan import serving_plan
+from scripts.build.verify import compare
+from scripts.runtimes.base import RequestCall, TensorCall
+from scripts.runtimes.registry import RUNTIMES
+from scripts.spec import ModelSpec, Tolerance
+
+CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".txt": "text/plain", ".json": "application/json"}
+
+
+@dataclass
+class Check:
+    model: str
+    endpoint: str
+    samples: int
+    max_abs_error: float
+    passed: bool
+    detail: str = ""
+
+
+@dataclass
+class Endpoints:
+    """Every served endpoint, collected from each runtime plugin's running server."""
+    tensors: dict[str, TensorCall]                                # name -> golden tensors in, outputs out
+    requests: Callable[[ModelSpec], dict[str, RequestCall]]       # per model: name -> request file in
+
+
+def endpoints_for(servers: dict) -> Endpoints:
+    """From {runtime name: running server} (scripts.runtimes.serving.serving())."""
+    tensors = {}
+    for name, server in servers.items():
+        tensors.update(RUNTIMES[name].tensor_endpoints(server))
+
+    def requests(spec: ModelSpec) -> dict[str, RequestCall]:
+        calls = {}
+        for name, server in servers.items():
+            calls.update(RUNTIMES[name].request_endpoints(server, spec))
+        return calls
+
+    return Endpoints(tensors, requests)
+
+
+def compare_outputs(spec: ModelSpec, got: dict[str, np.ndarray], want: dict[str, np.ndarray],
+                    tolerance: Tolerance) -> tuple[float, bool, str]:
+    worst, passed, detail = 0.0, True, ""
+    for t in spec.outputs:
+        result = compare(np.asarray(got[t.name], dtype=want[t.name].dtype), want[t.name], tolerance)
+        worst = max(worst, result.max_abs_error)
+        if not result.passed:
+            passed = False
+            detail = (f"{t.name} index {tuple(result.worst_index)}: served {result.actual:.9g}, "
+                      f"expected {result.expected:.9g}")
+    return worst, passed, detail
+
+
+def check_golden(spec: ModelSpec, root: Path, endpoints: Endpoints) -> list[Check]:
+    golden = np.load(artifact_dir(spec, root) / "golden.npz")
+    inputs = {t.name: golden[f"input.{t.name}"] for t in spec.inputs}
+    eager = {t.name: golden[f"output.{t.name}"] for t in spec.outputs}
+    checks, served = [], {}
+    for name, call in endpoints.tensors.items():
+        try:
+            served[name] = call(spec, inputs)
+            worst, passed, detail = compare_outputs(spec, served[name], eager, spec.tolerance)
+        except Exception as exc:  # a refused or failed call is a failed check, with the reason
+            worst, passed, detail = float("inf"), False, f"{type(exc).__name__}: {exc}"
+        checks.append(Check(spec.name, name, len(next(iter(inputs.values()))), worst, passed, detail))
+    # The runtimes against each other: the first endpoint of each runtime, pairwise.
+    firsts = {}
+    for name, outputs in served.items():
+        firsts.setdefault(name.split("-")[0], outputs)
+    runtimes = list(firsts)
+    for i, a in enumerate(runtimes):
+        for b in runtimes[i + 1:]:
+            worst, passed, detail = compare_outputs(spec, firsts[a], firsts[b], spec.tolerance)
+            checks.append(Check(spec.name, f"{a} vs {b}", len(golden[f"output.{spec.outputs[0].name}"]),
+                                worst, passed, detail))
+    return checks
+
+
+# --- example requests (image bytes, text, rows) through the pre/post-processing paths -----------------
+
+def example_requests(spec: ModelSpec, root: Path) -> list[Path]:
+    if spec.source.checkpoint is None:
+        return []
+    return sorted((root / spec.source.checkpoint).parent.joinpath("requests").glob("*"))
+
+
+def eager_answers(spec: ModelSpec, root: Path, requests: list[Path]) -> list[tuple[str, float]]:
+    """Label and score from eager PyTorch on the shared pre-processing of each request."""
+    from handlers.pipeline import Pipeline
+
+    plan = serving_plan(spec, root)
+    pipeline = Pipeline(plan)
+    model = torch_runner(load_reference(spec, root), spec.tensor_names)
+    answers = []
+    for path in requests:
+        inputs, _ = pipeline.parse(path.read_bytes(), CONTENT_TYPES.get(path.suffix))
+        scores = class_scores(model(inputs)[0], spec.task.output)[0]
+        answers.append((plan.task.labels[int(scores.argmax())], float(scores.max())))
+    return answers
+
+
+def check_requests(spec: ModelSpec, root: Path, endpoints: Endpoints) -> list[Check]:
+    requests = example_requests(spec, root)
+    if not requests or spec.task.kind != "classification":
+        return []
+    expected = eager_answers(spec, root, requests)
+    checks = []
+    for name, call in endpoints.requests(spec).items():
+        worst, problems = 0.0, []
+        for path, (label, score) in zip(requests, expected):
+            try:
+                got_label, got_score = call(path)
+            except Exception as exc:
+                problems.append(f"{path.name}: {type(exc).__name__}: {exc}")
+                continue
+            worst = max(worst, abs(got_score - score))
+            if got_label != label or not compare(np.array([got_score]), np.array([score]), spec.tolerance).passed:
+                problems.append(f"{path.name}: served {got_label!r} {got_score:.6f}, eager {label!r} {score:.6f}")
+        checks.append(Check(spec.name, name, len(requests), worst, not problems, "; ".join(problems)))
+    return checks
+
+
+def verify_models(models: list[ModelSpec], root: Path, endpoints: Endpoints) -> list[Check]:
+    checks = []
+    for spec in models:
+        checks += check_golden(spec, root, endpoints) + check_requests(spec, root, endpoints)
+    return checks
+
+
+def write_report(checks: list[Check], path: Path) -> dict:
+    report = {"passed": all(c.passed for c in checks), "checks": [asdict(c) for c in checks]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return report

@@ -1,0 +1,97 @@
+"""The interface every runtime plugin implements; `serve`, `verify`, `bench` and `tune` loop
+over the registered plugins (scripts/runtimes/registry.py) instead of pairing runtimes by hand.
+
+A plugin owns everything runtime-specific: translating the spec's batching and instances into
+its own settings (one place, with a warning for anything it cannot represent exactly),
+building its artifact from the serving plan, starting / waiting for / stopping a server, the
+clients and endpoints `make verify` checks, and its stock setup for `make bench`.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from handlers.plan import ServingPlan
+from scripts.spec import ModelSpec
+
+# (spec, {input: rows}) -> {output: rows}: golden tensors through one served endpoint.
+TensorCall = Callable[[ModelSpec, dict[str, np.ndarray]], dict[str, np.ndarray]]
+# An example request file -> (label, score) as served.
+RequestCall = Callable[[Path], tuple[str, float]]
+
+
+@dataclass(frozen=True)
+class Translation:
+    """The runtime's own settings for one model, and what it could not represent exactly."""
+    settings: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BuildRow:
+    model: str
+    status: str          # "built" / "up to date"
+    detail: str          # where it went, what it holds
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LoadTarget:
+    """One thing perf_analyzer can load: a served model on a running server."""
+    model: str
+    url: str
+    protocol: str                 # http | grpc
+    service_kind: str             # triton | torchserve
+    data: Path                    # perf_analyzer --input-data
+    token: str | None = None
+
+
+class Runtime(ABC):
+    name: ClassVar[str]           # as on the command line: RUNTIME=<name>
+    title: ClassVar[str]          # as printed
+
+    # --- spec check time ---------------------------------------------------------------------
+    @abstractmethod
+    def translate(self, plan: ServingPlan) -> Translation:
+        """Batching, workers/instances and timeouts in this runtime's terms."""
+
+    # --- build -------------------------------------------------------------------------------
+    @abstractmethod
+    def build(self, specs: list[ModelSpec], root: Path, force: bool = False) -> list[BuildRow]:
+        """Write this runtime's artifact for these models (incremental)."""
+
+    @abstractmethod
+    def served_names(self, spec: ModelSpec) -> list[str]:
+        """The names this runtime serves the model under (tensor model first)."""
+
+    # --- serve -------------------------------------------------------------------------------
+    @abstractmethod
+    def start(self, specs: list[ModelSpec], root: Path, workdir: Path | None = None,
+              free_ports: bool = False, timeout_s: float = 300) -> Any:
+        """Build what is missing, start a server, wait until every model is READY (stopping
+        it again on failure); `workdir` None means the instance `make serve` runs."""
+
+    @abstractmethod
+    def running(self, root: Path) -> Any | None:
+        """The instance `make serve` started, if it runs."""
+
+    @abstractmethod
+    def stop(self, server_or_root: Any) -> bool:
+        """Stop a server (or `make serve`'s instance under a root); True if one ran."""
+
+    @abstractmethod
+    def endpoints_report(self, server: Any, root: Path) -> list[tuple[str, str]]:
+        """(label, where) lines that `make serve` prints once READY."""
+
+    # --- verify ------------------------------------------------------------------------------
+    @abstractmethod
+    def tensor_endpoints(self, server: Any) -> dict[str, TensorCall]:
+        """Named endpoints that take model-input tensors (REST, gRPC, ...)."""
+
+    @abstractmethod
+    def request_endpoints(self, server: Any, spec: ModelSpec) -> dict[str, RequestCall]:
+        """Named endpoints that take what a client sends (image bytes, text, rows)."""

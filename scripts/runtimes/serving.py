@@ -1,0 +1,55 @@
+"""Steps `serve` and `stop`, over every runtime plugin: start each runtime on what the build
+generated, wait until every model is READY, and say where everything is. `serving()` reuses
+running servers (or starts them for the duration) for the steps that need live endpoints."""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from scripts.runtimes.registry import RUNTIMES, selected
+from scripts.spec import ModelSpec
+
+
+def ready_report(title: str, waited: float, models: list[str], endpoints: list[tuple[str, str]]) -> list[str]:
+    """What `make serve` prints once a runtime is READY: its models, then where everything is."""
+    width = max(len(label) for label, _ in endpoints)
+    return [f"{title} READY in {waited:.1f}s: {', '.join(models)}",
+            *[f"  {label.ljust(width)}  {where}" for label, where in endpoints]]
+
+
+def serve_runtimes(runtime: str, models: list[ModelSpec], root: Path, timeout_s: float) -> list[str]:
+    """Start the runtime(s); all or nothing: a failure stops what this call started."""
+    lines, started = [], []
+    try:
+        for plugin in selected(runtime):
+            server = plugin.start(models, root, timeout_s=timeout_s)
+            started.append((plugin, server))
+            names = [n for m in models for n in plugin.served_names(m)]
+            lines += ready_report(plugin.title, server.waited_s, names, plugin.endpoints_report(server, root))
+    except Exception:
+        for plugin, server in started:
+            plugin.stop(server)
+        raise
+    return lines
+
+
+def stop_all(root: Path) -> list[str]:
+    return [f"{plugin.title} stopped" if plugin.stop(root) else f"{plugin.title} was not running"
+            for plugin in RUNTIMES.values()]
+
+
+@contextlib.contextmanager
+def serving(models: list[ModelSpec], root: Path, timeout_s: float = 300):
+    """{runtime name: server} as `make serve` runs them: reused when already running, else
+    started here and stopped again on the way out."""
+    servers, started = {}, []
+    try:
+        for name, plugin in RUNTIMES.items():
+            servers[name] = plugin.running(root)
+            if servers[name] is None:
+                servers[name] = plugin.start(models, root, timeout_s=timeout_s)
+                started.append((plugin, servers[name]))
+        yield servers
+    finally:
+        for plugin, server in started:
+            plugin.stop(server)

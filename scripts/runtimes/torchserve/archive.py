@@ -1,0 +1,98 @@
+"""Step `archive`: one TorchServe `.mar` per model in model_store/, with torch-model-archiver.
+
+Each archive holds the exported model (the spec's serving format), the handler and the shared
+`handlers/` package, `serving_plan.json` (the typed serving plan), `model-config.yaml` (batching,
+workers, timeouts: settings.py) and `manifest.sha256.json`: a SHA-256 of every other packed file, checked
+by `verify_archive` before anything is served.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import yaml
+
+import handlers
+from handlers.plan import ServingPlan
+from scripts.build.fingerprint import file_digest, is_fresh, write_stamp
+from scripts.build.paths import artifact_dir
+from scripts.build.plan import HANDLER_SOURCES, plan_fingerprint, serving_plan
+from scripts.runtimes.torchserve.settings import model_config_yaml
+from scripts.spec import BuildError, ModelSpec
+
+HANDLER = Path(handlers.__file__).with_name("torchserve_handler.py")
+MANIFEST = "manifest.sha256.json"
+# Files torch-model-archiver writes itself; they are not in our manifest.
+ARCHIVER_FILES = {"MAR-INF/MANIFEST.json", MANIFEST}
+
+
+def mar_path(spec: ModelSpec, store: Path) -> Path:
+    return store / f"{spec.name}.mar"
+
+
+def stage(plan: ServingPlan, serialized: Path, folder: Path) -> Path:
+    """Lay out the extra files: handlers/ as a package (imports stay `handlers.x`), the
+    serving plan and the manifest. Returns the model-config.yaml path."""
+    package = folder / "extra" / "handlers"
+    package.mkdir(parents=True)
+    for source in HANDLER_SOURCES:
+        shutil.copy2(source, package / source.name)
+    plan.save(folder / "extra")
+    config = folder / "model-config.yaml"
+    config.write_text(yaml.safe_dump(model_config_yaml(plan).settings, sort_keys=False))
+    packed = {str(p.relative_to(folder / "extra")): p for p in (folder / "extra").rglob("*") if p.is_file()}
+    packed.update({serialized.name: serialized, "model-config.yaml": config, HANDLER.name: HANDLER})
+    manifest = {name: file_digest(path) for name, path in sorted(packed.items())}
+    (folder / "extra" / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return config
+
+
+def archive_model(spec: ModelSpec, root: Path, store: Path, force: bool = False) -> bool:
+    """Build model_store/<name>.mar; returns False when it was already up to date."""
+    from model_archiver.model_archiver_config import ModelArchiverConfig
+    from model_archiver.model_packaging import generate_model_archive
+
+    plan = serving_plan(spec, root)
+    serialized = artifact_dir(spec, root) / plan.artifact
+    if not serialized.exists():
+        raise BuildError(f"{spec.name}: {serialized} not found; run `make export` first")
+    out = mar_path(spec, store)
+    stamp = store / f".{spec.name}.stamp.json"
+    expected = plan_fingerprint(spec, root, plan, code=[Path(__file__), serialized])
+    if not force and is_fresh(stamp, expected, [out]):
+        return False
+    store.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)  # rebuilt from scratch (and the archiver's overwrite warning avoided)
+    with tempfile.TemporaryDirectory(prefix=f"mar-{spec.name}-") as tmp:
+        folder = Path(tmp)
+        config = stage(plan, serialized, folder)
+        generate_model_archive(ModelArchiverConfig(
+            model_name=spec.name, version=str(spec.version), handler=str(HANDLER),
+            serialized_file=str(serialized), extra_files=str(folder / "extra"),
+            config_file=str(config), export_path=str(store), archive_format="default", force=True))
+    problems = verify_archive(out)
+    if problems:
+        raise BuildError(problems)
+    write_stamp(stamp, expected)
+    return True
+
+
+def verify_archive(path: Path) -> list[str]:
+    """Every file in the .mar must match its SHA-256 in the manifest, and nothing may be
+    missing or added; returns the problems (empty when the archive is intact)."""
+    try:
+        with zipfile.ZipFile(path) as mar:
+            manifest = json.loads(mar.read(MANIFEST))
+            present = {i.filename for i in mar.infolist() if not i.is_dir()} - ARCHIVER_FILES
+            problems = [f"{path.name}: {name}: SHA-256 differs from the manifest (archive tampered or corrupt)"
+                        for name in sorted(present & set(manifest))
+                        if hashlib.sha256(mar.read(name)).hexdigest() != manifest[name]]
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        return [f"{path.name}: not a valid archive with {MANIFEST}: {exc}; rebuild it with `make archive`"]
+    problems += [f"{path.name}: {name}: listed in the manifest but missing" for name in sorted(set(manifest) - present)]
+    problems += [f"{path.name}: {name}: not in the manifest (unexpected file)" for name in sorted(present - set(manifest))]
+    return problems

@@ -1,0 +1,100 @@
+"""A TorchServe client: predictions over REST with the token from key_file.json, and the
+management API (list, describe, scale workers, register/unregister a version, set default).
+
+Used by the tests, `make verify` and rollouts. Every non-2xx reply raises TorchServeError with
+TorchServe's own status and message.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import requests
+
+
+class TorchServeError(Exception):
+    def __init__(self, status: int, body: str):
+        self.status, self.body = status, body
+        try:
+            self.message = json.loads(body).get("message", body)
+        except (ValueError, AttributeError):
+            self.message = body
+        super().__init__(f"TorchServe answered {status}: {self.message}")
+
+
+class TorchServeClient:
+    def __init__(self, inference_url: str, management_url: str, key_file: Path, timeout_s: float = 60):
+        self.inference_url, self.management_url = inference_url.rstrip("/"), management_url.rstrip("/")
+        self.key_file, self.timeout_s = Path(key_file), timeout_s
+        self.session = requests.Session()
+
+    @classmethod
+    def for_server(cls, server) -> TorchServeClient:
+        """From a running scripts.runtimes.torchserve.server.TorchServe."""
+        return cls(server.inference_url, server.management_url, server.key_file)
+
+    def token(self, api: str) -> str:
+        """Read fresh each call: TorchServe rewrites the file when keys are refreshed."""
+        return json.loads(self.key_file.read_text())[api]["key"]
+
+    # --- inference ---------------------------------------------------------------------------
+
+    def predict_raw(self, model: str, body: Any, content_type: str | None = None,
+                    version: str | None = None) -> requests.Response:
+        """POST /predictions/<model>[/<version>]; dict/list bodies are sent as JSON."""
+        if isinstance(body, (dict, list)):
+            body, content_type = json.dumps(body), content_type or "application/json"
+        headers = {"Authorization": f"Bearer {self.token('inference')}"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        path = f"/predictions/{model}" + (f"/{version}" if version else "")
+        return self.session.post(self.inference_url + path, data=body, headers=headers, timeout=self.timeout_s)
+
+    def predict(self, model: str, body: Any, content_type: str | None = None, version: str | None = None) -> Any:
+        return _json(self.predict_raw(model, body, content_type, version))
+
+    def ping(self) -> dict:
+        return _json(self.session.get(f"{self.inference_url}/ping", timeout=self.timeout_s,
+                                      headers={"Authorization": f"Bearer {self.token('inference')}"}))
+
+    # --- management --------------------------------------------------------------------------
+
+    def _manage(self, method: str, path: str, **params) -> Any:
+        reply = self.session.request(method, self.management_url + path, timeout=self.timeout_s,
+                                     params={k: v for k, v in params.items() if v is not None},
+                                     headers={"Authorization": f"Bearer {self.token('management')}"})
+        return _json(reply)
+
+    def list_models(self) -> list[dict]:
+        return self._manage("GET", "/models")["models"]
+
+    def describe(self, model: str, version: str | None = None) -> list[dict]:
+        return self._manage("GET", f"/models/{model}" + (f"/{version}" if version else ""))
+
+    def scale(self, model: str, min_workers: int, max_workers: int | None = None,
+              version: str | None = None) -> dict:
+        return self._manage("PUT", f"/models/{model}" + (f"/{version}" if version else ""),
+                            min_worker=min_workers, max_worker=max_workers or min_workers, synchronous="true")
+
+    def register(self, url: str, initial_workers: int = 1) -> dict:
+        """Needs enable_model_api=true; TorchServe refuses it (405) in the hardened default."""
+        return self._manage("POST", "/models", url=url, initial_workers=initial_workers, synchronous="true")
+
+    def unregister(self, model: str, version: str | None = None) -> dict:
+        return self._manage("DELETE", f"/models/{model}" + (f"/{version}" if version else ""))
+
+    def set_default(self, model: str, version: str) -> dict:
+        return self._manage("PUT", f"/models/{model}/{version}/set-default")
+
+    def worker_pids(self, model: str) -> list[int]:
+        return sorted(w["pid"] for entry in self.describe(model) for w in entry.get("workers", []))
+
+
+def _json(reply: requests.Response) -> Any:
+    if not reply.ok:
+        raise TorchServeError(reply.status_code, reply.text)
+    try:
+        return reply.json()
+    except ValueError:
+        return reply.text

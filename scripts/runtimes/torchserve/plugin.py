@@ -1,0 +1,142 @@
+"""The TorchServe runtime plugin: `.mar` archives in model_store/, a TorchServe started on them,
+REST and gRPC clients for `make verify`, and the stock BaseHandler setup for `make bench`."""
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+
+from handlers.plan import ServingPlan
+from scripts.build.paths import MODEL_STORE
+from scripts.runtimes.base import BuildRow, RequestCall, Runtime, TensorCall, Translation
+from scripts.runtimes.processes import free_port
+from scripts.runtimes.torchserve import server as ts
+from scripts.runtimes.torchserve.settings import model_config_yaml
+from scripts.spec import ModelSpec
+
+TEMPLATE = Path("config.properties")
+CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".txt": "text/plain", ".json": "application/json"}
+
+
+def ports_from_config(template: Path) -> ts.Ports:
+    """The ports written in config.properties, so a user's edit there is honoured."""
+    text = template.read_text()
+
+    def port(key: str, default: int) -> int:
+        match = re.search(rf"^{key}=.*?(\d+)\s*$", text, re.MULTILINE)
+        return int(match.group(1)) if match else default
+
+    defaults = ts.Ports()
+    return ts.Ports(port("inference_address", defaults.inference), port("management_address", defaults.management),
+                    port("metrics_address", defaults.metrics), port("grpc_inference_port", defaults.grpc_inference),
+                    port("grpc_management_port", defaults.grpc_management))
+
+
+def answers_to_outputs(spec: ModelSpec, answers: list[dict]) -> dict:
+    import numpy as np
+
+    return {t.name: np.array([a["outputs"][t.name] for a in answers]) for t in spec.outputs}
+
+
+class TorchServe(Runtime):
+    name = "torchserve"
+    title = "TorchServe"
+
+    def translate(self, plan: ServingPlan) -> Translation:
+        return model_config_yaml(plan)
+
+    def build(self, specs: list[ModelSpec], root: Path, force: bool = False) -> list[BuildRow]:
+        from scripts.build.plan import serving_plan
+        from scripts.runtimes.torchserve.archive import archive_model, mar_path
+
+        rows = []
+        for spec in specs:
+            built = archive_model(spec, root, root / MODEL_STORE, force)
+            rows.append(BuildRow(spec.name, "archived" if built else "up to date",
+                                 str(mar_path(spec, MODEL_STORE)),
+                                 self.translate(serving_plan(spec, root)).warnings))
+        return rows
+
+    def served_names(self, spec: ModelSpec) -> list[str]:
+        return [spec.name]
+
+    def instance(self, root: Path) -> ts.TorchServe:
+        """The instance `make serve` runs (or would run) from build/torchserve."""
+        return ts.TorchServe((root / ts.DEFAULT_WORKDIR).resolve(), ports_from_config(root / TEMPLATE))
+
+    def start(self, specs, root, workdir=None, free_ports=False, timeout_s=300, store: Path | None = None,
+              template: Path | None = None, names: list[str] | None = None) -> ts.TorchServe:
+        if store is None:
+            self.build(specs, root)
+        instance = self.instance(root)
+        ports = ts.Ports(*(free_port() for _ in range(5))) if free_ports else instance.ports
+        names = names or [m.name for m in specs]
+        server = ts.start(template or root / TEMPLATE, store or root / MODEL_STORE, names, ports,
+                          workdir or instance.workdir)
+        try:
+            server.waited_s = ts.wait_ready(server, names, timeout_s)
+        except Exception:
+            ts.stop(server.workdir)
+            raise
+        return server
+
+    def running(self, root: Path) -> ts.TorchServe | None:
+        instance = self.instance(root)
+        return instance if ts.is_running(instance) else None
+
+    def stop(self, server_or_root) -> bool:
+        workdir = server_or_root.workdir if isinstance(server_or_root, ts.TorchServe) \
+            else server_or_root / ts.DEFAULT_WORKDIR
+        return ts.stop(workdir)
+
+    def endpoints_report(self, server: ts.TorchServe, root: Path) -> list[tuple[str, str]]:
+        workdir = server.workdir.relative_to(root.resolve()) if server.workdir.is_relative_to(root.resolve()) \
+            else server.workdir
+        return [("inference", f"{server.inference_url}/predictions/<model>"),
+                ("management", f"{server.management_url}/models"),
+                ("metrics", f"{server.metrics_url}/metrics"),
+                ("gRPC", f"127.0.0.1:{server.ports.grpc_inference} (inference), "
+                         f"127.0.0.1:{server.ports.grpc_management} (management)"),
+                ("tokens", f"{workdir}/key_file.json (\"inference\" and \"management\" keys; "
+                           "send 'Authorization: Bearer <key>')"),
+                ("logs", f"{workdir}/logs/")]
+
+    def tensor_endpoints(self, server: ts.TorchServe) -> dict[str, TensorCall]:
+        from scripts.runtimes.torchserve.client import TorchServeClient
+        from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
+
+        def call(client):
+            return lambda spec, inputs: answers_to_outputs(
+                spec, client.predict(spec.name, {"tensors": {k: v.tolist() for k, v in inputs.items()}}))
+
+        return {"torchserve-rest": call(TorchServeClient.for_server(server)),
+                "torchserve-grpc": call(TorchServeGrpcClient.for_server(server))}
+
+    def request_endpoints(self, server: ts.TorchServe, spec: ModelSpec) -> dict[str, RequestCall]:
+        from scripts.runtimes.torchserve.client import TorchServeClient
+
+        client = TorchServeClient.for_server(server)
+
+        def call(path: Path) -> tuple[str, float]:
+            answer = client.predict(spec.name, path.read_bytes(), CONTENT_TYPES.get(path.suffix))
+            return answer["label"], answer["score"]
+
+        return {"torchserve-rest (requests)": call}
+
+    @contextlib.contextmanager
+    def bench_deployment(self, specs: list[ModelSpec], root: Path, workdir: Path, log):
+        """This project's archives and the stock BaseHandler route side by side in one
+        TorchServe on free ports; yields [(model, setup, protocol, LoadTarget)]."""
+        from scripts.runtimes.torchserve import stock
+
+        store, names = stock.model_store(specs, root, workdir)
+        template = workdir / "config.properties"
+        template.write_text(stock.config((root / TEMPLATE).read_text()))
+        server = self.start(specs, root, workdir / "torchserve", free_ports=True, store=store,
+                            template=template, names=sorted(names.values()))
+        log(f"TorchServe READY in {server.waited_s:.1f}s")
+        try:
+            yield stock.load_targets(specs, root, server, names, workdir)
+        finally:
+            ts.stop(server.workdir)
+

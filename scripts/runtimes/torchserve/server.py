@@ -1,0 +1,148 @@
+"""Start, wait for and stop a real TorchServe on the generated model store.
+
+Each instance lives in its own work directory (config, key_file.json, logs, and TEMP, which
+holds TorchServe's pid file and worker sockets), so several can run side by side: `make serve`
+uses build/torchserve, the tests a temporary one with free ports.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from scripts.spec.errors import BuildError
+from scripts.runtimes.processes import read_pid, stop_process, tail, wait_for_models
+
+DEFAULT_WORKDIR = Path("build/torchserve")
+
+
+@dataclass(frozen=True)
+class Ports:
+    inference: int = 8080
+    management: int = 8081
+    metrics: int = 8082
+    grpc_inference: int = 7070
+    grpc_management: int = 7071
+
+
+@dataclass
+class TorchServe:
+    workdir: Path
+    ports: Ports
+    waited_s: float = 0.0   # seconds start-up took until READY
+
+    @property
+    def inference_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.inference}"
+
+    @property
+    def management_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.management}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.metrics}"
+
+    @property
+    def key_file(self) -> Path:
+        return self.workdir / "key_file.json"
+
+    def key(self, api: str) -> str:
+        """The token for "inference" or "management" from key_file.json."""
+        return json.loads(self.key_file.read_text())[api]["key"]
+
+    def env(self) -> dict[str, str]:
+        # TEMP moves TorchServe's pid file and sockets; the venv's bin must come first on
+        # PATH so the Java frontend starts workers with this Python.
+        return {**os.environ, "TEMP": str(self.workdir / "tmp"), "LOG_LOCATION": str(self.workdir / "logs"),
+                "METRICS_LOCATION": str(self.workdir / "logs"),
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def render_config(template: Path, store: Path, models: list[str], ports: Ports,
+                  overrides: dict[str, str] | None = None) -> str:
+    """config.properties with the model store, the spec's models and the ports filled in
+    (and any `overrides`, e.g. enable_model_api=true when a rollout asks for it)."""
+    store = store.resolve()
+    values = {
+        "inference_address": f"http://127.0.0.1:{ports.inference}",
+        "management_address": f"http://127.0.0.1:{ports.management}",
+        "metrics_address": f"http://127.0.0.1:{ports.metrics}",
+        "grpc_inference_port": str(ports.grpc_inference),
+        "grpc_management_port": str(ports.grpc_management),
+        "model_store": str(store),
+        "allowed_urls": f"file://{re.escape(str(store))}/.*",
+        "load_models": ",".join(f"{m}.mar" for m in models),
+        **(overrides or {}),
+    }
+    lines = []
+    for line in template.read_text().splitlines():
+        key = line.split("=", 1)[0].strip()
+        lines.append(f"{key}={values.pop(key)}" if key in values and not line.startswith("#") else line)
+    lines += [f"{k}={v}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def start(template: Path, store: Path, models: list[str], ports: Ports = Ports(),
+          workdir: Path = DEFAULT_WORKDIR, overrides: dict[str, str] | None = None) -> TorchServe:
+    """Start TorchServe in the background (returns at once; see wait_ready)."""
+    server = TorchServe(workdir.resolve(), ports)
+    if is_running(server):
+        raise BuildError(f"TorchServe already runs from {workdir}; `make stop` first")
+    shutil.rmtree(server.workdir, ignore_errors=True)
+    for sub in ("tmp", "logs"):
+        (server.workdir / sub).mkdir(parents=True)
+    config = server.workdir / "config.properties"
+    config.write_text(render_config(template, store, models, ports, overrides))
+    torchserve = Path(sys.executable).with_name("torchserve")
+    with open(server.workdir / "logs" / "launcher.log", "wb") as log:
+        subprocess.run([str(torchserve), "--start", "--ncs", "--ts-config", str(config)],
+                       cwd=server.workdir, env=server.env(), stdout=log, stderr=subprocess.STDOUT, check=True)
+    return server
+
+
+def pid(server: TorchServe) -> int | None:
+    return read_pid(server.workdir / "tmp" / ".model_server.pid")
+
+
+def is_running(server: TorchServe) -> bool:
+    return pid(server) is not None
+
+
+def wait_ready(server: TorchServe, models: list[str], timeout_s: float = 300) -> float:
+    """Block until every model has a READY worker; returns the seconds waited. On timeout or
+    a dead server, BuildError with the tail of the worker log."""
+    return wait_for_models("TorchServe", models, lambda m: model_ready(server, m),
+                           lambda: is_running(server), lambda: log_tail(server), timeout_s)
+
+
+def model_ready(server: TorchServe, model: str) -> bool:
+    try:
+        reply = requests.get(f"{server.management_url}/models/{model}", timeout=5,
+                             headers={"Authorization": f"Bearer {server.key('management')}"})
+    except (requests.RequestException, OSError, ValueError, KeyError):
+        return False  # not listening yet, or key_file.json not written yet
+    if reply.status_code != 200:
+        return False
+    return any(w.get("status") == "READY" for entry in reply.json() for w in entry.get("workers", []))
+
+
+def log_tail(server: TorchServe, lines: int = 40) -> str:
+    return tail([server.workdir / "logs" / n for n in ("model_log.log", "ts_log.log")], lines)
+
+
+def stop(workdir: Path = DEFAULT_WORKDIR, timeout_s: float = 30) -> bool:
+    """Stop the instance that runs from workdir (never another one); True if one was running."""
+    server = TorchServe(workdir.resolve(), Ports())
+    torchserve = Path(sys.executable).with_name("torchserve")
+    # --stop from the instance's own cwd and TEMP: it targets that pid file only.
+    return stop_process(pid(server), lambda: subprocess.run(
+        [str(torchserve), "--stop"], cwd=server.workdir, env=server.env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False), timeout_s)

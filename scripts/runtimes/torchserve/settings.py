@@ -1,0 +1,30 @@
+"""The spec's batching, workers and timeouts in TorchServe's terms (model-config.yaml): the one
+place they are translated. TorchServe's maxBatchDelay is whole milliseconds, so a fractional
+queue delay is rounded up with a warning, never silently changed."""
+from __future__ import annotations
+
+import math
+
+from handlers.plan import ServingPlan
+from scripts.runtimes.base import Translation
+
+
+def model_config_yaml(plan: ServingPlan) -> Translation:
+    batching, serving = plan.batching, plan.serving
+    delay = batching.max_queue_delay_ms
+    delay_ms = math.ceil(delay)
+    warnings = []
+    if delay_ms != delay:
+        warnings.append(f"{plan.name}: TorchServe's maxBatchDelay is whole milliseconds: "
+                        f"batching.max_queue_delay_ms {delay:g} is served as {delay_ms} ms")
+    if batching.preferred_batch_sizes:
+        warnings.append(f"{plan.name}: TorchServe has no preferred batch sizes: "
+                        f"batching.preferred_batch_sizes {batching.preferred_batch_sizes} applies to Triton only")
+    return Translation({
+        "minWorkers": serving.workers.min,
+        "maxWorkers": serving.workers.max,
+        "batchSize": max(batching.max_batch_size, 1),
+        "maxBatchDelay": delay_ms,
+        "responseTimeout": serving.response_timeout_s,
+        "startupTimeout": serving.startup_timeout_s,
+    }, warnings)

@@ -1,0 +1,100 @@
+"""`make bench`'s TorchServe deployments: this project's archives exactly as `make archive`
+builds them, beside the stock route a user tries first (BaseHandler on the TorchScript file,
+batch size 1, TorchServe's default worker count), and perf_analyzer's request data for both."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from scripts.build.paths import MODEL_STORE, artifact_dir, golden
+from scripts.runtimes.base import LoadTarget
+from scripts.spec import BuildError, ModelSpec
+
+STOCK_HANDLER = Path(__file__).with_name("stock_files") / "stock_handler.py"
+
+
+def stock_name(spec: ModelSpec) -> str:
+    return f"{spec.name}_stock"
+
+
+def write_stock_mar(spec: ModelSpec, root: Path, store: Path) -> str:
+    """TorchScript + the stock handler with torch-model-archiver's Python API; no
+    model-config.yaml, so TorchServe's defaults apply (batch size 1, default workers)."""
+    from model_archiver.model_archiver_config import ModelArchiverConfig
+    from model_archiver.model_packaging import generate_model_archive
+
+    from handlers.plan import ARTIFACT_FILES
+
+    if "torchscript" not in spec.export.formats:
+        raise BuildError(f"{spec.name}: the stock TorchServe route loads the TorchScript export; "
+                         "add torchscript to export.formats")
+    name = stock_name(spec)
+    (store / f"{name}.mar").unlink(missing_ok=True)
+    generate_model_archive(ModelArchiverConfig(
+        model_name=name, version=str(spec.version), handler=str(STOCK_HANDLER),
+        serialized_file=str(artifact_dir(spec, root) / ARTIFACT_FILES["torchscript"]),
+        export_path=str(store), archive_format="default", force=True))
+    return name
+
+
+def model_store(specs: list[ModelSpec], root: Path, workdir: Path) -> tuple[Path, dict]:
+    """A store with both setups; {(model, setup): served name}."""
+    from scripts.runtimes.torchserve.archive import archive_model, mar_path
+
+    store = workdir / "model_store"
+    shutil.rmtree(store, ignore_errors=True)
+    store.mkdir(parents=True)
+    names = {}
+    for spec in specs:
+        archive_model(spec, root, root / MODEL_STORE)        # what `make archive` builds (incremental)
+        shutil.copy2(mar_path(spec, root / MODEL_STORE), store / f"{spec.name}.mar")
+        names[(spec.name, "torchserve")] = spec.name
+        names[(spec.name, "torchserve_stock")] = write_stock_mar(spec, root, store)
+    return store, names
+
+
+def config(rendered: str) -> str:
+    """The project's config.properties minus `default_workers_per_model`, so the stock models
+    get TorchServe's own default (one worker per core). Token auth stays on."""
+    return "".join(line + "\n" for line in rendered.splitlines()
+                   if not line.strip().startswith("default_workers_per_model"))
+
+
+def bodies(spec: ModelSpec, rows: dict[str, np.ndarray], stock: bool) -> list[str]:
+    """One request body per golden example, the same model-input values for both setups:
+    the stock handler takes the example itself, this project's handler {"tensors": ...}."""
+    count = len(next(iter(rows.values())))
+    if stock:
+        if len(rows) != 1:
+            raise BuildError(f"{spec.name}: the stock BaseHandler route takes one input tensor")
+        values = next(iter(rows.values()))
+        return [json.dumps(values[i].tolist()) for i in range(count)]
+    return [json.dumps({"tensors": {n: v[i:i + 1].tolist() for n, v in rows.items()}}) for i in range(count)]
+
+
+def input_data(bodies: list[str], folder: Path, tag: str) -> Path:
+    """perf_analyzer's torchserve --input-data: {"data": [{"TORCHSERVE_INPUT": [file]}, ...]}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for i, body in enumerate(bodies):
+        path = folder / f"{tag}.body{i}.json"
+        path.write_text(body)
+        entries.append({"TORCHSERVE_INPUT": [str(path.resolve())]})
+    data = folder / f"{tag}.input.json"
+    data.write_text(json.dumps({"data": entries}))
+    return data
+
+
+def load_targets(specs: list[ModelSpec], root: Path, server, names: dict, workdir: Path) -> list[tuple]:
+    token = server.key("inference")
+    targets = []
+    for spec in specs:
+        rows = golden(spec, root)
+        for setup in ("torchserve_stock", "torchserve"):
+            data = input_data(bodies(spec, rows, setup.endswith("stock")), workdir / "data", f"{spec.name}.{setup}")
+            targets.append((spec.name, setup, "http", LoadTarget(
+                names[(spec.name, setup)], f"127.0.0.1:{server.ports.inference}", "http", "torchserve", data, token)))
+    return targets

@@ -1,0 +1,102 @@
+"""A Triton client over HTTP or gRPC (tritonclient): typed inputs from the spec, BYTES included,
+numpy outputs back, and the server's per-model statistics. Used by the tests, the served-endpoint
+verification and the benchmarks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from handlers.dtypes import BYTES, numpy_dtype, spec_dtype, triton_datatype
+from scripts.spec import ModelSpec
+
+PROTOCOLS = ("http", "grpc")
+
+
+def spec_datatypes(spec: ModelSpec) -> dict[str, str]:
+    """Input name -> Triton datatype for the tensor model of a spec entry."""
+    return {t.name: triton_datatype(t.dtype) for t in spec.inputs}
+
+
+def as_typed(value: Any, datatype: str) -> np.ndarray:
+    """A value -> the numpy array tritonclient sends for `datatype`. BYTES: str/bytes items
+    as an np.object_ array of bytes (one [B, 1] column for a flat list of strings)."""
+    if datatype == BYTES:
+        items = np.array(value, dtype=np.object_)
+        items = np.vectorize(lambda v: v.encode("utf-8") if isinstance(v, str) else bytes(v),
+                             otypes=[np.object_])(items)
+        return items.reshape(-1, 1) if items.ndim <= 1 else items
+    return np.ascontiguousarray(np.asarray(value, dtype=numpy_dtype(spec_dtype(datatype))))
+
+
+@dataclass
+class TritonClient:
+    url: str                     # host:port
+    protocol: str = "http"
+    headers: dict[str, str] | None = None
+
+    def __post_init__(self):
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol {self.protocol!r}; use one of {PROTOCOLS}")
+        if self.protocol == "http":
+            import tritonclient.http as module
+        else:
+            import tritonclient.grpc as module
+        self.module = module
+        self.client = module.InferenceServerClient(self.url)
+
+    def datatypes(self, model: str) -> dict[str, str]:
+        """Input name -> datatype, from the served model's metadata (works for ensembles)."""
+        meta = self.as_dict(self.client.get_model_metadata(model, headers=self.headers))
+        return {i["name"]: i["datatype"] for i in meta["inputs"]}
+
+    def infer(self, model: str, values: dict[str, Any], datatypes: dict[str, str] | None = None,
+              outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """{input: value} -> {output: numpy array}. Datatypes default to the server's metadata;
+        pass spec_datatypes(spec) to type inputs from the spec instead."""
+        datatypes = datatypes or self.datatypes(model)
+        inputs = []
+        for name, value in values.items():
+            array = as_typed(value, datatypes[name])
+            tensor = self.module.InferInput(name, list(array.shape), datatypes[name])
+            tensor.set_data_from_numpy(array)
+            inputs.append(tensor)
+        requested = [self.module.InferRequestedOutput(n) for n in outputs] if outputs else None
+        result = self.client.infer(model, inputs, outputs=requested, headers=self.headers)
+        names = outputs or [o["name"] for o in self.as_dict(result.get_response())["outputs"]]
+        return {n: result.as_numpy(n) for n in names}
+
+    def as_dict(self, reply) -> dict:
+        """gRPC answers protobuf messages, HTTP JSON dicts: one shape for both."""
+        if self.protocol == "http":
+            return reply
+        from google.protobuf.json_format import MessageToDict
+
+        return MessageToDict(reply, preserving_proto_field_name=True)
+
+    def is_ready(self, model: str) -> bool:
+        return self.client.is_model_ready(model, headers=self.headers)
+
+    def statistics(self, model: str) -> dict:
+        """The server's inference statistics for one model, as JSON-like dicts either way."""
+        return self.as_dict(self.client.get_inference_statistics(model, headers=self.headers))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def batch_sizes(stats: dict) -> dict[int, int]:
+    """{executed batch size: how many executions} from statistics(); sizes > 1 mean requests
+    were batched together."""
+    counts: dict[int, int] = {}
+    for model in stats.get("model_stats", []):
+        for entry in model.get("batch_stats", []):
+            count = entry["compute_infer"]["count"]
+            counts[int(entry["batch_size"])] = counts.get(int(entry["batch_size"]), 0) + int(count)
+    return counts
+
+
+def decode_labels(labels: np.ndarray) -> list[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in labels.reshape(-1)]

@@ -1,0 +1,71 @@
+"""Offline checks for the backends that run only in NVIDIA's containers (onnxruntime,
+pytorch/libtorch): each generated config.pbtxt against its artifact, since no such server
+runs here."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from tritonclient.grpc import model_config_pb2 as mc
+
+from handlers.dtypes import spec_dtype
+from scripts.runtimes.triton.configs import Tensor, data_type, mismatches, onnx_signature, read_config
+from scripts.spec import ModelSpec
+
+
+def check_native(model_dir: Path, spec: ModelSpec) -> list[str]:
+    """config.pbtxt of an onnxruntime / pytorch model against its artifact: names, dtypes and
+    dims for ONNX; for TorchScript the `<name>__<index>` naming, the forward() arity, and one
+    golden batch run through the file with the outputs' dtypes and dims compared."""
+    config = read_config(model_dir / "config.pbtxt")
+    version_dir = model_dir / str(spec.version)
+    mbs = config.max_batch_size
+    declared = [Tensor(t.name, t.data_type, [-1] * (mbs > 0) + list(t.dims)) for t in config.input], \
+               [Tensor(t.name, t.data_type, [-1] * (mbs > 0) + list(t.dims)) for t in config.output]
+    if config.backend == "onnxruntime":
+        return compare_signature(config.name, declared, onnx_signature(version_dir / "model.onnx"))
+    if config.backend == "pytorch":
+        return check_torchscript(config, declared, version_dir / "model.pt", spec)
+    return [f"{config.name}: backend {config.backend!r} has no offline check"]
+
+
+def compare_signature(name: str, declared, found) -> list[str]:
+    problems = []
+    for kind, cfg, art in zip(("input", "output"), declared, found):
+        art_by_name = {t.name: t for t in art}
+        if sorted(art_by_name) != sorted(t.name for t in cfg):
+            problems.append(f"{name}: config {kind}s {[t.name for t in cfg]} != artifact {sorted(art_by_name)}")
+            continue
+        for t in cfg:
+            problems += mismatches(f"{name}: {kind} {t.name!r}", t, art_by_name[t.name], "regenerate the repository")
+    return problems
+
+
+def check_torchscript(config: mc.ModelConfig, declared, path: Path, spec: ModelSpec) -> list[str]:
+    import torch
+
+    problems = [f"{config.name}: {kind} {t.name!r} does not follow libtorch's <name>__<index> naming"
+                for kind, tensors in zip(("input", "output"), declared)
+                for i, t in enumerate(tensors) if not t.name.endswith(f"__{i}")]
+    with warnings.catch_warnings():  # TorchScript's deprecation notice: libtorch still reads it
+        warnings.simplefilter("ignore")
+        module = torch.jit.load(str(path), map_location="cpu")
+    arguments = [a.name for a in module.forward.schema.arguments][1:]  # drop self
+    if len(arguments) != len(declared[0]):
+        problems.append(f"{config.name}: forward() takes {arguments}, config declares {len(declared[0])} inputs")
+    # Zeros lie in every input's range; batch 2 exercises the dynamic batch axis.
+    inputs = [torch.zeros([2 if d == -1 else d for d in t.shape], dtype=torch_dtype(t.dtype)) for t in declared[0]]
+    with torch.inference_mode():
+        outputs = module(*inputs)
+    outputs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
+    found = [Tensor(t.name, data_type(str(o.dtype).removeprefix("torch.")), [-1] + list(o.shape[1:]))
+             for t, o in zip(declared[1], outputs)]
+    if len(outputs) != len(declared[1]):
+        problems.append(f"{config.name}: the module returns {len(outputs)} outputs, config declares {len(declared[1])}")
+    return problems + compare_signature(config.name, ([], declared[1]), ([], found))
+
+
+def torch_dtype(data_type: int):
+    import torch
+
+    return getattr(torch, spec_dtype(mc.DataType.Name(data_type).removeprefix("TYPE_")))

@@ -1,0 +1,118 @@
+"""The Triton runtime plugin: the model repository in triton_repo/, the tritonserver that the
+nvidia-pytriton wheel carries started on it, HTTP and gRPC clients for `make verify`, and the
+per-request Python-backend setup for `make bench`."""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from handlers.plan import ServingPlan
+from scripts.build.paths import TRITON_REPO
+from scripts.runtimes.base import BuildRow, RequestCall, Runtime, TensorCall, Translation
+from scripts.runtimes.processes import free_port
+from scripts.runtimes.triton import server as tr
+from scripts.runtimes.triton.settings import scheduling
+from scripts.spec import ModelSpec
+
+
+class Triton(Runtime):
+    name = "triton"
+    title = "tritonserver"
+
+    def translate(self, plan: ServingPlan) -> Translation:
+        return scheduling(plan)
+
+    def build(self, specs: list[ModelSpec], root: Path, force: bool = False, backend: str = "python",
+              out: Path | None = None) -> list[BuildRow]:
+        from scripts.build.plan import serving_plan
+        from scripts.runtimes.triton.repository import build_repository, model_names
+
+        rebuilt = build_repository(specs, root, out or root / TRITON_REPO, backend, force)
+        return [BuildRow(spec.name, f"written ({backend})" if rebuilt[spec.name] else "up to date",
+                         ", ".join(model_names(spec)), self.translate(serving_plan(spec, root)).warnings)
+                for spec in specs]
+
+    def served_names(self, spec: ModelSpec) -> list[str]:
+        from scripts.runtimes.triton.repository import model_names
+
+        return model_names(spec)
+
+    def start(self, specs, root, workdir=None, free_ports=False, timeout_s=300, repo: Path | None = None,
+              names: list[str] | None = None) -> tr.Triton:
+        """Generate what is missing (Python backend: the one that runs here) unless given a
+        repository, start tritonserver, wait for READY (stopping it on failure)."""
+        if repo is None:
+            repo = root / TRITON_REPO
+            self.build(specs, root)
+        names = names or [n for m in specs for n in self.served_names(m)]
+        ports = tr.Ports(free_port(), free_port(), free_port()) if free_ports else tr.Ports()
+        server = tr.start(repo, names, ports, workdir or root / tr.DEFAULT_WORKDIR)
+        try:
+            server.waited_s = tr.wait_ready(server, names, timeout_s)
+        except Exception:
+            tr.stop(server.workdir)
+            raise
+        return server
+
+    def running(self, root: Path) -> tr.Triton | None:
+        server = tr.attach(root / tr.DEFAULT_WORKDIR)
+        return server if tr.is_running(server) else None
+
+    def stop(self, server_or_root) -> bool:
+        workdir = server_or_root.workdir if isinstance(server_or_root, tr.Triton) \
+            else server_or_root / tr.DEFAULT_WORKDIR
+        return tr.stop(workdir)
+
+    def endpoints_report(self, server: tr.Triton, root: Path) -> list[tuple[str, str]]:
+        workdir = server.workdir.relative_to(root.resolve()) if server.workdir.is_relative_to(root.resolve()) \
+            else server.workdir
+        return [("HTTP", f"http://{server.http_url}/v2/models/<model>/infer"),
+                ("gRPC", server.grpc_url),
+                ("metrics", server.metrics_url),
+                ("admin", f"model-repository API needs header '{tr.ADMIN_HEADER}: <key>' "
+                          f"(gRPC: '{tr.GRPC_ADMIN_HEADER}'); key in {workdir}/admin_key"),
+                ("log", f"{workdir}/triton.log")]
+
+    def clients(self, server: tr.Triton) -> dict:
+        from scripts.runtimes.triton.client import TritonClient
+
+        return {"http": TritonClient(server.http_url, "http"), "grpc": TritonClient(server.grpc_url, "grpc")}
+
+    def tensor_endpoints(self, server: tr.Triton) -> dict[str, TensorCall]:
+        from scripts.runtimes.triton.client import spec_datatypes
+
+        def call(client):
+            return lambda spec, inputs: client.infer(spec.name, inputs, spec_datatypes(spec))
+
+        return {f"triton-{protocol}": call(client) for protocol, client in self.clients(server).items()}
+
+    def request_endpoints(self, server: tr.Triton, spec: ModelSpec) -> dict[str, RequestCall]:
+        from scripts.runtimes.triton.client import decode_labels
+        from scripts.runtimes.triton.configs import LABEL, SCORE, has_ensemble
+
+        if not has_ensemble(spec):
+            return {}
+
+        def call(client):
+            def infer(path: Path) -> tuple[str, float]:
+                out = client.infer(f"{spec.name}_ensemble", {spec.task.preprocess.ensemble_input: [path.read_bytes()]})
+                return decode_labels(out[LABEL])[0], float(out[SCORE].reshape(-1)[0])
+            return infer
+
+        return {f"triton-ensemble-{protocol}": call(client) for protocol, client in self.clients(server).items()}
+
+    @contextlib.contextmanager
+    def bench_deployment(self, specs: list[ModelSpec], root: Path, workdir: Path, log):
+        """This project's tensor models and the per-request setup side by side in one
+        tritonserver on free ports; yields [(model, setup, protocol, LoadTarget)]."""
+        from scripts.runtimes.triton import stock
+
+        repo = workdir / "triton_repo"
+        names = stock.repository(specs, root, repo)
+        server = self.start(specs, root, workdir / "triton", free_ports=True, repo=repo,
+                            names=sorted(set(names.values())))
+        log(f"tritonserver READY in {server.waited_s:.1f}s")
+        try:
+            yield stock.load_targets(specs, root, server, names, workdir)
+        finally:
+            tr.stop(server.workdir)

@@ -1,0 +1,174 @@
+"""Step `triton-repo`: a Triton model repository (triton_repo/) from the serving plans.
+
+Per model `<name>/config.pbtxt` (configs.py) and `<name>/<version>/`. Backends:
+- `python` (runs here): handlers/triton_model.py as model.py, the `handlers/` package, the
+  serving plan and the artifact (ONNX by default, or the spec's serving format);
+- `onnxruntime` / `pytorch` (NVIDIA's containers only): `model.onnx` / `model.pt`, with each
+  backend's tensor naming, checked offline against the artifact (native.py).
+Models whose pre-processing kind decodes encoded requests also get `<name>_pre`, `<name>_post`
+(Python backend) and `<name>_ensemble` (bytes / strings in, label and score out); the bare
+tensor model keeps the spec's name. Every model gets one warmup request from the golden samples.
+"""
+from __future__ import annotations
+
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+from tritonclient.grpc import model_config_pb2 as mc
+
+import handlers
+from handlers.plan import ARTIFACT_FILES, ServingPlan
+from scripts.build.fingerprint import is_fresh, write_stamp
+from scripts.build.paths import artifact_dir
+from scripts.build.plan import HANDLER_SOURCES, plan_fingerprint, serving_plan
+from scripts.runtimes.triton.configs import (check_ensemble, checked_signature, ensemble_configs, has_ensemble,
+                                             model_config, triton_names, write_config)
+from scripts.runtimes.triton.native import check_native
+from scripts.spec import BuildError, ModelSpec
+
+BACKENDS = ("python", "onnxruntime", "pytorch")
+MODEL_PY = Path(handlers.__file__).with_name("triton_model.py")
+STAMP = "build.json"
+NATIVE_FILES = {"onnxruntime": ("onnx", "model.onnx"), "pytorch": ("torchscript", "model.pt")}
+
+
+# --- warmup from the golden samples --------------------------------------------------------------
+
+def serialize(array: np.ndarray) -> bytes:
+    """Triton's raw warmup file: little-endian tensor bytes; BYTES as 4-byte length + bytes."""
+    if array.dtype == np.object_:
+        return b"".join(struct.pack("<I", len(v)) + v for v in array.reshape(-1))
+    return np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
+
+
+def add_warmup(config: mc.ModelConfig, folder: Path, samples: dict[str, np.ndarray]) -> None:
+    """One warmup request (batch 1) from one golden example per input, {triton name: row}."""
+    warmup = config.model_warmup.add(name="golden", batch_size=1 if config.max_batch_size else 0)
+    (folder / "warmup").mkdir(exist_ok=True)
+    by_name = {t.name: t for t in config.input}
+    for name, row in samples.items():
+        file = f"{name}.bin"
+        (folder / "warmup" / file).write_bytes(serialize(row))
+        shape = list(row.shape) if config.max_batch_size == 0 else list(row.shape[1:])
+        warmup.inputs[name].CopyFrom(mc.ModelWarmup.Input(
+            data_type=by_name[name].data_type, dims=shape, input_data_file=file))
+    if config.max_batch_size == 0:
+        warmup.ClearField("batch_size")
+
+
+def encoded_example(plan: ServingPlan, row: np.ndarray) -> bytes:
+    """A golden model-input row turned back into what a client sends (PNG bytes, text)."""
+    return plan.preprocess.encode(row, plan.assets)
+
+
+# --- writing --------------------------------------------------------------------------------------
+
+def python_format(spec: ModelSpec, fmt: str | None) -> str:
+    """What the Python backend runs: ONNX (onnxruntime) by default when exported."""
+    fmt = fmt or ("onnx" if "onnx" in spec.export.formats else spec.serving.format)
+    if fmt not in spec.export.formats:
+        raise BuildError(f"{spec.name}: format {fmt!r} was not exported (export.formats: {spec.export.formats})")
+    return fmt
+
+
+def stage_python(plan: ServingPlan, root: Path, spec: ModelSpec, version_dir: Path, with_artifact: bool) -> None:
+    """model.py, the handlers/ package and the serving plan (plus the artifact it names)."""
+    version_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(MODEL_PY, version_dir / "model.py")
+    package = version_dir / "handlers"
+    package.mkdir()
+    for source in HANDLER_SOURCES:
+        shutil.copy2(source, package / source.name)
+    plan.save(version_dir)
+    if with_artifact:
+        shutil.copy2(artifact_dir(spec, root) / plan.artifact, version_dir / plan.artifact)
+
+
+def build_model(spec: ModelSpec, root: Path, out: Path, backend: str, fmt: str | None = None) -> list[str]:
+    """Write the model's directories; returns the model names written (tensor model first)."""
+    if backend not in BACKENDS:
+        raise BuildError(f"{spec.name}: unknown Triton backend {backend!r}; use one of {BACKENDS}")
+    plan = serving_plan(spec, root, python_format(spec, fmt))
+    signature = checked_signature(spec, root)
+    golden = np.load(artifact_dir(spec, root) / "golden.npz")
+    version = str(spec.version)
+    config = model_config(plan, backend, signature)
+    model_dir = out / spec.name
+    if backend == "python":
+        stage_python(plan, root, spec, model_dir / version, with_artifact=True)
+    else:
+        source_fmt, file = NATIVE_FILES[backend]
+        if source_fmt not in spec.export.formats:
+            raise BuildError(f"{spec.name}: the {backend} backend needs the {source_fmt} export; "
+                             f"add it to export.formats")
+        (model_dir / version).mkdir(parents=True)
+        shutil.copy2(artifact_dir(spec, root) / ARTIFACT_FILES[source_fmt], model_dir / version / file)
+    in_names, _ = triton_names(plan, backend)
+    add_warmup(config, model_dir, {n: golden[f"input.{t.name}"][:1] for n, t in zip(in_names, spec.inputs)})
+    configs = {spec.name: config}
+    write_config(config, model_dir)
+    if has_ensemble(spec):
+        configs.update(write_ensemble(plan, spec, root, out, backend, signature, golden))
+    return list(configs)
+
+
+def write_ensemble(plan, spec, root, out, backend, signature, golden) -> dict[str, mc.ModelConfig]:
+    pre, post, ensemble = ensemble_configs(plan, backend, signature)
+    configs = {c.name: c for c in (pre, post, ensemble)}
+    configs[spec.name] = model_config(plan, backend, signature)
+    problems = check_ensemble(ensemble, configs)
+    if problems:
+        raise BuildError(problems)
+    example = encoded_example(plan, golden[f"input.{spec.inputs[0].name}"][0])
+    samples = {pre.name: {pre.input[0].name: np.array([[example]], dtype=np.object_)},
+               post.name: {t.name: golden[f"output.{t.name}"][:1] for t in spec.outputs}}
+    for config in (pre, post):
+        stage_python(plan, root, spec, out / config.name / str(spec.version), with_artifact=False)
+        add_warmup(config, out / config.name, samples[config.name])
+        write_config(config, out / config.name)
+    (out / ensemble.name / "1").mkdir(parents=True, exist_ok=True)  # Triton needs a version dir
+    write_config(ensemble, out / ensemble.name)
+    return {c.name: c for c in (pre, post, ensemble)}
+
+
+def model_names(spec: ModelSpec) -> list[str]:
+    """The Triton models of one spec entry, tensor model first."""
+    return [spec.name] + ([f"{spec.name}_{s}" for s in ("pre", "post", "ensemble")] if has_ensemble(spec) else [])
+
+
+def model_dirs(spec: ModelSpec, out: Path) -> list[Path]:
+    return [out / n for n in model_names(spec)]
+
+
+def repo_fingerprint(spec: ModelSpec, root: Path, backend: str, fmt: str | None) -> str:
+    plan = serving_plan(spec, root, python_format(spec, fmt))
+    code = [Path(__file__), *Path(__file__).parent.glob("[cns]*.py"), artifact_dir(spec, root) / "golden.npz"]
+    return plan_fingerprint(spec, root, plan, backend, code=code)
+
+
+def build_repository(models: list[ModelSpec], root: Path, out: Path, backend: str | None = None,
+                     force: bool = False, fmt: str | None = None) -> dict[str, bool]:
+    """Write `out` for these models; {model: rebuilt?}. `backend` None means python for all.
+    Native backends are checked offline against the artifact right after writing."""
+    backend = backend or "python"
+    out.mkdir(parents=True, exist_ok=True)
+    rebuilt = {}
+    for spec in models:
+        dirs = model_dirs(spec, out)
+        stamp = dirs[0] / STAMP
+        expected = repo_fingerprint(spec, root, backend, fmt)
+        if not force and is_fresh(stamp, expected, [d / "config.pbtxt" for d in dirs]):
+            rebuilt[spec.name] = False
+            continue
+        for d in [*dirs, *(out / f"{spec.name}_{s}" for s in ("pre", "post", "ensemble"))]:
+            shutil.rmtree(d, ignore_errors=True)
+        build_model(spec, root, out, backend, fmt)
+        if backend != "python":
+            problems = check_native(dirs[0], spec)
+            if problems:
+                raise BuildError(problems)
+        write_stamp(stamp, expected, backend=backend)
+        rebuilt[spec.name] = True
+    return rebuilt

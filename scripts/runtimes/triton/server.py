@@ -1,0 +1,205 @@
+"""Start, wait for and stop the real tritonserver (from the nvidia-pytriton wheel) on a
+generated repository.
+
+Each instance lives in its own work directory (backends/, admin_key, triton.pid, triton.log),
+so several can run side by side: `make serve RUNTIME=triton` uses build/triton, the tests a
+temporary one with free ports. Every model is loaded explicitly (--model-control-mode=explicit);
+the model-repository API (load/unload) needs the admin key written to <workdir>/admin_key.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from scripts.spec.errors import BuildError
+from scripts.runtimes.processes import read_pid, stop_process, tail, wait_for_models
+
+DEFAULT_WORKDIR = Path("build/triton")
+ADMIN_HEADER = "admin-key"                         # HTTP
+GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # gRPC metadata
+# Servers this process started: a dead child stays a zombie (its pid still "alive") until
+# waited for, so these are polled rather than probed by pid.
+_children: dict[int, subprocess.Popen] = {}
+
+
+@dataclass(frozen=True)
+class Ports:
+    http: int = 8000
+    grpc: int = 8001
+    metrics: int = 8002
+
+
+@dataclass
+class Triton:
+    workdir: Path
+    ports: Ports
+    admin_key: str | None = None
+    waited_s: float = 0.0   # seconds start-up took until READY
+
+    @property
+    def http_url(self) -> str:       # tritonclient form: host:port, no scheme
+        return f"127.0.0.1:{self.ports.http}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.ports.grpc}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.metrics}/metrics"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.workdir / "triton.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "triton.log"
+
+
+def wheel_dir() -> Path:
+    """site-packages/pytriton/tritonserver: the server binary, backends and stubs."""
+    import pytriton
+
+    return Path(pytriton.__file__).parent / "tritonserver"
+
+
+def library_path() -> str:
+    """The wheel's bundled libraries and Python's own libpython (the stub links it)."""
+    bundled = wheel_dir().parents[1] / "nvidia_pytriton.libs"
+    return os.pathsep.join([str(bundled), sysconfig.get_config_var("LIBDIR"),
+                            os.environ.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
+
+
+def assemble_backends(folder: Path) -> Path:
+    """<folder>/python: libtriton_python.so, its utils and the stub for this Python."""
+    python = folder / "python"
+    python.mkdir(parents=True, exist_ok=True)
+    source = wheel_dir() / "backends" / "python"
+    for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
+        shutil.copy2(source / name, python / name)
+    stub = wheel_dir() / "python_backend_stubs" / f"{sys.version_info[0]}.{sys.version_info[1]}" / "triton_python_backend_stub"
+    if not stub.exists():
+        raise BuildError(f"no Triton Python-backend stub for Python {sys.version_info[0]}.{sys.version_info[1]} "
+                         f"in {stub.parent.parent}; use a Python the nvidia-pytriton wheel supports")
+    shutil.copy2(stub, python / "triton_python_backend_stub")
+    return folder
+
+
+def env() -> dict[str, str]:
+    # The stub finds the venv through `python3` on PATH (pyvenv.cfg) and ignores PYTHONPATH.
+    return {**os.environ, "LD_LIBRARY_PATH": library_path(),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def repository_models(repo: Path) -> list[str]:
+    """Every model directory of a generated repository (those with a config.pbtxt)."""
+    return sorted(p.parent.name for p in repo.glob("*/config.pbtxt"))
+
+
+def command(server: Triton, repo: Path, models: list[str]) -> list[str]:
+    restricted = f"model-repository:{ADMIN_HEADER}={server.admin_key}"
+    return [str(wheel_dir() / "bin" / "tritonserver"),
+            f"--model-repository={repo.resolve()}",
+            f"--backend-directory={server.workdir / 'backends'}",
+            "--http-address=127.0.0.1", f"--http-port={server.ports.http}",
+            "--grpc-address=127.0.0.1", f"--grpc-port={server.ports.grpc}",
+            "--metrics-address=127.0.0.1", f"--metrics-port={server.ports.metrics}",
+            "--model-control-mode=explicit", *[f"--load-model={m}" for m in models],
+            "--strict-readiness=true", "--disable-auto-complete-config",
+            f"--http-restricted-api={restricted}",
+            # gRPC clients send the key as metadata "triton-grpc-protocol-" + the key's name.
+            f"--grpc-restricted-protocol={restricted}"]
+
+
+def write_secret(path: Path, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+
+
+def start(repo: Path, models: list[str] | None = None, ports: Ports = Ports(),
+          workdir: Path = DEFAULT_WORKDIR) -> Triton:
+    """Start tritonserver in the background (returns at once; see wait_ready). `models`
+    defaults to every model of the repository."""
+    server = Triton(workdir.resolve(), ports, secrets.token_urlsafe(24))
+    if is_running(server):
+        raise BuildError(f"tritonserver already runs from {workdir}; `make stop` first")
+    models = models or repository_models(repo)
+    if not models:
+        raise BuildError(f"{repo}: no models (no */config.pbtxt); run `make triton-repo` first")
+    shutil.rmtree(server.workdir, ignore_errors=True)
+    server.workdir.mkdir(parents=True)
+    assemble_backends(server.workdir / "backends")
+    write_secret(server.workdir / "admin_key", server.admin_key)
+    with open(server.log_file, "wb") as log:
+        # Its own session: `make serve` returns while the server keeps running.
+        process = subprocess.Popen(command(server, repo, models), cwd=server.workdir, env=env(),
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server.pid_file.write_text(f"{process.pid}\n")
+    _children[process.pid] = process
+    return server
+
+
+def attach(workdir: Path = DEFAULT_WORKDIR, ports: Ports = Ports()) -> Triton:
+    """The instance running from workdir, with its admin key (for clients and `make stop`)."""
+    key_file = workdir.resolve() / "admin_key"
+    key = key_file.read_text().strip() if key_file.exists() else None
+    return Triton(workdir.resolve(), ports, key)
+
+
+def pid(server: Triton) -> int | None:
+    value = read_pid(server.pid_file)
+    child = _children.get(value)
+    return None if child is not None and child.poll() is not None else value
+
+
+def is_running(server: Triton) -> bool:
+    return pid(server) is not None
+
+
+def model_ready(server: Triton, model: str) -> bool:
+    try:
+        reply = requests.get(f"http://{server.http_url}/v2/models/{model}/ready", timeout=5)
+    except (requests.RequestException, OSError):
+        return False
+    return reply.status_code == 200
+
+
+def wait_ready(server: Triton, models: list[str], timeout_s: float = 120) -> float:
+    """Block until every model is READY; returns the seconds waited. On timeout or a dead
+    server (a failed load exits it: --exit-on-error), BuildError with the log tail."""
+    return wait_for_models("tritonserver", models, lambda m: model_ready(server, m),
+                           lambda: is_running(server), lambda: log_tail(server), timeout_s)
+
+
+def log_tail(server: Triton, lines: int = 40) -> str:
+    return tail([server.log_file], lines)
+
+
+def stop(workdir: Path = DEFAULT_WORKDIR, timeout_s: float = 30) -> bool:
+    """Stop the instance that runs from workdir (never another one); True if one was running."""
+    server = Triton(workdir.resolve(), Ports())
+    process = pid(server)
+    def terminate() -> None:
+        os.kill(process, signal.SIGTERM)
+        child = _children.pop(process, None)
+        if child is not None:
+            try:
+                child.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+    stopped = stop_process(process, terminate, timeout_s)
+    server.pid_file.unlink(missing_ok=True)
+    return stopped

@@ -1,0 +1,109 @@
+"""`make bench`'s Triton deployments: this project's tensor models exactly as `make triton-repo`
+writes them, beside the stock setup a user writes first (a Python-backend model that runs
+each request on its own with onnxruntime, no dynamic batching), and perf_analyzer's request
+data (golden samples, never random values that fall outside the spec's ranges)."""
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from scripts.build.paths import artifact_dir, golden
+from scripts.runtimes.base import LoadTarget
+from scripts.spec import BuildError, ModelSpec
+
+STOCK_MODEL_PY = Path(__file__).with_name("stock_files") / "model.py"
+
+
+def stock_name(spec: ModelSpec) -> str:
+    return f"{spec.name}_per_request"
+
+
+def stock_config(spec: ModelSpec, root: Path):
+    """The per-request config: the spec's tensors and max batch size (clients send [1, ...]),
+    one CPU instance, and no dynamic_batching: Triton hands execute() one request at a time."""
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from scripts.build.plan import serving_plan
+    from scripts.runtimes.triton.configs import checked_signature, model_config
+
+    config = model_config(serving_plan(spec, root, "onnx"), "python", checked_signature(spec, root))
+    config.name = stock_name(spec)
+    config.ClearField("dynamic_batching")
+    config.ClearField("parameters")
+    config.ClearField("instance_group")
+    config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_CPU)
+    return config
+
+
+def write_stock_model(spec: ModelSpec, root: Path, repo: Path) -> str:
+    from handlers.plan import ARTIFACT_FILES
+    from scripts.runtimes.triton.configs import write_config
+
+    if "onnx" not in spec.export.formats:
+        raise BuildError(f"{spec.name}: the per-request Triton setup runs the ONNX export; add onnx to export.formats")
+    config = stock_config(spec, root)
+    folder = repo / config.name
+    shutil.rmtree(folder, ignore_errors=True)
+    version = folder / str(spec.version)
+    version.mkdir(parents=True)
+    shutil.copy2(STOCK_MODEL_PY, version / "model.py")
+    shutil.copy2(artifact_dir(spec, root) / ARTIFACT_FILES["onnx"], version / "model.onnx")
+    write_config(config, folder)
+    return config.name
+
+
+def repository(specs: list[ModelSpec], root: Path, repo: Path) -> dict:
+    """Both setups in one repository; {(model, setup): served name}."""
+    from scripts.runtimes.triton.repository import build_repository
+
+    build_repository(specs, root, repo)           # what `make triton-repo` writes
+    names = {}
+    for spec in specs:
+        names[(spec.name, "triton")] = spec.name
+        names[(spec.name, "triton_stock")] = write_stock_model(spec, root, repo)
+    return names
+
+
+def input_data(rows: dict[str, np.ndarray | list[str]]) -> dict:
+    """perf_analyzer's --input-data JSON: one entry per example (rows without the batch axis).
+    Numeric rows as flattened content + shape; strings as themselves."""
+    names = list(rows)
+    count = len(rows[names[0]])
+    data = []
+    for i in range(count):
+        entry = {}
+        for name in names:
+            value = rows[name][i]
+            if isinstance(value, bytes):  # binary (encoded images): base64 of the serialized element
+                entry[name] = {"b64": base64.b64encode(struct.pack("<I", len(value)) + value).decode(),
+                               "shape": [1]}
+            elif isinstance(value, str):
+                entry[name] = [value]
+            else:
+                value = np.asarray(value)
+                entry[name] = {"content": value.reshape(-1).tolist(), "shape": list(value.shape)}
+        data.append(entry)
+    return {"data": data}
+
+
+def write_input_data(rows: dict[str, np.ndarray | list[str]], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(input_data(rows)))
+    return path
+
+
+
+def load_targets(specs: list[ModelSpec], root: Path, server, names: dict, workdir: Path) -> list[tuple]:
+    targets = []
+    for spec in specs:
+        data = write_input_data(golden(spec, root), workdir / "data" / f"{spec.name}.input.json")
+        for setup in ("triton_stock", "triton"):
+            for protocol, url in (("http", server.http_url), ("grpc", server.grpc_url)):
+                targets.append((spec.name, setup, protocol,
+                                LoadTarget(names[(spec.name, setup)], url, protocol, "triton", data)))
+    return targets

@@ -1,0 +1,183 @@
+"""The spec's schema: models.yaml as typed, validated objects (pydantic).
+
+Sections the servers need too (tensors, pre-processing kinds, batching, serving) are defined
+once in handlers/ and reused here; errors name the model, the field and the fix (loader.py).
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from handlers.kinds import Preprocess, Raw
+from handlers.plan import Batching, Format, Serving, StrictModel, Workers
+from handlers.tensors import TensorSpec
+from scripts.spec.errors import SpecError
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+__all__ = ["Batching", "ModelSpec", "Serving", "SpecFile", "TensorSpec", "Workers"]
+
+
+def _spec_root(info: ValidationInfo) -> Path:
+    return Path((info.context or {}).get("root", "."))
+
+
+def _must_exist(path: Path, info: ValidationInfo, what: str, fix: str) -> None:
+    if not (_spec_root(info) / path).exists():
+        raise ValueError(f"{what} not found: {path} ({fix})")
+
+
+class Source(StrictModel):
+    """Either an nn.Module class plus a state_dict checkpoint, or an already exported file."""
+    module: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    checkpoint: Path | None = None
+    kwargs: dict[str, Any] = {}
+    exported: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Source:
+        if self.exported is None and (self.module is None or self.checkpoint is None):
+            raise ValueError("give either module ('package.module:Class') with checkpoint, "
+                             "or exported (a TorchScript .pt or ExportedProgram .pt2 file)")
+        if self.exported is not None and (self.module or self.checkpoint):
+            raise ValueError("give either module + checkpoint or exported, not both")
+        if self.exported is not None and self.exported.suffix not in (".pt", ".pt2"):
+            raise ValueError(f"exported must be a TorchScript .pt or ExportedProgram .pt2 file, "
+                             f"got {self.exported}")
+        return self
+
+    @property
+    def is_torchscript(self) -> bool:
+        return self.exported is not None and self.exported.suffix == ".pt"
+
+
+class Training(StrictModel):
+    """How `make train` produces the checkpoint. Omit it for a model you trained yourself."""
+    data: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    learning_rate: float = Field(gt=0)
+    seed: int = 0
+
+
+class Task(StrictModel):
+    kind: Literal["classification", "regression", "embedding", "raw"]
+    labels: Path | None = None            # classification: one label per line, in class order
+    output: Literal["logits", "probabilities"] = "logits"
+    top_k: int = Field(1, gt=0)
+    preprocess: Preprocess = Raw()
+
+    @model_validator(mode="after")
+    def _labels_for_classification(self, info: ValidationInfo) -> Task:
+        if self.kind == "classification":
+            if self.labels is None:
+                raise ValueError("classification needs labels: a text file with one label per line")
+            _must_exist(self.labels, info, "labels file", "create it, one label per line in class order")
+        return self
+
+
+class Export(StrictModel):
+    formats: list[Format] = Field(["torchscript", "onnx"], min_length=1)
+
+
+class Tolerance(StrictModel):
+    atol: float = Field(1e-5, ge=0)
+    rtol: float = Field(1e-4, ge=0)
+
+
+class ModelSpec(StrictModel):
+    name: str
+    version: int = Field(1, ge=1)
+    description: str = ""
+    source: Source
+    training: Training | None = None
+    inputs: list[TensorSpec] = Field(min_length=1)
+    outputs: list[TensorSpec] = Field(min_length=1)
+    task: Task
+    batching: Batching = Batching()
+    serving: Serving = Serving()
+    export: Export = Export()
+    tolerance: Tolerance = Tolerance()
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        if not re.match(NAME_PATTERN, name):
+            raise ValueError(f"{name!r} is not a valid model name: use letters, digits, '_', '-' "
+                             "and '.', starting with a letter or digit, at most 64 characters")
+        return name
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> ModelSpec:
+        problems = [*self._format_problems(), *self._file_problems(info),
+                    *self._import_problems()]
+        names = [t.name for t in [*self.inputs, *self.outputs]]
+        if len(set(names)) != len(names):
+            problems.append(f"inputs/outputs: tensor names must be unique, got {names}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _format_problems(self) -> list[str]:
+        problems = []
+        if self.serving.format not in self.export.formats:
+            problems.append(f"serving.format: {self.serving.format!r} is not in export.formats "
+                            f"{self.export.formats}; add it there or serve one of those")
+        if self.source.is_torchscript:
+            unsupported = sorted(set(self.export.formats) - {"torchscript", "onnx"})
+            if unsupported:
+                problems.append(f"export.formats: {unsupported} cannot be made from a TorchScript "
+                                "file; use torchscript and onnx, or give an ExportedProgram .pt2")
+        return problems
+
+    def _file_problems(self, info: ValidationInfo) -> list[str]:
+        """Files the build cannot make itself must exist now; trained models make theirs."""
+        if self.training is not None:
+            return []
+        wanted = {"source.checkpoint": self.source.checkpoint, "source.exported": self.source.exported,
+                  **{f"task.preprocess.{f}": path for f, path in self.task.preprocess.asset_files().items()}}
+        return [f"{field}: file not found: {path} (fix the path, or add a training section "
+                "so `make train` creates it)"
+                for field, path in wanted.items() if path is not None and not (_spec_root(info) / path).exists()]
+
+    def _import_problems(self) -> list[str]:
+        return [f"{field}: cannot import module {target.split(':')[0]!r} (is it on the path, "
+                "e.g. under models/?)"
+                for field, target in (("source.module", self.source.module),
+                                      ("training.data", self.training and self.training.data))
+                if target and importlib.util.find_spec(target.split(":")[0]) is None]
+
+    @property
+    def tensor_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    def model_files(self, root: Path) -> list[Path]:
+        """What export reads besides the spec: the checkpoint or exported file, the
+        pre-processing kind's assets, and training's held-out samples."""
+        source = self.source
+        files = [root / p for p in (source.checkpoint, source.exported) if p is not None]
+        files += [root / p for p in self.task.preprocess.asset_files().values()]
+        if source.checkpoint is not None:
+            files.append((root / source.checkpoint).parent / "samples.npz")
+        return files
+
+    def input_files(self, root: Path) -> list[Path]:
+        """Every file the serving artifacts depend on: the model's files plus the labels."""
+        return self.model_files(root) + ([root / self.task.labels] if self.task.labels else [])
+
+
+class SpecFile(StrictModel):
+    models: list[ModelSpec] = Field(min_length=1)
+
+    def select(self, names: list[str] | None) -> list[ModelSpec]:
+        """The models named (all when none), or SpecError naming the unknown ones."""
+        if not names:
+            return list(self.models)
+        known = {m.name: m for m in self.models}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise SpecError([f"unknown model {n!r}; models in the spec: {sorted(known)}" for n in unknown])
+        return [known[n] for n in names]
