@@ -56,3 +56,20 @@ def repo_root() -> Path:
 def copy_spec(src: Path, dst_folder: Path) -> Path:
     shutil.copytree(src.parent, dst_folder, dirs_exist_ok=True)
     return dst_folder / src.name
+
+
+@pytest.fixture(scope="session", autouse=True)
+def built_examples():
+    """The example models trained, exported and archived, so tests that read their artifacts
+    pass on a fresh clone too (`make test-unit`). Incremental: seconds when `make` built them."""
+    from scripts.build.export import export_model
+    from scripts.build.train import train_model
+    from scripts.runtimes.registry import RUNTIMES
+    from scripts.spec import load_spec
+
+    models = load_spec(REPO / "models.yaml").models
+    for spec in models:
+        if spec.training is not None:
+            train_model(spec, REPO)
+        export_model(spec, REPO)
+    RUNTIMES["torchserve"].build(models, REPO)

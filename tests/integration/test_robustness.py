@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from tritonclient.utils import InferenceServerException
 
 from scripts.spec import load_spec
-from scripts.torchserve_client import TorchServeClient, TorchServeError
-from scripts.torchserve_grpc import TorchServeGrpcClient
-from scripts.triton_client import TritonClient, spec_datatypes
-from scripts.triton_repo import ENSEMBLE_INPUTS, has_ensemble
-from scripts.verify import compare
+from scripts.runtimes.torchserve.client import TorchServeClient, TorchServeError
+from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
+from scripts.runtimes.triton.client import TritonClient, spec_datatypes
+from scripts.runtimes.triton.configs import has_ensemble
+from scripts.build.verify import compare
 from tests.conftest import REPO
 from tests.integration.malformed import TritonRequest, ensemble_requests, rest_requests, triton_requests
 
@@ -175,7 +175,7 @@ def test_triton_refuses_malformed_tensors(triton, protocol, name):
 @pytest.mark.parametrize("name", [n for n in sorted(SPEC) if has_ensemble(SPEC[n])])
 def test_triton_ensembles_refuse_malformed_inputs(triton, protocol, name):
     client, spec = triton_client(triton, protocol), SPEC[name]
-    requests = ensemble_requests(spec, ENSEMBLE_INPUTS[spec.task.preprocess.kind], sample_png())
+    requests = ensemble_requests(spec, spec.task.preprocess.ensemble_input, sample_png())
     assert refuse_all(client, requests, f"triton-ensemble-{protocol}", name) >= 100
     assert client.is_ready(f"{name}_ensemble")
 

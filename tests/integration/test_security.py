@@ -9,10 +9,12 @@ import shutil
 import psutil
 import pytest
 
-from scripts import torchserve_server, triton_server
-from scripts.serve import TEMPLATE
-from scripts.servers import free_port
-from scripts.torchserve_client import TorchServeClient, TorchServeError
+from scripts.runtimes.torchserve import server as torchserve_server
+
+from scripts.runtimes.triton import server as triton_server
+from scripts.runtimes.torchserve.plugin import TEMPLATE
+from scripts.runtimes.processes import free_port
+from scripts.runtimes.torchserve.client import TorchServeClient, TorchServeError
 from tests.conftest import REPO
 
 

@@ -11,10 +11,11 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 
 from handlers.pipeline import Pipeline
-from scripts.runtime_config import runtime_config
+from scripts.build.plan import serving_plan
 from scripts.spec import load_spec
-from scripts.triton_repo import build_repository, read_config
-from scripts.verify import compare
+from scripts.runtimes.triton.configs import read_config
+from scripts.runtimes.triton.repository import build_repository
+from scripts.build.verify import compare
 from tests.conftest import REPO
 
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
@@ -117,7 +118,7 @@ def test_preprocess_decodes_image_bytes_like_the_torchserve_pipeline(repo):
     png = (REPO / "checkpoints/digits_cnn/requests/digit_3.png").read_bytes()
     good = np.array([[png], [png]], dtype=np.object_)
     responses = model.execute([request(IMAGE=good), request(IMAGE=np.array([[b"not an image"]], dtype=np.object_))])
-    expected = Pipeline(runtime_config(SPEC["digits_cnn"], REPO)).preprocess_item(png)
+    expected = Pipeline(serving_plan(SPEC["digits_cnn"], REPO)).preprocess_item(png)
     assert responses[0].error is None
     assert np.array_equal(responses[0].outputs["image"], np.stack([expected, expected]))
     assert responses[1].error.code == TritonError.INVALID_ARG and "cannot decode image" in responses[1].error.message
@@ -128,7 +129,7 @@ def test_preprocess_tokenizes_text(repo):
     text = (REPO / "checkpoints/sentiment_lstm/requests/review_3200.txt").read_bytes()
     (response, empty) = model.execute([request(TEXT=np.array([[text]], dtype=np.object_)),
                                        request(TEXT=np.array([[b"   "]], dtype=np.object_))])
-    expected = Pipeline(runtime_config(SPEC["sentiment_lstm"], REPO)).preprocess_item(text)
+    expected = Pipeline(serving_plan(SPEC["sentiment_lstm"], REPO)).preprocess_item(text)
     assert np.array_equal(response.outputs["token_ids"][0], expected) and response.outputs["token_ids"].dtype == np.int64
     assert empty.error.code == TritonError.INVALID_ARG and "empty text" in empty.error.message
 
@@ -137,7 +138,7 @@ def test_postprocess_returns_label_strings_and_scores(repo):
     model = load(repo, "digits_cnn_post")
     logits = golden("digits_cnn")["output.logits"][:3]
     (response,) = model.execute([request(logits=logits)])
-    answers = Pipeline(runtime_config(SPEC["digits_cnn"], REPO)).postprocess([logits])
+    answers = Pipeline(serving_plan(SPEC["digits_cnn"], REPO)).postprocess([logits])
     assert response.outputs["label"].dtype == np.object_ and response.outputs["label"].shape == (3, 1)
     assert [v.decode() for v in response.outputs["label"][:, 0]] == [a["label"] for a in answers]
     assert np.allclose(response.outputs["score"][:, 0], [a["score"] for a in answers])

@@ -6,10 +6,12 @@ import shutil
 import numpy as np
 import pytest
 
-from scripts.errors import BuildError
-from scripts.spec import Batching, load_spec
-from scripts.triton_repo import (BACKENDS, build_repository, check_ensemble, check_native, ensemble_configs,
-                                 model_config, model_dirs, onnx_signature, read_config, write_config)
+from scripts.build.plan import serving_plan
+from scripts.runtimes.triton.configs import (check_ensemble, ensemble_configs, model_config, onnx_signature,
+                                             read_config, write_config)
+from scripts.runtimes.triton.native import check_native
+from scripts.runtimes.triton.repository import BACKENDS, build_repository, model_dirs
+from scripts.spec import Batching, BuildError, load_spec
 from tests.conftest import REPO
 
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
@@ -51,7 +53,7 @@ def test_dims_and_dtypes_match_the_onnx_graph(repos, name):
 
 def test_python_backend_version_dir_is_self_contained(repos):
     version = repos["python"] / "digits_cnn" / "1"
-    assert {"model.py", "model_config.json", "model.onnx"} <= {p.name for p in version.iterdir()}
+    assert {"model.py", "serving_plan.json", "model.onnx"} <= {p.name for p in version.iterdir()}
     assert (version / "handlers" / "pipeline.py").exists()
     warmup = (repos["python"] / "digits_cnn" / "warmup" / "image.bin").read_bytes()
     golden = np.load(REPO / "artifacts/digits_cnn/1/golden.npz")["input.image"][:1]
@@ -103,7 +105,7 @@ def test_offline_check_catches_a_config_that_disagrees_with_the_artifact(repos, 
 
 
 def test_ensemble_wiring_is_checked():
-    spec = SPEC["digits_cnn"]
+    spec = serving_plan(SPEC["digits_cnn"], REPO)
     signature = onnx_signature(REPO / "artifacts/digits_cnn/1/model.onnx")
     pre, post, ensemble = ensemble_configs(spec, "python", signature)
     configs = {c.name: c for c in (pre, post, ensemble, model_config(spec, "python", signature))}

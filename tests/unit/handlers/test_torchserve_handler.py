@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from handlers.plan import ServingPlan
 from handlers.torchserve_handler import SpecHandler
 from scripts.spec import load_spec
-from scripts.verify import compare
+from scripts.build.verify import compare
 from tests.conftest import REPO
 from tests.fakes import FakeTorchServeContext, unpacked_archive
 
@@ -135,8 +136,7 @@ def test_handler_serves_every_format(tmp_path, fmt):
     model_dir = unpacked_archive("digits_cnn", tmp_path)
     artifact = REPO / "artifacts" / spec.name / str(spec.version) / ARTIFACT_FILES[fmt]
     (model_dir / artifact.name).write_bytes(artifact.read_bytes())
-    config = json.loads((model_dir / "model_config.json").read_text())
-    (model_dir / "model_config.json").write_text(json.dumps({**config, "format": fmt, "artifact": artifact.name}))
+    ServingPlan.load(model_dir).with_format(fmt).save(model_dir)
     handler = SpecHandler()
     handler.initialize(FakeTorchServeContext(model_dir, []))
     test_golden_tensors_reproduce_eager_outputs({"digits_cnn": handler}, "digits_cnn")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from scripts.spec import load_spec
-from scripts.verify_served import Check, check_golden, endpoints_for, verify_models, write_report
+from scripts.measure.verify_served import Check, check_golden, endpoints_for, verify_models, write_report
 from tests.conftest import REPO
 
 SPEC = load_spec(REPO / "models.yaml")
 
 
 def test_every_endpoint_equals_the_trained_model(torchserve, triton, tmp_path):
-    checks = verify_models(SPEC.models, REPO, endpoints_for(torchserve, triton))
+    checks = verify_models(SPEC.models, REPO, endpoints_for({"torchserve": torchserve, "triton": triton}))
     failed = [c for c in checks if not c.passed]
     assert not failed, failed
     endpoints = {(c.model, c.endpoint) for c in checks}
@@ -28,14 +28,13 @@ def test_every_endpoint_equals_the_trained_model(torchserve, triton, tmp_path):
 
 def test_a_drifting_endpoint_fails_with_the_worst_element(torchserve, triton, tmp_path, monkeypatch):
     spec = SPEC.select(["tabular_mlp"])[0]
-    endpoints = endpoints_for(torchserve, triton)
-    real_infer = endpoints.triton_http.infer
+    endpoints = endpoints_for({"torchserve": torchserve, "triton": triton})
+    real_call = endpoints.tensors["triton-http"]
 
-    def drifting(model, inputs, datatypes=None, outputs=None):
-        result = real_infer(model, inputs, datatypes, outputs)
-        return {k: v + np.float32(0.01) for k, v in result.items()}
+    def drifting(spec, inputs):
+        return {k: v + np.float32(0.01) for k, v in real_call(spec, inputs).items()}
 
-    monkeypatch.setattr(endpoints.triton_http, "infer", drifting)
+    endpoints.tensors["triton-http"] = drifting
     checks = {c.endpoint: c for c in check_golden(spec, REPO, endpoints)}
     assert checks["torchserve-rest"].passed
     failed: Check = checks["triton-http"]

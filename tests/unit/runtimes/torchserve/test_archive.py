@@ -10,7 +10,8 @@ import zipfile
 import pytest
 import yaml
 
-from scripts.archive import MANIFEST, verify_archive
+from handlers.plan import ServingPlan
+from scripts.runtimes.torchserve.archive import MANIFEST, verify_archive
 from scripts.spec import load_spec
 from tests.conftest import REPO
 
@@ -24,15 +25,15 @@ def test_archive_contents_follow_the_spec(spec):
     with zipfile.ZipFile(mar) as archive:
         names = set(archive.namelist())
         settings = yaml.safe_load(archive.read("model-config.yaml"))
-        config = json.loads(archive.read("model_config.json"))
+        plan = ServingPlan.model_validate_json(archive.read("serving_plan.json"))
         manifest = json.loads(archive.read(MANIFEST))
         archiver = json.loads(archive.read("MAR-INF/MANIFEST.json"))
-    assert {"handlers/pipeline.py", "handlers/processing.py", "torchserve_handler.py", config["artifact"]} <= names
+    assert {"handlers/pipeline.py", "handlers/processing.py", "torchserve_handler.py", plan.artifact} <= names
     assert set(manifest) == names - {"MAR-INF/MANIFEST.json", MANIFEST}
     assert settings["batchSize"] == spec.batching.max_batch_size
     assert settings["minWorkers"] == spec.serving.workers.min and settings["maxWorkers"] == spec.serving.workers.max
     assert archiver["model"]["modelVersion"] == str(spec.version)
-    assert config["task"]["labels"] == (REPO / spec.task.labels).read_text().split()
+    assert plan.task.labels == (REPO / spec.task.labels).read_text().split()
 
 
 def tampered_copy(tmp_path, change):
@@ -50,7 +51,7 @@ def tampered_copy(tmp_path, change):
 @pytest.mark.parametrize("change, problem", [
     (lambda name, data: data + b"\n# injected" if name == "handlers/pipeline.py" else data,
      "handlers/pipeline.py: SHA-256 differs from the manifest"),
-    (lambda name, data: None if name == "model_config.json" else data, "model_config.json: listed in the manifest but missing"),
+    (lambda name, data: None if name == "serving_plan.json" else data, "serving_plan.json: listed in the manifest but missing"),
 ])
 def test_tampered_archive_is_refused(tmp_path, change, problem):
     assert any(problem in p for p in verify_archive(tampered_copy(tmp_path, change)))
@@ -61,11 +62,11 @@ def test_verify_artifacts_step_exits_non_zero_on_tampering(tmp_path):
     for folder in ("models", "checkpoints"):
         (tmp_path / folder).symlink_to(REPO / folder)
     tampered_copy(tmp_path, lambda name, data: data.replace(b"standardize", b"standardise")
-                  if name == "model_config.json" else data)
+                  if name == "serving_plan.json" else data)
     for name in ("digits_cnn", "sentiment_lstm"):
         shutil.copy(REPO / "model_store" / f"{name}.mar", tmp_path / "model_store")
     result = subprocess.run([sys.executable, "-m", "scripts", "verify-artifacts", "--spec", str(tmp_path / "models.yaml")],
                             capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.returncode == 1
     assert "tabular_mlp.mar: REFUSED" in result.stdout and "digits_cnn.mar: intact" in result.stdout
-    assert "model_config.json: SHA-256 differs" in result.stderr
+    assert "serving_plan.json: SHA-256 differs" in result.stderr

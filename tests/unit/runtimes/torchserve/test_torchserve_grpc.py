@@ -9,7 +9,7 @@ from tests.conftest import REPO
 CONCURRENT_FIRST_USE = """
 import concurrent.futures, sys
 from pathlib import Path
-from scripts.torchserve_grpc import load_stubs
+from scripts.runtimes.torchserve.grpc_client import load_stubs
 out = Path(sys.argv[1])
 with concurrent.futures.ThreadPoolExecutor(16) as pool:
     stubs = list(pool.map(lambda _: load_stubs(out), range(32)))

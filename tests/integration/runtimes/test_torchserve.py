@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 import requests
 
-from scripts import torchserve_server
-from scripts.errors import BuildError
-from scripts.serve import TEMPLATE
-from scripts.servers import free_port
+from scripts.runtimes.torchserve import server as torchserve_server
+from scripts.spec import BuildError
+from scripts.runtimes.torchserve.plugin import TEMPLATE
+from scripts.runtimes.processes import free_port
 from scripts.spec import load_spec
-from scripts.torchserve_client import TorchServeClient, TorchServeError
-from scripts.torchserve_grpc import TorchServeGrpcClient
-from scripts.verify import compare
+from scripts.runtimes.torchserve.client import TorchServeClient, TorchServeError
+from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
+from handlers.plan import ServingPlan
+from scripts.build.verify import compare
 from tests.conftest import REPO
 
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
@@ -124,7 +125,7 @@ def test_a_model_that_cannot_load_fails_the_start_with_the_worker_log(tmp_path):
     store.mkdir()
     with zipfile.ZipFile(REPO / "model_store" / "tabular_mlp.mar") as good, \
             zipfile.ZipFile(store / "tabular_mlp.mar", "w") as broken:
-        artifact = json.loads(good.read("model_config.json"))["artifact"]
+        artifact = ServingPlan.model_validate_json(good.read("serving_plan.json")).artifact
         for item in good.infolist():
             if item.filename != artifact:  # the model file is missing
                 broken.writestr(item, good.read(item))

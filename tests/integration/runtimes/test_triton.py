@@ -12,11 +12,13 @@ from tritonclient.utils import InferenceServerException
 
 from handlers.runners import ARTIFACT_FILES
 from handlers.torchserve_handler import SpecHandler
-from scripts import perf, triton_server
-from scripts.runtime_config import write_runtime_config
+from scripts.build.paths import golden as golden_inputs
+from scripts.measure import perf
+from scripts.runtimes.triton import server as triton_server
+from scripts.build.plan import serving_plan
 from scripts.spec import load_spec
-from scripts.triton_client import TritonClient, batch_sizes, decode_labels, spec_datatypes
-from scripts.verify import compare
+from scripts.runtimes.triton.client import TritonClient, batch_sizes, decode_labels, spec_datatypes
+from scripts.build.verify import compare
 from tests.conftest import REPO
 from tests.fakes import FakeTorchServeContext
 
@@ -55,11 +57,11 @@ def test_golden_samples_equal_eager_outputs(triton, protocol, name):
 
 
 def torchserve_handler(name, tmp_path):
-    """The TorchServe handler on the model dir TorchServe would unpack (runtime config + the
+    """The TorchServe handler on the model dir TorchServe would unpack (serving plan + the
     spec's serving format), driven in-process."""
     spec = SPEC[name]
     shutil.copy2(REPO / "artifacts" / name / "1" / ARTIFACT_FILES[spec.serving.format], tmp_path)
-    write_runtime_config(spec, REPO, tmp_path)
+    serving_plan(spec, REPO).save(tmp_path)
     handler = SpecHandler()
     handler.initialize(FakeTorchServeContext(tmp_path, []))
     return handler
@@ -120,7 +122,7 @@ def test_a_bad_request_gets_a_clear_error_while_others_keep_working(triton, prot
 
 
 def test_perf_analyzer_runs_against_digits_cnn(triton, tmp_path):
-    rows = perf.golden_rows(REPO / "artifacts/digits_cnn/1", ["image"])
+    rows = golden_inputs(SPEC["digits_cnn"], REPO)
     for protocol in PROTOCOLS:
         url = triton.http_url if protocol == "http" else triton.grpc_url
         (result,) = perf.run("digits_cnn", url, protocol, [2], rows, tmp_path)

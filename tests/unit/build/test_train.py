@@ -6,7 +6,7 @@ import json
 import torch
 
 from scripts.spec import load_spec
-from scripts.train import train_model
+from scripts.build.train import train_model
 from tests.conftest import REPO
 
 

@@ -1,0 +1,125 @@
+"""The bench report: the machine it ran on, bench.json (every figure and command), bench.md
+(tables, ratios, targets) and the plots."""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+from pathlib import Path
+
+from scripts.measure.bench.plots import plot
+from scripts.measure.bench.setups import SETUP_BY_KEY, SETUPS
+
+PACKAGES = ["torch", "onnxruntime", "onnx", "numpy", "torchserve", "torch-model-archiver",
+            "tritonclient", "nvidia-pytriton", "matplotlib"]
+
+
+def cpu_model() -> str:
+    try:
+        return next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name")), "")
+    except OSError:
+        return ""
+
+
+def memory_gib() -> float | None:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError):
+        return None
+
+
+def versions() -> dict[str, str | None]:
+    found = {}
+    for package in PACKAGES:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def machine_info() -> dict:
+    import torch
+
+    return {"platform": platform.platform(), "cpu": cpu_model(), "cores": os.cpu_count(),
+            "memory_gib": memory_gib(), "python": platform.python_version(), "versions": versions(),
+            "torch_threads_default": torch.get_num_threads(),
+            # Other work on the box skews every figure: the 1/5/15-minute load when the report is written.
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+def write_report(report: dict, out_dir: Path) -> list[Path]:
+    """bench.json, the plots and bench.md (which links them) into out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "bench.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    plots = plot(report, out_dir)
+    (out_dir / "bench.md").write_text(markdown(report, [p.name for p in plots]))
+    return [out_dir / "bench.json", out_dir / "bench.md", *plots]
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def header(report: dict) -> list[str]:
+    m, measurement = report["machine"], report["measurement"]
+    lines = [
+        "# Benchmark", "",
+        f"{report['created']} on {m['cpu'] or 'unknown CPU'}, {m['cores']} cores, {m['memory_gib']} GiB, "
+        f"Python {m['python']}. " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ".", "",
+        f"Every figure comes from this one run (`{report['invocation']}`, {report['timings']['total_s']:.0f} s). "
+        f"perf_analyzer: stability {measurement['stability']}%, at most "
+        f"{measurement['max_trials']} windows of {measurement['interval_ms']} ms per point; "
+        "the exact command of every point is in bench.json. Ratios: throughput and p99 against the stock "
+        "setup of the same runtime (same protocol and concurrency), throughput against the in-process limit "
+        "(best of eager PyTorch and onnxruntime at that batch size).", "",
+        "Setups:", "",
+    ]
+    lines += [f"- `{s.key}`: {s.label}" for s in SETUPS]
+    lines += ["", "## Targets", "", "| target | status | figures | limited by |", "| --- | --- | --- | --- |"]
+    lines += [f"| {t['text']} | **{t['status']}** | {t['detail']} | {t['limited_by']} |" for t in report["targets"]]
+    return lines
+
+
+def point_row(p: dict, comps: dict) -> str:
+    """One served point's table row: figures and ratios, or why it failed."""
+    if "error" in p:
+        return (f"| {p['setup']} | {p['protocol']} | {p['concurrency']} | failed: "
+                f"{p['error'].splitlines()[-1] if p['error'] else '?'} | | | | | | |")
+    c = comps[(p["model"], p["setup"], p["protocol"], p["concurrency"])]
+    stock = SETUP_BY_KEY[p["setup"]].stock
+    return (f"| {p['setup']} | {p['protocol']} | {p['concurrency']} | {p['throughput']:.1f} | "
+            f"{p['p50_ms']:.2f} | {p['p99_ms']:.2f} | "
+            f"{'-' if stock else fmt_ratio(c['throughput_vs_stock'])} | "
+            f"{'-' if stock else fmt_ratio(c['p99_vs_stock'])} | "
+            f"{fmt_ratio(c['throughput_vs_limit_batch1'])} | {fmt_ratio(c['throughput_vs_limit_max_batch'])} |")
+
+
+def model_section(report: dict, model: str, info: dict, comps: dict, plots: list[str]) -> list[str]:
+    lines = ["", f"## {model}", "",
+             f"Spec: max batch size {info['max_batch_size']}, queue delay {info['max_queue_delay_ms']} ms, "
+             f"TorchServe workers {info['workers']}, Triton instances {info['instances']}, "
+             f"TorchServe serves {info['serving_format']}, Triton's Python backend ONNX.", "",
+             "| setup | protocol | concurrency | infer/s | p50 ms | p99 ms | x stock | p99 x stock | "
+             "x limit (batch 1) | x limit (max batch) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [point_row(p, comps) for p in report["points"] if p["model"] == model]
+    lines += ["", "In-process (per call; batch rows per call):", "",
+              "| format | threads | batch | infer/s | p50 ms | p99 ms |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['format']} | {r['threads']} | {r['batch']} | {r['throughput']:.1f} | "
+              f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} |" for r in report["in_process"].get(model, [])]
+    for name in plots:
+        if name.startswith(f"bench_{model}_"):
+            lines += ["", f"![{name}]({name})"]
+    return lines
+
+
+def markdown(report: dict, plots: list[str]) -> str:
+    comps = {(c["model"], c["setup"], c["protocol"], c["concurrency"]): c for c in report["comparisons"]}
+    lines = header(report)
+    for model, info in report["models"].items():
+        lines += model_section(report, model, info, comps, plots)
+    lines += ["", "Reproduce: `make bench` (or `.venv/bin/python -m scripts bench --help`).", ""]
+    return "\n".join(lines)

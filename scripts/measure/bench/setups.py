@@ -1,0 +1,27 @@
+"""The setups `make bench` measures side by side, and where bench and tune work."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# Servers' work directories, perf_analyzer's data and CSV files (bench and tune).
+BENCH_DIR = Path("build/bench")
+
+
+@dataclass(frozen=True)
+class Setup:
+    key: str
+    label: str
+    runtime: str            # a plugin name: triton | torchserve
+    stock: bool
+    protocols: tuple[str, ...]
+
+
+SETUPS = [
+    Setup("triton_stock", "Triton, per-request Python backend (stock)", "triton", True, ("http", "grpc")),
+    Setup("triton", "Triton, this project", "triton", False, ("http", "grpc")),
+    Setup("torchserve_stock", "TorchServe, BaseHandler + TorchScript, batch 1 (stock)", "torchserve", True, ("http",)),
+    Setup("torchserve", "TorchServe, this project", "torchserve", False, ("http",)),
+]
+SETUP_BY_KEY = {s.key: s for s in SETUPS}
+STOCK_OF = {"triton": "triton_stock", "torchserve": "torchserve_stock"}
