@@ -23,8 +23,6 @@ def check(spec: SpecOption = Path("models.yaml")):
     for m in models:
         console.print(f"{m.name} v{m.version}: {m.task.kind}, formats {m.export.formats}, serves {m.serving.format}")
     for m in models:
-        if m.training is not None and not (root / m.task.labels if m.task.labels else root).exists():
-            continue
         try:
             plan = serving_plan(m, root)
         except OSError:  # assets that `make train` writes are not there yet

@@ -67,9 +67,8 @@ def command(model: str, url: str, protocol: str, concurrency: int, data: Path, r
            "--concurrency-range", f"{concurrency}:{concurrency}", "--input-data", str(data), "-f", str(report),
            "--stability-percentage", str(measurement["stability"]),
            "--max-trials", str(measurement["max_trials"]),
-           "--measurement-interval", str(measurement["interval_ms"])]
-    if service_kind != "triton":
-        cmd += ["--service-kind", service_kind]
+           "--measurement-interval", str(measurement["interval_ms"]),
+           "--service-kind", service_kind]
     if token is not None:
         cmd += ["-H", f"Authorization:Bearer {token}"]
     return cmd

@@ -9,6 +9,7 @@ clients and endpoints `make verify` checks, and its stock setup for `make bench`
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -95,3 +96,10 @@ class Runtime(ABC):
     @abstractmethod
     def request_endpoints(self, server: Any, spec: ModelSpec) -> dict[str, RequestCall]:
         """Named endpoints that take what a client sends (image bytes, text, rows)."""
+
+    # --- bench -------------------------------------------------------------------------------
+    @abstractmethod
+    def bench_deployment(self, specs: list[ModelSpec], root: Path, workdir: Path,
+                         log: Callable[[str], None]) -> AbstractContextManager[list[tuple[str, str, str, LoadTarget]]]:
+        """A context manager: this project's deployment and the runtime's stock setup side by
+        side on free ports, yielding [(model, setup key, protocol, LoadTarget)]; stopped on exit."""

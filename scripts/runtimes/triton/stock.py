@@ -97,7 +97,6 @@ def write_input_data(rows: dict[str, np.ndarray | list[str]], path: Path) -> Pat
     return path
 
 
-
 def load_targets(specs: list[ModelSpec], root: Path, server, names: dict, workdir: Path) -> list[tuple]:
     targets = []
     for spec in specs:

@@ -1,0 +1,83 @@
+"""The shape of the code, held by tests: no import cycles, run-time code never imports build
+code, no module over 300 lines, and no kind or runtime switches outside their classes."""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+PACKAGES = ("scripts", "handlers")
+SOURCES = sorted(p for package in PACKAGES for p in (REPO / package).rglob("*.py") if "stock_files" not in p.parts)
+MAX_LINES = 300
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in SOURCES}
+
+
+def imports(path: Path) -> set[str]:
+    """Project modules imported anywhere in the file (function-level imports included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+        else:
+            continue
+        found |= {n for n in names if n in MODULES}
+    return found
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_no_import_cycles():
+    graph = {name: imports(path) - {name} for name, path in MODULES.items()}
+    assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph))}"
+
+
+def test_run_time_code_never_imports_build_code():
+    offenders = {name: sorted(i for i in imports(path) if i.startswith("scripts"))
+                 for name, path in MODULES.items() if name.startswith("handlers")}
+    assert not {k: v for k, v in offenders.items() if v}
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(REPO)))
+def test_no_module_over_300_lines(path):
+    assert len(path.read_text().splitlines()) <= MAX_LINES
+
+
+def test_kinds_and_runtimes_are_not_switched_by_name_outside_their_classes():
+    """`if kind == "image"` or `if runtime == "triton"` belongs in a class, not in a branch."""
+    switch = re.compile(r"""(kind|runtime|preprocess_kind)\s*(==|!=|in)\s*\(?["'](none|standardize|image|text|torchserve|triton)["']""")
+    found = [f"{p.relative_to(REPO)}:{i}" for p in SOURCES for i, line in enumerate(p.read_text().splitlines(), 1)
+             if switch.search(line)]
+    assert found == []
