@@ -12,10 +12,9 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
-
-from typing import Callable
 
 from handlers.pipeline import Pipeline
 from handlers.plan import ServingPlan

@@ -1,1 +1,1 @@
-"""Build time: one module per step, each run as `python -m scripts <step>` (see `--help`)."""
+"""Build time: one folder per stage of the flow (spec, build, runtimes, measure, cli), each run as `python -m scripts <step>` (see `--help`)."""

@@ -1,7 +1,7 @@
 """Step `export`: every format the spec asks for, into artifacts/<name>/<version>/, verified.
 
 Each format is traced at batch size 2 with a dynamic batch axis, then checked against eager
-PyTorch at other batch sizes (scripts/verify.py). Also writes the golden samples (golden.npz:
+PyTorch at other batch sizes (scripts/build/verify.py). Also writes the golden samples (golden.npz:
 inputs and eager outputs) that every served endpoint is later checked against.
 """
 from __future__ import annotations
@@ -19,12 +19,11 @@ import torch
 
 import handlers.runners
 from handlers.runners import ARTIFACT_FILES, load_runner, torch_runner
-from scripts.spec import BuildError
 from scripts.build.fingerprint import fingerprint, is_fresh, source_file, write_stamp
 from scripts.build.loading import load_reference
-from scripts.spec import ModelSpec
 from scripts.build.paths import artifact_dir
 from scripts.build.verify import random_inputs, verify_formats
+from scripts.spec import BuildError, ModelSpec
 
 TRACE_BATCH = 2  # never one of the verification batch sizes (1, 3, max)
 GOLDEN_BATCH = 4  # random golden inputs when training kept no held-out samples

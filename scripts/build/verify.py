@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from handlers.runners import Runner
-from scripts.spec.errors import VerificationError
 from scripts.spec import ModelSpec, TensorSpec, Tolerance
+from scripts.spec.errors import VerificationError
 
 DYNAMIC_AXIS_SIZE = 5  # size drawn for a non-batch dynamic axis (never the tracing size)
 

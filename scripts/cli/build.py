@@ -8,8 +8,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from scripts.cli.common import (ForceOption, ModelOption, SpecOption, app, console, per_model,
-                                selected_models, user_errors)
+from scripts.cli.common import (
+    ForceOption,
+    ModelOption,
+    SpecOption,
+    app,
+    console,
+    per_model,
+    selected_models,
+    user_errors,
+)
 
 
 @app.command()

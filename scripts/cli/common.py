@@ -3,7 +3,6 @@ progress table."""
 from __future__ import annotations
 
 import functools
-from enum import Enum
 import sys
 from pathlib import Path
 from typing import Annotated, Optional

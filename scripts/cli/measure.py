@@ -1,8 +1,8 @@
 """The measuring commands: perf (perf_analyzer against a served model), bench, tune."""
 from __future__ import annotations
 
-from pathlib import Path
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -87,8 +87,8 @@ def perf(spec: SpecOption = Path("models.yaml"),
          concurrency: Annotated[Optional[list[int]], typer.Option("--concurrency", "-c", help="Repeat for several.")] = None,
          http_port: int = 8000, grpc_port: int = 8001):
     """perf_analyzer against a served model: throughput and p50/p99 latency per concurrency."""
-    from scripts.spec import BuildError
     from scripts.measure.perf import run
+    from scripts.spec import BuildError
 
     root, models = selected_models(spec, None)
     owner = next((m for m in models if model in (m.name, f"{m.name}_ensemble")), None)

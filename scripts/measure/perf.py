@@ -6,11 +6,8 @@ random values, which would fall outside the spec's ranges (token ids) and be rej
 """
 from __future__ import annotations
 
-import base64
 import csv
-import json
 import os
-import struct
 import subprocess
 import sys
 from pathlib import Path

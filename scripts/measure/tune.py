@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from scripts.spec.errors import BuildError
 from scripts.spec import Batching, ModelSpec
+from scripts.spec.errors import BuildError
 
 BATCH_SIZES = [8, 32]
 QUEUE_DELAYS_MS = [0.5, 2.0, 5.0]

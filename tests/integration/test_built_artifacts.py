@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from handlers.runners import ARTIFACT_FILES, load_runner
-from scripts.spec import load_spec
 from scripts.build.verify import compare
+from scripts.spec import load_spec
 from tests.conftest import REPO
 
 SPEC = load_spec(REPO / "models.yaml")

@@ -11,11 +11,11 @@ import time
 
 import numpy as np
 
-from scripts.spec import load_spec
+from scripts.build.verify import compare
 from scripts.runtimes.torchserve.client import TorchServeClient
 from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
 from scripts.runtimes.triton.client import TritonClient, decode_labels, spec_datatypes
-from scripts.build.verify import compare
+from scripts.spec import load_spec
 from tests.conftest import REPO
 
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}

@@ -16,14 +16,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tritonclient.utils import InferenceServerException
 
-from scripts.spec import load_spec
+from scripts.build.verify import compare
 from scripts.runtimes.torchserve.client import TorchServeClient, TorchServeError
 from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
 from scripts.runtimes.triton.client import TritonClient, spec_datatypes
 from scripts.runtimes.triton.configs import has_ensemble
-from scripts.build.verify import compare
+from scripts.spec import load_spec
 from tests.conftest import REPO
-from tests.integration.malformed import TritonRequest, ensemble_requests, rest_requests, triton_requests
+from tests.integration.malformed import (
+    TritonRequest,
+    ensemble_requests,
+    rest_requests,
+    triton_requests,
+)
 
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
 VALID_EVERY = 10  # a valid request after every this many malformed ones

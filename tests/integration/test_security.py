@@ -9,12 +9,11 @@ import shutil
 import psutil
 import pytest
 
-from scripts.runtimes.torchserve import server as torchserve_server
-
-from scripts.runtimes.triton import server as triton_server
-from scripts.runtimes.torchserve.plugin import TEMPLATE
 from scripts.runtimes.processes import free_port
+from scripts.runtimes.torchserve import server as torchserve_server
 from scripts.runtimes.torchserve.client import TorchServeClient, TorchServeError
+from scripts.runtimes.torchserve.plugin import TEMPLATE
+from scripts.runtimes.triton import server as triton_server
 from tests.conftest import REPO
 
 

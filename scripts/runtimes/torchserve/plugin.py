@@ -8,7 +8,13 @@ from pathlib import Path
 
 from handlers.plan import ServingPlan
 from scripts.build.paths import MODEL_STORE
-from scripts.runtimes.base import BuildRow, RequestCall, Runtime, TensorCall, Translation
+from scripts.runtimes.base import (
+    BuildRow,
+    RequestCall,
+    Runtime,
+    TensorCall,
+    Translation,
+)
 from scripts.runtimes.processes import free_port
 from scripts.runtimes.torchserve import server as ts
 from scripts.runtimes.torchserve.settings import model_config_yaml

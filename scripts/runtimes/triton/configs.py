@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from handlers.dtypes import BYTES, spec_dtype_of_numpy, triton_datatype
+from handlers.dtypes import spec_dtype_of_numpy, triton_datatype
 from handlers.plan import ARTIFACT_FILES, ServingPlan
 from scripts.build.paths import artifact_dir
 from scripts.runtimes.triton.settings import scheduling

@@ -8,7 +8,13 @@ from pathlib import Path
 
 from handlers.plan import ServingPlan
 from scripts.build.paths import TRITON_REPO
-from scripts.runtimes.base import BuildRow, RequestCall, Runtime, TensorCall, Translation
+from scripts.runtimes.base import (
+    BuildRow,
+    RequestCall,
+    Runtime,
+    TensorCall,
+    Translation,
+)
 from scripts.runtimes.processes import free_port
 from scripts.runtimes.triton import server as tr
 from scripts.runtimes.triton.settings import scheduling

@@ -23,8 +23,15 @@ from handlers.plan import ARTIFACT_FILES, ServingPlan
 from scripts.build.fingerprint import is_fresh, write_stamp
 from scripts.build.paths import artifact_dir
 from scripts.build.plan import HANDLER_SOURCES, plan_fingerprint, serving_plan
-from scripts.runtimes.triton.configs import (check_ensemble, checked_signature, ensemble_configs, has_ensemble,
-                                             model_config, triton_names, write_config)
+from scripts.runtimes.triton.configs import (
+    check_ensemble,
+    checked_signature,
+    ensemble_configs,
+    has_ensemble,
+    model_config,
+    triton_names,
+    write_config,
+)
 from scripts.runtimes.triton.native import check_native
 from scripts.spec import BuildError, ModelSpec
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import requests
 
-from scripts.spec.errors import BuildError
 from scripts.runtimes.processes import read_pid, stop_process, tail, wait_for_models
+from scripts.spec.errors import BuildError
 
 DEFAULT_WORKDIR = Path("build/triton")
 ADMIN_HEADER = "admin-key"                         # HTTP

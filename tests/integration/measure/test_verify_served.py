@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from scripts.measure.verify_served import (
+    Check,
+    check_golden,
+    endpoints_for,
+    verify_models,
+    write_report,
+)
 from scripts.spec import load_spec
-from scripts.measure.verify_served import Check, check_golden, endpoints_for, verify_models, write_report
 from tests.conftest import REPO
 
 SPEC = load_spec(REPO / "models.yaml")

@@ -11,15 +11,14 @@ import numpy as np
 import pytest
 import requests
 
-from scripts.runtimes.torchserve import server as torchserve_server
-from scripts.spec import BuildError
-from scripts.runtimes.torchserve.plugin import TEMPLATE
-from scripts.runtimes.processes import free_port
-from scripts.spec import load_spec
-from scripts.runtimes.torchserve.client import TorchServeClient, TorchServeError
-from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
 from handlers.plan import ServingPlan
 from scripts.build.verify import compare
+from scripts.runtimes.processes import free_port
+from scripts.runtimes.torchserve import server as torchserve_server
+from scripts.runtimes.torchserve.client import TorchServeClient, TorchServeError
+from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
+from scripts.runtimes.torchserve.plugin import TEMPLATE
+from scripts.spec import BuildError, load_spec
 from tests.conftest import REPO
 
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}

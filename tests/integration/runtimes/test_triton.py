@@ -13,12 +13,17 @@ from tritonclient.utils import InferenceServerException
 from handlers.runners import ARTIFACT_FILES
 from handlers.torchserve_handler import SpecHandler
 from scripts.build.paths import golden as golden_inputs
+from scripts.build.plan import serving_plan
+from scripts.build.verify import compare
 from scripts.measure import perf
 from scripts.runtimes.triton import server as triton_server
-from scripts.build.plan import serving_plan
+from scripts.runtimes.triton.client import (
+    TritonClient,
+    batch_sizes,
+    decode_labels,
+    spec_datatypes,
+)
 from scripts.spec import load_spec
-from scripts.runtimes.triton.client import TritonClient, batch_sizes, decode_labels, spec_datatypes
-from scripts.build.verify import compare
 from tests.conftest import REPO
 from tests.fakes import FakeTorchServeContext
 

@@ -9,10 +9,9 @@ import torch
 
 from handlers.runners import ARTIFACT_FILES, load_runner, torch_runner
 from models.tabular import TabularMLP
-from scripts.spec import BuildError, VerificationError
 from scripts.build.export import export_model
-from scripts.spec import Tolerance, load_spec
 from scripts.build.verify import compare, verification_batch_sizes, verify_formats
+from scripts.spec import BuildError, Tolerance, VerificationError, load_spec
 
 
 def test_compare_reports_worst_index_and_both_values():

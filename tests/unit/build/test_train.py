@@ -5,8 +5,8 @@ import json
 
 import torch
 
-from scripts.spec import load_spec
 from scripts.build.train import train_model
+from scripts.spec import load_spec
 from tests.conftest import REPO
 
 

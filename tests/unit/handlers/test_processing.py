@@ -7,8 +7,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handlers.processing import (PAD_ID, UNKNOWN_ID, RequestError, class_scores, decode_image,
-                                 pil_to_array, tokenize, top_labels)
+from handlers.processing import (
+    PAD_ID,
+    UNKNOWN_ID,
+    RequestError,
+    class_scores,
+    decode_image,
+    pil_to_array,
+    tokenize,
+    top_labels,
+)
 
 
 def test_tokenize_lowercases_left_pads_and_marks_unknown_words():

@@ -10,8 +10,8 @@ from PIL import Image
 
 from handlers.plan import ServingPlan
 from handlers.torchserve_handler import SpecHandler
-from scripts.spec import load_spec
 from scripts.build.verify import compare
+from scripts.spec import load_spec
 from tests.conftest import REPO
 from tests.fakes import FakeTorchServeContext, unpacked_archive
 

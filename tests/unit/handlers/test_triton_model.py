@@ -12,10 +12,10 @@ from google.protobuf.json_format import MessageToDict
 
 from handlers.pipeline import Pipeline
 from scripts.build.plan import serving_plan
-from scripts.spec import load_spec
+from scripts.build.verify import compare
 from scripts.runtimes.triton.configs import read_config
 from scripts.runtimes.triton.repository import build_repository
-from scripts.build.verify import compare
+from scripts.spec import load_spec
 from tests.conftest import REPO
 
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}

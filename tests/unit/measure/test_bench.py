@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,11 +16,18 @@ from scripts.measure.bench import points as bench_points
 from scripts.measure.bench.inprocess import limit_of, tiled
 from scripts.measure.bench.report import write_report
 from scripts.measure.bench.run import MEASUREMENT
-from scripts.measure.bench.targets import comparisons, evaluate_targets, limit_target, stock_target
+from scripts.measure.bench.targets import (
+    comparisons,
+    evaluate_targets,
+    limit_target,
+    stock_target,
+)
 from scripts.runtimes.base import LoadTarget
 from scripts.runtimes.registry import RUNTIMES
-from scripts.runtimes.torchserve import server as ts, stock as ts_stock
-from scripts.runtimes.triton import server as tr, stock as tr_stock
+from scripts.runtimes.torchserve import server as ts
+from scripts.runtimes.torchserve import stock as ts_stock
+from scripts.runtimes.triton import server as tr
+from scripts.runtimes.triton import stock as tr_stock
 from scripts.runtimes.triton.configs import read_config
 from scripts.spec import load_spec
 from tests.conftest import REPO
@@ -173,10 +181,11 @@ def test_perf_command_sends_the_token_and_redacts_it(tmp_path):
 
 def test_perf_point_retries_once_with_a_looser_criterion_and_never_shows_the_key(tmp_path, monkeypatch):
     calls = []
+
     def fake_run(cmd, **kwargs):  # the first window never stabilises; the retry writes the CSV
         calls.append(cmd[cmd.index("--stability-percentage") + 1])
         if len(calls) == 2:
-            (tmp_path / cmd[cmd.index("-f") + 1]).write_text(
+            Path(cmd[cmd.index("-f") + 1]).write_text(
                 "Concurrency,Inferences/Second,p50 latency,p90 latency,p99 latency\n4,250.5,2000,3000,4000\n")
         return subprocess.CompletedProcess(cmd, 1 if len(calls) == 1 else 0, "", "unstable")
 
@@ -192,7 +201,6 @@ def fake_report():
               for s in ("triton_stock", "triton") for p in ("http", "grpc") for c in (1, 4)]
     points.append({"model": "digits_cnn", "setup": "torchserve", "protocol": "http", "concurrency": 1,
                    "error": "inference failed with error code 400", "command": "x"})
-    lim = LIMITS
     in_proc = {"digits_cnn": [{"format": "onnx", "threads": 1, "batch": 1, "throughput": 2000.0, "p50_ms": 0.1,
                                "p99_ms": 0.2, "calls": 10}]}
     return {"created": "now", "quick": True, "invocation": "python -m scripts bench",
@@ -200,8 +208,8 @@ def fake_report():
             "measurement": MEASUREMENT, "timings": {"total_s": 1.0},
             "models": {"digits_cnn": {"max_batch_size": 32, "max_queue_delay_ms": 5, "serving_format": "torchscript",
                                       "workers": {"min": 1, "max": 1}, "instances": 1}},
-            "in_process": in_proc, "limits": {"digits_cnn": lim["digits_cnn"]}, "points": points,
-            "comparisons": comparisons(points, lim), "targets": evaluate_targets(points, lim, in_proc)}
+            "in_process": in_proc, "limits": {"digits_cnn": LIMITS["digits_cnn"]}, "points": points,
+            "comparisons": comparisons(points, LIMITS), "targets": evaluate_targets(points, LIMITS, in_proc)}
 
 
 def test_report_writes_json_markdown_and_plots(tmp_path):

@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.spec import SpecError
-from scripts.spec import load_spec
+from scripts.spec import SpecError, load_spec
 from tests.conftest import REPO, TINY_ENTRY, write_spec
 
 

@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 
 from scripts.build.plan import serving_plan
-from scripts.runtimes.triton.configs import (check_ensemble, ensemble_configs, model_config, onnx_signature,
-                                             read_config, write_config)
+from scripts.runtimes.triton.configs import (
+    check_ensemble,
+    ensemble_configs,
+    model_config,
+    onnx_signature,
+    read_config,
+    write_config,
+)
 from scripts.runtimes.triton.native import check_native
 from scripts.runtimes.triton.repository import BACKENDS, build_repository, model_dirs
 from scripts.spec import Batching, BuildError, load_spec
