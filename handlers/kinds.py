@@ -20,13 +20,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from handlers.processing import (
-    RequestError,
-    decode_image,
-    pil_to_array,
-    standardize,
-    tokenize,
-)
+from handlers.processing import RequestError, decode_image, pil_to_array, standardize, tokenize
 from handlers.tensors import TensorSpec, check_rows, check_shape, numeric_array
 
 

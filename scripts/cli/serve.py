@@ -7,14 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from scripts.cli.common import (
-    ModelOption,
-    SpecOption,
-    app,
-    console,
-    selected_models,
-    user_errors,
-)
+from scripts.cli.common import ModelOption, SpecOption, app, console, selected_models, user_errors
 
 RuntimeOption = Annotated[str, typer.Option("--runtime", help="all, torchserve or triton.")]
 

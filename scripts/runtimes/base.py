@@ -51,6 +51,11 @@ class LoadTarget:
     token: str | None = None
 
 
+def shown(path: Path, root: Path) -> Path:
+    """A path as `make serve` prints it: relative to the checkout when inside it."""
+    return path.relative_to(root.resolve()) if path.is_relative_to(root.resolve()) else path
+
+
 class Runtime(ABC):
     name: ClassVar[str]           # as on the command line: RUNTIME=<name>
     title: ClassVar[str]          # as printed

@@ -23,12 +23,7 @@ from scripts.runtimes.triton.client import TritonClient, spec_datatypes
 from scripts.runtimes.triton.configs import has_ensemble
 from scripts.spec import load_spec
 from tests.conftest import REPO
-from tests.integration.malformed import (
-    TritonRequest,
-    ensemble_requests,
-    rest_requests,
-    triton_requests,
-)
+from tests.integration.malformed import TritonRequest, ensemble_requests, rest_requests, triton_requests
 
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
 VALID_EVERY = 10  # a valid request after every this many malformed ones

@@ -8,13 +8,7 @@ from pathlib import Path
 
 from handlers.plan import ServingPlan
 from scripts.build.paths import MODEL_STORE
-from scripts.runtimes.base import (
-    BuildRow,
-    RequestCall,
-    Runtime,
-    TensorCall,
-    Translation,
-)
+from scripts.runtimes.base import BuildRow, RequestCall, Runtime, TensorCall, Translation, shown
 from scripts.runtimes.processes import free_port
 from scripts.runtimes.torchserve import server as ts
 from scripts.runtimes.torchserve.settings import model_config_yaml
@@ -96,8 +90,7 @@ class TorchServe(Runtime):
         return ts.stop(workdir)
 
     def endpoints_report(self, server: ts.TorchServe, root: Path) -> list[tuple[str, str]]:
-        workdir = server.workdir.relative_to(root.resolve()) if server.workdir.is_relative_to(root.resolve()) \
-            else server.workdir
+        workdir = shown(server.workdir, root)
         return [("inference", f"{server.inference_url}/predictions/<model>"),
                 ("management", f"{server.management_url}/models"),
                 ("metrics", f"{server.metrics_url}/metrics"),

@@ -9,13 +9,7 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from handlers.dtypes import spec_dtype
-from scripts.runtimes.triton.configs import (
-    Tensor,
-    data_type,
-    mismatches,
-    onnx_signature,
-    read_config,
-)
+from scripts.runtimes.triton.configs import Tensor, data_type, mismatches, onnx_signature, read_config
 from scripts.spec import ModelSpec
 
 

@@ -8,13 +8,7 @@ from pathlib import Path
 
 from handlers.plan import ServingPlan
 from scripts.build.paths import TRITON_REPO
-from scripts.runtimes.base import (
-    BuildRow,
-    RequestCall,
-    Runtime,
-    TensorCall,
-    Translation,
-)
+from scripts.runtimes.base import BuildRow, RequestCall, Runtime, TensorCall, Translation, shown
 from scripts.runtimes.processes import free_port
 from scripts.runtimes.triton import server as tr
 from scripts.runtimes.triton.settings import scheduling
@@ -70,8 +64,7 @@ class Triton(Runtime):
         return tr.stop(workdir)
 
     def endpoints_report(self, server: tr.Triton, root: Path) -> list[tuple[str, str]]:
-        workdir = server.workdir.relative_to(root.resolve()) if server.workdir.is_relative_to(root.resolve()) \
-            else server.workdir
+        workdir = shown(server.workdir, root)
         return [("HTTP", f"http://{server.http_url}/v2/models/<model>/infer"),
                 ("gRPC", server.grpc_url),
                 ("metrics", server.metrics_url),

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scripts.measure.verify_served import (
-    Check,
-    check_golden,
-    endpoints_for,
-    verify_models,
-    write_report,
-)
+from scripts.measure.verify_served import Check, check_golden, endpoints_for, verify_models, write_report
 from scripts.spec import load_spec
 from tests.conftest import REPO
 

@@ -17,12 +17,7 @@ from scripts.build.plan import serving_plan
 from scripts.build.verify import compare
 from scripts.measure import perf
 from scripts.runtimes.triton import server as triton_server
-from scripts.runtimes.triton.client import (
-    TritonClient,
-    batch_sizes,
-    decode_labels,
-    spec_datatypes,
-)
+from scripts.runtimes.triton.client import TritonClient, batch_sizes, decode_labels, spec_datatypes
 from scripts.spec import load_spec
 from tests.conftest import REPO
 from tests.fakes import FakeTorchServeContext

@@ -16,12 +16,7 @@ from scripts.measure.bench import points as bench_points
 from scripts.measure.bench.inprocess import limit_of, tiled
 from scripts.measure.bench.report import write_report
 from scripts.measure.bench.run import MEASUREMENT
-from scripts.measure.bench.targets import (
-    comparisons,
-    evaluate_targets,
-    limit_target,
-    stock_target,
-)
+from scripts.measure.bench.targets import comparisons, evaluate_targets, limit_target, stock_target
 from scripts.runtimes.base import LoadTarget
 from scripts.runtimes.registry import RUNTIMES
 from scripts.runtimes.torchserve import server as ts
