@@ -173,8 +173,7 @@ class Text(Kind):
         texts, single = ([value], True) if isinstance(value, str) else (value, False)
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
             raise RequestError(f"expected a string or a list of strings; send {self.expected_input([tensor])}")
-        rows = np.stack([check_rows(tensor, self.decode(t, tensor)[None], max_batch)[0] for t in texts])
-        return check_rows(tensor, rows, max_batch), single
+        return check_rows(tensor, np.stack([self.decode(t, tensor) for t in texts]), max_batch), single
 
     def encode(self, row: np.ndarray, assets: dict[str, Any]) -> bytes:
         tokens = assets["tokens"]

@@ -59,6 +59,7 @@ def shown(path: Path, root: Path) -> Path:
 class Runtime(ABC):
     name: ClassVar[str]           # as on the command line: RUNTIME=<name>
     title: ClassVar[str]          # as printed
+    default_workdir: ClassVar[Path]  # where `make serve`'s instance runs, under the checkout
 
     # --- spec check time ---------------------------------------------------------------------
     @abstractmethod
@@ -85,9 +86,14 @@ class Runtime(ABC):
     def running(self, root: Path) -> Any | None:
         """The instance `make serve` started, if it runs."""
 
-    @abstractmethod
     def stop(self, server_or_root: Any) -> bool:
         """Stop a server (or `make serve`'s instance under a root); True if one ran."""
+        workdir = getattr(server_or_root, "workdir", None) or server_or_root / self.default_workdir
+        return self.stop_workdir(workdir)
+
+    @abstractmethod
+    def stop_workdir(self, workdir: Path) -> bool:
+        """Stop the instance that runs from workdir (never another one)."""
 
     @abstractmethod
     def endpoints_report(self, server: Any, root: Path) -> list[tuple[str, str]]:

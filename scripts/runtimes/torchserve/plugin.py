@@ -41,6 +41,7 @@ def answers_to_outputs(spec: ModelSpec, answers: list[dict]) -> dict:
 class TorchServe(Runtime):
     name = "torchserve"
     title = "TorchServe"
+    default_workdir = ts.DEFAULT_WORKDIR
 
     def translate(self, plan: ServingPlan) -> Translation:
         return model_config_yaml(plan)
@@ -84,9 +85,7 @@ class TorchServe(Runtime):
         instance = self.instance(root)
         return instance if ts.is_running(instance) else None
 
-    def stop(self, server_or_root) -> bool:
-        workdir = server_or_root.workdir if isinstance(server_or_root, ts.TorchServe) \
-            else server_or_root / ts.DEFAULT_WORKDIR
+    def stop_workdir(self, workdir: Path) -> bool:
         return ts.stop(workdir)
 
     def endpoints_report(self, server: ts.TorchServe, root: Path) -> list[tuple[str, str]]:

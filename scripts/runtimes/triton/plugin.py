@@ -18,6 +18,7 @@ from scripts.spec import ModelSpec
 class Triton(Runtime):
     name = "triton"
     title = "tritonserver"
+    default_workdir = tr.DEFAULT_WORKDIR
 
     def translate(self, plan: ServingPlan) -> Translation:
         return scheduling(plan)
@@ -58,9 +59,7 @@ class Triton(Runtime):
         server = tr.attach(root / tr.DEFAULT_WORKDIR)
         return server if tr.is_running(server) else None
 
-    def stop(self, server_or_root) -> bool:
-        workdir = server_or_root.workdir if isinstance(server_or_root, tr.Triton) \
-            else server_or_root / tr.DEFAULT_WORKDIR
+    def stop_workdir(self, workdir: Path) -> bool:
         return tr.stop(workdir)
 
     def endpoints_report(self, server: tr.Triton, root: Path) -> list[tuple[str, str]]:
