@@ -54,7 +54,8 @@ class SpecHandlerBase:
         self.plan = ServingPlan.load(model_dir)
         self.pipeline = Pipeline(self.plan)
         threads = int(os.environ.get("TORCHSHIP_THREADS", self.plan.serving.threads))
-        self.model = load_runner(self.plan.format, model_dir / self.plan.artifact, self.plan.input_names, threads)
+        self.model = load_runner(self.plan.format, model_dir / self.plan.artifact, self.plan.input_names, threads,
+                                 self.plan.output_names)
         self.initialized = True
         log.info("loaded %s v%s (%s, %d thread(s))", self.plan.name, self.plan.version, self.plan.format, threads)
 
@@ -87,6 +88,15 @@ class SpecHandlerBase:
                     p.error = (500, f"inference failed: {type(exc).__name__}: {exc}")
 
     def run_together(self, prepared: list[Prepared]) -> None:
+        """Requests whose rows have the same shape run as one batch; a dynamic non-batch axis
+        (sequence length) makes one batch per length, never a ragged stack."""
+        groups: dict[tuple, list[Prepared]] = {}
+        for p in prepared:
+            groups.setdefault(tuple(p.inputs[n].shape[1:] for n in self.plan.input_names), []).append(p)
+        for group in groups.values():
+            self.run_stacked(group)
+
+    def run_stacked(self, prepared: list[Prepared]) -> None:
         names = self.plan.input_names
         stacked = {n: np.concatenate([p.inputs[n] for p in prepared]) for n in names}
         outputs = self.model(stacked)

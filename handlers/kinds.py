@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PrivateAttr, model_validator
 
-from handlers.processing import RequestError, decode_image, pil_to_array, standardize, tokenize
+from handlers.processing import RequestError, channel_stats, decode_image, pil_to_array, standardize, tokenize
 from handlers.tensors import TensorSpec, check_rows, check_shape, numeric_array
 
 
@@ -28,6 +28,7 @@ class Kind(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     ensemble_input: ClassVar[str | None] = None  # Triton ensemble input (BYTES); None: no ensemble
     content_types: ClassVar[tuple[str, ...]] = ()  # raw (non-JSON) bodies this kind decodes
+    encoded_suffix: ClassVar[str | None] = None    # file suffix of what encode() writes
 
     # --- build time ---------------------------------------------------------------------------
     def asset_files(self) -> dict[str, Path]:
@@ -59,7 +60,7 @@ class Kind(BaseModel):
 
     def from_json(self, value: Any, tensor: TensorSpec, max_batch: int) -> tuple[np.ndarray, bool]:
         """Raw JSON values of the first input -> (checked rows, single example?)."""
-        rows = numeric_array(value, "inputs", np.float64)
+        rows = numeric_array(value, "inputs", tensor.numpy)
         single = rows.ndim == len(tensor.shape) - 1
         rows = rows[None] if single else rows
         check_shape(tensor, rows)
@@ -101,10 +102,22 @@ class Image(Kind):
     height: int = Field(gt=0)
     width: int = Field(gt=0)
     grayscale: bool = True
-    mean: float = 0.0
-    std: float = Field(1.0, gt=0)
+    # one value for all channels, or one per channel (e.g. ImageNet's [0.485, 0.456, 0.406])
+    mean: float | list[float] = 0.0
+    std: PositiveFloat | list[PositiveFloat] = 1.0
     ensemble_input: ClassVar[str] = "IMAGE"
+    encoded_suffix: ClassVar[str] = ".png"
     content_types: ClassVar[tuple[str, ...]] = ("", "application/octet-stream")
+
+    @model_validator(mode="after")
+    def _stats_per_channel(self) -> Image:
+        channels = 1 if self.grayscale else 3
+        for field in ("mean", "std"):
+            value = getattr(self, field)
+            if isinstance(value, list) and len(value) != channels:
+                raise ValueError(f"{field}: {len(value)} values for {channels} channel(s); give one number "
+                                 f"or {channels}")
+        return self
 
     def accepts(self, content_type: str) -> bool:
         return content_type.startswith("image/") or super().accepts(content_type)
@@ -130,7 +143,8 @@ class Image(Kind):
     def encode(self, row: np.ndarray, assets: dict[str, Any]) -> bytes:
         from PIL import Image as PILImage
 
-        pixels = np.clip((row * self.std + self.mean) * 255.0, 0, 255).astype(np.uint8)
+        pixels = row * channel_stats(self.std) + channel_stats(self.mean)
+        pixels = np.clip(pixels * 255.0, 0, 255).astype(np.uint8)
         image = PILImage.fromarray(pixels[0] if self.grayscale else pixels.transpose(1, 2, 0))
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
@@ -144,6 +158,7 @@ class Text(Kind):
     max_length: int = Field(gt=0)
     lowercase: bool = True
     ensemble_input: ClassVar[str] = "TEXT"
+    encoded_suffix: ClassVar[str] = ".txt"
     content_types: ClassVar[tuple[str, ...]] = ("", "text/plain")
     _ids: dict[str, int] = PrivateAttr(default_factory=dict)
 

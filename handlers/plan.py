@@ -80,6 +80,10 @@ class ServingPlan(StrictModel):
     def input_names(self) -> list[str]:
         return [t.name for t in self.inputs]
 
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
     def kind(self) -> Kind:
         """The pre-processing kind, ready to decode requests."""
         self.preprocess.prepare(self.assets)

@@ -24,13 +24,18 @@ def standardize(rows: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarr
 
 # --- images ----------------------------------------------------------------------------------
 
+def channel_stats(value: float | list[float]) -> np.ndarray:
+    """One mean/std for every channel, or one per channel (ImageNet style), as (C, 1, 1)."""
+    return np.asarray(value, dtype=np.float32).reshape(-1, 1, 1)
+
+
 def pil_to_array(image: Image.Image, height: int, width: int, grayscale: bool,
-                 mean: float, std: float) -> np.ndarray:
+                 mean: float | list[float], std: float | list[float]) -> np.ndarray:
     """PIL image -> normalized float32 array of shape (channels, height, width)."""
     image = image.convert("L" if grayscale else "RGB").resize((width, height), Image.BILINEAR)
     pixels = np.asarray(image, dtype=np.float32) / 255.0
     pixels = pixels[None] if grayscale else pixels.transpose(2, 0, 1)
-    return ((pixels - mean) / std).astype(np.float32)
+    return ((pixels - channel_stats(mean)) / channel_stats(std)).astype(np.float32)
 
 
 def decode_image(data: bytes) -> Image.Image:

@@ -22,7 +22,8 @@ ARTIFACT_FILES = {
 }
 
 
-def load_runner(fmt: str, path: str | Path, input_names: list[str], threads: int | None = None) -> Runner:
+def load_runner(fmt: str, path: str | Path, input_names: list[str], threads: int | None = None,
+                output_names: list[str] | None = None) -> Runner:
     if fmt == "onnx":
         return _onnx_runner(str(path), threads)
     import torch
@@ -37,19 +38,25 @@ def load_runner(fmt: str, path: str | Path, input_names: list[str], threads: int
         module = torch.export.load(str(path)).module()
     else:
         raise ValueError(f"unknown model format {fmt!r}; expected one of {sorted(ARTIFACT_FILES)}")
-    return torch_runner(module, input_names)
+    return torch_runner(module, input_names, output_names)
 
 
-def torch_runner(module, input_names: list[str]) -> Runner:
+def output_list(outputs, names: list[str] | None = None) -> list:
+    """What forward() returned (a tensor, a tuple or list, or a dict keyed by the spec's output
+    names) as a list in the spec's order."""
+    if isinstance(outputs, dict):
+        return [outputs[n] for n in names] if names else list(outputs.values())
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def torch_runner(module, input_names: list[str], output_names: list[str] | None = None) -> Runner:
     """Wrap any callable torch module (eager, scripted, exported, AOTI) as a Runner."""
     import torch
 
     def run(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         with torch.inference_mode():
             outputs = module(*[torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in input_names])
-        if isinstance(outputs, torch.Tensor):
-            outputs = [outputs]
-        return [o.detach().cpu().numpy() for o in outputs]
+        return [o.detach().cpu().numpy() for o in output_list(outputs, output_names)]
 
     return run
 

@@ -38,14 +38,18 @@ class TensorSpec(BaseModel):
 
 
 def numeric_array(value: Any, name: str, dtype) -> np.ndarray:
-    """JSON numbers -> float64 array, refusing booleans, ragged lists, NaN/Inf and, for integer
-    inputs, fractions."""
+    """JSON numbers -> float64 array, refusing ragged lists, NaN/Inf and, for integer inputs,
+    fractions. Booleans: true/false (or 0/1) for bool inputs only."""
     try:
         array = np.asarray(value, dtype=np.float64)
         # numpy would read true/false as 1/0: a boolean where a number belongs is a mistake
         has_bool = isinstance(value, list) and any(isinstance(v, bool) for v in np.asarray(value, dtype=object).flat)
     except (ValueError, TypeError, RecursionError):
         raise RequestError(f"{name}: expected a (nested) list of numbers of equal lengths") from None
+    if np.dtype(dtype) == np.bool_:
+        if not np.all((array == 0) | (array == 1)):
+            raise RequestError(f"{name}: expected true/false (or 0/1)")
+        return array
     if has_bool or isinstance(value, bool):
         raise RequestError(f"{name}: expected numbers, got true/false")
     if not np.all(np.isfinite(array)):
@@ -71,8 +75,16 @@ def check_rows(tensor: TensorSpec, rows: np.ndarray, max_batch: int) -> np.ndarr
         raise RequestError(f"{rows.shape[0]} examples in one request; at most {limit}")
     if np.issubdtype(rows.dtype, np.floating) and not np.all(np.isfinite(rows)):
         raise RequestError(f"{tensor.name}: NaN or infinite values are not accepted")
-    if tensor.range is not None:
-        low, high = tensor.range
-        if rows.size and (rows.min() < low or rows.max() > high):
-            raise RequestError(f"{tensor.name}: values must lie in [{low:g}, {high:g}]")
+    low, high = tensor.range or dtype_limits(tensor.numpy)
+    if rows.size and (rows.min() < low or rows.max() > high):
+        raise RequestError(f"{tensor.name}: values must lie in [{low:g}, {high:g}]")
     return rows.astype(tensor.numpy)
+
+
+def dtype_limits(dtype) -> tuple[float, float]:
+    """What the dtype can hold: a bigger number would wrap (integers) or become inf (floats)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iuf":
+        info = np.iinfo(dtype) if dtype.kind in "iu" else np.finfo(dtype)
+        return float(info.min), float(info.max)
+    return -np.inf, np.inf

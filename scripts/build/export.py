@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 
 import handlers.runners
-from handlers.runners import ARTIFACT_FILES, load_runner, torch_runner
+from handlers.runners import ARTIFACT_FILES, load_runner, output_list, torch_runner
 from scripts.build.fingerprint import fingerprint, is_fresh, source_file, write_stamp
 from scripts.build.loading import load_reference
+from scripts.build.onnx_names import name_graph_io, rename_onnx_file
 from scripts.build.paths import artifact_dir
 from scripts.build.verify import random_inputs, verify_formats
 from scripts.spec import BuildError, ModelSpec
@@ -43,6 +45,8 @@ def export_fingerprint(spec: ModelSpec, root: Path) -> str:
     # Serving settings (format, workers, queue delay) do not change what is exported.
     settings = spec.model_dump(mode="json", exclude={"serving", "description", "batching"})
     settings["max_batch_size"] = spec.batching.max_batch_size  # sets a verification batch size
+    # the exporters' versions change the graphs they write
+    settings["exporters"] = {"torch": torch.__version__, "onnx": onnx.__version__}
     return fingerprint(settings, spec.model_files(root) + code)
 
 
@@ -61,8 +65,12 @@ def example_args(spec: ModelSpec) -> tuple[torch.Tensor, ...]:
 def check_signature(spec: ModelSpec, reference: torch.nn.Module, args: tuple) -> None:
     """The model's real outputs must match the spec's outputs in count, dtype and shape."""
     with torch.inference_mode():
-        outputs = reference(*args)
-    outputs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
+        returned = reference(*args)
+    if isinstance(returned, dict) and list(returned) != spec.output_names:
+        # the exporters flatten a dict in its own order: the spec must list the outputs so
+        raise BuildError(f"{spec.name}: forward() returns a dict with keys {list(returned)}; list the spec's "
+                         f"outputs with exactly those names in that order (now {spec.output_names})")
+    outputs = output_list(returned, spec.output_names)
     if len(outputs) != len(spec.outputs):
         raise BuildError(f"{spec.name}: the model returns {len(outputs)} output(s) but the spec lists "
                          f"{len(spec.outputs)}; make outputs match the forward() return value")
@@ -84,18 +92,24 @@ def export_torchscript(spec: ModelSpec, reference, args, path: Path) -> None:
         reference.save(str(path))
         return
     with torch.inference_mode(False), torch.no_grad():
-        traced = torch.jit.trace(reference, args)
+        traced = torch.jit.trace(reference, args, strict=False)  # strict=False: dict outputs too
     traced.save(str(path))
 
 
 def export_onnx(spec: ModelSpec, reference, args, path: Path) -> None:
-    names = dict(input_names=spec.tensor_names, output_names=[t.name for t in spec.outputs])
+    """Exported under the exporter's own names, then renamed to the spec's (onnx_names.py:
+    asking the exporter for them can collide with internal value names)."""
+    inputs, outputs = spec.tensor_names, [t.name for t in spec.outputs]
     if spec.source.is_torchscript:  # the torch.export-based exporter cannot read TorchScript
-        axes = {t.name: [a for a, d in enumerate(t.shape) if d == -1] for t in [*spec.inputs, *spec.outputs]}
-        torch.onnx.export(reference, args, str(path), dynamo=False, dynamic_axes=axes, **names)
+        placeholders = [f"output__{i}" for i in range(len(outputs))]
+        axes = {name: [a for a, d in enumerate(t.shape) if d == -1]
+                for name, t in zip([*inputs, *placeholders], [*spec.inputs, *spec.outputs])}
+        torch.onnx.export(reference, args, str(path), dynamo=False, dynamic_axes=axes,
+                          input_names=inputs, output_names=placeholders)
+        rename_onnx_file(path, inputs, outputs)
         return
-    program = torch.onnx.export(reference, args, dynamo=True, dynamic_shapes=dynamic_shapes(spec),
-                                verbose=False, **names)
+    program = torch.onnx.export(reference, args, dynamo=True, dynamic_shapes=dynamic_shapes(spec), verbose=False)
+    name_graph_io(program.model, inputs, outputs)
     program.save(str(path), external_data=False)
 
 
@@ -136,7 +150,7 @@ def golden_inputs(spec: ModelSpec, root: Path) -> dict[str, np.ndarray]:
 
 def write_golden(spec: ModelSpec, reference, out: Path, root: Path) -> None:
     inputs = golden_inputs(spec, root)
-    outputs = torch_runner(reference, spec.tensor_names)(inputs)
+    outputs = torch_runner(reference, spec.tensor_names, spec.output_names)(inputs)
     np.savez(out / "golden.npz",
              **{f"input.{k}": v for k, v in inputs.items()},
              **{f"output.{t.name}": v for t, v in zip(spec.outputs, outputs)})
@@ -173,8 +187,9 @@ def export_model(spec: ModelSpec, root: Path = Path("."), force: bool = False,
         except Exception as exc:  # exporters raise many types; name the model and format
             raise BuildError(f"{spec.name}: {fmt} export failed: {type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
-        runners[fmt] = load_runner(fmt, path, spec.tensor_names)
+        runners[fmt] = load_runner(fmt, path, spec.tensor_names, output_names=spec.output_names)
     write_golden(spec, reference, out, root)
-    report = verify_formats(spec, torch_runner(reference, spec.tensor_names), runners, report_path)
+    eager = torch_runner(reference, spec.tensor_names, spec.output_names)
+    report = verify_formats(spec, eager, runners, report_path)
     write_stamp(stamp, expected, formats={f: ARTIFACT_FILES[f] for f in spec.export.formats})
     return ExportResult(spec.name, False, report)

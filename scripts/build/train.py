@@ -20,6 +20,7 @@ from handlers.processing import class_scores
 from models.common import TrainingData
 from scripts.build.fingerprint import fingerprint, is_fresh, source_file, write_stamp
 from scripts.build.loading import build_module, import_target
+from scripts.build.verify import random_tensor
 from scripts.spec import ModelSpec
 
 HELD_OUT_SAMPLES = 16  # held-out examples kept as golden inputs for export and serving checks
@@ -41,8 +42,9 @@ def train_fingerprint(spec: ModelSpec) -> str:
     task and pre-processing, and the code of the module, the data function and the shared
     pre-processing functions."""
     settings = spec.model_dump(include={"source", "training", "task", "inputs", "outputs"}, mode="json")
-    files = [source_file(spec.source.module), source_file(spec.training.data),
-             Path(__file__), Path(handlers.processing.__file__)]
+    files = [source_file(spec.source.module), Path(__file__), Path(handlers.processing.__file__)]
+    if spec.training.data:
+        files.append(source_file(spec.training.data))
     return fingerprint(settings, files)
 
 
@@ -101,14 +103,41 @@ def save(spec: ModelSpec, model: nn.Module, data: TrainingData, metrics: dict, r
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
 
+def write_encoded_examples(spec: ModelSpec, root: Path, count: int = 2) -> None:
+    """Example requests in the kind's encoded form (PNG images) from random rows, so the bytes
+    path of a model without training data is verified end to end too."""
+    kind = spec.task.preprocess
+    if kind.encoded_suffix is None or kind.asset_files():  # text needs the vocabulary training writes
+        return
+    rows = random_tensor(spec.inputs[0], count, np.random.default_rng(spec.training.seed))
+    folder = checkpoint_dir(spec, root) / "requests"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, row in enumerate(rows):
+        (folder / f"example_{i}{kind.encoded_suffix}").write_bytes(kind.encode(row, {}))
+
+
+def save_initialisation(spec: ModelSpec, root: Path) -> dict:
+    """The seeded random weights as the checkpoint; golden inputs are drawn at export."""
+    seed_everything(spec.training.seed)
+    checkpoint_dir(spec, root).mkdir(parents=True, exist_ok=True)
+    torch.save(build_module(spec).state_dict(), root / spec.source.checkpoint)
+    write_encoded_examples(spec, root)
+    metrics = {"weights": "random initialisation", "seed": spec.training.seed}
+    (checkpoint_dir(spec, root) / "metrics.json").write_text(json.dumps(metrics) + "\n")
+    return metrics
+
+
 def train_model(spec: ModelSpec, root: Path = Path("."), force: bool = False) -> TrainResult:
     stamp = checkpoint_dir(spec, root) / "train.stamp.json"
     expected = train_fingerprint(spec)
     if not force and is_fresh(stamp, expected, [root / spec.source.checkpoint]):
         return TrainResult(spec.name, True, json.loads((stamp.parent / "metrics.json").read_text()))
-    data = import_target(spec.training.data)(seed=spec.training.seed, preprocess=spec.task.preprocess)
-    model = fit(spec, data)
-    metrics = evaluate(spec, model, data)
-    save(spec, model, data, metrics, root)
+    if spec.training.data is None:
+        metrics = save_initialisation(spec, root)
+    else:
+        data = import_target(spec.training.data)(seed=spec.training.seed, preprocess=spec.task.preprocess)
+        model = fit(spec, data)
+        metrics = evaluate(spec, model, data)
+        save(spec, model, data, metrics, root)
     write_stamp(stamp, expected)
     return TrainResult(spec.name, False, metrics)

@@ -52,8 +52,9 @@ def train(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, for
         if m.training is None:
             return "no training section", f"uses {m.source.checkpoint or m.source.exported}"
         result = train_model(m, root, force)
-        return ("up to date" if result.skipped else "trained",
-                ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))
+        made = "initialised" if m.training.data is None else "trained"
+        return ("up to date" if result.skipped else made,
+                ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.metrics.items()))
 
     per_model("train", models, ["status", "held-out metrics"], row)
 

@@ -39,14 +39,15 @@ def user_errors(step):
 
 
 def selected_models(spec_path: Path, names: list[str] | None):
-    """(the spec's folder, its models named by --model or all); the folder is where paths
-    resolve and where `module:` targets import from."""
-    from scripts.spec import load_spec
+    """(the spec's root, its models named by --model or all); the root is where paths resolve,
+    where `module:` targets import from and where the build writes."""
+    from scripts.spec import load_spec, spec_root
 
-    root = spec_path.resolve().parent
+    spec = load_spec(spec_path)
+    root = spec_root(spec_path, spec.root)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    return root, load_spec(spec_path).select(names)
+    return root, spec.select(names)
 
 
 def progress() -> Progress:

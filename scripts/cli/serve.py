@@ -29,8 +29,9 @@ def serve(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, run
 def stop(spec: SpecOption = Path("models.yaml")):
     """Stop every runtime that `serve` started."""
     from scripts.runtimes.serving import stop_all
+    from scripts.spec import load_spec, spec_root
 
-    for line in stop_all(spec.resolve().parent):
+    for line in stop_all(spec_root(spec, load_spec(spec).root)):
         console.print(line)
 
 

@@ -112,7 +112,7 @@ def eager_answers(spec: ModelSpec, root: Path, requests: list[Path]) -> list[tup
 
     plan = serving_plan(spec, root)
     pipeline = Pipeline(plan)
-    model = torch_runner(load_reference(spec, root), spec.tensor_names)
+    model = torch_runner(load_reference(spec, root), spec.tensor_names, spec.output_names)
     answers = []
     for path in requests:
         inputs, _ = pipeline.parse(path.read_bytes(), CONTENT_TYPES.get(path.suffix))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -46,12 +47,33 @@ def tail(paths: list[Path], lines: int = 40) -> str:
     return "\n".join(parts) or "(no logs written yet)"
 
 
+class ModelsFailed(BuildError):
+    """Some models failed to load; the runtime keeps serving the others (`server`, set by the
+    plugin when any model is READY)."""
+
+    def __init__(self, runtime: str, failed: dict[str, list[str]], waited_s: float):
+        self.failed, self.waited_s, self.server = failed, waited_s, None
+        super().__init__([f"{runtime}: model {name} failed to load; its log lines:\n"
+                          + "\n".join(f"    {line}" for line in lines or ["(none mention it)"])
+                          for name, lines in failed.items()])
+
+
+def lines_about(paths: list[Path], model: str, limit: int = 8) -> list[str]:
+    """The last log lines that name `model` (a word of its own): why it failed."""
+    pattern = re.compile(rf"(?<![\w-]){re.escape(model)}(?![\w-])")
+    found = [line.strip() for path in paths if path.exists()
+             for line in path.read_text(errors="replace").splitlines() if pattern.search(line)]
+    return [line[:300] for line in found[-limit:]]
+
+
 def wait_for_models(name: str, models: list[str], ready: Callable[[str], bool], running: Callable[[], bool],
-                    logs: Callable[[], str], timeout_s: float) -> float:
-    """Poll until ready(model) holds for every model; returns the seconds waited. Fails with
-    the log tail when the server dies or the timeout passes."""
+                    logs: Callable[[], str], timeout_s: float, failed: Callable[[str], bool] = lambda m: False,
+                    log_files: list[Path] = ()) -> float:
+    """Poll until every model is ready or has failed; returns the seconds waited. ModelsFailed
+    (the others keep serving) names the failed ones with their log lines; BuildError with the
+    log tail when the server dies or the timeout passes."""
     started = time.monotonic()
-    pending = list(models)
+    pending, broken = list(models), []
     while pending:
         waited = time.monotonic() - started
         if waited > timeout_s:
@@ -59,9 +81,30 @@ def wait_for_models(name: str, models: list[str], ready: Callable[[str], bool], 
         if not running():
             raise BuildError(f"{name} exited during start-up\n{logs()}")
         pending = [m for m in pending if not ready(m)]
+        broken += [m for m in pending if failed(m)]
+        pending = [m for m in pending if m not in broken]
         if pending:
             time.sleep(0.25)
+    if broken:
+        raise ModelsFailed(name, {m: lines_about(list(log_files), m) for m in broken}, time.monotonic() - started)
     return time.monotonic() - started
+
+
+def ready_or_stopped(server, names: list[str], wait: Callable[[], float], stop: Callable[[], object]):
+    """`server` once wait() says its models are READY; stopped again if start-up fails, except
+    when only some models failed (ModelsFailed carries the server, serving the others)."""
+    try:
+        server.waited_s = wait()
+    except ModelsFailed as exc:
+        if len(exc.failed) == len(names):
+            stop()
+            raise
+        server.waited_s, exc.server = exc.waited_s, server
+        raise
+    except Exception:
+        stop()
+        raise
+    return server
 
 
 def stop_process(pid: int | None, terminate: Callable[[], None], timeout_s: float = 30) -> bool:

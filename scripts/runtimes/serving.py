@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from scripts.runtimes.processes import ModelsFailed
 from scripts.runtimes.registry import RUNTIMES, selected
-from scripts.spec import ModelSpec
+from scripts.spec import BuildError, ModelSpec
 
 
 def ready_report(title: str, waited: float, models: list[str], endpoints: list[tuple[str, str]]) -> list[str]:
@@ -18,18 +19,29 @@ def ready_report(title: str, waited: float, models: list[str], endpoints: list[t
 
 
 def serve_runtimes(runtime: str, models: list[ModelSpec], root: Path, timeout_s: float) -> list[str]:
-    """Start the runtime(s); all or nothing: a failure stops what this call started."""
-    lines, started = [], []
+    """Start the runtime(s). A model that fails to load is named with its log lines while the
+    others keep serving (then BuildError, so `make serve` exits non-zero); any other failure
+    stops what this call started."""
+    lines, started, failures = [], [], []
     try:
         for plugin in selected(runtime):
-            server = plugin.start(models, root, timeout_s=timeout_s)
+            failed: set[str] = set()
+            try:
+                server = plugin.start(models, root, timeout_s=timeout_s)
+            except ModelsFailed as exc:
+                if exc.server is None:
+                    raise
+                server, failed = exc.server, set(exc.failed)
+                failures += exc.problems
             started.append((plugin, server))
-            names = [n for m in models for n in plugin.served_names(m)]
+            names = [n for m in models for n in plugin.served_names(m) if n not in failed]
             lines += ready_report(plugin.title, server.waited_s, names, plugin.endpoints_report(server, root))
     except Exception:
         for plugin, server in started:
             plugin.stop(server)
         raise
+    if failures:
+        raise BuildError(lines + failures)
     return lines
 
 
@@ -47,7 +59,12 @@ def serving(models: list[ModelSpec], root: Path, timeout_s: float = 300):
         for name, plugin in RUNTIMES.items():
             servers[name] = plugin.running(root)
             if servers[name] is None:
-                servers[name] = plugin.start(models, root, timeout_s=timeout_s)
+                try:
+                    servers[name] = plugin.start(models, root, timeout_s=timeout_s)
+                except ModelsFailed as exc:
+                    if exc.server is not None:  # a check needs every model: stop the rest too
+                        plugin.stop(exc.server)
+                    raise
                 started.append((plugin, servers[name]))
         yield servers
     finally:

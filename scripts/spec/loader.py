@@ -26,8 +26,9 @@ def load_spec(path: str | Path = "models.yaml") -> SpecFile:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SpecError([f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
-    # Paths in the spec are relative to the spec file; imports resolve from its folder too.
-    root = path.resolve().parent
+    # Paths in the spec are relative to its root (the spec file's folder unless `root:` says
+    # otherwise); imports resolve from there too.
+    root = spec_root(path, raw.get("root", ".") if isinstance(raw, dict) else ".")
     problems = _duplicate_names(path, raw)
     with _on_import_path(root):
         try:
@@ -37,6 +38,11 @@ def load_spec(path: str | Path = "models.yaml") -> SpecFile:
     if problems:
         raise SpecError(problems)
     return spec
+
+
+def spec_root(path: Path, root: str | Path = ".") -> Path:
+    """The folder a spec's paths, imports and build outputs are relative to."""
+    return (path.resolve().parent / root).resolve()
 
 
 def _duplicate_names(path: Path, raw: Any) -> list[str]:

@@ -55,11 +55,13 @@ class Source(StrictModel):
 
 
 class Training(StrictModel):
-    """How `make train` produces the checkpoint. Omit it for a model you trained yourself."""
-    data: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-    epochs: int = Field(gt=0)
-    batch_size: int = Field(gt=0)
-    learning_rate: float = Field(gt=0)
+    """How `make train` produces the checkpoint: fit on `data`; without `data`, save the seeded
+    random initialisation (models whose serving is under test, not their accuracy: the zoo).
+    Omit the section for a model you trained yourself."""
+    data: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    epochs: int = Field(1, gt=0)
+    batch_size: int = Field(32, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
     seed: int = 0
 
 
@@ -154,6 +156,10 @@ class ModelSpec(StrictModel):
     def tensor_names(self) -> list[str]:
         return [t.name for t in self.inputs]
 
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
     def model_files(self, root: Path) -> list[Path]:
         """What export reads besides the spec: the checkpoint or exported file, the
         pre-processing kind's assets, and training's held-out samples."""
@@ -170,6 +176,9 @@ class ModelSpec(StrictModel):
 
 
 class SpecFile(StrictModel):
+    # the folder paths, `module:` imports and build outputs are relative to, from the spec file's
+    # folder: a spec kept under models/ (the zoo) builds into the same model_store/ and triton_repo/
+    root: Path = Path(".")
     models: list[ModelSpec] = Field(min_length=1)
 
     def select(self, names: list[str] | None) -> list[ModelSpec]:

@@ -26,7 +26,7 @@ def test_every_format_verified_and_golden_samples_reproduce(spec):
     golden = np.load(out / "golden.npz")
     inputs = {t.name: golden[f"input.{t.name}"] for t in spec.inputs}
     for fmt in spec.export.formats:
-        outputs = load_runner(fmt, out / ARTIFACT_FILES[fmt], spec.tensor_names)(inputs)
+        outputs = load_runner(fmt, out / ARTIFACT_FILES[fmt], spec.tensor_names, output_names=spec.output_names)(inputs)
         for tensor, got in zip(spec.outputs, outputs):
             assert compare(got, golden[f"output.{tensor.name}"], spec.tolerance).passed, (spec.name, fmt)
 

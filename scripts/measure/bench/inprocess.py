@@ -44,8 +44,9 @@ def runner(spec: ModelSpec, root: Path, fmt: str, threads: int):
     from scripts.build.paths import artifact_dir
 
     if fmt == "eager":
-        return torch_runner(load_reference(spec, root).eval(), spec.tensor_names)
-    return load_runner(fmt, artifact_dir(spec, root) / ARTIFACT_FILES[fmt], spec.tensor_names, threads)
+        return torch_runner(load_reference(spec, root).eval(), spec.tensor_names, spec.output_names)
+    return load_runner(fmt, artifact_dir(spec, root) / ARTIFACT_FILES[fmt], spec.tensor_names, threads,
+                       spec.output_names)
 
 
 def in_process(spec: ModelSpec, root: Path, min_time_s: float, threads: list[int]) -> list[dict]:

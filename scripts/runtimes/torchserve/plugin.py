@@ -6,10 +6,12 @@ import contextlib
 import re
 from pathlib import Path
 
+import numpy as np
+
 from handlers.plan import ServingPlan
 from scripts.build.paths import MODEL_STORE
 from scripts.runtimes.base import BuildRow, RequestCall, Runtime, TensorCall, Translation, shown
-from scripts.runtimes.processes import free_port
+from scripts.runtimes.processes import free_port, ready_or_stopped
 from scripts.runtimes.torchserve import server as ts
 from scripts.runtimes.torchserve.settings import model_config_yaml
 from scripts.spec import ModelSpec
@@ -32,9 +34,25 @@ def ports_from_config(template: Path) -> ts.Ports:
                     port("grpc_management_port", defaults.grpc_management))
 
 
-def answers_to_outputs(spec: ModelSpec, answers: list[dict]) -> dict:
-    import numpy as np
+JSON_BYTES_PER_VALUE = 24   # a float32 as JSON text, with separators, at most
 
+
+def max_request_bytes(config: Path) -> int:
+    """max_request_size of the running server's config.properties (TorchServe's default else)."""
+    match = re.search(r"^max_request_size=(\d+)\s*$", config.read_text(), re.MULTILINE)
+    return int(match.group(1)) if match else 6_553_600
+
+
+def request_chunks(inputs: dict, limit: int) -> list[dict]:
+    """Rows split into requests whose JSON stays under TorchServe's max_request_size (a
+    224x224 RGB tensor is ~3 MB of JSON: a few per request)."""
+    row_values = sum(int(np.prod(v.shape[1:])) for v in inputs.values())
+    per_request = max(1, limit // (row_values * JSON_BYTES_PER_VALUE))
+    rows = len(next(iter(inputs.values())))
+    return [{k: v[i:i + per_request] for k, v in inputs.items()} for i in range(0, rows, per_request)]
+
+
+def answers_to_outputs(spec: ModelSpec, answers: list[dict]) -> dict:
     return {t.name: np.array([a["outputs"][t.name] for a in answers]) for t in spec.outputs}
 
 
@@ -74,12 +92,8 @@ class TorchServe(Runtime):
         names = names or [m.name for m in specs]
         server = ts.start(template or root / TEMPLATE, store or root / MODEL_STORE, names, ports,
                           workdir or instance.workdir)
-        try:
-            server.waited_s = ts.wait_ready(server, names, timeout_s)
-        except Exception:
-            ts.stop(server.workdir)
-            raise
-        return server
+        return ready_or_stopped(server, names, lambda: ts.wait_ready(server, names, timeout_s),
+                                lambda: ts.stop(server.workdir))
 
     def running(self, root: Path) -> ts.TorchServe | None:
         instance = self.instance(root)
@@ -103,9 +117,15 @@ class TorchServe(Runtime):
         from scripts.runtimes.torchserve.client import TorchServeClient
         from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
 
+        limit = max_request_bytes(server.workdir / "config.properties")
+
         def call(client):
-            return lambda spec, inputs: answers_to_outputs(
-                spec, client.predict(spec.name, {"tensors": {k: v.tolist() for k, v in inputs.items()}}))
+            def infer(spec: ModelSpec, inputs: dict) -> dict:
+                answers = []
+                for chunk in request_chunks(inputs, limit):
+                    answers += client.predict(spec.name, {"tensors": {k: v.tolist() for k, v in chunk.items()}})
+                return answers_to_outputs(spec, answers)
+            return infer
 
         return {"torchserve-rest": call(TorchServeClient.for_server(server)),
                 "torchserve-grpc": call(TorchServeGrpcClient.for_server(server))}

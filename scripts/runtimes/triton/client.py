@@ -20,6 +20,19 @@ def spec_datatypes(spec: ModelSpec) -> dict[str, str]:
     return {t.name: triton_datatype(t.dtype) for t in spec.inputs}
 
 
+def wire_shapes(spec: ModelSpec, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Golden rows as a batched Triton model takes them: a per-sample scalar (spec shape [-1])
+    travels as [batch, 1] (config.pbtxt: dims [1] with an empty reshape)."""
+    if spec.batching.max_batch_size == 0:
+        return inputs
+    return {t.name: inputs[t.name].reshape(-1, 1) if len(t.shape) == 1 else inputs[t.name] for t in spec.inputs}
+
+
+def spec_shapes(spec: ModelSpec, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Outputs back in the spec's shapes ([batch, 1] -> [batch] for per-sample scalars)."""
+    return {t.name: outputs[t.name].reshape(-1) if len(t.shape) == 1 else outputs[t.name] for t in spec.outputs}
+
+
 def as_typed(value: Any, datatype: str) -> np.ndarray:
     """A value -> the numpy array tritonclient sends for `datatype`. BYTES: str/bytes items
     as an np.object_ array of bytes (one [B, 1] column for a flat list of strings)."""

@@ -16,6 +16,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from handlers.dtypes import spec_dtype_of_numpy, triton_datatype
 from handlers.plan import ARTIFACT_FILES, ServingPlan
 from scripts.build.paths import artifact_dir
+from scripts.runtimes.triton.config_rules import config_problems
 from scripts.runtimes.triton.settings import scheduling
 from scripts.spec import BuildError, ModelSpec
 
@@ -100,7 +101,12 @@ def dims(shape: list[int], max_batch_size: int) -> list[int]:
 
 
 def io_entries(tensors: list[Tensor], names: list[str], max_batch_size: int, kind):
-    return [kind(name=n, data_type=t.dtype, dims=dims(t.shape, max_batch_size)) for t, n in zip(tensors, names)]
+    entries = [kind(name=n, data_type=t.dtype, dims=dims(t.shape, max_batch_size)) for t, n in zip(tensors, names)]
+    for entry in entries:
+        if not entry.dims:  # a per-sample scalar ([-1]): Triton needs dims, the model sees [batch]
+            entry.dims.append(1)
+            entry.reshape.SetInParent()  # reshape: { shape: [] }
+    return entries
 
 
 def triton_names(spec: ServingPlan, backend: str) -> tuple[list[str], list[str]]:
@@ -225,10 +231,15 @@ def describe(tensor: tuple[int, list[int]]) -> str:
     return f"{mc.DataType.Name(tensor[0])} {tensor[1]}"
 
 
-def write_config(config: mc.ModelConfig, folder: Path) -> Path:
-    """config.pbtxt via text_format. proto3 drops fields at their default, so
+def write_config(config: mc.ModelConfig, folder: Path,
+                 artifact_names: tuple[list[str] | None, list[str] | None] = (None, None)) -> Path:
+    """config.pbtxt via text_format, after checking it against Triton's rules (and the
+    artifact's tensor names, when given). proto3 drops fields at their default, so
     `max_batch_size: 0` would vanish; Triton reads absence as 0 too, but with
     --disable-auto-complete-config we state it so the file says what it means."""
+    problems = config_problems(config, *artifact_names)
+    if problems:
+        raise BuildError(problems)
     text = text_format.MessageToString(config)
     if config.max_batch_size == 0:
         text = "max_batch_size: 0  # no batching: dims include the batch axis\n" + text

@@ -9,7 +9,7 @@ from pathlib import Path
 from handlers.plan import ServingPlan
 from scripts.build.paths import TRITON_REPO
 from scripts.runtimes.base import BuildRow, RequestCall, Runtime, TensorCall, Translation, shown
-from scripts.runtimes.processes import free_port
+from scripts.runtimes.processes import free_port, ready_or_stopped
 from scripts.runtimes.triton import server as tr
 from scripts.runtimes.triton.settings import scheduling
 from scripts.spec import ModelSpec
@@ -48,12 +48,8 @@ class Triton(Runtime):
         names = names or [n for m in specs for n in self.served_names(m)]
         ports = tr.Ports(free_port(), free_port(), free_port()) if free_ports else tr.Ports()
         server = tr.start(repo, names, ports, workdir or root / tr.DEFAULT_WORKDIR)
-        try:
-            server.waited_s = tr.wait_ready(server, names, timeout_s)
-        except Exception:
-            tr.stop(server.workdir)
-            raise
-        return server
+        return ready_or_stopped(server, names, lambda: tr.wait_ready(server, names, timeout_s),
+                                lambda: tr.stop(server.workdir))
 
     def running(self, root: Path) -> tr.Triton | None:
         server = tr.attach(root / tr.DEFAULT_WORKDIR)
@@ -77,10 +73,11 @@ class Triton(Runtime):
         return {"http": TritonClient(server.http_url, "http"), "grpc": TritonClient(server.grpc_url, "grpc")}
 
     def tensor_endpoints(self, server: tr.Triton) -> dict[str, TensorCall]:
-        from scripts.runtimes.triton.client import spec_datatypes
+        from scripts.runtimes.triton.client import spec_datatypes, spec_shapes, wire_shapes
 
         def call(client):
-            return lambda spec, inputs: client.infer(spec.name, inputs, spec_datatypes(spec))
+            return lambda spec, inputs: spec_shapes(spec, client.infer(spec.name, wire_shapes(spec, inputs),
+                                                                       spec_datatypes(spec)))
 
         return {f"triton-{protocol}": call(client) for protocol, client in self.clients(server).items()}
 

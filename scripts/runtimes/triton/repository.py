@@ -58,7 +58,7 @@ def add_warmup(config: mc.ModelConfig, folder: Path, samples: dict[str, np.ndarr
     for name, row in samples.items():
         file = f"{name}.bin"
         (folder / "warmup" / file).write_bytes(serialize(row))
-        shape = list(row.shape) if config.max_batch_size == 0 else list(row.shape[1:])
+        shape = list(row.shape) if config.max_batch_size == 0 else list(row.shape[1:]) or [1]  # scalars: [1]
         warmup.inputs[name].CopyFrom(mc.ModelWarmup.Input(
             data_type=by_name[name].data_type, dims=shape, input_data_file=file))
     if config.max_batch_size == 0:
@@ -112,10 +112,10 @@ def build_model(spec: ModelSpec, root: Path, out: Path, backend: str, fmt: str |
                              f"add it to export.formats")
         (model_dir / version).mkdir(parents=True)
         shutil.copy2(artifact_dir(spec, root) / ARTIFACT_FILES[source_fmt], model_dir / version / file)
-    in_names, _ = triton_names(plan, backend)
+    in_names, out_names = triton_names(plan, backend)
     add_warmup(config, model_dir, {n: golden[f"input.{t.name}"][:1] for n, t in zip(in_names, spec.inputs)})
     configs = {spec.name: config}
-    write_config(config, model_dir)
+    write_config(config, model_dir, (in_names, out_names))
     if has_ensemble(spec):
         configs.update(write_ensemble(plan, spec, root, out, backend, signature, golden))
     return list(configs)

@@ -116,6 +116,8 @@ def command(server: Triton, repo: Path, models: list[str]) -> list[str]:
             "--metrics-address=127.0.0.1", f"--metrics-port={server.ports.metrics}",
             "--model-control-mode=explicit", *[f"--load-model={m}" for m in models],
             "--strict-readiness=true", "--disable-auto-complete-config",
+            # a model that fails to load is reported by name; the others keep serving
+            "--exit-on-error=false",
             f"--http-restricted-api={restricted}",
             # gRPC clients send the key as metadata "triton-grpc-protocol-" + the key's name.
             f"--grpc-restricted-protocol={restricted}"]
@@ -175,11 +177,22 @@ def model_ready(server: Triton, model: str) -> bool:
     return reply.status_code == 200
 
 
+def live(server: Triton) -> bool:
+    try:
+        return requests.get(f"http://{server.http_url}/v2/health/live", timeout=5).status_code == 200
+    except (requests.RequestException, OSError):
+        return False
+
+
 def wait_ready(server: Triton, models: list[str], timeout_s: float = 120) -> float:
-    """Block until every model is READY; returns the seconds waited. On timeout or a dead
-    server (a failed load exits it: --exit-on-error), BuildError with the log tail."""
+    """Block until every model is READY or failed; returns the seconds waited. The HTTP
+    endpoint opens only once the start-up loads are done, so a model that is not READY on a
+    live server has failed (ModelsFailed names it with its log lines). BuildError with the log
+    tail on a timeout or a dead server."""
     return wait_for_models("tritonserver", models, lambda m: model_ready(server, m),
-                           lambda: is_running(server), lambda: log_tail(server), timeout_s)
+                           lambda: is_running(server), lambda: log_tail(server), timeout_s,
+                           failed=lambda m: live(server) and not model_ready(server, m),
+                           log_files=[server.log_file])
 
 
 def log_tail(server: Triton, lines: int = 40) -> str:

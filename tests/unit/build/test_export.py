@@ -63,9 +63,10 @@ def test_deliberately_wrong_export_is_caught(tiny_spec, tmp_path):
         wrong.layers[4].bias += 0.05  # a small drift, the kind a broken export introduces
     path = tmp_path / "wrong.pt"
     torch.jit.trace(wrong, torch.zeros(2, 30)).save(str(path))
-    runners = {"torchscript": load_runner("torchscript", path, spec.tensor_names)}
+    runners = {"torchscript": load_runner("torchscript", path, spec.tensor_names, output_names=spec.output_names)}
     with pytest.raises(VerificationError) as caught:
-        verify_formats(spec, torch_runner(reference, spec.tensor_names), runners, tmp_path / "verify.json")
+        eager = torch_runner(reference, spec.tensor_names, spec.output_names)
+        verify_formats(spec, eager, runners, tmp_path / "verify.json")
     message = caught.value.problems[0]
     assert message.startswith("tiny: torchscript at batch 1 disagrees with eager PyTorch: output 'probability' index (0, 0): got ")
     assert "eager" in message and "> atol" in message
