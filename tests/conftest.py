@@ -58,18 +58,27 @@ def copy_spec(src: Path, dst_folder: Path) -> Path:
     return dst_folder / src.name
 
 
-@pytest.fixture(scope="session", autouse=True)
-def built_examples():
-    """The example models trained, exported and archived, so tests that read their artifacts
-    pass on a fresh clone too (`make test-unit`). Incremental: seconds when `make` built them."""
+ZOO_SPEC = REPO / "models" / "zoo.yaml"
+
+
+def build_spec(path: Path) -> list:
+    """A spec's models trained, exported and archived (incremental: seconds when `make` built
+    them), so tests that read their artifacts pass on a fresh clone too."""
     from scripts.build.export import export_model
     from scripts.build.train import train_model
     from scripts.runtimes.registry import RUNTIMES
     from scripts.spec import load_spec
 
-    models = load_spec(REPO / "models.yaml").models
+    models = load_spec(path).models
     for spec in models:
         if spec.training is not None:
             train_model(spec, REPO)
         export_model(spec, REPO)
     RUNTIMES["torchserve"].build(models, REPO)
+    return models
+
+
+@pytest.fixture(scope="session", autouse=True)
+def built_examples():
+    """The example models, built (`make test-unit` on a fresh clone too)."""
+    return build_spec(REPO / "models.yaml")

@@ -23,16 +23,18 @@ class TwoTower(nn.Module):
 
 
 class MixedDtypes(nn.Module):
-    """bool, int32, uint8 and float16 inputs; a dict of outputs in float16, bool, int32 and
-    float32 (the exporters flatten a dict in insertion order: the spec lists them so)."""
+    """An input of every dtype the spec knows (bool, int8/16/32, uint8, float16/64); a dict of
+    outputs in float16, bool, int32 and float32 (the exporters flatten a dict in insertion
+    order: the spec lists them so)."""
 
     def __init__(self, width: int = 6):
         super().__init__()
         self.scale = nn.Linear(width, width)
 
-    def forward(self, mask: torch.Tensor, counts: torch.Tensor, pixels: torch.Tensor,
-                half: torch.Tensor) -> dict[str, torch.Tensor]:
-        values = counts.float() + pixels.float() / 255.0 + half.float()
+    def forward(self, mask: torch.Tensor, counts: torch.Tensor, pixels: torch.Tensor, half: torch.Tensor,
+                offset: torch.Tensor, small: torch.Tensor, medium: torch.Tensor) -> dict[str, torch.Tensor]:
+        shift = offset.float() + small.float() / 128.0 + medium.float() / 32768.0
+        values = counts.float() + pixels.float() / 255.0 + half.float() + shift
         values = torch.where(mask, self.scale(values), torch.zeros_like(values))
         return {"half_out": values.half(), "positive": values > 0,
                 "count_sum": counts.sum(dim=1, keepdim=True, dtype=torch.int32),

@@ -28,6 +28,7 @@ from scripts.build.verify import random_inputs, verify_formats
 from scripts.spec import BuildError, ModelSpec
 
 TRACE_BATCH = 2  # never one of the verification batch sizes (1, 3, max)
+TRACE_AXIS_SIZE = 3  # other dynamic axes: never verify.DYNAMIC_AXIS_SIZE (torch.export specialises 0 and 1)
 GOLDEN_BATCH = 4  # random golden inputs when training kept no held-out samples
 
 
@@ -58,7 +59,7 @@ def dynamic_shapes(spec: ModelSpec) -> tuple[dict, ...]:
 
 
 def example_args(spec: ModelSpec) -> tuple[torch.Tensor, ...]:
-    inputs = random_inputs(spec, TRACE_BATCH, np.random.default_rng(0))
+    inputs = random_inputs(spec, TRACE_BATCH, np.random.default_rng(0), TRACE_AXIS_SIZE)
     return tuple(torch.from_numpy(inputs[t.name]) for t in spec.inputs)
 
 

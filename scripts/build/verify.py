@@ -35,8 +35,9 @@ def verification_batch_sizes(spec: ModelSpec) -> list[int]:
     return sorted({1, 3, spec.batching.max_batch_size or 3})
 
 
-def random_tensor(tensor: TensorSpec, batch: int, rng: np.random.Generator) -> np.ndarray:
-    shape = [batch] + [DYNAMIC_AXIS_SIZE if d == -1 else d for d in tensor.shape[1:]]
+def random_tensor(tensor: TensorSpec, batch: int, rng: np.random.Generator,
+                  axis_size: int = DYNAMIC_AXIS_SIZE) -> np.ndarray:
+    shape = [batch] + [axis_size if d == -1 else d for d in tensor.shape[1:]]
     dtype = tensor.numpy
     if tensor.dtype == "bool":
         return rng.random(shape) < 0.5
@@ -48,8 +49,9 @@ def random_tensor(tensor: TensorSpec, batch: int, rng: np.random.Generator) -> n
     return rng.standard_normal(shape).astype(dtype)
 
 
-def random_inputs(spec: ModelSpec, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    return {t.name: random_tensor(t, batch, rng) for t in spec.inputs}
+def random_inputs(spec: ModelSpec, batch: int, rng: np.random.Generator,
+                  axis_size: int = DYNAMIC_AXIS_SIZE) -> dict[str, np.ndarray]:
+    return {t.name: random_tensor(t, batch, rng, axis_size) for t in spec.inputs}
 
 
 def compare(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> Comparison:

@@ -59,8 +59,9 @@ class ModelsFailed(BuildError):
 
 
 def lines_about(paths: list[Path], model: str, limit: int = 8) -> list[str]:
-    """The last log lines that name `model` (a word of its own): why it failed."""
-    pattern = re.compile(rf"(?<![\w-]){re.escape(model)}(?![\w-])")
+    """The last log lines that name `model` as a word of its own, or as TorchServe's worker tag
+    (`W-9000-<model>_<version>-stdout`): why it failed."""
+    pattern = re.compile(rf"(?<![\w.]){re.escape(model)}(?:_[\d.]+-|\.mar\b|(?![\w.-]))")
     found = [line.strip() for path in paths if path.exists()
              for line in path.read_text(errors="replace").splitlines() if pattern.search(line)]
     return [line[:300] for line in found[-limit:]]

@@ -74,11 +74,52 @@ def archive_model(spec: ModelSpec, root: Path, store: Path, force: bool = False)
             model_name=spec.name, version=str(spec.version), handler=str(HANDLER),
             serialized_file=str(serialized), extra_files=str(folder / "extra"),
             config_file=str(config), export_path=str(store), archive_format="default", force=True))
-    problems = verify_archive(out)
+    problems = verify_archive(out) or check_loads(out, spec, root)
     if problems:
+        out.unlink()
         raise BuildError(problems)
     write_stamp(stamp, expected)
     return True
+
+
+class ArchiveContext:
+    """What a handler reads of TorchServe's context, for loading an archive before any server."""
+
+    def __init__(self, model_dir: Path):
+        self.system_properties = {"model_dir": str(model_dir), "gpu_id": None}
+        self.statuses: dict[int, int] = {}
+
+    def get_all_request_header(self, idx: int) -> dict:
+        return {"Content-Type": "application/json"}
+
+    def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
+        self.statuses[idx] = code
+
+    def set_response_content_type(self, idx: int, value: str) -> None:
+        pass
+
+
+def check_loads(path: Path, spec: ModelSpec, root: Path) -> list[str]:
+    """Unpack the archive, initialise the handler on it as a TorchServe worker would and answer
+    one golden row: a .mar that cannot load or answer fails here, naming the model."""
+    from handlers.base_handler import SpecHandlerBase
+    from scripts.build.paths import golden
+
+    row = {name: rows[:1].tolist() for name, rows in golden(spec, root).items()}
+    with tempfile.TemporaryDirectory(prefix=f"mar-check-{spec.name}-") as tmp:
+        with zipfile.ZipFile(path) as mar:
+            mar.extractall(tmp)
+        context = ArchiveContext(Path(tmp))
+        try:
+            handler = SpecHandlerBase()
+            handler.initialize(context)
+            answer = handler.handle([{"body": json.dumps({"tensors": row})}], context)[0]
+        except Exception as exc:  # anything a worker would die of
+            return [f"{path.name}: the handler cannot load it: {type(exc).__name__}: {exc}; "
+                    f"check {spec.name}'s export (`make export MODEL={spec.name}`)"]
+    if context.statuses.get(0, 200) != 200:
+        return [f"{path.name}: the handler loaded it but refused a golden row: {answer}"]
+    return []
 
 
 def verify_archive(path: Path) -> list[str]:

@@ -117,10 +117,25 @@ def is_running(server: TorchServe) -> bool:
 
 
 def wait_ready(server: TorchServe, models: list[str], timeout_s: float = 300) -> float:
-    """Block until every model has a READY worker; returns the seconds waited. On timeout or
-    a dead server, BuildError with the tail of the worker log."""
+    """Block until every model has a READY worker or has failed; returns the seconds waited.
+    A model whose archive or worker failed (ModelsFailed names it with its log lines) leaves
+    the others serving; on timeout or a dead server, BuildError with the log tails."""
+    logs = log_files(server)
     return wait_for_models("TorchServe", models, lambda m: model_ready(server, m),
-                           lambda: is_running(server), lambda: log_tail(server), timeout_s)
+                           lambda: is_running(server), lambda: log_tail(server), timeout_s,
+                           failed=lambda m: load_failed(logs[-1], m), log_files=logs)
+
+
+def load_failed(ts_log: Path, model: str) -> bool:
+    """TorchServe logs a model whose archive cannot be registered, or whose worker died while
+    loading it (it then retries the worker forever, with back-off)."""
+    try:
+        text = ts_log.read_text(errors="replace")
+    except OSError:
+        return False
+    # the worker's "Failed to load model <m>, exception ...", the frontend's for a load job or an archive
+    return any(f"{message}{model}{end}" in text for message, end in (
+        ("Failed to load model ", ","), ("Load model failed: ", ","), ("Failed to load model: ", "")))
 
 
 def model_ready(server: TorchServe, model: str) -> bool:
@@ -134,8 +149,12 @@ def model_ready(server: TorchServe, model: str) -> bool:
     return any(w.get("status") == "READY" for entry in reply.json() for w in entry.get("workers", []))
 
 
+def log_files(server: TorchServe) -> list[Path]:
+    return [server.workdir / "logs" / n for n in ("model_log.log", "ts_log.log")]
+
+
 def log_tail(server: TorchServe, lines: int = 40) -> str:
-    return tail([server.workdir / "logs" / n for n in ("model_log.log", "ts_log.log")], lines)
+    return tail(log_files(server), lines)
 
 
 def stop(workdir: Path = DEFAULT_WORKDIR, timeout_s: float = 30) -> bool:

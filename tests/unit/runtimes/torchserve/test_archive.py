@@ -70,3 +70,17 @@ def test_verify_artifacts_step_exits_non_zero_on_tampering(tmp_path):
     assert result.returncode == 1
     assert "tabular_mlp.mar: REFUSED" in result.stdout and "digits_cnn.mar: intact" in result.stdout
     assert "serving_plan.json: SHA-256 differs" in result.stderr
+
+
+def test_an_archive_the_handler_cannot_load_is_refused_at_archive_time(tiny_spec, tmp_path):
+    from scripts.build.export import export_model
+    from scripts.build.paths import artifact_dir
+    from scripts.runtimes.torchserve.archive import archive_model
+    from scripts.spec import BuildError
+
+    spec = load_spec(tiny_spec).models[0]
+    export_model(spec, tmp_path)
+    (artifact_dir(spec, tmp_path) / "model.torchscript.pt").write_bytes(b"not a model")
+    with pytest.raises(BuildError, match=r"tiny.mar: the handler cannot load it: .*make export MODEL=tiny"):
+        archive_model(spec, tmp_path, tmp_path / "store")
+    assert not (tmp_path / "store" / "tiny.mar").exists()

@@ -1,0 +1,66 @@
+"""The conformance zoo on both runtimes: every entry's golden samples through every endpoint
+(TorchServe REST and gRPC, Triton HTTP and gRPC) equal eager PyTorch, encoded requests
+(image bytes) give eager's label, and sequences of different lengths get their own answers
+under concurrency."""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from handlers.runners import torch_runner
+from scripts.build.loading import load_reference
+from scripts.measure.verify_served import check_golden, check_requests
+from scripts.runtimes.torchserve.client import TorchServeClient
+from scripts.runtimes.triton.client import TritonClient, spec_datatypes
+from scripts.spec import load_spec
+from tests.conftest import REPO, ZOO_SPEC
+
+ZOO = {m.name: m for m in load_spec(ZOO_SPEC).models}
+ENDPOINTS = {"torchserve-rest", "torchserve-grpc", "triton-http", "triton-grpc"}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_golden_samples_equal_eager_on_every_endpoint(name, zoo_endpoints):
+    spec = ZOO[name]
+    checks = check_golden(spec, REPO, zoo_endpoints) + check_requests(spec, REPO, zoo_endpoints)
+    assert ENDPOINTS <= {c.endpoint for c in checks}
+    failed = [f"{c.endpoint}: {c.detail}" for c in checks if not c.passed]
+    assert not failed, failed
+
+
+@pytest.mark.integration
+def test_image_models_answer_encoded_images_on_both_runtimes(zoo_endpoints):
+    for name in ("zoo_resnet18", "zoo_mobilenet_v3_small"):
+        checks = check_requests(ZOO[name], REPO, zoo_endpoints)
+        assert {c.endpoint for c in checks} >= {"torchserve-rest (requests)", "triton-ensemble-http"}, checks
+        assert all(c.passed and c.samples == 2 for c in checks), checks
+
+
+@pytest.mark.integration
+def test_sequences_of_different_lengths_under_concurrency(zoo_servers):
+    """48 requests of lengths 1-12 from 16 clients on each runtime: each answer is eager's for
+    its own sequence (requests batch only with others of the same length)."""
+    spec = ZOO["zoo_sequence_gru"]
+    eager = torch_runner(load_reference(spec, REPO), spec.tensor_names, spec.output_names)
+    rng = np.random.default_rng(7)
+    sequences = [rng.standard_normal((1, length, 4)).astype(np.float32) for length in list(range(1, 13)) * 4]
+    expected = [eager({"steps": s})[0] for s in sequences]
+    local = threading.local()
+
+    def torchserve(steps):
+        local.ts = getattr(local, "ts", None) or TorchServeClient.for_server(zoo_servers["torchserve"])
+        return np.array(local.ts.predict(spec.name, {"tensors": {"steps": steps.tolist()}})[0]["outputs"]["scores"])
+
+    def triton(steps):
+        local.tr = getattr(local, "tr", None) or TritonClient(zoo_servers["triton"].http_url, "http")
+        return local.tr.infer(spec.name, {"steps": steps}, spec_datatypes(spec))["scores"][0]
+
+    for call in (torchserve, triton):
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(call, sequences))
+        for steps, got, want in zip(sequences, answers, expected):
+            np.testing.assert_allclose(got, want[0], atol=1e-4, err_msg=f"{call.__name__}, length {steps.shape[1]}")
