@@ -92,7 +92,9 @@ class SpecHandlerBase:
         (sequence length) makes one batch per length, never a ragged stack."""
         groups: dict[tuple, list[Prepared]] = {}
         for p in prepared:
-            groups.setdefault(tuple(p.inputs[n].shape[1:] for n in self.plan.input_names), []).append(p)
+            # never-batched models (max_batch_size 0): one call per request
+            key = id(p) if self.pipeline.whole_outputs else tuple(p.inputs[n].shape[1:] for n in self.plan.input_names)
+            groups.setdefault(key, []).append(p)
         for group in groups.values():
             self.run_stacked(group)
 
@@ -100,6 +102,9 @@ class SpecHandlerBase:
         names = self.plan.input_names
         stacked = {n: np.concatenate([p.inputs[n] for p in prepared]) for n in names}
         outputs = self.model(stacked)
+        if len(prepared) == 1:  # whole: an output's length may not follow the input's rows
+            prepared[0].outputs = outputs
+            return
         start = 0
         for p in prepared:
             rows = len(p.inputs[names[0]])

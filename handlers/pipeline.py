@@ -36,6 +36,13 @@ class Pipeline:
         self.max_batch = plan.batching.max_batch_size
 
     @property
+    def whole_outputs(self) -> bool:
+        """A model the runtimes never batch (max_batch_size 0) answers each request with its
+        outputs as they are: their first axis need not be one row per example (an output whose
+        length depends on the input). Classifiers still label row by row."""
+        return self.max_batch == 0 and self.plan.task.kind != "classification"
+
+    @property
     def expected_input(self) -> str:
         """What a client should send, for error messages."""
         return self.kind.expected_input(self.inputs)
@@ -46,7 +53,8 @@ class Pipeline:
         """One request -> ({input name: rows}, single). `single` means the request held one
         example (answer with one object) rather than a list of them (answer with a list)."""
         try:
-            return self._parse(body, (content_type or "").split(";")[0].strip().lower())
+            inputs, single = self._parse(body, (content_type or "").split(";")[0].strip().lower())
+            return inputs, single or self.whole_outputs
         except RequestError as exc:
             if "send " in str(exc):
                 raise
@@ -115,6 +123,8 @@ class Pipeline:
         """Output rows of one request -> one answer per example: the raw outputs, plus label and
         score for classification."""
         task = self.plan.task
+        if self.whole_outputs:
+            return [{"outputs": {t.name: o.tolist() for t, o in zip(self.plan.outputs, outputs)}}]
         answers = [{"outputs": {t.name: o[i].tolist() for t, o in zip(self.plan.outputs, outputs)}}
                    for i in range(len(outputs[0]))]
         if task.kind == "classification":

@@ -91,12 +91,13 @@ class ServingPlan(StrictModel):
 
     def save(self, folder: Path) -> Path:
         path = folder / PLAN_FILE
-        path.write_text(self.model_dump_json(indent=1) + "\n")
+        # utf-8 always: Triton's Python-backend stub runs with an ASCII locale
+        path.write_text(self.model_dump_json(indent=1) + "\n", encoding="utf-8")
         return path
 
     @classmethod
     def load(cls, folder: Path) -> ServingPlan:
-        return cls.model_validate_json((folder / PLAN_FILE).read_text())
+        return cls.model_validate_json((folder / PLAN_FILE).read_text(encoding="utf-8"))
 
     def with_format(self, fmt: str) -> ServingPlan:
         return self.model_copy(update={"format": fmt})

@@ -23,8 +23,8 @@ from handlers.runners import ARTIFACT_FILES, load_runner, output_list, torch_run
 from scripts.build.fingerprint import fingerprint, is_fresh, source_file, write_stamp
 from scripts.build.loading import load_reference
 from scripts.build.onnx_names import name_graph_io, rename_onnx_file
-from scripts.build.paths import artifact_dir
-from scripts.build.verify import random_inputs, verify_formats
+from scripts.build.paths import artifact_dir, exported_formats
+from scripts.build.verify import first_line, random_inputs, verify_formats
 from scripts.spec import BuildError, ModelSpec
 
 TRACE_BATCH = 2  # never one of the verification batch sizes (1, 3, max)
@@ -169,7 +169,7 @@ def export_model(spec: ModelSpec, root: Path = Path("."), force: bool = False,
     stamp, report_path = out / "build.json", out / "verify.json"
     require_sources(spec, root)
     expected = export_fingerprint(spec, root)
-    files = [out / ARTIFACT_FILES[f] for f in spec.export.formats] + [out / "golden.npz", report_path]
+    files = [out / ARTIFACT_FILES[f] for f in exported_formats(spec, root)] + [out / "golden.npz", report_path]
     if not force and is_fresh(stamp, expected, files):
         return ExportResult(spec.name, True, json.loads(report_path.read_text()))
 
@@ -178,19 +178,34 @@ def export_model(spec: ModelSpec, root: Path = Path("."), force: bool = False,
     reference = load_reference(spec, root)
     args = example_args(spec)
     check_signature(spec, reference, args)
+    skipped = {} if spec.export.auto else None
     runners = {}
-    for fmt in spec.export.formats:
+    for fmt in spec.export.wanted:
         on_format(fmt)
-        path = out / ARTIFACT_FILES[fmt]
         try:
-            with quiet_exporters():
-                EXPORTERS[fmt](spec, reference, args, path)
-        except Exception as exc:  # exporters raise many types; name the model and format
-            raise BuildError(f"{spec.name}: {fmt} export failed: {type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
-        runners[fmt] = load_runner(fmt, path, spec.tensor_names, output_names=spec.output_names)
+            runners[fmt] = export_format(spec, fmt, reference, args, out / ARTIFACT_FILES[fmt])
+        except BuildError as exc:
+            if skipped is None:
+                raise
+            skipped[fmt] = exc.problems[0]
     write_golden(spec, reference, out, root)
     eager = torch_runner(reference, spec.tensor_names, spec.output_names)
-    report = verify_formats(spec, eager, runners, report_path)
-    write_stamp(stamp, expected, formats={f: ARTIFACT_FILES[f] for f in spec.export.formats})
+    report = verify_formats(spec, eager, runners, report_path, skipped)
+    exported = [f for f in runners if f not in report["skipped"]]
+    if spec.serving.format not in exported:
+        raise BuildError(f"{spec.name}: serving.format {spec.serving.format!r} could not be exported "
+                         f"({report['skipped'][spec.serving.format]}); serve one of {exported}")
+    for fmt in report["skipped"]:
+        (out / ARTIFACT_FILES[fmt]).unlink(missing_ok=True)
+    write_stamp(stamp, expected, formats={f: ARTIFACT_FILES[f] for f in exported}, skipped=report["skipped"])
     return ExportResult(spec.name, False, report)
+
+
+def export_format(spec: ModelSpec, fmt: str, reference, args, path: Path):
+    """Export one format and load it back; BuildError naming the model, the format and why."""
+    try:
+        with quiet_exporters():
+            EXPORTERS[fmt](spec, reference, args, path)
+            return load_runner(fmt, path, spec.tensor_names, output_names=spec.output_names)
+    except Exception as exc:  # exporters raise many types; name the model and format
+        raise BuildError(f"{spec.name}: {fmt} export failed: {type(exc).__name__}: {first_line(exc)}") from exc

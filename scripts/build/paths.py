@@ -15,6 +15,17 @@ def artifact_dir(spec: ModelSpec, root: Path = Path(".")) -> Path:
     return root / "artifacts" / spec.name / str(spec.version)
 
 
+def exported_formats(spec: ModelSpec, root: Path = Path(".")) -> list[str]:
+    """The formats `make export` produced and verified (with `formats: auto`, those that
+    worked), from its stamp; the spec's list before anything was exported."""
+    import json
+
+    try:
+        return list(json.loads((artifact_dir(spec, root) / "build.json").read_text())["formats"])
+    except (OSError, ValueError, KeyError):
+        return spec.export.wanted
+
+
 def golden(spec: ModelSpec, root: Path = Path(".")) -> dict:
     """The golden model inputs saved by export: {input name: rows}."""
     import numpy as np

@@ -76,33 +76,49 @@ def compare(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> C
 
 
 def verify_formats(spec: ModelSpec, reference: Runner, runners: dict[str, Runner],
-                   report_path: Path) -> dict:
-    """Run every format and the eager reference on the same fresh inputs; write verify.json;
-    raise VerificationError listing every failure."""
+                   report_path: Path, skipped: dict[str, str] | None = None) -> dict:
+    """Run every format and the eager reference on the same fresh inputs; write verify.json.
+    A failing format raises VerificationError listing every failure, or, when `skipped` is
+    given (`formats: auto`), is recorded there with its first failure and left out."""
     seed = secrets.randbits(32)  # fresh inputs every build; the seed is recorded to reproduce
     rng = np.random.default_rng(seed)
-    results, failures = [], []
+    results, failures = [], {}
     for batch in verification_batch_sizes(spec):
         inputs = random_inputs(spec, batch, rng)
         expected = reference(inputs)
         for fmt, runner in runners.items():
-            for tensor, got, want in zip(spec.outputs, runner(inputs), expected):
+            try:
+                outputs = runner(inputs)
+            except Exception as exc:  # e.g. a shape the trace baked in
+                failures.setdefault(fmt, []).append(f"{spec.name}: {fmt} fails at batch {batch}: "
+                                                    f"{type(exc).__name__}: {first_line(exc)}")
+                continue
+            for tensor, got, want in zip(spec.outputs, outputs, expected):
                 row = {"format": fmt, "batch_size": batch, "output": tensor.name}
                 try:
                     comparison = compare(np.asarray(got), np.asarray(want), spec.tolerance)
                 except ValueError as exc:
-                    failures.append(f"{spec.name}: {fmt} at batch {batch}: output {tensor.name!r}: {exc}")
+                    failures.setdefault(fmt, []).append(f"{spec.name}: {fmt} at batch {batch}: "
+                                                        f"output {tensor.name!r}: {exc}")
                     results.append({**row, "passed": False, "error": str(exc)})
                     continue
                 results.append({**row, **asdict(comparison)})
                 if not comparison.passed:
-                    failures.append(describe_failure(spec, fmt, batch, tensor.name, comparison))
+                    failures.setdefault(fmt, []).append(describe_failure(spec, fmt, batch, tensor.name, comparison))
+    if skipped is not None:
+        skipped.update({fmt: problems[0] for fmt, problems in failures.items()})
+        results = [r for r in results if r["format"] not in failures]
     report = {"model": spec.name, "version": spec.version, "seed": seed,
-              "tolerance": spec.tolerance.model_dump(), "passed": not failures, "results": results}
+              "tolerance": spec.tolerance.model_dump(), "passed": skipped is not None or not failures,
+              "results": results, "skipped": skipped or {}}
     report_path.write_text(json.dumps(report, indent=2) + "\n")
-    if failures:
-        raise VerificationError(failures)
+    if failures and skipped is None:
+        raise VerificationError([p for problems in failures.values() for p in problems])
     return report
+
+
+def first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
 
 
 def describe_failure(spec: ModelSpec, fmt: str, batch: int, output: str, c: Comparison) -> str:

@@ -70,8 +70,10 @@ def export(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, fo
 
     def row(m, say):
         result = export_model(m, root, force, on_format=say)
+        left_out = [f"{fmt} left out: {reason}" for fmt, reason in result.report.get("skipped", {}).items()]
         return ("up to date" if result.skipped else "exported + verified",
-                ", ".join(f"{fmt} {err:.2e}" for fmt, err in worst_errors(result.report).items()))
+                "\n".join([", ".join(f"{fmt} {err:.2e}" for fmt, err in worst_errors(result.report).items()),
+                           *left_out]))
 
     per_model("export", models, ["status", "worst |error| per format (batch sizes 1, 3, max)"], row)
 

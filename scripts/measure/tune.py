@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from scripts.build.paths import exported_formats
 from scripts.spec import Batching, ModelSpec
 from scripts.spec.errors import BuildError
 
@@ -33,16 +34,16 @@ def variant_name(spec: ModelSpec, mbs: int, delay_ms: float, instances: int, fmt
     return f"{spec.name}__b{mbs}_d{delay}_i{instances}_{fmt}"
 
 
-def grid(spec: ModelSpec, batch_sizes=BATCH_SIZES, delays=QUEUE_DELAYS_MS, instances=INSTANCES,
+def grid(spec: ModelSpec, root: Path, batch_sizes=BATCH_SIZES, delays=QUEUE_DELAYS_MS, instances=INSTANCES,
          formats=FORMATS) -> list[dict]:
     """The spec's own settings first (baseline), then the grid; formats limited to the exported ones."""
     from scripts.runtimes.triton.repository import python_format
 
-    formats = [f for f in formats if f in spec.export.formats]
+    formats = [f for f in formats if f in exported_formats(spec, root)]
     if not formats:
         raise BuildError(f"{spec.name}: none of {FORMATS} is exported; add one to export.formats")
     base = {"max_batch_size": spec.batching.max_batch_size, "max_queue_delay_ms": spec.batching.max_queue_delay_ms,
-            "instances": spec.serving.instances, "format": python_format(spec, None), "baseline": True}
+            "instances": spec.serving.instances, "format": python_format(spec, root, None), "baseline": True}
     points = [base]
     for mbs, delay, count, fmt in itertools.product(batch_sizes, delays, instances, formats):
         point = {"max_batch_size": mbs, "max_queue_delay_ms": delay, "instances": count, "format": fmt,
@@ -164,7 +165,7 @@ def run_tune(spec: ModelSpec, root: Path, budget_s: float = 180, concurrency: in
     started = time.monotonic()
     workdir = (root / BENCH_DIR / f"tune_{spec.name}").resolve()
     shutil.rmtree(workdir, ignore_errors=True)
-    results = sweep(spec, root, grid(spec), workdir, concurrency, budget_s, started, log)
+    results = sweep(spec, root, grid(spec, root), workdir, concurrency, budget_s, started, log)
     best = best_of(results)
     report = {"model": spec.name, "concurrency": concurrency, "budget_s": budget_s,
               "seconds": round(time.monotonic() - started, 1), "measurement": MEASUREMENT,

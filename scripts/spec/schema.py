@@ -81,8 +81,21 @@ class Task(StrictModel):
         return self
 
 
+ALL_FORMATS: list[Format] = ["torchscript", "onnx", "exported_program", "aoti"]
+
+
 class Export(StrictModel):
-    formats: list[Format] = Field(["torchscript", "onnx"], min_length=1)
+    # `auto`: every format the model supports; one that cannot export it (or disagrees with
+    # eager) is reported with the reason and left out, instead of failing the build.
+    formats: list[Format] | Literal["auto"] = Field(["torchscript", "onnx"], min_length=1)
+
+    @property
+    def auto(self) -> bool:
+        return self.formats == "auto"
+
+    @property
+    def wanted(self) -> list[Format]:
+        return list(ALL_FORMATS) if self.auto else list(self.formats)
 
 
 class Tolerance(StrictModel):
@@ -125,10 +138,10 @@ class ModelSpec(StrictModel):
 
     def _format_problems(self) -> list[str]:
         problems = []
-        if self.serving.format not in self.export.formats:
+        if self.serving.format not in self.export.wanted:
             problems.append(f"serving.format: {self.serving.format!r} is not in export.formats "
                             f"{self.export.formats}; add it there or serve one of those")
-        if self.source.is_torchscript:
+        if self.source.is_torchscript and not self.export.auto:
             unsupported = sorted(set(self.export.formats) - {"torchscript", "onnx"})
             if unsupported:
                 problems.append(f"export.formats: {unsupported} cannot be made from a TorchScript "

@@ -18,6 +18,7 @@ PROVES = {
     "zoo_mlp_784": "the seed's MLP 784-64-64-10, every export format",
     "zoo_mlp_100": "the seed's MLP 100-50-10 with max_batch_size 0 (never batched)",
     "zoo_large_mlp": "over 100 MB of weights",
+    "zoo_positive_values": "an output whose length depends on the input's values, served unbatched; formats: auto",
 }
 
 
@@ -35,6 +36,7 @@ def test_the_zoo_covers_each_pattern():
     assert any(len(t.shape) == 1 for m in ZOO for t in m.inputs)                   # per-sample scalar
     assert any(-1 in t.shape[1:] for m in ZOO for t in m.inputs)                   # dynamic non-batch axis
     assert any(m.batching.max_batch_size == 0 for m in ZOO)
+    assert any(m.export.auto and m.batching.max_batch_size == 0 for m in ZOO)        # data-dependent length
     assert any(m.task.preprocess.kind == "image" and not m.task.preprocess.grayscale for m in ZOO)
     assert any(m.source.module.startswith("models.zoo.vision") for m in ZOO)
     sizes = {m.name: m.source.kwargs.get("sizes") for m in ZOO}

@@ -54,11 +54,11 @@ def in_process(spec: ModelSpec, root: Path, min_time_s: float, threads: list[int
     size, per intra-op thread count: inferences/s and per-call latency."""
     import torch
 
-    from scripts.build.paths import golden
+    from scripts.build.paths import exported_formats, golden
 
     rows = golden(spec, root)
     batches = sorted({1, max(spec.batching.max_batch_size, 1)})
-    formats = ["eager"] + [f for f in OTHER_FORMATS if f in spec.export.formats]
+    formats = ["eager"] + [f for f in OTHER_FORMATS if f in exported_formats(spec, root)]
     results = []
     saved = torch.get_num_threads()
     try:

@@ -52,7 +52,9 @@ def request_chunks(inputs: dict, limit: int) -> list[dict]:
     return [{k: v[i:i + per_request] for k, v in inputs.items()} for i in range(0, rows, per_request)]
 
 
-def answers_to_outputs(spec: ModelSpec, answers: list[dict]) -> dict:
+def answers_to_outputs(spec: ModelSpec, answers: list[dict] | dict) -> dict:
+    if isinstance(answers, dict):  # a never-batched model's one answer: its outputs as they are
+        return {t.name: np.array(answers["outputs"][t.name]) for t in spec.outputs}
     return {t.name: np.array([a["outputs"][t.name] for a in answers]) for t in spec.outputs}
 
 
@@ -122,6 +124,9 @@ class TorchServe(Runtime):
         def call(client):
             def infer(spec: ModelSpec, inputs: dict) -> dict:
                 answers = []
+                if spec.batching.max_batch_size == 0:  # one model call: the outputs need all rows at once
+                    return answers_to_outputs(spec, client.predict(spec.name, {"tensors": {
+                        k: v.tolist() for k, v in inputs.items()}}))
                 for chunk in request_chunks(inputs, limit):
                     answers += client.predict(spec.name, {"tensors": {k: v.tolist() for k, v in chunk.items()}})
                 return answers_to_outputs(spec, answers)

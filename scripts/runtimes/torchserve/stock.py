@@ -28,7 +28,9 @@ def write_stock_mar(spec: ModelSpec, root: Path, store: Path) -> str:
 
     from handlers.plan import ARTIFACT_FILES
 
-    if "torchscript" not in spec.export.formats:
+    from scripts.build.paths import exported_formats
+
+    if "torchscript" not in exported_formats(spec, root):
         raise BuildError(f"{spec.name}: the stock TorchServe route loads the TorchScript export; "
                          "add torchscript to export.formats")
     name = stock_name(spec)

@@ -15,7 +15,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from handlers.dtypes import spec_dtype_of_numpy, triton_datatype
 from handlers.plan import ARTIFACT_FILES, ServingPlan
-from scripts.build.paths import artifact_dir
+from scripts.build.paths import artifact_dir, exported_formats
 from scripts.runtimes.triton.config_rules import config_problems
 from scripts.runtimes.triton.settings import scheduling
 from scripts.spec import BuildError, ModelSpec
@@ -63,7 +63,7 @@ def checked_signature(spec: ModelSpec, root: Path) -> tuple[list[Tensor], list[T
     (BuildError naming model, tensor and field); else the spec's."""
     wanted = spec_tensors(spec.inputs), spec_tensors(spec.outputs)
     path = artifact_dir(spec, root) / ARTIFACT_FILES["onnx"]
-    if "onnx" not in spec.export.formats:
+    if "onnx" not in exported_formats(spec, root):
         return wanted
     if not path.exists():
         raise BuildError(f"{spec.name}: {path} not found; run `make export` first")

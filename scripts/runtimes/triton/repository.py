@@ -21,7 +21,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 import handlers
 from handlers.plan import ARTIFACT_FILES, ServingPlan
 from scripts.build.fingerprint import is_fresh, write_stamp
-from scripts.build.paths import artifact_dir
+from scripts.build.paths import artifact_dir, exported_formats
 from scripts.build.plan import HANDLER_SOURCES, plan_fingerprint, serving_plan
 from scripts.runtimes.triton.configs import (
     check_ensemble,
@@ -72,11 +72,12 @@ def encoded_example(plan: ServingPlan, row: np.ndarray) -> bytes:
 
 # --- writing --------------------------------------------------------------------------------------
 
-def python_format(spec: ModelSpec, fmt: str | None) -> str:
+def python_format(spec: ModelSpec, root: Path, fmt: str | None) -> str:
     """What the Python backend runs: ONNX (onnxruntime) by default when exported."""
-    fmt = fmt or ("onnx" if "onnx" in spec.export.formats else spec.serving.format)
-    if fmt not in spec.export.formats:
-        raise BuildError(f"{spec.name}: format {fmt!r} was not exported (export.formats: {spec.export.formats})")
+    exported = exported_formats(spec, root)
+    fmt = fmt or ("onnx" if "onnx" in exported else spec.serving.format)
+    if fmt not in exported:
+        raise BuildError(f"{spec.name}: format {fmt!r} was not exported (exported: {exported})")
     return fmt
 
 
@@ -97,7 +98,7 @@ def build_model(spec: ModelSpec, root: Path, out: Path, backend: str, fmt: str |
     """Write the model's directories; returns the model names written (tensor model first)."""
     if backend not in BACKENDS:
         raise BuildError(f"{spec.name}: unknown Triton backend {backend!r}; use one of {BACKENDS}")
-    plan = serving_plan(spec, root, python_format(spec, fmt))
+    plan = serving_plan(spec, root, python_format(spec, root, fmt))
     signature = checked_signature(spec, root)
     golden = np.load(artifact_dir(spec, root) / "golden.npz")
     version = str(spec.version)
@@ -107,7 +108,7 @@ def build_model(spec: ModelSpec, root: Path, out: Path, backend: str, fmt: str |
         stage_python(plan, root, spec, model_dir / version, with_artifact=True)
     else:
         source_fmt, file = NATIVE_FILES[backend]
-        if source_fmt not in spec.export.formats:
+        if source_fmt not in exported_formats(spec, root):
             raise BuildError(f"{spec.name}: the {backend} backend needs the {source_fmt} export; "
                              f"add it to export.formats")
         (model_dir / version).mkdir(parents=True)
@@ -150,7 +151,7 @@ def model_dirs(spec: ModelSpec, out: Path) -> list[Path]:
 
 
 def repo_fingerprint(spec: ModelSpec, root: Path, backend: str, fmt: str | None) -> str:
-    plan = serving_plan(spec, root, python_format(spec, fmt))
+    plan = serving_plan(spec, root, python_format(spec, root, fmt))
     code = [Path(__file__), *Path(__file__).parent.glob("[cns]*.py"), artifact_dir(spec, root) / "golden.npz"]
     return plan_fingerprint(spec, root, plan, backend, code=code)
 

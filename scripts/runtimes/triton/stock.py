@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.build.paths import artifact_dir, golden
+from scripts.build.paths import artifact_dir, exported_formats, golden
 from scripts.runtimes.base import LoadTarget
 from scripts.spec import BuildError, ModelSpec
 
@@ -44,7 +44,7 @@ def write_stock_model(spec: ModelSpec, root: Path, repo: Path) -> str:
     from handlers.plan import ARTIFACT_FILES
     from scripts.runtimes.triton.configs import write_config
 
-    if "onnx" not in spec.export.formats:
+    if "onnx" not in exported_formats(spec, root):
         raise BuildError(f"{spec.name}: the per-request Triton setup runs the ONNX export; add onnx to export.formats")
     config = stock_config(spec, root)
     folder = repo / config.name

@@ -107,3 +107,42 @@ def test_an_already_exported_file_is_a_source_too(tiny_spec, fmt, suffix):
     assert spec.source.exported == given.relative_to(root)
     report = export_model(spec, root).report
     assert report["passed"] and {r["format"] for r in report["results"]} == {"torchscript", "onnx"}
+
+
+BRANCHY = """
+  - name: branchy
+    source: {module: "models.zoo.dynamic:BatchSizeBranch", checkpoint: branchy.pt}
+    inputs:
+      - {name: features, dtype: float32, shape: [-1, 30]}
+    outputs:
+      - {name: probability, dtype: float32, shape: [-1, 1]}
+    task: {kind: raw}
+    export: {formats: FORMATS}
+"""
+
+
+def branchy_spec(tmp_path, formats: str):
+    from models.zoo.dynamic import BatchSizeBranch
+    from tests.conftest import write_spec
+
+    torch.save(BatchSizeBranch().state_dict(), tmp_path / "branchy.pt")
+    return load_spec(write_spec(tmp_path, BRANCHY.replace("FORMATS", formats))).models[0]
+
+
+def test_a_format_that_cannot_export_the_model_is_named_with_the_reason(tmp_path):
+    spec = branchy_spec(tmp_path, "[torchscript, exported_program]")
+    with pytest.raises(BuildError, match=r"^branchy: exported_program export failed: \w+"):
+        export_model(spec, tmp_path)
+
+
+def test_formats_auto_keeps_what_works_and_says_why_the_rest_was_left_out(tmp_path):
+    from scripts.build.paths import artifact_dir, exported_formats
+
+    spec = branchy_spec(tmp_path, "auto")
+    result = export_model(spec, tmp_path)
+    exported, skipped = exported_formats(spec, tmp_path), result.report["skipped"]
+    assert "torchscript" in exported and {"exported_program", "aoti"} <= set(skipped)
+    assert all(reason.startswith(f"branchy: {fmt} export failed: ") for fmt, reason in skipped.items())
+    on_disk = sorted(p.name for p in artifact_dir(spec, tmp_path).glob("model.*"))
+    assert on_disk == sorted(ARTIFACT_FILES[f] for f in exported)
+    assert json.loads((artifact_dir(spec, tmp_path) / "verify.json").read_text())["skipped"] == skipped

@@ -96,7 +96,7 @@ def test_tabular_bad_requests_are_400_with_a_reason(handlers, body, content_type
 def test_text_as_plain_text_bytes_and_json_list(handlers):
     answers, statuses = call(handlers["sentiment_lstm"], ("the movie was truly wonderful", "text/plain"),
                              (b"the plot was awful", "text/plain"),
-                             ({"inputs": ["honestly the show was lovely", "the book was quite dull"]}, "application/json"),
+                             ({"inputs": ["a lovely show, I enjoyed every minute", "the book was dull and boring"]}, "application/json"),
                              (b"\xff\xfe bad utf8", "text/plain"), ("   ", "text/plain"))
     assert statuses == [200, 200, 200, 400, 400]
     assert answers[0]["label"] == "positive" and answers[1]["label"] == "negative"

@@ -221,7 +221,7 @@ def test_report_writes_json_markdown_and_plots(tmp_path):
 
 def test_tune_grid_starts_with_the_spec_and_skips_duplicates():
     spec = SPEC["digits_cnn"]
-    points = tune.grid(spec)
+    points = tune.grid(spec, REPO)
     assert points[0]["baseline"] and points[0]["max_batch_size"] == spec.batching.max_batch_size
     keys = [(p["max_batch_size"], p["max_queue_delay_ms"], p["instances"], p["format"]) for p in points]
     assert len(keys) == len(set(keys))
