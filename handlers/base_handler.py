@@ -92,15 +92,16 @@ class SpecHandlerBase:
         (sequence length) makes one batch per length, never a ragged stack."""
         groups: dict[tuple, list[Prepared]] = {}
         for p in prepared:
-            # never-batched models (max_batch_size 0): one call per request
-            key = id(p) if self.pipeline.whole_outputs else tuple(p.inputs[n].shape[1:] for n in self.plan.input_names)
+            # never-batched models (max_batch_size 0): one call per request; padded ones: one batch
+            key = id(p) if self.pipeline.whole_outputs else (
+                () if self.plan.batching.pad else tuple(p.inputs[n].shape[1:] for n in self.plan.input_names))
             groups.setdefault(key, []).append(p)
         for group in groups.values():
             self.run_stacked(group)
 
     def run_stacked(self, prepared: list[Prepared]) -> None:
         names = self.plan.input_names
-        stacked = {n: np.concatenate([p.inputs[n] for p in prepared]) for n in names}
+        stacked = {n: stack_rows([p.inputs[n] for p in prepared], self.pad_value(n)) for n in names}
         outputs = self.model(stacked)
         if len(prepared) == 1:  # whole: an output's length may not follow the input's rows
             prepared[0].outputs = outputs
@@ -110,6 +111,10 @@ class SpecHandlerBase:
             rows = len(p.inputs[names[0]])
             p.outputs = [o[start:start + rows] for o in outputs]
             start += rows
+
+    def pad_value(self, name: str) -> float:
+        pad = self.plan.batching.pad
+        return 0 if pad is None or pad.mask == name else pad.value
 
     def postprocess(self, prepared: list[Prepared], context) -> list:
         responses = []
@@ -124,6 +129,15 @@ class SpecHandlerBase:
             answers = self.pipeline.postprocess(p.outputs)
             responses.append(json.dumps(answers[0] if p.single else answers))
         return responses
+
+
+def stack_rows(parts: list[np.ndarray], pad_value: float) -> np.ndarray:
+    """Rows of several requests as one batch; rows shorter on a non-batch axis are padded at the
+    end (only reached with the spec's batching.pad: unpadded groups share one shape)."""
+    shape = np.max([p.shape for p in parts], axis=0)
+    padded = [np.pad(p, [(0, 0)] + [(0, int(s - n)) for s, n in zip(shape[1:], p.shape[1:])],
+                     constant_values=pad_value) if tuple(p.shape[1:]) != tuple(shape[1:]) else p for p in parts]
+    return np.concatenate(padded)
 
 
 def request_body(request: dict):

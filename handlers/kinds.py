@@ -58,6 +58,24 @@ class Kind(BaseModel):
         """One encoded example (image bytes, a text) -> one unchecked model-input row."""
         raise RequestError("this model takes no encoded bytes or text: send JSON")
 
+    def produces(self, inputs: list[TensorSpec]) -> list[TensorSpec]:
+        """The model inputs this kind fills from an encoded request: the first, unless the kind
+        makes several (token ids and their mask)."""
+        return inputs[:1]
+
+    def decode_items(self, items: list, inputs: list[TensorSpec], max_batch: int) -> dict[str, np.ndarray]:
+        """Encoded examples -> checked rows of every input the kind produces."""
+        first = inputs[0]
+        return {first.name: check_rows(first, np.stack([self.decode(item, first) for item in items]), max_batch)}
+
+    def json_inputs(self, value: Any, inputs: list[TensorSpec], max_batch: int) -> tuple[dict[str, np.ndarray], bool]:
+        """The JSON value of "inputs" (not a mapping of tensors) -> (checked rows by input, single?)."""
+        if len(inputs) > 1:
+            raise RequestError("this model has several inputs: send {\"inputs\": {name: array}} "
+                               f"with {self.expected_input(inputs)}")
+        rows, single = self.from_json(value, inputs[0], max_batch)
+        return {inputs[0].name: rows}, single
+
     def from_json(self, value: Any, tensor: TensorSpec, max_batch: int) -> tuple[np.ndarray, bool]:
         """Raw JSON values of the first input -> (checked rows, single example?)."""
         rows = numeric_array(value, "inputs", tensor.numpy)
@@ -174,7 +192,9 @@ class Text(Kind):
     def expected_input(self, inputs: list[TensorSpec]) -> str:
         return "text (Content-Type: text/plain) or JSON {\"inputs\": \"a sentence\"}"
 
-    def decode(self, item: bytes | str, tensor: TensorSpec) -> np.ndarray:
+    @staticmethod
+    def as_text(item: bytes | str) -> str:
+        """A request's text, or RequestError when it is not UTF-8 or empty."""
         if isinstance(item, bytes):
             try:
                 item = item.decode("utf-8")
@@ -182,7 +202,10 @@ class Text(Kind):
                 raise RequestError(f"text is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
         if not item.strip():
             raise RequestError("empty text: send a non-empty sentence")
-        return tokenize(item, self._ids, self.max_length, self.lowercase)
+        return item
+
+    def decode(self, item: bytes | str, tensor: TensorSpec) -> np.ndarray:
+        return tokenize(self.as_text(item), self._ids, self.max_length, self.lowercase)
 
     def from_json(self, value: Any, tensor: TensorSpec, max_batch: int) -> tuple[np.ndarray, bool]:
         texts, single = ([value], True) if isinstance(value, str) else (value, False)
@@ -195,5 +218,70 @@ class Text(Kind):
         return " ".join(tokens[i] for i in row.reshape(-1) if i > 1).encode() or b"hello"
 
 
-KINDS: dict[str, type[Kind]] = {"none": Raw, "standardize": Standardize, "image": Image, "text": Text}
-Preprocess = Annotated[Union[Raw, Standardize, Image, Text], Field(discriminator="kind")]
+class Tokenized(Kind):
+    """UTF-8 text through a Hugging Face `tokenizer.json` (the `tokenizers` library): token ids
+    and an attention mask, padded to the longest text of the request."""
+    kind: Literal["tokenizer"]
+    tokenizer: Path                  # tokenizer.json
+    max_length: int = Field(gt=0)    # longer texts are truncated
+    ids: str = "input_ids"           # the model input that takes the token ids
+    mask: str | None = "attention_mask"  # the model input that takes the mask (1 = token, 0 = padding)
+    ensemble_input: ClassVar[str] = "TEXT"
+    content_types: ClassVar[tuple[str, ...]] = ("", "text/plain")
+    encoded_suffix: ClassVar[str] = ".txt"
+    _tokenizer: Any = PrivateAttr(None)
+    _pad_id: int = PrivateAttr(0)
+
+    def asset_files(self) -> dict[str, Path]:
+        return {"tokenizer": self.tokenizer}
+
+    def inline(self, root: Path) -> dict[str, Any]:
+        return {"tokenizer": (root / self.tokenizer).read_text(encoding="utf-8")}
+
+    def prepare(self, assets: dict[str, Any]) -> None:
+        from tokenizers import Tokenizer
+
+        self._tokenizer = Tokenizer.from_str(assets["tokenizer"])
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(self.max_length)
+        self._pad_id = self._tokenizer.token_to_id("[PAD]") or 0
+
+    def produces(self, inputs: list[TensorSpec]) -> list[TensorSpec]:
+        by_name = {t.name: t for t in inputs}
+        wanted = [self.ids] + ([self.mask] if self.mask else [])
+        missing = [n for n in wanted if n not in by_name]
+        if missing:
+            raise ValueError(f"task.preprocess names inputs {missing} that the spec does not list "
+                             f"(inputs: {sorted(by_name)}); set ids/mask to the model's input names")
+        return [by_name[n] for n in wanted]
+
+    def expected_input(self, inputs: list[TensorSpec]) -> str:
+        return "text (Content-Type: text/plain) or JSON {\"inputs\": \"a sentence\"} (or a list of them)"
+
+    def decode_items(self, items: list, inputs: list[TensorSpec], max_batch: int) -> dict[str, np.ndarray]:
+        texts = [Text.as_text(item) for item in items]
+        encodings = self._tokenizer.encode_batch(texts)
+        length = max(len(e.ids) for e in encodings)
+        ids = np.full((len(texts), length), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(texts), length), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            ids[row, :len(encoding.ids)], mask[row, :len(encoding.ids)] = encoding.ids, 1
+        produced = self.produces(inputs)
+        return {t.name: check_rows(t, rows, max_batch) for t, rows in zip(produced, (ids, mask))}
+
+    def json_inputs(self, value: Any, inputs: list[TensorSpec], max_batch: int) -> tuple[dict[str, np.ndarray], bool]:
+        texts, single = ([value], True) if isinstance(value, str) else (value, False)
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise RequestError(f"expected a string or a list of strings; send {self.expected_input(inputs)}")
+        return self.decode_items(texts, inputs, max_batch), single
+
+    def encode(self, row: np.ndarray, assets: dict[str, Any]) -> bytes:
+        from tokenizers import Tokenizer
+
+        text = Tokenizer.from_str(assets["tokenizer"]).decode([int(i) for i in row.reshape(-1)])
+        return text.encode("utf-8") or b"hello"
+
+
+KINDS: dict[str, type[Kind]] = {"none": Raw, "standardize": Standardize, "image": Image, "text": Text,
+                                "tokenizer": Tokenized}
+Preprocess = Annotated[Union[Raw, Standardize, Image, Text, Tokenized], Field(discriminator="kind")]

@@ -69,7 +69,7 @@ class Pipeline:
             return self.parse_json(body)
         if self.kind.accepts(content_type):
             item = body if isinstance(body, str) else as_bytes(body)
-            return {self.inputs[0].name: self.preprocess_item(item)[None]}, True
+            return self.kind.decode_items([item], self.inputs, self.max_batch), True
         if content_type == "":  # no content type: JSON is the one format every model takes
             return self.parse_json(body)
         raise RequestError(f"unsupported Content-Type {content_type!r}: send {self.expected_input}")
@@ -89,13 +89,9 @@ class Pipeline:
             if "tensors" in body:
                 return self.parse_tensors(body["tensors"])
             body = body["inputs"]
-        if len(self.inputs) > 1:
-            if not isinstance(body, dict):
-                raise RequestError("this model has several inputs: send {\"inputs\": {name: array}} "
-                                   f"with {self.expected_input}")
+        if len(self.inputs) > 1 and isinstance(body, dict):
             return self.parse_tensors(body)
-        rows, single = self.kind.from_json(body, self.inputs[0], self.max_batch)
-        return {self.inputs[0].name: rows}, single
+        return self.kind.json_inputs(body, self.inputs, self.max_batch)
 
     def preprocess_item(self, item: bytes | str) -> np.ndarray:
         """One encoded image or one text -> one model input row (no batch axis)."""
@@ -112,7 +108,20 @@ class Pipeline:
             rows = numeric_array(tensors[t.name], t.name, t.numpy)
             single = rows.ndim == len(t.shape) - 1
             out[t.name] = self.check_rows(t, rows[None] if single else rows)
-        return out, False
+        return self.check_mask(out), False
+
+    def check_mask(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The spec's mask input (batching.pad.mask) must have the shape of every input with a
+        dynamic non-batch axis: it says which of their positions are real."""
+        pad = self.plan.batching.pad
+        if pad is None or pad.mask is None:
+            return inputs
+        mask = inputs[pad.mask]
+        for t in self.inputs:
+            if t.name != pad.mask and -1 in t.shape[1:] and inputs[t.name].shape != mask.shape:
+                raise RequestError(f"{pad.mask} must have the shape of {t.name}: {list(inputs[t.name].shape)}, "
+                                   f"got {list(mask.shape)}")
+        return inputs
 
     def check_rows(self, tensor, rows: np.ndarray) -> np.ndarray:
         return check_rows(tensor, rows, self.max_batch)

@@ -27,10 +27,18 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Padding(StrictModel):
+    """How requests of different lengths on a dynamic axis become one batch: padded at the end
+    to the longest with `value`; the `mask` input (if any) padded with 0."""
+    value: float = 0
+    mask: str | None = None
+
+
 class Batching(StrictModel):
     max_batch_size: int = Field(8, ge=0)  # 0: the runtime never batches requests
     max_queue_delay_ms: float = Field(5.0, ge=0)
     preferred_batch_sizes: list[int] = []
+    pad: Padding | None = None            # without it, requests batch only with others of the same shape
 
 
 class Workers(StrictModel):

@@ -64,6 +64,7 @@ class TritonPythonModel:
             self.handler.pipeline = Pipeline(self.handler.plan)
         self.plan = self.handler.plan
         self.pipeline = self.handler.pipeline
+        self.produced = self.pipeline.kind.produces(self.plan.inputs)  # what the preprocess role outputs
 
     def execute(self, requests: list) -> list:
         step = {"model": self.run_model, "preprocess": self.preprocess, "postprocess": self.postprocess}[self.role]
@@ -80,9 +81,9 @@ class TritonPythonModel:
         """Triton has checked dtype and shape against config.pbtxt; the pipeline adds the
         spec's checks (value range, finiteness) and maps Triton names to the spec's."""
         def read() -> Prepared:
-            return Prepared({tensor.name: self.pipeline.check_rows(
+            return Prepared(self.pipeline.check_mask({tensor.name: self.pipeline.check_rows(
                 tensor, pb_utils.get_input_tensor_by_name(request, name).as_numpy())
-                for tensor, name in zip(self.plan.inputs, self.input_names)}, single=False)
+                for tensor, name in zip(self.plan.inputs, self.input_names)}), single=False)
 
         return guarded("reading the request", read)
 
@@ -91,7 +92,8 @@ class TritonPythonModel:
     def preprocess(self, requests: list) -> list:
         def decode(request) -> Prepared:
             items = as_text_rows(pb_utils.get_input_tensor_by_name(request, self.input_names[0]).as_numpy())
-            return Prepared(outputs=[np.stack([self.pipeline.preprocess_item(item) for item in items])])
+            rows = self.pipeline.kind.decode_items(items, self.plan.inputs, self.pipeline.max_batch)
+            return Prepared(outputs=[rows[t.name] for t in self.produced])
 
         return [self.respond(p, p.outputs) for p in (guarded("pre-processing", lambda: decode(r)) for r in requests)]
 
@@ -121,7 +123,7 @@ class TritonPythonModel:
         if self.role == "model":
             return [t.numpy for t in self.plan.outputs]
         if self.role == "preprocess":
-            return [self.plan.inputs[0].numpy]
+            return [t.numpy for t in self.produced]
         return [np.object_, np.float32]
 
     def finalize(self) -> None:

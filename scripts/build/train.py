@@ -43,8 +43,7 @@ def train_fingerprint(spec: ModelSpec) -> str:
     pre-processing functions."""
     settings = spec.model_dump(include={"source", "training", "task", "inputs", "outputs"}, mode="json")
     files = [source_file(spec.source.module), Path(__file__), Path(handlers.processing.__file__)]
-    if spec.training.data:
-        files.append(source_file(spec.training.data))
+    files += [source_file(target) for target in (spec.training.data, spec.training.assets) if target]
     return fingerprint(settings, files)
 
 
@@ -120,6 +119,10 @@ def save_initialisation(spec: ModelSpec, root: Path) -> dict:
     """The seeded random weights as the checkpoint; golden inputs are drawn at export."""
     seed_everything(spec.training.seed)
     checkpoint_dir(spec, root).mkdir(parents=True, exist_ok=True)
+    if spec.training.assets:
+        for name, text in import_target(spec.training.assets)().items():  # e.g. requests/example.txt too
+            (checkpoint_dir(spec, root) / name).parent.mkdir(parents=True, exist_ok=True)
+            (checkpoint_dir(spec, root) / name).write_text(text, encoding="utf-8")
     torch.save(build_module(spec).state_dict(), root / spec.source.checkpoint)
     write_encoded_examples(spec, root)
     metrics = {"weights": "random initialisation", "seed": spec.training.seed}

@@ -63,6 +63,9 @@ class Training(StrictModel):
     batch_size: int = Field(32, gt=0)
     learning_rate: float = Field(1e-3, gt=0)
     seed: int = 0
+    # 'package.module:function' returning {file name: text} written beside the checkpoint
+    # (a tokenizer.json trained at build time), for models without data
+    assets: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 class Task(StrictModel):
@@ -132,9 +135,30 @@ class ModelSpec(StrictModel):
         names = [t.name for t in [*self.inputs, *self.outputs]]
         if len(set(names)) != len(names):
             problems.append(f"inputs/outputs: tensor names must be unique, got {names}")
+        problems += [f"inputs/outputs: {n!r}: '__' is reserved (Triton's libtorch backend names tensors "
+                     "<name>__<index>); rename it" for n in names if "__" in n]
+        try:
+            self.task.preprocess.produces(self.inputs)
+        except ValueError as exc:
+            problems.append(str(exc))
+        problems += self._padding_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _padding_problems(self) -> list[str]:
+        pad = self.batching.pad
+        if pad is None:
+            return []
+        problems = []
+        if not any(-1 in t.shape[1:] for t in self.inputs):
+            problems.append("batching.pad: no input has a dynamic non-batch axis to pad; remove pad")
+        if pad.mask is not None and pad.mask not in self.tensor_names:
+            problems.append(f"batching.pad.mask: {pad.mask!r} is not an input (inputs: {self.tensor_names})")
+        problems += [f"batching.pad: output {t.name!r} has a dynamic non-batch axis, which padding would change; "
+                     "remove pad (requests then batch only with others of the same shape)"
+                     for t in self.outputs if -1 in t.shape[1:]]
+        return problems
 
     def _format_problems(self) -> list[str]:
         problems = []

@@ -151,6 +151,9 @@ def model_config(spec: ServingPlan, backend: str, signature) -> mc.ModelConfig:
     config.output.extend(io_entries(outputs, out_names, spec.batching.max_batch_size, mc.ModelOutput))
     if backend == "python":
         set_role(config, "model")
+        if spec.batching.pad is not None:  # our model.py pads a batch of different lengths
+            for entry, tensor in zip(config.input, inputs):
+                entry.allow_ragged_batch = -1 in tensor.shape[1:]
     return config
 
 
@@ -167,11 +170,12 @@ def ensemble_configs(spec: ServingPlan, backend: str, signature) -> list[mc.Mode
     mbs = spec.batching.max_batch_size
     raw = Tensor(spec.preprocess.ensemble_input, STRING, [-1, 1])
     answers = [Tensor(LABEL, STRING, [-1, 1]), Tensor(SCORE, data_type("float32"), [-1, 1])]
-    first = inputs[0]
+    produced = [t.name for t in spec.preprocess.produces(spec.inputs)]
+    made = [t for t in inputs if t.name in produced]  # the model inputs pre-processing makes
 
     pre = base_config(spec, f"{spec.name}_pre", backend="python")
     pre.input.extend(io_entries([raw], [raw.name], mbs, mc.ModelInput))
-    pre.output.extend(io_entries([first], [first.name], mbs, mc.ModelOutput))
+    pre.output.extend(io_entries(made, [t.name for t in made], mbs, mc.ModelOutput))
     set_role(pre, "preprocess")
 
     post = base_config(spec, f"{spec.name}_post", backend="python")
@@ -186,8 +190,9 @@ def ensemble_configs(spec: ServingPlan, backend: str, signature) -> list[mc.Mode
     steps = ensemble.ensemble_scheduling.step
     # input_map: step model's tensor -> ensemble tensor; output_map likewise.
     steps.add(model_name=pre.name, model_version=-1, input_map={raw.name: raw.name},
-              output_map={first.name: first.name})
-    steps.add(model_name=spec.name, model_version=-1, input_map={in_names[0]: first.name},
+              output_map={t.name: t.name for t in made})
+    steps.add(model_name=spec.name, model_version=-1,
+              input_map={n: t.name for n, t in zip(in_names, inputs) if t.name in produced},
               output_map={n: t.name for n, t in zip(out_names, outputs)})
     steps.add(model_name=post.name, model_version=-1, input_map={t.name: t.name for t in outputs},
               output_map={t.name: t.name for t in answers})

@@ -64,3 +64,38 @@ def test_sequences_of_different_lengths_under_concurrency(zoo_servers):
             answers = list(pool.map(call, sequences))
         for steps, got, want in zip(sequences, answers, expected):
             np.testing.assert_allclose(got, want[0], atol=1e-4, err_msg=f"{call.__name__}, length {steps.shape[1]}")
+
+
+@pytest.mark.integration
+def test_texts_of_different_lengths_are_padded_into_one_batch_with_the_mask(zoo_servers):
+    """BERT-style model from raw text: 32 texts of 1-40 words from 16 clients per runtime; each
+    label and score equal eager PyTorch on that text alone (padding is masked out)."""
+    from handlers.pipeline import Pipeline
+    from handlers.processing import class_scores
+    from scripts.build.plan import serving_plan
+
+    spec = ZOO["zoo_tiny_bert"]
+    pipeline = Pipeline(serving_plan(spec, REPO))
+    eager = torch_runner(load_reference(spec, REPO), spec.tensor_names, spec.output_names)
+    words = "the food was great but the service was slow and the room was far too noisy for us".split()
+    texts = [" ".join(words[:1 + i % len(words)] * (1 + i // len(words))) for i in range(32)]
+    expected = [class_scores(eager(pipeline.parse(t, "text/plain")[0])[0], "logits")[0] for t in texts]
+    local = threading.local()
+
+    def torchserve(text):
+        local.ts = getattr(local, "ts", None) or TorchServeClient.for_server(zoo_servers["torchserve"])
+        answer = local.ts.predict(spec.name, text.encode(), content_type="text/plain")
+        return answer["label"], answer["score"]
+
+    def triton(text):
+        local.tr = getattr(local, "tr", None) or TritonClient(zoo_servers["triton"].http_url, "http")
+        out = local.tr.infer(f"{spec.name}_ensemble", {"TEXT": [text.encode()]})
+        return out["label"].reshape(-1)[0].decode(), float(out["score"].reshape(-1)[0])
+
+    labels = pipeline.plan.task.labels
+    for call in (torchserve, triton):
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(call, texts))
+        for text, (label, score), scores in zip(texts, answers, expected):
+            assert label == labels[int(scores.argmax())], (call.__name__, text)
+            assert abs(score - float(scores.max())) < 1e-4, (call.__name__, text, score, scores)
