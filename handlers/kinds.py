@@ -24,6 +24,10 @@ from handlers.processing import RequestError, channel_stats, decode_image, pil_t
 from handlers.tensors import TensorSpec, check_rows, check_shape, numeric_array
 
 
+# What a classifier's Triton ensemble answers: the top label (BYTES) and its score (FP32).
+ENSEMBLE_OUTPUTS = ("label", "score")
+
+
 class Kind(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     ensemble_input: ClassVar[str | None] = None  # Triton ensemble input (BYTES); None: no ensemble

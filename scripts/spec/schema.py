@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from handlers.kinds import Preprocess, Raw
+from handlers.kinds import ENSEMBLE_OUTPUTS, Preprocess, Raw
 from handlers.plan import Batching, Format, Serving, StrictModel, Workers
 from handlers.tensors import TensorSpec
 from scripts.spec.errors import SpecError
@@ -137,6 +137,8 @@ class ModelSpec(StrictModel):
             problems.append(f"inputs/outputs: tensor names must be unique, got {names}")
         problems += [f"inputs/outputs: {n!r}: '__' is reserved (Triton's libtorch backend names tensors "
                      "<name>__<index>); rename it" for n in names if "__" in n]
+        problems += [f"inputs/outputs: {n!r} is a tensor of this classifier's Triton ensemble; rename it"
+                     for n in names if n in self._ensemble_tensors()]
         try:
             self.task.preprocess.produces(self.inputs)
         except ValueError as exc:
@@ -145,6 +147,11 @@ class ModelSpec(StrictModel):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _ensemble_tensors(self) -> set[str]:
+        """Names a classifier's Triton ensemble uses for its own tensors (bytes in, label out)."""
+        raw = self.task.preprocess.ensemble_input
+        return {raw, *ENSEMBLE_OUTPUTS} if raw and self.task.kind == "classification" else set()
 
     def _padding_problems(self) -> list[str]:
         pad = self.batching.pad

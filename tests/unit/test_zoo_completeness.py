@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from handlers.dtypes import DTYPES
 from scripts.spec import load_spec
-from tests.conftest import ZOO_SPEC
+from tests.conftest import REPO, ZOO_SPEC
 
 ZOO = load_spec(ZOO_SPEC).models
 # Each entry and the pattern it proves; a new entry needs a line here (and in the README's table).
@@ -25,6 +25,11 @@ PROVES = {
 
 def test_every_zoo_entry_says_what_it_proves():
     assert sorted(m.name for m in ZOO) == sorted(PROVES)
+
+
+def test_the_readme_table_lists_every_zoo_entry():
+    readme = (REPO / "README.md").read_text()
+    assert [name for name in PROVES if f"| `{name}` |" not in readme] == []
 
 
 def test_every_dtype_is_served_by_some_zoo_entry():

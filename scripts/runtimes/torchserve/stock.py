@@ -27,7 +27,6 @@ def write_stock_mar(spec: ModelSpec, root: Path, store: Path) -> str:
     from model_archiver.model_packaging import generate_model_archive
 
     from handlers.plan import ARTIFACT_FILES
-
     from scripts.build.paths import exported_formats
 
     if "torchscript" not in exported_formats(spec, root):

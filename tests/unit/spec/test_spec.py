@@ -87,3 +87,21 @@ def test_trained_models_may_lack_their_checkpoint_until_train_runs(tmp_path):
                     "checkpoint: weights/tiny.pt": "checkpoint: weights/later.pt"})
     (tmp_path / "labels.txt").write_text("a\nb\n")
     assert load_spec(write_spec(tmp_path, entry)).models[0].training.epochs == 1
+
+
+@pytest.mark.parametrize("change, message", [
+    (("probability", "prob__0"), "'prob__0': '__' is reserved"),
+    (("probability", "label"), "'label' is a tensor of this classifier's Triton ensemble"),
+])
+def test_a_tensor_name_a_runtime_cannot_take_is_refused_at_spec_check(tmp_path, change, message):
+    import torch
+
+    from models.tabular import TabularMLP
+
+    torch.save(TabularMLP(30, 16).state_dict(), tmp_path / "tiny.pt")
+    (tmp_path / "labels.txt").write_text("a\nb\n")
+    entry = TINY_ENTRY.format(name="tiny", formats="onnx").replace("weights/tiny.pt", "tiny.pt")
+    entry = entry.replace(*change).replace("output: probabilities", "output: probabilities\n      preprocess: "
+                                           "{kind: image, height: 2, width: 15}")
+    with pytest.raises(SpecError, match=message):
+        load_spec(write_spec(tmp_path, entry))
