@@ -58,13 +58,18 @@ class ModelsFailed(BuildError):
                           for name, lines in failed.items()])
 
 
+ERROR_WORDS = re.compile(r"error|exception|fail|died|no such file|not found", re.IGNORECASE)
+
+
 def lines_about(paths: list[Path], model: str, limit: int = 8) -> list[str]:
     """The last log lines that name `model` as a word of its own, or as TorchServe's worker tag
     (`W-9000-<model>_<version>-stdout`): why it failed."""
     pattern = re.compile(rf"(?<![\w.]){re.escape(model)}(?:_[\d.]+-|\.mar\b|(?![\w.-]))")
     found = [line.strip() for path in paths if path.exists()
-             for line in path.read_text(errors="replace").splitlines() if pattern.search(line)]
-    return [line[:300] for line in found[-limit:]]
+             for line in path.read_text(errors="replace").splitlines()
+             if pattern.search(line) and "ACCESS_LOG" not in line]  # not our own readiness polls
+    errors = [line for line in found if ERROR_WORDS.search(line)]
+    return [line[:600] for line in (errors or found)[-limit:]]
 
 
 def wait_for_models(name: str, models: list[str], ready: Callable[[str], bool], running: Callable[[], bool],

@@ -13,12 +13,12 @@ import requests
 
 from handlers.plan import ServingPlan
 from scripts.build.verify import compare
-from scripts.runtimes.processes import free_port
+from scripts.runtimes.processes import ModelsFailed, free_port
 from scripts.runtimes.torchserve import server as torchserve_server
 from scripts.runtimes.torchserve.client import TorchServeClient, TorchServeError
 from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
 from scripts.runtimes.torchserve.plugin import TEMPLATE
-from scripts.spec import BuildError, load_spec
+from scripts.spec import load_spec
 from tests.conftest import REPO
 
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
@@ -119,7 +119,8 @@ def test_management_api_list_describe_scale_and_default(client):
 
 
 def test_a_model_that_cannot_load_fails_the_start_with_the_worker_log(tmp_path):
-    """wait_ready gives up with the worker's own error, instead of hanging or saying 'worker died'."""
+    """wait_ready names the model with the worker's own error as soon as the load fails,
+    instead of hanging until the timeout or saying 'worker died'."""
     store = tmp_path / "store"
     store.mkdir()
     with zipfile.ZipFile(REPO / "model_store" / "tabular_mlp.mar") as good, \
@@ -131,12 +132,12 @@ def test_a_model_that_cannot_load_fails_the_start_with_the_worker_log(tmp_path):
     ports = torchserve_server.Ports(*(free_port() for _ in range(5)))
     instance = torchserve_server.start(REPO / TEMPLATE, store, ["tabular_mlp"], ports, tmp_path / "ts")
     try:
-        with pytest.raises(BuildError) as failed:
-            torchserve_server.wait_ready(instance, ["tabular_mlp"], timeout_s=20)
+        with pytest.raises(ModelsFailed) as failed:
+            torchserve_server.wait_ready(instance, ["tabular_mlp"], timeout_s=120)
     finally:
         torchserve_server.stop(instance.workdir)
-    assert "['tabular_mlp'] not READY after 20s" in str(failed.value)
-    assert artifact in str(failed.value) and "model_log.log" in str(failed.value)
+    assert list(failed.value.failed) == ["tabular_mlp"] and failed.value.waited_s < 120
+    assert "model tabular_mlp failed to load" in str(failed.value) and artifact in str(failed.value)
 
 
 def test_grpc_predictions_with_stubs_compiled_from_the_server_jar(server):
