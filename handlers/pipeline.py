@@ -103,12 +103,16 @@ class Pipeline:
         names = [t.name for t in self.inputs]
         if not isinstance(tensors, dict) or set(tensors) != set(names):
             raise RequestError(f"\"tensors\" must map every input name {names} to an array")
-        out = {}
+        out, singles = {}, set()
         for t in self.inputs:
             rows = numeric_array(tensors[t.name], t.name, t.numpy)
             single = rows.ndim == len(t.shape) - 1
+            singles.add(single)
             out[t.name] = self.check_rows(t, rows[None] if single else rows)
-        return self.check_mask(out), False
+        if len(singles) > 1:
+            raise RequestError("send every input as one example (without the batch axis) or every input as "
+                               "a list of examples, not a mix")
+        return self.check_mask(out), singles == {True}
 
     def check_mask(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The spec's mask input (batching.pad.mask) must have the shape of every input with a

@@ -30,3 +30,16 @@ class BatchSizeBranch(nn.Module):
         if features.shape[0] > 2:
             return torch.sigmoid(self.linear(features))
         return torch.sigmoid(self.linear(features * 1.0))
+
+
+class MaskedMean(nn.Module):
+    """Token embeddings averaged over a mask of the same length: two inputs whose dynamic axes
+    must be equal (torch.export needs to be told so: batching.pad.mask does)."""
+
+    def __init__(self, vocab: int = 50, dim: int = 8):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, dim)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        weights = mask.unsqueeze(-1).float()
+        return (self.embedding(ids) * weights).sum(1) / weights.sum(1).clamp_min(1.0)

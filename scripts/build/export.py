@@ -52,10 +52,11 @@ def export_fingerprint(spec: ModelSpec, root: Path) -> str:
 
 
 def dynamic_shapes(spec: ModelSpec) -> tuple[dict, ...]:
-    """Every -1 axis of every input becomes a torch.export Dim (the batch axis shared)."""
-    batch = torch.export.Dim("batch", min=1)
-    return tuple({axis: batch if axis == 0 else torch.export.Dim(f"{t.name}_{axis}", min=1)
-                  for axis, size in enumerate(t.shape) if size == -1} for t in spec.inputs)
+    """Every -1 axis of every input is dynamic for torch.export. Dim.DYNAMIC (not named Dims)
+    lets it infer what the model implies (ids and their mask share one length, a position table
+    bounds it) and still fails if the model fixes an axis the spec says is dynamic."""
+    return tuple({axis: torch.export.Dim.DYNAMIC for axis, size in enumerate(t.shape) if size == -1}
+                 for t in spec.inputs)
 
 
 def example_args(spec: ModelSpec) -> tuple[torch.Tensor, ...]:

@@ -146,3 +146,28 @@ def test_formats_auto_keeps_what_works_and_says_why_the_rest_was_left_out(tmp_pa
     on_disk = sorted(p.name for p in artifact_dir(spec, tmp_path).glob("model.*"))
     assert on_disk == sorted(ARTIFACT_FILES[f] for f in exported)
     assert json.loads((artifact_dir(spec, tmp_path) / "verify.json").read_text())["skipped"] == skipped
+
+
+MASKED = """
+  - name: masked
+    source: {module: "models.zoo.dynamic:MaskedMean", checkpoint: masked.pt}
+    inputs:
+      - {name: ids, dtype: int64, shape: [-1, -1], range: [0, 49]}
+      - {name: mask, dtype: int64, shape: [-1, -1], range: [0, 1]}
+    outputs:
+      - {name: pooled, dtype: float32, shape: [-1, 8]}
+    task: {kind: raw}
+    batching: {max_batch_size: 4, pad: {value: 0, mask: mask}}
+    serving: {format: exported_program}
+    export: {formats: [exported_program, onnx]}
+"""
+
+
+def test_the_mask_shares_its_dynamic_length_with_the_inputs_it_masks(tmp_path):
+    """With a named Dim per input torch.export failed: 'Constraints violated (mask_1, ids_1)'."""
+    from models.zoo.dynamic import MaskedMean
+    from tests.conftest import write_spec
+
+    torch.save(MaskedMean().state_dict(), tmp_path / "masked.pt")
+    spec = load_spec(write_spec(tmp_path, MASKED)).models[0]
+    assert export_model(spec, tmp_path).report["passed"]

@@ -153,3 +153,18 @@ def test_an_unknown_role_is_refused(repo):
     config = {"input": [], "output": [], "parameters": {"role": {"string_value": "nope"}}}
     with pytest.raises(ValueError, match="role='nope'"):
         module.TritonPythonModel().initialize({"model_config": json.dumps(config)})
+
+
+def test_one_example_of_a_multi_input_model_gets_one_answer():
+    from handlers.pipeline import Pipeline
+    from handlers.processing import RequestError
+    from tests.conftest import ZOO_SPEC
+
+    spec = next(m for m in load_spec(ZOO_SPEC).models if m.name == "zoo_two_tower")
+    pipeline = Pipeline(serving_plan(spec, REPO))
+    rows, single = pipeline.parse(json.dumps({"inputs": {"dense": [0.5] * 8, "item_id": 3}}), "application/json")
+    assert single and rows["dense"].shape == (1, 8) and rows["item_id"].tolist() == [3]
+    _, single = pipeline.parse(json.dumps({"inputs": {"dense": [[0.5] * 8], "item_id": [3]}}), "application/json")
+    assert not single
+    with pytest.raises(RequestError, match="not a mix"):
+        pipeline.parse(json.dumps({"inputs": {"dense": [0.5] * 8, "item_id": [3]}}), "application/json")
