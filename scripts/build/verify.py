@@ -51,7 +51,13 @@ def random_tensor(tensor: TensorSpec, batch: int, rng: np.random.Generator,
 
 def random_inputs(spec: ModelSpec, batch: int, rng: np.random.Generator,
                   axis_size: int = DYNAMIC_AXIS_SIZE) -> dict[str, np.ndarray]:
-    return {t.name: random_tensor(t, batch, rng, axis_size) for t in spec.inputs}
+    inputs = {t.name: random_tensor(t, batch, rng, axis_size) for t in spec.inputs}
+    pad = spec.batching.pad
+    if pad is not None and pad.mask is not None:  # a mask as padding makes it: 1s, then 0s (never all 0s)
+        mask = inputs[pad.mask]
+        lengths = rng.integers(1, mask.shape[-1], size=mask.shape[:-1], endpoint=True)
+        inputs[pad.mask] = (np.arange(mask.shape[-1]) < lengths[..., None]).astype(mask.dtype)
+    return inputs
 
 
 def compare(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> Comparison:
