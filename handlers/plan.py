@@ -20,7 +20,7 @@ from handlers.runners import ARTIFACT_FILES
 from handlers.tensors import TensorSpec
 
 PLAN_FILE = "serving_plan.json"
-Format = Literal["torchscript", "onnx", "aoti", "exported_program"]
+Format = Literal["torchscript", "onnx", "aoti", "exported_program", "onnx_int8"]
 
 
 class StrictModel(BaseModel):

@@ -19,12 +19,13 @@ ARTIFACT_FILES = {
     "onnx": "model.onnx",
     "aoti": "model.aoti.pt2",
     "exported_program": "model.exported.pt2",
+    "onnx_int8": "model.int8.onnx",  # the ONNX export quantised (scripts/build/quantize.py)
 }
 
 
 def load_runner(fmt: str, path: str | Path, input_names: list[str], threads: int | None = None,
                 output_names: list[str] | None = None) -> Runner:
-    if fmt == "onnx":
+    if fmt in ("onnx", "onnx_int8"):
         return _onnx_runner(str(path), threads)
     import torch
 

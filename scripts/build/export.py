@@ -24,6 +24,7 @@ from scripts.build.fingerprint import fingerprint, is_fresh, source_file, write_
 from scripts.build.loading import load_reference
 from scripts.build.onnx_names import name_graph_io, rename_onnx_file
 from scripts.build.paths import artifact_dir, exported_formats
+from scripts.build.quantize import build_int8
 from scripts.build.verify import first_line, random_inputs, verify_formats
 from scripts.spec import BuildError, ModelSpec
 
@@ -40,15 +41,22 @@ class ExportResult:
 
 
 def export_fingerprint(spec: ModelSpec, root: Path) -> str:
-    code = [Path(__file__), Path(__file__).with_name("verify.py"), Path(handlers.runners.__file__)]
+    code = [Path(__file__), Path(__file__).with_name("verify.py"), Path(__file__).with_name("quantize.py"),
+            Path(handlers.runners.__file__)]
     if spec.source.module:
         code.append(source_file(spec.source.module))
     # Serving settings (format, workers, queue delay) do not change what is exported.
     settings = spec.model_dump(mode="json", exclude={"serving", "description", "batching"})
     settings["max_batch_size"] = spec.batching.max_batch_size  # sets a verification batch size
     # the exporters' versions change the graphs they write
-    settings["exporters"] = {"torch": torch.__version__, "onnx": onnx.__version__}
+    settings["exporters"] = {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort_version()}
     return fingerprint(settings, spec.model_files(root) + code)
+
+
+def ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
 
 
 def dynamic_shapes(spec: ModelSpec) -> tuple[dict, ...]:
@@ -182,6 +190,8 @@ def export_model(spec: ModelSpec, root: Path = Path("."), force: bool = False,
     skipped = {} if spec.export.auto else None
     runners = {}
     for fmt in spec.export.wanted:
+        if fmt == "onnx_int8":  # quantised from the verified ONNX export, behind its gate (below)
+            continue
         on_format(fmt)
         try:
             runners[fmt] = export_format(spec, fmt, reference, args, out / ARTIFACT_FILES[fmt])
@@ -193,9 +203,15 @@ def export_model(spec: ModelSpec, root: Path = Path("."), force: bool = False,
     eager = torch_runner(reference, spec.tensor_names, spec.output_names)
     report = verify_formats(spec, eager, runners, report_path, skipped)
     exported = [f for f in runners if f not in report["skipped"]]
+    if "onnx_int8" in spec.export.wanted and "onnx" in exported:
+        on_format("onnx_int8")
+        report["int8"] = build_int8(spec, root, out, runners["onnx"])
+        report_path.write_text(json.dumps(report, indent=2) + "\n")
+        exported.append("onnx_int8")
     if spec.serving.format not in exported:
         raise BuildError(f"{spec.name}: serving.format {spec.serving.format!r} could not be exported "
-                         f"({report['skipped'][spec.serving.format]}); serve one of {exported}")
+                         f"({report['skipped'].get(spec.serving.format, 'its source format failed')}); "
+                         f"serve one of {exported}")
     for fmt in report["skipped"]:
         (out / ARTIFACT_FILES[fmt]).unlink(missing_ok=True)
     write_stamp(stamp, expected, formats={f: ARTIFACT_FILES[f] for f in exported}, skipped=report["skipped"])

@@ -71,6 +71,10 @@ def export(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, fo
     def row(m, say):
         result = export_model(m, root, force, on_format=say)
         left_out = [f"{fmt} left out: {reason}" for fmt, reason in result.report.get("skipped", {}).items()]
+        if "int8" in result.report:
+            int8, gate = result.report["int8"], result.report["int8"]["gate"]
+            left_out.append(f"onnx_int8 ({int8['method']}, {int8['bytes'] / int8['fp32_bytes']:.0%} of fp32): "
+                            f"{gate['metric']} {gate['fp32']:.4f} -> {gate['int8']:.4f}")
         return ("up to date" if result.skipped else "exported + verified",
                 "\n".join([", ".join(f"{fmt} {err:.2e}" for fmt, err in worst_errors(result.report).items()),
                            *left_out]))

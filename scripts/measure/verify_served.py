@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from handlers.processing import class_scores
-from handlers.runners import torch_runner
+from handlers.runners import ARTIFACT_FILES, load_runner, torch_runner
 from scripts.build.loading import load_reference
 from scripts.build.paths import artifact_dir
 from scripts.build.plan import serving_plan
@@ -73,11 +73,26 @@ def compare_outputs(spec: ModelSpec, got: dict[str, np.ndarray], want: dict[str,
     return worst, passed, detail
 
 
+def reference_runner(spec: ModelSpec, root: Path):
+    """What served answers must equal: eager PyTorch, or the int8 model when that is served
+    (its distance from eager is bounded by the accuracy gate at export)."""
+    if spec.serving.format == "onnx_int8":
+        return load_runner("onnx_int8", artifact_dir(spec, root) / ARTIFACT_FILES["onnx_int8"], spec.tensor_names,
+                           output_names=spec.output_names)
+    return torch_runner(load_reference(spec, root), spec.tensor_names, spec.output_names)
+
+
 def check_golden(spec: ModelSpec, root: Path, endpoints: Endpoints) -> list[Check]:
     golden = np.load(artifact_dir(spec, root) / "golden.npz")
     inputs = {t.name: golden[f"input.{t.name}"] for t in spec.inputs}
     eager = {t.name: golden[f"output.{t.name}"] for t in spec.outputs}
     checks, served = [], {}
+    if spec.serving.format == "onnx_int8":  # served answers must equal the int8 model's; its drift is reported
+        quantised = dict(zip(spec.output_names, reference_runner(spec, root)(inputs)))
+        drift = max(float(np.abs(quantised[n].astype(np.float64) - eager[n]).max()) for n in spec.output_names)
+        checks.append(Check(spec.name, "int8 in-process vs eager fp32 (drift, gated at export)",
+                            len(next(iter(inputs.values()))), drift, True, ""))
+        eager = quantised
     for name, call in endpoints.tensors.items():
         try:
             served[name] = call(spec, inputs)
@@ -112,7 +127,7 @@ def eager_answers(spec: ModelSpec, root: Path, requests: list[Path]) -> list[tup
 
     plan = serving_plan(spec, root)
     pipeline = Pipeline(plan)
-    model = torch_runner(load_reference(spec, root), spec.tensor_names, spec.output_names)
+    model = reference_runner(spec, root)
     answers = []
     for path in requests:
         inputs, _ = pipeline.parse(path.read_bytes(), CONTENT_TYPES.get(path.suffix))

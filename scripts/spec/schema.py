@@ -101,6 +101,17 @@ class Export(StrictModel):
         return list(ALL_FORMATS) if self.auto else list(self.formats)
 
 
+class Quantize(StrictModel):
+    """How `onnx_int8` is made from the ONNX export, and the accuracy it may lose."""
+    method: Literal["auto", "dynamic", "static"] = "auto"  # auto: static QDQ with convolutions, else dynamic
+    calibration_size: int = Field(64, gt=0)   # static: rows from the training data (else random inputs)
+    exclude: list[str] = []                   # ONNX node names kept in fp32
+    per_channel: bool = True
+    reduce_range: bool | None = None          # 7-bit weights; default: unless the CPU has VNNI
+    max_accuracy_drop: float = Field(1.0, ge=0)    # points of accuracy (or top-1 agreement with fp32)
+    max_relative_error: float = Field(0.05, gt=0)  # models that are not classifiers: outputs vs fp32
+
+
 class Tolerance(StrictModel):
     atol: float = Field(1e-5, ge=0)
     rtol: float = Field(1e-4, ge=0)
@@ -118,6 +129,7 @@ class ModelSpec(StrictModel):
     batching: Batching = Batching()
     serving: Serving = Serving()
     export: Export = Export()
+    quantize: Quantize = Quantize()
     tolerance: Tolerance = Tolerance()
 
     @field_validator("name")
@@ -172,6 +184,8 @@ class ModelSpec(StrictModel):
         if self.serving.format not in self.export.wanted:
             problems.append(f"serving.format: {self.serving.format!r} is not in export.formats "
                             f"{self.export.formats}; add it there or serve one of those")
+        if "onnx_int8" in self.export.wanted and "onnx" not in self.export.wanted:
+            problems.append("export.formats: onnx_int8 is quantised from the ONNX export; add onnx before it")
         if self.source.is_torchscript and not self.export.auto:
             unsupported = sorted(set(self.export.formats) - {"torchscript", "onnx"})
             if unsupported:

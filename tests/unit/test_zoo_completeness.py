@@ -16,7 +16,7 @@ PROVES = {
     "zoo_two_tower": "two inputs incl. a per-sample scalar [-1], two tuple outputs, an output named like a module",
     "zoo_mixed_dtypes": "every dtype in and a dict of float16/bool/int32/float32 outputs",
     "zoo_sequence_gru": "a dynamic non-batch axis: sequences of any length, batched per length",
-    "zoo_mlp_784": "the seed's MLP 784-64-64-10, every export format",
+    "zoo_mlp_784": "the seed's MLP 784-64-64-10, every export format, int8 served on both runtimes",
     "zoo_mlp_100": "the seed's MLP 100-50-10 with max_batch_size 0 (never batched)",
     "zoo_large_mlp": "over 100 MB of weights",
     "zoo_positive_values": "an output whose length depends on the input's values, served unbatched; formats: auto",
@@ -42,6 +42,7 @@ def test_the_zoo_covers_each_pattern():
     assert any(len(t.shape) == 1 for m in ZOO for t in m.inputs)                   # per-sample scalar
     assert any(-1 in t.shape[1:] for m in ZOO for t in m.inputs)                   # dynamic non-batch axis
     assert any(m.batching.max_batch_size == 0 for m in ZOO)
+    assert any(m.serving.format == "onnx_int8" for m in ZOO)                          # int8 served
     assert any(m.export.auto and m.batching.max_batch_size == 0 for m in ZOO)        # data-dependent length
     assert any(m.task.preprocess.kind == "image" and not m.task.preprocess.grayscale for m in ZOO)
     assert any(m.source.module.startswith("models.zoo.vision") for m in ZOO)

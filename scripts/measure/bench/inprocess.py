@@ -10,7 +10,7 @@ import numpy as np
 from scripts.spec import ModelSpec
 
 LIMIT_FORMATS = ("eager", "onnx")       # what a user would run without a server
-OTHER_FORMATS = ("onnx", "torchscript", "aoti")
+OTHER_FORMATS = ("onnx", "onnx_int8", "torchscript", "aoti")  # int8: when it passed its gate
 
 
 def tiled(rows: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:

@@ -75,7 +75,9 @@ def encoded_example(plan: ServingPlan, row: np.ndarray) -> bytes:
 def python_format(spec: ModelSpec, root: Path, fmt: str | None) -> str:
     """What the Python backend runs: ONNX (onnxruntime) by default when exported."""
     exported = exported_formats(spec, root)
-    fmt = fmt or ("onnx" if "onnx" in exported else spec.serving.format)
+    # onnxruntime unless the spec serves another ONNX (int8), or has none
+    fmt = fmt or (spec.serving.format if spec.serving.format.startswith("onnx") or "onnx" not in exported
+                  else "onnx")
     if fmt not in exported:
         raise BuildError(f"{spec.name}: format {fmt!r} was not exported (exported: {exported})")
     return fmt
