@@ -118,7 +118,8 @@ def gate(spec: ModelSpec, fp32: Runner, int8: Runner, golden: dict[str, np.ndarr
             drop, limit = (1.0 - agreement) * 100, q.max_accuracy_drop
         else:
             error = max(relative_error(a, b) for a, b in zip(quantised, reference))
-            metric, values, drop, limit = "relative error of the outputs vs fp32", [0.0, error], error, q.max_relative_error
+            metric, values = "relative error of the outputs vs fp32", [0.0, error]
+            drop, limit = error, q.max_relative_error
     return {"metric": metric, "fp32": values[0], "int8": values[1], "drop": drop, "limit": limit,
             "passed": bool(drop <= limit)}
 
