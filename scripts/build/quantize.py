@@ -12,6 +12,7 @@ if it passes an accuracy gate against fp32.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,8 @@ def quantize(spec: ModelSpec, fp32: Path, out: Path, split) -> dict:
     common = dict(per_channel=q.per_channel, reduce_range=reduce_range, nodes_to_exclude=list(q.exclude),
                   weight_type=QuantType.QInt8)
     prepared = without_shape_hints(fp32, out.with_suffix(".prepared.onnx"))
+    root_logger, level = logging.getLogger(), logging.getLogger().level
+    root_logger.setLevel(logging.ERROR)  # its "consider pre-processing" advice on the root logger, per model
     try:
         if method == "dynamic":
             quantize_dynamic(str(prepared), str(out), **common)
@@ -95,6 +98,7 @@ def quantize(spec: ModelSpec, fp32: Path, out: Path, split) -> dict:
             quantize_static(str(prepared), str(out), Calibration(calibration_rows(spec, split)),
                             quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, **common)
     finally:
+        root_logger.setLevel(level)
         prepared.unlink(missing_ok=True)
     return {"method": method, "per_channel": q.per_channel, "reduce_range": reduce_range,
             "excluded": list(q.exclude), "bytes": out.stat().st_size, "fp32_bytes": fp32.stat().st_size}

@@ -35,7 +35,9 @@ def test_torchserve_and_triton_listen_on_loopback_only(torchserve, triton):
 
 
 def test_registering_from_outside_allowed_urls_is_refused(tmp_path):
-    """Even with the model API switched on, only archives under the model store register."""
+    """Even with the model API switched on, only archives directly in the model store register:
+    not one elsewhere, not a URL, not a '..' path out of the store, not another folder named
+    model_store."""
     store, elsewhere = tmp_path / "model_store", tmp_path / "elsewhere"
     store.mkdir(), elsewhere.mkdir()
     shutil.copy(REPO / "model_store" / "tabular_mlp.mar", store)
@@ -46,10 +48,15 @@ def test_registering_from_outside_allowed_urls_is_refused(tmp_path):
     try:
         torchserve_server.wait_ready(server, ["tabular_mlp"], timeout_s=240)
         client = TorchServeClient.for_server(server)
-        for url in (f"file://{elsewhere}/copy.mar", "https://example.invalid/model.mar"):
+        for url in (f"file://{elsewhere}/copy.mar", "https://example.invalid/model.mar",
+                    f"file://{store}/../elsewhere/copy.mar", f"file://{tmp_path}/x/model_store/copy.mar",
+                    "../elsewhere/copy.mar"):
             with pytest.raises(TorchServeError) as refused:
                 client.register(url)
             assert refused.value.status in (400, 403, 404) and "allowed" in refused.value.message.lower(), refused.value
         assert [m["modelName"] for m in client.list_models()] == ["tabular_mlp"]
+        shutil.copy(REPO / "model_store" / "digits_cnn.mar", store)  # one in the store itself registers
+        client.register("digits_cnn.mar", initial_workers=0)  # TorchServe's form for the store's own files
+        assert sorted(m["modelName"] for m in client.list_models()) == ["digits_cnn", "tabular_mlp"]
     finally:
         torchserve_server.stop(server.workdir)

@@ -78,7 +78,9 @@ def render_config(template: Path, store: Path, models: list[str], ports: Ports,
         "grpc_inference_port": str(ports.grpc_inference),
         "grpc_management_port": str(ports.grpc_management),
         "model_store": str(store),
-        "allowed_urls": f"file://{re.escape(str(store))}/.*",
+        # archives directly in this store only: no sub-folders, so no '..' way out, and no URLs
+        # (backslashes doubled: Java's properties format reads "\\w" as "w")
+        "allowed_urls": f"file://{re.escape(str(store))}/[\\w.-]+\\.mar".replace("\\", "\\\\"),
         "load_models": ",".join(f"{m}.mar" for m in models),
         **(overrides or {}),
     }
