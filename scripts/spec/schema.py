@@ -132,6 +132,19 @@ class ModelSpec(StrictModel):
     quantize: Quantize = Quantize()
     tolerance: Tolerance = Tolerance()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _serve_the_first_format_by_default(cls, data: Any) -> Any:
+        """Without serving.format, serve the first format export makes (`auto`: torchscript)."""
+        if not isinstance(data, dict) or not isinstance(data.get("serving", {}), dict):
+            return data
+        if "format" in data.get("serving", {}):
+            return data
+        formats = data.get("export", {}).get("formats") if isinstance(data.get("export"), dict) else None
+        if not isinstance(formats, list) or not formats or formats[0] not in ALL_FORMATS + ["onnx_int8"]:
+            return data  # the defaults, `auto`, or a mistake the field validators will name
+        return {**data, "serving": {**data.get("serving", {}), "format": formats[0]}}
+
     @field_validator("name")
     @classmethod
     def _valid_name(cls, name: str) -> str:

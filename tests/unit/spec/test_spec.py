@@ -105,3 +105,16 @@ def test_a_tensor_name_a_runtime_cannot_take_is_refused_at_spec_check(tmp_path, 
                                            "{kind: image, height: 2, width: 15}")
     with pytest.raises(SpecError, match=message):
         load_spec(write_spec(tmp_path, entry))
+
+
+def test_without_serving_format_the_first_exported_format_is_served(tmp_path):
+    import torch
+
+    from models.tabular import TabularMLP
+
+    torch.save(TabularMLP(30, 16).state_dict(), tmp_path / "tiny.pt")
+    (tmp_path / "labels.txt").write_text("a\nb\n")
+    entry = TINY_ENTRY.format(name="tiny", formats="onnx, torchscript").replace("weights/tiny.pt", "tiny.pt")
+    assert load_spec(write_spec(tmp_path, entry)).models[0].serving.format == "onnx"
+    entry = TINY_ENTRY.format(name="tiny", formats="torchscript, onnx").replace("weights/tiny.pt", "tiny.pt")
+    assert load_spec(write_spec(tmp_path, entry)).models[0].serving.format == "torchscript"
