@@ -37,13 +37,15 @@ def checkpoint_dir(spec: ModelSpec, root: Path) -> Path:
     return (root / spec.source.checkpoint).parent
 
 
-def train_fingerprint(spec: ModelSpec) -> str:
+def train_fingerprint(spec: ModelSpec, root: Path = Path(".")) -> str:
     """Everything that changes the trained weights: model class and kwargs, training settings,
     task and pre-processing, and the code of the module, the data function and the shared
     pre-processing functions."""
     settings = spec.model_dump(include={"source", "training", "task", "inputs", "outputs"}, mode="json")
     files = [source_file(spec.source.module), Path(__file__), Path(handlers.processing.__file__)]
     files += [source_file(target) for target in (spec.training.data, spec.training.assets) if target]
+    for path in (root / p for p in spec.training.data_files):
+        files += sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
     return fingerprint(settings, files)
 
 
@@ -132,7 +134,7 @@ def save_initialisation(spec: ModelSpec, root: Path) -> dict:
 
 def train_model(spec: ModelSpec, root: Path = Path("."), force: bool = False) -> TrainResult:
     stamp = checkpoint_dir(spec, root) / "train.stamp.json"
-    expected = train_fingerprint(spec)
+    expected = train_fingerprint(spec, root)
     if not force and is_fresh(stamp, expected, [root / spec.source.checkpoint]):
         return TrainResult(spec.name, True, json.loads((stamp.parent / "metrics.json").read_text()))
     if spec.training.data is None:

@@ -66,6 +66,8 @@ class Training(StrictModel):
     # 'package.module:function' returning {file name: text} written beside the checkpoint
     # (a tokenizer.json trained at build time), for models without data
     assets: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    # files or folders the data function reads: hashed, so editing the data retrains
+    data_files: list[Path] = []
 
 
 class Task(StrictModel):

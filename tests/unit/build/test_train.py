@@ -39,3 +39,17 @@ def test_second_run_is_skipped_until_the_spec_changes(tmp_path):
     assert train_model(spec, tmp_path).skipped
     changed = spec.model_copy(update={"training": spec.training.model_copy(update={"seed": 1})})
     assert not train_model(changed, tmp_path).skipped
+
+
+def test_editing_a_data_file_the_spec_lists_retrains(tmp_path):
+    from scripts.build.train import train_fingerprint
+    from scripts.spec import load_spec
+    from tests.conftest import REPO
+
+    spec = next(m for m in load_spec(REPO / "models.yaml").models if m.name == "sentiment_lstm")
+    (tmp_path / "models" / "data" / "sentiment").mkdir(parents=True)
+    data = tmp_path / "models" / "data" / "sentiment" / "reviews.tsv"
+    data.write_text("1\tgreat\n")
+    before = train_fingerprint(spec, tmp_path)
+    data.write_text("1\tgreat\n0\tawful\n")
+    assert train_fingerprint(spec, tmp_path) != before
