@@ -93,11 +93,6 @@ class Pipeline:
             return self.parse_tensors(body)
         return self.kind.json_inputs(body, self.inputs, self.max_batch)
 
-    def preprocess_item(self, item: bytes | str) -> np.ndarray:
-        """One encoded image or one text -> one model input row (no batch axis)."""
-        first = self.inputs[0]
-        return check_rows(first, self.kind.decode(item, first)[None], self.max_batch)[0]
-
     def parse_tensors(self, tensors: Any) -> tuple[dict[str, np.ndarray], bool]:
         """Model-input tensors given directly (no pre-processing), e.g. golden samples."""
         names = [t.name for t in self.inputs]

@@ -118,7 +118,7 @@ def test_preprocess_decodes_image_bytes_like_the_torchserve_pipeline(repo):
     png = (REPO / "checkpoints/digits_cnn/requests/digit_3.png").read_bytes()
     good = np.array([[png], [png]], dtype=np.object_)
     responses = model.execute([request(IMAGE=good), request(IMAGE=np.array([[b"not an image"]], dtype=np.object_))])
-    expected = Pipeline(serving_plan(SPEC["digits_cnn"], REPO)).preprocess_item(png)
+    expected = Pipeline(serving_plan(SPEC["digits_cnn"], REPO)).parse(png, "image/png")[0]["image"][0]
     assert responses[0].error is None
     assert np.array_equal(responses[0].outputs["image"], np.stack([expected, expected]))
     assert responses[1].error.code == TritonError.INVALID_ARG and "cannot decode image" in responses[1].error.message
@@ -129,7 +129,7 @@ def test_preprocess_tokenizes_text(repo):
     text = (REPO / "checkpoints/sentiment_lstm/requests/review_3200.txt").read_bytes()
     (response, empty) = model.execute([request(TEXT=np.array([[text]], dtype=np.object_)),
                                        request(TEXT=np.array([[b"   "]], dtype=np.object_))])
-    expected = Pipeline(serving_plan(SPEC["sentiment_lstm"], REPO)).preprocess_item(text)
+    expected = Pipeline(serving_plan(SPEC["sentiment_lstm"], REPO)).parse(text, "text/plain")[0]["token_ids"][0]
     assert np.array_equal(response.outputs["token_ids"][0], expected) and response.outputs["token_ids"].dtype == np.int64
     assert empty.error.code == TritonError.INVALID_ARG and "empty text" in empty.error.message
 
