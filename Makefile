@@ -69,9 +69,9 @@ verify: archive triton-repo
 bench: archive triton-repo
 	$(PY) -m scripts bench $(STEP_ARGS)
 
-# Sweep batch size x queue delay x instances x format for one model (MODEL=digits_cnn).
+# Sweep serving settings on both runtimes (MODEL=digits_cnn RUNTIME=all BUDGET=900), pick by the latency-aware rule.
 tune: export
-	$(PY) -m scripts tune --spec $(SPEC) --model $(or $(MODEL),digits_cnn)
+	$(PY) -m scripts tune --spec $(SPEC) --model $(or $(MODEL),digits_cnn) --runtime $(or $(RUNTIME),all) $(if $(BUDGET),--budget $(BUDGET))
 
 verify-artifacts: archive
 	$(PY) -m scripts verify-artifacts $(STEP_ARGS)

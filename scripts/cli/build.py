@@ -31,11 +31,11 @@ def check(spec: SpecOption = Path("models.yaml")):
     for m in models:
         console.print(f"{m.name} v{m.version}: {m.task.kind}, formats {m.export.formats}, serves {m.serving.format}")
     for m in models:
-        try:
-            plan = serving_plan(m, root)
-        except OSError:  # assets that `make train` writes are not there yet
-            continue
         for runtime in RUNTIMES.values():
+            try:
+                plan = serving_plan(m.for_runtime(runtime.name), root)
+            except OSError:  # assets that `make train` writes are not there yet
+                break
             for warning in runtime.translate(plan).warnings:
                 console.print(f"[yellow]warning:[/] {runtime.title}: {warning}", highlight=False)
 

@@ -42,19 +42,22 @@ def bench(spec: SpecOption = Path("models.yaml"),
 @user_errors
 def tune(spec: SpecOption = Path("models.yaml"),
          model: Annotated[str, typer.Option("--model", "-m", help="The spec model to tune.")] = "digits_cnn",
-         budget: Annotated[float, typer.Option("--budget", help="Seconds for the whole sweep.")] = 180,
-         concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="perf_analyzer load.")] = 16):
-    """Sweep max batch size x queue delay x instances x format on Triton within a time budget;
-    writes reports/tune_<model>.json and prints the best settings as spec fields."""
-    from scripts.measure.tune import run_tune
+         runtime: Annotated[str, typer.Option("--runtime", help="all, torchserve or triton.")] = "all",
+         budget: Annotated[float, typer.Option("--budget", help="Seconds for the sweep beyond the stock "
+                                                                "and spec measurements.")] = 900):
+    """Sweep queue delay, max batch size, instances, workers, threads and format on real servers,
+    judge each against the stock setup at concurrency 1-64, pick by the latency-aware rule:
+    reports/tune_<model>.{json,yaml,png}."""
+    from scripts.measure.tune import run_tune, snippet
+    from scripts.runtimes.registry import selected
 
     root, models = selected_models(spec, [model])
-    report = run_tune(models[0], root, budget, concurrency,
+    report = run_tune(models[0], root, selected(runtime), budget,
                       log=lambda line: console.print(line, highlight=False))
-    console.print(f"report: reports/tune_{model}.json ({report['seconds']:.0f}s)")
-    if report["suggestion"]:
-        console.print("suggested for models.yaml:", highlight=False)
-        console.print(report["suggestion"], highlight=False, markup=False)
+    console.print(f"report: reports/tune_{model}.json, tune_{model}.png ({report['seconds']:.0f}s)")
+    if report["choice"]:
+        console.print("the rule's choice, as spec fields (reports/tune_%s.yaml):" % model, highlight=False)
+        console.print(snippet(report), highlight=False, markup=False)
 
 
 class Protocol(str, Enum):

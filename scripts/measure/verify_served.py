@@ -73,40 +73,53 @@ def compare_outputs(spec: ModelSpec, got: dict[str, np.ndarray], want: dict[str,
     return worst, passed, detail
 
 
-def reference_runner(spec: ModelSpec, root: Path):
+def reference_runner(spec: ModelSpec, root: Path, fmt: str | None = None):
     """What served answers must equal: eager PyTorch, or the int8 model when that is served
     (its distance from eager is bounded by the accuracy gate at export)."""
-    if spec.serving.format == "onnx_int8":
+    if (fmt or spec.serving.format) == "onnx_int8":
         return load_runner("onnx_int8", artifact_dir(spec, root) / ARTIFACT_FILES["onnx_int8"], spec.tensor_names,
                            output_names=spec.output_names)
     return torch_runner(load_reference(spec, root), spec.tensor_names, spec.output_names)
+
+
+def runtime_of(endpoint: str) -> str:
+    """The runtime an endpoint belongs to: its name's first word (`triton-http` -> triton)."""
+    return endpoint.split("-")[0]
+
+
+def serves_int8(spec: ModelSpec, runtime: str) -> bool:
+    return spec.for_runtime(runtime).serving.format == "onnx_int8"
 
 
 def check_golden(spec: ModelSpec, root: Path, endpoints: Endpoints) -> list[Check]:
     golden = np.load(artifact_dir(spec, root) / "golden.npz")
     inputs = {t.name: golden[f"input.{t.name}"] for t in spec.inputs}
     eager = {t.name: golden[f"output.{t.name}"] for t in spec.outputs}
-    checks, served = [], {}
-    if spec.serving.format == "onnx_int8":  # served answers must equal the int8 model's; its drift is reported
-        quantised = dict(zip(spec.output_names, reference_runner(spec, root)(inputs)))
+    checks, served, expected = [], {}, {False: eager}
+    if any(serves_int8(spec, runtime_of(n)) for n in endpoints.tensors):
+        # a runtime serving int8 must answer what the int8 model answers; its drift from eager is reported
+        quantised = dict(zip(spec.output_names, reference_runner(spec, root, "onnx_int8")(inputs)))
         drift = max(float(np.abs(quantised[n].astype(np.float64) - eager[n]).max()) for n in spec.output_names)
         checks.append(Check(spec.name, "int8 in-process vs eager fp32 (drift, gated at export)",
                             len(next(iter(inputs.values()))), drift, True, ""))
-        eager = quantised
+        expected[True] = quantised
     for name, call in endpoints.tensors.items():
         try:
             served[name] = call(spec, inputs)
-            worst, passed, detail = compare_outputs(spec, served[name], eager, spec.tolerance)
+            want = expected[serves_int8(spec, runtime_of(name))]
+            worst, passed, detail = compare_outputs(spec, served[name], want, spec.tolerance)
         except Exception as exc:  # a refused or failed call is a failed check, with the reason
             worst, passed, detail = float("inf"), False, f"{type(exc).__name__}: {exc}"
         checks.append(Check(spec.name, name, len(next(iter(inputs.values()))), worst, passed, detail))
     # The runtimes against each other: the first endpoint of each runtime, pairwise.
     firsts = {}
     for name, outputs in served.items():
-        firsts.setdefault(name.split("-")[0], outputs)
+        firsts.setdefault(runtime_of(name), outputs)
     runtimes = list(firsts)
     for i, a in enumerate(runtimes):
         for b in runtimes[i + 1:]:
+            if serves_int8(spec, a) != serves_int8(spec, b):
+                continue      # int8 on one, fp32 on the other: each was checked against its own model
             worst, passed, detail = compare_outputs(spec, firsts[a], firsts[b], spec.tolerance)
             checks.append(Check(spec.name, f"{a} vs {b}", len(golden[f"output.{spec.outputs[0].name}"]),
                                 worst, passed, detail))
@@ -121,13 +134,13 @@ def example_requests(spec: ModelSpec, root: Path) -> list[Path]:
     return sorted((root / spec.source.checkpoint).parent.joinpath("requests").glob("*"))
 
 
-def eager_answers(spec: ModelSpec, root: Path, requests: list[Path]) -> list[tuple[str, float]]:
-    """Label and score from eager PyTorch on the shared pre-processing of each request."""
+def eager_answers(spec: ModelSpec, root: Path, requests: list[Path], int8: bool) -> list[tuple[str, float]]:
+    """Label and score from eager PyTorch (or the int8 model) on the shared pre-processing of each request."""
     from handlers.pipeline import Pipeline
 
     plan = serving_plan(spec, root)
     pipeline = Pipeline(plan)
-    model = reference_runner(spec, root)
+    model = reference_runner(spec, root, "onnx_int8" if int8 else "eager")
     answers = []
     for path in requests:
         inputs, _ = pipeline.parse(path.read_bytes(), CONTENT_TYPES.get(path.suffix))
@@ -140,11 +153,14 @@ def check_requests(spec: ModelSpec, root: Path, endpoints: Endpoints) -> list[Ch
     requests = example_requests(spec, root)
     if not requests or spec.task.kind != "classification":
         return []
-    expected = eager_answers(spec, root, requests)
+    expected = {}
     checks = []
     for name, call in endpoints.requests(spec).items():
+        int8 = serves_int8(spec, runtime_of(name))
+        if int8 not in expected:
+            expected[int8] = eager_answers(spec, root, requests, int8)
         worst, problems = 0.0, []
-        for path, (label, score) in zip(requests, expected):
+        for path, (label, score) in zip(requests, expected[int8]):
             try:
                 got_label, got_score = call(path)
             except Exception as exc:

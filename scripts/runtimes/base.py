@@ -75,12 +75,17 @@ class Runtime(ABC):
     def served_names(self, spec: ModelSpec) -> list[str]:
         """The names this runtime serves the model under (tensor model first)."""
 
+    @abstractmethod
+    def served_format(self, spec: ModelSpec, root: Path) -> str:
+        """The exported format this runtime runs for the model (the tuner dedupes on it)."""
+
     # --- serve -------------------------------------------------------------------------------
     @abstractmethod
     def start(self, specs: list[ModelSpec], root: Path, workdir: Path | None = None,
-              free_ports: bool = False, timeout_s: float = 300) -> Any:
+              free_ports: bool = False, timeout_s: float = 300, names: list[str] | None = None) -> Any:
         """Build what is missing, start a server, wait until every model is READY (stopping
-        it again on failure); `workdir` None means the instance `make serve` runs."""
+        it again on failure); `workdir` None means the instance `make serve` runs; `names`
+        loads only those of the served names."""
 
     @abstractmethod
     def running(self, root: Path) -> Any | None:
@@ -108,7 +113,12 @@ class Runtime(ABC):
     def request_endpoints(self, server: Any, spec: ModelSpec) -> dict[str, RequestCall]:
         """Named endpoints that take what a client sends (image bytes, text, rows)."""
 
-    # --- bench -------------------------------------------------------------------------------
+    # --- bench and tune ---------------------------------------------------------------------
+    @abstractmethod
+    def load_target(self, server: Any, spec: ModelSpec, root: Path, workdir: Path) -> LoadTarget:
+        """perf_analyzer's target for the model's tensor endpoint (HTTP) on a running server,
+        with golden samples as request data written under workdir."""
+
     @abstractmethod
     def bench_deployment(self, specs: list[ModelSpec], root: Path, workdir: Path,
                          log: Callable[[str], None]) -> AbstractContextManager[list[tuple[str, str, str, LoadTarget]]]:

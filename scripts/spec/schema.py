@@ -16,6 +16,7 @@ from handlers.kinds import ENSEMBLE_OUTPUTS, Preprocess, Raw
 from handlers.plan import Batching, Format, Serving, StrictModel, Workers
 from handlers.tensors import TensorSpec
 from scripts.spec.errors import SpecError
+from scripts.spec.overrides import RuntimeName, RuntimeSettings, override_problems
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 __all__ = ["Batching", "ModelSpec", "Serving", "SpecFile", "TensorSpec", "Workers"]
@@ -133,6 +134,7 @@ class ModelSpec(StrictModel):
     export: Export = Export()
     quantize: Quantize = Quantize()
     tolerance: Tolerance = Tolerance()
+    per_runtime: dict[RuntimeName, RuntimeSettings] = {}
 
     @model_validator(mode="before")
     @classmethod
@@ -171,6 +173,7 @@ class ModelSpec(StrictModel):
         except ValueError as exc:
             problems.append(str(exc))
         problems += self._padding_problems()
+        problems += override_problems(self.per_runtime, self.batching.max_batch_size, self.export.wanted)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -224,6 +227,14 @@ class ModelSpec(StrictModel):
                 for field, target in (("source.module", self.source.module),
                                       ("training.data", self.training and self.training.data))
                 if target and importlib.util.find_spec(target.split(":")[0]) is None]
+
+    def for_runtime(self, runtime: str) -> ModelSpec:
+        """The entry as that runtime serves it: its per_runtime settings applied."""
+        settings = self.per_runtime.get(runtime)
+        if settings is None:
+            return self
+        return self.model_copy(update={"batching": self.batching.model_copy(update=settings.batching_update()),
+                                       "serving": self.serving.model_copy(update=settings.serving_update())})
 
     @property
     def tensor_names(self) -> list[str]:

@@ -7,7 +7,8 @@ from pathlib import Path
 from scripts.measure.bench.setups import SETUP_BY_KEY
 
 STYLES = {"triton_stock": ("tab:orange", "--"), "triton": ("tab:blue", "-"),
-          "torchserve_stock": ("tab:red", "--"), "torchserve": ("tab:green", "-")}
+          "torchserve_stock": ("tab:red", "--"), "torchserve": ("tab:green", "-"),
+          "triton_int8": ("tab:cyan", "-."), "torchserve_int8": ("tab:olive", "-.")}
 MARKERS = {"http": "o", "grpc": "s"}
 
 

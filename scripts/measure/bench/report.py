@@ -10,6 +10,7 @@ from pathlib import Path
 
 from scripts.measure.bench.plots import plot
 from scripts.measure.bench.setups import SETUP_BY_KEY, SETUPS
+from scripts.measure.bench.targets import find_point
 
 PACKAGES = ["torch", "onnxruntime", "onnx", "numpy", "torchserve", "torch-model-archiver",
             "tritonclient", "nvidia-pytriton", "matplotlib"]
@@ -101,7 +102,8 @@ def model_section(report: dict, model: str, info: dict, comps: dict, plots: list
     lines = ["", f"## {model}", "",
              f"Spec: max batch size {info['max_batch_size']}, queue delay {info['max_queue_delay_ms']} ms, "
              f"TorchServe workers {info['workers']}, Triton instances {info['instances']}, "
-             f"TorchServe serves {info['serving_format']}, Triton's Python backend ONNX.", "",
+             f"threads {info.get('threads', 1)}, TorchServe serves {info['serving_format']}, Triton's Python "
+             f"backend ONNX" + "".join(f"; on {r}: {s}" for r, s in info.get("per_runtime", {}).items()) + ".", "",
              "| setup | protocol | concurrency | infer/s | p50 ms | p99 ms | x stock | p99 x stock | "
              "x limit (batch 1) | x limit (max batch) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -116,10 +118,44 @@ def model_section(report: dict, model: str, info: dict, comps: dict, plots: list
     return lines
 
 
+def served_int8_cells(report: dict, model: str, runtime: str) -> str:
+    """int8 against fp32 served throughput, per concurrency, over HTTP."""
+    cells = []
+    for level in sorted({p["concurrency"] for p in report["points"] if p["model"] == model}):
+        fp32 = find_point(report["points"], model, runtime, "http", level)
+        int8 = find_point(report["points"], model, f"{runtime}_int8", "http", level)
+        if fp32 and int8:
+            cells.append(f"c={level}: {int8['throughput']:.0f} vs {fp32['throughput']:.0f}/s "
+                         f"({int8['throughput'] / fp32['throughput']:.2f}x)")
+    return ", ".join(cells) or "not measured"
+
+
+def int8_section(report: dict) -> list[str]:
+    """Per model with a gated int8 export: its accuracy, size, and speed in-process and served."""
+    int8 = report.get("int8") or {}
+    if not int8:
+        return []
+    lines = ["", "## int8 (onnx_int8)", "",
+             "| model | method | metric | fp32 | int8 | drop | size vs fp32 | in-process int8/fp32 by batch |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for model, f in int8.items():
+        gate = f.get("gate", {})
+        ratios = ", ".join(f"batch {r['batch']}: {r['ratio']:.2f}x" for r in f.get("in_process", []))
+        size = f"{f['bytes'] / f['fp32_bytes']:.0%}" if f.get("fp32_bytes") else "-"
+        lines.append(f"| {model} | {f.get('method', '-')} | {gate.get('metric', '-')} | {gate.get('fp32', 0):.4f} | "
+                     f"{gate.get('int8', 0):.4f} | {gate.get('drop', 0):.2f} | {size} | {ratios or '-'} |")
+    lines += ["", "Served int8 against fp32 (this project's deployment, HTTP):", "",
+              "| model | runtime | int8 vs fp32 |", "| --- | --- | --- |"]
+    lines += [f"| {model} | {runtime} | {served_int8_cells(report, model, runtime)} |"
+              for model in int8 for runtime in ("triton", "torchserve")]
+    return lines
+
+
 def markdown(report: dict, plots: list[str]) -> str:
     comps = {(c["model"], c["setup"], c["protocol"], c["concurrency"]): c for c in report["comparisons"]}
     lines = header(report)
     for model, info in report["models"].items():
         lines += model_section(report, model, info, comps, plots)
+    lines += int8_section(report)
     lines += ["", "Reproduce: `make bench` (or `.venv/bin/python -m scripts bench --help`).", ""]
     return "\n".join(lines)

@@ -5,6 +5,7 @@ Per model (digits_cnn and sentiment_lstm in full, tabular_mlp briefly):
   batch 1 and at the spec's max batch size, with 1 intra-op thread and with every core;
 - per runtime plugin, its `bench_deployment`: this project's deployment exactly as built
   beside the stock setup a user tries first, in one server on free loopback ports;
+- the same deployment serving the gated int8 ONNX (`<name>_int8`) for models that export it;
 - load from NVIDIA's perf_analyzer at each concurrency, each point a stable measurement window.
 
 Writes reports/bench.json (every figure, machine, versions, exact commands), reports/bench.md
@@ -21,6 +22,8 @@ from pathlib import Path
 
 from scripts.build.paths import REPORTS
 from scripts.measure.bench.inprocess import in_process
+from scripts.measure.bench.int8 import int8_deployment
+from scripts.measure.bench.int8 import summary as int8_summary
 from scripts.measure.bench.inprocess import limits as limits_of
 from scripts.measure.bench.points import RETRY_STABILITY, describe_point, perf_point
 from scripts.measure.bench.report import machine_info, write_report
@@ -90,9 +93,12 @@ def run_bench(models: list[ModelSpec], root: Path, out_dir: Path | None = None, 
         t0 = time.monotonic()
         with plugin.bench_deployment(models, root, workdir, log) as targets:
             points += measure(targets, plan, workdir / "perf", measurement, log)
+        with int8_deployment(plugin, models, root, workdir / "int8") as targets:
+            points += measure(targets, plan, workdir / "perf", measurement, log)
         timings[f"{plugin.name}_s"] = round(time.monotonic() - t0, 1)
 
-    targets = evaluate_targets(points, limits, in_proc)
+    int8 = int8_summary(models, root, in_proc)
+    targets = evaluate_targets(points, limits, in_proc, int8)
     timings["total_s"] = round(time.monotonic() - started, 1)
     report = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -106,6 +112,7 @@ def run_bench(models: list[ModelSpec], root: Path, out_dir: Path | None = None, 
         "models": {s.name: model_summary(s) for s in models},
         "in_process": in_proc,
         "limits": limits,
+        "int8": int8,
         "points": points,
         "comparisons": comparisons(points, limits),
         "targets": targets,
@@ -119,4 +126,5 @@ def model_summary(spec: ModelSpec) -> dict:
     """The spec settings a reader needs next to the figures."""
     return {"max_batch_size": spec.batching.max_batch_size, "max_queue_delay_ms": spec.batching.max_queue_delay_ms,
             "serving_format": spec.serving.format, "workers": spec.serving.workers.model_dump(),
-            "instances": spec.serving.instances}
+            "instances": spec.serving.instances, "threads": spec.serving.threads,
+            "per_runtime": {r: s.model_dump(exclude_none=True) for r, s in spec.per_runtime.items()}}

@@ -8,7 +8,7 @@ from scripts.measure.bench.inprocess import LIMIT_FORMATS
 from scripts.measure.bench.setups import SETUP_BY_KEY, SETUPS, STOCK_OF
 
 STATUS = {True: "met", False: "missed", None: "not measured"}
-OURS = [s.key for s in SETUPS if not s.stock]      # this project's setups, one per runtime
+OURS = [s.key for s in SETUPS if not s.stock and not s.int8]      # this project's setups, one per runtime
 
 
 def find_point(points: list[dict], model: str, setup: str, protocol: str, concurrency: int) -> dict | None:
@@ -112,8 +112,56 @@ def limiting_factor(points, in_proc: list[dict], model: str, runtime_keys: list[
     return "; ".join(parts)
 
 
-def evaluate_targets(points, limits, in_proc_by_model) -> list[dict]:
-    """The project's three performance targets, each with a status and a limiting factor."""
+def every_load_target(points, model: str, runtime: str, levels: list[int], slack_ms: float = 0.3) -> dict:
+    """Ours >= stock throughput at every concurrency, per protocol, and p50 at concurrency 1 no
+    more than slack_ms above stock's."""
+    checks, reasons = [], []
+    for protocol in SETUP_BY_KEY[runtime].protocols:
+        for level in levels:
+            ours = find_point(points, model, runtime, protocol, level)
+            stock = find_point(points, model, STOCK_OF[runtime], protocol, level)
+            if ours is None or stock is None:
+                checks.append({"protocol": protocol, "concurrency": level, "met": None})
+                reasons.append(f"{protocol} c={level}: not measured")
+                continue
+            speedup = ours["throughput"] / stock["throughput"]
+            met = speedup >= 1.0 and (level != 1 or ours["p50_ms"] <= stock["p50_ms"] + slack_ms)
+            checks.append({"protocol": protocol, "concurrency": level, "met": met, "throughput_ratio": speedup,
+                           "p50_ms": ours["p50_ms"], "stock_p50_ms": stock["p50_ms"]})
+            reasons.append(f"{protocol} c={level}: {speedup:.2f}x" + (
+                f", p50 {ours['p50_ms']:.2f} vs {stock['p50_ms']:.2f} ms" if level == 1 else ""))
+    return {"checks": checks, "met": all_met(checks), "detail": "; ".join(reasons)}
+
+
+def int8_target(int8: dict, model: str, factor: float = 1.5, max_drop_points: float = 1.0) -> dict:
+    """int8 in-process >= factor x fp32 ONNX at the max batch, losing at most max_drop_points."""
+    figures = int8.get(model)
+    rows = (figures or {}).get("in_process") or []
+    if not rows or "gate" not in figures:
+        return {"checks": [], "met": None, "detail": "no int8 export or no in-process figures"}
+    top, gate = rows[-1], figures["gate"]
+    drop_ok = gate["drop"] <= max_drop_points
+    met = top["ratio"] >= factor and drop_ok
+    unit = "points" if gate["metric"].endswith("accuracy") else ""
+    size = f", {figures['bytes'] / figures['fp32_bytes']:.0%} of the fp32 size" if figures.get("fp32_bytes") else ""
+    return {"checks": [{"met": met, "ratio": top["ratio"], "batch": top["batch"], "drop": gate["drop"]}], "met": met,
+            "detail": f"batch {top['batch']}: {top['int8']:.0f}/s vs {top['fp32']:.0f}/s = {top['ratio']:.2f}x "
+                      f"(needs {factor}x); {gate['metric']} {gate['fp32']:.4f} -> {gate['int8']:.4f} "
+                      f"(drop {gate['drop']:.2f} {unit}){size}"}
+
+
+def int8_limited_by(int8: dict, model: str) -> str:
+    rows = (int8.get(model) or {}).get("in_process") or []
+    if not rows:
+        return "-"
+    return ("int8 arithmetic pays off only when matrix products dominate; on a model this small the "
+            "quantise/dequantise steps around each layer cost as much as they save" if rows[-1]["ratio"] < 1.5
+            else "-")
+
+
+def evaluate_targets(points, limits, in_proc_by_model, int8: dict | None = None) -> list[dict]:
+    """The project's performance targets, each with a status and a limiting factor."""
+    int8 = int8 or {}
     targets = [
         ({"id": "digits_triton_vs_per_request", "model": "digits_cnn",
           "text": "digits_cnn at concurrency 16: this project's Triton >= 1.5x the per-request "
@@ -128,8 +176,23 @@ def evaluate_targets(points, limits, in_proc_by_model) -> list[dict]:
                   "throughput at the max batch size, on both runtimes",
           **limit_target(points, limits, "sentiment_lstm", 64, 0.8)}, OURS),
     ]
+    for model in ("digits_cnn", "sentiment_lstm"):
+        for runtime in OURS:
+            targets.append(({"id": f"{model}_{runtime}_every_load", "model": model,
+                             "text": f"{model} on {runtime}: >= 1.0x stock throughput at concurrency 1, 4, 16 "
+                                     "and 64 (every protocol), p50 at concurrency 1 <= stock's + 0.3 ms",
+                             **every_load_target(points, model, runtime, [1, 4, 16, 64])},
+                            [runtime, STOCK_OF[runtime]]))
+            targets.append(({"id": f"{model}_{runtime}_3x_at_64", "model": model,
+                             "text": f"{model} on {runtime}: >= 3x stock throughput at concurrency 64",
+                             **stock_target(points, model, runtime, 64, 3.0)}, [runtime, STOCK_OF[runtime]]))
     for target, keys in targets:
         target["status"] = STATUS[target["met"]]
         target["limited_by"] = limiting_factor(points, in_proc_by_model.get(target["model"], []),
                                                target["model"], keys)
+    for model in int8:
+        target = {"id": f"{model}_int8_in_process", "model": model,
+                  "text": f"{model}: int8 in-process >= 1.5x fp32 ONNX at the max batch, <= 1 point of accuracy lost",
+                  **int8_target(int8, model)}
+        targets.append(({**target, "status": STATUS[target["met"]], "limited_by": int8_limited_by(int8, model)}, []))
     return [target for target, _ in targets]

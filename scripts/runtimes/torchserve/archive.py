@@ -53,6 +53,7 @@ def stage(plan: ServingPlan, serialized: Path, folder: Path) -> Path:
 
 def archive_model(spec: ModelSpec, root: Path, store: Path, force: bool = False) -> bool:
     """Build model_store/<name>.mar; returns False when it was already up to date."""
+    spec = spec.for_runtime("torchserve")
     from model_archiver.model_archiver_config import ModelArchiverConfig
     from model_archiver.model_packaging import generate_model_archive
 

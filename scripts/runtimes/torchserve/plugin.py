@@ -10,7 +10,7 @@ import numpy as np
 
 from handlers.plan import ServingPlan
 from scripts.build.paths import MODEL_STORE
-from scripts.runtimes.base import BuildRow, RequestCall, Runtime, TensorCall, Translation, shown
+from scripts.runtimes.base import BuildRow, LoadTarget, RequestCall, Runtime, TensorCall, Translation, shown
 from scripts.runtimes.processes import free_port, ready_or_stopped
 from scripts.runtimes.torchserve import server as ts
 from scripts.runtimes.torchserve.settings import model_config_yaml
@@ -75,11 +75,14 @@ class TorchServe(Runtime):
             built = archive_model(spec, root, root / MODEL_STORE, force)
             rows.append(BuildRow(spec.name, "archived" if built else "up to date",
                                  str(mar_path(spec, MODEL_STORE)),
-                                 self.translate(serving_plan(spec, root)).warnings))
+                                 self.translate(serving_plan(spec.for_runtime(self.name), root)).warnings))
         return rows
 
     def served_names(self, spec: ModelSpec) -> list[str]:
         return [spec.name]
+
+    def served_format(self, spec: ModelSpec, root: Path) -> str:
+        return spec.for_runtime(self.name).serving.format
 
     def instance(self, root: Path) -> ts.TorchServe:
         """The instance `make serve` runs (or would run) from build/torchserve."""
@@ -145,6 +148,12 @@ class TorchServe(Runtime):
             return answer["label"], answer["score"]
 
         return {"torchserve-rest (requests)": call}
+
+    def load_target(self, server: ts.TorchServe, spec: ModelSpec, root: Path, workdir: Path) -> LoadTarget:
+        from scripts.runtimes.torchserve import stock
+
+        return stock.load_targets([spec], root, server, {(spec.name, "torchserve"): spec.name}, workdir,
+                                  setups=("torchserve",))[0][3]
 
     @contextlib.contextmanager
     def bench_deployment(self, specs: list[ModelSpec], root: Path, workdir: Path, log):

@@ -89,12 +89,13 @@ def input_data(bodies: list[str], folder: Path, tag: str) -> Path:
     return data
 
 
-def load_targets(specs: list[ModelSpec], root: Path, server, names: dict, workdir: Path) -> list[tuple]:
+def load_targets(specs: list[ModelSpec], root: Path, server, names: dict, workdir: Path,
+                 setups=("torchserve_stock", "torchserve")) -> list[tuple]:
     token = server.key("inference")
     targets = []
     for spec in specs:
         rows = golden(spec, root)
-        for setup in ("torchserve_stock", "torchserve"):
+        for setup in setups:
             data = input_data(bodies(spec, rows, setup.endswith("stock")), workdir / "data", f"{spec.name}.{setup}")
             targets.append((spec.name, setup, "http", LoadTarget(
                 names[(spec.name, setup)], f"127.0.0.1:{server.ports.inference}", "http", "torchserve", data, token)))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from handlers.plan import ServingPlan
 from scripts.build.paths import TRITON_REPO
-from scripts.runtimes.base import BuildRow, RequestCall, Runtime, TensorCall, Translation, shown
+from scripts.runtimes.base import BuildRow, LoadTarget, RequestCall, Runtime, TensorCall, Translation, shown
 from scripts.runtimes.processes import free_port, ready_or_stopped
 from scripts.runtimes.triton import server as tr
 from scripts.runtimes.triton.settings import scheduling
@@ -30,13 +30,19 @@ class Triton(Runtime):
 
         rebuilt = build_repository(specs, root, out or root / TRITON_REPO, backend, force)
         return [BuildRow(spec.name, f"written ({backend})" if rebuilt[spec.name] else "up to date",
-                         ", ".join(model_names(spec)), self.translate(serving_plan(spec, root)).warnings)
+                         ", ".join(model_names(spec)),
+                         self.translate(serving_plan(spec.for_runtime(self.name), root)).warnings)
                 for spec in specs]
 
     def served_names(self, spec: ModelSpec) -> list[str]:
         from scripts.runtimes.triton.repository import model_names
 
         return model_names(spec)
+
+    def served_format(self, spec: ModelSpec, root: Path) -> str:
+        from scripts.runtimes.triton.repository import python_format
+
+        return python_format(spec.for_runtime(self.name), root, None)
 
     def start(self, specs, root, workdir=None, free_ports=False, timeout_s=300, repo: Path | None = None,
               names: list[str] | None = None) -> tr.Triton:
@@ -95,6 +101,12 @@ class Triton(Runtime):
             return infer
 
         return {f"triton-ensemble-{protocol}": call(client) for protocol, client in self.clients(server).items()}
+
+    def load_target(self, server: tr.Triton, spec: ModelSpec, root: Path, workdir: Path) -> LoadTarget:
+        from scripts.runtimes.triton import stock
+
+        return stock.load_targets([spec], root, server, {(spec.name, "triton"): self.served_names(spec)[0]},
+                                  workdir, setups=("triton",), protocols=("http",))[0][3]
 
     @contextlib.contextmanager
     def bench_deployment(self, specs: list[ModelSpec], root: Path, workdir: Path, log):

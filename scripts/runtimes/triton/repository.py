@@ -165,7 +165,7 @@ def build_repository(models: list[ModelSpec], root: Path, out: Path, backend: st
     backend = backend or "python"
     out.mkdir(parents=True, exist_ok=True)
     rebuilt = {}
-    for spec in models:
+    for spec in (m.for_runtime("triton") for m in models):
         dirs = model_dirs(spec, out)
         stamp = dirs[0] / STAMP
         expected = repo_fingerprint(spec, root, backend, fmt)

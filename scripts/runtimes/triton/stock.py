@@ -97,12 +97,14 @@ def write_input_data(rows: dict[str, np.ndarray | list[str]], path: Path) -> Pat
     return path
 
 
-def load_targets(specs: list[ModelSpec], root: Path, server, names: dict, workdir: Path) -> list[tuple]:
+def load_targets(specs: list[ModelSpec], root: Path, server, names: dict, workdir: Path,
+                 setups=("triton_stock", "triton"), protocols=("http", "grpc")) -> list[tuple]:
+    urls = {"http": server.http_url, "grpc": server.grpc_url}
     targets = []
     for spec in specs:
         data = write_input_data(golden(spec, root), workdir / "data" / f"{spec.name}.input.json")
-        for setup in ("triton_stock", "triton"):
-            for protocol, url in (("http", server.http_url), ("grpc", server.grpc_url)):
+        for setup in setups:
+            for protocol, url in ((p, urls[p]) for p in protocols):
                 targets.append((spec.name, setup, protocol,
                                 LoadTarget(names[(spec.name, setup)], url, protocol, "triton", data)))
     return targets

@@ -1,4 +1,4 @@
-"""Bench and tune without servers or timing: ratios, targets, the stock setups, perf_analyzer's
+"""Bench without servers or timing: ratios, targets, the stock setups, perf_analyzer's
 input data and commands, the report, and each plugin's bench_deployment with its server faked."""
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from scripts.measure import perf, tune
+from scripts.measure import perf
 from scripts.measure.bench import points as bench_points
 from scripts.measure.bench.inprocess import limit_of, tiled
 from scripts.measure.bench.report import write_report
 from scripts.measure.bench.run import MEASUREMENT
-from scripts.measure.bench.targets import comparisons, evaluate_targets, limit_target, stock_target
+from scripts.measure.bench.targets import (comparisons, evaluate_targets, every_load_target, int8_target,
+                                          limit_target, stock_target)
 from scripts.runtimes.base import LoadTarget
 from scripts.runtimes.registry import RUNTIMES
 from scripts.runtimes.torchserve import server as ts
@@ -85,10 +85,38 @@ def test_evaluate_targets_names_a_status_and_a_limiting_factor():
     in_proc = {"digits_cnn": [{"format": "onnx", "threads": 1, "batch": 1, "throughput": 2000.0, "p50_ms": 0.1,
                                "p99_ms": 0.2}]}
     targets = evaluate_targets([point("digits_cnn", "triton", "http", 1, 100, p50=5.0)], LIMITS, in_proc)
-    assert [t["id"] for t in targets] == ["digits_triton_vs_per_request", "digits_torchserve_vs_stock",
-                                          "sentiment_served_vs_in_process"]
+    assert [t["id"] for t in targets][:4] == ["digits_triton_vs_per_request", "digits_torchserve_vs_stock",
+                                              "sentiment_served_vs_in_process", "digits_cnn_triton_every_load"]
+    assert len(targets) == 3 + 2 * 2 * 2      # per model and runtime: every load, 3x at 64
     assert all(t["status"] == "not measured" for t in targets)
     assert "4.90 ms" in targets[0]["limited_by"]
+
+
+@pytest.mark.parametrize("ours_c1, p50, met", [(3100, 0.55, True), (2900, 0.55, False), (3100, 0.65, False)])
+def test_every_load_target_needs_stock_throughput_at_each_level_and_p50_within_the_slack(ours_c1, p50, met):
+    points = []
+    for level, stock in ((1, 3000), (4, 3000), (16, 3000), (64, 3000)):
+        for proto in ("http", "grpc"):
+            points.append(point("digits_cnn", "triton_stock", proto, level, stock, p50=0.3))
+            points.append(point("digits_cnn", "triton", proto, level, ours_c1 if level == 1 else 9000,
+                                p50=p50 if level == 1 else 2.0))
+    result = every_load_target(points, "digits_cnn", "triton", [1, 4, 16, 64])
+    assert result["met"] is met and len(result["checks"]) == 8
+    assert every_load_target(points[:-1], "digits_cnn", "triton", [1, 4, 16, 64])["met"] is None
+
+
+def test_int8_target_reads_the_gate_and_the_in_process_ratio_at_the_max_batch():
+    int8 = {"digits_cnn": {"bytes": 62721, "fp32_bytes": 224479, "gate": {
+        "metric": "held-out accuracy", "fp32": 0.9694, "int8": 0.9694, "drop": 0.0, "limit": 1.0, "passed": True},
+        "in_process": [{"batch": 1, "fp32": 56000.0, "int8": 32000.0, "ratio": 0.57},
+                       {"batch": 32, "fp32": 159000.0, "int8": 55000.0, "ratio": 0.35}]}}
+    result = int8_target(int8, "digits_cnn")
+    assert result["met"] is False
+    assert "batch 32: 55000/s vs 159000/s = 0.35x (needs 1.5x)" in result["detail"] and "28% of the fp32" in result["detail"]
+    targets = evaluate_targets([], LIMITS, {}, int8)
+    assert targets[-1]["id"] == "digits_cnn_int8_in_process" and targets[-1]["status"] == "missed"
+    assert "quantise/dequantise" in targets[-1]["limited_by"]
+    assert int8_target({}, "digits_cnn")["met"] is None
 
 
 def test_limit_is_the_best_of_eager_and_onnx():
@@ -196,6 +224,7 @@ def fake_report():
               for s in ("triton_stock", "triton") for p in ("http", "grpc") for c in (1, 4)]
     points.append({"model": "digits_cnn", "setup": "torchserve", "protocol": "http", "concurrency": 1,
                    "error": "inference failed with error code 400", "command": "x"})
+    points += [point("digits_cnn", "triton_int8", "http", c, 150.0 * c, p50=c, p99=2 * c) for c in (1, 4)]
     in_proc = {"digits_cnn": [{"format": "onnx", "threads": 1, "batch": 1, "throughput": 2000.0, "p50_ms": 0.1,
                                "p99_ms": 0.2, "calls": 10}]}
     return {"created": "now", "quick": True, "invocation": "python -m scripts bench",
@@ -204,6 +233,9 @@ def fake_report():
             "models": {"digits_cnn": {"max_batch_size": 32, "max_queue_delay_ms": 5, "serving_format": "torchscript",
                                       "workers": {"min": 1, "max": 1}, "instances": 1}},
             "in_process": in_proc, "limits": {"digits_cnn": LIMITS["digits_cnn"]}, "points": points,
+            "int8": {"digits_cnn": {"method": "static", "bytes": 62721, "fp32_bytes": 224479, "gate": {
+                "metric": "held-out accuracy", "fp32": 0.9694, "int8": 0.9650, "drop": 0.44},
+                "in_process": [{"batch": 32, "fp32": 159000.0, "int8": 55000.0, "ratio": 0.35}]}},
             "comparisons": comparisons(points, LIMITS), "targets": evaluate_targets(points, LIMITS, in_proc)}
 
 
@@ -216,42 +248,9 @@ def test_report_writes_json_markdown_and_plots(tmp_path):
     assert "| triton | grpc | 4 | 800.0 |" in text and "2.00x" in text
     assert "failed: inference failed with error code 400" in text
     assert "![bench_digits_cnn_throughput.png](bench_digits_cnn_throughput.png)" in text
+    assert "| digits_cnn | static | held-out accuracy | 0.9694 | 0.9650 | 0.44 | 28% | batch 32: 0.35x |" in text
+    assert "| digits_cnn | triton | c=1: 150 vs 200/s (0.75x), c=4: 600 vs 800/s (0.75x) |" in text
     assert json.loads((tmp_path / "bench.json").read_text())["targets"][0]["status"] == "not measured"  # no c=16
-
-
-def test_tune_grid_starts_with_the_spec_and_skips_duplicates():
-    spec = SPEC["digits_cnn"]
-    points = tune.grid(spec, REPO)
-    assert points[0]["baseline"] and points[0]["max_batch_size"] == spec.batching.max_batch_size
-    keys = [(p["max_batch_size"], p["max_queue_delay_ms"], p["instances"], p["format"]) for p in points]
-    assert len(keys) == len(set(keys))
-    assert {p["format"] for p in points} <= set(spec.export.formats)
-
-
-def test_tune_variant_keeps_the_name_and_changes_only_the_swept_fields():
-    spec = SPEC["digits_cnn"]
-    variant = tune.variant_spec(spec, {"max_batch_size": 8, "max_queue_delay_ms": 0.5, "instances": 2, "format": "onnx"})
-    assert variant.name == spec.name and variant.inputs == spec.inputs
-    assert (variant.batching.max_batch_size, variant.batching.max_queue_delay_ms, variant.serving.instances) == (8, 0.5, 2)
-    assert tune.variant_name(spec, 8, 0.5, 2, "onnx") == "digits_cnn__b8_d0p5_i2_onnx"
-
-
-def test_tune_best_respects_the_p99_slack():
-    results = [{"baseline": True, "throughput": 100, "p99_ms": 10, "max_batch_size": 32},
-               {"baseline": False, "throughput": 300, "p99_ms": 50, "max_batch_size": 8},
-               {"baseline": False, "throughput": 200, "p99_ms": 12, "max_batch_size": 16},
-               {"baseline": False, "error": "x"}]
-    assert tune.best_of(results)["throughput"] == 200
-    assert tune.best_of([]) is None
-
-
-def test_tune_suggestion_is_a_spec_snippet_for_the_best_point():
-    best = {"max_batch_size": 16, "max_queue_delay_ms": 2.0, "instances": 2, "format": "onnx",
-            "throughput": 200.0, "p99_ms": 12.0}
-    text = tune.suggestion(SPEC["digits_cnn"], best, 16)
-    assert text.startswith("# make tune: 200 infer/s, p99 12.0 ms at concurrency 16")
-    assert yaml.safe_load(text) == {"digits_cnn": {"batching": {"max_batch_size": 16, "max_queue_delay_ms": 2.0},
-                                                   "serving": {"instances": 2}}}
 
 
 def fake_servers(monkeypatch, stopped):

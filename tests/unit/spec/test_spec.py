@@ -50,6 +50,12 @@ def test_tiny_spec_is_valid(tiny_spec):
      "serving.format: 'aoti' is not in export.formats"),
     ({"batching: {max_batch_size: 8}": "batching: {max_batch_size: -2}"},
      "batching.max_batch_size: Input should be greater than or equal to 0"),
+    ({"batching: {max_batch_size: 8}": "batching: {max_batch_size: 8}\n    per_runtime: {kserve: {threads: 2}}"},
+     "per_runtime.kserve.[key]: Input should be 'torchserve' or 'triton'"),
+    ({"batching: {max_batch_size: 8}": "batching: {max_batch_size: 8}\n    per_runtime: {triton: {format: aoti}}"},
+     "per_runtime.triton.format: 'aoti' is not in export.formats"),
+    ({"batching: {max_batch_size: 8}": "batching: {max_batch_size: 0}\n    per_runtime: {triton: {max_batch_size: 4}}"},
+     "per_runtime.triton.max_batch_size: the model is never batched"),
 ])
 def test_each_mistake_is_one_line_naming_model_and_field(tiny_spec, change, expected):
     problems = problems_for(tiny_spec.parent, tiny(**change))
@@ -118,3 +124,17 @@ def test_without_serving_format_the_first_exported_format_is_served(tmp_path):
     assert load_spec(write_spec(tmp_path, entry)).models[0].serving.format == "onnx"
     entry = TINY_ENTRY.format(name="tiny", formats="torchscript, onnx").replace("weights/tiny.pt", "tiny.pt")
     assert load_spec(write_spec(tmp_path, entry)).models[0].serving.format == "torchscript"
+
+
+def test_per_runtime_settings_apply_to_that_runtime_only(tiny_spec):
+    text = tiny_spec.read_text()
+    indent = text[:text.index("batching:")].rsplit("\n", 1)[1]
+    tiny_spec.write_text(text.replace("batching: {max_batch_size: 8}", f"""batching: {{max_batch_size: 8, max_queue_delay_ms: 2}}
+{indent}serving: {{format: torchscript, threads: 1}}
+{indent}per_runtime: {{triton: {{max_queue_delay_ms: 0, format: onnx}}, torchserve: {{threads: 2}}}}"""))
+    spec = load_spec(tiny_spec).models[0]
+    triton, torchserve = spec.for_runtime("triton"), spec.for_runtime("torchserve")
+    assert (triton.batching.max_queue_delay_ms, triton.serving.format, triton.serving.threads) == (0, "onnx", 1)
+    assert (torchserve.batching.max_queue_delay_ms, torchserve.serving.format, torchserve.serving.threads) == \
+        (2, "torchscript", 2)
+    assert spec.for_runtime("kserve") is spec

@@ -77,6 +77,29 @@ def test_max_batch_size_zero_is_written_explicitly(tmp_path):
     assert list(config.model_warmup[0].inputs["features"].dims) == [1, 30]
 
 
+def test_per_runtime_settings_reach_the_triton_config_and_the_torchserve_archive(tmp_path):
+    import json
+    import zipfile
+
+    import yaml
+
+    from scripts.runtimes.torchserve.archive import archive_model
+    from scripts.spec.overrides import RuntimeSettings
+
+    spec = SPEC["tabular_mlp"].model_copy(update={"per_runtime": {
+        "triton": RuntimeSettings(max_queue_delay_ms=0, format="onnx_int8"),
+        "torchserve": RuntimeSettings(max_queue_delay_ms=3, threads=2)}})
+    build_repository([spec], REPO, tmp_path / "repo")
+    config = read_config(tmp_path / "repo" / "tabular_mlp" / "config.pbtxt")
+    assert config.dynamic_batching.max_queue_delay_microseconds == 0
+    assert (tmp_path / "repo" / "tabular_mlp" / "1" / "model.int8.onnx").exists()
+    archive_model(spec, REPO, tmp_path / "store")
+    with zipfile.ZipFile(tmp_path / "store" / "tabular_mlp.mar") as mar:
+        settings = yaml.safe_load(mar.read("model-config.yaml"))
+        plan = json.loads(mar.read("serving_plan.json"))
+    assert settings["maxBatchDelay"] == 3 and plan["serving"]["threads"] == 2 and plan["format"] == "onnx"
+
+
 def test_a_spec_that_disagrees_with_the_graph_names_model_tensor_and_field(tmp_path):
     spec = SPEC["digits_cnn"]
     wrong = spec.model_copy(update={"outputs": [spec.outputs[0].model_copy(update={"dtype": "float64"})]})

@@ -1,0 +1,59 @@
+"""`make bench`'s int8 rows: each model that passed its int8 gate served as `<name>_int8` (its
+gated ONNX, every other setting as the spec says) beside the fp32 deployment, and the figures
+behind them: accuracy and size from export's verify.json, int8 against fp32 in-process."""
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+from scripts.build.paths import artifact_dir, exported_formats
+from scripts.measure.variants import int8_variant, scratch_checkout, serve_variants
+from scripts.spec import ModelSpec
+
+
+def with_int8(specs: list[ModelSpec], root: Path) -> list[ModelSpec]:
+    return [s for s in specs if "onnx_int8" in exported_formats(s, root)]
+
+
+@contextlib.contextmanager
+def int8_deployment(runtime, specs: list[ModelSpec], root: Path, workdir: Path):
+    """[(model, setup, protocol, LoadTarget)] for the int8 variants on one server of this runtime."""
+    specs = with_int8(specs, root)
+    if not specs:
+        yield []
+        return
+    pairs = [(s, int8_variant(s)) for s in specs]
+    scratch = scratch_checkout(root, workdir / "checkout")
+    with serve_variants(runtime, pairs, root, scratch, workdir) as targets:
+        yield [(s.name, f"{runtime.name}_int8", "http", targets[v.name]) for s, v in pairs]
+
+
+def gate_figures(spec: ModelSpec, root: Path) -> dict | None:
+    """What export recorded about the int8 model: method, sizes, the accuracy gate."""
+    try:
+        return json.loads((artifact_dir(spec, root) / "verify.json").read_text()).get("int8")
+    except (OSError, ValueError):
+        return None
+
+
+def best(results: list[dict], fmt: str, batch: int) -> dict | None:
+    rows = [r for r in results if r["format"] == fmt and r["batch"] == batch]
+    return max(rows, key=lambda r: r["throughput"]) if rows else None
+
+
+def in_process_ratios(spec: ModelSpec, results: list[dict]) -> list[dict]:
+    """int8 against fp32 ONNX in-process at batch 1 and the max batch (best thread count each)."""
+    rows = []
+    for batch in sorted({1, max(spec.batching.max_batch_size, 1)}):
+        fp32, int8 = best(results, "onnx", batch), best(results, "onnx_int8", batch)
+        if fp32 and int8:
+            rows.append({"batch": batch, "fp32": fp32["throughput"], "int8": int8["throughput"],
+                         "ratio": int8["throughput"] / fp32["throughput"]})
+    return rows
+
+
+def summary(specs: list[ModelSpec], root: Path, in_proc: dict[str, list[dict]]) -> dict:
+    """{model: {gate figures, sizes, in-process ratios}} for the models with an int8 export."""
+    return {s.name: {**(gate_figures(s, root) or {}), "in_process": in_process_ratios(s, in_proc.get(s.name, []))}
+            for s in with_int8(specs, root)}

@@ -1,0 +1,108 @@
+"""Step `tune`: sweep one model's serving settings on each runtime, judge every configuration
+against that runtime's stock setup with the latency-aware rule (rule.py), and write the choices
+as spec fields with the figures behind them.
+
+Per runtime, the sweep starts from the settings the spec serves it with and varies one axis at
+a time (queue delay, max batch size, Triton instances or TorchServe workers, threads, format),
+then measures the combination of each axis's best value. The runtimes are tuned separately:
+they batch differently, and a setting only one of them wants goes under `per_runtime:`.
+Writes reports/tune_<model>.json (every curve, the stock curves, each verdict, the Pareto
+fronts, the choices), tune_<model>.yaml (the spec fields) and tune_<model>.png (the fronts).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from scripts.build.paths import BUILD, REPORTS
+from scripts.measure.tune.configs import axes_for, one_axis_at_a_time, settings_of, spec_fields
+from scripts.measure.tune.rule import CONCURRENCY, RULE, assess, choose, pareto_front, rank
+from scripts.measure.tune.sweep import MEASUREMENT, Sweep
+from scripts.measure.variants import scratch_checkout
+from scripts.spec import ModelSpec
+
+
+def best_per_axis(configs: dict[str, dict], verdicts: dict[str, dict], base: dict, axes: dict[str, list]) -> dict:
+    """Each axis at the value whose one-axis configuration ranks best (the base's otherwise)."""
+    combined = dict(base)
+    for axis in axes:
+        candidates = [i for i, c in configs.items() if all(c["settings"][k] == base[k] for k in base if k != axis)]
+        best = max(candidates, key=lambda i: rank(verdicts[i]))
+        combined[axis] = configs[best]["settings"][axis]
+    return combined
+
+
+def tune_runtime(runtime, spec: ModelSpec, root: Path, scratch: Path, workdir: Path, deadline: float, log) -> dict:
+    """One runtime's sweep, verdicts, front and choice."""
+    sweep = Sweep(runtime, spec, root, scratch, workdir, deadline, log)
+    base, axes = settings_of(spec.for_runtime(runtime.name)), axes_for(spec, root, runtime.name)
+    sweep.start(base)
+    sweep.measure(one_axis_at_a_time(base, axes))
+
+    def verdicts() -> dict[str, dict]:
+        return {i: assess({runtime.name: c["curve"]}, {runtime.name: sweep.stock}) for i, c in sweep.configs.items()}
+
+    sweep.measure([best_per_axis(sweep.configs, verdicts(), base, axes)])
+    judged = verdicts()
+    chosen = choose(judged)
+    return {"stock": sweep.stock, "axes": axes,
+            "configs": {i: {**c, "verdict": judged[i]} for i, c in sweep.configs.items()},
+            "left_out": sweep.left_out, "front": pareto_front(judged),
+            "choice": chosen and {"id": chosen, "settings": sweep.configs[chosen]["settings"],
+                                  "keeps_rule": judged[chosen]["keeps_rule"], "verdict": judged[chosen]}}
+
+
+def run_tune(spec: ModelSpec, root: Path, runtimes: list, budget_s: float = 900, out_dir: Path | None = None,
+             log=print) -> dict:
+    started = time.monotonic()
+    workdir = (root / BUILD / "tune" / spec.name).resolve()
+    shutil.rmtree(workdir, ignore_errors=True)
+    scratch = scratch_checkout(root, workdir / "checkout")
+    results = {}
+    for i, runtime in enumerate(runtimes):     # each runtime gets its share of what is left
+        deadline = time.monotonic() + (budget_s - (time.monotonic() - started)) / (len(runtimes) - i)
+        results[runtime.name] = tune_runtime(runtime, spec, root, scratch, workdir, deadline, log)
+    choices = {r: res["choice"]["settings"] for r, res in results.items() if res["choice"]}
+    report = {"model": spec.name, "rule": RULE, "concurrency": list(CONCURRENCY), "measurement": MEASUREMENT,
+              "budget_s": budget_s, "runtimes": results,
+              "spec_fields": spec_fields(spec, choices) if choices else None,
+              "seconds": round(time.monotonic() - started, 1)}
+    write_report(report, out_dir or root / REPORTS)
+    return report
+
+
+def figures_line(runtime: str, result: dict) -> str:
+    choice = result["choice"]
+    curve, stock = result["configs"][choice["id"]]["curve"], result["stock"]
+    cells = [f"c={c} {p['throughput']:.0f}/s (stock {stock[c]['throughput']:.0f})"
+             for c, p in curve.items() if "throughput" in p and "throughput" in stock.get(c, {})]
+    low = curve.get(1, {})
+    p50 = f", p50 at c=1 {low['p50_ms']:.2f} ms (stock {stock[1]['p50_ms']:.2f})" \
+        if "p50_ms" in low and "p50_ms" in stock.get(1, {}) else ""
+    verdict = "keeps the rule" if choice["keeps_rule"] else "breaks the rule: " + "; ".join(
+        choice["verdict"]["problems"])
+    return f"#   {runtime} ({choice['id']}, {verdict}): " + ", ".join(cells) + p50
+
+
+def snippet(report: dict) -> str:
+    """The choices as a models.yaml entry, with the figures behind them as comments."""
+    import yaml
+
+    lines = [f"# make tune MODEL={report['model']}: per runtime, {report['rule']}"]
+    lines += [figures_line(r, res) for r, res in report["runtimes"].items() if res["choice"]]
+    body = yaml.safe_dump({"name": report["model"], **report["spec_fields"]}, sort_keys=False,
+                          default_flow_style=None)
+    return "\n".join(lines) + "\n" + body
+
+
+def write_report(report: dict, out_dir: Path) -> None:
+    from scripts.measure.tune.plot import plot_fronts
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = report["model"]
+    (out_dir / f"tune_{name}.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    if report["spec_fields"]:
+        (out_dir / f"tune_{name}.yaml").write_text(snippet(report))
+    plot_fronts(report, out_dir / f"tune_{name}.png")

@@ -1,0 +1,96 @@
+"""The tuner's configurations: the spec's serving settings as a flat dict, the axes swept one
+at a time from the spec's own settings, and each configuration as a spec entry of its own
+(`<model>_tNN`), served through scripts/measure/variants.py."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from scripts.build.paths import exported_formats
+from scripts.spec import ModelSpec
+from scripts.spec.schema import Workers
+
+FIELDS = ("max_batch_size", "max_queue_delay_ms", "format", "threads", "instances", "workers")
+# Values each axis takes; an axis that a model cannot vary (batching when max_batch_size is 0,
+# a format not exported or not gated) is dropped for it.
+AXES = {"max_queue_delay_ms": [0, 0.5, 1, 2],
+        "max_batch_size": [8, 32, 64],
+        "instances": [1, 2],
+        "workers": [1, 2],
+        "threads": [1, 2],
+        "format": ["onnx", "torchscript", "aoti", "onnx_int8"]}
+IGNORED = {"triton": "workers", "torchserve": "instances"}      # TorchServe workers, Triton instances
+SHARED = ("max_batch_size", "max_queue_delay_ms", "threads", "format")   # what per_runtime may override
+
+
+def settings_of(spec: ModelSpec) -> dict:
+    return {"max_batch_size": spec.batching.max_batch_size, "max_queue_delay_ms": spec.batching.max_queue_delay_ms,
+            "format": spec.serving.format, "threads": spec.serving.threads, "instances": spec.serving.instances,
+            "workers": spec.serving.workers.min}
+
+
+def axes_for(spec: ModelSpec, root: Path, runtime: str) -> dict[str, list]:
+    formats = set(exported_formats(spec, root))
+    axes = {k: list(v) for k, v in AXES.items() if k != IGNORED.get(runtime)}
+    axes["format"] = [f for f in axes["format"] if f in formats]
+    if spec.batching.max_batch_size == 0:
+        del axes["max_batch_size"], axes["max_queue_delay_ms"]
+    return axes
+
+
+def one_axis_at_a_time(base: dict, axes: dict[str, list]) -> list[dict]:
+    """The base first, then each axis's other values with everything else as in the base."""
+    configs = [dict(base)]
+    for axis, values in axes.items():
+        configs += [{**base, axis: v} for v in values if v != base[axis]]
+    return configs
+
+
+def spec_for(spec: ModelSpec, settings: dict, name: str) -> ModelSpec:
+    """The spec entry `name` serving with these settings (tensors, task, version unchanged)."""
+    mbs = settings["max_batch_size"]
+    batching = spec.batching.model_copy(update={
+        "max_batch_size": mbs, "max_queue_delay_ms": settings["max_queue_delay_ms"],
+        "preferred_batch_sizes": [b for b in spec.batching.preferred_batch_sizes if b <= mbs]})
+    workers = settings["workers"]
+    serving = spec.serving.model_copy(update={
+        "format": settings["format"], "threads": settings["threads"], "instances": settings["instances"],
+        "workers": Workers(min=workers, max=max(workers, spec.serving.workers.max))})
+    return spec.model_copy(update={"name": name, "batching": batching, "serving": serving, "per_runtime": {}})
+
+
+def spec_fields(spec: ModelSpec, choices: dict[str, dict]) -> dict:
+    """The per-runtime choices as the spec entry's fields: a setting all runtimes chose alike
+    (and all were tuned) at the top level, one that differs under per_runtime; instances from
+    Triton's choice, workers from TorchServe's. Runtimes not tuned keep what they serve today."""
+    top = settings_of(spec)
+    tuned_all = set(choices) >= set(IGNORED)
+    for field in SHARED:
+        values = {c[field] for c in choices.values()}
+        if tuned_all and len(values) == 1:
+            top[field] = values.pop()
+    if "triton" in choices:
+        top["instances"] = choices["triton"]["instances"]
+    if "torchserve" in choices:
+        top["workers"] = choices["torchserve"]["workers"]
+    per_runtime = {r: s.model_dump(exclude_none=True) for r, s in spec.per_runtime.items() if r not in choices}
+    for runtime, chosen in choices.items():
+        differs = {f: chosen[f] for f in SHARED if chosen[f] != top[f]}
+        if differs:
+            per_runtime[runtime] = differs
+    fields = {"serving": {"format": top["format"], "threads": top["threads"], "instances": top["instances"],
+                          "workers": {"min": top["workers"], "max": top["workers"]}}}
+    if top["max_batch_size"]:
+        fields = {"batching": {"max_batch_size": top["max_batch_size"],
+                               "max_queue_delay_ms": top["max_queue_delay_ms"]}, **fields}
+    return {**fields, "per_runtime": per_runtime} if per_runtime else fields
+
+
+def runtime_key(runtime, variant: ModelSpec, scratch: Path) -> str:
+    """What the runtime would actually run: its own settings, threads and format. Two
+    configurations with one key are measured once on that runtime."""
+    from scripts.build.plan import serving_plan
+
+    settings = runtime.translate(serving_plan(variant, scratch)).settings
+    return json.dumps({**settings, "threads": variant.serving.threads,
+                       "format": runtime.served_format(variant, scratch)}, sort_keys=True)

@@ -1,0 +1,89 @@
+"""The tuner's selection rule, on measurements alone (no servers, no timing: unit-tested on
+recorded figures).
+
+A configuration is the spec's serving settings; a curve is one runtime's measurements of it
+at each concurrency: {concurrency: {"throughput", "p50_ms", "p99_ms"}}. The rule, per runtime
+the configuration is measured on:
+- throughput never below the stock setup's at any concurrency of CONCURRENCY;
+- p50 at concurrency 1 no more than P50_SLACK_MS above the stock setup's;
+and among the configurations that keep it, the highest throughput at the top concurrency (as
+a ratio to stock: the lower of the runtimes' ratios). Each pick is on the latency-throughput
+Pareto front (p50 at concurrency 1 against throughput at the top concurrency).
+"""
+from __future__ import annotations
+
+CONCURRENCY = (1, 4, 16, 64)
+P50_SLACK_MS = 0.3
+RULE = (f"throughput >= the stock setup's at concurrency {', '.join(map(str, CONCURRENCY))} and p50 at "
+        f"concurrency 1 <= stock's + {P50_SLACK_MS} ms, on every runtime; among those, the highest "
+        f"throughput at concurrency {CONCURRENCY[-1]} (the lower of the runtimes' ratios to stock)")
+
+Curve = dict[int, dict]
+
+
+def curve_problems(curve: Curve, stock: Curve) -> list[str]:
+    """Why one runtime's curve breaks the rule; [] when it keeps it."""
+    problems = []
+    for level in CONCURRENCY:
+        ours, ref = curve.get(level), stock.get(level)
+        if ours is None or "throughput" not in ours:
+            problems.append(f"concurrency {level}: not measured")
+        elif ref is None or "throughput" not in ref:
+            continue      # nothing to compare with: reported with the stock figures, not held against us
+        elif ours["throughput"] < ref["throughput"]:
+            problems.append(f"concurrency {level}: {ours['throughput']:.0f}/s below stock's {ref['throughput']:.0f}/s")
+    ours, ref = curve.get(1), stock.get(1)
+    if ours and ref and "p50_ms" in ours and "p50_ms" in ref and ours["p50_ms"] > ref["p50_ms"] + P50_SLACK_MS:
+        problems.append(f"p50 at concurrency 1: {ours['p50_ms']:.2f} ms > stock's {ref['p50_ms']:.2f} + "
+                        f"{P50_SLACK_MS} ms")
+    return problems
+
+
+def ratio_at_top(curve: Curve, stock: Curve) -> float | None:
+    top = CONCURRENCY[-1]
+    ours, ref = curve.get(top) or {}, stock.get(top) or {}
+    if not ours.get("throughput") or not ref.get("throughput"):
+        return None
+    return ours["throughput"] / ref["throughput"]
+
+
+def p50_excess(curve: Curve, stock: Curve) -> float | None:
+    ours, ref = curve.get(1) or {}, stock.get(1) or {}
+    return ours["p50_ms"] - ref["p50_ms"] if "p50_ms" in ours and "p50_ms" in ref else None
+
+
+def assess(curves: dict[str, Curve], stock: dict[str, Curve]) -> dict:
+    """One configuration over its runtimes: the problems (runtime-prefixed), whether it keeps
+    the rule, its worst ratio to stock at the top concurrency and its worst p50 excess at 1."""
+    problems = [f"{runtime}: {p}" for runtime, curve in curves.items()
+                for p in curve_problems(curve, stock.get(runtime, {}))]
+    ratios = [ratio_at_top(curve, stock.get(runtime, {})) for runtime, curve in curves.items()]
+    excess = [p50_excess(curve, stock.get(runtime, {})) for runtime, curve in curves.items()]
+    return {"problems": problems, "keeps_rule": not problems,
+            "ratio_at_top": None if None in ratios or not ratios else min(ratios),
+            "p50_excess_ms": None if None in excess or not excess else max(excess)}
+
+
+def rank(assessment: dict) -> tuple:
+    """Higher is better: keeps the rule, then fewer problems, then throughput at the top."""
+    return (assessment["keeps_rule"], -len(assessment["problems"]), assessment["ratio_at_top"] or 0.0)
+
+
+def pareto_front(assessed: dict[str, dict]) -> list[str]:
+    """Ids not dominated in (p50 excess at concurrency 1: lower, ratio at the top: higher)."""
+    points = {k: (a["p50_excess_ms"], a["ratio_at_top"]) for k, a in assessed.items()
+              if a["p50_excess_ms"] is not None and a["ratio_at_top"] is not None}
+
+    def dominated(k: str) -> bool:
+        x, y = points[k]
+        return any(ox <= x and oy >= y and (ox, oy) != (x, y) for o, (ox, oy) in points.items() if o != k)
+
+    return sorted((k for k in points if not dominated(k)), key=lambda k: points[k])
+
+
+def choose(assessed: dict[str, dict]) -> str | None:
+    """The id the rule picks; when none keeps the rule, the one closest to it (fewest
+    problems, then throughput at the top), which the report marks as breaking it."""
+    if not assessed:
+        return None
+    return max(assessed, key=lambda k: rank(assessed[k]))
