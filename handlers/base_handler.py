@@ -134,6 +134,8 @@ class SpecHandlerBase:
 def stack_rows(parts: list[np.ndarray], pad_value: float) -> np.ndarray:
     """Rows of several requests as one batch; rows shorter on a non-batch axis are padded at the
     end (only reached with the spec's batching.pad: unpadded groups share one shape)."""
+    if len(parts) == 1:
+        return parts[0]
     shape = np.max([p.shape for p in parts], axis=0)
     padded = [np.pad(p, [(0, 0)] + [(0, int(s - n)) for s, n in zip(shape[1:], p.shape[1:])],
                      constant_values=pad_value) if tuple(p.shape[1:]) != tuple(shape[1:]) else p for p in parts]

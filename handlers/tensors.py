@@ -68,17 +68,21 @@ def check_shape(tensor: TensorSpec, rows: np.ndarray) -> None:
 
 
 def check_rows(tensor: TensorSpec, rows: np.ndarray, max_batch: int) -> np.ndarray:
-    """Shape, count, finiteness and range of model-input rows; returns them in the model's dtype."""
+    """Shape, count, finiteness and range of model-input rows; returns them in the model's dtype.
+    Every request pays for this: one min and one max over the rows (NaN and infinities show in
+    them), no copy when the dtype is already the model's."""
     check_shape(tensor, rows)
     limit = max_batch or math.inf
     if rows.shape[0] > limit:
         raise RequestError(f"{rows.shape[0]} examples in one request; at most {limit}")
-    if np.issubdtype(rows.dtype, np.floating) and not np.all(np.isfinite(rows)):
-        raise RequestError(f"{tensor.name}: NaN or infinite values are not accepted")
-    low, high = tensor.range or dtype_limits(tensor.numpy)
-    if rows.size and (rows.min() < low or rows.max() > high):
-        raise RequestError(f"{tensor.name}: values must lie in [{low:g}, {high:g}]")
-    return rows.astype(tensor.numpy)
+    if rows.size and rows.dtype != np.bool_:
+        smallest, largest = rows.min(), rows.max()
+        if rows.dtype.kind == "f" and not (math.isfinite(smallest) and math.isfinite(largest)):
+            raise RequestError(f"{tensor.name}: NaN or infinite values are not accepted")
+        low, high = tensor.range or dtype_limits(tensor.numpy)
+        if smallest < low or largest > high:
+            raise RequestError(f"{tensor.name}: values must lie in [{low:g}, {high:g}]")
+    return rows.astype(tensor.numpy, copy=False)
 
 
 def dtype_limits(dtype) -> tuple[float, float]:

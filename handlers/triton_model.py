@@ -65,6 +65,7 @@ class TritonPythonModel:
         self.plan = self.handler.plan
         self.pipeline = self.handler.pipeline
         self.produced = self.pipeline.kind.produces(self.plan.inputs)  # what the preprocess role outputs
+        self.dtypes = self.output_dtypes()
 
     def execute(self, requests: list) -> list:
         step = {"model": self.run_model, "preprocess": self.preprocess, "postprocess": self.postprocess}[self.role]
@@ -115,7 +116,7 @@ class TritonPythonModel:
         if prepared.error is not None:
             code, message = prepared.error
             return error_response(message, internal=code >= 500)
-        dtypes = self.output_dtypes()
+        dtypes = self.dtypes
         return pb_utils.InferenceResponse(output_tensors=[
             pb_utils.Tensor(name, np.asarray(o, dtype=dtype)) for name, o, dtype in zip(self.output_names, outputs, dtypes)])
 

@@ -55,8 +55,8 @@ def tune(spec: SpecOption = Path("models.yaml"),
     report = run_tune(models[0], root, selected(runtime), budget,
                       log=lambda line: console.print(line, highlight=False))
     console.print(f"report: reports/tune_{model}.json, tune_{model}.png ({report['seconds']:.0f}s)")
-    if report["choice"]:
-        console.print("the rule's choice, as spec fields (reports/tune_%s.yaml):" % model, highlight=False)
+    if report["spec_fields"]:
+        console.print(f"the rule's choices, as spec fields (reports/tune_{model}.yaml):", highlight=False)
         console.print(snippet(report), highlight=False, markup=False)
 
 

@@ -4,7 +4,8 @@ as spec fields with the figures behind them.
 
 Per runtime, the sweep starts from the settings the spec serves it with and varies one axis at
 a time (queue delay, max batch size, Triton instances or TorchServe workers, threads, format),
-then measures the combination of each axis's best value. The runtimes are tuned separately:
+then measures the combination of each axis's best value; a second pass does the same from the
+best configuration so far (settings interact: no queue delay wants one instance). The runtimes are tuned separately:
 they batch differently, and a setting only one of them wants goes under `per_runtime:`.
 Writes reports/tune_<model>.json (every curve, the stock curves, each verdict, the Pareto
 fronts, the choices), tune_<model>.yaml (the spec fields) and tune_<model>.png (the fronts).
@@ -23,6 +24,8 @@ from scripts.measure.tune.sweep import MEASUREMENT, Sweep
 from scripts.measure.variants import scratch_checkout
 from scripts.spec import ModelSpec
 
+PASSES = 2
+
 
 def best_per_axis(configs: dict[str, dict], verdicts: dict[str, dict], base: dict, axes: dict[str, list]) -> dict:
     """Each axis at the value whose one-axis configuration ranks best (the base's otherwise)."""
@@ -35,16 +38,22 @@ def best_per_axis(configs: dict[str, dict], verdicts: dict[str, dict], base: dic
 
 
 def tune_runtime(runtime, spec: ModelSpec, root: Path, scratch: Path, workdir: Path, deadline: float, log) -> dict:
-    """One runtime's sweep, verdicts, front and choice."""
+    """One runtime's sweep, verdicts, front and choice: PASSES rounds of coordinate descent,
+    each from the best configuration so far (the spec's own settings first)."""
     sweep = Sweep(runtime, spec, root, scratch, workdir, deadline, log)
     base, axes = settings_of(spec.for_runtime(runtime.name)), axes_for(spec, root, runtime.name)
     sweep.start(base)
-    sweep.measure(one_axis_at_a_time(base, axes))
 
     def verdicts() -> dict[str, dict]:
         return {i: assess({runtime.name: c["curve"]}, {runtime.name: sweep.stock}) for i, c in sweep.configs.items()}
 
-    sweep.measure([best_per_axis(sweep.configs, verdicts(), base, axes)])
+    for _ in range(PASSES):
+        sweep.measure(one_axis_at_a_time(base, axes))
+        sweep.measure([best_per_axis(sweep.configs, verdicts(), base, axes)])
+        best = sweep.configs[choose(verdicts())]["settings"]
+        if best == base:
+            break
+        base = best
     judged = verdicts()
     chosen = choose(judged)
     return {"stock": sweep.stock, "axes": axes,
