@@ -57,7 +57,7 @@ def tune(spec: SpecOption = Path("models.yaml"),
     console.print(f"report: reports/tune_{model}.json, tune_{model}.png ({report['seconds']:.0f}s)")
     if report["spec_fields"]:
         console.print(f"the rule's choices, as spec fields (reports/tune_{model}.yaml):", highlight=False)
-        console.print(snippet(report), highlight=False, markup=False)
+        typer.echo(snippet(report))
 
 
 class Protocol(str, Enum):

@@ -91,7 +91,8 @@ def point_row(p: dict, comps: dict) -> str:
                 f"{p['error'].splitlines()[-1] if p['error'] else '?'} | | | | | | |")
     c = comps[(p["model"], p["setup"], p["protocol"], p["concurrency"])]
     stock = SETUP_BY_KEY[p["setup"]].stock
-    return (f"| {p['setup']} | {p['protocol']} | {p['concurrency']} | {p['throughput']:.1f} | "
+    flag = " (unstable)" if p.get("unstable") else ""
+    return (f"| {p['setup']} | {p['protocol']} | {p['concurrency']} | {p['throughput']:.1f}{flag} | "
             f"{p['p50_ms']:.2f} | {p['p99_ms']:.2f} | "
             f"{'-' if stock else fmt_ratio(c['throughput_vs_stock'])} | "
             f"{'-' if stock else fmt_ratio(c['p99_vs_stock'])} | "

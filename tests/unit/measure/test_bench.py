@@ -217,6 +217,24 @@ def test_perf_point_retries_once_with_a_looser_criterion_and_never_shows_the_key
     result = bench_points.perf_point(target, 4, tmp_path, MEASUREMENT)
     assert calls == [str(MEASUREMENT["stability"]), str(bench_points.RETRY_STABILITY)]
     assert (result["throughput"], result["p99_ms"]) == (250.5, 4.0) and "secret-key" not in result["command"]
+    assert "unstable" not in result
+
+
+def test_a_point_that_never_stabilises_is_taken_as_measured_and_flagged(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(cmd, **kwargs):  # bimodal latency: only the last, lenient attempt completes
+        calls.append((cmd[cmd.index("--stability-percentage") + 1], cmd[cmd.index("--measurement-interval") + 1]))
+        if len(calls) == 3:
+            Path(cmd[cmd.index("-f") + 1]).write_text(
+                "Concurrency,Inferences/Second,p50 latency,p90 latency,p99 latency\n4,40.8,32560,90000,473529\n")
+            return subprocess.CompletedProcess(cmd, 0, "", "")
+        return subprocess.CompletedProcess(cmd, 1, "", "Failed to obtain stable measurement")
+
+    monkeypatch.setattr(bench_points.subprocess, "run", fake_run)
+    target = LoadTarget("m", "127.0.0.1:1", "http", "torchserve", tmp_path / "d.json", "k")
+    result = bench_points.perf_point(target, 4, tmp_path, MEASUREMENT)
+    assert calls[-1] == ("1000", "3000") and result["unstable"] and result["throughput"] == 40.8
 
 
 def fake_report():
