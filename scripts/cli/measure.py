@@ -19,6 +19,8 @@ def bench(spec: SpecOption = Path("models.yaml"),
               "--model", "-m", help="Only this model (repeat for several); default: digits_cnn, "
                                     "sentiment_lstm and tabular_mlp (briefly).")] = None,
           quick: Annotated[bool, typer.Option("--quick", help="Concurrency 1 and 16, shorter windows.")] = False,
+          in_process_only: Annotated[bool, typer.Option(
+              "--in-process-only", help="Only the in-process figures (formats, int8 vs fp32): no servers.")] = False,
           out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("reports")):
     """In-process limit, stock setups and this project's deployments under perf_analyzer load:
     reports/bench.json, bench.md and PNG plots, every ratio from this one run."""
@@ -29,7 +31,8 @@ def bench(spec: SpecOption = Path("models.yaml"),
         wanted = set(FULL_MODELS) | set(BRIEF_MODELS)
         models = [m for m in models if m.name in wanted] or models
     out = out if out.is_absolute() else root / out
-    report = run_bench(models, root, out, quick, log=lambda line: console.print(line, highlight=False))
+    report = run_bench(models, root, out, quick, log=lambda line: console.print(line, highlight=False),
+                       in_process_only=in_process_only)
     table = Table("target", "status", "figures")
     for t in report["targets"]:
         color = {"met": "green", "missed": "red"}.get(t["status"], "yellow")

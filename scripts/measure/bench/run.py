@@ -74,7 +74,7 @@ def measure(targets: list[tuple], plan: dict[str, list[int]], workdir: Path, mea
 
 
 def run_bench(models: list[ModelSpec], root: Path, out_dir: Path | None = None, quick: bool = False,
-              log=print) -> dict:
+              log=print, in_process_only: bool = False) -> dict:
     """Measure everything, write bench.json / bench.md / PNGs into out_dir; returns the report."""
     from scripts.runtimes.registry import RUNTIMES
 
@@ -89,7 +89,7 @@ def run_bench(models: list[ModelSpec], root: Path, out_dir: Path | None = None, 
     in_proc, limits = in_process_all(models, root, quick, threads, log)
     timings = {"in_process_s": round(time.monotonic() - started, 1)}
     points = []
-    for plugin in RUNTIMES.values():
+    for plugin in ([] if in_process_only else RUNTIMES.values()):
         t0 = time.monotonic()
         with plugin.bench_deployment(models, root, workdir, log) as targets:
             points += measure(targets, plan, workdir / "perf", measurement, log)

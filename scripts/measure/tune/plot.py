@@ -41,7 +41,8 @@ def plot_fronts(report: dict, path: Path) -> Path:
         if choice in shown:
             ax.scatter(*shown[choice], marker="*", color="gold", edgecolor="black", s=220, label="choice", zorder=4)
         ax.set_title(f"{report['model']} on {runtime}")
-        ax.set_xlabel("p50 at concurrency 1 (ms)")
+        ax.set_xscale("log")
+        ax.set_xlabel("p50 at concurrency 1 (ms, log scale)")
         ax.set_ylabel(f"throughput at concurrency {top} (infer/s)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)

@@ -271,10 +271,10 @@ def test_report_writes_json_markdown_and_plots(tmp_path):
     assert json.loads((tmp_path / "bench.json").read_text())["targets"][0]["status"] == "not measured"  # no c=16
 
 
-def fake_servers(monkeypatch, stopped):
+def fake_servers(monkeypatch, stopped, stock_config=True):
     """Each server module's start/wait_ready/stop replaced: nothing is launched."""
     def ts_start(template, store, names, ports, workdir):
-        assert "default_workers_per_model" not in template.read_text()
+        assert ("default_workers_per_model" in template.read_text()) is not stock_config
         assert all((store / f"{n}.mar").exists() for n in names)
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "key_file.json").write_text(json.dumps({"inference": {"key": "tok"}}))
@@ -304,3 +304,23 @@ def test_bench_deployment_yields_both_setups_and_stops_its_server(runtime, expec
             assert len({t.model for *_, t in targets}) == 2   # stock and ours served under their own names
             raise RuntimeError("measuring failed")
     assert len(stopped) == 1
+
+
+@pytest.mark.parametrize("runtime", ["triton", "torchserve"])
+def test_int8_deployment_serves_the_gated_int8_model_under_its_own_name(runtime, tmp_path, monkeypatch):
+    from scripts.measure.bench.int8 import int8_deployment
+
+    stopped = []
+    fake_servers(monkeypatch, stopped, stock_config=False)      # the project's own config.properties
+    specs = [SPEC["digits_cnn"], SPEC["tabular_mlp"]]
+    with int8_deployment(RUNTIMES[runtime], specs, REPO, tmp_path) as targets:
+        assert [(m, s, p) for m, s, p, _ in targets] == [("digits_cnn", f"{runtime}_int8", "http"),
+                                                        ("tabular_mlp", f"{runtime}_int8", "http")]
+        assert [t.model for *_, t in targets] == ["digits_cnn_int8", "tabular_mlp_int8"]
+    built = tmp_path / "checkout" / ("triton_repo" if runtime == "triton" else "model_store")
+    if runtime == "triton":
+        assert (built / "digits_cnn_int8" / "1" / "model.int8.onnx").exists()
+    else:
+        with zipfile.ZipFile(built / "digits_cnn_int8.mar") as mar:
+            assert "model.int8.onnx" in mar.namelist()
+    assert len(stopped) == 1 and not (REPO / "model_store" / "digits_cnn_int8.mar").exists()
