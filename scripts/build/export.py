@@ -46,7 +46,7 @@ def export_fingerprint(spec: ModelSpec, root: Path) -> str:
     if spec.source.module:
         code.append(source_file(spec.source.module))
     # Serving settings (format, workers, queue delay) do not change what is exported.
-    settings = spec.model_dump(mode="json", exclude={"serving", "description", "batching"})
+    settings = spec.model_dump(mode="json", exclude={"serving", "description", "batching", "per_runtime"})
     settings["max_batch_size"] = spec.batching.max_batch_size  # sets a verification batch size
     # the exporters' versions change the graphs they write
     settings["exporters"] = {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort_version()}

@@ -145,6 +145,8 @@ def int8_section(report: dict) -> list[str]:
         size = f"{f['bytes'] / f['fp32_bytes']:.0%}" if f.get("fp32_bytes") else "-"
         lines.append(f"| {model} | {f.get('method', '-')} | {gate.get('metric', '-')} | {gate.get('fp32', 0):.4f} | "
                      f"{gate.get('int8', 0):.4f} | {gate.get('drop', 0):.2f} | {size} | {ratios or '-'} |")
+    if not any(p["setup"].endswith("_int8") for p in report["points"]):
+        return lines
     lines += ["", "Served int8 against fp32 (this project's deployment, HTTP):", "",
               "| model | runtime | int8 vs fp32 |", "| --- | --- | --- |"]
     lines += [f"| {model} | {runtime} | {served_int8_cells(report, model, runtime)} |"

@@ -142,12 +142,11 @@ def int8_target(int8: dict, model: str, factor: float = 1.5, max_drop_points: fl
     top, gate = rows[-1], figures["gate"]
     drop_ok = gate["drop"] <= max_drop_points
     met = top["ratio"] >= factor and drop_ok
-    unit = "points" if gate["metric"].endswith("accuracy") else ""
     size = f", {figures['bytes'] / figures['fp32_bytes']:.0%} of the fp32 size" if figures.get("fp32_bytes") else ""
     return {"checks": [{"met": met, "ratio": top["ratio"], "batch": top["batch"], "drop": gate["drop"]}], "met": met,
             "detail": f"batch {top['batch']}: {top['int8']:.0f}/s vs {top['fp32']:.0f}/s = {top['ratio']:.2f}x "
                       f"(needs {factor}x); {gate['metric']} {gate['fp32']:.4f} -> {gate['int8']:.4f} "
-                      f"(drop {gate['drop']:.2f} {unit}){size}"}
+                      f"(drop {gate['drop']:.2f} points){size}"}
 
 
 def int8_limited_by(int8: dict, model: str) -> str:
