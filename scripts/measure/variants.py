@@ -32,8 +32,10 @@ def link_artifacts(spec: ModelSpec, variant: ModelSpec, root: Path, scratch: Pat
 
 
 def int8_variant(spec: ModelSpec) -> ModelSpec:
-    """The model served as its gated int8 ONNX (`<name>_int8`)."""
-    return spec.model_copy(update={"name": f"{spec.name}_int8",
+    """The model served as its gated int8 ONNX (`<name>_int8`) on every runtime: a per_runtime
+    format (AOTInductor on one runtime) does not apply to it."""
+    per_runtime = {r: s.model_copy(update={"format": None}) for r, s in spec.per_runtime.items()}
+    return spec.model_copy(update={"name": f"{spec.name}_int8", "per_runtime": per_runtime,
                                    "serving": spec.serving.model_copy(update={"format": "onnx_int8"})})
 
 

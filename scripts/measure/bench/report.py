@@ -10,7 +10,7 @@ from pathlib import Path
 
 from scripts.measure.bench.plots import plot
 from scripts.measure.bench.setups import SETUP_BY_KEY, SETUPS
-from scripts.measure.bench.targets import find_point
+from scripts.measure.bench.targets import OURS, find_point
 
 PACKAGES = ["torch", "onnxruntime", "onnx", "numpy", "torchserve", "torch-model-archiver",
             "tritonclient", "nvidia-pytriton", "matplotlib"]
@@ -150,7 +150,7 @@ def int8_section(report: dict) -> list[str]:
     lines += ["", "Served int8 against fp32 (this project's deployment, HTTP):", "",
               "| model | runtime | int8 vs fp32 |", "| --- | --- | --- |"]
     lines += [f"| {model} | {runtime} | {served_int8_cells(report, model, runtime)} |"
-              for model in int8 for runtime in ("triton", "torchserve")]
+              for model in int8 for runtime in OURS]
     return lines
 
 

@@ -106,7 +106,7 @@ def test_bad_requests_leave_the_server_serving(client):
 def test_management_api_list_describe_scale_and_default(client):
     assert {m["modelName"] for m in client.list_models()} == set(SPEC)
     described = client.describe("tabular_mlp")[0]
-    assert described["batchSize"] == SPEC["tabular_mlp"].batching.max_batch_size
+    assert described["batchSize"] == SPEC["tabular_mlp"].for_runtime("torchserve").batching.max_batch_size
     assert described["modelVersion"] == "1"
     client.scale("tabular_mlp", 2)
     assert len(client.worker_pids("tabular_mlp")) == 2

@@ -10,6 +10,7 @@ from scripts.measure import tune, variants
 from scripts.measure.tune import configs, rule
 from scripts.runtimes.registry import RUNTIMES
 from scripts.spec import load_spec
+from scripts.spec.overrides import RuntimeSettings
 from tests.conftest import REPO
 
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
@@ -149,7 +150,17 @@ def test_the_report_writes_the_choice_as_spec_fields_with_its_figures(tmp_path):
     assert yaml.safe_load(text) == {"name": "digits_cnn",
                                     "batching": {"max_batch_size": 32, "max_queue_delay_ms": base["max_queue_delay_ms"]},
                                     "serving": {"format": "onnx", "threads": 1, "instances": 1,
-                                                "workers": {"min": 1, "max": 1}},
+                                                "workers": {"min": base["workers"], "max": base["workers"]}},
                                     "per_runtime": {"triton": {"max_queue_delay_ms": 0}}}
     assert json.loads((tmp_path / "tune_digits_cnn.json").read_text())["runtimes"]["triton"]["choice"]["id"] == "t01"
     assert (tmp_path / "tune_digits_cnn.png").stat().st_size > 10_000
+
+
+def test_the_int8_variant_serves_int8_on_every_runtime_whatever_per_runtime_says():
+    sentiment = SPEC["sentiment_lstm"].model_copy(update={"per_runtime": {
+        "torchserve": RuntimeSettings(format="aoti", threads=2)}})
+    variant = variants.int8_variant(sentiment)
+    assert variant.name == "sentiment_lstm_int8"
+    for runtime in ("torchserve", "triton"):
+        assert variant.for_runtime(runtime).serving.format == "onnx_int8"
+    assert variant.for_runtime("torchserve").serving.threads == 2      # other per_runtime settings stay

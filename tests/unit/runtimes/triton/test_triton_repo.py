@@ -51,8 +51,9 @@ def test_dims_and_dtypes_match_the_onnx_graph(repos, name):
     for declared, graph in ((config.input, inputs), (config.output, outputs)):
         assert [(t.name, t.data_type, [-1, *t.dims]) for t in declared] == \
                [(t.name, t.dtype, t.shape) for t in graph]
-    assert config.max_batch_size == SPEC[name].batching.max_batch_size
-    assert config.dynamic_batching.max_queue_delay_microseconds == SPEC[name].batching.max_queue_delay_ms * 1000
+    batching = SPEC[name].for_runtime("triton").batching          # per_runtime applied
+    assert config.max_batch_size == batching.max_batch_size
+    assert config.dynamic_batching.max_queue_delay_microseconds == batching.max_queue_delay_ms * 1000
     assert config.parameters["role"].string_value == "model"
     assert config.model_warmup[0].inputs[inputs[0].name].input_data_file
 
