@@ -22,9 +22,9 @@ from pathlib import Path
 
 from scripts.build.paths import REPORTS
 from scripts.measure.bench.inprocess import in_process
+from scripts.measure.bench.inprocess import limits as limits_of
 from scripts.measure.bench.int8 import int8_deployment
 from scripts.measure.bench.int8 import summary as int8_summary
-from scripts.measure.bench.inprocess import limits as limits_of
 from scripts.measure.bench.points import RETRY_STABILITY, describe_point, perf_point
 from scripts.measure.bench.report import machine_info, write_report
 from scripts.measure.bench.setups import BENCH_DIR, SETUPS

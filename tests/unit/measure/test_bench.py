@@ -15,8 +15,14 @@ from scripts.measure.bench import points as bench_points
 from scripts.measure.bench.inprocess import limit_of, tiled
 from scripts.measure.bench.report import write_report
 from scripts.measure.bench.run import MEASUREMENT
-from scripts.measure.bench.targets import (comparisons, evaluate_targets, every_load_target, int8_target,
-                                          limit_target, stock_target)
+from scripts.measure.bench.targets import (
+    comparisons,
+    evaluate_targets,
+    every_load_target,
+    int8_target,
+    limit_target,
+    stock_target,
+)
 from scripts.runtimes.base import LoadTarget
 from scripts.runtimes.registry import RUNTIMES
 from scripts.runtimes.torchserve import server as ts
@@ -106,8 +112,8 @@ def test_every_load_target_needs_stock_throughput_at_each_level_and_p50_within_t
 
 
 def test_int8_target_reads_the_gate_and_the_in_process_ratio_at_the_max_batch():
-    int8 = {"digits_cnn": {"bytes": 62721, "fp32_bytes": 224479, "gate": {
-        "metric": "held-out accuracy", "fp32": 0.9694, "int8": 0.9694, "drop": 0.0, "limit": 1.0, "passed": True},
+    gate = {"metric": "held-out accuracy", "fp32": 0.9694, "int8": 0.9694, "drop": 0.0, "limit": 1.0, "passed": True}
+    int8 = {"digits_cnn": {"bytes": 62721, "fp32_bytes": 224479, "gate": gate,
         "in_process": [{"batch": 1, "fp32": 56000.0, "int8": 32000.0, "ratio": 0.57},
                        {"batch": 32, "fp32": 159000.0, "int8": 55000.0, "ratio": 0.35}]}}
     result = int8_target(int8, "digits_cnn")

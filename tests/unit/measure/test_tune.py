@@ -148,7 +148,8 @@ def test_the_report_writes_the_choice_as_spec_fields_with_its_figures(tmp_path):
     assert text.startswith("# make tune MODEL=digits_cnn: per runtime, throughput >= the stock setup's")
     assert "#   triton (t01, keeps the rule): c=1 2950/s (stock 2900)" in text and "c=64 8100/s (stock 2900)" in text
     assert yaml.safe_load(text) == {"name": "digits_cnn",
-                                    "batching": {"max_batch_size": 32, "max_queue_delay_ms": base["max_queue_delay_ms"]},
+                                    "batching": {"max_batch_size": 32,
+                                                 "max_queue_delay_ms": base["max_queue_delay_ms"]},
                                     "serving": {"format": "onnx", "threads": 1, "instances": 1,
                                                 "workers": {"min": base["workers"], "max": base["workers"]}},
                                     "per_runtime": {"triton": {"max_queue_delay_ms": 0}}}

@@ -129,7 +129,8 @@ def test_without_serving_format_the_first_exported_format_is_served(tmp_path):
 def test_per_runtime_settings_apply_to_that_runtime_only(tiny_spec):
     text = tiny_spec.read_text()
     indent = text[:text.index("batching:")].rsplit("\n", 1)[1]
-    tiny_spec.write_text(text.replace("batching: {max_batch_size: 8}", f"""batching: {{max_batch_size: 8, max_queue_delay_ms: 2}}
+    tiny_spec.write_text(text.replace("batching: {max_batch_size: 8}", f"""batching: {{max_batch_size: 8,
+{indent}  max_queue_delay_ms: 2}}
 {indent}serving: {{format: torchscript, threads: 1}}
 {indent}per_runtime: {{triton: {{max_queue_delay_ms: 0, format: onnx}}, torchserve: {{threads: 2}}}}"""))
     spec = load_spec(tiny_spec).models[0]
