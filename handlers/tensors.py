@@ -75,7 +75,7 @@ def check_rows(tensor: TensorSpec, rows: np.ndarray, max_batch: int) -> np.ndarr
     limit = max_batch or math.inf
     if rows.shape[0] > limit:
         raise RequestError(f"{rows.shape[0]} examples in one request; at most {limit}")
-    if rows.size and rows.dtype != np.bool_:
+    if rows.size and (rows.dtype != np.bool_ or tensor.range):
         smallest, largest = rows.min(), rows.max()
         if rows.dtype.kind == "f" and not (math.isfinite(smallest) and math.isfinite(largest)):
             raise RequestError(f"{tensor.name}: NaN or infinite values are not accepted")

@@ -40,6 +40,13 @@ class ExportResult:
     report: dict
 
 
+def served_formats(spec: ModelSpec) -> dict[str, str]:
+    """{spec field: format} for every format a runtime serves: serving.format and per_runtime's."""
+    formats = {"serving.format": spec.serving.format}
+    formats.update({f"per_runtime.{r}.format": s.format for r, s in spec.per_runtime.items() if s.format})
+    return formats
+
+
 def export_fingerprint(spec: ModelSpec, root: Path) -> str:
     code = [Path(__file__), Path(__file__).with_name("verify.py"), Path(__file__).with_name("quantize.py"),
             Path(handlers.runners.__file__)]
@@ -208,10 +215,10 @@ def export_model(spec: ModelSpec, root: Path = Path("."), force: bool = False,
         report["int8"] = build_int8(spec, root, out, runners["onnx"])
         report_path.write_text(json.dumps(report, indent=2) + "\n")
         exported.append("onnx_int8")
-    if spec.serving.format not in exported:
-        raise BuildError(f"{spec.name}: serving.format {spec.serving.format!r} could not be exported "
-                         f"({report['skipped'].get(spec.serving.format, 'its source format failed')}); "
-                         f"serve one of {exported}")
+    for field, fmt in served_formats(spec).items():
+        if fmt not in exported:
+            raise BuildError(f"{spec.name}: {field} {fmt!r} could not be exported "
+                             f"({report['skipped'].get(fmt, 'its source format failed')}); serve one of {exported}")
     for fmt in report["skipped"]:
         (out / ARTIFACT_FILES[fmt]).unlink(missing_ok=True)
     write_stamp(stamp, expected, formats={f: ARTIFACT_FILES[f] for f in exported}, skipped=report["skipped"])

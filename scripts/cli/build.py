@@ -29,7 +29,9 @@ def check(spec: SpecOption = Path("models.yaml")):
 
     root, models = selected_models(spec, None)
     for m in models:
-        console.print(f"{m.name} v{m.version}: {m.task.kind}, formats {m.export.formats}, serves {m.serving.format}")
+        served = "".join(f", {r} {s.format}" for r, s in m.per_runtime.items() if s.format)
+        console.print(f"{m.name} v{m.version}: {m.task.kind}, formats {m.export.formats}, serves {m.serving.format}"
+                      + (f" ({served[2:]})" if served else ""))
     for m in models:
         for runtime in RUNTIMES.values():
             try:

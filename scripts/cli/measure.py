@@ -46,8 +46,8 @@ def bench(spec: SpecOption = Path("models.yaml"),
 def tune(spec: SpecOption = Path("models.yaml"),
          model: Annotated[str, typer.Option("--model", "-m", help="The spec model to tune.")] = "digits_cnn",
          runtime: Annotated[str, typer.Option("--runtime", help="all, torchserve or triton.")] = "all",
-         budget: Annotated[float, typer.Option("--budget", help="Seconds for the sweep beyond the stock "
-                                                                "and spec measurements.")] = 900):
+         budget: Annotated[float, typer.Option("--budget", help="Seconds for the whole sweep, shared "
+                                                                "by the runtimes (stock and spec included).")] = 900):
     """Sweep queue delay, max batch size, instances, workers, threads and format on real servers,
     judge each against the stock setup at concurrency 1-64, pick by the latency-aware rule:
     reports/tune_<model>.{json,yaml,png}."""

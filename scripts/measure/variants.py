@@ -7,6 +7,7 @@ import contextlib
 from pathlib import Path
 
 from scripts.build.paths import artifact_dir
+from scripts.runtimes.processes import ModelsFailed
 from scripts.spec import ModelSpec
 
 # Everything a scratch checkout shares with the real one, but what the build writes.
@@ -42,13 +43,23 @@ def int8_variant(spec: ModelSpec) -> ModelSpec:
 @contextlib.contextmanager
 def serve_variants(runtime, pairs: list[tuple[ModelSpec, ModelSpec]], root: Path, scratch: Path, workdir: Path):
     """(model, variant) pairs served together by one server of this runtime on free ports,
-    their tensor models only; yields {variant name: LoadTarget}, stops the server on exit."""
+    their tensor models only; yields {variant name: LoadTarget, or why it failed to load (str)}
+    and stops the server on exit, also when some variants failed."""
     for spec, variant in pairs:
         link_artifacts(spec, variant, root, scratch)
     variants = [v for _, v in pairs]
-    server = runtime.start(variants, scratch, workdir / runtime.name / variants[0].name, free_ports=True,
-                           names=[runtime.served_names(v)[0] for v in variants])
+    failed: dict[str, str] = {}
     try:
-        yield {v.name: runtime.load_target(server, v, scratch, workdir / "data") for v in variants}
+        server = runtime.start(variants, scratch, workdir / runtime.name / variants[0].name, free_ports=True,
+                               names=[runtime.served_names(v)[0] for v in variants])
+    except ModelsFailed as exc:      # the others serve: measure them, report these
+        if exc.server is None:
+            raise
+        server = exc.server
+        failed = {name: f"{runtime.name}: failed to load: " + " | ".join(lines[-2:])
+                  for name, lines in exc.failed.items()}
+    try:
+        yield {v.name: (failed[runtime.served_names(v)[0]] if runtime.served_names(v)[0] in failed
+                        else runtime.load_target(server, v, scratch, workdir / "data")) for v in variants}
     finally:
         runtime.stop(server)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from scripts.build.paths import artifact_dir, exported_formats
 from scripts.measure.variants import int8_variant, scratch_checkout, serve_variants
-from scripts.spec import ModelSpec
+from scripts.spec import ModelSpec, UserError
 
 
 def with_int8(specs: list[ModelSpec], root: Path) -> list[ModelSpec]:
@@ -17,7 +17,7 @@ def with_int8(specs: list[ModelSpec], root: Path) -> list[ModelSpec]:
 
 
 @contextlib.contextmanager
-def int8_deployment(runtime, specs: list[ModelSpec], root: Path, workdir: Path):
+def int8_deployment(runtime, specs: list[ModelSpec], root: Path, workdir: Path, log=print):
     """[(model, setup, protocol, LoadTarget)] for the int8 variants on one server of this runtime."""
     specs = with_int8(specs, root)
     if not specs:
@@ -25,8 +25,14 @@ def int8_deployment(runtime, specs: list[ModelSpec], root: Path, workdir: Path):
         return
     pairs = [(s, int8_variant(s)) for s in specs]
     scratch = scratch_checkout(root, workdir / "checkout")
-    with serve_variants(runtime, pairs, root, scratch, workdir) as targets:
-        yield [(s.name, f"{runtime.name}_int8", "http", targets[v.name]) for s, v in pairs]
+    with contextlib.ExitStack() as stack:
+        try:
+            targets = stack.enter_context(serve_variants(runtime, pairs, root, scratch, workdir))
+        except UserError as error:        # no int8 rows for this runtime; the rest of the bench goes on
+            log(f"{runtime.name}: int8 variants not served: {str(error).splitlines()[0]}")
+            targets = {}
+        yield [(s.name, f"{runtime.name}_int8", "http", targets[v.name]) for s, v in pairs
+               if v.name in targets and not isinstance(targets[v.name], str)]
 
 
 def gate_figures(spec: ModelSpec, root: Path) -> dict | None:

@@ -103,8 +103,10 @@ def model_section(report: dict, model: str, info: dict, comps: dict, plots: list
     lines = ["", f"## {model}", "",
              f"Spec: max batch size {info['max_batch_size']}, queue delay {info['max_queue_delay_ms']} ms, "
              f"TorchServe workers {info['workers']}, Triton instances {info['instances']}, "
-             f"threads {info.get('threads', 1)}, TorchServe serves {info['serving_format']}, Triton's Python "
-             f"backend ONNX" + "".join(f"; on {r}: {s}" for r, s in info.get("per_runtime", {}).items()) + ".", "",
+             f"threads {info.get('threads', 1)}; served formats: "
+             + ", ".join(f"{r} {f}" for r, f in info.get("served_formats", {}).items())
+             + "".join(f"; {r} settings: " + ", ".join(f"{k} {v}" for k, v in s.items())
+                       for r, s in info.get("per_runtime", {}).items()) + ".", "",
              "| setup | protocol | concurrency | infer/s | p50 ms | p99 ms | x stock | p99 x stock | "
              "x limit (batch 1) | x limit (max batch) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -147,10 +149,10 @@ def int8_section(report: dict) -> list[str]:
                      f"{gate.get('int8', 0):.4f} | {gate.get('drop', 0):.2f} | {size} | {ratios or '-'} |")
     if not any(p["setup"].endswith("_int8") for p in report["points"]):
         return lines
-    lines += ["", "Served int8 against fp32 (this project's deployment, HTTP):", "",
-              "| model | runtime | int8 vs fp32 |", "| --- | --- | --- |"]
-    lines += [f"| {model} | {runtime} | {served_int8_cells(report, model, runtime)} |"
-              for model in int8 for runtime in OURS]
+    lines += ["", "Served int8 against the deployment as built (its format in brackets; HTTP):", "",
+              "| model | runtime (format served) | int8 vs that format |", "| --- | --- | --- |"]
+    lines += [f"| {model} | {runtime} ({report['models'][model].get('served_formats', {}).get(runtime, '?')}) | "
+              f"{served_int8_cells(report, model, runtime)} |" for model in int8 for runtime in OURS]
     return lines
 
 

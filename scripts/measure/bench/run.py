@@ -93,7 +93,7 @@ def run_bench(models: list[ModelSpec], root: Path, out_dir: Path | None = None, 
         t0 = time.monotonic()
         with plugin.bench_deployment(models, root, workdir, log) as targets:
             points += measure(targets, plan, workdir / "perf", measurement, log)
-        with int8_deployment(plugin, models, root, workdir / "int8") as targets:
+        with int8_deployment(plugin, models, root, workdir / "int8", log) as targets:
             points += measure(targets, plan, workdir / "perf", measurement, log)
         timings[f"{plugin.name}_s"] = round(time.monotonic() - t0, 1)
 
@@ -109,7 +109,7 @@ def run_bench(models: list[ModelSpec], root: Path, out_dir: Path | None = None, 
                         "in_process_threads": threads},
         "setups": {s.key: {"label": s.label, "runtime": s.runtime, "stock": s.stock,
                            "protocols": list(s.protocols)} for s in SETUPS},
-        "models": {s.name: model_summary(s) for s in models},
+        "models": {s.name: model_summary(s, root) for s in models},
         "in_process": in_proc,
         "limits": limits,
         "int8": int8,
@@ -122,9 +122,12 @@ def run_bench(models: list[ModelSpec], root: Path, out_dir: Path | None = None, 
     return report
 
 
-def model_summary(spec: ModelSpec) -> dict:
-    """The spec settings a reader needs next to the figures."""
+def model_summary(spec: ModelSpec, root: Path) -> dict:
+    """The spec settings a reader needs next to the figures, and what each runtime serves."""
+    from scripts.runtimes.registry import RUNTIMES
+
     return {"max_batch_size": spec.batching.max_batch_size, "max_queue_delay_ms": spec.batching.max_queue_delay_ms,
             "serving_format": spec.serving.format, "workers": spec.serving.workers.model_dump(),
             "instances": spec.serving.instances, "threads": spec.serving.threads,
-            "per_runtime": {r: s.model_dump(exclude_none=True) for r, s in spec.per_runtime.items()}}
+            "per_runtime": {r: s.model_dump(exclude_none=True) for r, s in spec.per_runtime.items()},
+            "served_formats": {r.name: r.served_format(spec, root) for r in RUNTIMES.values()}}

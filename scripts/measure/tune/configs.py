@@ -78,8 +78,9 @@ def spec_fields(spec: ModelSpec, choices: dict[str, dict]) -> dict:
         differs = {f: chosen[f] for f in SHARED if chosen[f] != top[f]}
         if differs:
             per_runtime[runtime] = differs
+    workers = {"min": top["workers"], "max": max(top["workers"], spec.serving.workers.max)}   # as measured
     fields = {"serving": {"format": top["format"], "threads": top["threads"], "instances": top["instances"],
-                          "workers": {"min": top["workers"], "max": top["workers"]}}}
+                          "workers": workers}}
     if top["max_batch_size"]:
         fields = {"batching": {"max_batch_size": top["max_batch_size"],
                                "max_queue_delay_ms": top["max_queue_delay_ms"]}, **fields}

@@ -26,8 +26,8 @@ def curve(target, workdir: Path, levels=CONCURRENCY) -> dict[int, dict]:
     points = {}
     for level in levels:
         p = perf_point(target, level, workdir, MEASUREMENT)
-        points[level] = {k: p[k] for k in ("throughput", "p50_ms", "p99_ms")} if "error" not in p \
-            else {"error": p["error"].splitlines()[-1] if p["error"] else "?"}
+        points[level] = {k: p[k] for k in ("throughput", "p50_ms", "p99_ms", "unstable") if k in p} \
+            if "error" not in p else {"error": p["error"].splitlines()[-1] if p["error"] else "?"}
     return points
 
 
@@ -55,7 +55,8 @@ def measure_group(runtime, pairs: list[tuple[ModelSpec, ModelSpec]], scratch: Pa
     """{variant name: curve} for variants served together by one server of this runtime."""
     try:
         with serve_variants(runtime, pairs, root, scratch, workdir) as targets:
-            return {name: curve(target, workdir / "perf") for name, target in targets.items()}
+            return {name: curve(target, workdir / "perf") if not isinstance(target, str)
+                    else {c: {"error": target} for c in CONCURRENCY} for name, target in targets.items()}
     except UserError as error:      # a configuration the runtime refuses is a result, not the end
         message = str(error).splitlines()[0][:300]
         log(f"{runtime.name}: could not serve {', '.join(v.name for _, v in pairs)}: {message}")
@@ -113,5 +114,5 @@ class Sweep:
         for config_id, settings, key in named:
             if key in self.by_key:
                 self.configs[config_id] = {"settings": settings, "curve": self.by_key[key]}
-            else:
+            elif settings not in self.left_out:
                 self.left_out.append(settings)

@@ -47,3 +47,25 @@ def test_class_scores_for_sigmoid_and_logits():
     assert np.allclose(multi, [[0.25, 0.25, 0.5]])
     best = top_labels(multi, ["a", "b", "c"], top_k=2)[0]
     assert best["label"] == "c" and [r["label"] for r in best["top_k"]] == ["c", "a"]
+
+
+def test_check_rows_refuses_nan_inf_and_out_of_range_for_every_dtype_and_never_copies_needlessly():
+    import numpy as np
+    import pytest
+
+    from handlers.processing import RequestError
+    from handlers.tensors import TensorSpec, check_rows
+
+    floats = TensorSpec(name="x", dtype="float16", shape=[-1, 2])
+    for bad in ([[np.nan, 0]], [[np.inf, 0]], [[0, -np.inf]]):
+        with pytest.raises(RequestError, match="NaN or infinite"):
+            check_rows(floats, np.array(bad, dtype=np.float16), 8)
+    ids = TensorSpec(name="ids", dtype="int64", shape=[-1, 2], range=(0, 9))
+    with pytest.raises(RequestError, match=r"values must lie in \[0, 9\]"):
+        check_rows(ids, np.array([[3, 10]], dtype=np.int64), 8)
+    flags = TensorSpec(name="flags", dtype="bool", shape=[-1, 2], range=(1, 1))
+    with pytest.raises(RequestError, match="values must lie"):
+        check_rows(flags, np.array([[True, False]]), 8)
+    rows = np.zeros((2, 2), dtype=np.float32)
+    assert check_rows(TensorSpec(name="x", dtype="float32", shape=[-1, 2]), rows, 8) is rows   # no copy
+    assert check_rows(ids, np.array([[1.0, 2.0]]), 8).dtype == np.int64

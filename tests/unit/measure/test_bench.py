@@ -255,7 +255,8 @@ def fake_report():
             "machine": {"cpu": "cpu", "cores": 2, "memory_gib": 8, "python": "3.11", "versions": {"torch": "x"}},
             "measurement": MEASUREMENT, "timings": {"total_s": 1.0},
             "models": {"digits_cnn": {"max_batch_size": 32, "max_queue_delay_ms": 5, "serving_format": "torchscript",
-                                      "workers": {"min": 1, "max": 1}, "instances": 1}},
+                                      "workers": {"min": 1, "max": 1}, "instances": 1,
+                                      "served_formats": {"torchserve": "torchscript", "triton": "onnx"}}},
             "in_process": in_proc, "limits": {"digits_cnn": LIMITS["digits_cnn"]}, "points": points,
             "int8": {"digits_cnn": {"method": "static", "bytes": 62721, "fp32_bytes": 224479, "gate": {
                 "metric": "held-out accuracy", "fp32": 0.9694, "int8": 0.9650, "drop": 0.44},
@@ -273,7 +274,7 @@ def test_report_writes_json_markdown_and_plots(tmp_path):
     assert "failed: inference failed with error code 400" in text
     assert "![bench_digits_cnn_throughput.png](bench_digits_cnn_throughput.png)" in text
     assert "| digits_cnn | static | held-out accuracy | 0.9694 | 0.9650 | 0.44 | 28% | batch 32: 0.35x |" in text
-    assert "| digits_cnn | triton | c=1: 150 vs 200/s (0.75x), c=4: 600 vs 800/s (0.75x) |" in text
+    assert "| digits_cnn | triton (onnx) | c=1: 150 vs 200/s (0.75x), c=4: 600 vs 800/s (0.75x) |" in text
     assert json.loads((tmp_path / "bench.json").read_text())["targets"][0]["status"] == "not measured"  # no c=16
 
 
@@ -330,3 +331,25 @@ def test_int8_deployment_serves_the_gated_int8_model_under_its_own_name(runtime,
         with zipfile.ZipFile(built / "digits_cnn_int8.mar") as mar:
             assert "model.int8.onnx" in mar.namelist()
     assert len(stopped) == 1 and not (REPO / "model_store" / "digits_cnn_int8.mar").exists()
+
+
+def test_variants_that_fail_to_load_are_named_the_others_served_and_the_server_stopped(tmp_path, monkeypatch):
+    from scripts.measure import variants
+    from scripts.runtimes.processes import ModelsFailed
+
+    runtime, stopped = RUNTIMES["triton"], []
+    spec = SPEC["tabular_mlp"]
+    pairs = [(spec, spec.model_copy(update={"name": f"tabular_mlp_v{i}"})) for i in (1, 2)]
+
+    def start(specs, root, workdir, free_ports, names):
+        failed = ModelsFailed("triton", {"tabular_mlp_v2": ["E model.py: boom"]}, 1.0)
+        failed.server = tr.Triton(workdir, tr.Ports(1, 2, 3))
+        raise failed
+
+    monkeypatch.setattr(runtime, "start", start)
+    monkeypatch.setattr(runtime, "stop", lambda server: stopped.append(server))
+    scratch = variants.scratch_checkout(REPO, tmp_path / "checkout")
+    with variants.serve_variants(runtime, pairs, REPO, scratch, tmp_path) as targets:
+        assert isinstance(targets["tabular_mlp_v1"], LoadTarget)
+        assert targets["tabular_mlp_v2"] == "triton: failed to load: E model.py: boom"
+    assert len(stopped) == 1

@@ -64,12 +64,13 @@ def test_when_nothing_keeps_the_rule_the_closest_configuration_is_chosen_and_mar
     assert rule.choose({}) is None
 
 
-def test_a_missing_point_is_a_problem_but_a_stock_point_that_failed_is_not_held_against_us():
+def test_a_missing_point_ours_or_stock_means_the_rule_cannot_be_said_to_hold():
     ours = flat([3000, 3400, 6000, 8700], 0.35)
     del ours[64]
     assert rule.curve_problems(ours, STOCK) == ["concurrency 64: not measured"]
     stock = {**STOCK, 16: {"error": "Timer not set correctly"}}
-    assert rule.curve_problems(flat([3000, 3400, 10, 8700], 0.35), stock) == []
+    assert rule.curve_problems(flat([3000, 3400, 10, 8700], 0.35), stock) == [
+        "concurrency 16: stock setup not measured, nothing to compare with"]
 
 
 def test_sweep_goes_one_axis_at_a_time_from_the_spec_and_drops_what_a_model_cannot_vary():
