@@ -118,7 +118,8 @@ def test_int8_target_reads_the_gate_and_the_in_process_ratio_at_the_max_batch():
                        {"batch": 32, "fp32": 159000.0, "int8": 55000.0, "ratio": 0.35}]}}
     result = int8_target(int8, "digits_cnn")
     assert result["met"] is False
-    assert "batch 32: 55000/s vs 159000/s = 0.35x (needs 1.5x)" in result["detail"] and "28% of the fp32" in result["detail"]
+    assert "batch 32: 55000/s vs 159000/s = 0.35x (needs 1.5x)" in result["detail"]
+    assert "28% of the fp32" in result["detail"]
     targets = evaluate_targets([], LIMITS, {}, int8)
     assert targets[-1]["id"] == "digits_cnn_int8_in_process" and targets[-1]["status"] == "missed"
     assert "quantise/dequantise" in targets[-1]["limited_by"]
