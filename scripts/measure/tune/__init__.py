@@ -50,7 +50,11 @@ def tune_runtime(runtime, spec: ModelSpec, root: Path, scratch: Path, workdir: P
     for _ in range(PASSES):
         sweep.measure(one_axis_at_a_time(base, axes))
         sweep.measure([best_per_axis(sweep.configs, verdicts(), base, axes)])
-        best = sweep.configs[choose(verdicts())]["settings"]
+        chosen = choose(verdicts())
+        if chosen is None:          # nothing could be measured: no pass from nowhere
+            log(f"{runtime.name}: no configuration could be measured; see the errors in the report")
+            break
+        best = sweep.configs[chosen]["settings"]
         if best == base:
             break
         base = best

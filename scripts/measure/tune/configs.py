@@ -10,7 +10,6 @@ from scripts.build.paths import exported_formats
 from scripts.spec import ModelSpec
 from scripts.spec.schema import Workers
 
-FIELDS = ("max_batch_size", "max_queue_delay_ms", "format", "threads", "instances", "workers")
 # Values each axis takes; an axis that a model cannot vary (batching when max_batch_size is 0,
 # a format not exported or not gated) is dropped for it.
 AXES = {"max_queue_delay_ms": [0, 0.5, 1, 2],

@@ -45,7 +45,8 @@ def plot_fronts(report: dict, path: Path) -> Path:
         ax.set_xlabel("p50 at concurrency 1 (ms, log scale)")
         ax.set_ylabel(f"throughput at concurrency {top} (infer/s)")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.suptitle("green: keeps the rule; gray: breaks it", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -7,8 +7,9 @@ the configuration is measured on:
 - throughput never below the stock setup's at any concurrency of CONCURRENCY;
 - p50 at concurrency 1 no more than P50_SLACK_MS above the stock setup's;
 and among the configurations that keep it, the highest throughput at the top concurrency (as
-a ratio to stock: the lower of the runtimes' ratios). Each pick is on the latency-throughput
-Pareto front (p50 at concurrency 1 against throughput at the top concurrency).
+a ratio to stock: the lower of the runtimes' ratios); when none keeps it, the one whose lowest
+throughput ratio to stock is highest. Each pick is on the latency-throughput Pareto front (p50
+at concurrency 1 against throughput at the top concurrency).
 """
 from __future__ import annotations
 
@@ -47,6 +48,17 @@ def ratio_at_top(curve: Curve, stock: Curve) -> float | None:
     return ours["throughput"] / ref["throughput"]
 
 
+def worst_ratio(curve: Curve, stock: Curve) -> float:
+    """The lowest of ours / stock throughput over the concurrencies (0 where ours is missing):
+    how far a configuration is from never being below stock."""
+    ratios = []
+    for level in CONCURRENCY:
+        ours, ref = curve.get(level) or {}, stock.get(level) or {}
+        ratios.append(ours["throughput"] / ref["throughput"] if "throughput" in ours and ref.get("throughput")
+                      else (0.0 if "throughput" not in ours else 1.0))
+    return min(ratios)
+
+
 def p50_excess(curve: Curve, stock: Curve) -> float | None:
     ours, ref = curve.get(1) or {}, stock.get(1) or {}
     return ours["p50_ms"] - ref["p50_ms"] if "p50_ms" in ours and "p50_ms" in ref else None
@@ -59,14 +71,19 @@ def assess(curves: dict[str, Curve], stock: dict[str, Curve]) -> dict:
                 for p in curve_problems(curve, stock.get(runtime, {}))]
     ratios = [ratio_at_top(curve, stock.get(runtime, {})) for runtime, curve in curves.items()]
     excess = [p50_excess(curve, stock.get(runtime, {})) for runtime, curve in curves.items()]
-    return {"problems": problems, "keeps_rule": not problems,
+    measured = any("throughput" in p for curve in curves.values() for p in curve.values())
+    worst = min((worst_ratio(curve, stock.get(runtime, {})) for runtime, curve in curves.items()), default=0.0)
+    return {"problems": problems, "keeps_rule": not problems, "measured": measured, "worst_ratio": worst,
             "ratio_at_top": None if None in ratios or not ratios else min(ratios),
             "p50_excess_ms": None if None in excess or not excess else max(excess)}
 
 
 def rank(assessment: dict) -> tuple:
-    """Higher is better: keeps the rule, then fewer problems, then throughput at the top."""
-    return (assessment["keeps_rule"], -len(assessment["problems"]), assessment["ratio_at_top"] or 0.0)
+    """Higher is better: keeps the rule; else nearest to it (the highest of the lowest
+    throughput ratios to stock, capped at 1: 0.49x at one client beats 0.16x); then fewer
+    problems; then throughput at the top."""
+    return (assessment["keeps_rule"], min(assessment.get("worst_ratio", 0.0), 1.0), -len(assessment["problems"]),
+            assessment["ratio_at_top"] or 0.0)
 
 
 def pareto_front(assessed: dict[str, dict]) -> list[str]:
@@ -82,8 +99,10 @@ def pareto_front(assessed: dict[str, dict]) -> list[str]:
 
 
 def choose(assessed: dict[str, dict]) -> str | None:
-    """The id the rule picks; when none keeps the rule, the one closest to it (fewest
-    problems, then throughput at the top), which the report marks as breaking it."""
-    if not assessed:
+    """The id the rule picks; when none keeps the rule, the one closest to it (see rank),
+    which the report marks as breaking it; None when
+    no configuration has a single measured point."""
+    measured = [k for k, a in assessed.items() if a.get("measured", True)]
+    if not measured:
         return None
-    return max(assessed, key=lambda k: rank(assessed[k]))
+    return max(measured, key=lambda k: rank(assessed[k]))

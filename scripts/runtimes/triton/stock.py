@@ -86,7 +86,8 @@ def input_data(rows: dict[str, np.ndarray | list[str]]) -> dict:
                 entry[name] = [value]
             else:
                 value = np.asarray(value)
-                entry[name] = {"content": value.reshape(-1).tolist(), "shape": list(value.shape)}
+                # a per-sample scalar travels as [1] (config.pbtxt: dims [1], empty reshape)
+                entry[name] = {"content": value.reshape(-1).tolist(), "shape": list(value.shape) or [1]}
         data.append(entry)
     return {"data": data}
 

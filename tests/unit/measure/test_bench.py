@@ -195,6 +195,9 @@ def test_triton_input_data_sends_golden_rows_without_the_batch_axis(tmp_path):
     data = json.loads(tr_stock.write_input_data(rows, tmp_path / "d" / "in.json").read_text())["data"]
     assert data[1]["x"] == {"content": [2.0, 3.0], "shape": [1, 2]}
     assert data[0]["text"] == ["a"] and data[1]["raw"]["shape"] == [1]
+    scalars = {"item_id": np.array([7, 9], dtype=np.int64)}       # a per-sample scalar: Triton dims [1]
+    data = json.loads(tr_stock.write_input_data(scalars, tmp_path / "s.json").read_text())["data"]
+    assert data[1]["item_id"] == {"content": [9], "shape": [1]}
 
 
 def test_perf_command_sends_the_token_and_redacts_it(tmp_path):

@@ -62,6 +62,15 @@ def test_when_nothing_keeps_the_rule_the_closest_configuration_is_chosen_and_mar
                 "b": rule.assess({"triton": flat([2000, 3200, 6000, 8000], 0.4)}, {"triton": STOCK})}
     assert rule.choose(assessed) == "b" and not assessed["b"]["keeps_rule"]
     assert rule.choose({}) is None
+    # nearest means least far below stock, not fewest broken conditions (seen on zoo_two_tower:
+    # 0.49x at one client with no queue delay against 0.16x with a 1 ms delay, as many problems)
+    near = {"delay0": rule.assess({"triton": flat([1690, 3000, 6000, 7000], 0.70)}, {"triton": STOCK}),
+            "delay1": rule.assess({"triton": flat([560, 1980, 6100, 8200], 1.77)}, {"triton": STOCK})}
+    assert len(near["delay0"]["problems"]) == len(near["delay1"]["problems"]) == 3
+    assert near["delay1"]["ratio_at_top"] > near["delay0"]["ratio_at_top"]
+    assert rule.choose(near) == "delay0"
+    failed = {c: {"error": "perf_analyzer failed"} for c in rule.CONCURRENCY}
+    assert rule.choose({"t00": rule.assess({"triton": failed}, {"triton": STOCK})}) is None   # nothing measured
 
 
 def test_a_missing_point_ours_or_stock_means_the_rule_cannot_be_said_to_hold():
