@@ -13,8 +13,11 @@ at concurrency 1 against throughput at the top concurrency).
 """
 from __future__ import annotations
 
+import math
+
 CONCURRENCY = (1, 4, 16, 64)
 P50_SLACK_MS = 0.3
+NEAR_STEP = 0.05      # ratios to stock closer than this are the same distance from the rule
 RULE = (f"throughput >= the stock setup's at concurrency {', '.join(map(str, CONCURRENCY))} and p50 at "
         f"concurrency 1 <= stock's + {P50_SLACK_MS} ms, on every runtime; among those, the highest "
         f"throughput at concurrency {CONCURRENCY[-1]} (the lower of the runtimes' ratios to stock)")
@@ -80,10 +83,11 @@ def assess(curves: dict[str, Curve], stock: dict[str, Curve]) -> dict:
 
 def rank(assessment: dict) -> tuple:
     """Higher is better: keeps the rule; else nearest to it (the highest of the lowest
-    throughput ratios to stock, capped at 1: 0.49x at one client beats 0.16x); then fewer
-    problems; then throughput at the top."""
-    return (assessment["keeps_rule"], min(assessment.get("worst_ratio", 0.0), 1.0), -len(assessment["problems"]),
-            assessment["ratio_at_top"] or 0.0)
+    throughput ratios to stock, capped at 1, in steps of NEAR_STEP so that run-to-run noise
+    does not decide: 0.49x at one client beats 0.16x, 0.573x ties 0.570x); then fewer problems;
+    then throughput at the top."""
+    nearness = math.floor(min(assessment.get("worst_ratio", 0.0), 1.0) / NEAR_STEP)   # noise-sized steps
+    return (assessment["keeps_rule"], nearness, -len(assessment["problems"]), assessment["ratio_at_top"] or 0.0)
 
 
 def pareto_front(assessed: dict[str, dict]) -> list[str]:

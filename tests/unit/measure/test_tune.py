@@ -69,6 +69,10 @@ def test_when_nothing_keeps_the_rule_the_closest_configuration_is_chosen_and_mar
     assert len(near["delay0"]["problems"]) == len(near["delay1"]["problems"]) == 3
     assert near["delay1"]["ratio_at_top"] > near["delay0"]["ratio_at_top"]
     assert rule.choose(near) == "delay0"
+    # ...but a difference the size of noise does not outweigh throughput at 64 clients
+    tie = {"mbs8": rule.assess({"triton": flat([1772, 3000, 5751, 6053], 0.54)}, {"triton": STOCK}),
+           "int8": rule.assess({"triton": flat([1764, 3000, 6364, 9362], 0.56)}, {"triton": STOCK})}
+    assert rule.choose(tie) == "int8"
     failed = {c: {"error": "perf_analyzer failed"} for c in rule.CONCURRENCY}
     assert rule.choose({"t00": rule.assess({"triton": failed}, {"triton": STOCK})}) is None   # nothing measured
 
