@@ -16,6 +16,8 @@ from typing import Callable
 
 import numpy as np
 
+from handlers import kserve_protocol
+from handlers.kserve_protocol import Envelope
 from handlers.pipeline import Pipeline
 from handlers.plan import ServingPlan
 from handlers.processing import RequestError
@@ -31,6 +33,8 @@ class Prepared:
     single: bool = True
     error: tuple[int, str] | None = None
     outputs: list[np.ndarray] = field(default_factory=list)
+    envelope: Envelope | None = None   # a KServe v1/v2 request is answered in its protocol
+    answer: str = ""
 
 
 def guarded(stage: str, work: Callable[[], Prepared]) -> Prepared:
@@ -67,7 +71,8 @@ class SpecHandlerBase:
 
     def preprocess(self, data: list[dict], context) -> list[Prepared]:
         def parse(idx: int, request: dict) -> Prepared:
-            return Prepared(*self.pipeline.parse(request_body(request), content_type(context, idx)))
+            inputs, single, envelope = self.pipeline.parse_request(request_body(request), content_type(context, idx))
+            return Prepared(inputs, single, envelope=envelope)
 
         return [guarded("pre-processing", lambda: parse(idx, request)) for idx, request in enumerate(data)]
 
@@ -120,15 +125,26 @@ class SpecHandlerBase:
         responses = []
         for idx, p in enumerate(prepared):
             context.set_response_content_type(idx, "application/json")
+            if p.error is None:
+                p = guarded("post-processing", lambda: self.answer(p))
             if p.error is not None:
                 code, message = p.error
                 context.set_response_status(code, "Bad Request" if code < 500 else "Internal Server Error", idx)
+                # "error" is where KServe's protocols put the message; the rest is ours
                 responses.append(json.dumps({"code": code, "type": "InvalidInput" if code < 500 else "InferenceError",
-                                             "message": message}))
+                                             "message": message, "error": message}))
                 continue
-            answers = self.pipeline.postprocess(p.outputs)
-            responses.append(json.dumps(answers[0] if p.single else answers))
+            responses.append(p.answer)
         return responses
+
+    def answer(self, p: Prepared) -> Prepared:
+        """The JSON answer of one request, in the protocol it came in."""
+        answers = self.pipeline.postprocess(p.outputs)
+        if p.envelope is not None:
+            p.answer = json.dumps(kserve_protocol.answer(self.plan, p.envelope, p.outputs, answers))
+        else:
+            p.answer = json.dumps(answers[0] if p.single else answers)
+        return p
 
 
 def stack_rows(parts: list[np.ndarray], pad_value: float) -> np.ndarray:

@@ -12,11 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from handlers import kserve_protocol
+from handlers.kserve_protocol import Envelope
 from handlers.plan import ServingPlan
 from handlers.processing import RequestError, class_scores, top_labels
 from handlers.tensors import check_rows, numeric_array
 
-JSON_KEYS = {"inputs", "tensors"}
+JSON_KEYS = {"inputs", "tensors"}  # our own JSON; KServe's v1/v2 bodies are told apart first
 
 
 def looks_like_json_object(body: Any) -> bool:
@@ -52,15 +54,21 @@ class Pipeline:
     def parse(self, body: Any, content_type: str | None) -> tuple[dict[str, np.ndarray], bool]:
         """One request -> ({input name: rows}, single). `single` means the request held one
         example (answer with one object) rather than a list of them (answer with a list)."""
+        inputs, single, _ = self.parse_request(body, content_type)
+        return inputs, single
+
+    def parse_request(self, body: Any, content_type: str | None) -> tuple[dict[str, np.ndarray], bool,
+                                                                          Envelope | None]:
+        """parse(), and the KServe protocol (v1/v2) the request used, if any, to answer in it."""
         try:
-            inputs, single = self._parse(body, (content_type or "").split(";")[0].strip().lower())
-            return inputs, single or self.whole_outputs
+            inputs, single, envelope = self._parse(body, (content_type or "").split(";")[0].strip().lower())
+            return inputs, single or self.whole_outputs, envelope
         except RequestError as exc:
-            if "send " in str(exc):
+            if "send " in str(exc) or "KServe" in str(exc):
                 raise
             raise RequestError(f"{exc}; send {self.expected_input}") from None
 
-    def _parse(self, body: Any, content_type: str) -> tuple[dict[str, np.ndarray], bool]:
+    def _parse(self, body: Any, content_type: str) -> tuple[dict[str, np.ndarray], bool, Envelope | None]:
         if body is None or (isinstance(body, (bytes, bytearray, str)) and len(body) == 0):
             raise RequestError(f"empty body: send {self.expected_input}")
         if isinstance(body, (dict, list)) or content_type == "application/json" or (
@@ -69,29 +77,34 @@ class Pipeline:
             return self.parse_json(body)
         if self.kind.accepts(content_type):
             item = body if isinstance(body, str) else as_bytes(body)
-            return self.kind.decode_items([item], self.inputs, self.max_batch), True
+            return self.kind.decode_items([item], self.inputs, self.max_batch), True, None
         if content_type == "":  # no content type: JSON is the one format every model takes
             return self.parse_json(body)
         raise RequestError(f"unsupported Content-Type {content_type!r}: send {self.expected_input}")
 
-    def parse_json(self, body: Any) -> tuple[dict[str, np.ndarray], bool]:
+    def parse_json(self, body: Any) -> tuple[dict[str, np.ndarray], bool, Envelope | None]:
         if isinstance(body, (bytes, bytearray, str)):
             try:
                 body = json.loads(body)
             except (ValueError, UnicodeDecodeError, RecursionError) as exc:
                 reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
                 raise RequestError(f"body is not valid JSON ({reason}); send {self.expected_input}") from None
+        protocol = kserve_protocol.protocol_of(body) if isinstance(body, dict) else None
+        if protocol is not None:  # KServe v1 / v2: answered in the same protocol
+            parse = kserve_protocol.parse_v1 if protocol == kserve_protocol.V1 else kserve_protocol.parse_v2
+            inputs, envelope = parse(self, body)
+            return inputs, False, envelope
         if isinstance(body, dict):
             unknown = sorted(set(body) - JSON_KEYS)
             if unknown or len(body) != 1:
                 raise RequestError(f"JSON body needs exactly one of the keys {sorted(JSON_KEYS)}"
                                    + (f"; unknown key(s) {unknown}" if unknown else ""))
             if "tensors" in body:
-                return self.parse_tensors(body["tensors"])
+                return *self.parse_tensors(body["tensors"]), None
             body = body["inputs"]
         if len(self.inputs) > 1 and isinstance(body, dict):
-            return self.parse_tensors(body)
-        return self.kind.json_inputs(body, self.inputs, self.max_batch)
+            return *self.parse_tensors(body), None
+        return *self.kind.json_inputs(body, self.inputs, self.max_batch), None
 
     def parse_tensors(self, tensors: Any) -> tuple[dict[str, np.ndarray], bool]:
         """Model-input tensors given directly (no pre-processing), e.g. golden samples."""
