@@ -8,26 +8,36 @@ SPEC ?= models.yaml
 MODEL ?=
 STEP_ARGS := --spec $(SPEC) $(if $(MODEL),--model $(MODEL))
 STAMP := $(VENV)/.installed
+# The kserve SDK lives apart (its protobuf >= 6 clashes with tritonclient's): manifests only.
+KSERVE_VENV := .venv-kserve
+KSERVE_STAMP := $(KSERVE_VENV)/.installed
 
 RUNTIME ?= all
 TRITON_BACKEND ?= python
 
-.PHONY: install train export archive triton-repo verify verify-artifacts serve serve-torchserve serve-triton perf bench tune stop test test-unit clean
+.PHONY: install train export archive triton-repo kserve sign verify verify-artifacts serve serve-torchserve serve-triton perf bench tune stop test test-unit clean
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make install | train | export | archive | triton-repo | serve | stop | verify | verify-artifacts"
-	@echo "     perf | bench | tune | test | clean"
+	@echo "     kserve | sign | perf | bench | tune | test | clean"
 	@echo "   SPEC=models.yaml MODEL=name RUNTIME=all|torchserve|triton TRITON_BACKEND=python|onnxruntime|pytorch"
 
 # The venv is rebuilt only when the pinned dependencies change; the system check is cheap.
-install: $(STAMP)
+install: $(STAMP) $(KSERVE_STAMP)
 	@bash scripts/ensure_system_deps.sh
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet '.[test]'
+	@touch $@
+
+$(KSERVE_STAMP): pyproject.toml
+	@test -x $(KSERVE_VENV)/bin/python || $(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(KSERVE_VENV)/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["kserve"]))' > $(KSERVE_VENV)/requirements.txt
+	$(KSERVE_VENV)/bin/python -m pip install --quiet -r $(KSERVE_VENV)/requirements.txt
 	@touch $@
 
 train: install
@@ -72,6 +82,15 @@ bench: archive triton-repo
 # Sweep serving settings on both runtimes (MODEL=digits_cnn RUNTIME=all BUDGET=900), pick by the latency-aware rule.
 tune: export
 	$(PY) -m scripts tune --spec $(SPEC) --model $(or $(MODEL),digits_cnn) --runtime $(or $(RUNTIME),all) $(if $(BUDGET),--budget $(BUDGET))
+
+# KServe: build/kserve/{torchserve,triton}/ + InferenceService manifests (TRITON_BACKEND=onnxruntime|pytorch|python).
+kserve: archive
+	$(PY) -m scripts kserve $(STEP_ARGS) --runtime $(RUNTIME) $(if $(filter command line,$(origin TRITON_BACKEND)),--triton-backend $(TRITON_BACKEND))
+
+# Sign every artifact with TORCHSHIP_SIGNING_KEY (OpenSSF model-signing); serve/verify-artifacts
+# then refuse anything unsigned or tampered when TORCHSHIP_SIGNING_PUBLIC_KEY is set.
+sign: archive triton-repo
+	$(PY) -m scripts sign $(STEP_ARGS)
 
 verify-artifacts: archive
 	$(PY) -m scripts verify-artifacts $(STEP_ARGS)

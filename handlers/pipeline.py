@@ -92,7 +92,11 @@ class Pipeline:
         protocol = kserve_protocol.protocol_of(body) if isinstance(body, dict) else None
         if protocol is not None:  # KServe v1 / v2: answered in the same protocol
             parse = kserve_protocol.parse_v1 if protocol == kserve_protocol.V1 else kserve_protocol.parse_v2
-            inputs, envelope = parse(self, body)
+            try:
+                inputs, envelope = parse(self, body)
+            except RequestError as exc:  # named as the protocol's problem, not our own JSON's
+                message = str(exc)
+                raise RequestError(message if "KServe" in message else f"KServe {protocol} request: {message}") from None
             return inputs, False, envelope
         if isinstance(body, dict):
             unknown = sorted(set(body) - JSON_KEYS)

@@ -97,8 +97,10 @@ def archive(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, f
     """Build one TorchServe .mar per model into model_store/ (incremental)."""
     from scripts.runtimes.registry import RUNTIMES
 
+    from scripts.runtimes.serving import build_signed
+
     root, models = selected_models(spec, model)
-    print_build(RUNTIMES["torchserve"].build(models, root, force), ("status", "archive"))
+    print_build(build_signed(RUNTIMES["torchserve"], models, root, force=force), ("status", "archive"))
 
 
 class Backend(str, Enum):
@@ -119,16 +121,26 @@ def triton_repo(spec: SpecOption = Path("models.yaml"), model: ModelOption = Non
     """Write the Triton model repository (config.pbtxt, versions, ensembles) from the spec and artifacts."""
     from scripts.runtimes.registry import RUNTIMES
 
+    from scripts.build.paths import TRITON_REPO
+    from scripts.runtimes.serving import build_signed
+
     root, models = selected_models(spec, model)
     out = out if out.is_absolute() else root / out
-    print_build(RUNTIMES["triton"].build(models, root, force, backend.value, out), ("status", "Triton models"))
+    if out == root / TRITON_REPO:  # the served repository: signed when a key is configured
+        rows = build_signed(RUNTIMES["triton"], models, root, force=force, backend=backend.value)
+    else:
+        rows = RUNTIMES["triton"].build(models, root, force, backend.value, out)
+    print_build(rows, ("status", "Triton models"))
 
 
 @app.command("verify-artifacts")
 @user_errors
 def verify_artifacts(spec: SpecOption = Path("models.yaml"), model: ModelOption = None):
-    """Refuse any .mar whose files do not match its SHA-256 manifest."""
+    """Refuse any .mar whose files do not match its SHA-256 manifest, and (with
+    TORCHSHIP_SIGNING_PUBLIC_KEY set) any served artifact unsigned or changed since signed."""
+    from scripts.build import signing
     from scripts.build.paths import MODEL_STORE
+    from scripts.runtimes.registry import RUNTIMES
     from scripts.runtimes.torchserve.archive import mar_path, verify_archive
     from scripts.spec import BuildError
 
@@ -138,5 +150,11 @@ def verify_artifacts(spec: SpecOption = Path("models.yaml"), model: ModelOption 
         found = verify_archive(mar_path(m, root / MODEL_STORE))
         problems += found
         console.print(f"{m.name}.mar: " + ("[red]REFUSED[/]" if found else "[green]intact[/]"))
+    key = signing.configured_key(signing.PUBLIC_KEY_ENV)
+    signed = [a for runtime in RUNTIMES.values() for a in runtime.signed_artifacts(models, root)] if key else []
+    for artifact in signed:
+        found = signing.problems(artifact, key)
+        problems += found
+        console.print(f"{artifact.relative_to(root)}: " + ("[red]REFUSED[/]" if found else "[green]signature verified[/]"))
     if problems:
         raise BuildError(problems)

@@ -18,6 +18,7 @@ import numpy as np
 
 from handlers.plan import ServingPlan
 from scripts.spec import ModelSpec
+from scripts.spec.cluster import KServeSpec
 
 # (spec, {input: rows}) -> {output: rows}: golden tensors through one served endpoint.
 TensorCall = Callable[[ModelSpec, dict[str, np.ndarray]], dict[str, np.ndarray]]
@@ -51,6 +52,17 @@ class LoadTarget:
     token: str | None = None
 
 
+@dataclass(frozen=True)
+class KServeBundle:
+    """One runtime's storage tree for KServe, and what its InferenceService needs to know."""
+    runtime: str
+    tree: Path                   # upload this folder as the storageUri
+    model_format: str            # predictor.model.modelFormat.name
+    runtime_version: str         # the serving image's tag, pinned to what is tested here
+    protocol: str                # predictor.model.protocolVersion
+    models: list[str]            # the served names inside
+
+
 def shown(path: Path, root: Path) -> Path:
     """A path as `make serve` prints it: relative to the checkout when inside it."""
     return path.relative_to(root.resolve()) if path.is_relative_to(root.resolve()) else path
@@ -78,6 +90,14 @@ class Runtime(ABC):
     @abstractmethod
     def served_format(self, spec: ModelSpec, root: Path) -> str:
         """The exported format this runtime runs for the model (the tuner dedupes on it)."""
+
+    @abstractmethod
+    def signed_artifacts(self, specs: list[ModelSpec], root: Path) -> list[Path]:
+        """The built files or folders that serve these models (what `make sign` signs)."""
+
+    @abstractmethod
+    def kserve_bundle(self, specs: list[ModelSpec], root: Path, out: Path, settings: KServeSpec) -> KServeBundle:
+        """Write the storage tree KServe's runtime for this server starts from (under `out`)."""
 
     # --- serve -------------------------------------------------------------------------------
     @abstractmethod

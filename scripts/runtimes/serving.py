@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from scripts.build.signing import refuse_unverified
 from scripts.runtimes.processes import ModelsFailed
 from scripts.runtimes.registry import RUNTIMES, selected
 from scripts.spec import BuildError, ModelSpec
@@ -18,6 +19,18 @@ def ready_report(title: str, waited: float, models: list[str], endpoints: list[t
             *[f"  {label.ljust(width)}  {where}" for label, where in endpoints]]
 
 
+def build_signed(plugin, models: list[ModelSpec], root: Path, **options) -> list:
+    """The plugin's build, then (with a signing key configured) a signature for each artifact
+    it (re)built or that has none; returns the build rows."""
+    from scripts.build.signing import sign_if_configured
+
+    rows = plugin.build(models, root, **options)
+    rebuilt = {a for row, m in zip(rows, models) if row.status != "up to date"
+               for a in plugin.signed_artifacts([m], root)}
+    sign_if_configured(plugin.signed_artifacts(models, root), rebuilt)
+    return rows
+
+
 def serve_runtimes(runtime: str, models: list[ModelSpec], root: Path, timeout_s: float) -> list[str]:
     """Start the runtime(s). A model that fails to load is named with its log lines while the
     others keep serving (then BuildError, so `make serve` exits non-zero); any other failure
@@ -26,6 +39,8 @@ def serve_runtimes(runtime: str, models: list[ModelSpec], root: Path, timeout_s:
     try:
         for plugin in selected(runtime):
             failed: set[str] = set()
+            build_signed(plugin, models, root)
+            refuse_unverified(plugin.signed_artifacts(models, root))  # with signing on
             try:
                 server = plugin.start(models, root, timeout_s=timeout_s)
             except ModelsFailed as exc:

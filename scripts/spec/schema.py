@@ -15,6 +15,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from handlers.kinds import ENSEMBLE_OUTPUTS, Preprocess, Raw
 from handlers.plan import Batching, Format, Serving, StrictModel, Workers
 from handlers.tensors import TensorSpec
+from scripts.spec.cluster import KServeSpec
 from scripts.spec.errors import SpecError
 from scripts.spec.overrides import RuntimeName, RuntimeSettings, override_problems
 
@@ -264,6 +265,7 @@ class SpecFile(StrictModel):
     # folder: a spec kept under models/ (the zoo) builds into the same model_store/ and triton_repo/
     root: Path = Path(".")
     models: list[ModelSpec] = Field(min_length=1)
+    kserve: KServeSpec = KServeSpec()   # `make kserve`'s manifests
 
     def select(self, names: list[str] | None) -> list[ModelSpec]:
         """The models named (all when none), or SpecError naming the unknown ones."""

@@ -10,7 +10,7 @@ import numpy as np
 
 from handlers.plan import ServingPlan
 from scripts.build.paths import MODEL_STORE
-from scripts.runtimes.base import BuildRow, LoadTarget, RequestCall, Runtime, TensorCall, Translation, shown
+from scripts.runtimes.base import BuildRow, KServeBundle, LoadTarget, RequestCall, Runtime, TensorCall, Translation, shown
 from scripts.runtimes.processes import free_port, ready_or_stopped
 from scripts.runtimes.torchserve import server as ts
 from scripts.runtimes.torchserve.settings import model_config_yaml
@@ -80,6 +80,19 @@ class TorchServe(Runtime):
 
     def served_names(self, spec: ModelSpec) -> list[str]:
         return [spec.name]
+
+    def signed_artifacts(self, specs: list[ModelSpec], root: Path) -> list[Path]:
+        from scripts.runtimes.torchserve.archive import mar_path
+
+        return [mar_path(spec, root / MODEL_STORE) for spec in specs]
+
+    def kserve_bundle(self, specs, root, out, settings) -> KServeBundle:
+        from scripts.runtimes.torchserve import kserve
+
+        self.build(specs, root)
+        tree = kserve.write_tree(root / TEMPLATE, specs, root, root / MODEL_STORE, out)
+        return KServeBundle(self.name, tree, "pytorch", kserve.RUNTIME_VERSION, settings.protocol,
+                            [s.name for s in specs])
 
     def served_format(self, spec: ModelSpec, root: Path) -> str:
         return spec.for_runtime(self.name).serving.format

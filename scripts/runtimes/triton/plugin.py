@@ -8,7 +8,7 @@ from pathlib import Path
 
 from handlers.plan import ServingPlan
 from scripts.build.paths import TRITON_REPO
-from scripts.runtimes.base import BuildRow, LoadTarget, RequestCall, Runtime, TensorCall, Translation, shown
+from scripts.runtimes.base import BuildRow, KServeBundle, LoadTarget, RequestCall, Runtime, TensorCall, Translation, shown
 from scripts.runtimes.processes import free_port, ready_or_stopped
 from scripts.runtimes.triton import server as tr
 from scripts.runtimes.triton.settings import scheduling
@@ -38,6 +38,17 @@ class Triton(Runtime):
         from scripts.runtimes.triton.repository import model_names
 
         return model_names(spec)
+
+    def signed_artifacts(self, specs: list[ModelSpec], root: Path) -> list[Path]:
+        from scripts.runtimes.triton.repository import model_dirs
+
+        return [d for spec in specs for d in model_dirs(spec, root / TRITON_REPO) if d.exists()]
+
+    def kserve_bundle(self, specs, root, out, settings) -> KServeBundle:
+        from scripts.runtimes.triton import kserve
+
+        tree = kserve.write_tree(specs, root, out, settings.triton_backend)
+        return KServeBundle(self.name, tree, "triton", kserve.RUNTIME_VERSION, "v2", tr.repository_models(tree))
 
     def served_format(self, spec: ModelSpec, root: Path) -> str:
         from scripts.runtimes.triton.repository import python_format

@@ -96,7 +96,8 @@ def stage_python(plan: ServingPlan, root: Path, spec: ModelSpec, version_dir: Pa
         shutil.copy2(artifact_dir(spec, root) / plan.artifact, version_dir / plan.artifact)
 
 
-def build_model(spec: ModelSpec, root: Path, out: Path, backend: str, fmt: str | None = None) -> list[str]:
+def build_model(spec: ModelSpec, root: Path, out: Path, backend: str, fmt: str | None = None,
+                ensembles: bool = True) -> list[str]:
     """Write the model's directories; returns the model names written (tensor model first)."""
     if backend not in BACKENDS:
         raise BuildError(f"{spec.name}: unknown Triton backend {backend!r}; use one of {BACKENDS}")
@@ -119,7 +120,7 @@ def build_model(spec: ModelSpec, root: Path, out: Path, backend: str, fmt: str |
     add_warmup(config, model_dir, {n: golden[f"input.{t.name}"][:1] for n, t in zip(in_names, spec.inputs)})
     configs = {spec.name: config}
     write_config(config, model_dir, (in_names, out_names))
-    if has_ensemble(spec):
+    if ensembles and has_ensemble(spec):
         configs.update(write_ensemble(plan, spec, root, out, backend, signature, golden))
     return list(configs)
 
@@ -159,8 +160,9 @@ def repo_fingerprint(spec: ModelSpec, root: Path, backend: str, fmt: str | None)
 
 
 def build_repository(models: list[ModelSpec], root: Path, out: Path, backend: str | None = None,
-                     force: bool = False, fmt: str | None = None) -> dict[str, bool]:
-    """Write `out` for these models; {model: rebuilt?}. `backend` None means python for all.
+                     force: bool = False, fmt: str | None = None, ensembles: bool = True) -> dict[str, bool]:
+    """Write `out` for these models; {model: rebuilt?}. `backend` None means python for all;
+    `ensembles` False leaves out the Python pre/post steps and ensembles (tensor models only).
     Native backends are checked offline against the artifact right after writing."""
     backend = backend or "python"
     out.mkdir(parents=True, exist_ok=True)
@@ -174,7 +176,7 @@ def build_repository(models: list[ModelSpec], root: Path, out: Path, backend: st
             continue
         for d in [*dirs, *(out / f"{spec.name}_{s}" for s in ("pre", "post", "ensemble"))]:
             shutil.rmtree(d, ignore_errors=True)
-        build_model(spec, root, out, backend, fmt)
+        build_model(spec, root, out, backend, fmt, ensembles)
         if backend != "python":
             problems = check_native(dirs[0], spec)
             if problems:

@@ -1,0 +1,60 @@
+"""Beyond one machine: `kserve` (bundles and manifests for KServe) and `sign` (every artifact)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from scripts.cli.common import ModelOption, SpecOption, app, console, selected_models, user_errors
+from scripts.cli.serve import RuntimeOption
+
+
+@app.command()
+@user_errors
+def kserve(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, runtime: RuntimeOption = "all",
+           triton_backend: Annotated[Optional[str], typer.Option(
+               "--triton-backend", help="onnxruntime / pytorch (NVIDIA's stock image) or python; "
+                                        "default: the spec's kserve.triton_backend.")] = None):
+    """Write build/kserve/<runtime>/ (what KServe's runtime starts from) and the InferenceService manifests."""
+    from scripts.build.signing import sign_if_configured
+    from scripts.kserve.bundle import make_bundles
+    from scripts.runtimes.registry import selected
+    from scripts.spec import load_spec
+
+    started = time.perf_counter()
+    root, models = selected_models(spec, model)
+    settings = load_spec(spec).kserve
+    if triton_backend:
+        settings = settings.model_validate(settings.model_dump() | {"triton_backend": triton_backend})
+    bundles, manifests = make_bundles(models, root, selected(runtime), settings)
+    signed = sign_if_configured([b.tree for b in bundles])
+    for b in bundles:
+        console.print(f"{b.runtime}: {b.tree.relative_to(root)}/ ({b.model_format}, {b.protocol}, "
+                      f"runtime {b.runtime_version}): {', '.join(b.models)}", highlight=False)
+    for path in manifests:
+        console.print(f"  manifest {path.relative_to(root)}", highlight=False)
+    if signed:
+        console.print(f"  signed: {', '.join(str(s.relative_to(root)) for s in signed)}", highlight=False)
+    console.print(f"make kserve took {time.perf_counter() - started:.1f}s", highlight=False)
+
+
+@app.command()
+@user_errors
+def sign(spec: SpecOption = Path("models.yaml"), model: ModelOption = None):
+    """Sign every .mar, every Triton model folder and the KServe trees with TORCHSHIP_SIGNING_KEY."""
+    from scripts.build.signing import PRIVATE_KEY_ENV, configured_key
+    from scripts.build.signing import sign as sign_artifacts
+    from scripts.kserve.bundle import OUT
+    from scripts.runtimes.registry import RUNTIMES
+    from scripts.spec import BuildError
+
+    key = configured_key(PRIVATE_KEY_ENV)
+    if key is None:
+        raise BuildError(f"{PRIVATE_KEY_ENV} is not set: point it at an elliptic-curve private key (PEM)")
+    root, models = selected_models(spec, model)
+    artifacts = [a for runtime in RUNTIMES.values() for a in runtime.signed_artifacts(models, root) if a.exists()]
+    artifacts += [root / OUT / name for name in RUNTIMES if (root / OUT / name).is_dir()]
+    for signature in sign_artifacts(artifacts, key):
+        console.print(f"signed {signature.relative_to(root)}", highlight=False)

@@ -1,0 +1,41 @@
+"""Triton's KServe bundle: the storage root *is* a model repository, which KServe's
+kserve-tritonserver runtime starts as
+
+    tritonserver --model-store=/mnt/models --grpc-port=9000 --http-port=8080 --allow-grpc=true --allow-http=true
+
+Which backend (TRITON_BACKEND, onnxruntime by default):
+- onnxruntime / pytorch: the tensor models on Triton's native backends, which NVIDIA's image
+  carries; nothing needs installing in the container, and they skip the Python stub's overhead.
+  The Python pre/post-processing steps and the ensembles are left out: they need numpy < 2,
+  pillow, pydantic and tokenizers in the container's Python, which the stock image lacks, and
+  with KServe's arguments (no --exit-on-error=false) one model that fails to load stops the
+  whole server. Clients send model tensors over v2; for images and text, use the TorchServe
+  bundle, whose handler decodes them.
+- python: the same repository `make serve` runs here, ensembles included; the image must carry
+  the project's pinned packages (an image built FROM the pinned tritonserver release with them
+  pip-installed, or an EXECUTION_ENV_PATH tarball). The tests start this variant with KServe's
+  arguments, since native backends do not run on this machine (they are checked offline).
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from scripts.runtimes.triton.repository import build_repository
+from scripts.spec import ModelSpec
+
+MOUNT = Path("/mnt/models")
+RUNTIME_VERSION = "24.10-py3"   # NGC tritonserver release carrying Triton 2.51, the server tested here
+HTTP_PORT, GRPC_PORT = 8080, 9000
+
+
+def kserve_args(tree: Path | str = MOUNT, http_port: int = HTTP_PORT, grpc_port: int = GRPC_PORT) -> list[str]:
+    """tritonserver's arguments as KServe's kserve-tritonserver ServingRuntime passes them."""
+    return [f"--model-store={tree}", f"--grpc-port={grpc_port}", f"--http-port={http_port}",
+            "--allow-grpc=true", "--allow-http=true"]
+
+
+def write_tree(specs: list[ModelSpec], root: Path, out: Path, backend: str) -> Path:
+    shutil.rmtree(out, ignore_errors=True)
+    build_repository(specs, root, out, backend, force=True, ensembles=backend == "python")
+    return out
