@@ -36,11 +36,13 @@ def serve_runtimes(runtime: str, models: list[ModelSpec], root: Path, timeout_s:
     others keep serving (then BuildError, so `make serve` exits non-zero); any other failure
     stops what this call started."""
     lines, started, failures = [], [], []
+    plugins = selected(runtime)
+    for plugin in plugins:  # every runtime's artifacts checked before any server starts
+        build_signed(plugin, models, root)
+    refuse_unverified([a for plugin in plugins for a in plugin.signed_artifacts(models, root)])  # signing on
     try:
-        for plugin in selected(runtime):
+        for plugin in plugins:
             failed: set[str] = set()
-            build_signed(plugin, models, root)
-            refuse_unverified(plugin.signed_artifacts(models, root))  # with signing on
             try:
                 server = plugin.start(models, root, timeout_s=timeout_s)
             except ModelsFailed as exc:
