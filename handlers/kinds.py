@@ -33,6 +33,7 @@ class Kind(BaseModel):
     ensemble_input: ClassVar[str | None] = None  # Triton ensemble input (BYTES); None: no ensemble
     content_types: ClassVar[tuple[str, ...]] = ()  # raw (non-JSON) bodies this kind decodes
     encoded_suffix: ClassVar[str | None] = None    # file suffix of what encode() writes
+    base64_in_json: ClassVar[bool] = False          # encoded items are binary: base64 in JSON bodies
 
     # --- build time ---------------------------------------------------------------------------
     def asset_files(self) -> dict[str, Path]:
@@ -129,6 +130,7 @@ class Image(Kind):
     std: PositiveFloat | list[PositiveFloat] = 1.0
     ensemble_input: ClassVar[str] = "IMAGE"
     encoded_suffix: ClassVar[str] = ".png"
+    base64_in_json: ClassVar[bool] = True
     content_types: ClassVar[tuple[str, ...]] = ("", "application/octet-stream")
 
     @model_validator(mode="after")

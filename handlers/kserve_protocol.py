@@ -111,7 +111,7 @@ def parse_v2(pipeline, body: dict) -> tuple[dict[str, np.ndarray], Envelope]:
         return pipeline.check_mask(rows), Envelope(V2, True, envelope.request_id, envelope.wanted)
     encoded = pipeline.kind.ensemble_input
     if encoded and set(by_name) == {encoded}:
-        items = v2_items(by_name[encoded], image=pipeline.kind.kind == "image")
+        items = v2_items(by_name[encoded], image=pipeline.kind.base64_in_json)
         return pipeline.kind.decode_items(items, pipeline.inputs, pipeline.max_batch), envelope
     accepted = f"the model's input tensors {names}" + (f", or one BYTES input {encoded!r}" if encoded else "")
     raise RequestError(f"KServe v2 request: inputs {sorted(by_name)}; send {accepted}")

@@ -20,8 +20,9 @@ from scripts.spec import BuildError
 
 PRIVATE_KEY_ENV = "TORCHSHIP_SIGNING_KEY"
 PUBLIC_KEY_ENV = "TORCHSHIP_SIGNING_PUBLIC_KEY"
-CHANGED = re.compile(r"Hash mismatch for '([^']+)'")
-LISTED = re.compile(r"(Extra|Missing) files (?:found )?in model '[^']*': ([^'\"\]]+)")
+# model-signing lists the files in the message of one ValueError (quotes escaped within a list repr)
+CHANGED = re.compile(r"Hash mismatch for \\?'(.+?)\\?'")
+LISTED = re.compile(r"(Extra|Missing) files (?:found )?in model \\?'[^'\\]*\\?': ([^'\"\]\\]+)")
 
 
 def configured_key(variable: str) -> Path | None:

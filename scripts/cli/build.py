@@ -151,7 +151,10 @@ def verify_artifacts(spec: SpecOption = Path("models.yaml"), model: ModelOption 
         problems += found
         console.print(f"{m.name}.mar: " + ("[red]REFUSED[/]" if found else "[green]intact[/]"))
     key = signing.configured_key(signing.PUBLIC_KEY_ENV)
-    signed = [a for runtime in RUNTIMES.values() for a in runtime.signed_artifacts(models, root)] if key else []
+    from scripts.kserve.bundle import OUT
+
+    trees = [root / OUT / name for name in RUNTIMES if (root / OUT / name).is_dir()]  # `make kserve`'s
+    signed = [a for runtime in RUNTIMES.values() for a in runtime.signed_artifacts(models, root)] + trees if key else []
     for artifact in signed:
         found = signing.problems(artifact, key)
         problems += found
