@@ -96,7 +96,8 @@ class Pipeline:
                 inputs, envelope = parse(self, body)
             except RequestError as exc:  # named as the protocol's problem, not our own JSON's
                 message = str(exc)
-                raise RequestError(message if "KServe" in message else f"KServe {protocol} request: {message}") from None
+                named = message if "KServe" in message else f"KServe {protocol} request: {message}"
+                raise RequestError(named) from None
             return inputs, False, envelope
         if isinstance(body, dict):
             unknown = sorted(set(body) - JSON_KEYS)

@@ -96,7 +96,6 @@ def print_build(rows, columns: tuple[str, str]) -> None:
 def archive(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, force: ForceOption = False):
     """Build one TorchServe .mar per model into model_store/ (incremental)."""
     from scripts.runtimes.registry import RUNTIMES
-
     from scripts.runtimes.serving import build_signed
 
     root, models = selected_models(spec, model)
@@ -119,9 +118,8 @@ def triton_repo(spec: SpecOption = Path("models.yaml"), model: ModelOption = Non
                 backend: BackendOption = Backend.python,
                 out: Annotated[Path, typer.Option("--out", help="Repository folder.")] = Path("triton_repo")):
     """Write the Triton model repository (config.pbtxt, versions, ensembles) from the spec and artifacts."""
-    from scripts.runtimes.registry import RUNTIMES
-
     from scripts.build.paths import TRITON_REPO
+    from scripts.runtimes.registry import RUNTIMES
     from scripts.runtimes.serving import build_signed
 
     root, models = selected_models(spec, model)
@@ -140,6 +138,7 @@ def verify_artifacts(spec: SpecOption = Path("models.yaml"), model: ModelOption 
     TORCHSHIP_SIGNING_PUBLIC_KEY set) any served artifact unsigned or changed since signed."""
     from scripts.build import signing
     from scripts.build.paths import MODEL_STORE
+    from scripts.kserve.bundle import OUT as KSERVE_OUT
     from scripts.runtimes.registry import RUNTIMES
     from scripts.runtimes.torchserve.archive import mar_path, verify_archive
     from scripts.spec import BuildError
@@ -151,13 +150,12 @@ def verify_artifacts(spec: SpecOption = Path("models.yaml"), model: ModelOption 
         problems += found
         console.print(f"{m.name}.mar: " + ("[red]REFUSED[/]" if found else "[green]intact[/]"))
     key = signing.configured_key(signing.PUBLIC_KEY_ENV)
-    from scripts.kserve.bundle import OUT
-
-    trees = [root / OUT / name for name in RUNTIMES if (root / OUT / name).is_dir()]  # `make kserve`'s
-    signed = [a for runtime in RUNTIMES.values() for a in runtime.signed_artifacts(models, root)] + trees if key else []
-    for artifact in signed:
+    trees = [root / KSERVE_OUT / name for name in RUNTIMES if (root / KSERVE_OUT / name).is_dir()]
+    signed = [a for runtime in RUNTIMES.values() for a in runtime.signed_artifacts(models, root)] + trees
+    for artifact in signed if key else []:
         found = signing.problems(artifact, key)
         problems += found
-        console.print(f"{artifact.relative_to(root)}: " + ("[red]REFUSED[/]" if found else "[green]signature verified[/]"))
+        verdict = "[red]REFUSED[/]" if found else "[green]signature verified[/]"
+        console.print(f"{artifact.relative_to(root)}: {verdict}")
     if problems:
         raise BuildError(problems)

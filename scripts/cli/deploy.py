@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from scripts.cli.build import Backend
 from scripts.cli.common import ModelOption, SpecOption, app, console, selected_models, user_errors
 from scripts.cli.serve import RuntimeOption
 
@@ -14,7 +15,7 @@ from scripts.cli.serve import RuntimeOption
 @app.command()
 @user_errors
 def kserve(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, runtime: RuntimeOption = "all",
-           triton_backend: Annotated[Optional[str], typer.Option(
+           triton_backend: Annotated[Optional[Backend], typer.Option(
                "--triton-backend", help="onnxruntime / pytorch (NVIDIA's stock image) or python; "
                                         "default: the spec's kserve.triton_backend.")] = None):
     """Write build/kserve/<runtime>/ (what KServe's runtime starts from) and the InferenceService manifests."""
@@ -27,7 +28,7 @@ def kserve(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, ru
     root, models = selected_models(spec, model)
     settings = load_spec(spec).kserve
     if triton_backend:
-        settings = settings.model_validate(settings.model_dump() | {"triton_backend": triton_backend})
+        settings = settings.model_copy(update={"triton_backend": triton_backend.value})
     bundles, manifests = make_bundles(models, root, selected(runtime), settings)
     signed = sign_if_configured([b.tree for b in bundles])
     for b in bundles:

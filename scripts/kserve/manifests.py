@@ -18,8 +18,15 @@ from pathlib import Path
 
 import jsonschema
 import yaml
-from kserve import (ApiClient, V1beta1InferenceService, V1beta1InferenceServiceSpec, V1beta1ModelFormat,
-                    V1beta1ModelSpec, V1beta1PredictorSpec, constants)
+from kserve import (
+    ApiClient,
+    V1beta1InferenceService,
+    V1beta1InferenceServiceSpec,
+    V1beta1ModelFormat,
+    V1beta1ModelSpec,
+    V1beta1PredictorSpec,
+    constants,
+)
 from kserve import models as kserve_models
 from kubernetes.client import V1ObjectMeta, V1ResourceRequirements
 from kubernetes.client import models as kubernetes_models

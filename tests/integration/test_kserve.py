@@ -115,7 +115,8 @@ def test_torchserve_tree_is_what_kserve_expects(bundles):
     settings = dict(line.split("=", 1) for line in (tree / "config" / "config.properties").read_text().splitlines()
                     if line and not line.startswith("#"))
     assert settings["model_store"] == "/mnt/models/model-store"
-    assert settings["inference_address"] == "http://127.0.0.1:8085" and settings["disable_token_authorization"] == "true"
+    assert settings["inference_address"] == "http://127.0.0.1:8085"
+    assert settings["disable_token_authorization"] == "true"
     assert settings["metrics_address"] == "http://0.0.0.0:8082" and settings["enable_envvars_config"] == "false"
     assert "service_envelope" not in settings and settings["enable_model_api"] == "false"
     snapshot = json.loads(settings["model_snapshot"])
@@ -125,9 +126,10 @@ def test_torchserve_tree_is_what_kserve_expects(bundles):
 @pytest.mark.parametrize("name", sorted(SPEC))
 def test_torchserve_v2_tensors_give_golden_outputs(kserve_torchserve, name):
     data = golden(name)
-    body = {"id": "golden", "inputs": [
-        {"name": t.name, "shape": list(data[f"input.{t.name}"][:4].shape), "datatype": spec_datatypes(SPEC[name])[t.name],
-         "data": data[f"input.{t.name}"][:4].reshape(-1).tolist()} for t in SPEC[name].inputs]}
+    body = {"id": "golden", "inputs": [{"name": t.name, "shape": list(data[f"input.{t.name}"][:4].shape),
+                                        "datatype": spec_datatypes(SPEC[name])[t.name],
+                                        "data": data[f"input.{t.name}"][:4].reshape(-1).tolist()}
+                                       for t in SPEC[name].inputs]}
     reply = requests.post(f"{kserve_torchserve.inference_url}/v2/models/{name}/infer", json=body, timeout=30)
     assert reply.status_code == 200, reply.text
     answer = reply.json()
@@ -179,7 +181,8 @@ def kserve_triton(bundles, tmp_path_factory):
     try:
         deadline = time.monotonic() + 240
         while not tr.model_ready(tr.Triton(workdir, tr.Ports(http, grpc, metrics), None), "digits_cnn_ensemble"):
-            assert process.poll() is None and time.monotonic() < deadline, (workdir / "tritonserver.log").read_text()[-3000:]
+            log = (workdir / "tritonserver.log").read_text()[-3000:]
+            assert process.poll() is None and time.monotonic() < deadline, log
             time.sleep(0.5)
         yield f"127.0.0.1:{http}", f"127.0.0.1:{grpc}"
     finally:

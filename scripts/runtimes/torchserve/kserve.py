@@ -39,7 +39,8 @@ SNAPSHOT_KEYS = ("minWorkers", "maxWorkers", "batchSize", "maxBatchDelay", "resp
 
 def kserve_command(tree: Path | str = MOUNT) -> list[str]:
     """The container's command line, as KServe's kserve-torchserve ServingRuntime has it."""
-    return ["torchserve", "--start", f"--model-store={tree}/model-store", f"--ts-config={tree}/config/config.properties"]
+    return ["torchserve", "--start", f"--model-store={tree}/model-store",
+            f"--ts-config={tree}/config/config.properties"]
 
 
 def model_snapshot(specs: list[ModelSpec], root: Path) -> dict:

@@ -10,7 +10,16 @@ import numpy as np
 
 from handlers.plan import ServingPlan
 from scripts.build.paths import MODEL_STORE
-from scripts.runtimes.base import BuildRow, KServeBundle, LoadTarget, RequestCall, Runtime, TensorCall, Translation, shown
+from scripts.runtimes.base import (
+    BuildRow,
+    KServeBundle,
+    LoadTarget,
+    RequestCall,
+    Runtime,
+    TensorCall,
+    Translation,
+    shown,
+)
 from scripts.runtimes.processes import free_port, ready_or_stopped
 from scripts.runtimes.torchserve import server as ts
 from scripts.runtimes.torchserve.settings import model_config_yaml

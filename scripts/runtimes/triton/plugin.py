@@ -8,7 +8,16 @@ from pathlib import Path
 
 from handlers.plan import ServingPlan
 from scripts.build.paths import TRITON_REPO
-from scripts.runtimes.base import BuildRow, KServeBundle, LoadTarget, RequestCall, Runtime, TensorCall, Translation, shown
+from scripts.runtimes.base import (
+    BuildRow,
+    KServeBundle,
+    LoadTarget,
+    RequestCall,
+    Runtime,
+    TensorCall,
+    Translation,
+    shown,
+)
 from scripts.runtimes.processes import free_port, ready_or_stopped
 from scripts.runtimes.triton import server as tr
 from scripts.runtimes.triton.settings import scheduling
