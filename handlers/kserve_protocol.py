@@ -108,13 +108,27 @@ def parse_v2(pipeline, body: dict) -> tuple[dict[str, np.ndarray], Envelope]:
     names = [t.name for t in pipeline.inputs]
     if set(by_name) == set(names):
         rows = {t.name: pipeline.check_rows(t, v2_array(by_name[t.name], t)) for t in pipeline.inputs}
+        check_wanted(envelope.wanted, answered_outputs(pipeline.plan, tensors=True))
         return pipeline.check_mask(rows), Envelope(V2, True, envelope.request_id, envelope.wanted)
     encoded = pipeline.kind.ensemble_input
     if encoded and set(by_name) == {encoded}:
+        check_wanted(envelope.wanted, answered_outputs(pipeline.plan, tensors=False))  # before the model runs
         items = v2_items(by_name[encoded], image=pipeline.kind.base64_in_json)
         return pipeline.kind.decode_items(items, pipeline.inputs, pipeline.max_batch), envelope
     accepted = f"the model's input tensors {names}" + (f", or one BYTES input {encoded!r}" if encoded else "")
     raise RequestError(f"KServe v2 request: inputs {sorted(by_name)}; send {accepted}")
+
+
+def answered_outputs(plan, tensors: bool) -> list[str]:
+    """The v2 outputs of an answer: the model's for tensors in, label and score for an encoded
+    request to a classifier (as the Triton ensemble answers)."""
+    return plan.output_names if tensors or plan.task.kind != "classification" else ["label", "score"]
+
+
+def check_wanted(wanted: tuple[str, ...], answered: list[str]) -> None:
+    unknown = sorted(set(wanted) - set(answered))
+    if unknown:
+        raise RequestError(f"KServe v2 request: unknown output(s) {unknown}; this model answers {answered}")
 
 
 def requested_outputs(outputs: Any) -> tuple[str, ...]:
@@ -169,15 +183,12 @@ def v2_tensor(name: str, array: np.ndarray) -> dict:
 
 def v2_answer(plan, envelope: Envelope, outputs: list[np.ndarray], answers: list[dict]) -> dict:
     """Output tensors for a tensor request; label and score (as Triton's ensemble answers) for an
-    encoded one to a classifier; only the outputs asked for."""
-    if envelope.tensors or plan.task.kind != "classification":
+    encoded one to a classifier; only the outputs asked for (checked when the request was read)."""
+    if answered_outputs(plan, envelope.tensors) == plan.output_names:
         tensors = {t.name: o for t, o in zip(plan.outputs, outputs)}
     else:
         tensors = {"label": np.array([[a["label"]] for a in answers], dtype=np.object_),
                    "score": np.array([[a["score"]] for a in answers], dtype=np.float32)}
-    unknown = sorted(set(envelope.wanted) - set(tensors))
-    if unknown:
-        raise RequestError(f"KServe v2 request: unknown output(s) {unknown}; this model answers {sorted(tensors)}")
     chosen = [n for n in tensors if not envelope.wanted or n in envelope.wanted]
     answer = {"model_name": plan.name, "model_version": str(plan.version),
               "outputs": [v2_tensor(n, tensors[n]) for n in chosen]}

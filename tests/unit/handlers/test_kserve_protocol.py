@@ -116,3 +116,14 @@ def test_bad_base64_and_bytes_datatype(handlers):
                             {"inputs": [{"name": "IMAGE", "shape": [1], "datatype": "FP32", "data": ["x"]}]})
     assert statuses == [400, 400]
     assert "not valid base64" in a["error"] and "expected 'BYTES'" in b["error"]
+
+
+def test_unknown_outputs_are_refused_before_the_model_runs(handlers):
+    from handlers.pipeline import Pipeline
+
+    pipeline = Pipeline(handlers["sentiment_lstm"].plan)
+    texts = {"inputs": [{"name": "TEXT", "shape": [1], "datatype": "BYTES", "data": ["fine"]}]}
+    with pytest.raises(Exception, match=r"unknown output\(s\) \['logits'\]; this model answers \['label', 'score'\]"):
+        pipeline.parse_request(json.dumps({**texts, "outputs": [{"name": "logits"}]}), "application/json")
+    (answer,), (status,) = call(handlers["sentiment_lstm"], {**texts, "outputs": [{"name": "score"}]})
+    assert status == 200 and [o["name"] for o in answer["outputs"]] == ["score"]
