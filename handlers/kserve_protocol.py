@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -109,7 +109,7 @@ def parse_v2(pipeline, body: dict) -> tuple[dict[str, np.ndarray], Envelope]:
     if set(by_name) == set(names):
         rows = {t.name: pipeline.check_rows(t, v2_array(by_name[t.name], t)) for t in pipeline.inputs}
         check_wanted(envelope.wanted, answered_outputs(pipeline.plan, tensors=True))
-        return pipeline.check_mask(rows), Envelope(V2, True, envelope.request_id, envelope.wanted)
+        return pipeline.check_mask(rows), replace(envelope, tensors=True)
     encoded = pipeline.kind.ensemble_input
     if encoded and set(by_name) == {encoded}:
         check_wanted(envelope.wanted, answered_outputs(pipeline.plan, tensors=False))  # before the model runs
@@ -119,10 +119,14 @@ def parse_v2(pipeline, body: dict) -> tuple[dict[str, np.ndarray], Envelope]:
     raise RequestError(f"KServe v2 request: inputs {sorted(by_name)}; send {accepted}")
 
 
+def labelled(plan, tensors: bool) -> bool:
+    """An encoded request to a classifier is answered with label and score, as the Triton
+    ensemble answers; anything else with the model's output tensors."""
+    return not tensors and plan.task.kind == "classification"
+
+
 def answered_outputs(plan, tensors: bool) -> list[str]:
-    """The v2 outputs of an answer: the model's for tensors in, label and score for an encoded
-    request to a classifier (as the Triton ensemble answers)."""
-    return plan.output_names if tensors or plan.task.kind != "classification" else ["label", "score"]
+    return ["label", "score"] if labelled(plan, tensors) else plan.output_names
 
 
 def check_wanted(wanted: tuple[str, ...], answered: list[str]) -> None:
@@ -184,7 +188,7 @@ def v2_tensor(name: str, array: np.ndarray) -> dict:
 def v2_answer(plan, envelope: Envelope, outputs: list[np.ndarray], answers: list[dict]) -> dict:
     """Output tensors for a tensor request; label and score (as Triton's ensemble answers) for an
     encoded one to a classifier; only the outputs asked for (checked when the request was read)."""
-    if answered_outputs(plan, envelope.tensors) == plan.output_names:
+    if not labelled(plan, envelope.tensors):
         tensors = {t.name: o for t, o in zip(plan.outputs, outputs)}
     else:
         tensors = {"label": np.array([[a["label"]] for a in answers], dtype=np.object_),

@@ -18,6 +18,7 @@ from handlers.plan import ServingPlan
 from handlers.processing import RequestError, class_scores, top_labels
 from handlers.tensors import check_rows, numeric_array
 
+FORM = "application/x-www-form-urlencoded"
 JSON_KEYS = {"inputs", "tensors"}  # our own JSON; KServe's v1/v2 bodies are told apart first
 
 
@@ -69,6 +70,10 @@ class Pipeline:
             raise RequestError(f"{exc}; send {self.expected_input}") from None
 
     def _parse(self, body: Any, content_type: str) -> tuple[dict[str, np.ndarray], bool, Envelope | None]:
+        if content_type == FORM:  # TorchServe decodes such a body as form fields: nothing usable is left
+            raise RequestError(f"Content-Type {FORM} (curl -d's default) makes TorchServe decode the body as a form; "
+                               f"send {self.expected_input} with Content-Type: application/json "
+                               "(curl -H 'Content-Type: application/json')")
         if body is None or (isinstance(body, (bytes, bytearray, str)) and len(body) == 0):
             raise RequestError(f"empty body: send {self.expected_input}")
         if isinstance(body, (dict, list)) or content_type == "application/json" or (

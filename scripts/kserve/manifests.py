@@ -32,7 +32,6 @@ from kubernetes.client import V1ObjectMeta, V1ResourceRequirements
 from kubernetes.client import models as kubernetes_models
 
 SCHEMA = json.loads(Path(__file__).with_name("inferenceservice.schema.json").read_text())
-STAGES = {"": None, "-canary": "canary_percent", "-rollback": 0}
 
 
 def inference_service(bundle: dict, canary: int | None) -> V1beta1InferenceService:
@@ -62,8 +61,8 @@ def write(bundles: list[dict], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for bundle in bundles:
-        for suffix, canary in STAGES.items():
-            percent = bundle[canary] if isinstance(canary, str) else canary
+        stages = {"": None, "-canary": bundle["canary_percent"], "-rollback": 0}   # canaryTrafficPercent
+        for suffix, percent in stages.items():
             path = out / f"{bundle['name']}{suffix}.yaml"
             path.write_text(yaml.safe_dump(as_dict(inference_service(bundle, percent)), sort_keys=False))
             written.append(path)

@@ -7,11 +7,11 @@ backend directory."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -68,21 +68,13 @@ def as_kserve_pod(config: Path, tree: Path, ports: ts.Ports) -> str:
     text = config.read_text()
     original = text
     text = text.replace(str(ts_kserve.MOUNT), str(tree))
-    for key, port in zip(PORT_KEYS, ports.__dict__.values()):
+    for key, port in zip(PORT_KEYS, dataclasses.astuple(ports)):
         text = re.sub(rf"^({key}=).*$", lambda m, p=port, k=key: m.group(1) + (
             f"http://127.0.0.1:{p}" if k.endswith("address") else str(p)), text, flags=re.MULTILINE)
     changed = {a.split("=")[0] for a, b in zip(original.splitlines(), text.splitlines())
                if a != b and not a.startswith("#")}
     assert changed <= {*PORT_KEYS, "model_store", "allowed_urls"}, changed
     return text
-
-
-def worker_ready(server: ts.TorchServe, name: str) -> bool:
-    try:
-        reply = requests.get(f"{server.management_url}/models/{name}", timeout=5)
-    except requests.RequestException:
-        return False   # not listening yet
-    return reply.status_code == 200 and any(w["status"] == "READY" for w in reply.json()[0]["workers"])
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +91,8 @@ def kserve_torchserve(bundles, tmp_path_factory):
     with open(server.workdir / "logs" / "launcher.log", "wb") as log:  # not a pipe: the JVM keeps it open
         subprocess.run(command, cwd=server.workdir, env=server.env(), check=True, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 240
-        for name in SPEC:   # readiness as KServe's wrapper asks for it: management API, no token
-            while not worker_ready(server, name):
-                assert time.monotonic() < deadline, ts.log_tail(server)
-                time.sleep(0.5)
+        assert not server.key_file.exists()   # token authorization is off: no key_file.json
+        ts.wait_ready(server, list(SPEC), 240)   # as KServe's wrapper asks: management API, no token
         yield server
     finally:
         ts.stop(server.workdir)
@@ -167,6 +156,14 @@ def test_torchserve_bad_kserve_bodies_get_400(kserve_torchserve, path, body, mes
     assert "KServe" in reply.json()["error"]
 
 
+def test_torchserve_form_encoded_body_names_the_content_type(kserve_torchserve):
+    """curl -d's default Content-Type: TorchServe decodes the body as a form before the handler."""
+    reply = requests.post(f"{kserve_torchserve.inference_url}/v1/models/sentiment_lstm:predict", timeout=30,
+                          data=json.dumps({"instances": ["fine"]}),
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert reply.status_code == 400 and "Content-Type: application/json" in reply.json()["error"], reply.text
+
+
 @pytest.fixture(scope="module")
 def kserve_triton(bundles, tmp_path_factory):
     tree = bundles[0]["triton"].tree
@@ -176,14 +173,12 @@ def kserve_triton(bundles, tmp_path_factory):
                # this machine's: the assembled Python backend, loopback, a free metrics port
                f"--backend-directory={tr.assemble_backends(workdir / 'backends')}",
                "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", f"--metrics-port={metrics}"]
-    with open(workdir / "tritonserver.log", "wb") as log:
+    server = tr.Triton(workdir, tr.Ports(http, grpc, metrics), None)
+    with open(server.log_file, "wb") as log:
         process = subprocess.Popen(command, cwd=workdir, env=tr.env(), stdout=log, stderr=subprocess.STDOUT)
+    server.pid_file.write_text(f"{process.pid}\n")
     try:
-        deadline = time.monotonic() + 240
-        while not tr.model_ready(tr.Triton(workdir, tr.Ports(http, grpc, metrics), None), "digits_cnn_ensemble"):
-            log = (workdir / "tritonserver.log").read_text()[-3000:]
-            assert process.poll() is None and time.monotonic() < deadline, log
-            time.sleep(0.5)
+        tr.wait_ready(server, tr.repository_models(tree), 240)   # every model, ensembles included
         yield f"127.0.0.1:{http}", f"127.0.0.1:{grpc}"
     finally:
         process.terminate()

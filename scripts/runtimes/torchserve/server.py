@@ -142,10 +142,11 @@ def load_failed(ts_log: Path, model: str) -> bool:
 
 def model_ready(server: TorchServe, model: str) -> bool:
     try:
-        reply = requests.get(f"{server.management_url}/models/{model}", timeout=5,
-                             headers={"Authorization": f"Bearer {server.key('management')}"})
+        # no key_file.json: token authorization off (KServe's config), or not written yet
+        token = {"Authorization": f"Bearer {server.key('management')}"} if server.key_file.exists() else {}
+        reply = requests.get(f"{server.management_url}/models/{model}", timeout=5, headers=token)
     except (requests.RequestException, OSError, ValueError, KeyError):
-        return False  # not listening yet, or key_file.json not written yet
+        return False  # not listening yet, or key_file.json being written
     if reply.status_code != 200:
         return False
     return any(w.get("status") == "READY" for entry in reply.json() for w in entry.get("workers", []))

@@ -20,13 +20,19 @@ def check_native(model_dir: Path, spec: ModelSpec) -> list[str]:
     config = read_config(model_dir / "config.pbtxt")
     version_dir = model_dir / str(spec.version)
     mbs = config.max_batch_size
-    declared = [Tensor(t.name, t.data_type, [-1] * (mbs > 0) + list(t.dims)) for t in config.input], \
-               [Tensor(t.name, t.data_type, [-1] * (mbs > 0) + list(t.dims)) for t in config.output]
+    declared = [model_side(t, mbs) for t in config.input], [model_side(t, mbs) for t in config.output]
     if config.backend == "onnxruntime":
         return compare_signature(config.name, declared, onnx_signature(version_dir / "model.onnx"))
     if config.backend == "pytorch":
         return check_torchscript(config, declared, version_dir / "model.pt", spec)
     return [f"{config.name}: backend {config.backend!r} has no offline check"]
+
+
+def model_side(tensor, max_batch_size: int) -> Tensor:
+    """A config tensor as the model sees it: a reshape (a per-sample scalar's dims [1] ->
+    shape []) is what reaches the artifact."""
+    shape = tensor.reshape.shape if tensor.HasField("reshape") else tensor.dims
+    return Tensor(tensor.name, tensor.data_type, [-1] * (max_batch_size > 0) + list(shape))
 
 
 def compare_signature(name: str, declared, found) -> list[str]:
@@ -57,6 +63,9 @@ def check_torchscript(config: mc.ModelConfig, declared, path: Path, spec: ModelS
     inputs = [torch.zeros([2 if d == -1 else d for d in t.shape], dtype=torch_dtype(t.dtype)) for t in declared[0]]
     with torch.inference_mode():
         outputs = module(*inputs)
+    if isinstance(outputs, dict) or not isinstance(outputs, (torch.Tensor, tuple, list)):
+        return problems + [f"{config.name}: the module returns {type(outputs).__name__}; libtorch's backend needs "
+                           "a tensor or a tuple of tensors (serve this model on the onnxruntime backend)"]
     outputs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
     found = [Tensor(t.name, data_type(str(o.dtype).removeprefix("torch.")), [-1] + list(o.shape[1:]))
              for t, o in zip(declared[1], outputs)]

@@ -11,7 +11,12 @@ import requests
 from handlers.dtypes import triton_datatype
 from scripts.build.paths import artifact_dir
 from scripts.build.verify import compare
-from scripts.spec import load_spec
+from scripts.kserve.bundle import make_bundles
+from scripts.runtimes.registry import RUNTIMES
+from scripts.runtimes.triton.configs import read_config
+from scripts.runtimes.triton.repository import build_repository
+from scripts.spec import BuildError, load_spec
+from scripts.spec.cluster import KServeSpec
 from tests.conftest import REPO, ZOO_SPEC
 
 ZOO = {m.name: m for m in load_spec(ZOO_SPEC).models}
@@ -43,3 +48,16 @@ def test_v2_tensors_give_eager_outputs(name, zoo_servers):
         np.testing.assert_array_equal(actual, np.array(routed, dtype=expected.dtype))
         result = compare(actual, expected, spec.tolerance)
         assert result.passed or int8, (t.name, result)
+
+
+@pytest.mark.integration
+def test_kserve_triton_bundle_of_the_zoo_is_native_and_checked_offline(zoo_models, tmp_path):
+    """The default KServe Triton tree (onnxruntime) for models we did not write: every zoo
+    model, each config checked against its ONNX file as it is written (a per-sample scalar's
+    dims [1] + reshape to [] included). libtorch's backend refuses a module returning a dict,
+    naming it, instead of failing in NVIDIA's container."""
+    made, _ = make_bundles(zoo_models, REPO, [RUNTIMES["triton"]], KServeSpec(), tmp_path / "kserve")
+    configs = [read_config(p) for p in made[0].tree.glob("*/config.pbtxt")]
+    assert sorted(c.name for c in configs) == sorted(ZOO) and {c.backend for c in configs} == {"onnxruntime"}
+    with pytest.raises(BuildError, match="zoo_mixed_dtypes: the module returns dict; libtorch's backend needs"):
+        build_repository([ZOO["zoo_mixed_dtypes"]], REPO, tmp_path / "pytorch", "pytorch")

@@ -127,3 +127,9 @@ def test_unknown_outputs_are_refused_before_the_model_runs(handlers):
         pipeline.parse_request(json.dumps({**texts, "outputs": [{"name": "logits"}]}), "application/json")
     (answer,), (status,) = call(handlers["sentiment_lstm"], {**texts, "outputs": [{"name": "score"}]})
     assert status == 200 and [o["name"] for o in answer["outputs"]] == ["score"]
+
+
+def test_form_encoded_body_names_the_content_type(handlers):
+    context = FakeTorchServeContext(None, ["application/x-www-form-urlencoded"])
+    (answer,) = handlers["tabular_mlp"].handle([{"body": b""}], context)
+    assert context.statuses[0] == 400 and "curl -H 'Content-Type: application/json'" in json.loads(answer)["error"]
