@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 SPEC ?= models.yaml
 MODEL ?=
 STEP_ARGS := --spec $(SPEC) $(if $(MODEL),--model $(MODEL))
+# FORCE=1 rebuilds a built version from changed inputs (refused otherwise: bump the version)
+BUILD_ARGS := $(STEP_ARGS) $(if $(FORCE),--force)
 STAMP := $(VENV)/.installed
 # The kserve SDK lives apart (its protobuf >= 6 clashes with tritonclient's): manifests only.
 KSERVE_VENV := .venv-kserve
@@ -15,12 +17,12 @@ KSERVE_STAMP := $(KSERVE_VENV)/.installed
 RUNTIME ?= all
 TRITON_BACKEND ?= python
 
-.PHONY: install train export archive triton-repo kserve sign verify verify-artifacts serve serve-torchserve serve-triton perf bench tune stop test test-unit clean
+.PHONY: install train export archive triton-repo kserve sign verify verify-artifacts serve serve-torchserve serve-triton rollout rollback versions drill perf bench tune stop test test-unit clean
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make install | train | export | archive | triton-repo | serve | stop | verify | verify-artifacts"
-	@echo "     kserve | sign | perf | bench | tune | test | clean"
+	@echo "     rollout MODEL= VERSION= | rollback MODEL= | versions | kserve | sign | perf | bench | tune | test | clean"
 	@echo "   SPEC=models.yaml MODEL=name RUNTIME=all|torchserve|triton TRITON_BACKEND=python|onnxruntime|pytorch"
 
 # The venv is rebuilt only when the pinned dependencies change; the system check is cheap.
@@ -41,17 +43,17 @@ $(KSERVE_STAMP): pyproject.toml
 	@touch $@
 
 train: install
-	$(PY) -m scripts train $(STEP_ARGS)
+	$(PY) -m scripts train $(BUILD_ARGS)
 
 export: train
-	$(PY) -m scripts export $(STEP_ARGS)
+	$(PY) -m scripts export $(BUILD_ARGS)
 
 archive: export
-	$(PY) -m scripts archive $(STEP_ARGS)
+	$(PY) -m scripts archive $(BUILD_ARGS)
 
 # TRITON_BACKEND=onnxruntime|pytorch generates for NVIDIA's containers (checked offline here).
 triton-repo: export
-	$(PY) -m scripts triton-repo $(STEP_ARGS) --backend $(TRITON_BACKEND)
+	$(PY) -m scripts triton-repo $(BUILD_ARGS) --backend $(TRITON_BACKEND)
 
 # The main command: build whatever is missing, start the runtime(s), wait until READY.
 # (serve always generates the Python-backend repository: the native backends do not run here.)
@@ -63,6 +65,20 @@ serve-torchserve:
 
 serve-triton:
 	$(MAKE) serve RUNTIME=triton
+
+# Versions against `make serve`'s servers (RUNTIME=all|torchserve|triton): load beside, gate, switch.
+rollout: install
+	$(PY) -m scripts rollout --spec $(SPEC) --model $(MODEL) --version $(VERSION) --runtime $(RUNTIME)
+
+rollback: install
+	$(PY) -m scripts rollback --spec $(SPEC) --model $(MODEL) --runtime $(RUNTIME)
+
+versions: install
+	$(PY) -m scripts versions --spec $(SPEC)
+
+# A rollout and a rollback under load on the running servers, every answer checked (MODEL=digits_cnn VERSION=2).
+drill: install
+	$(PY) -m scripts drill --spec $(SPEC) --model $(or $(MODEL),digits_cnn) --version $(or $(VERSION),2)
 
 # perf_analyzer against a served model (MODEL=digits_cnn by default; <name>_ensemble works too).
 perf:

@@ -23,7 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PrivateAttr, m
 from handlers.processing import RequestError, channel_stats, decode_image, pil_to_array, standardize, tokenize
 from handlers.tensors import TensorSpec, check_rows, check_shape, numeric_array
 
-
 # What a classifier's Triton ensemble answers: the top label (BYTES) and its score (FP32).
 ENSEMBLE_OUTPUTS = ("label", "score")
 

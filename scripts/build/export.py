@@ -25,6 +25,7 @@ from scripts.build.loading import load_reference
 from scripts.build.onnx_names import name_graph_io, rename_onnx_file
 from scripts.build.paths import artifact_dir, exported_formats
 from scripts.build.quantize import build_int8
+from scripts.build.sealed import RECORD, refuse_changed, seal
 from scripts.build.verify import first_line, random_inputs, verify_formats
 from scripts.spec import BuildError, ModelSpec
 
@@ -184,9 +185,12 @@ def export_model(spec: ModelSpec, root: Path = Path("."), force: bool = False,
     out = artifact_dir(spec, root)
     stamp, report_path = out / "build.json", out / "verify.json"
     require_sources(spec, root)
+    refuse_changed(spec, root, force)
     expected = export_fingerprint(spec, root)
     files = [out / ARTIFACT_FILES[f] for f in exported_formats(spec, root)] + [out / "golden.npz", report_path]
     if not force and is_fresh(stamp, expected, files):
+        if not (out / RECORD).exists():  # built before versions were sealed
+            seal(spec, root)
         return ExportResult(spec.name, True, json.loads(report_path.read_text()))
 
     shutil.rmtree(out, ignore_errors=True)
@@ -222,6 +226,7 @@ def export_model(spec: ModelSpec, root: Path = Path("."), force: bool = False,
     for fmt in report["skipped"]:
         (out / ARTIFACT_FILES[fmt]).unlink(missing_ok=True)
     write_stamp(stamp, expected, formats={f: ARTIFACT_FILES[f] for f in exported}, skipped=report["skipped"])
+    seal(spec, root)
     return ExportResult(spec.name, False, report)
 
 

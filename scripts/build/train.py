@@ -20,6 +20,7 @@ from handlers.processing import class_scores
 from models.common import TrainingData
 from scripts.build.fingerprint import fingerprint, is_fresh, source_file, write_stamp
 from scripts.build.loading import build_module, import_target
+from scripts.build.sealed import refuse_changed
 from scripts.build.verify import random_tensor
 from scripts.spec import ModelSpec
 
@@ -137,6 +138,7 @@ def train_model(spec: ModelSpec, root: Path = Path("."), force: bool = False) ->
     expected = train_fingerprint(spec, root)
     if not force and is_fresh(stamp, expected, [root / spec.source.checkpoint]):
         return TrainResult(spec.name, True, json.loads((stamp.parent / "metrics.json").read_text()))
+    refuse_changed(spec, root, force)
     if spec.training.data is None:
         metrics = save_initialisation(spec, root)
     else:

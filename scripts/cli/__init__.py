@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from scripts.cli import build, deploy, measure, serve  # noqa: F401  (registers the commands)
+from scripts.cli import build, deploy, measure, rollout, serve  # noqa: F401  (registers the commands)
 from scripts.cli.common import app
 
 

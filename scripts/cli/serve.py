@@ -17,10 +17,11 @@ RuntimeOption = Annotated[str, typer.Option("--runtime", help="all, torchserve o
 def serve(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, runtime: RuntimeOption = "all",
           timeout: Annotated[float, typer.Option(help="Seconds to wait for READY.")] = 300):
     """Start the runtime(s) in the background and wait until every model is READY."""
+    from scripts.rollout.flow import restore
     from scripts.runtimes.serving import serve_runtimes
 
     root, models = selected_models(spec, model)
-    for line in serve_runtimes(runtime, models, root, timeout):
+    for line in serve_runtimes(runtime, models, root, timeout) + restore(runtime, models, root):
         console.print(line, highlight=False)
 
 
@@ -41,13 +42,13 @@ def verify_served(spec: SpecOption = Path("models.yaml"), model: ModelOption = N
     """Send every golden sample and example request through every served endpoint and compare
     with eager PyTorch (reuses running servers, else starts and stops them)."""
     from scripts.build.paths import REPORTS
-    from scripts.measure.verify_served import endpoints_for, verify_models, write_report
+    from scripts.measure.verify_served import verify_served_versions, write_report
     from scripts.runtimes.serving import serving
     from scripts.spec import VerificationError
 
     root, models = selected_models(spec, model)
     with serving(models, root) as servers:
-        checks = verify_models(models, root, endpoints_for(servers))
+        checks = verify_served_versions(models, root, servers)
     table = Table("model", "endpoint", "samples", "max |error|", "result")
     for c in checks:
         table.add_row(c.model, c.endpoint, str(c.samples), f"{c.max_abs_error:.2e}",

@@ -173,6 +173,20 @@ def check_requests(spec: ModelSpec, root: Path, endpoints: Endpoints) -> list[Ch
     return checks
 
 
+def verify_served_versions(models: list[ModelSpec], root: Path, servers: dict) -> list[Check]:
+    """verify_models, each model checked against the version each runtime serves now (after
+    `make rollout` that is not always the spec's first version)."""
+    checks = []
+    for spec in models:
+        by_version: dict[int, dict] = {}
+        for name, server in servers.items():
+            version = RUNTIMES[name].versions(server, spec).default if spec.versions else spec.version
+            by_version.setdefault(version or spec.version, {})[name] = server
+        for version, group in sorted(by_version.items()):
+            checks += verify_models([spec.at_version(version)], root, endpoints_for(group))
+    return checks
+
+
 def verify_models(models: list[ModelSpec], root: Path, endpoints: Endpoints) -> list[Check]:
     checks = []
     for spec in models:

@@ -63,6 +63,13 @@ class KServeBundle:
     models: list[str]            # the served names inside
 
 
+@dataclass(frozen=True)
+class ServedVersions:
+    """A model's versions on a running server: those loaded, and the one unversioned requests get."""
+    loaded: list[int]
+    default: int | None
+
+
 def shown(path: Path, root: Path) -> Path:
     """A path as `make serve` prints it: relative to the checkout when inside it."""
     return path.relative_to(root.resolve()) if path.is_relative_to(root.resolve()) else path
@@ -144,3 +151,33 @@ class Runtime(ABC):
                          log: Callable[[str], None]) -> AbstractContextManager[list[tuple[str, str, str, LoadTarget]]]:
         """A context manager: this project's deployment and the runtime's stock setup side by
         side on free ports, yielding [(model, setup key, protocol, LoadTarget)]; stopped on exit."""
+
+    # --- versions and rollout (scripts/rollout/) ---------------------------------------------
+    @abstractmethod
+    def build_version(self, spec: ModelSpec, version: int, root: Path) -> BuildRow:
+        """Build one version of the model beside the others (immutable once built)."""
+
+    @abstractmethod
+    def versions(self, server: Any, spec: ModelSpec) -> ServedVersions:
+        """The model's versions as the server has them now."""
+
+    @abstractmethod
+    def load_beside(self, server: Any, spec: ModelSpec, version: int, root: Path) -> None:
+        """Load a version next to the serving one; unversioned requests keep the serving one."""
+
+    @abstractmethod
+    def version_endpoints(self, server: Any, spec: ModelSpec, version: int) -> dict[str, TensorCall]:
+        """Tensor endpoints that reach exactly this version (loaded beside or serving)."""
+
+    @abstractmethod
+    def make_default(self, server: Any, spec: ModelSpec, version: int, keep: int | None, root: Path) -> None:
+        """Send unversioned requests to `version`, keeping `keep` loaded for a rollback."""
+
+    @abstractmethod
+    def unload(self, server: Any, spec: ModelSpec, version: int, root: Path) -> None:
+        """Retire a version that is not the default (call once it has nothing in flight)."""
+
+    @abstractmethod
+    def requests_served(self, server: Any, spec: ModelSpec, version: int) -> float:
+        """The server's count of requests this version finished (its metrics): unchanged
+        between two reads, the version has drained."""

@@ -18,6 +18,7 @@ from handlers.tensors import TensorSpec
 from scripts.spec.cluster import KServeSpec
 from scripts.spec.errors import SpecError
 from scripts.spec.overrides import RuntimeName, RuntimeSettings, override_problems
+from scripts.spec.versions import RolloutGate, VersionSpec, version_problems, version_update
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 __all__ = ["Batching", "ModelSpec", "Serving", "SpecFile", "TensorSpec", "Workers"]
@@ -136,6 +137,8 @@ class ModelSpec(StrictModel):
     quantize: Quantize = Quantize()
     tolerance: Tolerance = Tolerance()
     per_runtime: dict[RuntimeName, RuntimeSettings] = {}
+    versions: list[VersionSpec] = []      # other versions of this model (scripts/spec/versions.py)
+    rollout: RolloutGate = RolloutGate()
 
     @model_validator(mode="before")
     @classmethod
@@ -175,6 +178,7 @@ class ModelSpec(StrictModel):
             problems.append(str(exc))
         problems += self._padding_problems()
         problems += override_problems(self.per_runtime, self.batching.max_batch_size, self.export.wanted)
+        problems += version_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -236,6 +240,19 @@ class ModelSpec(StrictModel):
             return self
         return self.model_copy(update={"batching": self.batching.model_copy(update=settings.batching_update()),
                                        "serving": self.serving.model_copy(update=settings.serving_update())})
+
+    @property
+    def version_numbers(self) -> list[int]:
+        return sorted([self.version, *(v.version for v in self.versions)])
+
+    def at_version(self, version: int) -> ModelSpec:
+        """The entry as that version is built: its own source, training and checkpoint folder."""
+        if version == self.version:
+            return self
+        for entry in self.versions:
+            if entry.version == version:
+                return self.model_copy(update=version_update(self, entry))
+        raise SpecError([f"{self.name}: no version {version}; versions in the spec: {self.version_numbers}"])
 
     @property
     def tensor_names(self) -> list[str]:

@@ -30,8 +30,13 @@ MANIFEST = "manifest.sha256.json"
 ARCHIVER_FILES = {"MAR-INF/MANIFEST.json", MANIFEST}
 
 
+def mar_name(spec: ModelSpec) -> str:
+    """<name>.mar for version 1, <name>.v<n>.mar for the others: each version its own file."""
+    return f"{spec.name}.mar" if spec.version == 1 else f"{spec.name}.v{spec.version}.mar"
+
+
 def mar_path(spec: ModelSpec, store: Path) -> Path:
-    return store / f"{spec.name}.mar"
+    return store / mar_name(spec)
 
 
 def stage(plan: ServingPlan, serialized: Path, folder: Path) -> Path:
@@ -62,7 +67,7 @@ def archive_model(spec: ModelSpec, root: Path, store: Path, force: bool = False)
     if not serialized.exists():
         raise BuildError(f"{spec.name}: {serialized} not found; run `make export` first")
     out = mar_path(spec, store)
-    stamp = store / f".{spec.name}.stamp.json"
+    stamp = store / f".{out.stem}.stamp.json"
     expected = plan_fingerprint(spec, root, plan, code=[Path(__file__), serialized])
     if not force and is_fresh(stamp, expected, [out]):
         return False
@@ -74,7 +79,8 @@ def archive_model(spec: ModelSpec, root: Path, store: Path, force: bool = False)
         generate_model_archive(ModelArchiverConfig(
             model_name=spec.name, version=str(spec.version), handler=str(HANDLER),
             serialized_file=str(serialized), extra_files=str(folder / "extra"),
-            config_file=str(config), export_path=str(store), archive_format="default", force=True))
+            config_file=str(config), export_path=str(folder), archive_format="default", force=True))
+        shutil.move(folder / f"{spec.name}.mar", out)  # the archiver names it after the model, not the version
     problems = verify_archive(out) or check_loads(out, spec, root)
     if problems:
         out.unlink()

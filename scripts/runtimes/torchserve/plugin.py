@@ -16,6 +16,7 @@ from scripts.runtimes.base import (
     LoadTarget,
     RequestCall,
     Runtime,
+    ServedVersions,
     TensorCall,
     Translation,
     shown,
@@ -117,8 +118,10 @@ class TorchServe(Runtime):
         instance = self.instance(root)
         ports = ts.Ports(*(free_port() for _ in range(5))) if free_ports else instance.ports
         names = names or [m.name for m in specs]
+        # `make rollout` registers versions: the model API, behind the token and allowed_urls
+        rollouts = {"enable_model_api": "true"} if any(m.versions for m in specs) and workdir is None else {}
         server = ts.start(template or root / TEMPLATE, store or root / MODEL_STORE, names, ports,
-                          workdir or instance.workdir)
+                          workdir or instance.workdir, rollouts)
         return ready_or_stopped(server, names, lambda: ts.wait_ready(server, names, timeout_s),
                                 lambda: ts.stop(server.workdir))
 
@@ -140,20 +143,23 @@ class TorchServe(Runtime):
                            "send 'Authorization: Bearer <key>')"),
                 ("logs", f"{workdir}/logs/")]
 
-    def tensor_endpoints(self, server: ts.TorchServe) -> dict[str, TensorCall]:
+    def tensor_endpoints(self, server: ts.TorchServe, version: int | None = None) -> dict[str, TensorCall]:
+        """`version`: requests that name it (/predictions/<model>/<version>), else the default."""
         from scripts.runtimes.torchserve.client import TorchServeClient
         from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
 
         limit = max_request_bytes(server.workdir / "config.properties")
+        named = str(version) if version is not None else None
 
         def call(client):
             def infer(spec: ModelSpec, inputs: dict) -> dict:
                 answers = []
                 if spec.batching.max_batch_size == 0:  # one model call: the outputs need all rows at once
                     return answers_to_outputs(spec, client.predict(spec.name, {"tensors": {
-                        k: v.tolist() for k, v in inputs.items()}}))
+                        k: v.tolist() for k, v in inputs.items()}}, version=named))
                 for chunk in request_chunks(inputs, limit):
-                    answers += client.predict(spec.name, {"tensors": {k: v.tolist() for k, v in chunk.items()}})
+                    answers += client.predict(spec.name, {"tensors": {k: v.tolist() for k, v in chunk.items()}},
+                                              version=named)
                 return answers_to_outputs(spec, answers)
             return infer
 
@@ -194,3 +200,43 @@ class TorchServe(Runtime):
         finally:
             ts.stop(server.workdir)
 
+    # --- versions and rollout: the management API (model API on, with the token) ------------
+    def build_version(self, spec: ModelSpec, version: int, root: Path) -> BuildRow:
+        return self.build([spec.at_version(version)], root)[0]
+
+    def versions(self, server: ts.TorchServe, spec: ModelSpec) -> ServedVersions:
+        from scripts.runtimes.torchserve.client import TorchServeClient
+
+        client = TorchServeClient.for_server(server)
+        loaded = sorted(int(e["modelVersion"]) for e in client.describe(spec.name, "all"))
+        return ServedVersions(loaded, int(client.describe(spec.name)[0]["modelVersion"]))
+
+    def load_beside(self, server: ts.TorchServe, spec: ModelSpec, version: int, root: Path) -> None:
+        """Register the version's own .mar (not the default: TorchServe keeps the one it has)."""
+        from scripts.runtimes.torchserve.archive import mar_name
+        from scripts.runtimes.torchserve.client import TorchServeClient
+
+        if version in self.versions(server, spec).loaded:
+            return
+        client = TorchServeClient.for_server(server)
+        client.register(mar_name(spec.at_version(version)), initial_workers=spec.serving.workers.min)
+        ts.wait_ready(server, [spec.name], version=version)
+
+    def version_endpoints(self, server: ts.TorchServe, spec: ModelSpec, version: int) -> dict[str, TensorCall]:
+        return self.tensor_endpoints(server, version)
+
+    def make_default(self, server: ts.TorchServe, spec: ModelSpec, version: int, keep: int | None,
+                     root: Path) -> None:
+        from scripts.runtimes.torchserve.client import TorchServeClient
+
+        self.load_beside(server, spec, version, root)   # a rollback to a version unloaded since
+        TorchServeClient.for_server(server).set_default(spec.name, str(version))
+
+    def unload(self, server: ts.TorchServe, spec: ModelSpec, version: int, root: Path) -> None:
+        from scripts.runtimes.torchserve.client import TorchServeClient
+
+        if version in self.versions(server, spec).loaded:
+            TorchServeClient.for_server(server).unregister(spec.name, str(version))
+
+    def requests_served(self, server: ts.TorchServe, spec: ModelSpec, version: int) -> float:
+        return ts.requests_served(server, spec.name, version)

@@ -68,8 +68,9 @@ class TorchServe:
 
 def render_config(template: Path, store: Path, models: list[str], ports: Ports,
                   overrides: dict[str, str] | None = None) -> str:
-    """config.properties with the model store, the spec's models and the ports filled in
-    (and any `overrides`, e.g. enable_model_api=true when a rollout asks for it)."""
+    """config.properties with the model store, the archives to load (`models`: file names
+    without .mar) and the ports filled in (and any `overrides`, e.g. enable_model_api=true
+    for rollouts)."""
     store = store.resolve()
     values = {
         "inference_address": f"http://127.0.0.1:{ports.inference}",
@@ -94,7 +95,8 @@ def render_config(template: Path, store: Path, models: list[str], ports: Ports,
 
 def start(template: Path, store: Path, models: list[str], ports: Ports = Ports(),
           workdir: Path = DEFAULT_WORKDIR, overrides: dict[str, str] | None = None) -> TorchServe:
-    """Start TorchServe in the background (returns at once; see wait_ready)."""
+    """Start TorchServe in the background (returns at once; see wait_ready). `models` are
+    the archives' file names without .mar (`digits_cnn`, `digits_cnn.v2`)."""
     server = TorchServe(workdir.resolve(), ports)
     if is_running(server):
         raise BuildError(f"TorchServe already runs from {workdir}; `make stop` first")
@@ -118,12 +120,12 @@ def is_running(server: TorchServe) -> bool:
     return pid(server) is not None
 
 
-def wait_ready(server: TorchServe, models: list[str], timeout_s: float = 300) -> float:
+def wait_ready(server: TorchServe, models: list[str], timeout_s: float = 300, version: int | None = None) -> float:
     """Block until every model has a READY worker or has failed; returns the seconds waited.
     A model whose archive or worker failed (ModelsFailed names it with its log lines) leaves
     the others serving; on timeout or a dead server, BuildError with the log tails."""
     logs = log_files(server)
-    return wait_for_models("TorchServe", models, lambda m: model_ready(server, m),
+    return wait_for_models("TorchServe", models, lambda m: model_ready(server, m, version),
                            lambda: is_running(server), lambda: log_tail(server), timeout_s,
                            failed=lambda m: load_failed(logs[-1], m), log_files=logs)
 
@@ -140,16 +142,26 @@ def load_failed(ts_log: Path, model: str) -> bool:
         ("Failed to load model ", ","), ("Load model failed: ", ","), ("Failed to load model: ", "")))
 
 
-def model_ready(server: TorchServe, model: str) -> bool:
+def model_ready(server: TorchServe, model: str, version: int | None = None) -> bool:
+    """A READY worker for the model's default version (or for `version`)."""
+    path = f"/models/{model}" + (f"/{version}" if version is not None else "")
     try:
         # no key_file.json: token authorization off (KServe's config), or not written yet
         token = {"Authorization": f"Bearer {server.key('management')}"} if server.key_file.exists() else {}
-        reply = requests.get(f"{server.management_url}/models/{model}", timeout=5, headers=token)
+        reply = requests.get(server.management_url + path, timeout=5, headers=token)
     except (requests.RequestException, OSError, ValueError, KeyError):
         return False  # not listening yet, or key_file.json being written
     if reply.status_code != 200:
         return False
     return any(w.get("status") == "READY" for entry in reply.json() for w in entry.get("workers", []))
+
+
+def requests_served(server: TorchServe, model: str, version: int) -> float:
+    """ts_inference_requests_total for that model version, from the metrics API."""
+    text = requests.get(f"{server.metrics_url}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("ts_inference_requests_total{") and f'model_name="{model}"' in line
+               and f'model_version="{version}"' in line)
 
 
 def log_files(server: TorchServe) -> list[Path]:

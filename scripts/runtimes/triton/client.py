@@ -66,9 +66,10 @@ class TritonClient:
         return {i["name"]: i["datatype"] for i in meta["inputs"]}
 
     def infer(self, model: str, values: dict[str, Any], datatypes: dict[str, str] | None = None,
-              outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+              outputs: list[str] | None = None, version: int | None = None) -> dict[str, np.ndarray]:
         """{input: value} -> {output: numpy array}. Datatypes default to the server's metadata;
-        pass spec_datatypes(spec) to type inputs from the spec instead."""
+        pass spec_datatypes(spec) to type inputs from the spec instead. `version` None: the
+        model's default (Triton: its highest loaded version)."""
         datatypes = datatypes or self.datatypes(model)
         inputs = []
         for name, value in values.items():
@@ -77,7 +78,8 @@ class TritonClient:
             tensor.set_data_from_numpy(array)
             inputs.append(tensor)
         requested = [self.module.InferRequestedOutput(n) for n in outputs] if outputs else None
-        result = self.client.infer(model, inputs, outputs=requested, headers=self.headers)
+        result = self.client.infer(model, inputs, outputs=requested, headers=self.headers,
+                                   model_version=str(version or ""))
         names = outputs or [o["name"] for o in self.as_dict(result.get_response())["outputs"]]
         return {n: result.as_numpy(n) for n in names}
 

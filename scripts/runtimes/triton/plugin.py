@@ -14,6 +14,7 @@ from scripts.runtimes.base import (
     LoadTarget,
     RequestCall,
     Runtime,
+    ServedVersions,
     TensorCall,
     Translation,
     shown,
@@ -98,12 +99,14 @@ class Triton(Runtime):
 
         return {"http": TritonClient(server.http_url, "http"), "grpc": TritonClient(server.grpc_url, "grpc")}
 
-    def tensor_endpoints(self, server: tr.Triton) -> dict[str, TensorCall]:
+    def tensor_endpoints(self, server: tr.Triton, served: str | None = None,
+                         version: int | None = None) -> dict[str, TensorCall]:
+        """`served`/`version`: one model name and version instead of each spec's default."""
         from scripts.runtimes.triton.client import spec_datatypes, spec_shapes, wire_shapes
 
         def call(client):
-            return lambda spec, inputs: spec_shapes(spec, client.infer(spec.name, wire_shapes(spec, inputs),
-                                                                       spec_datatypes(spec)))
+            return lambda spec, inputs: spec_shapes(spec, client.infer(
+                served or spec.name, wire_shapes(spec, inputs), spec_datatypes(spec), version=version))
 
         return {f"triton-{protocol}": call(client) for protocol, client in self.clients(server).items()}
 
@@ -143,3 +146,55 @@ class Triton(Runtime):
             yield stock.load_targets(specs, root, server, names, workdir)
         finally:
             tr.stop(server.workdir)
+
+    # --- versions and rollout: repository API calls in versions.py -----------------------------
+    def build_version(self, spec: ModelSpec, version: int, root: Path) -> BuildRow:
+        from scripts.runtimes.triton.repository import build_version
+
+        built = build_version(spec, version, root, root / TRITON_REPO)
+        return BuildRow(spec.name, "written (python)" if built else "up to date", f"{spec.name}/{version}/")
+
+    def versions(self, server: tr.Triton, spec: ModelSpec) -> ServedVersions:
+        from scripts.runtimes.triton import versions
+
+        loaded = versions.loaded(server, spec.name)
+        return ServedVersions(loaded, max(loaded) if loaded else None)
+
+    def load_beside(self, server: tr.Triton, spec: ModelSpec, version: int, root: Path) -> None:
+        from scripts.runtimes.triton import versions
+
+        if version not in versions.loaded(server, spec.name):
+            name = versions.stage(server, root / TRITON_REPO, spec.name, version)
+            versions.wait_loaded(server, name, [version])
+
+    def version_endpoints(self, server: tr.Triton, spec: ModelSpec, version: int) -> dict[str, TensorCall]:
+        from scripts.runtimes.triton import versions
+
+        public = version in versions.loaded(server, spec.name)
+        return self.tensor_endpoints(server, spec.name if public else versions.CANDIDATE.format(spec.name), version)
+
+    def make_default(self, server: tr.Triton, spec: ModelSpec, version: int, keep: int | None, root: Path) -> None:
+        from scripts.runtimes.triton import versions
+
+        wanted = versions.policy(version, keep)
+        versions.load(server, versions.with_versions(versions.disk_config(root / TRITON_REPO, spec.name), wanted))
+        versions.wait_loaded(server, spec.name, wanted)
+        candidate = versions.CANDIDATE.format(spec.name)
+        if versions.loaded(server, candidate):
+            versions.unload(server, candidate)
+
+    def unload(self, server: tr.Triton, spec: ModelSpec, version: int, root: Path) -> None:
+        from scripts.runtimes.triton import versions
+
+        candidate = versions.CANDIDATE.format(spec.name)
+        if version in versions.loaded(server, candidate):
+            versions.unload(server, candidate)
+        remaining = [v for v in versions.loaded(server, spec.name) if v != version]
+        if remaining and len(remaining) < len(versions.loaded(server, spec.name)):
+            versions.load(server, versions.with_versions(versions.disk_config(root / TRITON_REPO, spec.name),
+                                                         remaining))
+
+    def requests_served(self, server: tr.Triton, spec: ModelSpec, version: int) -> float:
+        from scripts.runtimes.triton import versions
+
+        return versions.requests_served(server, spec.name, version)

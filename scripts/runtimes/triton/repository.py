@@ -174,7 +174,8 @@ def build_repository(models: list[ModelSpec], root: Path, out: Path, backend: st
         if not force and is_fresh(stamp, expected, [d / "config.pbtxt" for d in dirs]):
             rebuilt[spec.name] = False
             continue
-        for d in [*dirs, *(out / f"{spec.name}_{s}" for s in ("pre", "post", "ensemble"))]:
+        clear_first_version(dirs[0], spec.version)
+        for d in (out / f"{spec.name}_{s}" for s in ("pre", "post", "ensemble")):
             shutil.rmtree(d, ignore_errors=True)
         build_model(spec, root, out, backend, fmt, ensembles)
         if backend != "python":
@@ -184,3 +185,30 @@ def build_repository(models: list[ModelSpec], root: Path, out: Path, backend: st
         write_stamp(stamp, expected, backend=backend)
         rebuilt[spec.name] = True
     return rebuilt
+
+
+def clear_first_version(model_dir: Path, version: int) -> None:
+    """What a rebuild of the model's first version replaces; other versions' folders stay."""
+    shutil.rmtree(model_dir / str(version), ignore_errors=True)
+    shutil.rmtree(model_dir / "warmup", ignore_errors=True)
+    for name in ("config.pbtxt", STAMP):
+        (model_dir / name).unlink(missing_ok=True)
+
+
+def build_version(spec: ModelSpec, version: int, root: Path, out: Path, force: bool = False) -> bool:
+    """Add <name>/<version>/ beside the first version's (Python backend; built first if needed)
+    for `make rollout`: the config.pbtxt stays the first version's, and a rollout loads the
+    version by overriding its version_policy. Returns False when it was up to date."""
+    build_repository([spec], root, out)
+    versioned = spec.at_version(version).for_runtime("triton")
+    if version == spec.version:
+        return False
+    folder, stamp = out / spec.name / str(version), out / spec.name / f"build.v{version}.json"
+    expected = repo_fingerprint(versioned, root, "python", None)
+    if not force and is_fresh(stamp, expected, [folder / "model.py"]):
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    plan = serving_plan(versioned, root, python_format(versioned, root, None))
+    stage_python(plan, root, versioned, folder, with_artifact=True)
+    write_stamp(stamp, expected, backend="python")
+    return True

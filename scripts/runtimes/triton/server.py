@@ -24,6 +24,7 @@ from scripts.runtimes.processes import read_pid, stop_process, tail, wait_for_mo
 from scripts.spec.errors import BuildError
 
 DEFAULT_WORKDIR = Path("build/triton")
+STAGING = "staging"
 ADMIN_HEADER = "admin-key"                         # HTTP
 GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # gRPC metadata
 # Servers this process started: a dead child stays a zombie (its pid still "alive") until
@@ -110,6 +111,8 @@ def command(server: Triton, repo: Path, models: list[str]) -> list[str]:
     restricted = f"model-repository:{ADMIN_HEADER}={server.admin_key}"
     return [str(wheel_dir() / "bin" / "tritonserver"),
             f"--model-repository={repo.resolve()}",
+            # a rollout's candidate versions are loaded from here under their own name (versions.py)
+            f"--model-repository={server.workdir / STAGING}",
             f"--backend-directory={server.workdir / 'backends'}",
             "--http-address=127.0.0.1", f"--http-port={server.ports.http}",
             "--grpc-address=127.0.0.1", f"--grpc-port={server.ports.grpc}",
@@ -142,6 +145,7 @@ def start(repo: Path, models: list[str] | None = None, ports: Ports = Ports(),
     shutil.rmtree(server.workdir, ignore_errors=True)
     server.workdir.mkdir(parents=True)
     assemble_backends(server.workdir / "backends")
+    (server.workdir / STAGING).mkdir()
     write_secret(server.workdir / "admin_key", server.admin_key)
     with open(server.log_file, "wb") as log:
         # Its own session: `make serve` returns while the server keeps running.

@@ -284,8 +284,9 @@ def test_report_writes_json_markdown_and_plots(tmp_path):
 
 def fake_servers(monkeypatch, stopped, stock_config=True):
     """Each server module's start/wait_ready/stop replaced: nothing is launched."""
-    def ts_start(template, store, names, ports, workdir):
+    def ts_start(template, store, names, ports, workdir, overrides=None):
         assert ("default_workers_per_model" in template.read_text()) is not stock_config
+        assert not overrides  # a bench server never registers versions
         assert all((store / f"{n}.mar").exists() for n in names)
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "key_file.json").write_text(json.dumps({"inference": {"key": "tok"}}))

@@ -1,0 +1,45 @@
+"""A built version is immutable: once `make export` has built version n of a model, building it
+again from other inputs (source, weights, training settings, tensors or pre-processing) is
+refused unless forced; the fix is a new version under `versions:`. Rebuilding from the same
+inputs (new build code, a deleted artifact) is allowed: it gives the same model.
+
+The record is artifacts/<model>/<version>/version.json, written after each export."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from scripts.build.fingerprint import file_digest
+from scripts.build.paths import artifact_dir
+from scripts.spec import BuildError, ModelSpec
+
+RECORD = "version.json"
+
+
+def identity(spec: ModelSpec, root: Path) -> dict:
+    """What makes this version this model: its settings, and the files a user gave it (a
+    trained version's checkpoint follows from its settings)."""
+    given = [] if spec.training is not None else [p for p in spec.model_files(root) if p.name != "samples.npz"]
+    return {"source": spec.source.model_dump(mode="json"),
+            "training": spec.training and spec.training.model_dump(mode="json"),
+            "tensors": [t.model_dump(mode="json") for t in [*spec.inputs, *spec.outputs]],
+            "preprocess": spec.task.preprocess.model_dump(mode="json"),
+            "files": {str(p.relative_to(root)): file_digest(p) if p.exists() else None for p in given}}
+
+
+def refuse_changed(spec: ModelSpec, root: Path, force: bool = False) -> None:
+    """BuildError when this version was built before from other inputs (unless forced)."""
+    record = artifact_dir(spec, root) / RECORD
+    if force or not record.exists():
+        return
+    built, now = json.loads(record.read_text()), identity(spec, root)
+    changed = [key for key in now if built.get(key) != now[key]]
+    if changed:
+        raise BuildError(f"{spec.name} version {spec.version} was built from other inputs ({', '.join(changed)} "
+                         "changed) and a built version is immutable: add the change as a new version under "
+                         f"`versions:` in the spec (version {max(spec.version_numbers) + 1}), or rebuild "
+                         "this one anyway with FORCE=1")
+
+
+def seal(spec: ModelSpec, root: Path) -> None:
+    (artifact_dir(spec, root) / RECORD).write_text(json.dumps(identity(spec, root), indent=1) + "\n")

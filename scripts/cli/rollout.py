@@ -1,0 +1,106 @@
+"""The version commands: rollout, rollback and versions, against the servers `make serve` started."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from scripts.cli.common import SpecOption, app, console, selected_models, user_errors
+from scripts.cli.serve import RuntimeOption
+
+OneModel = Annotated[str, typer.Option("--model", "-m", help="The model to roll out or back.")]
+
+
+def print_outcomes(outcomes) -> None:
+    table = Table("runtime", "model", "action", "default", "kept loaded", "switch", "gate", "notes")
+    for o in outcomes:
+        gate = o.gate or {}
+        figures = [f"labels agree {gate['label_agreement']:.1%}" if "label_agreement" in gate else "",
+                   f"max diff {gate['max_output_diff']:.3g}" if "max_output_diff" in gate else "",
+                   "p99 {serving:.1f} -> {candidate:.1f} ms".format(**gate["p99_ms"]) if "p99_ms" in gate else ""]
+        table.add_row(o.runtime, o.model, o.action, str(o.default), str(o.previous or "-"),
+                      f"{o.switch_s:.2f}s" if o.switch_s else "-", "\n".join(f for f in figures if f) or "-",
+                      "\n".join(o.problems) or "-")
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def rollout(version: Annotated[int, typer.Option("--version", help="The version to serve.")],
+            model: OneModel, spec: SpecOption = Path("models.yaml"), runtime: RuntimeOption = "all"):
+    """Build a version, load it beside the serving one, gate it, then make it the default."""
+    from scripts.rollout.flow import RolloutRefused
+    from scripts.rollout.flow import rollout as run
+
+    root, models = selected_models(spec, [model])
+    try:
+        outcomes = run(models[0], version, runtime, root)
+    except RolloutRefused:
+        console.print("see reports/rollouts.jsonl for the gate's figures")
+        raise
+    print_outcomes(outcomes)
+
+
+@app.command()
+@user_errors
+def rollback(model: OneModel, spec: SpecOption = Path("models.yaml"), runtime: RuntimeOption = "all"):
+    """Switch the default back to the version served before the last rollout."""
+    from scripts.rollout.flow import rollback as run
+
+    root, models = selected_models(spec, [model])
+    print_outcomes(run(models[0], runtime, root))
+
+
+@app.command()
+@user_errors
+def versions(spec: SpecOption = Path("models.yaml")):
+    """Per runtime and model: whether the server runs, the versions loaded, the default, when it
+    changed and the gate's figures."""
+    from scripts.rollout.state import read_state
+    from scripts.runtimes.registry import RUNTIMES
+
+    root, models = selected_models(spec, None)
+    recorded = read_state(root)
+    table = Table("runtime", "model", "loaded", "default", "last rolled out", "changed", "gate")
+    for plugin in RUNTIMES.values():
+        server = plugin.running(root)
+        for m in models:
+            entry = recorded.get(plugin.name, {}).get(m.name, {})
+            live = plugin.versions(server, m) if server is not None else None
+            gate = entry.get("gate") or {}
+            table.add_row(plugin.name, m.name,
+                          ", ".join(map(str, live.loaded)) if live else "[red]server not running[/]",
+                          str(live.default) if live else "-", str(entry.get("default", m.version)),
+                          entry.get("changed", "-"),
+                          f"labels {gate['label_agreement']:.1%}" if "label_agreement" in gate else "-")
+    console.print(table)
+    console.print("log: reports/rollouts.jsonl")
+
+
+@app.command()
+@user_errors
+def drill(version: Annotated[int, typer.Option("--version", help="The version to roll out and back.")],
+          model: OneModel, spec: SpecOption = Path("models.yaml"),
+          clients: Annotated[int, typer.Option(help="Unversioned clients per endpoint.")] = 4):
+    """Roll a version out and back on every running runtime while clients send requests; count
+    failed requests and which version answered, per phase (reports/drill_<model>.json)."""
+    from scripts.rollout.drill import drill as run
+    from scripts.rollout.flow import running_server
+    from scripts.runtimes.registry import RUNTIMES
+
+    root, models = selected_models(spec, [model])
+    servers = {name: running_server(plugin, root) for name, plugin in RUNTIMES.items()}
+    report = run(models[0], version, servers, root, clients)
+    table = Table("runtime", "phase", "requests", "failed", "answered by version", "p50 ms", "p99 ms")
+    for phase, per_runtime in report["phases"].items():
+        for runtime, s in per_runtime.items():
+            table.add_row(runtime, phase, str(s["requests"]), str(s["failed"]),
+                          ", ".join(f"v{v}: {n}" for v, n in s["by_version"].items()),
+                          f"{s['p50_ms']:.1f}" if s["p50_ms"] else "-", f"{s['p99_ms']:.1f}" if s["p99_ms"] else "-")
+    console.print(f"{report['clients']} clients: {', '.join(report['client_kinds'])}")
+    console.print(table)
+    for runtime, switch in report["switch_s"].items():
+        console.print(f"{runtime}: switch {switch.get('rollout', 0):.3f}s, rollback {switch.get('rollback', 0):.3f}s")
+    console.print(f"report: reports/drill_{model}.json")

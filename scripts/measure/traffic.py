@@ -1,0 +1,112 @@
+"""Steady client traffic against running servers while something changes under it (a rollout,
+a rollback, a killed process), with every answer checked: which version's eager output it
+equals, or why it failed. Used by `make drill` and by the rollout and fault tests.
+
+Each client is one thread with its own connection (tritonclient's are not thread-safe) that
+sends one golden row at a time, unversioned or naming a version, as fast as it is answered.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from scripts.build.paths import golden
+from scripts.build.verify import compare
+from scripts.measure.verify_served import reference_runner
+from scripts.runtimes.base import TensorCall
+from scripts.spec import ModelSpec
+
+ROWS = 8
+
+
+@dataclass(frozen=True)
+class Client:
+    name: str                              # e.g. "triton-grpc unversioned"
+    runtime: str
+    version: int | None                    # the version it names, None for unversioned
+    connect: Callable[[], TensorCall]      # a fresh connection to one endpoint
+
+
+@dataclass(frozen=True)
+class Answer:
+    client: str
+    runtime: str
+    asked: int | None
+    started: float                         # time.monotonic()
+    latency_ms: float
+    version: int | None                    # whose outputs it equals; None: neither, or failed
+    error: str = ""
+
+
+@dataclass
+class Traffic:
+    """Start with `with Traffic(...) as traffic:`; answers collect in `traffic.answers`."""
+    spec: ModelSpec
+    clients: list[Client]
+    expected: dict[int, list[dict[str, np.ndarray]]]    # version -> per-row outputs
+    inputs: list[dict[str, np.ndarray]]                  # per row
+    answers: list[Answer] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> Traffic:
+        self._threads = [threading.Thread(target=self._run, args=(c,), daemon=True) for c in self.clients]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=120)
+
+    def _run(self, client: Client) -> None:
+        call, row = client.connect(), 0
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                outputs, error = call(self.spec, self.inputs[row]), ""
+            except Exception as exc:  # a failed request is what this counts
+                outputs, error = None, f"{type(exc).__name__}: {str(exc)[:200]}"
+            latency = (time.monotonic() - started) * 1000
+            answered = self.whose(outputs, row) if outputs is not None else None
+            if outputs is not None and answered is None:
+                error = "answer equals no version's outputs"
+            self.answers.append(Answer(client.name, client.runtime, client.version, started, latency, answered, error))
+            row = (row + 1) % len(self.inputs)
+
+    def whose(self, outputs: dict[str, np.ndarray], row: int) -> int | None:
+        for version, rows in self.expected.items():
+            if all(compare(np.asarray(outputs[n], dtype=want.dtype), want, self.spec.tolerance).passed
+                   for n, want in rows[row].items()):
+                return version
+        return None
+
+
+def expected_outputs(spec: ModelSpec, versions: list[int], root: Path) -> tuple[list[dict], dict[int, list[dict]]]:
+    """The first golden rows of the first version, and what each version's eager model answers
+    for each of them."""
+    rows = golden(spec, root)
+    inputs = [{n: v[i:i + 1] for n, v in rows.items()} for i in range(min(ROWS, len(next(iter(rows.values())))))]
+    expected = {}
+    for version in versions:
+        model = reference_runner(spec.at_version(version), root)
+        expected[version] = [dict(zip(spec.output_names, model(row))) for row in inputs]
+    return inputs, expected
+
+
+def summary(answers: list[Answer], since: float = float("-inf"), until: float = float("inf")) -> dict:
+    """Counts, failures and latency percentiles of the answers to requests started in [since, until)."""
+    window = [a for a in answers if since <= a.started < until]
+    latencies = [a.latency_ms for a in window if not a.error]
+    return {"requests": len(window), "failed": sum(1 for a in window if a.error),
+            "by_version": {str(v): sum(1 for a in window if a.version == v and not a.error)
+                           for v in sorted({a.version for a in window if a.version is not None})},
+            "p50_ms": float(np.percentile(latencies, 50)) if latencies else None,
+            "p99_ms": float(np.percentile(latencies, 99)) if latencies else None,
+            "errors": sorted({a.error for a in window if a.error})[:5]}

@@ -1,0 +1,73 @@
+"""`make drill`: a rollout and a rollback under steady load, on every running runtime, with every
+answer checked (scripts/measure/traffic.py). The report gives per runtime and phase the
+requests, failures, which version answered, and p50/p99; plus each switch's duration.
+
+Clients per runtime and protocol: unversioned ones, and ones that name the serving version
+(which stays loaded throughout, on both runtimes)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from scripts.build.paths import REPORTS
+from scripts.measure.traffic import Client, Traffic, expected_outputs, summary
+from scripts.rollout.flow import build, rollback, rollout
+from scripts.runtimes.registry import RUNTIMES
+from scripts.spec import ModelSpec
+
+PHASES = ("before", "rollout", "after rollout", "rollback", "after rollback")
+
+
+def clients_for(servers: dict, spec: ModelSpec, per_endpoint: int, named: int) -> list[Client]:
+    clients = []
+    for name, server in servers.items():
+        plugin = RUNTIMES[name]
+        for endpoint in plugin.tensor_endpoints(server):
+            def unversioned(endpoint=endpoint, plugin=plugin, server=server):
+                return plugin.tensor_endpoints(server)[endpoint]
+
+            def versioned(endpoint=endpoint, plugin=plugin, server=server):
+                return plugin.version_endpoints(server, spec, named)[endpoint]
+
+            clients += [Client(f"{endpoint} unversioned", name, None, unversioned) for _ in range(per_endpoint)]
+            clients += [Client(f"{endpoint} version {named}", name, named, versioned)
+                        for _ in range(max(1, per_endpoint // 2))]
+    return clients
+
+
+def drill(spec: ModelSpec, version: int, servers: dict, root: Path, per_endpoint: int = 4,
+          settle_s: float = 2.0) -> dict:
+    """Roll `version` out and back under load; returns the report (also reports/drill_<model>.json)."""
+    serving = {name: RUNTIMES[name].versions(server, spec).default for name, server in servers.items()}
+    for name in servers:  # built before the load starts: training is not what is measured
+        build(RUNTIMES[name], spec, version, root)
+    inputs, expected = expected_outputs(spec, sorted({*serving.values(), version}), root)
+    clients = clients_for(servers, spec, per_endpoint, min(serving.values()))
+    marks = []
+    with Traffic(spec, clients, expected, inputs) as traffic:
+        marks.append(time.monotonic())
+        time.sleep(settle_s)
+        marks.append(time.monotonic())
+        out = rollout(spec, version, "all", root, servers)
+        marks.append(time.monotonic())
+        time.sleep(settle_s)
+        marks.append(time.monotonic())
+        back = rollback(spec, "all", root, servers)
+        marks.append(time.monotonic())
+        time.sleep(settle_s)
+        marks.append(time.monotonic())
+    report = {"model": spec.name, "serving": serving, "version": version, "clients": len(clients),
+              "client_kinds": sorted({c.name for c in clients}),
+              "switch_s": {o.runtime: {"rollout": o.switch_s} for o in out},
+              "phases": {phase: {name: summary([a for a in traffic.answers if a.runtime == name], start, end)
+                                 for name in servers}
+                         for phase, start, end in zip(PHASES, marks, marks[1:])},
+              "total": {name: summary([a for a in traffic.answers if a.runtime == name]) for name in servers}}
+    for o in back:
+        report["switch_s"][o.runtime]["rollback"] = o.switch_s
+    report["answers"] = traffic.answers
+    out_file = root / REPORTS / f"drill_{spec.name}.json"
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(json.dumps({k: v for k, v in report.items() if k != "answers"}, indent=2) + "\n")
+    return report

@@ -1,0 +1,141 @@
+"""The gate a version passes before unversioned traffic moves to it, on the runtime that will
+serve it, through the endpoints that reach exactly that version:
+
+1. its golden samples give its eager outputs (as `make verify` checks a served model);
+2. shadow comparison with the serving version on the same inputs (both versions' golden inputs
+   and the example requests, decoded by the model's own pre-processing): the share of equal
+   top-1 labels and the largest output difference, against the spec's `rollout:` thresholds;
+3. a short load on each version in turn (same clients, same request): the candidate's p99
+   within `max_p99_factor` of the serving version's.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from handlers.processing import class_scores
+from scripts.build.paths import artifact_dir
+from scripts.measure.verify_served import CONTENT_TYPES, Endpoints, check_golden, example_requests
+from scripts.runtimes.base import TensorCall
+from scripts.spec import ModelSpec
+
+Inputs = dict[str, np.ndarray]
+Connect = Callable[[], dict[str, TensorCall]]   # a version's endpoints, on new connections
+
+
+@dataclass
+class Gate:
+    figures: dict = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+def golden_check(endpoints: dict[str, TensorCall], spec: ModelSpec, root: Path, gate: Gate) -> None:
+    checks = check_golden(spec, root, Endpoints(endpoints, lambda _: {}))
+    gate.figures["golden_max_abs_error"] = {c.endpoint: c.max_abs_error for c in checks}
+    gate.problems += [f"version {spec.version} golden samples via {c.endpoint}: {c.detail}"
+                      for c in checks if not c.passed]
+
+
+def shadow_inputs(versions: list[ModelSpec], root: Path) -> list[Inputs]:
+    """Each version's golden inputs, then each example request as its pre-processing decodes it."""
+    from handlers.pipeline import Pipeline
+    from scripts.build.plan import serving_plan
+
+    groups = []
+    for spec in versions:
+        with np.load(artifact_dir(spec, root) / "golden.npz") as golden:
+            groups.append({t.name: golden[f"input.{t.name}"] for t in spec.inputs})
+    pipeline = Pipeline(serving_plan(versions[0], root))
+    requests = {p.name: p for spec in versions for p in example_requests(spec, root)}
+    groups += [pipeline.parse(p.read_bytes(), CONTENT_TYPES.get(p.suffix))[0] for p in requests.values()]
+    return groups
+
+
+def top1(spec: ModelSpec, outputs: Inputs) -> np.ndarray:
+    return class_scores(np.asarray(outputs[spec.outputs[0].name]), spec.task.output).argmax(-1)
+
+
+def shadow_compare(serving: TensorCall, candidate: TensorCall, spec: ModelSpec, groups: list[Inputs],
+                   gate: Gate) -> None:
+    agree = total = 0
+    worst = 0.0
+    for inputs in groups:
+        old, new = serving(spec, inputs), candidate(spec, inputs)
+        worst = max([worst, *(float(np.abs(np.asarray(new[n], np.float64) - np.asarray(old[n], np.float64)).max())
+                              for n in spec.output_names)])
+        if spec.task.kind == "classification":
+            agree += int((top1(spec, old) == top1(spec, new)).sum())
+            total += len(top1(spec, old))
+    thresholds = spec.rollout
+    gate.figures["shadow_samples"] = sum(len(next(iter(g.values()))) for g in groups)
+    gate.figures["max_output_diff"] = worst
+    if worst > thresholds.max_output_diff:
+        gate.problems.append(f"outputs differ from the serving version by up to {worst:.4g} "
+                             f"(rollout.max_output_diff {thresholds.max_output_diff:g})")
+    if total:
+        share = agree / total
+        gate.figures["label_agreement"] = share
+        if share < thresholds.min_label_agreement:
+            gate.problems.append(f"top-1 labels agree with the serving version on {share:.1%} of {total} inputs "
+                                 f"(rollout.min_label_agreement {thresholds.min_label_agreement:.0%})")
+
+
+def latencies_ms(connect: Connect, spec: ModelSpec, inputs: Inputs, clients: int, seconds: float) -> list[float]:
+    """Per-request latencies of `clients` threads, each with its own connection (tritonclient's
+    are not thread-safe), sending `inputs` for `seconds`."""
+    times: list[float] = []
+    deadline = time.monotonic() + seconds
+
+    def client() -> None:
+        call = connect()
+        while time.monotonic() < deadline:
+            start = time.perf_counter()
+            call(spec, inputs)
+            times.append((time.perf_counter() - start) * 1000)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return times
+
+
+def p99_check(serving: Connect, candidate: Connect, spec: ModelSpec, row: Inputs, gate: Gate) -> None:
+    """Two alternating rounds each, so a noisy moment on a shared machine hits both versions."""
+    settings = spec.rollout
+    measured: dict[str, list[float]] = {"serving": [], "candidate": []}
+    for _ in range(2):
+        for which, connect in (("serving", serving), ("candidate", candidate)):
+            first = lambda connect=connect: next(iter(connect().values()))  # noqa: E731
+            measured[which] += latencies_ms(first, spec, row, settings.load_clients, settings.load_seconds / 2)
+    p99 = {which: float(np.percentile(times, 99)) for which, times in measured.items()}
+    gate.figures["p99_ms"] = p99
+    gate.figures["load"] = {"clients": settings.load_clients, "seconds_per_version": settings.load_seconds,
+                            "requests": {w: len(t) for w, t in measured.items()}}
+    if p99["candidate"] > settings.max_p99_factor * p99["serving"]:
+        gate.problems.append(f"p99 under load {p99['candidate']:.2f} ms vs the serving version's "
+                             f"{p99['serving']:.2f} ms (rollout.max_p99_factor {settings.max_p99_factor:g})")
+
+
+def run_gate(serving: Connect, candidate: Connect, spec_serving: ModelSpec, spec_candidate: ModelSpec,
+             root: Path) -> Gate:
+    """All three checks; a failed golden check stops there (the rest would compare garbage)."""
+    gate = Gate()
+    golden_check(candidate(), spec_candidate, root, gate)
+    if gate.passed:
+        first_serving, first_candidate = next(iter(serving().values())), next(iter(candidate().values()))
+        groups = shadow_inputs([spec_serving, spec_candidate], root)
+        shadow_compare(first_serving, first_candidate, spec_candidate, groups, gate)
+        row = {name: rows[:1] for name, rows in groups[0].items()}
+        p99_check(serving, candidate, spec_candidate, row, gate)
+    return gate
