@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scripts.build.paths import artifact_dir
 from scripts.rollout import state
 from scripts.rollout.gate import Gate, golden_check, run_gate
 from scripts.runtimes.registry import selected
@@ -42,14 +43,19 @@ def running_server(plugin, root: Path):
 
 
 def build(plugin, spec: ModelSpec, version: int, root: Path) -> None:
-    """Train, export and package the version if needed (refused if its inputs changed)."""
+    """Train and export the version unless built (a built version is immutable: refused if its
+    inputs changed since), then package it for this runtime."""
     from scripts.build.export import export_model
+    from scripts.build.sealed import RECORD, refuse_changed
     from scripts.build.train import train_model
 
     versioned = spec.at_version(version)
-    if versioned.training is not None:
-        train_model(versioned, root)
-    export_model(versioned, root)
+    if (artifact_dir(versioned, root) / RECORD).exists():
+        refuse_changed(versioned, root)
+    else:
+        if versioned.training is not None:
+            train_model(versioned, root)
+        export_model(versioned, root)
     if version == spec.version:
         build_signed(plugin, [spec], root)
     else:
@@ -163,11 +169,11 @@ def rollback(spec: ModelSpec, runtime: str, root: Path, servers: dict | None = N
             for plugin, server in servers_of(runtime, root, servers)]
 
 
-def restore(runtime: str, models: list[ModelSpec], root: Path) -> list[str]:
+def restore(runtime: str, models: list[ModelSpec], root: Path, servers: dict | None = None) -> list[str]:
     """After `make serve` started the runtime(s) on the spec's versions: bring each model back on
     the version last rolled out (with the one before it loaded for a rollback)."""
     lines = []
-    for (plugin, server), spec in ((ps, m) for ps in servers_of(runtime, root, None) for m in models):
+    for (plugin, server), spec in ((ps, m) for ps in servers_of(runtime, root, servers) for m in models):
         served = state.served(root, plugin.name, spec.name)
         if not served or served["default"] == spec.version or served["default"] not in spec.version_numbers:
             continue

@@ -112,14 +112,18 @@ class TorchServe(Runtime):
         return ts.TorchServe((root / ts.DEFAULT_WORKDIR).resolve(), ports_from_config(root / TEMPLATE))
 
     def start(self, specs, root, workdir=None, free_ports=False, timeout_s=300, store: Path | None = None,
-              template: Path | None = None, names: list[str] | None = None) -> ts.TorchServe:
+              template: Path | None = None, names: list[str] | None = None,
+              model_api: bool | None = None) -> ts.TorchServe:
+        """`model_api` (registering versions for rollouts) defaults to on for `make serve`'s
+        instance when a model has versions; it stays behind the token and allowed_urls."""
         if store is None:
             self.build(specs, root)
         instance = self.instance(root)
         ports = ts.Ports(*(free_port() for _ in range(5))) if free_ports else instance.ports
         names = names or [m.name for m in specs]
-        # `make rollout` registers versions: the model API, behind the token and allowed_urls
-        rollouts = {"enable_model_api": "true"} if any(m.versions for m in specs) and workdir is None else {}
+        if model_api is None:
+            model_api = workdir is None and any(m.versions for m in specs)
+        rollouts = {"enable_model_api": "true"} if model_api else {}
         server = ts.start(template or root / TEMPLATE, store or root / MODEL_STORE, names, ports,
                           workdir or instance.workdir, rollouts)
         return ready_or_stopped(server, names, lambda: ts.wait_ready(server, names, timeout_s),
