@@ -53,6 +53,16 @@ def rollback(model: OneModel, spec: SpecOption = Path("models.yaml"), runtime: R
     print_outcomes(run(models[0], runtime, root))
 
 
+def live_versions(plugin, server, spec):
+    """(the server's versions of the model, or None and why not)."""
+    if server is None:
+        return None, "server not running (`make serve` starts it on the versions last rolled out)"
+    try:
+        return plugin.versions(server, spec), ""
+    except Exception as exc:  # a server dying or killed between the pid check and the call
+        return None, f"server not answering: {type(exc).__name__}"
+
+
 @app.command()
 @user_errors
 def versions(spec: SpecOption = Path("models.yaml")):
@@ -68,10 +78,10 @@ def versions(spec: SpecOption = Path("models.yaml")):
         server = plugin.running(root)
         for m in models:
             entry = recorded.get(plugin.name, {}).get(m.name, {})
-            live = plugin.versions(server, m) if server is not None else None
+            live, problem = live_versions(plugin, server, m)
             gate = entry.get("gate") or {}
             table.add_row(plugin.name, m.name,
-                          ", ".join(map(str, live.loaded)) if live else "[red]server not running[/]",
+                          ", ".join(map(str, live.loaded)) if live else f"[red]{problem}[/]",
                           str(live.default) if live else "-", str(entry.get("default", m.version)),
                           entry.get("changed", "-"),
                           f"labels {gate['label_agreement']:.1%}" if "label_agreement" in gate else "-")

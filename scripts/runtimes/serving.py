@@ -43,6 +43,9 @@ def serve_runtimes(runtime: str, models: list[ModelSpec], root: Path, timeout_s:
     try:
         for plugin in plugins:
             failed: set[str] = set()
+            if plugin.running(root) is not None:  # e.g. the other runtime was killed: start only that one
+                lines.append(f"{plugin.title} already running: left as it is (`make stop` first to restart it)")
+                continue
             try:
                 server = plugin.start(models, root, timeout_s=timeout_s)
             except ModelsFailed as exc:

@@ -66,17 +66,21 @@ class Triton(Runtime):
         return python_format(spec.for_runtime(self.name), root, None)
 
     def start(self, specs, root, workdir=None, free_ports=False, timeout_s=300, repo: Path | None = None,
-              names: list[str] | None = None) -> tr.Triton:
+              names: list[str] | None = None, watch: bool | None = None) -> tr.Triton:
         """Generate what is missing (Python backend: the one that runs here) unless given a
-        repository, start tritonserver, wait for READY (stopping it on failure)."""
+        repository, start tritonserver, wait for READY (stopping it on failure). `watch`: the
+        stub watchdog (watchdog.py), on by default for `make serve`'s server."""
         if repo is None:
             repo = root / TRITON_REPO
             self.build(specs, root)
         names = names or [n for m in specs for n in self.served_names(m)]
         ports = tr.Ports(free_port(), free_port(), free_port()) if free_ports else tr.Ports()
         server = tr.start(repo, names, ports, workdir or root / tr.DEFAULT_WORKDIR)
-        return ready_or_stopped(server, names, lambda: tr.wait_ready(server, names, timeout_s),
-                                lambda: tr.stop(server.workdir))
+        server = ready_or_stopped(server, names, lambda: tr.wait_ready(server, names, timeout_s),
+                                  lambda: tr.stop(server.workdir))
+        if watch if watch is not None else workdir is None:
+            tr.start_watchdog(server, repo)
+        return server
 
     def running(self, root: Path) -> tr.Triton | None:
         server = tr.attach(root / tr.DEFAULT_WORKDIR)

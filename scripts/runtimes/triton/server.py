@@ -156,6 +156,29 @@ def start(repo: Path, models: list[str] | None = None, ports: Ports = Ports(),
     return server
 
 
+def start_watchdog(server: Triton, repo: Path) -> int:
+    """The stub watchdog (watchdog.py) beside this server, in its own session; returns its pid."""
+    project = Path(__file__).resolve().parents[3]
+    with open(server.workdir / "watchdog.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scripts.runtimes.triton.watchdog", str(server.workdir), str(repo.resolve()),
+             str(server.ports.http), str(server.ports.metrics)], cwd=project, stdout=log, stderr=subprocess.STDOUT,
+            env={**env(), "PYTHONPATH": str(project)}, start_new_session=True)
+    (server.workdir / "watchdog.pid").write_text(f"{process.pid}\n")
+    _children[process.pid] = process
+    return process.pid
+
+
+def stop_watchdog(workdir: Path) -> None:
+    watchdog = read_pid(workdir / "watchdog.pid")
+    if watchdog is not None:
+        os.kill(watchdog, signal.SIGTERM)
+        child = _children.pop(watchdog, None)
+        if child is not None:
+            child.wait(10)
+    (workdir / "watchdog.pid").unlink(missing_ok=True)
+
+
 def attach(workdir: Path = DEFAULT_WORKDIR, ports: Ports = Ports()) -> Triton:
     """The instance running from workdir, with its admin key (for clients and `make stop`)."""
     key_file = workdir.resolve() / "admin_key"
@@ -206,7 +229,9 @@ def log_tail(server: Triton, lines: int = 40) -> str:
 def stop(workdir: Path = DEFAULT_WORKDIR, timeout_s: float = 30) -> bool:
     """Stop the instance that runs from workdir (never another one); True if one was running."""
     server = Triton(workdir.resolve(), Ports())
+    stop_watchdog(server.workdir)
     process = pid(server)
+
     def terminate() -> None:
         os.kill(process, signal.SIGTERM)
         child = _children.pop(process, None)

@@ -1,0 +1,116 @@
+"""A watchdog beside tritonserver: a Python-backend stub process that dies (killed, out of memory)
+is never restarted by Triton 2.51; its instance then hangs every request given to it while the
+model still reads READY. Measured with 8 clients on digits_cnn: no answer at all for 12 s with
+one instance; with two, one instance's batches lost.
+
+Every POLL_S the watchdog lists the stubs under tritonserver (each one's model.py path names the
+model and version). When a stub of a loaded version is gone and fewer stubs than the config's
+instances remain, it reloads that model through the repository API with the versions it has
+loaded and a new `watchdog_generation` parameter (Triton reloads only a changed config): the
+new instances load beside the broken ones, traffic moves to them once READY, as in a rollout.
+Each event goes to <workdir>/watchdog.jsonl; <workdir>/health.json says what is recovering.
+
+Started by the Triton plugin for `make serve`'s server (and by tests), stopped with it:
+  python -m scripts.runtimes.triton.watchdog <workdir> <repo> <http port> <metrics port>
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from scripts.runtimes.triton import server as tr
+from scripts.runtimes.triton import versions
+
+POLL_S = 0.2
+STUB = "triton_python_backend_stub"
+LOG, HEALTH, PID = "watchdog.jsonl", "health.json", "watchdog.pid"
+
+
+def stubs(server_pid: int) -> dict[int, tuple[str, int]]:
+    """{stub pid: (model, version)} of every Python-backend stub under the server."""
+    found = {}
+    for process in psutil.Process(server_pid).children(recursive=True):
+        try:
+            command = process.cmdline()
+        except psutil.Error:
+            continue
+        if len(command) > 1 and command[0].endswith(STUB) and command[1].endswith("model.py"):
+            folder = Path(command[1]).parent
+            if folder.name.isdigit():
+                found[process.pid] = (folder.parent.name, int(folder.name))
+    return found
+
+
+class Watchdog:
+    def __init__(self, server: tr.Triton, repo: Path):
+        self.server, self.repo = server, repo
+        self.known: dict[int, tuple[str, int]] = {}
+
+    def config(self, model: str):
+        staged = self.server.workdir / tr.STAGING
+        return versions.disk_config(staged if (staged / model).is_dir() else self.repo, model)
+
+    def instances(self, model: str) -> int:
+        return sum(group.count or 1 for group in self.config(model).instance_group) or 1
+
+    def broken(self, alive: dict[int, tuple[str, int]]) -> set[str]:
+        """Models with a loaded version that lost a stub and has fewer than its instances left."""
+        lost = {key for pid, key in self.known.items() if pid not in alive}
+        return {model for model, version in lost
+                if version in versions.loaded(self.server, model)
+                and sum(1 for key in alive.values() if key == (model, version)) < self.instances(model)}
+
+    def recover(self, model: str) -> dict:
+        started = time.monotonic()
+        loaded = versions.loaded(self.server, model)
+        config = versions.with_versions(self.config(model), loaded)
+        config.parameters["watchdog_generation"].string_value = str(time.time_ns())
+        write_health(self.server, {model: {"state": "recovering", "since": time.time()}})
+        versions.load(self.server, config)
+        write_health(self.server, {})
+        return {"event": "stub died: model reloaded", "model": model, "versions": loaded,
+                "reload_s": round(time.monotonic() - started, 3)}
+
+    def poll(self) -> list[dict]:
+        alive = stubs(tr.pid(self.server))
+        events = [self.recover(model) for model in sorted(self.broken(alive))] if self.known else []
+        self.known = stubs(tr.pid(self.server)) if events else alive
+        return events
+
+
+def write_health(server: tr.Triton, recovering: dict) -> None:
+    (server.workdir / HEALTH).write_text(json.dumps(recovering) + "\n")
+
+
+def log_event(server: tr.Triton, event: dict) -> None:
+    with open(server.workdir / LOG, "a") as handle:
+        handle.write(json.dumps({"time": time.time(), **event}) + "\n")
+
+
+def run(server: tr.Triton, repo: Path) -> None:
+    """Until the server stops; a dead server is logged (and reported by `make versions`)."""
+    dog = Watchdog(server, repo)
+    log_event(server, {"event": "watching", "server_pid": tr.pid(server)})
+    while tr.is_running(server):
+        try:
+            for event in dog.poll():
+                log_event(server, event)
+        except (psutil.Error, OSError, ValueError) as exc:   # the server going away mid-poll
+            if tr.is_running(server):
+                log_event(server, {"event": "poll failed", "error": str(exc)})
+        time.sleep(POLL_S)
+    log_event(server, {"event": "tritonserver is gone"})
+
+
+def main(argv: list[str]) -> None:
+    workdir, repo, http, metrics = Path(argv[0]), Path(argv[1]), int(argv[2]), int(argv[3])
+    server = tr.attach(workdir, tr.Ports(http=http, metrics=metrics))
+    run(server, repo)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

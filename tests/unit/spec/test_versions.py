@@ -1,0 +1,86 @@
+"""`versions:` and `rollout:` in a spec entry: each version gets its own files, mistakes are named,
+and a built version cannot be rebuilt from other inputs unless forced."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scripts.build.sealed import refuse_changed, seal
+from scripts.spec import BuildError, SpecError, load_spec
+from tests.conftest import REPO, write_spec
+from tests.unit.spec.test_spec import problems_for, tiny
+
+SPEC = load_spec(REPO / "models.yaml")
+
+
+def test_digits_ships_a_second_version_trained_longer_in_its_own_folder():
+    digits = SPEC.select(["digits_cnn"])[0]
+    assert digits.version_numbers == [1, 2]
+    second = digits.at_version(2)
+    assert second.version == 2 and second.training.epochs == 12 and digits.training.epochs == 8
+    assert second.source.checkpoint == Path("checkpoints/digits_cnn/v2/model.pt")
+    assert second.description.startswith("Trained 12 epochs")
+    assert digits.at_version(1) is digits
+
+
+def test_training_assets_of_a_version_move_to_its_folder_too():
+    sentiment = SPEC.select(["sentiment_lstm"])[0].model_copy(update={"versions": []})
+    from scripts.spec.versions import VersionSpec, version_update
+
+    second = sentiment.model_copy(update=version_update(sentiment, VersionSpec(version=2, training={"seed": 1})))
+    assert second.task.preprocess.vocab == Path("checkpoints/sentiment_lstm/v2/vocab.json")
+    assert sentiment.task.preprocess.vocab == Path("checkpoints/sentiment_lstm/vocab.json")
+
+
+def test_an_unknown_version_is_named_with_the_known_ones():
+    with pytest.raises(SpecError, match=r"digits_cnn: no version 9; versions in the spec: \[1, 2\]"):
+        SPEC.select(["digits_cnn"])[0].at_version(9)
+
+
+@pytest.mark.parametrize("versions, message", [
+    ("[{version: 1}]", "versions: version numbers must be unique, got [1, 1]"),
+    ("[{version: 2}]", "versions: version 2 uses the same file as version 1 (weights/tiny.pt); give it "
+                       "source.checkpoint (or source.exported) of its own"),
+    ("[{version: 2, training: {epochs: 3}}]", "version 2 sets training, but the model has no training section"),
+    ("[{version: 2, source: {checkpont: x.pt}}]", "versions: version 2:"),
+])
+def test_version_mistakes_are_named(tmp_path, versions, message):
+    (tmp_path / "labels.txt").write_text("malignant\nbenign\n")
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "tiny.pt").write_bytes(b"")
+    entry = tiny(**{"    batching:": f"    versions: {versions}\n    batching:"})
+    assert any(message in p for p in problems_for(tmp_path, entry)), problems_for(tmp_path, entry)
+
+
+def test_rollout_thresholds_are_validated(tmp_path):
+    (tmp_path / "labels.txt").write_text("malignant\nbenign\n")
+    entry = tiny(**{"    batching:": "    rollout: {min_label_agreement: 1.5}\n    batching:"})
+    assert any("rollout.min_label_agreement" in p for p in problems_for(tmp_path, entry))
+
+
+def test_a_built_version_is_not_rebuilt_from_other_inputs_unless_forced(tmp_path):
+    digits = SPEC.select(["digits_cnn"])[0]
+    (tmp_path / "artifacts" / "digits_cnn" / "1").mkdir(parents=True)
+    seal(digits, tmp_path)
+    refuse_changed(digits, tmp_path)   # same inputs: rebuilt freely
+    longer = digits.model_copy(update={"training": digits.training.model_copy(update={"epochs": 9})})
+    with pytest.raises(BuildError) as refused:
+        refuse_changed(longer, tmp_path)
+    assert refused.value.problems == [
+        "digits_cnn version 1 was built from other inputs (training changed) and a built version is immutable: "
+        "add the change as a new version under `versions:` in the spec (version 3), or rebuild this one "
+        "anyway with FORCE=1"]
+    refuse_changed(longer, tmp_path, force=True)
+
+
+def test_a_user_checkpoint_that_changed_is_refused_too(tmp_path):
+    (tmp_path / "labels.txt").write_text("malignant\nbenign\n")
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "tiny.pt").write_bytes(b"first")
+    spec = load_spec(write_spec(tmp_path, tiny())).models[0]
+    (tmp_path / "artifacts" / "tiny" / "1").mkdir(parents=True)
+    seal(spec, tmp_path)
+    (tmp_path / "weights" / "tiny.pt").write_bytes(b"other weights")
+    with pytest.raises(BuildError, match=r"\(files changed\)"):
+        refuse_changed(spec, tmp_path)
