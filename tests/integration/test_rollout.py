@@ -103,6 +103,7 @@ def test_a_broken_version_is_refused_by_the_gate_and_never_answers_unversioned_r
             rollout(spec, 3, "all", scratch, servers)
         time.sleep(0.5)
     message = "\n".join(refused.value.problems)
+    print(message)
     assert "torchserve: top-1 labels agree with the serving version on" in message, message
     assert "triton: top-1 labels agree with the serving version on" in message, message
     assert defaults(servers, spec) == {"torchserve": 1, "triton": 1}
