@@ -53,9 +53,11 @@ class Traffic:
     answers: list[Answer] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _answered: set[int] = field(default_factory=set)     # clients with a first answer (warm)
 
     def __enter__(self) -> Traffic:
-        self._threads = [threading.Thread(target=self._run, args=(c,), daemon=True) for c in self.clients]
+        self._threads = [threading.Thread(target=self._run, args=(i, c), daemon=True)
+                         for i, c in enumerate(self.clients)]
         for t in self._threads:
             t.start()
         return self
@@ -65,7 +67,13 @@ class Traffic:
         for t in self._threads:
             t.join(timeout=120)
 
-    def _run(self, client: Client) -> None:
+    def warm(self, timeout_s: float = 60) -> None:
+        """Wait until every client has had an answer (connections made, stubs compiled)."""
+        deadline = time.monotonic() + timeout_s
+        while len(self._answered) < len(self.clients) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _run(self, index: int, client: Client) -> None:
         call, row = client.connect(), 0
         while not self._stop.is_set():
             started = time.monotonic()
@@ -78,6 +86,7 @@ class Traffic:
             if outputs is not None and answered is None:
                 error = "answer equals no version's outputs"
             self.answers.append(Answer(client.name, client.runtime, client.version, started, latency, answered, error))
+            self._answered.add(index)
             row = (row + 1) % len(self.inputs)
 
     def whose(self, outputs: dict[str, np.ndarray], row: int) -> int | None:

@@ -46,6 +46,7 @@ def drill(spec: ModelSpec, version: int, servers: dict, root: Path, per_endpoint
     clients = clients_for(servers, spec, per_endpoint, min(serving.values()))
     marks = []
     with Traffic(spec, clients, expected, inputs) as traffic:
+        traffic.warm()
         marks.append(time.monotonic())
         time.sleep(settle_s)
         marks.append(time.monotonic())
