@@ -53,8 +53,10 @@ def export_fingerprint(spec: ModelSpec, root: Path) -> str:
             Path(handlers.runners.__file__)]
     if spec.source.module:
         code.append(source_file(spec.source.module))
-    # Serving settings (format, workers, queue delay) do not change what is exported.
-    settings = spec.model_dump(mode="json", exclude={"serving", "description", "batching", "per_runtime"})
+    # Serving settings (format, workers, queue delay), the other versions and the rollout gate
+    # do not change what is exported.
+    settings = spec.model_dump(mode="json", exclude={"serving", "description", "batching", "per_runtime",
+                                                     "versions", "rollout"})
     settings["max_batch_size"] = spec.batching.max_batch_size  # sets a verification batch size
     # the exporters' versions change the graphs they write
     settings["exporters"] = {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort_version()}

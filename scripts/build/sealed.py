@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from scripts.build.fingerprint import file_digest
+from scripts.build.fingerprint import file_digest, source_file
 from scripts.build.paths import artifact_dir
 from scripts.spec import BuildError, ModelSpec
 
@@ -17,14 +17,23 @@ RECORD = "version.json"
 
 
 def identity(spec: ModelSpec, root: Path) -> dict:
-    """What makes this version this model: its settings, and the files a user gave it (a
-    trained version's checkpoint follows from its settings)."""
-    given = [] if spec.training is not None else [p for p in spec.model_files(root) if p.name != "samples.npz"]
+    """What makes this version this model: its settings and the files its weights come from (a
+    checkpoint you gave it; or, trained here, the model's and the data's code and data files)."""
+    files = {} if spec.training is not None else {
+        str(p.relative_to(root)): p for p in spec.model_files(root) if p.name != "samples.npz"}
+    code = {}
+    if spec.training is not None:
+        code = {target: source_file(target) for target in (spec.source.module, spec.training.data) if target}
+        for folder in spec.training.data_files:
+            path = root / folder
+            found = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+            files.update({str(folder / f.relative_to(path)) if path.is_dir() else str(folder): f for f in found})
     return {"source": spec.source.model_dump(mode="json"),
             "training": spec.training and spec.training.model_dump(mode="json"),
             "tensors": [t.model_dump(mode="json") for t in [*spec.inputs, *spec.outputs]],
             "preprocess": spec.task.preprocess.model_dump(mode="json"),
-            "files": {str(p.relative_to(root)): file_digest(p) if p.exists() else None for p in given}}
+            "code": {name: file_digest(path) for name, path in code.items()},
+            "files": {name: file_digest(path) if path.exists() else None for name, path in files.items()}}
 
 
 def refuse_changed(spec: ModelSpec, root: Path, force: bool = False) -> None:
@@ -37,8 +46,7 @@ def refuse_changed(spec: ModelSpec, root: Path, force: bool = False) -> None:
     if changed:
         raise BuildError(f"{spec.name} version {spec.version} was built from other inputs ({', '.join(changed)} "
                          "changed) and a built version is immutable: add the change as a new version under "
-                         f"`versions:` in the spec (version {max(spec.version_numbers) + 1}), or rebuild "
-                         "this one anyway with FORCE=1")
+                         "`versions:` in the spec, or rebuild this one anyway with FORCE=1")
 
 
 def seal(spec: ModelSpec, root: Path) -> None:

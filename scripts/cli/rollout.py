@@ -14,7 +14,7 @@ OneModel = Annotated[str, typer.Option("--model", "-m", help="The model to roll 
 
 
 def print_outcomes(outcomes) -> None:
-    table = Table("runtime", "model", "action", "default", "kept loaded", "switch", "gate", "notes")
+    table = Table("runtime", "model", "action", "default", "previous", "switch", "gate", "notes")
     for o in outcomes:
         gate = o.gate or {}
         figures = [f"labels agree {gate['label_agreement']:.1%}" if "label_agreement" in gate else "",
@@ -101,7 +101,9 @@ def drill(version: Annotated[int, typer.Option("--version", help="The version to
     from scripts.runtimes.registry import RUNTIMES
 
     root, models = selected_models(spec, [model])
-    servers = {name: running_server(plugin, root) for name, plugin in RUNTIMES.items()}
+    servers = {name: plugin.running(root) for name, plugin in RUNTIMES.items() if plugin.running(root)}
+    if not servers:
+        running_server(RUNTIMES["torchserve"], root)   # says how to start one
     report = run(models[0], version, servers, root, clients)
     table = Table("runtime", "phase", "requests", "failed", "answered by version", "p50 ms", "p99 ms")
     for phase, per_runtime in report["phases"].items():

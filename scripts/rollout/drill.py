@@ -14,7 +14,7 @@ from scripts.build.paths import REPORTS
 from scripts.measure.traffic import Client, Traffic, expected_outputs, summary
 from scripts.rollout.flow import build, rollback, rollout
 from scripts.runtimes.registry import RUNTIMES
-from scripts.spec import ModelSpec
+from scripts.spec import ModelSpec, UserError
 
 PHASES = ("before", "rollout", "after rollout", "rollback", "after rollback")
 
@@ -40,6 +40,9 @@ def drill(spec: ModelSpec, version: int, servers: dict, root: Path, per_endpoint
           settle_s: float = 2.0) -> dict:
     """Roll `version` out and back under load; returns the report (also reports/drill_<model>.json)."""
     serving = {name: RUNTIMES[name].versions(server, spec).default for name, server in servers.items()}
+    if any(version <= v for v in serving.values()):
+        raise UserError([f"drill rolls out a version above the serving one ({serving}); "
+                         f"`make rollback MODEL={spec.name}` first, or pick a higher VERSION"])
     for name in servers:  # built before the load starts: training is not what is measured
         build(RUNTIMES[name], spec, version, root)
     inputs, expected = expected_outputs(spec, sorted({*serving.values(), version}), root)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from scripts.build.paths import artifact_dir
 from scripts.rollout import state
@@ -108,38 +109,117 @@ def retire_others(plugin, server, spec: ModelSpec, keep: set[int], root: Path) -
     return notes
 
 
-def rollout_one(plugin, server, spec: ModelSpec, version: int, root: Path) -> Outcome:
-    serving = plugin.versions(server, spec).default
-    if serving == version:
-        return Outcome(plugin.name, spec.name, "already serving", version, state.served(root, plugin.name,
-                                                                                          spec.name).get("previous"))
+@dataclass
+class Candidate:
+    """One runtime's candidate version, loaded beside the serving one and gated."""
+    plugin: Any
+    server: Any
+    serving: int
+    loaded_here: bool            # False when the version was loaded already (kept for a rollback)
+    gate: Gate
+
+    def outcome(self, spec: ModelSpec, action: str, **fields) -> Outcome:
+        return Outcome(self.plugin.name, spec.name, action, fields.pop("default", self.serving),
+                       fields.pop("previous", None), gate=self.gate.figures, **fields)
+
+    def withdraw(self, spec: ModelSpec, version: int, root: Path) -> None:
+        if self.loaded_here:
+            self.plugin.unload(self.server, spec, version, root)
+
+
+def serving_version(plugin, server, spec: ModelSpec) -> int:
+    default = plugin.versions(server, spec).default
+    if default is None:
+        raise UserError([f"{spec.name} is not loaded on {plugin.title}; see `make versions` and its log"])
+    return default
+
+
+def prepare(plugin, server, spec: ModelSpec, version: int, root: Path) -> Candidate:
+    """Build the version, load it beside the serving one and gate it."""
+    serving = serving_version(plugin, server, spec)
     build(plugin, spec, version, root)
-    plugin.load_beside(server, spec, version, root)
-    gate = run_gate(lambda: plugin.version_endpoints(server, spec, serving),
-                    lambda: plugin.version_endpoints(server, spec, version),
-                    spec.at_version(serving), spec.at_version(version), root)
-    if not gate.passed:
-        plugin.unload(server, spec, version, root)
-        return Outcome(plugin.name, spec.name, "refused", serving, None, gate=gate.figures, problems=gate.problems)
-    took, problems = switch(plugin, server, spec, version, serving, root)
-    if problems:
-        return Outcome(plugin.name, spec.name, "refused", serving, None, took, gate.figures, problems)
-    notes = retire_others(plugin, server, spec, {version, serving}, root)
-    state.record(root, plugin.name, spec.name, version, serving, gate.figures)
-    return Outcome(plugin.name, spec.name, "rolled out", version, serving, took, gate.figures, notes)
+    loaded_here = plugin.load_beside(server, spec, version, root)
+    candidate = Candidate(plugin, server, serving, loaded_here, Gate())
+    try:
+        candidate.gate = run_gate(lambda: plugin.version_endpoints(server, spec, serving),
+                                  lambda: plugin.version_endpoints(server, spec, version),
+                                  spec.at_version(serving), spec.at_version(version), root)
+    except Exception:
+        candidate.withdraw(spec, version, root)
+        raise
+    return candidate
 
 
-def rollback_one(plugin, server, spec: ModelSpec, root: Path) -> Outcome:
-    current = plugin.versions(server, spec).default
-    previous = state.served(root, plugin.name, spec.name).get("previous")
-    if previous is None or previous == current:
-        raise UserError([f"{spec.name} on {plugin.title}: no previous version to roll back to "
-                         f"(serving version {current}; see `make versions`)"])
-    took, problems = switch(plugin, server, spec, previous, current, root)
+def refuse(spec: ModelSpec, version: int, root: Path, candidates: list[Candidate], outcomes: list[Outcome],
+           problems: list[str]) -> None:
+    for candidate in candidates:
+        candidate.withdraw(spec, version, root)
+    for outcome in outcomes:
+        logged(root, outcome)
+    raise RolloutRefused([f"{spec.name} version {version} refused; every runtime serves what it served before:",
+                          *problems])
+
+
+def rollout(spec: ModelSpec, version: int, runtime: str, root: Path, servers: dict | None = None) -> list[Outcome]:
+    """Gate the version on every runtime first; switch only when it passed on all of them, and
+    switch all back when the check after a switch fails on one."""
+    spec.at_version(version)  # an unknown version is refused before anything runs
+    targets = servers_of(runtime, root, servers)
+    problems = [p for plugin, server in targets for p in plugin.rollout_problems(server, spec)]
     if problems:
-        return Outcome(plugin.name, spec.name, "refused", current, previous, took, problems=problems)
-    state.record(root, plugin.name, spec.name, previous, current, None)
-    return Outcome(plugin.name, spec.name, "rolled back", previous, current, took)
+        raise UserError(problems)
+    candidates, outcomes = [], []
+    for plugin, server in targets:
+        if serving_version(plugin, server, spec) == version:
+            outcomes.append(Outcome(plugin.name, spec.name, "already serving", version, None))
+        else:
+            candidates.append(prepare(plugin, server, spec, version, root))
+    refused = [c for c in candidates if not c.gate.passed]
+    if refused:
+        refuse(spec, version, root, candidates, [c.outcome(spec, "refused", problems=c.gate.problems) for c in refused],
+               [f"{c.plugin.name}: {p}" for c in refused for p in c.gate.problems])
+    switched = []
+    for candidate in candidates:
+        took, problems = switch(candidate.plugin, candidate.server, spec, version, candidate.serving, root)
+        if problems:
+            for earlier, _ in switched:
+                earlier.plugin.make_default(earlier.server, spec, earlier.serving, version, root)
+            failed = candidate.outcome(spec, "refused", switch_s=took, problems=problems)
+            refuse(spec, version, root, candidates, [failed], [f"{candidate.plugin.name}: {p}" for p in problems]
+                   + [f"{earlier.plugin.name}: switched back to version {earlier.serving}" for earlier, _ in switched])
+        switched.append((candidate, took))
+    for candidate, took in switched:
+        state.record(root, candidate.plugin.name, spec.name, version, candidate.serving, candidate.gate.figures)
+    for candidate, took in switched:
+        notes = retire_others(candidate.plugin, candidate.server, spec, {version, candidate.serving}, root)
+        outcomes.append(logged(root, candidate.outcome(spec, "rolled out", default=version, previous=candidate.serving,
+                                                       switch_s=took, problems=notes)))
+    return outcomes
+
+
+def rollback(spec: ModelSpec, runtime: str, root: Path, servers: dict | None = None) -> list[Outcome]:
+    """Back to the version served before the last rollout, on every runtime (each checked first)."""
+    targets = []
+    for plugin, server in servers_of(runtime, root, servers):
+        current = serving_version(plugin, server, spec)
+        previous = state.served(root, plugin.name, spec.name).get("previous")
+        if previous is None or previous == current:
+            raise UserError([f"{spec.name} on {plugin.title}: no previous version to roll back to "
+                             f"(serving version {current}; see `make versions`)"])
+        targets.append((plugin, server, current, previous))
+    outcomes = []
+    for plugin, server, current, previous in targets:
+        took, problems = switch(plugin, server, spec, previous, current, root)
+        if not problems:
+            state.record(root, plugin.name, spec.name, previous, current, None)
+        outcomes.append(logged(root, Outcome(plugin.name, spec.name, "refused" if problems else "rolled back",
+                                             current if problems else previous, current, took, problems=problems)))
+    failed = [f"{o.runtime}: {p}" for o in outcomes if o.action == "refused" for p in o.problems]
+    if failed:
+        raise RolloutRefused([f"{spec.name}: rollback refused where the check after the switch failed:", *failed,
+                              *(f"{o.runtime}: rolled back to version {o.default}" for o in outcomes
+                                if o.action == "rolled back")])
+    return outcomes
 
 
 def logged(root: Path, outcome: Outcome) -> Outcome:
@@ -151,22 +231,6 @@ def servers_of(runtime: str, root: Path, servers: dict | None) -> list[tuple]:
     """[(plugin, server)]: the given servers ({runtime name: server}), else `make serve`'s."""
     return [(plugin, servers[plugin.name] if servers else running_server(plugin, root)) for plugin in selected(runtime)
             if not servers or plugin.name in servers]
-
-
-def rollout(spec: ModelSpec, version: int, runtime: str, root: Path, servers: dict | None = None) -> list[Outcome]:
-    spec.at_version(version)  # an unknown version is refused before anything runs
-    outcomes = [logged(root, rollout_one(plugin, server, spec, version, root))
-                for plugin, server in servers_of(runtime, root, servers)]
-    refused = [f"{o.runtime}: {p}" for o in outcomes if o.action == "refused" for p in o.problems]
-    if refused:
-        raise RolloutRefused([f"{spec.name} version {version} refused (the serving version keeps all traffic):",
-                              *refused])
-    return outcomes
-
-
-def rollback(spec: ModelSpec, runtime: str, root: Path, servers: dict | None = None) -> list[Outcome]:
-    return [logged(root, rollback_one(plugin, server, spec, root))
-            for plugin, server in servers_of(runtime, root, servers)]
 
 
 def restore(runtime: str, models: list[ModelSpec], root: Path, servers: dict | None = None) -> list[str]:

@@ -3,7 +3,7 @@ serve it, through the endpoints that reach exactly that version:
 
 1. its golden samples give its eager outputs (as `make verify` checks a served model);
 2. shadow comparison with the serving version on the same inputs (both versions' golden inputs
-   and the example requests, decoded by the model's own pre-processing): the share of equal
+   and the example requests, decoded by the serving version's pre-processing): the share of equal
    top-1 labels and the largest output difference, against the spec's `rollout:` thresholds;
 3. a short load on each version in turn (same clients, same request): the candidate's p99
    within `max_p99_factor` of the serving version's.
@@ -99,7 +99,11 @@ def latencies_ms(connect: Connect, spec: ModelSpec, inputs: Inputs, clients: int
         call = connect()
         while time.monotonic() < deadline:
             start = time.perf_counter()
-            call(spec, inputs)
+            try:
+                call(spec, inputs)
+            except Exception:  # a failed request under load: counted as infinitely slow
+                times.append(float("inf"))
+                continue
             times.append((time.perf_counter() - start) * 1000)
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
@@ -118,10 +122,16 @@ def p99_check(serving: Connect, candidate: Connect, spec: ModelSpec, row: Inputs
         for which, connect in (("serving", serving), ("candidate", candidate)):
             first = lambda connect=connect: next(iter(connect().values()))  # noqa: E731
             measured[which] += latencies_ms(first, spec, row, settings.load_clients, settings.load_seconds / 2)
+    failed = {which: sum(1 for t in times if t == float("inf")) for which, times in measured.items()}
+    gate.figures["load"] = {"clients": settings.load_clients, "seconds_per_version": settings.load_seconds,
+                            "requests": {w: len(t) for w, t in measured.items()}, "failed": failed}
+    if any(failed.values()) or not all(measured.values()):
+        gate.problems.append(f"requests failed under load: {failed['candidate']} of {len(measured['candidate'])} "
+                             f"on the candidate, {failed['serving']} of {len(measured['serving'])} "
+                             "on the serving version")
+        return
     p99 = {which: float(np.percentile(times, 99)) for which, times in measured.items()}
     gate.figures["p99_ms"] = p99
-    gate.figures["load"] = {"clients": settings.load_clients, "seconds_per_version": settings.load_seconds,
-                            "requests": {w: len(t) for w, t in measured.items()}}
     if p99["candidate"] > settings.max_p99_factor * p99["serving"]:
         gate.problems.append(f"p99 under load {p99['candidate']:.2f} ms vs the serving version's "
                              f"{p99['serving']:.2f} ms (rollout.max_p99_factor {settings.max_p99_factor:g})")

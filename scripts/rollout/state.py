@@ -33,7 +33,9 @@ def record(root: Path, runtime: str, model: str, default: int, previous: int | N
     state = read_state(root)
     state.setdefault(runtime, {})[model] = {"default": default, "previous": previous, "changed": now(), "gate": gate}
     (root / STATE).parent.mkdir(parents=True, exist_ok=True)
-    (root / STATE).write_text(json.dumps(state, indent=2) + "\n")
+    written = (root / STATE).with_suffix(".json.tmp")
+    written.write_text(json.dumps(state, indent=2) + "\n")
+    written.replace(root / STATE)   # atomic: a reader never sees half a file
 
 
 def log(root: Path, event: dict) -> None:

@@ -161,9 +161,14 @@ class Runtime(ABC):
     def versions(self, server: Any, spec: ModelSpec) -> ServedVersions:
         """The model's versions as the server has them now."""
 
+    def rollout_problems(self, server: Any, spec: ModelSpec) -> list[str]:
+        """Why versions cannot be loaded on this server (before anything is built); none by default."""
+        return []
+
     @abstractmethod
-    def load_beside(self, server: Any, spec: ModelSpec, version: int, root: Path) -> None:
-        """Load a version next to the serving one; unversioned requests keep the serving one."""
+    def load_beside(self, server: Any, spec: ModelSpec, version: int, root: Path) -> bool:
+        """Load a version next to the serving one; unversioned requests keep the serving one.
+        False when it was loaded already."""
 
     @abstractmethod
     def version_endpoints(self, server: Any, spec: ModelSpec, version: int) -> dict[str, TensorCall]:

@@ -98,6 +98,8 @@ def triton(tmp_path):
 
 def test_a_killed_torchserve_worker_fails_only_its_requests_in_flight_and_comes_back(torchserve):
     client = TorchServeClient.for_server(torchserve)
+    problems = RUNTIMES["torchserve"].rollout_problems(torchserve, SPEC)   # started without the model API
+    assert problems and "`make stop` then `make serve`" in problems[0]
     before = client.worker_pids(SPEC.name)
     assert len(before) == 2
 

@@ -120,11 +120,15 @@ class TorchServe(Runtime):
             self.build(specs, root)
         instance = self.instance(root)
         ports = ts.Ports(*(free_port() for _ in range(5))) if free_ports else instance.ports
+        from scripts.runtimes.torchserve.archive import mar_name
+
+        # the archives to load: named by version (digits_cnn.v2.mar), unless given by name
+        archives = names or [mar_name(m).removesuffix(".mar") for m in specs]
         names = names or [m.name for m in specs]
         if model_api is None:
             model_api = workdir is None and any(m.versions for m in specs)
         rollouts = {"enable_model_api": "true"} if model_api else {}
-        server = ts.start(template or root / TEMPLATE, store or root / MODEL_STORE, names, ports,
+        server = ts.start(template or root / TEMPLATE, store or root / MODEL_STORE, archives, ports,
                           workdir or instance.workdir, rollouts)
         return ready_or_stopped(server, names, lambda: ts.wait_ready(server, names, timeout_s),
                                 lambda: ts.stop(server.workdir))
@@ -215,16 +219,24 @@ class TorchServe(Runtime):
         loaded = sorted(int(e["modelVersion"]) for e in client.describe(spec.name, "all"))
         return ServedVersions(loaded, int(client.describe(spec.name)[0]["modelVersion"]))
 
-    def load_beside(self, server: ts.TorchServe, spec: ModelSpec, version: int, root: Path) -> None:
+    def rollout_problems(self, server: ts.TorchServe, spec: ModelSpec) -> list[str]:
+        config = (server.workdir / "config.properties").read_text()
+        if "enable_model_api=true" in config.splitlines():
+            return []
+        return [f"TorchServe runs without the model API, which registering {spec.name}'s versions needs (it is "
+                "switched on when `make serve` starts with a model that has versions): `make stop` then `make serve`"]
+
+    def load_beside(self, server: ts.TorchServe, spec: ModelSpec, version: int, root: Path) -> bool:
         """Register the version's own .mar (not the default: TorchServe keeps the one it has)."""
         from scripts.runtimes.torchserve.archive import mar_name
         from scripts.runtimes.torchserve.client import TorchServeClient
 
         if version in self.versions(server, spec).loaded:
-            return
+            return False
         client = TorchServeClient.for_server(server)
         client.register(mar_name(spec.at_version(version)), initial_workers=spec.serving.workers.min)
         ts.wait_ready(server, [spec.name], version=version)
+        return True
 
     def version_endpoints(self, server: ts.TorchServe, spec: ModelSpec, version: int) -> dict[str, TensorCall]:
         return self.tensor_endpoints(server, version)
@@ -233,7 +245,9 @@ class TorchServe(Runtime):
                      root: Path) -> None:
         from scripts.runtimes.torchserve.client import TorchServeClient
 
-        self.load_beside(server, spec, version, root)   # a rollback to a version unloaded since
+        for loaded in (version, keep):   # after a restart neither may be registered yet
+            if loaded is not None:
+                self.load_beside(server, spec, loaded, root)
         TorchServeClient.for_server(server).set_default(spec.name, str(version))
 
     def unload(self, server: ts.TorchServe, spec: ModelSpec, version: int, root: Path) -> None:

@@ -164,12 +164,14 @@ class Triton(Runtime):
         loaded = versions.loaded(server, spec.name)
         return ServedVersions(loaded, max(loaded) if loaded else None)
 
-    def load_beside(self, server: tr.Triton, spec: ModelSpec, version: int, root: Path) -> None:
+    def load_beside(self, server: tr.Triton, spec: ModelSpec, version: int, root: Path) -> bool:
         from scripts.runtimes.triton import versions
 
-        if version not in versions.loaded(server, spec.name):
-            name = versions.stage(server, root / TRITON_REPO, spec.name, version)
-            versions.wait_loaded(server, name, [version])
+        if version in versions.loaded(server, spec.name):
+            return False
+        name = versions.stage(server, root / TRITON_REPO, spec.name, version)
+        versions.wait_loaded(server, name, [version])
+        return True
 
     def version_endpoints(self, server: tr.Triton, spec: ModelSpec, version: int) -> dict[str, TensorCall]:
         from scripts.runtimes.triton import versions
@@ -181,8 +183,9 @@ class Triton(Runtime):
         from scripts.runtimes.triton import versions
 
         wanted = versions.policy(version, keep)
-        versions.load(server, versions.with_versions(versions.disk_config(root / TRITON_REPO, spec.name), wanted))
-        versions.wait_loaded(server, spec.name, wanted)
+        with versions.repository_lock(server):
+            versions.load(server, versions.with_versions(versions.disk_config(root / TRITON_REPO, spec.name), wanted))
+            versions.wait_loaded(server, spec.name, wanted)
         candidate = versions.CANDIDATE.format(spec.name)
         if versions.loaded(server, candidate):
             versions.unload(server, candidate)

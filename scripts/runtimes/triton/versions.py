@@ -14,6 +14,8 @@ loaded versions are exactly its `version_policy`. So:
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import time
 from pathlib import Path
@@ -58,6 +60,15 @@ def with_versions(config: mc.ModelConfig, versions: list[int], name: str | None 
     del changed.version_policy.specific.versions[:]
     changed.version_policy.specific.versions.extend(versions)
     return changed
+
+
+@contextlib.contextmanager
+def repository_lock(server: tr.Triton):
+    """Held around a change of a model's versions (a rollout's switch, the watchdog's reload),
+    so that the watchdog never reloads a model with the versions a switch is replacing."""
+    with open(server.workdir / "repository.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def load(server: tr.Triton, config: mc.ModelConfig) -> None:

@@ -66,19 +66,26 @@ class Watchdog:
 
     def recover(self, model: str) -> dict:
         started = time.monotonic()
-        loaded = versions.loaded(self.server, model)
-        config = versions.with_versions(self.config(model), loaded)
-        config.parameters["watchdog_generation"].string_value = str(time.time_ns())
         write_health(self.server, {model: {"state": "recovering", "since": time.time()}})
-        versions.load(self.server, config)
-        write_health(self.server, {})
+        try:
+            with versions.repository_lock(self.server):   # not in the middle of a rollout's switch
+                loaded = versions.loaded(self.server, model)
+                config = versions.with_versions(self.config(model), loaded)
+                config.parameters["watchdog_generation"].string_value = str(time.time_ns())
+                versions.load(self.server, config)
+        except Exception as exc:  # reported, and tried again only if a stub dies again
+            return {"event": "stub died: reload failed", "model": model, "error": str(exc)[:300]}
+        finally:
+            write_health(self.server, {})
         return {"event": "stub died: model reloaded", "model": model, "versions": loaded,
                 "reload_s": round(time.monotonic() - started, 3)}
 
     def poll(self) -> list[dict]:
         alive = stubs(tr.pid(self.server))
-        events = [self.recover(model) for model in sorted(self.broken(alive))] if self.known else []
-        self.known = stubs(tr.pid(self.server)) if events else alive
+        try:
+            events = [self.recover(model) for model in sorted(self.broken(alive))] if self.known else []
+        finally:  # whatever happened, these stubs are the reference for the next poll
+            self.known = stubs(tr.pid(self.server))
         return events
 
 
@@ -99,7 +106,7 @@ def run(server: tr.Triton, repo: Path) -> None:
         try:
             for event in dog.poll():
                 log_event(server, event)
-        except (psutil.Error, OSError, ValueError) as exc:   # the server going away mid-poll
+        except Exception as exc:   # the server going away mid-poll, an API error: keep watching
             if tr.is_running(server):
                 log_event(server, {"event": "poll failed", "error": str(exc)})
         time.sleep(POLL_S)

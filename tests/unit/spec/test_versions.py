@@ -69,8 +69,7 @@ def test_a_built_version_is_not_rebuilt_from_other_inputs_unless_forced(tmp_path
         refuse_changed(longer, tmp_path)
     assert refused.value.problems == [
         "digits_cnn version 1 was built from other inputs (training changed) and a built version is immutable: "
-        "add the change as a new version under `versions:` in the spec (version 3), or rebuild this one "
-        "anyway with FORCE=1"]
+        "add the change as a new version under `versions:` in the spec, or rebuild this one anyway with FORCE=1"]
     refuse_changed(longer, tmp_path, force=True)
 
 

@@ -1,0 +1,131 @@
+"""The rollout flow's decisions, on runtime plugin stand-ins that record every call (the real
+servers are driven in tests/integration/test_rollout.py): switch only after the gate passed on
+every runtime, switch all back when the check after a switch fails on one, unload only what the
+rollout loaded, retire only drained versions."""
+from __future__ import annotations
+
+import pytest
+
+from scripts.rollout import flow
+from scripts.rollout.gate import Gate
+from scripts.runtimes.base import ServedVersions
+from scripts.spec import load_spec
+from scripts.spec.versions import VersionSpec
+from tests.conftest import REPO
+
+SPEC = load_spec(REPO / "models.yaml").select(["digits_cnn"])[0]
+THREE = SPEC.model_copy(update={"versions": [*SPEC.versions, VersionSpec(version=3, training={"epochs": 4})]})
+
+
+class Recorder:
+    """The rollout operations of a runtime plugin, on an imaginary server."""
+    title = "Fake"
+
+    def __init__(self, name="fake", loaded=(1,), default=1, gate=None, switch_takes_effect=True, busy=()):
+        self.name, self.loaded, self.default, self.calls = name, set(loaded), default, []
+        self.gate, self.switch_takes_effect, self.busy = gate or Gate(), switch_takes_effect, set(busy)
+
+    def rollout_problems(self, server, spec):
+        return []
+
+    def versions(self, server, spec):
+        return ServedVersions(sorted(self.loaded), self.default)
+
+    def load_beside(self, server, spec, version, root):
+        if version in self.loaded:
+            return False
+        self.calls.append(("load", version))
+        self.loaded.add(version)
+        return True
+
+    def version_endpoints(self, server, spec, version):
+        return {f"{self.name}-rest": lambda s, inputs: {}}
+
+    def tensor_endpoints(self, server):
+        return {f"{self.name}-rest": lambda s, inputs: {}}
+
+    def make_default(self, server, spec, version, keep, root):
+        self.calls.append(("default", version))
+        if self.switch_takes_effect or self.calls.count(("default", version)) > 1:
+            self.default = version
+
+    def unload(self, server, spec, version, root):
+        self.calls.append(("unload", version))
+        self.loaded.discard(version)
+
+
+@pytest.fixture
+def plugins(monkeypatch):
+    """Stand-ins in place of the registered runtimes; each gates with its own Gate."""
+    chosen: list[Recorder] = []
+    monkeypatch.setattr(flow, "servers_of", lambda runtime, root, servers: [(p, p) for p in chosen])
+    monkeypatch.setattr(flow, "build", lambda plugin, spec, version, root: None)
+    monkeypatch.setattr(flow, "drained", lambda plugin, server, spec, version: version not in plugin.busy)
+    gates = {}
+    monkeypatch.setattr(flow, "run_gate", lambda serving, candidate, *rest: gates[candidate]())
+    real_prepare = flow.prepare
+
+    def prepare(plugin, server, spec, version, root):
+        gates[plugin] = lambda: plugin.gate
+        monkeypatch.setattr(flow, "run_gate", lambda *args: plugin.gate)
+        return real_prepare(plugin, server, spec, version, root)
+    monkeypatch.setattr(flow, "prepare", prepare)
+
+    def golden_check(endpoints, spec, root, gate):   # unversioned requests reach each plugin's default
+        plugin = next(p for p in chosen if f"{p.name}-rest" in endpoints)
+        if plugin.default != spec.version:
+            gate.problems.append(f"version {spec.version} golden samples via {plugin.name}-rest: "
+                                 f"version {plugin.default}")
+    monkeypatch.setattr(flow, "golden_check", golden_check)
+    return chosen
+
+
+def test_a_passing_gate_switches_and_keeps_the_previous_version(plugins, tmp_path):
+    plugins.append(Recorder(gate=Gate({"label_agreement": 1.0})))
+    [outcome] = flow.rollout(THREE, 2, "all", tmp_path)
+    assert outcome.action == "rolled out" and (outcome.default, outcome.previous) == (2, 1)
+    assert plugins[0].calls == [("load", 2), ("default", 2)] and plugins[0].loaded == {1, 2}
+    assert flow.state.served(tmp_path, "fake", "digits_cnn")["default"] == 2
+
+
+def test_a_gate_refused_on_one_runtime_switches_none_and_unloads_only_what_it_loaded(plugins, tmp_path):
+    plugins += [Recorder("first", loaded=(1, 2)), Recorder("second", gate=Gate({}, ["labels agree on 4.0%"]))]
+    with pytest.raises(flow.RolloutRefused) as refused:
+        flow.rollout(THREE, 2, "all", tmp_path)
+    assert refused.value.problems[1:] == ["second: labels agree on 4.0%"]
+    assert [p.default for p in plugins] == [1, 1]
+    assert plugins[0].calls == [] and plugins[0].loaded == {1, 2}        # 2 was loaded before: kept
+    assert plugins[1].calls == [("load", 2), ("unload", 2)]
+    assert flow.state.read_state(tmp_path) == {}
+
+
+def test_a_failed_check_after_a_switch_switches_every_runtime_back(plugins, tmp_path):
+    plugins += [Recorder("first"), Recorder("second", switch_takes_effect=False)]
+    with pytest.raises(flow.RolloutRefused) as refused:
+        flow.rollout(THREE, 2, "all", tmp_path)
+    assert refused.value.problems[1:] == ["second: unversioned requests after the switch via second-rest: version 1",
+                                          "second: switched back to version 1", "first: switched back to version 1"]
+    assert [p.default for p in plugins] == [1, 1] and all(2 not in p.loaded for p in plugins)
+    assert flow.state.read_state(tmp_path) == {}
+
+
+def test_older_versions_are_retired_only_once_drained(plugins, tmp_path):
+    plugins.append(Recorder(loaded=(1, 2), default=2, busy={1}))
+    [outcome] = flow.rollout(THREE, 3, "all", tmp_path)
+    assert ("unload", 1) not in plugins[0].calls and plugins[0].loaded == {1, 2, 3}
+    assert outcome.problems == ["version 1 still answers requests that name it; left loaded"]
+    plugins[0] = Recorder(loaded=(1, 2), default=2)
+    [outcome] = flow.rollout(THREE, 3, "all", tmp_path)
+    assert ("unload", 1) in plugins[0].calls and plugins[0].loaded == {2, 3}
+    assert outcome.problems == ["retired version 1"]
+
+
+def test_rollback_needs_a_previous_version_on_every_runtime_before_switching_any(plugins, tmp_path):
+    plugins += [Recorder("first", loaded=(1, 2), default=2), Recorder("second", loaded=(1, 2), default=2)]
+    flow.state.record(tmp_path, "first", "digits_cnn", 2, 1, None)
+    with pytest.raises(flow.UserError, match="second.*no previous version|no previous version"):
+        flow.rollback(THREE, "all", tmp_path)
+    assert [p.default for p in plugins] == [2, 2]
+    flow.state.record(tmp_path, "second", "digits_cnn", 2, 1, None)
+    assert [o.action for o in flow.rollback(THREE, "all", tmp_path)] == ["rolled back", "rolled back"]
+    assert [p.default for p in plugins] == [1, 1]
