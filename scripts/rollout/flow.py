@@ -169,11 +169,16 @@ def rollout(spec: ModelSpec, version: int, runtime: str, root: Path, servers: di
     if problems:
         raise UserError(problems)
     candidates, outcomes = [], []
-    for plugin, server in targets:
-        if serving_version(plugin, server, spec) == version:
-            outcomes.append(Outcome(plugin.name, spec.name, "already serving", version, None))
-        else:
-            candidates.append(prepare(plugin, server, spec, version, root))
+    try:
+        for plugin, server in targets:
+            if serving_version(plugin, server, spec) == version:
+                outcomes.append(Outcome(plugin.name, spec.name, "already serving", version, None))
+            else:
+                candidates.append(prepare(plugin, server, spec, version, root))
+    except Exception:   # e.g. the version cannot be built for the next runtime: withdraw it everywhere
+        for candidate in candidates:
+            candidate.withdraw(spec, version, root)
+        raise
     refused = [c for c in candidates if not c.gate.passed]
     if refused:
         refuse(spec, version, root, candidates, [c.outcome(spec, "refused", problems=c.gate.problems) for c in refused],

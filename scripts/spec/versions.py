@@ -23,6 +23,8 @@ class VersionSpec(StrictModel):
     description: str | None = None
     source: dict[str, Any] = {}       # fields of `source:` that differ from the first version
     training: dict[str, Any] = {}     # fields of `training:` that differ
+    quantize: dict[str, Any] = {}     # fields of `quantize:` (its int8 gate, exclusions) that differ
+    tolerance: dict[str, Any] = {}    # fields of `tolerance:` that differ
 
 
 class RolloutGate(StrictModel):
@@ -57,7 +59,10 @@ def version_update(spec, entry: VersionSpec) -> dict[str, Any]:
         source = source.model_copy(update={"checkpoint": versioned_path(source.checkpoint, base_dir, entry.version)})
         preprocess = preprocess.model_copy(update={
             field: versioned_path(path, base_dir, entry.version) for field, path in preprocess.asset_files().items()})
-    return {"version": entry.version, "source": source, "training": training,
+    quantize = spec.quantize.model_validate({**spec.quantize.model_dump(exclude_unset=True), **entry.quantize})
+    tolerance = spec.tolerance.model_validate({**spec.tolerance.model_dump(exclude_unset=True), **entry.tolerance})
+    return {"version": entry.version, "source": source, "training": training, "quantize": quantize,
+            "tolerance": tolerance,
             "description": entry.description or spec.description,
             "task": spec.task.model_copy(update={"preprocess": preprocess}), "versions": []}
 

@@ -212,8 +212,8 @@ def build_version(spec: ModelSpec, version: int, root: Path, out: Path, force: b
     if has_ensemble(spec) and plan.assets != first.assets:
         raise BuildError(f"{spec.name} version {version}: its pre-processing assets differ from version "
                          f"{spec.version}'s, and Triton's {spec.name}_pre/_post serve every version with the "
-                         "first version's; keep the assets (vocabulary, tokenizer, statistics) of the first version, "
-                         "or serve it as a model of its own")
+                         "first version's: roll it out on TorchServe alone (RUNTIME=torchserve: each archive carries "
+                         "its own assets), or serve it as a model of its own")
     shutil.rmtree(folder, ignore_errors=True)
     stage_python(plan, root, versioned, folder, with_artifact=True)
     write_stamp(stamp, expected, backend="python")

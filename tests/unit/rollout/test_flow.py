@@ -129,3 +129,24 @@ def test_rollback_needs_a_previous_version_on_every_runtime_before_switching_any
     flow.state.record(tmp_path, "second", "digits_cnn", 2, 1, None)
     assert [o.action for o in flow.rollback(THREE, "all", tmp_path)] == ["rolled back", "rolled back"]
     assert [p.default for p in plugins] == [1, 1]
+
+
+def test_a_version_that_cannot_be_built_for_one_runtime_is_withdrawn_from_the_others(plugins, monkeypatch,
+                                                                                       tmp_path):
+    def build(plugin, spec, version, root):
+        if plugin.name == "second":
+            raise flow.UserError(["its pre-processing assets differ"])
+    monkeypatch.setattr(flow, "build", build)
+    plugins += [Recorder("first"), Recorder("second")]
+    with pytest.raises(flow.UserError, match="assets differ"):
+        flow.rollout(THREE, 2, "all", tmp_path)
+    assert plugins[0].calls == [("load", 2), ("unload", 2)] and plugins[0].default == 1
+
+
+def test_a_version_may_change_its_int8_gate_and_tolerance():
+    from scripts.spec.versions import version_update
+
+    entry = VersionSpec(version=2, quantize={"max_accuracy_drop": 2.0}, tolerance={"atol": 1e-3})
+    second = SPEC.model_copy(update=version_update(SPEC, entry))
+    assert second.quantize.max_accuracy_drop == 2.0 and second.tolerance.atol == 1e-3
+    assert second.tolerance.rtol == SPEC.tolerance.rtol and SPEC.quantize.max_accuracy_drop == 1.0
