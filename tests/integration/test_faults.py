@@ -83,12 +83,15 @@ def torchserve(tmp_path):
         plugin.stop(server)
 
 
-@pytest.fixture()
-def triton(tmp_path):
+@pytest.fixture(params=[1, 2], ids=["1 instance", "2 instances"])
+def triton(tmp_path, request):
+    """digits_cnn with one Python-backend instance (the spec's), or two: one stub killed, the
+    other instance keeps answering."""
     plugin = RUNTIMES["triton"]
     repo = tmp_path / "repo"
-    plugin.build([SPEC], REPO, out=repo)
-    server = plugin.start([SPEC], REPO, tmp_path / "triton", free_ports=True, timeout_s=240, repo=repo,
+    spec = SPEC.model_copy(update={"serving": SPEC.serving.model_copy(update={"instances": request.param})})
+    plugin.build([spec], REPO, out=repo)
+    server = plugin.start([spec], REPO, tmp_path / "triton", free_ports=True, timeout_s=240, repo=repo,
                           names=["digits_cnn"], watch=True)
     try:
         yield server
@@ -127,8 +130,9 @@ def test_a_killed_triton_stub_is_detected_and_its_model_reloaded_within_10s(trit
 
     answers, killed_at, recovery_s = under_load("triton", triton, lambda: os.kill(stub, signal.SIGKILL),
                                                 recovered, 10)
-    report("triton", answers, killed_at, recovery_s)
+    figures = report("triton", answers, killed_at, recovery_s)
     only_in_flight_failed(answers, killed_at)
+    assert figures["after kill"]["requests"] > figures["after kill"]["failed"]
     alive = stubs(triton_server.pid(triton))
     assert any(model == SPEC.name for pid, (model, _) in alive.items() if pid != stub)
     late = [a for a in answers if a.started > killed_at + recovery_s + 0.5]
