@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.build.paths import artifact_dir
+from scripts.build.signing import refuse_unverified, sign_if_configured
 from scripts.rollout import state
 from scripts.rollout.gate import Gate, golden_check, run_gate
 from scripts.runtimes.registry import selected
@@ -60,7 +61,10 @@ def build(plugin, spec: ModelSpec, version: int, root: Path) -> None:
     if version == spec.version:
         build_signed(plugin, [spec], root)
     else:
-        plugin.build_version(spec, version, root)
+        row = plugin.build_version(spec, version, root)
+        artifacts = plugin.signed_artifacts([versioned], root)
+        sign_if_configured(artifacts, set(artifacts) if row.status != "up to date" else set())
+    refuse_unverified(plugin.signed_artifacts([versioned], root))   # with signing on, as `make serve` does
 
 
 def after_switch_check(plugin, server, spec: ModelSpec, version: int, root: Path) -> list[str]:

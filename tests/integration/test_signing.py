@@ -93,3 +93,29 @@ def test_unsigned_and_wrong_key_are_refused(checkout, keys, tmp_path):
     assert refused.returncode == 1 and "does not verify with" in refused.stderr, refused.stderr
     missing = step(checkout, "sign", env={PRIVATE_KEY_ENV: str(tmp_path / "nope.pem")})
     assert missing.returncode == 1 and "no such key file" in missing.stderr
+
+
+def test_a_rolled_out_version_is_signed_when_built_and_refused_when_tampered(checkout, keys, monkeypatch):
+    """`make rollout` builds version 2's archive beside the first; with signing on it is signed
+    then, and a changed byte in it stops the rollout before anything is loaded."""
+    from scripts.build.export import export_model
+    from scripts.build.train import train_model
+    from scripts.rollout.flow import build
+    from scripts.runtimes.registry import RUNTIMES
+    from scripts.spec import BuildError
+
+    private, public = keys
+    second = SPEC[MODEL].at_version(2)
+    train_model(second, REPO)
+    export_model(second, REPO)
+    link_artifacts(second, second, REPO, checkout)
+    spec = load_spec(checkout / "models.yaml").select([MODEL])[0]
+    monkeypatch.setenv(PRIVATE_KEY_ENV, str(private))
+    monkeypatch.setenv(PUBLIC_KEY_ENV, str(public))
+    build(RUNTIMES["torchserve"], spec, 2, checkout)
+    archive = checkout / "model_store" / "digits_cnn.v2.mar"
+    assert signature_path(archive).exists()
+    monkeypatch.delenv(PRIVATE_KEY_ENV)
+    flip_byte(archive)
+    with pytest.raises(BuildError, match="digits_cnn.v2.mar"):
+        build(RUNTIMES["torchserve"], spec, 2, checkout)
