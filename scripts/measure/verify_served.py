@@ -183,7 +183,10 @@ def verify_served_versions(models: list[ModelSpec], root: Path, servers: dict) -
             version = RUNTIMES[name].versions(server, spec).default if spec.versions else spec.version
             by_version.setdefault(version or spec.version, {})[name] = server
         for version, group in sorted(by_version.items()):
-            checks += verify_models([spec.at_version(version)], root, endpoints_for(group))
+            found = verify_models([spec.at_version(version)], root, endpoints_for(group))
+            for check in found if spec.versions else []:
+                check.model = f"{spec.name} v{version}"     # which version each runtime serves
+            checks += found
     return checks
 
 
