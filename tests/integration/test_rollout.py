@@ -35,6 +35,9 @@ def checkout(tmp_path_factory):
     entry = next(m for m in raw["models"] if m["name"] == MODEL)
     entry["versions"].append({"version": 3, "description": "untrained: wrong answers",
                               "source": {"checkpoint": "broken/model.pt"}, "training": {"data": None}})
+    # these tests are about answers under load, not latency: the p99 gate only refuses a version
+    # many times slower (the drill's 24 clients share 2 cores with both servers and the gate)
+    entry["rollout"] = {**entry.get("rollout", {}), "max_p99_factor": 20.0}
     (scratch / "models.yaml").write_text(yaml.safe_dump({"models": [entry]}, sort_keys=False))
     scratch_checkout(REPO, scratch)
     spec = load_spec(scratch / "models.yaml").models[0]
