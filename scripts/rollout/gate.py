@@ -91,14 +91,17 @@ def shadow_compare(serving: TensorCall, candidate: TensorCall, spec: ModelSpec, 
 
 
 def latencies_ms(connect: Connect, spec: ModelSpec, inputs: Inputs, clients: int, seconds: float) -> list[float]:
-    """Per-request latencies of `clients` threads, each with its own connection (tritonclient's
-    are not thread-safe), sending `inputs` for `seconds`."""
+    """Per-request latencies of `clients` threads sending `inputs` for `seconds`, each on a
+    connection of its own (tritonclient's are not thread-safe) made before the clock starts (a
+    gRPC client compiles its stubs first)."""
     times: list[float] = []
-    deadline = time.monotonic() + seconds
+    window: list[float] = []
+    ready = threading.Barrier(clients, action=lambda: window.append(time.monotonic() + seconds))
 
     def client() -> None:
-        call = connect()
-        while time.monotonic() < deadline:
+        call = next(iter(connect().values()))
+        ready.wait()
+        while time.monotonic() < window[0]:
             start = time.perf_counter()
             try:
                 call(spec, inputs)
@@ -126,8 +129,8 @@ def p99_check(serving: Connect, candidate: Connect, spec: ModelSpec, row: Inputs
     rounds: dict[str, list[list[float]]] = {"serving": [], "candidate": []}
     for _ in range(ROUNDS):
         for which, connect in (("serving", serving), ("candidate", candidate)):
-            first = lambda connect=connect: next(iter(connect().values()))  # noqa: E731
-            rounds[which].append(latencies_ms(first, spec, row, settings.load_clients, settings.load_seconds / ROUNDS))
+            rounds[which].append(latencies_ms(connect, spec, row, settings.load_clients,
+                                              settings.load_seconds / ROUNDS))
     failed = {which: sum(t == float("inf") for r in runs for t in r) for which, runs in rounds.items()}
     sent = {which: sum(len(r) for r in runs) for which, runs in rounds.items()}
     gate.figures["load"] = {"clients": settings.load_clients, "seconds_per_version": settings.load_seconds,
