@@ -157,7 +157,9 @@ def model_ready(server: TorchServe, model: str, version: int | None = None) -> b
 
 
 def requests_served(server: TorchServe, model: str, version: int) -> float:
-    """ts_inference_requests_total for that model version, from the metrics API."""
+    """ts_inference_requests_total for that model version, from the metrics API. TorchServe counts
+    unversioned requests under model_version="default", so this counts the requests that named
+    the version: what is left once it has not been the default since the rollout before."""
     text = requests.get(f"{server.metrics_url}/metrics", timeout=5).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("ts_inference_requests_total{") and f'model_name="{model}"' in line
