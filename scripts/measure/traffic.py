@@ -41,6 +41,7 @@ class Answer:
     latency_ms: float
     version: int | None                    # whose outputs it equals; None: neither, or failed
     error: str = ""
+    client_id: int = 0                     # which client (thread) sent it
 
 
 @dataclass
@@ -85,7 +86,8 @@ class Traffic:
             answered = self.whose(outputs, row) if outputs is not None else None
             if outputs is not None and answered is None:
                 error = "answer equals no version's outputs"
-            self.answers.append(Answer(client.name, client.runtime, client.version, started, latency, answered, error))
+            self.answers.append(Answer(client.name, client.runtime, client.version, started, latency, answered, error,
+                                       index))
             self._answered.add(index)
             row = (row + 1) % len(self.inputs)
 
@@ -95,6 +97,28 @@ class Traffic:
                    for n, want in rows[row].items()):
                 return version
         return None
+
+
+def clients_for(servers: dict, spec: ModelSpec, per_endpoint: int, named: int | None = None) -> list[Client]:
+    """Per runtime ({name: running server}) and tensor endpoint (REST/HTTP, gRPC): `per_endpoint`
+    unversioned clients, and half as many naming version `named` when given."""
+    from scripts.runtimes.registry import RUNTIMES
+
+    clients = []
+    for name, server in servers.items():
+        plugin = RUNTIMES[name]
+        for endpoint in plugin.tensor_endpoints(server):
+            def unversioned(endpoint=endpoint, plugin=plugin, server=server):
+                return plugin.tensor_endpoints(server)[endpoint]
+
+            def versioned(endpoint=endpoint, plugin=plugin, server=server):
+                return plugin.version_endpoints(server, spec, named)[endpoint]
+
+            clients += [Client(f"{endpoint} unversioned", name, None, unversioned) for _ in range(per_endpoint)]
+            if named is not None:
+                clients += [Client(f"{endpoint} version {named}", name, named, versioned)
+                            for _ in range(max(1, per_endpoint // 2))]
+    return clients
 
 
 def expected_outputs(spec: ModelSpec, versions: list[int], root: Path) -> tuple[list[dict], dict[int, list[dict]]]:

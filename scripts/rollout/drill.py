@@ -11,29 +11,12 @@ import time
 from pathlib import Path
 
 from scripts.build.paths import REPORTS
-from scripts.measure.traffic import Client, Traffic, expected_outputs, summary
+from scripts.measure.traffic import Traffic, clients_for, expected_outputs, summary
 from scripts.rollout.flow import build, rollback, rollout
 from scripts.runtimes.registry import RUNTIMES
 from scripts.spec import ModelSpec, UserError
 
 PHASES = ("before", "rollout", "after rollout", "rollback", "after rollback")
-
-
-def clients_for(servers: dict, spec: ModelSpec, per_endpoint: int, named: int) -> list[Client]:
-    clients = []
-    for name, server in servers.items():
-        plugin = RUNTIMES[name]
-        for endpoint in plugin.tensor_endpoints(server):
-            def unversioned(endpoint=endpoint, plugin=plugin, server=server):
-                return plugin.tensor_endpoints(server)[endpoint]
-
-            def versioned(endpoint=endpoint, plugin=plugin, server=server):
-                return plugin.version_endpoints(server, spec, named)[endpoint]
-
-            clients += [Client(f"{endpoint} unversioned", name, None, unversioned) for _ in range(per_endpoint)]
-            clients += [Client(f"{endpoint} version {named}", name, named, versioned)
-                        for _ in range(max(1, per_endpoint // 2))]
-    return clients
 
 
 def drill(spec: ModelSpec, version: int, servers: dict, root: Path, per_endpoint: int = 4,

@@ -1,9 +1,10 @@
 """`make rollout`, `make rollback`, `make versions` and `make serve`'s restore, over the runtime
-plugins and the servers `make serve` started. Per runtime a rollout is:
+plugins and the servers `make serve` started. A rollout is:
 
-  build the version -> load it beside the serving one -> gate -> switch the default ->
-  check an unversioned request gets the new version (else switch back) -> retire versions
-  other than the new default and the one kept for a rollback, once they have drained.
+  on every runtime: build the version -> load it beside the serving one -> gate;
+  then, only if every gate passed, on every runtime: switch the default -> check an
+  unversioned request gets the new version (else switch all back); then retire versions other
+  than the new default and the one kept for a rollback, once they have drained.
 """
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from scripts.build.paths import artifact_dir
-from scripts.build.signing import refuse_unverified, sign_if_configured
+from scripts.build.signing import refuse_unverified
 from scripts.rollout import state
 from scripts.rollout.gate import Gate, golden_check, run_gate
 from scripts.runtimes.registry import selected
-from scripts.runtimes.serving import build_signed
+from scripts.runtimes.serving import build_signed, sign_rebuilt
 from scripts.spec import ModelSpec, UserError
 
 
@@ -61,9 +62,7 @@ def build(plugin, spec: ModelSpec, version: int, root: Path) -> None:
     if version == spec.version:
         build_signed(plugin, [spec], root)
     else:
-        row = plugin.build_version(spec, version, root)
-        artifacts = plugin.signed_artifacts([versioned], root)
-        sign_if_configured(artifacts, set(artifacts) if row.status != "up to date" else set())
+        sign_rebuilt(plugin, [plugin.build_version(spec, version, root)], [versioned], root)
     refuse_unverified(plugin.signed_artifacts([versioned], root))   # with signing on, as `make serve` does
 
 

@@ -22,13 +22,19 @@ def ready_report(title: str, waited: float, models: list[str], endpoints: list[t
 def build_signed(plugin, models: list[ModelSpec], root: Path, **options) -> list:
     """The plugin's build, then (with a signing key configured) a signature for each artifact
     it (re)built or that has none; returns the build rows."""
+    rows = plugin.build(models, root, **options)
+    sign_rebuilt(plugin, rows, models, root)
+    return rows
+
+
+def sign_rebuilt(plugin, rows: list, models: list[ModelSpec], root: Path) -> None:
+    """With a signing key configured, sign each artifact its build row says was (re)built, and
+    any still unsigned."""
     from scripts.build.signing import sign_if_configured
 
-    rows = plugin.build(models, root, **options)
     rebuilt = {a for row, m in zip(rows, models) if row.status != "up to date"
                for a in plugin.signed_artifacts([m], root)}
     sign_if_configured(plugin.signed_artifacts(models, root), rebuilt)
-    return rows
 
 
 def serve_runtimes(runtime: str, models: list[ModelSpec], root: Path, timeout_s: float) -> list[str]:

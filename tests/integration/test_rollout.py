@@ -13,7 +13,7 @@ import yaml
 
 from scripts.build.export import export_model
 from scripts.build.train import train_model
-from scripts.measure.traffic import Client, Traffic, expected_outputs, summary
+from scripts.measure.traffic import Traffic, clients_for, expected_outputs, summary
 from scripts.measure.variants import link_artifacts, scratch_checkout
 from scripts.rollout import state
 from scripts.rollout.drill import drill
@@ -81,12 +81,6 @@ def defaults(servers, spec):
     return {name: RUNTIMES[name].versions(server, spec).default for name, server in servers.items()}
 
 
-def unversioned_clients(servers, spec, per_endpoint=2):
-    return [Client(endpoint, name, None, lambda e=endpoint, n=name, s=server: RUNTIMES[n].tensor_endpoints(s)[e])
-            for name, server in servers.items() for endpoint in RUNTIMES[name].tensor_endpoints(server)
-            for _ in range(per_endpoint)]
-
-
 def test_an_unknown_version_or_no_previous_version_is_refused_by_name(checkout, servers):
     scratch, spec = checkout
     with pytest.raises(SpecError, match="no version 7; versions in the spec: \\[1, 2, 3\\]"):
@@ -100,7 +94,7 @@ def test_a_broken_version_is_refused_by_the_gate_and_never_answers_unversioned_r
     for name in servers:  # built first: under load only the gate and the refusal are measured
         build(RUNTIMES[name], spec, 3, scratch)
     inputs, expected = expected_outputs(spec, [1, 3], scratch)
-    with Traffic(spec, unversioned_clients(servers, spec), expected, inputs) as traffic:
+    with Traffic(spec, clients_for(servers, spec, 2), expected, inputs) as traffic:
         time.sleep(0.5)
         with pytest.raises(RolloutRefused) as refused:
             rollout(spec, 3, "all", scratch, servers)

@@ -8,7 +8,7 @@ model and version). When a stub of a loaded version is gone and fewer stubs than
 instances remain, it reloads that model through the repository API with the versions it has
 loaded and a new `watchdog_generation` parameter (Triton reloads only a changed config): the
 new instances load beside the broken ones, traffic moves to them once READY, as in a rollout.
-Each event goes to <workdir>/watchdog.jsonl; <workdir>/health.json says what is recovering.
+Each event goes to <workdir>/watchdog.jsonl.
 
 Started by the Triton plugin for `make serve`'s server (and by tests), stopped with it:
   python -m scripts.runtimes.triton.watchdog <workdir> <repo> <http port> <metrics port>
@@ -27,7 +27,7 @@ from scripts.runtimes.triton import versions
 
 POLL_S = 0.2
 STUB = "triton_python_backend_stub"
-LOG, HEALTH, PID = "watchdog.jsonl", "health.json", "watchdog.pid"
+LOG = "watchdog.jsonl"
 
 
 def stubs(server_pid: int) -> dict[int, tuple[str, int]]:
@@ -66,7 +66,6 @@ class Watchdog:
 
     def recover(self, model: str) -> dict:
         started = time.monotonic()
-        write_health(self.server, {model: {"state": "recovering", "since": time.time()}})
         try:
             with versions.repository_lock(self.server):   # not in the middle of a rollout's switch
                 loaded = versions.loaded(self.server, model)
@@ -75,8 +74,6 @@ class Watchdog:
                 versions.load(self.server, config)
         except Exception as exc:  # reported, and tried again only if a stub dies again
             return {"event": "stub died: reload failed", "model": model, "error": str(exc)[:300]}
-        finally:
-            write_health(self.server, {})
         return {"event": "stub died: model reloaded", "model": model, "versions": loaded,
                 "reload_s": round(time.monotonic() - started, 3)}
 
@@ -87,10 +84,6 @@ class Watchdog:
         finally:  # whatever happened, these stubs are the reference for the next poll
             self.known = stubs(tr.pid(self.server))
         return events
-
-
-def write_health(server: tr.Triton, recovering: dict) -> None:
-    (server.workdir / HEALTH).write_text(json.dumps(recovering) + "\n")
 
 
 def log_event(server: tr.Triton, event: dict) -> None:
