@@ -1,6 +1,6 @@
 """The serving plan: everything a server needs to know about one model, typed.
 
-Computed once per model at build time (scripts/build/plan.py) from the spec entry and the
+Computed once per model at build time (scripts/pipeline/plan.py) from the spec entry and the
 exported artifact, written as `serving_plan.json` into every `.mar` and every Triton model
 directory, and loaded back by the handlers as this type. Labels and the pre-processing kind's
 assets are inlined, so a server reads no other file, and the plan's content is what every

@@ -19,7 +19,7 @@ ARTIFACT_FILES = {
     "onnx": "model.onnx",
     "aoti": "model.aoti.pt2",
     "exported_program": "model.exported.pt2",
-    "onnx_int8": "model.int8.onnx",  # the ONNX export quantised (scripts/build/quantize.py)
+    "onnx_int8": "model.int8.onnx",  # the ONNX export quantised (scripts/pipeline/quantize.py)
 }
 
 

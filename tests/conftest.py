@@ -64,8 +64,8 @@ ZOO_SPEC = REPO / "models" / "zoo.yaml"
 def build_spec(path: Path) -> list:
     """A spec's models trained, exported and archived (incremental: seconds when `make` built
     them), so tests that read their artifacts pass on a fresh clone too."""
-    from scripts.build.export import export_model
-    from scripts.build.train import train_model
+    from scripts.pipeline.export import export_model
+    from scripts.pipeline.train import train_model
     from scripts.runtimes.registry import RUNTIMES
     from scripts.spec import load_spec
 

@@ -24,7 +24,7 @@ from scripts.cli.common import (
 @user_errors
 def check(spec: SpecOption = Path("models.yaml")):
     """Validate the spec, list its models, and say what each runtime cannot represent exactly."""
-    from scripts.build.plan import serving_plan
+    from scripts.pipeline.plan import serving_plan
     from scripts.runtimes.registry import RUNTIMES
 
     root, models = selected_models(spec, None)
@@ -46,7 +46,7 @@ def check(spec: SpecOption = Path("models.yaml")):
 @user_errors
 def train(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, force: ForceOption = False):
     """Train every model that has a `training` section (fixed seeds, incremental)."""
-    from scripts.build.train import train_model
+    from scripts.pipeline.train import train_model
 
     root, models = selected_models(spec, model)
 
@@ -65,8 +65,8 @@ def train(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, for
 @user_errors
 def export(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, force: ForceOption = False):
     """Export each model to the spec's formats and verify them against eager PyTorch."""
-    from scripts.build.export import export_model
-    from scripts.build.verify import worst_errors
+    from scripts.pipeline.export import export_model
+    from scripts.pipeline.verify import worst_errors
 
     root, models = selected_models(spec, model)
 
@@ -118,7 +118,7 @@ def triton_repo(spec: SpecOption = Path("models.yaml"), model: ModelOption = Non
                 backend: BackendOption = Backend.python,
                 out: Annotated[Path, typer.Option("--out", help="Repository folder.")] = Path("triton_repo")):
     """Write the Triton model repository (config.pbtxt, versions, ensembles) from the spec and artifacts."""
-    from scripts.build.paths import TRITON_REPO
+    from scripts.pipeline.paths import TRITON_REPO
     from scripts.runtimes.registry import RUNTIMES
     from scripts.runtimes.serving import build_signed
 
@@ -136,8 +136,8 @@ def triton_repo(spec: SpecOption = Path("models.yaml"), model: ModelOption = Non
 def verify_artifacts(spec: SpecOption = Path("models.yaml"), model: ModelOption = None):
     """Refuse any .mar whose files do not match its SHA-256 manifest, and (with
     TORCHSHIP_SIGNING_PUBLIC_KEY set) any served artifact unsigned or changed since signed."""
-    from scripts.build import signing
-    from scripts.build.paths import MODEL_STORE
+    from scripts.pipeline import signing
+    from scripts.pipeline.paths import MODEL_STORE
     from scripts.kserve.bundle import OUT as KSERVE_OUT
     from scripts.runtimes.registry import RUNTIMES
     from scripts.runtimes.torchserve.archive import mar_path, verify_archive

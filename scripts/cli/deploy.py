@@ -19,7 +19,7 @@ def kserve(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, ru
                "--triton-backend", help="onnxruntime / pytorch (NVIDIA's stock image) or python; "
                                         "default: the spec's kserve.triton_backend.")] = None):
     """Write build/kserve/<runtime>/ (what KServe's runtime starts from) and the InferenceService manifests."""
-    from scripts.build.signing import sign_if_configured
+    from scripts.pipeline.signing import sign_if_configured
     from scripts.kserve.bundle import make_bundles
     from scripts.runtimes.registry import selected
     from scripts.spec import load_spec
@@ -45,8 +45,8 @@ def kserve(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, ru
 @user_errors
 def sign(spec: SpecOption = Path("models.yaml"), model: ModelOption = None):
     """Sign every .mar, every Triton model folder and the KServe trees with TORCHSHIP_SIGNING_KEY."""
-    from scripts.build.signing import PRIVATE_KEY_ENV, configured_key
-    from scripts.build.signing import sign as sign_artifacts
+    from scripts.pipeline.signing import PRIVATE_KEY_ENV, configured_key
+    from scripts.pipeline.signing import sign as sign_artifacts
     from scripts.kserve.bundle import OUT
     from scripts.runtimes.registry import RUNTIMES
     from scripts.spec import BuildError

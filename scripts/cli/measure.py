@@ -74,8 +74,8 @@ def perf_rows(spec: ModelSpec, root: Path, served: str) -> dict:
     turned back into what a client sends (text; images are bytes, sent base64)."""
     import numpy as np
 
-    from scripts.build.paths import golden
-    from scripts.build.plan import serving_plan
+    from scripts.pipeline.paths import golden
+    from scripts.pipeline.plan import serving_plan
 
     rows = golden(spec, root)
     if served == spec.name:

@@ -41,7 +41,7 @@ def stop(spec: SpecOption = Path("models.yaml")):
 def verify_served(spec: SpecOption = Path("models.yaml"), model: ModelOption = None):
     """Send every golden sample and example request through every served endpoint and compare
     with eager PyTorch (reuses running servers, else starts and stops them)."""
-    from scripts.build.paths import REPORTS
+    from scripts.pipeline.paths import REPORTS
     from scripts.measure.verify_served import verify_served_versions, write_report
     from scripts.runtimes.serving import serving
     from scripts.spec import VerificationError

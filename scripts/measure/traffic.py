@@ -15,8 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from scripts.build.paths import golden
-from scripts.build.verify import compare
+from scripts.pipeline.paths import golden
+from scripts.pipeline.verify import compare
 from scripts.measure.verify_served import reference_runner
 from scripts.runtimes.base import TensorCall
 from scripts.spec import ModelSpec

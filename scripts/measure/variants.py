@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from scripts.build.paths import artifact_dir
+from scripts.pipeline.paths import artifact_dir
 from scripts.runtimes.processes import ModelsFailed
 from scripts.spec import ModelSpec
 

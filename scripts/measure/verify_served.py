@@ -17,10 +17,10 @@ import numpy as np
 
 from handlers.processing import class_scores
 from handlers.runners import ARTIFACT_FILES, load_runner, torch_runner
-from scripts.build.loading import load_reference
-from scripts.build.paths import artifact_dir
-from scripts.build.plan import serving_plan
-from scripts.build.verify import compare
+from scripts.pipeline.loading import load_reference
+from scripts.pipeline.paths import artifact_dir
+from scripts.pipeline.plan import serving_plan
+from scripts.pipeline.verify import compare
 from scripts.runtimes.base import RequestCall, TensorCall
 from scripts.runtimes.registry import RUNTIMES
 from scripts.spec import ModelSpec, Tolerance

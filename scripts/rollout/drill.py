@@ -10,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from scripts.build.paths import REPORTS
+from scripts.pipeline.paths import REPORTS
 from scripts.measure.traffic import Traffic, clients_for, expected_outputs, summary
 from scripts.rollout.flow import build, rollback, rollout
 from scripts.runtimes.registry import RUNTIMES

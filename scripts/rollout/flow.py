@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scripts.build.paths import artifact_dir
-from scripts.build.signing import refuse_unverified
+from scripts.pipeline.paths import artifact_dir
+from scripts.pipeline.signing import refuse_unverified
 from scripts.rollout import state
 from scripts.rollout.gate import Gate, golden_check, run_gate
 from scripts.runtimes.registry import selected
@@ -48,9 +48,9 @@ def running_server(plugin, root: Path):
 def build(plugin, spec: ModelSpec, version: int, root: Path) -> None:
     """Train and export the version unless built (a built version is immutable: refused if its
     inputs changed since), then package it for this runtime."""
-    from scripts.build.export import export_model
-    from scripts.build.sealed import RECORD, refuse_changed
-    from scripts.build.train import train_model
+    from scripts.pipeline.export import export_model
+    from scripts.pipeline.sealed import RECORD, refuse_changed
+    from scripts.pipeline.train import train_model
 
     versioned = spec.at_version(version)
     if (artifact_dir(versioned, root) / RECORD).exists():

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from handlers.processing import class_scores
-from scripts.build.paths import artifact_dir
+from scripts.pipeline.paths import artifact_dir
 from scripts.measure.verify_served import CONTENT_TYPES, Endpoints, check_golden, example_requests
 from scripts.runtimes.base import TensorCall
 from scripts.spec import ModelSpec
@@ -49,7 +49,7 @@ def golden_check(endpoints: dict[str, TensorCall], spec: ModelSpec, root: Path, 
 def shadow_inputs(versions: list[ModelSpec], root: Path) -> list[Inputs]:
     """Each version's golden inputs, then each example request as its pre-processing decodes it."""
     from handlers.pipeline import Pipeline
-    from scripts.build.plan import serving_plan
+    from scripts.pipeline.plan import serving_plan
 
     groups = []
     for spec in versions:

@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from scripts.build.paths import REPORTS
+from scripts.pipeline.paths import REPORTS
 
 STATE = REPORTS / "versions.json"
 LOG = REPORTS / "rollouts.jsonl"

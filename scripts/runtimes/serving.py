@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from scripts.build.signing import refuse_unverified
+from scripts.pipeline.signing import refuse_unverified
 from scripts.runtimes.processes import ModelsFailed
 from scripts.runtimes.registry import RUNTIMES, selected
 from scripts.spec import BuildError, ModelSpec
@@ -30,7 +30,7 @@ def build_signed(plugin, models: list[ModelSpec], root: Path, **options) -> list
 def sign_rebuilt(plugin, rows: list, models: list[ModelSpec], root: Path) -> None:
     """With a signing key configured, sign each artifact its build row says was (re)built, and
     any still unsigned."""
-    from scripts.build.signing import sign_if_configured
+    from scripts.pipeline.signing import sign_if_configured
 
     rebuilt = {a for row, m in zip(rows, models) if row.status != "up to date"
                for a in plugin.signed_artifacts([m], root)}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from handlers.runners import ARTIFACT_FILES, load_runner
-from scripts.build.verify import compare
+from scripts.pipeline.verify import compare
 from scripts.spec import load_spec
 from tests.conftest import REPO
 

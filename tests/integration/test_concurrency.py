@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from scripts.build.verify import compare
+from scripts.pipeline.verify import compare
 from scripts.runtimes.torchserve.client import TorchServeClient
 from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
 from scripts.runtimes.triton.client import TritonClient, decode_labels, spec_datatypes

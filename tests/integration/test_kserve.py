@@ -19,8 +19,8 @@ import pytest
 import requests
 import yaml
 
-from scripts.build.paths import artifact_dir
-from scripts.build.verify import compare
+from scripts.pipeline.paths import artifact_dir
+from scripts.pipeline.verify import compare
 from scripts.kserve.bundle import make_bundles
 from scripts.runtimes.processes import free_port
 from scripts.runtimes.registry import RUNTIMES

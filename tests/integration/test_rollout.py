@@ -11,8 +11,8 @@ import time
 import pytest
 import yaml
 
-from scripts.build.export import export_model
-from scripts.build.train import train_model
+from scripts.pipeline.export import export_model
+from scripts.pipeline.train import train_model
 from scripts.measure.traffic import Traffic, clients_for, expected_outputs, summary
 from scripts.measure.variants import link_artifacts, scratch_checkout
 from scripts.rollout import state

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from scripts.build.signing import PRIVATE_KEY_ENV, PUBLIC_KEY_ENV, signature_path
+from scripts.pipeline.signing import PRIVATE_KEY_ENV, PUBLIC_KEY_ENV, signature_path
 from scripts.measure.variants import link_artifacts, scratch_checkout
 from scripts.spec import load_spec
 from tests.conftest import REPO
@@ -98,8 +98,8 @@ def test_unsigned_and_wrong_key_are_refused(checkout, keys, tmp_path):
 def test_a_rolled_out_version_is_signed_when_built_and_refused_when_tampered(checkout, keys, monkeypatch):
     """`make rollout` builds version 2's archive beside the first; with signing on it is signed
     then, and a changed byte in it stops the rollout before anything is loaded."""
-    from scripts.build.export import export_model
-    from scripts.build.train import train_model
+    from scripts.pipeline.export import export_model
+    from scripts.pipeline.train import train_model
     from scripts.rollout.flow import build
     from scripts.runtimes.registry import RUNTIMES
     from scripts.spec import BuildError

@@ -81,3 +81,16 @@ def test_kinds_and_runtimes_are_not_switched_by_name_outside_their_classes():
     found = [f"{p.relative_to(REPO)}:{i}" for p in SOURCES for i, line in enumerate(p.read_text().splitlines(), 1)
              if switch.search(line)]
     assert found == []
+
+
+def test_every_test_file_is_collected():
+    """pytest skips folders it takes for output (`build`, `dist`, dot-folders, ...): a test file
+    under such a folder would silently never run. Ask pytest itself what it collects."""
+    import subprocess
+    import sys
+
+    listed = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                             str(REPO / "tests")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    collected = {line.split("::")[0] for line in listed.stdout.splitlines() if "::" in line}
+    on_disk = {str(p.relative_to(REPO)) for p in (REPO / "tests").rglob("test_*.py")}
+    assert on_disk - collected == set(), listed.stdout[-2000:] + listed.stderr[-2000:]

@@ -40,8 +40,8 @@ def runner(spec: ModelSpec, root: Path, fmt: str, threads: int):
     """A callable {input: rows} -> outputs for one format, at this intra-op thread count."""
     from handlers.plan import ARTIFACT_FILES
     from handlers.runners import load_runner, torch_runner
-    from scripts.build.loading import load_reference
-    from scripts.build.paths import artifact_dir
+    from scripts.pipeline.loading import load_reference
+    from scripts.pipeline.paths import artifact_dir
 
     if fmt == "eager":
         return torch_runner(load_reference(spec, root).eval(), spec.tensor_names, spec.output_names)
@@ -54,7 +54,7 @@ def in_process(spec: ModelSpec, root: Path, min_time_s: float, threads: list[int
     size, per intra-op thread count: inferences/s and per-call latency."""
     import torch
 
-    from scripts.build.paths import exported_formats, golden
+    from scripts.pipeline.paths import exported_formats, golden
 
     rows = golden(spec, root)
     batches = sorted({1, max(spec.batching.max_batch_size, 1)})

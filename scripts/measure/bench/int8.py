@@ -7,7 +7,7 @@ import contextlib
 import json
 from pathlib import Path
 
-from scripts.build.paths import artifact_dir, exported_formats
+from scripts.pipeline.paths import artifact_dir, exported_formats
 from scripts.measure.variants import int8_variant, scratch_checkout, serve_variants
 from scripts.spec import ModelSpec, UserError
 

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.build.paths import REPORTS
+from scripts.pipeline.paths import REPORTS
 from scripts.measure.bench.inprocess import in_process
 from scripts.measure.bench.inprocess import limits as limits_of
 from scripts.measure.bench.int8 import int8_deployment

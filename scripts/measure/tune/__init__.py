@@ -17,7 +17,7 @@ import shutil
 import time
 from pathlib import Path
 
-from scripts.build.paths import BUILD, REPORTS
+from scripts.pipeline.paths import BUILD, REPORTS
 from scripts.measure.tune.configs import axes_for, one_axis_at_a_time, settings_of, spec_fields
 from scripts.measure.tune.rule import CONCURRENCY, RULE, assess, choose, pareto_front, rank
 from scripts.measure.tune.sweep import MEASUREMENT, Sweep

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from scripts.build.paths import exported_formats
+from scripts.pipeline.paths import exported_formats
 from scripts.spec import ModelSpec
 from scripts.spec.schema import Workers
 
@@ -89,7 +89,7 @@ def spec_fields(spec: ModelSpec, choices: dict[str, dict]) -> dict:
 def runtime_key(runtime, variant: ModelSpec, scratch: Path) -> str:
     """What the runtime would actually run: its own settings, threads and format. Two
     configurations with one key are measured once on that runtime."""
-    from scripts.build.plan import serving_plan
+    from scripts.pipeline.plan import serving_plan
 
     settings = runtime.translate(serving_plan(variant, scratch)).settings
     return json.dumps({**settings, "threads": variant.serving.threads,

@@ -18,9 +18,9 @@ import yaml
 
 import handlers
 from handlers.plan import ServingPlan
-from scripts.build.fingerprint import file_digest, is_fresh, write_stamp
-from scripts.build.paths import artifact_dir
-from scripts.build.plan import HANDLER_SOURCES, plan_fingerprint, serving_plan
+from scripts.pipeline.fingerprint import file_digest, is_fresh, write_stamp
+from scripts.pipeline.paths import artifact_dir
+from scripts.pipeline.plan import HANDLER_SOURCES, plan_fingerprint, serving_plan
 from scripts.runtimes.torchserve.settings import model_config_yaml
 from scripts.spec import BuildError, ModelSpec
 
@@ -110,7 +110,7 @@ def check_loads(path: Path, spec: ModelSpec, root: Path) -> list[str]:
     """Unpack the archive, initialise the handler on it as a TorchServe worker would and answer
     one golden row: a .mar that cannot load or answer fails here, naming the model."""
     from handlers.base_handler import SpecHandlerBase
-    from scripts.build.paths import golden
+    from scripts.pipeline.paths import golden
 
     row = {name: rows[:1].tolist() for name, rows in golden(spec, root).items()}
     with tempfile.TemporaryDirectory(prefix=f"mar-check-{spec.name}-") as tmp:

@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from scripts.build.fingerprint import file_digest, is_fresh, write_stamp
+from scripts.pipeline.fingerprint import file_digest, is_fresh, write_stamp
 from scripts.runtimes.torchserve.client import TorchServeError
 
 PROTOS = ("inference.proto", "management.proto")

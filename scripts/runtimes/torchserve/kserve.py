@@ -25,7 +25,7 @@ import json
 import shutil
 from pathlib import Path
 
-from scripts.build.plan import serving_plan
+from scripts.pipeline.plan import serving_plan
 from scripts.runtimes.torchserve import server as ts
 from scripts.runtimes.torchserve.archive import mar_path
 from scripts.runtimes.torchserve.settings import model_config_yaml

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from handlers.plan import ServingPlan
-from scripts.build.paths import MODEL_STORE
+from scripts.pipeline.paths import MODEL_STORE
 from scripts.runtimes.base import (
     BuildRow,
     KServeBundle,
@@ -77,7 +77,7 @@ class TorchServe(Runtime):
         return model_config_yaml(plan)
 
     def build(self, specs: list[ModelSpec], root: Path, force: bool = False) -> list[BuildRow]:
-        from scripts.build.plan import serving_plan
+        from scripts.pipeline.plan import serving_plan
         from scripts.runtimes.torchserve.archive import archive_model, mar_path
 
         rows = []

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.build.paths import MODEL_STORE, artifact_dir, golden
+from scripts.pipeline.paths import MODEL_STORE, artifact_dir, golden
 from scripts.runtimes.base import LoadTarget
 from scripts.spec import BuildError, ModelSpec
 
@@ -27,7 +27,7 @@ def write_stock_mar(spec: ModelSpec, root: Path, store: Path) -> str:
     from model_archiver.model_packaging import generate_model_archive
 
     from handlers.plan import ARTIFACT_FILES
-    from scripts.build.paths import exported_formats
+    from scripts.pipeline.paths import exported_formats
 
     if "torchscript" not in exported_formats(spec, root):
         raise BuildError(f"{spec.name}: the stock TorchServe route loads the TorchScript export; "

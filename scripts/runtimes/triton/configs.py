@@ -16,7 +16,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from handlers.dtypes import spec_dtype_of_numpy, triton_datatype
 from handlers.kinds import ENSEMBLE_OUTPUTS
 from handlers.plan import ARTIFACT_FILES, ServingPlan
-from scripts.build.paths import artifact_dir, exported_formats
+from scripts.pipeline.paths import artifact_dir, exported_formats
 from scripts.runtimes.triton.config_rules import config_problems
 from scripts.runtimes.triton.settings import scheduling
 from scripts.spec import BuildError, ModelSpec

@@ -7,7 +7,7 @@ import contextlib
 from pathlib import Path
 
 from handlers.plan import ServingPlan
-from scripts.build.paths import TRITON_REPO
+from scripts.pipeline.paths import TRITON_REPO
 from scripts.runtimes.base import (
     BuildRow,
     KServeBundle,
@@ -35,7 +35,7 @@ class Triton(Runtime):
 
     def build(self, specs: list[ModelSpec], root: Path, force: bool = False, backend: str = "python",
               out: Path | None = None) -> list[BuildRow]:
-        from scripts.build.plan import serving_plan
+        from scripts.pipeline.plan import serving_plan
         from scripts.runtimes.triton.repository import build_repository, model_names
 
         rebuilt = build_repository(specs, root, out or root / TRITON_REPO, backend, force)

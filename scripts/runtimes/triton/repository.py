@@ -20,9 +20,9 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 import handlers
 from handlers.plan import ARTIFACT_FILES, ServingPlan
-from scripts.build.fingerprint import is_fresh, write_stamp
-from scripts.build.paths import artifact_dir, exported_formats
-from scripts.build.plan import HANDLER_SOURCES, plan_fingerprint, serving_plan
+from scripts.pipeline.fingerprint import is_fresh, write_stamp
+from scripts.pipeline.paths import artifact_dir, exported_formats
+from scripts.pipeline.plan import HANDLER_SOURCES, plan_fingerprint, serving_plan
 from scripts.runtimes.triton.configs import (
     check_ensemble,
     checked_signature,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.build.paths import artifact_dir, exported_formats, golden
+from scripts.pipeline.paths import artifact_dir, exported_formats, golden
 from scripts.runtimes.base import LoadTarget
 from scripts.spec import BuildError, ModelSpec
 
@@ -28,7 +28,7 @@ def stock_config(spec: ModelSpec, root: Path):
     one CPU instance, and no dynamic_batching: Triton hands execute() one request at a time."""
     from tritonclient.grpc import model_config_pb2 as mc
 
-    from scripts.build.plan import serving_plan
+    from scripts.pipeline.plan import serving_plan
     from scripts.runtimes.triton.configs import checked_signature, model_config
 
     config = model_config(serving_plan(spec, root, "onnx"), "python", checked_signature(spec, root))

@@ -8,8 +8,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from scripts.build.export import export_model
-from scripts.build.paths import MODEL_STORE
+from scripts.pipeline.export import export_model
+from scripts.pipeline.paths import MODEL_STORE
 from scripts.runtimes.processes import ModelsFailed
 from scripts.runtimes.registry import RUNTIMES
 from scripts.spec import load_spec

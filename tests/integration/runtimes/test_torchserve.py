@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from handlers.plan import ServingPlan
-from scripts.build.verify import compare
+from scripts.pipeline.verify import compare
 from scripts.runtimes.processes import ModelsFailed, free_port
 from scripts.runtimes.torchserve import server as torchserve_server
 from scripts.runtimes.torchserve.client import TorchServeClient, TorchServeError

@@ -12,9 +12,9 @@ from tritonclient.utils import InferenceServerException
 
 from handlers.runners import ARTIFACT_FILES
 from handlers.torchserve_handler import SpecHandler
-from scripts.build.paths import golden as golden_inputs
-from scripts.build.plan import serving_plan
-from scripts.build.verify import compare
+from scripts.pipeline.paths import golden as golden_inputs
+from scripts.pipeline.plan import serving_plan
+from scripts.pipeline.verify import compare
 from scripts.measure import perf
 from scripts.runtimes.triton import server as triton_server
 from scripts.runtimes.triton.client import TritonClient, batch_sizes, decode_labels, spec_datatypes

@@ -14,7 +14,7 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from handlers.tensors import dtype_limits
-from scripts.build.paths import golden
+from scripts.pipeline.paths import golden
 from scripts.runtimes.torchserve.client import TorchServeClient, TorchServeError
 from scripts.runtimes.triton.client import TritonClient, spec_datatypes, wire_shapes
 from scripts.spec import load_spec

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from handlers.runners import torch_runner
-from scripts.build.loading import load_reference
+from scripts.pipeline.loading import load_reference
 from scripts.measure.verify_served import check_golden, check_requests
 from scripts.runtimes.torchserve.client import TorchServeClient
 from scripts.runtimes.triton.client import TritonClient, spec_datatypes
@@ -72,7 +72,7 @@ def test_texts_of_different_lengths_are_padded_into_one_batch_with_the_mask(zoo_
     label and score equal eager PyTorch on that text alone (padding is masked out)."""
     from handlers.pipeline import Pipeline
     from handlers.processing import class_scores
-    from scripts.build.plan import serving_plan
+    from scripts.pipeline.plan import serving_plan
 
     spec = ZOO["zoo_tiny_bert"]
     pipeline = Pipeline(serving_plan(spec, REPO))

@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from handlers.dtypes import triton_datatype
-from scripts.build.paths import artifact_dir
-from scripts.build.verify import compare
+from scripts.pipeline.paths import artifact_dir
+from scripts.pipeline.verify import compare
 from scripts.kserve.bundle import make_bundles
 from scripts.runtimes.registry import RUNTIMES
 from scripts.runtimes.triton.configs import read_config

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from handlers.torchserve_handler import SpecHandler
-from scripts.build.paths import artifact_dir
+from scripts.pipeline.paths import artifact_dir
 from scripts.spec import load_spec
 from tests.conftest import REPO
 from tests.fakes import FakeTorchServeContext, unpacked_archive

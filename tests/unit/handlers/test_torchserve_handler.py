@@ -10,7 +10,7 @@ from PIL import Image
 
 from handlers.plan import ServingPlan
 from handlers.torchserve_handler import SpecHandler
-from scripts.build.verify import compare
+from scripts.pipeline.verify import compare
 from scripts.spec import load_spec
 from tests.conftest import REPO
 from tests.fakes import FakeTorchServeContext, unpacked_archive

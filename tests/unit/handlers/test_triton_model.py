@@ -11,8 +11,8 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 
 from handlers.pipeline import Pipeline
-from scripts.build.plan import serving_plan
-from scripts.build.verify import compare
+from scripts.pipeline.plan import serving_plan
+from scripts.pipeline.verify import compare
 from scripts.runtimes.triton.configs import read_config
 from scripts.runtimes.triton.repository import build_repository
 from scripts.spec import load_spec

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scripts.build.paths import golden
+from scripts.pipeline.paths import golden
 from scripts.measure.verify_served import Endpoints, check_golden, reference_runner
 from scripts.spec import load_spec
 from scripts.spec.overrides import RuntimeSettings

@@ -9,8 +9,8 @@ import zipfile
 import pytest
 import yaml
 
-from scripts.build.export import export_model
-from scripts.build.plan import serving_plan
+from scripts.pipeline.export import export_model
+from scripts.pipeline.plan import serving_plan
 from scripts.runtimes.registry import RUNTIMES
 from scripts.runtimes.triton.configs import read_config
 from scripts.spec import load_spec

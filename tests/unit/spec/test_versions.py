@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.build.sealed import refuse_changed, seal
+from scripts.pipeline.sealed import refuse_changed, seal
 from scripts.spec import BuildError, SpecError, load_spec
 from tests.conftest import REPO, write_spec
 from tests.unit.spec.test_spec import problems_for, tiny

@@ -74,8 +74,8 @@ def test_verify_artifacts_step_exits_non_zero_on_tampering(tmp_path):
 
 
 def test_an_archive_the_handler_cannot_load_is_refused_at_archive_time(tiny_spec, tmp_path):
-    from scripts.build.export import export_model
-    from scripts.build.paths import artifact_dir
+    from scripts.pipeline.export import export_model
+    from scripts.pipeline.paths import artifact_dir
     from scripts.runtimes.torchserve.archive import archive_model
     from scripts.spec import BuildError
 

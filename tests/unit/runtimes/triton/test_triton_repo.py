@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from scripts.build.plan import serving_plan
+from scripts.pipeline.plan import serving_plan
 from scripts.runtimes.triton.configs import (
     check_ensemble,
     ensemble_configs,

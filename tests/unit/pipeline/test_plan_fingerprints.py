@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from handlers.plan import ServingPlan
-from scripts.build.export import export_model
+from scripts.pipeline.export import export_model
 from scripts.runtimes.registry import RUNTIMES
 from scripts.spec import load_spec
 from tests.conftest import TINY_ENTRY, write_spec

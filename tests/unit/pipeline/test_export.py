@@ -9,8 +9,8 @@ import torch
 
 from handlers.runners import ARTIFACT_FILES, load_runner, torch_runner
 from models.tabular import TabularMLP
-from scripts.build.export import export_model
-from scripts.build.verify import compare, verification_batch_sizes, verify_formats
+from scripts.pipeline.export import export_model
+from scripts.pipeline.verify import compare, verification_batch_sizes, verify_formats
 from scripts.spec import BuildError, Tolerance, VerificationError, load_spec
 
 
@@ -136,7 +136,7 @@ def test_a_format_that_cannot_export_the_model_is_named_with_the_reason(tmp_path
 
 
 def test_formats_auto_keeps_what_works_and_says_why_the_rest_was_left_out(tmp_path):
-    from scripts.build.paths import artifact_dir, exported_formats
+    from scripts.pipeline.paths import artifact_dir, exported_formats
 
     spec = branchy_spec(tmp_path, "auto")
     result = export_model(spec, tmp_path)
@@ -177,7 +177,7 @@ def test_a_padding_mask_is_drawn_as_padding_makes_it():
     """Random 0/1 masks can mask a whole row, where eager and ONNX disagree on nonsense."""
     import numpy as np
 
-    from scripts.build.verify import random_inputs
+    from scripts.pipeline.verify import random_inputs
     from tests.conftest import ZOO_SPEC
 
     spec = next(m for m in load_spec(ZOO_SPEC).models if m.name == "zoo_tiny_bert")

@@ -19,8 +19,8 @@ import numpy as np
 
 from handlers.processing import class_scores
 from handlers.runners import Runner
-from scripts.build.loading import import_target
-from scripts.build.verify import random_inputs
+from scripts.pipeline.loading import import_target
+from scripts.pipeline.verify import random_inputs
 from scripts.spec import BuildError, ModelSpec
 
 GATE_RANDOM_ROWS = 64
@@ -161,7 +161,7 @@ def build_int8(spec: ModelSpec, root: Path, out: Path, fp32: Runner) -> dict:
     """model.int8.onnx beside the verified model.onnx, or BuildError when it fails its gate
     (the int8 file is then removed). Returns the figures for verify.json."""
     from handlers.runners import ARTIFACT_FILES, load_runner
-    from scripts.build.paths import golden
+    from scripts.pipeline.paths import golden
 
     source, target = out / ARTIFACT_FILES["onnx"], out / ARTIFACT_FILES["onnx_int8"]
     split = training_split(spec)

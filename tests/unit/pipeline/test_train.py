@@ -5,7 +5,7 @@ import json
 
 import torch
 
-from scripts.build.train import train_model
+from scripts.pipeline.train import train_model
 from scripts.spec import load_spec
 from tests.conftest import REPO
 
@@ -42,7 +42,7 @@ def test_second_run_is_skipped_until_the_spec_changes(tmp_path):
 
 
 def test_editing_a_data_file_the_spec_lists_retrains(tmp_path):
-    from scripts.build.train import train_fingerprint
+    from scripts.pipeline.train import train_fingerprint
     from scripts.spec import load_spec
     from tests.conftest import REPO
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import handlers
 from handlers.plan import ServingPlan, TaskPlan
-from scripts.build.fingerprint import fingerprint
-from scripts.build.paths import artifact_dir
+from scripts.pipeline.fingerprint import fingerprint
+from scripts.pipeline.paths import artifact_dir
 from scripts.spec import ModelSpec
 
 HANDLER_SOURCES = sorted(Path(handlers.__file__).parent.glob("*.py"))

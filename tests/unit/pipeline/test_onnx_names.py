@@ -7,8 +7,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from scripts.build.export import export_model
-from scripts.build.paths import artifact_dir
+from scripts.pipeline.export import export_model
+from scripts.pipeline.paths import artifact_dir
 from scripts.spec import load_spec
 from tests.conftest import write_spec
 

@@ -18,10 +18,10 @@ from torch import nn
 import handlers.processing
 from handlers.processing import class_scores
 from models.common import TrainingData
-from scripts.build.fingerprint import fingerprint, is_fresh, source_file, write_stamp
-from scripts.build.loading import build_module, import_target
-from scripts.build.sealed import refuse_changed
-from scripts.build.verify import random_tensor
+from scripts.pipeline.fingerprint import fingerprint, is_fresh, source_file, write_stamp
+from scripts.pipeline.loading import build_module, import_target
+from scripts.pipeline.sealed import refuse_changed
+from scripts.pipeline.verify import random_tensor
 from scripts.spec import ModelSpec
 
 HELD_OUT_SAMPLES = 16  # held-out examples kept as golden inputs for export and serving checks

@@ -7,8 +7,8 @@ import shutil
 import pytest
 import torch
 
-from scripts.build.export import export_model
-from scripts.build.paths import artifact_dir, exported_formats
+from scripts.pipeline.export import export_model
+from scripts.pipeline.paths import artifact_dir, exported_formats
 from scripts.spec import BuildError, load_spec
 from tests.conftest import REPO, write_spec
 

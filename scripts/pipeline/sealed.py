@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from scripts.build.fingerprint import file_digest, source_file
-from scripts.build.paths import artifact_dir
+from scripts.pipeline.fingerprint import file_digest, source_file
+from scripts.pipeline.paths import artifact_dir
 from scripts.spec import BuildError, ModelSpec
 
 RECORD = "version.json"

@@ -1,7 +1,7 @@
 """Step `export`: every format the spec asks for, into artifacts/<name>/<version>/, verified.
 
 Each format is traced at batch size 2 with a dynamic batch axis, then checked against eager
-PyTorch at other batch sizes (scripts/build/verify.py). Also writes the golden samples (golden.npz:
+PyTorch at other batch sizes (scripts/pipeline/verify.py). Also writes the golden samples (golden.npz:
 inputs and eager outputs) that every served endpoint is later checked against.
 """
 from __future__ import annotations
@@ -20,13 +20,13 @@ import torch
 
 import handlers.runners
 from handlers.runners import ARTIFACT_FILES, load_runner, output_list, torch_runner
-from scripts.build.fingerprint import fingerprint, is_fresh, source_file, write_stamp
-from scripts.build.loading import load_reference
-from scripts.build.onnx_names import name_graph_io, rename_onnx_file
-from scripts.build.paths import artifact_dir, exported_formats
-from scripts.build.quantize import build_int8
-from scripts.build.sealed import RECORD, refuse_changed, seal
-from scripts.build.verify import first_line, random_inputs, verify_formats
+from scripts.pipeline.fingerprint import fingerprint, is_fresh, source_file, write_stamp
+from scripts.pipeline.loading import load_reference
+from scripts.pipeline.onnx_names import name_graph_io, rename_onnx_file
+from scripts.pipeline.paths import artifact_dir, exported_formats
+from scripts.pipeline.quantize import build_int8
+from scripts.pipeline.sealed import RECORD, refuse_changed, seal
+from scripts.pipeline.verify import first_line, random_inputs, verify_formats
 from scripts.spec import BuildError, ModelSpec
 
 TRACE_BATCH = 2  # never one of the verification batch sizes (1, 3, max)
