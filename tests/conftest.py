@@ -61,15 +61,15 @@ def copy_spec(src: Path, dst_folder: Path) -> Path:
 ZOO_SPEC = REPO / "models" / "zoo.yaml"
 
 
-def build_spec(path: Path) -> list:
-    """A spec's models trained, exported and archived (incremental: seconds when `make` built
-    them), so tests that read their artifacts pass on a fresh clone too."""
+def build_spec(path: Path, names: list[str] | None = None) -> list:
+    """A spec's models (or those named) trained, exported and archived (incremental: seconds
+    when `make` built them), so tests that read their artifacts pass on a fresh clone too."""
     from scripts.pipeline.export import export_model
     from scripts.pipeline.train import train_model
     from scripts.runtimes.registry import RUNTIMES
     from scripts.spec import load_spec
 
-    models = load_spec(path).models
+    models = load_spec(path).select(names)
     for spec in models:
         if spec.training is not None:
             train_model(spec, REPO)
@@ -78,7 +78,13 @@ def build_spec(path: Path) -> list:
     return models
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def built_examples():
-    """The example models, built (`make test-unit` on a fresh clone too)."""
+    """The example models of models.yaml, built: request it where a test reads their artifacts."""
     return build_spec(REPO / "models.yaml")
+
+
+@pytest.fixture(scope="session")
+def built_zoo():
+    """built_zoo(name) builds just that conformance-zoo entry and returns its spec."""
+    return lambda name: build_spec(ZOO_SPEC, [name])[0]

@@ -33,6 +33,9 @@ from scripts.runtimes.triton.configs import read_config
 from scripts.spec import load_spec
 from tests.conftest import REPO
 
+# These tests read the example models' artifacts.
+pytestmark = pytest.mark.usefixtures("built_examples")
+
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
 
 

@@ -109,7 +109,7 @@ def test_a_configuration_is_a_spec_entry_of_its_own_with_only_the_swept_fields_c
     assert configs.settings_of(variant) == settings
 
 
-def test_runtime_keys_merge_configurations_a_runtime_cannot_tell_apart(tmp_path):
+def test_runtime_keys_merge_configurations_a_runtime_cannot_tell_apart(tmp_path, built_examples):
     spec = SPEC["digits_cnn"]
     scratch = variants.scratch_checkout(REPO, tmp_path / "checkout")
     base = configs.settings_of(spec)

@@ -17,7 +17,7 @@ def answering(runner):
     return lambda spec, inputs: dict(zip(spec.output_names, runner(inputs)))
 
 
-def test_int8_on_triton_fp32_on_torchserve_each_checked_against_its_own_model():
+def test_int8_on_triton_fp32_on_torchserve_each_checked_against_its_own_model(built_examples):
     spec = DIGITS.model_copy(update={"per_runtime": {"triton": RuntimeSettings(format="onnx_int8")}})
     int8, eager = reference_runner(spec, REPO, "onnx_int8"), reference_runner(spec, REPO, "eager")
     endpoints = Endpoints({"triton-http": answering(int8), "torchserve-rest": answering(eager)}, lambda s: {})

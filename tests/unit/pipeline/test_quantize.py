@@ -38,7 +38,7 @@ def test_a_layer_int8_ruins_trips_the_gate_naming_metric_and_values(tmp_path):
     assert not (artifact_dir(spec, tmp_path) / "model.int8.onnx").exists()
 
 
-def test_a_classifier_with_training_data_is_gated_on_held_out_accuracy(tmp_path):
+def test_a_classifier_with_training_data_is_gated_on_held_out_accuracy(tmp_path, built_examples):
     """tabular_mlp copied into a scratch root: int8 keeps its held-out accuracy within a point."""
     for folder in ("checkpoints/tabular_mlp", "models/labels"):
         shutil.copytree(REPO / folder, tmp_path / folder)

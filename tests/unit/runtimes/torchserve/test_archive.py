@@ -15,6 +15,9 @@ from scripts.runtimes.torchserve.archive import MANIFEST, verify_archive
 from scripts.spec import load_spec
 from tests.conftest import REPO
 
+# These tests read the example models' artifacts.
+pytestmark = pytest.mark.usefixtures("built_examples")
+
 SPEC = load_spec(REPO / "models.yaml")
 
 

@@ -22,8 +22,8 @@ def config(**fields) -> mc.ModelConfig:
     return base
 
 
-def test_a_per_sample_scalar_is_dims_1_with_an_empty_reshape(tmp_path):
-    spec = next(m for m in load_spec(ZOO_SPEC).models if m.name == "zoo_two_tower")
+def test_a_per_sample_scalar_is_dims_1_with_an_empty_reshape(tmp_path, built_zoo):
+    spec = built_zoo("zoo_two_tower")
     RUNTIMES["triton"].build([spec], REPO, out=tmp_path)
     written = read_config(tmp_path / spec.name / "config.pbtxt")
     item_id = next(t for t in written.input if t.name == "item_id")

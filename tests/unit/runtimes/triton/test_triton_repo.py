@@ -20,6 +20,9 @@ from scripts.runtimes.triton.repository import BACKENDS, build_repository, model
 from scripts.spec import Batching, BuildError, load_spec
 from tests.conftest import REPO
 
+# These tests read the example models' artifacts.
+pytestmark = pytest.mark.usefixtures("built_examples")
+
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
 
 
