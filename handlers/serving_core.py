@@ -1,0 +1,137 @@
+"""The serving core: requests in, one answer per request out, for any runtime.
+
+request -> rows (pre-processing, per request) -> batch (handlers/batching.py) -> answer
+(post-processing, KServe envelopes). Written once and imported by both runtimes' adapters
+(handlers/torchserve_handler.py, handlers/triton_model.py), which only translate their own
+request and response objects. Nothing here imports a runtime.
+
+Every request is isolated: a client's mistake is answered 400 with a JSON error body
+{"code", "type", "message", "error"}, a bug of ours 500 naming the stage, and the other requests
+of the batch still get their answers. How answers reach a runtime (one each, or a stream) is
+the serving mode's (handlers/serving_modes.py).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from handlers import kserve_protocol
+from handlers.batching import Batcher, Failure, Rows, isolated
+from handlers.pipeline import Pipeline
+from handlers.plan import ServingPlan
+from handlers.runners import Runner, load_runner
+
+log = logging.getLogger(__name__)
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as a runtime received it: a body (bytes, text, or JSON a runtime already
+    decoded) and its content type, or the model's input tensors by the spec's names (Triton)."""
+    body: Any = None
+    content_type: str | None = None
+    tensors: Mapping[str, np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One response: a status, a body (JSON text) and its content type; tensors for a tensor
+    request. A failure also keeps its message, for runtimes with their own error objects."""
+    status: int = 200
+    body: str | bytes = ""
+    content_type: str = JSON
+    tensors: list[np.ndarray] | None = None
+    message: str = ""
+
+    @classmethod
+    def failed(cls, failure: Failure) -> Answer:
+        code, message = failure.status, failure.message
+        # "error" is where KServe's protocols put the message; the rest is ours
+        body = json.dumps({"code": code, "type": "InvalidInput" if code < 500 else "InferenceError",
+                           "message": message, "error": message})
+        return cls(status=code, body=body, message=message)
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 400
+
+    @property
+    def reason(self) -> str:
+        """The HTTP reason phrase of the status."""
+        if self.ok:
+            return "OK"
+        return "Bad Request" if self.status < 500 else "Internal Server Error"
+
+
+class ServingCore:
+    """One model's plan, pipeline and batcher; answers a batch of requests."""
+
+    def __init__(self, plan: ServingPlan, model: Runner):
+        self.plan = plan
+        self.pipeline = Pipeline(plan)
+        self.batcher = Batcher(plan, model, self.pipeline.whole_outputs)
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> ServingCore:
+        """The serving plan and the exported model of a model dir (an unpacked .mar, a Triton
+        model version directory)."""
+        model_dir = Path(model_dir)
+        plan = ServingPlan.load(model_dir)
+        threads = int(os.environ.get("TORCHSHIP_THREADS", plan.serving.threads))
+        model = load_runner(plan.format, model_dir / plan.artifact, plan.input_names, threads,
+                            plan.output_names)
+        log.info("loaded %s v%s (%s, %d thread(s))", plan.name, plan.version, plan.format, threads)
+        return cls(plan, model)
+
+    def answer(self, requests: Sequence[Request]) -> list[Answer]:
+        """One answer per request, in order; never raises for one request's sake."""
+        log.info("batch of %d request(s)", len(requests))  # shows server-side batching in logs
+        rows = [self.read(r) for r in requests]
+        self.batcher.run(rows)
+        return [self.respond(request, r) for request, r in zip(requests, rows)]
+
+    # --- request -> rows ------------------------------------------------------------------
+
+    def read(self, request: Request) -> Rows:
+        """One request's model-input rows, or its failure."""
+        if request.tensors is not None:
+            rows = isolated("reading the request", lambda: self.read_tensors(request.tensors))
+        else:
+            rows = isolated("pre-processing", lambda: self.parse(request))
+        return Rows(failure=rows) if isinstance(rows, Failure) else rows
+
+    def parse(self, request: Request) -> Rows:
+        inputs, single, envelope = self.pipeline.parse_request(request.body, request.content_type)
+        return Rows(inputs, single, envelope)
+
+    def read_tensors(self, tensors: Mapping[str, np.ndarray]) -> Rows:
+        """A runtime has checked dtype and shape against its config; the pipeline adds the
+        spec's checks (value range, finiteness, the mask's shape)."""
+        pipeline = self.pipeline
+        rows = {t.name: pipeline.check_rows(t, tensors[t.name]) for t in self.plan.inputs}
+        return Rows(pipeline.check_mask(rows), single=False)
+
+    # --- rows -> answer -------------------------------------------------------------------
+
+    def respond(self, request: Request, rows: Rows) -> Answer:
+        if rows.failure is not None:
+            return Answer.failed(rows.failure)
+        if request.tensors is not None:  # tensors in, tensors out: no post-processing
+            return Answer(tensors=rows.outputs)
+        answer = isolated("post-processing", lambda: Answer(body=self.json_answer(rows)))
+        return Answer.failed(answer) if isinstance(answer, Failure) else answer
+
+    def json_answer(self, rows: Rows) -> str:
+        """The JSON answer of one request, in the protocol it came in."""
+        answers = self.pipeline.postprocess(rows.outputs)
+        if rows.envelope is not None:
+            return json.dumps(kserve_protocol.answer(self.plan, rows.envelope, rows.outputs,
+                                                     answers))
+        return json.dumps(answers[0] if rows.single else answers)
