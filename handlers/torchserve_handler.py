@@ -1,6 +1,87 @@
-"""TorchServe's entry point (`--handler`). TorchServe requires exactly one class here."""
-from handlers.base_handler import SpecHandlerBase
+"""TorchServe's entry point (`--handler`), shaped like TorchServe's custom-handler example: a
+module-level `handle(data, context)` over a lazily initialised service object.
+
+It only translates: TorchServe's request dicts and headers into the serving core's Requests,
+and each Answer into the context's per-request status and content type plus handle()'s return
+value. Everything else is the serving core's (handlers/serving_core.py).
+"""
+from __future__ import annotations
+
+from handlers.serving_core import Answer, Request, ServingCore
+from handlers.serving_modes import serving_mode
 
 
-class SpecHandler(SpecHandlerBase):
+class SpecHandler:
     """Serves any model of the spec; everything model-specific comes from its serving plan."""
+
+    def __init__(self):
+        self.initialized = False
+
+    def initialize(self, context) -> None:
+        self.core = ServingCore.load(context.system_properties["model_dir"])
+        self.plan = self.core.plan
+        self.mode = serving_mode(self.core)
+        self.initialized = True
+
+    def handle(self, data: list[dict], context) -> list:
+        requests = [Request(request_body(r), content_type(context, i)) for i, r in enumerate(data)]
+        sink = ContextSink(context, len(requests))
+        self.mode.serve(requests, sink)
+        return sink.finals
+
+
+class ContextSink:
+    """A batch's answers into TorchServe's context: final ones become handle()'s return value
+    (TorchServe's last chunk of that request), a non-final one is sent at once as a chunk."""
+
+    def __init__(self, context, size: int):
+        self.context = context
+        self.finals: list = [None] * size
+
+    def send(self, index: int, answer: Answer, final: bool = True) -> None:
+        self.context.set_response_content_type(index, answer.content_type)
+        if answer.status != 200:
+            self.context.set_response_status(answer.status, answer.reason, index)
+        if final:
+            self.finals[index] = answer.body
+            return
+        # only a streaming mode gets here, inside a TorchServe worker
+        from ts.handler_utils.utils import send_intermediate_predict_response
+
+        # keyed by the request's index: TorchServe reads its status and headers by that index
+        send_intermediate_predict_response({index: answer.body},
+                                           {index: self.context.request_ids[index]},
+                                           "Intermediate Prediction success", answer.status,
+                                           self.context)
+
+
+def request_body(request: dict):
+    """TorchServe puts a raw POST body under "body" (or "data" for form uploads)."""
+    for key in ("body", "data"):
+        if request.get(key) is not None:
+            return request[key]
+    return next(iter(request.values()), None) if request else None
+
+
+def content_type(context, idx: int) -> str | None:
+    headers = context.get_all_request_header(idx) or {}
+    value = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+    if value and value.split(";")[0].strip().lower() == "multipart/form-data":
+        # A form upload (curl -F, perf_analyzer --service-kind torchserve): TorchServe hands the
+        # field's bytes as "data" and the field's own type as headers[field]["content-type"]
+        # (often empty, which means: sniff JSON, else the model's encoded input).
+        part = next((headers[k] for k in ("data", "body") if isinstance(headers.get(k), dict)), {})
+        return part.get("content-type") or ""
+    return value
+
+
+_service = SpecHandler()
+
+
+def handle(data: list[dict] | None, context) -> list | None:
+    """TorchServe's call: first with data None to initialise (at worker start), then per batch."""
+    if not _service.initialized:
+        _service.initialize(context)
+    if data is None:
+        return None
+    return _service.handle(data, context)

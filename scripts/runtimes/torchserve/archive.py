@@ -109,7 +109,7 @@ class ArchiveContext:
 def check_loads(path: Path, spec: ModelSpec, root: Path) -> list[str]:
     """Unpack the archive, initialise the handler on it as a TorchServe worker would and answer
     one golden row: a .mar that cannot load or answer fails here, naming the model."""
-    from handlers.base_handler import SpecHandlerBase
+    from handlers.torchserve_handler import SpecHandler
     from scripts.pipeline.paths import golden
 
     row = {name: rows[:1].tolist() for name, rows in golden(spec, root).items()}
@@ -118,7 +118,7 @@ def check_loads(path: Path, spec: ModelSpec, root: Path) -> list[str]:
             mar.extractall(tmp)
         context = ArchiveContext(Path(tmp))
         try:
-            handler = SpecHandlerBase()
+            handler = SpecHandler()
             handler.initialize(context)
             answer = handler.handle([{"body": json.dumps({"tensors": row})}], context)[0]
         except Exception as exc:  # anything a worker would die of
