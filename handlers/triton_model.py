@@ -1,20 +1,20 @@
 """Triton Python-backend `model.py` for every model of the spec, in one of three roles.
 
 The role comes from the `role` parameter of config.pbtxt:
-- `model`: the exported model (onnxruntime or TorchScript via handlers.runners). All requests of
-  one execute() call are stacked into one batch, run once and split back.
+- `model`: the exported model, served by the serving core (handlers/serving_core.py): all
+  requests of one execute() call are stacked into one batch, run once and split back.
 - `preprocess`: encoded image bytes / UTF-8 text (TYPE_BYTES) -> model-input rows.
 - `postprocess`: model-output rows -> label (BYTES) and score (FP32).
-All logic is handlers.pipeline's and handlers.base_handler's, shared with TorchServe. A bad
-request gets an INVALID_ARG error of its own; execute() never raises, so the other requests of
-the batch still get their answers.
+All logic is handlers.serving_core's and handlers.pipeline's, shared with TorchServe. A bad
+request gets an INVALID_ARG error of its own, a bug of ours INTERNAL; execute() never raises,
+so the other requests of the batch still get their answers.
 """
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from types import SimpleNamespace
 
 HERE = Path(__file__).resolve().parent
 # The Python-backend stub runs isolated (PYTHONPATH is ignored): the build copies the
@@ -25,9 +25,11 @@ if (HERE / "handlers").is_dir() and str(HERE) not in sys.path:
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
-from handlers.base_handler import Prepared, SpecHandlerBase, guarded  # noqa: E402
+from handlers.batching import Failure, isolated  # noqa: E402
 from handlers.pipeline import Pipeline  # noqa: E402
 from handlers.plan import ServingPlan  # noqa: E402
+from handlers.serving_core import Answer, Request, ServingCore  # noqa: E402
+from handlers.serving_modes import serving_mode  # noqa: E402
 
 ROLES = ("model", "preprocess", "postprocess")
 
@@ -46,79 +48,107 @@ def as_text_rows(array: np.ndarray) -> list:
     return list(np.asarray(array, dtype=np.object_).reshape(-1))
 
 
+class InputTensors(Mapping):
+    """A Triton request's inputs by the spec's names, read when the core asks for them (inside
+    its per-request isolation). Triton's names can differ from the spec's (libtorch naming)."""
+
+    def __init__(self, request, names: dict[str, str]):
+        self.request, self.names = request, names
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return pb_utils.get_input_tensor_by_name(self.request, self.names[name]).as_numpy()
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+class ResponseSink:
+    """Answers into Triton responses: execute()'s list for a plain model; for a decoupled one,
+    each request's response sender, the last answer flagged final."""
+
+    def __init__(self, model: TritonPythonModel, requests: list, decoupled: bool):
+        self.model, self.requests = model, requests
+        self.responses: list | None = None if decoupled else [None] * len(requests)
+
+    def send(self, index: int, answer: Answer, final: bool = True) -> None:
+        response = self.model.respond(answer)
+        if self.responses is not None:  # not decoupled: exactly one (final) answer per request
+            self.responses[index] = response
+            return
+        flags = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if final else 0
+        self.requests[index].get_response_sender().send(response, flags=flags)
+
+
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         model_config = json.loads(args["model_config"])
         self.role = parameter(model_config, "role", "model")
         if self.role not in ROLES:
             raise ValueError(f"config.pbtxt parameter role={self.role!r}; expected one of {ROLES}")
-        # Triton tensor names can differ from the spec's (libtorch naming); config.pbtxt's
-        # inputs/outputs are in the spec's order.
+        # config.pbtxt's inputs/outputs are in the spec's order, under Triton's names
         self.input_names = [t["name"] for t in model_config["input"]]
         self.output_names = [t["name"] for t in model_config["output"]]
-        self.handler = SpecHandlerBase()
+        self.decoupled = pb_utils.using_decoupled_model_transaction_policy(model_config)
         if self.role == "model":  # loads the serving plan and the artifact, like TorchServe
-            self.handler.initialize(SimpleNamespace(system_properties={"model_dir": str(HERE)}))
+            self.core = ServingCore.load(HERE)
+            self.mode = serving_mode(self.core)
+            self.plan, self.pipeline = self.core.plan, self.core.pipeline
         else:
-            self.handler.plan = ServingPlan.load(HERE)
-            self.handler.pipeline = Pipeline(self.handler.plan)
-        self.plan = self.handler.plan
-        self.pipeline = self.handler.pipeline
-        self.produced = self.pipeline.kind.produces(self.plan.inputs)  # what the preprocess role outputs
+            self.plan = ServingPlan.load(HERE)
+            self.pipeline = Pipeline(self.plan)
+        self.produced = self.pipeline.kind.produces(self.plan.inputs)  # what preprocess outputs
         self.dtypes = self.output_dtypes()
 
-    def execute(self, requests: list) -> list:
-        step = {"model": self.run_model, "preprocess": self.preprocess, "postprocess": self.postprocess}[self.role]
+    def execute(self, requests: list) -> list | None:
+        step = {"model": self.run_model, "preprocess": self.preprocess,
+                "postprocess": self.postprocess}[self.role]
         return step(requests)
 
-    # --- role: model ------------------------------------------------------------------------------
+    # --- role: model ----------------------------------------------------------------------
 
-    def run_model(self, requests: list) -> list:
-        prepared = [self.read_request(r) for r in requests]
-        self.handler.inference(prepared)  # one stacked call; isolates a failing request
-        return [self.respond(p, p.outputs) for p in prepared]
+    def run_model(self, requests: list) -> list | None:
+        names = dict(zip(self.plan.input_names, self.input_names))
+        sink = ResponseSink(self, requests, self.decoupled)
+        self.mode.serve([Request(tensors=InputTensors(r, names)) for r in requests], sink)
+        return sink.responses  # None when decoupled: the senders have answered
 
-    def read_request(self, request) -> Prepared:
-        """Triton has checked dtype and shape against config.pbtxt; the pipeline adds the
-        spec's checks (value range, finiteness) and maps Triton names to the spec's."""
-        def read() -> Prepared:
-            return Prepared(self.pipeline.check_mask({tensor.name: self.pipeline.check_rows(
-                tensor, pb_utils.get_input_tensor_by_name(request, name).as_numpy())
-                for tensor, name in zip(self.plan.inputs, self.input_names)}), single=False)
-
-        return guarded("reading the request", read)
-
-    # --- role: preprocess -------------------------------------------------------------------------
+    # --- role: preprocess -----------------------------------------------------------------
 
     def preprocess(self, requests: list) -> list:
-        def decode(request) -> Prepared:
-            items = as_text_rows(pb_utils.get_input_tensor_by_name(request, self.input_names[0]).as_numpy())
-            rows = self.pipeline.kind.decode_items(items, self.plan.inputs, self.pipeline.max_batch)
-            return Prepared(outputs=[rows[t.name] for t in self.produced])
+        def decode(request) -> Answer:
+            tensor = pb_utils.get_input_tensor_by_name(request, self.input_names[0])
+            rows = self.pipeline.kind.decode_items(as_text_rows(tensor.as_numpy()),
+                                                   self.plan.inputs, self.pipeline.max_batch)
+            return Answer(tensors=[rows[t.name] for t in self.produced])
 
-        return [self.respond(p, p.outputs) for p in (guarded("pre-processing", lambda: decode(r)) for r in requests)]
+        return [self.respond(isolated("pre-processing", lambda: decode(r))) for r in requests]
 
-    # --- role: postprocess ------------------------------------------------------------------------
+    # --- role: postprocess ----------------------------------------------------------------
 
     def postprocess(self, requests: list) -> list:
-        def answer(request) -> Prepared:
-            outputs = [pb_utils.get_input_tensor_by_name(request, n).as_numpy() for n in self.input_names]
+        def answer(request) -> Answer:
+            outputs = [pb_utils.get_input_tensor_by_name(request, n).as_numpy()
+                       for n in self.input_names]
             answers = self.pipeline.postprocess(outputs)
             labels = np.array([[a["label"].encode("utf-8")] for a in answers], dtype=np.object_)
             scores = np.array([[a["score"]] for a in answers], dtype=np.float32)
-            return Prepared(outputs=[labels, scores])
+            return Answer(tensors=[labels, scores])
 
-        return [self.respond(p, p.outputs) for p in (guarded("post-processing", lambda: answer(r)) for r in requests)]
+        return [self.respond(isolated("post-processing", lambda: answer(r))) for r in requests]
 
-    # --- answers ----------------------------------------------------------------------------------
+    # --- answers --------------------------------------------------------------------------
 
-    def respond(self, prepared: Prepared, outputs: list[np.ndarray]):
-        if prepared.error is not None:
-            code, message = prepared.error
-            return error_response(message, internal=code >= 500)
-        dtypes = self.dtypes
+    def respond(self, answer: Answer | Failure):
+        if isinstance(answer, Failure):
+            answer = Answer.failed(answer)
+        if not answer.ok:
+            return error_response(answer.message, internal=answer.status >= 500)
         return pb_utils.InferenceResponse(output_tensors=[
-            pb_utils.Tensor(name, np.asarray(o, dtype=dtype)) for name, o, dtype in zip(self.output_names, outputs, dtypes)])
+            pb_utils.Tensor(name, np.asarray(o, dtype=dtype))
+            for name, o, dtype in zip(self.output_names, answer.tensors, self.dtypes)])
 
     def output_dtypes(self) -> list:
         if self.role == "model":
@@ -128,4 +158,4 @@ class TritonPythonModel:
         return [np.object_, np.float32]
 
     def finalize(self) -> None:
-        self.handler = None
+        self.core = None

@@ -21,6 +21,9 @@ from tests.conftest import REPO
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
 
 
+TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
+
+
 class TritonError:
     INVALID_ARG, INTERNAL = "INVALID_ARG", "INTERNAL"
 
@@ -46,6 +49,9 @@ def fake_pb_utils() -> types.ModuleType:
     module = types.ModuleType("triton_python_backend_utils")
     module.TritonError, module.Tensor, module.InferenceResponse = TritonError, Tensor, InferenceResponse
     module.get_input_tensor_by_name = lambda request, name: request.get(name)
+    module.TRITONSERVER_RESPONSE_COMPLETE_FINAL = TRITONSERVER_RESPONSE_COMPLETE_FINAL
+    module.using_decoupled_model_transaction_policy = lambda config: config.get(
+        "model_transaction_policy", {}).get("decoupled", False)
     return module
 
 
@@ -56,7 +62,7 @@ def repo(tmp_path_factory):
     return folder
 
 
-def load(repo, name: str):
+def load(repo, name: str, decoupled: bool = False):
     """model.py from the generated version dir, initialized as Triton would."""
     sys.modules["triton_python_backend_utils"] = fake_pb_utils()
     spec = importlib.util.spec_from_file_location(f"triton_model_{name}", repo / name / "1" / "model.py")
@@ -64,6 +70,8 @@ def load(repo, name: str):
     spec.loader.exec_module(module)
     model = module.TritonPythonModel()
     config = MessageToDict(read_config(repo / name / "config.pbtxt"), preserving_proto_field_name=True)
+    if decoupled:
+        config["model_transaction_policy"] = {"decoupled": True}
     model.initialize({"model_config": json.dumps(config), "model_version": "1", "model_name": name})
     return model
 
@@ -79,8 +87,8 @@ def golden(name):
 def test_requests_are_stacked_into_one_call_and_split_back(repo):
     model = load(repo, "digits_cnn")
     calls = []
-    run = model.handler.model
-    model.handler.model = lambda inputs: calls.append(len(inputs["image"])) or run(inputs)
+    run = model.core.batcher.model
+    model.core.batcher.model = lambda inputs: calls.append(len(inputs["image"])) or run(inputs)
     g = golden("digits_cnn")
     image, logits = g["input.image"], g["output.logits"]
     responses = model.execute([request(image=image[:2]), request(image=image[2:5])])
@@ -108,9 +116,39 @@ def test_a_failing_model_fails_its_requests_without_raising(repo):
 
     def broken(inputs):
         raise RuntimeError("boom")
-    model.handler.model = broken
+    model.core.batcher.model = broken
     responses = model.execute([request(image=golden("digits_cnn")["input.image"][:1])])
     assert responses[0].error.code == TritonError.INTERNAL and "boom" in responses[0].error.message
+
+
+def test_a_decoupled_model_answers_through_each_requests_sender(repo):
+    """Where a streaming mode's answers go: each request's response sender; the one-answer mode
+    sends exactly one response per request, flagged final, and execute() returns None."""
+    class Sender:
+        def __init__(self):
+            self.sent = []
+
+        def send(self, response=None, flags=0):
+            self.sent.append((response, flags))
+
+    class StreamedRequest(dict):
+        def __init__(self, **tensors):
+            super().__init__(request(**tensors))
+            self.sender = Sender()
+
+        def get_response_sender(self):
+            return self.sender
+
+    model = load(repo, "digits_cnn", decoupled=True)
+    image = golden("digits_cnn")["input.image"]
+    requests = [StreamedRequest(image=image[:2]),
+                StreamedRequest(image=np.full_like(image[:1], np.nan))]
+    assert model.execute(requests) is None
+    (good, flags), = requests[0].sender.sent
+    assert flags == TRITONSERVER_RESPONSE_COMPLETE_FINAL and good.outputs["logits"].shape == (2, 10)
+    (bad, flags), = requests[1].sender.sent
+    assert flags == TRITONSERVER_RESPONSE_COMPLETE_FINAL
+    assert bad.error.code == TritonError.INVALID_ARG and "NaN" in bad.error.message
 
 
 def test_preprocess_decodes_image_bytes_like_the_torchserve_pipeline(repo):
