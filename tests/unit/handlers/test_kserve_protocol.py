@@ -15,6 +15,9 @@ from scripts.spec import load_spec
 from tests.conftest import REPO
 from tests.fakes import FakeTorchServeContext, unpacked_archive
 
+# These tests serve the example models' built artifacts.
+pytestmark = pytest.mark.usefixtures("built_examples")
+
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
 
 

@@ -18,6 +18,9 @@ from scripts.runtimes.triton.repository import build_repository
 from scripts.spec import load_spec
 from tests.conftest import REPO
 
+# These tests serve the example models' built artifacts.
+pytestmark = pytest.mark.usefixtures("built_examples")
+
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
 
 
