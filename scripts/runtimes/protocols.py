@@ -1,0 +1,197 @@
+"""What a runtime is: a name and six small capabilities, each a class in the runtime's folder.
+
+`serve`, `verify`, `bench`, `tune`, `rollout` and `kserve` loop over the registered runtimes
+(scripts/runtimes/registry.py) and call these; none of them names a runtime. Options travel as
+dataclasses, never as widened signatures. Building is `scripts/pipeline/ensure.py`'s job:
+`ServerControl.start` only starts what has been built.
+"""
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from handlers.plan import ServingPlan
+from scripts.pipeline.layout import Layout
+from scripts.spec import ModelSpec
+from scripts.spec.cluster import KServeSpec
+
+# (spec, {input: rows}) -> {output: rows}: golden tensors through one served endpoint.
+TensorCall = Callable[[ModelSpec, dict[str, np.ndarray]], dict[str, np.ndarray]]
+# An example request file -> (label, score) as served.
+RequestCall = Callable[[Path], tuple[str, float]]
+
+
+# --- values ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Translation:
+    """The runtime's own settings for one model, and what it could not represent exactly."""
+    settings: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BuildRow:
+    model: str
+    status: str          # "built" / "up to date"
+    detail: str          # where it went, what it holds
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    force: bool = False              # rebuild even when nothing changed
+    backend: str = "python"          # Triton: python (runs here) | onnxruntime | pytorch
+    out: Path | None = None          # another folder than the layout's (a scratch repository)
+
+
+@dataclass(frozen=True)
+class StartOptions:
+    workdir: Path | None = None      # None: the instance `make serve` runs, under layout.run
+    free_ports: bool = False         # True: loopback ports nothing uses (tests, bench)
+    timeout_s: float = 300
+    names: list[str] | None = None   # load only these served names
+    artifacts: Path | None = None    # serve another model store / repository (bench's stock)
+    config: Path | None = None       # another configuration template (bench's stock)
+    managed: bool | None = None      # rollouts and faults (TorchServe's model API, Triton's
+                                     # watchdog); None: on for `make serve`'s instance
+
+
+@dataclass(frozen=True)
+class LoadTarget:
+    """One thing perf_analyzer can load: a served model on a running server."""
+    model: str
+    url: str
+    protocol: str                 # http | grpc
+    service_kind: str             # perf_analyzer's --service-kind
+    data: Path                    # perf_analyzer --input-data
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class KServeBundle:
+    """One runtime's storage tree for KServe, and what its InferenceService needs to know."""
+    runtime: str
+    tree: Path                   # upload this folder as the storageUri
+    model_format: str            # predictor.model.modelFormat.name
+    runtime_version: str         # the serving image's tag, pinned to what is tested here
+    protocol: str                # predictor.model.protocolVersion
+    models: list[str]            # the served names inside
+
+
+@dataclass(frozen=True)
+class ServedVersions:
+    """A model's versions on a running server: those loaded, and the one unversioned requests get."""
+    loaded: list[int]
+    default: int | None
+
+
+class Server(Protocol):
+    """A running server's typed handle."""
+    workdir: Path        # its run state: pid, config, keys, logs
+    waited_s: float      # seconds start-up took until READY
+
+
+# --- capabilities ----------------------------------------------------------------------------
+class ArtifactBuilder(Protocol):
+    def translate(self, plan: ServingPlan) -> Translation:
+        """Batching, workers/instances and timeouts in this runtime's terms."""
+
+    def build(self, specs: list[ModelSpec], layout: Layout, options: BuildOptions) -> list[BuildRow]:
+        """Write this runtime's artifact for these models (incremental)."""
+
+    def build_version(self, spec: ModelSpec, version: int, layout: Layout) -> BuildRow:
+        """Write one more version of the model beside the others (immutable once built)."""
+
+    def served_names(self, spec: ModelSpec) -> list[str]:
+        """The names this runtime serves the model under (tensor model first)."""
+
+    def served_format(self, spec: ModelSpec, layout: Layout) -> str:
+        """The exported format this runtime runs for the model."""
+
+    def signed_artifacts(self, specs: list[ModelSpec], layout: Layout) -> list[Path]:
+        """The built files or folders that serve these models (what is signed)."""
+
+
+class ServerControl(Protocol):
+    def start(self, specs: list[ModelSpec], layout: Layout, options: StartOptions) -> Server:
+        """Start a server on what is built; wait until every model is READY (stopped again on
+        failure; ModelsFailed carries it when only some models failed)."""
+
+    def running(self, layout: Layout) -> Server | None:
+        """The instance `make serve` started, if it runs."""
+
+    def stop(self, workdir: Path) -> bool:
+        """Stop the instance that runs from workdir (never another one); True if one ran."""
+
+    def endpoints_report(self, server: Server, layout: Layout) -> list[tuple[str, str]]:
+        """(label, where) lines that `make serve` prints once READY."""
+
+
+class Endpoints(Protocol):
+    def tensor_endpoints(self, server: Server) -> dict[str, TensorCall]:
+        """Named endpoints that take model-input tensors (REST, gRPC, ...)."""
+
+    def request_endpoints(self, server: Server, spec: ModelSpec) -> dict[str, RequestCall]:
+        """Named endpoints that take what a client sends (image bytes, text, rows)."""
+
+    def version_endpoints(self, server: Server, spec: ModelSpec, version: int) -> dict[str, TensorCall]:
+        """Tensor endpoints that reach exactly this version (loaded beside or serving)."""
+
+
+class VersionControl(Protocol):
+    def versions(self, server: Server, spec: ModelSpec) -> ServedVersions:
+        """The model's versions as the server has them now."""
+
+    def rollout_problems(self, server: Server, spec: ModelSpec) -> list[str]:
+        """Why versions cannot be loaded on this server (before anything is built)."""
+
+    def load_beside(self, server: Server, spec: ModelSpec, version: int, layout: Layout) -> bool:
+        """Load a version next to the serving one; unversioned requests keep the serving one.
+        False when it was loaded already."""
+
+    def make_default(self, server: Server, spec: ModelSpec, version: int, keep: int | None,
+                     layout: Layout) -> None:
+        """Send unversioned requests to `version`, keeping `keep` loaded for a rollback."""
+
+    def unload(self, server: Server, spec: ModelSpec, version: int, layout: Layout) -> None:
+        """Retire a version that is not the default (call once it has nothing in flight)."""
+
+    def requests_served(self, server: Server, spec: ModelSpec, version: int) -> float:
+        """The server's count of requests this version finished: unchanged between two reads,
+        the version has drained."""
+
+
+DeploymentTargets = list[tuple[str, str, str, LoadTarget]]   # (model, setup, protocol, target)
+
+
+class BenchSetup(Protocol):
+    def load_target(self, server: Server, spec: ModelSpec, layout: Layout, workdir: Path) -> LoadTarget:
+        """perf_analyzer's target for the model's tensor endpoint on a running server, with
+        golden samples as request data written under workdir."""
+
+    def deployment(self, specs: list[ModelSpec], layout: Layout, workdir: Path,
+                   log: Callable[[str], None]) -> AbstractContextManager[DeploymentTargets]:
+        """This project's deployment and the runtime's stock setup side by side on free ports;
+        stopped on exit."""
+
+
+class KServeBundler(Protocol):
+    def bundle(self, specs: list[ModelSpec], layout: Layout, out: Path, settings: KServeSpec) -> KServeBundle:
+        """Write the storage tree KServe's runtime for this server starts from (under `out`)."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str                    # as on the command line: RUNTIME=<name>
+    title: str                   # as printed
+    build_step: str              # its make target / step name: `archive`, `triton-repo`
+    artifacts: ArtifactBuilder
+    server: ServerControl
+    endpoints: Endpoints
+    versions: VersionControl
+    bench: BenchSetup
+    kserve: KServeBundler
