@@ -1,5 +1,5 @@
-# Thin wrappers around `python -m scripts <step>`; each target depends on what it needs,
-# so `make export` on a fresh clone installs, trains and exports.
+# Thin wrappers around `python -m scripts <step>`: each step builds what it needs through the
+# one build path, so `make serve` on a fresh clone installs, trains, exports and packages.
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -16,14 +16,21 @@ KSERVE_STAMP := $(KSERVE_VENV)/.installed
 
 RUNTIME ?= all
 TRITON_BACKEND ?= python
+# OUT=/path puts every generated folder there instead of beside the spec.
+OUT ?=
+CLI := $(PY) -m scripts $(if $(OUT),--out $(OUT))
 
-.PHONY: install train export archive triton-repo kserve sign verify verify-artifacts serve serve-torchserve serve-triton rollout rollback versions drill perf bench tune stop test test-unit clean
+.PHONY: help install check train export archive triton-repo kserve sign verify verify-artifacts serve \
+	serve-torchserve serve-triton rollout rollback versions drill perf bench tune stop test test-unit \
+	lint clean
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make install | train | export | archive | triton-repo | serve | stop | verify | verify-artifacts"
-	@echo "     rollout MODEL= VERSION= | rollback MODEL= | versions | kserve | sign | perf | bench | tune | test | clean"
-	@echo "   SPEC=models.yaml MODEL=name RUNTIME=all|torchserve|triton TRITON_BACKEND=python|onnxruntime|pytorch"
+	@echo "make install | check | train | export | archive | triton-repo | serve | stop | verify"
+	@echo "     verify-artifacts | rollout MODEL= VERSION= | rollback MODEL= | versions | drill"
+	@echo "     kserve | sign | perf | bench | tune | test | test-unit | lint | clean"
+	@echo "   SPEC=models.yaml MODEL=name OUT=folder RUNTIME=all|torchserve|triton"
+	@echo "   TRITON_BACKEND=python|onnxruntime|pytorch"
 
 # The venv is rebuilt only when the pinned dependencies change; the system check is cheap.
 install: $(STAMP) $(KSERVE_STAMP)
@@ -42,23 +49,27 @@ $(KSERVE_STAMP): pyproject.toml
 	$(KSERVE_VENV)/bin/python -m pip install --quiet -r $(KSERVE_VENV)/requirements.txt
 	@touch $@
 
+# Every step below goes through the one build path (scripts/pipeline/ensure.py): each builds
+# what it needs and nothing that is up to date.
+check: install
+	$(CLI) check --spec $(SPEC)
+
 train: install
-	$(PY) -m scripts train $(BUILD_ARGS)
+	$(CLI) train $(BUILD_ARGS)
 
-export: train
-	$(PY) -m scripts export $(BUILD_ARGS)
+export: install
+	$(CLI) export $(BUILD_ARGS)
 
-archive: export
-	$(PY) -m scripts archive $(BUILD_ARGS)
+archive: install
+	$(CLI) archive $(BUILD_ARGS)
 
 # TRITON_BACKEND=onnxruntime|pytorch generates for NVIDIA's containers (checked offline here).
-triton-repo: export
-	$(PY) -m scripts triton-repo $(BUILD_ARGS) --backend $(TRITON_BACKEND)
+triton-repo: install
+	$(CLI) triton-repo $(BUILD_ARGS) --backend $(TRITON_BACKEND)
 
-# The main command: build whatever is missing, start the runtime(s), wait until READY.
-# (serve always generates the Python-backend repository: the native backends do not run here.)
-serve: archive
-	$(PY) -m scripts serve $(STEP_ARGS) --runtime $(RUNTIME)
+# The main command: build whatever is stale, start the runtime(s), wait until READY.
+serve: install
+	$(CLI) serve $(STEP_ARGS) --runtime $(RUNTIME)
 
 serve-torchserve:
 	$(MAKE) serve RUNTIME=torchserve
@@ -66,57 +77,68 @@ serve-torchserve:
 serve-triton:
 	$(MAKE) serve RUNTIME=triton
 
+# A target that acts on one model (version) says so instead of passing an empty option.
+need = $(if $($(1)),,$(error $(2) needs $(1)=..., e.g. `make $(2) $(3)`))
+
 # Versions against `make serve`'s servers (RUNTIME=all|torchserve|triton): load beside, gate, switch.
 rollout: install
-	$(PY) -m scripts rollout --spec $(SPEC) --model $(MODEL) --version $(VERSION) --runtime $(RUNTIME)
+	$(call need,MODEL,rollout,MODEL=digits_cnn VERSION=2)
+	$(call need,VERSION,rollout,MODEL=digits_cnn VERSION=2)
+	$(CLI) rollout --spec $(SPEC) --model $(MODEL) --version $(VERSION) --runtime $(RUNTIME)
 
 rollback: install
-	$(PY) -m scripts rollback --spec $(SPEC) --model $(MODEL) --runtime $(RUNTIME)
+	$(call need,MODEL,rollback,MODEL=digits_cnn)
+	$(CLI) rollback --spec $(SPEC) --model $(MODEL) --runtime $(RUNTIME)
 
 versions: install
-	$(PY) -m scripts versions --spec $(SPEC)
+	$(CLI) versions --spec $(SPEC)
 
 # A rollout and a rollback under load on the running servers, every answer checked (MODEL=digits_cnn VERSION=2).
 drill: install
-	$(PY) -m scripts drill --spec $(SPEC) --model $(or $(MODEL),digits_cnn) --version $(or $(VERSION),2)
+	$(CLI) drill --spec $(SPEC) --model $(or $(MODEL),digits_cnn) --version $(or $(VERSION),2)
 
 # perf_analyzer against a served model (MODEL=digits_cnn by default; <name>_ensemble works too).
-perf:
-	$(PY) -m scripts perf --model $(or $(MODEL),digits_cnn)
+perf: install
+	$(CLI) perf --spec $(SPEC) --model $(or $(MODEL),digits_cnn)
 
 stop:
-	@test -x $(PY) && $(PY) -m scripts stop --spec $(SPEC) || true
+	@test -x $(PY) && $(CLI) stop --spec $(SPEC) || true
 
 # Every served endpoint against eager PyTorch (reuses running servers, else starts them).
-verify: archive triton-repo
-	$(PY) -m scripts verify $(STEP_ARGS)
+verify: install
+	$(CLI) verify $(STEP_ARGS)
 
 # Side-by-side throughput/latency: in-process limit, stock setups, this project's deployments.
-bench: archive triton-repo
-	$(PY) -m scripts bench $(STEP_ARGS)
+bench: install
+	$(CLI) bench $(STEP_ARGS)
 
 # Sweep serving settings on both runtimes (MODEL=digits_cnn RUNTIME=all BUDGET=900), pick by the latency-aware rule.
-tune: export
-	$(PY) -m scripts tune --spec $(SPEC) --model $(or $(MODEL),digits_cnn) --runtime $(or $(RUNTIME),all) $(if $(BUDGET),--budget $(BUDGET))
+tune: install
+	$(CLI) tune --spec $(SPEC) --model $(or $(MODEL),digits_cnn) --runtime $(or $(RUNTIME),all) $(if $(BUDGET),--budget $(BUDGET))
 
-# KServe: build/kserve/{torchserve,triton}/ + InferenceService manifests (TRITON_BACKEND=onnxruntime|pytorch|python).
-kserve: archive
-	$(PY) -m scripts kserve $(STEP_ARGS) --runtime $(RUNTIME) $(if $(filter command line,$(origin TRITON_BACKEND)),--triton-backend $(TRITON_BACKEND))
+# KServe: kserve/{torchserve,triton}/ + InferenceService manifests (TRITON_BACKEND=onnxruntime|pytorch|python).
+kserve: install
+	$(CLI) kserve $(STEP_ARGS) --runtime $(RUNTIME) $(if $(filter command line,$(origin TRITON_BACKEND)),--triton-backend $(TRITON_BACKEND))
 
 # Sign every artifact with TORCHSHIP_SIGNING_KEY (OpenSSF model-signing); serve/verify-artifacts
 # then refuse anything unsigned or tampered when TORCHSHIP_SIGNING_PUBLIC_KEY is set.
-sign: archive triton-repo
-	$(PY) -m scripts sign $(STEP_ARGS)
+sign: install
+	$(CLI) sign $(STEP_ARGS)
 
-verify-artifacts: archive
-	$(PY) -m scripts verify-artifacts $(STEP_ARGS)
+verify-artifacts: install
+	$(CLI) verify-artifacts $(STEP_ARGS)
 
-test: archive triton-repo
+# The README's test command: lint, then every test (fixtures build what each test reads).
+test: install lint
 	$(PY) -m pytest tests
 
 test-unit: install
 	$(PY) -m pytest tests/unit
 
-clean:
-	rm -rf checkpoints/* artifacts/* model_store/* triton_repo/* reports/* build/
-	@git checkout -- checkpoints/.gitkeep artifacts/.gitkeep model_store/.gitkeep triton_repo/.gitkeep reports/.gitkeep 2>/dev/null || true
+lint: install
+	$(PY) -m ruff check scripts handlers models tests
+
+# Stops what `make serve` started first (its pid files live in the run state), then removes
+# every generated folder and the checkpoints that training wrote.
+clean: stop
+	@test -x $(PY) && $(CLI) clean --spec $(SPEC) || rm -rf artifacts model_store triton_repo reports kserve .torchship

@@ -11,7 +11,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 from handlers.processing import pil_to_array
-from models.common import TrainingData
+from scripts.pipeline.training_data import TrainingData
 
 class DigitsCNN(nn.Module):
     def __init__(self, channels: int = 32, classes: int = 10):

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from handlers.processing import PAD_ID, split_words, tokenize
-from models.common import TrainingData
+from scripts.pipeline.training_data import TrainingData
 
 VOCAB_SIZE = 10000
 DATA_DIR = Path(__file__).parent / "data" / "sentiment"

@@ -10,7 +10,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 from handlers.processing import standardize
-from models.common import TrainingData
+from scripts.pipeline.training_data import TrainingData
 
 
 class TabularMLP(nn.Module):

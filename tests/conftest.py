@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from scripts.pipeline.layout import Layout
+
 REPO = Path(__file__).resolve().parents[1]
+LAYOUT = Layout.of(REPO)    # the examples' layout: outputs in this checkout
 
 TINY_ENTRY = """
   - name: {name}
@@ -59,22 +62,32 @@ def copy_spec(src: Path, dst_folder: Path) -> Path:
 
 
 ZOO_SPEC = REPO / "models" / "zoo.yaml"
+# What a scratch copy of this checkout must not share: what the build writes there.
+GENERATED = {"artifacts", "model_store", "triton_repo", "reports", "kserve", ".torchship", ".git",
+             ".venv", ".venv-kserve"}
+
+
+def scratch_checkout(folder: Path) -> Layout:
+    """A copy of this checkout where a test may change the spec and build freely: links to
+    everything but the generated folders; returns its layout."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in REPO.iterdir():
+        link = folder / entry.name
+        if entry.name not in GENERATED and not link.exists():
+            link.symlink_to(entry)
+    return Layout.of(folder)
 
 
 def build_spec(path: Path, names: list[str] | None = None) -> list:
-    """A spec's models (or those named) trained, exported and archived (incremental: seconds
-    when `make` built them), so tests that read their artifacts pass on a fresh clone too."""
-    from scripts.pipeline.export import export_model
-    from scripts.pipeline.train import train_model
+    """A spec's models (or those named) built for every runtime through the one build path
+    (incremental: seconds when `make` built them), so tests that read their artifacts pass on a
+    fresh clone too."""
+    from scripts.pipeline.ensure import ensure_built
     from scripts.runtimes.registry import RUNTIMES
     from scripts.spec import load_spec
 
     models = load_spec(path).select(names)
-    for spec in models:
-        if spec.training is not None:
-            train_model(spec, REPO)
-        export_model(spec, REPO)
-    RUNTIMES["torchserve"].build(models, REPO)
+    ensure_built(models, LAYOUT, list(RUNTIMES.values()))
     return models
 
 

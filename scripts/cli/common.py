@@ -1,5 +1,5 @@
-"""What every command shares: the typer app, options, one-line user errors, a per-model
-progress table."""
+"""What every command shares: the typer app, options, the spec's Layout, one-line user
+errors, a progress line."""
 from __future__ import annotations
 
 import functools
@@ -10,12 +10,10 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from scripts.spec import SpecError, UserError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Build steps: models.yaml -> checkpoints -> verified exports -> servers.")
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console(soft_wrap=True)
 errors = Console(stderr=True)
 
@@ -38,33 +36,29 @@ def user_errors(step):
     return run
 
 
+@app.callback()
+def outputs(out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Where generated files go (default: the spec's folder).")] = None):
+    """Build steps: models.yaml -> checkpoints -> verified exports -> servers."""
+    OUTPUT["out"] = out
+
+
+OUTPUT: dict[str, Path | None] = {"out": None}
+
+
 def selected_models(spec_path: Path, names: list[str] | None):
-    """(the spec's root, its models named by --model or all); the root is where paths resolve,
-    where `module:` targets import from and where the build writes."""
+    """(the spec's Layout, its models named by --model or all). The spec's folder is where its
+    paths and `module:` targets resolve; outputs go there too unless --out / OUT= says otherwise."""
+    from scripts.pipeline.layout import Layout
     from scripts.spec import load_spec, spec_root
 
     spec = load_spec(spec_path)
     root = spec_root(spec_path, spec.root)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    return root, spec.select(names)
+    return Layout.of(root, OUTPUT["out"]), spec.select(names)
 
 
 def progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                     TimeElapsedColumn(), console=console, transient=False)
-
-
-def per_model(step: str, models, columns: list[str], row) -> None:
-    """Run row(model, say) for each model under a progress bar, then print one table row per
-    model; `say(detail)` shows what the step is doing right now."""
-    table = Table("model", *columns)
-    with progress() as bar:
-        task = bar.add_task(step, total=len(models))
-        for m in models:
-            def say(detail: str = "", name: str = m.name) -> None:
-                bar.update(task, description=f"{step} {name}" + (f": {detail}" if detail else ""))
-            say()
-            table.add_row(m.name, *row(m, say))
-            bar.advance(task)
-    console.print(table)

@@ -18,26 +18,26 @@ def kserve(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, ru
            triton_backend: Annotated[Optional[Backend], typer.Option(
                "--triton-backend", help="onnxruntime / pytorch (NVIDIA's stock image) or python; "
                                         "default: the spec's kserve.triton_backend.")] = None):
-    """Write build/kserve/<runtime>/ (what KServe's runtime starts from) and the InferenceService manifests."""
+    """Write kserve/<runtime>/ (what KServe's runtime starts from) and the InferenceService manifests."""
     from scripts.pipeline.signing import sign_if_configured
     from scripts.kserve.bundle import make_bundles
     from scripts.runtimes.registry import selected
     from scripts.spec import load_spec
 
     started = time.perf_counter()
-    root, models = selected_models(spec, model)
+    layout, models = selected_models(spec, model)
     settings = load_spec(spec).kserve
     if triton_backend:
         settings = settings.model_copy(update={"triton_backend": triton_backend.value})
-    bundles, manifests = make_bundles(models, root, selected(runtime), settings)
+    bundles, manifests = make_bundles(models, layout, selected(runtime), settings)
     signed = sign_if_configured([b.tree for b in bundles])
     for b in bundles:
-        console.print(f"{b.runtime}: {b.tree.relative_to(root)}/ ({b.model_format}, {b.protocol}, "
+        console.print(f"{b.runtime}: {layout.shown(b.tree)}/ ({b.model_format}, {b.protocol}, "
                       f"runtime {b.runtime_version}): {', '.join(b.models)}", highlight=False)
     for path in manifests:
-        console.print(f"  manifest {path.relative_to(root)}", highlight=False)
+        console.print(f"  manifest {layout.shown(path)}", highlight=False)
     if signed:
-        console.print(f"  signed: {', '.join(str(s.relative_to(root)) for s in signed)}", highlight=False)
+        console.print(f"  signed: {', '.join(str(layout.shown(s)) for s in signed)}", highlight=False)
     console.print(f"make kserve took {time.perf_counter() - started:.1f}s", highlight=False)
 
 
@@ -46,16 +46,18 @@ def kserve(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, ru
 def sign(spec: SpecOption = Path("models.yaml"), model: ModelOption = None):
     """Sign every .mar, every Triton model folder and the KServe trees with TORCHSHIP_SIGNING_KEY."""
     from scripts.pipeline.signing import PRIVATE_KEY_ENV, configured_key
+    from scripts.pipeline.ensure import ensure_built
     from scripts.pipeline.signing import sign as sign_artifacts
-    from scripts.kserve.bundle import OUT
     from scripts.runtimes.registry import RUNTIMES
     from scripts.spec import BuildError
 
     key = configured_key(PRIVATE_KEY_ENV)
     if key is None:
         raise BuildError(f"{PRIVATE_KEY_ENV} is not set: point it at an elliptic-curve private key (PEM)")
-    root, models = selected_models(spec, model)
-    artifacts = [a for runtime in RUNTIMES.values() for a in runtime.signed_artifacts(models, root) if a.exists()]
-    artifacts += [root / OUT / name for name in RUNTIMES if (root / OUT / name).is_dir()]
+    layout, models = selected_models(spec, model)
+    ensure_built(models, layout, list(RUNTIMES.values()))
+    artifacts = [a for runtime in RUNTIMES.values() for a in runtime.artifacts.signed_artifacts(models, layout)
+                 if a.exists()]
+    artifacts += [layout.kserve / name for name in RUNTIMES if (layout.kserve / name).is_dir()]
     for signature in sign_artifacts(artifacts, key):
-        console.print(f"signed {signature.relative_to(root)}", highlight=False)
+        console.print(f"signed {layout.shown(signature)}", highlight=False)

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from scripts.pipeline.layout import Layout
 from scripts.cli.common import SpecOption, app, console, selected_models, user_errors
 from scripts.spec import ModelSpec
 
@@ -21,17 +22,22 @@ def bench(spec: SpecOption = Path("models.yaml"),
           quick: Annotated[bool, typer.Option("--quick", help="Concurrency 1 and 16, shorter windows.")] = False,
           in_process_only: Annotated[bool, typer.Option(
               "--in-process-only", help="Only the in-process figures (formats, int8 vs fp32): no servers.")] = False,
-          out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("reports")):
+          reports: Annotated[Optional[Path], typer.Option(
+              "--reports", help="Report folder (default: reports/ in the output folder).")] = None):
     """In-process limit, stock setups and this project's deployments under perf_analyzer load:
     reports/bench.json, bench.md and PNG plots, every ratio from this one run."""
     from scripts.measure.bench import BRIEF_MODELS, FULL_MODELS, run_bench
+    from scripts.pipeline.ensure import ensure_built
+    from scripts.runtimes.registry import RUNTIMES
 
-    root, models = selected_models(spec, model or None)
+    layout, models = selected_models(spec, model or None)
     if not model:
         wanted = set(FULL_MODELS) | set(BRIEF_MODELS)
         models = [m for m in models if m.name in wanted] or models
-    out = out if out.is_absolute() else root / out
-    report = run_bench(models, root, out, quick, log=lambda line: console.print(line, highlight=False),
+    ensure_built(models, layout, [] if in_process_only else list(RUNTIMES.values()),
+                 through="export" if in_process_only else "package")
+    out = reports.resolve() if reports else layout.reports
+    report = run_bench(models, layout, out, quick, log=lambda line: console.print(line, highlight=False),
                        in_process_only=in_process_only)
     table = Table("target", "status", "figures")
     for t in report["targets"]:
@@ -54,10 +60,10 @@ def tune(spec: SpecOption = Path("models.yaml"),
     from scripts.measure.tune import run_tune, snippet
     from scripts.runtimes.registry import selected
 
-    root, models = selected_models(spec, [model])
-    report = run_tune(models[0], root, selected(runtime), budget,
+    layout, models = selected_models(spec, [model])
+    report = run_tune(models[0], layout, selected(runtime), budget,
                       log=lambda line: console.print(line, highlight=False))
-    console.print(f"report: reports/tune_{model}.json, tune_{model}.png ({report['seconds']:.0f}s)")
+    console.print(f"report: {layout.shown(layout.reports)}/tune_{model}.json, tune_{model}.png ({report['seconds']:.0f}s)")
     if report["spec_fields"]:
         console.print(f"the rule's choices, as spec fields (reports/tune_{model}.yaml):", highlight=False)
         typer.echo(snippet(report))
@@ -69,7 +75,7 @@ class Protocol(str, Enum):
     both = "both"
 
 
-def perf_rows(spec: ModelSpec, root: Path, served: str) -> dict:
+def perf_rows(spec: ModelSpec, layout: Layout, served: str) -> dict:
     """Request data: golden inputs for the tensor model; for an ensemble, the golden examples
     turned back into what a client sends (text; images are bytes, sent base64)."""
     import numpy as np
@@ -77,10 +83,10 @@ def perf_rows(spec: ModelSpec, root: Path, served: str) -> dict:
     from scripts.pipeline.paths import golden
     from scripts.pipeline.plan import serving_plan
 
-    rows = golden(spec, root)
+    rows = golden(spec, layout)
     if served == spec.name:
         return rows
-    plan = serving_plan(spec, root)
+    plan = serving_plan(spec, layout)
     examples = [plan.preprocess.encode(row, plan.assets) for row in rows[spec.inputs[0].name]]
     return {plan.preprocess.ensemble_input: np.array(examples, dtype=np.object_)}
 
@@ -96,16 +102,16 @@ def perf(spec: SpecOption = Path("models.yaml"),
     from scripts.measure.perf import run
     from scripts.spec import BuildError
 
-    root, models = selected_models(spec, None)
+    layout, models = selected_models(spec, None)
     owner = next((m for m in models if model in (m.name, f"{m.name}_ensemble")), None)
     if owner is None:
         raise BuildError(f"unknown model {model!r}; serve one of the spec's models or <name>_ensemble")
-    rows = perf_rows(owner, root, model)
+    rows = perf_rows(owner, layout, model)
     table = Table("model", "protocol", "concurrency", "infer/s", "p50 ms", "p99 ms")
     protocols = ["http", "grpc"] if protocol == Protocol.both else [protocol.value]
     for proto in protocols:
         port = http_port if proto == "http" else grpc_port
-        for r in run(model, f"127.0.0.1:{port}", proto, concurrency or [1, 16], rows, root / "build" / "perf"):
+        for r in run(model, f"127.0.0.1:{port}", proto, concurrency or [1, 16], rows, layout.state("perf")):
             table.add_row(model, proto, str(r["concurrency"]), f"{r['throughput']:.1f}",
                           f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}")
     console.print(table)

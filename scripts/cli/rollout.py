@@ -34,9 +34,9 @@ def rollout(version: Annotated[int, typer.Option("--version", help="The version 
     from scripts.rollout.flow import RolloutRefused
     from scripts.rollout.flow import rollout as run
 
-    root, models = selected_models(spec, [model])
+    layout, models = selected_models(spec, [model])
     try:
-        outcomes = run(models[0], version, runtime, root)
+        outcomes = run(models[0], version, runtime, layout)
     except RolloutRefused:
         console.print("see reports/rollouts.jsonl for the gate's figures")
         raise
@@ -49,8 +49,8 @@ def rollback(model: OneModel, spec: SpecOption = Path("models.yaml"), runtime: R
     """Switch the default back to the version served before the last rollout."""
     from scripts.rollout.flow import rollback as run
 
-    root, models = selected_models(spec, [model])
-    print_outcomes(run(models[0], runtime, root))
+    layout, models = selected_models(spec, [model])
+    print_outcomes(run(models[0], runtime, layout))
 
 
 def live_versions(plugin, server, spec):
@@ -58,7 +58,7 @@ def live_versions(plugin, server, spec):
     if server is None:
         return None, "server not running (`make serve` starts it on the versions last rolled out)"
     try:
-        return plugin.versions(server, spec), ""
+        return plugin.versions.versions(server, spec), ""
     except Exception as exc:  # a server dying or killed between the pid check and the call
         return None, f"server not answering: {type(exc).__name__}"
 
@@ -71,11 +71,11 @@ def versions(spec: SpecOption = Path("models.yaml")):
     from scripts.rollout.state import read_state
     from scripts.runtimes.registry import RUNTIMES
 
-    root, models = selected_models(spec, None)
-    recorded = read_state(root)
+    layout, models = selected_models(spec, None)
+    recorded = read_state(layout)
     table = Table("runtime", "model", "loaded", "default", "last rolled out", "changed", "gate")
     for plugin in RUNTIMES.values():
-        server = plugin.running(root)
+        server = plugin.server.running(layout)
         for m in models:
             entry = recorded.get(plugin.name, {}).get(m.name, {})
             live, problem = live_versions(plugin, server, m)
@@ -97,14 +97,15 @@ def drill(version: Annotated[int, typer.Option("--version", help="The version to
     """Roll a version out and back on every running runtime while clients send requests; count
     failed requests and which version answered, per phase (reports/drill_<model>.json)."""
     from scripts.rollout.drill import drill as run
-    from scripts.rollout.flow import running_server
     from scripts.runtimes.registry import RUNTIMES
+    from scripts.spec import UserError
 
-    root, models = selected_models(spec, [model])
-    servers = {name: plugin.running(root) for name, plugin in RUNTIMES.items() if plugin.running(root)}
+    layout, models = selected_models(spec, [model])
+    running = {name: plugin.server.running(layout) for name, plugin in RUNTIMES.items()}
+    servers = {name: server for name, server in running.items() if server is not None}
     if not servers:
-        running_server(RUNTIMES["torchserve"], root)   # says how to start one
-    report = run(models[0], version, servers, root, clients)
+        raise UserError(["no server is running; start them with `make serve` first"])
+    report = run(models[0], version, servers, layout, clients)
     table = Table("runtime", "phase", "requests", "failed", "answered by version", "p50 ms", "p99 ms")
     for phase, per_runtime in report["phases"].items():
         for runtime, s in per_runtime.items():

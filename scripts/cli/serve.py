@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from scripts.cli.common import ModelOption, SpecOption, app, console, selected_models, user_errors
+from scripts.spec import UserError
 
 RuntimeOption = Annotated[str, typer.Option("--runtime", help="all, torchserve or triton.")]
 
@@ -17,11 +18,14 @@ RuntimeOption = Annotated[str, typer.Option("--runtime", help="all, torchserve o
 def serve(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, runtime: RuntimeOption = "all",
           timeout: Annotated[float, typer.Option(help="Seconds to wait for READY.")] = 300):
     """Start the runtime(s) in the background and wait until every model is READY."""
+    from scripts.pipeline.ensure import ensure_built
     from scripts.rollout.flow import restore
+    from scripts.runtimes.registry import selected
     from scripts.runtimes.serving import serve_runtimes
 
-    root, models = selected_models(spec, model)
-    for line in serve_runtimes(runtime, models, root, timeout) + restore(runtime, models, root):
+    layout, models = selected_models(spec, model)
+    ensure_built(models, layout, selected(runtime))   # every runtime's artifacts before any starts
+    for line in serve_runtimes(runtime, models, layout, timeout) + restore(runtime, models, layout):
         console.print(line, highlight=False)
 
 
@@ -30,10 +34,30 @@ def serve(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, run
 def stop(spec: SpecOption = Path("models.yaml")):
     """Stop every runtime that `serve` started."""
     from scripts.runtimes.serving import stop_all
-    from scripts.spec import load_spec, spec_root
 
-    for line in stop_all(spec_root(spec, load_spec(spec).root)):
+    layout, _ = selected_models(spec, None)
+    for line in stop_all(layout):
         console.print(line)
+
+
+@app.command()
+@user_errors
+def clean(spec: SpecOption = Path("models.yaml")):
+    """Remove what the build generated for the spec (run `stop` first: pid files live there)."""
+    import shutil
+
+    from scripts.runtimes.registry import RUNTIMES
+
+    layout, models = selected_models(spec, None)
+    if any(runtime.server.running(layout) for runtime in RUNTIMES.values()):
+        raise UserError(["servers started by `make serve` still run; `make stop` first"])
+    trained = {layout.source(v.source.checkpoint).parent for m in models if m.training is not None
+               for v in (m.at_version(n) for n in m.version_numbers)}
+    for folder in [*layout.generated(), *sorted(trained)]:
+        for entry in folder.iterdir() if folder.is_dir() else []:
+            if entry.name != ".gitkeep":   # the checkout keeps its empty output folders
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        console.print(f"cleaned {layout.shown(folder)}/", highlight=False)
 
 
 @app.command("verify")
@@ -41,21 +65,23 @@ def stop(spec: SpecOption = Path("models.yaml")):
 def verify_served(spec: SpecOption = Path("models.yaml"), model: ModelOption = None):
     """Send every golden sample and example request through every served endpoint and compare
     with eager PyTorch (reuses running servers, else starts and stops them)."""
-    from scripts.pipeline.paths import REPORTS
     from scripts.measure.verify_served import verify_served_versions, write_report
+    from scripts.pipeline.ensure import ensure_built
+    from scripts.runtimes.registry import RUNTIMES
     from scripts.runtimes.serving import serving
     from scripts.spec import VerificationError
 
-    root, models = selected_models(spec, model)
-    with serving(models, root) as servers:
-        checks = verify_served_versions(models, root, servers)
+    layout, models = selected_models(spec, model)
+    ensure_built(models, layout, list(RUNTIMES.values()))
+    with serving(models, layout) as servers:
+        checks = verify_served_versions(models, layout, servers)
     table = Table("model", "endpoint", "samples", "max |error|", "result")
     for c in checks:
         table.add_row(c.model, c.endpoint, str(c.samples), f"{c.max_abs_error:.2e}",
                       "[green]pass[/]" if c.passed else f"[red]FAIL[/] {c.detail}")
     console.print(table)
-    write_report(checks, root / REPORTS / "verify.json")
-    console.print("report: reports/verify.json")
+    write_report(checks, layout.reports / "verify.json")
+    console.print(f"report: {layout.shown(layout.reports / 'verify.json')}")
     failed = [f"{c.model} via {c.endpoint}: {c.detail}" for c in checks if not c.passed]
     if failed:
         raise VerificationError(failed)

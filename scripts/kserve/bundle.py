@@ -1,5 +1,6 @@
-"""`make kserve`: each runtime plugin's storage tree under build/kserve/<runtime>/, then the
-InferenceService manifests (build/kserve/manifests/) written by the kserve SDK in .venv-kserve."""
+"""`make kserve`: each runtime's storage tree under kserve/<runtime>/ (in the output folder),
+then the InferenceService manifests (kserve/manifests/) written by the kserve SDK in this
+checkout's .venv-kserve."""
 from __future__ import annotations
 
 import hashlib
@@ -8,12 +9,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from scripts.runtimes.base import KServeBundle, Runtime
+from scripts.pipeline.ensure import ensure_built
+from scripts.pipeline.layout import PROJECT, Layout
+from scripts.runtimes.protocols import KServeBundle, Runtime
 from scripts.spec import BuildError, ModelSpec
 from scripts.spec.cluster import KServeSpec
 
-OUT = Path("build/kserve")
-KSERVE_PYTHON = Path(".venv-kserve/bin/python")
+KSERVE_PYTHON = PROJECT / ".venv-kserve" / "bin" / "python"
 
 
 def bundle_id(tree: Path) -> str:
@@ -37,25 +39,27 @@ def manifest_inputs(bundle: KServeBundle, settings: KServeSpec) -> dict:
             "canary_percent": settings.canary_percent}
 
 
-def run_sdk(root: Path, command: str, folder: Path, stdin: str = "") -> str:
-    python = root / KSERVE_PYTHON
+def run_sdk(command: str, folder: Path, stdin: str = "") -> str:
+    python = KSERVE_PYTHON
     if not python.exists():
         raise BuildError(f"{python} not found: run `make install` (the kserve SDK has its own environment)")
-    done = subprocess.run([str(python), "-m", "scripts.kserve.manifests", command, str(folder)], cwd=root,
+    done = subprocess.run([str(python), "-m", "scripts.kserve.manifests", command, str(folder)], cwd=PROJECT,
                           input=stdin, capture_output=True, text=True)
     if done.returncode:
         raise BuildError(f"kserve manifests ({command}): {done.stdout.strip()} {done.stderr.strip()[-2000:]}")
     return done.stdout
 
 
-def make_bundles(specs: list[ModelSpec], root: Path, runtimes: list[Runtime], settings: KServeSpec,
+def make_bundles(specs: list[ModelSpec], layout: Layout, runtimes: list[Runtime], settings: KServeSpec,
                  out: Path | None = None) -> tuple[list[KServeBundle], list[Path]]:
-    """Every runtime's tree and its manifests, checked against the CRD subset; returns both."""
-    out = out or root / OUT
-    bundles = [runtime.kserve_bundle(specs, root, out / runtime.name, settings) for runtime in runtimes]
+    """Every runtime's tree (from what the build path made) and its manifests, checked against
+    the CRD subset; returns both."""
+    out = out or layout.kserve
+    ensure_built(specs, layout, runtimes)
+    bundles = [runtime.kserve.bundle(specs, layout, out / runtime.name, settings) for runtime in runtimes]
     manifests = out / "manifests"
     shutil.rmtree(manifests, ignore_errors=True)  # no stale manifest of a runtime not built now
     inputs = [manifest_inputs(b, settings) for b in bundles]
-    written = [Path(line) for line in run_sdk(root, "write", manifests, json.dumps(inputs)).split()]
-    run_sdk(root, "check", manifests)
+    written = [Path(line) for line in run_sdk("write", manifests, json.dumps(inputs)).split()]
+    run_sdk("check", manifests)
     return bundles, written

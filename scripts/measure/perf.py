@@ -17,7 +17,6 @@ import numpy as np
 from scripts.runtimes.triton.stock import write_input_data
 from scripts.spec import BuildError
 
-DEFAULT_WORKDIR = Path("build/perf")
 # Short, bounded measurements: stable enough on a small CPU box, never minutes per point.
 MEASUREMENT = {"stability": 50, "max_trials": 5, "interval_ms": 2000}
 LIBRARIES = {"libcudart.so.12": "libcudart-", "libb64.so.0d": "libb64-"}
@@ -77,7 +76,7 @@ def environment(workdir: Path) -> dict[str, str]:
 
 
 def run(model: str, url: str, protocol: str, concurrency: list[int],
-        rows: dict[str, np.ndarray | list[str]], workdir: Path = DEFAULT_WORKDIR,
+        rows: dict[str, np.ndarray | list[str]], workdir: Path,
         timeout_s: float = 300) -> list[dict]:
     """One perf_analyzer run per concurrency level; their parsed rows, in order."""
     workdir = workdir.resolve()

@@ -10,15 +10,15 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import golden
 from scripts.pipeline.verify import compare
 from scripts.measure.verify_served import reference_runner
-from scripts.runtimes.base import TensorCall
+from scripts.runtimes.protocols import TensorCall
 from scripts.spec import ModelSpec
 
 ROWS = 8
@@ -107,12 +107,12 @@ def clients_for(servers: dict, spec: ModelSpec, per_endpoint: int, named: int | 
     clients = []
     for name, server in servers.items():
         plugin = RUNTIMES[name]
-        for endpoint in plugin.tensor_endpoints(server):
+        for endpoint in plugin.endpoints.tensor_endpoints(server):
             def unversioned(endpoint=endpoint, plugin=plugin, server=server):
-                return plugin.tensor_endpoints(server)[endpoint]
+                return plugin.endpoints.tensor_endpoints(server)[endpoint]
 
             def versioned(endpoint=endpoint, plugin=plugin, server=server):
-                return plugin.version_endpoints(server, spec, named)[endpoint]
+                return plugin.endpoints.version_endpoints(server, spec, named)[endpoint]
 
             clients += [Client(f"{endpoint} unversioned", name, None, unversioned) for _ in range(per_endpoint)]
             if named is not None:
@@ -121,14 +121,14 @@ def clients_for(servers: dict, spec: ModelSpec, per_endpoint: int, named: int | 
     return clients
 
 
-def expected_outputs(spec: ModelSpec, versions: list[int], root: Path) -> tuple[list[dict], dict[int, list[dict]]]:
+def expected_outputs(spec: ModelSpec, versions: list[int], layout: Layout) -> tuple[list[dict], dict[int, list[dict]]]:
     """The first golden rows of the first version, and what each version's eager model answers
     for each of them."""
-    rows = golden(spec, root)
+    rows = golden(spec, layout)
     inputs = [{n: v[i:i + 1] for n, v in rows.items()} for i in range(min(ROWS, len(next(iter(rows.values())))))]
     expected = {}
     for version in versions:
-        model = reference_runner(spec.at_version(version), root)
+        model = reference_runner(spec.at_version(version), layout)
         expected[version] = [dict(zip(spec.output_names, model(row))) for row in inputs]
     return inputs, expected
 

@@ -17,11 +17,11 @@ import numpy as np
 
 from handlers.processing import class_scores
 from handlers.runners import ARTIFACT_FILES, load_runner, torch_runner
+from scripts.pipeline.layout import Layout
 from scripts.pipeline.loading import load_reference
-from scripts.pipeline.paths import artifact_dir
 from scripts.pipeline.plan import serving_plan
 from scripts.pipeline.verify import compare
-from scripts.runtimes.base import RequestCall, TensorCall
+from scripts.runtimes.protocols import RequestCall, TensorCall
 from scripts.runtimes.registry import RUNTIMES
 from scripts.spec import ModelSpec, Tolerance
 
@@ -49,12 +49,12 @@ def endpoints_for(servers: dict) -> Endpoints:
     """From {runtime name: running server} (scripts.runtimes.serving.serving())."""
     tensors = {}
     for name, server in servers.items():
-        tensors.update(RUNTIMES[name].tensor_endpoints(server))
+        tensors.update(RUNTIMES[name].endpoints.tensor_endpoints(server))
 
     def requests(spec: ModelSpec) -> dict[str, RequestCall]:
         calls = {}
         for name, server in servers.items():
-            calls.update(RUNTIMES[name].request_endpoints(server, spec))
+            calls.update(RUNTIMES[name].endpoints.request_endpoints(server, spec))
         return calls
 
     return Endpoints(tensors, requests)
@@ -73,13 +73,13 @@ def compare_outputs(spec: ModelSpec, got: dict[str, np.ndarray], want: dict[str,
     return worst, passed, detail
 
 
-def reference_runner(spec: ModelSpec, root: Path, fmt: str | None = None):
+def reference_runner(spec: ModelSpec, layout: Layout, fmt: str | None = None):
     """What served answers must equal: eager PyTorch, or the int8 model when that is served
     (its distance from eager is bounded by the accuracy gate at export)."""
     if (fmt or spec.serving.format) == "onnx_int8":
-        return load_runner("onnx_int8", artifact_dir(spec, root) / ARTIFACT_FILES["onnx_int8"], spec.tensor_names,
+        return load_runner("onnx_int8", layout.artifact_dir(spec) / ARTIFACT_FILES["onnx_int8"], spec.tensor_names,
                            output_names=spec.output_names)
-    return torch_runner(load_reference(spec, root), spec.tensor_names, spec.output_names)
+    return torch_runner(load_reference(spec, layout), spec.tensor_names, spec.output_names)
 
 
 def runtime_of(endpoint: str) -> str:
@@ -91,14 +91,14 @@ def serves_int8(spec: ModelSpec, runtime: str) -> bool:
     return spec.for_runtime(runtime).serving.format == "onnx_int8"
 
 
-def check_golden(spec: ModelSpec, root: Path, endpoints: Endpoints) -> list[Check]:
-    golden = np.load(artifact_dir(spec, root) / "golden.npz")
+def check_golden(spec: ModelSpec, layout: Layout, endpoints: Endpoints) -> list[Check]:
+    golden = np.load(layout.artifact_dir(spec) / "golden.npz")
     inputs = {t.name: golden[f"input.{t.name}"] for t in spec.inputs}
     eager = {t.name: golden[f"output.{t.name}"] for t in spec.outputs}
     checks, served, expected = [], {}, {False: eager}
     if any(serves_int8(spec, runtime_of(n)) for n in endpoints.tensors):
         # a runtime serving int8 must answer what the int8 model answers; its drift from eager is reported
-        quantised = dict(zip(spec.output_names, reference_runner(spec, root, "onnx_int8")(inputs)))
+        quantised = dict(zip(spec.output_names, reference_runner(spec, layout, "onnx_int8")(inputs)))
         drift = max(float(np.abs(quantised[n].astype(np.float64) - eager[n]).max()) for n in spec.output_names)
         checks.append(Check(spec.name, "int8 in-process vs eager fp32 (drift, gated at export)",
                             len(next(iter(inputs.values()))), drift, True, ""))
@@ -128,19 +128,19 @@ def check_golden(spec: ModelSpec, root: Path, endpoints: Endpoints) -> list[Chec
 
 # --- example requests (image bytes, text, rows) through the pre/post-processing paths -----------------
 
-def example_requests(spec: ModelSpec, root: Path) -> list[Path]:
+def example_requests(spec: ModelSpec, layout: Layout) -> list[Path]:
     if spec.source.checkpoint is None:
         return []
-    return sorted((root / spec.source.checkpoint).parent.joinpath("requests").glob("*"))
+    return sorted(layout.source(spec.source.checkpoint).parent.joinpath("requests").glob("*"))
 
 
-def eager_answers(spec: ModelSpec, root: Path, requests: list[Path], int8: bool) -> list[tuple[str, float]]:
+def eager_answers(spec: ModelSpec, layout: Layout, requests: list[Path], int8: bool) -> list[tuple[str, float]]:
     """Label and score from eager PyTorch (or the int8 model) on the shared pre-processing of each request."""
     from handlers.pipeline import Pipeline
 
-    plan = serving_plan(spec, root)
+    plan = serving_plan(spec, layout)
     pipeline = Pipeline(plan)
-    model = reference_runner(spec, root, "onnx_int8" if int8 else "eager")
+    model = reference_runner(spec, layout, "onnx_int8" if int8 else "eager")
     answers = []
     for path in requests:
         inputs, _ = pipeline.parse(path.read_bytes(), CONTENT_TYPES.get(path.suffix))
@@ -149,8 +149,8 @@ def eager_answers(spec: ModelSpec, root: Path, requests: list[Path], int8: bool)
     return answers
 
 
-def check_requests(spec: ModelSpec, root: Path, endpoints: Endpoints) -> list[Check]:
-    requests = example_requests(spec, root)
+def check_requests(spec: ModelSpec, layout: Layout, endpoints: Endpoints) -> list[Check]:
+    requests = example_requests(spec, layout)
     if not requests or spec.task.kind != "classification":
         return []
     expected = {}
@@ -158,7 +158,7 @@ def check_requests(spec: ModelSpec, root: Path, endpoints: Endpoints) -> list[Ch
     for name, call in endpoints.requests(spec).items():
         int8 = serves_int8(spec, runtime_of(name))
         if int8 not in expected:
-            expected[int8] = eager_answers(spec, root, requests, int8)
+            expected[int8] = eager_answers(spec, layout, requests, int8)
         worst, problems = 0.0, []
         for path, (label, score) in zip(requests, expected[int8]):
             try:
@@ -173,27 +173,27 @@ def check_requests(spec: ModelSpec, root: Path, endpoints: Endpoints) -> list[Ch
     return checks
 
 
-def verify_served_versions(models: list[ModelSpec], root: Path, servers: dict) -> list[Check]:
+def verify_served_versions(models: list[ModelSpec], layout: Layout, servers: dict) -> list[Check]:
     """verify_models, each model checked against the version each runtime serves now (after
     `make rollout` that is not always the spec's first version)."""
     checks = []
     for spec in models:
         by_version: dict[int, dict] = {}
         for name, server in servers.items():
-            version = RUNTIMES[name].versions(server, spec).default if spec.versions else spec.version
+            version = RUNTIMES[name].versions.versions(server, spec).default if spec.versions else spec.version
             by_version.setdefault(version or spec.version, {})[name] = server
         for version, group in sorted(by_version.items()):
-            found = verify_models([spec.at_version(version)], root, endpoints_for(group))
+            found = verify_models([spec.at_version(version)], layout, endpoints_for(group))
             for check in found if spec.versions else []:
                 check.model = f"{spec.name} v{version}"     # which version each runtime serves
             checks += found
     return checks
 
 
-def verify_models(models: list[ModelSpec], root: Path, endpoints: Endpoints) -> list[Check]:
+def verify_models(models: list[ModelSpec], layout: Layout, endpoints: Endpoints) -> list[Check]:
     checks = []
     for spec in models:
-        checks += check_golden(spec, root, endpoints) + check_requests(spec, root, endpoints)
+        checks += check_golden(spec, layout, endpoints) + check_requests(spec, layout, endpoints)
     return checks
 
 

@@ -23,7 +23,8 @@ from handlers.runners import ARTIFACT_FILES, load_runner, output_list, torch_run
 from scripts.pipeline.fingerprint import fingerprint, is_fresh, source_file, write_stamp
 from scripts.pipeline.loading import load_reference
 from scripts.pipeline.onnx_names import name_graph_io, rename_onnx_file
-from scripts.pipeline.paths import artifact_dir, exported_formats
+from scripts.pipeline.layout import Layout
+from scripts.pipeline.paths import exported_formats
 from scripts.pipeline.quantize import build_int8
 from scripts.pipeline.sealed import RECORD, refuse_changed, seal
 from scripts.pipeline.verify import first_line, random_inputs, verify_formats
@@ -48,7 +49,7 @@ def served_formats(spec: ModelSpec) -> dict[str, str]:
     return formats
 
 
-def export_fingerprint(spec: ModelSpec, root: Path) -> str:
+def export_fingerprint(spec: ModelSpec, layout: Layout) -> str:
     code = [Path(__file__), Path(__file__).with_name("verify.py"), Path(__file__).with_name("quantize.py"),
             Path(handlers.runners.__file__)]
     if spec.source.module:
@@ -60,7 +61,7 @@ def export_fingerprint(spec: ModelSpec, root: Path) -> str:
     settings["max_batch_size"] = spec.batching.max_batch_size  # sets a verification batch size
     # the exporters' versions change the graphs they write
     settings["exporters"] = {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort_version()}
-    return fingerprint(settings, spec.model_files(root) + code)
+    return fingerprint(settings, spec.model_files(layout.root) + code)
 
 
 def ort_version() -> str:
@@ -158,46 +159,46 @@ EXPORTERS = {"torchscript": export_torchscript, "onnx": export_onnx, "aoti": exp
              "exported_program": export_exported_program}
 
 
-def golden_inputs(spec: ModelSpec, root: Path) -> dict[str, np.ndarray]:
+def golden_inputs(spec: ModelSpec, layout: Layout) -> dict[str, np.ndarray]:
     """Held-out examples saved by training when there are any, else random inputs."""
     if spec.source.checkpoint is not None:
-        samples = (root / spec.source.checkpoint).parent / "samples.npz"
+        samples = layout.source(spec.source.checkpoint).parent / "samples.npz"
         if samples.exists():
             with np.load(samples) as saved:
                 return {t.name: saved[t.name].astype(t.numpy) for t in spec.inputs}
     return random_inputs(spec, GOLDEN_BATCH, np.random.default_rng(0))
 
 
-def write_golden(spec: ModelSpec, reference, out: Path, root: Path) -> None:
-    inputs = golden_inputs(spec, root)
+def write_golden(spec: ModelSpec, reference, out: Path, layout: Layout) -> None:
+    inputs = golden_inputs(spec, layout)
     outputs = torch_runner(reference, spec.tensor_names, spec.output_names)(inputs)
     np.savez(out / "golden.npz",
              **{f"input.{k}": v for k, v in inputs.items()},
              **{f"output.{t.name}": v for t, v in zip(spec.outputs, outputs)})
 
 
-def require_sources(spec: ModelSpec, root: Path) -> None:
-    missing = [p for p in spec.model_files(root)[:1] if not p.exists()]
+def require_sources(spec: ModelSpec, layout: Layout) -> None:
+    missing = [p for p in spec.model_files(layout.root)[:1] if not p.exists()]
     if missing:
         raise BuildError(f"{spec.name}: {missing[0]} not found; run `make train` or fix source in the spec")
 
 
-def export_model(spec: ModelSpec, root: Path = Path("."), force: bool = False,
+def export_model(spec: ModelSpec, layout: Layout, force: bool = False,
                  on_format=lambda fmt: None) -> ExportResult:
-    out = artifact_dir(spec, root)
+    out = layout.artifact_dir(spec)
     stamp, report_path = out / "build.json", out / "verify.json"
-    require_sources(spec, root)
-    refuse_changed(spec, root, force)
-    expected = export_fingerprint(spec, root)
-    files = [out / ARTIFACT_FILES[f] for f in exported_formats(spec, root)] + [out / "golden.npz", report_path]
+    require_sources(spec, layout)
+    refuse_changed(spec, layout, force)
+    expected = export_fingerprint(spec, layout)
+    files = [out / ARTIFACT_FILES[f] for f in exported_formats(spec, layout)] + [out / "golden.npz", report_path]
     if not force and is_fresh(stamp, expected, files):
         if not (out / RECORD).exists():  # built before versions were sealed
-            seal(spec, root)
+            seal(spec, layout)
         return ExportResult(spec.name, True, json.loads(report_path.read_text()))
 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    reference = load_reference(spec, root)
+    reference = load_reference(spec, layout)
     args = example_args(spec)
     check_signature(spec, reference, args)
     skipped = {} if spec.export.auto else None
@@ -212,13 +213,13 @@ def export_model(spec: ModelSpec, root: Path = Path("."), force: bool = False,
             if skipped is None:
                 raise
             skipped[fmt] = exc.problems[0]
-    write_golden(spec, reference, out, root)
+    write_golden(spec, reference, out, layout)
     eager = torch_runner(reference, spec.tensor_names, spec.output_names)
     report = verify_formats(spec, eager, runners, report_path, skipped)
     exported = [f for f in runners if f not in report["skipped"]]
     if "onnx_int8" in spec.export.wanted and "onnx" in exported:
         on_format("onnx_int8")
-        report["int8"] = build_int8(spec, root, out, runners["onnx"])
+        report["int8"] = build_int8(spec, layout, out, runners["onnx"])
         report_path.write_text(json.dumps(report, indent=2) + "\n")
         exported.append("onnx_int8")
     for field, fmt in served_formats(spec).items():
@@ -228,7 +229,7 @@ def export_model(spec: ModelSpec, root: Path = Path("."), force: bool = False,
     for fmt in report["skipped"]:
         (out / ARTIFACT_FILES[fmt]).unlink(missing_ok=True)
     write_stamp(stamp, expected, formats={f: ARTIFACT_FILES[f] for f in exported}, skipped=report["skipped"])
-    seal(spec, root)
+    seal(spec, layout)
     return ExportResult(spec.name, False, report)
 
 

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
 import torch
 
+from scripts.pipeline.layout import Layout
 from scripts.spec import ModelSpec
 
 
@@ -20,16 +20,16 @@ def build_module(spec: ModelSpec) -> torch.nn.Module:
     return import_target(spec.source.module)(**spec.source.kwargs)
 
 
-def load_reference(spec: ModelSpec, root: Path = Path(".")) -> torch.nn.Module:
+def load_reference(spec: ModelSpec, layout: Layout) -> torch.nn.Module:
     """The trained model in eval mode: state_dict loaded with weights_only=True, or the
     exported file the spec names."""
     source = spec.source
     if source.exported is not None:
-        path = root / source.exported
+        path = layout.source(source.exported)
         if source.is_torchscript:
             return torch.jit.load(str(path), map_location="cpu").eval()
         return torch.export.load(str(path)).module()
     module = build_module(spec)
-    state = torch.load(root / source.checkpoint, map_location="cpu", weights_only=True)
+    state = torch.load(layout.source(source.checkpoint), map_location="cpu", weights_only=True)
     module.load_state_dict(state)
     return module.eval()

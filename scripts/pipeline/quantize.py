@@ -21,6 +21,7 @@ from handlers.processing import class_scores
 from handlers.runners import Runner
 from scripts.pipeline.loading import import_target
 from scripts.pipeline.verify import random_inputs
+from scripts.pipeline.layout import Layout
 from scripts.spec import BuildError, ModelSpec
 
 GATE_RANDOM_ROWS = 64
@@ -157,7 +158,7 @@ def gate_failure(spec: ModelSpec, result: dict, culprits: list[str]) -> BuildErr
                       "try quantize.method, or raise quantize.max_accuracy_drop")
 
 
-def build_int8(spec: ModelSpec, root: Path, out: Path, fp32: Runner) -> dict:
+def build_int8(spec: ModelSpec, layout: Layout, out: Path, fp32: Runner) -> dict:
     """model.int8.onnx beside the verified model.onnx, or BuildError when it fails its gate
     (the int8 file is then removed). Returns the figures for verify.json."""
     from handlers.runners import ARTIFACT_FILES, load_runner
@@ -172,7 +173,7 @@ def build_int8(spec: ModelSpec, root: Path, out: Path, fp32: Runner) -> dict:
         target.unlink(missing_ok=True)
         raise BuildError(f"{spec.name}: onnx_int8: onnxruntime.quantization failed: {type(exc).__name__}: "
                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
-    result = gate(spec, fp32, int8, golden(spec, root), split)
+    result = gate(spec, fp32, int8, golden(spec, layout), split)
     if not result["passed"]:
         culprits = worst_weights(source, target) if how["method"] == "static" else []
         target.unlink()

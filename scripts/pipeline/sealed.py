@@ -7,25 +7,24 @@ The record is artifacts/<model>/<version>/version.json, written after each expor
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from scripts.pipeline.fingerprint import file_digest, source_file
-from scripts.pipeline.paths import artifact_dir
+from scripts.pipeline.layout import Layout
 from scripts.spec import BuildError, ModelSpec
 
 RECORD = "version.json"
 
 
-def identity(spec: ModelSpec, root: Path) -> dict:
+def identity(spec: ModelSpec, layout: Layout) -> dict:
     """What makes this version this model: its settings and the files its weights come from (a
     checkpoint you gave it; or, trained here, the model's and the data's code and data files)."""
     files = {} if spec.training is not None else {
-        str(p.relative_to(root)): p for p in spec.model_files(root) if p.name != "samples.npz"}
+        str(p.relative_to(layout.root)): p for p in spec.model_files(layout.root) if p.name != "samples.npz"}
     code = {}
     if spec.training is not None:
         code = {target: source_file(target) for target in (spec.source.module, spec.training.data) if target}
         for folder in spec.training.data_files:
-            path = root / folder
+            path = layout.source(folder)
             found = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
             files.update({str(folder / f.relative_to(path)) if path.is_dir() else str(folder): f for f in found})
     return {"source": spec.source.model_dump(mode="json"),
@@ -36,12 +35,12 @@ def identity(spec: ModelSpec, root: Path) -> dict:
             "files": {name: file_digest(path) if path.exists() else None for name, path in files.items()}}
 
 
-def refuse_changed(spec: ModelSpec, root: Path, force: bool = False) -> None:
+def refuse_changed(spec: ModelSpec, layout: Layout, force: bool = False) -> None:
     """BuildError when this version was built before from other inputs (unless forced)."""
-    record = artifact_dir(spec, root) / RECORD
+    record = layout.artifact_dir(spec) / RECORD
     if force or not record.exists():
         return
-    built, now = json.loads(record.read_text()), identity(spec, root)
+    built, now = json.loads(record.read_text()), identity(spec, layout)
     changed = [key for key in now if built.get(key) != now[key]]
     if changed:
         raise BuildError(f"{spec.name} version {spec.version} was built from other inputs ({', '.join(changed)} "
@@ -49,5 +48,5 @@ def refuse_changed(spec: ModelSpec, root: Path, force: bool = False) -> None:
                          "`versions:` in the spec, or rebuild this one anyway with FORCE=1")
 
 
-def seal(spec: ModelSpec, root: Path) -> None:
-    (artifact_dir(spec, root) / RECORD).write_text(json.dumps(identity(spec, root), indent=1) + "\n")
+def seal(spec: ModelSpec, layout: Layout) -> None:
+    (layout.artifact_dir(spec) / RECORD).write_text(json.dumps(identity(spec, layout), indent=1) + "\n")

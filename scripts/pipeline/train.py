@@ -17,11 +17,12 @@ from torch import nn
 
 import handlers.processing
 from handlers.processing import class_scores
-from models.common import TrainingData
+from scripts.pipeline.training_data import TrainingData
 from scripts.pipeline.fingerprint import fingerprint, is_fresh, source_file, write_stamp
 from scripts.pipeline.loading import build_module, import_target
 from scripts.pipeline.sealed import refuse_changed
 from scripts.pipeline.verify import random_tensor
+from scripts.pipeline.layout import Layout
 from scripts.spec import ModelSpec
 
 HELD_OUT_SAMPLES = 16  # held-out examples kept as golden inputs for export and serving checks
@@ -34,18 +35,18 @@ class TrainResult:
     metrics: dict
 
 
-def checkpoint_dir(spec: ModelSpec, root: Path) -> Path:
-    return (root / spec.source.checkpoint).parent
+def checkpoint_dir(spec: ModelSpec, layout: Layout) -> Path:
+    return layout.source(spec.source.checkpoint).parent
 
 
-def train_fingerprint(spec: ModelSpec, root: Path = Path(".")) -> str:
+def train_fingerprint(spec: ModelSpec, layout: Layout) -> str:
     """Everything that changes the trained weights: model class and kwargs, training settings,
     task and pre-processing, and the code of the module, the data function and the shared
     pre-processing functions."""
     settings = spec.model_dump(include={"source", "training", "task", "inputs", "outputs"}, mode="json")
     files = [source_file(spec.source.module), Path(__file__), Path(handlers.processing.__file__)]
     files += [source_file(target) for target in (spec.training.data, spec.training.assets) if target]
-    for path in (root / p for p in spec.training.data_files):
+    for path in (layout.source(p) for p in spec.training.data_files):
         files += sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
     return fingerprint(settings, files)
 
@@ -92,10 +93,10 @@ def evaluate(spec: ModelSpec, model: nn.Module, data: TrainingData) -> dict:
     return {"held_out_mse": float(((output - data.y_test) ** 2).mean())}
 
 
-def save(spec: ModelSpec, model: nn.Module, data: TrainingData, metrics: dict, root: Path) -> None:
-    out = checkpoint_dir(spec, root)
+def save(spec: ModelSpec, model: nn.Module, data: TrainingData, metrics: dict, layout: Layout) -> None:
+    out = checkpoint_dir(spec, layout)
     (out / "requests").mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), root / spec.source.checkpoint)
+    torch.save(model.state_dict(), layout.source(spec.source.checkpoint))
     for name, text in data.assets.items():
         (out / name).write_text(text)
     for name, payload in data.requests.items():
@@ -105,46 +106,46 @@ def save(spec: ModelSpec, model: nn.Module, data: TrainingData, metrics: dict, r
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
 
-def write_encoded_examples(spec: ModelSpec, root: Path, count: int = 2) -> None:
+def write_encoded_examples(spec: ModelSpec, layout: Layout, count: int = 2) -> None:
     """Example requests in the kind's encoded form (PNG images) from random rows, so the bytes
     path of a model without training data is verified end to end too."""
     kind = spec.task.preprocess
     if kind.encoded_suffix is None or kind.asset_files():  # text needs the vocabulary training writes
         return
     rows = random_tensor(spec.inputs[0], count, np.random.default_rng(spec.training.seed))
-    folder = checkpoint_dir(spec, root) / "requests"
+    folder = checkpoint_dir(spec, layout) / "requests"
     folder.mkdir(parents=True, exist_ok=True)
     for i, row in enumerate(rows):
         (folder / f"example_{i}{kind.encoded_suffix}").write_bytes(kind.encode(row, {}))
 
 
-def save_initialisation(spec: ModelSpec, root: Path) -> dict:
+def save_initialisation(spec: ModelSpec, layout: Layout) -> dict:
     """The seeded random weights as the checkpoint; golden inputs are drawn at export."""
     seed_everything(spec.training.seed)
-    checkpoint_dir(spec, root).mkdir(parents=True, exist_ok=True)
+    checkpoint_dir(spec, layout).mkdir(parents=True, exist_ok=True)
     if spec.training.assets:
         for name, text in import_target(spec.training.assets)().items():  # e.g. requests/example.txt too
-            (checkpoint_dir(spec, root) / name).parent.mkdir(parents=True, exist_ok=True)
-            (checkpoint_dir(spec, root) / name).write_text(text, encoding="utf-8")
-    torch.save(build_module(spec).state_dict(), root / spec.source.checkpoint)
-    write_encoded_examples(spec, root)
+            (checkpoint_dir(spec, layout) / name).parent.mkdir(parents=True, exist_ok=True)
+            (checkpoint_dir(spec, layout) / name).write_text(text, encoding="utf-8")
+    torch.save(build_module(spec).state_dict(), layout.source(spec.source.checkpoint))
+    write_encoded_examples(spec, layout)
     metrics = {"weights": "random initialisation", "seed": spec.training.seed}
-    (checkpoint_dir(spec, root) / "metrics.json").write_text(json.dumps(metrics) + "\n")
+    (checkpoint_dir(spec, layout) / "metrics.json").write_text(json.dumps(metrics) + "\n")
     return metrics
 
 
-def train_model(spec: ModelSpec, root: Path = Path("."), force: bool = False) -> TrainResult:
-    stamp = checkpoint_dir(spec, root) / "train.stamp.json"
-    expected = train_fingerprint(spec, root)
-    if not force and is_fresh(stamp, expected, [root / spec.source.checkpoint]):
+def train_model(spec: ModelSpec, layout: Layout, force: bool = False) -> TrainResult:
+    stamp = checkpoint_dir(spec, layout) / "train.stamp.json"
+    expected = train_fingerprint(spec, layout)
+    if not force and is_fresh(stamp, expected, [layout.source(spec.source.checkpoint)]):
         return TrainResult(spec.name, True, json.loads((stamp.parent / "metrics.json").read_text()))
-    refuse_changed(spec, root, force)
+    refuse_changed(spec, layout, force)
     if spec.training.data is None:
-        metrics = save_initialisation(spec, root)
+        metrics = save_initialisation(spec, layout)
     else:
         data = import_target(spec.training.data)(seed=spec.training.seed, preprocess=spec.task.preprocess)
         model = fit(spec, data)
         metrics = evaluate(spec, model, data)
-        save(spec, model, data, metrics, root)
+        save(spec, model, data, metrics, layout)
     write_stamp(stamp, expected)
     return TrainResult(spec.name, False, metrics)

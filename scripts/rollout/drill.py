@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
-from scripts.pipeline.paths import REPORTS
+from scripts.pipeline.layout import Layout
 from scripts.measure.traffic import Traffic, clients_for, expected_outputs, summary
 from scripts.rollout.flow import build, rollback, rollout
 from scripts.runtimes.registry import RUNTIMES
@@ -19,16 +18,16 @@ from scripts.spec import ModelSpec, UserError
 PHASES = ("before", "rollout", "after rollout", "rollback", "after rollback")
 
 
-def drill(spec: ModelSpec, version: int, servers: dict, root: Path, per_endpoint: int = 4,
+def drill(spec: ModelSpec, version: int, servers: dict, layout: Layout, per_endpoint: int = 4,
           settle_s: float = 2.0) -> dict:
     """Roll `version` out and back under load; returns the report (also reports/drill_<model>.json)."""
-    serving = {name: RUNTIMES[name].versions(server, spec).default for name, server in servers.items()}
+    serving = {name: RUNTIMES[name].versions.versions(server, spec).default for name, server in servers.items()}
     if any(version <= v for v in serving.values()):
         raise UserError([f"drill rolls out a version above the serving one ({serving}); "
                          f"`make rollback MODEL={spec.name}` first, or pick a higher VERSION"])
     for name in servers:  # built before the load starts: training is not what is measured
-        build(RUNTIMES[name], spec, version, root)
-    inputs, expected = expected_outputs(spec, sorted({*serving.values(), version}), root)
+        build(RUNTIMES[name], spec, version, layout)
+    inputs, expected = expected_outputs(spec, sorted({*serving.values(), version}), layout)
     clients = clients_for(servers, spec, per_endpoint, min(serving.values()))
     marks = []
     with Traffic(spec, clients, expected, inputs) as traffic:
@@ -36,11 +35,11 @@ def drill(spec: ModelSpec, version: int, servers: dict, root: Path, per_endpoint
         marks.append(time.monotonic())
         time.sleep(settle_s)
         marks.append(time.monotonic())
-        out = rollout(spec, version, "all", root, servers)
+        out = rollout(spec, version, "all", layout, servers)
         marks.append(time.monotonic())
         time.sleep(settle_s)
         marks.append(time.monotonic())
-        back = rollback(spec, "all", root, servers)
+        back = rollback(spec, "all", layout, servers)
         marks.append(time.monotonic())
         time.sleep(settle_s)
         marks.append(time.monotonic())
@@ -54,7 +53,7 @@ def drill(spec: ModelSpec, version: int, servers: dict, root: Path, per_endpoint
     for o in back:
         report["switch_s"][o.runtime]["rollback"] = o.switch_s
     report["answers"], report["marks"] = traffic.answers, marks   # for tests: every answer, phase starts
-    out_file = root / REPORTS / f"drill_{spec.name}.json"
+    out_file = layout.reports / f"drill_{spec.name}.json"
     out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_text(json.dumps({k: v for k, v in report.items() if k not in ("answers", "marks")}, indent=2) + "\n")
     return report

@@ -14,15 +14,14 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from handlers.processing import class_scores
-from scripts.pipeline.paths import artifact_dir
+from scripts.pipeline.layout import Layout
 from scripts.measure.verify_served import CONTENT_TYPES, Endpoints, check_golden, example_requests
-from scripts.runtimes.base import TensorCall
+from scripts.runtimes.protocols import TensorCall
 from scripts.spec import ModelSpec
 
 Inputs = dict[str, np.ndarray]
@@ -39,24 +38,24 @@ class Gate:
         return not self.problems
 
 
-def golden_check(endpoints: dict[str, TensorCall], spec: ModelSpec, root: Path, gate: Gate) -> None:
-    checks = check_golden(spec, root, Endpoints(endpoints, lambda _: {}))
+def golden_check(endpoints: dict[str, TensorCall], spec: ModelSpec, layout: Layout, gate: Gate) -> None:
+    checks = check_golden(spec, layout, Endpoints(endpoints, lambda _: {}))
     gate.figures["golden_max_abs_error"] = {c.endpoint: c.max_abs_error for c in checks}
     gate.problems += [f"version {spec.version} golden samples via {c.endpoint}: {c.detail}"
                       for c in checks if not c.passed]
 
 
-def shadow_inputs(versions: list[ModelSpec], root: Path) -> list[Inputs]:
+def shadow_inputs(versions: list[ModelSpec], layout: Layout) -> list[Inputs]:
     """Each version's golden inputs, then each example request as its pre-processing decodes it."""
     from handlers.pipeline import Pipeline
     from scripts.pipeline.plan import serving_plan
 
     groups = []
     for spec in versions:
-        with np.load(artifact_dir(spec, root) / "golden.npz") as golden:
+        with np.load(layout.artifact_dir(spec) / "golden.npz") as golden:
             groups.append({t.name: golden[f"input.{t.name}"] for t in spec.inputs})
-    pipeline = Pipeline(serving_plan(versions[0], root))
-    requests = {p.name: p for spec in versions for p in example_requests(spec, root)}
+    pipeline = Pipeline(serving_plan(versions[0], layout))
+    requests = {p.name: p for spec in versions for p in example_requests(spec, layout)}
     groups += [pipeline.parse(p.read_bytes(), CONTENT_TYPES.get(p.suffix))[0] for p in requests.values()]
     return groups
 
@@ -147,13 +146,13 @@ def p99_check(serving: Connect, candidate: Connect, spec: ModelSpec, row: Inputs
 
 
 def run_gate(serving: Connect, candidate: Connect, spec_serving: ModelSpec, spec_candidate: ModelSpec,
-             root: Path) -> Gate:
+             layout: Layout) -> Gate:
     """All three checks; a failed golden check stops there (the rest would compare garbage)."""
     gate = Gate()
-    golden_check(candidate(), spec_candidate, root, gate)
+    golden_check(candidate(), spec_candidate, layout, gate)
     if gate.passed:
         first_serving, first_candidate = next(iter(serving().values())), next(iter(candidate().values()))
-        groups = shadow_inputs([spec_serving, spec_candidate], root)
+        groups = shadow_inputs([spec_serving, spec_candidate], layout)
         shadow_compare(first_serving, first_candidate, spec_candidate, groups, gate)
         row = {name: rows[:1] for name, rows in groups[0].items()}
         p99_check(serving, candidate, spec_candidate, row, gate)

@@ -16,12 +16,13 @@ from collections import Counter
 import pytest
 
 from scripts.measure.traffic import Traffic, clients_for, expected_outputs, summary
+from scripts.runtimes.protocols import BuildOptions, StartOptions
 from scripts.runtimes.registry import RUNTIMES
 from scripts.runtimes.torchserve.client import TorchServeClient
 from scripts.runtimes.triton import server as triton_server
 from scripts.runtimes.triton.watchdog import LOG, stubs
 from scripts.spec import load_spec
-from tests.conftest import REPO
+from tests.conftest import LAYOUT, REPO
 
 SPEC = load_spec(REPO / "models.yaml").select(["digits_cnn"])[0]
 CLIENTS_PER_ENDPOINT = 8
@@ -38,7 +39,7 @@ def wait_for(condition, timeout_s: float, what: str) -> float:
 
 def under_load(runtime: str, server, kill, recovered, timeout_s: float = 10):
     """Load for 1 s, kill, wait for recovery, load 2 s more; (answers, kill time, recovery s)."""
-    inputs, expected = expected_outputs(SPEC, [SPEC.version], REPO)
+    inputs, expected = expected_outputs(SPEC, [SPEC.version], LAYOUT)
     with Traffic(SPEC, clients_for({runtime: server}, SPEC, CLIENTS_PER_ENDPOINT), expected, inputs) as traffic:
         time.sleep(1.0)
         killed_at = time.monotonic()
@@ -70,34 +71,36 @@ def only_in_flight_failed(answers, killed_at: float) -> None:
 
 
 @pytest.fixture()
-def torchserve(tmp_path):
+def torchserve(built_examples, tmp_path):
     plugin = RUNTIMES["torchserve"]
-    server = plugin.start([SPEC], REPO, tmp_path / "ts", free_ports=True, timeout_s=240)
+    server = plugin.server.start([SPEC], LAYOUT, StartOptions(workdir=tmp_path / "ts", free_ports=True,
+                                                              timeout_s=240, managed=False))
     try:
         yield server
     finally:
-        plugin.stop(server)
+        plugin.server.stop(server.workdir)
 
 
 @pytest.fixture(params=[1, 2], ids=["1 instance", "2 instances"])
-def triton(tmp_path, request):
+def triton(built_examples, tmp_path, request):
     """digits_cnn with one Python-backend instance (the spec's), or two: one stub killed, the
     other instance keeps answering."""
     plugin = RUNTIMES["triton"]
     repo = tmp_path / "repo"
     spec = SPEC.model_copy(update={"serving": SPEC.serving.model_copy(update={"instances": request.param})})
-    plugin.build([spec], REPO, out=repo)
-    server = plugin.start([spec], REPO, tmp_path / "triton", free_ports=True, timeout_s=240, repo=repo,
-                          names=["digits_cnn"], watch=True)
+    plugin.artifacts.build([spec], LAYOUT, BuildOptions(out=repo))
+    server = plugin.server.start([spec], LAYOUT, StartOptions(
+        workdir=tmp_path / "triton", free_ports=True, timeout_s=240, artifacts=repo,
+        names=["digits_cnn"], managed=True))
     try:
         yield server
     finally:
-        plugin.stop(server)
+        plugin.server.stop(server.workdir)
 
 
 def test_a_killed_torchserve_worker_fails_only_its_requests_in_flight_and_comes_back(torchserve):
     client = TorchServeClient.for_server(torchserve)
-    problems = RUNTIMES["torchserve"].rollout_problems(torchserve, SPEC)   # started without the model API
+    problems = RUNTIMES["torchserve"].versions.rollout_problems(torchserve, SPEC)   # started without the model API
     assert problems and "`make stop` then `make serve`" in problems[0]
     before = client.worker_pids(SPEC.name)
     assert len(before) == 2

@@ -19,7 +19,6 @@ import pytest
 import requests
 import yaml
 
-from scripts.pipeline.paths import artifact_dir
 from scripts.pipeline.verify import compare
 from scripts.kserve.bundle import make_bundles
 from scripts.runtimes.processes import free_port
@@ -31,7 +30,7 @@ from scripts.runtimes.triton import server as tr
 from scripts.runtimes.triton.client import TritonClient, spec_datatypes
 from scripts.runtimes.triton.configs import read_config
 from scripts.spec import load_spec
-from tests.conftest import REPO
+from tests.conftest import LAYOUT, REPO
 
 pytestmark = pytest.mark.integration
 SPECFILE = load_spec(REPO / "models.yaml")
@@ -41,7 +40,7 @@ PORT_KEYS = ("inference_address", "management_address", "metrics_address", "grpc
 
 
 def golden(name: str) -> dict[str, np.ndarray]:
-    with np.load(artifact_dir(SPEC[name], REPO) / "golden.npz") as saved:
+    with np.load(LAYOUT.artifact_dir(SPEC[name]) / "golden.npz") as saved:
         return dict(saved)
 
 
@@ -58,7 +57,7 @@ def bundles(tmp_path_factory):
     """Both trees (Triton: the Python-backend variant, the one that runs here) and the manifests."""
     out = tmp_path_factory.mktemp("kserve")
     settings = SPECFILE.kserve.model_copy(update={"triton_backend": "python"})
-    made, manifests = make_bundles(SPECFILE.models, REPO, list(RUNTIMES.values()), settings, out)
+    made, manifests = make_bundles(SPECFILE.models, LAYOUT, list(RUNTIMES.values()), settings, out)
     return {b.runtime: b for b in made}, manifests
 
 
@@ -204,7 +203,7 @@ def test_triton_tree_started_with_kserve_args_gives_golden_outputs(kserve_triton
 def test_native_triton_tree_has_only_native_models_and_checks_offline(tmp_path):
     """The default bundle (onnxruntime, NVIDIA's stock image): tensor models only, each config
     checked against its ONNX file while it is written (a mismatch raises)."""
-    made, _ = make_bundles(SPECFILE.models, REPO, [RUNTIMES["triton"]], SPECFILE.kserve, tmp_path)
+    made, _ = make_bundles(SPECFILE.models, LAYOUT, [RUNTIMES["triton"]], SPECFILE.kserve, tmp_path)
     configs = [read_config(p) for p in sorted(made[0].tree.glob("*/config.pbtxt"))]
     assert sorted(c.name for c in configs) == sorted(SPEC)
     assert {c.backend for c in configs} == {"onnxruntime"}

@@ -11,16 +11,16 @@ import time
 import pytest
 import yaml
 
-from scripts.pipeline.export import export_model
-from scripts.pipeline.train import train_model
 from scripts.measure.traffic import Traffic, clients_for, expected_outputs, summary
-from scripts.measure.variants import link_artifacts, scratch_checkout
+from scripts.measure.variants import link_artifacts
 from scripts.rollout import state
 from scripts.rollout.drill import drill
 from scripts.rollout.flow import RolloutRefused, build, restore, rollback, rollout
+from scripts.pipeline.ensure import ensure_built
+from scripts.runtimes.protocols import StartOptions
 from scripts.runtimes.registry import RUNTIMES
 from scripts.spec import SpecError, load_spec
-from tests.conftest import REPO
+from tests.conftest import LAYOUT, REPO, scratch_checkout
 
 MODEL = "digits_cnn"
 
@@ -39,23 +39,22 @@ def checkout(tmp_path_factory):
     # many times slower (the drill's 24 clients share 2 cores with both servers and the gate)
     entry["rollout"] = {**entry.get("rollout", {}), "max_p99_factor": 20.0}
     (scratch / "models.yaml").write_text(yaml.safe_dump({"models": [entry]}, sort_keys=False))
-    scratch_checkout(REPO, scratch)
+    layout = scratch_checkout(scratch)
     spec = load_spec(scratch / "models.yaml").models[0]
     for version in (1, 2):
         versioned = spec.at_version(version)
-        train_model(versioned, REPO)
-        export_model(versioned, REPO)
-        link_artifacts(versioned, versioned, REPO, scratch)
-    return scratch, spec
+        ensure_built([spec], LAYOUT, version=version, through="export")
+        link_artifacts(versioned, versioned, LAYOUT, layout)
+    return layout, spec
 
 
 def start_both(spec, scratch, workdir):
     servers = {}
     try:
-        servers["torchserve"] = RUNTIMES["torchserve"].start([spec], scratch, workdir / "ts", free_ports=True,
-                                                             timeout_s=240, model_api=True)
-        servers["triton"] = RUNTIMES["triton"].start([spec], scratch, workdir / "triton", free_ports=True,
-                                                     timeout_s=240)
+        for name, runtime in RUNTIMES.items():   # the first version, built as `make serve` does
+            ensure_built([spec], scratch, [runtime])
+            servers[name] = runtime.server.start([spec], scratch, StartOptions(
+                workdir=workdir / name, free_ports=True, timeout_s=240, managed=True))
     except Exception:
         stop_all(servers)
         raise
@@ -64,7 +63,7 @@ def start_both(spec, scratch, workdir):
 
 def stop_all(servers):
     for name, server in servers.items():
-        RUNTIMES[name].stop(server)
+        RUNTIMES[name].server.stop(server.workdir)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +77,7 @@ def servers(checkout, tmp_path_factory):
 
 
 def defaults(servers, spec):
-    return {name: RUNTIMES[name].versions(server, spec).default for name, server in servers.items()}
+    return {name: RUNTIMES[name].versions.versions(server, spec).default for name, server in servers.items()}
 
 
 def test_an_unknown_version_or_no_previous_version_is_refused_by_name(checkout, servers):
@@ -104,11 +103,11 @@ def test_a_broken_version_is_refused_by_the_gate_and_never_answers_unversioned_r
     assert "torchserve: top-1 labels agree with the serving version on" in message, message
     assert "triton: top-1 labels agree with the serving version on" in message, message
     assert defaults(servers, spec) == {"torchserve": 1, "triton": 1}
-    assert all(3 not in RUNTIMES[n].versions(s, spec).loaded for n, s in servers.items())
+    assert all(3 not in RUNTIMES[n].versions.versions(s, spec).loaded for n, s in servers.items())
     total = summary(traffic.answers)
     assert total["failed"] == 0 and total["by_version"] == {"1": total["requests"]}, total
     assert state.served(scratch, "torchserve", MODEL) == {}   # nothing recorded as served
-    assert [line for line in (scratch / state.LOG).read_text().splitlines() if '"refused"' in line]
+    assert [line for line in state.log_file(scratch).read_text().splitlines() if '"refused"' in line]
 
 
 def test_rollout_and_rollback_under_load_fail_no_request(checkout, servers):

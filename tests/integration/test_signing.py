@@ -13,10 +13,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from scripts.pipeline.layout import Layout
 from scripts.pipeline.signing import PRIVATE_KEY_ENV, PUBLIC_KEY_ENV, signature_path
-from scripts.measure.variants import link_artifacts, scratch_checkout
+from scripts.measure.variants import link_artifacts
 from scripts.spec import load_spec
-from tests.conftest import REPO
+from tests.conftest import LAYOUT, REPO, scratch_checkout
 
 pytestmark = pytest.mark.integration
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
@@ -39,8 +40,7 @@ def checkout(tmp_path):
     scratch = tmp_path / "checkout"
     scratch.mkdir()
     shutil.copy(REPO / "models.yaml", scratch / "models.yaml")  # a real file: the spec's root is here
-    scratch_checkout(REPO, scratch)
-    link_artifacts(SPEC[MODEL], SPEC[MODEL], REPO, scratch)
+    link_artifacts(SPEC[MODEL], SPEC[MODEL], LAYOUT, scratch_checkout(scratch))
     return scratch
 
 
@@ -98,24 +98,22 @@ def test_unsigned_and_wrong_key_are_refused(checkout, keys, tmp_path):
 def test_a_rolled_out_version_is_signed_when_built_and_refused_when_tampered(checkout, keys, monkeypatch):
     """`make rollout` builds version 2's archive beside the first; with signing on it is signed
     then, and a changed byte in it stops the rollout before anything is loaded."""
-    from scripts.pipeline.export import export_model
-    from scripts.pipeline.train import train_model
+    from scripts.pipeline.ensure import ensure_built
     from scripts.rollout.flow import build
     from scripts.runtimes.registry import RUNTIMES
     from scripts.spec import BuildError
 
     private, public = keys
     second = SPEC[MODEL].at_version(2)
-    train_model(second, REPO)
-    export_model(second, REPO)
-    link_artifacts(second, second, REPO, checkout)
+    ensure_built([SPEC[MODEL]], LAYOUT, version=2, through="export")
+    link_artifacts(second, second, LAYOUT, Layout.of(checkout))
     spec = load_spec(checkout / "models.yaml").select([MODEL])[0]
     monkeypatch.setenv(PRIVATE_KEY_ENV, str(private))
     monkeypatch.setenv(PUBLIC_KEY_ENV, str(public))
-    build(RUNTIMES["torchserve"], spec, 2, checkout)
+    build(RUNTIMES["torchserve"], spec, 2, Layout.of(checkout))
     archive = checkout / "model_store" / "digits_cnn.v2.mar"
     assert signature_path(archive).exists()
     monkeypatch.delenv(PRIVATE_KEY_ENV)
     flip_byte(archive)
     with pytest.raises(BuildError, match="digits_cnn.v2.mar"):
-        build(RUNTIMES["torchserve"], spec, 2, checkout)
+        build(RUNTIMES["torchserve"], spec, 2, Layout.of(checkout))

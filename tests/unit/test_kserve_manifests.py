@@ -9,9 +9,8 @@ import pytest
 import yaml
 
 from scripts.kserve.bundle import manifest_inputs, run_sdk
-from scripts.runtimes.base import KServeBundle
+from scripts.runtimes.protocols import KServeBundle
 from scripts.spec.cluster import KServeSpec
-from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +21,7 @@ def written(tmp_path_factory):
                           memory="4Gi", gpus=1, canary_percent=20, storage_uri="gs://bucket/models/")
     bundle = KServeBundle("triton", tree, "triton", "24.10-py3", "v2", ["a", "b"])
     out = tmp_path_factory.mktemp("manifests")
-    run_sdk(REPO, "write", out, json.dumps([manifest_inputs(bundle, settings)]))
+    run_sdk("write", out, json.dumps([manifest_inputs(bundle, settings)]))
     return out
 
 
@@ -36,7 +35,7 @@ def test_spec_fields_reach_the_manifest(written):
     assert predictor["model"]["protocolVersion"] == "v2" and predictor["model"]["runtimeVersion"] == "24.10-py3"
     canary = yaml.safe_load((written / "shop-triton-canary.yaml").read_text())
     assert canary["spec"]["predictor"]["canaryTrafficPercent"] == 20
-    assert run_sdk(REPO, "check", written).strip() == "ok"
+    assert run_sdk("check", written).strip() == "ok"
 
 
 @pytest.mark.parametrize("path, value, message", [
@@ -53,7 +52,7 @@ def test_check_names_what_is_wrong(written, tmp_path, path, value, message):
     node[path[-1]] = value
     (tmp_path / "broken.yaml").write_text(yaml.safe_dump(document))
     with pytest.raises(Exception) as failure:
-        run_sdk(REPO, "check", tmp_path)
+        run_sdk("check", tmp_path)
     assert message in str(failure.value)
 
 
@@ -62,4 +61,4 @@ def test_missing_storage_uri_is_refused(written, tmp_path):
     del document["spec"]["predictor"]["model"]["storageUri"]
     (tmp_path / "broken.yaml").write_text(yaml.safe_dump(document))
     with pytest.raises(Exception, match="'storageUri' is a required property"):
-        run_sdk(REPO, "check", tmp_path)
+        run_sdk("check", tmp_path)

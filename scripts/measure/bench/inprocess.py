@@ -3,10 +3,10 @@ inputs, no server in between; the figure every served throughput is compared wit
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
+from scripts.pipeline.layout import Layout
 from scripts.spec import ModelSpec
 
 LIMIT_FORMATS = ("eager", "onnx")       # what a user would run without a server
@@ -36,36 +36,35 @@ def time_runner(run, inputs: dict[str, np.ndarray], batch: int, min_time_s: floa
             "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
 
 
-def runner(spec: ModelSpec, root: Path, fmt: str, threads: int):
+def runner(spec: ModelSpec, layout: Layout, fmt: str, threads: int):
     """A callable {input: rows} -> outputs for one format, at this intra-op thread count."""
     from handlers.plan import ARTIFACT_FILES
     from handlers.runners import load_runner, torch_runner
     from scripts.pipeline.loading import load_reference
-    from scripts.pipeline.paths import artifact_dir
 
     if fmt == "eager":
-        return torch_runner(load_reference(spec, root).eval(), spec.tensor_names, spec.output_names)
-    return load_runner(fmt, artifact_dir(spec, root) / ARTIFACT_FILES[fmt], spec.tensor_names, threads,
+        return torch_runner(load_reference(spec, layout).eval(), spec.tensor_names, spec.output_names)
+    return load_runner(fmt, layout.artifact_dir(spec) / ARTIFACT_FILES[fmt], spec.tensor_names, threads,
                        spec.output_names)
 
 
-def in_process(spec: ModelSpec, root: Path, min_time_s: float, threads: list[int]) -> list[dict]:
+def in_process(spec: ModelSpec, layout: Layout, min_time_s: float, threads: list[int]) -> list[dict]:
     """Eager PyTorch, onnxruntime and every other exported format, at batch 1 and the max batch
     size, per intra-op thread count: inferences/s and per-call latency."""
     import torch
 
     from scripts.pipeline.paths import exported_formats, golden
 
-    rows = golden(spec, root)
+    rows = golden(spec, layout)
     batches = sorted({1, max(spec.batching.max_batch_size, 1)})
-    formats = ["eager"] + [f for f in OTHER_FORMATS if f in exported_formats(spec, root)]
+    formats = ["eager"] + [f for f in OTHER_FORMATS if f in exported_formats(spec, layout)]
     results = []
     saved = torch.get_num_threads()
     try:
         for count in threads:
             for fmt in formats:
                 torch.set_num_threads(count)
-                run = runner(spec, root, fmt, count)
+                run = runner(spec, layout, fmt, count)
                 for batch in batches:
                     results.append({"format": fmt, "threads": count,
                                     **time_runner(run, tiled(rows, batch), batch, min_time_s)})

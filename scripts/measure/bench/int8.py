@@ -7,27 +7,28 @@ import contextlib
 import json
 from pathlib import Path
 
-from scripts.pipeline.paths import artifact_dir, exported_formats
-from scripts.measure.variants import int8_variant, scratch_checkout, serve_variants
+from scripts.pipeline.layout import Layout
+from scripts.pipeline.paths import exported_formats
+from scripts.measure.variants import int8_variant, scratch_layout, serve_variants
 from scripts.spec import ModelSpec, UserError
 
 
-def with_int8(specs: list[ModelSpec], root: Path) -> list[ModelSpec]:
-    return [s for s in specs if "onnx_int8" in exported_formats(s, root)]
+def with_int8(specs: list[ModelSpec], layout: Layout) -> list[ModelSpec]:
+    return [s for s in specs if "onnx_int8" in exported_formats(s, layout)]
 
 
 @contextlib.contextmanager
-def int8_deployment(runtime, specs: list[ModelSpec], root: Path, workdir: Path, log=print):
+def int8_deployment(runtime, specs: list[ModelSpec], layout: Layout, workdir: Path, log=print):
     """[(model, setup, protocol, LoadTarget)] for the int8 variants on one server of this runtime."""
-    specs = with_int8(specs, root)
+    specs = with_int8(specs, layout)
     if not specs:
         yield []
         return
     pairs = [(s, int8_variant(s)) for s in specs]
-    scratch = scratch_checkout(root, workdir / "checkout")
+    scratch = scratch_layout(layout, workdir / "checkout")
     with contextlib.ExitStack() as stack:
         try:
-            targets = stack.enter_context(serve_variants(runtime, pairs, root, scratch, workdir))
+            targets = stack.enter_context(serve_variants(runtime, pairs, layout, scratch, workdir))
         except UserError as error:        # no int8 rows for this runtime; the rest of the bench goes on
             log(f"{runtime.name}: int8 variants not served: {str(error).splitlines()[0]}")
             targets = {}
@@ -35,10 +36,10 @@ def int8_deployment(runtime, specs: list[ModelSpec], root: Path, workdir: Path, 
                if v.name in targets and not isinstance(targets[v.name], str)]
 
 
-def gate_figures(spec: ModelSpec, root: Path) -> dict | None:
+def gate_figures(spec: ModelSpec, layout: Layout) -> dict | None:
     """What export recorded about the int8 model: method, sizes, the accuracy gate."""
     try:
-        return json.loads((artifact_dir(spec, root) / "verify.json").read_text()).get("int8")
+        return json.loads((layout.artifact_dir(spec) / "verify.json").read_text()).get("int8")
     except (OSError, ValueError):
         return None
 
@@ -59,7 +60,7 @@ def in_process_ratios(spec: ModelSpec, results: list[dict]) -> list[dict]:
     return rows
 
 
-def summary(specs: list[ModelSpec], root: Path, in_proc: dict[str, list[dict]]) -> dict:
+def summary(specs: list[ModelSpec], layout: Layout, in_proc: dict[str, list[dict]]) -> dict:
     """{model: {gate figures, sizes, in-process ratios}} for the models with an int8 export."""
-    return {s.name: {**(gate_figures(s, root) or {}), "in_process": in_process_ratios(s, in_proc.get(s.name, []))}
-            for s in with_int8(specs, root)}
+    return {s.name: {**(gate_figures(s, layout) or {}), "in_process": in_process_ratios(s, in_proc.get(s.name, []))}
+            for s in with_int8(specs, layout)}

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from scripts.measure import perf
-from scripts.runtimes.base import LoadTarget
+from scripts.runtimes.protocols import LoadTarget
 
 RETRY_STABILITY = 100  # one retry with a looser criterion when a point never stabilises
 # Last resort, for a setup whose latency is bimodal (the stock TorchServe route on sentiment_lstm:

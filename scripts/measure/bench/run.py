@@ -20,14 +20,14 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.pipeline.paths import REPORTS
+from scripts.pipeline.layout import Layout
 from scripts.measure.bench.inprocess import in_process
 from scripts.measure.bench.inprocess import limits as limits_of
 from scripts.measure.bench.int8 import int8_deployment
 from scripts.measure.bench.int8 import summary as int8_summary
 from scripts.measure.bench.points import RETRY_STABILITY, describe_point, perf_point
 from scripts.measure.bench.report import machine_info, write_report
-from scripts.measure.bench.setups import BENCH_DIR, SETUPS
+from scripts.measure.bench.setups import SETUPS
 from scripts.measure.bench.targets import comparisons, evaluate_targets
 from scripts.spec import ModelSpec
 
@@ -48,13 +48,13 @@ def plan_for(specs: list[ModelSpec], quick: bool) -> dict[str, list[int]]:
     return {s.name: (BRIEF_CONCURRENCY if s.name in BRIEF_MODELS else full) for s in specs}
 
 
-def in_process_all(specs: list[ModelSpec], root: Path, quick: bool, threads: list[int], log) -> tuple[dict, dict]:
+def in_process_all(specs: list[ModelSpec], layout: Layout, quick: bool, threads: list[int], log) -> tuple[dict, dict]:
     """({model: in-process results}, {model: limits})."""
     results, limits = {}, {}
     for spec in specs:
         log(f"in-process: {spec.name}")
         brief = spec.name in BRIEF_MODELS
-        results[spec.name] = in_process(spec, root, 0.3 if quick or brief else 1.0, threads)
+        results[spec.name] = in_process(spec, layout, 0.3 if quick or brief else 1.0, threads)
         limits[spec.name] = limits_of(spec, results[spec.name])
     return results, limits
 
@@ -73,31 +73,31 @@ def measure(targets: list[tuple], plan: dict[str, list[int]], workdir: Path, mea
     return points
 
 
-def run_bench(models: list[ModelSpec], root: Path, out_dir: Path | None = None, quick: bool = False,
+def run_bench(models: list[ModelSpec], layout: Layout, out_dir: Path | None = None, quick: bool = False,
               log=print, in_process_only: bool = False) -> dict:
     """Measure everything, write bench.json / bench.md / PNGs into out_dir; returns the report."""
     from scripts.runtimes.registry import RUNTIMES
 
     started = time.monotonic()
-    workdir = (root / BENCH_DIR).resolve()
+    workdir = layout.state("bench")
     shutil.rmtree(workdir / "perf", ignore_errors=True)
     (workdir / "perf").mkdir(parents=True, exist_ok=True)
     measurement = QUICK_MEASUREMENT if quick else MEASUREMENT
     plan = plan_for(models, quick)
     threads = sorted({1, os.cpu_count() or 1})
 
-    in_proc, limits = in_process_all(models, root, quick, threads, log)
+    in_proc, limits = in_process_all(models, layout, quick, threads, log)
     timings = {"in_process_s": round(time.monotonic() - started, 1)}
     points = []
     for plugin in ([] if in_process_only else RUNTIMES.values()):
         t0 = time.monotonic()
-        with plugin.bench_deployment(models, root, workdir, log) as targets:
+        with plugin.bench.deployment(models, layout, workdir, log) as targets:
             points += measure(targets, plan, workdir / "perf", measurement, log)
-        with int8_deployment(plugin, models, root, workdir / "int8", log) as targets:
+        with int8_deployment(plugin, models, layout, workdir / "int8", log) as targets:
             points += measure(targets, plan, workdir / "perf", measurement, log)
         timings[f"{plugin.name}_s"] = round(time.monotonic() - t0, 1)
 
-    int8 = int8_summary(models, root, in_proc)
+    int8 = int8_summary(models, layout, in_proc)
     targets = evaluate_targets(points, limits, in_proc, int8)
     timings["total_s"] = round(time.monotonic() - started, 1)
     report = {
@@ -109,7 +109,7 @@ def run_bench(models: list[ModelSpec], root: Path, out_dir: Path | None = None, 
                         "in_process_threads": threads},
         "setups": {s.key: {"label": s.label, "runtime": s.runtime, "stock": s.stock,
                            "protocols": list(s.protocols)} for s in SETUPS},
-        "models": {s.name: model_summary(s, root) for s in models},
+        "models": {s.name: model_summary(s, layout) for s in models},
         "in_process": in_proc,
         "limits": limits,
         "int8": int8,
@@ -118,11 +118,11 @@ def run_bench(models: list[ModelSpec], root: Path, out_dir: Path | None = None, 
         "targets": targets,
         "timings": timings,
     }
-    write_report(report, out_dir or root / REPORTS)
+    write_report(report, out_dir or layout.reports)
     return report
 
 
-def model_summary(spec: ModelSpec, root: Path) -> dict:
+def model_summary(spec: ModelSpec, layout: Layout) -> dict:
     """The spec settings a reader needs next to the figures, and what each runtime serves."""
     from scripts.runtimes.registry import RUNTIMES
 
@@ -130,4 +130,4 @@ def model_summary(spec: ModelSpec, root: Path) -> dict:
             "serving_format": spec.serving.format, "workers": spec.serving.workers.model_dump(),
             "instances": spec.serving.instances, "threads": spec.serving.threads,
             "per_runtime": {r: s.model_dump(exclude_none=True) for r, s in spec.per_runtime.items()},
-            "served_formats": {r.name: r.served_format(spec, root) for r in RUNTIMES.values()}}
+            "served_formats": {r.name: r.artifacts.served_format(spec, layout) for r in RUNTIMES.values()}}

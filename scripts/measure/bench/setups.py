@@ -2,10 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
-# Servers' work directories, perf_analyzer's data and CSV files (bench and tune).
-BENCH_DIR = Path("build/bench")
 
 
 @dataclass(frozen=True)

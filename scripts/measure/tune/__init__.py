@@ -17,11 +17,11 @@ import shutil
 import time
 from pathlib import Path
 
-from scripts.pipeline.paths import BUILD, REPORTS
+from scripts.pipeline.layout import Layout
 from scripts.measure.tune.configs import axes_for, one_axis_at_a_time, settings_of, spec_fields
 from scripts.measure.tune.rule import CONCURRENCY, RULE, assess, choose, pareto_front, rank
 from scripts.measure.tune.sweep import MEASUREMENT, Sweep
-from scripts.measure.variants import scratch_checkout
+from scripts.measure.variants import scratch_layout
 from scripts.spec import ModelSpec
 
 PASSES = 2
@@ -37,11 +37,11 @@ def best_per_axis(configs: dict[str, dict], verdicts: dict[str, dict], base: dic
     return combined
 
 
-def tune_runtime(runtime, spec: ModelSpec, root: Path, scratch: Path, workdir: Path, deadline: float, log) -> dict:
+def tune_runtime(runtime, spec: ModelSpec, layout: Layout, scratch: Layout, workdir: Path, deadline: float, log) -> dict:
     """One runtime's sweep, verdicts, front and choice: PASSES rounds of coordinate descent,
     each from the best configuration so far (the spec's own settings first)."""
-    sweep = Sweep(runtime, spec, root, scratch, workdir, deadline, log)
-    base, axes = settings_of(spec.for_runtime(runtime.name)), axes_for(spec, root, runtime.name)
+    sweep = Sweep(runtime, spec, layout, scratch, workdir, deadline, log)
+    base, axes = settings_of(spec.for_runtime(runtime.name)), axes_for(spec, layout, runtime.name)
     sweep.start(base)
 
     def verdicts() -> dict[str, dict]:
@@ -67,22 +67,22 @@ def tune_runtime(runtime, spec: ModelSpec, root: Path, scratch: Path, workdir: P
                                   "keeps_rule": judged[chosen]["keeps_rule"], "verdict": judged[chosen]}}
 
 
-def run_tune(spec: ModelSpec, root: Path, runtimes: list, budget_s: float = 900, out_dir: Path | None = None,
+def run_tune(spec: ModelSpec, layout: Layout, runtimes: list, budget_s: float = 900, out_dir: Path | None = None,
              log=print) -> dict:
     started = time.monotonic()
-    workdir = (root / BUILD / "tune" / spec.name).resolve()
+    workdir = layout.state("tune") / spec.name
     shutil.rmtree(workdir, ignore_errors=True)
-    scratch = scratch_checkout(root, workdir / "checkout")
+    scratch = scratch_layout(layout, workdir / "checkout")
     results = {}
     for i, runtime in enumerate(runtimes):     # each runtime gets its share of what is left
         deadline = time.monotonic() + (budget_s - (time.monotonic() - started)) / (len(runtimes) - i)
-        results[runtime.name] = tune_runtime(runtime, spec, root, scratch, workdir, deadline, log)
+        results[runtime.name] = tune_runtime(runtime, spec, layout, scratch, workdir, deadline, log)
     choices = {r: res["choice"]["settings"] for r, res in results.items() if res["choice"]}
     report = {"model": spec.name, "rule": RULE, "concurrency": list(CONCURRENCY), "measurement": MEASUREMENT,
               "budget_s": budget_s, "runtimes": results,
               "spec_fields": spec_fields(spec, choices) if choices else None,
               "seconds": round(time.monotonic() - started, 1)}
-    write_report(report, out_dir or root / REPORTS)
+    write_report(report, out_dir or layout.reports)
     return report
 
 

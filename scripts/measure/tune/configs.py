@@ -4,8 +4,8 @@ at a time from the spec's own settings, and each configuration as a spec entry o
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
+from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import exported_formats
 from scripts.spec import ModelSpec
 from scripts.spec.schema import Workers
@@ -28,8 +28,8 @@ def settings_of(spec: ModelSpec) -> dict:
             "workers": spec.serving.workers.min}
 
 
-def axes_for(spec: ModelSpec, root: Path, runtime: str) -> dict[str, list]:
-    formats = set(exported_formats(spec, root))
+def axes_for(spec: ModelSpec, layout: Layout, runtime: str) -> dict[str, list]:
+    formats = set(exported_formats(spec, layout))
     axes = {k: list(v) for k, v in AXES.items() if k != IGNORED.get(runtime)}
     axes["format"] = [f for f in axes["format"] if f in formats]
     if spec.batching.max_batch_size == 0:
@@ -86,11 +86,11 @@ def spec_fields(spec: ModelSpec, choices: dict[str, dict]) -> dict:
     return {**fields, "per_runtime": per_runtime} if per_runtime else fields
 
 
-def runtime_key(runtime, variant: ModelSpec, scratch: Path) -> str:
+def runtime_key(runtime, variant: ModelSpec, scratch: Layout) -> str:
     """What the runtime would actually run: its own settings, threads and format. Two
     configurations with one key are measured once on that runtime."""
     from scripts.pipeline.plan import serving_plan
 
-    settings = runtime.translate(serving_plan(variant, scratch)).settings
+    settings = runtime.artifacts.translate(serving_plan(variant, scratch)).settings
     return json.dumps({**settings, "threads": variant.serving.threads,
-                       "format": runtime.served_format(variant, scratch)}, sort_keys=True)
+                       "format": runtime.artifacts.served_format(variant, scratch)}, sort_keys=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from scripts.pipeline.layout import Layout
 from scripts.measure.bench.points import perf_point
 from scripts.measure.tune.configs import runtime_key, spec_for
 from scripts.measure.tune.rule import CONCURRENCY
@@ -37,10 +38,10 @@ def describe(label: str, runtime: str, points: dict[int, dict]) -> str:
     return f"{label:<10} {runtime:<10} " + " | ".join(cells)
 
 
-def stock_and_spec(runtime, spec: ModelSpec, root: Path, workdir: Path, log) -> tuple[dict, dict]:
+def stock_and_spec(runtime, spec: ModelSpec, layout: Layout, workdir: Path, log) -> tuple[dict, dict]:
     """(stock curve, the spec's own settings' curve) from the runtime's bench deployment."""
     found = {}
-    with runtime.bench_deployment([spec], root, workdir / runtime.name / "bench", log) as targets:
+    with runtime.bench.deployment([spec], layout, workdir / runtime.name / "bench", log) as targets:
         for _, setup, protocol, target in targets:
             if protocol == "http":
                 found[setup] = curve(target, workdir / "perf")
@@ -50,11 +51,11 @@ def stock_and_spec(runtime, spec: ModelSpec, root: Path, workdir: Path, log) -> 
     return found[stock_key], found[runtime.name]
 
 
-def measure_group(runtime, pairs: list[tuple[ModelSpec, ModelSpec]], scratch: Path, root: Path, workdir: Path,
+def measure_group(runtime, pairs: list[tuple[ModelSpec, ModelSpec]], scratch: Layout, layout: Layout, workdir: Path,
                   log) -> dict[str, dict]:
     """{variant name: curve} for variants served together by one server of this runtime."""
     try:
-        with serve_variants(runtime, pairs, root, scratch, workdir) as targets:
+        with serve_variants(runtime, pairs, layout, scratch, workdir) as targets:
             return {name: curve(target, workdir / "perf") if not isinstance(target, str)
                     else {c: {"error": target} for c in CONCURRENCY} for name, target in targets.items()}
     except UserError as error:      # a configuration the runtime refuses is a result, not the end
@@ -67,8 +68,9 @@ class Sweep:
     """One runtime's figures so far: the stock curve, a curve per runtime key, the
     configurations measured (id -> settings and curve), and the budget left."""
 
-    def __init__(self, runtime, spec: ModelSpec, root: Path, scratch: Path, workdir: Path, deadline: float, log):
-        self.runtime, self.spec, self.root, self.scratch, self.workdir = runtime, spec, root, scratch, workdir
+    def __init__(self, runtime, spec: ModelSpec, layout: Layout, scratch: Layout, workdir: Path, deadline: float, log):
+        self.runtime, self.spec, self.layout = runtime, spec, layout
+        self.scratch, self.workdir = scratch, workdir
         self.deadline, self.log = deadline, log
         self.stock: dict = {}
         self.by_key: dict[str, dict] = {}
@@ -77,14 +79,14 @@ class Sweep:
 
     def start(self, base: dict) -> None:
         """The stock setup and the spec's own settings (configuration t00)."""
-        self.stock, spec_curve = stock_and_spec(self.runtime, self.spec, self.root, self.workdir, self.log)
+        self.stock, spec_curve = stock_and_spec(self.runtime, self.spec, self.layout, self.workdir, self.log)
         variant = self.variant("t00", base)
         self.by_key[runtime_key(self.runtime, variant, self.scratch)] = spec_curve
         self.configs["t00"] = {"settings": base, "curve": spec_curve}
 
     def variant(self, config_id: str, settings: dict) -> ModelSpec:
         variant = spec_for(self.spec, settings, f"{self.spec.name}_{self.runtime.name}_{config_id}")
-        link_artifacts(self.spec, variant, self.root, self.scratch)
+        link_artifacts(self.spec, variant, self.layout, self.scratch)
         return variant
 
     def measure(self, settings_list: list[dict]) -> None:
@@ -106,7 +108,7 @@ class Sweep:
                 self.log(f"{self.runtime.name}: budget spent, {len(todo) - i} configuration(s) left out")
                 break
             group = todo[i:i + GROUP]
-            found = measure_group(self.runtime, [(self.spec, v) for _, v in group], self.scratch, self.root,
+            found = measure_group(self.runtime, [(self.spec, v) for _, v in group], self.scratch, self.layout,
                                   self.workdir, self.log)
             for key, variant in group:
                 self.by_key[key] = found[variant.name]

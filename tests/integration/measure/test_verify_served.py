@@ -6,13 +6,13 @@ import numpy as np
 
 from scripts.measure.verify_served import Check, check_golden, endpoints_for, verify_models, write_report
 from scripts.spec import load_spec
-from tests.conftest import REPO
+from tests.conftest import LAYOUT, REPO
 
 SPEC = load_spec(REPO / "models.yaml")
 
 
 def test_every_endpoint_equals_the_trained_model(torchserve, triton, tmp_path):
-    checks = verify_models(SPEC.models, REPO, endpoints_for({"torchserve": torchserve, "triton": triton}))
+    checks = verify_models(SPEC.models, LAYOUT, endpoints_for({"torchserve": torchserve, "triton": triton}))
     failed = [c for c in checks if not c.passed]
     assert not failed, failed
     endpoints = {(c.model, c.endpoint) for c in checks}
@@ -35,7 +35,7 @@ def test_a_drifting_endpoint_fails_with_the_worst_element(torchserve, triton, tm
         return {k: v + np.float32(0.01) for k, v in real_call(spec, inputs).items()}
 
     endpoints.tensors["triton-http"] = drifting
-    checks = {c.endpoint: c for c in check_golden(spec, REPO, endpoints)}
+    checks = {c.endpoint: c for c in check_golden(spec, LAYOUT, endpoints)}
     assert checks["torchserve-rest"].passed
     failed: Check = checks["triton-http"]
     assert not failed.passed and "probability index (0, 0): served" in failed.detail

@@ -8,9 +8,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from scripts.pipeline.export import export_model
-from scripts.pipeline.paths import MODEL_STORE
+from scripts.pipeline.layout import Layout
 from scripts.runtimes.processes import ModelsFailed
+from scripts.pipeline.ensure import ensure_built
+from scripts.runtimes.protocols import StartOptions
 from scripts.runtimes.registry import RUNTIMES
 from scripts.spec import load_spec
 from tests.conftest import REPO, TINY_ENTRY, write_spec
@@ -26,29 +27,28 @@ def good_and_broken(tiny_spec, tmp_path):
     path = write_spec(tmp_path, TINY_ENTRY.format(name="tiny", formats="torchscript, onnx")
                       + TINY_ENTRY.format(name="broken", formats="torchscript, onnx"))
     models = load_spec(path).models
-    for spec in models:
-        export_model(spec, tmp_path)
-    RUNTIMES["torchserve"].build(models, tmp_path)
-    RUNTIMES["triton"].build(models, tmp_path)
-    mar = tmp_path / MODEL_STORE / "broken.mar"
+    layout = Layout.of(tmp_path)
+    ensure_built(models, layout, list(RUNTIMES.values()))
+    mar = layout.model_store / "broken.mar"
     with zipfile.ZipFile(mar) as source:
         entries = {i.filename: source.read(i) for i in source.infolist()}
     with zipfile.ZipFile(mar, "w") as target:
         for name, data in entries.items():
             target.writestr(name, JUNK if name.startswith("model.") else data)
-    for artifact in (tmp_path / "triton_repo" / "broken" / "1").glob("model.*"):
+    for artifact in (layout.triton_repo / "broken" / "1").glob("model.*"):
         if artifact.suffix != ".py":
             artifact.write_bytes(JUNK)
-    return models, tmp_path
+    return models, layout
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("runtime", sorted(RUNTIMES))
 def test_a_broken_model_is_named_and_the_others_keep_serving(runtime, good_and_broken, tmp_path):
-    models, root = good_and_broken
+    models, layout = good_and_broken
     plugin = RUNTIMES[runtime]
     with pytest.raises(ModelsFailed) as caught:
-        plugin.start(models, root, tmp_path / "server", free_ports=True, timeout_s=120)
+        plugin.server.start(models, layout, StartOptions(workdir=tmp_path / "server", free_ports=True,
+                                                         timeout_s=120))
     server = caught.value.server
     try:
         assert list(caught.value.failed) == ["broken"]
@@ -56,8 +56,8 @@ def test_a_broken_model_is_named_and_the_others_keep_serving(runtime, good_and_b
         assert "model broken failed to load" in message and "broken" in message.split("log lines:")[1], message
         assert server is not None
         rows = {"features": np.zeros((1, 30), np.float32)}
-        for call in plugin.tensor_endpoints(server).values():
+        for call in plugin.endpoints.tensor_endpoints(server).values():
             assert call(models[0], rows)["probability"].shape == (1, 1)  # tiny still serves
     finally:
         if server is not None:
-            plugin.stop(server)
+            plugin.server.stop(server.workdir)

@@ -19,7 +19,7 @@ from scripts.measure import perf
 from scripts.runtimes.triton import server as triton_server
 from scripts.runtimes.triton.client import TritonClient, batch_sizes, decode_labels, spec_datatypes
 from scripts.spec import load_spec
-from tests.conftest import REPO
+from tests.conftest import LAYOUT, REPO
 from tests.fakes import FakeTorchServeContext
 
 pytestmark = pytest.mark.integration
@@ -61,7 +61,7 @@ def torchserve_handler(name, tmp_path):
     spec's serving format), driven in-process."""
     spec = SPEC[name]
     shutil.copy2(REPO / "artifacts" / name / "1" / ARTIFACT_FILES[spec.serving.format], tmp_path)
-    serving_plan(spec, REPO).save(tmp_path)
+    serving_plan(spec, LAYOUT).save(tmp_path)
     handler = SpecHandler()
     handler.initialize(FakeTorchServeContext(tmp_path, []))
     return handler
@@ -122,7 +122,7 @@ def test_a_bad_request_gets_a_clear_error_while_others_keep_working(triton, prot
 
 
 def test_perf_analyzer_runs_against_digits_cnn(triton, tmp_path):
-    rows = golden_inputs(SPEC["digits_cnn"], REPO)
+    rows = golden_inputs(SPEC["digits_cnn"], LAYOUT)
     for protocol in PROTOCOLS:
         url = triton.http_url if protocol == "http" else triton.grpc_url
         (result,) = perf.run("digits_cnn", url, protocol, [2], rows, tmp_path)

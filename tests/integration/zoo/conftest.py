@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from scripts.measure.verify_served import endpoints_for
+from scripts.runtimes.protocols import BuildOptions, StartOptions
 from scripts.runtimes.registry import RUNTIMES
 from scripts.runtimes.triton import server as triton_server
-from tests.conftest import REPO, ZOO_SPEC, build_spec
+from tests.conftest import LAYOUT, ZOO_SPEC, build_spec
 
 
 @pytest.fixture(scope="package")
@@ -19,18 +20,19 @@ def zoo_models():
 def zoo_servers(zoo_models, tmp_path_factory):
     """{runtime name: server}, both serving every zoo model."""
     repo = tmp_path_factory.mktemp("zoo_triton_repo")
-    RUNTIMES["triton"].build(zoo_models, REPO, out=repo)
+    RUNTIMES["triton"].artifacts.build(zoo_models, LAYOUT, BuildOptions(out=repo))
+    artifacts = {"triton": repo}
     servers = {}
     try:
-        servers["torchserve"] = RUNTIMES["torchserve"].start(
-            zoo_models, REPO, tmp_path_factory.mktemp("zoo_torchserve"), free_ports=True, timeout_s=400)
-        servers["triton"] = RUNTIMES["triton"].start(
-            zoo_models, REPO, tmp_path_factory.mktemp("zoo_triton"), free_ports=True, timeout_s=400,
-            repo=repo, names=triton_server.repository_models(repo))
+        for name, runtime in RUNTIMES.items():
+            where = artifacts.get(name)
+            servers[name] = runtime.server.start(zoo_models, LAYOUT, StartOptions(
+                workdir=tmp_path_factory.mktemp(f"zoo_{name}"), free_ports=True, timeout_s=400,
+                artifacts=where, names=where and triton_server.repository_models(where)))
         yield servers
     finally:
         for name, server in servers.items():
-            RUNTIMES[name].stop(server)
+            RUNTIMES[name].server.stop(server.workdir)
 
 
 @pytest.fixture(scope="package")

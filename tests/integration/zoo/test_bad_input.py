@@ -18,13 +18,13 @@ from scripts.pipeline.paths import golden
 from scripts.runtimes.torchserve.client import TorchServeClient, TorchServeError
 from scripts.runtimes.triton.client import TritonClient, spec_datatypes, wire_shapes
 from scripts.spec import load_spec
-from tests.conftest import REPO, ZOO_SPEC
+from tests.conftest import LAYOUT, ZOO_SPEC
 
 ZOO = {m.name: m for m in load_spec(ZOO_SPEC).models}
 
 
 def one_row(name: str) -> dict[str, np.ndarray]:
-    return {k: v[:1] for k, v in golden(ZOO[name], REPO).items()}
+    return {k: v[:1] for k, v in golden(ZOO[name], LAYOUT).items()}
 
 
 def tensors_body(inputs: dict[str, np.ndarray]) -> dict:

@@ -16,7 +16,7 @@ from scripts.measure.verify_served import check_golden, check_requests
 from scripts.runtimes.torchserve.client import TorchServeClient
 from scripts.runtimes.triton.client import TritonClient, spec_datatypes
 from scripts.spec import load_spec
-from tests.conftest import REPO, ZOO_SPEC
+from tests.conftest import LAYOUT, ZOO_SPEC
 
 ZOO = {m.name: m for m in load_spec(ZOO_SPEC).models}
 ENDPOINTS = {"torchserve-rest", "torchserve-grpc", "triton-http", "triton-grpc"}
@@ -26,7 +26,7 @@ ENDPOINTS = {"torchserve-rest", "torchserve-grpc", "triton-http", "triton-grpc"}
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_golden_samples_equal_eager_on_every_endpoint(name, zoo_endpoints):
     spec = ZOO[name]
-    checks = check_golden(spec, REPO, zoo_endpoints) + check_requests(spec, REPO, zoo_endpoints)
+    checks = check_golden(spec, LAYOUT, zoo_endpoints) + check_requests(spec, LAYOUT, zoo_endpoints)
     assert ENDPOINTS <= {c.endpoint for c in checks}
     failed = [f"{c.endpoint}: {c.detail}" for c in checks if not c.passed]
     assert not failed, failed
@@ -35,7 +35,7 @@ def test_golden_samples_equal_eager_on_every_endpoint(name, zoo_endpoints):
 @pytest.mark.integration
 def test_image_models_answer_encoded_images_on_both_runtimes(zoo_endpoints):
     for name in ("zoo_resnet18", "zoo_mobilenet_v3_small"):
-        checks = check_requests(ZOO[name], REPO, zoo_endpoints)
+        checks = check_requests(ZOO[name], LAYOUT, zoo_endpoints)
         assert {c.endpoint for c in checks} >= {"torchserve-rest (requests)", "triton-ensemble-http"}, checks
         assert all(c.passed and c.samples == 2 for c in checks), checks
 
@@ -45,7 +45,7 @@ def test_sequences_of_different_lengths_under_concurrency(zoo_servers):
     """48 requests of lengths 1-12 from 16 clients on each runtime: each answer is eager's for
     its own sequence (requests batch only with others of the same length)."""
     spec = ZOO["zoo_sequence_gru"]
-    eager = torch_runner(load_reference(spec, REPO), spec.tensor_names, spec.output_names)
+    eager = torch_runner(load_reference(spec, LAYOUT), spec.tensor_names, spec.output_names)
     rng = np.random.default_rng(7)
     sequences = [rng.standard_normal((1, length, 4)).astype(np.float32) for length in list(range(1, 13)) * 4]
     expected = [eager({"steps": s})[0] for s in sequences]
@@ -75,8 +75,8 @@ def test_texts_of_different_lengths_are_padded_into_one_batch_with_the_mask(zoo_
     from scripts.pipeline.plan import serving_plan
 
     spec = ZOO["zoo_tiny_bert"]
-    pipeline = Pipeline(serving_plan(spec, REPO))
-    eager = torch_runner(load_reference(spec, REPO), spec.tensor_names, spec.output_names)
+    pipeline = Pipeline(serving_plan(spec, LAYOUT))
+    eager = torch_runner(load_reference(spec, LAYOUT), spec.tensor_names, spec.output_names)
     words = "the food was great but the service was slow and the room was far too noisy for us".split()
     texts = [" ".join(words[:1 + i % len(words)] * (1 + i // len(words))) for i in range(32)]
     expected = [class_scores(eager(pipeline.parse(t, "text/plain")[0])[0], "logits")[0] for t in texts]

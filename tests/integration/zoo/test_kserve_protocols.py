@@ -9,7 +9,6 @@ import pytest
 import requests
 
 from handlers.dtypes import triton_datatype
-from scripts.pipeline.paths import artifact_dir
 from scripts.pipeline.verify import compare
 from scripts.kserve.bundle import make_bundles
 from scripts.runtimes.registry import RUNTIMES
@@ -17,7 +16,7 @@ from scripts.runtimes.triton.configs import read_config
 from scripts.runtimes.triton.repository import build_repository
 from scripts.spec import BuildError, load_spec
 from scripts.spec.cluster import KServeSpec
-from tests.conftest import REPO, ZOO_SPEC
+from tests.conftest import LAYOUT, REPO, ZOO_SPEC
 
 ZOO = {m.name: m for m in load_spec(ZOO_SPEC).models}
 
@@ -26,7 +25,7 @@ ZOO = {m.name: m for m in load_spec(ZOO_SPEC).models}
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_v2_tensors_give_eager_outputs(name, zoo_servers):
     spec, server = ZOO[name], zoo_servers["torchserve"]
-    with np.load(artifact_dir(spec, REPO) / "golden.npz") as saved:
+    with np.load(LAYOUT.artifact_dir(spec) / "golden.npz") as saved:
         golden = dict(saved)
     rows = None if spec.batching.max_batch_size == 0 else 1   # never-batched: the golden call whole
     body = {"inputs": [{"name": t.name, "shape": list(golden[f"input.{t.name}"][:rows].shape),
@@ -56,7 +55,7 @@ def test_kserve_triton_bundle_of_the_zoo_is_native_and_checked_offline(zoo_model
     model, each config checked against its ONNX file as it is written (a per-sample scalar's
     dims [1] + reshape to [] included). libtorch's backend refuses a module returning a dict,
     naming it, instead of failing in NVIDIA's container."""
-    made, _ = make_bundles(zoo_models, REPO, [RUNTIMES["triton"]], KServeSpec(), tmp_path / "kserve")
+    made, _ = make_bundles(zoo_models, LAYOUT, [RUNTIMES["triton"]], KServeSpec(), tmp_path / "kserve")
     configs = [read_config(p) for p in made[0].tree.glob("*/config.pbtxt")]
     assert sorted(c.name for c in configs) == sorted(ZOO) and {c.backend for c in configs} == {"onnxruntime"}
     with pytest.raises(BuildError, match="zoo_mixed_dtypes: the module returns dict; libtorch's backend needs"):

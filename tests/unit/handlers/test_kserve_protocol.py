@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from handlers.torchserve_handler import SpecHandler
-from scripts.pipeline.paths import artifact_dir
 from scripts.spec import load_spec
-from tests.conftest import REPO
+from tests.conftest import LAYOUT, REPO
 from tests.fakes import FakeTorchServeContext, unpacked_archive
 
 # These tests serve the example models' built artifacts.
@@ -38,7 +37,7 @@ def call(handler, *bodies):
 
 
 def golden(name: str):
-    return np.load(artifact_dir(SPEC[name], REPO) / "golden.npz")
+    return np.load(LAYOUT.artifact_dir(SPEC[name]) / "golden.npz")
 
 
 def v2_inputs(name: str, rows: int) -> dict:

@@ -6,7 +6,6 @@ import json
 import logging
 
 import numpy as np
-import pytest
 
 from handlers.plan import ServingPlan
 from handlers.serving_core import Answer, Request, ServingCore

@@ -16,7 +16,7 @@ from scripts.pipeline.verify import compare
 from scripts.runtimes.triton.configs import read_config
 from scripts.runtimes.triton.repository import build_repository
 from scripts.spec import load_spec
-from tests.conftest import REPO
+from tests.conftest import LAYOUT, REPO
 
 # These tests serve the example models' built artifacts.
 pytestmark = pytest.mark.usefixtures("built_examples")
@@ -159,7 +159,7 @@ def test_preprocess_decodes_image_bytes_like_the_torchserve_pipeline(repo):
     png = (REPO / "checkpoints/digits_cnn/requests/digit_3.png").read_bytes()
     good = np.array([[png], [png]], dtype=np.object_)
     responses = model.execute([request(IMAGE=good), request(IMAGE=np.array([[b"not an image"]], dtype=np.object_))])
-    expected = Pipeline(serving_plan(SPEC["digits_cnn"], REPO)).parse(png, "image/png")[0]["image"][0]
+    expected = Pipeline(serving_plan(SPEC["digits_cnn"], LAYOUT)).parse(png, "image/png")[0]["image"][0]
     assert responses[0].error is None
     assert np.array_equal(responses[0].outputs["image"], np.stack([expected, expected]))
     assert responses[1].error.code == TritonError.INVALID_ARG and "cannot decode image" in responses[1].error.message
@@ -170,7 +170,7 @@ def test_preprocess_tokenizes_text(repo):
     text = (REPO / "checkpoints/sentiment_lstm/requests/review_3200.txt").read_bytes()
     (response, empty) = model.execute([request(TEXT=np.array([[text]], dtype=np.object_)),
                                        request(TEXT=np.array([[b"   "]], dtype=np.object_))])
-    expected = Pipeline(serving_plan(SPEC["sentiment_lstm"], REPO)).parse(text, "text/plain")[0]["token_ids"][0]
+    expected = Pipeline(serving_plan(SPEC["sentiment_lstm"], LAYOUT)).parse(text, "text/plain")[0]["token_ids"][0]
     assert np.array_equal(response.outputs["token_ids"][0], expected) and response.outputs["token_ids"].dtype == np.int64
     assert empty.error.code == TritonError.INVALID_ARG and "empty text" in empty.error.message
 
@@ -179,7 +179,7 @@ def test_postprocess_returns_label_strings_and_scores(repo):
     model = load(repo, "digits_cnn_post")
     logits = golden("digits_cnn")["output.logits"][:3]
     (response,) = model.execute([request(logits=logits)])
-    answers = Pipeline(serving_plan(SPEC["digits_cnn"], REPO)).postprocess([logits])
+    answers = Pipeline(serving_plan(SPEC["digits_cnn"], LAYOUT)).postprocess([logits])
     assert response.outputs["label"].dtype == np.object_ and response.outputs["label"].shape == (3, 1)
     assert [v.decode() for v in response.outputs["label"][:, 0]] == [a["label"] for a in answers]
     assert np.allclose(response.outputs["score"][:, 0], [a["score"] for a in answers])
@@ -202,7 +202,7 @@ def test_one_example_of_a_multi_input_model_gets_one_answer():
     from tests.conftest import ZOO_SPEC
 
     spec = next(m for m in load_spec(ZOO_SPEC).models if m.name == "zoo_two_tower")
-    pipeline = Pipeline(serving_plan(spec, REPO))
+    pipeline = Pipeline(serving_plan(spec, LAYOUT))
     rows, single = pipeline.parse(json.dumps({"inputs": {"dense": [0.5] * 8, "item_id": 3}}), "application/json")
     assert single and rows["dense"].shape == (1, 8) and rows["item_id"].tolist() == [3]
     _, single = pipeline.parse(json.dumps({"inputs": {"dense": [[0.5] * 8], "item_id": [3]}}), "application/json")

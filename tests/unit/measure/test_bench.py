@@ -23,7 +23,7 @@ from scripts.measure.bench.targets import (
     limit_target,
     stock_target,
 )
-from scripts.runtimes.base import LoadTarget
+from scripts.runtimes.protocols import LoadTarget
 from scripts.runtimes.registry import RUNTIMES
 from scripts.runtimes.torchserve import server as ts
 from scripts.runtimes.torchserve import stock as ts_stock
@@ -31,7 +31,7 @@ from scripts.runtimes.triton import server as tr
 from scripts.runtimes.triton import stock as tr_stock
 from scripts.runtimes.triton.configs import read_config
 from scripts.spec import load_spec
-from tests.conftest import REPO
+from tests.conftest import LAYOUT, REPO
 
 # These tests read the example models' artifacts.
 pytestmark = pytest.mark.usefixtures("built_examples")
@@ -312,7 +312,8 @@ def test_bench_deployment_yields_both_setups_and_stops_its_server(runtime, expec
     stopped = []
     fake_servers(monkeypatch, stopped)
     with pytest.raises(RuntimeError):  # a failure while measuring still stops the server
-        with RUNTIMES[runtime].bench_deployment([SPEC["digits_cnn"]], REPO, tmp_path, lambda line: None) as targets:
+        with RUNTIMES[runtime].bench.deployment([SPEC["digits_cnn"]], LAYOUT, tmp_path,
+                                                lambda line: None) as targets:
             assert {(setup, protocol) for model, setup, protocol, _ in targets} == expected
             assert all(t.data.exists() and t.service_kind == runtime
                        and t.token == ("tok" if runtime == "torchserve" else None) for *_, t in targets)
@@ -328,7 +329,7 @@ def test_int8_deployment_serves_the_gated_int8_model_under_its_own_name(runtime,
     stopped = []
     fake_servers(monkeypatch, stopped, stock_config=False)      # the project's own config.properties
     specs = [SPEC["digits_cnn"], SPEC["tabular_mlp"]]
-    with int8_deployment(RUNTIMES[runtime], specs, REPO, tmp_path) as targets:
+    with int8_deployment(RUNTIMES[runtime], specs, LAYOUT, tmp_path) as targets:
         assert [(m, s, p) for m, s, p, _ in targets] == [("digits_cnn", f"{runtime}_int8", "http"),
                                                         ("tabular_mlp", f"{runtime}_int8", "http")]
         assert [t.model for *_, t in targets] == ["digits_cnn_int8", "tabular_mlp_int8"]
@@ -356,8 +357,8 @@ def test_variants_that_fail_to_load_are_named_the_others_served_and_the_server_s
 
     monkeypatch.setattr(runtime, "start", start)
     monkeypatch.setattr(runtime, "stop", lambda server: stopped.append(server))
-    scratch = variants.scratch_checkout(REPO, tmp_path / "checkout")
-    with variants.serve_variants(runtime, pairs, REPO, scratch, tmp_path) as targets:
+    scratch = variants.scratch_layout(LAYOUT, tmp_path / "checkout")
+    with variants.serve_variants(runtime, pairs, LAYOUT, scratch, tmp_path) as targets:
         assert isinstance(targets["tabular_mlp_v1"], LoadTarget)
         assert targets["tabular_mlp_v2"] == "triton: failed to load: E model.py: boom"
     assert len(stopped) == 1

@@ -11,7 +11,7 @@ from scripts.measure.tune import configs, rule
 from scripts.runtimes.registry import RUNTIMES
 from scripts.spec import load_spec
 from scripts.spec.overrides import RuntimeSettings
-from tests.conftest import REPO
+from tests.conftest import LAYOUT, REPO
 
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
 # Recorded on this 2-core machine (make tune MODEL=digits_cnn): stock per-request Triton.
@@ -88,14 +88,14 @@ def test_a_missing_point_ours_or_stock_means_the_rule_cannot_be_said_to_hold():
 
 def test_sweep_goes_one_axis_at_a_time_from_the_spec_and_drops_what_a_model_cannot_vary():
     spec = SPEC["digits_cnn"]
-    base, axes = configs.settings_of(spec), configs.axes_for(spec, REPO, "triton")
+    base, axes = configs.settings_of(spec), configs.axes_for(spec, LAYOUT, "triton")
     assert "workers" not in axes and "instances" in axes      # Triton has instances, TorchServe workers
     sweep = configs.one_axis_at_a_time(base, axes)
     assert sweep[0] == base
     assert all(sum(c[k] != base[k] for k in base) == 1 for c in sweep[1:])
     assert len(sweep) == 1 + sum(len([v for v in vs if v != base[a]]) for a, vs in axes.items())
     unbatched = spec.model_copy(update={"batching": spec.batching.model_copy(update={"max_batch_size": 0})})
-    assert "max_queue_delay_ms" not in configs.axes_for(unbatched, REPO, "torchserve")
+    assert "max_queue_delay_ms" not in configs.axes_for(unbatched, LAYOUT, "torchserve")
 
 
 def test_a_configuration_is_a_spec_entry_of_its_own_with_only_the_swept_fields_changed():
@@ -111,13 +111,13 @@ def test_a_configuration_is_a_spec_entry_of_its_own_with_only_the_swept_fields_c
 
 def test_runtime_keys_merge_configurations_a_runtime_cannot_tell_apart(tmp_path, built_examples):
     spec = SPEC["digits_cnn"]
-    scratch = variants.scratch_checkout(REPO, tmp_path / "checkout")
+    scratch = variants.scratch_layout(LAYOUT, tmp_path / "checkout")
     base = configs.settings_of(spec)
     a, b = (configs.spec_for(spec, {**base, "workers": w}, f"digits_cnn_w{w}") for w in (1, 2))
     for v in (a, b):
-        variants.link_artifacts(spec, v, REPO, scratch)
-    assert (scratch / "artifacts" / "digits_cnn_w1" / "1" / "golden.npz").exists()
-    assert not (scratch / "model_store").exists() and (scratch / "models.yaml").exists()
+        variants.link_artifacts(spec, v, LAYOUT, scratch)
+    assert (scratch.artifact_dir(a) / "golden.npz").exists()
+    assert not scratch.model_store.exists() and scratch.root == LAYOUT.root
     triton, torchserve = RUNTIMES["triton"], RUNTIMES["torchserve"]
     assert configs.runtime_key(triton, a, scratch) == configs.runtime_key(triton, b, scratch)
     assert configs.runtime_key(torchserve, a, scratch) != configs.runtime_key(torchserve, b, scratch)

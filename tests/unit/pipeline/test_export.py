@@ -9,6 +9,7 @@ import torch
 
 from handlers.runners import ARTIFACT_FILES, load_runner, torch_runner
 from models.tabular import TabularMLP
+from scripts.pipeline.layout import Layout
 from scripts.pipeline.export import export_model
 from scripts.pipeline.verify import compare, verification_batch_sizes, verify_formats
 from scripts.spec import BuildError, Tolerance, VerificationError, load_spec
@@ -38,7 +39,7 @@ def test_verification_never_uses_only_the_tracing_batch(tiny_spec):
 def test_export_writes_verified_formats_and_golden_samples(tiny_spec):
     spec = load_spec(tiny_spec).models[0]
     root = tiny_spec.parent
-    result = export_model(spec, root)
+    result = export_model(spec, Layout.of(root))
     out = root / "artifacts/tiny/1"
     report = json.loads((out / "verify.json").read_text())
     assert report["passed"] and result.report == report
@@ -48,9 +49,9 @@ def test_export_writes_verified_formats_and_golden_samples(tiny_spec):
     assert golden["input.features"].shape == (4, 30) and golden["output.probability"].shape == (4, 1)
     for fmt in ("torchscript", "onnx"):
         assert (out / ARTIFACT_FILES[fmt]).exists()
-    assert export_model(spec, root).skipped                      # nothing changed
+    assert export_model(spec, Layout.of(root)).skipped                      # nothing changed
     looser = spec.model_copy(update={"tolerance": Tolerance(atol=1e-3)})
-    assert not export_model(looser, root).skipped               # the spec changed
+    assert not export_model(looser, Layout.of(root)).skipped               # the spec changed
 
 
 def test_deliberately_wrong_export_is_caught(tiny_spec, tmp_path):
@@ -96,7 +97,7 @@ def test_an_already_exported_file_is_a_source_too(tiny_spec, fmt, suffix):
     base = load_spec(tiny_spec).models[0]
     first = base.model_copy(update={"export": base.export.model_copy(update={"formats": [fmt]}),
                                     "serving": base.serving.model_copy(update={"format": fmt})})
-    export_model(first, root)
+    export_model(first, Layout.of(root))
     given = root / f"given{suffix}"
     given.write_bytes((root / "artifacts/tiny/1" / ARTIFACT_FILES[fmt]).read_bytes())
     lines = [line.replace("module: models.tabular:TabularMLP", f"exported: {given.name}")
@@ -105,7 +106,7 @@ def test_an_already_exported_file_is_a_source_too(tiny_spec, fmt, suffix):
     tiny_spec.write_text("\n".join(lines) + "\n")
     spec = load_spec(tiny_spec).models[0]
     assert spec.source.exported == given.relative_to(root)
-    report = export_model(spec, root).report
+    report = export_model(spec, Layout.of(root)).report
     assert report["passed"] and {r["format"] for r in report["results"]} == {"torchscript", "onnx"}
 
 
@@ -132,20 +133,20 @@ def branchy_spec(tmp_path, formats: str):
 def test_a_format_that_cannot_export_the_model_is_named_with_the_reason(tmp_path):
     spec = branchy_spec(tmp_path, "[torchscript, exported_program]")
     with pytest.raises(BuildError, match=r"^branchy: exported_program export failed: \w+"):
-        export_model(spec, tmp_path)
+        export_model(spec, Layout.of(tmp_path))
 
 
 def test_formats_auto_keeps_what_works_and_says_why_the_rest_was_left_out(tmp_path):
-    from scripts.pipeline.paths import artifact_dir, exported_formats
+    from scripts.pipeline.paths import exported_formats
 
     spec = branchy_spec(tmp_path, "auto")
-    result = export_model(spec, tmp_path)
-    exported, skipped = exported_formats(spec, tmp_path), result.report["skipped"]
+    result = export_model(spec, Layout.of(tmp_path))
+    exported, skipped = exported_formats(spec, Layout.of(tmp_path)), result.report["skipped"]
     assert "torchscript" in exported and {"exported_program", "aoti"} <= set(skipped)
     assert all(reason.startswith(f"branchy: {fmt} export failed: ") for fmt, reason in skipped.items())
-    on_disk = sorted(p.name for p in artifact_dir(spec, tmp_path).glob("model.*"))
+    on_disk = sorted(p.name for p in Layout.of(tmp_path).artifact_dir(spec).glob("model.*"))
     assert on_disk == sorted(ARTIFACT_FILES[f] for f in exported)
-    assert json.loads((artifact_dir(spec, tmp_path) / "verify.json").read_text())["skipped"] == skipped
+    assert json.loads((Layout.of(tmp_path).artifact_dir(spec) / "verify.json").read_text())["skipped"] == skipped
 
 
 MASKED = """
@@ -170,7 +171,7 @@ def test_the_mask_shares_its_dynamic_length_with_the_inputs_it_masks(tmp_path):
 
     torch.save(MaskedMean().state_dict(), tmp_path / "masked.pt")
     spec = load_spec(write_spec(tmp_path, MASKED)).models[0]
-    assert export_model(spec, tmp_path).report["passed"]
+    assert export_model(spec, Layout.of(tmp_path)).report["passed"]
 
 
 def test_a_padding_mask_is_drawn_as_padding_makes_it():

@@ -7,8 +7,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from scripts.pipeline.layout import Layout
 from scripts.pipeline.export import export_model
-from scripts.pipeline.paths import artifact_dir
 from scripts.spec import load_spec
 from tests.conftest import write_spec
 
@@ -32,8 +32,8 @@ def test_an_output_named_like_an_internal_value_exports_and_loads(tmp_path, repo
 
     torch.save(TwoTower().state_dict(), tmp_path / "weights.pt")
     spec = load_spec(write_spec(tmp_path, TWO_TOWER)).models[0]
-    export_model(spec, tmp_path)  # verified against eager inside
-    session = ort.InferenceSession(str(artifact_dir(spec, tmp_path) / "model.onnx"))
+    export_model(spec, Layout.of(tmp_path))  # verified against eager inside
+    session = ort.InferenceSession(str(Layout.of(tmp_path).artifact_dir(spec) / "model.onnx"))
     assert [i.name for i in session.get_inputs()] == ["dense", "item_id"]
     assert [o.name for o in session.get_outputs()] == ["scores", "embedding"]
     scores, embedding = session.run(None, {"dense": np.zeros((3, 8), np.float32), "item_id": np.arange(3)})

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from handlers.plan import ServingPlan
+from scripts.pipeline.layout import Layout
 from scripts.pipeline.export import export_model
 from scripts.runtimes.registry import RUNTIMES
 from scripts.spec import load_spec
@@ -28,7 +29,7 @@ def two_models(tmp_path):
         entries += TINY_ENTRY.format(name=name, formats="onnx").replace("labels: labels.txt", f"labels: {name}.txt")
     specs = load_spec(write_spec(tmp_path, entries.replace("    export:", "    serving: {format: onnx}\n    export:"))).models
     for spec in specs:
-        export_model(spec, tmp_path)
+        export_model(spec, Layout.of(tmp_path))
     return specs, tmp_path
 
 

@@ -7,8 +7,9 @@ import shutil
 import pytest
 import torch
 
+from scripts.pipeline.layout import Layout
 from scripts.pipeline.export import export_model
-from scripts.pipeline.paths import artifact_dir, exported_formats
+from scripts.pipeline.paths import exported_formats
 from scripts.spec import BuildError, load_spec
 from tests.conftest import REPO, write_spec
 
@@ -34,8 +35,8 @@ def test_a_layer_int8_ruins_trips_the_gate_naming_metric_and_values(tmp_path):
     spec = load_spec(write_spec(tmp_path, OUTLIER)).models[0]
     with pytest.raises(BuildError, match=r"outlier: onnx_int8 fails its accuracy gate: top-1 agreement with fp32 "
                                          r"1\.0000 \(fp32\) vs 0\.\d+ \(int8\), a drop of [\d.]+ points > the limit 1"):
-        export_model(spec, tmp_path)
-    assert not (artifact_dir(spec, tmp_path) / "model.int8.onnx").exists()
+        export_model(spec, Layout.of(tmp_path))
+    assert not (Layout.of(tmp_path).artifact_dir(spec) / "model.int8.onnx").exists()
 
 
 def test_a_classifier_with_training_data_is_gated_on_held_out_accuracy(tmp_path, built_examples):
@@ -45,12 +46,12 @@ def test_a_classifier_with_training_data_is_gated_on_held_out_accuracy(tmp_path,
     spec = next(m for m in load_spec(REPO / "models.yaml").models if m.name == "tabular_mlp")
     spec = spec.model_copy(update={"export": spec.export.model_copy(update={"formats": ["onnx", "onnx_int8"]}),
                                    "serving": spec.serving.model_copy(update={"format": "onnx_int8"})})
-    report = export_model(spec, tmp_path).report
+    report = export_model(spec, Layout.of(tmp_path)).report
     gate = report["int8"]["gate"]
     assert gate["metric"] == "held-out accuracy" and gate["passed"] and gate["fp32"] > 0.9
     assert report["int8"]["method"] == "dynamic" and report["int8"]["bytes"] < report["int8"]["fp32_bytes"]
-    assert exported_formats(spec, tmp_path) == ["onnx", "onnx_int8"]
-    assert json.loads((artifact_dir(spec, tmp_path) / "verify.json").read_text())["int8"] == report["int8"]
+    assert exported_formats(spec, Layout.of(tmp_path)) == ["onnx", "onnx_int8"]
+    assert json.loads((Layout.of(tmp_path).artifact_dir(spec) / "verify.json").read_text())["int8"] == report["int8"]
 
 
 def test_int8_needs_the_onnx_export(tmp_path):

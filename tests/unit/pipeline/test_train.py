@@ -5,6 +5,7 @@ import json
 
 import torch
 
+from scripts.pipeline.layout import Layout
 from scripts.pipeline.train import train_model
 from scripts.spec import load_spec
 from tests.conftest import REPO
@@ -20,7 +21,7 @@ def test_same_seed_same_weights_and_metrics(tmp_path):
     results = []
     for run in ("a", "b"):
         root = tmp_path / run
-        result = train_model(spec, root)
+        result = train_model(spec, Layout.of(root))
         weights = torch.load(root / spec.source.checkpoint, weights_only=True)
         results.append((weights, result.metrics))
         stats = json.loads((root / "checkpoints/tabular_mlp/standardize.json").read_text())
@@ -35,10 +36,10 @@ def test_same_seed_same_weights_and_metrics(tmp_path):
 
 def test_second_run_is_skipped_until_the_spec_changes(tmp_path):
     spec = quick_tabular_spec()
-    assert not train_model(spec, tmp_path).skipped
-    assert train_model(spec, tmp_path).skipped
+    assert not train_model(spec, Layout.of(tmp_path)).skipped
+    assert train_model(spec, Layout.of(tmp_path)).skipped
     changed = spec.model_copy(update={"training": spec.training.model_copy(update={"seed": 1})})
-    assert not train_model(changed, tmp_path).skipped
+    assert not train_model(changed, Layout.of(tmp_path)).skipped
 
 
 def test_editing_a_data_file_the_spec_lists_retrains(tmp_path):
@@ -50,6 +51,6 @@ def test_editing_a_data_file_the_spec_lists_retrains(tmp_path):
     (tmp_path / "models" / "data" / "sentiment").mkdir(parents=True)
     data = tmp_path / "models" / "data" / "sentiment" / "reviews.tsv"
     data.write_text("1\tgreat\n")
-    before = train_fingerprint(spec, tmp_path)
+    before = train_fingerprint(spec, Layout.of(tmp_path))
     data.write_text("1\tgreat\n0\tawful\n")
-    assert train_fingerprint(spec, tmp_path) != before
+    assert train_fingerprint(spec, Layout.of(tmp_path)) != before

@@ -8,7 +8,7 @@ import pytest
 
 from scripts.rollout import flow
 from scripts.rollout.gate import Gate
-from scripts.runtimes.base import ServedVersions
+from scripts.runtimes.protocols import ServedVersions
 from scripts.spec import load_spec
 from scripts.spec.versions import VersionSpec
 from tests.conftest import REPO

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts.pipeline.layout import Layout
 from scripts.pipeline.sealed import refuse_changed, seal
 from scripts.spec import BuildError, SpecError, load_spec
 from tests.conftest import REPO, write_spec
@@ -62,15 +63,15 @@ def test_rollout_thresholds_are_validated(tmp_path):
 def test_a_built_version_is_not_rebuilt_from_other_inputs_unless_forced(tmp_path):
     digits = SPEC.select(["digits_cnn"])[0]
     (tmp_path / "artifacts" / "digits_cnn" / "1").mkdir(parents=True)
-    seal(digits, tmp_path)
-    refuse_changed(digits, tmp_path)   # same inputs: rebuilt freely
+    seal(digits, Layout.of(tmp_path))
+    refuse_changed(digits, Layout.of(tmp_path))   # same inputs: rebuilt freely
     longer = digits.model_copy(update={"training": digits.training.model_copy(update={"epochs": 9})})
     with pytest.raises(BuildError) as refused:
-        refuse_changed(longer, tmp_path)
+        refuse_changed(longer, Layout.of(tmp_path))
     assert refused.value.problems == [
         "digits_cnn version 1 was built from other inputs (training changed) and a built version is immutable: "
         "add the change as a new version under `versions:` in the spec, or rebuild this one anyway with FORCE=1"]
-    refuse_changed(longer, tmp_path, force=True)
+    refuse_changed(longer, Layout.of(tmp_path), force=True)
 
 
 def test_a_user_checkpoint_that_changed_is_refused_too(tmp_path):
@@ -79,7 +80,7 @@ def test_a_user_checkpoint_that_changed_is_refused_too(tmp_path):
     (tmp_path / "weights" / "tiny.pt").write_bytes(b"first")
     spec = load_spec(write_spec(tmp_path, tiny())).models[0]
     (tmp_path / "artifacts" / "tiny" / "1").mkdir(parents=True)
-    seal(spec, tmp_path)
+    seal(spec, Layout.of(tmp_path))
     (tmp_path / "weights" / "tiny.pt").write_bytes(b"other weights")
     with pytest.raises(BuildError, match=r"\(files changed\)"):
-        refuse_changed(spec, tmp_path)
+        refuse_changed(spec, Layout.of(tmp_path))

@@ -1,4 +1,5 @@
-"""The contract between a model's training-data function and `python -m scripts train`."""
+"""The contract between a model's training-data function and the build's train step: part of
+the tool, so a user's own `models/` package never collides with the examples' one."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

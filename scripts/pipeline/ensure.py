@@ -1,0 +1,109 @@
+"""The one build path: train, export (+ verify, + int8 behind its gate), package for each
+runtime and sign just what is stale. The Makefile's steps, `serve`, `rollout`, `bench`, `kserve`,
+`tune` and the tests all come through here; starting a server never builds.
+
+Each stage is incremental on its own fingerprint (spec entry, checkpoint, code, data, assets),
+so a second call costs seconds. A version once built is sealed: rebuilt from other inputs only
+when forced (a new version number is the way to ship a change).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Literal
+
+from scripts.pipeline.layout import Layout
+from scripts.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from scripts.pipeline.export import ExportResult
+    from scripts.pipeline.train import TrainResult
+    from scripts.runtimes.protocols import BuildOptions, BuildRow, Runtime
+
+Stage = Literal["train", "export", "package"]
+Say = Callable[[str, str, str], None]      # (stage, model, detail): what runs right now
+
+
+@dataclass
+class Built:
+    """What one call found or did, stage by stage (rows in the order of the specs)."""
+    trained: list[TrainResult] = field(default_factory=list)
+    exported: list[ExportResult] = field(default_factory=list)
+    packaged: dict[str, list[BuildRow]] = field(default_factory=dict)   # runtime name -> rows
+
+
+def ensure_built(specs: list[ModelSpec], layout: Layout, runtimes: list[Runtime] = (),
+                 version: int | None = None, through: Stage = "package", force: bool = False,
+                 options: BuildOptions | None = None, say: Say = lambda *_: None) -> Built:
+    """Bring `specs` (at `version` when given: a rollout's candidate) up to `through` for
+    `runtimes`; with a signing key configured, sign each artifact that was (re)built."""
+    from scripts.runtimes.protocols import BuildOptions
+
+    versions = [spec.at_version(version if version is not None else spec.version) for spec in specs]
+    built = Built()
+    for spec in versions:
+        if version is not None and is_sealed(spec, layout) and not force:
+            refuse_changed(spec, layout)   # a rollout never re-exports a built version
+            continue
+        if through in ("train", "export", "package"):
+            built.trained.append(train_one(spec, layout, force, say))
+        if through in ("export", "package"):
+            built.exported.append(export_one(spec, layout, force, say))
+    if through == "package":
+        options = options or BuildOptions(force=force)
+        for runtime in runtimes:
+            say("package", runtime.title, ", ".join(s.name for s in versions))
+            built.packaged[runtime.name] = package(runtime, specs, version, layout, options)
+    return built
+
+
+def train_one(spec: ModelSpec, layout: Layout, force: bool, say: Say) -> TrainResult:
+    from scripts.pipeline.train import TrainResult, train_model
+
+    if spec.training is None:
+        return TrainResult(spec.name, True, {})
+    say("train", spec.name, "")
+    return train_model(spec, layout, force)
+
+
+def export_one(spec: ModelSpec, layout: Layout, force: bool, say: Say) -> ExportResult:
+    from scripts.pipeline.export import export_model
+
+    say("export", spec.name, "")
+    return export_model(spec, layout, force, on_format=lambda fmt: say("export", spec.name, fmt))
+
+
+def package(runtime: Runtime, specs: list[ModelSpec], version: int | None, layout: Layout,
+            options: BuildOptions) -> list[BuildRow]:
+    """The runtime's artifact for these models (or one more version beside the others), then
+    a signature for what was (re)built or is unsigned, when a signing key is configured."""
+    from scripts.pipeline.signing import sign_if_configured
+
+    first = [spec for spec in specs if version in (None, spec.version)]
+    later = [spec for spec in specs if spec not in first]
+    rows = runtime.artifacts.build(first, layout, options) if first else []
+    rows += [runtime.artifacts.build_version(spec, version, layout) for spec in later]
+    served = first + [spec.at_version(version) for spec in later]
+    if options.out is None:   # a scratch repository elsewhere is not what serves: not signed
+        rebuilt = {a for row, spec in zip(rows, served) if row.status != "up to date"
+                   for a in runtime.artifacts.signed_artifacts([spec], layout)}
+        sign_if_configured(runtime.artifacts.signed_artifacts(served, layout), rebuilt)
+    return rows
+
+
+def is_sealed(spec: ModelSpec, layout: Layout) -> bool:
+    from scripts.pipeline.sealed import RECORD
+
+    return (layout.artifact_dir(spec) / RECORD).exists()
+
+
+def refuse_changed(spec: ModelSpec, layout: Layout) -> None:
+    from scripts.pipeline import sealed
+
+    sealed.refuse_changed(spec, layout)
+
+
+def refuse_unverified(runtimes: list[Runtime], specs: list[ModelSpec], layout: Layout) -> None:
+    """With a public key configured, refuse to serve anything unsigned or changed since signed."""
+    from scripts.pipeline.signing import refuse_unverified as refuse
+
+    refuse([a for runtime in runtimes for a in runtime.artifacts.signed_artifacts(specs, layout)])
