@@ -89,7 +89,7 @@ def _describe(path: Path, raw: Any, error: dict) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         close = difflib.get_close_matches(str(loc[-1]), _all_field_names(), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else "remove it (see the README's spec reference)"
+        hint = f"did you mean {close[0]!r}?" if close else "remove it (see the spec reference, docs/spec.md)"
         message = f"unknown field; {hint}"
     elif error["type"] == "missing":
         message = "required field is missing"

@@ -28,8 +28,8 @@ class VersionSpec(StrictModel):
 
 
 class RolloutGate(StrictModel):
-    """What a version must show before unversioned traffic moves to it (README, "Versions and
-    rollout"): its golden samples equal its eager outputs through its own endpoints, and side
+    """What a version must show before unversioned traffic moves to it (docs/versions.md,
+    "The gate"): its golden samples equal its eager outputs through its own endpoints, and side
     by side with the serving version on the same inputs..."""
     min_label_agreement: float = Field(0.9, ge=0, le=1)   # classifiers: share of equal top-1 labels
     max_output_diff: float = Field(float("inf"), ge=0)    # largest |new - serving| output element

@@ -1,5 +1,5 @@
-"""The conformance zoo covers what it claims: every entry says what it proves (the README's
-table), every dtype the spec knows is served by some entry, and every pattern of the issue
+"""The conformance zoo covers what it claims: every entry says what it proves (the table in
+docs/models.md), every dtype the spec knows is served by some entry, and every pattern of the issue
 has an entry."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from scripts.spec import load_spec
 from tests.conftest import REPO, ZOO_SPEC
 
 ZOO = load_spec(ZOO_SPEC).models
-# Each entry and the pattern it proves; a new entry needs a line here (and in the README's table).
+# Each entry and the pattern it proves; a new entry needs a line here (and in docs/models.md's table).
 PROVES = {
     "zoo_resnet18": "torchvision CNN, 3-channel 224x224 image bytes with per-channel normalisation",
     "zoo_mobilenet_v3_small": "torchvision CNN with hardswish/squeeze-excite, image bytes and tensors",
@@ -27,9 +27,9 @@ def test_every_zoo_entry_says_what_it_proves():
     assert sorted(m.name for m in ZOO) == sorted(PROVES)
 
 
-def test_the_readme_table_lists_every_zoo_entry():
-    readme = (REPO / "README.md").read_text()
-    assert [name for name in PROVES if f"| `{name}` |" not in readme] == []
+def test_the_docs_table_lists_every_zoo_entry():
+    table = (REPO / "docs" / "models.md").read_text()
+    assert [name for name in PROVES if f"| `{name}` |" not in table] == []
 
 
 def test_every_dtype_is_served_by_some_zoo_entry():

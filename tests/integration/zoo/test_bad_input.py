@@ -1,7 +1,7 @@
 """Bad input on every zoo model stays a 4xx with a message, on both runtimes' handlers, and the
 model answers a valid request right after.
 
-What the runtimes answer before our code runs (documented in the README): Triton checks
+What the runtimes answer before our code runs (documented in docs/verification.md): Triton checks
 shapes and dtypes against config.pbtxt itself (400), and its HTTP frontend answers 500 to
 JSON it cannot parse; TorchServe resets the connection on a body over max_request_size.
 """
