@@ -189,6 +189,7 @@ class Runtime:
     name: str                    # as on the command line: RUNTIME=<name>
     title: str                   # as printed
     build_step: str              # its make target / step name: `archive`, `triton-repo`
+    replicas: str                # the spec's serving field it scales by: workers / instances
     artifacts: ArtifactBuilder
     server: ServerControl
     endpoints: Endpoints

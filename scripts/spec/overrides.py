@@ -8,13 +8,10 @@ the same for both.
 """
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
 from handlers.plan import Format, StrictModel
-
-RuntimeName = Literal["torchserve", "triton"]     # the plugins in scripts/runtimes/registry.py
+from scripts.runtimes.names import RuntimeName
 
 
 class RuntimeSettings(StrictModel):

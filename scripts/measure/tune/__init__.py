@@ -41,7 +41,7 @@ def tune_runtime(runtime, spec: ModelSpec, layout: Layout, scratch: Layout, work
     """One runtime's sweep, verdicts, front and choice: PASSES rounds of coordinate descent,
     each from the best configuration so far (the spec's own settings first)."""
     sweep = Sweep(runtime, spec, layout, scratch, workdir, deadline, log)
-    base, axes = settings_of(spec.for_runtime(runtime.name)), axes_for(spec, layout, runtime.name)
+    base, axes = settings_of(spec.for_runtime(runtime.name)), axes_for(spec, layout, runtime)
     sweep.start(base)
 
     def verdicts() -> dict[str, dict]:

@@ -18,7 +18,6 @@ AXES = {"max_queue_delay_ms": [0, 0.5, 1, 2],
         "workers": [1, 2],
         "threads": [1, 2],
         "format": ["onnx", "torchscript", "aoti", "onnx_int8"]}
-IGNORED = {"triton": "workers", "torchserve": "instances"}      # TorchServe workers, Triton instances
 SHARED = ("max_batch_size", "max_queue_delay_ms", "threads", "format")   # what per_runtime may override
 
 
@@ -28,9 +27,13 @@ def settings_of(spec: ModelSpec) -> dict:
             "workers": spec.serving.workers.min}
 
 
-def axes_for(spec: ModelSpec, layout: Layout, runtime: str) -> dict[str, list]:
+def axes_for(spec: ModelSpec, layout: Layout, runtime) -> dict[str, list]:
+    """The axes this runtime can vary for the model: another runtime's replicas are not its own."""
+    from scripts.runtimes.registry import RUNTIMES
+
+    others = {r.replicas for r in RUNTIMES.values()} - {runtime.replicas}
     formats = set(exported_formats(spec, layout))
-    axes = {k: list(v) for k, v in AXES.items() if k != IGNORED.get(runtime)}
+    axes = {k: list(v) for k, v in AXES.items() if k not in others}
     axes["format"] = [f for f in axes["format"] if f in formats]
     if spec.batching.max_batch_size == 0:
         del axes["max_batch_size"], axes["max_queue_delay_ms"]
@@ -60,18 +63,20 @@ def spec_for(spec: ModelSpec, settings: dict, name: str) -> ModelSpec:
 
 def spec_fields(spec: ModelSpec, choices: dict[str, dict]) -> dict:
     """The per-runtime choices as the spec entry's fields: a setting all runtimes chose alike
-    (and all were tuned) at the top level, one that differs under per_runtime; instances from
-    Triton's choice, workers from TorchServe's. Runtimes not tuned keep what they serve today."""
+    (and all were tuned) at the top level, one that differs under per_runtime; each runtime's
+    replicas (Triton's instances, TorchServe's workers) from its own choice. Runtimes not tuned
+    keep what they serve today."""
+    from scripts.runtimes.registry import RUNTIMES
+
     top = settings_of(spec)
-    tuned_all = set(choices) >= set(IGNORED)
+    tuned_all = set(choices) >= set(RUNTIMES)
     for field in SHARED:
         values = {c[field] for c in choices.values()}
         if tuned_all and len(values) == 1:
             top[field] = values.pop()
-    if "triton" in choices:
-        top["instances"] = choices["triton"]["instances"]
-    if "torchserve" in choices:
-        top["workers"] = choices["torchserve"]["workers"]
+    for runtime in RUNTIMES.values():
+        if runtime.name in choices:
+            top[runtime.replicas] = choices[runtime.name][runtime.replicas]
     per_runtime = {r: s.model_dump(exclude_none=True) for r, s in spec.per_runtime.items() if r not in choices}
     for runtime, chosen in choices.items():
         differs = {f: chosen[f] for f in SHARED if chosen[f] != top[f]}

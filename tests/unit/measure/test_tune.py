@@ -88,14 +88,14 @@ def test_a_missing_point_ours_or_stock_means_the_rule_cannot_be_said_to_hold():
 
 def test_sweep_goes_one_axis_at_a_time_from_the_spec_and_drops_what_a_model_cannot_vary():
     spec = SPEC["digits_cnn"]
-    base, axes = configs.settings_of(spec), configs.axes_for(spec, LAYOUT, "triton")
+    base, axes = configs.settings_of(spec), configs.axes_for(spec, LAYOUT, RUNTIMES["triton"])
     assert "workers" not in axes and "instances" in axes      # Triton has instances, TorchServe workers
     sweep = configs.one_axis_at_a_time(base, axes)
     assert sweep[0] == base
     assert all(sum(c[k] != base[k] for k in base) == 1 for c in sweep[1:])
     assert len(sweep) == 1 + sum(len([v for v in vs if v != base[a]]) for a, vs in axes.items())
     unbatched = spec.model_copy(update={"batching": spec.batching.model_copy(update={"max_batch_size": 0})})
-    assert "max_queue_delay_ms" not in configs.axes_for(unbatched, LAYOUT, "torchserve")
+    assert "max_queue_delay_ms" not in configs.axes_for(unbatched, LAYOUT, RUNTIMES["torchserve"])
 
 
 def test_a_configuration_is_a_spec_entry_of_its_own_with_only_the_swept_fields_changed():
