@@ -1,16 +1,16 @@
-"""The runtime plugins, by name. A third runtime is one more folder and one more line here."""
+"""The runtimes, by name. A third runtime is one more folder and one more line here."""
 from __future__ import annotations
 
-from scripts.runtimes.base import Runtime
-from scripts.runtimes.torchserve.plugin import TorchServe
-from scripts.runtimes.triton.plugin import Triton
+from scripts.runtimes.protocols import Runtime
+from scripts.runtimes.torchserve.runtime import TORCHSERVE
+from scripts.runtimes.triton.runtime import TRITON
 from scripts.spec import BuildError
 
-RUNTIMES: dict[str, Runtime] = {runtime.name: runtime for runtime in (TorchServe(), Triton())}
+RUNTIMES: dict[str, Runtime] = {runtime.name: runtime for runtime in (TORCHSERVE, TRITON)}
 
 
 def selected(name: str = "all") -> list[Runtime]:
-    """`all` or one runtime's name -> the plugins, in a fixed order."""
+    """`all` or one runtime's name -> the runtimes, in a fixed order."""
     if name == "all":
         return list(RUNTIMES.values())
     if name not in RUNTIMES:

@@ -19,9 +19,9 @@ import yaml
 import handlers
 from handlers.plan import ServingPlan
 from scripts.pipeline.fingerprint import file_digest, is_fresh, write_stamp
-from scripts.pipeline.paths import artifact_dir
+from scripts.pipeline.layout import Layout
 from scripts.pipeline.plan import HANDLER_SOURCES, plan_fingerprint, serving_plan
-from scripts.runtimes.torchserve.settings import model_config_yaml
+from scripts.runtimes.torchserve.settings import NAME, model_config_yaml
 from scripts.spec import BuildError, ModelSpec
 
 HANDLER = Path(handlers.__file__).with_name("torchserve_handler.py")
@@ -56,19 +56,20 @@ def stage(plan: ServingPlan, serialized: Path, folder: Path) -> Path:
     return config
 
 
-def archive_model(spec: ModelSpec, root: Path, store: Path, force: bool = False) -> bool:
-    """Build model_store/<name>.mar; returns False when it was already up to date."""
-    spec = spec.for_runtime("torchserve")
+def archive_model(spec: ModelSpec, layout: Layout, store: Path, force: bool = False) -> bool:
+    """Build <store>/<name>.mar (the store: layout.model_store, or a scratch one); returns
+    False when it was already up to date."""
+    spec = spec.for_runtime(NAME)
     from model_archiver.model_archiver_config import ModelArchiverConfig
     from model_archiver.model_packaging import generate_model_archive
 
-    plan = serving_plan(spec, root)
-    serialized = artifact_dir(spec, root) / plan.artifact
+    plan = serving_plan(spec, layout)
+    serialized = layout.artifact_dir(spec) / plan.artifact
     if not serialized.exists():
         raise BuildError(f"{spec.name}: {serialized} not found; run `make export` first")
     out = mar_path(spec, store)
     stamp = store / f".{out.stem}.stamp.json"
-    expected = plan_fingerprint(spec, root, plan, code=[Path(__file__), serialized])
+    expected = plan_fingerprint(spec, layout, plan, code=[Path(__file__), serialized])
     if not force and is_fresh(stamp, expected, [out]):
         return False
     store.mkdir(parents=True, exist_ok=True)
@@ -81,7 +82,7 @@ def archive_model(spec: ModelSpec, root: Path, store: Path, force: bool = False)
             serialized_file=str(serialized), extra_files=str(folder / "extra"),
             config_file=str(config), export_path=str(folder), archive_format="default", force=True))
         shutil.move(folder / f"{spec.name}.mar", out)  # the archiver names it after the model, not the version
-    problems = verify_archive(out) or check_loads(out, spec, root)
+    problems = verify_archive(out) or check_loads(out, spec, layout)
     if problems:
         out.unlink()
         raise BuildError(problems)
@@ -106,13 +107,13 @@ class ArchiveContext:
         pass
 
 
-def check_loads(path: Path, spec: ModelSpec, root: Path) -> list[str]:
+def check_loads(path: Path, spec: ModelSpec, layout: Layout) -> list[str]:
     """Unpack the archive, initialise the handler on it as a TorchServe worker would and answer
     one golden row: a .mar that cannot load or answer fails here, naming the model."""
     from handlers.torchserve_handler import SpecHandler
     from scripts.pipeline.paths import golden
 
-    row = {name: rows[:1].tolist() for name, rows in golden(spec, root).items()}
+    row = {name: rows[:1].tolist() for name, rows in golden(spec, layout).items()}
     with tempfile.TemporaryDirectory(prefix=f"mar-check-{spec.name}-") as tmp:
         with zipfile.ZipFile(path) as mar:
             mar.extractall(tmp)

@@ -19,7 +19,6 @@ from scripts.runtimes.torchserve.client import TorchServeError
 
 PROTOS = ("inference.proto", "management.proto")
 DEPENDENCIES = ("google/rpc/status.proto",)  # imported by inference.proto; also inside the jar
-STUB_DIR = Path("build/grpc_stubs")
 
 
 def server_jar() -> Path:
@@ -28,7 +27,7 @@ def server_jar() -> Path:
     return Path(ts.__file__).parent / "frontend" / "model-server.jar"
 
 
-def compile_stubs(out: Path = STUB_DIR) -> Path:
+def compile_stubs(out: Path) -> Path:
     """Extract the protos from the jar and run grpc_tools.protoc on them (incremental). Built in
     a scratch folder and moved into place file by file, so a concurrent reader never sees a
     half-written module."""
@@ -63,7 +62,7 @@ def compile_stubs(out: Path = STUB_DIR) -> Path:
 _import_lock = threading.Lock()
 
 
-def load_stubs(out: Path = STUB_DIR):
+def load_stubs(out: Path):
     """(inference_pb2, inference_pb2_grpc, management_pb2, management_pb2_grpc); thread-safe."""
     with _import_lock:
         folder = str(compile_stubs(out).resolve())
@@ -76,15 +75,20 @@ def load_stubs(out: Path = STUB_DIR):
 class TorchServeGrpcClient:
     """Predictions and model listing over TorchServe's gRPC APIs, with the token as metadata."""
 
-    def __init__(self, inference_port: int, management_port: int, key_file: Path, timeout_s: float = 60):
-        self.inference_pb2, inference_grpc, self.management_pb2, management_grpc = load_stubs()
+    def __init__(self, inference_port: int, management_port: int, key_file: Path,
+                 timeout_s: float = 60, stubs: Path | None = None):
+        """`stubs`: where the stubs are compiled (default: beside the key file, in the
+        server's workdir)."""
+        stubs = stubs or Path(key_file).parent / "grpc_stubs"
+        self.inference_pb2, inference_grpc, self.management_pb2, management_grpc = load_stubs(stubs)
         self.key_file, self.timeout_s = Path(key_file), timeout_s
         self.inference = inference_grpc.InferenceAPIsServiceStub(grpc.insecure_channel(f"127.0.0.1:{inference_port}"))
         self.management = management_grpc.ManagementAPIsServiceStub(grpc.insecure_channel(f"127.0.0.1:{management_port}"))
 
     @classmethod
     def for_server(cls, server) -> TorchServeGrpcClient:
-        return cls(server.ports.grpc_inference, server.ports.grpc_management, server.key_file)
+        return cls(server.ports.grpc_inference, server.ports.grpc_management, server.key_file,
+                   stubs=server.grpc_stubs)
 
     def _metadata(self, api: str) -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {json.loads(self.key_file.read_text())[api]['key']}")]

@@ -25,11 +25,14 @@ import json
 import shutil
 from pathlib import Path
 
+from scripts.pipeline.layout import Layout
 from scripts.pipeline.plan import serving_plan
+from scripts.runtimes.protocols import KServeBundle
 from scripts.runtimes.torchserve import server as ts
 from scripts.runtimes.torchserve.archive import mar_path
-from scripts.runtimes.torchserve.settings import model_config_yaml
-from scripts.spec import ModelSpec
+from scripts.runtimes.torchserve.settings import NAME, model_config_yaml
+from scripts.spec import BuildError, ModelSpec
+from scripts.spec.cluster import KServeSpec
 
 MOUNT = Path("/mnt/models")          # where KServe's storage initializer puts the storageUri
 PORTS = ts.Ports(inference=8085)     # 8080 is the KServe wrapper's
@@ -43,10 +46,10 @@ def kserve_command(tree: Path | str = MOUNT) -> list[str]:
             f"--ts-config={tree}/config/config.properties"]
 
 
-def model_snapshot(specs: list[ModelSpec], root: Path) -> dict:
+def model_snapshot(specs: list[ModelSpec], layout: Layout) -> dict:
     models = {}
     for spec in specs:
-        settings = model_config_yaml(serving_plan(spec.for_runtime("torchserve"), root)).settings
+        settings = model_config_yaml(serving_plan(spec.for_runtime(NAME), layout)).settings
         models[spec.name] = {str(spec.version): {"defaultVersion": True, "marName": f"{spec.name}.mar",
                                                  **{k: settings[k] for k in SNAPSHOT_KEYS}}}
     return {"name": "startup.cfg", "modelCount": len(models), "models": models}
@@ -63,9 +66,9 @@ HEADER = """\
 """
 
 
-def kserve_config(template: Path, specs: list[ModelSpec], root: Path) -> str:
+def kserve_config(template: Path, specs: list[ModelSpec], layout: Layout) -> str:
     """The template's settings (its comments dropped: some no longer hold) with the pod's changes."""
-    snapshot = json.dumps(model_snapshot(specs, root), separators=(",", ":"))
+    snapshot = json.dumps(model_snapshot(specs, layout), separators=(",", ":"))
     rendered = ts.render_config(template, MOUNT / "model-store", [s.name for s in specs], PORTS, overrides={
         "metrics_address": f"http://0.0.0.0:{PORTS.metrics}",
         "disable_token_authorization": "true",
@@ -76,12 +79,28 @@ def kserve_config(template: Path, specs: list[ModelSpec], root: Path) -> str:
     return HEADER + "\n".join(settings) + "\n"
 
 
-def write_tree(template: Path, specs: list[ModelSpec], root: Path, store: Path, out: Path) -> Path:
+def write_tree(template: Path, specs: list[ModelSpec], layout: Layout, store: Path,
+               out: Path) -> Path:
     """out/config/config.properties and out/model-store/*.mar (copies of the built archives)."""
+    missing = [mar_path(spec, store) for spec in specs if not mar_path(spec, store).exists()]
+    if missing:
+        raise BuildError([f"{layout.shown(path)} not built; run `make archive` first"
+                          for path in missing])
     shutil.rmtree(out, ignore_errors=True)
     (out / "config").mkdir(parents=True)
     (out / "model-store").mkdir()
     for spec in specs:
         shutil.copy2(mar_path(spec, store), out / "model-store" / f"{spec.name}.mar")
-    (out / "config" / "config.properties").write_text(kserve_config(template, specs, root))
+    (out / "config" / "config.properties").write_text(kserve_config(template, specs, layout))
     return out
+
+
+class TorchServeKServe:
+    """KServeBundler: the hardened config and copies of the built archives (built by the
+    pipeline's ensure step: this never builds)."""
+
+    def bundle(self, specs: list[ModelSpec], layout: Layout, out: Path,
+               settings: KServeSpec) -> KServeBundle:
+        tree = write_tree(layout.torchserve_config, specs, layout, layout.model_store, out)
+        return KServeBundle(NAME, tree, "pytorch", RUNTIME_VERSION, settings.protocol,
+                            [s.name for s in specs])

@@ -2,7 +2,8 @@
 
 Each instance lives in its own work directory (config, key_file.json, logs, and TEMP, which
 holds TorchServe's pid file and worker sockets), so several can run side by side: `make serve`
-uses build/torchserve, the tests a temporary one with free ports.
+uses the layout's run state (`layout.state("torchserve")`), the tests a temporary one with free
+ports.
 """
 from __future__ import annotations
 
@@ -20,8 +21,6 @@ import requests
 from scripts.runtimes.processes import read_pid, stop_process, tail, wait_for_models
 from scripts.spec.errors import BuildError
 
-DEFAULT_WORKDIR = Path("build/torchserve")
-
 
 @dataclass(frozen=True)
 class Ports:
@@ -37,6 +36,11 @@ class TorchServe:
     workdir: Path
     ports: Ports
     waited_s: float = 0.0   # seconds start-up took until READY
+    stubs: Path | None = None   # where gRPC clients compile their stubs (default: the workdir's)
+
+    @property
+    def grpc_stubs(self) -> Path:
+        return self.stubs or self.workdir / "grpc_stubs"
 
     @property
     def inference_url(self) -> str:
@@ -93,11 +97,11 @@ def render_config(template: Path, store: Path, models: list[str], ports: Ports,
     return "\n".join(lines) + "\n"
 
 
-def start(template: Path, store: Path, models: list[str], ports: Ports = Ports(),
-          workdir: Path = DEFAULT_WORKDIR, overrides: dict[str, str] | None = None) -> TorchServe:
+def start(template: Path, store: Path, models: list[str], ports: Ports, workdir: Path,
+          overrides: dict[str, str] | None = None, stubs: Path | None = None) -> TorchServe:
     """Start TorchServe in the background (returns at once; see wait_ready). `models` are
     the archives' file names without .mar (`digits_cnn`, `digits_cnn.v2`)."""
-    server = TorchServe(workdir.resolve(), ports)
+    server = TorchServe(workdir.resolve(), ports, stubs=stubs)
     if is_running(server):
         raise BuildError(f"TorchServe already runs from {workdir}; `make stop` first")
     shutil.rmtree(server.workdir, ignore_errors=True)
@@ -174,7 +178,7 @@ def log_tail(server: TorchServe, lines: int = 40) -> str:
     return tail(log_files(server), lines)
 
 
-def stop(workdir: Path = DEFAULT_WORKDIR, timeout_s: float = 30) -> bool:
+def stop(workdir: Path, timeout_s: float = 30) -> bool:
     """Stop the instance that runs from workdir (never another one); True if one was running."""
     server = TorchServe(workdir.resolve(), Ports())
     torchserve = Path(sys.executable).with_name("torchserve")

@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 
 from handlers.plan import ServingPlan
-from scripts.runtimes.base import Translation
+from scripts.runtimes.protocols import Translation
+
+NAME = "torchserve"   # RUNTIME=torchserve; the spec's per_runtime key; its run state's folder
 
 
 def model_config_yaml(plan: ServingPlan) -> Translation:

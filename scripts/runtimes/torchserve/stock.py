@@ -1,6 +1,7 @@
 """`make bench`'s TorchServe deployments: this project's archives exactly as `make archive`
-builds them, beside the stock route a user tries first (BaseHandler on the TorchScript file,
-batch size 1, TorchServe's default worker count), and perf_analyzer's request data for both."""
+built them (copied from the layout's model store: nothing of ours is built here), beside the
+stock route a user tries first (BaseHandler on the TorchScript file, batch size 1, TorchServe's
+default worker count), and perf_analyzer's request data for both."""
 from __future__ import annotations
 
 import json
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.pipeline.paths import MODEL_STORE, artifact_dir, golden
-from scripts.runtimes.base import LoadTarget
+from scripts.pipeline.layout import Layout
+from scripts.pipeline.paths import golden
+from scripts.runtimes.protocols import LoadTarget
 from scripts.spec import BuildError, ModelSpec
 
 STOCK_HANDLER = Path(__file__).with_name("stock_files") / "stock_handler.py"
@@ -20,7 +22,7 @@ def stock_name(spec: ModelSpec) -> str:
     return f"{spec.name}_stock"
 
 
-def write_stock_mar(spec: ModelSpec, root: Path, store: Path) -> str:
+def write_stock_mar(spec: ModelSpec, layout: Layout, store: Path) -> str:
     """TorchScript + the stock handler with torch-model-archiver's Python API; no
     model-config.yaml, so TorchServe's defaults apply (batch size 1, default workers)."""
     from model_archiver.model_archiver_config import ModelArchiverConfig
@@ -29,31 +31,36 @@ def write_stock_mar(spec: ModelSpec, root: Path, store: Path) -> str:
     from handlers.plan import ARTIFACT_FILES
     from scripts.pipeline.paths import exported_formats
 
-    if "torchscript" not in exported_formats(spec, root):
+    if "torchscript" not in exported_formats(spec, layout):
         raise BuildError(f"{spec.name}: the stock TorchServe route loads the TorchScript export; "
                          "add torchscript to export.formats")
     name = stock_name(spec)
     (store / f"{name}.mar").unlink(missing_ok=True)
     generate_model_archive(ModelArchiverConfig(
         model_name=name, version=str(spec.version), handler=str(STOCK_HANDLER),
-        serialized_file=str(artifact_dir(spec, root) / ARTIFACT_FILES["torchscript"]),
+        serialized_file=str(layout.artifact_dir(spec) / ARTIFACT_FILES["torchscript"]),
         export_path=str(store), archive_format="default", force=True))
     return name
 
 
-def model_store(specs: list[ModelSpec], root: Path, workdir: Path) -> tuple[Path, dict]:
-    """A store with both setups; {(model, setup): served name}."""
-    from scripts.runtimes.torchserve.archive import archive_model, mar_path
+def model_store(specs: list[ModelSpec], layout: Layout, workdir: Path) -> tuple[Path, dict]:
+    """A scratch store under workdir with both setups; {(model, setup): served name}."""
+    from scripts.runtimes.torchserve.archive import mar_path
 
-    store = workdir / "model_store"
+    missing = [mar_path(s, layout.model_store) for s in specs
+               if not mar_path(s, layout.model_store).exists()]
+    if missing:
+        raise BuildError([f"{layout.shown(p)} not built; run `make archive` first"
+                          for p in missing])
+    store = workdir / "store"
     shutil.rmtree(store, ignore_errors=True)
     store.mkdir(parents=True)
     names = {}
     for spec in specs:
-        archive_model(spec, root, root / MODEL_STORE)        # what `make archive` builds (incremental)
-        shutil.copy2(mar_path(spec, root / MODEL_STORE), store / f"{spec.name}.mar")
+        # what `make archive` built, served under the model's own name
+        shutil.copy2(mar_path(spec, layout.model_store), store / f"{spec.name}.mar")
         names[(spec.name, "torchserve")] = spec.name
-        names[(spec.name, "torchserve_stock")] = write_stock_mar(spec, root, store)
+        names[(spec.name, "torchserve_stock")] = write_stock_mar(spec, layout, store)
     return store, names
 
 
@@ -89,12 +96,12 @@ def input_data(bodies: list[str], folder: Path, tag: str) -> Path:
     return data
 
 
-def load_targets(specs: list[ModelSpec], root: Path, server, names: dict, workdir: Path,
+def load_targets(specs: list[ModelSpec], layout: Layout, server, names: dict, workdir: Path,
                  setups=("torchserve_stock", "torchserve")) -> list[tuple]:
     token = server.key("inference")
     targets = []
     for spec in specs:
-        rows = golden(spec, root)
+        rows = golden(spec, layout)
         for setup in setups:
             data = input_data(bodies(spec, rows, setup.endswith("stock")), workdir / "data", f"{spec.name}.{setup}")
             targets.append((spec.name, setup, "http", LoadTarget(

@@ -16,7 +16,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 from handlers.dtypes import spec_dtype_of_numpy, triton_datatype
 from handlers.kinds import ENSEMBLE_OUTPUTS
 from handlers.plan import ARTIFACT_FILES, ServingPlan
-from scripts.pipeline.paths import artifact_dir, exported_formats
+from scripts.pipeline.layout import Layout
+from scripts.pipeline.paths import exported_formats
 from scripts.runtimes.triton.config_rules import config_problems
 from scripts.runtimes.triton.settings import scheduling
 from scripts.spec import BuildError, ModelSpec
@@ -59,12 +60,12 @@ def spec_tensors(tensors) -> list[Tensor]:
     return [Tensor(t.name, data_type(t.dtype), list(t.shape)) for t in tensors]
 
 
-def checked_signature(spec: ModelSpec, root: Path) -> tuple[list[Tensor], list[Tensor]]:
+def checked_signature(spec: ModelSpec, layout: Layout) -> tuple[list[Tensor], list[Tensor]]:
     """The ONNX graph's tensors when there is one, after checking them against the spec
     (BuildError naming model, tensor and field); else the spec's."""
     wanted = spec_tensors(spec.inputs), spec_tensors(spec.outputs)
-    path = artifact_dir(spec, root) / ARTIFACT_FILES["onnx"]
-    if "onnx" not in exported_formats(spec, root):
+    path = layout.artifact_dir(spec) / ARTIFACT_FILES["onnx"]
+    if "onnx" not in exported_formats(spec, layout):
         return wanted
     if not path.exists():
         raise BuildError(f"{spec.name}: {path} not found; run `make export` first")

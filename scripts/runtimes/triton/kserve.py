@@ -21,8 +21,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from scripts.pipeline.layout import Layout
+from scripts.runtimes.protocols import KServeBundle
 from scripts.runtimes.triton.repository import build_repository
+from scripts.runtimes.triton.server import repository_models
+from scripts.runtimes.triton.settings import NAME
 from scripts.spec import ModelSpec
+from scripts.spec.cluster import KServeSpec
 
 MOUNT = Path("/mnt/models")
 RUNTIME_VERSION = "24.10-py3"   # NGC tritonserver release carrying Triton 2.51, the server tested here
@@ -35,7 +40,18 @@ def kserve_args(tree: Path | str = MOUNT, http_port: int = HTTP_PORT, grpc_port:
             "--allow-grpc=true", "--allow-http=true"]
 
 
-def write_tree(specs: list[ModelSpec], root: Path, out: Path, backend: str) -> Path:
+def write_tree(specs: list[ModelSpec], layout: Layout, out: Path, backend: str) -> Path:
+    """The bundle's own repository for `backend`, written from the exports (the tree is the
+    bundle: KServe's backend may differ from the one `make serve` runs here)."""
     shutil.rmtree(out, ignore_errors=True)
-    build_repository(specs, root, out, backend, force=True, ensembles=backend == "python")
+    build_repository(specs, layout, out, backend, force=True, ensembles=backend == "python")
     return out
+
+
+class TritonKServe:
+    """KServeBundler: the storage root is a model repository for KServe's backend."""
+
+    def bundle(self, specs: list[ModelSpec], layout: Layout, out: Path,
+               settings: KServeSpec) -> KServeBundle:
+        tree = write_tree(specs, layout, out, settings.triton_backend)
+        return KServeBundle(NAME, tree, "triton", RUNTIME_VERSION, "v2", repository_models(tree))

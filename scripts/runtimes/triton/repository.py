@@ -21,7 +21,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 import handlers
 from handlers.plan import ARTIFACT_FILES, ServingPlan
 from scripts.pipeline.fingerprint import is_fresh, write_stamp
-from scripts.pipeline.paths import artifact_dir, exported_formats
+from scripts.pipeline.layout import Layout
+from scripts.pipeline.paths import exported_formats
 from scripts.pipeline.plan import HANDLER_SOURCES, plan_fingerprint, serving_plan
 from scripts.runtimes.triton.configs import (
     check_ensemble,
@@ -33,12 +34,14 @@ from scripts.runtimes.triton.configs import (
     write_config,
 )
 from scripts.runtimes.triton.native import check_native
+from scripts.runtimes.triton.settings import NAME
 from scripts.spec import BuildError, ModelSpec
 
 BACKENDS = ("python", "onnxruntime", "pytorch")
 MODEL_PY = Path(handlers.__file__).with_name("triton_model.py")
 STAMP = "build.json"
 NATIVE_FILES = {"onnxruntime": ("onnx", "model.onnx"), "pytorch": ("torchscript", "model.pt")}
+WRITERS = ("configs.py", "config_rules.py", "native.py", "settings.py")  # what writes a model
 
 
 # --- warmup from the golden samples --------------------------------------------------------------
@@ -72,9 +75,9 @@ def encoded_example(plan: ServingPlan, row: np.ndarray) -> bytes:
 
 # --- writing --------------------------------------------------------------------------------------
 
-def python_format(spec: ModelSpec, root: Path, fmt: str | None) -> str:
+def python_format(spec: ModelSpec, layout: Layout, fmt: str | None) -> str:
     """What the Python backend runs: ONNX (onnxruntime) by default when exported."""
-    exported = exported_formats(spec, root)
+    exported = exported_formats(spec, layout)
     # onnxruntime unless the spec serves another ONNX (int8), or has none
     fmt = fmt or (spec.serving.format if spec.serving.format.startswith("onnx") or "onnx" not in exported
                   else "onnx")
@@ -83,7 +86,8 @@ def python_format(spec: ModelSpec, root: Path, fmt: str | None) -> str:
     return fmt
 
 
-def stage_python(plan: ServingPlan, root: Path, spec: ModelSpec, version_dir: Path, with_artifact: bool) -> None:
+def stage_python(plan: ServingPlan, layout: Layout, spec: ModelSpec, version_dir: Path,
+                 with_artifact: bool) -> None:
     """model.py, the handlers/ package and the serving plan (plus the artifact it names)."""
     version_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy2(MODEL_PY, version_dir / "model.py")
@@ -93,39 +97,41 @@ def stage_python(plan: ServingPlan, root: Path, spec: ModelSpec, version_dir: Pa
         shutil.copy2(source, package / source.name)
     plan.save(version_dir)
     if with_artifact:
-        shutil.copy2(artifact_dir(spec, root) / plan.artifact, version_dir / plan.artifact)
+        shutil.copy2(layout.artifact_dir(spec) / plan.artifact, version_dir / plan.artifact)
 
 
-def build_model(spec: ModelSpec, root: Path, out: Path, backend: str, fmt: str | None = None,
+def build_model(spec: ModelSpec, layout: Layout, out: Path, backend: str, fmt: str | None = None,
                 ensembles: bool = True) -> list[str]:
     """Write the model's directories; returns the model names written (tensor model first)."""
     if backend not in BACKENDS:
         raise BuildError(f"{spec.name}: unknown Triton backend {backend!r}; use one of {BACKENDS}")
-    plan = serving_plan(spec, root, python_format(spec, root, fmt))
-    signature = checked_signature(spec, root)
-    golden = np.load(artifact_dir(spec, root) / "golden.npz")
+    plan = serving_plan(spec, layout, python_format(spec, layout, fmt))
+    signature = checked_signature(spec, layout)
+    golden = np.load(layout.artifact_dir(spec) / "golden.npz")
     version = str(spec.version)
     config = model_config(plan, backend, signature)
     model_dir = out / spec.name
     if backend == "python":
-        stage_python(plan, root, spec, model_dir / version, with_artifact=True)
+        stage_python(plan, layout, spec, model_dir / version, with_artifact=True)
     else:
         source_fmt, file = NATIVE_FILES[backend]
-        if source_fmt not in exported_formats(spec, root):
+        if source_fmt not in exported_formats(spec, layout):
             raise BuildError(f"{spec.name}: the {backend} backend needs the {source_fmt} export; "
                              f"add it to export.formats")
         (model_dir / version).mkdir(parents=True)
-        shutil.copy2(artifact_dir(spec, root) / ARTIFACT_FILES[source_fmt], model_dir / version / file)
+        shutil.copy2(layout.artifact_dir(spec) / ARTIFACT_FILES[source_fmt],
+                     model_dir / version / file)
     in_names, out_names = triton_names(plan, backend)
     add_warmup(config, model_dir, {n: golden[f"input.{t.name}"][:1] for n, t in zip(in_names, spec.inputs)})
     configs = {spec.name: config}
     write_config(config, model_dir, (in_names, out_names))
     if ensembles and has_ensemble(spec):
-        configs.update(write_ensemble(plan, spec, root, out, backend, signature, golden))
+        configs.update(write_ensemble(plan, spec, layout, out, backend, signature, golden))
     return list(configs)
 
 
-def write_ensemble(plan, spec, root, out, backend, signature, golden) -> dict[str, mc.ModelConfig]:
+def write_ensemble(plan, spec, layout, out, backend, signature,
+                   golden) -> dict[str, mc.ModelConfig]:
     pre, post, ensemble = ensemble_configs(plan, backend, signature)
     configs = {c.name: c for c in (pre, post, ensemble)}
     configs[spec.name] = model_config(plan, backend, signature)
@@ -136,7 +142,7 @@ def write_ensemble(plan, spec, root, out, backend, signature, golden) -> dict[st
     samples = {pre.name: {pre.input[0].name: np.array([[example]], dtype=np.object_)},
                post.name: {t.name: golden[f"output.{t.name}"][:1] for t in spec.outputs}}
     for config in (pre, post):
-        stage_python(plan, root, spec, out / config.name / str(spec.version), with_artifact=False)
+        stage_python(plan, layout, spec, out / config.name / str(spec.version), with_artifact=False)
         add_warmup(config, out / config.name, samples[config.name])
         write_config(config, out / config.name)
     (out / ensemble.name / "1").mkdir(parents=True, exist_ok=True)  # Triton needs a version dir
@@ -153,13 +159,14 @@ def model_dirs(spec: ModelSpec, out: Path) -> list[Path]:
     return [out / n for n in model_names(spec)]
 
 
-def repo_fingerprint(spec: ModelSpec, root: Path, backend: str, fmt: str | None) -> str:
-    plan = serving_plan(spec, root, python_format(spec, root, fmt))
-    code = [Path(__file__), *Path(__file__).parent.glob("[cns]*.py"), artifact_dir(spec, root) / "golden.npz"]
-    return plan_fingerprint(spec, root, plan, backend, code=code)
+def repo_fingerprint(spec: ModelSpec, layout: Layout, backend: str, fmt: str | None) -> str:
+    plan = serving_plan(spec, layout, python_format(spec, layout, fmt))
+    code = [Path(__file__), *(Path(__file__).with_name(m) for m in WRITERS),
+            layout.artifact_dir(spec) / "golden.npz"]
+    return plan_fingerprint(spec, layout, plan, backend, code=code)
 
 
-def build_repository(models: list[ModelSpec], root: Path, out: Path, backend: str | None = None,
+def build_repository(models: list[ModelSpec], layout: Layout, out: Path, backend: str | None = None,
                      force: bool = False, fmt: str | None = None, ensembles: bool = True) -> dict[str, bool]:
     """Write `out` for these models; {model: rebuilt?}. `backend` None means python for all;
     `ensembles` False leaves out the Python pre/post steps and ensembles (tensor models only).
@@ -167,17 +174,17 @@ def build_repository(models: list[ModelSpec], root: Path, out: Path, backend: st
     backend = backend or "python"
     out.mkdir(parents=True, exist_ok=True)
     rebuilt = {}
-    for spec in (m.for_runtime("triton") for m in models):
+    for spec in (m.for_runtime(NAME) for m in models):
         dirs = model_dirs(spec, out)
         stamp = dirs[0] / STAMP
-        expected = repo_fingerprint(spec, root, backend, fmt)
+        expected = repo_fingerprint(spec, layout, backend, fmt)
         if not force and is_fresh(stamp, expected, [d / "config.pbtxt" for d in dirs]):
             rebuilt[spec.name] = False
             continue
         clear_first_version(dirs[0], spec.version)
         for d in (out / f"{spec.name}_{s}" for s in ("pre", "post", "ensemble")):
             shutil.rmtree(d, ignore_errors=True)
-        build_model(spec, root, out, backend, fmt, ensembles)
+        build_model(spec, layout, out, backend, fmt, ensembles)
         if backend != "python":
             problems = check_native(dirs[0], spec)
             if problems:
@@ -195,26 +202,27 @@ def clear_first_version(model_dir: Path, version: int) -> None:
         (model_dir / name).unlink(missing_ok=True)
 
 
-def build_version(spec: ModelSpec, version: int, root: Path, out: Path, force: bool = False) -> bool:
+def build_version(spec: ModelSpec, version: int, layout: Layout, out: Path,
+                  force: bool = False) -> bool:
     """Add <name>/<version>/ beside the first version's (Python backend; built first if needed)
     for `make rollout`: the config.pbtxt stays the first version's, and a rollout loads the
     version by overriding its version_policy. Returns False when it was up to date."""
-    build_repository([spec], root, out)
-    versioned = spec.at_version(version).for_runtime("triton")
+    build_repository([spec], layout, out)
+    versioned = spec.at_version(version).for_runtime(NAME)
     if version == spec.version:
         return False
     folder, stamp = out / spec.name / str(version), out / spec.name / f"build.v{version}.json"
-    expected = repo_fingerprint(versioned, root, "python", None)
+    expected = repo_fingerprint(versioned, layout, "python", None)
     if not force and is_fresh(stamp, expected, [folder / "model.py"]):
         return False
-    plan = serving_plan(versioned, root, python_format(versioned, root, None))
-    first = serving_plan(spec.for_runtime("triton"), root)
+    plan = serving_plan(versioned, layout, python_format(versioned, layout, None))
+    first = serving_plan(spec.for_runtime(NAME), layout)
     if has_ensemble(spec) and plan.assets != first.assets:
         raise BuildError(f"{spec.name} version {version}: its pre-processing assets differ from version "
                          f"{spec.version}'s, and Triton's {spec.name}_pre/_post serve every version with the "
                          "first version's: roll it out on TorchServe alone (RUNTIME=torchserve: each archive carries "
                          "its own assets), or serve it as a model of its own")
     shutil.rmtree(folder, ignore_errors=True)
-    stage_python(plan, root, versioned, folder, with_artifact=True)
+    stage_python(plan, layout, versioned, folder, with_artifact=True)
     write_stamp(stamp, expected, backend="python")
     return True

@@ -2,9 +2,10 @@
 generated repository.
 
 Each instance lives in its own work directory (backends/, admin_key, triton.pid, triton.log),
-so several can run side by side: `make serve RUNTIME=triton` uses build/triton, the tests a
-temporary one with free ports. Every model is loaded explicitly (--model-control-mode=explicit);
-the model-repository API (load/unload) needs the admin key written to <workdir>/admin_key.
+so several can run side by side: `make serve RUNTIME=triton` uses the layout's run state
+(`layout.state("triton")`), the tests a temporary one with free ports. Every model is loaded
+explicitly (--model-control-mode=explicit); the model-repository API (load/unload) needs the
+admin key written to <workdir>/admin_key.
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ import requests
 from scripts.runtimes.processes import read_pid, stop_process, tail, wait_for_models
 from scripts.spec.errors import BuildError
 
-DEFAULT_WORKDIR = Path("build/triton")
 STAGING = "staging"
 ADMIN_HEADER = "admin-key"                         # HTTP
 GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # gRPC metadata
@@ -132,8 +132,7 @@ def write_secret(path: Path, value: str) -> None:
         handle.write(value + "\n")
 
 
-def start(repo: Path, models: list[str] | None = None, ports: Ports = Ports(),
-          workdir: Path = DEFAULT_WORKDIR) -> Triton:
+def start(repo: Path, models: list[str] | None, ports: Ports, workdir: Path) -> Triton:
     """Start tritonserver in the background (returns at once; see wait_ready). `models`
     defaults to every model of the repository."""
     server = Triton(workdir.resolve(), ports, secrets.token_urlsafe(24))
@@ -179,7 +178,7 @@ def stop_watchdog(workdir: Path) -> None:
     (workdir / "watchdog.pid").unlink(missing_ok=True)
 
 
-def attach(workdir: Path = DEFAULT_WORKDIR, ports: Ports = Ports()) -> Triton:
+def attach(workdir: Path, ports: Ports = Ports()) -> Triton:
     """The instance running from workdir, with its admin key (for clients and `make stop`)."""
     key_file = workdir.resolve() / "admin_key"
     key = key_file.read_text().strip() if key_file.exists() else None
@@ -226,7 +225,7 @@ def log_tail(server: Triton, lines: int = 40) -> str:
     return tail([server.log_file], lines)
 
 
-def stop(workdir: Path = DEFAULT_WORKDIR, timeout_s: float = 30) -> bool:
+def stop(workdir: Path, timeout_s: float = 30) -> bool:
     """Stop the instance that runs from workdir (never another one); True if one was running."""
     server = Triton(workdir.resolve(), Ports())
     stop_watchdog(server.workdir)

@@ -3,7 +3,9 @@ instance_group): the one place they are translated. The queue delay is whole mic
 from __future__ import annotations
 
 from handlers.plan import ServingPlan
-from scripts.runtimes.base import Translation
+from scripts.runtimes.protocols import Translation
+
+NAME = "triton"   # RUNTIME=triton; the spec's per_runtime key; its run state's folder
 
 
 def scheduling(plan: ServingPlan) -> Translation:

@@ -1,7 +1,8 @@
 """`make bench`'s Triton deployments: this project's tensor models exactly as `make triton-repo`
-writes them, beside the stock setup a user writes first (a Python-backend model that runs
-each request on its own with onnxruntime, no dynamic batching), and perf_analyzer's request
-data (golden samples, never random values that fall outside the spec's ranges)."""
+wrote them (copied from the layout's repository: nothing of ours is built here), beside the
+stock setup a user writes first (a Python-backend model that runs each request on its own with
+onnxruntime, no dynamic batching), and perf_analyzer's request data (golden samples, never
+random values that fall outside the spec's ranges)."""
 from __future__ import annotations
 
 import base64
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.pipeline.paths import artifact_dir, exported_formats, golden
-from scripts.runtimes.base import LoadTarget
+from scripts.pipeline.layout import Layout
+from scripts.pipeline.paths import exported_formats, golden
+from scripts.runtimes.protocols import LoadTarget
 from scripts.spec import BuildError, ModelSpec
 
 STOCK_MODEL_PY = Path(__file__).with_name("stock_files") / "model.py"
@@ -23,7 +25,7 @@ def stock_name(spec: ModelSpec) -> str:
     return f"{spec.name}_per_request"
 
 
-def stock_config(spec: ModelSpec, root: Path):
+def stock_config(spec: ModelSpec, layout: Layout):
     """The per-request config: the spec's tensors and max batch size (clients send [1, ...]),
     one CPU instance, and no dynamic_batching: Triton hands execute() one request at a time."""
     from tritonclient.grpc import model_config_pb2 as mc
@@ -31,7 +33,8 @@ def stock_config(spec: ModelSpec, root: Path):
     from scripts.pipeline.plan import serving_plan
     from scripts.runtimes.triton.configs import checked_signature, model_config
 
-    config = model_config(serving_plan(spec, root, "onnx"), "python", checked_signature(spec, root))
+    config = model_config(serving_plan(spec, layout, "onnx"), "python",
+                          checked_signature(spec, layout))
     config.name = stock_name(spec)
     config.ClearField("dynamic_batching")
     config.ClearField("parameters")
@@ -40,32 +43,45 @@ def stock_config(spec: ModelSpec, root: Path):
     return config
 
 
-def write_stock_model(spec: ModelSpec, root: Path, repo: Path) -> str:
+def write_stock_model(spec: ModelSpec, layout: Layout, repo: Path) -> str:
     from handlers.plan import ARTIFACT_FILES
     from scripts.runtimes.triton.configs import write_config
 
-    if "onnx" not in exported_formats(spec, root):
+    if "onnx" not in exported_formats(spec, layout):
         raise BuildError(f"{spec.name}: the per-request Triton setup runs the ONNX export; add onnx to export.formats")
-    config = stock_config(spec, root)
+    config = stock_config(spec, layout)
     folder = repo / config.name
     shutil.rmtree(folder, ignore_errors=True)
     version = folder / str(spec.version)
     version.mkdir(parents=True)
     shutil.copy2(STOCK_MODEL_PY, version / "model.py")
-    shutil.copy2(artifact_dir(spec, root) / ARTIFACT_FILES["onnx"], version / "model.onnx")
+    shutil.copy2(layout.artifact_dir(spec) / ARTIFACT_FILES["onnx"], version / "model.onnx")
     write_config(config, folder)
     return config.name
 
 
-def repository(specs: list[ModelSpec], root: Path, repo: Path) -> dict:
-    """Both setups in one repository; {(model, setup): served name}."""
-    from scripts.runtimes.triton.repository import build_repository
+def copy_model(folder: Path, out: Path, version: str) -> None:
+    """A built model's folder with only the version its config serves (rollouts add others)."""
+    def others(where: str, found: list[str]) -> list[str]:
+        return [n for n in found if where == str(folder) and n.isdigit() and n != version]
 
-    build_repository(specs, root, repo)           # what `make triton-repo` writes
+    shutil.copytree(folder, out, ignore=others)
+
+
+def repository(specs: list[ModelSpec], layout: Layout, repo: Path) -> dict:
+    """Both setups in one scratch repository; {(model, setup): served name}."""
+    built = [layout.triton_repo / s.name for s in specs]
+    missing = [d for d in built if not (d / "config.pbtxt").exists()]
+    if missing:
+        raise BuildError([f"{layout.shown(d)} not built; run `make triton-repo` first"
+                          for d in missing])
+    shutil.rmtree(repo, ignore_errors=True)
+    repo.mkdir(parents=True)
     names = {}
-    for spec in specs:
+    for spec, folder in zip(specs, built):
+        copy_model(folder, repo / spec.name, str(spec.version))   # what `make triton-repo` wrote
         names[(spec.name, "triton")] = spec.name
-        names[(spec.name, "triton_stock")] = write_stock_model(spec, root, repo)
+        names[(spec.name, "triton_stock")] = write_stock_model(spec, layout, repo)
     return names
 
 
@@ -98,12 +114,12 @@ def write_input_data(rows: dict[str, np.ndarray | list[str]], path: Path) -> Pat
     return path
 
 
-def load_targets(specs: list[ModelSpec], root: Path, server, names: dict, workdir: Path,
+def load_targets(specs: list[ModelSpec], layout: Layout, server, names: dict, workdir: Path,
                  setups=("triton_stock", "triton"), protocols=("http", "grpc")) -> list[tuple]:
     urls = {"http": server.http_url, "grpc": server.grpc_url}
     targets = []
     for spec in specs:
-        data = write_input_data(golden(spec, root), workdir / "data" / f"{spec.name}.input.json")
+        data = write_input_data(golden(spec, layout), workdir / "data" / f"{spec.name}.input.json")
         for setup in setups:
             for protocol, url in ((p, urls[p]) for p in protocols):
                 targets.append((spec.name, setup, protocol,

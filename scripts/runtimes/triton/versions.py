@@ -24,8 +24,10 @@ import requests
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from scripts.pipeline.layout import Layout
+from scripts.runtimes.protocols import ServedVersions
 from scripts.runtimes.triton import server as tr
-from scripts.spec import BuildError
+from scripts.spec import BuildError, ModelSpec
 
 CANDIDATE = "{}.candidate"
 
@@ -115,3 +117,45 @@ def requests_served(server: tr.Triton, model: str, version: int) -> float:
                 and f'model="{model}"' in line and f'version="{version}"' in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+class TritonVersions:
+    """VersionControl on the repository API: candidates staged under their own name, the
+    switch one load whose config override lists the versions to keep (see above)."""
+
+    def versions(self, server: tr.Triton, spec: ModelSpec) -> ServedVersions:
+        found = loaded(server, spec.name)
+        return ServedVersions(found, max(found) if found else None)
+
+    def rollout_problems(self, server: tr.Triton, spec: ModelSpec) -> list[str]:
+        return []   # explicit model control and the admin key: every server can load versions
+
+    def load_beside(self, server: tr.Triton, spec: ModelSpec, version: int,
+                    layout: Layout) -> bool:
+        if version in loaded(server, spec.name):
+            return False
+        name = stage(server, layout.triton_repo, spec.name, version)
+        wait_loaded(server, name, [version])
+        return True
+
+    def make_default(self, server: tr.Triton, spec: ModelSpec, version: int, keep: int | None,
+                     layout: Layout) -> None:
+        wanted = policy(version, keep)
+        with repository_lock(server):
+            load(server, with_versions(disk_config(layout.triton_repo, spec.name), wanted))
+            wait_loaded(server, spec.name, wanted)
+        candidate = CANDIDATE.format(spec.name)
+        if loaded(server, candidate):
+            unload(server, candidate)
+
+    def unload(self, server: tr.Triton, spec: ModelSpec, version: int, layout: Layout) -> None:
+        candidate = CANDIDATE.format(spec.name)
+        if version in loaded(server, candidate):
+            unload(server, candidate)
+        before = loaded(server, spec.name)
+        remaining = [v for v in before if v != version]
+        if remaining and len(remaining) < len(before):
+            load(server, with_versions(disk_config(layout.triton_repo, spec.name), remaining))
+
+    def requests_served(self, server: tr.Triton, spec: ModelSpec, version: int) -> float:
+        return requests_served(server, spec.name, version)

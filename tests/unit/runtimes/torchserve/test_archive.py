@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from handlers.plan import ServingPlan
+from scripts.pipeline.layout import Layout
 from scripts.runtimes.torchserve.archive import MANIFEST, verify_archive
 from scripts.spec import load_spec
 from tests.conftest import REPO
@@ -19,12 +20,13 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.usefixtures("built_examples")
 
 SPEC = load_spec(REPO / "models.yaml")
+LAYOUT = Layout.of(REPO)
 
 
 @pytest.mark.parametrize("spec", SPEC.models, ids=lambda m: m.name)
 def test_archive_contents_follow_the_spec(spec):
     spec = spec.for_runtime("torchserve")        # what TorchServe is given: per_runtime applied
-    mar = REPO / "model_store" / f"{spec.name}.mar"
+    mar = LAYOUT.model_store / f"{spec.name}.mar"
     assert verify_archive(mar) == []
     with zipfile.ZipFile(mar) as archive:
         names = set(archive.namelist())
@@ -37,12 +39,12 @@ def test_archive_contents_follow_the_spec(spec):
     assert settings["batchSize"] == spec.batching.max_batch_size
     assert settings["minWorkers"] == spec.serving.workers.min and settings["maxWorkers"] == spec.serving.workers.max
     assert archiver["model"]["modelVersion"] == str(spec.version)
-    assert plan.task.labels == (REPO / spec.task.labels).read_text().split()
+    assert plan.task.labels == LAYOUT.source(spec.task.labels).read_text().split()
 
 
 def tampered_copy(tmp_path, change):
-    original = REPO / "model_store" / "tabular_mlp.mar"
-    store = tmp_path / "model_store"
+    original = LAYOUT.model_store / "tabular_mlp.mar"
+    store = Layout.of(tmp_path).model_store
     store.mkdir()
     with zipfile.ZipFile(original) as good, zipfile.ZipFile(store / original.name, "w") as bad:
         for item in good.infolist():
@@ -68,7 +70,7 @@ def test_verify_artifacts_step_exits_non_zero_on_tampering(tmp_path):
     tampered_copy(tmp_path, lambda name, data: data.replace(b"standardize", b"standardise")
                   if name == "serving_plan.json" else data)
     for name in ("digits_cnn", "sentiment_lstm"):
-        shutil.copy(REPO / "model_store" / f"{name}.mar", tmp_path / "model_store")
+        shutil.copy(LAYOUT.model_store / f"{name}.mar", Layout.of(tmp_path).model_store)
     result = subprocess.run([sys.executable, "-m", "scripts", "verify-artifacts", "--spec", str(tmp_path / "models.yaml")],
                             capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.returncode == 1
@@ -78,13 +80,13 @@ def test_verify_artifacts_step_exits_non_zero_on_tampering(tmp_path):
 
 def test_an_archive_the_handler_cannot_load_is_refused_at_archive_time(tiny_spec, tmp_path):
     from scripts.pipeline.export import export_model
-    from scripts.pipeline.paths import artifact_dir
     from scripts.runtimes.torchserve.archive import archive_model
     from scripts.spec import BuildError
 
     spec = load_spec(tiny_spec).models[0]
-    export_model(spec, tmp_path)
-    (artifact_dir(spec, tmp_path) / "model.torchscript.pt").write_bytes(b"not a model")
+    layout = Layout.of(tmp_path)
+    export_model(spec, layout)
+    (layout.artifact_dir(spec) / "model.torchscript.pt").write_bytes(b"not a model")
     with pytest.raises(BuildError, match=r"tiny.mar: the handler cannot load it: .*make export MODEL=tiny"):
-        archive_model(spec, tmp_path, tmp_path / "store")
+        archive_model(spec, layout, tmp_path / "store")
     assert not (tmp_path / "store" / "tiny.mar").exists()

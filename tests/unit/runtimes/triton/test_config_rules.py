@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from scripts.runtimes.registry import RUNTIMES
+from scripts.pipeline.layout import Layout
+from scripts.runtimes.protocols import BuildOptions
 from scripts.runtimes.triton.config_rules import config_problems
 from scripts.runtimes.triton.configs import read_config, write_config
+from scripts.runtimes.triton.runtime import TRITON
 from scripts.spec import BuildError, load_spec
 from tests.conftest import REPO, ZOO_SPEC
 
@@ -24,7 +26,7 @@ def config(**fields) -> mc.ModelConfig:
 
 def test_a_per_sample_scalar_is_dims_1_with_an_empty_reshape(tmp_path, built_zoo):
     spec = built_zoo("zoo_two_tower")
-    RUNTIMES["triton"].build([spec], REPO, out=tmp_path)
+    TRITON.artifacts.build([spec], Layout.of(REPO), BuildOptions(out=tmp_path))
     written = read_config(tmp_path / spec.name / "config.pbtxt")
     item_id = next(t for t in written.input if t.name == "item_id")
     assert list(item_id.dims) == [1] and item_id.HasField("reshape") and list(item_id.reshape.shape) == []

@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
+from scripts.pipeline.layout import Layout
 from scripts.pipeline.plan import serving_plan
 from scripts.runtimes.triton.configs import (
     check_ensemble,
@@ -24,6 +25,7 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.usefixtures("built_examples")
 
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
+LAYOUT = Layout.of(REPO)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def repos(tmp_path_factory):
     out = {}
     for backend in BACKENDS:
         folder = tmp_path_factory.mktemp(backend)
-        build_repository(list(SPEC.values()), REPO, folder, backend)
+        build_repository(list(SPEC.values()), LAYOUT, folder, backend)
         out[backend] = folder
     return out
 
@@ -50,7 +52,7 @@ def test_every_config_parses_back_through_protobuf(repos):
 @pytest.mark.parametrize("name", sorted(SPEC))
 def test_dims_and_dtypes_match_the_onnx_graph(repos, name):
     config = read_config(repos["python"] / name / "config.pbtxt")
-    inputs, outputs = onnx_signature(REPO / "artifacts" / name / "1" / "model.onnx")
+    inputs, outputs = onnx_signature(LAYOUT.artifact_dir(SPEC[name]) / "model.onnx")
     for declared, graph in ((config.input, inputs), (config.output, outputs)):
         assert [(t.name, t.data_type, [-1, *t.dims]) for t in declared] == \
                [(t.name, t.dtype, t.shape) for t in graph]
@@ -66,13 +68,13 @@ def test_python_backend_version_dir_is_self_contained(repos):
     assert {"model.py", "serving_plan.json", "model.onnx"} <= {p.name for p in version.iterdir()}
     assert (version / "handlers" / "pipeline.py").exists()
     warmup = (repos["python"] / "digits_cnn" / "warmup" / "image.bin").read_bytes()
-    golden = np.load(REPO / "artifacts/digits_cnn/1/golden.npz")["input.image"][:1]
+    golden = np.load(LAYOUT.artifact_dir(SPEC["digits_cnn"]) / "golden.npz")["input.image"][:1]
     assert warmup == golden.astype("<f4").tobytes()
 
 
 def test_max_batch_size_zero_is_written_explicitly(tmp_path):
     spec = SPEC["tabular_mlp"].model_copy(update={"batching": Batching(max_batch_size=0)})
-    build_repository([spec], REPO, tmp_path)
+    build_repository([spec], LAYOUT, tmp_path)
     path = tmp_path / "tabular_mlp" / "config.pbtxt"
     assert "max_batch_size: 0" in path.read_text()
     config = read_config(path)
@@ -93,11 +95,11 @@ def test_per_runtime_settings_reach_the_triton_config_and_the_torchserve_archive
     spec = SPEC["tabular_mlp"].model_copy(update={"per_runtime": {
         "triton": RuntimeSettings(max_queue_delay_ms=0, format="onnx_int8"),
         "torchserve": RuntimeSettings(max_queue_delay_ms=3, threads=2)}})
-    build_repository([spec], REPO, tmp_path / "repo")
+    build_repository([spec], LAYOUT, tmp_path / "repo")
     config = read_config(tmp_path / "repo" / "tabular_mlp" / "config.pbtxt")
     assert config.dynamic_batching.max_queue_delay_microseconds == 0
     assert (tmp_path / "repo" / "tabular_mlp" / "1" / "model.int8.onnx").exists()
-    archive_model(spec, REPO, tmp_path / "store")
+    archive_model(spec, LAYOUT, tmp_path / "store")
     with zipfile.ZipFile(tmp_path / "store" / "tabular_mlp.mar") as mar:
         settings = yaml.safe_load(mar.read("model-config.yaml"))
         plan = json.loads(mar.read("serving_plan.json"))
@@ -108,10 +110,10 @@ def test_a_spec_that_disagrees_with_the_graph_names_model_tensor_and_field(tmp_p
     spec = SPEC["digits_cnn"]
     wrong = spec.model_copy(update={"outputs": [spec.outputs[0].model_copy(update={"dtype": "float64"})]})
     with pytest.raises(BuildError, match=r"digits_cnn: outputs 'logits': dtype: expected TYPE_FP64, found TYPE_FP32"):
-        build_repository([wrong], REPO, tmp_path)
+        build_repository([wrong], LAYOUT, tmp_path)
     wrong = spec.model_copy(update={"inputs": [spec.inputs[0].model_copy(update={"shape": [-1, 3, 28, 28]})]})
     with pytest.raises(BuildError, match=r"inputs 'image': dims: expected \[-1, 3, 28, 28\]"):
-        build_repository([wrong], REPO, tmp_path)
+        build_repository([wrong], LAYOUT, tmp_path)
 
 
 def test_native_backends_use_their_file_names_and_tensor_naming(repos):
@@ -138,8 +140,8 @@ def test_offline_check_catches_a_config_that_disagrees_with_the_artifact(repos, 
 
 
 def test_ensemble_wiring_is_checked():
-    spec = serving_plan(SPEC["digits_cnn"], REPO)
-    signature = onnx_signature(REPO / "artifacts/digits_cnn/1/model.onnx")
+    spec = serving_plan(SPEC["digits_cnn"], LAYOUT)
+    signature = onnx_signature(LAYOUT.artifact_dir(SPEC["digits_cnn"]) / "model.onnx")
     pre, post, ensemble = ensemble_configs(spec, "python", signature)
     configs = {c.name: c for c in (pre, post, ensemble, model_config(spec, "python", signature))}
     assert check_ensemble(ensemble, configs) == []
@@ -151,6 +153,6 @@ def test_ensemble_wiring_is_checked():
 
 def test_rebuild_is_incremental(tmp_path):
     specs = [SPEC["tabular_mlp"]]
-    assert build_repository(specs, REPO, tmp_path) == {"tabular_mlp": True}
-    assert build_repository(specs, REPO, tmp_path) == {"tabular_mlp": False}
-    assert build_repository(specs, REPO, tmp_path, "onnxruntime") == {"tabular_mlp": True}
+    assert build_repository(specs, LAYOUT, tmp_path) == {"tabular_mlp": True}
+    assert build_repository(specs, LAYOUT, tmp_path) == {"tabular_mlp": False}
+    assert build_repository(specs, LAYOUT, tmp_path, "onnxruntime") == {"tabular_mlp": True}

@@ -1,0 +1,85 @@
+"""TorchServe's endpoints for `make verify` and rollouts' gates: REST and gRPC with the token."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from scripts.runtimes.protocols import RequestCall, TensorCall
+from scripts.runtimes.torchserve import server as ts
+from scripts.spec import ModelSpec
+
+CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".txt": "text/plain",
+                 ".json": "application/json"}
+JSON_BYTES_PER_VALUE = 24   # a float32 as JSON text, with separators, at most
+
+
+def max_request_bytes(config: Path) -> int:
+    """max_request_size of the running server's config.properties (TorchServe's default else)."""
+    match = re.search(r"^max_request_size=(\d+)\s*$", config.read_text(), re.MULTILINE)
+    return int(match.group(1)) if match else 6_553_600
+
+
+def request_chunks(inputs: dict, limit: int) -> list[dict]:
+    """Rows split into requests whose JSON stays under TorchServe's max_request_size (a
+    224x224 RGB tensor is ~3 MB of JSON: a few per request)."""
+    row_values = sum(int(np.prod(v.shape[1:])) for v in inputs.values())
+    per_request = max(1, limit // (row_values * JSON_BYTES_PER_VALUE))
+    rows = len(next(iter(inputs.values())))
+    return [{k: v[i:i + per_request] for k, v in inputs.items()}
+            for i in range(0, rows, per_request)]
+
+
+def answers_to_outputs(spec: ModelSpec, answers: list[dict] | dict) -> dict:
+    if isinstance(answers, dict):  # a never-batched model's one answer: its outputs as they are
+        return {t.name: np.array(answers["outputs"][t.name]) for t in spec.outputs}
+    return {t.name: np.array([a["outputs"][t.name] for a in answers]) for t in spec.outputs}
+
+
+def tensors(rows: dict) -> dict:
+    return {"tensors": {k: v.tolist() for k, v in rows.items()}}
+
+
+class TorchServeEndpoints:
+    """Endpoints: /predictions/<model>[/<version>] over REST and gRPC."""
+
+    def tensor_endpoints(self, server: ts.TorchServe) -> dict[str, TensorCall]:
+        return self.calls(server, None)
+
+    def request_endpoints(self, server: ts.TorchServe, spec: ModelSpec) -> dict[str, RequestCall]:
+        from scripts.runtimes.torchserve.client import TorchServeClient
+
+        client = TorchServeClient.for_server(server)
+
+        def call(path: Path) -> tuple[str, float]:
+            answer = client.predict(spec.name, path.read_bytes(), CONTENT_TYPES.get(path.suffix))
+            return answer["label"], answer["score"]
+
+        return {"torchserve-rest (requests)": call}
+
+    def version_endpoints(self, server: ts.TorchServe, spec: ModelSpec,
+                          version: int) -> dict[str, TensorCall]:
+        """Requests that name the version (/predictions/<model>/<version>)."""
+        return self.calls(server, version)
+
+    def calls(self, server: ts.TorchServe, version: int | None) -> dict[str, TensorCall]:
+        from scripts.runtimes.torchserve.client import TorchServeClient
+        from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
+
+        limit = max_request_bytes(server.workdir / "config.properties")
+        named = str(version) if version is not None else None
+
+        def call(client):
+            def infer(spec: ModelSpec, inputs: dict) -> dict:
+                if spec.batching.max_batch_size == 0:  # one call: the outputs need every row
+                    return answers_to_outputs(spec, client.predict(spec.name, tensors(inputs),
+                                                                   version=named))
+                answers = []
+                for chunk in request_chunks(inputs, limit):
+                    answers += client.predict(spec.name, tensors(chunk), version=named)
+                return answers_to_outputs(spec, answers)
+            return infer
+
+        return {"torchserve-rest": call(TorchServeClient.for_server(server)),
+                "torchserve-grpc": call(TorchServeGrpcClient.for_server(server))}
