@@ -11,7 +11,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from handlers.plan import Format, StrictModel
-from scripts.runtimes.names import RuntimeName
+from scripts.runtimes.names import RuntimeName  # noqa: F401  (re-exported for the schema)
 
 
 class RuntimeSettings(StrictModel):

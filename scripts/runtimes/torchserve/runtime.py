@@ -14,7 +14,7 @@ from scripts.runtimes.torchserve.versions import TorchServeVersions
 
 _control = TorchServeControl()
 
-TORCHSERVE = Runtime(name=NAME, title="TorchServe", build_step="archive",
+TORCHSERVE = Runtime(name=NAME, title="TorchServe", build_step="archive", replicas="workers",
                      artifacts=TorchServeArtifacts(), server=_control,
                      endpoints=TorchServeEndpoints(), versions=TorchServeVersions(),
                      bench=TorchServeBench(_control), kserve=TorchServeKServe())

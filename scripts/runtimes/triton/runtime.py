@@ -14,6 +14,6 @@ from scripts.runtimes.triton.versions import TritonVersions
 
 _control = TritonControl()
 
-TRITON = Runtime(name=NAME, title="tritonserver", build_step="triton-repo",
+TRITON = Runtime(name=NAME, title="tritonserver", build_step="triton-repo", replicas="instances",
                  artifacts=TritonArtifacts(), server=_control, endpoints=TritonEndpoints(),
                  versions=TritonVersions(), bench=TritonBench(_control), kserve=TritonKServe())

@@ -10,8 +10,8 @@ from scripts.runtimes.protocols import BuildOptions
 from scripts.runtimes.triton.config_rules import config_problems
 from scripts.runtimes.triton.configs import read_config, write_config
 from scripts.runtimes.triton.runtime import TRITON
-from scripts.spec import BuildError, load_spec
-from tests.conftest import REPO, ZOO_SPEC
+from scripts.spec import BuildError
+from tests.conftest import REPO
 
 FP32 = mc.DataType.Value("TYPE_FP32")
 
