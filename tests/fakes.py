@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import LAYOUT
 
 
 class FakeTorchServeContext:
@@ -31,7 +31,7 @@ class FakeTorchServeContext:
 
 def unpacked_archive(name: str, into: Path) -> Path:
     """model_store/<name>.mar unpacked, as TorchServe does before calling initialize()."""
-    mar = REPO / "model_store" / f"{name}.mar"
+    mar = LAYOUT.model_store / f"{name}.mar"
     if not mar.exists():
         pytest.fail(f"{mar} missing: run `make archive` first (make test does)")
     with zipfile.ZipFile(mar) as archive:

@@ -63,7 +63,9 @@ def tune(spec: SpecOption = Path("models.yaml"),
     layout, models = selected_models(spec, [model])
     report = run_tune(models[0], layout, selected(runtime), budget,
                       log=lambda line: console.print(line, highlight=False))
-    console.print(f"report: {layout.shown(layout.reports)}/tune_{model}.json, tune_{model}.png ({report['seconds']:.0f}s)")
+    console.print(
+        f"report: {layout.shown(layout.reports)}/tune_{model}.json, tune_{model}.png ({report['seconds']:.0f}s)"
+    )
     if report["spec_fields"]:
         console.print(f"the rule's choices, as spec fields (reports/tune_{model}.yaml):", highlight=False)
         typer.echo(snippet(report))
@@ -93,11 +95,16 @@ def perf_rows(spec: ModelSpec, layout: Layout, served: str) -> dict:
 
 @app.command()
 @user_errors
-def perf(spec: SpecOption = Path("models.yaml"),
-         model: Annotated[str, typer.Option("--model", "-m", help="Served model: a spec name or <name>_ensemble.")] = "digits_cnn",
-         protocol: Annotated[Protocol, typer.Option("--protocol")] = Protocol.both,
-         concurrency: Annotated[Optional[list[int]], typer.Option("--concurrency", "-c", help="Repeat for several.")] = None,
-         http_port: int = 8000, grpc_port: int = 8001):
+def perf(
+    spec: SpecOption = Path("models.yaml"),
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Served model: a spec name or <name>_ensemble.")
+    ] = "digits_cnn",
+    protocol: Annotated[Protocol, typer.Option("--protocol")] = Protocol.both,
+    concurrency: Annotated[Optional[list[int]], typer.Option("--concurrency", "-c", help="Repeat for several.")] = None,
+    http_port: int = 8000,
+    grpc_port: int = 8001,
+):
     """perf_analyzer against a served model: throughput and p50/p99 latency per concurrency."""
     from scripts.measure.perf import run
     from scripts.spec import BuildError
@@ -112,6 +119,12 @@ def perf(spec: SpecOption = Path("models.yaml"),
     for proto in protocols:
         port = http_port if proto == "http" else grpc_port
         for r in run(model, f"127.0.0.1:{port}", proto, concurrency or [1, 16], rows, layout.state("perf")):
-            table.add_row(model, proto, str(r["concurrency"]), f"{r['throughput']:.1f}",
-                          f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}")
+            table.add_row(
+                model,
+                proto,
+                str(r["concurrency"]),
+                f"{r['throughput']:.1f}",
+                f"{r['p50_ms']:.2f}",
+                f"{r['p99_ms']:.2f}",
+            )
     console.print(table)

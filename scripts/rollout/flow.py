@@ -169,8 +169,14 @@ def rollout(spec: ModelSpec, version: int, runtime: str, layout: Layout, servers
         raise
     refused = [c for c in candidates if not c.gate.passed]
     if refused:
-        refuse(spec, version, layout, candidates, [c.outcome(spec, "refused", problems=c.gate.problems) for c in refused],
-               [f"{c.plugin.name}: {p}" for c in refused for p in c.gate.problems])
+        refuse(
+            spec,
+            version,
+            layout,
+            candidates,
+            [c.outcome(spec, "refused", problems=c.gate.problems) for c in refused],
+            [f"{c.plugin.name}: {p}" for c in refused for p in c.gate.problems],
+        )
     switched = []
     for candidate in candidates:
         took, problems = switch(candidate.plugin, candidate.server, spec, version, candidate.serving, layout)
@@ -178,15 +184,28 @@ def rollout(spec: ModelSpec, version: int, runtime: str, layout: Layout, servers
             for earlier, _ in switched:
                 earlier.plugin.versions.make_default(earlier.server, spec, earlier.serving, version, layout)
             failed = candidate.outcome(spec, "refused", switch_s=took, problems=problems)
-            refuse(spec, version, layout, candidates, [failed], [f"{candidate.plugin.name}: {p}" for p in problems]
-                   + [f"{earlier.plugin.name}: switched back to version {earlier.serving}" for earlier, _ in switched])
+            refuse(
+                spec,
+                version,
+                layout,
+                candidates,
+                [failed],
+                [f"{candidate.plugin.name}: {p}" for p in problems]
+                + [f"{earlier.plugin.name}: switched back to version {earlier.serving}" for earlier, _ in switched],
+            )
         switched.append((candidate, took))
     for candidate, took in switched:
         state.record(layout, candidate.plugin.name, spec.name, version, candidate.serving, candidate.gate.figures)
     for candidate, took in switched:
         notes = retire_others(candidate.plugin, candidate.server, spec, {version, candidate.serving}, layout)
-        outcomes.append(logged(layout, candidate.outcome(spec, "rolled out", default=version, previous=candidate.serving,
-                                                       switch_s=took, problems=notes)))
+        outcomes.append(
+            logged(
+                layout,
+                candidate.outcome(
+                    spec, "rolled out", default=version, previous=candidate.serving, switch_s=took, problems=notes
+                ),
+            )
+        )
     return outcomes
 
 
@@ -197,21 +216,41 @@ def rollback(spec: ModelSpec, runtime: str, layout: Layout, servers: dict | None
         current = serving_version(plugin, server, spec)
         previous = state.served(layout, plugin.name, spec.name).get("previous")
         if previous is None or previous == current:
-            raise UserError([f"{spec.name} on {plugin.title}: no previous version to roll back to "
-                             f"(serving version {current}; see `make versions`)"])
+            raise UserError(
+                [
+                    f"{spec.name} on {plugin.title}: no previous version to roll back to "
+                    f"(serving version {current}; see `make versions`)"
+                ]
+            )
         targets.append((plugin, server, current, previous))
     outcomes = []
     for plugin, server, current, previous in targets:
         took, problems = switch(plugin, server, spec, previous, current, layout)
         if not problems:
             state.record(layout, plugin.name, spec.name, previous, current, None)
-        outcomes.append(logged(layout, Outcome(plugin.name, spec.name, "refused" if problems else "rolled back",
-                                             current if problems else previous, current, took, problems=problems)))
+        outcomes.append(
+            logged(
+                layout,
+                Outcome(
+                    plugin.name,
+                    spec.name,
+                    "refused" if problems else "rolled back",
+                    current if problems else previous,
+                    current,
+                    took,
+                    problems=problems,
+                ),
+            )
+        )
     failed = [f"{o.runtime}: {p}" for o in outcomes if o.action == "refused" for p in o.problems]
     if failed:
-        raise RolloutRefused([f"{spec.name}: rollback refused where the check after the switch failed:", *failed,
-                              *(f"{o.runtime}: rolled back to version {o.default}" for o in outcomes
-                                if o.action == "rolled back")])
+        raise RolloutRefused(
+            [
+                f"{spec.name}: rollback refused where the check after the switch failed:",
+                *failed,
+                *(f"{o.runtime}: rolled back to version {o.default}" for o in outcomes if o.action == "rolled back"),
+            ]
+        )
     return outcomes
 
 
@@ -222,8 +261,11 @@ def logged(layout: Layout, outcome: Outcome) -> Outcome:
 
 def servers_of(runtime: str, layout: Layout, servers: dict | None) -> list[tuple]:
     """[(plugin, server)]: the given servers ({runtime name: server}), else `make serve`'s."""
-    return [(plugin, servers[plugin.name] if servers else running_server(plugin, layout)) for plugin in selected(runtime)
-            if not servers or plugin.name in servers]
+    return [
+        (plugin, servers[plugin.name] if servers else running_server(plugin, layout))
+        for plugin in selected(runtime)
+        if not servers or plugin.name in servers
+    ]
 
 
 def restore(runtime: str, models: list[ModelSpec], layout: Layout, servers: dict | None = None) -> list[str]:
@@ -239,6 +281,7 @@ def restore(runtime: str, models: list[ModelSpec], layout: Layout, servers: dict
         if keep is not None and keep != served["default"]:
             build(plugin, spec, keep, layout)
         plugin.versions.make_default(server, spec, served["default"], keep, layout)
-        lines.append(f"{plugin.title}: {spec.name} serves version {served['default']}, as last rolled out "
-                     "(`make versions`)")
+        lines.append(
+            f"{plugin.title}: {spec.name} serves version {served['default']}, as last rolled out (`make versions`)"
+        )
     return lines

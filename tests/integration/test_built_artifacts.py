@@ -9,14 +9,14 @@ import pytest
 from handlers.runners import ARTIFACT_FILES, load_runner
 from scripts.pipeline.verify import compare
 from scripts.spec import load_spec
-from tests.conftest import REPO
+from tests.conftest import LAYOUT, REPO
 
 SPEC = load_spec(REPO / "models.yaml")
 
 
 @pytest.mark.parametrize("spec", SPEC.models, ids=lambda m: m.name)
 def test_every_format_verified_and_golden_samples_reproduce(spec):
-    out = REPO / "artifacts" / spec.name / str(spec.version)
+    out = LAYOUT.artifacts / spec.name / str(spec.version)
     if not (out / "verify.json").exists():
         pytest.fail(f"{out}/verify.json missing: run `make export` first (make test does)")
     report = json.loads((out / "verify.json").read_text())

@@ -16,7 +16,7 @@ from scripts.runtimes.torchserve.client import TorchServeClient
 from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
 from scripts.runtimes.triton.client import TritonClient, decode_labels, spec_datatypes
 from scripts.spec import load_spec
-from tests.conftest import REPO
+from tests.conftest import LAYOUT, REPO
 
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
 REQUESTS, CLIENTS = 5000, 32
@@ -25,7 +25,7 @@ ENDPOINTS = ("torchserve-rest", "torchserve-grpc", "triton-http", "triton-grpc",
 
 def golden(name: str):
     spec = SPEC[name]
-    g = np.load(REPO / "artifacts" / name / str(spec.version) / "golden.npz")
+    g = np.load(LAYOUT.artifacts / name / str(spec.version) / "golden.npz")
     return {t.name: g[f"input.{t.name}"] for t in spec.inputs}, {t.name: g[f"output.{t.name}"] for t in spec.outputs}
 
 
@@ -53,17 +53,21 @@ def test_5000_mixed_requests_from_32_clients(torchserve, triton):
         started = time.perf_counter()
         if endpoint == "triton-ensemble":
             text = sorted(texts)[row % len(texts)]
-            label = decode_labels(clients()["triton-http"].infer("sentiment_lstm_ensemble", {"TEXT": [text]})["label"])[0]
+            label = decode_labels(clients()["triton-http"].infer("sentiment_lstm_ensemble", {"TEXT": [text]})["label"])[
+                0
+            ]
             assert label == expected_labels[text]
             return endpoint, "sentiment_lstm_ensemble", time.perf_counter() - started
-        one_row = {k: v[row:row + 1] for k, v in inputs.items()}
+        one_row = {k: v[row : row + 1] for k, v in inputs.items()}
         if endpoint.startswith("torchserve"):
             answer = clients()[endpoint].predict(name, {"tensors": {k: v.tolist() for k, v in one_row.items()}})
             served = {t.name: np.array([answer[0]["outputs"][t.name]]) for t in spec.outputs}
         else:
             served = clients()[endpoint].infer(name, one_row, spec_datatypes(spec))
         for t in spec.outputs:
-            result = compare(np.asarray(served[t.name], dtype=outputs[t.name].dtype), outputs[t.name][row:row + 1], spec.tolerance)
+            result = compare(
+                np.asarray(served[t.name], dtype=outputs[t.name].dtype), outputs[t.name][row : row + 1], spec.tolerance
+            )
             assert result.passed, (endpoint, name, row, result)
         return endpoint, name, time.perf_counter() - started
 
@@ -75,10 +79,20 @@ def test_5000_mixed_requests_from_32_clients(torchserve, triton):
     per_endpoint = collections.defaultdict(list)
     for endpoint, _, latency in results:
         per_endpoint[endpoint].append(latency)
-    figures = {"requests": REQUESTS, "clients": CLIENTS, "errors": 0, "seconds": round(elapsed, 2),
-               "requests_per_second": round(REQUESTS / elapsed, 1),
-               "per_endpoint": {e: {"requests": len(v), "p50_ms": round(1000 * float(np.percentile(v, 50)), 1),
-                                    "p99_ms": round(1000 * float(np.percentile(v, 99)), 1)}
-                                for e, v in sorted(per_endpoint.items())}}
-    (REPO / "reports").mkdir(exist_ok=True)
-    (REPO / "reports" / "concurrency.json").write_text(json.dumps(figures, indent=1) + "\n")
+    figures = {
+        "requests": REQUESTS,
+        "clients": CLIENTS,
+        "errors": 0,
+        "seconds": round(elapsed, 2),
+        "requests_per_second": round(REQUESTS / elapsed, 1),
+        "per_endpoint": {
+            e: {
+                "requests": len(v),
+                "p50_ms": round(1000 * float(np.percentile(v, 50)), 1),
+                "p99_ms": round(1000 * float(np.percentile(v, 99)), 1),
+            }
+            for e, v in sorted(per_endpoint.items())
+        },
+    }
+    (LAYOUT.reports).mkdir(exist_ok=True)
+    (LAYOUT.reports / "concurrency.json").write_text(json.dumps(figures, indent=1) + "\n")

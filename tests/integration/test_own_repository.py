@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.conftest import LAYOUT, REPO
 
 pytestmark = pytest.mark.integration
 
@@ -100,5 +100,5 @@ def test_a_model_in_its_own_repository_is_served_and_verified_on_both_runtimes(t
     assert (out / "model_store" / "own_scorer.mar").exists()
     assert (out / "triton_repo" / "own_scorer" / "config.pbtxt").exists()
     assert (out / ".torchship" / "torchserve" / "key_file.json").exists()
-    assert not (REPO / "artifacts" / "own_scorer").exists()
+    assert not (LAYOUT.artifacts / "own_scorer").exists()
     assert sorted(p.name for p in (out / "models").iterdir() if p.suffix == ".py") == ["__init__.py", "scorer.py"]

@@ -22,7 +22,7 @@ from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
 from scripts.runtimes.triton.client import TritonClient, spec_datatypes
 from scripts.runtimes.triton.configs import has_ensemble
 from scripts.spec import load_spec
-from tests.conftest import REPO
+from tests.conftest import LAYOUT, REPO
 from tests.integration.malformed import TritonRequest, ensemble_requests, rest_requests, triton_requests
 
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
@@ -40,14 +40,16 @@ def robustness_report():
     yield
     report = {endpoint: [{"category": c, "outcome": o, "count": n} for (c, o), n in sorted(counts.items())]
               for endpoint, counts in OUTCOMES.items()}
-    (REPO / "reports").mkdir(exist_ok=True)
-    (REPO / "reports" / "robustness.json").write_text(json.dumps(report, indent=1) + "\n")
+    (LAYOUT.reports).mkdir(exist_ok=True)
+    (LAYOUT.reports / "robustness.json").write_text(json.dumps(report, indent=1) + "\n")
 
 
 def golden(name: str):
-    g = np.load(REPO / "artifacts" / name / str(SPEC[name].version) / "golden.npz")
+    g = np.load(LAYOUT.artifacts / name / str(SPEC[name].version) / "golden.npz")
     spec = SPEC[name]
-    return {t.name: g[f"input.{t.name}"][:2] for t in spec.inputs}, {t.name: g[f"output.{t.name}"][:2] for t in spec.outputs}
+    return {t.name: g[f"input.{t.name}"][:2] for t in spec.inputs}, {
+        t.name: g[f"output.{t.name}"][:2] for t in spec.outputs
+    }
 
 
 def sample_png() -> bytes:
@@ -101,10 +103,11 @@ def test_torchserve_grpc_refuses_malformed_requests(torchserve, name):
             assert 400 <= refused.status < 500 and refused.message
         except grpc.RpcError as refused:
             outcome = refused.code().name
-            assert refused.code() in GRPC_CLIENT_ERRORS or (
-                refused.code() == grpc.StatusCode.INTERNAL and "NotFoundException" in refused.details()) or (
-                category == "oversized payload" and refused.code() == grpc.StatusCode.CANCELLED), \
-                (category, refused.code(), refused.details())
+            assert (
+                refused.code() in GRPC_CLIENT_ERRORS
+                or (refused.code() == grpc.StatusCode.INTERNAL and "NotFoundException" in refused.details())
+                or (category == "oversized payload" and refused.code() == grpc.StatusCode.CANCELLED)
+            ), (category, refused.code(), refused.details())
             assert refused.details()
         OUTCOMES["torchserve-grpc"][(category, outcome)] += 1
         assert outcome != "OK", category
@@ -126,7 +129,8 @@ def send_triton(client: TritonClient, req) -> str:
         # Triton 2.51's HTTP frontend answers JSON it cannot parse with 500 (its parser's error
         # is reported as INTERNAL): the one 5xx accepted here, recorded in the report.
         assert 400 <= reply.status_code < 500 or (
-            reply.status_code == 500 and "failed to parse the request JSON" in reply.json()["error"]), reply.text
+            reply.status_code == 500 and "failed to parse the request JSON" in reply.json()["error"]
+        ), reply.text
         return str(reply.status_code)
     inputs = []
     for name, datatype, array in req.tensors:
@@ -180,9 +184,11 @@ def test_triton_ensembles_refuse_malformed_inputs(triton, protocol, name):
     assert client.is_ready(f"{name}_ensemble")
 
 
-JSON_VALUES = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(max_size=8),
-                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-                           max_leaves=12)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=12,
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))

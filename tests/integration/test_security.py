@@ -12,9 +12,8 @@ import pytest
 from scripts.runtimes.processes import free_port
 from scripts.runtimes.torchserve import server as torchserve_server
 from scripts.runtimes.torchserve.client import TorchServeClient, TorchServeError
-from scripts.runtimes.torchserve.plugin import TEMPLATE
 from scripts.runtimes.triton import server as triton_server
-from tests.conftest import REPO
+from tests.conftest import LAYOUT
 
 
 def listening(pid: int) -> set[tuple[str, int]]:
@@ -40,10 +39,10 @@ def test_registering_from_outside_allowed_urls_is_refused(tmp_path):
     model_store."""
     store, elsewhere = tmp_path / "model_store", tmp_path / "elsewhere"
     store.mkdir(), elsewhere.mkdir()
-    shutil.copy(REPO / "model_store" / "tabular_mlp.mar", store)
-    shutil.copy(REPO / "model_store" / "tabular_mlp.mar", elsewhere / "copy.mar")
+    shutil.copy(LAYOUT.model_store / "tabular_mlp.mar", store)
+    shutil.copy(LAYOUT.model_store / "tabular_mlp.mar", elsewhere / "copy.mar")
     ports = torchserve_server.Ports(*(free_port() for _ in range(5)))
-    server = torchserve_server.start(REPO / TEMPLATE, store, ["tabular_mlp"], ports, tmp_path / "ts",
+    server = torchserve_server.start(LAYOUT.torchserve_config, store, ["tabular_mlp"], ports, tmp_path / "ts",
                                      overrides={"enable_model_api": "true"})
     try:
         torchserve_server.wait_ready(server, ["tabular_mlp"], timeout_s=240)
@@ -55,7 +54,7 @@ def test_registering_from_outside_allowed_urls_is_refused(tmp_path):
                 client.register(url)
             assert refused.value.status in (400, 403, 404) and "allowed" in refused.value.message.lower(), refused.value
         assert [m["modelName"] for m in client.list_models()] == ["tabular_mlp"]
-        shutil.copy(REPO / "model_store" / "digits_cnn.mar", store)  # one in the store itself registers
+        shutil.copy(LAYOUT.model_store / "digits_cnn.mar", store)  # one in the store itself registers
         client.register("digits_cnn.mar", initial_workers=0)  # TorchServe's form for the store's own files
         assert sorted(m["modelName"] for m in client.list_models()) == ["digits_cnn", "tabular_mlp"]
     finally:

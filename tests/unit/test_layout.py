@@ -77,9 +77,15 @@ def test_no_module_over_300_lines(path):
 
 def test_kinds_and_runtimes_are_not_switched_by_name_outside_their_classes():
     """`if kind == "image"` or `if runtime == "triton"` belongs in a class, not in a branch."""
-    switch = re.compile(r"""(kind|runtime|preprocess_kind)\s*(==|!=|in)\s*\(?["'](none|standardize|image|text|torchserve|triton)["']""")
-    found = [f"{p.relative_to(REPO)}:{i}" for p in SOURCES for i, line in enumerate(p.read_text().splitlines(), 1)
-             if switch.search(line)]
+    switch = re.compile(
+        r"""(kind|runtime|preprocess_kind)\s*(==|!=|in)\s*\(?["'](none|standardize|image|text|torchserve|triton)["']"""
+    )
+    found = [
+        f"{p.relative_to(REPO)}:{i}"
+        for p in SOURCES
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if switch.search(line)
+    ]
     assert found == []
 
 
@@ -89,8 +95,57 @@ def test_every_test_file_is_collected():
     import subprocess
     import sys
 
-    listed = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-                             str(REPO / "tests")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    listed = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", str(REPO / "tests")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     collected = {line.split("::")[0] for line in listed.stdout.splitlines() if "::" in line}
     on_disk = {str(p.relative_to(REPO)) for p in (REPO / "tests").rglob("test_*.py")}
     assert on_disk - collected == set(), listed.stdout[-2000:] + listed.stderr[-2000:]
+
+
+def test_each_runtime_protocol_has_at_most_six_methods():
+    from typing import Protocol
+
+    from scripts.runtimes import protocols
+
+    classes = [
+        c
+        for c in vars(protocols).values()
+        if isinstance(c, type) and Protocol in c.__mro__[1:] and c.__module__ == protocols.__name__
+    ]
+    sizes = {c.__name__: len([n for n, v in vars(c).items() if callable(v) and not n.startswith("_")]) for c in classes}
+    assert len(sizes) >= 6 and all(n <= 6 for n in sizes.values()), sizes
+
+
+# a generated folder as a path; `"model_store": ...` is TorchServe's own config key
+GENERATED_LITERAL = re.compile(r"""["'](build/|artifacts|model_store|triton_repo|reports)(/|["'](?!:))""")
+RUNTIME_LITERAL = re.compile(r"""["'](torchserve|triton)["']""")
+
+
+def test_generated_folders_are_named_only_by_the_layout():
+    found = [
+        f"{p.relative_to(REPO)}:{i}"
+        for p in SOURCES
+        if p.name != "layout.py"
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if GENERATED_LITERAL.search(line)
+    ]
+    assert found == []
+
+
+def test_runtimes_are_named_only_by_the_registry_and_their_own_folders():
+    """Everything else loops over scripts/runtimes/registry.py's runtimes or asks a capability.
+    (The benchmark's report keys its setups and targets by runtime: that is its content.)"""
+    own = ("scripts/runtimes/", "scripts/measure/bench/", "scripts/measure/perf.py")
+    found = [
+        f"{p.relative_to(REPO)}:{i}"
+        for p in SOURCES
+        if not str(p.relative_to(REPO)).startswith(own)
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if RUNTIME_LITERAL.search(line)
+    ]
+    assert found == []

@@ -12,7 +12,7 @@ ZOO = load_spec(ZOO_SPEC).models
 PROVES = {
     "zoo_resnet18": "torchvision CNN, 3-channel 224x224 image bytes with per-channel normalisation",
     "zoo_mobilenet_v3_small": "torchvision CNN with hardswish/squeeze-excite, image bytes and tensors",
-    "zoo_tiny_bert": "transformers encoder from raw text via tokenizer.json; input_ids + attention_mask padded per batch",
+    "zoo_tiny_bert": "transformers encoder from raw text via tokenizer.json; input_ids + attention_mask padded per batch",  # noqa: E501
     "zoo_two_tower": "two inputs incl. a per-sample scalar [-1], two tuple outputs, an output named like a module",
     "zoo_mixed_dtypes": "every dtype in and a dict of float16/bool/int32/float32 outputs",
     "zoo_sequence_gru": "a dynamic non-batch axis: sequences of any length, batched per length",
@@ -39,13 +39,13 @@ def test_every_dtype_is_served_by_some_zoo_entry():
 
 def test_the_zoo_covers_each_pattern():
     assert any(len(m.inputs) > 1 and len(m.outputs) > 1 for m in ZOO)
-    assert any(len(t.shape) == 1 for m in ZOO for t in m.inputs)                   # per-sample scalar
-    assert any(-1 in t.shape[1:] for m in ZOO for t in m.inputs)                   # dynamic non-batch axis
+    assert any(len(t.shape) == 1 for m in ZOO for t in m.inputs)  # per-sample scalar
+    assert any(-1 in t.shape[1:] for m in ZOO for t in m.inputs)  # dynamic non-batch axis
     assert any(m.batching.max_batch_size == 0 for m in ZOO)
-    assert any(m.serving.format == "onnx_int8" for m in ZOO)                          # int8 served
-    assert any(m.export.auto and m.batching.max_batch_size == 0 for m in ZOO)        # data-dependent length
+    assert any(m.serving.format == "onnx_int8" for m in ZOO)  # int8 served
+    assert any(m.export.auto and m.batching.max_batch_size == 0 for m in ZOO)  # data-dependent length
     assert any(m.task.preprocess.kind == "image" and not m.task.preprocess.grayscale for m in ZOO)
     assert any(m.source.module.startswith("models.zoo.vision") for m in ZOO)
-    assert any(m.task.preprocess.kind == "tokenizer" and m.batching.pad for m in ZOO)   # text, padded
+    assert any(m.task.preprocess.kind == "tokenizer" and m.batching.pad for m in ZOO)  # text, padded
     sizes = {m.name: m.source.kwargs.get("sizes") for m in ZOO}
     assert [784, 64, 64, 10] in sizes.values() and [100, 50, 10] in sizes.values()

@@ -37,7 +37,9 @@ def best_per_axis(configs: dict[str, dict], verdicts: dict[str, dict], base: dic
     return combined
 
 
-def tune_runtime(runtime, spec: ModelSpec, layout: Layout, scratch: Layout, workdir: Path, deadline: float, log) -> dict:
+def tune_runtime(
+    runtime, spec: ModelSpec, layout: Layout, scratch: Layout, workdir: Path, deadline: float, log
+) -> dict:
     """One runtime's sweep, verdicts, front and choice: PASSES rounds of coordinate descent,
     each from the best configuration so far (the spec's own settings first)."""
     sweep = Sweep(runtime, spec, layout, scratch, workdir, deadline, log)
@@ -51,7 +53,7 @@ def tune_runtime(runtime, spec: ModelSpec, layout: Layout, scratch: Layout, work
         sweep.measure(one_axis_at_a_time(base, axes))
         sweep.measure([best_per_axis(sweep.configs, verdicts(), base, axes)])
         chosen = choose(verdicts())
-        if chosen is None:          # nothing could be measured: no pass from nowhere
+        if chosen is None:  # nothing could be measured: no pass from nowhere
             log(f"{runtime.name}: no configuration could be measured; see the errors in the report")
             break
         best = sweep.configs[chosen]["settings"]
@@ -60,28 +62,44 @@ def tune_runtime(runtime, spec: ModelSpec, layout: Layout, scratch: Layout, work
         base = best
     judged = verdicts()
     chosen = choose(judged)
-    return {"stock": sweep.stock, "axes": axes,
-            "configs": {i: {**c, "verdict": judged[i]} for i, c in sweep.configs.items()},
-            "left_out": sweep.left_out, "front": pareto_front(judged),
-            "choice": chosen and {"id": chosen, "settings": sweep.configs[chosen]["settings"],
-                                  "keeps_rule": judged[chosen]["keeps_rule"], "verdict": judged[chosen]}}
+    return {
+        "stock": sweep.stock,
+        "axes": axes,
+        "configs": {i: {**c, "verdict": judged[i]} for i, c in sweep.configs.items()},
+        "left_out": sweep.left_out,
+        "front": pareto_front(judged),
+        "choice": chosen
+        and {
+            "id": chosen,
+            "settings": sweep.configs[chosen]["settings"],
+            "keeps_rule": judged[chosen]["keeps_rule"],
+            "verdict": judged[chosen],
+        },
+    }
 
 
-def run_tune(spec: ModelSpec, layout: Layout, runtimes: list, budget_s: float = 900, out_dir: Path | None = None,
-             log=print) -> dict:
+def run_tune(
+    spec: ModelSpec, layout: Layout, runtimes: list, budget_s: float = 900, out_dir: Path | None = None, log=print
+) -> dict:
     started = time.monotonic()
     workdir = layout.state("tune") / spec.name
     shutil.rmtree(workdir, ignore_errors=True)
     scratch = scratch_layout(layout, workdir / "checkout")
     results = {}
-    for i, runtime in enumerate(runtimes):     # each runtime gets its share of what is left
+    for i, runtime in enumerate(runtimes):  # each runtime gets its share of what is left
         deadline = time.monotonic() + (budget_s - (time.monotonic() - started)) / (len(runtimes) - i)
         results[runtime.name] = tune_runtime(runtime, spec, layout, scratch, workdir, deadline, log)
     choices = {r: res["choice"]["settings"] for r, res in results.items() if res["choice"]}
-    report = {"model": spec.name, "rule": RULE, "concurrency": list(CONCURRENCY), "measurement": MEASUREMENT,
-              "budget_s": budget_s, "runtimes": results,
-              "spec_fields": spec_fields(spec, choices) if choices else None,
-              "seconds": round(time.monotonic() - started, 1)}
+    report = {
+        "model": spec.name,
+        "rule": RULE,
+        "concurrency": list(CONCURRENCY),
+        "measurement": MEASUREMENT,
+        "budget_s": budget_s,
+        "runtimes": results,
+        "spec_fields": spec_fields(spec, choices) if choices else None,
+        "seconds": round(time.monotonic() - started, 1),
+    }
     write_report(report, out_dir or layout.reports)
     return report
 
@@ -89,13 +107,20 @@ def run_tune(spec: ModelSpec, layout: Layout, runtimes: list, budget_s: float = 
 def figures_line(runtime: str, result: dict) -> str:
     choice = result["choice"]
     curve, stock = result["configs"][choice["id"]]["curve"], result["stock"]
-    cells = [f"c={c} {p['throughput']:.0f}/s (stock {stock[c]['throughput']:.0f})"
-             for c, p in curve.items() if "throughput" in p and "throughput" in stock.get(c, {})]
+    cells = [
+        f"c={c} {p['throughput']:.0f}/s (stock {stock[c]['throughput']:.0f})"
+        for c, p in curve.items()
+        if "throughput" in p and "throughput" in stock.get(c, {})
+    ]
     low = curve.get(1, {})
-    p50 = f", p50 at c=1 {low['p50_ms']:.2f} ms (stock {stock[1]['p50_ms']:.2f})" \
-        if "p50_ms" in low and "p50_ms" in stock.get(1, {}) else ""
-    verdict = "keeps the rule" if choice["keeps_rule"] else "breaks the rule: " + "; ".join(
-        choice["verdict"]["problems"])
+    p50 = (
+        f", p50 at c=1 {low['p50_ms']:.2f} ms (stock {stock[1]['p50_ms']:.2f})"
+        if "p50_ms" in low and "p50_ms" in stock.get(1, {})
+        else ""
+    )
+    verdict = (
+        "keeps the rule" if choice["keeps_rule"] else "breaks the rule: " + "; ".join(choice["verdict"]["problems"])
+    )
     return f"#   {runtime} ({choice['id']}, {verdict}): " + ", ".join(cells) + p50
 
 
@@ -105,8 +130,7 @@ def snippet(report: dict) -> str:
 
     lines = [f"# make tune MODEL={report['model']}: per runtime, {report['rule']}"]
     lines += [figures_line(r, res) for r, res in report["runtimes"].items() if res["choice"]]
-    body = yaml.safe_dump({"name": report["model"], **report["spec_fields"]}, sort_keys=False,
-                          default_flow_style=None)
+    body = yaml.safe_dump({"name": report["model"], **report["spec_fields"]}, sort_keys=False, default_flow_style=None)
     return "\n".join(lines) + "\n" + body
 
 

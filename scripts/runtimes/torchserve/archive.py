@@ -143,5 +143,6 @@ def verify_archive(path: Path) -> list[str]:
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         return [f"{path.name}: not a valid archive with {MANIFEST}: {exc}; rebuild it with `make archive`"]
     problems += [f"{path.name}: {name}: listed in the manifest but missing" for name in sorted(set(manifest) - present)]
-    problems += [f"{path.name}: {name}: not in the manifest (unexpected file)" for name in sorted(present - set(manifest))]
+    unexpected = sorted(present - set(manifest))
+    problems += [f"{path.name}: {name}: not in the manifest (unexpected file)" for name in unexpected]
     return problems

@@ -83,12 +83,13 @@ class TorchServeGrpcClient:
         self.inference_pb2, inference_grpc, self.management_pb2, management_grpc = load_stubs(stubs)
         self.key_file, self.timeout_s = Path(key_file), timeout_s
         self.inference = inference_grpc.InferenceAPIsServiceStub(grpc.insecure_channel(f"127.0.0.1:{inference_port}"))
-        self.management = management_grpc.ManagementAPIsServiceStub(grpc.insecure_channel(f"127.0.0.1:{management_port}"))
+        self.management = management_grpc.ManagementAPIsServiceStub(
+            grpc.insecure_channel(f"127.0.0.1:{management_port}")
+        )
 
     @classmethod
     def for_server(cls, server) -> TorchServeGrpcClient:
-        return cls(server.ports.grpc_inference, server.ports.grpc_management, server.key_file,
-                   stubs=server.grpc_stubs)
+        return cls(server.ports.grpc_inference, server.ports.grpc_management, server.key_file, stubs=server.grpc_stubs)
 
     def _metadata(self, api: str) -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {json.loads(self.key_file.read_text())[api]['key']}")]
@@ -96,10 +97,13 @@ class TorchServeGrpcClient:
     def predict_raw(self, model: str, body: bytes | str, version: str | None = None) -> bytes:
         """Raises grpc.RpcError on a refused request (its .code() and .details() say why)."""
         request = self.inference_pb2.PredictionsRequest(
-            model_name=model, model_version=version or "",
-            input={"data": body.encode() if isinstance(body, str) else body})
-        return self.inference.Predictions(request, metadata=self._metadata("inference"),
-                                          timeout=self.timeout_s).prediction
+            model_name=model,
+            model_version=version or "",
+            input={"data": body.encode() if isinstance(body, str) else body},
+        )
+        return self.inference.Predictions(
+            request, metadata=self._metadata("inference"), timeout=self.timeout_s
+        ).prediction
 
     def predict(self, model: str, body: Any, version: str | None = None) -> Any:
         """The decoded answer. TorchServe 0.12's gRPC frontend drops the handler's per-request
@@ -112,6 +116,9 @@ class TorchServeGrpcClient:
         return answer
 
     def list_models(self) -> list[dict]:
-        reply = self.management.ListModels(self.management_pb2.ListModelsRequest(limit=1000),
-                                           metadata=self._metadata("management"), timeout=self.timeout_s)
+        reply = self.management.ListModels(
+            self.management_pb2.ListModelsRequest(limit=1000),
+            metadata=self._metadata("management"),
+            timeout=self.timeout_s,
+        )
         return json.loads(reply.msg)["models"]

@@ -224,13 +224,16 @@ def check_ensemble(ensemble: mc.ModelConfig, configs: dict[str, mc.ModelConfig])
             problems.append(f"{where}: step {step.model_name}: inputs {missing} are not mapped")
         for model_tensor, ens_tensor in step.output_map.items():
             if model_tensor not in model_out:
-                problems.append(f"{where}: step {step.model_name}: no output {model_tensor!r} (has {sorted(model_out)})")
+                has = sorted(model_out)
+                problems.append(f"{where}: step {step.model_name}: no output {model_tensor!r} (has {has})")
             else:
                 known[ens_tensor] = model_out[model_tensor]
     for t in ensemble.output:
         if known.get(t.name) != (t.data_type, list(t.dims)):
-            problems.append(f"{where}: output {t.name!r} ({describe((t.data_type, list(t.dims)))}) is "
-                            f"{'never produced' if t.name not in known else describe(known[t.name])}")
+            problems.append(
+                f"{where}: output {t.name!r} ({describe((t.data_type, list(t.dims)))}) is "
+                f"{'never produced' if t.name not in known else describe(known[t.name])}"
+            )
     return problems
 
 
@@ -238,8 +241,9 @@ def describe(tensor: tuple[int, list[int]]) -> str:
     return f"{mc.DataType.Name(tensor[0])} {tensor[1]}"
 
 
-def write_config(config: mc.ModelConfig, folder: Path,
-                 artifact_names: tuple[list[str] | None, list[str] | None] = (None, None)) -> Path:
+def write_config(
+    config: mc.ModelConfig, folder: Path, artifact_names: tuple[list[str] | None, list[str] | None] = (None, None)
+) -> Path:
     """config.pbtxt via text_format, after checking it against Triton's rules (and the
     artifact's tensor names, when given). proto3 drops fields at their default, so
     `max_batch_size: 0` would vanish; Triton reads absence as 0 too, but with

@@ -88,18 +88,28 @@ def assemble_backends(folder: Path) -> Path:
     source = wheel_dir() / "backends" / "python"
     for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
         shutil.copy2(source / name, python / name)
-    stub = wheel_dir() / "python_backend_stubs" / f"{sys.version_info[0]}.{sys.version_info[1]}" / "triton_python_backend_stub"
+    stub = (
+        wheel_dir()
+        / "python_backend_stubs"
+        / f"{sys.version_info[0]}.{sys.version_info[1]}"
+        / "triton_python_backend_stub"
+    )
     if not stub.exists():
-        raise BuildError(f"no Triton Python-backend stub for Python {sys.version_info[0]}.{sys.version_info[1]} "
-                         f"in {stub.parent.parent}; use a Python the nvidia-pytriton wheel supports")
+        raise BuildError(
+            f"no Triton Python-backend stub for Python {sys.version_info[0]}.{sys.version_info[1]} "
+            f"in {stub.parent.parent}; use a Python the nvidia-pytriton wheel supports"
+        )
     shutil.copy2(stub, python / "triton_python_backend_stub")
     return folder
 
 
 def env() -> dict[str, str]:
     # The stub finds the venv through `python3` on PATH (pyvenv.cfg) and ignores PYTHONPATH.
-    return {**os.environ, "LD_LIBRARY_PATH": library_path(),
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return {
+        **os.environ,
+        "LD_LIBRARY_PATH": library_path(),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
 
 
 def repository_models(repo: Path) -> list[str]:
@@ -109,21 +119,28 @@ def repository_models(repo: Path) -> list[str]:
 
 def command(server: Triton, repo: Path, models: list[str]) -> list[str]:
     restricted = f"model-repository:{ADMIN_HEADER}={server.admin_key}"
-    return [str(wheel_dir() / "bin" / "tritonserver"),
-            f"--model-repository={repo.resolve()}",
-            # a rollout's candidate versions are loaded from here under their own name (versions.py)
-            f"--model-repository={server.workdir / STAGING}",
-            f"--backend-directory={server.workdir / 'backends'}",
-            "--http-address=127.0.0.1", f"--http-port={server.ports.http}",
-            "--grpc-address=127.0.0.1", f"--grpc-port={server.ports.grpc}",
-            "--metrics-address=127.0.0.1", f"--metrics-port={server.ports.metrics}",
-            "--model-control-mode=explicit", *[f"--load-model={m}" for m in models],
-            "--strict-readiness=true", "--disable-auto-complete-config",
-            # a model that fails to load is reported by name; the others keep serving
-            "--exit-on-error=false",
-            f"--http-restricted-api={restricted}",
-            # gRPC clients send the key as metadata "triton-grpc-protocol-" + the key's name.
-            f"--grpc-restricted-protocol={restricted}"]
+    return [
+        str(wheel_dir() / "bin" / "tritonserver"),
+        f"--model-repository={repo.resolve()}",
+        # a rollout's candidate versions are loaded from here under their own name (versions.py)
+        f"--model-repository={server.workdir / STAGING}",
+        f"--backend-directory={server.workdir / 'backends'}",
+        "--http-address=127.0.0.1",
+        f"--http-port={server.ports.http}",
+        "--grpc-address=127.0.0.1",
+        f"--grpc-port={server.ports.grpc}",
+        "--metrics-address=127.0.0.1",
+        f"--metrics-port={server.ports.metrics}",
+        "--model-control-mode=explicit",
+        *[f"--load-model={m}" for m in models],
+        "--strict-readiness=true",
+        "--disable-auto-complete-config",
+        # a model that fails to load is reported by name; the others keep serving
+        "--exit-on-error=false",
+        f"--http-restricted-api={restricted}",
+        # gRPC clients send the key as metadata "triton-grpc-protocol-" + the key's name.
+        f"--grpc-restricted-protocol={restricted}",
+    ]
 
 
 def write_secret(path: Path, value: str) -> None:
@@ -148,8 +165,14 @@ def start(repo: Path, models: list[str] | None, ports: Ports, workdir: Path) -> 
     write_secret(server.workdir / "admin_key", server.admin_key)
     with open(server.log_file, "wb") as log:
         # Its own session: `make serve` returns while the server keeps running.
-        process = subprocess.Popen(command(server, repo, models), cwd=server.workdir, env=env(),
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command(server, repo, models),
+            cwd=server.workdir,
+            env=env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     server.pid_file.write_text(f"{process.pid}\n")
     _children[process.pid] = process
     return server
@@ -160,9 +183,21 @@ def start_watchdog(server: Triton, repo: Path) -> int:
     project = Path(__file__).resolve().parents[3]
     with open(server.workdir / "watchdog.log", "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "scripts.runtimes.triton.watchdog", str(server.workdir), str(repo.resolve()),
-             str(server.ports.http), str(server.ports.metrics)], cwd=project, stdout=log, stderr=subprocess.STDOUT,
-            env={**env(), "PYTHONPATH": str(project)}, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "scripts.runtimes.triton.watchdog",
+                str(server.workdir),
+                str(repo.resolve()),
+                str(server.ports.http),
+                str(server.ports.metrics),
+            ],
+            cwd=project,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**env(), "PYTHONPATH": str(project)},
+            start_new_session=True,
+        )
     (server.workdir / "watchdog.pid").write_text(f"{process.pid}\n")
     _children[process.pid] = process
     return process.pid
@@ -215,10 +250,16 @@ def wait_ready(server: Triton, models: list[str], timeout_s: float = 120) -> flo
     endpoint opens only once the start-up loads are done, so a model that is not READY on a
     live server has failed (ModelsFailed names it with its log lines). BuildError with the log
     tail on a timeout or a dead server."""
-    return wait_for_models("tritonserver", models, lambda m: model_ready(server, m),
-                           lambda: is_running(server), lambda: log_tail(server), timeout_s,
-                           failed=lambda m: live(server) and not model_ready(server, m),
-                           log_files=[server.log_file])
+    return wait_for_models(
+        "tritonserver",
+        models,
+        lambda m: model_ready(server, m),
+        lambda: is_running(server),
+        lambda: log_tail(server),
+        timeout_s,
+        failed=lambda m: live(server) and not model_ready(server, m),
+        log_files=[server.log_file],
+    )
 
 
 def log_tail(server: Triton, lines: int = 40) -> str:

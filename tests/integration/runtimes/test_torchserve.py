@@ -17,9 +17,8 @@ from scripts.runtimes.processes import ModelsFailed, free_port
 from scripts.runtimes.torchserve import server as torchserve_server
 from scripts.runtimes.torchserve.client import TorchServeClient, TorchServeError
 from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
-from scripts.runtimes.torchserve.plugin import TEMPLATE
 from scripts.spec import load_spec
-from tests.conftest import REPO
+from tests.conftest import LAYOUT, REPO
 
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
 
@@ -41,7 +40,7 @@ def request_file(model: str, pattern: str):
 @pytest.mark.parametrize("name", list(SPEC))
 def test_golden_samples_over_rest_equal_eager_outputs(client, name):
     spec = SPEC[name]
-    golden = np.load(REPO / "artifacts" / name / str(spec.version) / "golden.npz")
+    golden = np.load(LAYOUT.artifacts / name / str(spec.version) / "golden.npz")
     tensors = {t.name: golden[f"input.{t.name}"].tolist() for t in spec.inputs}
     answers = client.predict(name, {"tensors": tensors})
     for t in spec.outputs:
@@ -123,14 +122,14 @@ def test_a_model_that_cannot_load_fails_the_start_with_the_worker_log(tmp_path):
     instead of hanging until the timeout or saying 'worker died'."""
     store = tmp_path / "store"
     store.mkdir()
-    with zipfile.ZipFile(REPO / "model_store" / "tabular_mlp.mar") as good, \
+    with zipfile.ZipFile(LAYOUT.model_store / "tabular_mlp.mar") as good, \
             zipfile.ZipFile(store / "tabular_mlp.mar", "w") as broken:
         artifact = ServingPlan.model_validate_json(good.read("serving_plan.json")).artifact
         for item in good.infolist():
             if item.filename != artifact:  # the model file is missing
                 broken.writestr(item, good.read(item))
     ports = torchserve_server.Ports(*(free_port() for _ in range(5)))
-    instance = torchserve_server.start(REPO / TEMPLATE, store, ["tabular_mlp"], ports, tmp_path / "ts")
+    instance = torchserve_server.start(LAYOUT.torchserve_config, store, ["tabular_mlp"], ports, tmp_path / "ts")
     try:
         with pytest.raises(ModelsFailed) as failed:
             torchserve_server.wait_ready(instance, ["tabular_mlp"], timeout_s=120)

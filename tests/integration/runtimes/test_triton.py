@@ -32,7 +32,7 @@ def client_for(server, protocol: str) -> TritonClient:
 
 
 def golden(name):
-    return np.load(REPO / "artifacts" / name / "1" / "golden.npz")
+    return np.load(LAYOUT.artifacts / name / "1" / "golden.npz")
 
 
 def test_every_model_and_ensemble_is_ready_and_admin_api_needs_the_key(triton, triton_repo_dir):
@@ -60,7 +60,7 @@ def torchserve_handler(name, tmp_path):
     """The TorchServe handler on the model dir TorchServe would unpack (serving plan + the
     spec's serving format), driven in-process."""
     spec = SPEC[name]
-    shutil.copy2(REPO / "artifacts" / name / "1" / ARTIFACT_FILES[spec.serving.format], tmp_path)
+    shutil.copy2(LAYOUT.artifacts / name / "1" / ARTIFACT_FILES[spec.serving.format], tmp_path)
     serving_plan(spec, LAYOUT).save(tmp_path)
     handler = SpecHandler()
     handler.initialize(FakeTorchServeContext(tmp_path, []))

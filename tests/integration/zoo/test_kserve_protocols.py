@@ -16,7 +16,7 @@ from scripts.runtimes.triton.configs import read_config
 from scripts.runtimes.triton.repository import build_repository
 from scripts.spec import BuildError, load_spec
 from scripts.spec.cluster import KServeSpec
-from tests.conftest import LAYOUT, REPO, ZOO_SPEC
+from tests.conftest import LAYOUT, ZOO_SPEC
 
 ZOO = {m.name: m for m in load_spec(ZOO_SPEC).models}
 
@@ -59,4 +59,4 @@ def test_kserve_triton_bundle_of_the_zoo_is_native_and_checked_offline(zoo_model
     configs = [read_config(p) for p in made[0].tree.glob("*/config.pbtxt")]
     assert sorted(c.name for c in configs) == sorted(ZOO) and {c.backend for c in configs} == {"onnxruntime"}
     with pytest.raises(BuildError, match="zoo_mixed_dtypes: the module returns dict; libtorch's backend needs"):
-        build_repository([ZOO["zoo_mixed_dtypes"]], REPO, tmp_path / "pytorch", "pytorch")
+        build_repository([ZOO["zoo_mixed_dtypes"]], LAYOUT, tmp_path / "pytorch", "pytorch")

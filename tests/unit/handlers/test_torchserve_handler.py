@@ -12,7 +12,7 @@ from handlers.plan import ServingPlan
 from handlers.torchserve_handler import SpecHandler
 from scripts.pipeline.verify import compare
 from scripts.spec import load_spec
-from tests.conftest import REPO
+from tests.conftest import LAYOUT, REPO
 from tests.fakes import FakeTorchServeContext, unpacked_archive
 
 # These tests serve the example models' built artifacts.
@@ -97,10 +97,14 @@ def test_tabular_bad_requests_are_400_with_a_reason(handlers, body, content_type
 
 
 def test_text_as_plain_text_bytes_and_json_list(handlers):
-    answers, statuses = call(handlers["sentiment_lstm"], ("the movie was truly wonderful", "text/plain"),
-                             (b"the plot was awful", "text/plain"),
-                             ({"inputs": ["a lovely show, I enjoyed every minute", "the book was dull and boring"]}, "application/json"),
-                             (b"\xff\xfe bad utf8", "text/plain"), ("   ", "text/plain"))
+    answers, statuses = call(
+        handlers["sentiment_lstm"],
+        ("the movie was truly wonderful", "text/plain"),
+        (b"the plot was awful", "text/plain"),
+        ({"inputs": ["a lovely show, I enjoyed every minute", "the book was dull and boring"]}, "application/json"),
+        (b"\xff\xfe bad utf8", "text/plain"),
+        ("   ", "text/plain"),
+    )
     assert statuses == [200, 200, 200, 400, 400]
     assert answers[0]["label"] == "positive" and answers[1]["label"] == "negative"
     assert [a["label"] for a in answers[2]] == ["positive", "negative"]
@@ -108,14 +112,16 @@ def test_text_as_plain_text_bytes_and_json_list(handlers):
 
 
 def test_sample_row_is_classified(handlers):
-    (answer,), (status,) = call(handlers["tabular_mlp"], (request_file("tabular_mlp", "row_0.json"), "application/json"))
+    (answer,), (status,) = call(
+        handlers["tabular_mlp"], (request_file("tabular_mlp", "row_0.json"), "application/json")
+    )
     assert status == 200 and answer["label"] in ("malignant", "benign")
 
 
 @pytest.mark.parametrize("name", list(SPEC))
 def test_golden_tensors_reproduce_eager_outputs(handlers, name):
     spec = SPEC[name]
-    golden = np.load(REPO / "artifacts" / name / str(spec.version) / "golden.npz")
+    golden = np.load(LAYOUT.artifacts / name / str(spec.version) / "golden.npz")
     tensors = {t.name: golden[f"input.{t.name}"].tolist() for t in spec.inputs}
     (answers,), (status,) = call(handlers[name], ({"tensors": tensors}, "application/json"))
     assert status == 200
@@ -125,8 +131,9 @@ def test_golden_tensors_reproduce_eager_outputs(handlers, name):
 
 
 def test_token_ids_out_of_range_are_refused(handlers):
-    (answer,), (status,) = call(handlers["sentiment_lstm"],
-                                ({"tensors": {"token_ids": [[10_000] * 32]}}, "application/json"))
+    (answer,), (status,) = call(
+        handlers["sentiment_lstm"], ({"tensors": {"token_ids": [[10_000] * 32]}}, "application/json")
+    )
     assert status == 400 and "values must lie in [0, 9999]" in answer["message"]
 
 
@@ -137,7 +144,7 @@ def test_handler_serves_every_format(tmp_path, fmt):
 
     spec = SPEC["digits_cnn"]
     model_dir = unpacked_archive("digits_cnn", tmp_path)
-    artifact = REPO / "artifacts" / spec.name / str(spec.version) / ARTIFACT_FILES[fmt]
+    artifact = LAYOUT.artifacts / spec.name / str(spec.version) / ARTIFACT_FILES[fmt]
     (model_dir / artifact.name).write_bytes(artifact.read_bytes())
     ServingPlan.load(model_dir).with_format(fmt).save(model_dir)
     handler = SpecHandler()
@@ -152,7 +159,10 @@ def test_form_uploads_use_the_field_content_type(handlers):
 
     class FormContext(FakeTorchServeContext):
         def get_all_request_header(self, idx):
-            return {"Content-Type": "multipart/form-data; boundary=x", "data": {"content-type": self.content_types[idx]}}
+            return {
+                "Content-Type": "multipart/form-data; boundary=x",
+                "data": {"content-type": self.content_types[idx]},
+            }
 
     context = FormContext(None, ["image/png", ""])
     tensors = json.dumps({"tensors": {"image": np.zeros((1, 1, 28, 28)).tolist()}}).encode()
@@ -171,8 +181,9 @@ def test_the_module_level_handle_initialises_then_answers(monkeypatch, tmp_path)
     model_dir = unpacked_archive("tabular_mlp", tmp_path)
     assert torchserve_handler.handle(None, FakeTorchServeContext(model_dir, [])) is None
     context = FakeTorchServeContext(None, ["application/json", "application/json"])
-    good, bad = torchserve_handler.handle([{"body": request_file("tabular_mlp", "row_0.json")},
-                                           {"body": b"{}"}], context)
+    good, bad = torchserve_handler.handle(
+        [{"body": request_file("tabular_mlp", "row_0.json")}, {"body": b"{}"}], context
+    )
     assert json.loads(good)["label"] in ("malignant", "benign")
     assert context.statuses == {1: 400} and json.loads(bad)["code"] == 400
 
@@ -191,6 +202,5 @@ def test_a_non_final_answer_goes_out_as_an_intermediate_response(monkeypatch):
     sink = ContextSink(context, 2)
     sink.send(1, Answer(body='{"text": "Hel"}'), final=False)
     sink.send(1, Answer(body='{"text": "lo"}'))
-    assert sent == [({1: '{"text": "Hel"}'}, {1: "req-b"}, "Intermediate Prediction success", 200,
-                     context)]
+    assert sent == [({1: '{"text": "Hel"}'}, {1: "req-b"}, "Intermediate Prediction success", 200, context)]
     assert sink.finals == [None, '{"text": "lo"}'] and context.statuses == {}

@@ -61,7 +61,7 @@ def fake_pb_utils() -> types.ModuleType:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     folder = tmp_path_factory.mktemp("triton_repo")
-    build_repository([SPEC["digits_cnn"], SPEC["sentiment_lstm"]], REPO, folder)
+    build_repository([SPEC["digits_cnn"], SPEC["sentiment_lstm"]], LAYOUT, folder)
     return folder
 
 
@@ -84,7 +84,7 @@ def request(**tensors):
 
 
 def golden(name):
-    return np.load(REPO / "artifacts" / name / "1" / "golden.npz")
+    return np.load(LAYOUT.artifacts / name / "1" / "golden.npz")
 
 
 def test_requests_are_stacked_into_one_call_and_split_back(repo):
@@ -171,7 +171,8 @@ def test_preprocess_tokenizes_text(repo):
     (response, empty) = model.execute([request(TEXT=np.array([[text]], dtype=np.object_)),
                                        request(TEXT=np.array([[b"   "]], dtype=np.object_))])
     expected = Pipeline(serving_plan(SPEC["sentiment_lstm"], LAYOUT)).parse(text, "text/plain")[0]["token_ids"][0]
-    assert np.array_equal(response.outputs["token_ids"][0], expected) and response.outputs["token_ids"].dtype == np.int64
+    token_ids = response.outputs["token_ids"]
+    assert np.array_equal(token_ids[0], expected) and token_ids.dtype == np.int64
     assert empty.error.code == TritonError.INVALID_ARG and "empty text" in empty.error.message
 
 

@@ -146,7 +146,7 @@ def test_tiled_cycles_golden_rows_to_the_batch_size():
 
 def test_stock_triton_config_has_no_dynamic_batching_and_one_instance():
     spec = SPEC["digits_cnn"]
-    config = tr_stock.stock_config(spec, REPO)
+    config = tr_stock.stock_config(spec, LAYOUT)
     assert config.name == "digits_cnn_per_request" and config.backend == "python"
     assert not config.HasField("dynamic_batching")
     assert [(g.count, g.kind) for g in config.instance_group] == [(1, config.instance_group[0].KIND_CPU)]
@@ -157,7 +157,7 @@ def test_stock_triton_config_has_no_dynamic_batching_and_one_instance():
 
 def test_stock_triton_model_is_written_with_its_onnx_file(tmp_path):
     spec = SPEC["sentiment_lstm"]
-    name = tr_stock.write_stock_model(spec, REPO, tmp_path)
+    name = tr_stock.write_stock_model(spec, LAYOUT, tmp_path)
     version = tmp_path / name / str(spec.version)
     assert read_config(tmp_path / name / "config.pbtxt").name == name and (version / "model.onnx").exists()
     source = (version / "model.py").read_text()
@@ -166,7 +166,7 @@ def test_stock_triton_model_is_written_with_its_onnx_file(tmp_path):
 
 
 def test_stock_mar_holds_the_torchscript_file_and_no_model_config(tmp_path):
-    name = ts_stock.write_stock_mar(SPEC["digits_cnn"], REPO, tmp_path)
+    name = ts_stock.write_stock_mar(SPEC["digits_cnn"], LAYOUT, tmp_path)
     with zipfile.ZipFile(tmp_path / f"{name}.mar") as mar:
         files = set(mar.namelist())
         manifest = json.loads(mar.read("MAR-INF/MANIFEST.json"))
@@ -287,7 +287,7 @@ def test_report_writes_json_markdown_and_plots(tmp_path):
 
 def fake_servers(monkeypatch, stopped, stock_config=True):
     """Each server module's start/wait_ready/stop replaced: nothing is launched."""
-    def ts_start(template, store, names, ports, workdir, overrides=None):
+    def ts_start(template, store, names, ports, workdir, overrides=None, stubs=None):
         assert ("default_workers_per_model" in template.read_text()) is not stock_config
         assert not overrides  # a bench server never registers versions
         assert all((store / f"{n}.mar").exists() for n in names)
@@ -339,7 +339,7 @@ def test_int8_deployment_serves_the_gated_int8_model_under_its_own_name(runtime,
     else:
         with zipfile.ZipFile(built / "digits_cnn_int8.mar") as mar:
             assert "model.int8.onnx" in mar.namelist()
-    assert len(stopped) == 1 and not (REPO / "model_store" / "digits_cnn_int8.mar").exists()
+    assert len(stopped) == 1 and not (LAYOUT.model_store / "digits_cnn_int8.mar").exists()
 
 
 def test_variants_that_fail_to_load_are_named_the_others_served_and_the_server_stopped(tmp_path, monkeypatch):
@@ -350,13 +350,14 @@ def test_variants_that_fail_to_load_are_named_the_others_served_and_the_server_s
     spec = SPEC["tabular_mlp"]
     pairs = [(spec, spec.model_copy(update={"name": f"tabular_mlp_v{i}"})) for i in (1, 2)]
 
-    def start(specs, root, workdir, free_ports, names):
+    def start(specs, layout, options):
+        workdir = options.workdir
         failed = ModelsFailed("triton", {"tabular_mlp_v2": ["E model.py: boom"]}, 1.0)
         failed.server = tr.Triton(workdir, tr.Ports(1, 2, 3))
         raise failed
 
-    monkeypatch.setattr(runtime, "start", start)
-    monkeypatch.setattr(runtime, "stop", lambda server: stopped.append(server))
+    monkeypatch.setattr(runtime.server, "start", start)
+    monkeypatch.setattr(runtime.server, "stop", lambda workdir: stopped.append(workdir))
     scratch = variants.scratch_layout(LAYOUT, tmp_path / "checkout")
     with variants.serve_variants(runtime, pairs, LAYOUT, scratch, tmp_path) as targets:
         assert isinstance(targets["tabular_mlp_v1"], LoadTarget)

@@ -69,7 +69,9 @@ def test_deliberately_wrong_export_is_caught(tiny_spec, tmp_path):
         eager = torch_runner(reference, spec.tensor_names, spec.output_names)
         verify_formats(spec, eager, runners, tmp_path / "verify.json")
     message = caught.value.problems[0]
-    assert message.startswith("tiny: torchscript at batch 1 disagrees with eager PyTorch: output 'probability' index (0, 0): got ")
+    assert message.startswith(
+        "tiny: torchscript at batch 1 disagrees with eager PyTorch: output 'probability' index (0, 0): got "
+    )
     assert "eager" in message and "> atol" in message
     assert len(caught.value.problems) == 3  # batch sizes 1, 3 and 8 all fail
     assert not json.loads((tmp_path / "verify.json").read_text())["passed"]
@@ -79,14 +81,14 @@ def test_spec_output_mismatch_is_a_clear_build_error(tiny_spec):
     text = tiny_spec.read_text().replace("shape: [-1, 1]", "shape: [-1, 2]")
     tiny_spec.write_text(text)
     with pytest.raises(BuildError, match=r"outputs\[0\] \(probability\): the model returns float32 \[2, 1\]"):
-        export_model(load_spec(tiny_spec).models[0], tiny_spec.parent)
+        export_model(load_spec(tiny_spec).models[0], Layout.of(tiny_spec.parent))
 
 
 def test_missing_checkpoint_at_export_names_the_fix(tiny_spec):
     spec = load_spec(tiny_spec).models[0]
     (tiny_spec.parent / "weights/tiny.pt").unlink()
     with pytest.raises(BuildError, match="not found; run `make train`"):
-        export_model(spec, tiny_spec.parent)
+        export_model(spec, Layout.of(tiny_spec.parent))
 
 
 @pytest.mark.parametrize("fmt, suffix", [("exported_program", ".pt2"), ("torchscript", ".pt")])
@@ -95,14 +97,20 @@ def test_an_already_exported_file_is_a_source_too(tiny_spec, fmt, suffix):
     verified exports (TorchScript and ONNX) from it."""
     root = tiny_spec.parent
     base = load_spec(tiny_spec).models[0]
-    first = base.model_copy(update={"export": base.export.model_copy(update={"formats": [fmt]}),
-                                    "serving": base.serving.model_copy(update={"format": fmt})})
+    first = base.model_copy(
+        update={
+            "export": base.export.model_copy(update={"formats": [fmt]}),
+            "serving": base.serving.model_copy(update={"format": fmt}),
+        }
+    )
     export_model(first, Layout.of(root))
     given = root / f"given{suffix}"
     given.write_bytes((root / "artifacts/tiny/1" / ARTIFACT_FILES[fmt]).read_bytes())
-    lines = [line.replace("module: models.tabular:TabularMLP", f"exported: {given.name}")
-             for line in tiny_spec.read_text().replace("name: tiny", "name: given").splitlines()
-             if "checkpoint:" not in line and "kwargs:" not in line]
+    lines = [
+        line.replace("module: models.tabular:TabularMLP", f"exported: {given.name}")
+        for line in tiny_spec.read_text().replace("name: tiny", "name: given").splitlines()
+        if "checkpoint:" not in line and "kwargs:" not in line
+    ]
     tiny_spec.write_text("\n".join(lines) + "\n")
     spec = load_spec(tiny_spec).models[0]
     assert spec.source.exported == given.relative_to(root)

@@ -10,6 +10,7 @@ import torch
 from handlers.plan import ServingPlan
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.export import export_model
+from scripts.runtimes.protocols import BuildOptions
 from scripts.runtimes.registry import RUNTIMES
 from scripts.spec import load_spec
 from tests.conftest import TINY_ENTRY, write_spec
@@ -27,14 +28,20 @@ def two_models(tmp_path):
         torch.save(TabularMLP(30, 16).state_dict(), tmp_path / "weights" / f"{name}.pt")
         (tmp_path / f"{name}.txt").write_text("malignant\nbenign\n")
         entries += TINY_ENTRY.format(name=name, formats="onnx").replace("labels: labels.txt", f"labels: {name}.txt")
-    specs = load_spec(write_spec(tmp_path, entries.replace("    export:", "    serving: {format: onnx}\n    export:"))).models
+    specs = load_spec(
+        write_spec(tmp_path, entries.replace("    export:", "    serving: {format: onnx}\n    export:"))
+    ).models
     for spec in specs:
         export_model(spec, Layout.of(tmp_path))
     return specs, tmp_path
 
 
 def build_all(specs, root) -> dict[str, dict[str, str]]:
-    return {name: {row.model: row.status for row in runtime.build(specs, root)} for name, runtime in RUNTIMES.items()}
+    layout = Layout.of(root)
+    return {
+        name: {row.model: row.status for row in runtime.artifacts.build(specs, layout, BuildOptions())}
+        for name, runtime in RUNTIMES.items()
+    }
 
 
 def test_editing_one_labels_file_rebuilds_that_model_only(two_models):
@@ -48,6 +55,6 @@ def test_editing_one_labels_file_rebuilds_that_model_only(two_models):
     assert again["torchserve"] == {"first": "archived", "second": "up to date"}
     assert again["triton"] == {"first": "written (python)", "second": "up to date"}
 
-    with zipfile.ZipFile(root / "model_store" / "first.mar") as mar:
+    with zipfile.ZipFile(Layout.of(root).model_store / "first.mar") as mar:
         assert ServingPlan.model_validate_json(mar.read("serving_plan.json")).task.labels == ["sick", "well"]
-    assert ServingPlan.load(root / "triton_repo" / "first" / "1").task.labels == ["sick", "well"]
+    assert ServingPlan.load(Layout.of(root).triton_repo / "first" / "1").task.labels == ["sick", "well"]

@@ -54,11 +54,19 @@ def tampered_copy(tmp_path, change):
     return store / original.name
 
 
-@pytest.mark.parametrize("change, problem", [
-    (lambda name, data: data + b"\n# injected" if name == "handlers/pipeline.py" else data,
-     "handlers/pipeline.py: SHA-256 differs from the manifest"),
-    (lambda name, data: None if name == "serving_plan.json" else data, "serving_plan.json: listed in the manifest but missing"),
-])
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (
+            lambda name, data: data + b"\n# injected" if name == "handlers/pipeline.py" else data,
+            "handlers/pipeline.py: SHA-256 differs from the manifest",
+        ),
+        (
+            lambda name, data: None if name == "serving_plan.json" else data,
+            "serving_plan.json: listed in the manifest but missing",
+        ),
+    ],
+)
 def test_tampered_archive_is_refused(tmp_path, change, problem):
     assert any(problem in p for p in verify_archive(tampered_copy(tmp_path, change)))
 
@@ -67,12 +75,19 @@ def test_verify_artifacts_step_exits_non_zero_on_tampering(tmp_path):
     shutil.copy(REPO / "models.yaml", tmp_path / "models.yaml")
     for folder in ("models", "checkpoints"):
         (tmp_path / folder).symlink_to(REPO / folder)
-    tampered_copy(tmp_path, lambda name, data: data.replace(b"standardize", b"standardise")
-                  if name == "serving_plan.json" else data)
+    tampered_copy(
+        tmp_path,
+        lambda name, data: data.replace(b"standardize", b"standardise") if name == "serving_plan.json" else data,
+    )
     for name in ("digits_cnn", "sentiment_lstm"):
         shutil.copy(LAYOUT.model_store / f"{name}.mar", Layout.of(tmp_path).model_store)
-    result = subprocess.run([sys.executable, "-m", "scripts", "verify-artifacts", "--spec", str(tmp_path / "models.yaml")],
-                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts", "verify-artifacts", "--spec", str(tmp_path / "models.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert "tabular_mlp.mar: REFUSED" in result.stdout and "digits_cnn.mar: intact" in result.stdout
     assert "serving_plan.json: SHA-256 differs" in result.stderr
