@@ -4,6 +4,7 @@ Runtime-neutral: the serving core (handlers/serving_core.py) drives it for Torch
 Triton's tensor model alike. A request's rows carry their own failure, so one bad request (or
 one the model cannot run) never takes the others of its batch down.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,6 +25,7 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Failure:
     """Why one request gets no answer: 4xx for the client's mistake, 5xx for ours."""
+
     status: int
     message: str
 
@@ -32,9 +34,10 @@ class Failure:
 class Rows:
     """One request on its way through the model: its input rows, then its output rows, or the
     failure to answer with instead."""
+
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
-    single: bool = True                # one example sent (answer one object), not a list
-    envelope: Envelope | None = None   # a KServe v1/v2 request is answered in its protocol
+    single: bool = True  # one example sent (answer one object), not a list
+    envelope: Envelope | None = None  # a KServe v1/v2 request is answered in its protocol
     outputs: list[np.ndarray] = field(default_factory=list)
     failure: Failure | None = None
 
@@ -94,15 +97,16 @@ class Batcher:
 
     def run_stacked(self, rows: list[Rows]) -> None:
         names = self.plan.input_names
-        outputs = self.model({n: stack_rows([r.inputs[n] for r in rows], self.pad_value(n))
-                              for n in names})
+        outputs = self.model(
+            {n: stack_rows([r.inputs[n] for r in rows], self.pad_value(n)) for n in names}
+        )
         if len(rows) == 1:  # whole: an output's length may not follow the input's rows
             rows[0].outputs = outputs
             return
         start = 0
         for r in rows:
             count = len(r.inputs[names[0]])
-            r.outputs = [o[start:start + count] for o in outputs]
+            r.outputs = [o[start : start + count] for o in outputs]
             start += count
 
     def pad_value(self, name: str) -> float:
@@ -116,7 +120,14 @@ def stack_rows(parts: list[np.ndarray], pad_value: float) -> np.ndarray:
     if len(parts) == 1:
         return parts[0]
     shape = np.max([p.shape for p in parts], axis=0)
-    padded = [np.pad(p, [(0, 0)] + [(0, int(s - n)) for s, n in zip(shape[1:], p.shape[1:])],
-                     constant_values=pad_value) if tuple(p.shape[1:]) != tuple(shape[1:]) else p
-              for p in parts]
+    padded = [
+        np.pad(
+            p,
+            [(0, 0)] + [(0, int(s - n)) for s, n in zip(shape[1:], p.shape[1:])],
+            constant_values=pad_value,
+        )
+        if tuple(p.shape[1:]) != tuple(shape[1:])
+        else p
+        for p in parts
+    ]
     return np.concatenate(padded)

@@ -3,6 +3,7 @@
 Shared by the spec (which names are valid), the handlers (decoding and checking requests),
 the Triton configs (`TYPE_<datatype>`) and the clients (KServe v2 datatype strings).
 """
+
 from __future__ import annotations
 
 from typing import Literal

@@ -10,6 +10,7 @@ rest of the spec) and knows, for its kind:
   into what a client sends (`encode`), for warmup and load generation.
 Adding a kind is one class here plus its entry in KINDS.
 """
+
 from __future__ import annotations
 
 import io
@@ -20,7 +21,14 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PrivateAttr, model_validator
 
-from handlers.processing import RequestError, channel_stats, decode_image, pil_to_array, standardize, tokenize
+from handlers.processing import (
+    RequestError,
+    channel_stats,
+    decode_image,
+    pil_to_array,
+    standardize,
+    tokenize,
+)
 from handlers.tensors import TensorSpec, check_rows, check_shape, numeric_array
 
 # What a classifier's Triton ensemble answers: the top label (BYTES) and its score (FP32).
@@ -31,8 +39,8 @@ class Kind(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     ensemble_input: ClassVar[str | None] = None  # Triton ensemble input (BYTES); None: no ensemble
     content_types: ClassVar[tuple[str, ...]] = ()  # raw (non-JSON) bodies this kind decodes
-    encoded_suffix: ClassVar[str | None] = None    # file suffix of what encode() writes
-    base64_in_json: ClassVar[bool] = False          # encoded items are binary: base64 in JSON bodies
+    encoded_suffix: ClassVar[str | None] = None  # file suffix of what encode() writes
+    base64_in_json: ClassVar[bool] = False  # encoded items are binary: base64 in JSON bodies
 
     # --- build time ---------------------------------------------------------------------------
     def asset_files(self) -> dict[str, Path]:
@@ -53,7 +61,7 @@ class Kind(BaseModel):
 
     def expected_input(self, inputs: list[TensorSpec]) -> str:
         tensors = ", ".join(f"{t.name} {t.dtype} {t.shape[1:]}" for t in inputs)
-        return f"JSON {{\"inputs\": ...}} with {tensors} per example"
+        return f'JSON {{"inputs": ...}} with {tensors} per example'
 
     def accepts(self, content_type: str) -> bool:
         return content_type in self.content_types
@@ -67,16 +75,26 @@ class Kind(BaseModel):
         makes several (token ids and their mask)."""
         return inputs[:1]
 
-    def decode_items(self, items: list, inputs: list[TensorSpec], max_batch: int) -> dict[str, np.ndarray]:
+    def decode_items(
+        self, items: list, inputs: list[TensorSpec], max_batch: int
+    ) -> dict[str, np.ndarray]:
         """Encoded examples -> checked rows of every input the kind produces."""
         first = inputs[0]
-        return {first.name: check_rows(first, np.stack([self.decode(item, first) for item in items]), max_batch)}
+        return {
+            first.name: check_rows(
+                first, np.stack([self.decode(item, first) for item in items]), max_batch
+            )
+        }
 
-    def json_inputs(self, value: Any, inputs: list[TensorSpec], max_batch: int) -> tuple[dict[str, np.ndarray], bool]:
+    def json_inputs(
+        self, value: Any, inputs: list[TensorSpec], max_batch: int
+    ) -> tuple[dict[str, np.ndarray], bool]:
         """The JSON value of "inputs" (not a mapping of tensors) -> (checked rows by input, single?)."""
         if len(inputs) > 1:
-            raise RequestError("this model has several inputs: send {\"inputs\": {name: array}} "
-                               f"with {self.expected_input(inputs)}")
+            raise RequestError(
+                'this model has several inputs: send {"inputs": {name: array}} '
+                f"with {self.expected_input(inputs)}"
+            )
         rows, single = self.from_json(value, inputs[0], max_batch)
         return {inputs[0].name: rows}, single
 
@@ -94,11 +112,13 @@ class Kind(BaseModel):
 
 class Raw(Kind):
     """Model-input tensors as they are."""
+
     kind: Literal["none"] = "none"
 
 
 class Standardize(Kind):
     """Tabular rows scaled with the training set's mean and standard deviation."""
+
     kind: Literal["standardize"]
     stats: Path  # JSON with "mean" and "std" lists, written by training
     _mean: np.ndarray = PrivateAttr(None)
@@ -120,6 +140,7 @@ class Standardize(Kind):
 
 class Image(Kind):
     """Encoded PNG/JPEG bytes (or a HxW / CxHxW array) resized and normalised."""
+
     kind: Literal["image"]
     height: int = Field(gt=0)
     width: int = Field(gt=0)
@@ -138,15 +159,17 @@ class Image(Kind):
         for field in ("mean", "std"):
             value = getattr(self, field)
             if isinstance(value, list) and len(value) != channels:
-                raise ValueError(f"{field}: {len(value)} values for {channels} channel(s); give one number "
-                                 f"or {channels}")
+                raise ValueError(
+                    f"{field}: {len(value)} values for {channels} channel(s); give one number "
+                    f"or {channels}"
+                )
         return self
 
     def accepts(self, content_type: str) -> bool:
         return content_type.startswith("image/") or super().accepts(content_type)
 
     def expected_input(self, inputs: list[TensorSpec]) -> str:
-        return "PNG/JPEG bytes (Content-Type: image/png) or JSON {\"inputs\": HxW array}"
+        return 'PNG/JPEG bytes (Content-Type: image/png) or JSON {"inputs": HxW array}'
 
     def decode(self, item: bytes | str, tensor: TensorSpec) -> np.ndarray:
         image = decode_image(item if isinstance(item, bytes) else item.encode())
@@ -154,9 +177,9 @@ class Image(Kind):
 
     def from_json(self, value: Any, tensor: TensorSpec, max_batch: int) -> tuple[np.ndarray, bool]:
         pixels = numeric_array(value, "inputs", np.float32)
-        if pixels.ndim == 2:          # one grayscale HxW array
+        if pixels.ndim == 2:  # one grayscale HxW array
             pixels, single = pixels[None, None], True
-        elif pixels.ndim == 3:        # one CxHxW array, or several HxW ones
+        elif pixels.ndim == 3:  # one CxHxW array, or several HxW ones
             single = pixels.shape[0] == tensor.shape[1]
             pixels = pixels[None] if single else pixels[:, None]
         else:
@@ -176,6 +199,7 @@ class Image(Kind):
 
 class Text(Kind):
     """UTF-8 text split into words and mapped to ids with the training vocabulary."""
+
     kind: Literal["text"]
     vocab: Path  # JSON {"tokens": [...]}: id = position; 0 pads, 1 is the unknown word
     max_length: int = Field(gt=0)
@@ -195,7 +219,7 @@ class Text(Kind):
         self._ids = {token: i for i, token in enumerate(assets["tokens"])}
 
     def expected_input(self, inputs: list[TensorSpec]) -> str:
-        return "text (Content-Type: text/plain) or JSON {\"inputs\": \"a sentence\"}"
+        return 'text (Content-Type: text/plain) or JSON {"inputs": "a sentence"}'
 
     @staticmethod
     def as_text(item: bytes | str) -> str:
@@ -204,7 +228,9 @@ class Text(Kind):
             try:
                 item = item.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise RequestError(f"text is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+                raise RequestError(
+                    f"text is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+                ) from None
         if not item.strip():
             raise RequestError("empty text: send a non-empty sentence")
         return item
@@ -215,8 +241,12 @@ class Text(Kind):
     def from_json(self, value: Any, tensor: TensorSpec, max_batch: int) -> tuple[np.ndarray, bool]:
         texts, single = ([value], True) if isinstance(value, str) else (value, False)
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-            raise RequestError(f"expected a string or a list of strings; send {self.expected_input([tensor])}")
-        return check_rows(tensor, np.stack([self.decode(t, tensor) for t in texts]), max_batch), single
+            raise RequestError(
+                f"expected a string or a list of strings; send {self.expected_input([tensor])}"
+            )
+        return check_rows(
+            tensor, np.stack([self.decode(t, tensor) for t in texts]), max_batch
+        ), single
 
     def encode(self, row: np.ndarray, assets: dict[str, Any]) -> bytes:
         tokens = assets["tokens"]
@@ -226,11 +256,14 @@ class Text(Kind):
 class Tokenized(Kind):
     """UTF-8 text through a Hugging Face `tokenizer.json` (the `tokenizers` library): token ids
     and an attention mask, padded to the longest text of the request."""
+
     kind: Literal["tokenizer"]
-    tokenizer: Path                  # tokenizer.json
-    max_length: int = Field(gt=0)    # longer texts are truncated
-    ids: str = "input_ids"           # the model input that takes the token ids
-    mask: str | None = "attention_mask"  # the model input that takes the mask (1 = token, 0 = padding)
+    tokenizer: Path  # tokenizer.json
+    max_length: int = Field(gt=0)  # longer texts are truncated
+    ids: str = "input_ids"  # the model input that takes the token ids
+    mask: str | None = (
+        "attention_mask"  # the model input that takes the mask (1 = token, 0 = padding)
+    )
     ensemble_input: ClassVar[str] = "TEXT"
     content_types: ClassVar[tuple[str, ...]] = ("", "text/plain")
     encoded_suffix: ClassVar[str] = ".txt"
@@ -256,28 +289,38 @@ class Tokenized(Kind):
         wanted = [self.ids] + ([self.mask] if self.mask else [])
         missing = [n for n in wanted if n not in by_name]
         if missing:
-            raise ValueError(f"task.preprocess names inputs {missing} that the spec does not list "
-                             f"(inputs: {sorted(by_name)}); set ids/mask to the model's input names")
+            raise ValueError(
+                f"task.preprocess names inputs {missing} that the spec does not list "
+                f"(inputs: {sorted(by_name)}); set ids/mask to the model's input names"
+            )
         return [by_name[n] for n in wanted]
 
     def expected_input(self, inputs: list[TensorSpec]) -> str:
-        return "text (Content-Type: text/plain) or JSON {\"inputs\": \"a sentence\"} (or a list of them)"
+        return (
+            'text (Content-Type: text/plain) or JSON {"inputs": "a sentence"} (or a list of them)'
+        )
 
-    def decode_items(self, items: list, inputs: list[TensorSpec], max_batch: int) -> dict[str, np.ndarray]:
+    def decode_items(
+        self, items: list, inputs: list[TensorSpec], max_batch: int
+    ) -> dict[str, np.ndarray]:
         texts = [Text.as_text(item) for item in items]
         encodings = self._tokenizer.encode_batch(texts)
         length = max(len(e.ids) for e in encodings)
         ids = np.full((len(texts), length), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(texts), length), dtype=np.int64)
         for row, encoding in enumerate(encodings):
-            ids[row, :len(encoding.ids)], mask[row, :len(encoding.ids)] = encoding.ids, 1
+            ids[row, : len(encoding.ids)], mask[row, : len(encoding.ids)] = encoding.ids, 1
         produced = self.produces(inputs)
         return {t.name: check_rows(t, rows, max_batch) for t, rows in zip(produced, (ids, mask))}
 
-    def json_inputs(self, value: Any, inputs: list[TensorSpec], max_batch: int) -> tuple[dict[str, np.ndarray], bool]:
+    def json_inputs(
+        self, value: Any, inputs: list[TensorSpec], max_batch: int
+    ) -> tuple[dict[str, np.ndarray], bool]:
         texts, single = ([value], True) if isinstance(value, str) else (value, False)
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-            raise RequestError(f"expected a string or a list of strings; send {self.expected_input(inputs)}")
+            raise RequestError(
+                f"expected a string or a list of strings; send {self.expected_input(inputs)}"
+            )
         return self.decode_items(texts, inputs, max_batch), single
 
     def encode(self, row: np.ndarray, assets: dict[str, Any]) -> bytes:
@@ -287,6 +330,11 @@ class Tokenized(Kind):
         return text.encode("utf-8") or b"hello"
 
 
-KINDS: dict[str, type[Kind]] = {"none": Raw, "standardize": Standardize, "image": Image, "text": Text,
-                                "tokenizer": Tokenized}
+KINDS: dict[str, type[Kind]] = {
+    "none": Raw,
+    "standardize": Standardize,
+    "image": Image,
+    "text": Text,
+    "tokenizer": Tokenized,
+}
 Preprocess = Annotated[Union[Raw, Standardize, Image, Text, Tokenized], Field(discriminator="kind")]

@@ -13,6 +13,7 @@ Behind KServe, TorchServe receives the body of `/v1/models/<m>:predict` or
 
 A malformed body in either protocol raises RequestError (a 400 answered as {"error": ...}).
 """
+
 from __future__ import annotations
 
 import base64
@@ -36,10 +37,11 @@ V2_INPUT_KEYS = {"name", "shape", "datatype", "data"}
 @dataclass(frozen=True)
 class Envelope:
     """What a request said about its protocol, so that its answer is in the same one."""
-    protocol: str                     # v1 | v2
-    tensors: bool = False             # v2: model tensors in, model tensors out
+
+    protocol: str  # v1 | v2
+    tensors: bool = False  # v2: model tensors in, model tensors out
     request_id: str | None = None
-    wanted: tuple[str, ...] = ()      # v2 "outputs": the outputs asked for (all if empty)
+    wanted: tuple[str, ...] = ()  # v2 "outputs": the outputs asked for (all if empty)
 
 
 def protocol_of(body: dict) -> str | None:
@@ -47,8 +49,11 @@ def protocol_of(body: dict) -> str | None:
     if "instances" in body:
         return V1
     inputs = body.get("inputs")
-    if isinstance(inputs, list) and inputs and all(isinstance(i, dict) and {"name", "data"} <= set(i)
-                                                   for i in inputs):
+    if (
+        isinstance(inputs, list)
+        and inputs
+        and all(isinstance(i, dict) and {"name", "data"} <= set(i) for i in inputs)
+    ):
         return V2
     return None
 
@@ -56,7 +61,9 @@ def protocol_of(body: dict) -> str | None:
 def refuse_unknown(body: dict, allowed: set[str], protocol: str) -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise RequestError(f"KServe {protocol} request: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        raise RequestError(
+            f"KServe {protocol} request: unknown key(s) {unknown}; allowed: {sorted(allowed)}"
+        )
 
 
 def b64_bytes(value: Any, where: str) -> bytes:
@@ -68,22 +75,32 @@ def b64_bytes(value: Any, where: str) -> bytes:
 
 # --- v1 -------------------------------------------------------------------------------------
 
+
 def parse_v1(pipeline, body: dict) -> tuple[dict[str, np.ndarray], Envelope]:
     refuse_unknown(body, V1_KEYS, V1)
     instances = body["instances"]
     if not isinstance(instances, list) or not instances:
-        raise RequestError("KServe v1 request: \"instances\" must be a non-empty list of examples")
+        raise RequestError('KServe v1 request: "instances" must be a non-empty list of examples')
     envelope = Envelope(V1)
-    if pipeline.kind.ensemble_input and all(isinstance(i, (str, dict)) for i in instances) and (
-            any(isinstance(i, str) for i in instances) or all(set(i) == {"b64"} for i in instances)):
-        items = [b64_bytes(i.get("b64"), f"instances[{n}].b64") if isinstance(i, dict) else i
-                 for n, i in enumerate(instances)]
+    if (
+        pipeline.kind.ensemble_input
+        and all(isinstance(i, (str, dict)) for i in instances)
+        and (
+            any(isinstance(i, str) for i in instances) or all(set(i) == {"b64"} for i in instances)
+        )
+    ):
+        items = [
+            b64_bytes(i.get("b64"), f"instances[{n}].b64") if isinstance(i, dict) else i
+            for n, i in enumerate(instances)
+        ]
         return pipeline.kind.decode_items(items, pipeline.inputs, pipeline.max_batch), envelope
     if len(pipeline.inputs) > 1:
         names = [t.name for t in pipeline.inputs]
         if not all(isinstance(i, dict) and set(i) == set(names) for i in instances):
-            raise RequestError(f"KServe v1 request: this model has several inputs: send each instance as "
-                               f"{{{', '.join(repr(n) for n in names)}: example}}")
+            raise RequestError(
+                f"KServe v1 request: this model has several inputs: send each instance as "
+                f"{{{', '.join(repr(n) for n in names)}: example}}"
+            )
         inputs, _ = pipeline.parse_tensors({n: [i[n] for i in instances] for n in names})
         return inputs, envelope
     inputs, _ = pipeline.kind.json_inputs(instances, pipeline.inputs, pipeline.max_batch)
@@ -96,6 +113,7 @@ def v1_answer(answers: list[dict]) -> dict:
 
 # --- v2 -------------------------------------------------------------------------------------
 
+
 def parse_v2(pipeline, body: dict) -> tuple[dict[str, np.ndarray], Envelope]:
     refuse_unknown(body, V2_KEYS, V2)
     by_name = {}
@@ -104,18 +122,26 @@ def parse_v2(pipeline, body: dict) -> tuple[dict[str, np.ndarray], Envelope]:
         if missing:
             raise RequestError(f"KServe v2 request: inputs[{n}] lacks {missing}")
         by_name[tensor["name"]] = tensor
-    envelope = Envelope(V2, request_id=body.get("id"), wanted=requested_outputs(body.get("outputs")))
+    envelope = Envelope(
+        V2, request_id=body.get("id"), wanted=requested_outputs(body.get("outputs"))
+    )
     names = [t.name for t in pipeline.inputs]
     if set(by_name) == set(names):
-        rows = {t.name: pipeline.check_rows(t, v2_array(by_name[t.name], t)) for t in pipeline.inputs}
+        rows = {
+            t.name: pipeline.check_rows(t, v2_array(by_name[t.name], t)) for t in pipeline.inputs
+        }
         check_wanted(envelope.wanted, answered_outputs(pipeline.plan, tensors=True))
         return pipeline.check_mask(rows), replace(envelope, tensors=True)
     encoded = pipeline.kind.ensemble_input
     if encoded and set(by_name) == {encoded}:
-        check_wanted(envelope.wanted, answered_outputs(pipeline.plan, tensors=False))  # before the model runs
+        check_wanted(
+            envelope.wanted, answered_outputs(pipeline.plan, tensors=False)
+        )  # before the model runs
         items = v2_items(by_name[encoded], image=pipeline.kind.base64_in_json)
         return pipeline.kind.decode_items(items, pipeline.inputs, pipeline.max_batch), envelope
-    accepted = f"the model's input tensors {names}" + (f", or one BYTES input {encoded!r}" if encoded else "")
+    accepted = f"the model's input tensors {names}" + (
+        f", or one BYTES input {encoded!r}" if encoded else ""
+    )
     raise RequestError(f"KServe v2 request: inputs {sorted(by_name)}; send {accepted}")
 
 
@@ -132,23 +158,29 @@ def answered_outputs(plan, tensors: bool) -> list[str]:
 def check_wanted(wanted: tuple[str, ...], answered: list[str]) -> None:
     unknown = sorted(set(wanted) - set(answered))
     if unknown:
-        raise RequestError(f"KServe v2 request: unknown output(s) {unknown}; this model answers {answered}")
+        raise RequestError(
+            f"KServe v2 request: unknown output(s) {unknown}; this model answers {answered}"
+        )
 
 
 def requested_outputs(outputs: Any) -> tuple[str, ...]:
     if outputs is None:
         return ()
-    if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
-                                                for o in outputs):
-        raise RequestError("KServe v2 request: \"outputs\" must be a list of {\"name\": ...}")
+    if not isinstance(outputs, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+    ):
+        raise RequestError('KServe v2 request: "outputs" must be a list of {"name": ...}')
     return tuple(o["name"] for o in outputs)
 
 
 def declared_shape(tensor: dict) -> list[int]:
     shape = tensor["shape"]
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                              for d in shape):
-        raise RequestError(f"input {tensor['name']!r}: \"shape\" must be a list of non-negative integers")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise RequestError(
+            f'input {tensor["name"]!r}: "shape" must be a list of non-negative integers'
+        )
     return shape
 
 
@@ -157,7 +189,9 @@ def v2_array(tensor: dict, spec) -> np.ndarray:
     (data may be flat, row-major, as the protocol says, or nested)."""
     expected = triton_datatype(spec.dtype)
     if tensor["datatype"] != expected:
-        raise RequestError(f"input {spec.name!r}: datatype {tensor['datatype']!r}, expected {expected!r}")
+        raise RequestError(
+            f"input {spec.name!r}: datatype {tensor['datatype']!r}, expected {expected!r}"
+        )
     shape = declared_shape(tensor)
     values = numeric_array(tensor["data"], spec.name, spec.numpy).reshape(-1)
     if values.size != math.prod(shape):
@@ -167,22 +201,39 @@ def v2_array(tensor: dict, spec) -> np.ndarray:
 
 def v2_items(tensor: dict, image: bool) -> list:
     if tensor["datatype"] != BYTES:
-        raise RequestError(f"input {tensor['name']!r}: datatype {tensor['datatype']!r}, expected 'BYTES'")
+        raise RequestError(
+            f"input {tensor['name']!r}: datatype {tensor['datatype']!r}, expected 'BYTES'"
+        )
     shape = declared_shape(tensor)
     data = tensor["data"]
     data = data if isinstance(data, list) else [data]
     if not data or not all(isinstance(d, str) for d in data) or len(data) != math.prod(shape):
-        raise RequestError(f"input {tensor['name']!r}: expected {math.prod(shape)} string(s) for shape {shape}"
-                           + (" (base64 image bytes)" if image else ""))
-    return [b64_bytes(d, f"input {tensor['name']!r}[{n}]") for n, d in enumerate(data)] if image else data
+        raise RequestError(
+            f"input {tensor['name']!r}: expected {math.prod(shape)} string(s) for shape {shape}"
+            + (" (base64 image bytes)" if image else "")
+        )
+    return (
+        [b64_bytes(d, f"input {tensor['name']!r}[{n}]") for n, d in enumerate(data)]
+        if image
+        else data
+    )
 
 
 def v2_tensor(name: str, array: np.ndarray) -> dict:
     array = np.asarray(array)
     if array.dtype == np.object_:
-        return {"name": name, "datatype": BYTES, "shape": list(array.shape), "data": array.reshape(-1).tolist()}
-    return {"name": name, "datatype": triton_datatype(spec_dtype_of_numpy(array.dtype)),
-            "shape": list(array.shape), "data": array.reshape(-1).tolist()}
+        return {
+            "name": name,
+            "datatype": BYTES,
+            "shape": list(array.shape),
+            "data": array.reshape(-1).tolist(),
+        }
+    return {
+        "name": name,
+        "datatype": triton_datatype(spec_dtype_of_numpy(array.dtype)),
+        "shape": list(array.shape),
+        "data": array.reshape(-1).tolist(),
+    }
 
 
 def v2_answer(plan, envelope: Envelope, outputs: list[np.ndarray], answers: list[dict]) -> dict:
@@ -191,13 +242,22 @@ def v2_answer(plan, envelope: Envelope, outputs: list[np.ndarray], answers: list
     if not labelled(plan, envelope.tensors):
         tensors = {t.name: o for t, o in zip(plan.outputs, outputs)}
     else:
-        tensors = {"label": np.array([[a["label"]] for a in answers], dtype=np.object_),
-                   "score": np.array([[a["score"]] for a in answers], dtype=np.float32)}
+        tensors = {
+            "label": np.array([[a["label"]] for a in answers], dtype=np.object_),
+            "score": np.array([[a["score"]] for a in answers], dtype=np.float32),
+        }
     chosen = [n for n in tensors if not envelope.wanted or n in envelope.wanted]
-    answer = {"model_name": plan.name, "model_version": str(plan.version),
-              "outputs": [v2_tensor(n, tensors[n]) for n in chosen]}
+    answer = {
+        "model_name": plan.name,
+        "model_version": str(plan.version),
+        "outputs": [v2_tensor(n, tensors[n]) for n in chosen],
+    }
     return answer | ({"id": envelope.request_id} if envelope.request_id is not None else {})
 
 
 def answer(plan, envelope: Envelope, outputs: list[np.ndarray], answers: list[dict]) -> dict:
-    return v1_answer(answers) if envelope.protocol == V1 else v2_answer(plan, envelope, outputs, answers)
+    return (
+        v1_answer(answers)
+        if envelope.protocol == V1
+        else v2_answer(plan, envelope, outputs, answers)
+    )

@@ -5,6 +5,7 @@ request payload into model-input rows, checks them, and turns output rows into a
 depends on the pre-processing kind is the kind's (handlers/kinds.py). Every client mistake
 raises RequestError with a message naming the problem and the expected input.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,26 +59,38 @@ class Pipeline:
         inputs, single, _ = self.parse_request(body, content_type)
         return inputs, single
 
-    def parse_request(self, body: Any, content_type: str | None) -> tuple[dict[str, np.ndarray], bool,
-                                                                          Envelope | None]:
+    def parse_request(
+        self, body: Any, content_type: str | None
+    ) -> tuple[dict[str, np.ndarray], bool, Envelope | None]:
         """parse(), and the KServe protocol (v1/v2) the request used, if any, to answer in it."""
         try:
-            inputs, single, envelope = self._parse(body, (content_type or "").split(";")[0].strip().lower())
+            inputs, single, envelope = self._parse(
+                body, (content_type or "").split(";")[0].strip().lower()
+            )
             return inputs, single or self.whole_outputs, envelope
         except RequestError as exc:
             if "send " in str(exc) or "KServe" in str(exc):
                 raise
             raise RequestError(f"{exc}; send {self.expected_input}") from None
 
-    def _parse(self, body: Any, content_type: str) -> tuple[dict[str, np.ndarray], bool, Envelope | None]:
-        if content_type == FORM:  # TorchServe decodes such a body as form fields: nothing usable is left
-            raise RequestError(f"Content-Type {FORM} (curl -d's default) makes TorchServe decode the body as a form; "
-                               f"send {self.expected_input} with Content-Type: application/json "
-                               "(curl -H 'Content-Type: application/json')")
+    def _parse(
+        self, body: Any, content_type: str
+    ) -> tuple[dict[str, np.ndarray], bool, Envelope | None]:
+        if (
+            content_type == FORM
+        ):  # TorchServe decodes such a body as form fields: nothing usable is left
+            raise RequestError(
+                f"Content-Type {FORM} (curl -d's default) makes TorchServe decode the body as a form; "
+                f"send {self.expected_input} with Content-Type: application/json "
+                "(curl -H 'Content-Type: application/json')"
+            )
         if body is None or (isinstance(body, (bytes, bytearray, str)) and len(body) == 0):
             raise RequestError(f"empty body: send {self.expected_input}")
-        if isinstance(body, (dict, list)) or content_type == "application/json" or (
-                content_type == "" and looks_like_json_object(body)):
+        if (
+            isinstance(body, (dict, list))
+            or content_type == "application/json"
+            or (content_type == "" and looks_like_json_object(body))
+        ):
             # gRPC carries no Content-Type: a body that opens with "{" is taken as JSON there.
             return self.parse_json(body)
         if self.kind.accepts(content_type):
@@ -93,10 +106,16 @@ class Pipeline:
                 body = json.loads(body)
             except (ValueError, UnicodeDecodeError, RecursionError) as exc:
                 reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
-                raise RequestError(f"body is not valid JSON ({reason}); send {self.expected_input}") from None
+                raise RequestError(
+                    f"body is not valid JSON ({reason}); send {self.expected_input}"
+                ) from None
         protocol = kserve_protocol.protocol_of(body) if isinstance(body, dict) else None
         if protocol is not None:  # KServe v1 / v2: answered in the same protocol
-            parse = kserve_protocol.parse_v1 if protocol == kserve_protocol.V1 else kserve_protocol.parse_v2
+            parse = (
+                kserve_protocol.parse_v1
+                if protocol == kserve_protocol.V1
+                else kserve_protocol.parse_v2
+            )
             try:
                 inputs, envelope = parse(self, body)
             except RequestError as exc:  # named as the protocol's problem, not our own JSON's
@@ -107,8 +126,10 @@ class Pipeline:
         if isinstance(body, dict):
             unknown = sorted(set(body) - JSON_KEYS)
             if unknown or len(body) != 1:
-                raise RequestError(f"JSON body needs exactly one of the keys {sorted(JSON_KEYS)}"
-                                   + (f"; unknown key(s) {unknown}" if unknown else ""))
+                raise RequestError(
+                    f"JSON body needs exactly one of the keys {sorted(JSON_KEYS)}"
+                    + (f"; unknown key(s) {unknown}" if unknown else "")
+                )
             if "tensors" in body:
                 return *self.parse_tensors(body["tensors"]), None
             body = body["inputs"]
@@ -120,7 +141,7 @@ class Pipeline:
         """Model-input tensors given directly (no pre-processing), e.g. golden samples."""
         names = [t.name for t in self.inputs]
         if not isinstance(tensors, dict) or set(tensors) != set(names):
-            raise RequestError(f"\"tensors\" must map every input name {names} to an array")
+            raise RequestError(f'"tensors" must map every input name {names} to an array')
         out, singles = {}, set()
         for t in self.inputs:
             rows = numeric_array(tensors[t.name], t.name, t.numpy)
@@ -128,8 +149,10 @@ class Pipeline:
             singles.add(single)
             out[t.name] = self.check_rows(t, rows[None] if single else rows)
         if len(singles) > 1:
-            raise RequestError("send every input as one example (without the batch axis) or every input as "
-                               "a list of examples, not a mix")
+            raise RequestError(
+                "send every input as one example (without the batch axis) or every input as "
+                "a list of examples, not a mix"
+            )
         return self.check_mask(out), singles == {True}
 
     def check_mask(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -141,8 +164,10 @@ class Pipeline:
         mask = inputs[pad.mask]
         for t in self.inputs:
             if t.name != pad.mask and -1 in t.shape[1:] and inputs[t.name].shape != mask.shape:
-                raise RequestError(f"{pad.mask} must have the shape of {t.name}: {list(inputs[t.name].shape)}, "
-                                   f"got {list(mask.shape)}")
+                raise RequestError(
+                    f"{pad.mask} must have the shape of {t.name}: {list(inputs[t.name].shape)}, "
+                    f"got {list(mask.shape)}"
+                )
         return inputs
 
     def check_rows(self, tensor, rows: np.ndarray) -> np.ndarray:
@@ -156,8 +181,10 @@ class Pipeline:
         task = self.plan.task
         if self.whole_outputs:
             return [{"outputs": {t.name: o.tolist() for t, o in zip(self.plan.outputs, outputs)}}]
-        answers = [{"outputs": {t.name: o[i].tolist() for t, o in zip(self.plan.outputs, outputs)}}
-                   for i in range(len(outputs[0]))]
+        answers = [
+            {"outputs": {t.name: o[i].tolist() for t, o in zip(self.plan.outputs, outputs)}}
+            for i in range(len(outputs[0]))
+        ]
         if task.kind == "classification":
             scores = class_scores(outputs[0], task.output)
             for answer, labelled in zip(answers, top_labels(scores, task.labels, task.top_k)):

@@ -8,6 +8,7 @@ runtime artifact's fingerprint is taken over.
 
 The spec (scripts/spec) reuses the sections defined here, so a field has one definition.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,6 +31,7 @@ class StrictModel(BaseModel):
 class Padding(StrictModel):
     """How requests of different lengths on a dynamic axis become one batch: padded at the end
     to the longest with `value`; the `mask` input (if any) padded with 0."""
+
     value: float = 0
     mask: str | None = None
 
@@ -38,7 +40,7 @@ class Batching(StrictModel):
     max_batch_size: int = Field(8, ge=0)  # 0: the runtime never batches requests
     max_queue_delay_ms: float = Field(5.0, ge=0)
     preferred_batch_sizes: list[int] = []
-    pad: Padding | None = None            # without it, requests batch only with others of the same shape
+    pad: Padding | None = None  # without it, requests batch only with others of the same shape
 
 
 class Workers(StrictModel):
@@ -53,10 +55,10 @@ class Workers(StrictModel):
 
 
 class Serving(StrictModel):
-    format: Format = "torchscript"        # which exported format the servers load
-    workers: Workers = Workers()          # TorchServe workers
-    instances: int = Field(1, ge=1)       # Triton instance_group count
-    threads: int = Field(1, ge=1)         # intra-op threads per TorchServe worker / Triton instance
+    format: Format = "torchscript"  # which exported format the servers load
+    workers: Workers = Workers()  # TorchServe workers
+    instances: int = Field(1, ge=1)  # Triton instance_group count
+    threads: int = Field(1, ge=1)  # intra-op threads per TorchServe worker / Triton instance
     response_timeout_s: int = Field(120, gt=0)
     startup_timeout_s: int = Field(120, gt=0)
 
@@ -71,12 +73,12 @@ class TaskPlan(StrictModel):
 class ServingPlan(StrictModel):
     name: str
     version: int
-    format: Format                       # what this artifact's runner loads
+    format: Format  # what this artifact's runner loads
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     task: TaskPlan
     preprocess: Preprocess
-    assets: dict[str, Any] = {}          # the pre-processing kind's inlined assets
+    assets: dict[str, Any] = {}  # the pre-processing kind's inlined assets
     batching: Batching
     serving: Serving
 

@@ -2,6 +2,7 @@
 
 Plain functions over numpy arrays and bytes: no framework types, so every runtime can call them.
 """
+
 from __future__ import annotations
 
 import io
@@ -17,6 +18,7 @@ class RequestError(ValueError):
 
 # --- tabular ---------------------------------------------------------------------------------
 
+
 def standardize(rows: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """Scale raw feature rows with the training set's statistics."""
     return ((np.asarray(rows, dtype=np.float64) - mean) / std).astype(np.float32)
@@ -24,13 +26,20 @@ def standardize(rows: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarr
 
 # --- images ----------------------------------------------------------------------------------
 
+
 def channel_stats(value: float | list[float]) -> np.ndarray:
     """One mean/std for every channel, or one per channel (ImageNet style), as (C, 1, 1)."""
     return np.asarray(value, dtype=np.float32).reshape(-1, 1, 1)
 
 
-def pil_to_array(image: Image.Image, height: int, width: int, grayscale: bool,
-                 mean: float | list[float], std: float | list[float]) -> np.ndarray:
+def pil_to_array(
+    image: Image.Image,
+    height: int,
+    width: int,
+    grayscale: bool,
+    mean: float | list[float],
+    std: float | list[float],
+) -> np.ndarray:
     """PIL image -> normalized float32 array of shape (channels, height, width)."""
     image = image.convert("L" if grayscale else "RGB").resize((width, height), Image.BILINEAR)
     pixels = np.asarray(image, dtype=np.float32) / 255.0
@@ -47,11 +56,14 @@ def decode_image(data: bytes) -> Image.Image:
         image = Image.open(io.BytesIO(data))
         image.load()  # a full decode, so truncated pixel data fails here, not later
     except UnidentifiedImageError:
-        raise RequestError(f"cannot decode image ({len(data)} bytes): not a recognized image "
-                           "format; send a PNG or JPEG file") from None
+        raise RequestError(
+            f"cannot decode image ({len(data)} bytes): not a recognized image "
+            "format; send a PNG or JPEG file"
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise RequestError(f"cannot decode image ({len(data)} bytes): {exc}; "
-                           "send a complete PNG or JPEG file") from None
+        raise RequestError(
+            f"cannot decode image ({len(data)} bytes): {exc}; send a complete PNG or JPEG file"
+        ) from None
     return image
 
 
@@ -65,7 +77,9 @@ def split_words(text: str, lowercase: bool = True) -> list[str]:
     return _WORD.findall(text.lower() if lowercase else text)
 
 
-def tokenize(text: str, vocab: dict[str, int], max_length: int, lowercase: bool = True) -> np.ndarray:
+def tokenize(
+    text: str, vocab: dict[str, int], max_length: int, lowercase: bool = True
+) -> np.ndarray:
     """Text -> int64 ids of length max_length: unknown words map to UNKNOWN_ID, and the
     sequence is left-padded with PAD_ID (the LSTM reads the real words last) or truncated."""
     ids = [vocab.get(word, UNKNOWN_ID) for word in split_words(text, lowercase)][:max_length]
@@ -73,6 +87,7 @@ def tokenize(text: str, vocab: dict[str, int], max_length: int, lowercase: bool 
 
 
 # --- classification --------------------------------------------------------------------------
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))

@@ -4,6 +4,7 @@ A runner takes {input name: numpy array} and returns the outputs as a list of nu
 in the spec's output order. The build verifies exports through these same runners, so what
 is verified is exactly what the servers run.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,8 +24,13 @@ ARTIFACT_FILES = {
 }
 
 
-def load_runner(fmt: str, path: str | Path, input_names: list[str], threads: int | None = None,
-                output_names: list[str] | None = None) -> Runner:
+def load_runner(
+    fmt: str,
+    path: str | Path,
+    input_names: list[str],
+    threads: int | None = None,
+    output_names: list[str] | None = None,
+) -> Runner:
     if fmt in ("onnx", "onnx_int8"):
         return _onnx_runner(str(path), threads)
     import torch
@@ -56,7 +62,9 @@ def torch_runner(module, input_names: list[str], output_names: list[str] | None 
 
     def run(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         with torch.inference_mode():
-            outputs = module(*[torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in input_names])
+            outputs = module(
+                *[torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in input_names]
+            )
         return [o.detach().cpu().numpy() for o in output_list(outputs, output_names)]
 
     return run

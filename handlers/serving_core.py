@@ -10,6 +10,7 @@ Every request is isolated: a client's mistake is answered 400 with a JSON error 
 of the batch still get their answers. How answers reach a runtime (one each, or a stream) is
 the serving mode's (handlers/serving_modes.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -35,6 +36,7 @@ JSON = "application/json"
 class Request:
     """One request as a runtime received it: a body (bytes, text, or JSON a runtime already
     decoded) and its content type, or the model's input tensors by the spec's names (Triton)."""
+
     body: Any = None
     content_type: str | None = None
     tensors: Mapping[str, np.ndarray] | None = None
@@ -44,6 +46,7 @@ class Request:
 class Answer:
     """One response: a status, a body (JSON text) and its content type; tensors for a tensor
     request. A failure also keeps its message, for runtimes with their own error objects."""
+
     status: int = 200
     body: str | bytes = ""
     content_type: str = JSON
@@ -54,8 +57,14 @@ class Answer:
     def failed(cls, failure: Failure) -> Answer:
         code, message = failure.status, failure.message
         # "error" is where KServe's protocols put the message; the rest is ours
-        body = json.dumps({"code": code, "type": "InvalidInput" if code < 500 else "InferenceError",
-                           "message": message, "error": message})
+        body = json.dumps(
+            {
+                "code": code,
+                "type": "InvalidInput" if code < 500 else "InferenceError",
+                "message": message,
+                "error": message,
+            }
+        )
         return cls(status=code, body=body, message=message)
 
     @property
@@ -85,8 +94,9 @@ class ServingCore:
         model_dir = Path(model_dir)
         plan = ServingPlan.load(model_dir)
         threads = int(os.environ.get("TORCHSHIP_THREADS", plan.serving.threads))
-        model = load_runner(plan.format, model_dir / plan.artifact, plan.input_names, threads,
-                            plan.output_names)
+        model = load_runner(
+            plan.format, model_dir / plan.artifact, plan.input_names, threads, plan.output_names
+        )
         log.info("loaded %s v%s (%s, %d thread(s))", plan.name, plan.version, plan.format, threads)
         return cls(plan, model)
 
@@ -132,6 +142,7 @@ class ServingCore:
         """The JSON answer of one request, in the protocol it came in."""
         answers = self.pipeline.postprocess(rows.outputs)
         if rows.envelope is not None:
-            return json.dumps(kserve_protocol.answer(self.plan, rows.envelope, rows.outputs,
-                                                     answers))
+            return json.dumps(
+                kserve_protocol.answer(self.plan, rows.envelope, rows.outputs, answers)
+            )
         return json.dumps(answers[0] if rows.single else answers)

@@ -18,6 +18,7 @@ step's tokens with final=False and ends every request with one final answer (als
 went away: Triton's `is_cancelled()`; TorchServe's continuousBatching, which re-queues
 unfinished requests between handle() calls) is added to the Sink when that mode is written.
 """
+
 from __future__ import annotations
 
 from typing import Protocol, Sequence

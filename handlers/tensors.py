@@ -1,5 +1,6 @@
 """Model tensors: their spec (name, dtype, shape, valid range) and the checks every request's
 rows go through before they reach a model, on both runtimes."""
+
 from __future__ import annotations
 
 import math
@@ -43,9 +44,13 @@ def numeric_array(value: Any, name: str, dtype) -> np.ndarray:
     try:
         array = np.asarray(value, dtype=np.float64)
         # numpy would read true/false as 1/0: a boolean where a number belongs is a mistake
-        has_bool = isinstance(value, list) and any(isinstance(v, bool) for v in np.asarray(value, dtype=object).flat)
+        has_bool = isinstance(value, list) and any(
+            isinstance(v, bool) for v in np.asarray(value, dtype=object).flat
+        )
     except (ValueError, TypeError, RecursionError):
-        raise RequestError(f"{name}: expected a (nested) list of numbers of equal lengths") from None
+        raise RequestError(
+            f"{name}: expected a (nested) list of numbers of equal lengths"
+        ) from None
     if np.dtype(dtype) == np.bool_:
         if not np.all((array == 0) | (array == 1)):
             raise RequestError(f"{name}: expected true/false (or 0/1)")
@@ -61,10 +66,14 @@ def numeric_array(value: Any, name: str, dtype) -> np.ndarray:
 
 def check_shape(tensor: TensorSpec, rows: np.ndarray) -> None:
     expected = tensor.shape[1:]
-    ok = rows.ndim == len(tensor.shape) and all(e == -1 or e == s for e, s in zip(expected, rows.shape[1:]))
+    ok = rows.ndim == len(tensor.shape) and all(
+        e == -1 or e == s for e, s in zip(expected, rows.shape[1:])
+    )
     if not ok or rows.shape[0] == 0:
-        raise RequestError(f"{tensor.name}: expected shape {expected} per example (or a list of them), "
-                           f"got {list(rows.shape)}")
+        raise RequestError(
+            f"{tensor.name}: expected shape {expected} per example (or a list of them), "
+            f"got {list(rows.shape)}"
+        )
 
 
 def check_rows(tensor: TensorSpec, rows: np.ndarray, max_batch: int) -> np.ndarray:

@@ -5,6 +5,7 @@ It only translates: TorchServe's request dicts and headers into the serving core
 and each Answer into the context's per-request status and content type plus handle()'s return
 value. Everything else is the serving core's (handlers/serving_core.py).
 """
+
 from __future__ import annotations
 
 from handlers.serving_core import Answer, Request, ServingCore
@@ -49,10 +50,13 @@ class ContextSink:
         from ts.handler_utils.utils import send_intermediate_predict_response
 
         # keyed by the request's index: TorchServe reads its status and headers by that index
-        send_intermediate_predict_response({index: answer.body},
-                                           {index: self.context.request_ids[index]},
-                                           "Intermediate Prediction success", answer.status,
-                                           self.context)
+        send_intermediate_predict_response(
+            {index: answer.body},
+            {index: self.context.request_ids[index]},
+            "Intermediate Prediction success",
+            answer.status,
+            self.context,
+        )
 
 
 def request_body(request: dict):

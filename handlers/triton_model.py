@@ -9,6 +9,7 @@ All logic is handlers.serving_core's and handlers.pipeline's, shared with TorchS
 request gets an INVALID_ARG error of its own, a bug of ours INTERNAL; execute() never raises,
 so the other requests of the batch still get their answers.
 """
+
 from __future__ import annotations
 
 import json
@@ -103,8 +104,11 @@ class TritonPythonModel:
         self.dtypes = self.output_dtypes()
 
     def execute(self, requests: list) -> list | None:
-        step = {"model": self.run_model, "preprocess": self.preprocess,
-                "postprocess": self.postprocess}[self.role]
+        step = {
+            "model": self.run_model,
+            "preprocess": self.preprocess,
+            "postprocess": self.postprocess,
+        }[self.role]
         return step(requests)
 
     # --- role: model ----------------------------------------------------------------------
@@ -120,8 +124,9 @@ class TritonPythonModel:
     def preprocess(self, requests: list) -> list:
         def decode(request) -> Answer:
             tensor = pb_utils.get_input_tensor_by_name(request, self.input_names[0])
-            rows = self.pipeline.kind.decode_items(as_text_rows(tensor.as_numpy()),
-                                                   self.plan.inputs, self.pipeline.max_batch)
+            rows = self.pipeline.kind.decode_items(
+                as_text_rows(tensor.as_numpy()), self.plan.inputs, self.pipeline.max_batch
+            )
             return Answer(tensors=[rows[t.name] for t in self.produced])
 
         return [self.respond(isolated("pre-processing", lambda: decode(r))) for r in requests]
@@ -130,8 +135,9 @@ class TritonPythonModel:
 
     def postprocess(self, requests: list) -> list:
         def answer(request) -> Answer:
-            outputs = [pb_utils.get_input_tensor_by_name(request, n).as_numpy()
-                       for n in self.input_names]
+            outputs = [
+                pb_utils.get_input_tensor_by_name(request, n).as_numpy() for n in self.input_names
+            ]
             answers = self.pipeline.postprocess(outputs)
             labels = np.array([[a["label"].encode("utf-8")] for a in answers], dtype=np.object_)
             scores = np.array([[a["score"]] for a in answers], dtype=np.float32)
@@ -146,9 +152,12 @@ class TritonPythonModel:
             answer = Answer.failed(answer)
         if not answer.ok:
             return error_response(answer.message, internal=answer.status >= 500)
-        return pb_utils.InferenceResponse(output_tensors=[
-            pb_utils.Tensor(name, np.asarray(o, dtype=dtype))
-            for name, o, dtype in zip(self.output_names, answer.tensors, self.dtypes)])
+        return pb_utils.InferenceResponse(
+            output_tensors=[
+                pb_utils.Tensor(name, np.asarray(o, dtype=dtype))
+                for name, o, dtype in zip(self.output_names, answer.tensors, self.dtypes)
+            ]
+        )
 
     def output_dtypes(self) -> list:
         if self.role == "model":

@@ -1,4 +1,5 @@
 """digits_cnn: handwritten digits (scikit-learn's bundled 8x8 set), served as 28x28 images."""
+
 from __future__ import annotations
 
 import io
@@ -12,6 +13,7 @@ from torch import nn
 
 from handlers.processing import pil_to_array
 from scripts.pipeline.training_data import TrainingData
+
 
 class DigitsCNN(nn.Module):
     def __init__(self, channels: int = 32, classes: int = 10):
@@ -38,12 +40,23 @@ def load_data(seed: int, preprocess) -> TrainingData:
     """`preprocess` is the spec's image pre-processing: train on exactly what the servers apply."""
     digits = load_digits()
     p = preprocess
-    x = np.stack([pil_to_array(digit_image(img), p.height, p.width, p.grayscale, p.mean, p.std)
-                  for img in digits.images])
+    x = np.stack(
+        [
+            pil_to_array(digit_image(img), p.height, p.width, p.grayscale, p.mean, p.std)
+            for img in digits.images
+        ]
+    )
     idx_train, idx_test = train_test_split(
-        np.arange(len(x)), test_size=0.2, random_state=seed, stratify=digits.target)
-    requests = {f"digit_{digits.target[i]}.png": png_bytes(digit_image(digits.images[i]))
-                for i in idx_test[:3]}
+        np.arange(len(x)), test_size=0.2, random_state=seed, stratify=digits.target
+    )
+    requests = {
+        f"digit_{digits.target[i]}.png": png_bytes(digit_image(digits.images[i]))
+        for i in idx_test[:3]
+    }
     return TrainingData(
-        x_train=x[idx_train], y_train=digits.target[idx_train].astype(np.int64),
-        x_test=x[idx_test], y_test=digits.target[idx_test].astype(np.int64), requests=requests)
+        x_train=x[idx_train],
+        y_train=digits.target[idx_train].astype(np.int64),
+        x_test=x[idx_test],
+        y_test=digits.target[idx_test].astype(np.int64),
+        requests=requests,
+    )

@@ -1,5 +1,6 @@
 """sentiment_lstm: positive/negative English review sentences, trained on real labelled text
 shipped in models/data/sentiment/ (see its README for sources and terms; no downloads)."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,14 @@ class SentimentLSTM(nn.Module):
     the last state and a max over positions, over 3 seeds.
     """
 
-    def __init__(self, vocab_size: int = VOCAB_SIZE, embedding_dim: int = 128,
-                 hidden: int = 256, classes: int = 2, dropout: float = 0.5):
+    def __init__(
+        self,
+        vocab_size: int = VOCAB_SIZE,
+        embedding_dim: int = 128,
+        hidden: int = 256,
+        classes: int = 2,
+        dropout: float = 0.5,
+    ):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
         self.lstm = nn.LSTM(embedding_dim, hidden, batch_first=True)
@@ -60,7 +67,9 @@ def build_vocab(texts: list[str]) -> list[str]:
     ASCII words only: `split_words` cuts accented letters out as one-letter tokens (café ->
     caf, é), which say nothing about sentiment; and the vocabulary lands in serving_plan.json,
     which ServingPlan.load reads in the locale's encoding: ASCII in tritonserver's Python backend."""
-    counts = Counter(word for text in texts for word in split_words(text) if word.isascii())  # lower-cased
+    counts = Counter(
+        word for text in texts for word in split_words(text) if word.isascii()
+    )  # lower-cased
     return ["<pad>", "<unk>"] + [w for w, _ in counts.most_common(VOCAB_SIZE - 2)]
 
 
@@ -75,5 +84,11 @@ def load_data(seed: int, preprocess, data_dir: Path = DATA_DIR) -> TrainingData:
     x = np.stack([tokenize(t, vocab, preprocess.max_length, preprocess.lowercase) for t in texts])
     # Named review_3200.. as before: tests/unit/handlers/test_triton_model.py reads review_3200.txt.
     requests = {f"review_{3200 + i}.txt": texts[split + i].encode() for i in range(3)}
-    return TrainingData(x_train=x[:split], y_train=y[:split], x_test=x[split:], y_test=y[split:],
-                        assets={"vocab.json": json.dumps({"tokens": tokens})}, requests=requests)
+    return TrainingData(
+        x_train=x[:split],
+        y_train=y[:split],
+        x_test=x[split:],
+        y_test=y[split:],
+        assets={"vocab.json": json.dumps({"tokens": tokens})},
+        requests=requests,
+    )

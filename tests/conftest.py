@@ -1,4 +1,5 @@
 """Shared fixtures: small specs written into a temporary folder (no training needed)."""
+
 from __future__ import annotations
 
 import shutil
@@ -11,7 +12,7 @@ import torch
 from scripts.pipeline.layout import Layout
 
 REPO = Path(__file__).resolve().parents[1]
-LAYOUT = Layout.of(REPO)    # the examples' layout: outputs in this checkout
+LAYOUT = Layout.of(REPO)  # the examples' layout: outputs in this checkout
 
 TINY_ENTRY = """
   - name: {name}
@@ -63,8 +64,17 @@ def copy_spec(src: Path, dst_folder: Path) -> Path:
 
 ZOO_SPEC = REPO / "models" / "zoo.yaml"
 # What a scratch copy of this checkout must not share: what the build writes there.
-GENERATED = {"artifacts", "model_store", "triton_repo", "reports", "kserve", ".torchship", ".git",
-             ".venv", ".venv-kserve"}
+GENERATED = {
+    "artifacts",
+    "model_store",
+    "triton_repo",
+    "reports",
+    "kserve",
+    ".torchship",
+    ".git",
+    ".venv",
+    ".venv-kserve",
+}
 
 
 def scratch_checkout(folder: Path) -> Layout:

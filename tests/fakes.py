@@ -1,4 +1,5 @@
 """Stand-ins for the runtimes' in-process objects, so run-time code is tested without servers."""
+
 from __future__ import annotations
 
 import zipfile

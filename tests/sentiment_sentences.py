@@ -1,5 +1,6 @@
 """Free sentences a person might type into a review site, hand-written for the sentiment_lstm
 checks (none of them is in models/data/sentiment/; tests/unit/models checks that)."""
+
 from __future__ import annotations
 
 POSITIVE = [

@@ -1,4 +1,5 @@
 """Models whose shapes or control flow depend on the data, as users write them."""
+
 from __future__ import annotations
 
 import torch

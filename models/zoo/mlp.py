@@ -1,5 +1,6 @@
 """Plain multilayer perceptrons of any depth (the seeds' 784-64-64-10 and 100-50-10), and the
 zoo's large model: the same class with wide layers (over 100 MB of float32 weights)."""
+
 from __future__ import annotations
 
 import torch

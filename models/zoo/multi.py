@@ -1,4 +1,5 @@
 """Models with several inputs and outputs, per-sample scalars and unusual dtypes."""
+
 from __future__ import annotations
 
 import torch
@@ -17,7 +18,9 @@ class TwoTower(nn.Module):
         self.dense = nn.Linear(features, dim)
         self.head = nn.Linear(dim, classes)
 
-    def forward(self, dense: torch.Tensor, item_id: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, dense: torch.Tensor, item_id: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         embedding = torch.tanh(self.dense(dense) + self.embedding(item_id))
         return self.head(embedding), embedding
 
@@ -31,11 +34,22 @@ class MixedDtypes(nn.Module):
         super().__init__()
         self.scale = nn.Linear(width, width)
 
-    def forward(self, mask: torch.Tensor, counts: torch.Tensor, pixels: torch.Tensor, half: torch.Tensor,
-                offset: torch.Tensor, small: torch.Tensor, medium: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        mask: torch.Tensor,
+        counts: torch.Tensor,
+        pixels: torch.Tensor,
+        half: torch.Tensor,
+        offset: torch.Tensor,
+        small: torch.Tensor,
+        medium: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
         shift = offset.float() + small.float() / 128.0 + medium.float() / 32768.0
         values = counts.float() + pixels.float() / 255.0 + half.float() + shift
         values = torch.where(mask, self.scale(values), torch.zeros_like(values))
-        return {"half_out": values.half(), "positive": values > 0,
-                "count_sum": counts.sum(dim=1, keepdim=True, dtype=torch.int32),
-                "total": values.sum(dim=1, keepdim=True)}
+        return {
+            "half_out": values.half(),
+            "positive": values > 0,
+            "count_sum": counts.sum(dim=1, keepdim=True, dtype=torch.int32),
+            "total": values.sum(dim=1, keepdim=True),
+        }

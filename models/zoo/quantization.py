@@ -1,4 +1,5 @@
 """A model int8 quantisation ruins, for the accuracy gate's test."""
+
 from __future__ import annotations
 
 import torch

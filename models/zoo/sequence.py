@@ -1,4 +1,5 @@
 """A recurrent model over sequences whose length varies from request to request."""
+
 from __future__ import annotations
 
 import torch

@@ -1,6 +1,7 @@
 """A transformers BERT-style sequence classifier built from a small config (random weights,
 nothing downloaded), and the WordPiece `tokenizer.json` it reads, trained at build time with the
 `tokenizers` library on review sentences that ship with the project (models/data/sentiment)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,14 +16,27 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 class TinyBert(nn.Module):
     """BertForSequenceClassification with input_ids and attention_mask over a dynamic sequence axis."""
 
-    def __init__(self, vocab_size: int = 2000, hidden: int = 64, layers: int = 2, heads: int = 2,
-                 max_positions: int = 128, classes: int = 2):
+    def __init__(
+        self,
+        vocab_size: int = 2000,
+        hidden: int = 64,
+        layers: int = 2,
+        heads: int = 2,
+        max_positions: int = 128,
+        classes: int = 2,
+    ):
         super().__init__()
         from transformers import BertConfig, BertForSequenceClassification
 
-        config = BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                            num_attention_heads=heads, intermediate_size=hidden * 2,
-                            max_position_embeddings=max_positions, num_labels=classes)
+        config = BertConfig(
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=hidden * 2,
+            max_position_embeddings=max_positions,
+            num_labels=classes,
+        )
         self.bert = BertForSequenceClassification(config)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -34,17 +48,31 @@ def tokenizer_assets(vocab_size: int = 2000) -> dict[str, str]:
     shipped sentences (deterministic for the same data), and example requests of varied length."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 
-    texts = [line.split("\t", 1)[1] for path in sorted(DATA.glob("*.tsv"))
-             for line in path.read_text(encoding="utf-8").splitlines() if "\t" in line]
+    texts = [
+        line.split("\t", 1)[1]
+        for path in sorted(DATA.glob("*.tsv"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if "\t" in line
+    ]
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-                                                                   show_progress=False))
+    tokenizer.train_from_iterator(
+        texts,
+        trainers.WordPieceTrainer(
+            vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False
+        ),
+    )
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    tokenizer.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
-                                                             special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
-    examples = ["A masterpiece, I loved every minute of it.", "Terrible service and cold food; never again.",
-                "The battery lasts two days, which is more than I expected from such a small phone."]
-    return {"tokenizer.json": tokenizer.to_str(),
-            **{f"requests/example_{i}.txt": text for i, text in enumerate(examples)}}
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    examples = [
+        "A masterpiece, I loved every minute of it.",
+        "Terrible service and cold food; never again.",
+        "The battery lasts two days, which is more than I expected from such a small phone.",
+    ]
+    return {
+        "tokenizer.json": tokenizer.to_str(),
+        **{f"requests/example_{i}.txt": text for i, text in enumerate(examples)},
+    }

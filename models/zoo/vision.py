@@ -1,5 +1,6 @@
 """torchvision CNNs as users bring them: the library's own builders, random weights (weights=None:
 nothing is downloaded), 3-channel 224x224 inputs with ImageNet normalisation."""
+
 from __future__ import annotations
 
 import torchvision

@@ -1,5 +1,6 @@
 """`python -m scripts <step>`: the command line behind the Makefile's targets. Each module
 registers its commands on the one typer app (scripts/cli/common.py)."""
+
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,5 @@
 """The build steps' commands: check, train, export, archive, triton-repo, verify-artifacts."""
+
 from __future__ import annotations
 
 from enum import Enum
@@ -30,8 +31,10 @@ def check(spec: SpecOption = Path("models.yaml")):
     layout, models = selected_models(spec, None)
     for m in models:
         served = "".join(f", {r} {s.format}" for r, s in m.per_runtime.items() if s.format)
-        console.print(f"{m.name} v{m.version}: {m.task.kind}, formats {m.export.formats}, serves {m.serving.format}"
-                      + (f" ({served[2:]})" if served else ""))
+        console.print(
+            f"{m.name} v{m.version}: {m.task.kind}, formats {m.export.formats}, serves {m.serving.format}"
+            + (f" ({served[2:]})" if served else "")
+        )
     for m in models:
         for runtime in RUNTIMES.values():
             try:
@@ -53,45 +56,65 @@ def build_through(stage: str, spec: Path, model, force: bool, runtimes=(), optio
         def say(step: str, name: str, detail: str) -> None:
             bar.update(task, description=f"{step} {name}" + (f": {detail}" if detail else ""))
 
-        built = ensure_built(models, layout, list(runtimes), through=stage, force=force,
-                             options=options, say=say)
+        built = ensure_built(
+            models, layout, list(runtimes), through=stage, force=force, options=options, say=say
+        )
         bar.update(task, description=f"{stage}: done")
     return layout, models, built
 
 
 @app.command()
 @user_errors
-def train(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, force: ForceOption = False):
+def train(
+    spec: SpecOption = Path("models.yaml"), model: ModelOption = None, force: ForceOption = False
+):
     """Train every model that has a `training` section (fixed seeds, incremental)."""
     _, models, built = build_through("train", spec, model, force)
     table = Table("model", "status", "held-out metrics")
     for m, result in zip(models, built.trained):
         if m.training is None:
-            table.add_row(m.name, "no training section", f"uses {m.source.checkpoint or m.source.exported}")
+            table.add_row(
+                m.name, "no training section", f"uses {m.source.checkpoint or m.source.exported}"
+            )
             continue
         made = "initialised" if m.training.data is None else "trained"
-        table.add_row(m.name, "up to date" if result.skipped else made, ", ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.metrics.items()))
+        table.add_row(
+            m.name,
+            "up to date" if result.skipped else made,
+            ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in result.metrics.items()
+            ),
+        )
     console.print(table)
 
 
 @app.command()
 @user_errors
-def export(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, force: ForceOption = False):
+def export(
+    spec: SpecOption = Path("models.yaml"), model: ModelOption = None, force: ForceOption = False
+):
     """Export each model to the spec's formats and verify them against eager PyTorch."""
     from scripts.pipeline.verify import worst_errors
 
     _, _, built = build_through("export", spec, model, force)
     table = Table("model", "status", "worst |error| per format (batch sizes 1, 3, max)")
     for result in built.exported:
-        left_out = [f"{fmt} left out: {reason}" for fmt, reason in result.report.get("skipped", {}).items()]
+        left_out = [
+            f"{fmt} left out: {reason}" for fmt, reason in result.report.get("skipped", {}).items()
+        ]
         if "int8" in result.report:
             int8, gate = result.report["int8"], result.report["int8"]["gate"]
-            left_out.append(f"onnx_int8 ({int8['method']}, {int8['bytes'] / int8['fp32_bytes']:.0%} of fp32): "
-                            f"{gate['metric']} {gate['fp32']:.4f} -> {gate['int8']:.4f}")
+            left_out.append(
+                f"onnx_int8 ({int8['method']}, {int8['bytes'] / int8['fp32_bytes']:.0%} of fp32): "
+                f"{gate['metric']} {gate['fp32']:.4f} -> {gate['int8']:.4f}"
+            )
         errors = ", ".join(f"{fmt} {err:.2e}" for fmt, err in worst_errors(result.report).items())
-        table.add_row(result.name, "up to date" if result.skipped else "exported + verified",
-                      "\n".join([errors, *left_out]))
+        table.add_row(
+            result.name,
+            "up to date" if result.skipped else "exported + verified",
+            "\n".join([errors, *left_out]),
+        )
     console.print(table)
 
 
@@ -108,25 +131,42 @@ class Backend(str, Enum):
     pytorch = "pytorch"
 
 
-BackendOption = Annotated[Backend, typer.Option(
-    "--backend", help="Triton: python runs here; onnxruntime / pytorch are for NVIDIA's containers "
-                      "(checked offline).")]
-OutFolder = Annotated[Optional[Path], typer.Option(
-    "--to", help="Write the artifact into this folder instead (not served, not signed).")]
+BackendOption = Annotated[
+    Backend,
+    typer.Option(
+        "--backend",
+        help="Triton: python runs here; onnxruntime / pytorch are for NVIDIA's containers "
+        "(checked offline).",
+    ),
+]
+OutFolder = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--to", help="Write the artifact into this folder instead (not served, not signed)."
+    ),
+]
 
 
 def build_step(runtime):
     """`archive` (TorchServe) / `triton-repo` (Triton): train and export what is stale, then
     package for that runtime."""
-    def step(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, force: ForceOption = False,
-             backend: BackendOption = Backend.python, to: OutFolder = None):
+
+    def step(
+        spec: SpecOption = Path("models.yaml"),
+        model: ModelOption = None,
+        force: ForceOption = False,
+        backend: BackendOption = Backend.python,
+        to: OutFolder = None,
+    ):
         from scripts.runtimes.protocols import BuildOptions
 
         options = BuildOptions(force=force, backend=backend.value, out=to and to.resolve())
         _, _, built = build_through("package", spec, model, force, [runtime], options)
         print_build(built.packaged[runtime.name], ("status", runtime.title))
 
-    step.__doc__ = f"Build what {runtime.title} serves from the spec and verified exports (incremental)."
+    step.__doc__ = (
+        f"Build what {runtime.title} serves from the spec and verified exports (incremental)."
+    )
     return step
 
 
@@ -158,7 +198,11 @@ def verify_artifacts(spec: SpecOption = Path("models.yaml"), model: ModelOption 
         console.print(f"{m.name}.mar: " + ("[red]REFUSED[/]" if found else "[green]intact[/]"))
     key = signing.configured_key(signing.PUBLIC_KEY_ENV)
     trees = [layout.kserve / name for name in RUNTIMES if (layout.kserve / name).is_dir()]
-    signed = [a for runtime in RUNTIMES.values() for a in runtime.artifacts.signed_artifacts(models, layout)]
+    signed = [
+        a
+        for runtime in RUNTIMES.values()
+        for a in runtime.artifacts.signed_artifacts(models, layout)
+    ]
     signed += trees
     for artifact in signed if key else []:
         found = signing.problems(artifact, key)

@@ -1,5 +1,6 @@
 """What every command shares: the typer app, options, the spec's Layout, one-line user
 errors, a progress line."""
+
 from __future__ import annotations
 
 import functools
@@ -18,13 +19,16 @@ console = Console(soft_wrap=True)
 errors = Console(stderr=True)
 
 SpecOption = Annotated[Path, typer.Option("--spec", help="The model spec.", show_default=True)]
-ModelOption = Annotated[Optional[list[str]], typer.Option(
-    "--model", "-m", help="Only this model (repeat for several); default: all.")]
+ModelOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--model", "-m", help="Only this model (repeat for several); default: all."),
+]
 ForceOption = Annotated[bool, typer.Option("--force", help="Rebuild even when nothing changed.")]
 
 
 def user_errors(step):
     """Print a user's mistake as one line per problem, no traceback; exit 2 (spec) or 1."""
+
     @functools.wraps(step)
     def run(*args, **kwargs):
         try:
@@ -33,12 +37,17 @@ def user_errors(step):
             for line in exc.problems:
                 errors.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
             raise typer.Exit(2 if isinstance(exc, SpecError) else 1)
+
     return run
 
 
 @app.callback()
-def outputs(out: Annotated[Optional[Path], typer.Option(
-        "--out", help="Where generated files go (default: the spec's folder).")] = None):
+def outputs(
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", help="Where generated files go (default: the spec's folder)."),
+    ] = None,
+):
     """Build steps: models.yaml -> checkpoints -> verified exports -> servers."""
     OUTPUT["out"] = out
 
@@ -60,5 +69,11 @@ def selected_models(spec_path: Path, names: list[str] | None):
 
 
 def progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TimeElapsedColumn(), console=console, transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )

@@ -1,4 +1,5 @@
 """Beyond one machine: `kserve` (bundles and manifests for KServe) and `sign` (every artifact)."""
+
 from __future__ import annotations
 
 import time
@@ -14,10 +15,19 @@ from scripts.cli.serve import RuntimeOption
 
 @app.command()
 @user_errors
-def kserve(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, runtime: RuntimeOption = "all",
-           triton_backend: Annotated[Optional[Backend], typer.Option(
-               "--triton-backend", help="onnxruntime / pytorch (NVIDIA's stock image) or python; "
-                                        "default: the spec's kserve.triton_backend.")] = None):
+def kserve(
+    spec: SpecOption = Path("models.yaml"),
+    model: ModelOption = None,
+    runtime: RuntimeOption = "all",
+    triton_backend: Annotated[
+        Optional[Backend],
+        typer.Option(
+            "--triton-backend",
+            help="onnxruntime / pytorch (NVIDIA's stock image) or python; "
+            "default: the spec's kserve.triton_backend.",
+        ),
+    ] = None,
+):
     """Write kserve/<runtime>/ (what KServe's runtime starts from) and the InferenceService manifests."""
     from scripts.pipeline.signing import sign_if_configured
     from scripts.kserve.bundle import make_bundles
@@ -32,12 +42,17 @@ def kserve(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, ru
     bundles, manifests = make_bundles(models, layout, selected(runtime), settings)
     signed = sign_if_configured([b.tree for b in bundles])
     for b in bundles:
-        console.print(f"{b.runtime}: {layout.shown(b.tree)}/ ({b.model_format}, {b.protocol}, "
-                      f"runtime {b.runtime_version}): {', '.join(b.models)}", highlight=False)
+        console.print(
+            f"{b.runtime}: {layout.shown(b.tree)}/ ({b.model_format}, {b.protocol}, "
+            f"runtime {b.runtime_version}): {', '.join(b.models)}",
+            highlight=False,
+        )
     for path in manifests:
         console.print(f"  manifest {layout.shown(path)}", highlight=False)
     if signed:
-        console.print(f"  signed: {', '.join(str(layout.shown(s)) for s in signed)}", highlight=False)
+        console.print(
+            f"  signed: {', '.join(str(layout.shown(s)) for s in signed)}", highlight=False
+        )
     console.print(f"make kserve took {time.perf_counter() - started:.1f}s", highlight=False)
 
 
@@ -53,11 +68,17 @@ def sign(spec: SpecOption = Path("models.yaml"), model: ModelOption = None):
 
     key = configured_key(PRIVATE_KEY_ENV)
     if key is None:
-        raise BuildError(f"{PRIVATE_KEY_ENV} is not set: point it at an elliptic-curve private key (PEM)")
+        raise BuildError(
+            f"{PRIVATE_KEY_ENV} is not set: point it at an elliptic-curve private key (PEM)"
+        )
     layout, models = selected_models(spec, model)
     ensure_built(models, layout, list(RUNTIMES.values()))
-    artifacts = [a for runtime in RUNTIMES.values() for a in runtime.artifacts.signed_artifacts(models, layout)
-                 if a.exists()]
+    artifacts = [
+        a
+        for runtime in RUNTIMES.values()
+        for a in runtime.artifacts.signed_artifacts(models, layout)
+        if a.exists()
+    ]
     artifacts += [layout.kserve / name for name in RUNTIMES if (layout.kserve / name).is_dir()]
     for signature in sign_artifacts(artifacts, key):
         console.print(f"signed {layout.shown(signature)}", highlight=False)

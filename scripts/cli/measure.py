@@ -1,4 +1,5 @@
 """The measuring commands: perf (perf_analyzer against a served model), bench, tune."""
+
 from __future__ import annotations
 
 from enum import Enum
@@ -15,15 +16,32 @@ from scripts.spec import ModelSpec
 
 @app.command()
 @user_errors
-def bench(spec: SpecOption = Path("models.yaml"),
-          model: Annotated[Optional[list[str]], typer.Option(
-              "--model", "-m", help="Only this model (repeat for several); default: digits_cnn, "
-                                    "sentiment_lstm and tabular_mlp (briefly).")] = None,
-          quick: Annotated[bool, typer.Option("--quick", help="Concurrency 1 and 16, shorter windows.")] = False,
-          in_process_only: Annotated[bool, typer.Option(
-              "--in-process-only", help="Only the in-process figures (formats, int8 vs fp32): no servers.")] = False,
-          reports: Annotated[Optional[Path], typer.Option(
-              "--reports", help="Report folder (default: reports/ in the output folder).")] = None):
+def bench(
+    spec: SpecOption = Path("models.yaml"),
+    model: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--model",
+            "-m",
+            help="Only this model (repeat for several); default: digits_cnn, "
+            "sentiment_lstm and tabular_mlp (briefly).",
+        ),
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Concurrency 1 and 16, shorter windows.")
+    ] = False,
+    in_process_only: Annotated[
+        bool,
+        typer.Option(
+            "--in-process-only",
+            help="Only the in-process figures (formats, int8 vs fp32): no servers.",
+        ),
+    ] = False,
+    reports: Annotated[
+        Optional[Path],
+        typer.Option("--reports", help="Report folder (default: reports/ in the output folder)."),
+    ] = None,
+):
     """In-process limit, stock setups and this project's deployments under perf_analyzer load:
     reports/bench.json, bench.md and PNG plots, every ratio from this one run."""
     from scripts.measure.bench import BRIEF_MODELS, FULL_MODELS, run_bench
@@ -34,11 +52,21 @@ def bench(spec: SpecOption = Path("models.yaml"),
     if not model:
         wanted = set(FULL_MODELS) | set(BRIEF_MODELS)
         models = [m for m in models if m.name in wanted] or models
-    ensure_built(models, layout, [] if in_process_only else list(RUNTIMES.values()),
-                 through="export" if in_process_only else "package")
+    ensure_built(
+        models,
+        layout,
+        [] if in_process_only else list(RUNTIMES.values()),
+        through="export" if in_process_only else "package",
+    )
     out = reports.resolve() if reports else layout.reports
-    report = run_bench(models, layout, out, quick, log=lambda line: console.print(line, highlight=False),
-                       in_process_only=in_process_only)
+    report = run_bench(
+        models,
+        layout,
+        out,
+        quick,
+        log=lambda line: console.print(line, highlight=False),
+        in_process_only=in_process_only,
+    )
     table = Table("target", "status", "figures")
     for t in report["targets"]:
         color = {"met": "green", "missed": "red"}.get(t["status"], "yellow")
@@ -49,11 +77,20 @@ def bench(spec: SpecOption = Path("models.yaml"),
 
 @app.command()
 @user_errors
-def tune(spec: SpecOption = Path("models.yaml"),
-         model: Annotated[str, typer.Option("--model", "-m", help="The spec model to tune.")] = "digits_cnn",
-         runtime: Annotated[str, typer.Option("--runtime", help="all, torchserve or triton.")] = "all",
-         budget: Annotated[float, typer.Option("--budget", help="Seconds for the whole sweep, shared "
-                                                                "by the runtimes (stock and spec included).")] = 900):
+def tune(
+    spec: SpecOption = Path("models.yaml"),
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="The spec model to tune.")
+    ] = "digits_cnn",
+    runtime: Annotated[str, typer.Option("--runtime", help="all, torchserve or triton.")] = "all",
+    budget: Annotated[
+        float,
+        typer.Option(
+            "--budget",
+            help="Seconds for the whole sweep, shared by the runtimes (stock and spec included).",
+        ),
+    ] = 900,
+):
     """Sweep queue delay, max batch size, instances, workers, threads and format on real servers,
     judge each against the stock setup at concurrency 1-64, pick by the latency-aware rule:
     reports/tune_<model>.{json,yaml,png}."""
@@ -61,13 +98,20 @@ def tune(spec: SpecOption = Path("models.yaml"),
     from scripts.runtimes.registry import selected
 
     layout, models = selected_models(spec, [model])
-    report = run_tune(models[0], layout, selected(runtime), budget,
-                      log=lambda line: console.print(line, highlight=False))
+    report = run_tune(
+        models[0],
+        layout,
+        selected(runtime),
+        budget,
+        log=lambda line: console.print(line, highlight=False),
+    )
     console.print(
         f"report: {layout.shown(layout.reports)}/tune_{model}.json, tune_{model}.png ({report['seconds']:.0f}s)"
     )
     if report["spec_fields"]:
-        console.print(f"the rule's choices, as spec fields (reports/tune_{model}.yaml):", highlight=False)
+        console.print(
+            f"the rule's choices, as spec fields (reports/tune_{model}.yaml):", highlight=False
+        )
         typer.echo(snippet(report))
 
 
@@ -101,7 +145,9 @@ def perf(
         str, typer.Option("--model", "-m", help="Served model: a spec name or <name>_ensemble.")
     ] = "digits_cnn",
     protocol: Annotated[Protocol, typer.Option("--protocol")] = Protocol.both,
-    concurrency: Annotated[Optional[list[int]], typer.Option("--concurrency", "-c", help="Repeat for several.")] = None,
+    concurrency: Annotated[
+        Optional[list[int]], typer.Option("--concurrency", "-c", help="Repeat for several.")
+    ] = None,
     http_port: int = 8000,
     grpc_port: int = 8001,
 ):
@@ -112,13 +158,17 @@ def perf(
     layout, models = selected_models(spec, None)
     owner = next((m for m in models if model in (m.name, f"{m.name}_ensemble")), None)
     if owner is None:
-        raise BuildError(f"unknown model {model!r}; serve one of the spec's models or <name>_ensemble")
+        raise BuildError(
+            f"unknown model {model!r}; serve one of the spec's models or <name>_ensemble"
+        )
     rows = perf_rows(owner, layout, model)
     table = Table("model", "protocol", "concurrency", "infer/s", "p50 ms", "p99 ms")
     protocols = ["http", "grpc"] if protocol == Protocol.both else [protocol.value]
     for proto in protocols:
         port = http_port if proto == "http" else grpc_port
-        for r in run(model, f"127.0.0.1:{port}", proto, concurrency or [1, 16], rows, layout.state("perf")):
+        for r in run(
+            model, f"127.0.0.1:{port}", proto, concurrency or [1, 16], rows, layout.state("perf")
+        ):
             table.add_row(
                 model,
                 proto,

@@ -1,4 +1,5 @@
 """The version commands: rollout, rollback and versions, against the servers `make serve` started."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,19 +18,34 @@ def print_outcomes(outcomes) -> None:
     table = Table("runtime", "model", "action", "default", "previous", "switch", "gate", "notes")
     for o in outcomes:
         gate = o.gate or {}
-        figures = [f"labels agree {gate['label_agreement']:.1%}" if "label_agreement" in gate else "",
-                   f"max diff {gate['max_output_diff']:.3g}" if "max_output_diff" in gate else "",
-                   "p99 {serving:.1f} -> {candidate:.1f} ms".format(**gate["p99_ms"]) if "p99_ms" in gate else ""]
-        table.add_row(o.runtime, o.model, o.action, str(o.default), str(o.previous or "-"),
-                      f"{o.switch_s:.2f}s" if o.switch_s else "-", "\n".join(f for f in figures if f) or "-",
-                      "\n".join(o.problems) or "-")
+        figures = [
+            f"labels agree {gate['label_agreement']:.1%}" if "label_agreement" in gate else "",
+            f"max diff {gate['max_output_diff']:.3g}" if "max_output_diff" in gate else "",
+            "p99 {serving:.1f} -> {candidate:.1f} ms".format(**gate["p99_ms"])
+            if "p99_ms" in gate
+            else "",
+        ]
+        table.add_row(
+            o.runtime,
+            o.model,
+            o.action,
+            str(o.default),
+            str(o.previous or "-"),
+            f"{o.switch_s:.2f}s" if o.switch_s else "-",
+            "\n".join(f for f in figures if f) or "-",
+            "\n".join(o.problems) or "-",
+        )
     console.print(table)
 
 
 @app.command()
 @user_errors
-def rollout(version: Annotated[int, typer.Option("--version", help="The version to serve.")],
-            model: OneModel, spec: SpecOption = Path("models.yaml"), runtime: RuntimeOption = "all"):
+def rollout(
+    version: Annotated[int, typer.Option("--version", help="The version to serve.")],
+    model: OneModel,
+    spec: SpecOption = Path("models.yaml"),
+    runtime: RuntimeOption = "all",
+):
     """Build a version, load it beside the serving one, gate it, then make it the default."""
     from scripts.rollout.flow import RolloutRefused
     from scripts.rollout.flow import rollout as run
@@ -45,7 +61,9 @@ def rollout(version: Annotated[int, typer.Option("--version", help="The version 
 
 @app.command()
 @user_errors
-def rollback(model: OneModel, spec: SpecOption = Path("models.yaml"), runtime: RuntimeOption = "all"):
+def rollback(
+    model: OneModel, spec: SpecOption = Path("models.yaml"), runtime: RuntimeOption = "all"
+):
     """Switch the default back to the version served before the last rollout."""
     from scripts.rollout.flow import rollback as run
 
@@ -80,20 +98,27 @@ def versions(spec: SpecOption = Path("models.yaml")):
             entry = recorded.get(plugin.name, {}).get(m.name, {})
             live, problem = live_versions(plugin, server, m)
             gate = entry.get("gate") or {}
-            table.add_row(plugin.name, m.name,
-                          ", ".join(map(str, live.loaded)) if live else f"[red]{problem}[/]",
-                          str(live.default) if live else "-", str(entry.get("default", m.version)),
-                          entry.get("changed", "-"),
-                          f"labels {gate['label_agreement']:.1%}" if "label_agreement" in gate else "-")
+            table.add_row(
+                plugin.name,
+                m.name,
+                ", ".join(map(str, live.loaded)) if live else f"[red]{problem}[/]",
+                str(live.default) if live else "-",
+                str(entry.get("default", m.version)),
+                entry.get("changed", "-"),
+                f"labels {gate['label_agreement']:.1%}" if "label_agreement" in gate else "-",
+            )
     console.print(table)
     console.print("log: reports/rollouts.jsonl")
 
 
 @app.command()
 @user_errors
-def drill(version: Annotated[int, typer.Option("--version", help="The version to roll out and back.")],
-          model: OneModel, spec: SpecOption = Path("models.yaml"),
-          clients: Annotated[int, typer.Option(help="Unversioned clients per endpoint.")] = 4):
+def drill(
+    version: Annotated[int, typer.Option("--version", help="The version to roll out and back.")],
+    model: OneModel,
+    spec: SpecOption = Path("models.yaml"),
+    clients: Annotated[int, typer.Option(help="Unversioned clients per endpoint.")] = 4,
+):
     """Roll a version out and back on every running runtime while clients send requests; count
     failed requests and which version answered, per phase (reports/drill_<model>.json)."""
     from scripts.rollout.drill import drill as run
@@ -106,14 +131,24 @@ def drill(version: Annotated[int, typer.Option("--version", help="The version to
     if not servers:
         raise UserError(["no server is running; start them with `make serve` first"])
     report = run(models[0], version, servers, layout, clients)
-    table = Table("runtime", "phase", "requests", "failed", "answered by version", "p50 ms", "p99 ms")
+    table = Table(
+        "runtime", "phase", "requests", "failed", "answered by version", "p50 ms", "p99 ms"
+    )
     for phase, per_runtime in report["phases"].items():
         for runtime, s in per_runtime.items():
-            table.add_row(runtime, phase, str(s["requests"]), str(s["failed"]),
-                          ", ".join(f"v{v}: {n}" for v, n in s["by_version"].items()),
-                          f"{s['p50_ms']:.1f}" if s["p50_ms"] else "-", f"{s['p99_ms']:.1f}" if s["p99_ms"] else "-")
+            table.add_row(
+                runtime,
+                phase,
+                str(s["requests"]),
+                str(s["failed"]),
+                ", ".join(f"v{v}: {n}" for v, n in s["by_version"].items()),
+                f"{s['p50_ms']:.1f}" if s["p50_ms"] else "-",
+                f"{s['p99_ms']:.1f}" if s["p99_ms"] else "-",
+            )
     console.print(f"{report['clients']} clients: {', '.join(report['client_kinds'])}")
     console.print(table)
     for runtime, switch in report["switch_s"].items():
-        console.print(f"{runtime}: switch {switch.get('rollout', 0):.3f}s, rollback {switch.get('rollback', 0):.3f}s")
+        console.print(
+            f"{runtime}: switch {switch.get('rollout', 0):.3f}s, rollback {switch.get('rollback', 0):.3f}s"
+        )
     console.print(f"report: reports/drill_{model}.json")

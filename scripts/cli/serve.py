@@ -1,4 +1,5 @@
 """The serving commands: serve, stop, and verify (every served endpoint against eager PyTorch)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,12 @@ RuntimeOption = Annotated[str, typer.Option("--runtime", help="all, torchserve o
 
 @app.command()
 @user_errors
-def serve(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, runtime: RuntimeOption = "all",
-          timeout: Annotated[float, typer.Option(help="Seconds to wait for READY.")] = 300):
+def serve(
+    spec: SpecOption = Path("models.yaml"),
+    model: ModelOption = None,
+    runtime: RuntimeOption = "all",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for READY.")] = 300,
+):
     """Start the runtime(s) in the background and wait until every model is READY."""
     from scripts.pipeline.ensure import ensure_built
     from scripts.rollout.flow import restore
@@ -24,7 +29,7 @@ def serve(spec: SpecOption = Path("models.yaml"), model: ModelOption = None, run
     from scripts.runtimes.serving import serve_runtimes
 
     layout, models = selected_models(spec, model)
-    ensure_built(models, layout, selected(runtime))   # every runtime's artifacts before any starts
+    ensure_built(models, layout, selected(runtime))  # every runtime's artifacts before any starts
     for line in serve_runtimes(runtime, models, layout, timeout) + restore(runtime, models, layout):
         console.print(line, highlight=False)
 
@@ -51,12 +56,18 @@ def clean(spec: SpecOption = Path("models.yaml")):
     layout, models = selected_models(spec, None)
     if any(runtime.server.running(layout) for runtime in RUNTIMES.values()):
         raise UserError(["servers started by `make serve` still run; `make stop` first"])
-    trained = {layout.source(v.source.checkpoint).parent for m in models if m.training is not None
-               for v in (m.at_version(n) for n in m.version_numbers)}
+    trained = {
+        layout.source(v.source.checkpoint).parent
+        for m in models
+        if m.training is not None
+        for v in (m.at_version(n) for n in m.version_numbers)
+    }
     for folder in [*layout.generated(), *sorted(trained)]:
         for entry in folder.iterdir() if folder.is_dir() else []:
-            if entry.name != ".gitkeep":   # the checkout keeps its empty output folders
-                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+            if entry.name != ".gitkeep":  # the checkout keeps its empty output folders
+                shutil.rmtree(
+                    entry
+                ) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         console.print(f"cleaned {layout.shown(folder)}/", highlight=False)
 
 
@@ -77,8 +88,13 @@ def verify_served(spec: SpecOption = Path("models.yaml"), model: ModelOption = N
         checks = verify_served_versions(models, layout, servers)
     table = Table("model", "endpoint", "samples", "max |error|", "result")
     for c in checks:
-        table.add_row(c.model, c.endpoint, str(c.samples), f"{c.max_abs_error:.2e}",
-                      "[green]pass[/]" if c.passed else f"[red]FAIL[/] {c.detail}")
+        table.add_row(
+            c.model,
+            c.endpoint,
+            str(c.samples),
+            f"{c.max_abs_error:.2e}",
+            "[green]pass[/]" if c.passed else f"[red]FAIL[/] {c.detail}",
+        )
     console.print(table)
     write_report(checks, layout.reports / "verify.json")
     console.print(f"report: {layout.shown(layout.reports / 'verify.json')}")

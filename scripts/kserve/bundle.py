@@ -1,6 +1,7 @@
 """`make kserve`: each runtime's storage tree under kserve/<runtime>/ (in the output folder),
 then the InferenceService manifests (kserve/manifests/) written by the kserve SDK in this
 checkout's .venv-kserve."""
+
 from __future__ import annotations
 
 import hashlib
@@ -23,40 +24,69 @@ def bundle_id(tree: Path) -> str:
     revision it is compared with never share files."""
     digest = hashlib.sha256()
     for path in sorted(p for p in tree.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(tree)).encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+        digest.update(
+            str(path.relative_to(tree)).encode()
+            + b"\0"
+            + hashlib.sha256(path.read_bytes()).digest()
+        )
     return digest.hexdigest()[:12]
 
 
 def manifest_inputs(bundle: KServeBundle, settings: KServeSpec) -> dict:
     """What the manifests take from the spec and the bundle (plain JSON for the SDK's side)."""
     ident = bundle_id(bundle.tree)
-    return {"name": f"{settings.service}-{bundle.runtime}", "namespace": settings.namespace,
-            "model_format": bundle.model_format, "protocol": bundle.protocol,
-            "runtime_version": bundle.runtime_version, "bundle_id": ident, "models": bundle.models,
-            "storage_uri": f"{settings.storage_uri.rstrip('/')}/{bundle.runtime}/{ident}",
-            "min_replicas": settings.min_replicas, "max_replicas": settings.max_replicas,
-            "cpu": settings.cpu, "memory": settings.memory, "gpus": settings.gpus,
-            "canary_percent": settings.canary_percent}
+    return {
+        "name": f"{settings.service}-{bundle.runtime}",
+        "namespace": settings.namespace,
+        "model_format": bundle.model_format,
+        "protocol": bundle.protocol,
+        "runtime_version": bundle.runtime_version,
+        "bundle_id": ident,
+        "models": bundle.models,
+        "storage_uri": f"{settings.storage_uri.rstrip('/')}/{bundle.runtime}/{ident}",
+        "min_replicas": settings.min_replicas,
+        "max_replicas": settings.max_replicas,
+        "cpu": settings.cpu,
+        "memory": settings.memory,
+        "gpus": settings.gpus,
+        "canary_percent": settings.canary_percent,
+    }
 
 
 def run_sdk(command: str, folder: Path, stdin: str = "") -> str:
     python = KSERVE_PYTHON
     if not python.exists():
-        raise BuildError(f"{python} not found: run `make install` (the kserve SDK has its own environment)")
-    done = subprocess.run([str(python), "-m", "scripts.kserve.manifests", command, str(folder)], cwd=PROJECT,
-                          input=stdin, capture_output=True, text=True)
+        raise BuildError(
+            f"{python} not found: run `make install` (the kserve SDK has its own environment)"
+        )
+    done = subprocess.run(
+        [str(python), "-m", "scripts.kserve.manifests", command, str(folder)],
+        cwd=PROJECT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode:
-        raise BuildError(f"kserve manifests ({command}): {done.stdout.strip()} {done.stderr.strip()[-2000:]}")
+        raise BuildError(
+            f"kserve manifests ({command}): {done.stdout.strip()} {done.stderr.strip()[-2000:]}"
+        )
     return done.stdout
 
 
-def make_bundles(specs: list[ModelSpec], layout: Layout, runtimes: list[Runtime], settings: KServeSpec,
-                 out: Path | None = None) -> tuple[list[KServeBundle], list[Path]]:
+def make_bundles(
+    specs: list[ModelSpec],
+    layout: Layout,
+    runtimes: list[Runtime],
+    settings: KServeSpec,
+    out: Path | None = None,
+) -> tuple[list[KServeBundle], list[Path]]:
     """Every runtime's tree (from what the build path made) and its manifests, checked against
     the CRD subset; returns both."""
     out = out or layout.kserve
     ensure_built(specs, layout, runtimes)
-    bundles = [runtime.kserve.bundle(specs, layout, out / runtime.name, settings) for runtime in runtimes]
+    bundles = [
+        runtime.kserve.bundle(specs, layout, out / runtime.name, settings) for runtime in runtimes
+    ]
     manifests = out / "manifests"
     shutil.rmtree(manifests, ignore_errors=True)  # no stale manifest of a runtime not built now
     inputs = [manifest_inputs(b, settings) for b in bundles]

@@ -10,6 +10,7 @@ For each runtime's bundle, uploaded to <storage_uri>/<runtime>/<bundle id>/:
 - <service>-<runtime>-rollback.yaml: canaryTrafficPercent 0: all traffic back to the previous one.
 Canary traffic splitting needs KServe's Serverless mode, so the manifests ask for it.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,21 +37,40 @@ SCHEMA = json.loads(Path(__file__).with_name("inferenceservice.schema.json").rea
 
 def inference_service(bundle: dict, canary: int | None) -> V1beta1InferenceService:
     amounts = {"cpu": bundle["cpu"], "memory": bundle["memory"]} | (
-        {"nvidia.com/gpu": str(bundle["gpus"])} if bundle["gpus"] else {})
+        {"nvidia.com/gpu": str(bundle["gpus"])} if bundle["gpus"] else {}
+    )
     model = V1beta1ModelSpec(
-        name="kserve-container", model_format=V1beta1ModelFormat(name=bundle["model_format"]),
-        protocol_version=bundle["protocol"], runtime_version=bundle["runtime_version"],
+        name="kserve-container",
+        model_format=V1beta1ModelFormat(name=bundle["model_format"]),
+        protocol_version=bundle["protocol"],
+        runtime_version=bundle["runtime_version"],
         storage_uri=bundle["storage_uri"],
-        resources=V1ResourceRequirements(requests=amounts, limits=dict(amounts)))
-    predictor = V1beta1PredictorSpec(model=model, min_replicas=bundle["min_replicas"],
-                                     max_replicas=bundle["max_replicas"], canary_traffic_percent=canary)
+        resources=V1ResourceRequirements(requests=amounts, limits=dict(amounts)),
+    )
+    predictor = V1beta1PredictorSpec(
+        model=model,
+        min_replicas=bundle["min_replicas"],
+        max_replicas=bundle["max_replicas"],
+        canary_traffic_percent=canary,
+    )
     metadata = V1ObjectMeta(
-        name=bundle["name"], namespace=bundle["namespace"],
-        labels={"app.kubernetes.io/managed-by": "torchship", "torchship/bundle": bundle["bundle_id"]},
-        annotations={"serving.kserve.io/deploymentMode": "Serverless",
-                     "torchship/models": ",".join(bundle["models"])})
-    return V1beta1InferenceService(api_version=constants.KSERVE_V1BETA1, kind=constants.KSERVE_KIND_INFERENCESERVICE,
-                                   metadata=metadata, spec=V1beta1InferenceServiceSpec(predictor=predictor))
+        name=bundle["name"],
+        namespace=bundle["namespace"],
+        labels={
+            "app.kubernetes.io/managed-by": "torchship",
+            "torchship/bundle": bundle["bundle_id"],
+        },
+        annotations={
+            "serving.kserve.io/deploymentMode": "Serverless",
+            "torchship/models": ",".join(bundle["models"]),
+        },
+    )
+    return V1beta1InferenceService(
+        api_version=constants.KSERVE_V1BETA1,
+        kind=constants.KSERVE_KIND_INFERENCESERVICE,
+        metadata=metadata,
+        spec=V1beta1InferenceServiceSpec(predictor=predictor),
+    )
 
 
 def as_dict(isvc: V1beta1InferenceService) -> dict:
@@ -61,10 +81,16 @@ def write(bundles: list[dict], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for bundle in bundles:
-        stages = {"": None, "-canary": bundle["canary_percent"], "-rollback": 0}   # canaryTrafficPercent
+        stages = {
+            "": None,
+            "-canary": bundle["canary_percent"],
+            "-rollback": 0,
+        }  # canaryTrafficPercent
         for suffix, percent in stages.items():
             path = out / f"{bundle['name']}{suffix}.yaml"
-            path.write_text(yaml.safe_dump(as_dict(inference_service(bundle, percent)), sort_keys=False))
+            path.write_text(
+                yaml.safe_dump(as_dict(inference_service(bundle, percent)), sort_keys=False)
+            )
             written.append(path)
     return written
 
@@ -78,25 +104,37 @@ def typed(data, type_name: str, where: str, unknown: list[str]):
     if data is None or type_name in PLAIN:
         return data
     if type_name.lower().startswith("list["):  # kserve writes list[X], kubernetes List[X]
-        return [typed(item, type_name[5:-1], f"{where}[{n}]", unknown) for n, item in enumerate(data)]
+        return [
+            typed(item, type_name[5:-1], f"{where}[{n}]", unknown) for n, item in enumerate(data)
+        ]
     if type_name.lower().startswith(("dict(", "dict[")):
-        inner = type_name[type_name.index(",") + 1:-1].strip()
+        inner = type_name[type_name.index(",") + 1 : -1].strip()
         return {k: typed(v, inner, f"{where}.{k}", unknown) for k, v in data.items()}
     klass = getattr(kserve_models, type_name, None) or getattr(kubernetes_models, type_name)
     keys = {json_key: attr for attr, json_key in klass.attribute_map.items()}
     unknown += [f"{where}.{k}" for k in data if k not in keys]
-    return klass(**{keys[k]: typed(v, klass.openapi_types[keys[k]], f"{where}.{k}", unknown)
-                    for k, v in data.items() if k in keys})
+    return klass(
+        **{
+            keys[k]: typed(v, klass.openapi_types[keys[k]], f"{where}.{k}", unknown)
+            for k, v in data.items()
+            if k in keys
+        }
+    )
 
 
 def problems(path: Path) -> list[str]:
     """A manifest against the CRD subset, and round-tripped through the SDK's typed model."""
     document = yaml.safe_load(path.read_text())
-    found = [f"{path.name}: {'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
-             for e in jsonschema.Draft202012Validator(SCHEMA).iter_errors(document)]
+    found = [
+        f"{path.name}: {'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+        for e in jsonschema.Draft202012Validator(SCHEMA).iter_errors(document)
+    ]
     unknown: list[str] = []
     model = typed(document, "V1beta1InferenceService", "", unknown)
-    found += [f"{path.name}: {field.lstrip('.')}: not a field of the InferenceService" for field in unknown]
+    found += [
+        f"{path.name}: {field.lstrip('.')}: not a field of the InferenceService"
+        for field in unknown
+    ]
     if as_dict(model) != document:
         found.append(f"{path.name}: does not round-trip through V1beta1InferenceService")
     return found

@@ -4,6 +4,7 @@ and read its CSV report: throughput and latency percentiles per concurrency.
 Requests carry real data (golden samples, or strings for BYTES inputs), never perf_analyzer's
 random values, which would fall outside the spec's ranges (token ids) and be rejected.
 """
+
 from __future__ import annotations
 
 import csv
@@ -49,45 +50,92 @@ def parse_report(path: Path) -> list[dict]:
     """perf_analyzer's -f CSV -> [{concurrency, throughput, p50_ms, p90_ms, p99_ms}, ...]."""
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return [{"concurrency": int(r["Concurrency"]),
-             "throughput": float(r["Inferences/Second"]),
-             **{f"p{p}_ms": float(r[f"p{p} latency"]) / 1000.0 for p in (50, 90, 99)}}
-            for r in rows]
+    return [
+        {
+            "concurrency": int(r["Concurrency"]),
+            "throughput": float(r["Inferences/Second"]),
+            **{f"p{p}_ms": float(r[f"p{p} latency"]) / 1000.0 for p in (50, 90, 99)},
+        }
+        for r in rows
+    ]
 
 
-def command(model: str, url: str, protocol: str, concurrency: int, data: Path, report: Path,
-            measurement: dict = MEASUREMENT, service_kind: str = "triton", token: str | None = None) -> list[str]:
+def command(
+    model: str,
+    url: str,
+    protocol: str,
+    concurrency: int,
+    data: Path,
+    report: Path,
+    measurement: dict = MEASUREMENT,
+    service_kind: str = "triton",
+    token: str | None = None,
+) -> list[str]:
     """One perf_analyzer invocation at one concurrency level (TorchServe: service_kind
     "torchserve" with the inference token as a header)."""
-    cmd = [str(perf_analyzer()), "-m", model, "-u", url, "-i", protocol,
-           "--concurrency-range", f"{concurrency}:{concurrency}", "--input-data", str(data), "-f", str(report),
-           "--stability-percentage", str(measurement["stability"]),
-           "--max-trials", str(measurement["max_trials"]),
-           "--measurement-interval", str(measurement["interval_ms"]),
-           "--service-kind", service_kind]
+    cmd = [
+        str(perf_analyzer()),
+        "-m",
+        model,
+        "-u",
+        url,
+        "-i",
+        protocol,
+        "--concurrency-range",
+        f"{concurrency}:{concurrency}",
+        "--input-data",
+        str(data),
+        "-f",
+        str(report),
+        "--stability-percentage",
+        str(measurement["stability"]),
+        "--max-trials",
+        str(measurement["max_trials"]),
+        "--measurement-interval",
+        str(measurement["interval_ms"]),
+        "--service-kind",
+        service_kind,
+    ]
     if token is not None:
         cmd += ["-H", f"Authorization:Bearer {token}"]
     return cmd
 
 
 def environment(workdir: Path) -> dict[str, str]:
-    return {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(
-        [str(library_dir(workdir)), os.environ.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)}
+    return {
+        **os.environ,
+        "LD_LIBRARY_PATH": os.pathsep.join(
+            [str(library_dir(workdir)), os.environ.get("LD_LIBRARY_PATH", "")]
+        ).rstrip(os.pathsep),
+    }
 
 
-def run(model: str, url: str, protocol: str, concurrency: list[int],
-        rows: dict[str, np.ndarray | list[str]], workdir: Path,
-        timeout_s: float = 300) -> list[dict]:
+def run(
+    model: str,
+    url: str,
+    protocol: str,
+    concurrency: list[int],
+    rows: dict[str, np.ndarray | list[str]],
+    workdir: Path,
+    timeout_s: float = 300,
+) -> list[dict]:
     """One perf_analyzer run per concurrency level; their parsed rows, in order."""
     workdir = workdir.resolve()
     data_file = write_input_data(rows, workdir / f"{model}.input.json")
     results = []
     for level in concurrency:
         report = workdir / f"{model}.{protocol}.c{level}.csv"
-        done = subprocess.run(command(model, url, protocol, level, data_file, report), env=environment(workdir),
-                              capture_output=True, text=True, timeout=timeout_s)
+        done = subprocess.run(
+            command(model, url, protocol, level, data_file, report),
+            env=environment(workdir),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
         if done.returncode != 0:
-            raise BuildError(f"perf_analyzer failed on {model} ({protocol}, concurrency {level}):\n"
-                             + "\n".join((done.stdout + done.stderr).splitlines()[-15:]))
+            raise BuildError(
+                f"perf_analyzer failed on {model} ({protocol}, concurrency {level}):\n"
+                + "\n".join((done.stdout + done.stderr).splitlines()[-15:])
+            )
         results += parse_report(report)
     return results

@@ -5,6 +5,7 @@ equals, or why it failed. Used by `make drill` and by the rollout and fault test
 Each client is one thread with its own connection (tritonclient's are not thread-safe) that
 sends one golden row at a time, unversioned or naming a version, as fast as it is answered.
 """
+
 from __future__ import annotations
 
 import threading
@@ -26,10 +27,10 @@ ROWS = 8
 
 @dataclass(frozen=True)
 class Client:
-    name: str                              # e.g. "triton-grpc unversioned"
+    name: str  # e.g. "triton-grpc unversioned"
     runtime: str
-    version: int | None                    # the version it names, None for unversioned
-    connect: Callable[[], TensorCall]      # a fresh connection to one endpoint
+    version: int | None  # the version it names, None for unversioned
+    connect: Callable[[], TensorCall]  # a fresh connection to one endpoint
 
 
 @dataclass(frozen=True)
@@ -37,28 +38,31 @@ class Answer:
     client: str
     runtime: str
     asked: int | None
-    started: float                         # time.monotonic()
+    started: float  # time.monotonic()
     latency_ms: float
-    version: int | None                    # whose outputs it equals; None: neither, or failed
+    version: int | None  # whose outputs it equals; None: neither, or failed
     error: str = ""
-    client_id: int = 0                     # which client (thread) sent it
+    client_id: int = 0  # which client (thread) sent it
 
 
 @dataclass
 class Traffic:
     """Start with `with Traffic(...) as traffic:`; answers collect in `traffic.answers`."""
+
     spec: ModelSpec
     clients: list[Client]
-    expected: dict[int, list[dict[str, np.ndarray]]]    # version -> per-row outputs
-    inputs: list[dict[str, np.ndarray]]                  # per row
+    expected: dict[int, list[dict[str, np.ndarray]]]  # version -> per-row outputs
+    inputs: list[dict[str, np.ndarray]]  # per row
     answers: list[Answer] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
-    _answered: set[int] = field(default_factory=set)     # clients with a first answer (warm)
+    _answered: set[int] = field(default_factory=set)  # clients with a first answer (warm)
 
     def __enter__(self) -> Traffic:
-        self._threads = [threading.Thread(target=self._run, args=(i, c), daemon=True)
-                         for i, c in enumerate(self.clients)]
+        self._threads = [
+            threading.Thread(target=self._run, args=(i, c), daemon=True)
+            for i, c in enumerate(self.clients)
+        ]
         for t in self._threads:
             t.start()
         return self
@@ -86,20 +90,34 @@ class Traffic:
             answered = self.whose(outputs, row) if outputs is not None else None
             if outputs is not None and answered is None:
                 error = "answer equals no version's outputs"
-            self.answers.append(Answer(client.name, client.runtime, client.version, started, latency, answered, error,
-                                       index))
+            self.answers.append(
+                Answer(
+                    client.name,
+                    client.runtime,
+                    client.version,
+                    started,
+                    latency,
+                    answered,
+                    error,
+                    index,
+                )
+            )
             self._answered.add(index)
             row = (row + 1) % len(self.inputs)
 
     def whose(self, outputs: dict[str, np.ndarray], row: int) -> int | None:
         for version, rows in self.expected.items():
-            if all(compare(np.asarray(outputs[n], dtype=want.dtype), want, self.spec.tolerance).passed
-                   for n, want in rows[row].items()):
+            if all(
+                compare(np.asarray(outputs[n], dtype=want.dtype), want, self.spec.tolerance).passed
+                for n, want in rows[row].items()
+            ):
                 return version
         return None
 
 
-def clients_for(servers: dict, spec: ModelSpec, per_endpoint: int, named: int | None = None) -> list[Client]:
+def clients_for(
+    servers: dict, spec: ModelSpec, per_endpoint: int, named: int | None = None
+) -> list[Client]:
     """Per runtime ({name: running server}) and tensor endpoint (REST/HTTP, gRPC): `per_endpoint`
     unversioned clients, and half as many naming version `named` when given."""
     from scripts.runtimes.registry import RUNTIMES
@@ -108,24 +126,35 @@ def clients_for(servers: dict, spec: ModelSpec, per_endpoint: int, named: int | 
     for name, server in servers.items():
         plugin = RUNTIMES[name]
         for endpoint in plugin.endpoints.tensor_endpoints(server):
+
             def unversioned(endpoint=endpoint, plugin=plugin, server=server):
                 return plugin.endpoints.tensor_endpoints(server)[endpoint]
 
             def versioned(endpoint=endpoint, plugin=plugin, server=server):
                 return plugin.endpoints.version_endpoints(server, spec, named)[endpoint]
 
-            clients += [Client(f"{endpoint} unversioned", name, None, unversioned) for _ in range(per_endpoint)]
+            clients += [
+                Client(f"{endpoint} unversioned", name, None, unversioned)
+                for _ in range(per_endpoint)
+            ]
             if named is not None:
-                clients += [Client(f"{endpoint} version {named}", name, named, versioned)
-                            for _ in range(max(1, per_endpoint // 2))]
+                clients += [
+                    Client(f"{endpoint} version {named}", name, named, versioned)
+                    for _ in range(max(1, per_endpoint // 2))
+                ]
     return clients
 
 
-def expected_outputs(spec: ModelSpec, versions: list[int], layout: Layout) -> tuple[list[dict], dict[int, list[dict]]]:
+def expected_outputs(
+    spec: ModelSpec, versions: list[int], layout: Layout
+) -> tuple[list[dict], dict[int, list[dict]]]:
     """The first golden rows of the first version, and what each version's eager model answers
     for each of them."""
     rows = golden(spec, layout)
-    inputs = [{n: v[i:i + 1] for n, v in rows.items()} for i in range(min(ROWS, len(next(iter(rows.values())))))]
+    inputs = [
+        {n: v[i : i + 1] for n, v in rows.items()}
+        for i in range(min(ROWS, len(next(iter(rows.values())))))
+    ]
     expected = {}
     for version in versions:
         model = reference_runner(spec.at_version(version), layout)
@@ -133,13 +162,20 @@ def expected_outputs(spec: ModelSpec, versions: list[int], layout: Layout) -> tu
     return inputs, expected
 
 
-def summary(answers: list[Answer], since: float = float("-inf"), until: float = float("inf")) -> dict:
+def summary(
+    answers: list[Answer], since: float = float("-inf"), until: float = float("inf")
+) -> dict:
     """Counts, failures and latency percentiles of the answers to requests started in [since, until)."""
     window = [a for a in answers if since <= a.started < until]
     latencies = [a.latency_ms for a in window if not a.error]
-    return {"requests": len(window), "failed": sum(1 for a in window if a.error),
-            "by_version": {str(v): sum(1 for a in window if a.version == v and not a.error)
-                           for v in sorted({a.version for a in window if a.version is not None})},
-            "p50_ms": float(np.percentile(latencies, 50)) if latencies else None,
-            "p99_ms": float(np.percentile(latencies, 99)) if latencies else None,
-            "errors": sorted({a.error for a in window if a.error})[:5]}
+    return {
+        "requests": len(window),
+        "failed": sum(1 for a in window if a.error),
+        "by_version": {
+            str(v): sum(1 for a in window if a.version == v and not a.error)
+            for v in sorted({a.version for a in window if a.version is not None})
+        },
+        "p50_ms": float(np.percentile(latencies, 50)) if latencies else None,
+        "p99_ms": float(np.percentile(latencies, 99)) if latencies else None,
+        "errors": sorted({a.error for a in window if a.error})[:5],
+    }

@@ -2,6 +2,7 @@
 touching what `make archive` / `make triton-repo` built: each variant is a spec entry of its
 own, built by the runtime into a scratch output folder (the spec's inputs, other outputs) whose
 artifacts are the model's own."""
+
 from __future__ import annotations
 
 import contextlib
@@ -31,13 +32,23 @@ def int8_variant(spec: ModelSpec) -> ModelSpec:
     """The model served as its gated int8 ONNX (`<name>_int8`) on every runtime: a per_runtime
     format (AOTInductor on one runtime) does not apply to it."""
     per_runtime = {r: s.model_copy(update={"format": None}) for r, s in spec.per_runtime.items()}
-    return spec.model_copy(update={"name": f"{spec.name}_int8", "per_runtime": per_runtime,
-                                   "serving": spec.serving.model_copy(update={"format": "onnx_int8"})})
+    return spec.model_copy(
+        update={
+            "name": f"{spec.name}_int8",
+            "per_runtime": per_runtime,
+            "serving": spec.serving.model_copy(update={"format": "onnx_int8"}),
+        }
+    )
 
 
 @contextlib.contextmanager
-def serve_variants(runtime, pairs: list[tuple[ModelSpec, ModelSpec]], layout: Layout, scratch: Layout,
-                   workdir: Path):
+def serve_variants(
+    runtime,
+    pairs: list[tuple[ModelSpec, ModelSpec]],
+    layout: Layout,
+    scratch: Layout,
+    workdir: Path,
+):
     """(model, variant) pairs served together by one server of this runtime on free ports,
     their tensor models only; yields {variant name: LoadTarget, or why it failed to load (str)}
     and stops the server on exit, also when some variants failed."""
@@ -48,16 +59,29 @@ def serve_variants(runtime, pairs: list[tuple[ModelSpec, ModelSpec]], layout: La
     runtime.artifacts.build(variants, scratch, BuildOptions())
     failed: dict[str, str] = {}
     try:
-        server = runtime.server.start(variants, scratch, StartOptions(
-            workdir=workdir / runtime.name / variants[0].name, free_ports=True, names=names))
-    except ModelsFailed as exc:      # the others serve: measure them, report these
+        server = runtime.server.start(
+            variants,
+            scratch,
+            StartOptions(
+                workdir=workdir / runtime.name / variants[0].name, free_ports=True, names=names
+            ),
+        )
+    except ModelsFailed as exc:  # the others serve: measure them, report these
         if exc.server is None:
             raise
         server = exc.server
-        failed = {name: f"{runtime.name}: failed to load: " + " | ".join(lines[-2:])
-                  for name, lines in exc.failed.items()}
+        failed = {
+            name: f"{runtime.name}: failed to load: " + " | ".join(lines[-2:])
+            for name, lines in exc.failed.items()
+        }
     try:
-        yield {v.name: (failed[runtime.artifacts.served_names(v)[0]] if runtime.artifacts.served_names(v)[0] in failed
-                        else runtime.bench.load_target(server, v, scratch, workdir / "data")) for v in variants}
+        yield {
+            v.name: (
+                failed[runtime.artifacts.served_names(v)[0]]
+                if runtime.artifacts.served_names(v)[0] in failed
+                else runtime.bench.load_target(server, v, scratch, workdir / "data")
+            )
+            for v in variants
+        }
     finally:
         runtime.server.stop(server.workdir)

@@ -6,6 +6,7 @@ through TorchServe and Triton's ensembles and are compared with eager PyTorch on
 pre-processing. TorchServe and Triton are also compared with each other. Writes
 reports/verify.json; any failure fails the step.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,12 @@ from scripts.runtimes.protocols import RequestCall, TensorCall
 from scripts.runtimes.registry import RUNTIMES
 from scripts.spec import ModelSpec, Tolerance
 
-CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".txt": "text/plain", ".json": "application/json"}
+CONTENT_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".txt": "text/plain",
+    ".json": "application/json",
+}
 
 
 @dataclass
@@ -41,8 +47,9 @@ class Check:
 @dataclass
 class Endpoints:
     """Every served endpoint, collected from each runtime plugin's running server."""
-    tensors: dict[str, TensorCall]                                # name -> golden tensors in, outputs out
-    requests: Callable[[ModelSpec], dict[str, RequestCall]]       # per model: name -> request file in
+
+    tensors: dict[str, TensorCall]  # name -> golden tensors in, outputs out
+    requests: Callable[[ModelSpec], dict[str, RequestCall]]  # per model: name -> request file in
 
 
 def endpoints_for(servers: dict) -> Endpoints:
@@ -60,16 +67,19 @@ def endpoints_for(servers: dict) -> Endpoints:
     return Endpoints(tensors, requests)
 
 
-def compare_outputs(spec: ModelSpec, got: dict[str, np.ndarray], want: dict[str, np.ndarray],
-                    tolerance: Tolerance) -> tuple[float, bool, str]:
+def compare_outputs(
+    spec: ModelSpec, got: dict[str, np.ndarray], want: dict[str, np.ndarray], tolerance: Tolerance
+) -> tuple[float, bool, str]:
     worst, passed, detail = 0.0, True, ""
     for t in spec.outputs:
         result = compare(np.asarray(got[t.name], dtype=want[t.name].dtype), want[t.name], tolerance)
         worst = max(worst, result.max_abs_error)
         if not result.passed:
             passed = False
-            detail = (f"{t.name} index {tuple(result.worst_index)}: served {result.actual:.9g}, "
-                      f"expected {result.expected:.9g}")
+            detail = (
+                f"{t.name} index {tuple(result.worst_index)}: served {result.actual:.9g}, "
+                f"expected {result.expected:.9g}"
+            )
     return worst, passed, detail
 
 
@@ -77,8 +87,12 @@ def reference_runner(spec: ModelSpec, layout: Layout, fmt: str | None = None):
     """What served answers must equal: eager PyTorch, or the int8 model when that is served
     (its distance from eager is bounded by the accuracy gate at export)."""
     if (fmt or spec.serving.format) == "onnx_int8":
-        return load_runner("onnx_int8", layout.artifact_dir(spec) / ARTIFACT_FILES["onnx_int8"], spec.tensor_names,
-                           output_names=spec.output_names)
+        return load_runner(
+            "onnx_int8",
+            layout.artifact_dir(spec) / ARTIFACT_FILES["onnx_int8"],
+            spec.tensor_names,
+            output_names=spec.output_names,
+        )
     return torch_runner(load_reference(spec, layout), spec.tensor_names, spec.output_names)
 
 
@@ -98,10 +112,23 @@ def check_golden(spec: ModelSpec, layout: Layout, endpoints: Endpoints) -> list[
     checks, served, expected = [], {}, {False: eager}
     if any(serves_int8(spec, runtime_of(n)) for n in endpoints.tensors):
         # a runtime serving int8 must answer what the int8 model answers; its drift from eager is reported
-        quantised = dict(zip(spec.output_names, reference_runner(spec, layout, "onnx_int8")(inputs)))
-        drift = max(float(np.abs(quantised[n].astype(np.float64) - eager[n]).max()) for n in spec.output_names)
-        checks.append(Check(spec.name, "int8 in-process vs eager fp32 (drift, gated at export)",
-                            len(next(iter(inputs.values()))), drift, True, ""))
+        quantised = dict(
+            zip(spec.output_names, reference_runner(spec, layout, "onnx_int8")(inputs))
+        )
+        drift = max(
+            float(np.abs(quantised[n].astype(np.float64) - eager[n]).max())
+            for n in spec.output_names
+        )
+        checks.append(
+            Check(
+                spec.name,
+                "int8 in-process vs eager fp32 (drift, gated at export)",
+                len(next(iter(inputs.values()))),
+                drift,
+                True,
+                "",
+            )
+        )
         expected[True] = quantised
     for name, call in endpoints.tensors.items():
         try:
@@ -110,23 +137,34 @@ def check_golden(spec: ModelSpec, layout: Layout, endpoints: Endpoints) -> list[
             worst, passed, detail = compare_outputs(spec, served[name], want, spec.tolerance)
         except Exception as exc:  # a refused or failed call is a failed check, with the reason
             worst, passed, detail = float("inf"), False, f"{type(exc).__name__}: {exc}"
-        checks.append(Check(spec.name, name, len(next(iter(inputs.values()))), worst, passed, detail))
+        checks.append(
+            Check(spec.name, name, len(next(iter(inputs.values()))), worst, passed, detail)
+        )
     # The runtimes against each other: the first endpoint of each runtime, pairwise.
     firsts = {}
     for name, outputs in served.items():
         firsts.setdefault(runtime_of(name), outputs)
     runtimes = list(firsts)
     for i, a in enumerate(runtimes):
-        for b in runtimes[i + 1:]:
+        for b in runtimes[i + 1 :]:
             if serves_int8(spec, a) != serves_int8(spec, b):
-                continue      # int8 on one, fp32 on the other: each was checked against its own model
+                continue  # int8 on one, fp32 on the other: each was checked against its own model
             worst, passed, detail = compare_outputs(spec, firsts[a], firsts[b], spec.tolerance)
-            checks.append(Check(spec.name, f"{a} vs {b}", len(golden[f"output.{spec.outputs[0].name}"]),
-                                worst, passed, detail))
+            checks.append(
+                Check(
+                    spec.name,
+                    f"{a} vs {b}",
+                    len(golden[f"output.{spec.outputs[0].name}"]),
+                    worst,
+                    passed,
+                    detail,
+                )
+            )
     return checks
 
 
 # --- example requests (image bytes, text, rows) through the pre/post-processing paths -----------------
+
 
 def example_requests(spec: ModelSpec, layout: Layout) -> list[Path]:
     if spec.source.checkpoint is None:
@@ -134,7 +172,9 @@ def example_requests(spec: ModelSpec, layout: Layout) -> list[Path]:
     return sorted(layout.source(spec.source.checkpoint).parent.joinpath("requests").glob("*"))
 
 
-def eager_answers(spec: ModelSpec, layout: Layout, requests: list[Path], int8: bool) -> list[tuple[str, float]]:
+def eager_answers(
+    spec: ModelSpec, layout: Layout, requests: list[Path], int8: bool
+) -> list[tuple[str, float]]:
     """Label and score from eager PyTorch (or the int8 model) on the shared pre-processing of each request."""
     from handlers.pipeline import Pipeline
 
@@ -167,9 +207,16 @@ def check_requests(spec: ModelSpec, layout: Layout, endpoints: Endpoints) -> lis
                 problems.append(f"{path.name}: {type(exc).__name__}: {exc}")
                 continue
             worst = max(worst, abs(got_score - score))
-            if got_label != label or not compare(np.array([got_score]), np.array([score]), spec.tolerance).passed:
-                problems.append(f"{path.name}: served {got_label!r} {got_score:.6f}, eager {label!r} {score:.6f}")
-        checks.append(Check(spec.name, name, len(requests), worst, not problems, "; ".join(problems)))
+            if (
+                got_label != label
+                or not compare(np.array([got_score]), np.array([score]), spec.tolerance).passed
+            ):
+                problems.append(
+                    f"{path.name}: served {got_label!r} {got_score:.6f}, eager {label!r} {score:.6f}"
+                )
+        checks.append(
+            Check(spec.name, name, len(requests), worst, not problems, "; ".join(problems))
+        )
     return checks
 
 
@@ -180,12 +227,16 @@ def verify_served_versions(models: list[ModelSpec], layout: Layout, servers: dic
     for spec in models:
         by_version: dict[int, dict] = {}
         for name, server in servers.items():
-            version = RUNTIMES[name].versions.versions(server, spec).default if spec.versions else spec.version
+            version = (
+                RUNTIMES[name].versions.versions(server, spec).default
+                if spec.versions
+                else spec.version
+            )
             by_version.setdefault(version or spec.version, {})[name] = server
         for version, group in sorted(by_version.items()):
             found = verify_models([spec.at_version(version)], layout, endpoints_for(group))
             for check in found if spec.versions else []:
-                check.model = f"{spec.name} v{version}"     # which version each runtime serves
+                check.model = f"{spec.name} v{version}"  # which version each runtime serves
             checks += found
     return checks
 

@@ -6,6 +6,7 @@ Each stage is incremental on its own fingerprint (spec entry, checkpoint, code, 
 so a second call costs seconds. A version once built is sealed: rebuilt from other inputs only
 when forced (a new version number is the way to ship a change).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,20 +21,28 @@ if TYPE_CHECKING:
     from scripts.runtimes.protocols import BuildOptions, BuildRow, Runtime
 
 Stage = Literal["train", "export", "package"]
-Say = Callable[[str, str, str], None]      # (stage, model, detail): what runs right now
+Say = Callable[[str, str, str], None]  # (stage, model, detail): what runs right now
 
 
 @dataclass
 class Built:
     """What one call found or did, stage by stage (rows in the order of the specs)."""
+
     trained: list[TrainResult] = field(default_factory=list)
     exported: list[ExportResult] = field(default_factory=list)
-    packaged: dict[str, list[BuildRow]] = field(default_factory=dict)   # runtime name -> rows
+    packaged: dict[str, list[BuildRow]] = field(default_factory=dict)  # runtime name -> rows
 
 
-def ensure_built(specs: list[ModelSpec], layout: Layout, runtimes: list[Runtime] = (),
-                 version: int | None = None, through: Stage = "package", force: bool = False,
-                 options: BuildOptions | None = None, say: Say = lambda *_: None) -> Built:
+def ensure_built(
+    specs: list[ModelSpec],
+    layout: Layout,
+    runtimes: list[Runtime] = (),
+    version: int | None = None,
+    through: Stage = "package",
+    force: bool = False,
+    options: BuildOptions | None = None,
+    say: Say = lambda *_: None,
+) -> Built:
     """Bring `specs` (at `version` when given: a rollout's candidate) up to `through` for
     `runtimes`; with a signing key configured, sign each artifact that was (re)built."""
     from scripts.runtimes.protocols import BuildOptions
@@ -42,7 +51,7 @@ def ensure_built(specs: list[ModelSpec], layout: Layout, runtimes: list[Runtime]
     built = Built()
     for spec in versions:
         if version is not None and is_sealed(spec, layout) and not force:
-            refuse_changed(spec, layout)   # a rollout never re-exports a built version
+            refuse_changed(spec, layout)  # a rollout never re-exports a built version
             continue
         if through in ("train", "export", "package"):
             built.trained.append(train_one(spec, layout, force, say))
@@ -72,8 +81,13 @@ def export_one(spec: ModelSpec, layout: Layout, force: bool, say: Say) -> Export
     return export_model(spec, layout, force, on_format=lambda fmt: say("export", spec.name, fmt))
 
 
-def package(runtime: Runtime, specs: list[ModelSpec], version: int | None, layout: Layout,
-            options: BuildOptions) -> list[BuildRow]:
+def package(
+    runtime: Runtime,
+    specs: list[ModelSpec],
+    version: int | None,
+    layout: Layout,
+    options: BuildOptions,
+) -> list[BuildRow]:
     """The runtime's artifact for these models (or one more version beside the others), then
     a signature for what was (re)built or is unsigned, when a signing key is configured."""
     from scripts.pipeline.signing import sign_if_configured
@@ -83,9 +97,13 @@ def package(runtime: Runtime, specs: list[ModelSpec], version: int | None, layou
     rows = runtime.artifacts.build(first, layout, options) if first else []
     rows += [runtime.artifacts.build_version(spec, version, layout) for spec in later]
     served = first + [spec.at_version(version) for spec in later]
-    if options.out is None:   # a scratch repository elsewhere is not what serves: not signed
-        rebuilt = {a for row, spec in zip(rows, served) if row.status != "up to date"
-                   for a in runtime.artifacts.signed_artifacts([spec], layout)}
+    if options.out is None:  # a scratch repository elsewhere is not what serves: not signed
+        rebuilt = {
+            a
+            for row, spec in zip(rows, served)
+            if row.status != "up to date"
+            for a in runtime.artifacts.signed_artifacts([spec], layout)
+        }
         sign_if_configured(runtime.artifacts.signed_artifacts(served, layout), rebuilt)
     return rows
 

@@ -4,6 +4,7 @@ Each format is traced at batch size 2 with a dynamic batch axis, then checked ag
 PyTorch at other batch sizes (scripts/pipeline/verify.py). Also writes the golden samples (golden.npz:
 inputs and eager outputs) that every served endpoint is later checked against.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,7 +32,9 @@ from scripts.pipeline.verify import first_line, random_inputs, verify_formats
 from scripts.spec import BuildError, ModelSpec
 
 TRACE_BATCH = 2  # never one of the verification batch sizes (1, 3, max)
-TRACE_AXIS_SIZE = 3  # other dynamic axes: never verify.DYNAMIC_AXIS_SIZE (torch.export specialises 0 and 1)
+TRACE_AXIS_SIZE = (
+    3  # other dynamic axes: never verify.DYNAMIC_AXIS_SIZE (torch.export specialises 0 and 1)
+)
 GOLDEN_BATCH = 4  # random golden inputs when training kept no held-out samples
 
 
@@ -45,22 +48,34 @@ class ExportResult:
 def served_formats(spec: ModelSpec) -> dict[str, str]:
     """{spec field: format} for every format a runtime serves: serving.format and per_runtime's."""
     formats = {"serving.format": spec.serving.format}
-    formats.update({f"per_runtime.{r}.format": s.format for r, s in spec.per_runtime.items() if s.format})
+    formats.update(
+        {f"per_runtime.{r}.format": s.format for r, s in spec.per_runtime.items() if s.format}
+    )
     return formats
 
 
 def export_fingerprint(spec: ModelSpec, layout: Layout) -> str:
-    code = [Path(__file__), Path(__file__).with_name("verify.py"), Path(__file__).with_name("quantize.py"),
-            Path(handlers.runners.__file__)]
+    code = [
+        Path(__file__),
+        Path(__file__).with_name("verify.py"),
+        Path(__file__).with_name("quantize.py"),
+        Path(handlers.runners.__file__),
+    ]
     if spec.source.module:
         code.append(source_file(spec.source.module))
     # Serving settings (format, workers, queue delay), the other versions and the rollout gate
     # do not change what is exported.
-    settings = spec.model_dump(mode="json", exclude={"serving", "description", "batching", "per_runtime",
-                                                     "versions", "rollout"})
+    settings = spec.model_dump(
+        mode="json",
+        exclude={"serving", "description", "batching", "per_runtime", "versions", "rollout"},
+    )
     settings["max_batch_size"] = spec.batching.max_batch_size  # sets a verification batch size
     # the exporters' versions change the graphs they write
-    settings["exporters"] = {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort_version()}
+    settings["exporters"] = {
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": ort_version(),
+    }
     return fingerprint(settings, spec.model_files(layout.root) + code)
 
 
@@ -74,8 +89,10 @@ def dynamic_shapes(spec: ModelSpec) -> tuple[dict, ...]:
     """Every -1 axis of every input is dynamic for torch.export. Dim.DYNAMIC (not named Dims)
     lets it infer what the model implies (ids and their mask share one length, a position table
     bounds it) and still fails if the model fixes an axis the spec says is dynamic."""
-    return tuple({axis: torch.export.Dim.DYNAMIC for axis, size in enumerate(t.shape) if size == -1}
-                 for t in spec.inputs)
+    return tuple(
+        {axis: torch.export.Dim.DYNAMIC for axis, size in enumerate(t.shape) if size == -1}
+        for t in spec.inputs
+    )
 
 
 def example_args(spec: ModelSpec) -> tuple[torch.Tensor, ...]:
@@ -89,21 +106,28 @@ def check_signature(spec: ModelSpec, reference: torch.nn.Module, args: tuple) ->
         returned = reference(*args)
     if isinstance(returned, dict) and list(returned) != spec.output_names:
         # the exporters flatten a dict in its own order: the spec must list the outputs so
-        raise BuildError(f"{spec.name}: forward() returns a dict with keys {list(returned)}; list the spec's "
-                         f"outputs with exactly those names in that order (now {spec.output_names})")
+        raise BuildError(
+            f"{spec.name}: forward() returns a dict with keys {list(returned)}; list the spec's "
+            f"outputs with exactly those names in that order (now {spec.output_names})"
+        )
     outputs = output_list(returned, spec.output_names)
     if len(outputs) != len(spec.outputs):
-        raise BuildError(f"{spec.name}: the model returns {len(outputs)} output(s) but the spec lists "
-                         f"{len(spec.outputs)}; make outputs match the forward() return value")
+        raise BuildError(
+            f"{spec.name}: the model returns {len(outputs)} output(s) but the spec lists "
+            f"{len(spec.outputs)}; make outputs match the forward() return value"
+        )
     problems = []
     for i, (tensor, out) in enumerate(zip(spec.outputs, outputs)):
         shape_ok = len(out.shape) == len(tensor.shape) and all(
-            d == -1 or d == s for d, s in zip(tensor.shape, out.shape))
+            d == -1 or d == s for d, s in zip(tensor.shape, out.shape)
+        )
         dtype = str(out.dtype).removeprefix("torch.")
         if not shape_ok or dtype != tensor.dtype:
-            problems.append(f"{spec.name}: outputs[{i}] ({tensor.name}): the model returns {dtype} "
-                            f"{list(out.shape)} for batch {TRACE_BATCH}, the spec says {tensor.dtype} "
-                            f"{tensor.shape}; fix the spec's outputs")
+            problems.append(
+                f"{spec.name}: outputs[{i}] ({tensor.name}): the model returns {dtype} "
+                f"{list(out.shape)} for batch {TRACE_BATCH}, the spec says {tensor.dtype} "
+                f"{tensor.shape}; fix the spec's outputs"
+            )
     if problems:
         raise BuildError(problems)
 
@@ -123,13 +147,24 @@ def export_onnx(spec: ModelSpec, reference, args, path: Path) -> None:
     inputs, outputs = spec.tensor_names, [t.name for t in spec.outputs]
     if spec.source.is_torchscript:  # the torch.export-based exporter cannot read TorchScript
         placeholders = [f"output__{i}" for i in range(len(outputs))]
-        axes = {name: [a for a, d in enumerate(t.shape) if d == -1]
-                for name, t in zip([*inputs, *placeholders], [*spec.inputs, *spec.outputs])}
-        torch.onnx.export(reference, args, str(path), dynamo=False, dynamic_axes=axes,
-                          input_names=inputs, output_names=placeholders)
+        axes = {
+            name: [a for a, d in enumerate(t.shape) if d == -1]
+            for name, t in zip([*inputs, *placeholders], [*spec.inputs, *spec.outputs])
+        }
+        torch.onnx.export(
+            reference,
+            args,
+            str(path),
+            dynamo=False,
+            dynamic_axes=axes,
+            input_names=inputs,
+            output_names=placeholders,
+        )
         rename_onnx_file(path, inputs, outputs)
         return
-    program = torch.onnx.export(reference, args, dynamo=True, dynamic_shapes=dynamic_shapes(spec), verbose=False)
+    program = torch.onnx.export(
+        reference, args, dynamo=True, dynamic_shapes=dynamic_shapes(spec), verbose=False
+    )
     name_graph_io(program.model, inputs, outputs)
     program.save(str(path), external_data=False)
 
@@ -139,7 +174,9 @@ def exported_program(spec: ModelSpec, reference, args):
 
 
 def export_aoti(spec: ModelSpec, reference, args, path: Path) -> None:
-    torch._inductor.aoti_compile_and_package(exported_program(spec, reference, args), package_path=str(path))
+    torch._inductor.aoti_compile_and_package(
+        exported_program(spec, reference, args), package_path=str(path)
+    )
 
 
 def export_exported_program(spec: ModelSpec, reference, args, path: Path) -> None:
@@ -155,8 +192,12 @@ def quiet_exporters():
         yield
 
 
-EXPORTERS = {"torchscript": export_torchscript, "onnx": export_onnx, "aoti": export_aoti,
-             "exported_program": export_exported_program}
+EXPORTERS = {
+    "torchscript": export_torchscript,
+    "onnx": export_onnx,
+    "aoti": export_aoti,
+    "exported_program": export_exported_program,
+}
 
 
 def golden_inputs(spec: ModelSpec, layout: Layout) -> dict[str, np.ndarray]:
@@ -172,25 +213,33 @@ def golden_inputs(spec: ModelSpec, layout: Layout) -> dict[str, np.ndarray]:
 def write_golden(spec: ModelSpec, reference, out: Path, layout: Layout) -> None:
     inputs = golden_inputs(spec, layout)
     outputs = torch_runner(reference, spec.tensor_names, spec.output_names)(inputs)
-    np.savez(out / "golden.npz",
-             **{f"input.{k}": v for k, v in inputs.items()},
-             **{f"output.{t.name}": v for t, v in zip(spec.outputs, outputs)})
+    np.savez(
+        out / "golden.npz",
+        **{f"input.{k}": v for k, v in inputs.items()},
+        **{f"output.{t.name}": v for t, v in zip(spec.outputs, outputs)},
+    )
 
 
 def require_sources(spec: ModelSpec, layout: Layout) -> None:
     missing = [p for p in spec.model_files(layout.root)[:1] if not p.exists()]
     if missing:
-        raise BuildError(f"{spec.name}: {missing[0]} not found; run `make train` or fix source in the spec")
+        raise BuildError(
+            f"{spec.name}: {missing[0]} not found; run `make train` or fix source in the spec"
+        )
 
 
-def export_model(spec: ModelSpec, layout: Layout, force: bool = False,
-                 on_format=lambda fmt: None) -> ExportResult:
+def export_model(
+    spec: ModelSpec, layout: Layout, force: bool = False, on_format=lambda fmt: None
+) -> ExportResult:
     out = layout.artifact_dir(spec)
     stamp, report_path = out / "build.json", out / "verify.json"
     require_sources(spec, layout)
     refuse_changed(spec, layout, force)
     expected = export_fingerprint(spec, layout)
-    files = [out / ARTIFACT_FILES[f] for f in exported_formats(spec, layout)] + [out / "golden.npz", report_path]
+    files = [out / ARTIFACT_FILES[f] for f in exported_formats(spec, layout)] + [
+        out / "golden.npz",
+        report_path,
+    ]
     if not force and is_fresh(stamp, expected, files):
         if not (out / RECORD).exists():  # built before versions were sealed
             seal(spec, layout)
@@ -224,11 +273,15 @@ def export_model(spec: ModelSpec, layout: Layout, force: bool = False,
         exported.append("onnx_int8")
     for field, fmt in served_formats(spec).items():
         if fmt not in exported:
-            raise BuildError(f"{spec.name}: {field} {fmt!r} could not be exported "
-                             f"({report['skipped'].get(fmt, 'its source format failed')}); serve one of {exported}")
+            raise BuildError(
+                f"{spec.name}: {field} {fmt!r} could not be exported "
+                f"({report['skipped'].get(fmt, 'its source format failed')}); serve one of {exported}"
+            )
     for fmt in report["skipped"]:
         (out / ARTIFACT_FILES[fmt]).unlink(missing_ok=True)
-    write_stamp(stamp, expected, formats={f: ARTIFACT_FILES[f] for f in exported}, skipped=report["skipped"])
+    write_stamp(
+        stamp, expected, formats={f: ARTIFACT_FILES[f] for f in exported}, skipped=report["skipped"]
+    )
     seal(spec, layout)
     return ExportResult(spec.name, False, report)
 
@@ -240,4 +293,6 @@ def export_format(spec: ModelSpec, fmt: str, reference, args, path: Path):
             EXPORTERS[fmt](spec, reference, args, path)
             return load_runner(fmt, path, spec.tensor_names, output_names=spec.output_names)
     except Exception as exc:  # exporters raise many types; name the model and format
-        raise BuildError(f"{spec.name}: {fmt} export failed: {type(exc).__name__}: {first_line(exc)}") from exc
+        raise BuildError(
+            f"{spec.name}: {fmt} export failed: {type(exc).__name__}: {first_line(exc)}"
+        ) from exc

@@ -1,4 +1,5 @@
 """Content hashes of a step's inputs, so an unchanged model is not rebuilt."""
+
 from __future__ import annotations
 
 import hashlib

@@ -5,6 +5,7 @@ and its `module:` imports resolve; and `out`, where the build writes (the spec's
 unless `OUT=` says otherwise). Run state (server workdirs, pid files, keys, logs, scratch)
 lives in one hidden folder under `out`, which `make clean` removes only after `make stop`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,15 +13,15 @@ from pathlib import Path
 
 from scripts.spec.schema import ModelSpec
 
-PROJECT = Path(__file__).resolve().parents[2]   # this checkout: its defaults, its handlers
+PROJECT = Path(__file__).resolve().parents[2]  # this checkout: its defaults, its handlers
 RUN_STATE = ".torchship"
 TORCHSERVE_CONFIG = "config.properties"
 
 
 @dataclass(frozen=True)
 class Layout:
-    root: Path      # the spec's folder: inputs resolve here
-    out: Path       # generated outputs go here
+    root: Path  # the spec's folder: inputs resolve here
+    out: Path  # generated outputs go here
 
     @classmethod
     def of(cls, spec_root: Path, out: Path | None = None) -> Layout:
@@ -75,8 +76,14 @@ class Layout:
 
     def generated(self) -> list[Path]:
         """What `make clean` removes (after `make stop`); checkpoints are the spec's paths."""
-        return [self.artifacts, self.model_store, self.triton_repo, self.reports, self.kserve,
-                self.run]
+        return [
+            self.artifacts,
+            self.model_store,
+            self.triton_repo,
+            self.reports,
+            self.kserve,
+            self.run,
+        ]
 
     def shown(self, path: Path) -> Path:
         """A path as printed: relative to the output folder when inside it."""

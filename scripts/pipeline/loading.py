@@ -1,4 +1,5 @@
 """Build-time loading of a spec's model: the eager reference every export is checked against."""
+
 from __future__ import annotations
 
 import importlib

@@ -6,6 +6,7 @@ value of that name ("Duplicate definition of name (embedding)" from onnxruntime)
 internal value holding a wanted name is moved aside first, then the graph's inputs and outputs
 take their names; onnx_ir renames every use of a value with it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,8 +31,10 @@ def free_name(base: str, taken: set[str]) -> str:
 def name_graph_io(model: ir.Model, inputs: list[str], outputs: list[str]) -> None:
     graph = model.graph
     if len(graph.inputs) != len(inputs) or len(graph.outputs) != len(outputs):
-        raise ValueError(f"the graph has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs, "
-                         f"the spec {len(inputs)} and {len(outputs)}")
+        raise ValueError(
+            f"the graph has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs, "
+            f"the spec {len(inputs)} and {len(outputs)}"
+        )
     wanted = list(zip(graph.inputs, inputs)) + list(zip(graph.outputs, outputs))
     values = all_values(graph)
     taken = {v.name for v in values if v.name}

@@ -1,5 +1,6 @@
 """What the build left in a model version's artifact folder (no heavy imports: every step may
 need these)."""
+
 from __future__ import annotations
 
 from scripts.pipeline.layout import Layout

@@ -2,6 +2,7 @@
 it names. Both runtimes build from it; its content and its input files are what every runtime
 artifact's fingerprint is taken over, so editing a labels file or a vocabulary rebuilds exactly
 that model's `.mar` and Triton models."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,17 +19,39 @@ HANDLER_SOURCES = sorted(Path(handlers.__file__).parent.glob("*.py"))
 def serving_plan(spec: ModelSpec, layout: Layout, fmt: str | None = None) -> ServingPlan:
     """The plan for serving `fmt` (default: the spec's serving format)."""
     task = spec.task
-    labels = [line for line in layout.source(task.labels).read_text().splitlines() if line] if task.labels else []
+    labels = (
+        [line for line in layout.source(task.labels).read_text().splitlines() if line]
+        if task.labels
+        else []
+    )
     return ServingPlan(
-        name=spec.name, version=spec.version, format=fmt or spec.serving.format,
-        inputs=spec.inputs, outputs=spec.outputs,
-        task=TaskPlan(kind=task.kind, output=task.output, top_k=min(task.top_k, len(labels) or 1), labels=labels),
-        preprocess=task.preprocess, assets=task.preprocess.inline(layout.root),
-        batching=spec.batching, serving=spec.serving)
+        name=spec.name,
+        version=spec.version,
+        format=fmt or spec.serving.format,
+        inputs=spec.inputs,
+        outputs=spec.outputs,
+        task=TaskPlan(
+            kind=task.kind,
+            output=task.output,
+            top_k=min(task.top_k, len(labels) or 1),
+            labels=labels,
+        ),
+        preprocess=task.preprocess,
+        assets=task.preprocess.inline(layout.root),
+        batching=spec.batching,
+        serving=spec.serving,
+    )
 
 
-def plan_fingerprint(spec: ModelSpec, layout: Layout, plan: ServingPlan, *extra: object, code: list[Path] = ()) -> str:
+def plan_fingerprint(
+    spec: ModelSpec, layout: Layout, plan: ServingPlan, *extra: object, code: list[Path] = ()
+) -> str:
     """One hash over the plan (labels and assets inlined), its input files, the export's
     stamp, the run-time code shipped with it and the runtime's own build code."""
-    files = [*spec.input_files(layout.root), layout.artifact_dir(spec) / "build.json", *HANDLER_SOURCES, *code]
+    files = [
+        *spec.input_files(layout.root),
+        layout.artifact_dir(spec) / "build.json",
+        *HANDLER_SOURCES,
+        *code,
+    ]
     return fingerprint({"plan": plan.model_dump(mode="json"), "extra": list(extra)}, files)

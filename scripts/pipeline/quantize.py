@@ -10,6 +10,7 @@ if it passes an accuracy gate against fp32.
   golden inputs and fresh random ones. Beyond the spec's limit the build fails, naming the
   metric, both values and, for QDQ models, the weights that lose most.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,7 +39,9 @@ def cpu_has_vnni() -> bool:
 def has_convolutions(path: Path) -> bool:
     import onnx
 
-    return any(node.op_type == "Conv" for node in onnx.load(str(path), load_external_data=False).graph.node)
+    return any(
+        node.op_type == "Conv" for node in onnx.load(str(path), load_external_data=False).graph.node
+    )
 
 
 def training_split(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -46,7 +49,9 @@ def training_split(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     single-input model that has a training data function; None otherwise."""
     if spec.training is None or spec.training.data is None or len(spec.inputs) != 1:
         return None
-    data = import_target(spec.training.data)(seed=spec.training.seed, preprocess=spec.task.preprocess)
+    data = import_target(spec.training.data)(
+        seed=spec.training.seed, preprocess=spec.task.preprocess
+    )
     return data.x_train, data.x_test, data.y_test
 
 
@@ -62,7 +67,7 @@ class Calibration:
 
     def __init__(self, rows: dict[str, np.ndarray]):
         count = len(next(iter(rows.values())))
-        self.items = iter([{k: v[i:i + 1] for k, v in rows.items()} for i in range(count)])
+        self.items = iter([{k: v[i : i + 1] for k, v in rows.items()} for i in range(count)])
 
     def get_next(self):
         return next(self.items, None)
@@ -87,22 +92,40 @@ def quantize(spec: ModelSpec, fp32: Path, out: Path, split) -> dict:
     q = spec.quantize
     method = q.method if q.method != "auto" else ("static" if has_convolutions(fp32) else "dynamic")
     reduce_range = (not cpu_has_vnni()) if q.reduce_range is None else q.reduce_range
-    common = dict(per_channel=q.per_channel, reduce_range=reduce_range, nodes_to_exclude=list(q.exclude),
-                  weight_type=QuantType.QInt8)
+    common = dict(
+        per_channel=q.per_channel,
+        reduce_range=reduce_range,
+        nodes_to_exclude=list(q.exclude),
+        weight_type=QuantType.QInt8,
+    )
     prepared = without_shape_hints(fp32, out.with_suffix(".prepared.onnx"))
     root_logger, level = logging.getLogger(), logging.getLogger().level
-    root_logger.setLevel(logging.ERROR)  # its "consider pre-processing" advice on the root logger, per model
+    root_logger.setLevel(
+        logging.ERROR
+    )  # its "consider pre-processing" advice on the root logger, per model
     try:
         if method == "dynamic":
             quantize_dynamic(str(prepared), str(out), **common)
         else:
-            quantize_static(str(prepared), str(out), Calibration(calibration_rows(spec, split)),
-                            quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, **common)
+            quantize_static(
+                str(prepared),
+                str(out),
+                Calibration(calibration_rows(spec, split)),
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QUInt8,
+                **common,
+            )
     finally:
         root_logger.setLevel(level)
         prepared.unlink(missing_ok=True)
-    return {"method": method, "per_channel": q.per_channel, "reduce_range": reduce_range,
-            "excluded": list(q.exclude), "bytes": out.stat().st_size, "fp32_bytes": fp32.stat().st_size}
+    return {
+        "method": method,
+        "per_channel": q.per_channel,
+        "reduce_range": reduce_range,
+        "excluded": list(q.exclude),
+        "bytes": out.stat().st_size,
+        "fp32_bytes": fp32.stat().st_size,
+    }
 
 
 def gate(spec: ModelSpec, fp32: Runner, int8: Runner, golden: dict[str, np.ndarray], split) -> dict:
@@ -112,7 +135,11 @@ def gate(spec: ModelSpec, fp32: Runner, int8: Runner, golden: dict[str, np.ndarr
         rows = {spec.inputs[0].name: split[1].astype(spec.inputs[0].numpy)}
         labels = split[2].reshape(-1)
         values = [float((top1(spec, run(rows)[0]) == labels).mean()) for run in (fp32, int8)]
-        metric, drop, limit = "held-out accuracy", (values[0] - values[1]) * 100, q.max_accuracy_drop
+        metric, drop, limit = (
+            "held-out accuracy",
+            (values[0] - values[1]) * 100,
+            q.max_accuracy_drop,
+        )
     else:
         extra = random_inputs(spec, GATE_RANDOM_ROWS, np.random.default_rng(2))
         rows = {k: np.concatenate([golden[k], extra[k]]) for k in golden}
@@ -125,8 +152,14 @@ def gate(spec: ModelSpec, fp32: Runner, int8: Runner, golden: dict[str, np.ndarr
             error = max(relative_error(a, b) for a, b in zip(quantised, reference))
             metric, values = "relative error of the outputs vs fp32", [0.0, error]
             drop, limit = error, q.max_relative_error
-    return {"metric": metric, "fp32": values[0], "int8": values[1], "drop": drop, "limit": limit,
-            "passed": bool(drop <= limit)}
+    return {
+        "metric": metric,
+        "fp32": values[0],
+        "int8": values[1],
+        "drop": drop,
+        "limit": limit,
+        "passed": bool(drop <= limit),
+    }
 
 
 def top1(spec: ModelSpec, output: np.ndarray) -> np.ndarray:
@@ -146,16 +179,21 @@ def worst_weights(fp32: Path, int8: Path, count: int = 3) -> list[str]:
         errors = compute_weight_error(create_weight_matching(str(fp32), str(int8)))
     except Exception:  # not a QDQ model (dynamic quantisation) or nothing to match
         return []
-    return [f"{name} ({sqnr:.1f} dB)" for name, sqnr in sorted(errors.items(), key=lambda kv: kv[1])[:count]]
+    return [
+        f"{name} ({sqnr:.1f} dB)"
+        for name, sqnr in sorted(errors.items(), key=lambda kv: kv[1])[:count]
+    ]
 
 
 def gate_failure(spec: ModelSpec, result: dict, culprits: list[str]) -> BuildError:
     unit = "points" if result["metric"] != "relative error of the outputs vs fp32" else ""
     where = f"; the weights that lose most: {', '.join(culprits)}" if culprits else ""
-    return BuildError(f"{spec.name}: onnx_int8 fails its accuracy gate: {result['metric']} {result['fp32']:.4f} (fp32) "
-                      f"vs {result['int8']:.4f} (int8), a drop of {result['drop']:.2f} {unit} > the limit "
-                      f"{result['limit']:g}{where}; keep those layers in fp32 (quantize.exclude: [node names]), "
-                      "try quantize.method, or raise quantize.max_accuracy_drop")
+    return BuildError(
+        f"{spec.name}: onnx_int8 fails its accuracy gate: {result['metric']} {result['fp32']:.4f} (fp32) "
+        f"vs {result['int8']:.4f} (int8), a drop of {result['drop']:.2f} {unit} > the limit "
+        f"{result['limit']:g}{where}; keep those layers in fp32 (quantize.exclude: [node names]), "
+        "try quantize.method, or raise quantize.max_accuracy_drop"
+    )
 
 
 def build_int8(spec: ModelSpec, layout: Layout, out: Path, fp32: Runner) -> dict:
@@ -171,8 +209,10 @@ def build_int8(spec: ModelSpec, layout: Layout, out: Path, fp32: Runner) -> dict
         int8 = load_runner("onnx_int8", target, spec.tensor_names, output_names=spec.output_names)
     except Exception as exc:  # an op onnxruntime cannot quantise, a node name that does not exist
         target.unlink(missing_ok=True)
-        raise BuildError(f"{spec.name}: onnx_int8: onnxruntime.quantization failed: {type(exc).__name__}: "
-                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
+        raise BuildError(
+            f"{spec.name}: onnx_int8: onnxruntime.quantization failed: {type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        ) from exc
     result = gate(spec, fp32, int8, golden(spec, layout), split)
     if not result["passed"]:
         culprits = worst_weights(source, target) if how["method"] == "static" else []

@@ -10,6 +10,7 @@ the environment names a key:
 - TORCHSHIP_SIGNING_PUBLIC_KEY: the public key (PEM). `make serve` and `make verify-artifacts`
   refuse anything unsigned or changed since it was signed, naming the file.
 """
+
 from __future__ import annotations
 
 import os
@@ -55,17 +56,27 @@ def problems(artifact: Path, key: Path) -> list[str]:
 
     signature = signature_path(artifact)
     if not signature.exists():
-        return [f"{artifact}: not signed (no {signature.name}); sign it with `make sign` "
-                f"({PRIVATE_KEY_ENV}=<private key>)"]
+        return [
+            f"{artifact}: not signed (no {signature.name}); sign it with `make sign` "
+            f"({PRIVATE_KEY_ENV}=<private key>)"
+        ]
     try:
         verifying.Config().use_elliptic_key_verifier(public_key=key).verify(artifact, signature)
-    except Exception as exc:  # model-signing raises ValueError for a mismatch, others for a bad bundle
+    except (
+        Exception
+    ) as exc:  # model-signing raises ValueError for a mismatch, others for a bad bundle
         message = str(exc)
-        changed = [artifact if name == "." else artifact / name for name in CHANGED.findall(message)]
-        listed = [f"{artifact}: {kind.lower()} file(s) {names.strip()} (not as signed)"
-                  for kind, names in LISTED.findall(message)]
+        changed = [
+            artifact if name == "." else artifact / name for name in CHANGED.findall(message)
+        ]
+        listed = [
+            f"{artifact}: {kind.lower()} file(s) {names.strip()} (not as signed)"
+            for kind, names in LISTED.findall(message)
+        ]
         found = [f"{path}: changed since it was signed" for path in changed] + listed
-        return found or [f"{artifact}: its signature {signature.name} does not verify with {key}: {message[:300]}"]
+        return found or [
+            f"{artifact}: its signature {signature.name} does not verify with {key}: {message[:300]}"
+        ]
     return []
 
 
@@ -76,7 +87,9 @@ def refuse_unverified(artifacts: list[Path]) -> None:
         return
     found = [p for artifact in artifacts for p in problems(artifact, key)]
     if found:
-        raise BuildError([*found, f"refusing to serve: artifacts do not verify against {PUBLIC_KEY_ENV}={key}"])
+        raise BuildError(
+            [*found, f"refusing to serve: artifacts do not verify against {PUBLIC_KEY_ENV}={key}"]
+        )
 
 
 def sign_if_configured(artifacts: list[Path], rebuilt: set[Path] | None = None) -> list[Path]:
@@ -84,5 +97,9 @@ def sign_if_configured(artifacts: list[Path], rebuilt: set[Path] | None = None) 
     key = configured_key(PRIVATE_KEY_ENV)
     if key is None:
         return []
-    todo = [a for a in artifacts if a.exists() and (rebuilt is None or a in rebuilt or not signature_path(a).exists())]
+    todo = [
+        a
+        for a in artifacts
+        if a.exists() and (rebuilt is None or a in rebuilt or not signature_path(a).exists())
+    ]
     return sign(todo, key)

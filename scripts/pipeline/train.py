@@ -4,6 +4,7 @@ Writes beside the spec's checkpoint path: the state_dict, the pre-processing ass
 (standardization statistics, vocabulary), held-out samples for the golden files, raw example
 requests, and metrics.json with the held-out accuracy.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,7 @@ HELD_OUT_SAMPLES = 16  # held-out examples kept as golden inputs for export and 
 @dataclass
 class TrainResult:
     name: str
-    skipped: bool        # True when nothing changed since the last run
+    skipped: bool  # True when nothing changed since the last run
     metrics: dict
 
 
@@ -43,9 +44,13 @@ def train_fingerprint(spec: ModelSpec, layout: Layout) -> str:
     """Everything that changes the trained weights: model class and kwargs, training settings,
     task and pre-processing, and the code of the module, the data function and the shared
     pre-processing functions."""
-    settings = spec.model_dump(include={"source", "training", "task", "inputs", "outputs"}, mode="json")
+    settings = spec.model_dump(
+        include={"source", "training", "task", "inputs", "outputs"}, mode="json"
+    )
     files = [source_file(spec.source.module), Path(__file__), Path(handlers.processing.__file__)]
-    files += [source_file(target) for target in (spec.training.data, spec.training.assets) if target]
+    files += [
+        source_file(target) for target in (spec.training.data, spec.training.assets) if target
+    ]
     for path in (layout.source(p) for p in spec.training.data_files):
         files += sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
     return fingerprint(settings, files)
@@ -88,12 +93,16 @@ def evaluate(spec: ModelSpec, model: nn.Module, data: TrainingData) -> dict:
         output = model(torch.from_numpy(data.x_test)).numpy()
     if spec.task.kind == "classification":
         predicted = class_scores(output, spec.task.output).argmax(axis=1)
-        return {"held_out_accuracy": float((predicted == data.y_test.reshape(len(predicted))).mean()),
-                "held_out_examples": len(predicted)}
+        return {
+            "held_out_accuracy": float((predicted == data.y_test.reshape(len(predicted))).mean()),
+            "held_out_examples": len(predicted),
+        }
     return {"held_out_mse": float(((output - data.y_test) ** 2).mean())}
 
 
-def save(spec: ModelSpec, model: nn.Module, data: TrainingData, metrics: dict, layout: Layout) -> None:
+def save(
+    spec: ModelSpec, model: nn.Module, data: TrainingData, metrics: dict, layout: Layout
+) -> None:
     out = checkpoint_dir(spec, layout)
     (out / "requests").mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), layout.source(spec.source.checkpoint))
@@ -110,7 +119,9 @@ def write_encoded_examples(spec: ModelSpec, layout: Layout, count: int = 2) -> N
     """Example requests in the kind's encoded form (PNG images) from random rows, so the bytes
     path of a model without training data is verified end to end too."""
     kind = spec.task.preprocess
-    if kind.encoded_suffix is None or kind.asset_files():  # text needs the vocabulary training writes
+    if (
+        kind.encoded_suffix is None or kind.asset_files()
+    ):  # text needs the vocabulary training writes
         return
     rows = random_tensor(spec.inputs[0], count, np.random.default_rng(spec.training.seed))
     folder = checkpoint_dir(spec, layout) / "requests"
@@ -124,7 +135,9 @@ def save_initialisation(spec: ModelSpec, layout: Layout) -> dict:
     seed_everything(spec.training.seed)
     checkpoint_dir(spec, layout).mkdir(parents=True, exist_ok=True)
     if spec.training.assets:
-        for name, text in import_target(spec.training.assets)().items():  # e.g. requests/example.txt too
+        for name, text in import_target(
+            spec.training.assets
+        )().items():  # e.g. requests/example.txt too
             (checkpoint_dir(spec, layout) / name).parent.mkdir(parents=True, exist_ok=True)
             (checkpoint_dir(spec, layout) / name).write_text(text, encoding="utf-8")
     torch.save(build_module(spec).state_dict(), layout.source(spec.source.checkpoint))
@@ -143,7 +156,9 @@ def train_model(spec: ModelSpec, layout: Layout, force: bool = False) -> TrainRe
     if spec.training.data is None:
         metrics = save_initialisation(spec, layout)
     else:
-        data = import_target(spec.training.data)(seed=spec.training.seed, preprocess=spec.task.preprocess)
+        data = import_target(spec.training.data)(
+            seed=spec.training.seed, preprocess=spec.task.preprocess
+        )
         model = fit(spec, data)
         metrics = evaluate(spec, model, data)
         save(spec, model, data, metrics, layout)

@@ -1,5 +1,6 @@
 """The contract between a model's training-data function and the build's train step: part of
 the tool, so a user's own `models/` package never collides with the examples' one."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ class TrainingData:
     checkpoint); `requests` are raw example requests (written under `requests/`) for docs and
     end-to-end checks.
     """
+
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray

@@ -4,6 +4,7 @@ requests, failures, which version answered, and p50/p99; plus each switch's dura
 
 Clients per runtime and protocol: unversioned ones, and ones that name the serving version
 (which stays loaded throughout, on both runtimes)."""
+
 from __future__ import annotations
 
 import json
@@ -18,13 +19,26 @@ from scripts.spec import ModelSpec, UserError
 PHASES = ("before", "rollout", "after rollout", "rollback", "after rollback")
 
 
-def drill(spec: ModelSpec, version: int, servers: dict, layout: Layout, per_endpoint: int = 4,
-          settle_s: float = 2.0) -> dict:
+def drill(
+    spec: ModelSpec,
+    version: int,
+    servers: dict,
+    layout: Layout,
+    per_endpoint: int = 4,
+    settle_s: float = 2.0,
+) -> dict:
     """Roll `version` out and back under load; returns the report (also reports/drill_<model>.json)."""
-    serving = {name: RUNTIMES[name].versions.versions(server, spec).default for name, server in servers.items()}
+    serving = {
+        name: RUNTIMES[name].versions.versions(server, spec).default
+        for name, server in servers.items()
+    }
     if any(version <= v for v in serving.values()):
-        raise UserError([f"drill rolls out a version above the serving one ({serving}); "
-                         f"`make rollback MODEL={spec.name}` first, or pick a higher VERSION"])
+        raise UserError(
+            [
+                f"drill rolls out a version above the serving one ({serving}); "
+                f"`make rollback MODEL={spec.name}` first, or pick a higher VERSION"
+            ]
+        )
     for name in servers:  # built before the load starts: training is not what is measured
         build(RUNTIMES[name], spec, version, layout)
     inputs, expected = expected_outputs(spec, sorted({*serving.values(), version}), layout)
@@ -43,17 +57,34 @@ def drill(spec: ModelSpec, version: int, servers: dict, layout: Layout, per_endp
         marks.append(time.monotonic())
         time.sleep(settle_s)
         marks.append(time.monotonic())
-    report = {"model": spec.name, "serving": serving, "version": version, "clients": len(clients),
-              "client_kinds": sorted({c.name for c in clients}),
-              "switch_s": {o.runtime: {"rollout": o.switch_s} for o in out},
-              "phases": {phase: {name: summary([a for a in traffic.answers if a.runtime == name], start, end)
-                                 for name in servers}
-                         for phase, start, end in zip(PHASES, marks, marks[1:])},
-              "total": {name: summary([a for a in traffic.answers if a.runtime == name]) for name in servers}}
+    report = {
+        "model": spec.name,
+        "serving": serving,
+        "version": version,
+        "clients": len(clients),
+        "client_kinds": sorted({c.name for c in clients}),
+        "switch_s": {o.runtime: {"rollout": o.switch_s} for o in out},
+        "phases": {
+            phase: {
+                name: summary([a for a in traffic.answers if a.runtime == name], start, end)
+                for name in servers
+            }
+            for phase, start, end in zip(PHASES, marks, marks[1:])
+        },
+        "total": {
+            name: summary([a for a in traffic.answers if a.runtime == name]) for name in servers
+        },
+    }
     for o in back:
         report["switch_s"][o.runtime]["rollback"] = o.switch_s
-    report["answers"], report["marks"] = traffic.answers, marks   # for tests: every answer, phase starts
+    report["answers"], report["marks"] = (
+        traffic.answers,
+        marks,
+    )  # for tests: every answer, phase starts
     out_file = layout.reports / f"drill_{spec.name}.json"
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    out_file.write_text(json.dumps({k: v for k, v in report.items() if k not in ("answers", "marks")}, indent=2) + "\n")
+    out_file.write_text(
+        json.dumps({k: v for k, v in report.items() if k not in ("answers", "marks")}, indent=2)
+        + "\n"
+    )
     return report

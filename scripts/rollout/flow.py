@@ -6,6 +6,7 @@ plugins and the servers `make serve` started. A rollout is:
   unversioned request gets the new version (else switch all back); then retire versions other
   than the new default and the one kept for a rollback, once they have drained.
 """
+
 from __future__ import annotations
 
 import time
@@ -28,7 +29,7 @@ class RolloutRefused(UserError):
 class Outcome:
     runtime: str
     model: str
-    action: str                 # rolled out / rolled back / refused / already serving
+    action: str  # rolled out / rolled back / refused / already serving
     default: int
     previous: int | None
     switch_s: float = 0.0
@@ -55,11 +56,15 @@ def after_switch_check(plugin, server, spec: ModelSpec, version: int, layout: La
     """Unversioned requests must now get exactly that version's golden outputs."""
     gate = Gate()
     golden_check(plugin.endpoints.tensor_endpoints(server), spec.at_version(version), layout, gate)
-    return [p.replace(f"version {version} golden samples", "unversioned requests after the switch")
-            for p in gate.problems]
+    return [
+        p.replace(f"version {version} golden samples", "unversioned requests after the switch")
+        for p in gate.problems
+    ]
 
 
-def switch(plugin, server, spec: ModelSpec, version: int, keep: int | None, layout: Layout) -> tuple[float, list[str]]:
+def switch(
+    plugin, server, spec: ModelSpec, version: int, keep: int | None, layout: Layout
+) -> tuple[float, list[str]]:
     """Make `version` the default; switched back to `keep` when the check after fails."""
     started = time.monotonic()
     plugin.versions.make_default(server, spec, version, keep, layout)
@@ -71,7 +76,9 @@ def switch(plugin, server, spec: ModelSpec, version: int, keep: int | None, layo
     return took, problems
 
 
-def drained(plugin, server, spec: ModelSpec, version: int, quiet_s: float = 1.0, timeout_s: float = 60) -> bool:
+def drained(
+    plugin, server, spec: ModelSpec, version: int, quiet_s: float = 1.0, timeout_s: float = 60
+) -> bool:
     """True once the version's finished-request count stays the same for quiet_s."""
     deadline = time.monotonic() + timeout_s
     last = plugin.versions.requests_served(server, spec, version)
@@ -100,15 +107,23 @@ def retire_others(plugin, server, spec: ModelSpec, keep: set[int], layout: Layou
 @dataclass
 class Candidate:
     """One runtime's candidate version, loaded beside the serving one and gated."""
+
     plugin: Any
     server: Any
     serving: int
-    loaded_here: bool            # False when the version was loaded already (kept for a rollback)
+    loaded_here: bool  # False when the version was loaded already (kept for a rollback)
     gate: Gate
 
     def outcome(self, spec: ModelSpec, action: str, **fields) -> Outcome:
-        return Outcome(self.plugin.name, spec.name, action, fields.pop("default", self.serving),
-                       fields.pop("previous", None), gate=self.gate.figures, **fields)
+        return Outcome(
+            self.plugin.name,
+            spec.name,
+            action,
+            fields.pop("default", self.serving),
+            fields.pop("previous", None),
+            gate=self.gate.figures,
+            **fields,
+        )
 
     def withdraw(self, spec: ModelSpec, version: int, layout: Layout) -> None:
         if self.loaded_here:
@@ -118,7 +133,9 @@ class Candidate:
 def serving_version(plugin, server, spec: ModelSpec) -> int:
     default = plugin.versions.versions(server, spec).default
     if default is None:
-        raise UserError([f"{spec.name} is not loaded on {plugin.title}; see `make versions` and its log"])
+        raise UserError(
+            [f"{spec.name} is not loaded on {plugin.title}; see `make versions` and its log"]
+        )
     return default
 
 
@@ -129,31 +146,49 @@ def prepare(plugin, server, spec: ModelSpec, version: int, layout: Layout) -> Ca
     loaded_here = plugin.versions.load_beside(server, spec, version, layout)
     candidate = Candidate(plugin, server, serving, loaded_here, Gate())
     try:
-        candidate.gate = run_gate(lambda: plugin.endpoints.version_endpoints(server, spec, serving),
-                                  lambda: plugin.endpoints.version_endpoints(server, spec, version),
-                                  spec.at_version(serving), spec.at_version(version), layout)
+        candidate.gate = run_gate(
+            lambda: plugin.endpoints.version_endpoints(server, spec, serving),
+            lambda: plugin.endpoints.version_endpoints(server, spec, version),
+            spec.at_version(serving),
+            spec.at_version(version),
+            layout,
+        )
     except Exception:
         candidate.withdraw(spec, version, layout)
         raise
     return candidate
 
 
-def refuse(spec: ModelSpec, version: int, layout: Layout, candidates: list[Candidate], outcomes: list[Outcome],
-           problems: list[str]) -> None:
+def refuse(
+    spec: ModelSpec,
+    version: int,
+    layout: Layout,
+    candidates: list[Candidate],
+    outcomes: list[Outcome],
+    problems: list[str],
+) -> None:
     for candidate in candidates:
         candidate.withdraw(spec, version, layout)
     for outcome in outcomes:
         logged(layout, outcome)
-    raise RolloutRefused([f"{spec.name} version {version} refused; every runtime serves what it served before:",
-                          *problems])
+    raise RolloutRefused(
+        [
+            f"{spec.name} version {version} refused; every runtime serves what it served before:",
+            *problems,
+        ]
+    )
 
 
-def rollout(spec: ModelSpec, version: int, runtime: str, layout: Layout, servers: dict | None = None) -> list[Outcome]:
+def rollout(
+    spec: ModelSpec, version: int, runtime: str, layout: Layout, servers: dict | None = None
+) -> list[Outcome]:
     """Gate the version on every runtime first; switch only when it passed on all of them, and
     switch all back when the check after a switch fails on one."""
     spec.at_version(version)  # an unknown version is refused before anything runs
     targets = servers_of(runtime, layout, servers)
-    problems = [p for plugin, server in targets for p in plugin.versions.rollout_problems(server, spec)]
+    problems = [
+        p for plugin, server in targets for p in plugin.versions.rollout_problems(server, spec)
+    ]
     if problems:
         raise UserError(problems)
     candidates, outcomes = [], []
@@ -163,7 +198,9 @@ def rollout(spec: ModelSpec, version: int, runtime: str, layout: Layout, servers
                 outcomes.append(Outcome(plugin.name, spec.name, "already serving", version, None))
             else:
                 candidates.append(prepare(plugin, server, spec, version, layout))
-    except Exception:   # e.g. the version cannot be built for the next runtime: withdraw it everywhere
+    except (
+        Exception
+    ):  # e.g. the version cannot be built for the next runtime: withdraw it everywhere
         for candidate in candidates:
             candidate.withdraw(spec, version, layout)
         raise
@@ -179,10 +216,14 @@ def rollout(spec: ModelSpec, version: int, runtime: str, layout: Layout, servers
         )
     switched = []
     for candidate in candidates:
-        took, problems = switch(candidate.plugin, candidate.server, spec, version, candidate.serving, layout)
+        took, problems = switch(
+            candidate.plugin, candidate.server, spec, version, candidate.serving, layout
+        )
         if problems:
             for earlier, _ in switched:
-                earlier.plugin.versions.make_default(earlier.server, spec, earlier.serving, version, layout)
+                earlier.plugin.versions.make_default(
+                    earlier.server, spec, earlier.serving, version, layout
+                )
             failed = candidate.outcome(spec, "refused", switch_s=took, problems=problems)
             refuse(
                 spec,
@@ -191,25 +232,44 @@ def rollout(spec: ModelSpec, version: int, runtime: str, layout: Layout, servers
                 candidates,
                 [failed],
                 [f"{candidate.plugin.name}: {p}" for p in problems]
-                + [f"{earlier.plugin.name}: switched back to version {earlier.serving}" for earlier, _ in switched],
+                + [
+                    f"{earlier.plugin.name}: switched back to version {earlier.serving}"
+                    for earlier, _ in switched
+                ],
             )
         switched.append((candidate, took))
     for candidate, took in switched:
-        state.record(layout, candidate.plugin.name, spec.name, version, candidate.serving, candidate.gate.figures)
+        state.record(
+            layout,
+            candidate.plugin.name,
+            spec.name,
+            version,
+            candidate.serving,
+            candidate.gate.figures,
+        )
     for candidate, took in switched:
-        notes = retire_others(candidate.plugin, candidate.server, spec, {version, candidate.serving}, layout)
+        notes = retire_others(
+            candidate.plugin, candidate.server, spec, {version, candidate.serving}, layout
+        )
         outcomes.append(
             logged(
                 layout,
                 candidate.outcome(
-                    spec, "rolled out", default=version, previous=candidate.serving, switch_s=took, problems=notes
+                    spec,
+                    "rolled out",
+                    default=version,
+                    previous=candidate.serving,
+                    switch_s=took,
+                    problems=notes,
                 ),
             )
         )
     return outcomes
 
 
-def rollback(spec: ModelSpec, runtime: str, layout: Layout, servers: dict | None = None) -> list[Outcome]:
+def rollback(
+    spec: ModelSpec, runtime: str, layout: Layout, servers: dict | None = None
+) -> list[Outcome]:
     """Back to the version served before the last rollout, on every runtime (each checked first)."""
     targets = []
     for plugin, server in servers_of(runtime, layout, servers):
@@ -248,7 +308,11 @@ def rollback(spec: ModelSpec, runtime: str, layout: Layout, servers: dict | None
             [
                 f"{spec.name}: rollback refused where the check after the switch failed:",
                 *failed,
-                *(f"{o.runtime}: rolled back to version {o.default}" for o in outcomes if o.action == "rolled back"),
+                *(
+                    f"{o.runtime}: rolled back to version {o.default}"
+                    for o in outcomes
+                    if o.action == "rolled back"
+                ),
             ]
         )
     return outcomes
@@ -268,13 +332,21 @@ def servers_of(runtime: str, layout: Layout, servers: dict | None) -> list[tuple
     ]
 
 
-def restore(runtime: str, models: list[ModelSpec], layout: Layout, servers: dict | None = None) -> list[str]:
+def restore(
+    runtime: str, models: list[ModelSpec], layout: Layout, servers: dict | None = None
+) -> list[str]:
     """After `make serve` started the runtime(s) on the spec's versions: bring each model back on
     the version last rolled out (with the one before it loaded for a rollback)."""
     lines = []
-    for (plugin, server), spec in ((ps, m) for ps in servers_of(runtime, layout, servers) for m in models):
+    for (plugin, server), spec in (
+        (ps, m) for ps in servers_of(runtime, layout, servers) for m in models
+    ):
         served = state.served(layout, plugin.name, spec.name)
-        if not served or served["default"] == spec.version or served["default"] not in spec.version_numbers:
+        if (
+            not served
+            or served["default"] == spec.version
+            or served["default"] not in spec.version_numbers
+        ):
             continue
         build(plugin, spec, served["default"], layout)
         keep = served.get("previous")

@@ -9,6 +9,7 @@ serve it, through the endpoints that reach exactly that version:
    candidate's p99 within `max_p99_factor` of the serving version's (each taken from its best
    round, so that a burst of other traffic does not decide).
 """
+
 from __future__ import annotations
 
 import threading
@@ -25,7 +26,7 @@ from scripts.runtimes.protocols import TensorCall
 from scripts.spec import ModelSpec
 
 Inputs = dict[str, np.ndarray]
-Connect = Callable[[], dict[str, TensorCall]]   # a version's endpoints, on new connections
+Connect = Callable[[], dict[str, TensorCall]]  # a version's endpoints, on new connections
 
 
 @dataclass
@@ -38,11 +39,16 @@ class Gate:
         return not self.problems
 
 
-def golden_check(endpoints: dict[str, TensorCall], spec: ModelSpec, layout: Layout, gate: Gate) -> None:
+def golden_check(
+    endpoints: dict[str, TensorCall], spec: ModelSpec, layout: Layout, gate: Gate
+) -> None:
     checks = check_golden(spec, layout, Endpoints(endpoints, lambda _: {}))
     gate.figures["golden_max_abs_error"] = {c.endpoint: c.max_abs_error for c in checks}
-    gate.problems += [f"version {spec.version} golden samples via {c.endpoint}: {c.detail}"
-                      for c in checks if not c.passed]
+    gate.problems += [
+        f"version {spec.version} golden samples via {c.endpoint}: {c.detail}"
+        for c in checks
+        if not c.passed
+    ]
 
 
 def shadow_inputs(versions: list[ModelSpec], layout: Layout) -> list[Inputs]:
@@ -56,7 +62,9 @@ def shadow_inputs(versions: list[ModelSpec], layout: Layout) -> list[Inputs]:
             groups.append({t.name: golden[f"input.{t.name}"] for t in spec.inputs})
     pipeline = Pipeline(serving_plan(versions[0], layout))
     requests = {p.name: p for spec in versions for p in example_requests(spec, layout)}
-    groups += [pipeline.parse(p.read_bytes(), CONTENT_TYPES.get(p.suffix))[0] for p in requests.values()]
+    groups += [
+        pipeline.parse(p.read_bytes(), CONTENT_TYPES.get(p.suffix))[0] for p in requests.values()
+    ]
     return groups
 
 
@@ -64,14 +72,26 @@ def top1(spec: ModelSpec, outputs: Inputs) -> np.ndarray:
     return class_scores(np.asarray(outputs[spec.outputs[0].name]), spec.task.output).argmax(-1)
 
 
-def shadow_compare(serving: TensorCall, candidate: TensorCall, spec: ModelSpec, groups: list[Inputs],
-                   gate: Gate) -> None:
+def shadow_compare(
+    serving: TensorCall, candidate: TensorCall, spec: ModelSpec, groups: list[Inputs], gate: Gate
+) -> None:
     agree = total = 0
     worst = 0.0
     for inputs in groups:
         old, new = serving(spec, inputs), candidate(spec, inputs)
-        worst = max([worst, *(float(np.abs(np.asarray(new[n], np.float64) - np.asarray(old[n], np.float64)).max())
-                              for n in spec.output_names)])
+        worst = max(
+            [
+                worst,
+                *(
+                    float(
+                        np.abs(
+                            np.asarray(new[n], np.float64) - np.asarray(old[n], np.float64)
+                        ).max()
+                    )
+                    for n in spec.output_names
+                ),
+            ]
+        )
         if spec.task.kind == "classification":
             agree += int((top1(spec, old) == top1(spec, new)).sum())
             total += len(top1(spec, old))
@@ -79,17 +99,23 @@ def shadow_compare(serving: TensorCall, candidate: TensorCall, spec: ModelSpec, 
     gate.figures["shadow_samples"] = sum(len(next(iter(g.values()))) for g in groups)
     gate.figures["max_output_diff"] = worst
     if worst > thresholds.max_output_diff:
-        gate.problems.append(f"outputs differ from the serving version by up to {worst:.4g} "
-                             f"(rollout.max_output_diff {thresholds.max_output_diff:g})")
+        gate.problems.append(
+            f"outputs differ from the serving version by up to {worst:.4g} "
+            f"(rollout.max_output_diff {thresholds.max_output_diff:g})"
+        )
     if total:
         share = agree / total
         gate.figures["label_agreement"] = share
         if share < thresholds.min_label_agreement:
-            gate.problems.append(f"top-1 labels agree with the serving version on {share:.1%} of {total} inputs "
-                                 f"(rollout.min_label_agreement {thresholds.min_label_agreement:.0%})")
+            gate.problems.append(
+                f"top-1 labels agree with the serving version on {share:.1%} of {total} inputs "
+                f"(rollout.min_label_agreement {thresholds.min_label_agreement:.0%})"
+            )
 
 
-def latencies_ms(connect: Connect, spec: ModelSpec, inputs: Inputs, clients: int, seconds: float) -> list[float]:
+def latencies_ms(
+    connect: Connect, spec: ModelSpec, inputs: Inputs, clients: int, seconds: float
+) -> list[float]:
     """Per-request latencies of `clients` threads sending `inputs` for `seconds`, each on a
     connection of its own (tritonclient's are not thread-safe) made before the clock starts (a
     gRPC client compiles its stubs first)."""
@@ -120,7 +146,9 @@ def latencies_ms(connect: Connect, spec: ModelSpec, inputs: Inputs, clients: int
 ROUNDS = 3
 
 
-def p99_check(serving: Connect, candidate: Connect, spec: ModelSpec, row: Inputs, gate: Gate) -> None:
+def p99_check(
+    serving: Connect, candidate: Connect, spec: ModelSpec, row: Inputs, gate: Gate
+) -> None:
     """ROUNDS alternating rounds per version; each version's p99 is its best round's, so a noisy
     moment on a shared machine (a burst of other traffic) does not decide, while a version that
     is slower every time still fails."""
@@ -128,30 +156,51 @@ def p99_check(serving: Connect, candidate: Connect, spec: ModelSpec, row: Inputs
     rounds: dict[str, list[list[float]]] = {"serving": [], "candidate": []}
     for _ in range(ROUNDS):
         for which, connect in (("serving", serving), ("candidate", candidate)):
-            rounds[which].append(latencies_ms(connect, spec, row, settings.load_clients,
-                                              settings.load_seconds / ROUNDS))
-    failed = {which: sum(t == float("inf") for r in runs for t in r) for which, runs in rounds.items()}
+            rounds[which].append(
+                latencies_ms(
+                    connect, spec, row, settings.load_clients, settings.load_seconds / ROUNDS
+                )
+            )
+    failed = {
+        which: sum(t == float("inf") for r in runs for t in r) for which, runs in rounds.items()
+    }
     sent = {which: sum(len(r) for r in runs) for which, runs in rounds.items()}
-    gate.figures["load"] = {"clients": settings.load_clients, "seconds_per_version": settings.load_seconds,
-                            "requests": sent, "failed": failed}
+    gate.figures["load"] = {
+        "clients": settings.load_clients,
+        "seconds_per_version": settings.load_seconds,
+        "requests": sent,
+        "failed": failed,
+    }
     if any(failed.values()) or not all(all(runs) for runs in rounds.values()):
-        gate.problems.append(f"requests failed under load: {failed['candidate']} of {sent['candidate']} on the "
-                             f"candidate, {failed['serving']} of {sent['serving']} on the serving version")
+        gate.problems.append(
+            f"requests failed under load: {failed['candidate']} of {sent['candidate']} on the "
+            f"candidate, {failed['serving']} of {sent['serving']} on the serving version"
+        )
         return
     p99 = {which: min(float(np.percentile(r, 99)) for r in runs) for which, runs in rounds.items()}
     gate.figures["p99_ms"] = p99
     if p99["candidate"] > settings.max_p99_factor * p99["serving"]:
-        gate.problems.append(f"p99 under load {p99['candidate']:.2f} ms vs the serving version's "
-                             f"{p99['serving']:.2f} ms (rollout.max_p99_factor {settings.max_p99_factor:g})")
+        gate.problems.append(
+            f"p99 under load {p99['candidate']:.2f} ms vs the serving version's "
+            f"{p99['serving']:.2f} ms (rollout.max_p99_factor {settings.max_p99_factor:g})"
+        )
 
 
-def run_gate(serving: Connect, candidate: Connect, spec_serving: ModelSpec, spec_candidate: ModelSpec,
-             layout: Layout) -> Gate:
+def run_gate(
+    serving: Connect,
+    candidate: Connect,
+    spec_serving: ModelSpec,
+    spec_candidate: ModelSpec,
+    layout: Layout,
+) -> Gate:
     """All three checks; a failed golden check stops there (the rest would compare garbage)."""
     gate = Gate()
     golden_check(candidate(), spec_candidate, layout, gate)
     if gate.passed:
-        first_serving, first_candidate = next(iter(serving().values())), next(iter(candidate().values()))
+        first_serving, first_candidate = (
+            next(iter(serving().values())),
+            next(iter(candidate().values())),
+        )
         groups = shadow_inputs([spec_serving, spec_candidate], layout)
         shadow_compare(first_serving, first_candidate, spec_candidate, groups, gate)
         row = {name: rows[:1] for name, rows in groups[0].items()}

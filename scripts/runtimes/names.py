@@ -1,5 +1,6 @@
 """The registered runtimes' names, with no imports: the spec (`per_runtime:`, `RUNTIME=`) needs
 them before any runtime code loads. scripts/runtimes/registry.py checks they match its plugins."""
+
 from __future__ import annotations
 
 from typing import Literal

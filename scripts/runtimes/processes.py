@@ -1,4 +1,5 @@
 """What the TorchServe and Triton launchers share: free ports, pid checks, waiting, log tails."""
+
 from __future__ import annotations
 
 import os
@@ -53,9 +54,13 @@ class ModelsFailed(BuildError):
 
     def __init__(self, runtime: str, failed: dict[str, list[str]], waited_s: float):
         self.failed, self.waited_s, self.server = failed, waited_s, None
-        super().__init__([f"{runtime}: model {name} failed to load; its log lines:\n"
-                          + "\n".join(f"    {line}" for line in lines or ["(none mention it)"])
-                          for name, lines in failed.items()])
+        super().__init__(
+            [
+                f"{runtime}: model {name} failed to load; its log lines:\n"
+                + "\n".join(f"    {line}" for line in lines or ["(none mention it)"])
+                for name, lines in failed.items()
+            ]
+        )
 
 
 ERROR_WORDS = re.compile(r"error|exception|fail|died|no such file|not found", re.IGNORECASE)
@@ -65,16 +70,27 @@ def lines_about(paths: list[Path], model: str, limit: int = 8) -> list[str]:
     """The last log lines that name `model` as a word of its own, or as TorchServe's worker tag
     (`W-9000-<model>_<version>-stdout`): why it failed."""
     pattern = re.compile(rf"(?<![\w.]){re.escape(model)}(?:_[\d.]+-|\.mar\b|(?![\w.-]))")
-    found = [line.strip() for path in paths if path.exists()
-             for line in path.read_text(errors="replace").splitlines()
-             if pattern.search(line) and "ACCESS_LOG" not in line]  # not our own readiness polls
+    found = [
+        line.strip()
+        for path in paths
+        if path.exists()
+        for line in path.read_text(errors="replace").splitlines()
+        if pattern.search(line) and "ACCESS_LOG" not in line
+    ]  # not our own readiness polls
     errors = [line for line in found if ERROR_WORDS.search(line)]
     return [line[:600] for line in (errors or found)[-limit:]]
 
 
-def wait_for_models(name: str, models: list[str], ready: Callable[[str], bool], running: Callable[[], bool],
-                    logs: Callable[[], str], timeout_s: float, failed: Callable[[str], bool] = lambda m: False,
-                    log_files: list[Path] = ()) -> float:
+def wait_for_models(
+    name: str,
+    models: list[str],
+    ready: Callable[[str], bool],
+    running: Callable[[], bool],
+    logs: Callable[[], str],
+    timeout_s: float,
+    failed: Callable[[str], bool] = lambda m: False,
+    log_files: list[Path] = (),
+) -> float:
     """Poll until every model is ready or has failed; returns the seconds waited. ModelsFailed
     (the others keep serving) names the failed ones with their log lines; BuildError with the
     log tail when the server dies or the timeout passes."""
@@ -92,11 +108,15 @@ def wait_for_models(name: str, models: list[str], ready: Callable[[str], bool], 
         if pending:
             time.sleep(0.25)
     if broken:
-        raise ModelsFailed(name, {m: lines_about(list(log_files), m) for m in broken}, time.monotonic() - started)
+        raise ModelsFailed(
+            name, {m: lines_about(list(log_files), m) for m in broken}, time.monotonic() - started
+        )
     return time.monotonic() - started
 
 
-def ready_or_stopped(server, names: list[str], wait: Callable[[], float], stop: Callable[[], object]):
+def ready_or_stopped(
+    server, names: list[str], wait: Callable[[], float], stop: Callable[[], object]
+):
     """`server` once wait() says its models are READY; stopped again if start-up fails, except
     when only some models failed (ModelsFailed carries the server, serving the others)."""
     try:

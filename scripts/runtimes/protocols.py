@@ -5,6 +5,7 @@
 dataclasses, never as widened signatures. Building is `scripts/pipeline/ensure.py`'s job:
 `ServerControl.start` only starts what has been built.
 """
+
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
@@ -29,6 +30,7 @@ RequestCall = Callable[[Path], tuple[str, float]]
 @dataclass(frozen=True)
 class Translation:
     """The runtime's own settings for one model, and what it could not represent exactly."""
+
     settings: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
 
@@ -36,63 +38,67 @@ class Translation:
 @dataclass(frozen=True)
 class BuildRow:
     model: str
-    status: str          # "built" / "up to date"
-    detail: str          # where it went, what it holds
+    status: str  # "built" / "up to date"
+    detail: str  # where it went, what it holds
     warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class BuildOptions:
-    force: bool = False              # rebuild even when nothing changed
-    backend: str = "python"          # Triton: python (runs here) | onnxruntime | pytorch
-    out: Path | None = None          # another folder than the layout's (a scratch repository)
+    force: bool = False  # rebuild even when nothing changed
+    backend: str = "python"  # Triton: python (runs here) | onnxruntime | pytorch
+    out: Path | None = None  # another folder than the layout's (a scratch repository)
 
 
 @dataclass(frozen=True)
 class StartOptions:
-    workdir: Path | None = None      # None: the instance `make serve` runs, under layout.run
-    free_ports: bool = False         # True: loopback ports nothing uses (tests, bench)
+    workdir: Path | None = None  # None: the instance `make serve` runs, under layout.run
+    free_ports: bool = False  # True: loopback ports nothing uses (tests, bench)
     timeout_s: float = 300
-    names: list[str] | None = None   # load only these served names
-    artifacts: Path | None = None    # serve another model store / repository (bench's stock)
-    config: Path | None = None       # another configuration template (bench's stock)
-    managed: bool | None = None      # rollouts and faults (TorchServe's model API, Triton's
-                                     # watchdog); None: on for `make serve`'s instance
+    names: list[str] | None = None  # load only these served names
+    artifacts: Path | None = None  # serve another model store / repository (bench's stock)
+    config: Path | None = None  # another configuration template (bench's stock)
+    managed: bool | None = None  # rollouts and faults (TorchServe's model API, Triton's
+    # watchdog); None: on for `make serve`'s instance
 
 
 @dataclass(frozen=True)
 class LoadTarget:
     """One thing perf_analyzer can load: a served model on a running server."""
+
     model: str
     url: str
-    protocol: str                 # http | grpc
-    service_kind: str             # perf_analyzer's --service-kind
-    data: Path                    # perf_analyzer --input-data
+    protocol: str  # http | grpc
+    service_kind: str  # perf_analyzer's --service-kind
+    data: Path  # perf_analyzer --input-data
     token: str | None = None
 
 
 @dataclass(frozen=True)
 class KServeBundle:
     """One runtime's storage tree for KServe, and what its InferenceService needs to know."""
+
     runtime: str
-    tree: Path                   # upload this folder as the storageUri
-    model_format: str            # predictor.model.modelFormat.name
-    runtime_version: str         # the serving image's tag, pinned to what is tested here
-    protocol: str                # predictor.model.protocolVersion
-    models: list[str]            # the served names inside
+    tree: Path  # upload this folder as the storageUri
+    model_format: str  # predictor.model.modelFormat.name
+    runtime_version: str  # the serving image's tag, pinned to what is tested here
+    protocol: str  # predictor.model.protocolVersion
+    models: list[str]  # the served names inside
 
 
 @dataclass(frozen=True)
 class ServedVersions:
     """A model's versions on a running server: those loaded, and the one unversioned requests get."""
+
     loaded: list[int]
     default: int | None
 
 
 class Server(Protocol):
     """A running server's typed handle."""
-    workdir: Path        # its run state: pid, config, keys, logs
-    waited_s: float      # seconds start-up took until READY
+
+    workdir: Path  # its run state: pid, config, keys, logs
+    waited_s: float  # seconds start-up took until READY
 
 
 # --- capabilities ----------------------------------------------------------------------------
@@ -100,7 +106,9 @@ class ArtifactBuilder(Protocol):
     def translate(self, plan: ServingPlan) -> Translation:
         """Batching, workers/instances and timeouts in this runtime's terms."""
 
-    def build(self, specs: list[ModelSpec], layout: Layout, options: BuildOptions) -> list[BuildRow]:
+    def build(
+        self, specs: list[ModelSpec], layout: Layout, options: BuildOptions
+    ) -> list[BuildRow]:
         """Write this runtime's artifact for these models (incremental)."""
 
     def build_version(self, spec: ModelSpec, version: int, layout: Layout) -> BuildRow:
@@ -138,7 +146,9 @@ class Endpoints(Protocol):
     def request_endpoints(self, server: Server, spec: ModelSpec) -> dict[str, RequestCall]:
         """Named endpoints that take what a client sends (image bytes, text, rows)."""
 
-    def version_endpoints(self, server: Server, spec: ModelSpec, version: int) -> dict[str, TensorCall]:
+    def version_endpoints(
+        self, server: Server, spec: ModelSpec, version: int
+    ) -> dict[str, TensorCall]:
         """Tensor endpoints that reach exactly this version (loaded beside or serving)."""
 
 
@@ -153,8 +163,9 @@ class VersionControl(Protocol):
         """Load a version next to the serving one; unversioned requests keep the serving one.
         False when it was loaded already."""
 
-    def make_default(self, server: Server, spec: ModelSpec, version: int, keep: int | None,
-                     layout: Layout) -> None:
+    def make_default(
+        self, server: Server, spec: ModelSpec, version: int, keep: int | None, layout: Layout
+    ) -> None:
         """Send unversioned requests to `version`, keeping `keep` loaded for a rollback."""
 
     def unload(self, server: Server, spec: ModelSpec, version: int, layout: Layout) -> None:
@@ -165,31 +176,36 @@ class VersionControl(Protocol):
         the version has drained."""
 
 
-DeploymentTargets = list[tuple[str, str, str, LoadTarget]]   # (model, setup, protocol, target)
+DeploymentTargets = list[tuple[str, str, str, LoadTarget]]  # (model, setup, protocol, target)
 
 
 class BenchSetup(Protocol):
-    def load_target(self, server: Server, spec: ModelSpec, layout: Layout, workdir: Path) -> LoadTarget:
+    def load_target(
+        self, server: Server, spec: ModelSpec, layout: Layout, workdir: Path
+    ) -> LoadTarget:
         """perf_analyzer's target for the model's tensor endpoint on a running server, with
         golden samples as request data written under workdir."""
 
-    def deployment(self, specs: list[ModelSpec], layout: Layout, workdir: Path,
-                   log: Callable[[str], None]) -> AbstractContextManager[DeploymentTargets]:
+    def deployment(
+        self, specs: list[ModelSpec], layout: Layout, workdir: Path, log: Callable[[str], None]
+    ) -> AbstractContextManager[DeploymentTargets]:
         """This project's deployment and the runtime's stock setup side by side on free ports;
         stopped on exit."""
 
 
 class KServeBundler(Protocol):
-    def bundle(self, specs: list[ModelSpec], layout: Layout, out: Path, settings: KServeSpec) -> KServeBundle:
+    def bundle(
+        self, specs: list[ModelSpec], layout: Layout, out: Path, settings: KServeSpec
+    ) -> KServeBundle:
         """Write the storage tree KServe's runtime for this server starts from (under `out`)."""
 
 
 @dataclass(frozen=True)
 class Runtime:
-    name: str                    # as on the command line: RUNTIME=<name>
-    title: str                   # as printed
-    build_step: str              # its make target / step name: `archive`, `triton-repo`
-    replicas: str                # the spec's serving field it scales by: workers / instances
+    name: str  # as on the command line: RUNTIME=<name>
+    title: str  # as printed
+    build_step: str  # its make target / step name: `archive`, `triton-repo`
+    replicas: str  # the spec's serving field it scales by: workers / instances
     artifacts: ArtifactBuilder
     server: ServerControl
     endpoints: Endpoints

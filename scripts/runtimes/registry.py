@@ -1,4 +1,5 @@
 """The runtimes, by name. A third runtime is one more folder and one more line here."""
+
 from __future__ import annotations
 
 from scripts.runtimes.names import RUNTIME_NAMES

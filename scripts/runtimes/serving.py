@@ -2,6 +2,7 @@
 (never building: the pipeline's ensure step has built and signed it), wait until every model is
 READY, and say where everything is. `serving()` reuses running servers (or starts them for the
 duration) for the steps that need live endpoints."""
+
 from __future__ import annotations
 
 import contextlib
@@ -15,16 +16,20 @@ from scripts.runtimes.registry import RUNTIMES, selected
 from scripts.spec import BuildError, ModelSpec
 
 
-def ready_report(title: str, waited: float, models: list[str],
-                 endpoints: list[tuple[str, str]]) -> list[str]:
+def ready_report(
+    title: str, waited: float, models: list[str], endpoints: list[tuple[str, str]]
+) -> list[str]:
     """What `make serve` prints once a runtime is READY: its models, then where everything is."""
     width = max(len(label) for label, _ in endpoints)
-    return [f"{title} READY in {waited:.1f}s: {', '.join(models)}",
-            *[f"  {label.ljust(width)}  {where}" for label, where in endpoints]]
+    return [
+        f"{title} READY in {waited:.1f}s: {', '.join(models)}",
+        *[f"  {label.ljust(width)}  {where}" for label, where in endpoints],
+    ]
 
 
-def serve_runtimes(runtime: str, models: list[ModelSpec], layout: Layout,
-                   timeout_s: float) -> list[str]:
+def serve_runtimes(
+    runtime: str, models: list[ModelSpec], layout: Layout, timeout_s: float
+) -> list[str]:
     """Start the runtime(s) on their built artifacts. A model that fails to load is named with
     its log lines while the others keep serving (then BuildError, so `make serve` exits
     non-zero); any other failure stops what this call started."""
@@ -36,8 +41,9 @@ def serve_runtimes(runtime: str, models: list[ModelSpec], layout: Layout,
         for r in runtimes:
             failed: set[str] = set()
             if r.server.running(layout) is not None:  # e.g. the other one was killed: start this
-                lines.append(f"{r.title} already running: left as it is "
-                             "(`make stop` first to restart it)")
+                lines.append(
+                    f"{r.title} already running: left as it is (`make stop` first to restart it)"
+                )
                 continue
             try:
                 server = r.server.start(models, layout, StartOptions(timeout_s=timeout_s))
@@ -48,8 +54,9 @@ def serve_runtimes(runtime: str, models: list[ModelSpec], layout: Layout,
                 failures += exc.problems
             started.append((r, server))
             names = [n for m in models for n in r.artifacts.served_names(m) if n not in failed]
-            lines += ready_report(r.title, server.waited_s, names,
-                                  r.server.endpoints_report(server, layout))
+            lines += ready_report(
+                r.title, server.waited_s, names, r.server.endpoints_report(server, layout)
+            )
     except Exception:
         for r, server in started:
             r.server.stop(server.workdir)
@@ -61,13 +68,18 @@ def serve_runtimes(runtime: str, models: list[ModelSpec], layout: Layout,
 
 def stop_all(layout: Layout) -> list[str]:
     """Stop `make serve`'s instance of every runtime (its workdir: the layout's run state)."""
-    return [f"{r.title} stopped" if r.server.stop(layout.state(r.name))
-            else f"{r.title} was not running" for r in RUNTIMES.values()]
+    return [
+        f"{r.title} stopped"
+        if r.server.stop(layout.state(r.name))
+        else f"{r.title} was not running"
+        for r in RUNTIMES.values()
+    ]
 
 
 @contextlib.contextmanager
-def serving(models: list[ModelSpec], layout: Layout,
-            timeout_s: float = 300) -> Iterator[dict[str, Server]]:
+def serving(
+    models: list[ModelSpec], layout: Layout, timeout_s: float = 300
+) -> Iterator[dict[str, Server]]:
     """{runtime name: server} as `make serve` runs them: reused when already running, else
     started here and stopped again on the way out."""
     servers: dict[str, Server] = {}

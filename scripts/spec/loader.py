@@ -1,5 +1,6 @@
 """Reading models.yaml: YAML -> SpecFile, every problem as one line naming the model, the field
 and the fix (SpecError), never a pydantic traceback."""
+
 from __future__ import annotations
 
 import contextlib
@@ -25,7 +26,9 @@ def load_spec(path: str | Path = "models.yaml") -> SpecFile:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError([f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+        raise SpecError(
+            [f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}"]
+        ) from None
     # Paths in the spec are relative to its root (the spec file's folder unless `root:` says
     # otherwise); imports resolve from there too.
     root = spec_root(path, raw.get("root", ".") if isinstance(raw, dict) else ".")
@@ -49,8 +52,10 @@ def _duplicate_names(path: Path, raw: Any) -> list[str]:
     """Checked on the raw entries, so a duplicate is reported even when an entry is invalid."""
     entries = raw.get("models") if isinstance(raw, dict) else None
     names = [e.get("name") for e in entries or [] if isinstance(e, dict) and e.get("name")]
-    return [f"{path}: model {n!r}: name: used by {names.count(n)} models; each model needs its own name"
-            for n in sorted({n for n in names if names.count(n) > 1})]
+    return [
+        f"{path}: model {n!r}: name: used by {names.count(n)} models; each model needs its own name"
+        for n in sorted({n for n in names if names.count(n) > 1})
+    ]
 
 
 @contextlib.contextmanager
@@ -89,7 +94,11 @@ def _describe(path: Path, raw: Any, error: dict) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         close = difflib.get_close_matches(str(loc[-1]), _all_field_names(), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else "remove it (see the spec reference, docs/spec.md)"
+        hint = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else "remove it (see the spec reference, docs/spec.md)"
+        )
         message = f"unknown field; {hint}"
     elif error["type"] == "missing":
         message = "required field is missing"

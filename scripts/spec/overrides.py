@@ -6,6 +6,7 @@ batches whatever waits and answers one client fastest), so the best settings are
 the same for both.
 `make tune` writes these when its per-runtime choices differ.
 """
+
 from __future__ import annotations
 
 from pydantic import Field
@@ -21,19 +22,33 @@ class RuntimeSettings(StrictModel):
     format: Format | None = None
 
     def batching_update(self) -> dict:
-        return {k: v for k, v in (("max_batch_size", self.max_batch_size),
-                                  ("max_queue_delay_ms", self.max_queue_delay_ms)) if v is not None}
+        return {
+            k: v
+            for k, v in (
+                ("max_batch_size", self.max_batch_size),
+                ("max_queue_delay_ms", self.max_queue_delay_ms),
+            )
+            if v is not None
+        }
 
     def serving_update(self) -> dict:
-        return {k: v for k, v in (("threads", self.threads), ("format", self.format)) if v is not None}
+        return {
+            k: v for k, v in (("threads", self.threads), ("format", self.format)) if v is not None
+        }
 
 
-def override_problems(per_runtime: dict[str, RuntimeSettings], max_batch_size: int, wanted: list[str]) -> list[str]:
+def override_problems(
+    per_runtime: dict[str, RuntimeSettings], max_batch_size: int, wanted: list[str]
+) -> list[str]:
     problems = []
     for runtime, settings in per_runtime.items():
         if settings.max_batch_size is not None and max_batch_size == 0:
-            problems.append(f"per_runtime.{runtime}.max_batch_size: the model is never batched "
-                            "(batching.max_batch_size 0) on any runtime; remove it")
+            problems.append(
+                f"per_runtime.{runtime}.max_batch_size: the model is never batched "
+                "(batching.max_batch_size 0) on any runtime; remove it"
+            )
         if settings.format is not None and settings.format not in wanted:
-            problems.append(f"per_runtime.{runtime}.format: {settings.format!r} is not in export.formats {wanted}")
+            problems.append(
+                f"per_runtime.{runtime}.format: {settings.format!r} is not in export.formats {wanted}"
+            )
     return problems

@@ -8,6 +8,7 @@ names a checkpoint; a version you trained yourself names its checkpoint or expor
 
 `rollout:` holds the thresholds `make rollout`'s gate applies before a version takes traffic.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,20 +22,21 @@ from handlers.plan import StrictModel
 class VersionSpec(StrictModel):
     version: int = Field(ge=1)
     description: str | None = None
-    source: dict[str, Any] = {}       # fields of `source:` that differ from the first version
-    training: dict[str, Any] = {}     # fields of `training:` that differ
-    quantize: dict[str, Any] = {}     # fields of `quantize:` (its int8 gate, exclusions) that differ
-    tolerance: dict[str, Any] = {}    # fields of `tolerance:` that differ
+    source: dict[str, Any] = {}  # fields of `source:` that differ from the first version
+    training: dict[str, Any] = {}  # fields of `training:` that differ
+    quantize: dict[str, Any] = {}  # fields of `quantize:` (its int8 gate, exclusions) that differ
+    tolerance: dict[str, Any] = {}  # fields of `tolerance:` that differ
 
 
 class RolloutGate(StrictModel):
     """What a version must show before unversioned traffic moves to it (docs/versions.md,
     "The gate"): its golden samples equal its eager outputs through its own endpoints, and side
     by side with the serving version on the same inputs..."""
-    min_label_agreement: float = Field(0.9, ge=0, le=1)   # classifiers: share of equal top-1 labels
-    max_output_diff: float = Field(float("inf"), ge=0)    # largest |new - serving| output element
-    max_p99_factor: float = Field(2.0, gt=0)              # p99 under load vs the serving version's
-    load_seconds: float = Field(2.0, gt=0, le=60)         # per version, for the p99 comparison
+
+    min_label_agreement: float = Field(0.9, ge=0, le=1)  # classifiers: share of equal top-1 labels
+    max_output_diff: float = Field(float("inf"), ge=0)  # largest |new - serving| output element
+    max_p99_factor: float = Field(2.0, gt=0)  # p99 under load vs the serving version's
+    load_seconds: float = Field(2.0, gt=0, le=60)  # per version, for the p99 comparison
     load_clients: int = Field(4, ge=1, le=64)
 
 
@@ -47,24 +49,46 @@ def versioned_path(path: Path | None, base_dir: Path, version: int) -> Path | No
 
 def version_update(spec, entry: VersionSpec) -> dict[str, Any]:
     """The ModelSpec fields that change for `entry` (raises ValueError naming a bad field)."""
-    source = spec.source.model_validate({**spec.source.model_dump(exclude_unset=True), **entry.source})
+    source = spec.source.model_validate(
+        {**spec.source.model_dump(exclude_unset=True), **entry.source}
+    )
     training = spec.training
     if entry.training:
         if training is None:
-            raise ValueError(f"versions: version {entry.version} sets training, but the model has no training section")
-        training = training.model_validate({**training.model_dump(exclude_unset=True), **entry.training})
+            raise ValueError(
+                f"versions: version {entry.version} sets training, but the model has no training section"
+            )
+        training = training.model_validate(
+            {**training.model_dump(exclude_unset=True), **entry.training}
+        )
     preprocess = spec.task.preprocess
     if training is not None and "checkpoint" not in entry.source and source.checkpoint is not None:
         base_dir = source.checkpoint.parent
-        source = source.model_copy(update={"checkpoint": versioned_path(source.checkpoint, base_dir, entry.version)})
-        preprocess = preprocess.model_copy(update={
-            field: versioned_path(path, base_dir, entry.version) for field, path in preprocess.asset_files().items()})
-    quantize = spec.quantize.model_validate({**spec.quantize.model_dump(exclude_unset=True), **entry.quantize})
-    tolerance = spec.tolerance.model_validate({**spec.tolerance.model_dump(exclude_unset=True), **entry.tolerance})
-    return {"version": entry.version, "source": source, "training": training, "quantize": quantize,
-            "tolerance": tolerance,
-            "description": entry.description or spec.description,
-            "task": spec.task.model_copy(update={"preprocess": preprocess}), "versions": []}
+        source = source.model_copy(
+            update={"checkpoint": versioned_path(source.checkpoint, base_dir, entry.version)}
+        )
+        preprocess = preprocess.model_copy(
+            update={
+                field: versioned_path(path, base_dir, entry.version)
+                for field, path in preprocess.asset_files().items()
+            }
+        )
+    quantize = spec.quantize.model_validate(
+        {**spec.quantize.model_dump(exclude_unset=True), **entry.quantize}
+    )
+    tolerance = spec.tolerance.model_validate(
+        {**spec.tolerance.model_dump(exclude_unset=True), **entry.tolerance}
+    )
+    return {
+        "version": entry.version,
+        "source": source,
+        "training": training,
+        "quantize": quantize,
+        "tolerance": tolerance,
+        "description": entry.description or spec.description,
+        "task": spec.task.model_copy(update={"preprocess": preprocess}),
+        "versions": [],
+    }
 
 
 def version_problems(spec) -> list[str]:
@@ -81,7 +105,9 @@ def version_problems(spec) -> list[str]:
             continue
         source = variant.source.checkpoint or variant.source.exported
         if source in sources:
-            problems.append(f"versions: version {variant.version} uses the same file as version {sources[source]} "
-                            f"({source}); give it source.checkpoint (or source.exported) of its own")
+            problems.append(
+                f"versions: version {variant.version} uses the same file as version {sources[source]} "
+                f"({source}); give it source.checkpoint (or source.exported) of its own"
+            )
         sources[source] = variant.version
     return problems

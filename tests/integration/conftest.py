@@ -1,6 +1,7 @@
 """Real servers for the integration tests, started once per session through the runtime
 plugins on free loopback ports and always stopped: TorchServe on the project's model_store/,
 tritonserver on the project's repository generated into a tmp dir."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,9 +25,17 @@ def triton_repo_dir(built_examples, tmp_path_factory):
 @pytest.fixture(scope="session")
 def triton(triton_repo_dir, tmp_path_factory):
     runtime = RUNTIMES["triton"]
-    server = runtime.server.start(MODELS, LAYOUT, StartOptions(
-        workdir=tmp_path_factory.mktemp("triton"), free_ports=True, timeout_s=240,
-        artifacts=triton_repo_dir, names=triton_server.repository_models(triton_repo_dir)))
+    server = runtime.server.start(
+        MODELS,
+        LAYOUT,
+        StartOptions(
+            workdir=tmp_path_factory.mktemp("triton"),
+            free_ports=True,
+            timeout_s=240,
+            artifacts=triton_repo_dir,
+            names=triton_server.repository_models(triton_repo_dir),
+        ),
+    )
     try:
         yield server
     finally:
@@ -36,8 +45,11 @@ def triton(triton_repo_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def torchserve(built_examples, tmp_path_factory):
     runtime = RUNTIMES["torchserve"]
-    server = runtime.server.start(MODELS, LAYOUT, StartOptions(
-        workdir=tmp_path_factory.mktemp("torchserve"), free_ports=True, timeout_s=240))
+    server = runtime.server.start(
+        MODELS,
+        LAYOUT,
+        StartOptions(workdir=tmp_path_factory.mktemp("torchserve"), free_ports=True, timeout_s=240),
+    )
     try:
         yield server
     finally:

@@ -1,4 +1,5 @@
 """The project's own build (make export): every model, every format, verified under tolerance."""
+
 from __future__ import annotations
 
 import json
@@ -25,13 +26,21 @@ def test_every_format_verified_and_golden_samples_reproduce(spec):
     assert {r["format"] for r in report["results"]} == tolerance_checked
     assert {r["batch_size"] for r in report["results"]} == {1, 3, spec.batching.max_batch_size}
     if "onnx_int8" in spec.export.formats:
-        assert report["int8"]["gate"]["passed"] and report["int8"]["gate"]["metric"] == "held-out accuracy"
+        assert (
+            report["int8"]["gate"]["passed"]
+            and report["int8"]["gate"]["metric"] == "held-out accuracy"
+        )
     golden = np.load(out / "golden.npz")
     inputs = {t.name: golden[f"input.{t.name}"] for t in spec.inputs}
     for fmt in tolerance_checked:
-        outputs = load_runner(fmt, out / ARTIFACT_FILES[fmt], spec.tensor_names, output_names=spec.output_names)(inputs)
+        outputs = load_runner(
+            fmt, out / ARTIFACT_FILES[fmt], spec.tensor_names, output_names=spec.output_names
+        )(inputs)
         for tensor, got in zip(spec.outputs, outputs):
-            assert compare(got, golden[f"output.{tensor.name}"], spec.tolerance).passed, (spec.name, fmt)
+            assert compare(got, golden[f"output.{tensor.name}"], spec.tolerance).passed, (
+                spec.name,
+                fmt,
+            )
 
 
 def test_trained_models_are_accurate():
@@ -39,5 +48,7 @@ def test_trained_models_are_accurate():
     # from scratch reaches ~0.80 there; its served check is the hand-written sentences' test
     floors = {"sentiment_lstm": 0.75}
     for spec in SPEC.models:
-        metrics = json.loads((REPO / spec.source.checkpoint).parent.joinpath("metrics.json").read_text())
+        metrics = json.loads(
+            (REPO / spec.source.checkpoint).parent.joinpath("metrics.json").read_text()
+        )
         assert metrics["held_out_accuracy"] > floors.get(spec.name, 0.9), (spec.name, metrics)

@@ -1,6 +1,7 @@
 """5,000 mixed valid requests from 32 concurrent clients across both servers and every
 endpoint: no errors, and every answer equal to its golden output. Figures go to
 reports/concurrency.json (no timing is asserted)."""
+
 from __future__ import annotations
 
 import collections
@@ -26,7 +27,9 @@ ENDPOINTS = ("torchserve-rest", "torchserve-grpc", "triton-http", "triton-grpc",
 def golden(name: str):
     spec = SPEC[name]
     g = np.load(LAYOUT.artifacts / name / str(spec.version) / "golden.npz")
-    return {t.name: g[f"input.{t.name}"] for t in spec.inputs}, {t.name: g[f"output.{t.name}"] for t in spec.outputs}
+    return {t.name: g[f"input.{t.name}"] for t in spec.inputs}, {
+        t.name: g[f"output.{t.name}"] for t in spec.outputs
+    }
 
 
 def test_5000_mixed_requests_from_32_clients(torchserve, triton):
@@ -37,11 +40,15 @@ def test_5000_mixed_requests_from_32_clients(torchserve, triton):
     local = threading.local()
 
     def clients():
-        if not hasattr(local, "clients"):  # one set per thread: the HTTP clients are not thread-safe
-            local.clients = {"torchserve-rest": TorchServeClient.for_server(torchserve),
-                             "torchserve-grpc": TorchServeGrpcClient.for_server(torchserve),
-                             "triton-http": TritonClient(triton.http_url, "http"),
-                             "triton-grpc": TritonClient(triton.grpc_url, "grpc")}
+        if not hasattr(
+            local, "clients"
+        ):  # one set per thread: the HTTP clients are not thread-safe
+            local.clients = {
+                "torchserve-rest": TorchServeClient.for_server(torchserve),
+                "torchserve-grpc": TorchServeGrpcClient.for_server(torchserve),
+                "triton-http": TritonClient(triton.http_url, "http"),
+                "triton-grpc": TritonClient(triton.grpc_url, "grpc"),
+            }
         return local.clients
 
     def one(i: int) -> tuple[str, str, float]:
@@ -53,20 +60,24 @@ def test_5000_mixed_requests_from_32_clients(torchserve, triton):
         started = time.perf_counter()
         if endpoint == "triton-ensemble":
             text = sorted(texts)[row % len(texts)]
-            label = decode_labels(clients()["triton-http"].infer("sentiment_lstm_ensemble", {"TEXT": [text]})["label"])[
-                0
-            ]
+            label = decode_labels(
+                clients()["triton-http"].infer("sentiment_lstm_ensemble", {"TEXT": [text]})["label"]
+            )[0]
             assert label == expected_labels[text]
             return endpoint, "sentiment_lstm_ensemble", time.perf_counter() - started
         one_row = {k: v[row : row + 1] for k, v in inputs.items()}
         if endpoint.startswith("torchserve"):
-            answer = clients()[endpoint].predict(name, {"tensors": {k: v.tolist() for k, v in one_row.items()}})
+            answer = clients()[endpoint].predict(
+                name, {"tensors": {k: v.tolist() for k, v in one_row.items()}}
+            )
             served = {t.name: np.array([answer[0]["outputs"][t.name]]) for t in spec.outputs}
         else:
             served = clients()[endpoint].infer(name, one_row, spec_datatypes(spec))
         for t in spec.outputs:
             result = compare(
-                np.asarray(served[t.name], dtype=outputs[t.name].dtype), outputs[t.name][row : row + 1], spec.tolerance
+                np.asarray(served[t.name], dtype=outputs[t.name].dtype),
+                outputs[t.name][row : row + 1],
+                spec.tolerance,
             )
             assert result.passed, (endpoint, name, row, result)
         return endpoint, name, time.perf_counter() - started

@@ -5,6 +5,7 @@ flight when a process dies may fail, and the model recovers by itself.
   hangs, the model reads READY), so the watchdog beside the server reloads the model.
 Figures are printed (pytest -s) for the record; no timing is asserted beyond the 10 s recovery
 bound the watchdog promises."""
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,9 @@ def wait_for(condition, timeout_s: float, what: str) -> float:
 def under_load(runtime: str, server, kill, recovered, timeout_s: float = 10):
     """Load for 1 s, kill, wait for recovery, load 2 s more; (answers, kill time, recovery s)."""
     inputs, expected = expected_outputs(SPEC, [SPEC.version], LAYOUT)
-    with Traffic(SPEC, clients_for({runtime: server}, SPEC, CLIENTS_PER_ENDPOINT), expected, inputs) as traffic:
+    with Traffic(
+        SPEC, clients_for({runtime: server}, SPEC, CLIENTS_PER_ENDPOINT), expected, inputs
+    ) as traffic:
         time.sleep(1.0)
         killed_at = time.monotonic()
         kill()
@@ -50,8 +53,13 @@ def under_load(runtime: str, server, kill, recovered, timeout_s: float = 10):
 
 
 def report(runtime: str, answers, killed_at: float, recovery_s: float) -> dict:
-    figures = {"runtime": runtime, "clients": 2 * CLIENTS_PER_ENDPOINT, "recovery_s": round(recovery_s, 3),
-               "before kill": summary(answers, until=killed_at), "after kill": summary(answers, since=killed_at)}
+    figures = {
+        "runtime": runtime,
+        "clients": 2 * CLIENTS_PER_ENDPOINT,
+        "recovery_s": round(recovery_s, 3),
+        "before kill": summary(answers, until=killed_at),
+        "after kill": summary(answers, since=killed_at),
+    }
     print(json.dumps(figures))
     return figures
 
@@ -67,14 +75,17 @@ def only_in_flight_failed(answers, killed_at: float) -> None:
     late = [a for a in failed if a.started > known]
     assert not late, f"{len(late)} requests sent after the death was known failed: {late[:3]}"
     per_client = Counter(a.client_id for a in failed)
-    assert max(per_client.values()) == 1, per_client      # at most one in flight per client
+    assert max(per_client.values()) == 1, per_client  # at most one in flight per client
 
 
 @pytest.fixture()
 def torchserve(built_examples, tmp_path):
     plugin = RUNTIMES["torchserve"]
-    server = plugin.server.start([SPEC], LAYOUT, StartOptions(workdir=tmp_path / "ts", free_ports=True,
-                                                              timeout_s=240, managed=False))
+    server = plugin.server.start(
+        [SPEC],
+        LAYOUT,
+        StartOptions(workdir=tmp_path / "ts", free_ports=True, timeout_s=240, managed=False),
+    )
     try:
         yield server
     finally:
@@ -87,11 +98,22 @@ def triton(built_examples, tmp_path, request):
     other instance keeps answering."""
     plugin = RUNTIMES["triton"]
     repo = tmp_path / "repo"
-    spec = SPEC.model_copy(update={"serving": SPEC.serving.model_copy(update={"instances": request.param})})
+    spec = SPEC.model_copy(
+        update={"serving": SPEC.serving.model_copy(update={"instances": request.param})}
+    )
     plugin.artifacts.build([spec], LAYOUT, BuildOptions(out=repo))
-    server = plugin.server.start([spec], LAYOUT, StartOptions(
-        workdir=tmp_path / "triton", free_ports=True, timeout_s=240, artifacts=repo,
-        names=["digits_cnn"], managed=True))
+    server = plugin.server.start(
+        [spec],
+        LAYOUT,
+        StartOptions(
+            workdir=tmp_path / "triton",
+            free_ports=True,
+            timeout_s=240,
+            artifacts=repo,
+            names=["digits_cnn"],
+            managed=True,
+        ),
+    )
     try:
         yield server
     finally:
@@ -100,26 +122,34 @@ def triton(built_examples, tmp_path, request):
 
 def test_a_killed_torchserve_worker_fails_only_its_requests_in_flight_and_comes_back(torchserve):
     client = TorchServeClient.for_server(torchserve)
-    problems = RUNTIMES["torchserve"].versions.rollout_problems(torchserve, SPEC)   # started without the model API
+    problems = RUNTIMES["torchserve"].versions.rollout_problems(
+        torchserve, SPEC
+    )  # started without the model API
     assert problems and "`make stop` then `make serve`" in problems[0]
     before = client.worker_pids(SPEC.name)
     assert len(before) == 2
 
     def recovered() -> bool:
         workers = [w for entry in client.describe(SPEC.name) for w in entry["workers"]]
-        return len(workers) == 2 and all(w["status"] == "READY" for w in workers) \
+        return (
+            len(workers) == 2
+            and all(w["status"] == "READY" for w in workers)
             and {w["pid"] for w in workers} != set(before)
+        )
 
-    answers, killed_at, recovery_s = under_load("torchserve", torchserve,
-                                                lambda: os.kill(before[0], signal.SIGKILL), recovered, 60)
+    answers, killed_at, recovery_s = under_load(
+        "torchserve", torchserve, lambda: os.kill(before[0], signal.SIGKILL), recovered, 60
+    )
     figures = report("torchserve", answers, killed_at, recovery_s)
     only_in_flight_failed(answers, killed_at)
     assert figures["after kill"]["requests"] > figures["after kill"]["failed"]
-    assert before[1] in client.worker_pids(SPEC.name)          # the other worker served on
+    assert before[1] in client.worker_pids(SPEC.name)  # the other worker served on
 
 
 def test_a_killed_triton_stub_is_detected_and_its_model_reloaded_within_10s(triton):
-    stub = next(pid for pid, (model, _) in stubs(triton_server.pid(triton)).items() if model == SPEC.name)
+    stub = next(
+        pid for pid, (model, _) in stubs(triton_server.pid(triton)).items() if model == SPEC.name
+    )
     log = triton.workdir / LOG
     wait_for(lambda: log.exists(), 10, "the watchdog started")
 
@@ -127,8 +157,9 @@ def test_a_killed_triton_stub_is_detected_and_its_model_reloaded_within_10s(trit
         events = [json.loads(line) for line in log.read_text().splitlines()]
         return any(e["event"].startswith("stub died") and e["model"] == SPEC.name for e in events)
 
-    answers, killed_at, recovery_s = under_load("triton", triton, lambda: os.kill(stub, signal.SIGKILL),
-                                                recovered, 10)
+    answers, killed_at, recovery_s = under_load(
+        "triton", triton, lambda: os.kill(stub, signal.SIGKILL), recovered, 10
+    )
     figures = report("triton", answers, killed_at, recovery_s)
     only_in_flight_failed(answers, killed_at)
     assert figures["after kill"]["requests"] > figures["after kill"]["failed"]

@@ -4,6 +4,7 @@ KServe's arguments on the generated (Python-backend) Triton tree; golden answers
 v2 (TorchServe) and v2 HTTP/gRPC (Triton). What the tests change is named: the mount path
 (/mnt/models -> the tree), the ports (free loopback ones) and, for tritonserver, this machine's
 backend directory."""
+
 from __future__ import annotations
 
 import base64
@@ -35,8 +36,13 @@ from tests.conftest import LAYOUT, REPO
 pytestmark = pytest.mark.integration
 SPECFILE = load_spec(REPO / "models.yaml")
 SPEC = {m.name: m for m in SPECFILE.models}
-PORT_KEYS = ("inference_address", "management_address", "metrics_address", "grpc_inference_port",
-             "grpc_management_port")
+PORT_KEYS = (
+    "inference_address",
+    "management_address",
+    "metrics_address",
+    "grpc_inference_port",
+    "grpc_management_port",
+)
 
 
 def golden(name: str) -> dict[str, np.ndarray]:
@@ -47,8 +53,13 @@ def golden(name: str) -> dict[str, np.ndarray]:
 def assert_golden(name: str, outputs: dict[str, np.ndarray], rows: int) -> None:
     data = golden(name)
     for t in SPEC[name].outputs:
-        result = compare(np.asarray(outputs[t.name], dtype=np.float32).reshape(data[f"output.{t.name}"][:rows].shape),
-                         data[f"output.{t.name}"][:rows], SPEC[name].tolerance)
+        result = compare(
+            np.asarray(outputs[t.name], dtype=np.float32).reshape(
+                data[f"output.{t.name}"][:rows].shape
+            ),
+            data[f"output.{t.name}"][:rows],
+            SPEC[name].tolerance,
+        )
         assert result.passed, (name, t.name, result)
 
 
@@ -68,10 +79,19 @@ def as_kserve_pod(config: Path, tree: Path, ports: ts.Ports) -> str:
     original = text
     text = text.replace(str(ts_kserve.MOUNT), str(tree))
     for key, port in zip(PORT_KEYS, dataclasses.astuple(ports)):
-        text = re.sub(rf"^({key}=).*$", lambda m, p=port, k=key: m.group(1) + (
-            f"http://127.0.0.1:{p}" if k.endswith("address") else str(p)), text, flags=re.MULTILINE)
-    changed = {a.split("=")[0] for a, b in zip(original.splitlines(), text.splitlines())
-               if a != b and not a.startswith("#")}
+        text = re.sub(
+            rf"^({key}=).*$",
+            lambda m, p=port, k=key: (
+                m.group(1) + (f"http://127.0.0.1:{p}" if k.endswith("address") else str(p))
+            ),
+            text,
+            flags=re.MULTILINE,
+        )
+    changed = {
+        a.split("=")[0]
+        for a, b in zip(original.splitlines(), text.splitlines())
+        if a != b and not a.startswith("#")
+    }
     assert changed <= {*PORT_KEYS, "model_store", "allowed_urls"}, changed
     return text
 
@@ -87,11 +107,20 @@ def kserve_torchserve(bundles, tmp_path_factory):
         (server.workdir / sub).mkdir()
     command = ts_kserve.kserve_command(tree)
     command[0] = str(Path(sys.executable).with_name("torchserve"))
-    with open(server.workdir / "logs" / "launcher.log", "wb") as log:  # not a pipe: the JVM keeps it open
-        subprocess.run(command, cwd=server.workdir, env=server.env(), check=True, stdout=log, stderr=subprocess.STDOUT)
+    with open(
+        server.workdir / "logs" / "launcher.log", "wb"
+    ) as log:  # not a pipe: the JVM keeps it open
+        subprocess.run(
+            command,
+            cwd=server.workdir,
+            env=server.env(),
+            check=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        assert not server.key_file.exists()   # token authorization is off: no key_file.json
-        ts.wait_ready(server, list(SPEC), 240)   # as KServe's wrapper asks: management API, no token
+        assert not server.key_file.exists()  # token authorization is off: no key_file.json
+        ts.wait_ready(server, list(SPEC), 240)  # as KServe's wrapper asks: management API, no token
         yield server
     finally:
         ts.stop(server.workdir)
@@ -99,13 +128,21 @@ def kserve_torchserve(bundles, tmp_path_factory):
 
 def test_torchserve_tree_is_what_kserve_expects(bundles):
     tree = bundles[0]["torchserve"].tree
-    assert sorted(p.name for p in (tree / "model-store").iterdir()) == sorted(f"{n}.mar" for n in SPEC)
-    settings = dict(line.split("=", 1) for line in (tree / "config" / "config.properties").read_text().splitlines()
-                    if line and not line.startswith("#"))
+    assert sorted(p.name for p in (tree / "model-store").iterdir()) == sorted(
+        f"{n}.mar" for n in SPEC
+    )
+    settings = dict(
+        line.split("=", 1)
+        for line in (tree / "config" / "config.properties").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
     assert settings["model_store"] == "/mnt/models/model-store"
     assert settings["inference_address"] == "http://127.0.0.1:8085"
     assert settings["disable_token_authorization"] == "true"
-    assert settings["metrics_address"] == "http://0.0.0.0:8082" and settings["enable_envvars_config"] == "false"
+    assert (
+        settings["metrics_address"] == "http://0.0.0.0:8082"
+        and settings["enable_envvars_config"] == "false"
+    )
     assert "service_envelope" not in settings and settings["enable_model_api"] == "false"
     snapshot = json.loads(settings["model_snapshot"])
     assert sorted(snapshot["models"]) == sorted(SPEC) and snapshot["modelCount"] == len(SPEC)
@@ -114,11 +151,21 @@ def test_torchserve_tree_is_what_kserve_expects(bundles):
 @pytest.mark.parametrize("name", sorted(SPEC))
 def test_torchserve_v2_tensors_give_golden_outputs(kserve_torchserve, name):
     data = golden(name)
-    body = {"id": "golden", "inputs": [{"name": t.name, "shape": list(data[f"input.{t.name}"][:4].shape),
-                                        "datatype": spec_datatypes(SPEC[name])[t.name],
-                                        "data": data[f"input.{t.name}"][:4].reshape(-1).tolist()}
-                                       for t in SPEC[name].inputs]}
-    reply = requests.post(f"{kserve_torchserve.inference_url}/v2/models/{name}/infer", json=body, timeout=30)
+    body = {
+        "id": "golden",
+        "inputs": [
+            {
+                "name": t.name,
+                "shape": list(data[f"input.{t.name}"][:4].shape),
+                "datatype": spec_datatypes(SPEC[name])[t.name],
+                "data": data[f"input.{t.name}"][:4].reshape(-1).tolist(),
+            }
+            for t in SPEC[name].inputs
+        ],
+    }
+    reply = requests.post(
+        f"{kserve_torchserve.inference_url}/v2/models/{name}/infer", json=body, timeout=30
+    )
     assert reply.status_code == 200, reply.text
     answer = reply.json()
     assert answer["id"] == "golden" and answer["model_name"] == name
@@ -127,28 +174,63 @@ def test_torchserve_v2_tensors_give_golden_outputs(kserve_torchserve, name):
 
 def test_torchserve_v1_instances(kserve_torchserve):
     url = kserve_torchserve.inference_url
-    data = golden("digits_cnn")   # image arrays are model inputs as they are: golden outputs
-    reply = requests.post(f"{url}/v1/models/digits_cnn:predict", timeout=30,
-                          json={"instances": data["input.image"][:3].tolist()})
+    data = golden("digits_cnn")  # image arrays are model inputs as they are: golden outputs
+    reply = requests.post(
+        f"{url}/v1/models/digits_cnn:predict",
+        timeout=30,
+        json={"instances": data["input.image"][:3].tolist()},
+    )
     assert reply.status_code == 200, reply.text
-    assert_golden("digits_cnn", {"logits": [p["outputs"]["logits"] for p in reply.json()["predictions"]]}, 3)
+    assert_golden(
+        "digits_cnn", {"logits": [p["outputs"]["logits"] for p in reply.json()["predictions"]]}, 3
+    )
     pngs = sorted((REPO / "checkpoints/digits_cnn/requests").glob("digit_*.png"))
-    reply = requests.post(f"{url}/v1/models/digits_cnn:predict", timeout=30, json={
-        "instances": [{"b64": base64.b64encode(p.read_bytes()).decode()} for p in pngs]})
+    reply = requests.post(
+        f"{url}/v1/models/digits_cnn:predict",
+        timeout=30,
+        json={"instances": [{"b64": base64.b64encode(p.read_bytes()).decode()} for p in pngs]},
+    )
     assert [p["label"] for p in reply.json()["predictions"]] == [p.stem.split("_")[1] for p in pngs]
-    texts = ["an absolute delight", "a tedious mess"]   # v1 equals the handler's own (verified) route
-    v1 = requests.post(f"{url}/v1/models/sentiment_lstm:predict", json={"instances": texts}, timeout=30)
+    texts = [
+        "an absolute delight",
+        "a tedious mess",
+    ]  # v1 equals the handler's own (verified) route
+    v1 = requests.post(
+        f"{url}/v1/models/sentiment_lstm:predict", json={"instances": texts}, timeout=30
+    )
     own = requests.post(f"{url}/predictions/sentiment_lstm", json={"inputs": texts}, timeout=30)
     assert v1.status_code == own.status_code == 200 and v1.json()["predictions"] == own.json()
 
 
-@pytest.mark.parametrize("path, body, message", [
-    ("v1/models/tabular_mlp:predict", {"instances": [[1.0, 2.0]]}, "expected shape [30]"),
-    ("v2/models/tabular_mlp/infer", {"inputs": [{"name": "features", "shape": [1, 30], "datatype": "FP64",
-                                                 "data": [0.0] * 30}]}, "expected 'FP32'"),
-    ("v2/models/digits_cnn/infer", {"inputs": [{"name": "IMAGE", "shape": [1], "datatype": "BYTES",
-                                                "data": ["bm90IGFuIGltYWdl"]}]}, "cannot decode image"),
-])
+@pytest.mark.parametrize(
+    "path, body, message",
+    [
+        ("v1/models/tabular_mlp:predict", {"instances": [[1.0, 2.0]]}, "expected shape [30]"),
+        (
+            "v2/models/tabular_mlp/infer",
+            {
+                "inputs": [
+                    {"name": "features", "shape": [1, 30], "datatype": "FP64", "data": [0.0] * 30}
+                ]
+            },
+            "expected 'FP32'",
+        ),
+        (
+            "v2/models/digits_cnn/infer",
+            {
+                "inputs": [
+                    {
+                        "name": "IMAGE",
+                        "shape": [1],
+                        "datatype": "BYTES",
+                        "data": ["bm90IGFuIGltYWdl"],
+                    }
+                ]
+            },
+            "cannot decode image",
+        ),
+    ],
+)
 def test_torchserve_bad_kserve_bodies_get_400(kserve_torchserve, path, body, message):
     reply = requests.post(f"{kserve_torchserve.inference_url}/{path}", json=body, timeout=30)
     assert reply.status_code == 400 and message in reply.json()["error"], reply.text
@@ -157,10 +239,15 @@ def test_torchserve_bad_kserve_bodies_get_400(kserve_torchserve, path, body, mes
 
 def test_torchserve_form_encoded_body_names_the_content_type(kserve_torchserve):
     """curl -d's default Content-Type: TorchServe decodes the body as a form before the handler."""
-    reply = requests.post(f"{kserve_torchserve.inference_url}/v1/models/sentiment_lstm:predict", timeout=30,
-                          data=json.dumps({"instances": ["fine"]}),
-                          headers={"Content-Type": "application/x-www-form-urlencoded"})
-    assert reply.status_code == 400 and "Content-Type: application/json" in reply.json()["error"], reply.text
+    reply = requests.post(
+        f"{kserve_torchserve.inference_url}/v1/models/sentiment_lstm:predict",
+        timeout=30,
+        data=json.dumps({"instances": ["fine"]}),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert reply.status_code == 400 and "Content-Type: application/json" in reply.json()["error"], (
+        reply.text
+    )
 
 
 @pytest.fixture(scope="module")
@@ -168,16 +255,23 @@ def kserve_triton(bundles, tmp_path_factory):
     tree = bundles[0]["triton"].tree
     workdir = tmp_path_factory.mktemp("tr-kserve")
     http, grpc, metrics = free_port(), free_port(), free_port()
-    command = [str(tr.wheel_dir() / "bin" / "tritonserver"), *tr_kserve.kserve_args(tree, http, grpc),
-               # this machine's: the assembled Python backend, loopback, a free metrics port
-               f"--backend-directory={tr.assemble_backends(workdir / 'backends')}",
-               "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", f"--metrics-port={metrics}"]
+    command = [
+        str(tr.wheel_dir() / "bin" / "tritonserver"),
+        *tr_kserve.kserve_args(tree, http, grpc),
+        # this machine's: the assembled Python backend, loopback, a free metrics port
+        f"--backend-directory={tr.assemble_backends(workdir / 'backends')}",
+        "--http-address=127.0.0.1",
+        "--grpc-address=127.0.0.1",
+        f"--metrics-port={metrics}",
+    ]
     server = tr.Triton(workdir, tr.Ports(http, grpc, metrics), None)
     with open(server.log_file, "wb") as log:
-        process = subprocess.Popen(command, cwd=workdir, env=tr.env(), stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=workdir, env=tr.env(), stdout=log, stderr=subprocess.STDOUT
+        )
     server.pid_file.write_text(f"{process.pid}\n")
     try:
-        tr.wait_ready(server, tr.repository_models(tree), 240)   # every model, ensembles included
+        tr.wait_ready(server, tr.repository_models(tree), 240)  # every model, ensembles included
         yield f"127.0.0.1:{http}", f"127.0.0.1:{grpc}"
     finally:
         process.terminate()
@@ -190,8 +284,11 @@ def test_triton_tree_started_with_kserve_args_gives_golden_outputs(kserve_triton
     try:
         for name, spec in SPEC.items():
             data = golden(name)
-            outputs = client.infer(name, {t.name: data[f"input.{t.name}"][:4] for t in spec.inputs},
-                                   spec_datatypes(spec))
+            outputs = client.infer(
+                name,
+                {t.name: data[f"input.{t.name}"][:4] for t in spec.inputs},
+                spec_datatypes(spec),
+            )
             assert_golden(name, outputs, 4)
         png = sorted((REPO / "checkpoints/digits_cnn/requests").glob("digit_*.png"))[0]
         label = client.infer("digits_cnn_ensemble", {"IMAGE": [png.read_bytes()]})["label"]
@@ -207,19 +304,28 @@ def test_native_triton_tree_has_only_native_models_and_checks_offline(tmp_path):
     configs = [read_config(p) for p in sorted(made[0].tree.glob("*/config.pbtxt"))]
     assert sorted(c.name for c in configs) == sorted(SPEC)
     assert {c.backend for c in configs} == {"onnxruntime"}
-    assert all((made[0].tree / c.name / str(SPEC[c.name].version) / "model.onnx").exists() for c in configs)
+    assert all(
+        (made[0].tree / c.name / str(SPEC[c.name].version) / "model.onnx").exists() for c in configs
+    )
 
 
 def test_manifests_point_at_each_bundle(bundles):
     made, manifests = bundles
     assert len(manifests) == 6
     for runtime, bundle in made.items():
-        isvc, canary, rollback = [yaml.safe_load((manifests[0].parent / f"torchship-{runtime}{stage}.yaml").read_text())
-                                  for stage in ("", "-canary", "-rollback")]
+        isvc, canary, rollback = [
+            yaml.safe_load((manifests[0].parent / f"torchship-{runtime}{stage}.yaml").read_text())
+            for stage in ("", "-canary", "-rollback")
+        ]
         model = isvc["spec"]["predictor"]["model"]
-        assert model["modelFormat"]["name"] == bundle.model_format and model["runtimeVersion"] == bundle.runtime_version
+        assert (
+            model["modelFormat"]["name"] == bundle.model_format
+            and model["runtimeVersion"] == bundle.runtime_version
+        )
         assert model["storageUri"].startswith(f"{SPECFILE.kserve.storage_uri}/{runtime}/")
         assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
         assert canary["spec"]["predictor"]["canaryTrafficPercent"] == SPECFILE.kserve.canary_percent
         assert rollback["spec"]["predictor"]["canaryTrafficPercent"] == 0
-        assert canary["spec"]["predictor"]["model"] == rollback["spec"]["predictor"]["model"] == model
+        assert (
+            canary["spec"]["predictor"]["model"] == rollback["spec"]["predictor"]["model"] == model
+        )

@@ -1,6 +1,7 @@
 """The tool used from a user's own repository: a folder outside this checkout with its own
 `models/` package (the same name as the examples' package), its own checkpoint and no
 config.properties, served and verified on both runtimes by the README's commands with SPEC=."""
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,7 @@ class Scorer(nn.Module):
         return torch.sigmoid(self.head(torch.cat([x, self.embed(bucket)], dim=1)))
 '''
 
-SPEC = '''
+SPEC = """
 models:
   - name: own_scorer
     version: 1
@@ -48,8 +49,8 @@ models:
     task: {kind: regression}
     batching: {max_batch_size: 4}
     export: {formats: [torchscript, onnx]}
-'''
-PORTS = (8080, 8081, 8082, 7070, 7071, 8000, 8001, 8002)   # `make serve`'s defaults
+"""
+PORTS = (8080, 8081, 8082, 7070, 7071, 8000, 8001, 8002)  # `make serve`'s defaults
 
 
 def user_repository(folder: Path) -> Path:
@@ -74,11 +75,18 @@ def busy(port: int) -> bool:
 
 
 def make(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=900)
+    return subprocess.run(
+        ["make", "--no-print-directory", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
-def test_a_model_in_its_own_repository_is_served_and_verified_on_both_runtimes(tmp_path, built_examples):
+def test_a_model_in_its_own_repository_is_served_and_verified_on_both_runtimes(
+    tmp_path, built_examples
+):
     taken = [p for p in PORTS if busy(p)]
     assert not taken, f"`make serve`'s ports {taken} are in use: stop what runs there (`make stop`)"
     spec = user_repository(tmp_path / "their-repo")
@@ -101,4 +109,7 @@ def test_a_model_in_its_own_repository_is_served_and_verified_on_both_runtimes(t
     assert (out / "triton_repo" / "own_scorer" / "config.pbtxt").exists()
     assert (out / ".torchship" / "torchserve" / "key_file.json").exists()
     assert not (LAYOUT.artifacts / "own_scorer").exists()
-    assert sorted(p.name for p in (out / "models").iterdir() if p.suffix == ".py") == ["__init__.py", "scorer.py"]
+    assert sorted(p.name for p in (out / "models").iterdir() if p.suffix == ".py") == [
+        "__init__.py",
+        "scorer.py",
+    ]

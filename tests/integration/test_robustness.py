@@ -3,6 +3,7 @@ requests interleaved. Every malformed one gets a client error with a message, ne
 the valid ones keep their golden answers; no worker restarts; every Triton model stays READY.
 Outcomes per endpoint and category are written to reports/robustness.json.
 """
+
 from __future__ import annotations
 
 import collections
@@ -23,23 +24,36 @@ from scripts.runtimes.triton.client import TritonClient, spec_datatypes
 from scripts.runtimes.triton.configs import has_ensemble
 from scripts.spec import load_spec
 from tests.conftest import LAYOUT, REPO
-from tests.integration.malformed import TritonRequest, ensemble_requests, rest_requests, triton_requests
+from tests.integration.malformed import (
+    TritonRequest,
+    ensemble_requests,
+    rest_requests,
+    triton_requests,
+)
 
 SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
 VALID_EVERY = 10  # a valid request after every this many malformed ones
 # Client-error answers over gRPC. TorchServe 0.12's gRPC frontend maps an unknown model or
 # version (Model[Version]NotFoundException) to INTERNAL, and its gRPC server resets the stream
 # of a message over max_request_size (CANCELLED): each accepted for that case only.
-GRPC_CLIENT_ERRORS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
-                      grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.OUT_OF_RANGE}
+GRPC_CLIENT_ERRORS = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.OUT_OF_RANGE,
+}
 OUTCOMES: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def robustness_report():
     yield
-    report = {endpoint: [{"category": c, "outcome": o, "count": n} for (c, o), n in sorted(counts.items())]
-              for endpoint, counts in OUTCOMES.items()}
+    report = {
+        endpoint: [
+            {"category": c, "outcome": o, "count": n} for (c, o), n in sorted(counts.items())
+        ]
+        for endpoint, counts in OUTCOMES.items()
+    }
     (LAYOUT.reports).mkdir(exist_ok=True)
     (LAYOUT.reports / "robustness.json").write_text(json.dumps(report, indent=1) + "\n")
 
@@ -105,7 +119,10 @@ def test_torchserve_grpc_refuses_malformed_requests(torchserve, name):
             outcome = refused.code().name
             assert (
                 refused.code() in GRPC_CLIENT_ERRORS
-                or (refused.code() == grpc.StatusCode.INTERNAL and "NotFoundException" in refused.details())
+                or (
+                    refused.code() == grpc.StatusCode.INTERNAL
+                    and "NotFoundException" in refused.details()
+                )
                 or (category == "oversized payload" and refused.code() == grpc.StatusCode.CANCELLED)
             ), (category, refused.code(), refused.details())
             assert refused.details()
@@ -122,9 +139,13 @@ def send_triton(client: TritonClient, req) -> str:
     if req.raw_json is not None and client.protocol == "grpc":
         # A JSON body is an HTTP-only malformation; over gRPC send strings to the numeric input.
         name = SPEC[req.model].inputs[0].name
-        req = TritonRequest(req.model, [(name, "BYTES", np.array([[b"{" + req.raw_json[:8]]], dtype=np.object_))])
+        req = TritonRequest(
+            req.model, [(name, "BYTES", np.array([[b"{" + req.raw_json[:8]]], dtype=np.object_))]
+        )
     if req.raw_json is not None:
-        reply = requests.post(f"http://{client.url}/v2/models/{req.model}/infer", data=req.raw_json, timeout=30)
+        reply = requests.post(
+            f"http://{client.url}/v2/models/{req.model}/infer", data=req.raw_json, timeout=30
+        )
         assert reply.json()["error"], reply.text
         # Triton 2.51's HTTP frontend answers JSON it cannot parse with 500 (its parser's error
         # is reported as INTERNAL): the one 5xx accepted here, recorded in the report.
@@ -135,18 +156,25 @@ def send_triton(client: TritonClient, req) -> str:
     inputs = []
     for name, datatype, array in req.tensors:
         tensor = client.module.InferInput(name, list(array.shape), datatype)
-        tensor.set_data_from_numpy(array, **({"binary_data": True} if client.protocol == "http" else {}))
+        tensor.set_data_from_numpy(
+            array, **({"binary_data": True} if client.protocol == "http" else {})
+        )
         inputs.append(tensor)
     try:
         client.client.infer(req.model, inputs, model_version=req.version)
     except InferenceServerException as refused:
         assert refused.message(), req
         return str(refused.status())
-    raise AssertionError(f"malformed request accepted: {req.model} {[(n, d, a.shape) for n, d, a in req.tensors]}")
+    raise AssertionError(
+        f"malformed request accepted: {req.model} {[(n, d, a.shape) for n, d, a in req.tensors]}"
+    )
 
 
 def assert_client_error(status: str, category: str) -> None:
-    client_error = status.startswith("4") or status in {"StatusCode.INVALID_ARGUMENT", "StatusCode.NOT_FOUND"}
+    client_error = status.startswith("4") or status in {
+        "StatusCode.INVALID_ARGUMENT",
+        "StatusCode.NOT_FOUND",
+    }
     assert client_error or (status == "500" and category == "broken JSON"), (category, status)
 
 
@@ -186,7 +214,9 @@ def test_triton_ensembles_refuse_malformed_inputs(triton, protocol, name):
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
     max_leaves=12,
 )
 
@@ -194,7 +224,9 @@ JSON_VALUES = st.recursive(
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(body=JSON_VALUES, name=st.sampled_from(sorted(SPEC)))
 def test_torchserve_never_answers_arbitrary_json_with_a_server_error(torchserve, body, name):
-    reply = TorchServeClient.for_server(torchserve).predict_raw(name, json.dumps(body), "application/json")
+    reply = TorchServeClient.for_server(torchserve).predict_raw(
+        name, json.dumps(body), "application/json"
+    )
     assert reply.status_code in (200, 400), (body, reply.status_code, reply.text[:200])
 
 

@@ -4,6 +4,7 @@ both runtimes over REST/HTTP and gRPC, unversioned and naming version 1; every a
 against each version's eager outputs. A broken version 3 (untrained weights) is refused by the
 gate and never answers an unversioned request. `make serve` brings back the version last rolled
 out."""
+
 from __future__ import annotations
 
 import time
@@ -33,8 +34,14 @@ def checkout(tmp_path_factory):
     scratch.mkdir()
     raw = yaml.safe_load((REPO / "models.yaml").read_text())
     entry = next(m for m in raw["models"] if m["name"] == MODEL)
-    entry["versions"].append({"version": 3, "description": "untrained: wrong answers",
-                              "source": {"checkpoint": "broken/model.pt"}, "training": {"data": None}})
+    entry["versions"].append(
+        {
+            "version": 3,
+            "description": "untrained: wrong answers",
+            "source": {"checkpoint": "broken/model.pt"},
+            "training": {"data": None},
+        }
+    )
     # these tests are about answers under load, not latency: the p99 gate only refuses a version
     # many times slower (the drill's 24 clients share 2 cores with both servers and the gate)
     entry["rollout"] = {**entry.get("rollout", {}), "max_p99_factor": 20.0}
@@ -51,10 +58,13 @@ def checkout(tmp_path_factory):
 def start_both(spec, scratch, workdir):
     servers = {}
     try:
-        for name, runtime in RUNTIMES.items():   # the first version, built as `make serve` does
+        for name, runtime in RUNTIMES.items():  # the first version, built as `make serve` does
             ensure_built([spec], scratch, [runtime])
-            servers[name] = runtime.server.start([spec], scratch, StartOptions(
-                workdir=workdir / name, free_ports=True, timeout_s=240, managed=True))
+            servers[name] = runtime.server.start(
+                [spec],
+                scratch,
+                StartOptions(workdir=workdir / name, free_ports=True, timeout_s=240, managed=True),
+            )
     except Exception:
         stop_all(servers)
         raise
@@ -77,7 +87,10 @@ def servers(checkout, tmp_path_factory):
 
 
 def defaults(servers, spec):
-    return {name: RUNTIMES[name].versions.versions(server, spec).default for name, server in servers.items()}
+    return {
+        name: RUNTIMES[name].versions.versions(server, spec).default
+        for name, server in servers.items()
+    }
 
 
 def test_an_unknown_version_or_no_previous_version_is_refused_by_name(checkout, servers):
@@ -88,7 +101,9 @@ def test_an_unknown_version_or_no_previous_version_is_refused_by_name(checkout, 
         rollback(spec, "all", scratch, servers)
 
 
-def test_a_broken_version_is_refused_by_the_gate_and_never_answers_unversioned_requests(checkout, servers):
+def test_a_broken_version_is_refused_by_the_gate_and_never_answers_unversioned_requests(
+    checkout, servers
+):
     scratch, spec = checkout
     for name in servers:  # built first: under load only the gate and the refusal are measured
         build(RUNTIMES[name], spec, 3, scratch)
@@ -106,8 +121,10 @@ def test_a_broken_version_is_refused_by_the_gate_and_never_answers_unversioned_r
     assert all(3 not in RUNTIMES[n].versions.versions(s, spec).loaded for n, s in servers.items())
     total = summary(traffic.answers)
     assert total["failed"] == 0 and total["by_version"] == {"1": total["requests"]}, total
-    assert state.served(scratch, "torchserve", MODEL) == {}   # nothing recorded as served
-    assert [line for line in state.log_file(scratch).read_text().splitlines() if '"refused"' in line]
+    assert state.served(scratch, "torchserve", MODEL) == {}  # nothing recorded as served
+    assert [
+        line for line in state.log_file(scratch).read_text().splitlines() if '"refused"' in line
+    ]
 
 
 def test_rollout_and_rollback_under_load_fail_no_request(checkout, servers):
@@ -118,9 +135,13 @@ def test_rollout_and_rollback_under_load_fail_no_request(checkout, servers):
     assert all(not a.error for a in answers), summary(answers)["errors"]
     assert {a.version for a in answers} == {1, 2}
     after_rollout, after_rollback = [report["marks"][i] for i in (2, 4)]
-    assert {a.version for a in answers if a.asked is None and after_rollout <= a.started < report["marks"][3]} == {2}
+    assert {
+        a.version
+        for a in answers
+        if a.asked is None and after_rollout <= a.started < report["marks"][3]
+    } == {2}
     assert {a.version for a in answers if a.started >= after_rollback} == {1}
-    assert {a.version for a in answers if a.asked == 1} == {1}        # naming version 1 always gets it
+    assert {a.version for a in answers if a.asked == 1} == {1}  # naming version 1 always gets it
     for runtime in servers:  # both protocols of both runtimes saw the switch
         kinds = {a.client for a in answers if a.runtime == runtime and a.version == 2}
         assert len(kinds) == 2, kinds
@@ -136,7 +157,9 @@ def test_serve_brings_back_the_version_last_rolled_out(checkout, servers, tmp_pa
     restarted = start_both(spec, scratch, tmp_path)
     try:
         lines = restore("all", [spec], scratch, restarted)
-        assert len(lines) == 2 and all("serves version 2, as last rolled out" in line for line in lines), lines
+        assert len(lines) == 2 and all(
+            "serves version 2, as last rolled out" in line for line in lines
+        ), lines
         assert defaults(restarted, spec) == {"torchserve": 2, "triton": 2}
         rollback(spec, "all", scratch, restarted)
         assert defaults(restarted, spec) == {"torchserve": 1, "triton": 1}

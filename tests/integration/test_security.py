@@ -1,6 +1,7 @@
 """Security as tests: allowed_urls holds even with the model API on, and both servers listen on
 loopback only. (Tokens: test_torchserve.py; Triton's restricted repository API: test_triton.py;
 tampered archives: tests/unit/test_archive.py.)"""
+
 from __future__ import annotations
 
 import ipaddress
@@ -17,7 +18,11 @@ from tests.conftest import LAYOUT
 
 
 def listening(pid: int) -> set[tuple[str, int]]:
-    return {(c.laddr.ip, c.laddr.port) for c in psutil.Process(pid).net_connections("inet") if c.status == "LISTEN"}
+    return {
+        (c.laddr.ip, c.laddr.port)
+        for c in psutil.Process(pid).net_connections("inet")
+        if c.status == "LISTEN"
+    }
 
 
 def is_loopback(ip: str) -> bool:
@@ -26,8 +31,10 @@ def is_loopback(ip: str) -> bool:
 
 
 def test_torchserve_and_triton_listen_on_loopback_only(torchserve, triton):
-    for pid, ports in ((torchserve_server.pid(torchserve), set(vars(torchserve.ports).values())),
-                       (triton_server.pid(triton), set(vars(triton.ports).values()))):
+    for pid, ports in (
+        (torchserve_server.pid(torchserve), set(vars(torchserve.ports).values())),
+        (triton_server.pid(triton), set(vars(triton.ports).values())),
+    ):
         sockets = listening(pid)
         assert {port for _, port in sockets} == ports
         assert all(is_loopback(ip) for ip, _ in sockets), sockets
@@ -42,20 +49,37 @@ def test_registering_from_outside_allowed_urls_is_refused(tmp_path):
     shutil.copy(LAYOUT.model_store / "tabular_mlp.mar", store)
     shutil.copy(LAYOUT.model_store / "tabular_mlp.mar", elsewhere / "copy.mar")
     ports = torchserve_server.Ports(*(free_port() for _ in range(5)))
-    server = torchserve_server.start(LAYOUT.torchserve_config, store, ["tabular_mlp"], ports, tmp_path / "ts",
-                                     overrides={"enable_model_api": "true"})
+    server = torchserve_server.start(
+        LAYOUT.torchserve_config,
+        store,
+        ["tabular_mlp"],
+        ports,
+        tmp_path / "ts",
+        overrides={"enable_model_api": "true"},
+    )
     try:
         torchserve_server.wait_ready(server, ["tabular_mlp"], timeout_s=240)
         client = TorchServeClient.for_server(server)
-        for url in (f"file://{elsewhere}/copy.mar", "https://example.invalid/model.mar",
-                    f"file://{store}/../elsewhere/copy.mar", f"file://{tmp_path}/x/model_store/copy.mar",
-                    "../elsewhere/copy.mar"):
+        for url in (
+            f"file://{elsewhere}/copy.mar",
+            "https://example.invalid/model.mar",
+            f"file://{store}/../elsewhere/copy.mar",
+            f"file://{tmp_path}/x/model_store/copy.mar",
+            "../elsewhere/copy.mar",
+        ):
             with pytest.raises(TorchServeError) as refused:
                 client.register(url)
-            assert refused.value.status in (400, 403, 404) and "allowed" in refused.value.message.lower(), refused.value
+            assert (
+                refused.value.status in (400, 403, 404)
+                and "allowed" in refused.value.message.lower()
+            ), refused.value
         assert [m["modelName"] for m in client.list_models()] == ["tabular_mlp"]
-        shutil.copy(LAYOUT.model_store / "digits_cnn.mar", store)  # one in the store itself registers
-        client.register("digits_cnn.mar", initial_workers=0)  # TorchServe's form for the store's own files
+        shutil.copy(
+            LAYOUT.model_store / "digits_cnn.mar", store
+        )  # one in the store itself registers
+        client.register(
+            "digits_cnn.mar", initial_workers=0
+        )  # TorchServe's form for the store's own files
         assert sorted(m["modelName"] for m in client.list_models()) == ["digits_cnn", "tabular_mlp"]
     finally:
         torchserve_server.stop(server.workdir)

@@ -1,6 +1,7 @@
 """The docs name only what exists: every project path in README.md and docs/*.md is in the
 checkout, every `make <target>` is a Makefile target, every relative link resolves (anchors
 included), and the README stays a front door of at most 200 lines."""
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,15 @@ MAX_README_LINES = 200
 PROJECT_PREFIXES = ("scripts/", "handlers/", "models/", "tests/", "docs/", ".ci/")
 TOP_LEVEL_FILES = {"Makefile", "models.yaml", "config.properties", "pyproject.toml", "README.md"}
 # Generated (git-ignored) folders: named in the docs, absent from a fresh checkout.
-GENERATED = ("checkpoints/", "artifacts/", "model_store/", "triton_repo/", "reports/",
-             "kserve/", ".torchship/")
+GENERATED = (
+    "checkpoints/",
+    "artifacts/",
+    "model_store/",
+    "triton_repo/",
+    "reports/",
+    "kserve/",
+    ".torchship/",
+)
 # A path is checked only up to the folder before its first placeholder.
 PLACEHOLDER = re.compile(r"[<*{\[]|\.\.\.|…")
 
@@ -25,8 +33,10 @@ FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.M | re.S)
 INLINE_CODE = re.compile(r"(`+)(.+?)\1", re.S)
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
-MAKE = re.compile(r"(?:^|[\s;&|(`$])make((?:\s+[A-Za-z_][A-Za-z0-9_]*=\S*|\s+-\S+)*)"
-                  r"\s+([A-Za-z][\w.-]*)\b(?!=)")
+MAKE = re.compile(
+    r"(?:^|[\s;&|(`$])make((?:\s+[A-Za-z_][A-Za-z0-9_]*=\S*|\s+-\S+)*)"
+    r"\s+([A-Za-z][\w.-]*)\b(?!=)"
+)
 MAKE_RULE = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*)\s*:(?!=)", re.M)
 
 
@@ -41,7 +51,7 @@ def split_code(text: str) -> tuple[str, list[str], list[str]]:
 def project_path(token: str) -> str | None:
     """The part of a token to check in the checkout, or None when it names no project path."""
     token = token.strip("\"'(),;:").rstrip(".")
-    token = re.sub(r"^[A-Za-z_][A-Za-z0-9_]*=", "", token)      # SPEC=models/zoo.yaml
+    token = re.sub(r"^[A-Za-z_][A-Za-z0-9_]*=", "", token)  # SPEC=models/zoo.yaml
     token = token.removeprefix("./")
     if token.startswith(GENERATED):
         return None
@@ -51,7 +61,7 @@ def project_path(token: str) -> str | None:
         return None
     placeholder = PLACEHOLDER.search(token)
     if placeholder:
-        token = token[:token.rfind("/", 0, placeholder.start()) + 1]
+        token = token[: token.rfind("/", 0, placeholder.start()) + 1]
     return token or None
 
 
@@ -146,5 +156,6 @@ def test_the_checker_sees_paths_and_targets():
     found = [t for _, t in MAKE.findall("make serve SPEC=x.yaml && make OUT=/o verify-artifacts")]
     assert found == ["serve", "verify-artifacts"]
     assert not MAKE.findall("the tests make-up") and not MAKE.findall("it makes a key")
-    assert slug("Performance: `make bench` and `make tune`") == \
-        "performance-make-bench-and-make-tune"
+    assert (
+        slug("Performance: `make bench` and `make tune`") == "performance-make-bench-and-make-tune"
+    )

@@ -1,6 +1,7 @@
 """The InferenceService manifests, written by the kserve SDK's typed models (in .venv-kserve) and
 checked offline: against the CRD-subset schema, and round-tripped through the typed model
 (a field it does not know is reported). No cluster, no network."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,17 @@ from scripts.spec.cluster import KServeSpec
 def written(tmp_path_factory):
     tree = tmp_path_factory.mktemp("tree")
     (tree / "model.onnx").write_bytes(b"bytes")
-    settings = KServeSpec(service="shop", namespace="ml", min_replicas=2, max_replicas=5, cpu="2",
-                          memory="4Gi", gpus=1, canary_percent=20, storage_uri="gs://bucket/models/")
+    settings = KServeSpec(
+        service="shop",
+        namespace="ml",
+        min_replicas=2,
+        max_replicas=5,
+        cpu="2",
+        memory="4Gi",
+        gpus=1,
+        canary_percent=20,
+        storage_uri="gs://bucket/models/",
+    )
     bundle = KServeBundle("triton", tree, "triton", "24.10-py3", "v2", ["a", "b"])
     out = tmp_path_factory.mktemp("manifests")
     run_sdk("write", out, json.dumps([manifest_inputs(bundle, settings)]))
@@ -30,20 +40,38 @@ def test_spec_fields_reach_the_manifest(written):
     predictor = isvc["spec"]["predictor"]
     assert isvc["metadata"]["name"] == "shop-triton" and isvc["metadata"]["namespace"] == "ml"
     assert (predictor["minReplicas"], predictor["maxReplicas"]) == (2, 5)
-    assert predictor["model"]["resources"]["limits"] == {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "1"}
+    assert predictor["model"]["resources"]["limits"] == {
+        "cpu": "2",
+        "memory": "4Gi",
+        "nvidia.com/gpu": "1",
+    }
     assert predictor["model"]["storageUri"].startswith("gs://bucket/models/triton/")
-    assert predictor["model"]["protocolVersion"] == "v2" and predictor["model"]["runtimeVersion"] == "24.10-py3"
+    assert (
+        predictor["model"]["protocolVersion"] == "v2"
+        and predictor["model"]["runtimeVersion"] == "24.10-py3"
+    )
     canary = yaml.safe_load((written / "shop-triton-canary.yaml").read_text())
     assert canary["spec"]["predictor"]["canaryTrafficPercent"] == 20
     assert run_sdk("check", written).strip() == "ok"
 
 
-@pytest.mark.parametrize("path, value, message", [
-    (("spec", "predictor", "canaryTrafficPercent"), 150, "150 is greater than the maximum of 100"),
-    (("spec", "predictor", "model", "storageURI"), "s3://x", "storageURI: not a field of the InferenceService"),
-    (("metadata", "name"), "Shop_Triton", "does not match"),
-    (("spec", "predictor", "model", "resources", "limits", "memory"), "lots", "does not match"),
-])
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        (
+            ("spec", "predictor", "canaryTrafficPercent"),
+            150,
+            "150 is greater than the maximum of 100",
+        ),
+        (
+            ("spec", "predictor", "model", "storageURI"),
+            "s3://x",
+            "storageURI: not a field of the InferenceService",
+        ),
+        (("metadata", "name"), "Shop_Triton", "does not match"),
+        (("spec", "predictor", "model", "resources", "limits", "memory"), "lots", "does not match"),
+    ],
+)
 def test_check_names_what_is_wrong(written, tmp_path, path, value, message):
     document = yaml.safe_load((written / "shop-triton.yaml").read_text())
     node = document

@@ -1,5 +1,6 @@
 """The shape of the code, held by tests: no import cycles, run-time code never imports build
 code, no module over 300 lines, and no kind or runtime switches outside their classes."""
+
 from __future__ import annotations
 
 import ast
@@ -11,7 +12,12 @@ import pytest
 from tests.conftest import REPO
 
 PACKAGES = ("scripts", "handlers")
-SOURCES = sorted(p for package in PACKAGES for p in (REPO / package).rglob("*.py") if "stock_files" not in p.parts)
+SOURCES = sorted(
+    p
+    for package in PACKAGES
+    for p in (REPO / package).rglob("*.py")
+    if "stock_files" not in p.parts
+)
 MAX_LINES = 300
 
 
@@ -46,7 +52,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
@@ -65,8 +71,11 @@ def test_no_import_cycles():
 
 
 def test_run_time_code_never_imports_build_code():
-    offenders = {name: sorted(i for i in imports(path) if i.startswith("scripts"))
-                 for name, path in MODULES.items() if name.startswith("handlers")}
+    offenders = {
+        name: sorted(i for i in imports(path) if i.startswith("scripts"))
+        for name, path in MODULES.items()
+        if name.startswith("handlers")
+    }
     assert not {k: v for k, v in offenders.items() if v}
 
 
@@ -96,7 +105,16 @@ def test_every_test_file_is_collected():
     import sys
 
     listed = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", str(REPO / "tests")],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(REPO / "tests"),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -117,12 +135,17 @@ def test_each_runtime_protocol_has_at_most_six_methods():
         for c in vars(protocols).values()
         if isinstance(c, type) and Protocol in c.__mro__[1:] and c.__module__ == protocols.__name__
     ]
-    sizes = {c.__name__: len([n for n, v in vars(c).items() if callable(v) and not n.startswith("_")]) for c in classes}
+    sizes = {
+        c.__name__: len([n for n, v in vars(c).items() if callable(v) and not n.startswith("_")])
+        for c in classes
+    }
     assert len(sizes) >= 6 and all(n <= 6 for n in sizes.values()), sizes
 
 
 # a generated folder as a path; `"model_store": ...` is TorchServe's own config key
-GENERATED_LITERAL = re.compile(r"""["'](build/|artifacts|model_store|triton_repo|reports)(/|["'](?!:))""")
+GENERATED_LITERAL = re.compile(
+    r"""["'](build/|artifacts|model_store|triton_repo|reports)(/|["'](?!:))"""
+)
 RUNTIME_LITERAL = re.compile(r"""["'](torchserve|triton)["']""")
 
 

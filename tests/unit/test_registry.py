@@ -1,5 +1,6 @@
 """Every model kind and every runtime has a test fixture: adding a kind or a runtime without
 one fails here (as Hugging Face Optimum's exporter registry does)."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,9 @@ KIND_FIXTURES = {
         {"x": np.array([[1.0, 2.0, 3.0]], np.float32)},
     ),
     "standardize": lambda tmp: (
-        Standardize(kind="standardize", stats=write(tmp, "s.json", {"mean": [1, 1], "std": [2, 2]})),
+        Standardize(
+            kind="standardize", stats=write(tmp, "s.json", {"mean": [1, 1], "std": [2, 2]})
+        ),
         {"mean": [1, 1], "std": [2, 2]},
         [TensorSpec(name="x", dtype="float32", shape=[-1, 2])],
         [3.0, 5.0],
@@ -37,7 +40,11 @@ KIND_FIXTURES = {
         {"image": np.ones((1, 1, 4, 4), np.float32)},
     ),
     "text": lambda tmp: (
-        Text(kind="text", vocab=write(tmp, "v.json", {"tokens": ["<pad>", "<unk>", "good", "film"]}), max_length=4),
+        Text(
+            kind="text",
+            vocab=write(tmp, "v.json", {"tokens": ["<pad>", "<unk>", "good", "film"]}),
+            max_length=4,
+        ),
         {"tokens": ["<pad>", "<unk>", "good", "film"]},
         [TensorSpec(name="ids", dtype="int64", shape=[-1, 4], range=(0, 3))],
         "Good film",
@@ -62,8 +69,13 @@ def word_tokenizer(folder: Path) -> Path:
     """A four-word tokenizer.json (the `tokenizers` library's own format)."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
-    tokenizer = Tokenizer(models.WordLevel({"[PAD]": 0, "[UNK]": 1, "good": 2, "film": 3}, unk_token="[UNK]"))
-    tokenizer.normalizer, tokenizer.pre_tokenizer = normalizers.Lowercase(), pre_tokenizers.Whitespace()
+    tokenizer = Tokenizer(
+        models.WordLevel({"[PAD]": 0, "[UNK]": 1, "good": 2, "film": 3}, unk_token="[UNK]")
+    )
+    tokenizer.normalizer, tokenizer.pre_tokenizer = (
+        normalizers.Lowercase(),
+        pre_tokenizers.Whitespace(),
+    )
     tokenizer.save(str(folder / "tokenizer.json"))
     return Path("tokenizer.json")
 
@@ -107,5 +119,9 @@ def test_encoded_requests_round_trip_where_the_kind_has_an_ensemble(name, tmp_pa
 def test_every_runtime_has_an_integration_fixture(name):
     from tests.integration import conftest
 
-    assert name in RUNTIME_FIXTURES, f"runtime {name!r} has no test fixture: add one to RUNTIME_FIXTURES"
-    assert hasattr(conftest, RUNTIME_FIXTURES[name]), f"tests/integration/conftest.py has no {RUNTIME_FIXTURES[name]!r}"
+    assert name in RUNTIME_FIXTURES, (
+        f"runtime {name!r} has no test fixture: add one to RUNTIME_FIXTURES"
+    )
+    assert hasattr(conftest, RUNTIME_FIXTURES[name]), (
+        f"tests/integration/conftest.py has no {RUNTIME_FIXTURES[name]!r}"
+    )

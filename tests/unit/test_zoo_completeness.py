@@ -1,6 +1,7 @@
 """The conformance zoo covers what it claims: every entry says what it proves (the table in
 docs/models.md), every dtype the spec knows is served by some entry, and every pattern of the issue
 has an entry."""
+
 from __future__ import annotations
 
 from handlers.dtypes import DTYPES
@@ -43,9 +44,13 @@ def test_the_zoo_covers_each_pattern():
     assert any(-1 in t.shape[1:] for m in ZOO for t in m.inputs)  # dynamic non-batch axis
     assert any(m.batching.max_batch_size == 0 for m in ZOO)
     assert any(m.serving.format == "onnx_int8" for m in ZOO)  # int8 served
-    assert any(m.export.auto and m.batching.max_batch_size == 0 for m in ZOO)  # data-dependent length
+    assert any(
+        m.export.auto and m.batching.max_batch_size == 0 for m in ZOO
+    )  # data-dependent length
     assert any(m.task.preprocess.kind == "image" and not m.task.preprocess.grayscale for m in ZOO)
     assert any(m.source.module.startswith("models.zoo.vision") for m in ZOO)
-    assert any(m.task.preprocess.kind == "tokenizer" and m.batching.pad for m in ZOO)  # text, padded
+    assert any(
+        m.task.preprocess.kind == "tokenizer" and m.batching.pad for m in ZOO
+    )  # text, padded
     sizes = {m.name: m.source.kwargs.get("sizes") for m in ZOO}
     assert [784, 64, 64, 10] in sizes.values() and [100, 50, 10] in sizes.values()

@@ -1,5 +1,6 @@
 """The in-process limit: each exported format (and eager PyTorch) run directly on the golden
 inputs, no server in between; the figure every served throughput is compared with."""
+
 from __future__ import annotations
 
 import time
@@ -9,16 +10,21 @@ import numpy as np
 from scripts.pipeline.layout import Layout
 from scripts.spec import ModelSpec
 
-LIMIT_FORMATS = ("eager", "onnx")       # what a user would run without a server
+LIMIT_FORMATS = ("eager", "onnx")  # what a user would run without a server
 OTHER_FORMATS = ("onnx", "onnx_int8", "torchscript", "aoti")  # int8: when it passed its gate
 
 
 def tiled(rows: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
     """`batch` rows cycled from the golden examples."""
-    return {n: np.ascontiguousarray(np.resize(v, (batch, *v.shape[1:])).astype(v.dtype)) for n, v in rows.items()}
+    return {
+        n: np.ascontiguousarray(np.resize(v, (batch, *v.shape[1:])).astype(v.dtype))
+        for n, v in rows.items()
+    }
 
 
-def time_runner(run, inputs: dict[str, np.ndarray], batch: int, min_time_s: float, warmup: int = 3) -> dict:
+def time_runner(
+    run, inputs: dict[str, np.ndarray], batch: int, min_time_s: float, warmup: int = 3
+) -> dict:
     """Calls until min_time_s has passed (at least 5): inferences/s and per-call latency."""
     for _ in range(warmup):
         run(inputs)
@@ -32,8 +38,13 @@ def time_runner(run, inputs: dict[str, np.ndarray], batch: int, min_time_s: floa
             break
     elapsed = time.perf_counter() - started
     ms = np.array(latencies) * 1000.0
-    return {"batch": batch, "throughput": batch * len(latencies) / elapsed, "calls": len(latencies),
-            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+    return {
+        "batch": batch,
+        "throughput": batch * len(latencies) / elapsed,
+        "calls": len(latencies),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+    }
 
 
 def runner(spec: ModelSpec, layout: Layout, fmt: str, threads: int):
@@ -43,12 +54,21 @@ def runner(spec: ModelSpec, layout: Layout, fmt: str, threads: int):
     from scripts.pipeline.loading import load_reference
 
     if fmt == "eager":
-        return torch_runner(load_reference(spec, layout).eval(), spec.tensor_names, spec.output_names)
-    return load_runner(fmt, layout.artifact_dir(spec) / ARTIFACT_FILES[fmt], spec.tensor_names, threads,
-                       spec.output_names)
+        return torch_runner(
+            load_reference(spec, layout).eval(), spec.tensor_names, spec.output_names
+        )
+    return load_runner(
+        fmt,
+        layout.artifact_dir(spec) / ARTIFACT_FILES[fmt],
+        spec.tensor_names,
+        threads,
+        spec.output_names,
+    )
 
 
-def in_process(spec: ModelSpec, layout: Layout, min_time_s: float, threads: list[int]) -> list[dict]:
+def in_process(
+    spec: ModelSpec, layout: Layout, min_time_s: float, threads: list[int]
+) -> list[dict]:
     """Eager PyTorch, onnxruntime and every other exported format, at batch 1 and the max batch
     size, per intra-op thread count: inferences/s and per-call latency."""
     import torch
@@ -66,8 +86,13 @@ def in_process(spec: ModelSpec, layout: Layout, min_time_s: float, threads: list
                 torch.set_num_threads(count)
                 run = runner(spec, layout, fmt, count)
                 for batch in batches:
-                    results.append({"format": fmt, "threads": count,
-                                    **time_runner(run, tiled(rows, batch), batch, min_time_s)})
+                    results.append(
+                        {
+                            "format": fmt,
+                            "threads": count,
+                            **time_runner(run, tiled(rows, batch), batch, min_time_s),
+                        }
+                    )
     finally:
         torch.set_num_threads(saved)
     return results
@@ -82,4 +107,7 @@ def limit_of(results: list[dict], batch: int, formats=LIMIT_FORMATS) -> dict | N
 
 def limits(spec: ModelSpec, results: list[dict]) -> dict:
     """The limits the report compares with: at batch 1 and at the spec's max batch size."""
-    return {"batch1": limit_of(results, 1), "max_batch": limit_of(results, max(spec.batching.max_batch_size, 1))}
+    return {
+        "batch1": limit_of(results, 1),
+        "max_batch": limit_of(results, max(spec.batching.max_batch_size, 1)),
+    }

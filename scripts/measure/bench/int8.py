@@ -1,6 +1,7 @@
 """`make bench`'s int8 rows: each model that passed its int8 gate served as `<name>_int8` (its
 gated ONNX, every other setting as the spec says) beside the fp32 deployment, and the figures
 behind them: accuracy and size from export's verify.json, int8 against fp32 in-process."""
+
 from __future__ import annotations
 
 import contextlib
@@ -29,11 +30,14 @@ def int8_deployment(runtime, specs: list[ModelSpec], layout: Layout, workdir: Pa
     with contextlib.ExitStack() as stack:
         try:
             targets = stack.enter_context(serve_variants(runtime, pairs, layout, scratch, workdir))
-        except UserError as error:        # no int8 rows for this runtime; the rest of the bench goes on
+        except UserError as error:  # no int8 rows for this runtime; the rest of the bench goes on
             log(f"{runtime.name}: int8 variants not served: {str(error).splitlines()[0]}")
             targets = {}
-        yield [(s.name, f"{runtime.name}_int8", "http", targets[v.name]) for s, v in pairs
-               if v.name in targets and not isinstance(targets[v.name], str)]
+        yield [
+            (s.name, f"{runtime.name}_int8", "http", targets[v.name])
+            for s, v in pairs
+            if v.name in targets and not isinstance(targets[v.name], str)
+        ]
 
 
 def gate_figures(spec: ModelSpec, layout: Layout) -> dict | None:
@@ -55,12 +59,23 @@ def in_process_ratios(spec: ModelSpec, results: list[dict]) -> list[dict]:
     for batch in sorted({1, max(spec.batching.max_batch_size, 1)}):
         fp32, int8 = best(results, "onnx", batch), best(results, "onnx_int8", batch)
         if fp32 and int8:
-            rows.append({"batch": batch, "fp32": fp32["throughput"], "int8": int8["throughput"],
-                         "ratio": int8["throughput"] / fp32["throughput"]})
+            rows.append(
+                {
+                    "batch": batch,
+                    "fp32": fp32["throughput"],
+                    "int8": int8["throughput"],
+                    "ratio": int8["throughput"] / fp32["throughput"],
+                }
+            )
     return rows
 
 
 def summary(specs: list[ModelSpec], layout: Layout, in_proc: dict[str, list[dict]]) -> dict:
     """{model: {gate figures, sizes, in-process ratios}} for the models with an int8 export."""
-    return {s.name: {**(gate_figures(s, layout) or {}), "in_process": in_process_ratios(s, in_proc.get(s.name, []))}
-            for s in with_int8(specs, layout)}
+    return {
+        s.name: {
+            **(gate_figures(s, layout) or {}),
+            "in_process": in_process_ratios(s, in_proc.get(s.name, [])),
+        }
+        for s in with_int8(specs, layout)
+    }

@@ -1,14 +1,20 @@
 """The report's PNGs: per model, throughput and p50/p99 latency against concurrency, one line
 per setup and protocol, with the in-process limits as horizontal references."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 from scripts.measure.bench.setups import SETUP_BY_KEY
 
-STYLES = {"triton_stock": ("tab:orange", "--"), "triton": ("tab:blue", "-"),
-          "torchserve_stock": ("tab:red", "--"), "torchserve": ("tab:green", "-"),
-          "triton_int8": ("tab:cyan", "-."), "torchserve_int8": ("tab:olive", "-.")}
+STYLES = {
+    "triton_stock": ("tab:orange", "--"),
+    "triton": ("tab:blue", "-"),
+    "torchserve_stock": ("tab:red", "--"),
+    "torchserve": ("tab:green", "-"),
+    "triton_int8": ("tab:cyan", "-."),
+    "torchserve_int8": ("tab:olive", "-."),
+}
 MARKERS = {"http": "o", "grpc": "s"}
 
 
@@ -25,8 +31,14 @@ def draw(ax, lines: dict, key: str) -> None:
     """One line per (setup, protocol): `key` against concurrency, both axes logarithmic."""
     for (setup, protocol), pts in lines.items():
         color, dash = STYLES[setup]
-        ax.plot([p["concurrency"] for p in pts], [p[key] for p in pts], color=color, linestyle=dash,
-                marker=MARKERS[protocol], label=f"{SETUP_BY_KEY[setup].label} [{protocol}]")
+        ax.plot(
+            [p["concurrency"] for p in pts],
+            [p[key] for p in pts],
+            color=color,
+            linestyle=dash,
+            marker=MARKERS[protocol],
+            label=f"{SETUP_BY_KEY[setup].label} [{protocol}]",
+        )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("concurrency (perf_analyzer)")
@@ -38,12 +50,22 @@ def throughput_figure(plt, report: dict, model: str, lines: dict):
     draw(ax, lines, "throughput")
     limit = report["limits"][model].get("max_batch")
     if limit:
-        ax.axhline(limit["throughput"], color="black", linestyle=":", linewidth=1,
-                   label=f"in-process limit, batch {limit['batch']} ({limit['format']}, {limit['threads']} thr)")
+        ax.axhline(
+            limit["throughput"],
+            color="black",
+            linestyle=":",
+            linewidth=1,
+            label=f"in-process limit, batch {limit['batch']} ({limit['format']}, {limit['threads']} thr)",
+        )
     one = report["limits"][model].get("batch1")
     if one:
-        ax.axhline(one["throughput"], color="grey", linestyle=":", linewidth=1,
-                   label=f"in-process, batch 1 ({one['format']}, {one['threads']} thr)")
+        ax.axhline(
+            one["throughput"],
+            color="grey",
+            linestyle=":",
+            linewidth=1,
+            label=f"in-process, batch 1 ({one['format']}, {one['threads']} thr)",
+        )
     ax.set_ylabel("inferences / s")
     ax.set_title(f"{model}: throughput against concurrency")
     ax.legend(fontsize=7, loc="best")
@@ -79,6 +101,14 @@ def plot(report: dict, out_dir: Path) -> list[Path]:
         lines = series(report, model)
         if not lines or all(len(v) < 2 for v in lines.values()):
             continue
-        files.append(save(plt, throughput_figure(plt, report, model, lines), out_dir / f"bench_{model}_throughput.png"))
-        files.append(save(plt, latency_figure(plt, model, lines), out_dir / f"bench_{model}_latency.png"))
+        files.append(
+            save(
+                plt,
+                throughput_figure(plt, report, model, lines),
+                out_dir / f"bench_{model}_throughput.png",
+            )
+        )
+        files.append(
+            save(plt, latency_figure(plt, model, lines), out_dir / f"bench_{model}_latency.png")
+        )
     return files

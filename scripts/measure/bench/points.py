@@ -1,6 +1,7 @@
 """perf_analyzer against one load target at one concurrency: a stable measurement window, one
 retry with a looser criterion, a last one taking long windows as they come (flagged unstable),
 and the exact command (inference key redacted) in the result."""
+
 from __future__ import annotations
 
 import shlex
@@ -25,16 +26,26 @@ def redact(cmd: list[str], token: str | None) -> str:
     return text.replace(token, TOKEN_PLACEHOLDER) if token else text
 
 
-def perf_point(target: LoadTarget, concurrency: int, workdir: Path, measurement: dict,
-               timeout_s: float = 120) -> dict:
+def perf_point(
+    target: LoadTarget, concurrency: int, workdir: Path, measurement: dict, timeout_s: float = 120
+) -> dict:
     """One concurrency level: the parsed CSV row plus the command; on an unstable window one
     retry with a looser stability criterion; on failure the error instead of figures."""
     env = perf.environment(workdir)
     report = workdir / f"{target.model}.{target.service_kind}.{target.protocol}.c{concurrency}.csv"
     error = ""
     for attempt in (measurement, {**measurement, "stability": RETRY_STABILITY}, AS_MEASURED):
-        cmd = perf.command(target.model, target.url, target.protocol, concurrency, target.data, report,
-                           attempt, target.service_kind, target.token)
+        cmd = perf.command(
+            target.model,
+            target.url,
+            target.protocol,
+            concurrency,
+            target.data,
+            report,
+            attempt,
+            target.service_kind,
+            target.token,
+        )
         report.unlink(missing_ok=True)
         started = time.monotonic()
         try:
@@ -45,8 +56,13 @@ def perf_point(target: LoadTarget, concurrency: int, workdir: Path, measurement:
         seconds = time.monotonic() - started
         if done.returncode == 0 and report.exists():
             row = perf.parse_report(report)[0]
-            return {**row, "stability_pct": attempt["stability"], "seconds": round(seconds, 1),
-                    "command": redact(cmd, target.token), **({"unstable": True} if attempt is AS_MEASURED else {})}
+            return {
+                **row,
+                "stability_pct": attempt["stability"],
+                "seconds": round(seconds, 1),
+                "command": redact(cmd, target.token),
+                **({"unstable": True} if attempt is AS_MEASURED else {}),
+            }
         error = "\n".join((done.stdout + done.stderr).strip().splitlines()[-6:])
     return {"concurrency": concurrency, "error": error, "command": redact(cmd, target.token)}
 

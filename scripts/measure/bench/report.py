@@ -1,5 +1,6 @@
 """The bench report: the machine it ran on, bench.json (every figure and command), bench.md
 (tables, ratios, targets) and the plots."""
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -12,14 +13,29 @@ from scripts.measure.bench.plots import plot
 from scripts.measure.bench.setups import SETUP_BY_KEY, SETUPS
 from scripts.measure.bench.targets import OURS, find_point
 
-PACKAGES = ["torch", "onnxruntime", "onnx", "numpy", "torchserve", "torch-model-archiver",
-            "tritonclient", "nvidia-pytriton", "matplotlib"]
+PACKAGES = [
+    "torch",
+    "onnxruntime",
+    "onnx",
+    "numpy",
+    "torchserve",
+    "torch-model-archiver",
+    "tritonclient",
+    "nvidia-pytriton",
+    "matplotlib",
+]
 
 
 def cpu_model() -> str:
     try:
-        return next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name")), "")
+        return next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "",
+        )
     except OSError:
         return ""
 
@@ -44,11 +60,17 @@ def versions() -> dict[str, str | None]:
 def machine_info() -> dict:
     import torch
 
-    return {"platform": platform.platform(), "cpu": cpu_model(), "cores": os.cpu_count(),
-            "memory_gib": memory_gib(), "python": platform.python_version(), "versions": versions(),
-            "torch_threads_default": torch.get_num_threads(),
-            # Other work on the box skews every figure: the 1/5/15-minute load when the report is written.
-            "load_average": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gib": memory_gib(),
+        "python": platform.python_version(),
+        "versions": versions(),
+        "torch_threads_default": torch.get_num_threads(),
+        # Other work on the box skews every figure: the 1/5/15-minute load when the report is written.
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def write_report(report: dict, out_dir: Path) -> list[Path]:
@@ -67,54 +89,89 @@ def fmt_ratio(value: float | None) -> str:
 def header(report: dict) -> list[str]:
     m, measurement = report["machine"], report["measurement"]
     lines = [
-        "# Benchmark", "",
+        "# Benchmark",
+        "",
         f"{report['created']} on {m['cpu'] or 'unknown CPU'}, {m['cores']} cores, {m['memory_gib']} GiB, "
-        f"Python {m['python']}. " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ".", "",
+        f"Python {m['python']}. "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
+        + ".",
+        "",
         f"Every figure comes from this one run (`{report['invocation']}`, {report['timings']['total_s']:.0f} s). "
         f"perf_analyzer: stability {measurement['stability']}%, at most "
         f"{measurement['max_trials']} windows of {measurement['interval_ms']} ms per point; "
         "the exact command of every point is in bench.json. Ratios: throughput and p99 against the stock "
         "setup of the same runtime (same protocol and concurrency), throughput against the in-process limit "
-        "(best of eager PyTorch and onnxruntime at that batch size).", "",
-        "Setups:", "",
+        "(best of eager PyTorch and onnxruntime at that batch size).",
+        "",
+        "Setups:",
+        "",
     ]
     lines += [f"- `{s.key}`: {s.label}" for s in SETUPS]
-    lines += ["", "## Targets", "", "| target | status | figures | limited by |", "| --- | --- | --- | --- |"]
-    lines += [f"| {t['text']} | **{t['status']}** | {t['detail']} | {t['limited_by']} |" for t in report["targets"]]
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "| target | status | figures | limited by |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {t['text']} | **{t['status']}** | {t['detail']} | {t['limited_by']} |"
+        for t in report["targets"]
+    ]
     return lines
 
 
 def point_row(p: dict, comps: dict) -> str:
     """One served point's table row: figures and ratios, or why it failed."""
     if "error" in p:
-        return (f"| {p['setup']} | {p['protocol']} | {p['concurrency']} | failed: "
-                f"{p['error'].splitlines()[-1] if p['error'] else '?'} | | | | | | |")
+        return (
+            f"| {p['setup']} | {p['protocol']} | {p['concurrency']} | failed: "
+            f"{p['error'].splitlines()[-1] if p['error'] else '?'} | | | | | | |"
+        )
     c = comps[(p["model"], p["setup"], p["protocol"], p["concurrency"])]
     stock = SETUP_BY_KEY[p["setup"]].stock
     flag = " (unstable)" if p.get("unstable") else ""
-    return (f"| {p['setup']} | {p['protocol']} | {p['concurrency']} | {p['throughput']:.1f}{flag} | "
-            f"{p['p50_ms']:.2f} | {p['p99_ms']:.2f} | "
-            f"{'-' if stock else fmt_ratio(c['throughput_vs_stock'])} | "
-            f"{'-' if stock else fmt_ratio(c['p99_vs_stock'])} | "
-            f"{fmt_ratio(c['throughput_vs_limit_batch1'])} | {fmt_ratio(c['throughput_vs_limit_max_batch'])} |")
+    return (
+        f"| {p['setup']} | {p['protocol']} | {p['concurrency']} | {p['throughput']:.1f}{flag} | "
+        f"{p['p50_ms']:.2f} | {p['p99_ms']:.2f} | "
+        f"{'-' if stock else fmt_ratio(c['throughput_vs_stock'])} | "
+        f"{'-' if stock else fmt_ratio(c['p99_vs_stock'])} | "
+        f"{fmt_ratio(c['throughput_vs_limit_batch1'])} | {fmt_ratio(c['throughput_vs_limit_max_batch'])} |"
+    )
 
 
 def model_section(report: dict, model: str, info: dict, comps: dict, plots: list[str]) -> list[str]:
-    lines = ["", f"## {model}", "",
-             f"Spec: max batch size {info['max_batch_size']}, queue delay {info['max_queue_delay_ms']} ms, "
-             f"TorchServe workers {info['workers']}, Triton instances {info['instances']}, "
-             f"threads {info.get('threads', 1)}; served formats: "
-             + ", ".join(f"{r} {f}" for r, f in info.get("served_formats", {}).items())
-             + "".join(f"; {r} settings: " + ", ".join(f"{k} {v}" for k, v in s.items())
-                       for r, s in info.get("per_runtime", {}).items()) + ".", "",
-             "| setup | protocol | concurrency | infer/s | p50 ms | p99 ms | x stock | p99 x stock | "
-             "x limit (batch 1) | x limit (max batch) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "",
+        f"## {model}",
+        "",
+        f"Spec: max batch size {info['max_batch_size']}, queue delay {info['max_queue_delay_ms']} ms, "
+        f"TorchServe workers {info['workers']}, Triton instances {info['instances']}, "
+        f"threads {info.get('threads', 1)}; served formats: "
+        + ", ".join(f"{r} {f}" for r, f in info.get("served_formats", {}).items())
+        + "".join(
+            f"; {r} settings: " + ", ".join(f"{k} {v}" for k, v in s.items())
+            for r, s in info.get("per_runtime", {}).items()
+        )
+        + ".",
+        "",
+        "| setup | protocol | concurrency | infer/s | p50 ms | p99 ms | x stock | p99 x stock | "
+        "x limit (batch 1) | x limit (max batch) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     lines += [point_row(p, comps) for p in report["points"] if p["model"] == model]
-    lines += ["", "In-process (per call; batch rows per call):", "",
-              "| format | threads | batch | infer/s | p50 ms | p99 ms |", "| --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['format']} | {r['threads']} | {r['batch']} | {r['throughput']:.1f} | "
-              f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} |" for r in report["in_process"].get(model, [])]
+    lines += [
+        "",
+        "In-process (per call; batch rows per call):",
+        "",
+        "| format | threads | batch | infer/s | p50 ms | p99 ms |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {r['format']} | {r['threads']} | {r['batch']} | {r['throughput']:.1f} | "
+        f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} |"
+        for r in report["in_process"].get(model, [])
+    ]
     for name in plots:
         if name.startswith(f"bench_{model}_"):
             lines += ["", f"![{name}]({name})"]
@@ -128,8 +185,10 @@ def served_int8_cells(report: dict, model: str, runtime: str) -> str:
         fp32 = find_point(report["points"], model, runtime, "http", level)
         int8 = find_point(report["points"], model, f"{runtime}_int8", "http", level)
         if fp32 and int8:
-            cells.append(f"c={level}: {int8['throughput']:.0f} vs {fp32['throughput']:.0f}/s "
-                         f"({int8['throughput'] / fp32['throughput']:.2f}x)")
+            cells.append(
+                f"c={level}: {int8['throughput']:.0f} vs {fp32['throughput']:.0f}/s "
+                f"({int8['throughput'] / fp32['throughput']:.2f}x)"
+            )
     return ", ".join(cells) or "not measured"
 
 
@@ -138,26 +197,45 @@ def int8_section(report: dict) -> list[str]:
     int8 = report.get("int8") or {}
     if not int8:
         return []
-    lines = ["", "## int8 (onnx_int8)", "",
-             "| model | method | metric | fp32 | int8 | drop | size vs fp32 | in-process int8/fp32 by batch |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "",
+        "## int8 (onnx_int8)",
+        "",
+        "| model | method | metric | fp32 | int8 | drop | size vs fp32 | in-process int8/fp32 by batch |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for model, f in int8.items():
         gate = f.get("gate", {})
-        ratios = ", ".join(f"batch {r['batch']}: {r['ratio']:.2f}x" for r in f.get("in_process", []))
+        ratios = ", ".join(
+            f"batch {r['batch']}: {r['ratio']:.2f}x" for r in f.get("in_process", [])
+        )
         size = f"{f['bytes'] / f['fp32_bytes']:.0%}" if f.get("fp32_bytes") else "-"
-        lines.append(f"| {model} | {f.get('method', '-')} | {gate.get('metric', '-')} | {gate.get('fp32', 0):.4f} | "
-                     f"{gate.get('int8', 0):.4f} | {gate.get('drop', 0):.2f} | {size} | {ratios or '-'} |")
+        lines.append(
+            f"| {model} | {f.get('method', '-')} | {gate.get('metric', '-')} | {gate.get('fp32', 0):.4f} | "
+            f"{gate.get('int8', 0):.4f} | {gate.get('drop', 0):.2f} | {size} | {ratios or '-'} |"
+        )
     if not any(p["setup"].endswith("_int8") for p in report["points"]):
         return lines
-    lines += ["", "Served int8 against the deployment as built (its format in brackets; HTTP):", "",
-              "| model | runtime (format served) | int8 vs that format |", "| --- | --- | --- |"]
-    lines += [f"| {model} | {runtime} ({report['models'][model].get('served_formats', {}).get(runtime, '?')}) | "
-              f"{served_int8_cells(report, model, runtime)} |" for model in int8 for runtime in OURS]
+    lines += [
+        "",
+        "Served int8 against the deployment as built (its format in brackets; HTTP):",
+        "",
+        "| model | runtime (format served) | int8 vs that format |",
+        "| --- | --- | --- |",
+    ]
+    lines += [
+        f"| {model} | {runtime} ({report['models'][model].get('served_formats', {}).get(runtime, '?')}) | "
+        f"{served_int8_cells(report, model, runtime)} |"
+        for model in int8
+        for runtime in OURS
+    ]
     return lines
 
 
 def markdown(report: dict, plots: list[str]) -> str:
-    comps = {(c["model"], c["setup"], c["protocol"], c["concurrency"]): c for c in report["comparisons"]}
+    comps = {
+        (c["model"], c["setup"], c["protocol"], c["concurrency"]): c for c in report["comparisons"]
+    }
     lines = header(report)
     for model, info in report["models"].items():
         lines += model_section(report, model, info, comps, plots)

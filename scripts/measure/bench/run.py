@@ -12,6 +12,7 @@ Writes reports/bench.json (every figure, machine, versions, exact commands), rep
 (tables, ratios to the stock setup and to the in-process limit, where each target stands) and
 reports/bench_<model>_{throughput,latency}.png.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,7 +49,9 @@ def plan_for(specs: list[ModelSpec], quick: bool) -> dict[str, list[int]]:
     return {s.name: (BRIEF_CONCURRENCY if s.name in BRIEF_MODELS else full) for s in specs}
 
 
-def in_process_all(specs: list[ModelSpec], layout: Layout, quick: bool, threads: list[int], log) -> tuple[dict, dict]:
+def in_process_all(
+    specs: list[ModelSpec], layout: Layout, quick: bool, threads: list[int], log
+) -> tuple[dict, dict]:
     """({model: in-process results}, {model: limits})."""
     results, limits = {}, {}
     for spec in specs:
@@ -59,7 +62,9 @@ def in_process_all(specs: list[ModelSpec], layout: Layout, quick: bool, threads:
     return results, limits
 
 
-def measure(targets: list[tuple], plan: dict[str, list[int]], workdir: Path, measurement: dict, log) -> list[dict]:
+def measure(
+    targets: list[tuple], plan: dict[str, list[int]], workdir: Path, measurement: dict, log
+) -> list[dict]:
     """Each load target at each concurrency of its model's plan; a model measured at one level
     only is measured over HTTP only (its figures are a sanity check, not a comparison)."""
     points = []
@@ -67,14 +72,26 @@ def measure(targets: list[tuple], plan: dict[str, list[int]], workdir: Path, mea
         if len(plan[model]) == 1 and protocol != "http":
             continue
         for level in plan[model]:
-            points.append({"model": model, "setup": setup, "protocol": protocol,
-                           **perf_point(target, level, workdir, measurement)})
+            points.append(
+                {
+                    "model": model,
+                    "setup": setup,
+                    "protocol": protocol,
+                    **perf_point(target, level, workdir, measurement),
+                }
+            )
             log(describe_point(points[-1]))
     return points
 
 
-def run_bench(models: list[ModelSpec], layout: Layout, out_dir: Path | None = None, quick: bool = False,
-              log=print, in_process_only: bool = False) -> dict:
+def run_bench(
+    models: list[ModelSpec],
+    layout: Layout,
+    out_dir: Path | None = None,
+    quick: bool = False,
+    log=print,
+    in_process_only: bool = False,
+) -> dict:
     """Measure everything, write bench.json / bench.md / PNGs into out_dir; returns the report."""
     from scripts.runtimes.registry import RUNTIMES
 
@@ -89,7 +106,7 @@ def run_bench(models: list[ModelSpec], layout: Layout, out_dir: Path | None = No
     in_proc, limits = in_process_all(models, layout, quick, threads, log)
     timings = {"in_process_s": round(time.monotonic() - started, 1)}
     points = []
-    for plugin in ([] if in_process_only else RUNTIMES.values()):
+    for plugin in [] if in_process_only else RUNTIMES.values():
         t0 = time.monotonic()
         with plugin.bench.deployment(models, layout, workdir, log) as targets:
             points += measure(targets, plan, workdir / "perf", measurement, log)
@@ -105,10 +122,21 @@ def run_bench(models: list[ModelSpec], layout: Layout, out_dir: Path | None = No
         "quick": quick,
         "machine": machine_info(),
         "invocation": " ".join([Path(sys.executable).name, *sys.argv]),
-        "measurement": {**measurement, "concurrency": plan, "retry_stability": RETRY_STABILITY,
-                        "in_process_threads": threads},
-        "setups": {s.key: {"label": s.label, "runtime": s.runtime, "stock": s.stock,
-                           "protocols": list(s.protocols)} for s in SETUPS},
+        "measurement": {
+            **measurement,
+            "concurrency": plan,
+            "retry_stability": RETRY_STABILITY,
+            "in_process_threads": threads,
+        },
+        "setups": {
+            s.key: {
+                "label": s.label,
+                "runtime": s.runtime,
+                "stock": s.stock,
+                "protocols": list(s.protocols),
+            }
+            for s in SETUPS
+        },
         "models": {s.name: model_summary(s, layout) for s in models},
         "in_process": in_proc,
         "limits": limits,
@@ -126,8 +154,15 @@ def model_summary(spec: ModelSpec, layout: Layout) -> dict:
     """The spec settings a reader needs next to the figures, and what each runtime serves."""
     from scripts.runtimes.registry import RUNTIMES
 
-    return {"max_batch_size": spec.batching.max_batch_size, "max_queue_delay_ms": spec.batching.max_queue_delay_ms,
-            "serving_format": spec.serving.format, "workers": spec.serving.workers.model_dump(),
-            "instances": spec.serving.instances, "threads": spec.serving.threads,
-            "per_runtime": {r: s.model_dump(exclude_none=True) for r, s in spec.per_runtime.items()},
-            "served_formats": {r.name: r.artifacts.served_format(spec, layout) for r in RUNTIMES.values()}}
+    return {
+        "max_batch_size": spec.batching.max_batch_size,
+        "max_queue_delay_ms": spec.batching.max_queue_delay_ms,
+        "serving_format": spec.serving.format,
+        "workers": spec.serving.workers.model_dump(),
+        "instances": spec.serving.instances,
+        "threads": spec.serving.threads,
+        "per_runtime": {r: s.model_dump(exclude_none=True) for r, s in spec.per_runtime.items()},
+        "served_formats": {
+            r.name: r.artifacts.served_format(spec, layout) for r in RUNTIMES.values()
+        },
+    }

@@ -10,6 +10,7 @@ they batch differently, and a setting only one of them wants goes under `per_run
 Writes reports/tune_<model>.json (every curve, the stock curves, each verdict, the Pareto
 fronts, the choices), tune_<model>.yaml (the spec fields) and tune_<model>.png (the fronts).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,11 +28,17 @@ from scripts.spec import ModelSpec
 PASSES = 2
 
 
-def best_per_axis(configs: dict[str, dict], verdicts: dict[str, dict], base: dict, axes: dict[str, list]) -> dict:
+def best_per_axis(
+    configs: dict[str, dict], verdicts: dict[str, dict], base: dict, axes: dict[str, list]
+) -> dict:
     """Each axis at the value whose one-axis configuration ranks best (the base's otherwise)."""
     combined = dict(base)
     for axis in axes:
-        candidates = [i for i, c in configs.items() if all(c["settings"][k] == base[k] for k in base if k != axis)]
+        candidates = [
+            i
+            for i, c in configs.items()
+            if all(c["settings"][k] == base[k] for k in base if k != axis)
+        ]
         best = max(candidates, key=lambda i: rank(verdicts[i]))
         combined[axis] = configs[best]["settings"][axis]
     return combined
@@ -47,7 +54,10 @@ def tune_runtime(
     sweep.start(base)
 
     def verdicts() -> dict[str, dict]:
-        return {i: assess({runtime.name: c["curve"]}, {runtime.name: sweep.stock}) for i, c in sweep.configs.items()}
+        return {
+            i: assess({runtime.name: c["curve"]}, {runtime.name: sweep.stock})
+            for i, c in sweep.configs.items()
+        }
 
     for _ in range(PASSES):
         sweep.measure(one_axis_at_a_time(base, axes))
@@ -79,7 +89,12 @@ def tune_runtime(
 
 
 def run_tune(
-    spec: ModelSpec, layout: Layout, runtimes: list, budget_s: float = 900, out_dir: Path | None = None, log=print
+    spec: ModelSpec,
+    layout: Layout,
+    runtimes: list,
+    budget_s: float = 900,
+    out_dir: Path | None = None,
+    log=print,
 ) -> dict:
     started = time.monotonic()
     workdir = layout.state("tune") / spec.name
@@ -87,7 +102,9 @@ def run_tune(
     scratch = scratch_layout(layout, workdir / "checkout")
     results = {}
     for i, runtime in enumerate(runtimes):  # each runtime gets its share of what is left
-        deadline = time.monotonic() + (budget_s - (time.monotonic() - started)) / (len(runtimes) - i)
+        deadline = time.monotonic() + (budget_s - (time.monotonic() - started)) / (
+            len(runtimes) - i
+        )
         results[runtime.name] = tune_runtime(runtime, spec, layout, scratch, workdir, deadline, log)
     choices = {r: res["choice"]["settings"] for r, res in results.items() if res["choice"]}
     report = {
@@ -119,7 +136,9 @@ def figures_line(runtime: str, result: dict) -> str:
         else ""
     )
     verdict = (
-        "keeps the rule" if choice["keeps_rule"] else "breaks the rule: " + "; ".join(choice["verdict"]["problems"])
+        "keeps the rule"
+        if choice["keeps_rule"]
+        else "breaks the rule: " + "; ".join(choice["verdict"]["problems"])
     )
     return f"#   {runtime} ({choice['id']}, {verdict}): " + ", ".join(cells) + p50
 
@@ -130,7 +149,9 @@ def snippet(report: dict) -> str:
 
     lines = [f"# make tune MODEL={report['model']}: per runtime, {report['rule']}"]
     lines += [figures_line(r, res) for r, res in report["runtimes"].items() if res["choice"]]
-    body = yaml.safe_dump({"name": report["model"], **report["spec_fields"]}, sort_keys=False, default_flow_style=None)
+    body = yaml.safe_dump(
+        {"name": report["model"], **report["spec_fields"]}, sort_keys=False, default_flow_style=None
+    )
     return "\n".join(lines) + "\n" + body
 
 

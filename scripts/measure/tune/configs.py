@@ -1,6 +1,7 @@
 """The tuner's configurations: the spec's serving settings as a flat dict, the axes swept one
 at a time from the spec's own settings, and each configuration as a spec entry of its own
 (`<model>_tNN`), served through scripts/measure/variants.py."""
+
 from __future__ import annotations
 
 import json
@@ -12,19 +13,31 @@ from scripts.spec.schema import Workers
 
 # Values each axis takes; an axis that a model cannot vary (batching when max_batch_size is 0,
 # a format not exported or not gated) is dropped for it.
-AXES = {"max_queue_delay_ms": [0, 0.5, 1, 2],
-        "max_batch_size": [8, 32, 64],
-        "instances": [1, 2],
-        "workers": [1, 2],
-        "threads": [1, 2],
-        "format": ["onnx", "torchscript", "aoti", "onnx_int8"]}
-SHARED = ("max_batch_size", "max_queue_delay_ms", "threads", "format")   # what per_runtime may override
+AXES = {
+    "max_queue_delay_ms": [0, 0.5, 1, 2],
+    "max_batch_size": [8, 32, 64],
+    "instances": [1, 2],
+    "workers": [1, 2],
+    "threads": [1, 2],
+    "format": ["onnx", "torchscript", "aoti", "onnx_int8"],
+}
+SHARED = (
+    "max_batch_size",
+    "max_queue_delay_ms",
+    "threads",
+    "format",
+)  # what per_runtime may override
 
 
 def settings_of(spec: ModelSpec) -> dict:
-    return {"max_batch_size": spec.batching.max_batch_size, "max_queue_delay_ms": spec.batching.max_queue_delay_ms,
-            "format": spec.serving.format, "threads": spec.serving.threads, "instances": spec.serving.instances,
-            "workers": spec.serving.workers.min}
+    return {
+        "max_batch_size": spec.batching.max_batch_size,
+        "max_queue_delay_ms": spec.batching.max_queue_delay_ms,
+        "format": spec.serving.format,
+        "threads": spec.serving.threads,
+        "instances": spec.serving.instances,
+        "workers": spec.serving.workers.min,
+    }
 
 
 def axes_for(spec: ModelSpec, layout: Layout, runtime) -> dict[str, list]:
@@ -51,14 +64,25 @@ def one_axis_at_a_time(base: dict, axes: dict[str, list]) -> list[dict]:
 def spec_for(spec: ModelSpec, settings: dict, name: str) -> ModelSpec:
     """The spec entry `name` serving with these settings (tensors, task, version unchanged)."""
     mbs = settings["max_batch_size"]
-    batching = spec.batching.model_copy(update={
-        "max_batch_size": mbs, "max_queue_delay_ms": settings["max_queue_delay_ms"],
-        "preferred_batch_sizes": [b for b in spec.batching.preferred_batch_sizes if b <= mbs]})
+    batching = spec.batching.model_copy(
+        update={
+            "max_batch_size": mbs,
+            "max_queue_delay_ms": settings["max_queue_delay_ms"],
+            "preferred_batch_sizes": [b for b in spec.batching.preferred_batch_sizes if b <= mbs],
+        }
+    )
     workers = settings["workers"]
-    serving = spec.serving.model_copy(update={
-        "format": settings["format"], "threads": settings["threads"], "instances": settings["instances"],
-        "workers": Workers(min=workers, max=max(workers, spec.serving.workers.max))})
-    return spec.model_copy(update={"name": name, "batching": batching, "serving": serving, "per_runtime": {}})
+    serving = spec.serving.model_copy(
+        update={
+            "format": settings["format"],
+            "threads": settings["threads"],
+            "instances": settings["instances"],
+            "workers": Workers(min=workers, max=max(workers, spec.serving.workers.max)),
+        }
+    )
+    return spec.model_copy(
+        update={"name": name, "batching": batching, "serving": serving, "per_runtime": {}}
+    )
 
 
 def spec_fields(spec: ModelSpec, choices: dict[str, dict]) -> dict:
@@ -77,17 +101,33 @@ def spec_fields(spec: ModelSpec, choices: dict[str, dict]) -> dict:
     for runtime in RUNTIMES.values():
         if runtime.name in choices:
             top[runtime.replicas] = choices[runtime.name][runtime.replicas]
-    per_runtime = {r: s.model_dump(exclude_none=True) for r, s in spec.per_runtime.items() if r not in choices}
+    per_runtime = {
+        r: s.model_dump(exclude_none=True) for r, s in spec.per_runtime.items() if r not in choices
+    }
     for runtime, chosen in choices.items():
         differs = {f: chosen[f] for f in SHARED if chosen[f] != top[f]}
         if differs:
             per_runtime[runtime] = differs
-    workers = {"min": top["workers"], "max": max(top["workers"], spec.serving.workers.max)}   # as measured
-    fields = {"serving": {"format": top["format"], "threads": top["threads"], "instances": top["instances"],
-                          "workers": workers}}
+    workers = {
+        "min": top["workers"],
+        "max": max(top["workers"], spec.serving.workers.max),
+    }  # as measured
+    fields = {
+        "serving": {
+            "format": top["format"],
+            "threads": top["threads"],
+            "instances": top["instances"],
+            "workers": workers,
+        }
+    }
     if top["max_batch_size"]:
-        fields = {"batching": {"max_batch_size": top["max_batch_size"],
-                               "max_queue_delay_ms": top["max_queue_delay_ms"]}, **fields}
+        fields = {
+            "batching": {
+                "max_batch_size": top["max_batch_size"],
+                "max_queue_delay_ms": top["max_queue_delay_ms"],
+            },
+            **fields,
+        }
     return {**fields, "per_runtime": per_runtime} if per_runtime else fields
 
 
@@ -97,5 +137,11 @@ def runtime_key(runtime, variant: ModelSpec, scratch: Layout) -> str:
     from scripts.pipeline.plan import serving_plan
 
     settings = runtime.artifacts.translate(serving_plan(variant, scratch)).settings
-    return json.dumps({**settings, "threads": variant.serving.threads,
-                       "format": runtime.artifacts.served_format(variant, scratch)}, sort_keys=True)
+    return json.dumps(
+        {
+            **settings,
+            "threads": variant.serving.threads,
+            "format": runtime.artifacts.served_format(variant, scratch),
+        },
+        sort_keys=True,
+    )

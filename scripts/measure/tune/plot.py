@@ -1,5 +1,6 @@
 """tune_<model>.png: per runtime, each configuration's p50 at concurrency 1 against its
 throughput at the top concurrency, the Pareto front, the stock setup and the choice."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,11 +36,24 @@ def plot_fronts(report: dict, path: Path) -> Path:
         stock = figures(result["stock"], top)
         if stock:
             ax.scatter(*stock, marker="x", color="tab:red", s=60, label="stock setup", zorder=3)
-            ax.axvline(stock[0] + P50_SLACK_MS, color="tab:red", linestyle=":", linewidth=1,
-                       label=f"stock p50 + {P50_SLACK_MS} ms")
+            ax.axvline(
+                stock[0] + P50_SLACK_MS,
+                color="tab:red",
+                linestyle=":",
+                linewidth=1,
+                label=f"stock p50 + {P50_SLACK_MS} ms",
+            )
             ax.axhline(stock[1], color="tab:red", linestyle="--", linewidth=1)
         if choice in shown:
-            ax.scatter(*shown[choice], marker="*", color="gold", edgecolor="black", s=220, label="choice", zorder=4)
+            ax.scatter(
+                *shown[choice],
+                marker="*",
+                color="gold",
+                edgecolor="black",
+                s=220,
+                label="choice",
+                zorder=4,
+            )
         ax.set_title(f"{report['model']} on {runtime}")
         ax.set_xscale("log")
         ax.set_xlabel("p50 at concurrency 1 (ms, log scale)")

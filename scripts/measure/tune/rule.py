@@ -11,16 +11,19 @@ a ratio to stock: the lower of the runtimes' ratios); when none keeps it, the on
 throughput ratio to stock is highest. Each pick is on the latency-throughput Pareto front (p50
 at concurrency 1 against throughput at the top concurrency).
 """
+
 from __future__ import annotations
 
 import math
 
 CONCURRENCY = (1, 4, 16, 64)
 P50_SLACK_MS = 0.3
-NEAR_STEP = 0.05      # ratios to stock closer than this are the same distance from the rule
-RULE = (f"throughput >= the stock setup's at concurrency {', '.join(map(str, CONCURRENCY))} and p50 at "
-        f"concurrency 1 <= stock's + {P50_SLACK_MS} ms, on every runtime; among those, the highest "
-        f"throughput at concurrency {CONCURRENCY[-1]} (the lower of the runtimes' ratios to stock)")
+NEAR_STEP = 0.05  # ratios to stock closer than this are the same distance from the rule
+RULE = (
+    f"throughput >= the stock setup's at concurrency {', '.join(map(str, CONCURRENCY))} and p50 at "
+    f"concurrency 1 <= stock's + {P50_SLACK_MS} ms, on every runtime; among those, the highest "
+    f"throughput at concurrency {CONCURRENCY[-1]} (the lower of the runtimes' ratios to stock)"
+)
 
 Curve = dict[int, dict]
 
@@ -33,13 +36,25 @@ def curve_problems(curve: Curve, stock: Curve) -> list[str]:
         if ours is None or "throughput" not in ours:
             problems.append(f"concurrency {level}: not measured")
         elif ref is None or "throughput" not in ref:
-            problems.append(f"concurrency {level}: stock setup not measured, nothing to compare with")
+            problems.append(
+                f"concurrency {level}: stock setup not measured, nothing to compare with"
+            )
         elif ours["throughput"] < ref["throughput"]:
-            problems.append(f"concurrency {level}: {ours['throughput']:.0f}/s below stock's {ref['throughput']:.0f}/s")
+            problems.append(
+                f"concurrency {level}: {ours['throughput']:.0f}/s below stock's {ref['throughput']:.0f}/s"
+            )
     ours, ref = curve.get(1), stock.get(1)
-    if ours and ref and "p50_ms" in ours and "p50_ms" in ref and ours["p50_ms"] > ref["p50_ms"] + P50_SLACK_MS:
-        problems.append(f"p50 at concurrency 1: {ours['p50_ms']:.2f} ms > stock's {ref['p50_ms']:.2f} + "
-                        f"{P50_SLACK_MS} ms")
+    if (
+        ours
+        and ref
+        and "p50_ms" in ours
+        and "p50_ms" in ref
+        and ours["p50_ms"] > ref["p50_ms"] + P50_SLACK_MS
+    ):
+        problems.append(
+            f"p50 at concurrency 1: {ours['p50_ms']:.2f} ms > stock's {ref['p50_ms']:.2f} + "
+            f"{P50_SLACK_MS} ms"
+        )
     return problems
 
 
@@ -57,8 +72,11 @@ def worst_ratio(curve: Curve, stock: Curve) -> float:
     ratios = []
     for level in CONCURRENCY:
         ours, ref = curve.get(level) or {}, stock.get(level) or {}
-        ratios.append(ours["throughput"] / ref["throughput"] if "throughput" in ours and ref.get("throughput")
-                      else (0.0 if "throughput" not in ours else 1.0))
+        ratios.append(
+            ours["throughput"] / ref["throughput"]
+            if "throughput" in ours and ref.get("throughput")
+            else (0.0 if "throughput" not in ours else 1.0)
+        )
     return min(ratios)
 
 
@@ -70,15 +88,26 @@ def p50_excess(curve: Curve, stock: Curve) -> float | None:
 def assess(curves: dict[str, Curve], stock: dict[str, Curve]) -> dict:
     """One configuration over its runtimes: the problems (runtime-prefixed), whether it keeps
     the rule, its worst ratio to stock at the top concurrency and its worst p50 excess at 1."""
-    problems = [f"{runtime}: {p}" for runtime, curve in curves.items()
-                for p in curve_problems(curve, stock.get(runtime, {}))]
+    problems = [
+        f"{runtime}: {p}"
+        for runtime, curve in curves.items()
+        for p in curve_problems(curve, stock.get(runtime, {}))
+    ]
     ratios = [ratio_at_top(curve, stock.get(runtime, {})) for runtime, curve in curves.items()]
     excess = [p50_excess(curve, stock.get(runtime, {})) for runtime, curve in curves.items()]
     measured = any("throughput" in p for curve in curves.values() for p in curve.values())
-    worst = min((worst_ratio(curve, stock.get(runtime, {})) for runtime, curve in curves.items()), default=0.0)
-    return {"problems": problems, "keeps_rule": not problems, "measured": measured, "worst_ratio": worst,
-            "ratio_at_top": None if None in ratios or not ratios else min(ratios),
-            "p50_excess_ms": None if None in excess or not excess else max(excess)}
+    worst = min(
+        (worst_ratio(curve, stock.get(runtime, {})) for runtime, curve in curves.items()),
+        default=0.0,
+    )
+    return {
+        "problems": problems,
+        "keeps_rule": not problems,
+        "measured": measured,
+        "worst_ratio": worst,
+        "ratio_at_top": None if None in ratios or not ratios else min(ratios),
+        "p50_excess_ms": None if None in excess or not excess else max(excess),
+    }
 
 
 def rank(assessment: dict) -> tuple:
@@ -86,18 +115,30 @@ def rank(assessment: dict) -> tuple:
     throughput ratios to stock, capped at 1, in steps of NEAR_STEP so that run-to-run noise
     does not decide: 0.49x at one client beats 0.16x, 0.573x ties 0.570x); then fewer problems;
     then throughput at the top."""
-    nearness = math.floor(min(assessment.get("worst_ratio", 0.0), 1.0) / NEAR_STEP)   # noise-sized steps
-    return (assessment["keeps_rule"], nearness, -len(assessment["problems"]), assessment["ratio_at_top"] or 0.0)
+    nearness = math.floor(
+        min(assessment.get("worst_ratio", 0.0), 1.0) / NEAR_STEP
+    )  # noise-sized steps
+    return (
+        assessment["keeps_rule"],
+        nearness,
+        -len(assessment["problems"]),
+        assessment["ratio_at_top"] or 0.0,
+    )
 
 
 def pareto_front(assessed: dict[str, dict]) -> list[str]:
     """Ids not dominated in (p50 excess at concurrency 1: lower, ratio at the top: higher)."""
-    points = {k: (a["p50_excess_ms"], a["ratio_at_top"]) for k, a in assessed.items()
-              if a["p50_excess_ms"] is not None and a["ratio_at_top"] is not None}
+    points = {
+        k: (a["p50_excess_ms"], a["ratio_at_top"])
+        for k, a in assessed.items()
+        if a["p50_excess_ms"] is not None and a["ratio_at_top"] is not None
+    }
 
     def dominated(k: str) -> bool:
         x, y = points[k]
-        return any(ox <= x and oy >= y and (ox, oy) != (x, y) for o, (ox, oy) in points.items() if o != k)
+        return any(
+            ox <= x and oy >= y and (ox, oy) != (x, y) for o, (ox, oy) in points.items() if o != k
+        )
 
     return sorted((k for k in points if not dominated(k)), key=lambda k: points[k])
 

@@ -5,6 +5,7 @@ its own, a few per server, perf_analyzer over HTTP at every concurrency of the r
 Configurations the runtime cannot tell apart (same runtime key: Triton runs ONNX for every
 fp32 format) are measured once.
 """
+
 from __future__ import annotations
 
 import time
@@ -19,7 +20,7 @@ from scripts.spec import ModelSpec, UserError
 
 # Short windows: a curve is 4 points, a sweep tens of curves, on 2 cores.
 MEASUREMENT = {"stability": 50, "max_trials": 3, "interval_ms": 1000}
-GROUP = 4            # configurations per server start: idle models cost memory, not CPU
+GROUP = 4  # configurations per server start: idle models cost memory, not CPU
 
 
 def curve(target, workdir: Path, levels=CONCURRENCY) -> dict[int, dict]:
@@ -27,18 +28,26 @@ def curve(target, workdir: Path, levels=CONCURRENCY) -> dict[int, dict]:
     points = {}
     for level in levels:
         p = perf_point(target, level, workdir, MEASUREMENT)
-        points[level] = {k: p[k] for k in ("throughput", "p50_ms", "p99_ms", "unstable") if k in p} \
-            if "error" not in p else {"error": p["error"].splitlines()[-1] if p["error"] else "?"}
+        points[level] = (
+            {k: p[k] for k in ("throughput", "p50_ms", "p99_ms", "unstable") if k in p}
+            if "error" not in p
+            else {"error": p["error"].splitlines()[-1] if p["error"] else "?"}
+        )
     return points
 
 
 def describe(label: str, runtime: str, points: dict[int, dict]) -> str:
-    cells = [f"c={c}: " + (f"{p['throughput']:.0f}/s p50 {p['p50_ms']:.2f}" if "throughput" in p else "FAILED")
-             for c, p in points.items()]
+    cells = [
+        f"c={c}: "
+        + (f"{p['throughput']:.0f}/s p50 {p['p50_ms']:.2f}" if "throughput" in p else "FAILED")
+        for c, p in points.items()
+    ]
     return f"{label:<10} {runtime:<10} " + " | ".join(cells)
 
 
-def stock_and_spec(runtime, spec: ModelSpec, layout: Layout, workdir: Path, log) -> tuple[dict, dict]:
+def stock_and_spec(
+    runtime, spec: ModelSpec, layout: Layout, workdir: Path, log
+) -> tuple[dict, dict]:
     """(stock curve, the spec's own settings' curve) from the runtime's bench deployment."""
     found = {}
     with runtime.bench.deployment([spec], layout, workdir / runtime.name / "bench", log) as targets:
@@ -51,14 +60,24 @@ def stock_and_spec(runtime, spec: ModelSpec, layout: Layout, workdir: Path, log)
     return found[stock_key], found[runtime.name]
 
 
-def measure_group(runtime, pairs: list[tuple[ModelSpec, ModelSpec]], scratch: Layout, layout: Layout, workdir: Path,
-                  log) -> dict[str, dict]:
+def measure_group(
+    runtime,
+    pairs: list[tuple[ModelSpec, ModelSpec]],
+    scratch: Layout,
+    layout: Layout,
+    workdir: Path,
+    log,
+) -> dict[str, dict]:
     """{variant name: curve} for variants served together by one server of this runtime."""
     try:
         with serve_variants(runtime, pairs, layout, scratch, workdir) as targets:
-            return {name: curve(target, workdir / "perf") if not isinstance(target, str)
-                    else {c: {"error": target} for c in CONCURRENCY} for name, target in targets.items()}
-    except UserError as error:      # a configuration the runtime refuses is a result, not the end
+            return {
+                name: curve(target, workdir / "perf")
+                if not isinstance(target, str)
+                else {c: {"error": target} for c in CONCURRENCY}
+                for name, target in targets.items()
+            }
+    except UserError as error:  # a configuration the runtime refuses is a result, not the end
         message = str(error).splitlines()[0][:300]
         log(f"{runtime.name}: could not serve {', '.join(v.name for _, v in pairs)}: {message}")
         return {v.name: {c: {"error": message} for c in CONCURRENCY} for _, v in pairs}
@@ -68,7 +87,16 @@ class Sweep:
     """One runtime's figures so far: the stock curve, a curve per runtime key, the
     configurations measured (id -> settings and curve), and the budget left."""
 
-    def __init__(self, runtime, spec: ModelSpec, layout: Layout, scratch: Layout, workdir: Path, deadline: float, log):
+    def __init__(
+        self,
+        runtime,
+        spec: ModelSpec,
+        layout: Layout,
+        scratch: Layout,
+        workdir: Path,
+        deadline: float,
+        log,
+    ):
         self.runtime, self.spec, self.layout = runtime, spec, layout
         self.scratch, self.workdir = scratch, workdir
         self.deadline, self.log = deadline, log
@@ -79,7 +107,9 @@ class Sweep:
 
     def start(self, base: dict) -> None:
         """The stock setup and the spec's own settings (configuration t00)."""
-        self.stock, spec_curve = stock_and_spec(self.runtime, self.spec, self.layout, self.workdir, self.log)
+        self.stock, spec_curve = stock_and_spec(
+            self.runtime, self.spec, self.layout, self.workdir, self.log
+        )
         variant = self.variant("t00", base)
         self.by_key[runtime_key(self.runtime, variant, self.scratch)] = spec_curve
         self.configs["t00"] = {"settings": base, "curve": spec_curve}
@@ -93,7 +123,10 @@ class Sweep:
         """Measure the configurations not seen yet, in groups, until the deadline."""
         fresh = []
         for settings in settings_list:
-            if settings not in (c["settings"] for c in self.configs.values()) and settings not in fresh:
+            if (
+                settings not in (c["settings"] for c in self.configs.values())
+                and settings not in fresh
+            ):
                 fresh.append(settings)
         todo, named = [], []
         for settings in fresh:
@@ -105,14 +138,26 @@ class Sweep:
                 todo.append((key, variant))
         for i in range(0, len(todo), GROUP):
             if time.monotonic() > self.deadline:
-                self.log(f"{self.runtime.name}: budget spent, {len(todo) - i} configuration(s) left out")
+                self.log(
+                    f"{self.runtime.name}: budget spent, {len(todo) - i} configuration(s) left out"
+                )
                 break
-            group = todo[i:i + GROUP]
-            found = measure_group(self.runtime, [(self.spec, v) for _, v in group], self.scratch, self.layout,
-                                  self.workdir, self.log)
+            group = todo[i : i + GROUP]
+            found = measure_group(
+                self.runtime,
+                [(self.spec, v) for _, v in group],
+                self.scratch,
+                self.layout,
+                self.workdir,
+                self.log,
+            )
             for key, variant in group:
                 self.by_key[key] = found[variant.name]
-                self.log(describe(variant.name.rsplit("_", 1)[-1], self.runtime.name, found[variant.name]))
+                self.log(
+                    describe(
+                        variant.name.rsplit("_", 1)[-1], self.runtime.name, found[variant.name]
+                    )
+                )
         for config_id, settings, key in named:
             if key in self.by_key:
                 self.configs[config_id] = {"settings": settings, "curve": self.by_key[key]}

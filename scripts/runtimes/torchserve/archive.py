@@ -5,6 +5,7 @@ Each archive holds the exported model (the spec's serving format), the handler a
 workers, timeouts: settings.py) and `manifest.sha256.json`: a SHA-256 of every other packed file, checked
 by `verify_archive` before anything is served.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,7 +50,11 @@ def stage(plan: ServingPlan, serialized: Path, folder: Path) -> Path:
     plan.save(folder / "extra")
     config = folder / "model-config.yaml"
     config.write_text(yaml.safe_dump(model_config_yaml(plan).settings, sort_keys=False))
-    packed = {str(p.relative_to(folder / "extra")): p for p in (folder / "extra").rglob("*") if p.is_file()}
+    packed = {
+        str(p.relative_to(folder / "extra")): p
+        for p in (folder / "extra").rglob("*")
+        if p.is_file()
+    }
     packed.update({serialized.name: serialized, "model-config.yaml": config, HANDLER.name: HANDLER})
     manifest = {name: file_digest(path) for name, path in sorted(packed.items())}
     (folder / "extra" / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -73,15 +78,28 @@ def archive_model(spec: ModelSpec, layout: Layout, store: Path, force: bool = Fa
     if not force and is_fresh(stamp, expected, [out]):
         return False
     store.mkdir(parents=True, exist_ok=True)
-    out.unlink(missing_ok=True)  # rebuilt from scratch (and the archiver's overwrite warning avoided)
+    out.unlink(
+        missing_ok=True
+    )  # rebuilt from scratch (and the archiver's overwrite warning avoided)
     with tempfile.TemporaryDirectory(prefix=f"mar-{spec.name}-") as tmp:
         folder = Path(tmp)
         config = stage(plan, serialized, folder)
-        generate_model_archive(ModelArchiverConfig(
-            model_name=spec.name, version=str(spec.version), handler=str(HANDLER),
-            serialized_file=str(serialized), extra_files=str(folder / "extra"),
-            config_file=str(config), export_path=str(folder), archive_format="default", force=True))
-        shutil.move(folder / f"{spec.name}.mar", out)  # the archiver names it after the model, not the version
+        generate_model_archive(
+            ModelArchiverConfig(
+                model_name=spec.name,
+                version=str(spec.version),
+                handler=str(HANDLER),
+                serialized_file=str(serialized),
+                extra_files=str(folder / "extra"),
+                config_file=str(config),
+                export_path=str(folder),
+                archive_format="default",
+                force=True,
+            )
+        )
+        shutil.move(
+            folder / f"{spec.name}.mar", out
+        )  # the archiver names it after the model, not the version
     problems = verify_archive(out) or check_loads(out, spec, layout)
     if problems:
         out.unlink()
@@ -123,8 +141,10 @@ def check_loads(path: Path, spec: ModelSpec, layout: Layout) -> list[str]:
             handler.initialize(context)
             answer = handler.handle([{"body": json.dumps({"tensors": row})}], context)[0]
         except Exception as exc:  # anything a worker would die of
-            return [f"{path.name}: the handler cannot load it: {type(exc).__name__}: {exc}; "
-                    f"check {spec.name}'s export (`make export MODEL={spec.name}`)"]
+            return [
+                f"{path.name}: the handler cannot load it: {type(exc).__name__}: {exc}; "
+                f"check {spec.name}'s export (`make export MODEL={spec.name}`)"
+            ]
     if context.statuses.get(0, 200) != 200:
         return [f"{path.name}: the handler loaded it but refused a golden row: {answer}"]
     return []
@@ -137,12 +157,21 @@ def verify_archive(path: Path) -> list[str]:
         with zipfile.ZipFile(path) as mar:
             manifest = json.loads(mar.read(MANIFEST))
             present = {i.filename for i in mar.infolist() if not i.is_dir()} - ARCHIVER_FILES
-            problems = [f"{path.name}: {name}: SHA-256 differs from the manifest (archive tampered or corrupt)"
-                        for name in sorted(present & set(manifest))
-                        if hashlib.sha256(mar.read(name)).hexdigest() != manifest[name]]
+            problems = [
+                f"{path.name}: {name}: SHA-256 differs from the manifest (archive tampered or corrupt)"
+                for name in sorted(present & set(manifest))
+                if hashlib.sha256(mar.read(name)).hexdigest() != manifest[name]
+            ]
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        return [f"{path.name}: not a valid archive with {MANIFEST}: {exc}; rebuild it with `make archive`"]
-    problems += [f"{path.name}: {name}: listed in the manifest but missing" for name in sorted(set(manifest) - present)]
+        return [
+            f"{path.name}: not a valid archive with {MANIFEST}: {exc}; rebuild it with `make archive`"
+        ]
+    problems += [
+        f"{path.name}: {name}: listed in the manifest but missing"
+        for name in sorted(set(manifest) - present)
+    ]
     unexpected = sorted(present - set(manifest))
-    problems += [f"{path.name}: {name}: not in the manifest (unexpected file)" for name in unexpected]
+    problems += [
+        f"{path.name}: {name}: not in the manifest (unexpected file)" for name in unexpected
+    ]
     return problems

@@ -1,4 +1,5 @@
 """TorchServe's artifact builder: one `.mar` per model version in the layout's model store."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,9 @@ class TorchServeArtifacts:
     def translate(self, plan: ServingPlan) -> Translation:
         return model_config_yaml(plan)
 
-    def build(self, specs: list[ModelSpec], layout: Layout,
-              options: BuildOptions) -> list[BuildRow]:
+    def build(
+        self, specs: list[ModelSpec], layout: Layout, options: BuildOptions
+    ) -> list[BuildRow]:
         """`options.out`: another model store (a scratch one); `options.backend` is Triton's."""
         from scripts.pipeline.plan import serving_plan
         from scripts.runtimes.torchserve.archive import archive_model, mar_path
@@ -27,8 +29,14 @@ class TorchServeArtifacts:
         for spec in specs:
             built = archive_model(spec, layout, store, options.force)
             warnings = self.translate(serving_plan(spec.for_runtime(NAME), layout)).warnings
-            rows.append(BuildRow(spec.name, "archived" if built else "up to date",
-                                 str(layout.shown(mar_path(spec, store))), warnings))
+            rows.append(
+                BuildRow(
+                    spec.name,
+                    "archived" if built else "up to date",
+                    str(layout.shown(mar_path(spec, store))),
+                    warnings,
+                )
+            )
         return rows
 
     def build_version(self, spec: ModelSpec, version: int, layout: Layout) -> BuildRow:

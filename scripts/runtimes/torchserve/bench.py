@@ -1,5 +1,6 @@
 """`make bench` on TorchServe: this project's archives beside the stock BaseHandler route in one
 TorchServe on free ports (stock.py writes the scratch store and the request data)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -7,12 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from scripts.pipeline.layout import Layout
-from scripts.runtimes.protocols import (
-    DeploymentTargets,
-    LoadTarget,
-    ServerControl,
-    StartOptions,
-)
+from scripts.runtimes.protocols import DeploymentTargets, LoadTarget, ServerControl, StartOptions
 from scripts.runtimes.torchserve import server as ts
 from scripts.runtimes.torchserve import stock
 from scripts.runtimes.torchserve.settings import NAME
@@ -25,21 +21,32 @@ class TorchServeBench:
     def __init__(self, control: ServerControl):
         self.control = control
 
-    def load_target(self, server: ts.TorchServe, spec: ModelSpec, layout: Layout,
-                    workdir: Path) -> LoadTarget:
-        return stock.load_targets([spec], layout, server, {(spec.name, NAME): spec.name}, workdir,
-                                  setups=(NAME,))[0][3]
+    def load_target(
+        self, server: ts.TorchServe, spec: ModelSpec, layout: Layout, workdir: Path
+    ) -> LoadTarget:
+        return stock.load_targets(
+            [spec], layout, server, {(spec.name, NAME): spec.name}, workdir, setups=(NAME,)
+        )[0][3]
 
     @contextlib.contextmanager
-    def deployment(self, specs: list[ModelSpec], layout: Layout, workdir: Path,
-                   log: Callable[[str], None]) -> Iterator[DeploymentTargets]:
+    def deployment(
+        self, specs: list[ModelSpec], layout: Layout, workdir: Path, log: Callable[[str], None]
+    ) -> Iterator[DeploymentTargets]:
         """The built archives (copied) and the stock ones in a scratch store under workdir."""
         store, names = stock.model_store(specs, layout, workdir)
         template = workdir / "config.properties"
         template.write_text(stock.config(layout.torchserve_config.read_text()))
-        server = self.control.start(specs, layout, StartOptions(
-            workdir=workdir / NAME, free_ports=True, artifacts=store, config=template,
-            names=sorted(names.values())))
+        server = self.control.start(
+            specs,
+            layout,
+            StartOptions(
+                workdir=workdir / NAME,
+                free_ports=True,
+                artifacts=store,
+                config=template,
+                names=sorted(names.values()),
+            ),
+        )
         log(f"TorchServe READY in {server.waited_s:.1f}s")
         try:
             yield stock.load_targets(specs, layout, server, names, workdir)

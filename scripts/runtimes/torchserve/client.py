@@ -4,6 +4,7 @@ management API (list, describe, scale workers, register/unregister a version, se
 Used by the tests, `make verify` and rollouts. Every non-2xx reply raises TorchServeError with
 TorchServe's own status and message.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,13 @@ class TorchServeError(Exception):
 
 
 class TorchServeClient:
-    def __init__(self, inference_url: str, management_url: str, key_file: Path, timeout_s: float = 60):
-        self.inference_url, self.management_url = inference_url.rstrip("/"), management_url.rstrip("/")
+    def __init__(
+        self, inference_url: str, management_url: str, key_file: Path, timeout_s: float = 60
+    ):
+        self.inference_url, self.management_url = (
+            inference_url.rstrip("/"),
+            management_url.rstrip("/"),
+        )
         self.key_file, self.timeout_s = Path(key_file), timeout_s
         self.session = requests.Session()
 
@@ -40,8 +46,9 @@ class TorchServeClient:
 
     # --- inference ---------------------------------------------------------------------------
 
-    def predict_raw(self, model: str, body: Any, content_type: str | None = None,
-                    version: str | None = None) -> requests.Response:
+    def predict_raw(
+        self, model: str, body: Any, content_type: str | None = None, version: str | None = None
+    ) -> requests.Response:
         """POST /predictions/<model>[/<version>]; dict/list bodies are sent as JSON."""
         if isinstance(body, (dict, list)):
             body, content_type = json.dumps(body), content_type or "application/json"
@@ -49,21 +56,34 @@ class TorchServeClient:
         if content_type:
             headers["Content-Type"] = content_type
         path = f"/predictions/{model}" + (f"/{version}" if version else "")
-        return self.session.post(self.inference_url + path, data=body, headers=headers, timeout=self.timeout_s)
+        return self.session.post(
+            self.inference_url + path, data=body, headers=headers, timeout=self.timeout_s
+        )
 
-    def predict(self, model: str, body: Any, content_type: str | None = None, version: str | None = None) -> Any:
+    def predict(
+        self, model: str, body: Any, content_type: str | None = None, version: str | None = None
+    ) -> Any:
         return _json(self.predict_raw(model, body, content_type, version))
 
     def ping(self) -> dict:
-        return _json(self.session.get(f"{self.inference_url}/ping", timeout=self.timeout_s,
-                                      headers={"Authorization": f"Bearer {self.token('inference')}"}))
+        return _json(
+            self.session.get(
+                f"{self.inference_url}/ping",
+                timeout=self.timeout_s,
+                headers={"Authorization": f"Bearer {self.token('inference')}"},
+            )
+        )
 
     # --- management --------------------------------------------------------------------------
 
     def _manage(self, method: str, path: str, **params) -> Any:
-        reply = self.session.request(method, self.management_url + path, timeout=self.timeout_s,
-                                     params={k: v for k, v in params.items() if v is not None},
-                                     headers={"Authorization": f"Bearer {self.token('management')}"})
+        reply = self.session.request(
+            method,
+            self.management_url + path,
+            timeout=self.timeout_s,
+            params={k: v for k, v in params.items() if v is not None},
+            headers={"Authorization": f"Bearer {self.token('management')}"},
+        )
         return _json(reply)
 
     def list_models(self) -> list[dict]:
@@ -72,14 +92,26 @@ class TorchServeClient:
     def describe(self, model: str, version: str | None = None) -> list[dict]:
         return self._manage("GET", f"/models/{model}" + (f"/{version}" if version else ""))
 
-    def scale(self, model: str, min_workers: int, max_workers: int | None = None,
-              version: str | None = None) -> dict:
-        return self._manage("PUT", f"/models/{model}" + (f"/{version}" if version else ""),
-                            min_worker=min_workers, max_worker=max_workers or min_workers, synchronous="true")
+    def scale(
+        self,
+        model: str,
+        min_workers: int,
+        max_workers: int | None = None,
+        version: str | None = None,
+    ) -> dict:
+        return self._manage(
+            "PUT",
+            f"/models/{model}" + (f"/{version}" if version else ""),
+            min_worker=min_workers,
+            max_worker=max_workers or min_workers,
+            synchronous="true",
+        )
 
     def register(self, url: str, initial_workers: int = 1) -> dict:
         """Needs enable_model_api=true; TorchServe refuses it (405) in the hardened default."""
-        return self._manage("POST", "/models", url=url, initial_workers=initial_workers, synchronous="true")
+        return self._manage(
+            "POST", "/models", url=url, initial_workers=initial_workers, synchronous="true"
+        )
 
     def unregister(self, model: str, version: str | None = None) -> dict:
         return self._manage("DELETE", f"/models/{model}" + (f"/{version}" if version else ""))

@@ -1,4 +1,5 @@
 """Starting, finding and stopping TorchServe on what the build archived (never building)."""
+
 from __future__ import annotations
 
 import re
@@ -11,7 +12,7 @@ from scripts.runtimes.torchserve import server as ts
 from scripts.runtimes.torchserve.settings import NAME
 from scripts.spec import BuildError, ModelSpec
 
-STUBS = "grpc_stubs"   # run state: the gRPC stubs, compiled once per output folder
+STUBS = "grpc_stubs"  # run state: the gRPC stubs, compiled once per output folder
 
 
 def ports_from_config(template: Path) -> ts.Ports:
@@ -23,11 +24,13 @@ def ports_from_config(template: Path) -> ts.Ports:
         return int(match.group(1)) if match else default
 
     defaults = ts.Ports()
-    return ts.Ports(port("inference_address", defaults.inference),
-                    port("management_address", defaults.management),
-                    port("metrics_address", defaults.metrics),
-                    port("grpc_inference_port", defaults.grpc_inference),
-                    port("grpc_management_port", defaults.grpc_management))
+    return ts.Ports(
+        port("inference_address", defaults.inference),
+        port("management_address", defaults.management),
+        port("metrics_address", defaults.metrics),
+        port("grpc_inference_port", defaults.grpc_inference),
+        port("grpc_management_port", defaults.grpc_management),
+    )
 
 
 class TorchServeControl:
@@ -36,8 +39,11 @@ class TorchServeControl:
 
     def instance(self, layout: Layout) -> ts.TorchServe:
         """The instance `make serve` runs (or would run)."""
-        return ts.TorchServe(layout.state(NAME).resolve(),
-                             ports_from_config(layout.torchserve_config), stubs=layout.state(STUBS))
+        return ts.TorchServe(
+            layout.state(NAME).resolve(),
+            ports_from_config(layout.torchserve_config),
+            stubs=layout.state(STUBS),
+        )
 
     def start(self, specs: list[ModelSpec], layout: Layout, options: StartOptions) -> ts.TorchServe:
         """`options.managed` (the model API, for registering versions in rollouts) defaults to
@@ -52,19 +58,29 @@ class TorchServeControl:
         names = options.names or [m.name for m in specs]
         missing = [store / f"{a}.mar" for a in archives if not (store / f"{a}.mar").exists()]
         if missing:
-            raise BuildError([f"{layout.shown(path)} not built; run `make archive` first"
-                              for path in missing])
+            raise BuildError(
+                [f"{layout.shown(path)} not built; run `make archive` first" for path in missing]
+            )
         managed = options.managed
         if managed is None:
             managed = options.workdir is None and any(m.versions for m in specs)
         instance = self.instance(layout)
         ports = ts.Ports(*(free_port() for _ in range(5))) if options.free_ports else instance.ports
-        server = ts.start(options.config or layout.torchserve_config, store, archives, ports,
-                          options.workdir or instance.workdir,
-                          {"enable_model_api": "true"} if managed else {}, stubs=instance.stubs)
-        return ready_or_stopped(server, names,
-                                lambda: ts.wait_ready(server, names, options.timeout_s),
-                                lambda: ts.stop(server.workdir))
+        server = ts.start(
+            options.config or layout.torchserve_config,
+            store,
+            archives,
+            ports,
+            options.workdir or instance.workdir,
+            {"enable_model_api": "true"} if managed else {},
+            stubs=instance.stubs,
+        )
+        return ready_or_stopped(
+            server,
+            names,
+            lambda: ts.wait_ready(server, names, options.timeout_s),
+            lambda: ts.stop(server.workdir),
+        )
 
     def running(self, layout: Layout) -> ts.TorchServe | None:
         instance = self.instance(layout)
@@ -75,11 +91,19 @@ class TorchServeControl:
 
     def endpoints_report(self, server: ts.TorchServe, layout: Layout) -> list[tuple[str, str]]:
         workdir = layout.shown(server.workdir)
-        return [("inference", f"{server.inference_url}/predictions/<model>"),
-                ("management", f"{server.management_url}/models"),
-                ("metrics", f"{server.metrics_url}/metrics"),
-                ("gRPC", f"127.0.0.1:{server.ports.grpc_inference} (inference), "
-                         f"127.0.0.1:{server.ports.grpc_management} (management)"),
-                ("tokens", f"{workdir}/key_file.json (\"inference\" and \"management\" keys; "
-                           "send 'Authorization: Bearer <key>')"),
-                ("logs", f"{workdir}/logs/")]
+        return [
+            ("inference", f"{server.inference_url}/predictions/<model>"),
+            ("management", f"{server.management_url}/models"),
+            ("metrics", f"{server.metrics_url}/metrics"),
+            (
+                "gRPC",
+                f"127.0.0.1:{server.ports.grpc_inference} (inference), "
+                f"127.0.0.1:{server.ports.grpc_management} (management)",
+            ),
+            (
+                "tokens",
+                f'{workdir}/key_file.json ("inference" and "management" keys; '
+                "send 'Authorization: Bearer <key>')",
+            ),
+            ("logs", f"{workdir}/logs/"),
+        ]

@@ -1,4 +1,5 @@
 """TorchServe's endpoints for `make verify` and rollouts' gates: REST and gRPC with the token."""
+
 from __future__ import annotations
 
 import re
@@ -10,9 +11,13 @@ from scripts.runtimes.protocols import RequestCall, TensorCall
 from scripts.runtimes.torchserve import server as ts
 from scripts.spec import ModelSpec
 
-CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".txt": "text/plain",
-                 ".json": "application/json"}
-JSON_BYTES_PER_VALUE = 24   # a float32 as JSON text, with separators, at most
+CONTENT_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".txt": "text/plain",
+    ".json": "application/json",
+}
+JSON_BYTES_PER_VALUE = 24  # a float32 as JSON text, with separators, at most
 
 
 def max_request_bytes(config: Path) -> int:
@@ -27,8 +32,9 @@ def request_chunks(inputs: dict, limit: int) -> list[dict]:
     row_values = sum(int(np.prod(v.shape[1:])) for v in inputs.values())
     per_request = max(1, limit // (row_values * JSON_BYTES_PER_VALUE))
     rows = len(next(iter(inputs.values())))
-    return [{k: v[i:i + per_request] for k, v in inputs.items()}
-            for i in range(0, rows, per_request)]
+    return [
+        {k: v[i : i + per_request] for k, v in inputs.items()} for i in range(0, rows, per_request)
+    ]
 
 
 def answers_to_outputs(spec: ModelSpec, answers: list[dict] | dict) -> dict:
@@ -58,8 +64,9 @@ class TorchServeEndpoints:
 
         return {"torchserve-rest (requests)": call}
 
-    def version_endpoints(self, server: ts.TorchServe, spec: ModelSpec,
-                          version: int) -> dict[str, TensorCall]:
+    def version_endpoints(
+        self, server: ts.TorchServe, spec: ModelSpec, version: int
+    ) -> dict[str, TensorCall]:
         """Requests that name the version (/predictions/<model>/<version>)."""
         return self.calls(server, version)
 
@@ -73,13 +80,17 @@ class TorchServeEndpoints:
         def call(client):
             def infer(spec: ModelSpec, inputs: dict) -> dict:
                 if spec.batching.max_batch_size == 0:  # one call: the outputs need every row
-                    return answers_to_outputs(spec, client.predict(spec.name, tensors(inputs),
-                                                                   version=named))
+                    return answers_to_outputs(
+                        spec, client.predict(spec.name, tensors(inputs), version=named)
+                    )
                 answers = []
                 for chunk in request_chunks(inputs, limit):
                     answers += client.predict(spec.name, tensors(chunk), version=named)
                 return answers_to_outputs(spec, answers)
+
             return infer
 
-        return {"torchserve-rest": call(TorchServeClient.for_server(server)),
-                "torchserve-grpc": call(TorchServeGrpcClient.for_server(server))}
+        return {
+            "torchserve-rest": call(TorchServeClient.for_server(server)),
+            "torchserve-grpc": call(TorchServeGrpcClient.for_server(server)),
+        }

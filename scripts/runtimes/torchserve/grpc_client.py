@@ -1,5 +1,6 @@
 """TorchServe over gRPC: stubs compiled at build time from the .proto files that the installed
 TorchServe carries inside ts/frontend/model-server.jar (no copies kept in this repository)."""
+
 from __future__ import annotations
 
 import importlib
@@ -46,10 +47,23 @@ def compile_stubs(out: Path) -> Path:
                 target = scratch / name.removeprefix("proto/")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(archive.read(name))
-        include = Path(protoc.__file__).parent / "_proto"  # google/protobuf/*.proto from grpcio-tools
+        include = (
+            Path(protoc.__file__).parent / "_proto"
+        )  # google/protobuf/*.proto from grpcio-tools
         for name in (*DEPENDENCIES, *PROTOS):
-            if protoc.main(["protoc", f"-I{scratch}", f"-I{include}", f"--python_out={scratch}",
-                            f"--grpc_python_out={scratch}", str(scratch / name)]) != 0:
+            if (
+                protoc.main(
+                    [
+                        "protoc",
+                        f"-I{scratch}",
+                        f"-I{include}",
+                        f"--python_out={scratch}",
+                        f"--grpc_python_out={scratch}",
+                        str(scratch / name),
+                    ]
+                )
+                != 0
+            ):
                 raise RuntimeError(f"protoc failed on {name} from {jar}")
         for built in scratch.rglob("*.py"):
             target = out / built.relative_to(scratch)
@@ -68,28 +82,48 @@ def load_stubs(out: Path):
         folder = str(compile_stubs(out).resolve())
         if folder not in sys.path:
             sys.path.insert(0, folder)
-        return tuple(importlib.import_module(m) for m in
-                     ("inference_pb2", "inference_pb2_grpc", "management_pb2", "management_pb2_grpc"))
+        return tuple(
+            importlib.import_module(m)
+            for m in (
+                "inference_pb2",
+                "inference_pb2_grpc",
+                "management_pb2",
+                "management_pb2_grpc",
+            )
+        )
 
 
 class TorchServeGrpcClient:
     """Predictions and model listing over TorchServe's gRPC APIs, with the token as metadata."""
 
-    def __init__(self, inference_port: int, management_port: int, key_file: Path,
-                 timeout_s: float = 60, stubs: Path | None = None):
+    def __init__(
+        self,
+        inference_port: int,
+        management_port: int,
+        key_file: Path,
+        timeout_s: float = 60,
+        stubs: Path | None = None,
+    ):
         """`stubs`: where the stubs are compiled (default: beside the key file, in the
         server's workdir)."""
         stubs = stubs or Path(key_file).parent / "grpc_stubs"
         self.inference_pb2, inference_grpc, self.management_pb2, management_grpc = load_stubs(stubs)
         self.key_file, self.timeout_s = Path(key_file), timeout_s
-        self.inference = inference_grpc.InferenceAPIsServiceStub(grpc.insecure_channel(f"127.0.0.1:{inference_port}"))
+        self.inference = inference_grpc.InferenceAPIsServiceStub(
+            grpc.insecure_channel(f"127.0.0.1:{inference_port}")
+        )
         self.management = management_grpc.ManagementAPIsServiceStub(
             grpc.insecure_channel(f"127.0.0.1:{management_port}")
         )
 
     @classmethod
     def for_server(cls, server) -> TorchServeGrpcClient:
-        return cls(server.ports.grpc_inference, server.ports.grpc_management, server.key_file, stubs=server.grpc_stubs)
+        return cls(
+            server.ports.grpc_inference,
+            server.ports.grpc_management,
+            server.key_file,
+            stubs=server.grpc_stubs,
+        )
 
     def _metadata(self, api: str) -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {json.loads(self.key_file.read_text())[api]['key']}")]
@@ -111,7 +145,11 @@ class TorchServeGrpcClient:
         if isinstance(body, (dict, list)):
             body = json.dumps(body)
         answer = json.loads(self.predict_raw(model, body, version))
-        if isinstance(answer, dict) and isinstance(answer.get("code"), int) and answer["code"] >= 400:
+        if (
+            isinstance(answer, dict)
+            and isinstance(answer.get("code"), int)
+            and answer["code"] >= 400
+        ):
             raise TorchServeError(answer["code"], json.dumps(answer))
         return answer
 

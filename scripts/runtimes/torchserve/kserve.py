@@ -19,6 +19,7 @@ ones, changed only where running inside KServe's pod needs it:
   its own protocol (handlers/kserve_protocol.py). Nothing in the pod's environment can loosen
   the hardened settings either.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,24 +35,33 @@ from scripts.runtimes.torchserve.settings import NAME, model_config_yaml
 from scripts.spec import BuildError, ModelSpec
 from scripts.spec.cluster import KServeSpec
 
-MOUNT = Path("/mnt/models")          # where KServe's storage initializer puts the storageUri
-PORTS = ts.Ports(inference=8085)     # 8080 is the KServe wrapper's
-RUNTIME_VERSION = "0.12.0"           # pytorch/torchserve-kfs tag: the TorchServe we build and test with
+MOUNT = Path("/mnt/models")  # where KServe's storage initializer puts the storageUri
+PORTS = ts.Ports(inference=8085)  # 8080 is the KServe wrapper's
+RUNTIME_VERSION = "0.12.0"  # pytorch/torchserve-kfs tag: the TorchServe we build and test with
 SNAPSHOT_KEYS = ("minWorkers", "maxWorkers", "batchSize", "maxBatchDelay", "responseTimeout")
 
 
 def kserve_command(tree: Path | str = MOUNT) -> list[str]:
     """The container's command line, as KServe's kserve-torchserve ServingRuntime has it."""
-    return ["torchserve", "--start", f"--model-store={tree}/model-store",
-            f"--ts-config={tree}/config/config.properties"]
+    return [
+        "torchserve",
+        "--start",
+        f"--model-store={tree}/model-store",
+        f"--ts-config={tree}/config/config.properties",
+    ]
 
 
 def model_snapshot(specs: list[ModelSpec], layout: Layout) -> dict:
     models = {}
     for spec in specs:
         settings = model_config_yaml(serving_plan(spec.for_runtime(NAME), layout)).settings
-        models[spec.name] = {str(spec.version): {"defaultVersion": True, "marName": f"{spec.name}.mar",
-                                                 **{k: settings[k] for k in SNAPSHOT_KEYS}}}
+        models[spec.name] = {
+            str(spec.version): {
+                "defaultVersion": True,
+                "marName": f"{spec.name}.mar",
+                **{k: settings[k] for k in SNAPSHOT_KEYS},
+            }
+        }
     return {"name": "startup.cfg", "modelCount": len(models), "models": models}
 
 
@@ -69,23 +79,31 @@ HEADER = """\
 def kserve_config(template: Path, specs: list[ModelSpec], layout: Layout) -> str:
     """The template's settings (its comments dropped: some no longer hold) with the pod's changes."""
     snapshot = json.dumps(model_snapshot(specs, layout), separators=(",", ":"))
-    rendered = ts.render_config(template, MOUNT / "model-store", [s.name for s in specs], PORTS, overrides={
-        "metrics_address": f"http://0.0.0.0:{PORTS.metrics}",
-        "disable_token_authorization": "true",
-        "enable_envvars_config": "false",
-        "model_snapshot": snapshot,
-    })
+    rendered = ts.render_config(
+        template,
+        MOUNT / "model-store",
+        [s.name for s in specs],
+        PORTS,
+        overrides={
+            "metrics_address": f"http://0.0.0.0:{PORTS.metrics}",
+            "disable_token_authorization": "true",
+            "enable_envvars_config": "false",
+            "model_snapshot": snapshot,
+        },
+    )
     settings = [line for line in rendered.splitlines() if line.strip() and not line.startswith("#")]
     return HEADER + "\n".join(settings) + "\n"
 
 
-def write_tree(template: Path, specs: list[ModelSpec], layout: Layout, store: Path,
-               out: Path) -> Path:
+def write_tree(
+    template: Path, specs: list[ModelSpec], layout: Layout, store: Path, out: Path
+) -> Path:
     """out/config/config.properties and out/model-store/*.mar (copies of the built archives)."""
     missing = [mar_path(spec, store) for spec in specs if not mar_path(spec, store).exists()]
     if missing:
-        raise BuildError([f"{layout.shown(path)} not built; run `make archive` first"
-                          for path in missing])
+        raise BuildError(
+            [f"{layout.shown(path)} not built; run `make archive` first" for path in missing]
+        )
     shutil.rmtree(out, ignore_errors=True)
     (out / "config").mkdir(parents=True)
     (out / "model-store").mkdir()
@@ -99,8 +117,10 @@ class TorchServeKServe:
     """KServeBundler: the hardened config and copies of the built archives (built by the
     pipeline's ensure step: this never builds)."""
 
-    def bundle(self, specs: list[ModelSpec], layout: Layout, out: Path,
-               settings: KServeSpec) -> KServeBundle:
+    def bundle(
+        self, specs: list[ModelSpec], layout: Layout, out: Path, settings: KServeSpec
+    ) -> KServeBundle:
         tree = write_tree(layout.torchserve_config, specs, layout, layout.model_store, out)
-        return KServeBundle(NAME, tree, "pytorch", RUNTIME_VERSION, settings.protocol,
-                            [s.name for s in specs])
+        return KServeBundle(
+            NAME, tree, "pytorch", RUNTIME_VERSION, settings.protocol, [s.name for s in specs]
+        )

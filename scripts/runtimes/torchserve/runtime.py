@@ -1,6 +1,7 @@
 """The TorchServe runtime: `.mar` archives in the model store, a TorchServe started on them, REST
 and gRPC endpoints for `make verify`, versions through the management API, the stock BaseHandler
 setup for `make bench`, and KServe's TorchServe layout."""
+
 from __future__ import annotations
 
 from scripts.runtimes.protocols import Runtime
@@ -14,7 +15,15 @@ from scripts.runtimes.torchserve.versions import TorchServeVersions
 
 _control = TorchServeControl()
 
-TORCHSERVE = Runtime(name=NAME, title="TorchServe", build_step="archive", replicas="workers",
-                     artifacts=TorchServeArtifacts(), server=_control,
-                     endpoints=TorchServeEndpoints(), versions=TorchServeVersions(),
-                     bench=TorchServeBench(_control), kserve=TorchServeKServe())
+TORCHSERVE = Runtime(
+    name=NAME,
+    title="TorchServe",
+    build_step="archive",
+    replicas="workers",
+    artifacts=TorchServeArtifacts(),
+    server=_control,
+    endpoints=TorchServeEndpoints(),
+    versions=TorchServeVersions(),
+    bench=TorchServeBench(_control),
+    kserve=TorchServeKServe(),
+)

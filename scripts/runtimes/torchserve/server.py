@@ -5,6 +5,7 @@ holds TorchServe's pid file and worker sockets), so several can run side by side
 uses the layout's run state (`layout.state("torchserve")`), the tests a temporary one with free
 ports.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,8 @@ class Ports:
 class TorchServe:
     workdir: Path
     ports: Ports
-    waited_s: float = 0.0   # seconds start-up took until READY
-    stubs: Path | None = None   # where gRPC clients compile their stubs (default: the workdir's)
+    waited_s: float = 0.0  # seconds start-up took until READY
+    stubs: Path | None = None  # where gRPC clients compile their stubs (default: the workdir's)
 
     @property
     def grpc_stubs(self) -> Path:
@@ -65,13 +66,22 @@ class TorchServe:
     def env(self) -> dict[str, str]:
         # TEMP moves TorchServe's pid file and sockets; the venv's bin must come first on
         # PATH so the Java frontend starts workers with this Python.
-        return {**os.environ, "TEMP": str(self.workdir / "tmp"), "LOG_LOCATION": str(self.workdir / "logs"),
-                "METRICS_LOCATION": str(self.workdir / "logs"),
-                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        return {
+            **os.environ,
+            "TEMP": str(self.workdir / "tmp"),
+            "LOG_LOCATION": str(self.workdir / "logs"),
+            "METRICS_LOCATION": str(self.workdir / "logs"),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
 
 
-def render_config(template: Path, store: Path, models: list[str], ports: Ports,
-                  overrides: dict[str, str] | None = None) -> str:
+def render_config(
+    template: Path,
+    store: Path,
+    models: list[str],
+    ports: Ports,
+    overrides: dict[str, str] | None = None,
+) -> str:
     """config.properties with the model store, the archives to load (`models`: file names
     without .mar) and the ports filled in (and any `overrides`, e.g. enable_model_api=true
     for rollouts)."""
@@ -92,13 +102,22 @@ def render_config(template: Path, store: Path, models: list[str], ports: Ports,
     lines = []
     for line in template.read_text().splitlines():
         key = line.split("=", 1)[0].strip()
-        lines.append(f"{key}={values.pop(key)}" if key in values and not line.startswith("#") else line)
+        lines.append(
+            f"{key}={values.pop(key)}" if key in values and not line.startswith("#") else line
+        )
     lines += [f"{k}={v}" for k, v in values.items()]
     return "\n".join(lines) + "\n"
 
 
-def start(template: Path, store: Path, models: list[str], ports: Ports, workdir: Path,
-          overrides: dict[str, str] | None = None, stubs: Path | None = None) -> TorchServe:
+def start(
+    template: Path,
+    store: Path,
+    models: list[str],
+    ports: Ports,
+    workdir: Path,
+    overrides: dict[str, str] | None = None,
+    stubs: Path | None = None,
+) -> TorchServe:
     """Start TorchServe in the background (returns at once; see wait_ready). `models` are
     the archives' file names without .mar (`digits_cnn`, `digits_cnn.v2`)."""
     server = TorchServe(workdir.resolve(), ports, stubs=stubs)
@@ -111,8 +130,14 @@ def start(template: Path, store: Path, models: list[str], ports: Ports, workdir:
     config.write_text(render_config(template, store, models, ports, overrides))
     torchserve = Path(sys.executable).with_name("torchserve")
     with open(server.workdir / "logs" / "launcher.log", "wb") as log:
-        subprocess.run([str(torchserve), "--start", "--ncs", "--ts-config", str(config)],
-                       cwd=server.workdir, env=server.env(), stdout=log, stderr=subprocess.STDOUT, check=True)
+        subprocess.run(
+            [str(torchserve), "--start", "--ncs", "--ts-config", str(config)],
+            cwd=server.workdir,
+            env=server.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=True,
+        )
     return server
 
 
@@ -124,14 +149,23 @@ def is_running(server: TorchServe) -> bool:
     return pid(server) is not None
 
 
-def wait_ready(server: TorchServe, models: list[str], timeout_s: float = 300, version: int | None = None) -> float:
+def wait_ready(
+    server: TorchServe, models: list[str], timeout_s: float = 300, version: int | None = None
+) -> float:
     """Block until every model has a READY worker or has failed; returns the seconds waited.
     A model whose archive or worker failed (ModelsFailed names it with its log lines) leaves
     the others serving; on timeout or a dead server, BuildError with the log tails."""
     logs = log_files(server)
-    return wait_for_models("TorchServe", models, lambda m: model_ready(server, m, version),
-                           lambda: is_running(server), lambda: log_tail(server), timeout_s,
-                           failed=lambda m: load_failed(logs[-1], m), log_files=logs)
+    return wait_for_models(
+        "TorchServe",
+        models,
+        lambda m: model_ready(server, m, version),
+        lambda: is_running(server),
+        lambda: log_tail(server),
+        timeout_s,
+        failed=lambda m: load_failed(logs[-1], m),
+        log_files=logs,
+    )
 
 
 def load_failed(ts_log: Path, model: str) -> bool:
@@ -142,8 +176,14 @@ def load_failed(ts_log: Path, model: str) -> bool:
     except OSError:
         return False
     # the worker's "Failed to load model <m>, exception ...", the frontend's for a load job or an archive
-    return any(f"{message}{model}{end}" in text for message, end in (
-        ("Failed to load model ", ","), ("Load model failed: ", ","), ("Failed to load model: ", "")))
+    return any(
+        f"{message}{model}{end}" in text
+        for message, end in (
+            ("Failed to load model ", ","),
+            ("Load model failed: ", ","),
+            ("Failed to load model: ", ""),
+        )
+    )
 
 
 def model_ready(server: TorchServe, model: str, version: int | None = None) -> bool:
@@ -151,13 +191,19 @@ def model_ready(server: TorchServe, model: str, version: int | None = None) -> b
     path = f"/models/{model}" + (f"/{version}" if version is not None else "")
     try:
         # no key_file.json: token authorization off (KServe's config), or not written yet
-        token = {"Authorization": f"Bearer {server.key('management')}"} if server.key_file.exists() else {}
+        token = (
+            {"Authorization": f"Bearer {server.key('management')}"}
+            if server.key_file.exists()
+            else {}
+        )
         reply = requests.get(server.management_url + path, timeout=5, headers=token)
     except (requests.RequestException, OSError, ValueError, KeyError):
         return False  # not listening yet, or key_file.json being written
     if reply.status_code != 200:
         return False
-    return any(w.get("status") == "READY" for entry in reply.json() for w in entry.get("workers", []))
+    return any(
+        w.get("status") == "READY" for entry in reply.json() for w in entry.get("workers", [])
+    )
 
 
 def requests_served(server: TorchServe, model: str, version: int) -> float:
@@ -165,9 +211,13 @@ def requests_served(server: TorchServe, model: str, version: int) -> float:
     unversioned requests under model_version="default", so this counts the requests that named
     the version: what is left once it has not been the default since the rollout before."""
     text = requests.get(f"{server.metrics_url}/metrics", timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("ts_inference_requests_total{") and f'model_name="{model}"' in line
-               and f'model_version="{version}"' in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("ts_inference_requests_total{")
+        and f'model_name="{model}"' in line
+        and f'model_version="{version}"' in line
+    )
 
 
 def log_files(server: TorchServe) -> list[Path]:
@@ -183,6 +233,15 @@ def stop(workdir: Path, timeout_s: float = 30) -> bool:
     server = TorchServe(workdir.resolve(), Ports())
     torchserve = Path(sys.executable).with_name("torchserve")
     # --stop from the instance's own cwd and TEMP: it targets that pid file only.
-    return stop_process(pid(server), lambda: subprocess.run(
-        [str(torchserve), "--stop"], cwd=server.workdir, env=server.env(),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False), timeout_s)
+    return stop_process(
+        pid(server),
+        lambda: subprocess.run(
+            [str(torchserve), "--stop"],
+            cwd=server.workdir,
+            env=server.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        ),
+        timeout_s,
+    )

@@ -1,6 +1,7 @@
 """The spec's batching, workers and timeouts in TorchServe's terms (model-config.yaml): the one
 place they are translated. TorchServe's maxBatchDelay is whole milliseconds, so a fractional
 queue delay is rounded up with a warning, never silently changed."""
+
 from __future__ import annotations
 
 import math
@@ -8,7 +9,7 @@ import math
 from handlers.plan import ServingPlan
 from scripts.runtimes.protocols import Translation
 
-NAME = "torchserve"   # RUNTIME=torchserve; the spec's per_runtime key; its run state's folder
+NAME = "torchserve"  # RUNTIME=torchserve; the spec's per_runtime key; its run state's folder
 
 
 def model_config_yaml(plan: ServingPlan) -> Translation:
@@ -17,16 +18,23 @@ def model_config_yaml(plan: ServingPlan) -> Translation:
     delay_ms = math.ceil(delay)
     warnings = []
     if delay_ms != delay:
-        warnings.append(f"{plan.name}: TorchServe's maxBatchDelay is whole milliseconds: "
-                        f"batching.max_queue_delay_ms {delay:g} is served as {delay_ms} ms")
+        warnings.append(
+            f"{plan.name}: TorchServe's maxBatchDelay is whole milliseconds: "
+            f"batching.max_queue_delay_ms {delay:g} is served as {delay_ms} ms"
+        )
     if batching.preferred_batch_sizes:
-        warnings.append(f"{plan.name}: TorchServe has no preferred batch sizes: "
-                        f"batching.preferred_batch_sizes {batching.preferred_batch_sizes} applies to Triton only")
-    return Translation({
-        "minWorkers": serving.workers.min,
-        "maxWorkers": serving.workers.max,
-        "batchSize": max(batching.max_batch_size, 1),
-        "maxBatchDelay": delay_ms,
-        "responseTimeout": serving.response_timeout_s,
-        "startupTimeout": serving.startup_timeout_s,
-    }, warnings)
+        warnings.append(
+            f"{plan.name}: TorchServe has no preferred batch sizes: "
+            f"batching.preferred_batch_sizes {batching.preferred_batch_sizes} applies to Triton only"
+        )
+    return Translation(
+        {
+            "minWorkers": serving.workers.min,
+            "maxWorkers": serving.workers.max,
+            "batchSize": max(batching.max_batch_size, 1),
+            "maxBatchDelay": delay_ms,
+            "responseTimeout": serving.response_timeout_s,
+            "startupTimeout": serving.startup_timeout_s,
+        },
+        warnings,
+    )

@@ -2,6 +2,7 @@
 built them (copied from the layout's model store: nothing of ours is built here), beside the
 stock route a user tries first (BaseHandler on the TorchScript file, batch size 1, TorchServe's
 default worker count), and perf_analyzer's request data for both."""
+
 from __future__ import annotations
 
 import json
@@ -32,14 +33,23 @@ def write_stock_mar(spec: ModelSpec, layout: Layout, store: Path) -> str:
     from scripts.pipeline.paths import exported_formats
 
     if "torchscript" not in exported_formats(spec, layout):
-        raise BuildError(f"{spec.name}: the stock TorchServe route loads the TorchScript export; "
-                         "add torchscript to export.formats")
+        raise BuildError(
+            f"{spec.name}: the stock TorchServe route loads the TorchScript export; "
+            "add torchscript to export.formats"
+        )
     name = stock_name(spec)
     (store / f"{name}.mar").unlink(missing_ok=True)
-    generate_model_archive(ModelArchiverConfig(
-        model_name=name, version=str(spec.version), handler=str(STOCK_HANDLER),
-        serialized_file=str(layout.artifact_dir(spec) / ARTIFACT_FILES["torchscript"]),
-        export_path=str(store), archive_format="default", force=True))
+    generate_model_archive(
+        ModelArchiverConfig(
+            model_name=name,
+            version=str(spec.version),
+            handler=str(STOCK_HANDLER),
+            serialized_file=str(layout.artifact_dir(spec) / ARTIFACT_FILES["torchscript"]),
+            export_path=str(store),
+            archive_format="default",
+            force=True,
+        )
+    )
     return name
 
 
@@ -47,11 +57,15 @@ def model_store(specs: list[ModelSpec], layout: Layout, workdir: Path) -> tuple[
     """A scratch store under workdir with both setups; {(model, setup): served name}."""
     from scripts.runtimes.torchserve.archive import mar_path
 
-    missing = [mar_path(s, layout.model_store) for s in specs
-               if not mar_path(s, layout.model_store).exists()]
+    missing = [
+        mar_path(s, layout.model_store)
+        for s in specs
+        if not mar_path(s, layout.model_store).exists()
+    ]
     if missing:
-        raise BuildError([f"{layout.shown(p)} not built; run `make archive` first"
-                          for p in missing])
+        raise BuildError(
+            [f"{layout.shown(p)} not built; run `make archive` first" for p in missing]
+        )
     store = workdir / "store"
     shutil.rmtree(store, ignore_errors=True)
     store.mkdir(parents=True)
@@ -67,8 +81,11 @@ def model_store(specs: list[ModelSpec], layout: Layout, workdir: Path) -> tuple[
 def config(rendered: str) -> str:
     """The project's config.properties minus `default_workers_per_model`, so the stock models
     get TorchServe's own default (one worker per core). Token auth stays on."""
-    return "".join(line + "\n" for line in rendered.splitlines()
-                   if not line.strip().startswith("default_workers_per_model"))
+    return "".join(
+        line + "\n"
+        for line in rendered.splitlines()
+        if not line.strip().startswith("default_workers_per_model")
+    )
 
 
 def bodies(spec: ModelSpec, rows: dict[str, np.ndarray], stock: bool) -> list[str]:
@@ -80,7 +97,10 @@ def bodies(spec: ModelSpec, rows: dict[str, np.ndarray], stock: bool) -> list[st
             raise BuildError(f"{spec.name}: the stock BaseHandler route takes one input tensor")
         values = next(iter(rows.values()))
         return [json.dumps(values[i].tolist()) for i in range(count)]
-    return [json.dumps({"tensors": {n: v[i:i + 1].tolist() for n, v in rows.items()}}) for i in range(count)]
+    return [
+        json.dumps({"tensors": {n: v[i : i + 1].tolist() for n, v in rows.items()}})
+        for i in range(count)
+    ]
 
 
 def input_data(bodies: list[str], folder: Path, tag: str) -> Path:
@@ -96,14 +116,37 @@ def input_data(bodies: list[str], folder: Path, tag: str) -> Path:
     return data
 
 
-def load_targets(specs: list[ModelSpec], layout: Layout, server, names: dict, workdir: Path,
-                 setups=("torchserve_stock", "torchserve")) -> list[tuple]:
+def load_targets(
+    specs: list[ModelSpec],
+    layout: Layout,
+    server,
+    names: dict,
+    workdir: Path,
+    setups=("torchserve_stock", "torchserve"),
+) -> list[tuple]:
     token = server.key("inference")
     targets = []
     for spec in specs:
         rows = golden(spec, layout)
         for setup in setups:
-            data = input_data(bodies(spec, rows, setup.endswith("stock")), workdir / "data", f"{spec.name}.{setup}")
-            targets.append((spec.name, setup, "http", LoadTarget(
-                names[(spec.name, setup)], f"127.0.0.1:{server.ports.inference}", "http", "torchserve", data, token)))
+            data = input_data(
+                bodies(spec, rows, setup.endswith("stock")),
+                workdir / "data",
+                f"{spec.name}.{setup}",
+            )
+            targets.append(
+                (
+                    spec.name,
+                    setup,
+                    "http",
+                    LoadTarget(
+                        names[(spec.name, setup)],
+                        f"127.0.0.1:{server.ports.inference}",
+                        "http",
+                        "torchserve",
+                        data,
+                        token,
+                    ),
+                )
+            )
     return targets

@@ -1,6 +1,7 @@
 """Versions on a running TorchServe, through its management API (model API on, with the token):
 each version is its own archive, registered beside the others; `set-default` moves unversioned
 requests; unregistering scales a version to 0 (so drain it first)."""
+
 from __future__ import annotations
 
 from scripts.pipeline.layout import Layout
@@ -23,12 +24,15 @@ class TorchServeVersions:
         config = (server.workdir / "config.properties").read_text()
         if "enable_model_api=true" in config.splitlines():
             return []
-        return [f"TorchServe runs without the model API, which registering {spec.name}'s versions "
-                "needs (it is switched on when `make serve` starts with a model that has "
-                "versions): `make stop` then `make serve`"]
+        return [
+            f"TorchServe runs without the model API, which registering {spec.name}'s versions "
+            "needs (it is switched on when `make serve` starts with a model that has "
+            "versions): `make stop` then `make serve`"
+        ]
 
-    def load_beside(self, server: ts.TorchServe, spec: ModelSpec, version: int,
-                    layout: Layout) -> bool:
+    def load_beside(
+        self, server: ts.TorchServe, spec: ModelSpec, version: int, layout: Layout
+    ) -> bool:
         """Register the version's own .mar (not the default: TorchServe keeps the one it has)."""
         from scripts.runtimes.torchserve.archive import mar_name
         from scripts.runtimes.torchserve.client import TorchServeClient
@@ -36,22 +40,23 @@ class TorchServeVersions:
         if version in self.versions(server, spec).loaded:
             return False
         client = TorchServeClient.for_server(server)
-        client.register(mar_name(spec.at_version(version)),
-                        initial_workers=spec.serving.workers.min)
+        client.register(
+            mar_name(spec.at_version(version)), initial_workers=spec.serving.workers.min
+        )
         ts.wait_ready(server, [spec.name], version=version)
         return True
 
-    def make_default(self, server: ts.TorchServe, spec: ModelSpec, version: int,
-                     keep: int | None, layout: Layout) -> None:
+    def make_default(
+        self, server: ts.TorchServe, spec: ModelSpec, version: int, keep: int | None, layout: Layout
+    ) -> None:
         from scripts.runtimes.torchserve.client import TorchServeClient
 
-        for loaded in (version, keep):   # after a restart neither may be registered yet
+        for loaded in (version, keep):  # after a restart neither may be registered yet
             if loaded is not None:
                 self.load_beside(server, spec, loaded, layout)
         TorchServeClient.for_server(server).set_default(spec.name, str(version))
 
-    def unload(self, server: ts.TorchServe, spec: ModelSpec, version: int,
-               layout: Layout) -> None:
+    def unload(self, server: ts.TorchServe, spec: ModelSpec, version: int, layout: Layout) -> None:
         from scripts.runtimes.torchserve.client import TorchServeClient
 
         if version in self.versions(server, spec).loaded:

@@ -1,4 +1,5 @@
 """Triton's artifact builder: the model repository in the layout's triton_repo/."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +18,9 @@ class TritonArtifacts:
     def translate(self, plan: ServingPlan) -> Translation:
         return scheduling(plan)
 
-    def build(self, specs: list[ModelSpec], layout: Layout,
-              options: BuildOptions) -> list[BuildRow]:
+    def build(
+        self, specs: list[ModelSpec], layout: Layout, options: BuildOptions
+    ) -> list[BuildRow]:
         """`options.out`: another repository (a scratch one); `options.backend`: python (runs
         here), onnxruntime or pytorch (checked offline)."""
         from scripts.pipeline.plan import serving_plan
@@ -26,18 +28,24 @@ class TritonArtifacts:
 
         out = options.out or layout.triton_repo
         rebuilt = build_repository(specs, layout, out, options.backend, options.force)
-        return [BuildRow(spec.name, f"written ({options.backend})" if rebuilt[spec.name]
-                         else "up to date", ", ".join(model_names(spec)),
-                         self.translate(serving_plan(spec.for_runtime(NAME), layout)).warnings)
-                for spec in specs]
+        return [
+            BuildRow(
+                spec.name,
+                f"written ({options.backend})" if rebuilt[spec.name] else "up to date",
+                ", ".join(model_names(spec)),
+                self.translate(serving_plan(spec.for_runtime(NAME), layout)).warnings,
+            )
+            for spec in specs
+        ]
 
     def build_version(self, spec: ModelSpec, version: int, layout: Layout) -> BuildRow:
         """<name>/<version>/ beside the first version's (Python backend)."""
         from scripts.runtimes.triton.repository import build_version
 
         built = build_version(spec, version, layout, layout.triton_repo)
-        return BuildRow(spec.name, "written (python)" if built else "up to date",
-                        f"{spec.name}/{version}/")
+        return BuildRow(
+            spec.name, "written (python)" if built else "up to date", f"{spec.name}/{version}/"
+        )
 
     def served_names(self, spec: ModelSpec) -> list[str]:
         from scripts.runtimes.triton.repository import model_names

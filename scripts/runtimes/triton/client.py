@@ -2,6 +2,7 @@
 numpy outputs back, and the server's per-model statistics. Used by the tests, the served-endpoint
 verification and the benchmarks.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,12 +26,18 @@ def wire_shapes(spec: ModelSpec, inputs: dict[str, np.ndarray]) -> dict[str, np.
     travels as [batch, 1] (config.pbtxt: dims [1] with an empty reshape)."""
     if spec.batching.max_batch_size == 0:
         return inputs
-    return {t.name: inputs[t.name].reshape(-1, 1) if len(t.shape) == 1 else inputs[t.name] for t in spec.inputs}
+    return {
+        t.name: inputs[t.name].reshape(-1, 1) if len(t.shape) == 1 else inputs[t.name]
+        for t in spec.inputs
+    }
 
 
 def spec_shapes(spec: ModelSpec, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Outputs back in the spec's shapes ([batch, 1] -> [batch] for per-sample scalars)."""
-    return {t.name: outputs[t.name].reshape(-1) if len(t.shape) == 1 else outputs[t.name] for t in spec.outputs}
+    return {
+        t.name: outputs[t.name].reshape(-1) if len(t.shape) == 1 else outputs[t.name]
+        for t in spec.outputs
+    }
 
 
 def as_typed(value: Any, datatype: str) -> np.ndarray:
@@ -38,15 +45,16 @@ def as_typed(value: Any, datatype: str) -> np.ndarray:
     as an np.object_ array of bytes (one [B, 1] column for a flat list of strings)."""
     if datatype == BYTES:
         items = np.array(value, dtype=np.object_)
-        items = np.vectorize(lambda v: v.encode("utf-8") if isinstance(v, str) else bytes(v),
-                             otypes=[np.object_])(items)
+        items = np.vectorize(
+            lambda v: v.encode("utf-8") if isinstance(v, str) else bytes(v), otypes=[np.object_]
+        )(items)
         return items.reshape(-1, 1) if items.ndim <= 1 else items
     return np.ascontiguousarray(np.asarray(value, dtype=numpy_dtype(spec_dtype(datatype))))
 
 
 @dataclass
 class TritonClient:
-    url: str                     # host:port
+    url: str  # host:port
     protocol: str = "http"
     headers: dict[str, str] | None = None
 
@@ -65,8 +73,14 @@ class TritonClient:
         meta = self.as_dict(self.client.get_model_metadata(model, headers=self.headers))
         return {i["name"]: i["datatype"] for i in meta["inputs"]}
 
-    def infer(self, model: str, values: dict[str, Any], datatypes: dict[str, str] | None = None,
-              outputs: list[str] | None = None, version: int | None = None) -> dict[str, np.ndarray]:
+    def infer(
+        self,
+        model: str,
+        values: dict[str, Any],
+        datatypes: dict[str, str] | None = None,
+        outputs: list[str] | None = None,
+        version: int | None = None,
+    ) -> dict[str, np.ndarray]:
         """{input: value} -> {output: numpy array}. Datatypes default to the server's metadata;
         pass spec_datatypes(spec) to type inputs from the spec instead. `version` None: the
         model's default (Triton: its highest loaded version)."""
@@ -78,8 +92,9 @@ class TritonClient:
             tensor.set_data_from_numpy(array)
             inputs.append(tensor)
         requested = [self.module.InferRequestedOutput(n) for n in outputs] if outputs else None
-        result = self.client.infer(model, inputs, outputs=requested, headers=self.headers,
-                                   model_version=str(version or ""))
+        result = self.client.infer(
+            model, inputs, outputs=requested, headers=self.headers, model_version=str(version or "")
+        )
         names = outputs or [o["name"] for o in self.as_dict(result.get_response())["outputs"]]
         return {n: result.as_numpy(n) for n in names}
 

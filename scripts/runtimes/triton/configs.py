@@ -5,6 +5,7 @@ before a server sees it: tensors against the exported graph, ensemble wiring.
 Tensor names, dtypes and dims are read from the exported ONNX graph and checked against the
 spec; batching and instances come from settings.py, the one place they are translated.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,8 +37,8 @@ STRING = mc.DataType.Value("TYPE_STRING")  # Triton's BYTES
 @dataclass(frozen=True)
 class Tensor:
     name: str
-    dtype: int          # mc.DataType
-    shape: list[int]    # with the batch axis, -1 for dynamic
+    dtype: int  # mc.DataType
+    shape: list[int]  # with the batch axis, -1 for dynamic
 
 
 def onnx_signature(path: Path) -> tuple[list[Tensor], list[Tensor]]:
@@ -51,9 +52,14 @@ def onnx_signature(path: Path) -> tuple[list[Tensor], list[Tensor]]:
     def tensor(value) -> Tensor:
         t = value.type.tensor_type
         dtype = data_type(spec_dtype_of_numpy(tensor_dtype_to_np_dtype(t.elem_type)))
-        return Tensor(value.name, dtype, [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim])
+        return Tensor(
+            value.name, dtype, [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+        )
 
-    return ([tensor(v) for v in graph.input if v.name not in initializers], [tensor(v) for v in graph.output])
+    return (
+        [tensor(v) for v in graph.input if v.name not in initializers],
+        [tensor(v) for v in graph.output],
+    )
 
 
 def spec_tensors(tensors) -> list[Tensor]:
@@ -73,11 +79,15 @@ def checked_signature(spec: ModelSpec, layout: Layout) -> tuple[list[Tensor], li
     problems = []
     for kind, spec_side, graph_side in zip(("inputs", "outputs"), wanted, found):
         if [t.name for t in spec_side] != [t.name for t in graph_side]:
-            problems.append(f"{spec.name}: {kind}: the ONNX graph has {[t.name for t in graph_side]}, "
-                            f"the spec {[t.name for t in spec_side]}; fix the spec's {kind} names")
+            problems.append(
+                f"{spec.name}: {kind}: the ONNX graph has {[t.name for t in graph_side]}, "
+                f"the spec {[t.name for t in spec_side]}; fix the spec's {kind} names"
+            )
             continue
         for s, g in zip(spec_side, graph_side):
-            problems += mismatches(f"{spec.name}: {kind} {s.name!r}", s, g, "fix the spec or re-export")
+            problems += mismatches(
+                f"{spec.name}: {kind} {s.name!r}", s, g, "fix the spec or re-export"
+            )
     if problems:
         raise BuildError(problems)
     return found
@@ -86,15 +96,19 @@ def checked_signature(spec: ModelSpec, layout: Layout) -> tuple[list[Tensor], li
 def mismatches(where: str, expected: Tensor, found: Tensor, fix: str) -> list[str]:
     problems = []
     if expected.dtype != found.dtype:
-        problems.append(f"{where}: dtype: expected {mc.DataType.Name(expected.dtype)}, "
-                        f"found {mc.DataType.Name(found.dtype)}; {fix}")
+        problems.append(
+            f"{where}: dtype: expected {mc.DataType.Name(expected.dtype)}, "
+            f"found {mc.DataType.Name(found.dtype)}; {fix}"
+        )
     if len(expected.shape) != len(found.shape) or any(
-            e != f and -1 not in (e, f) for e, f in zip(expected.shape, found.shape)):
+        e != f and -1 not in (e, f) for e, f in zip(expected.shape, found.shape)
+    ):
         problems.append(f"{where}: dims: expected {expected.shape}, found {found.shape}; {fix}")
     return problems
 
 
 # --- config.pbtxt pieces ------------------------------------------------------------------------------
+
 
 def dims(shape: list[int], max_batch_size: int) -> list[int]:
     """With batching Triton adds the batch axis itself; without (max_batch_size 0) the dims
@@ -103,7 +117,10 @@ def dims(shape: list[int], max_batch_size: int) -> list[int]:
 
 
 def io_entries(tensors: list[Tensor], names: list[str], max_batch_size: int, kind):
-    entries = [kind(name=n, data_type=t.dtype, dims=dims(t.shape, max_batch_size)) for t, n in zip(tensors, names)]
+    entries = [
+        kind(name=n, data_type=t.dtype, dims=dims(t.shape, max_batch_size))
+        for t, n in zip(tensors, names)
+    ]
     for entry in entries:
         if not entry.dims:  # a per-sample scalar ([-1]): Triton needs dims, the model sees [batch]
             entry.dims.append(1)
@@ -116,12 +133,20 @@ def triton_names(spec: ServingPlan, backend: str) -> tuple[list[str], list[str]]
     (the index is the position in forward()'s arguments / return value)."""
     inputs, outputs = [t.name for t in spec.inputs], [t.name for t in spec.outputs]
     if backend == "pytorch":
-        return [f"{n}__{i}" for i, n in enumerate(inputs)], [f"{n}__{i}" for i, n in enumerate(outputs)]
+        return [f"{n}__{i}" for i, n in enumerate(inputs)], [
+            f"{n}__{i}" for i, n in enumerate(outputs)
+        ]
     return inputs, outputs
 
 
-def base_config(plan: ServingPlan, name: str, *, backend: str | None = None, platform: str | None = None,
-                instances: bool = True) -> mc.ModelConfig:
+def base_config(
+    plan: ServingPlan,
+    name: str,
+    *,
+    backend: str | None = None,
+    platform: str | None = None,
+    instances: bool = True,
+) -> mc.ModelConfig:
     settings = scheduling(plan).settings
     config = mc.ModelConfig(name=name, max_batch_size=settings["max_batch_size"])
     if backend:
@@ -130,11 +155,17 @@ def base_config(plan: ServingPlan, name: str, *, backend: str | None = None, pla
         config.platform = platform
     config.version_policy.specific.versions.append(plan.version if platform != "ensemble" else 1)
     if "max_queue_delay_microseconds" in settings and platform != "ensemble":
-        config.dynamic_batching.max_queue_delay_microseconds = settings["max_queue_delay_microseconds"]
+        config.dynamic_batching.max_queue_delay_microseconds = settings[
+            "max_queue_delay_microseconds"
+        ]
         config.dynamic_batching.preferred_batch_size.extend(settings["preferred_batch_size"])
     if instances and platform != "ensemble":
         # KIND_AUTO: GPU where the container has one; the Python models here run on CPU.
-        kind = mc.ModelInstanceGroup.KIND_CPU if backend == "python" else mc.ModelInstanceGroup.KIND_AUTO
+        kind = (
+            mc.ModelInstanceGroup.KIND_CPU
+            if backend == "python"
+            else mc.ModelInstanceGroup.KIND_AUTO
+        )
         config.instance_group.add(count=settings["instances"], kind=kind)
     return config
 
@@ -150,7 +181,9 @@ def model_config(spec: ServingPlan, backend: str, signature) -> mc.ModelConfig:
     if backend == "pytorch":
         config.default_model_filename = "model.pt"
     config.input.extend(io_entries(inputs, in_names, spec.batching.max_batch_size, mc.ModelInput))
-    config.output.extend(io_entries(outputs, out_names, spec.batching.max_batch_size, mc.ModelOutput))
+    config.output.extend(
+        io_entries(outputs, out_names, spec.batching.max_batch_size, mc.ModelOutput)
+    )
     if backend == "python":
         set_role(config, "model")
         if spec.batching.pad is not None:  # our model.py pads a batch of different lengths
@@ -191,13 +224,24 @@ def ensemble_configs(spec: ServingPlan, backend: str, signature) -> list[mc.Mode
     ensemble.output.extend(io_entries(answers, [t.name for t in answers], mbs, mc.ModelOutput))
     steps = ensemble.ensemble_scheduling.step
     # input_map: step model's tensor -> ensemble tensor; output_map likewise.
-    steps.add(model_name=pre.name, model_version=-1, input_map={raw.name: raw.name},
-              output_map={t.name: t.name for t in made})
-    steps.add(model_name=spec.name, model_version=-1,
-              input_map={n: t.name for n, t in zip(in_names, inputs) if t.name in produced},
-              output_map={n: t.name for n, t in zip(out_names, outputs)})
-    steps.add(model_name=post.name, model_version=-1, input_map={t.name: t.name for t in outputs},
-              output_map={t.name: t.name for t in answers})
+    steps.add(
+        model_name=pre.name,
+        model_version=-1,
+        input_map={raw.name: raw.name},
+        output_map={t.name: t.name for t in made},
+    )
+    steps.add(
+        model_name=spec.name,
+        model_version=-1,
+        input_map={n: t.name for n, t in zip(in_names, inputs) if t.name in produced},
+        output_map={n: t.name for n, t in zip(out_names, outputs)},
+    )
+    steps.add(
+        model_name=post.name,
+        model_version=-1,
+        input_map={t.name: t.name for t in outputs},
+        output_map={t.name: t.name for t in answers},
+    )
     return [pre, post, ensemble]
 
 
@@ -213,19 +257,27 @@ def check_ensemble(ensemble: mc.ModelConfig, configs: dict[str, mc.ModelConfig])
         model_out = {t.name: (t.data_type, list(t.dims)) for t in model.output}
         for model_tensor, ens_tensor in step.input_map.items():
             if model_tensor not in model_in:
-                problems.append(f"{where}: step {step.model_name}: no input {model_tensor!r} (has {sorted(model_in)})")
+                problems.append(
+                    f"{where}: step {step.model_name}: no input {model_tensor!r} (has {sorted(model_in)})"
+                )
             elif ens_tensor not in known:
-                problems.append(f"{where}: step {step.model_name}: {ens_tensor!r} is not produced before this step")
+                problems.append(
+                    f"{where}: step {step.model_name}: {ens_tensor!r} is not produced before this step"
+                )
             elif known[ens_tensor] != model_in[model_tensor]:
-                problems.append(f"{where}: step {step.model_name}: {model_tensor!r} expects "
-                                f"{describe(model_in[model_tensor])}, {ens_tensor!r} is {describe(known[ens_tensor])}")
+                problems.append(
+                    f"{where}: step {step.model_name}: {model_tensor!r} expects "
+                    f"{describe(model_in[model_tensor])}, {ens_tensor!r} is {describe(known[ens_tensor])}"
+                )
         missing = sorted(set(model_in) - set(step.input_map))
         if missing:
             problems.append(f"{where}: step {step.model_name}: inputs {missing} are not mapped")
         for model_tensor, ens_tensor in step.output_map.items():
             if model_tensor not in model_out:
                 has = sorted(model_out)
-                problems.append(f"{where}: step {step.model_name}: no output {model_tensor!r} (has {has})")
+                problems.append(
+                    f"{where}: step {step.model_name}: no output {model_tensor!r} (has {has})"
+                )
             else:
                 known[ens_tensor] = model_out[model_tensor]
     for t in ensemble.output:
@@ -242,7 +294,9 @@ def describe(tensor: tuple[int, list[int]]) -> str:
 
 
 def write_config(
-    config: mc.ModelConfig, folder: Path, artifact_names: tuple[list[str] | None, list[str] | None] = (None, None)
+    config: mc.ModelConfig,
+    folder: Path,
+    artifact_names: tuple[list[str] | None, list[str] | None] = (None, None),
 ) -> Path:
     """config.pbtxt via text_format, after checking it against Triton's rules (and the
     artifact's tensor names, when given). proto3 drops fields at their default, so

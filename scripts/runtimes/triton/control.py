@@ -1,4 +1,5 @@
 """Starting, finding and stopping tritonserver on the generated repository (never generating)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,13 +26,20 @@ class TritonControl:
         names = options.names or [n for m in specs for n in model_names(m)]
         missing = [n for n in names if not (repo / n / "config.pbtxt").exists()]
         if missing:
-            raise BuildError([f"{layout.shown(repo / n)} not built; run `make triton-repo` first"
-                              for n in missing])
+            raise BuildError(
+                [
+                    f"{layout.shown(repo / n)} not built; run `make triton-repo` first"
+                    for n in missing
+                ]
+            )
         ports = tr.Ports(*(free_port() for _ in range(3))) if options.free_ports else tr.Ports()
         server = tr.start(repo, names, ports, options.workdir or layout.state(NAME))
-        server = ready_or_stopped(server, names,
-                                  lambda: tr.wait_ready(server, names, options.timeout_s),
-                                  lambda: tr.stop(server.workdir))
+        server = ready_or_stopped(
+            server,
+            names,
+            lambda: tr.wait_ready(server, names, options.timeout_s),
+            lambda: tr.stop(server.workdir),
+        )
         managed = options.managed if options.managed is not None else options.workdir is None
         if managed:
             tr.start_watchdog(server, repo)
@@ -46,9 +54,14 @@ class TritonControl:
 
     def endpoints_report(self, server: tr.Triton, layout: Layout) -> list[tuple[str, str]]:
         workdir = layout.shown(server.workdir)
-        return [("HTTP", f"http://{server.http_url}/v2/models/<model>/infer"),
-                ("gRPC", server.grpc_url),
-                ("metrics", server.metrics_url),
-                ("admin", f"model-repository API needs header '{tr.ADMIN_HEADER}: <key>' "
-                          f"(gRPC: '{tr.GRPC_ADMIN_HEADER}'); key in {workdir}/admin_key"),
-                ("log", f"{workdir}/triton.log")]
+        return [
+            ("HTTP", f"http://{server.http_url}/v2/models/<model>/infer"),
+            ("gRPC", server.grpc_url),
+            ("metrics", server.metrics_url),
+            (
+                "admin",
+                f"model-repository API needs header '{tr.ADMIN_HEADER}: <key>' "
+                f"(gRPC: '{tr.GRPC_ADMIN_HEADER}'); key in {workdir}/admin_key",
+            ),
+            ("log", f"{workdir}/triton.log"),
+        ]

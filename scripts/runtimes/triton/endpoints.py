@@ -1,5 +1,6 @@
 """Triton's endpoints for `make verify` and rollouts' gates: the tensor models over HTTP and
 gRPC, and the ensembles (encoded requests in, label and score out)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +13,10 @@ from scripts.spec import ModelSpec
 def clients(server: tr.Triton) -> dict:
     from scripts.runtimes.triton.client import TritonClient
 
-    return {"http": TritonClient(server.http_url, "http"),
-            "grpc": TritonClient(server.grpc_url, "grpc")}
+    return {
+        "http": TritonClient(server.http_url, "http"),
+        "grpc": TritonClient(server.grpc_url, "grpc"),
+    }
 
 
 class TritonEndpoints:
@@ -31,16 +34,22 @@ class TritonEndpoints:
 
         def call(client):
             def infer(path: Path) -> tuple[str, float]:
-                out = client.infer(f"{spec.name}_ensemble",
-                                   {spec.task.preprocess.ensemble_input: [path.read_bytes()]})
+                out = client.infer(
+                    f"{spec.name}_ensemble",
+                    {spec.task.preprocess.ensemble_input: [path.read_bytes()]},
+                )
                 return decode_labels(out[LABEL])[0], float(out[SCORE].reshape(-1)[0])
+
             return infer
 
-        return {f"triton-ensemble-{protocol}": call(client)
-                for protocol, client in clients(server).items()}
+        return {
+            f"triton-ensemble-{protocol}": call(client)
+            for protocol, client in clients(server).items()
+        }
 
-    def version_endpoints(self, server: tr.Triton, spec: ModelSpec,
-                          version: int) -> dict[str, TensorCall]:
+    def version_endpoints(
+        self, server: tr.Triton, spec: ModelSpec, version: int
+    ) -> dict[str, TensorCall]:
         """The version under the model's name once loaded there, else as its candidate."""
         from scripts.runtimes.triton import versions
 
@@ -48,18 +57,21 @@ class TritonEndpoints:
         served = spec.name if public else versions.CANDIDATE.format(spec.name)
         return self.calls(server, served, version)
 
-    def calls(self, server: tr.Triton, served: str | None,
-              version: int | None) -> dict[str, TensorCall]:
+    def calls(
+        self, server: tr.Triton, served: str | None, version: int | None
+    ) -> dict[str, TensorCall]:
         """`served`/`version`: one model name and version instead of each spec's default."""
-        from scripts.runtimes.triton.client import (
-            spec_datatypes,
-            spec_shapes,
-            wire_shapes,
-        )
+        from scripts.runtimes.triton.client import spec_datatypes, spec_shapes, wire_shapes
 
         def call(client):
-            return lambda spec, inputs: spec_shapes(spec, client.infer(
-                served or spec.name, wire_shapes(spec, inputs), spec_datatypes(spec),
-                version=version))
+            return lambda spec, inputs: spec_shapes(
+                spec,
+                client.infer(
+                    served or spec.name,
+                    wire_shapes(spec, inputs),
+                    spec_datatypes(spec),
+                    version=version,
+                ),
+            )
 
         return {f"triton-{protocol}": call(client) for protocol, client in clients(server).items()}

@@ -16,6 +16,7 @@ Which backend (TRITON_BACKEND, onnxruntime by default):
   pip-installed, or an EXECUTION_ENV_PATH tarball). The tests start this variant with KServe's
   arguments, since native backends do not run on this machine (they are checked offline).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -30,14 +31,23 @@ from scripts.spec import ModelSpec
 from scripts.spec.cluster import KServeSpec
 
 MOUNT = Path("/mnt/models")
-RUNTIME_VERSION = "24.10-py3"   # NGC tritonserver release carrying Triton 2.51, the server tested here
+RUNTIME_VERSION = (
+    "24.10-py3"  # NGC tritonserver release carrying Triton 2.51, the server tested here
+)
 HTTP_PORT, GRPC_PORT = 8080, 9000
 
 
-def kserve_args(tree: Path | str = MOUNT, http_port: int = HTTP_PORT, grpc_port: int = GRPC_PORT) -> list[str]:
+def kserve_args(
+    tree: Path | str = MOUNT, http_port: int = HTTP_PORT, grpc_port: int = GRPC_PORT
+) -> list[str]:
     """tritonserver's arguments as KServe's kserve-tritonserver ServingRuntime passes them."""
-    return [f"--model-store={tree}", f"--grpc-port={grpc_port}", f"--http-port={http_port}",
-            "--allow-grpc=true", "--allow-http=true"]
+    return [
+        f"--model-store={tree}",
+        f"--grpc-port={grpc_port}",
+        f"--http-port={http_port}",
+        "--allow-grpc=true",
+        "--allow-http=true",
+    ]
 
 
 def write_tree(specs: list[ModelSpec], layout: Layout, out: Path, backend: str) -> Path:
@@ -51,7 +61,8 @@ def write_tree(specs: list[ModelSpec], layout: Layout, out: Path, backend: str) 
 class TritonKServe:
     """KServeBundler: the storage root is a model repository for KServe's backend."""
 
-    def bundle(self, specs: list[ModelSpec], layout: Layout, out: Path,
-               settings: KServeSpec) -> KServeBundle:
+    def bundle(
+        self, specs: list[ModelSpec], layout: Layout, out: Path, settings: KServeSpec
+    ) -> KServeBundle:
         tree = write_tree(specs, layout, out, settings.triton_backend)
         return KServeBundle(NAME, tree, "triton", RUNTIME_VERSION, "v2", repository_models(tree))

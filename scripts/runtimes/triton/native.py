@@ -1,6 +1,7 @@
 """Offline checks for the backends that run only in NVIDIA's containers (onnxruntime,
 pytorch/libtorch): each generated config.pbtxt against its artifact, since no such server
 runs here."""
+
 from __future__ import annotations
 
 import warnings
@@ -9,7 +10,13 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from handlers.dtypes import spec_dtype
-from scripts.runtimes.triton.configs import Tensor, data_type, mismatches, onnx_signature, read_config
+from scripts.runtimes.triton.configs import (
+    Tensor,
+    data_type,
+    mismatches,
+    onnx_signature,
+    read_config,
+)
 from scripts.spec import ModelSpec
 
 
@@ -20,7 +27,10 @@ def check_native(model_dir: Path, spec: ModelSpec) -> list[str]:
     config = read_config(model_dir / "config.pbtxt")
     version_dir = model_dir / str(spec.version)
     mbs = config.max_batch_size
-    declared = [model_side(t, mbs) for t in config.input], [model_side(t, mbs) for t in config.output]
+    declared = (
+        [model_side(t, mbs) for t in config.input],
+        [model_side(t, mbs) for t in config.output],
+    )
     if config.backend == "onnxruntime":
         return compare_signature(config.name, declared, onnx_signature(version_dir / "model.onnx"))
     if config.backend == "pytorch":
@@ -40,37 +50,55 @@ def compare_signature(name: str, declared, found) -> list[str]:
     for kind, cfg, art in zip(("input", "output"), declared, found):
         art_by_name = {t.name: t for t in art}
         if sorted(art_by_name) != sorted(t.name for t in cfg):
-            problems.append(f"{name}: config {kind}s {[t.name for t in cfg]} != artifact {sorted(art_by_name)}")
+            problems.append(
+                f"{name}: config {kind}s {[t.name for t in cfg]} != artifact {sorted(art_by_name)}"
+            )
             continue
         for t in cfg:
-            problems += mismatches(f"{name}: {kind} {t.name!r}", t, art_by_name[t.name], "regenerate the repository")
+            problems += mismatches(
+                f"{name}: {kind} {t.name!r}", t, art_by_name[t.name], "regenerate the repository"
+            )
     return problems
 
 
 def check_torchscript(config: mc.ModelConfig, declared, path: Path, spec: ModelSpec) -> list[str]:
     import torch
 
-    problems = [f"{config.name}: {kind} {t.name!r} does not follow libtorch's <name>__<index> naming"
-                for kind, tensors in zip(("input", "output"), declared)
-                for i, t in enumerate(tensors) if not t.name.endswith(f"__{i}")]
+    problems = [
+        f"{config.name}: {kind} {t.name!r} does not follow libtorch's <name>__<index> naming"
+        for kind, tensors in zip(("input", "output"), declared)
+        for i, t in enumerate(tensors)
+        if not t.name.endswith(f"__{i}")
+    ]
     with warnings.catch_warnings():  # TorchScript's deprecation notice: libtorch still reads it
         warnings.simplefilter("ignore")
         module = torch.jit.load(str(path), map_location="cpu")
     arguments = [a.name for a in module.forward.schema.arguments][1:]  # drop self
     if len(arguments) != len(declared[0]):
-        problems.append(f"{config.name}: forward() takes {arguments}, config declares {len(declared[0])} inputs")
+        problems.append(
+            f"{config.name}: forward() takes {arguments}, config declares {len(declared[0])} inputs"
+        )
     # Zeros lie in every input's range; batch 2 exercises the dynamic batch axis.
-    inputs = [torch.zeros([2 if d == -1 else d for d in t.shape], dtype=torch_dtype(t.dtype)) for t in declared[0]]
+    inputs = [
+        torch.zeros([2 if d == -1 else d for d in t.shape], dtype=torch_dtype(t.dtype))
+        for t in declared[0]
+    ]
     with torch.inference_mode():
         outputs = module(*inputs)
     if isinstance(outputs, dict) or not isinstance(outputs, (torch.Tensor, tuple, list)):
-        return problems + [f"{config.name}: the module returns {type(outputs).__name__}; libtorch's backend needs "
-                           "a tensor or a tuple of tensors (serve this model on the onnxruntime backend)"]
+        return problems + [
+            f"{config.name}: the module returns {type(outputs).__name__}; libtorch's backend needs "
+            "a tensor or a tuple of tensors (serve this model on the onnxruntime backend)"
+        ]
     outputs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
-    found = [Tensor(t.name, data_type(str(o.dtype).removeprefix("torch.")), [-1] + list(o.shape[1:]))
-             for t, o in zip(declared[1], outputs)]
+    found = [
+        Tensor(t.name, data_type(str(o.dtype).removeprefix("torch.")), [-1] + list(o.shape[1:]))
+        for t, o in zip(declared[1], outputs)
+    ]
     if len(outputs) != len(declared[1]):
-        problems.append(f"{config.name}: the module returns {len(outputs)} outputs, config declares {len(declared[1])}")
+        problems.append(
+            f"{config.name}: the module returns {len(outputs)} outputs, config declares {len(declared[1])}"
+        )
     return problems + compare_signature(config.name, ([], declared[1]), ([], found))
 
 

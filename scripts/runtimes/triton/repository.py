@@ -9,6 +9,7 @@ Models whose pre-processing kind decodes encoded requests also get `<name>_pre`,
 (Python backend) and `<name>_ensemble` (bytes / strings in, label and score out); the bare
 tensor model keeps the spec's name. Every model gets one warmup request from the golden samples.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -46,6 +47,7 @@ WRITERS = ("configs.py", "config_rules.py", "native.py", "settings.py")  # what 
 
 # --- warmup from the golden samples --------------------------------------------------------------
 
+
 def serialize(array: np.ndarray) -> bytes:
     """Triton's raw warmup file: little-endian tensor bytes; BYTES as 4-byte length + bytes."""
     if array.dtype == np.object_:
@@ -61,9 +63,14 @@ def add_warmup(config: mc.ModelConfig, folder: Path, samples: dict[str, np.ndarr
     for name, row in samples.items():
         file = f"{name}.bin"
         (folder / "warmup" / file).write_bytes(serialize(row))
-        shape = list(row.shape) if config.max_batch_size == 0 else list(row.shape[1:]) or [1]  # scalars: [1]
-        warmup.inputs[name].CopyFrom(mc.ModelWarmup.Input(
-            data_type=by_name[name].data_type, dims=shape, input_data_file=file))
+        shape = (
+            list(row.shape) if config.max_batch_size == 0 else list(row.shape[1:]) or [1]
+        )  # scalars: [1]
+        warmup.inputs[name].CopyFrom(
+            mc.ModelWarmup.Input(
+                data_type=by_name[name].data_type, dims=shape, input_data_file=file
+            )
+        )
     if config.max_batch_size == 0:
         warmup.ClearField("batch_size")
 
@@ -75,19 +82,24 @@ def encoded_example(plan: ServingPlan, row: np.ndarray) -> bytes:
 
 # --- writing --------------------------------------------------------------------------------------
 
+
 def python_format(spec: ModelSpec, layout: Layout, fmt: str | None) -> str:
     """What the Python backend runs: ONNX (onnxruntime) by default when exported."""
     exported = exported_formats(spec, layout)
     # onnxruntime unless the spec serves another ONNX (int8), or has none
-    fmt = fmt or (spec.serving.format if spec.serving.format.startswith("onnx") or "onnx" not in exported
-                  else "onnx")
+    fmt = fmt or (
+        spec.serving.format
+        if spec.serving.format.startswith("onnx") or "onnx" not in exported
+        else "onnx"
+    )
     if fmt not in exported:
         raise BuildError(f"{spec.name}: format {fmt!r} was not exported (exported: {exported})")
     return fmt
 
 
-def stage_python(plan: ServingPlan, layout: Layout, spec: ModelSpec, version_dir: Path,
-                 with_artifact: bool) -> None:
+def stage_python(
+    plan: ServingPlan, layout: Layout, spec: ModelSpec, version_dir: Path, with_artifact: bool
+) -> None:
     """model.py, the handlers/ package and the serving plan (plus the artifact it names)."""
     version_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy2(MODEL_PY, version_dir / "model.py")
@@ -100,8 +112,14 @@ def stage_python(plan: ServingPlan, layout: Layout, spec: ModelSpec, version_dir
         shutil.copy2(layout.artifact_dir(spec) / plan.artifact, version_dir / plan.artifact)
 
 
-def build_model(spec: ModelSpec, layout: Layout, out: Path, backend: str, fmt: str | None = None,
-                ensembles: bool = True) -> list[str]:
+def build_model(
+    spec: ModelSpec,
+    layout: Layout,
+    out: Path,
+    backend: str,
+    fmt: str | None = None,
+    ensembles: bool = True,
+) -> list[str]:
     """Write the model's directories; returns the model names written (tensor model first)."""
     if backend not in BACKENDS:
         raise BuildError(f"{spec.name}: unknown Triton backend {backend!r}; use one of {BACKENDS}")
@@ -116,13 +134,18 @@ def build_model(spec: ModelSpec, layout: Layout, out: Path, backend: str, fmt: s
     else:
         source_fmt, file = NATIVE_FILES[backend]
         if source_fmt not in exported_formats(spec, layout):
-            raise BuildError(f"{spec.name}: the {backend} backend needs the {source_fmt} export; "
-                             f"add it to export.formats")
+            raise BuildError(
+                f"{spec.name}: the {backend} backend needs the {source_fmt} export; "
+                f"add it to export.formats"
+            )
         (model_dir / version).mkdir(parents=True)
-        shutil.copy2(layout.artifact_dir(spec) / ARTIFACT_FILES[source_fmt],
-                     model_dir / version / file)
+        shutil.copy2(
+            layout.artifact_dir(spec) / ARTIFACT_FILES[source_fmt], model_dir / version / file
+        )
     in_names, out_names = triton_names(plan, backend)
-    add_warmup(config, model_dir, {n: golden[f"input.{t.name}"][:1] for n, t in zip(in_names, spec.inputs)})
+    add_warmup(
+        config, model_dir, {n: golden[f"input.{t.name}"][:1] for n, t in zip(in_names, spec.inputs)}
+    )
     configs = {spec.name: config}
     write_config(config, model_dir, (in_names, out_names))
     if ensembles and has_ensemble(spec):
@@ -130,8 +153,9 @@ def build_model(spec: ModelSpec, layout: Layout, out: Path, backend: str, fmt: s
     return list(configs)
 
 
-def write_ensemble(plan, spec, layout, out, backend, signature,
-                   golden) -> dict[str, mc.ModelConfig]:
+def write_ensemble(
+    plan, spec, layout, out, backend, signature, golden
+) -> dict[str, mc.ModelConfig]:
     pre, post, ensemble = ensemble_configs(plan, backend, signature)
     configs = {c.name: c for c in (pre, post, ensemble)}
     configs[spec.name] = model_config(plan, backend, signature)
@@ -139,8 +163,10 @@ def write_ensemble(plan, spec, layout, out, backend, signature,
     if problems:
         raise BuildError(problems)
     example = encoded_example(plan, golden[f"input.{spec.inputs[0].name}"][0])
-    samples = {pre.name: {pre.input[0].name: np.array([[example]], dtype=np.object_)},
-               post.name: {t.name: golden[f"output.{t.name}"][:1] for t in spec.outputs}}
+    samples = {
+        pre.name: {pre.input[0].name: np.array([[example]], dtype=np.object_)},
+        post.name: {t.name: golden[f"output.{t.name}"][:1] for t in spec.outputs},
+    }
     for config in (pre, post):
         stage_python(plan, layout, spec, out / config.name / str(spec.version), with_artifact=False)
         add_warmup(config, out / config.name, samples[config.name])
@@ -152,7 +178,9 @@ def write_ensemble(plan, spec, layout, out, backend, signature,
 
 def model_names(spec: ModelSpec) -> list[str]:
     """The Triton models of one spec entry, tensor model first."""
-    return [spec.name] + ([f"{spec.name}_{s}" for s in ("pre", "post", "ensemble")] if has_ensemble(spec) else [])
+    return [spec.name] + (
+        [f"{spec.name}_{s}" for s in ("pre", "post", "ensemble")] if has_ensemble(spec) else []
+    )
 
 
 def model_dirs(spec: ModelSpec, out: Path) -> list[Path]:
@@ -161,13 +189,23 @@ def model_dirs(spec: ModelSpec, out: Path) -> list[Path]:
 
 def repo_fingerprint(spec: ModelSpec, layout: Layout, backend: str, fmt: str | None) -> str:
     plan = serving_plan(spec, layout, python_format(spec, layout, fmt))
-    code = [Path(__file__), *(Path(__file__).with_name(m) for m in WRITERS),
-            layout.artifact_dir(spec) / "golden.npz"]
+    code = [
+        Path(__file__),
+        *(Path(__file__).with_name(m) for m in WRITERS),
+        layout.artifact_dir(spec) / "golden.npz",
+    ]
     return plan_fingerprint(spec, layout, plan, backend, code=code)
 
 
-def build_repository(models: list[ModelSpec], layout: Layout, out: Path, backend: str | None = None,
-                     force: bool = False, fmt: str | None = None, ensembles: bool = True) -> dict[str, bool]:
+def build_repository(
+    models: list[ModelSpec],
+    layout: Layout,
+    out: Path,
+    backend: str | None = None,
+    force: bool = False,
+    fmt: str | None = None,
+    ensembles: bool = True,
+) -> dict[str, bool]:
     """Write `out` for these models; {model: rebuilt?}. `backend` None means python for all;
     `ensembles` False leaves out the Python pre/post steps and ensembles (tensor models only).
     Native backends are checked offline against the artifact right after writing."""
@@ -202,8 +240,9 @@ def clear_first_version(model_dir: Path, version: int) -> None:
         (model_dir / name).unlink(missing_ok=True)
 
 
-def build_version(spec: ModelSpec, version: int, layout: Layout, out: Path,
-                  force: bool = False) -> bool:
+def build_version(
+    spec: ModelSpec, version: int, layout: Layout, out: Path, force: bool = False
+) -> bool:
     """Add <name>/<version>/ beside the first version's (Python backend; built first if needed)
     for `make rollout`: the config.pbtxt stays the first version's, and a rollout loads the
     version by overriding its version_policy. Returns False when it was up to date."""
@@ -218,10 +257,12 @@ def build_version(spec: ModelSpec, version: int, layout: Layout, out: Path,
     plan = serving_plan(versioned, layout, python_format(versioned, layout, None))
     first = serving_plan(spec.for_runtime(NAME), layout)
     if has_ensemble(spec) and plan.assets != first.assets:
-        raise BuildError(f"{spec.name} version {version}: its pre-processing assets differ from version "
-                         f"{spec.version}'s, and Triton's {spec.name}_pre/_post serve every version with the "
-                         "first version's: roll it out on TorchServe alone (RUNTIME=torchserve: each archive carries "
-                         "its own assets), or serve it as a model of its own")
+        raise BuildError(
+            f"{spec.name} version {version}: its pre-processing assets differ from version "
+            f"{spec.version}'s, and Triton's {spec.name}_pre/_post serve every version with the "
+            "first version's: roll it out on TorchServe alone (RUNTIME=torchserve: each archive carries "
+            "its own assets), or serve it as a model of its own"
+        )
     shutil.rmtree(folder, ignore_errors=True)
     stage_python(plan, layout, versioned, folder, with_artifact=True)
     write_stamp(stamp, expected, backend="python")

@@ -1,6 +1,7 @@
 """The Triton runtime: the model repository, the tritonserver that the nvidia-pytriton wheel
 carries started on it, HTTP and gRPC endpoints for `make verify`, versions through the
 repository API, the per-request Python-backend setup for `make bench`, and KServe's layout."""
+
 from __future__ import annotations
 
 from scripts.runtimes.protocols import Runtime
@@ -14,6 +15,15 @@ from scripts.runtimes.triton.versions import TritonVersions
 
 _control = TritonControl()
 
-TRITON = Runtime(name=NAME, title="tritonserver", build_step="triton-repo", replicas="instances",
-                 artifacts=TritonArtifacts(), server=_control, endpoints=TritonEndpoints(),
-                 versions=TritonVersions(), bench=TritonBench(_control), kserve=TritonKServe())
+TRITON = Runtime(
+    name=NAME,
+    title="tritonserver",
+    build_step="triton-repo",
+    replicas="instances",
+    artifacts=TritonArtifacts(),
+    server=_control,
+    endpoints=TritonEndpoints(),
+    versions=TritonVersions(),
+    bench=TritonBench(_control),
+    kserve=TritonKServe(),
+)

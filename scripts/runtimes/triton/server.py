@@ -7,6 +7,7 @@ so several can run side by side: `make serve RUNTIME=triton` uses the layout's r
 explicitly (--model-control-mode=explicit); the model-repository API (load/unload) needs the
 admin key written to <workdir>/admin_key.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,7 +26,7 @@ from scripts.runtimes.processes import read_pid, stop_process, tail, wait_for_mo
 from scripts.spec.errors import BuildError
 
 STAGING = "staging"
-ADMIN_HEADER = "admin-key"                         # HTTP
+ADMIN_HEADER = "admin-key"  # HTTP
 GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # gRPC metadata
 # Servers this process started: a dead child stays a zombie (its pid still "alive") until
 # waited for, so these are polled rather than probed by pid.
@@ -44,10 +45,10 @@ class Triton:
     workdir: Path
     ports: Ports
     admin_key: str | None = None
-    waited_s: float = 0.0   # seconds start-up took until READY
+    waited_s: float = 0.0  # seconds start-up took until READY
 
     @property
-    def http_url(self) -> str:       # tritonclient form: host:port, no scheme
+    def http_url(self) -> str:  # tritonclient form: host:port, no scheme
         return f"127.0.0.1:{self.ports.http}"
 
     @property
@@ -77,8 +78,9 @@ def wheel_dir() -> Path:
 def library_path() -> str:
     """The wheel's bundled libraries and Python's own libpython (the stub links it)."""
     bundled = wheel_dir().parents[1] / "nvidia_pytriton.libs"
-    return os.pathsep.join([str(bundled), sysconfig.get_config_var("LIBDIR"),
-                            os.environ.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
+    return os.pathsep.join(
+        [str(bundled), sysconfig.get_config_var("LIBDIR"), os.environ.get("LD_LIBRARY_PATH", "")]
+    ).rstrip(os.pathsep)
 
 
 def assemble_backends(folder: Path) -> Path:
@@ -240,7 +242,9 @@ def model_ready(server: Triton, model: str) -> bool:
 
 def live(server: Triton) -> bool:
     try:
-        return requests.get(f"http://{server.http_url}/v2/health/live", timeout=5).status_code == 200
+        return (
+            requests.get(f"http://{server.http_url}/v2/health/live", timeout=5).status_code == 200
+        )
     except (requests.RequestException, OSError):
         return False
 

@@ -1,11 +1,12 @@
 """The spec's batching and instances in Triton's terms (config.pbtxt's dynamic_batching and
 instance_group): the one place they are translated. The queue delay is whole microseconds."""
+
 from __future__ import annotations
 
 from handlers.plan import ServingPlan
 from scripts.runtimes.protocols import Translation
 
-NAME = "triton"   # RUNTIME=triton; the spec's per_runtime key; its run state's folder
+NAME = "triton"  # RUNTIME=triton; the spec's per_runtime key; its run state's folder
 
 
 def scheduling(plan: ServingPlan) -> Translation:
@@ -13,13 +14,17 @@ def scheduling(plan: ServingPlan) -> Translation:
     delay_us = round(batching.max_queue_delay_ms * 1000)
     warnings = []
     if abs(delay_us - batching.max_queue_delay_ms * 1000) > 1e-6:
-        warnings.append(f"{plan.name}: Triton's max_queue_delay_microseconds is whole microseconds: "
-                        f"batching.max_queue_delay_ms {batching.max_queue_delay_ms:g} is served as {delay_us} us")
+        warnings.append(
+            f"{plan.name}: Triton's max_queue_delay_microseconds is whole microseconds: "
+            f"batching.max_queue_delay_ms {batching.max_queue_delay_ms:g} is served as {delay_us} us"
+        )
     preferred = [b for b in batching.preferred_batch_sizes if b <= batching.max_batch_size]
     dropped = sorted(set(batching.preferred_batch_sizes) - set(preferred))
     if dropped:
-        warnings.append(f"{plan.name}: preferred batch sizes {dropped} exceed max_batch_size "
-                        f"{batching.max_batch_size}; Triton gets {preferred}")
+        warnings.append(
+            f"{plan.name}: preferred batch sizes {dropped} exceed max_batch_size "
+            f"{batching.max_batch_size}; Triton gets {preferred}"
+        )
     settings = {"max_batch_size": batching.max_batch_size, "instances": plan.serving.instances}
     if batching.max_batch_size > 0:
         settings.update(max_queue_delay_microseconds=delay_us, preferred_batch_size=preferred)

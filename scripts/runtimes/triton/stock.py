@@ -3,6 +3,7 @@ wrote them (copied from the layout's repository: nothing of ours is built here),
 stock setup a user writes first (a Python-backend model that runs each request on its own with
 onnxruntime, no dynamic batching), and perf_analyzer's request data (golden samples, never
 random values that fall outside the spec's ranges)."""
+
 from __future__ import annotations
 
 import base64
@@ -33,8 +34,9 @@ def stock_config(spec: ModelSpec, layout: Layout):
     from scripts.pipeline.plan import serving_plan
     from scripts.runtimes.triton.configs import checked_signature, model_config
 
-    config = model_config(serving_plan(spec, layout, "onnx"), "python",
-                          checked_signature(spec, layout))
+    config = model_config(
+        serving_plan(spec, layout, "onnx"), "python", checked_signature(spec, layout)
+    )
     config.name = stock_name(spec)
     config.ClearField("dynamic_batching")
     config.ClearField("parameters")
@@ -48,7 +50,9 @@ def write_stock_model(spec: ModelSpec, layout: Layout, repo: Path) -> str:
     from scripts.runtimes.triton.configs import write_config
 
     if "onnx" not in exported_formats(spec, layout):
-        raise BuildError(f"{spec.name}: the per-request Triton setup runs the ONNX export; add onnx to export.formats")
+        raise BuildError(
+            f"{spec.name}: the per-request Triton setup runs the ONNX export; add onnx to export.formats"
+        )
     config = stock_config(spec, layout)
     folder = repo / config.name
     shutil.rmtree(folder, ignore_errors=True)
@@ -62,6 +66,7 @@ def write_stock_model(spec: ModelSpec, layout: Layout, repo: Path) -> str:
 
 def copy_model(folder: Path, out: Path, version: str) -> None:
     """A built model's folder with only the version its config serves (rollouts add others)."""
+
     def others(where: str, found: list[str]) -> list[str]:
         return [n for n in found if where == str(folder) and n.isdigit() and n != version]
 
@@ -73,13 +78,14 @@ def repository(specs: list[ModelSpec], layout: Layout, repo: Path) -> dict:
     built = [layout.triton_repo / s.name for s in specs]
     missing = [d for d in built if not (d / "config.pbtxt").exists()]
     if missing:
-        raise BuildError([f"{layout.shown(d)} not built; run `make triton-repo` first"
-                          for d in missing])
+        raise BuildError(
+            [f"{layout.shown(d)} not built; run `make triton-repo` first" for d in missing]
+        )
     shutil.rmtree(repo, ignore_errors=True)
     repo.mkdir(parents=True)
     names = {}
     for spec, folder in zip(specs, built):
-        copy_model(folder, repo / spec.name, str(spec.version))   # what `make triton-repo` wrote
+        copy_model(folder, repo / spec.name, str(spec.version))  # what `make triton-repo` wrote
         names[(spec.name, "triton")] = spec.name
         names[(spec.name, "triton_stock")] = write_stock_model(spec, layout, repo)
     return names
@@ -95,15 +101,22 @@ def input_data(rows: dict[str, np.ndarray | list[str]]) -> dict:
         entry = {}
         for name in names:
             value = rows[name][i]
-            if isinstance(value, bytes):  # binary (encoded images): base64 of the serialized element
-                entry[name] = {"b64": base64.b64encode(struct.pack("<I", len(value)) + value).decode(),
-                               "shape": [1]}
+            if isinstance(
+                value, bytes
+            ):  # binary (encoded images): base64 of the serialized element
+                entry[name] = {
+                    "b64": base64.b64encode(struct.pack("<I", len(value)) + value).decode(),
+                    "shape": [1],
+                }
             elif isinstance(value, str):
                 entry[name] = [value]
             else:
                 value = np.asarray(value)
                 # a per-sample scalar travels as [1] (config.pbtxt: dims [1], empty reshape)
-                entry[name] = {"content": value.reshape(-1).tolist(), "shape": list(value.shape) or [1]}
+                entry[name] = {
+                    "content": value.reshape(-1).tolist(),
+                    "shape": list(value.shape) or [1],
+                }
         data.append(entry)
     return {"data": data}
 
@@ -114,14 +127,27 @@ def write_input_data(rows: dict[str, np.ndarray | list[str]], path: Path) -> Pat
     return path
 
 
-def load_targets(specs: list[ModelSpec], layout: Layout, server, names: dict, workdir: Path,
-                 setups=("triton_stock", "triton"), protocols=("http", "grpc")) -> list[tuple]:
+def load_targets(
+    specs: list[ModelSpec],
+    layout: Layout,
+    server,
+    names: dict,
+    workdir: Path,
+    setups=("triton_stock", "triton"),
+    protocols=("http", "grpc"),
+) -> list[tuple]:
     urls = {"http": server.http_url, "grpc": server.grpc_url}
     targets = []
     for spec in specs:
         data = write_input_data(golden(spec, layout), workdir / "data" / f"{spec.name}.input.json")
         for setup in setups:
             for protocol, url in ((p, urls[p]) for p in protocols):
-                targets.append((spec.name, setup, protocol,
-                                LoadTarget(names[(spec.name, setup)], url, protocol, "triton", data)))
+                targets.append(
+                    (
+                        spec.name,
+                        setup,
+                        protocol,
+                        LoadTarget(names[(spec.name, setup)], url, protocol, "triton", data),
+                    )
+                )
     return targets

@@ -12,6 +12,7 @@ loaded versions are exactly its `version_policy`. So:
 - a lower version can stay loaded beside the default (for an instant rollback); a higher one
   cannot, since it would take the unversioned traffic.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,9 +33,15 @@ from scripts.spec import BuildError, ModelSpec
 CANDIDATE = "{}.candidate"
 
 
-def _repository(server: tr.Triton, path: str, body: dict | None = None, timeout_s: float = 300) -> requests.Response:
-    reply = requests.post(f"http://{server.http_url}/v2/repository{path}", json=body or {}, timeout=timeout_s,
-                          headers={tr.ADMIN_HEADER: server.admin_key or ""})
+def _repository(
+    server: tr.Triton, path: str, body: dict | None = None, timeout_s: float = 300
+) -> requests.Response:
+    reply = requests.post(
+        f"http://{server.http_url}/v2/repository{path}",
+        json=body or {},
+        timeout=timeout_s,
+        headers={tr.ADMIN_HEADER: server.admin_key or ""},
+    )
     if not reply.ok:
         raise BuildError(f"tritonserver refused {path}: {reply.status_code} {reply.text[:300]}")
     return reply
@@ -43,7 +50,9 @@ def _repository(server: tr.Triton, path: str, body: dict | None = None, timeout_
 def loaded(server: tr.Triton, model: str) -> list[int]:
     """The versions of `model` that are READY, from the repository index."""
     index = _repository(server, "/index", {"ready": True}).json()
-    return sorted(int(e["version"]) for e in index if e["name"] == model and e.get("state") == "READY")
+    return sorted(
+        int(e["version"]) for e in index if e["name"] == model and e.get("state") == "READY"
+    )
 
 
 def policy(default: int, keep: int | None) -> list[int]:
@@ -55,7 +64,9 @@ def disk_config(repo: Path, model: str) -> mc.ModelConfig:
     return text_format.Parse((repo / model / "config.pbtxt").read_text(), mc.ModelConfig())
 
 
-def with_versions(config: mc.ModelConfig, versions: list[int], name: str | None = None) -> mc.ModelConfig:
+def with_versions(
+    config: mc.ModelConfig, versions: list[int], name: str | None = None
+) -> mc.ModelConfig:
     changed = mc.ModelConfig()
     changed.CopyFrom(config)
     changed.name = name or config.name
@@ -104,8 +115,10 @@ def wait_loaded(server: tr.Triton, model: str, versions: list[int], timeout_s: f
     deadline = time.monotonic() + timeout_s
     while loaded(server, model) != versions:
         if time.monotonic() > deadline:
-            raise BuildError(f"tritonserver: {model} has versions {loaded(server, model)} loaded, "
-                             f"expected {versions}; see {server.log_file}")
+            raise BuildError(
+                f"tritonserver: {model} has versions {loaded(server, model)} loaded, "
+                f"expected {versions}; see {server.log_file}"
+            )
         time.sleep(0.1)
 
 
@@ -113,8 +126,11 @@ def requests_served(server: tr.Triton, model: str, version: int) -> float:
     """nv_inference_request_success + failure for that version (0 when never served)."""
     total = 0.0
     for line in requests.get(server.metrics_url, timeout=5).text.splitlines():
-        if line.startswith(("nv_inference_request_success{", "nv_inference_request_failure{")) \
-                and f'model="{model}"' in line and f'version="{version}"' in line:
+        if (
+            line.startswith(("nv_inference_request_success{", "nv_inference_request_failure{"))
+            and f'model="{model}"' in line
+            and f'version="{version}"' in line
+        ):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
@@ -128,18 +144,18 @@ class TritonVersions:
         return ServedVersions(found, max(found) if found else None)
 
     def rollout_problems(self, server: tr.Triton, spec: ModelSpec) -> list[str]:
-        return []   # explicit model control and the admin key: every server can load versions
+        return []  # explicit model control and the admin key: every server can load versions
 
-    def load_beside(self, server: tr.Triton, spec: ModelSpec, version: int,
-                    layout: Layout) -> bool:
+    def load_beside(self, server: tr.Triton, spec: ModelSpec, version: int, layout: Layout) -> bool:
         if version in loaded(server, spec.name):
             return False
         name = stage(server, layout.triton_repo, spec.name, version)
         wait_loaded(server, name, [version])
         return True
 
-    def make_default(self, server: tr.Triton, spec: ModelSpec, version: int, keep: int | None,
-                     layout: Layout) -> None:
+    def make_default(
+        self, server: tr.Triton, spec: ModelSpec, version: int, keep: int | None, layout: Layout
+    ) -> None:
         wanted = policy(version, keep)
         with repository_lock(server):
             load(server, with_versions(disk_config(layout.triton_repo, spec.name), wanted))

@@ -13,6 +13,7 @@ Each event goes to <workdir>/watchdog.jsonl.
 Started by the Triton plugin for `make serve`'s server (and by tests), stopped with it:
   python -m scripts.runtimes.triton.watchdog <workdir> <repo> <http port> <metrics port>
 """
+
 from __future__ import annotations
 
 import json
@@ -60,27 +61,36 @@ class Watchdog:
     def broken(self, alive: dict[int, tuple[str, int]]) -> set[str]:
         """Models with a loaded version that lost a stub and has fewer than its instances left."""
         lost = {key for pid, key in self.known.items() if pid not in alive}
-        return {model for model, version in lost
-                if version in versions.loaded(self.server, model)
-                and sum(1 for key in alive.values() if key == (model, version)) < self.instances(model)}
+        return {
+            model
+            for model, version in lost
+            if version in versions.loaded(self.server, model)
+            and sum(1 for key in alive.values() if key == (model, version)) < self.instances(model)
+        }
 
     def recover(self, model: str) -> dict:
         started = time.monotonic()
         try:
-            with versions.repository_lock(self.server):   # not in the middle of a rollout's switch
+            with versions.repository_lock(self.server):  # not in the middle of a rollout's switch
                 loaded = versions.loaded(self.server, model)
                 config = versions.with_versions(self.config(model), loaded)
                 config.parameters["watchdog_generation"].string_value = str(time.time_ns())
                 versions.load(self.server, config)
         except Exception as exc:  # reported, and tried again only if a stub dies again
             return {"event": "stub died: reload failed", "model": model, "error": str(exc)[:300]}
-        return {"event": "stub died: model reloaded", "model": model, "versions": loaded,
-                "reload_s": round(time.monotonic() - started, 3)}
+        return {
+            "event": "stub died: model reloaded",
+            "model": model,
+            "versions": loaded,
+            "reload_s": round(time.monotonic() - started, 3),
+        }
 
     def poll(self) -> list[dict]:
         alive = stubs(tr.pid(self.server))
         try:
-            events = [self.recover(model) for model in sorted(self.broken(alive))] if self.known else []
+            events = (
+                [self.recover(model) for model in sorted(self.broken(alive))] if self.known else []
+            )
         finally:  # whatever happened, these stubs are the reference for the next poll
             self.known = stubs(tr.pid(self.server))
         return events
@@ -99,7 +109,7 @@ def run(server: tr.Triton, repo: Path) -> None:
         try:
             for event in dog.poll():
                 log_event(server, event)
-        except Exception as exc:   # the server going away mid-poll, an API error: keep watching
+        except Exception as exc:  # the server going away mid-poll, an API error: keep watching
             if tr.is_running(server):
                 log_event(server, {"event": "poll failed", "error": str(exc)})
         time.sleep(POLL_S)

@@ -1,10 +1,17 @@
 """`make verify`'s checks against real servers: every endpoint equals eager PyTorch, and a
 served model that drifts is caught."""
+
 from __future__ import annotations
 
 import numpy as np
 
-from scripts.measure.verify_served import Check, check_golden, endpoints_for, verify_models, write_report
+from scripts.measure.verify_served import (
+    Check,
+    check_golden,
+    endpoints_for,
+    verify_models,
+    write_report,
+)
 from scripts.spec import load_spec
 from tests.conftest import LAYOUT, REPO
 
@@ -12,21 +19,34 @@ SPEC = load_spec(REPO / "models.yaml")
 
 
 def test_every_endpoint_equals_the_trained_model(torchserve, triton, tmp_path):
-    checks = verify_models(SPEC.models, LAYOUT, endpoints_for({"torchserve": torchserve, "triton": triton}))
+    checks = verify_models(
+        SPEC.models, LAYOUT, endpoints_for({"torchserve": torchserve, "triton": triton})
+    )
     failed = [c for c in checks if not c.passed]
     assert not failed, failed
     endpoints = {(c.model, c.endpoint) for c in checks}
     for model in ("tabular_mlp", "digits_cnn", "sentiment_lstm"):
-        for endpoint in ("torchserve-rest", "torchserve-grpc", "triton-http", "triton-grpc",
-                         "torchserve vs triton", "torchserve-rest (requests)"):
+        for endpoint in (
+            "torchserve-rest",
+            "torchserve-grpc",
+            "triton-http",
+            "triton-grpc",
+            "torchserve vs triton",
+            "torchserve-rest (requests)",
+        ):
             assert (model, endpoint) in endpoints
     for model in ("digits_cnn", "sentiment_lstm"):
-        assert (model, "triton-ensemble-http") in endpoints and (model, "triton-ensemble-grpc") in endpoints
+        assert (model, "triton-ensemble-http") in endpoints and (
+            model,
+            "triton-ensemble-grpc",
+        ) in endpoints
     report = write_report(checks, tmp_path / "verify.json")
     assert report["passed"] and len(report["checks"]) == len(checks)
 
 
-def test_a_drifting_endpoint_fails_with_the_worst_element(torchserve, triton, tmp_path, monkeypatch):
+def test_a_drifting_endpoint_fails_with_the_worst_element(
+    torchserve, triton, tmp_path, monkeypatch
+):
     spec = SPEC.select(["tabular_mlp"])[0]
     endpoints = endpoints_for({"torchserve": torchserve, "triton": triton})
     real_call = endpoints.tensors["triton-http"]

@@ -1,5 +1,6 @@
 """One broken model never takes the others down: at start-up each runtime names the model that
 failed with its log lines, keeps serving the others, and `make serve` exits non-zero."""
+
 from __future__ import annotations
 
 import shutil
@@ -24,8 +25,11 @@ def good_and_broken(tiny_spec, tmp_path):
     """Two copies of the tiny model; `broken`'s served artifact replaced by junk bytes."""
     shutil.copy(tmp_path / "weights" / "tiny.pt", tmp_path / "weights" / "broken.pt")
     shutil.copy(REPO / "config.properties", tmp_path)  # TorchServe's hardened settings
-    path = write_spec(tmp_path, TINY_ENTRY.format(name="tiny", formats="torchscript, onnx")
-                      + TINY_ENTRY.format(name="broken", formats="torchscript, onnx"))
+    path = write_spec(
+        tmp_path,
+        TINY_ENTRY.format(name="tiny", formats="torchscript, onnx")
+        + TINY_ENTRY.format(name="broken", formats="torchscript, onnx"),
+    )
     models = load_spec(path).models
     layout = Layout.of(tmp_path)
     ensure_built(models, layout, list(RUNTIMES.values()))
@@ -47,13 +51,18 @@ def test_a_broken_model_is_named_and_the_others_keep_serving(runtime, good_and_b
     models, layout = good_and_broken
     plugin = RUNTIMES[runtime]
     with pytest.raises(ModelsFailed) as caught:
-        plugin.server.start(models, layout, StartOptions(workdir=tmp_path / "server", free_ports=True,
-                                                         timeout_s=120))
+        plugin.server.start(
+            models,
+            layout,
+            StartOptions(workdir=tmp_path / "server", free_ports=True, timeout_s=120),
+        )
     server = caught.value.server
     try:
         assert list(caught.value.failed) == ["broken"]
         message = str(caught.value)
-        assert "model broken failed to load" in message and "broken" in message.split("log lines:")[1], message
+        assert (
+            "model broken failed to load" in message and "broken" in message.split("log lines:")[1]
+        ), message
         assert server is not None
         rows = {"features": np.zeros((1, 30), np.float32)}
         for call in plugin.endpoints.tensor_endpoints(server).values():

@@ -1,4 +1,5 @@
 """Real tritonserver (nvidia-pytriton wheel) on free loopback ports, serving the generated repository."""
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -49,8 +50,9 @@ def test_every_model_and_ensemble_is_ready_and_admin_api_needs_the_key(triton, t
 @pytest.mark.parametrize("name", sorted(SPEC))
 def test_golden_samples_equal_eager_outputs(triton, protocol, name):
     spec, g = SPEC[name], golden(name)
-    outputs = client_for(triton, protocol).infer(name, {t.name: g[f"input.{t.name}"] for t in spec.inputs},
-                                                 spec_datatypes(spec))
+    outputs = client_for(triton, protocol).infer(
+        name, {t.name: g[f"input.{t.name}"] for t in spec.inputs}, spec_datatypes(spec)
+    )
     for t in spec.outputs:
         result = compare(outputs[t.name], g[f"output.{t.name}"], spec.tolerance)
         assert result.passed, (name, protocol, t.name, result)
@@ -68,12 +70,19 @@ def torchserve_handler(name, tmp_path):
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-@pytest.mark.parametrize("name,pattern,input_name,content_type", [
-    ("digits_cnn", "digit_*.png", "IMAGE", "image/png"),
-    ("sentiment_lstm", "review_*.txt", "TEXT", "text/plain")])
-def test_ensembles_answer_like_the_torchserve_handler(triton, tmp_path, protocol, name, pattern,
-                                                      input_name, content_type):
-    payloads = [p.read_bytes() for p in sorted((REPO / "checkpoints" / name / "requests").glob(pattern))]
+@pytest.mark.parametrize(
+    "name,pattern,input_name,content_type",
+    [
+        ("digits_cnn", "digit_*.png", "IMAGE", "image/png"),
+        ("sentiment_lstm", "review_*.txt", "TEXT", "text/plain"),
+    ],
+)
+def test_ensembles_answer_like_the_torchserve_handler(
+    triton, tmp_path, protocol, name, pattern, input_name, content_type
+):
+    payloads = [
+        p.read_bytes() for p in sorted((REPO / "checkpoints" / name / "requests").glob(pattern))
+    ]
     handler = torchserve_handler(name, tmp_path)
     context = FakeTorchServeContext(None, [content_type] * len(payloads))
     expected = [json.loads(a) for a in handler.handle([{"body": p} for p in payloads], context)]
@@ -81,8 +90,10 @@ def test_ensembles_answer_like_the_torchserve_handler(triton, tmp_path, protocol
     assert decode_labels(outputs["label"]) == [e["label"] for e in expected]
     assert np.allclose(outputs["score"][:, 0], [e["score"] for e in expected], atol=1e-4)
     if name == "digits_cnn":  # the request files are named after their digit
-        assert decode_labels(outputs["label"]) == [p.stem.split("_")[1] for p in
-                                                   sorted((REPO / "checkpoints/digits_cnn/requests").glob(pattern))]
+        assert decode_labels(outputs["label"]) == [
+            p.stem.split("_")[1]
+            for p in sorted((REPO / "checkpoints/digits_cnn/requests").glob(pattern))
+        ]
 
 
 def test_concurrent_requests_are_batched(triton):
@@ -91,8 +102,14 @@ def test_concurrent_requests_are_batched(triton):
     image = golden("digits_cnn")["input.image"][:1]
     for _ in range(5):  # each round sends 32 at once; batching shows up in the first in practice
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
-            list(pool.map(lambda _: TritonClient(triton.grpc_url, "grpc").infer("digits_cnn", {"image": image}),
-                          range(32)))
+            list(
+                pool.map(
+                    lambda _: TritonClient(triton.grpc_url, "grpc").infer(
+                        "digits_cnn", {"image": image}
+                    ),
+                    range(32),
+                )
+            )
         if max(batch_sizes(client.statistics("digits_cnn"))) > 1:
             break
     assert max(batch_sizes(client.statistics("digits_cnn"))) > 1
@@ -115,7 +132,9 @@ def test_a_bad_request_gets_a_clear_error_while_others_keep_working(triton, prot
     errors = [r for r in results if isinstance(r, InferenceServerException)]
     assert len(errors) == 1 and "token_ids: values must lie in [0, 9999]" in errors[0].message()
     assert str(errors[0].status()) in ("400", "StatusCode.INVALID_ARGUMENT")
-    assert all(r["logits"].shape == (2, 2) for r in results if not isinstance(r, InferenceServerException))
+    assert all(
+        r["logits"].shape == (2, 2) for r in results if not isinstance(r, InferenceServerException)
+    )
     with pytest.raises(InferenceServerException, match="cannot decode image"):
         client_for(triton, protocol).infer("digits_cnn_ensemble", {"IMAGE": [b"not an image"]})
     assert client_for(triton, protocol).is_ready("sentiment_lstm")
@@ -137,5 +156,7 @@ def test_grpc_repository_api_needs_the_key_too(triton):
         client.get_model_repository_index()
     with pytest.raises(InferenceServerException):
         client.get_model_repository_index(headers={triton_server.GRPC_ADMIN_HEADER: "wrong"})
-    index = client.get_model_repository_index(headers={triton_server.GRPC_ADMIN_HEADER: triton.admin_key})
+    index = client.get_model_repository_index(
+        headers={triton_server.GRPC_ADMIN_HEADER: triton.admin_key}
+    )
     assert {m.name for m in index.models} >= set(SPEC)

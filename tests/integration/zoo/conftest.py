@@ -1,5 +1,6 @@
 """One real server per runtime for the whole conformance zoo (models/zoo.yaml), on free
 loopback ports, started once for this folder's tests and always stopped."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,9 +27,17 @@ def zoo_servers(zoo_models, tmp_path_factory):
     try:
         for name, runtime in RUNTIMES.items():
             where = artifacts.get(name)
-            servers[name] = runtime.server.start(zoo_models, LAYOUT, StartOptions(
-                workdir=tmp_path_factory.mktemp(f"zoo_{name}"), free_ports=True, timeout_s=400,
-                artifacts=where, names=where and triton_server.repository_models(where)))
+            servers[name] = runtime.server.start(
+                zoo_models,
+                LAYOUT,
+                StartOptions(
+                    workdir=tmp_path_factory.mktemp(f"zoo_{name}"),
+                    free_ports=True,
+                    timeout_s=400,
+                    artifacts=where,
+                    names=where and triton_server.repository_models(where),
+                ),
+            )
         yield servers
     finally:
         for name, server in servers.items():

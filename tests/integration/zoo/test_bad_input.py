@@ -5,6 +5,7 @@ What the runtimes answer before our code runs (documented in docs/verification.m
 shapes and dtypes against config.pbtxt itself (400), and its HTTP frontend answers 500 to
 JSON it cannot parse; TorchServe resets the connection on a body over max_request_size.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,17 +36,33 @@ def bad_bodies(name: str) -> dict[str, str | dict]:
     """Deep nesting, numbers no dtype holds, too big for the input's dtype, wrong shapes."""
     spec, row = ZOO[name], one_row(name)
     first = spec.inputs[0].name
-    bodies = {"nested 10,000 deep": '{"inputs": ' + "[" * 10_000 + "]" * 10_000 + "}",
-              "nested 10,000 deep (tensors)": '{"tensors": {"%s": ' % first + "[" * 10_000 + "]" * 10_000 + "}}",
-              "1e999 (infinity)": json.dumps(tensors_body(row)).replace(
-                  json.dumps(np.asarray(row[first]).reshape(-1)[0].item()), "1e999", 1)}
+    bodies = {
+        "nested 10,000 deep": '{"inputs": ' + "[" * 10_000 + "]" * 10_000 + "}",
+        "nested 10,000 deep (tensors)": '{"tensors": {"%s": ' % first
+        + "[" * 10_000
+        + "]" * 10_000
+        + "}}",
+        "1e999 (infinity)": json.dumps(tensors_body(row)).replace(
+            json.dumps(np.asarray(row[first]).reshape(-1)[0].item()), "1e999", 1
+        ),
+    }
     for t in spec.inputs:
-        wrong = dict(row, **{t.name: np.concatenate([row[t.name], row[t.name]], axis=-1)}) if len(t.shape) > 1 \
+        wrong = (
+            dict(row, **{t.name: np.concatenate([row[t.name], row[t.name]], axis=-1)})
+            if len(t.shape) > 1
             else dict(row, **{t.name: row[t.name][:, None]})
+        )
         bodies[f"wrong shape of {t.name}"] = tensors_body(wrong)
         if t.dtype not in ("bool", "float64"):
-            huge = dict(row, **{t.name: np.full(row[t.name].shape, 1e300 if t.dtype.startswith("float")
-                                                 else dtype_limits(t.numpy)[1] * 4)})
+            huge = dict(
+                row,
+                **{
+                    t.name: np.full(
+                        row[t.name].shape,
+                        1e300 if t.dtype.startswith("float") else dtype_limits(t.numpy)[1] * 4,
+                    )
+                },
+            )
             bodies[f"{t.name} beyond {t.dtype}"] = tensors_body(huge)
     return bodies
 
@@ -71,11 +88,17 @@ def test_triton_answers_400_to_wrong_shapes_and_out_of_range_values(name, zoo_se
         wrong = dict(row, **{t.name: np.concatenate([row[t.name]] * 2, axis=-1)})
         with pytest.raises(InferenceServerException) as caught:
             client.infer(name, wrong, spec_datatypes(spec))
-        assert caught.value.status() in ("400", "StatusCode.INVALID_ARGUMENT"), f"{t.name}: {caught.value}"
-    ranged = [t for t in spec.inputs if t.range is not None and t.range[1] < dtype_limits(t.numpy)[1]]
+        assert caught.value.status() in ("400", "StatusCode.INVALID_ARGUMENT"), (
+            f"{t.name}: {caught.value}"
+        )
+    ranged = [
+        t for t in spec.inputs if t.range is not None and t.range[1] < dtype_limits(t.numpy)[1]
+    ]
     for t in ranged:  # values past the spec's range reach our model code: INVALID_ARG from us
         beyond = dict(row, **{t.name: np.full(row[t.name].shape, t.range[1] + 1, dtype=t.numpy)})
         with pytest.raises(InferenceServerException) as caught:
             client.infer(name, beyond, spec_datatypes(spec))
-        assert caught.value.status() == "400" and "must lie in" in caught.value.message(), caught.value
+        assert caught.value.status() == "400" and "must lie in" in caught.value.message(), (
+            caught.value
+        )
     assert client.infer(name, row, spec_datatypes(spec))  # still serving

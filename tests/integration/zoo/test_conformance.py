@@ -2,6 +2,7 @@
 (TorchServe REST and gRPC, Triton HTTP and gRPC) equal eager PyTorch, encoded requests
 (image bytes) give eager's label, and sequences of different lengths get their own answers
 under concurrency."""
+
 from __future__ import annotations
 
 import threading
@@ -36,7 +37,10 @@ def test_golden_samples_equal_eager_on_every_endpoint(name, zoo_endpoints):
 def test_image_models_answer_encoded_images_on_both_runtimes(zoo_endpoints):
     for name in ("zoo_resnet18", "zoo_mobilenet_v3_small"):
         checks = check_requests(ZOO[name], LAYOUT, zoo_endpoints)
-        assert {c.endpoint for c in checks} >= {"torchserve-rest (requests)", "triton-ensemble-http"}, checks
+        assert {c.endpoint for c in checks} >= {
+            "torchserve-rest (requests)",
+            "triton-ensemble-http",
+        }, checks
         assert all(c.passed and c.samples == 2 for c in checks), checks
 
 
@@ -47,23 +51,35 @@ def test_sequences_of_different_lengths_under_concurrency(zoo_servers):
     spec = ZOO["zoo_sequence_gru"]
     eager = torch_runner(load_reference(spec, LAYOUT), spec.tensor_names, spec.output_names)
     rng = np.random.default_rng(7)
-    sequences = [rng.standard_normal((1, length, 4)).astype(np.float32) for length in list(range(1, 13)) * 4]
+    sequences = [
+        rng.standard_normal((1, length, 4)).astype(np.float32) for length in list(range(1, 13)) * 4
+    ]
     expected = [eager({"steps": s})[0] for s in sequences]
     local = threading.local()
 
     def torchserve(steps):
-        local.ts = getattr(local, "ts", None) or TorchServeClient.for_server(zoo_servers["torchserve"])
-        return np.array(local.ts.predict(spec.name, {"tensors": {"steps": steps.tolist()}})[0]["outputs"]["scores"])
+        local.ts = getattr(local, "ts", None) or TorchServeClient.for_server(
+            zoo_servers["torchserve"]
+        )
+        return np.array(
+            local.ts.predict(spec.name, {"tensors": {"steps": steps.tolist()}})[0]["outputs"][
+                "scores"
+            ]
+        )
 
     def triton(steps):
-        local.tr = getattr(local, "tr", None) or TritonClient(zoo_servers["triton"].http_url, "http")
+        local.tr = getattr(local, "tr", None) or TritonClient(
+            zoo_servers["triton"].http_url, "http"
+        )
         return local.tr.infer(spec.name, {"steps": steps}, spec_datatypes(spec))["scores"][0]
 
     for call in (torchserve, triton):
         with ThreadPoolExecutor(16) as pool:
             answers = list(pool.map(call, sequences))
         for steps, got, want in zip(sequences, answers, expected):
-            np.testing.assert_allclose(got, want[0], atol=1e-4, err_msg=f"{call.__name__}, length {steps.shape[1]}")
+            np.testing.assert_allclose(
+                got, want[0], atol=1e-4, err_msg=f"{call.__name__}, length {steps.shape[1]}"
+            )
 
 
 @pytest.mark.integration
@@ -77,18 +93,26 @@ def test_texts_of_different_lengths_are_padded_into_one_batch_with_the_mask(zoo_
     spec = ZOO["zoo_tiny_bert"]
     pipeline = Pipeline(serving_plan(spec, LAYOUT))
     eager = torch_runner(load_reference(spec, LAYOUT), spec.tensor_names, spec.output_names)
-    words = "the food was great but the service was slow and the room was far too noisy for us".split()
-    texts = [" ".join(words[:1 + i % len(words)] * (1 + i // len(words))) for i in range(32)]
-    expected = [class_scores(eager(pipeline.parse(t, "text/plain")[0])[0], "logits")[0] for t in texts]
+    words = (
+        "the food was great but the service was slow and the room was far too noisy for us".split()
+    )
+    texts = [" ".join(words[: 1 + i % len(words)] * (1 + i // len(words))) for i in range(32)]
+    expected = [
+        class_scores(eager(pipeline.parse(t, "text/plain")[0])[0], "logits")[0] for t in texts
+    ]
     local = threading.local()
 
     def torchserve(text):
-        local.ts = getattr(local, "ts", None) or TorchServeClient.for_server(zoo_servers["torchserve"])
+        local.ts = getattr(local, "ts", None) or TorchServeClient.for_server(
+            zoo_servers["torchserve"]
+        )
         answer = local.ts.predict(spec.name, text.encode(), content_type="text/plain")
         return answer["label"], answer["score"]
 
     def triton(text):
-        local.tr = getattr(local, "tr", None) or TritonClient(zoo_servers["triton"].http_url, "http")
+        local.tr = getattr(local, "tr", None) or TritonClient(
+            zoo_servers["triton"].http_url, "http"
+        )
         out = local.tr.infer(f"{spec.name}_ensemble", {"TEXT": [text.encode()]})
         return out["label"].reshape(-1)[0].decode(), float(out["score"].reshape(-1)[0])
 

@@ -1,4 +1,5 @@
 """The command line: help for every step, and user mistakes as one line with no traceback."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,8 +11,13 @@ from tests.conftest import REPO
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "scripts", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "scripts", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("step", ["train", "export", "check"])

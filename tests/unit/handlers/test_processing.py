@@ -1,4 +1,5 @@
 """The shared pre/post-processing functions (used by training and both runtimes)."""
+
 from __future__ import annotations
 
 import io
@@ -67,5 +68,7 @@ def test_check_rows_refuses_nan_inf_and_out_of_range_for_every_dtype_and_never_c
     with pytest.raises(RequestError, match="values must lie"):
         check_rows(flags, np.array([[True, False]]), 8)
     rows = np.zeros((2, 2), dtype=np.float32)
-    assert check_rows(TensorSpec(name="x", dtype="float32", shape=[-1, 2]), rows, 8) is rows   # no copy
+    assert (
+        check_rows(TensorSpec(name="x", dtype="float32", shape=[-1, 2]), rows, 8) is rows
+    )  # no copy
     assert check_rows(ids, np.array([[1.0, 2.0]]), 8).dtype == np.int64

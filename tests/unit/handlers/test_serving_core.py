@@ -1,5 +1,6 @@
 """The serving core with no runtime at all: plans written here, models as numpy functions that
 record their calls (one test loads a real TorchScript file from a model dir)."""
+
 from __future__ import annotations
 
 import json
@@ -16,21 +17,35 @@ ERROR_KEYS = {"code", "type", "message", "error"}
 
 
 def plan(inputs, outputs, task, **batching) -> ServingPlan:
-    return ServingPlan.model_validate({
-        "name": "toy", "version": 3, "format": "torchscript", "inputs": inputs, "outputs": outputs,
-        "task": task, "preprocess": {"kind": "none"}, "serving": {},
-        "batching": {"max_batch_size": 8, **batching}})
+    return ServingPlan.model_validate(
+        {
+            "name": "toy",
+            "version": 3,
+            "format": "torchscript",
+            "inputs": inputs,
+            "outputs": outputs,
+            "task": task,
+            "preprocess": {"kind": "none"},
+            "serving": {},
+            "batching": {"max_batch_size": 8, **batching},
+        }
+    )
 
 
-CLASSIFIER = plan([{"name": "features", "dtype": "float32", "shape": [-1, 3]}],
-                  [{"name": "logits", "dtype": "float32", "shape": [-1, 3]}],
-                  {"kind": "classification", "labels": ["a", "b", "c"]})
+CLASSIFIER = plan(
+    [{"name": "features", "dtype": "float32", "shape": [-1, 3]}],
+    [{"name": "logits", "dtype": "float32", "shape": [-1, 3]}],
+    {"kind": "classification", "labels": ["a", "b", "c"]},
+)
 
 
 def sequences(**batching) -> ServingPlan:
-    return plan([{"name": "ids", "dtype": "int64", "shape": [-1, -1], "range": [0, 99]}],
-                [{"name": "total", "dtype": "float32", "shape": [-1, 1]}],
-                {"kind": "regression"}, **batching)
+    return plan(
+        [{"name": "ids", "dtype": "int64", "shape": [-1, -1], "range": [0, 99]}],
+        [{"name": "total", "dtype": "float32", "shape": [-1, 1]}],
+        {"kind": "regression"},
+        **batching,
+    )
 
 
 class Model:
@@ -53,8 +68,9 @@ def sums(inputs):
 
 
 def ask(core, *bodies, content_type=JSON) -> tuple[list, list[int]]:
-    answers = core.answer([Request(json.dumps(b) if not isinstance(b, bytes) else b, content_type)
-                           for b in bodies])
+    answers = core.answer(
+        [Request(json.dumps(b) if not isinstance(b, bytes) else b, content_type) for b in bodies]
+    )
     assert all(a.content_type == JSON for a in answers)
     return [json.loads(a.body) for a in answers], [a.status for a in answers]
 
@@ -63,20 +79,27 @@ def test_rows_of_the_same_shape_run_as_one_model_call(caplog):
     model = Model()
     core = ServingCore(CLASSIFIER, model)
     with caplog.at_level(logging.INFO, "handlers.serving_core"):
-        answers, statuses = ask(core, {"inputs": [0, 0, 1]}, {"inputs": [[1, 0, 0], [0, 1, 0]]},
-                                {"inputs": [0, 5, 1]})
+        answers, statuses = ask(
+            core, {"inputs": [0, 0, 1]}, {"inputs": [[1, 0, 0], [0, 1, 0]]}, {"inputs": [0, 5, 1]}
+        )
     assert model.batch_sizes == [4] and statuses == [200, 200, 200]
     assert "batch of 3 request(s)" in caplog.text
     assert answers[0]["label"] == "c" and answers[2]["label"] == "b"  # one example: one object
-    assert [a["label"] for a in answers[1]] == ["a", "b"]              # a list: a list
+    assert [a["label"] for a in answers[1]] == ["a", "b"]  # a list: a list
     assert answers[1][1]["outputs"]["logits"] == [0, 1, 0]
 
 
 def test_a_bad_request_among_good_ones_gets_its_own_400():
     model = Model()
     core = ServingCore(CLASSIFIER, model)
-    answers, statuses = ask(core, {"inputs": [0, 0, 1]}, b"{not json", {"inputs": [1, 2]},
-                            {"inputs": [1, 0, 0]}, {"inputs": [1, 0, 0], "extra": 1})
+    answers, statuses = ask(
+        core,
+        {"inputs": [0, 0, 1]},
+        b"{not json",
+        {"inputs": [1, 2]},
+        {"inputs": [1, 0, 0]},
+        {"inputs": [1, 0, 0], "extra": 1},
+    )
     assert statuses == [200, 400, 400, 200, 400]
     assert model.batch_sizes == [2]  # the bad ones never reach the model
     assert [answers[0]["label"], answers[3]["label"]] == ["c", "a"]
@@ -112,8 +135,9 @@ def test_a_model_that_fails_on_the_batch_is_retried_request_by_request():
         return [inputs["features"]]
 
     model = Model(fragile)
-    answers, statuses = ask(ServingCore(CLASSIFIER, model), {"inputs": [1, 0, 0]},
-                            {"inputs": [0, 1, 0]})
+    answers, statuses = ask(
+        ServingCore(CLASSIFIER, model), {"inputs": [1, 0, 0]}, {"inputs": [0, 1, 0]}
+    )
     assert statuses == [200, 200] and model.batch_sizes == [2, 1, 1]
     assert [a["label"] for a in answers] == ["a", "b"]
 
@@ -124,12 +148,19 @@ def test_the_request_the_model_cannot_run_gets_a_500_alone():
             raise ValueError("13 is unlucky")
         return [inputs["features"]]
 
-    answers, statuses = ask(ServingCore(CLASSIFIER, Model(poisoned)), {"inputs": [1, 0, 0]},
-                            {"inputs": [13, 0, 0]}, {"inputs": [0, 0, 1]})
+    answers, statuses = ask(
+        ServingCore(CLASSIFIER, Model(poisoned)),
+        {"inputs": [1, 0, 0]},
+        {"inputs": [13, 0, 0]},
+        {"inputs": [0, 0, 1]},
+    )
     assert statuses == [200, 500, 200]
-    assert answers[1] == {"code": 500, "type": "InferenceError",
-                          "message": "inference failed: ValueError: 13 is unlucky",
-                          "error": "inference failed: ValueError: 13 is unlucky"}
+    assert answers[1] == {
+        "code": 500,
+        "type": "InferenceError",
+        "message": "inference failed: ValueError: 13 is unlucky",
+        "error": "inference failed: ValueError: 13 is unlucky",
+    }
 
 
 def test_a_bug_of_ours_in_pre_processing_is_a_500_naming_the_stage(monkeypatch):
@@ -166,13 +197,24 @@ def test_a_bug_of_ours_in_post_processing_is_a_500_naming_the_stage(monkeypatch)
 def test_kserve_v1_and_v2_are_answered_in_their_protocol():
     core = ServingCore(CLASSIFIER, Model())
     rows = [[1, 0, 0], [0, 0, 2]]
-    v2 = {"id": "r-1", "inputs": [{"name": "features", "shape": [2, 3], "datatype": "FP32",
-                                   "data": [1, 0, 0, 0, 0, 2]}], "outputs": [{"name": "logits"}]}
+    v2 = {
+        "id": "r-1",
+        "inputs": [
+            {"name": "features", "shape": [2, 3], "datatype": "FP32", "data": [1, 0, 0, 0, 0, 2]}
+        ],
+        "outputs": [{"name": "logits"}],
+    }
     (v1_answer, own, v2_answer), statuses = ask(core, {"instances": rows}, {"inputs": rows}, v2)
     assert statuses == [200, 200, 200]
     assert v1_answer == {"predictions": own}
-    assert v2_answer == {"model_name": "toy", "model_version": "3", "id": "r-1", "outputs": [
-        {"name": "logits", "datatype": "FP32", "shape": [2, 3], "data": [1, 0, 0, 0, 0, 2]}]}
+    assert v2_answer == {
+        "model_name": "toy",
+        "model_version": "3",
+        "id": "r-1",
+        "outputs": [
+            {"name": "logits", "datatype": "FP32", "shape": [2, 3], "data": [1, 0, 0, 0, 0, 2]}
+        ],
+    }
     (bad,), (status,) = ask(core, {**v2, "outputs": [{"name": "nope"}]})
     assert status == 400 and "unknown output(s) ['nope']" in bad["error"]
 
@@ -180,9 +222,13 @@ def test_kserve_v1_and_v2_are_answered_in_their_protocol():
 def test_tensor_requests_are_answered_with_tensors():
     model = Model(sums)
     core = ServingCore(sequences(), model)
-    good, bad, missing = core.answer([Request(tensors={"ids": np.array([[1, 2], [3, 4]])}),
-                                      Request(tensors={"ids": np.array([[100, 0]])}),
-                                      Request(tensors={})])
+    good, bad, missing = core.answer(
+        [
+            Request(tensors={"ids": np.array([[1, 2], [3, 4]])}),
+            Request(tensors={"ids": np.array([[100, 0]])}),
+            Request(tensors={}),
+        ]
+    )
     assert good.ok and good.tensors[0].tolist() == [[3], [7]]
     assert bad.status == 400 and "ids: values must lie in [0, 99]" in bad.message
     assert missing.status == 500 and missing.message.startswith("reading the request failed")
@@ -216,8 +262,12 @@ def test_failed_answers_carry_the_json_error_body():
 
     answer = Answer.failed(Failure(503, "busy"))
     assert not answer.ok and answer.reason == "Internal Server Error" and answer.message == "busy"
-    assert json.loads(answer.body) == {"code": 503, "type": "InferenceError", "message": "busy",
-                                       "error": "busy"}
+    assert json.loads(answer.body) == {
+        "code": 503,
+        "type": "InferenceError",
+        "message": "busy",
+        "error": "busy",
+    }
 
 
 def test_load_reads_the_plan_and_the_exported_model_from_a_model_dir(tmp_path):
@@ -226,13 +276,15 @@ def test_load_reads_the_plan_and_the_exported_model_from_a_model_dir(tmp_path):
     from models.tabular import TabularMLP
 
     torch.manual_seed(0)
-    tiny = plan([{"name": "features", "dtype": "float32", "shape": [-1, 30]}],
-                [{"name": "probability", "dtype": "float32", "shape": [-1, 1]}],
-                {"kind": "classification", "labels": ["malignant", "benign"],
-                 "output": "probabilities"})
+    tiny = plan(
+        [{"name": "features", "dtype": "float32", "shape": [-1, 30]}],
+        [{"name": "probability", "dtype": "float32", "shape": [-1, 1]}],
+        {"kind": "classification", "labels": ["malignant", "benign"], "output": "probabilities"},
+    )
     tiny.save(tmp_path)
     torch.jit.trace(TabularMLP(30, 16).eval(), torch.zeros(2, 30)).save(
-        str(tmp_path / tiny.artifact))
+        str(tmp_path / tiny.artifact)
+    )
     core = ServingCore.load(tmp_path)
     answers, statuses = ask(core, {"inputs": [0.5] * 30}, {"inputs": [[0.5] * 30, [0.1] * 30]})
     assert statuses == [200, 200]

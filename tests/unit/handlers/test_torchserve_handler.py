@@ -1,4 +1,5 @@
 """The TorchServe handler, driven in-process with a fake context on the real archives."""
+
 from __future__ import annotations
 
 import io
@@ -38,7 +39,9 @@ def call(handler, *requests):
     answers = handler.handle([{"body": body} for body, _ in requests], context)
     assert len(answers) == len(requests)
     assert all(t == "application/json" for t in context.response_types.values())
-    return [json.loads(a) for a in answers], [context.statuses.get(i, 200) for i in range(len(requests))]
+    return [json.loads(a) for a in answers], [
+        context.statuses.get(i, 200) for i in range(len(requests))
+    ]
 
 
 def request_file(model: str, name: str) -> bytes:
@@ -62,16 +65,25 @@ def test_raw_28x28_array_and_jpeg(handlers):
     pixels = (np.asarray(image.resize((28, 28), Image.BILINEAR), np.float32) / 255 - 0.5) / 0.5
     jpeg = io.BytesIO()
     image.convert("RGB").resize((64, 64)).save(jpeg, format="JPEG", quality=95)
-    answers, statuses = call(handlers["digits_cnn"], ({"inputs": pixels.tolist()}, "application/json"),
-                             (jpeg.getvalue(), "image/jpeg"))
+    answers, statuses = call(
+        handlers["digits_cnn"],
+        ({"inputs": pixels.tolist()}, "application/json"),
+        (jpeg.getvalue(), "image/jpeg"),
+    )
     assert statuses == [200, 200]
     assert answers[0]["label"] == answers[1]["label"] == png.stem.split("_")[1]
 
 
 def test_one_bad_request_does_not_spoil_the_batch(handlers):
     png = digit_pngs()[0].read_bytes()
-    answers, statuses = call(handlers["digits_cnn"], (png, "image/png"), (b"junk", "image/png"),
-                             (png[: len(png) // 2], "image/png"), (b"", "image/png"), (png, None))
+    answers, statuses = call(
+        handlers["digits_cnn"],
+        (png, "image/png"),
+        (b"junk", "image/png"),
+        (png[: len(png) // 2], "image/png"),
+        (b"", "image/png"),
+        (png, None),
+    )
     assert statuses == [200, 400, 400, 400, 200]
     assert answers[0]["label"] == answers[4]["label"]
     assert "not a recognized image format" in answers[1]["message"]
@@ -79,16 +91,27 @@ def test_one_bad_request_does_not_spoil_the_batch(handlers):
     assert all(a["code"] == 400 and a["type"] == "InvalidInput" for a in answers[1:4])
 
 
-@pytest.mark.parametrize("body, content_type, message", [
-    ({"inputs": [1.0] * 29}, "application/json", "expected shape [30] per example"),
-    ({"inputs": [[1.0] * 30, [1.0] * 3]}, "application/json", "list of numbers of equal lengths"),
-    ({"inputs": ["a"] * 30}, "application/json", "list of numbers"),
-    ({"inputs": [float("nan")] * 30}, "application/json", "NaN or infinite"),
-    ({"inputs": [1.0] * 30, "extra": 1}, "application/json", "unknown key(s) ['extra']"),
-    (b"{not json", "application/json", "not valid JSON"),
-    (b"\x00\x01", "image/png", "unsupported Content-Type 'image/png'"),
-    ({"tensors": {"wrong": [1.0]}}, "application/json", "must map every input name ['features']"),
-])
+@pytest.mark.parametrize(
+    "body, content_type, message",
+    [
+        ({"inputs": [1.0] * 29}, "application/json", "expected shape [30] per example"),
+        (
+            {"inputs": [[1.0] * 30, [1.0] * 3]},
+            "application/json",
+            "list of numbers of equal lengths",
+        ),
+        ({"inputs": ["a"] * 30}, "application/json", "list of numbers"),
+        ({"inputs": [float("nan")] * 30}, "application/json", "NaN or infinite"),
+        ({"inputs": [1.0] * 30, "extra": 1}, "application/json", "unknown key(s) ['extra']"),
+        (b"{not json", "application/json", "not valid JSON"),
+        (b"\x00\x01", "image/png", "unsupported Content-Type 'image/png'"),
+        (
+            {"tensors": {"wrong": [1.0]}},
+            "application/json",
+            "must map every input name ['features']",
+        ),
+    ],
+)
 def test_tabular_bad_requests_are_400_with_a_reason(handlers, body, content_type, message):
     if isinstance(body, dict):
         body = json.dumps(body, allow_nan=True).encode()
@@ -101,7 +124,10 @@ def test_text_as_plain_text_bytes_and_json_list(handlers):
         handlers["sentiment_lstm"],
         ("the movie was truly wonderful", "text/plain"),
         (b"the plot was awful", "text/plain"),
-        ({"inputs": ["a lovely show, I enjoyed every minute", "the book was dull and boring"]}, "application/json"),
+        (
+            {"inputs": ["a lovely show, I enjoyed every minute", "the book was dull and boring"]},
+            "application/json",
+        ),
         (b"\xff\xfe bad utf8", "text/plain"),
         ("   ", "text/plain"),
     )
@@ -132,7 +158,8 @@ def test_golden_tensors_reproduce_eager_outputs(handlers, name):
 
 def test_token_ids_out_of_range_are_refused(handlers):
     (answer,), (status,) = call(
-        handlers["sentiment_lstm"], ({"tensors": {"token_ids": [[10_000] * 32]}}, "application/json")
+        handlers["sentiment_lstm"],
+        ({"tensors": {"token_ids": [[10_000] * 32]}}, "application/json"),
     )
     assert status == 400 and "values must lie in [0, 9999]" in answer["message"]
 
@@ -166,7 +193,9 @@ def test_form_uploads_use_the_field_content_type(handlers):
 
     context = FormContext(None, ["image/png", ""])
     tensors = json.dumps({"tensors": {"image": np.zeros((1, 1, 28, 28)).tolist()}}).encode()
-    answers = handlers["digits_cnn"].handle([{"data": png.read_bytes()}, {"data": tensors}], context)
+    answers = handlers["digits_cnn"].handle(
+        [{"data": png.read_bytes()}, {"data": tensors}], context
+    )
     assert context.statuses == {}
     assert json.loads(answers[0])["label"] == png.stem.split("_")[1]
     assert len(json.loads(answers[1])) == 1
@@ -202,5 +231,7 @@ def test_a_non_final_answer_goes_out_as_an_intermediate_response(monkeypatch):
     sink = ContextSink(context, 2)
     sink.send(1, Answer(body='{"text": "Hel"}'), final=False)
     sink.send(1, Answer(body='{"text": "lo"}'))
-    assert sent == [({1: '{"text": "Hel"}'}, {1: "req-b"}, "Intermediate Prediction success", 200, context)]
+    assert sent == [
+        ({1: '{"text": "Hel"}'}, {1: "req-b"}, "Intermediate Prediction success", 200, context)
+    ]
     assert sink.finals == [None, '{"text": "lo"}'] and context.statuses == {}

@@ -1,4 +1,5 @@
 """The generated Python-backend model.py, driven in-process with a fake triton_python_backend_utils."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -50,11 +51,16 @@ class InferenceResponse:
 
 def fake_pb_utils() -> types.ModuleType:
     module = types.ModuleType("triton_python_backend_utils")
-    module.TritonError, module.Tensor, module.InferenceResponse = TritonError, Tensor, InferenceResponse
+    module.TritonError, module.Tensor, module.InferenceResponse = (
+        TritonError,
+        Tensor,
+        InferenceResponse,
+    )
     module.get_input_tensor_by_name = lambda request, name: request.get(name)
     module.TRITONSERVER_RESPONSE_COMPLETE_FINAL = TRITONSERVER_RESPONSE_COMPLETE_FINAL
     module.using_decoupled_model_transaction_policy = lambda config: config.get(
-        "model_transaction_policy", {}).get("decoupled", False)
+        "model_transaction_policy", {}
+    ).get("decoupled", False)
     return module
 
 
@@ -68,11 +74,15 @@ def repo(tmp_path_factory):
 def load(repo, name: str, decoupled: bool = False):
     """model.py from the generated version dir, initialized as Triton would."""
     sys.modules["triton_python_backend_utils"] = fake_pb_utils()
-    spec = importlib.util.spec_from_file_location(f"triton_model_{name}", repo / name / "1" / "model.py")
+    spec = importlib.util.spec_from_file_location(
+        f"triton_model_{name}", repo / name / "1" / "model.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     model = module.TritonPythonModel()
-    config = MessageToDict(read_config(repo / name / "config.pbtxt"), preserving_proto_field_name=True)
+    config = MessageToDict(
+        read_config(repo / name / "config.pbtxt"), preserving_proto_field_name=True
+    )
     if decoupled:
         config["model_transaction_policy"] = {"decoupled": True}
     model.initialize({"model_config": json.dumps(config), "model_version": "1", "model_name": name})
@@ -107,7 +117,9 @@ def test_a_bad_request_gets_its_own_error_and_the_others_their_answers(repo):
     tokens = golden("sentiment_lstm")["input.token_ids"]
     bad = tokens[:1].copy()
     bad[0, 0] = 10**6
-    responses = model.execute([request(token_ids=tokens[:2]), request(token_ids=bad), request(token_ids=tokens[2:3])])
+    responses = model.execute(
+        [request(token_ids=tokens[:2]), request(token_ids=bad), request(token_ids=tokens[2:3])]
+    )
     assert responses[1].error.code == TritonError.INVALID_ARG
     assert "token_ids: values must lie in [0, 9999]" in responses[1].error.message
     assert responses[0].error is None and responses[0].outputs["logits"].shape == (2, 2)
@@ -119,6 +131,7 @@ def test_a_failing_model_fails_its_requests_without_raising(repo):
 
     def broken(inputs):
         raise RuntimeError("boom")
+
     model.core.batcher.model = broken
     responses = model.execute([request(image=golden("digits_cnn")["input.image"][:1])])
     assert responses[0].error.code == TritonError.INTERNAL and "boom" in responses[0].error.message
@@ -127,6 +140,7 @@ def test_a_failing_model_fails_its_requests_without_raising(repo):
 def test_a_decoupled_model_answers_through_each_requests_sender(repo):
     """Where a streaming mode's answers go: each request's response sender; the one-answer mode
     sends exactly one response per request, flagged final, and execute() returns None."""
+
     class Sender:
         def __init__(self):
             self.sent = []
@@ -144,12 +158,14 @@ def test_a_decoupled_model_answers_through_each_requests_sender(repo):
 
     model = load(repo, "digits_cnn", decoupled=True)
     image = golden("digits_cnn")["input.image"]
-    requests = [StreamedRequest(image=image[:2]),
-                StreamedRequest(image=np.full_like(image[:1], np.nan))]
+    requests = [
+        StreamedRequest(image=image[:2]),
+        StreamedRequest(image=np.full_like(image[:1], np.nan)),
+    ]
     assert model.execute(requests) is None
-    (good, flags), = requests[0].sender.sent
+    ((good, flags),) = requests[0].sender.sent
     assert flags == TRITONSERVER_RESPONSE_COMPLETE_FINAL and good.outputs["logits"].shape == (2, 10)
-    (bad, flags), = requests[1].sender.sent
+    ((bad, flags),) = requests[1].sender.sent
     assert flags == TRITONSERVER_RESPONSE_COMPLETE_FINAL
     assert bad.error.code == TritonError.INVALID_ARG and "NaN" in bad.error.message
 
@@ -158,19 +174,32 @@ def test_preprocess_decodes_image_bytes_like_the_torchserve_pipeline(repo):
     model = load(repo, "digits_cnn_pre")
     png = (REPO / "checkpoints/digits_cnn/requests/digit_3.png").read_bytes()
     good = np.array([[png], [png]], dtype=np.object_)
-    responses = model.execute([request(IMAGE=good), request(IMAGE=np.array([[b"not an image"]], dtype=np.object_))])
-    expected = Pipeline(serving_plan(SPEC["digits_cnn"], LAYOUT)).parse(png, "image/png")[0]["image"][0]
+    responses = model.execute(
+        [request(IMAGE=good), request(IMAGE=np.array([[b"not an image"]], dtype=np.object_))]
+    )
+    expected = Pipeline(serving_plan(SPEC["digits_cnn"], LAYOUT)).parse(png, "image/png")[0][
+        "image"
+    ][0]
     assert responses[0].error is None
     assert np.array_equal(responses[0].outputs["image"], np.stack([expected, expected]))
-    assert responses[1].error.code == TritonError.INVALID_ARG and "cannot decode image" in responses[1].error.message
+    assert (
+        responses[1].error.code == TritonError.INVALID_ARG
+        and "cannot decode image" in responses[1].error.message
+    )
 
 
 def test_preprocess_tokenizes_text(repo):
     model = load(repo, "sentiment_lstm_pre")
     text = (REPO / "checkpoints/sentiment_lstm/requests/review_3200.txt").read_bytes()
-    (response, empty) = model.execute([request(TEXT=np.array([[text]], dtype=np.object_)),
-                                       request(TEXT=np.array([[b"   "]], dtype=np.object_))])
-    expected = Pipeline(serving_plan(SPEC["sentiment_lstm"], LAYOUT)).parse(text, "text/plain")[0]["token_ids"][0]
+    (response, empty) = model.execute(
+        [
+            request(TEXT=np.array([[text]], dtype=np.object_)),
+            request(TEXT=np.array([[b"   "]], dtype=np.object_)),
+        ]
+    )
+    expected = Pipeline(serving_plan(SPEC["sentiment_lstm"], LAYOUT)).parse(text, "text/plain")[0][
+        "token_ids"
+    ][0]
     token_ids = response.outputs["token_ids"]
     assert np.array_equal(token_ids[0], expected) and token_ids.dtype == np.int64
     assert empty.error.code == TritonError.INVALID_ARG and "empty text" in empty.error.message
@@ -181,7 +210,10 @@ def test_postprocess_returns_label_strings_and_scores(repo):
     logits = golden("digits_cnn")["output.logits"][:3]
     (response,) = model.execute([request(logits=logits)])
     answers = Pipeline(serving_plan(SPEC["digits_cnn"], LAYOUT)).postprocess([logits])
-    assert response.outputs["label"].dtype == np.object_ and response.outputs["label"].shape == (3, 1)
+    assert response.outputs["label"].dtype == np.object_ and response.outputs["label"].shape == (
+        3,
+        1,
+    )
     assert [v.decode() for v in response.outputs["label"][:, 0]] == [a["label"] for a in answers]
     assert np.allclose(response.outputs["score"][:, 0], [a["score"] for a in answers])
 
@@ -204,9 +236,15 @@ def test_one_example_of_a_multi_input_model_gets_one_answer():
 
     spec = next(m for m in load_spec(ZOO_SPEC).models if m.name == "zoo_two_tower")
     pipeline = Pipeline(serving_plan(spec, LAYOUT))
-    rows, single = pipeline.parse(json.dumps({"inputs": {"dense": [0.5] * 8, "item_id": 3}}), "application/json")
+    rows, single = pipeline.parse(
+        json.dumps({"inputs": {"dense": [0.5] * 8, "item_id": 3}}), "application/json"
+    )
     assert single and rows["dense"].shape == (1, 8) and rows["item_id"].tolist() == [3]
-    _, single = pipeline.parse(json.dumps({"inputs": {"dense": [[0.5] * 8], "item_id": [3]}}), "application/json")
+    _, single = pipeline.parse(
+        json.dumps({"inputs": {"dense": [[0.5] * 8], "item_id": [3]}}), "application/json"
+    )
     assert not single
     with pytest.raises(RequestError, match="not a mix"):
-        pipeline.parse(json.dumps({"inputs": {"dense": [0.5] * 8, "item_id": [3]}}), "application/json")
+        pipeline.parse(
+            json.dumps({"inputs": {"dense": [0.5] * 8, "item_id": [3]}}), "application/json"
+        )

@@ -1,4 +1,5 @@
 """The sentiment corpus shipped in models/data/sentiment/ and what load_data makes of it."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,12 @@ from handlers.processing import split_words
 from models.sentiment import DATA_DIR, VOCAB_SIZE, SentimentLSTM, load_data, read_sentences
 from tests.sentiment_sentences import LABELLED, NEGATIVE, POSITIVE
 
-SIZES = {"amazon.tsv": 987, "imdb.tsv": 996, "yelp.tsv": 996, "rt_polarity.tsv": 10662}  # after de-duplication
+SIZES = {
+    "amazon.tsv": 987,
+    "imdb.tsv": 996,
+    "yelp.tsv": 996,
+    "rt_polarity.tsv": 10662,
+}  # after de-duplication
 
 
 def words(text: str) -> str:
@@ -64,7 +70,9 @@ def test_load_data_is_deterministic_and_keeps_a_held_out_split():
     assert len(data.x_test) == len(data.y_test) == sum(SIZES.values()) // 10
     assert set(np.unique(data.y_train)) == {0, 1} and data.x_train.max() < VOCAB_SIZE
     assert json.loads(data.assets["vocab.json"])["tokens"][:2] == ["<pad>", "<unk>"]
-    assert all(w.isascii() for w in json.loads(data.assets["vocab.json"])["tokens"])  # see build_vocab
+    assert all(
+        w.isascii() for w in json.loads(data.assets["vocab.json"])["tokens"]
+    )  # see build_vocab
     assert "review_3200.txt" in data.requests  # tests/unit/handlers/test_triton_model.py reads it
 
 

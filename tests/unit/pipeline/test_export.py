@@ -1,4 +1,5 @@
 """Export verification: every format equals eager PyTorch, and a wrong export is caught."""
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,9 @@ def test_compare_reports_worst_index_and_both_values():
 
 def test_compare_integers_exactly_and_nan_fails():
     assert not compare(np.array([1, 2]), np.array([1, 3]), Tolerance(atol=10, rtol=10)).passed
-    assert not compare(np.array([np.nan], np.float32), np.array([0.0], np.float32), Tolerance(atol=1e9)).passed
+    assert not compare(
+        np.array([np.nan], np.float32), np.array([0.0], np.float32), Tolerance(atol=1e9)
+    ).passed
 
 
 def test_verification_never_uses_only_the_tracing_batch(tiny_spec):
@@ -44,14 +47,18 @@ def test_export_writes_verified_formats_and_golden_samples(tiny_spec):
     report = json.loads((out / "verify.json").read_text())
     assert report["passed"] and result.report == report
     assert {(r["format"], r["batch_size"]) for r in report["results"]} == {
-        (f, b) for f in ("torchscript", "onnx") for b in (1, 3, 8)}
+        (f, b) for f in ("torchscript", "onnx") for b in (1, 3, 8)
+    }
     golden = np.load(out / "golden.npz")
-    assert golden["input.features"].shape == (4, 30) and golden["output.probability"].shape == (4, 1)
+    assert golden["input.features"].shape == (4, 30) and golden["output.probability"].shape == (
+        4,
+        1,
+    )
     for fmt in ("torchscript", "onnx"):
         assert (out / ARTIFACT_FILES[fmt]).exists()
-    assert export_model(spec, Layout.of(root)).skipped                      # nothing changed
+    assert export_model(spec, Layout.of(root)).skipped  # nothing changed
     looser = spec.model_copy(update={"tolerance": Tolerance(atol=1e-3)})
-    assert not export_model(looser, Layout.of(root)).skipped               # the spec changed
+    assert not export_model(looser, Layout.of(root)).skipped  # the spec changed
 
 
 def test_deliberately_wrong_export_is_caught(tiny_spec, tmp_path):
@@ -64,7 +71,11 @@ def test_deliberately_wrong_export_is_caught(tiny_spec, tmp_path):
         wrong.layers[4].bias += 0.05  # a small drift, the kind a broken export introduces
     path = tmp_path / "wrong.pt"
     torch.jit.trace(wrong, torch.zeros(2, 30)).save(str(path))
-    runners = {"torchscript": load_runner("torchscript", path, spec.tensor_names, output_names=spec.output_names)}
+    runners = {
+        "torchscript": load_runner(
+            "torchscript", path, spec.tensor_names, output_names=spec.output_names
+        )
+    }
     with pytest.raises(VerificationError) as caught:
         eager = torch_runner(reference, spec.tensor_names, spec.output_names)
         verify_formats(spec, eager, runners, tmp_path / "verify.json")
@@ -80,7 +91,9 @@ def test_deliberately_wrong_export_is_caught(tiny_spec, tmp_path):
 def test_spec_output_mismatch_is_a_clear_build_error(tiny_spec):
     text = tiny_spec.read_text().replace("shape: [-1, 1]", "shape: [-1, 2]")
     tiny_spec.write_text(text)
-    with pytest.raises(BuildError, match=r"outputs\[0\] \(probability\): the model returns float32 \[2, 1\]"):
+    with pytest.raises(
+        BuildError, match=r"outputs\[0\] \(probability\): the model returns float32 \[2, 1\]"
+    ):
         export_model(load_spec(tiny_spec).models[0], Layout.of(tiny_spec.parent))
 
 
@@ -151,10 +164,15 @@ def test_formats_auto_keeps_what_works_and_says_why_the_rest_was_left_out(tmp_pa
     result = export_model(spec, Layout.of(tmp_path))
     exported, skipped = exported_formats(spec, Layout.of(tmp_path)), result.report["skipped"]
     assert "torchscript" in exported and {"exported_program", "aoti"} <= set(skipped)
-    assert all(reason.startswith(f"branchy: {fmt} export failed: ") for fmt, reason in skipped.items())
+    assert all(
+        reason.startswith(f"branchy: {fmt} export failed: ") for fmt, reason in skipped.items()
+    )
     on_disk = sorted(p.name for p in Layout.of(tmp_path).artifact_dir(spec).glob("model.*"))
     assert on_disk == sorted(ARTIFACT_FILES[f] for f in exported)
-    assert json.loads((Layout.of(tmp_path).artifact_dir(spec) / "verify.json").read_text())["skipped"] == skipped
+    assert (
+        json.loads((Layout.of(tmp_path).artifact_dir(spec) / "verify.json").read_text())["skipped"]
+        == skipped
+    )
 
 
 MASKED = """

@@ -1,6 +1,7 @@
 """Graph inputs and outputs get exactly the spec's names, whatever the exporter called the
 internal values (an output named `embedding` beside an nn.Embedding attribute used to give
 onnxruntime's "Duplicate definition of name (embedding)")."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,5 +37,7 @@ def test_an_output_named_like_an_internal_value_exports_and_loads(tmp_path, repo
     session = ort.InferenceSession(str(Layout.of(tmp_path).artifact_dir(spec) / "model.onnx"))
     assert [i.name for i in session.get_inputs()] == ["dense", "item_id"]
     assert [o.name for o in session.get_outputs()] == ["scores", "embedding"]
-    scores, embedding = session.run(None, {"dense": np.zeros((3, 8), np.float32), "item_id": np.arange(3)})
+    scores, embedding = session.run(
+        None, {"dense": np.zeros((3, 8), np.float32), "item_id": np.arange(3)}
+    )
     assert scores.shape == (3, 3) and embedding.shape == (3, 16)

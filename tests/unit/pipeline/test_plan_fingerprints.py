@@ -1,5 +1,6 @@
 """The serving plan's inputs are the one source of every runtime artifact's fingerprint:
 editing one model's labels rebuilds exactly that model's .mar and Triton models."""
+
 from __future__ import annotations
 
 import zipfile
@@ -27,9 +28,13 @@ def two_models(tmp_path):
         torch.manual_seed(0)
         torch.save(TabularMLP(30, 16).state_dict(), tmp_path / "weights" / f"{name}.pt")
         (tmp_path / f"{name}.txt").write_text("malignant\nbenign\n")
-        entries += TINY_ENTRY.format(name=name, formats="onnx").replace("labels: labels.txt", f"labels: {name}.txt")
+        entries += TINY_ENTRY.format(name=name, formats="onnx").replace(
+            "labels: labels.txt", f"labels: {name}.txt"
+        )
     specs = load_spec(
-        write_spec(tmp_path, entries.replace("    export:", "    serving: {format: onnx}\n    export:"))
+        write_spec(
+            tmp_path, entries.replace("    export:", "    serving: {format: onnx}\n    export:")
+        )
     ).models
     for spec in specs:
         export_model(spec, Layout.of(tmp_path))
@@ -39,7 +44,9 @@ def two_models(tmp_path):
 def build_all(specs, root) -> dict[str, dict[str, str]]:
     layout = Layout.of(root)
     return {
-        name: {row.model: row.status for row in runtime.artifacts.build(specs, layout, BuildOptions())}
+        name: {
+            row.model: row.status for row in runtime.artifacts.build(specs, layout, BuildOptions())
+        }
         for name, runtime in RUNTIMES.items()
     }
 
@@ -47,8 +54,14 @@ def build_all(specs, root) -> dict[str, dict[str, str]]:
 def test_editing_one_labels_file_rebuilds_that_model_only(two_models):
     specs, root = two_models
     first = build_all(specs, root)
-    assert all(status != "up to date" for statuses in first.values() for status in statuses.values())
-    assert all(status == "up to date" for statuses in build_all(specs, root).values() for status in statuses.values())
+    assert all(
+        status != "up to date" for statuses in first.values() for status in statuses.values()
+    )
+    assert all(
+        status == "up to date"
+        for statuses in build_all(specs, root).values()
+        for status in statuses.values()
+    )
 
     (root / "first.txt").write_text("sick\nwell\n")
     again = build_all(specs, root)
@@ -56,5 +69,11 @@ def test_editing_one_labels_file_rebuilds_that_model_only(two_models):
     assert again["triton"] == {"first": "written (python)", "second": "up to date"}
 
     with zipfile.ZipFile(Layout.of(root).model_store / "first.mar") as mar:
-        assert ServingPlan.model_validate_json(mar.read("serving_plan.json")).task.labels == ["sick", "well"]
-    assert ServingPlan.load(Layout.of(root).triton_repo / "first" / "1").task.labels == ["sick", "well"]
+        assert ServingPlan.model_validate_json(mar.read("serving_plan.json")).task.labels == [
+            "sick",
+            "well",
+        ]
+    assert ServingPlan.load(Layout.of(root).triton_repo / "first" / "1").task.labels == [
+        "sick",
+        "well",
+    ]

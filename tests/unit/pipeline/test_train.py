@@ -1,4 +1,5 @@
 """Training is deterministic: the same spec and seed give bit-identical weights."""
+
 from __future__ import annotations
 
 import json

@@ -2,6 +2,7 @@
 servers are driven in tests/integration/test_rollout.py): switch only after the gate passed on
 every runtime, switch all back when the check after a switch fails on one, unload only what the
 rollout loaded, retire only drained versions."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,16 +16,25 @@ from scripts.spec.versions import VersionSpec
 from tests.conftest import REPO
 
 SPEC = load_spec(REPO / "models.yaml").select(["digits_cnn"])[0]
-THREE = SPEC.model_copy(update={"versions": [*SPEC.versions, VersionSpec(version=3, training={"epochs": 4})]})
+THREE = SPEC.model_copy(
+    update={"versions": [*SPEC.versions, VersionSpec(version=3, training={"epochs": 4})]}
+)
 
 
 class Recorder:
     """A runtime stand-in: its version control and endpoints act on an imaginary server."""
+
     title = "Fake"
 
-    def __init__(self, name="fake", loaded=(1,), default=1, gate=None, switch_takes_effect=True, busy=()):
+    def __init__(
+        self, name="fake", loaded=(1,), default=1, gate=None, switch_takes_effect=True, busy=()
+    ):
         self.name, self.loaded, self.default, self.calls = name, set(loaded), default, []
-        self.gate, self.switch_takes_effect, self.busy = gate or Gate(), switch_takes_effect, set(busy)
+        self.gate, self.switch_takes_effect, self.busy = (
+            gate or Gate(),
+            switch_takes_effect,
+            set(busy),
+        )
         self.versions, self.endpoints = RecordedVersions(self), NamedEndpoints(name)
 
 
@@ -83,7 +93,9 @@ def plugins(monkeypatch):
     chosen: list[Recorder] = []
     monkeypatch.setattr(flow, "servers_of", lambda runtime, root, servers: [(p, p) for p in chosen])
     monkeypatch.setattr(flow, "build", lambda plugin, spec, version, root: None)
-    monkeypatch.setattr(flow, "drained", lambda plugin, server, spec, version: version not in plugin.busy)
+    monkeypatch.setattr(
+        flow, "drained", lambda plugin, server, spec, version: version not in plugin.busy
+    )
     gates = {}
     monkeypatch.setattr(flow, "run_gate", lambda serving, candidate, *rest: gates[candidate]())
     real_prepare = flow.prepare
@@ -92,13 +104,19 @@ def plugins(monkeypatch):
         gates[plugin] = lambda: plugin.gate
         monkeypatch.setattr(flow, "run_gate", lambda *args: plugin.gate)
         return real_prepare(plugin, server, spec, version, root)
+
     monkeypatch.setattr(flow, "prepare", prepare)
 
-    def golden_check(endpoints, spec, root, gate):   # unversioned requests reach each plugin's default
+    def golden_check(
+        endpoints, spec, root, gate
+    ):  # unversioned requests reach each plugin's default
         plugin = next(p for p in chosen if f"{p.name}-rest" in endpoints)
         if plugin.default != spec.version:
-            gate.problems.append(f"version {spec.version} golden samples via {plugin.name}-rest: "
-                                 f"version {plugin.default}")
+            gate.problems.append(
+                f"version {spec.version} golden samples via {plugin.name}-rest: "
+                f"version {plugin.default}"
+            )
+
     monkeypatch.setattr(flow, "golden_check", golden_check)
     return chosen
 
@@ -111,13 +129,18 @@ def test_a_passing_gate_switches_and_keeps_the_previous_version(plugins, layout)
     assert flow.state.served(layout, "fake", "digits_cnn")["default"] == 2
 
 
-def test_a_gate_refused_on_one_runtime_switches_none_and_unloads_only_what_it_loaded(plugins, layout):
-    plugins += [Recorder("first", loaded=(1, 2)), Recorder("second", gate=Gate({}, ["labels agree on 4.0%"]))]
+def test_a_gate_refused_on_one_runtime_switches_none_and_unloads_only_what_it_loaded(
+    plugins, layout
+):
+    plugins += [
+        Recorder("first", loaded=(1, 2)),
+        Recorder("second", gate=Gate({}, ["labels agree on 4.0%"])),
+    ]
     with pytest.raises(flow.RolloutRefused) as refused:
         flow.rollout(THREE, 2, "all", layout)
     assert refused.value.problems[1:] == ["second: labels agree on 4.0%"]
     assert [p.default for p in plugins] == [1, 1]
-    assert plugins[0].calls == [] and plugins[0].loaded == {1, 2}        # 2 was loaded before: kept
+    assert plugins[0].calls == [] and plugins[0].loaded == {1, 2}  # 2 was loaded before: kept
     assert plugins[1].calls == [("load", 2), ("unload", 2)]
     assert flow.state.read_state(layout) == {}
 
@@ -126,8 +149,11 @@ def test_a_failed_check_after_a_switch_switches_every_runtime_back(plugins, layo
     plugins += [Recorder("first"), Recorder("second", switch_takes_effect=False)]
     with pytest.raises(flow.RolloutRefused) as refused:
         flow.rollout(THREE, 2, "all", layout)
-    assert refused.value.problems[1:] == ["second: unversioned requests after the switch via second-rest: version 1",
-                                          "second: switched back to version 1", "first: switched back to version 1"]
+    assert refused.value.problems[1:] == [
+        "second: unversioned requests after the switch via second-rest: version 1",
+        "second: switched back to version 1",
+        "first: switched back to version 1",
+    ]
     assert [p.default for p in plugins] == [1, 1] and all(2 not in p.loaded for p in plugins)
     assert flow.state.read_state(layout) == {}
 
@@ -144,7 +170,10 @@ def test_older_versions_are_retired_only_once_drained(plugins, layout):
 
 
 def test_rollback_needs_a_previous_version_on_every_runtime_before_switching_any(plugins, layout):
-    plugins += [Recorder("first", loaded=(1, 2), default=2), Recorder("second", loaded=(1, 2), default=2)]
+    plugins += [
+        Recorder("first", loaded=(1, 2), default=2),
+        Recorder("second", loaded=(1, 2), default=2),
+    ]
     flow.state.record(layout, "first", "digits_cnn", 2, 1, None)
     with pytest.raises(flow.UserError, match="second.*no previous version|no previous version"):
         flow.rollback(THREE, "all", layout)
@@ -154,11 +183,13 @@ def test_rollback_needs_a_previous_version_on_every_runtime_before_switching_any
     assert [p.default for p in plugins] == [1, 1]
 
 
-def test_a_version_that_cannot_be_built_for_one_runtime_is_withdrawn_from_the_others(plugins, monkeypatch,
-                                                                                       layout):
+def test_a_version_that_cannot_be_built_for_one_runtime_is_withdrawn_from_the_others(
+    plugins, monkeypatch, layout
+):
     def build(plugin, spec, version, root):
         if plugin.name == "second":
             raise flow.UserError(["its pre-processing assets differ"])
+
     monkeypatch.setattr(flow, "build", build)
     plugins += [Recorder("first"), Recorder("second")]
     with pytest.raises(flow.UserError, match="assets differ"):

@@ -1,5 +1,6 @@
 """The spec's batching in each runtime's own terms, on real artifacts: a value a runtime cannot
 represent exactly is rounded with a warning, never silently changed."""
+
 from __future__ import annotations
 
 import subprocess
@@ -24,8 +25,9 @@ from tests.conftest import REPO
 @pytest.fixture
 def half_ms_spec(tiny_spec):
     """The tiny model with a 0.5 ms queue delay, exported; with its layout."""
-    text = tiny_spec.read_text().replace("batching: {max_batch_size: 8}",
-                                         "batching: {max_batch_size: 8, max_queue_delay_ms: 0.5}")
+    text = tiny_spec.read_text().replace(
+        "batching: {max_batch_size: 8}", "batching: {max_batch_size: 8, max_queue_delay_ms: 0.5}"
+    )
     tiny_spec.write_text(text)
     spec = load_spec(tiny_spec).models[0]
     layout = Layout.of(tiny_spec.parent)
@@ -46,7 +48,7 @@ def test_half_a_millisecond_is_rounded_up_on_torchserve_with_a_warning(half_ms_s
     (row,) = TORCHSERVE.artifacts.build([spec], layout, BuildOptions())
     with zipfile.ZipFile(layout.model_store / f"{spec.name}.mar") as mar:
         settings = yaml.safe_load(mar.read("model-config.yaml"))
-    assert settings["maxBatchDelay"] == 1          # not 0: round(0.5) would be 0 in Python
+    assert settings["maxBatchDelay"] == 1  # not 0: round(0.5) would be 0 in Python
     assert len(row.warnings) == 1 and "0.5 is served as 1 ms" in row.warnings[0]
 
 
@@ -60,8 +62,11 @@ def test_every_runtime_translates_the_same_plan(half_ms_spec):
 
 def test_spec_check_prints_the_warning(half_ms_spec):
     _, layout = half_ms_spec
-    done = subprocess.run([sys.executable, "-m", "scripts", "check",
-                           "--spec", str(layout.root / "models.yaml")],
-                          capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-m", "scripts", "check", "--spec", str(layout.root / "models.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stderr
     assert "TorchServe" in done.stdout and "0.5 is served as 1 ms" in done.stdout

@@ -1,4 +1,5 @@
 """models.yaml validation: the real spec loads, and every class of mistake is one clear line."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,28 +36,58 @@ def test_tiny_spec_is_valid(tiny_spec):
     assert load_spec(tiny_spec).models[0].batching.max_batch_size == 8
 
 
-@pytest.mark.parametrize("change, expected", [
-    ({"    batching:": "    batchin:"}, "models[0] 'tiny': batchin: unknown field; did you mean 'batching'?"),
-    ({"dtype: float32, shape: [-1, 30]": "dtype: float33, shape: [-1, 30]"},
-     "inputs[0].dtype: Input should be 'float32'"),
-    ({"checkpoint: weights/tiny.pt": "checkpoint: weights/none.pt"},
-     "source.checkpoint: file not found: weights/none.pt"),
-    ({"name": "bad name!"}, "name: 'bad name!' is not a valid model name"),
-    ({"shape: [-1, 30]": "shape: [4, 30]"}, "the first axis is the batch axis and must be -1"),
-    ({"labels: labels.txt": "labels: nowhere.txt"}, "labels file not found: nowhere.txt"),
-    ({"module: models.tabular:TabularMLP": "module: models.nothing_here:Net"},
-     "source.module: cannot import module 'models.nothing_here'"),
-    ({"batching: {max_batch_size: 8}": "batching: {max_batch_size: 8}\n    serving: {format: aoti}"},
-     "serving.format: 'aoti' is not in export.formats"),
-    ({"batching: {max_batch_size: 8}": "batching: {max_batch_size: -2}"},
-     "batching.max_batch_size: Input should be greater than or equal to 0"),
-    ({"batching: {max_batch_size: 8}": "batching: {max_batch_size: 8}\n    per_runtime: {kserve: {threads: 2}}"},
-     "per_runtime.kserve.[key]: Input should be 'torchserve' or 'triton'"),
-    ({"batching: {max_batch_size: 8}": "batching: {max_batch_size: 8}\n    per_runtime: {triton: {format: aoti}}"},
-     "per_runtime.triton.format: 'aoti' is not in export.formats"),
-    ({"batching: {max_batch_size: 8}": "batching: {max_batch_size: 0}\n    per_runtime: {triton: {max_batch_size: 4}}"},
-     "per_runtime.triton.max_batch_size: the model is never batched"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (
+            {"    batching:": "    batchin:"},
+            "models[0] 'tiny': batchin: unknown field; did you mean 'batching'?",
+        ),
+        (
+            {"dtype: float32, shape: [-1, 30]": "dtype: float33, shape: [-1, 30]"},
+            "inputs[0].dtype: Input should be 'float32'",
+        ),
+        (
+            {"checkpoint: weights/tiny.pt": "checkpoint: weights/none.pt"},
+            "source.checkpoint: file not found: weights/none.pt",
+        ),
+        ({"name": "bad name!"}, "name: 'bad name!' is not a valid model name"),
+        ({"shape: [-1, 30]": "shape: [4, 30]"}, "the first axis is the batch axis and must be -1"),
+        ({"labels: labels.txt": "labels: nowhere.txt"}, "labels file not found: nowhere.txt"),
+        (
+            {"module: models.tabular:TabularMLP": "module: models.nothing_here:Net"},
+            "source.module: cannot import module 'models.nothing_here'",
+        ),
+        (
+            {
+                "batching: {max_batch_size: 8}": "batching: {max_batch_size: 8}\n    serving: {format: aoti}"
+            },
+            "serving.format: 'aoti' is not in export.formats",
+        ),
+        (
+            {"batching: {max_batch_size: 8}": "batching: {max_batch_size: -2}"},
+            "batching.max_batch_size: Input should be greater than or equal to 0",
+        ),
+        (
+            {
+                "batching: {max_batch_size: 8}": "batching: {max_batch_size: 8}\n    per_runtime: {kserve: {threads: 2}}"
+            },
+            "per_runtime.kserve.[key]: Input should be 'torchserve' or 'triton'",
+        ),
+        (
+            {
+                "batching: {max_batch_size: 8}": "batching: {max_batch_size: 8}\n    per_runtime: {triton: {format: aoti}}"
+            },
+            "per_runtime.triton.format: 'aoti' is not in export.formats",
+        ),
+        (
+            {
+                "batching: {max_batch_size: 8}": "batching: {max_batch_size: 0}\n    per_runtime: {triton: {max_batch_size: 4}}"
+            },
+            "per_runtime.triton.max_batch_size: the model is never batched",
+        ),
+    ],
+)
 def test_each_mistake_is_one_line_naming_model_and_field(tiny_spec, change, expected):
     problems = problems_for(tiny_spec.parent, tiny(**change))
     assert len(problems) == 1, problems
@@ -88,17 +119,24 @@ def test_unknown_model_selection_names_the_known_ones(tiny_spec):
 
 
 def test_trained_models_may_lack_their_checkpoint_until_train_runs(tmp_path):
-    entry = tiny(**{"    batching:": "    training: {data: 'models.tabular:load_data', epochs: 1, "
-                    "batch_size: 8, learning_rate: 0.01}\n    batching:",
-                    "checkpoint: weights/tiny.pt": "checkpoint: weights/later.pt"})
+    entry = tiny(
+        **{
+            "    batching:": "    training: {data: 'models.tabular:load_data', epochs: 1, "
+            "batch_size: 8, learning_rate: 0.01}\n    batching:",
+            "checkpoint: weights/tiny.pt": "checkpoint: weights/later.pt",
+        }
+    )
     (tmp_path / "labels.txt").write_text("a\nb\n")
     assert load_spec(write_spec(tmp_path, entry)).models[0].training.epochs == 1
 
 
-@pytest.mark.parametrize("change, message", [
-    (("probability", "prob__0"), "'prob__0': '__' is reserved"),
-    (("probability", "label"), "'label' is a tensor of this classifier's Triton ensemble"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("probability", "prob__0"), "'prob__0': '__' is reserved"),
+        (("probability", "label"), "'label' is a tensor of this classifier's Triton ensemble"),
+    ],
+)
 def test_a_tensor_name_a_runtime_cannot_take_is_refused_at_spec_check(tmp_path, change, message):
     import torch
 
@@ -107,8 +145,10 @@ def test_a_tensor_name_a_runtime_cannot_take_is_refused_at_spec_check(tmp_path, 
     torch.save(TabularMLP(30, 16).state_dict(), tmp_path / "tiny.pt")
     (tmp_path / "labels.txt").write_text("a\nb\n")
     entry = TINY_ENTRY.format(name="tiny", formats="onnx").replace("weights/tiny.pt", "tiny.pt")
-    entry = entry.replace(*change).replace("output: probabilities", "output: probabilities\n      preprocess: "
-                                           "{kind: image, height: 2, width: 15}")
+    entry = entry.replace(*change).replace(
+        "output: probabilities",
+        "output: probabilities\n      preprocess: {kind: image, height: 2, width: 15}",
+    )
     with pytest.raises(SpecError, match=message):
         load_spec(write_spec(tmp_path, entry))
 
@@ -120,22 +160,38 @@ def test_without_serving_format_the_first_exported_format_is_served(tmp_path):
 
     torch.save(TabularMLP(30, 16).state_dict(), tmp_path / "tiny.pt")
     (tmp_path / "labels.txt").write_text("a\nb\n")
-    entry = TINY_ENTRY.format(name="tiny", formats="onnx, torchscript").replace("weights/tiny.pt", "tiny.pt")
+    entry = TINY_ENTRY.format(name="tiny", formats="onnx, torchscript").replace(
+        "weights/tiny.pt", "tiny.pt"
+    )
     assert load_spec(write_spec(tmp_path, entry)).models[0].serving.format == "onnx"
-    entry = TINY_ENTRY.format(name="tiny", formats="torchscript, onnx").replace("weights/tiny.pt", "tiny.pt")
+    entry = TINY_ENTRY.format(name="tiny", formats="torchscript, onnx").replace(
+        "weights/tiny.pt", "tiny.pt"
+    )
     assert load_spec(write_spec(tmp_path, entry)).models[0].serving.format == "torchscript"
 
 
 def test_per_runtime_settings_apply_to_that_runtime_only(tiny_spec):
     text = tiny_spec.read_text()
-    indent = text[:text.index("batching:")].rsplit("\n", 1)[1]
-    tiny_spec.write_text(text.replace("batching: {max_batch_size: 8}", f"""batching: {{max_batch_size: 8,
+    indent = text[: text.index("batching:")].rsplit("\n", 1)[1]
+    tiny_spec.write_text(
+        text.replace(
+            "batching: {max_batch_size: 8}",
+            f"""batching: {{max_batch_size: 8,
 {indent}  max_queue_delay_ms: 2}}
 {indent}serving: {{format: torchscript, threads: 1}}
-{indent}per_runtime: {{triton: {{max_queue_delay_ms: 0, format: onnx}}, torchserve: {{threads: 2}}}}"""))
+{indent}per_runtime: {{triton: {{max_queue_delay_ms: 0, format: onnx}}, torchserve: {{threads: 2}}}}""",
+        )
+    )
     spec = load_spec(tiny_spec).models[0]
     triton, torchserve = spec.for_runtime("triton"), spec.for_runtime("torchserve")
-    assert (triton.batching.max_queue_delay_ms, triton.serving.format, triton.serving.threads) == (0, "onnx", 1)
-    assert (torchserve.batching.max_queue_delay_ms, torchserve.serving.format, torchserve.serving.threads) == \
-        (2, "torchscript", 2)
+    assert (triton.batching.max_queue_delay_ms, triton.serving.format, triton.serving.threads) == (
+        0,
+        "onnx",
+        1,
+    )
+    assert (
+        torchserve.batching.max_queue_delay_ms,
+        torchserve.serving.format,
+        torchserve.serving.threads,
+    ) == (2, "torchscript", 2)
     assert spec.for_runtime("kserve") is spec

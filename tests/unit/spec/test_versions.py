@@ -1,5 +1,6 @@
 """`versions:` and `rollout:` in a spec entry: each version gets its own files, mistakes are named,
 and a built version cannot be rebuilt from other inputs unless forced."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,23 +30,36 @@ def test_training_assets_of_a_version_move_to_its_folder_too():
     sentiment = SPEC.select(["sentiment_lstm"])[0].model_copy(update={"versions": []})
     from scripts.spec.versions import VersionSpec, version_update
 
-    second = sentiment.model_copy(update=version_update(sentiment, VersionSpec(version=2, training={"seed": 1})))
+    second = sentiment.model_copy(
+        update=version_update(sentiment, VersionSpec(version=2, training={"seed": 1}))
+    )
     assert second.task.preprocess.vocab == Path("checkpoints/sentiment_lstm/v2/vocab.json")
     assert sentiment.task.preprocess.vocab == Path("checkpoints/sentiment_lstm/vocab.json")
 
 
 def test_an_unknown_version_is_named_with_the_known_ones():
-    with pytest.raises(SpecError, match=r"digits_cnn: no version 9; versions in the spec: \[1, 2\]"):
+    with pytest.raises(
+        SpecError, match=r"digits_cnn: no version 9; versions in the spec: \[1, 2\]"
+    ):
         SPEC.select(["digits_cnn"])[0].at_version(9)
 
 
-@pytest.mark.parametrize("versions, message", [
-    ("[{version: 1}]", "versions: version numbers must be unique, got [1, 1]"),
-    ("[{version: 2}]", "versions: version 2 uses the same file as version 1 (weights/tiny.pt); give it "
-                       "source.checkpoint (or source.exported) of its own"),
-    ("[{version: 2, training: {epochs: 3}}]", "version 2 sets training, but the model has no training section"),
-    ("[{version: 2, source: {checkpont: x.pt}}]", "versions: version 2:"),
-])
+@pytest.mark.parametrize(
+    "versions, message",
+    [
+        ("[{version: 1}]", "versions: version numbers must be unique, got [1, 1]"),
+        (
+            "[{version: 2}]",
+            "versions: version 2 uses the same file as version 1 (weights/tiny.pt); give it "
+            "source.checkpoint (or source.exported) of its own",
+        ),
+        (
+            "[{version: 2, training: {epochs: 3}}]",
+            "version 2 sets training, but the model has no training section",
+        ),
+        ("[{version: 2, source: {checkpont: x.pt}}]", "versions: version 2:"),
+    ],
+)
 def test_version_mistakes_are_named(tmp_path, versions, message):
     (tmp_path / "labels.txt").write_text("malignant\nbenign\n")
     (tmp_path / "weights").mkdir()
@@ -64,13 +78,16 @@ def test_a_built_version_is_not_rebuilt_from_other_inputs_unless_forced(tmp_path
     digits = SPEC.select(["digits_cnn"])[0]
     (tmp_path / "artifacts" / "digits_cnn" / "1").mkdir(parents=True)
     seal(digits, Layout.of(tmp_path))
-    refuse_changed(digits, Layout.of(tmp_path))   # same inputs: rebuilt freely
-    longer = digits.model_copy(update={"training": digits.training.model_copy(update={"epochs": 9})})
+    refuse_changed(digits, Layout.of(tmp_path))  # same inputs: rebuilt freely
+    longer = digits.model_copy(
+        update={"training": digits.training.model_copy(update={"epochs": 9})}
+    )
     with pytest.raises(BuildError) as refused:
         refuse_changed(longer, Layout.of(tmp_path))
     assert refused.value.problems == [
         "digits_cnn version 1 was built from other inputs (training changed) and a built version is immutable: "
-        "add the change as a new version under `versions:` in the spec, or rebuild this one anyway with FORCE=1"]
+        "add the change as a new version under `versions:` in the spec, or rebuild this one anyway with FORCE=1"
+    ]
     refuse_changed(longer, Layout.of(tmp_path), force=True)
 
 

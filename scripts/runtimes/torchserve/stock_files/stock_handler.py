@@ -1,5 +1,6 @@
 """Stock TorchServe route (what `make bench` compares against): BaseHandler on a TorchScript
 file; the body is one example as JSON. Copied into a .mar, never imported by the build."""
+
 import json
 
 import torch

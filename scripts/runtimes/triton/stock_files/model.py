@@ -1,5 +1,6 @@
 """Stock Triton Python-backend model (what `make bench` compares against): onnxruntime, each
 request run on its own. Copied into a repository, never imported by the build."""
+
 import json
 from pathlib import Path
 
@@ -18,8 +19,13 @@ class TritonPythonModel:
     def execute(self, requests):
         responses = []
         for request in requests:
-            feeds = {n: pb_utils.get_input_tensor_by_name(request, n).as_numpy() for n in self.inputs}
+            feeds = {
+                n: pb_utils.get_input_tensor_by_name(request, n).as_numpy() for n in self.inputs
+            }
             outputs = self.session.run(self.outputs, feeds)
-            responses.append(pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor(n, o) for n, o in zip(self.outputs, outputs)]))
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[pb_utils.Tensor(n, o) for n, o in zip(self.outputs, outputs)]
+                )
+            )
         return responses

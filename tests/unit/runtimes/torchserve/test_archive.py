@@ -1,4 +1,5 @@
 """The .mar archives: what they hold, and refusal of one whose contents do not match its manifest."""
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,7 @@ LAYOUT = Layout.of(REPO)
 
 @pytest.mark.parametrize("spec", SPEC.models, ids=lambda m: m.name)
 def test_archive_contents_follow_the_spec(spec):
-    spec = spec.for_runtime("torchserve")        # what TorchServe is given: per_runtime applied
+    spec = spec.for_runtime("torchserve")  # what TorchServe is given: per_runtime applied
     mar = LAYOUT.model_store / f"{spec.name}.mar"
     assert verify_archive(mar) == []
     with zipfile.ZipFile(mar) as archive:
@@ -34,10 +35,18 @@ def test_archive_contents_follow_the_spec(spec):
         plan = ServingPlan.model_validate_json(archive.read("serving_plan.json"))
         manifest = json.loads(archive.read(MANIFEST))
         archiver = json.loads(archive.read("MAR-INF/MANIFEST.json"))
-    assert {"handlers/pipeline.py", "handlers/processing.py", "torchserve_handler.py", plan.artifact} <= names
+    assert {
+        "handlers/pipeline.py",
+        "handlers/processing.py",
+        "torchserve_handler.py",
+        plan.artifact,
+    } <= names
     assert set(manifest) == names - {"MAR-INF/MANIFEST.json", MANIFEST}
     assert settings["batchSize"] == spec.batching.max_batch_size
-    assert settings["minWorkers"] == spec.serving.workers.min and settings["maxWorkers"] == spec.serving.workers.max
+    assert (
+        settings["minWorkers"] == spec.serving.workers.min
+        and settings["maxWorkers"] == spec.serving.workers.max
+    )
     assert archiver["model"]["modelVersion"] == str(spec.version)
     assert plan.task.labels == LAYOUT.source(spec.task.labels).read_text().split()
 
@@ -77,12 +86,21 @@ def test_verify_artifacts_step_exits_non_zero_on_tampering(tmp_path):
         (tmp_path / folder).symlink_to(REPO / folder)
     tampered_copy(
         tmp_path,
-        lambda name, data: data.replace(b"standardize", b"standardise") if name == "serving_plan.json" else data,
+        lambda name, data: (
+            data.replace(b"standardize", b"standardise") if name == "serving_plan.json" else data
+        ),
     )
     for name in ("digits_cnn", "sentiment_lstm"):
         shutil.copy(LAYOUT.model_store / f"{name}.mar", Layout.of(tmp_path).model_store)
     result = subprocess.run(
-        [sys.executable, "-m", "scripts", "verify-artifacts", "--spec", str(tmp_path / "models.yaml")],
+        [
+            sys.executable,
+            "-m",
+            "scripts",
+            "verify-artifacts",
+            "--spec",
+            str(tmp_path / "models.yaml"),
+        ],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -102,6 +120,8 @@ def test_an_archive_the_handler_cannot_load_is_refused_at_archive_time(tiny_spec
     layout = Layout.of(tmp_path)
     export_model(spec, layout)
     (layout.artifact_dir(spec) / "model.torchscript.pt").write_bytes(b"not a model")
-    with pytest.raises(BuildError, match=r"tiny.mar: the handler cannot load it: .*make export MODEL=tiny"):
+    with pytest.raises(
+        BuildError, match=r"tiny.mar: the handler cannot load it: .*make export MODEL=tiny"
+    ):
         archive_model(spec, layout, tmp_path / "store")
     assert not (tmp_path / "store" / "tiny.mar").exists()

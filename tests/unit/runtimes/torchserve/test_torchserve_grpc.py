@@ -1,4 +1,5 @@
 """TorchServe's gRPC stubs: compiled from the protos inside the installed model-server.jar."""
+
 from __future__ import annotations
 
 import subprocess

@@ -1,4 +1,5 @@
 """Generating the Triton repository: configs through protobuf, checked against the ONNX graph."""
+
 from __future__ import annotations
 
 import shutil
@@ -42,11 +43,15 @@ def repos(tmp_path_factory):
 def test_every_config_parses_back_through_protobuf(repos):
     for backend, folder in repos.items():
         configs = sorted(folder.glob("*/config.pbtxt"))
-        assert {p.parent.name for p in configs} == {d.name for m in SPEC.values() for d in model_dirs(m, folder)}
+        assert {p.parent.name for p in configs} == {
+            d.name for m in SPEC.values() for d in model_dirs(m, folder)
+        }
         for path in configs:
             config = read_config(path)
             assert config.name == path.parent.name
-            assert (path.parent / "1").is_dir()  # every model, ensembles included, has a version dir
+            assert (
+                path.parent / "1"
+            ).is_dir()  # every model, ensembles included, has a version dir
 
 
 @pytest.mark.parametrize("name", sorted(SPEC))
@@ -54,11 +59,14 @@ def test_dims_and_dtypes_match_the_onnx_graph(repos, name):
     config = read_config(repos["python"] / name / "config.pbtxt")
     inputs, outputs = onnx_signature(LAYOUT.artifact_dir(SPEC[name]) / "model.onnx")
     for declared, graph in ((config.input, inputs), (config.output, outputs)):
-        assert [(t.name, t.data_type, [-1, *t.dims]) for t in declared] == \
-               [(t.name, t.dtype, t.shape) for t in graph]
-    batching = SPEC[name].for_runtime("triton").batching          # per_runtime applied
+        assert [(t.name, t.data_type, [-1, *t.dims]) for t in declared] == [
+            (t.name, t.dtype, t.shape) for t in graph
+        ]
+    batching = SPEC[name].for_runtime("triton").batching  # per_runtime applied
     assert config.max_batch_size == batching.max_batch_size
-    assert config.dynamic_batching.max_queue_delay_microseconds == batching.max_queue_delay_ms * 1000
+    assert (
+        config.dynamic_batching.max_queue_delay_microseconds == batching.max_queue_delay_ms * 1000
+    )
     assert config.parameters["role"].string_value == "model"
     assert config.model_warmup[0].inputs[inputs[0].name].input_data_file
 
@@ -92,9 +100,14 @@ def test_per_runtime_settings_reach_the_triton_config_and_the_torchserve_archive
     from scripts.runtimes.torchserve.archive import archive_model
     from scripts.spec.overrides import RuntimeSettings
 
-    spec = SPEC["tabular_mlp"].model_copy(update={"per_runtime": {
-        "triton": RuntimeSettings(max_queue_delay_ms=0, format="onnx_int8"),
-        "torchserve": RuntimeSettings(max_queue_delay_ms=3, threads=2)}})
+    spec = SPEC["tabular_mlp"].model_copy(
+        update={
+            "per_runtime": {
+                "triton": RuntimeSettings(max_queue_delay_ms=0, format="onnx_int8"),
+                "torchserve": RuntimeSettings(max_queue_delay_ms=3, threads=2),
+            }
+        }
+    )
     build_repository([spec], LAYOUT, tmp_path / "repo")
     config = read_config(tmp_path / "repo" / "tabular_mlp" / "config.pbtxt")
     assert config.dynamic_batching.max_queue_delay_microseconds == 0
@@ -103,26 +116,42 @@ def test_per_runtime_settings_reach_the_triton_config_and_the_torchserve_archive
     with zipfile.ZipFile(tmp_path / "store" / "tabular_mlp.mar") as mar:
         settings = yaml.safe_load(mar.read("model-config.yaml"))
         plan = json.loads(mar.read("serving_plan.json"))
-    assert settings["maxBatchDelay"] == 3 and plan["serving"]["threads"] == 2 and plan["format"] == "onnx"
+    assert (
+        settings["maxBatchDelay"] == 3
+        and plan["serving"]["threads"] == 2
+        and plan["format"] == "onnx"
+    )
 
 
 def test_a_spec_that_disagrees_with_the_graph_names_model_tensor_and_field(tmp_path):
     spec = SPEC["digits_cnn"]
-    wrong = spec.model_copy(update={"outputs": [spec.outputs[0].model_copy(update={"dtype": "float64"})]})
-    with pytest.raises(BuildError, match=r"digits_cnn: outputs 'logits': dtype: expected TYPE_FP64, found TYPE_FP32"):
+    wrong = spec.model_copy(
+        update={"outputs": [spec.outputs[0].model_copy(update={"dtype": "float64"})]}
+    )
+    with pytest.raises(
+        BuildError,
+        match=r"digits_cnn: outputs 'logits': dtype: expected TYPE_FP64, found TYPE_FP32",
+    ):
         build_repository([wrong], LAYOUT, tmp_path)
-    wrong = spec.model_copy(update={"inputs": [spec.inputs[0].model_copy(update={"shape": [-1, 3, 28, 28]})]})
+    wrong = spec.model_copy(
+        update={"inputs": [spec.inputs[0].model_copy(update={"shape": [-1, 3, 28, 28]})]}
+    )
     with pytest.raises(BuildError, match=r"inputs 'image': dims: expected \[-1, 3, 28, 28\]"):
         build_repository([wrong], LAYOUT, tmp_path)
 
 
 def test_native_backends_use_their_file_names_and_tensor_naming(repos):
     onnx = read_config(repos["onnxruntime"] / "sentiment_lstm" / "config.pbtxt")
-    assert onnx.backend == "onnxruntime" and (repos["onnxruntime"] / "sentiment_lstm/1/model.onnx").exists()
+    assert (
+        onnx.backend == "onnxruntime"
+        and (repos["onnxruntime"] / "sentiment_lstm/1/model.onnx").exists()
+    )
     assert [t.name for t in onnx.input] == ["token_ids"]
     torch = read_config(repos["pytorch"] / "sentiment_lstm" / "config.pbtxt")
     assert torch.backend == "pytorch" and (repos["pytorch"] / "sentiment_lstm/1/model.pt").exists()
-    assert [t.name for t in torch.input] == ["token_ids__0"] and [t.name for t in torch.output] == ["logits__0"]
+    assert [t.name for t in torch.input] == ["token_ids__0"] and [t.name for t in torch.output] == [
+        "logits__0"
+    ]
     ensemble = read_config(repos["pytorch"] / "sentiment_lstm_ensemble" / "config.pbtxt")
     assert dict(ensemble.ensemble_scheduling.step[1].input_map) == {"token_ids__0": "token_ids"}
 
@@ -145,9 +174,9 @@ def test_ensemble_wiring_is_checked():
     pre, post, ensemble = ensemble_configs(spec, "python", signature)
     configs = {c.name: c for c in (pre, post, ensemble, model_config(spec, "python", signature))}
     assert check_ensemble(ensemble, configs) == []
-    pre.output[0].data_type = pre.output[0].data_type + 1   # pre now produces a different dtype
+    pre.output[0].data_type = pre.output[0].data_type + 1  # pre now produces a different dtype
     assert any("expects" in p for p in check_ensemble(ensemble, configs))
-    del ensemble.ensemble_scheduling.step[2]                  # nothing produces label / score
+    del ensemble.ensemble_scheduling.step[2]  # nothing produces label / score
     assert any("never produced" in p for p in check_ensemble(ensemble, configs))
 
 
