@@ -86,6 +86,7 @@ class Layout:
         ]
 
     def shown(self, path: Path) -> Path:
-        """A path as printed: relative to the output folder when inside it."""
-        path = path.resolve()
-        return path.relative_to(self.out) if path.is_relative_to(self.out) else path
+        """A path as printed: relative to the working folder when inside it (the examples),
+        absolute otherwise (a user's repository served from this checkout)."""
+        path, here = path.resolve(), Path.cwd().resolve()
+        return path.relative_to(here) if path.is_relative_to(here) else path

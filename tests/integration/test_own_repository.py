@@ -84,9 +84,7 @@ def make(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_a_model_in_its_own_repository_is_served_and_verified_on_both_runtimes(
-    tmp_path, built_examples
-):
+def test_a_model_in_its_own_repository_is_served_and_verified_on_both_runtimes(tmp_path):
     taken = [p for p in PORTS if busy(p)]
     assert not taken, f"`make serve`'s ports {taken} are in use: stop what runs there (`make stop`)"
     spec = user_repository(tmp_path / "their-repo")
@@ -94,6 +92,8 @@ def test_a_model_in_its_own_repository_is_served_and_verified_on_both_runtimes(
     try:
         assert served.returncode == 0, served.stdout[-3000:] + served.stderr[-3000:]
         assert "TorchServe READY" in served.stdout and "tritonserver READY" in served.stdout
+        # run state beside their spec (`torchserve --stop` deletes the key file again)
+        assert (spec.parent / ".torchship" / "torchserve" / "key_file.json").exists()
         verified = make("verify", f"SPEC={spec}")
         assert verified.returncode == 0, verified.stdout[-3000:] + verified.stderr[-3000:]
     finally:
@@ -107,7 +107,6 @@ def test_a_model_in_its_own_repository_is_served_and_verified_on_both_runtimes(
     # everything generated went beside their spec, nothing into this checkout or their models/
     assert (out / "model_store" / "own_scorer.mar").exists()
     assert (out / "triton_repo" / "own_scorer" / "config.pbtxt").exists()
-    assert (out / ".torchship" / "torchserve" / "key_file.json").exists()
     assert not (LAYOUT.artifacts / "own_scorer").exists()
     assert sorted(p.name for p in (out / "models").iterdir() if p.suffix == ".py") == [
         "__init__.py",

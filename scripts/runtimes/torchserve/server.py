@@ -8,12 +8,14 @@ ports.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +58,17 @@ class TorchServe:
         return f"http://127.0.0.1:{self.ports.metrics}"
 
     @property
+    def temp(self) -> Path:
+        """TEMP: the pid file and the workers' Unix sockets. A socket path longer than the
+        kernel's 108 bytes fails every worker ("AF_UNIX path too long"), so a deep work directory
+        (a user's repository, pytest's tmp_path) gets a short folder in the system's temp."""
+        inside = self.workdir / "tmp"
+        if len(str(inside / ".ts.sock.65535")) <= 100:
+            return inside
+        digest = hashlib.sha1(str(self.workdir).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"torchserve-{digest}"
+
+    @property
     def key_file(self) -> Path:
         return self.workdir / "key_file.json"
 
@@ -68,7 +81,7 @@ class TorchServe:
         # PATH so the Java frontend starts workers with this Python.
         return {
             **os.environ,
-            "TEMP": str(self.workdir / "tmp"),
+            "TEMP": str(self.temp),
             "LOG_LOCATION": str(self.workdir / "logs"),
             "METRICS_LOCATION": str(self.workdir / "logs"),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -124,8 +137,9 @@ def start(
     if is_running(server):
         raise BuildError(f"TorchServe already runs from {workdir}; `make stop` first")
     shutil.rmtree(server.workdir, ignore_errors=True)
-    for sub in ("tmp", "logs"):
-        (server.workdir / sub).mkdir(parents=True)
+    shutil.rmtree(server.temp, ignore_errors=True)
+    for folder in (server.temp, server.workdir / "logs"):
+        folder.mkdir(parents=True)
     config = server.workdir / "config.properties"
     config.write_text(render_config(template, store, models, ports, overrides))
     torchserve = Path(sys.executable).with_name("torchserve")
@@ -142,7 +156,7 @@ def start(
 
 
 def pid(server: TorchServe) -> int | None:
-    return read_pid(server.workdir / "tmp" / ".model_server.pid")
+    return read_pid(server.temp / ".model_server.pid")
 
 
 def is_running(server: TorchServe) -> bool:
@@ -168,15 +182,19 @@ def wait_ready(
     )
 
 
+WORKER_DEATHS_BEFORE_FAILED = 3  # a worker that died this often while starting will not recover
+
+
 def load_failed(ts_log: Path, model: str) -> bool:
     """TorchServe logs a model whose archive cannot be registered, or whose worker died while
-    loading it (it then retries the worker forever, with back-off)."""
+    loading it or before (it then retries the worker forever, with back-off)."""
     try:
         text = ts_log.read_text(errors="replace")
     except OSError:
         return False
-    # the worker's "Failed to load model <m>, exception ...", the frontend's for a load job or an archive
-    return any(
+    # the worker's "Failed to load model <m>, exception ...", the frontend's for a load job or
+    # an archive
+    logged = any(
         f"{message}{model}{end}" in text
         for message, end in (
             ("Failed to load model ", ","),
@@ -184,6 +202,11 @@ def load_failed(ts_log: Path, model: str) -> bool:
             ("Failed to load model: ", ""),
         )
     )
+    # worker threads are named W-<port>-<model>_<version>
+    died = re.findall(
+        rf"W-\d+-{re.escape(model)}_[^_\s]+ \S+WorkerThread - Backend worker error", text
+    )
+    return logged or len(died) >= WORKER_DEATHS_BEFORE_FAILED
 
 
 def model_ready(server: TorchServe, model: str, version: int | None = None) -> bool:
@@ -233,7 +256,7 @@ def stop(workdir: Path, timeout_s: float = 30) -> bool:
     server = TorchServe(workdir.resolve(), Ports())
     torchserve = Path(sys.executable).with_name("torchserve")
     # --stop from the instance's own cwd and TEMP: it targets that pid file only.
-    return stop_process(
+    stopped = stop_process(
         pid(server),
         lambda: subprocess.run(
             [str(torchserve), "--stop"],
@@ -245,3 +268,6 @@ def stop(workdir: Path, timeout_s: float = 30) -> bool:
         ),
         timeout_s,
     )
+    if not server.temp.is_relative_to(server.workdir):
+        shutil.rmtree(server.temp, ignore_errors=True)
+    return stopped
