@@ -175,7 +175,8 @@ def load_failed(ts_log: Path, model: str) -> bool:
         text = ts_log.read_text(errors="replace")
     except OSError:
         return False
-    # the worker's "Failed to load model <m>, exception ...", the frontend's for a load job or an archive
+    # the worker's "Failed to load model <m>, exception ...", the frontend's for a load job or an
+    # archive
     return any(
         f"{message}{model}{end}" in text
         for message, end in (
