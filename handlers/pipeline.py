@@ -80,7 +80,8 @@ class Pipeline:
             content_type == FORM
         ):  # TorchServe decodes such a body as form fields: nothing usable is left
             raise RequestError(
-                f"Content-Type {FORM} (curl -d's default) makes TorchServe decode the body as a form; "
+                f"Content-Type {FORM} (curl -d's default) makes TorchServe decode the body "
+                "as a form; "
                 f"send {self.expected_input} with Content-Type: application/json "
                 "(curl -H 'Content-Type: application/json')"
             )

@@ -1,1 +1,2 @@
-"""The example models: nn.Module definitions and their training data, all from installed packages."""
+"""The example models: nn.Module definitions and their training data, all from installed
+packages."""

@@ -66,7 +66,8 @@ def build_vocab(texts: list[str]) -> list[str]:
 
     ASCII words only: `split_words` cuts accented letters out as one-letter tokens (café ->
     caf, é), which say nothing about sentiment; and the vocabulary lands in serving_plan.json,
-    which ServingPlan.load reads in the locale's encoding: ASCII in tritonserver's Python backend."""
+    which ServingPlan.load reads in the locale's encoding: ASCII in tritonserver's Python
+    backend."""
     counts = Counter(
         word for text in texts for word in split_words(text) if word.isascii()
     )  # lower-cased

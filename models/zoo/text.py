@@ -14,7 +14,8 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 class TinyBert(nn.Module):
-    """BertForSequenceClassification with input_ids and attention_mask over a dynamic sequence axis."""
+    """BertForSequenceClassification with input_ids and attention_mask over a dynamic sequence
+    axis."""
 
     def __init__(
         self,

@@ -32,8 +32,8 @@ def check(spec: SpecOption = Path("models.yaml")):
     for m in models:
         served = "".join(f", {r} {s.format}" for r, s in m.per_runtime.items() if s.format)
         console.print(
-            f"{m.name} v{m.version}: {m.task.kind}, formats {m.export.formats}, serves {m.serving.format}"
-            + (f" ({served[2:]})" if served else "")
+            f"{m.name} v{m.version}: {m.task.kind}, formats {m.export.formats}, "
+            f"serves {m.serving.format}" + (f" ({served[2:]})" if served else "")
         )
     for m in models:
         for runtime in RUNTIMES.values():

@@ -28,7 +28,8 @@ def kserve(
         ),
     ] = None,
 ):
-    """Write kserve/<runtime>/ (what KServe's runtime starts from) and the InferenceService manifests."""
+    """Write kserve/<runtime>/ (what KServe's runtime starts from) and the InferenceService
+    manifests."""
     from scripts.pipeline.signing import sign_if_configured
     from scripts.kserve.bundle import make_bundles
     from scripts.runtimes.registry import selected
@@ -59,7 +60,8 @@ def kserve(
 @app.command()
 @user_errors
 def sign(spec: SpecOption = Path("models.yaml"), model: ModelOption = None):
-    """Sign every .mar, every Triton model folder and the KServe trees with TORCHSHIP_SIGNING_KEY."""
+    """Sign every .mar, every Triton model folder and the KServe trees with
+    TORCHSHIP_SIGNING_KEY."""
     from scripts.pipeline.signing import PRIVATE_KEY_ENV, configured_key
     from scripts.pipeline.ensure import ensure_built
     from scripts.pipeline.signing import sign as sign_artifacts

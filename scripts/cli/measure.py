@@ -106,7 +106,8 @@ def tune(
         log=lambda line: console.print(line, highlight=False),
     )
     console.print(
-        f"report: {layout.shown(layout.reports)}/tune_{model}.json, tune_{model}.png ({report['seconds']:.0f}s)"
+        f"report: {layout.shown(layout.reports)}/tune_{model}.json, tune_{model}.png "
+        f"({report['seconds']:.0f}s)"
     )
     if report["spec_fields"]:
         console.print(

@@ -1,4 +1,5 @@
-"""The version commands: rollout, rollback and versions, against the servers `make serve` started."""
+"""The version commands: rollout, rollback and versions, against the servers `make serve`
+started."""
 
 from __future__ import annotations
 
@@ -149,6 +150,7 @@ def drill(
     console.print(table)
     for runtime, switch in report["switch_s"].items():
         console.print(
-            f"{runtime}: switch {switch.get('rollout', 0):.3f}s, rollback {switch.get('rollback', 0):.3f}s"
+            f"{runtime}: switch {switch.get('rollout', 0):.3f}s, "
+            f"rollback {switch.get('rollback', 0):.3f}s"
         )
     console.print(f"report: reports/drill_{model}.json")

@@ -165,7 +165,8 @@ def expected_outputs(
 def summary(
     answers: list[Answer], since: float = float("-inf"), until: float = float("inf")
 ) -> dict:
-    """Counts, failures and latency percentiles of the answers to requests started in [since, until)."""
+    """Counts, failures and latency percentiles of the answers to requests started in
+    [since, until)."""
     window = [a for a in answers if since <= a.started < until]
     latencies = [a.latency_ms for a in window if not a.error]
     return {

@@ -111,7 +111,8 @@ def check_golden(spec: ModelSpec, layout: Layout, endpoints: Endpoints) -> list[
     eager = {t.name: golden[f"output.{t.name}"] for t in spec.outputs}
     checks, served, expected = [], {}, {False: eager}
     if any(serves_int8(spec, runtime_of(n)) for n in endpoints.tensors):
-        # a runtime serving int8 must answer what the int8 model answers; its drift from eager is reported
+        # a runtime serving int8 must answer what the int8 model answers; its drift from eager is
+        # reported
         quantised = dict(
             zip(spec.output_names, reference_runner(spec, layout, "onnx_int8")(inputs))
         )
@@ -163,7 +164,7 @@ def check_golden(spec: ModelSpec, layout: Layout, endpoints: Endpoints) -> list[
     return checks
 
 
-# --- example requests (image bytes, text, rows) through the pre/post-processing paths -----------------
+# --- example requests (image bytes, text, rows) through the pre/post-processing paths ---------
 
 
 def example_requests(spec: ModelSpec, layout: Layout) -> list[Path]:
@@ -175,7 +176,8 @@ def example_requests(spec: ModelSpec, layout: Layout) -> list[Path]:
 def eager_answers(
     spec: ModelSpec, layout: Layout, requests: list[Path], int8: bool
 ) -> list[tuple[str, float]]:
-    """Label and score from eager PyTorch (or the int8 model) on the shared pre-processing of each request."""
+    """Label and score from eager PyTorch (or the int8 model) on the shared pre-processing of
+    each request."""
     from handlers.pipeline import Pipeline
 
     plan = serving_plan(spec, layout)
@@ -212,7 +214,8 @@ def check_requests(spec: ModelSpec, layout: Layout, endpoints: Endpoints) -> lis
                 or not compare(np.array([got_score]), np.array([score]), spec.tolerance).passed
             ):
                 problems.append(
-                    f"{path.name}: served {got_label!r} {got_score:.6f}, eager {label!r} {score:.6f}"
+                    f"{path.name}: served {got_label!r} {got_score:.6f}, "
+                    f"eager {label!r} {score:.6f}"
                 )
         checks.append(
             Check(spec.name, name, len(requests), worst, not problems, "; ".join(problems))

@@ -1,8 +1,8 @@
 """Step `export`: every format the spec asks for, into artifacts/<name>/<version>/, verified.
 
 Each format is traced at batch size 2 with a dynamic batch axis, then checked against eager
-PyTorch at other batch sizes (scripts/pipeline/verify.py). Also writes the golden samples (golden.npz:
-inputs and eager outputs) that every served endpoint is later checked against.
+PyTorch at other batch sizes (scripts/pipeline/verify.py). Also writes the golden samples
+(golden.npz: inputs and eager outputs) that every served endpoint is later checked against.
 """
 
 from __future__ import annotations
@@ -275,7 +275,8 @@ def export_model(
         if fmt not in exported:
             raise BuildError(
                 f"{spec.name}: {field} {fmt!r} could not be exported "
-                f"({report['skipped'].get(fmt, 'its source format failed')}); serve one of {exported}"
+                f"({report['skipped'].get(fmt, 'its source format failed')}); "
+                f"serve one of {exported}"
             )
     for fmt in report["skipped"]:
         (out / ARTIFACT_FILES[fmt]).unlink(missing_ok=True)

@@ -189,7 +189,8 @@ def gate_failure(spec: ModelSpec, result: dict, culprits: list[str]) -> BuildErr
     unit = "points" if result["metric"] != "relative error of the outputs vs fp32" else ""
     where = f"; the weights that lose most: {', '.join(culprits)}" if culprits else ""
     return BuildError(
-        f"{spec.name}: onnx_int8 fails its accuracy gate: {result['metric']} {result['fp32']:.4f} (fp32) "
+        f"{spec.name}: onnx_int8 fails its accuracy gate: "
+        f"{result['metric']} {result['fp32']:.4f} (fp32) "
         f"vs {result['int8']:.4f} (int8), a drop of {result['drop']:.2f} {unit} > the limit "
         f"{result['limit']:g}{where}; keep those layers in fp32 (quantize.exclude: [node names]), "
         "try quantize.method, or raise quantize.max_accuracy_drop"

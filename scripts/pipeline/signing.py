@@ -75,7 +75,8 @@ def problems(artifact: Path, key: Path) -> list[str]:
         ]
         found = [f"{path}: changed since it was signed" for path in changed] + listed
         return found or [
-            f"{artifact}: its signature {signature.name} does not verify with {key}: {message[:300]}"
+            f"{artifact}: its signature {signature.name} does not verify with {key}: "
+            f"{message[:300]}"
         ]
     return []
 

@@ -27,7 +27,8 @@ def drill(
     per_endpoint: int = 4,
     settle_s: float = 2.0,
 ) -> dict:
-    """Roll `version` out and back under load; returns the report (also reports/drill_<model>.json)."""
+    """Roll `version` out and back under load; returns the report (also
+    reports/drill_<model>.json)."""
     serving = {
         name: RUNTIMES[name].versions.versions(server, spec).default
         for name, server in servers.items()

@@ -88,7 +88,8 @@ class KServeBundle:
 
 @dataclass(frozen=True)
 class ServedVersions:
-    """A model's versions on a running server: those loaded, and the one unversioned requests get."""
+    """A model's versions on a running server: those loaded, and the one unversioned requests
+    get."""
 
     loaded: list[int]
     default: int | None

@@ -49,6 +49,7 @@ def override_problems(
             )
         if settings.format is not None and settings.format not in wanted:
             problems.append(
-                f"per_runtime.{runtime}.format: {settings.format!r} is not in export.formats {wanted}"
+                f"per_runtime.{runtime}.format: {settings.format!r} "
+                f"is not in export.formats {wanted}"
             )
     return problems

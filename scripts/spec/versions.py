@@ -56,7 +56,8 @@ def version_update(spec, entry: VersionSpec) -> dict[str, Any]:
     if entry.training:
         if training is None:
             raise ValueError(
-                f"versions: version {entry.version} sets training, but the model has no training section"
+                f"versions: version {entry.version} sets training, "
+                "but the model has no training section"
             )
         training = training.model_validate(
             {**training.model_dump(exclude_unset=True), **entry.training}
@@ -106,7 +107,8 @@ def version_problems(spec) -> list[str]:
         source = variant.source.checkpoint or variant.source.exported
         if source in sources:
             problems.append(
-                f"versions: version {variant.version} uses the same file as version {sources[source]} "
+                f"versions: version {variant.version} "
+                f"uses the same file as version {sources[source]} "
                 f"({source}); give it source.checkpoint (or source.exported) of its own"
             )
         sources[source] = variant.version

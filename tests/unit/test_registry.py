@@ -14,7 +14,8 @@ from handlers.processing import RequestError
 from handlers.tensors import TensorSpec
 from scripts.runtimes.registry import RUNTIMES
 
-# kind -> (kind, its assets, the model inputs, a JSON value of one example, the rows expected from it)
+# kind -> (kind, its assets, the model inputs, a JSON value of one example, the rows expected
+# from it)
 KIND_FIXTURES = {
     "none": lambda tmp: (
         Raw(),

@@ -9,18 +9,29 @@ from scripts.spec import load_spec
 from tests.conftest import REPO, ZOO_SPEC
 
 ZOO = load_spec(ZOO_SPEC).models
-# Each entry and the pattern it proves; a new entry needs a line here (and in docs/models.md's table).
+# Each entry and the pattern it proves; a new entry needs a line here (and in docs/models.md's
+# table).
 PROVES = {
     "zoo_resnet18": "torchvision CNN, 3-channel 224x224 image bytes with per-channel normalisation",
-    "zoo_mobilenet_v3_small": "torchvision CNN with hardswish/squeeze-excite, image bytes and tensors",
-    "zoo_tiny_bert": "transformers encoder from raw text via tokenizer.json; input_ids + attention_mask padded per batch",  # noqa: E501
-    "zoo_two_tower": "two inputs incl. a per-sample scalar [-1], two tuple outputs, an output named like a module",
+    "zoo_mobilenet_v3_small": (
+        "torchvision CNN with hardswish/squeeze-excite, image bytes and tensors"
+    ),
+    "zoo_tiny_bert": (
+        "transformers encoder from raw text via tokenizer.json; "
+        "input_ids + attention_mask padded per batch"
+    ),
+    "zoo_two_tower": (
+        "two inputs incl. a per-sample scalar [-1], two tuple outputs, "
+        "an output named like a module"
+    ),
     "zoo_mixed_dtypes": "every dtype in and a dict of float16/bool/int32/float32 outputs",
     "zoo_sequence_gru": "a dynamic non-batch axis: sequences of any length, batched per length",
     "zoo_mlp_784": "the seed's MLP 784-64-64-10, every export format, int8 served on both runtimes",
     "zoo_mlp_100": "the seed's MLP 100-50-10 with max_batch_size 0 (never batched)",
     "zoo_large_mlp": "over 100 MB of weights",
-    "zoo_positive_values": "an output whose length depends on the input's values, served unbatched; formats: auto",
+    "zoo_positive_values": (
+        "an output whose length depends on the input's values, served unbatched; formats: auto"
+    ),
 }
 
 

@@ -20,7 +20,8 @@ def with_int8(specs: list[ModelSpec], layout: Layout) -> list[ModelSpec]:
 
 @contextlib.contextmanager
 def int8_deployment(runtime, specs: list[ModelSpec], layout: Layout, workdir: Path, log=print):
-    """[(model, setup, protocol, LoadTarget)] for the int8 variants on one server of this runtime."""
+    """[(model, setup, protocol, LoadTarget)] for the int8 variants on one server of this
+    runtime."""
     specs = with_int8(specs, layout)
     if not specs:
         yield []

@@ -55,7 +55,10 @@ def throughput_figure(plt, report: dict, model: str, lines: dict):
             color="black",
             linestyle=":",
             linewidth=1,
-            label=f"in-process limit, batch {limit['batch']} ({limit['format']}, {limit['threads']} thr)",
+            label=(
+                f"in-process limit, batch {limit['batch']} "
+                f"({limit['format']}, {limit['threads']} thr)"
+            ),
         )
     one = report["limits"][model].get("batch1")
     if one:

@@ -68,7 +68,8 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "versions": versions(),
         "torch_threads_default": torch.get_num_threads(),
-        # Other work on the box skews every figure: the 1/5/15-minute load when the report is written.
+        # Other work on the box skews every figure: the 1/5/15-minute load when the report is
+        # written.
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -91,17 +92,19 @@ def header(report: dict) -> list[str]:
     lines = [
         "# Benchmark",
         "",
-        f"{report['created']} on {m['cpu'] or 'unknown CPU'}, {m['cores']} cores, {m['memory_gib']} GiB, "
+        f"{report['created']} on {m['cpu'] or 'unknown CPU'}, {m['cores']} cores, "
+        f"{m['memory_gib']} GiB, "
         f"Python {m['python']}. "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
         + ".",
         "",
-        f"Every figure comes from this one run (`{report['invocation']}`, {report['timings']['total_s']:.0f} s). "
+        f"Every figure comes from this one run "
+        f"(`{report['invocation']}`, {report['timings']['total_s']:.0f} s). "
         f"perf_analyzer: stability {measurement['stability']}%, at most "
         f"{measurement['max_trials']} windows of {measurement['interval_ms']} ms per point; "
-        "the exact command of every point is in bench.json. Ratios: throughput and p99 against the stock "
-        "setup of the same runtime (same protocol and concurrency), throughput against the in-process limit "
-        "(best of eager PyTorch and onnxruntime at that batch size).",
+        "the exact command of every point is in bench.json. Ratios: throughput and p99 against "
+        "the stock setup of the same runtime (same protocol and concurrency), throughput against "
+        "the in-process limit (best of eager PyTorch and onnxruntime at that batch size).",
         "",
         "Setups:",
         "",
@@ -136,7 +139,8 @@ def point_row(p: dict, comps: dict) -> str:
         f"{p['p50_ms']:.2f} | {p['p99_ms']:.2f} | "
         f"{'-' if stock else fmt_ratio(c['throughput_vs_stock'])} | "
         f"{'-' if stock else fmt_ratio(c['p99_vs_stock'])} | "
-        f"{fmt_ratio(c['throughput_vs_limit_batch1'])} | {fmt_ratio(c['throughput_vs_limit_max_batch'])} |"
+        f"{fmt_ratio(c['throughput_vs_limit_batch1'])} | "
+        f"{fmt_ratio(c['throughput_vs_limit_max_batch'])} |"
     )
 
 
@@ -145,7 +149,8 @@ def model_section(report: dict, model: str, info: dict, comps: dict, plots: list
         "",
         f"## {model}",
         "",
-        f"Spec: max batch size {info['max_batch_size']}, queue delay {info['max_queue_delay_ms']} ms, "
+        f"Spec: max batch size {info['max_batch_size']}, "
+        f"queue delay {info['max_queue_delay_ms']} ms, "
         f"TorchServe workers {info['workers']}, Triton instances {info['instances']}, "
         f"threads {info.get('threads', 1)}; served formats: "
         + ", ".join(f"{r} {f}" for r, f in info.get("served_formats", {}).items())
@@ -201,7 +206,10 @@ def int8_section(report: dict) -> list[str]:
         "",
         "## int8 (onnx_int8)",
         "",
-        "| model | method | metric | fp32 | int8 | drop | size vs fp32 | in-process int8/fp32 by batch |",
+        (
+            "| model | method | metric | fp32 | int8 | drop | size vs fp32 | "
+            "in-process int8/fp32 by batch |"
+        ),
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for model, f in int8.items():
@@ -211,7 +219,8 @@ def int8_section(report: dict) -> list[str]:
         )
         size = f"{f['bytes'] / f['fp32_bytes']:.0%}" if f.get("fp32_bytes") else "-"
         lines.append(
-            f"| {model} | {f.get('method', '-')} | {gate.get('metric', '-')} | {gate.get('fp32', 0):.4f} | "
+            f"| {model} | {f.get('method', '-')} | {gate.get('metric', '-')} | "
+            f"{gate.get('fp32', 0):.4f} | "
             f"{gate.get('int8', 0):.4f} | {gate.get('drop', 0):.2f} | {size} | {ratios or '-'} |"
         )
     if not any(p["setup"].endswith("_int8") for p in report["points"]):
@@ -224,7 +233,8 @@ def int8_section(report: dict) -> list[str]:
         "| --- | --- | --- |",
     ]
     lines += [
-        f"| {model} | {runtime} ({report['models'][model].get('served_formats', {}).get(runtime, '?')}) | "
+        f"| {model} | {runtime} "
+        f"({report['models'][model].get('served_formats', {}).get(runtime, '?')}) | "
         f"{served_int8_cells(report, model, runtime)} |"
         for model in int8
         for runtime in OURS

@@ -5,8 +5,9 @@ as spec fields with the figures behind them.
 Per runtime, the sweep starts from the settings the spec serves it with and varies one axis at
 a time (queue delay, max batch size, Triton instances or TorchServe workers, threads, format),
 then measures the combination of each axis's best value; a second pass does the same from the
-best configuration so far (settings interact: no queue delay wants one instance). The runtimes are tuned separately:
-they batch differently, and a setting only one of them wants goes under `per_runtime:`.
+best configuration so far (settings interact: no queue delay wants one instance). The runtimes
+are tuned separately: they batch differently, and a setting only one of them wants goes under
+`per_runtime:`.
 Writes reports/tune_<model>.json (every curve, the stock curves, each verdict, the Pareto
 fronts, the choices), tune_<model>.yaml (the spec fields) and tune_<model>.png (the fronts).
 """

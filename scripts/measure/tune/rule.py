@@ -41,7 +41,8 @@ def curve_problems(curve: Curve, stock: Curve) -> list[str]:
             )
         elif ours["throughput"] < ref["throughput"]:
             problems.append(
-                f"concurrency {level}: {ours['throughput']:.0f}/s below stock's {ref['throughput']:.0f}/s"
+                f"concurrency {level}: {ours['throughput']:.0f}/s "
+                f"below stock's {ref['throughput']:.0f}/s"
             )
     ours, ref = curve.get(1), stock.get(1)
     if (

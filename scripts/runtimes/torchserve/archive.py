@@ -2,8 +2,8 @@
 
 Each archive holds the exported model (the spec's serving format), the handler and the shared
 `handlers/` package, `serving_plan.json` (the typed serving plan), `model-config.yaml` (batching,
-workers, timeouts: settings.py) and `manifest.sha256.json`: a SHA-256 of every other packed file, checked
-by `verify_archive` before anything is served.
+workers, timeouts: settings.py) and `manifest.sha256.json`: a SHA-256 of every other packed file,
+checked by `verify_archive` before anything is served.
 """
 
 from __future__ import annotations
@@ -158,13 +158,15 @@ def verify_archive(path: Path) -> list[str]:
             manifest = json.loads(mar.read(MANIFEST))
             present = {i.filename for i in mar.infolist() if not i.is_dir()} - ARCHIVER_FILES
             problems = [
-                f"{path.name}: {name}: SHA-256 differs from the manifest (archive tampered or corrupt)"
+                f"{path.name}: {name}: SHA-256 differs from the manifest "
+                "(archive tampered or corrupt)"
                 for name in sorted(present & set(manifest))
                 if hashlib.sha256(mar.read(name)).hexdigest() != manifest[name]
             ]
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         return [
-            f"{path.name}: not a valid archive with {MANIFEST}: {exc}; rebuild it with `make archive`"
+            f"{path.name}: not a valid archive with {MANIFEST}: {exc}; "
+            "rebuild it with `make archive`"
         ]
     problems += [
         f"{path.name}: {name}: listed in the manifest but missing"

@@ -1,6 +1,7 @@
-"""TorchServe's KServe bundle: the storage tree KServe's TorchServe runtime starts as
+r"""TorchServe's KServe bundle: the storage tree KServe's TorchServe runtime starts as
 
-    torchserve --start --model-store=/mnt/models/model-store --ts-config=/mnt/models/config/config.properties
+    torchserve --start --model-store=/mnt/models/model-store \
+        --ts-config=/mnt/models/config/config.properties
 
 with `config/config.properties` and `model-store/*.mar`. The settings are `make serve`'s hardened
 ones, changed only where running inside KServe's pod needs it:
@@ -65,19 +66,23 @@ def model_snapshot(specs: list[ModelSpec], layout: Layout) -> dict:
     return {"name": "startup.cfg", "modelCount": len(models), "models": models}
 
 
-HEADER = """\
-# TorchServe settings for KServe's TorchServe runtime, written by `make kserve` from the
-# project's hardened config.properties. Changed for the pod (see scripts/runtimes/torchserve/kserve.py):
-# - inference on 127.0.0.1:8085: KServe's wrapper owns 8080 and forwards to it;
-# - token authorization off: the wrapper sends no TorchServe token; every API is loopback-only;
-# - metrics on 0.0.0.0:8082 for the cluster's Prometheus;
-# - model_snapshot names the models (the wrapper reads it) with their workers and batching;
-# - no envelope and enable_envvars_config=false: KServe's v1/v2 bodies reach the handler as sent.
-"""
+HEADER = (
+    "# TorchServe settings for KServe's TorchServe runtime, written by `make kserve` from the\n"
+    "# project's hardened config.properties. Changed for the pod "
+    "(see scripts/runtimes/torchserve/kserve.py):\n"
+    "# - inference on 127.0.0.1:8085: KServe's wrapper owns 8080 and forwards to it;\n"
+    "# - token authorization off: the wrapper sends no TorchServe token; "
+    "every API is loopback-only;\n"
+    "# - metrics on 0.0.0.0:8082 for the cluster's Prometheus;\n"
+    "# - model_snapshot names the models (the wrapper reads it) with their workers and batching;\n"
+    "# - no envelope and enable_envvars_config=false: KServe's v1/v2 bodies reach the handler "
+    "as sent.\n"
+)
 
 
 def kserve_config(template: Path, specs: list[ModelSpec], layout: Layout) -> str:
-    """The template's settings (its comments dropped: some no longer hold) with the pod's changes."""
+    """The template's settings (its comments dropped: some no longer hold) with the pod's
+    changes."""
     snapshot = json.dumps(model_snapshot(specs, layout), separators=(",", ":"))
     rendered = ts.render_config(
         template,

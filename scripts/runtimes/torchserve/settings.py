@@ -25,7 +25,8 @@ def model_config_yaml(plan: ServingPlan) -> Translation:
     if batching.preferred_batch_sizes:
         warnings.append(
             f"{plan.name}: TorchServe has no preferred batch sizes: "
-            f"batching.preferred_batch_sizes {batching.preferred_batch_sizes} applies to Triton only"
+            f"batching.preferred_batch_sizes {batching.preferred_batch_sizes} "
+            "applies to Triton only"
         )
     return Translation(
         {

@@ -87,7 +87,8 @@ def _batching_problems(where: str, config: mc.ModelConfig) -> list[str]:
         ]
         if too_big:
             problems.append(
-                f"{where}: preferred_batch_size {too_big} above max_batch_size {config.max_batch_size}"
+                f"{where}: preferred_batch_size {too_big} "
+                f"above max_batch_size {config.max_batch_size}"
             )
     if any(g.count < 1 for g in config.instance_group):
         problems.append(f"{where}: instance_group count must be >= 1")

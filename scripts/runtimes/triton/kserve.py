@@ -1,7 +1,8 @@
-"""Triton's KServe bundle: the storage root *is* a model repository, which KServe's
+r"""Triton's KServe bundle: the storage root *is* a model repository, which KServe's
 kserve-tritonserver runtime starts as
 
-    tritonserver --model-store=/mnt/models --grpc-port=9000 --http-port=8080 --allow-grpc=true --allow-http=true
+    tritonserver --model-store=/mnt/models --grpc-port=9000 --http-port=8080 \
+        --allow-grpc=true --allow-http=true
 
 Which backend (TRITON_BACKEND, onnxruntime by default):
 - onnxruntime / pytorch: the tensor models on Triton's native backends, which NVIDIA's image

@@ -97,7 +97,8 @@ def check_torchscript(config: mc.ModelConfig, declared, path: Path, spec: ModelS
     ]
     if len(outputs) != len(declared[1]):
         problems.append(
-            f"{config.name}: the module returns {len(outputs)} outputs, config declares {len(declared[1])}"
+            f"{config.name}: the module returns {len(outputs)} outputs, "
+            f"config declares {len(declared[1])}"
         )
     return problems + compare_signature(config.name, ([], declared[1]), ([], found))
 

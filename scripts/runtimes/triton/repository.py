@@ -260,8 +260,8 @@ def build_version(
         raise BuildError(
             f"{spec.name} version {version}: its pre-processing assets differ from version "
             f"{spec.version}'s, and Triton's {spec.name}_pre/_post serve every version with the "
-            "first version's: roll it out on TorchServe alone (RUNTIME=torchserve: each archive carries "
-            "its own assets), or serve it as a model of its own"
+            "first version's: roll it out on TorchServe alone (RUNTIME=torchserve: each archive "
+            "carries its own assets), or serve it as a model of its own"
         )
     shutil.rmtree(folder, ignore_errors=True)
     stage_python(plan, layout, versioned, folder, with_artifact=True)

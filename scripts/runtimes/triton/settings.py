@@ -16,7 +16,8 @@ def scheduling(plan: ServingPlan) -> Translation:
     if abs(delay_us - batching.max_queue_delay_ms * 1000) > 1e-6:
         warnings.append(
             f"{plan.name}: Triton's max_queue_delay_microseconds is whole microseconds: "
-            f"batching.max_queue_delay_ms {batching.max_queue_delay_ms:g} is served as {delay_us} us"
+            f"batching.max_queue_delay_ms {batching.max_queue_delay_ms:g} "
+            f"is served as {delay_us} us"
         )
     preferred = [b for b in batching.preferred_batch_sizes if b <= batching.max_batch_size]
     dropped = sorted(set(batching.preferred_batch_sizes) - set(preferred))

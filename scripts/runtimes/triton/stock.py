@@ -51,7 +51,8 @@ def write_stock_model(spec: ModelSpec, layout: Layout, repo: Path) -> str:
 
     if "onnx" not in exported_formats(spec, layout):
         raise BuildError(
-            f"{spec.name}: the per-request Triton setup runs the ONNX export; add onnx to export.formats"
+            f"{spec.name}: the per-request Triton setup runs the ONNX export; "
+            "add onnx to export.formats"
         )
     config = stock_config(spec, layout)
     folder = repo / config.name

@@ -1,4 +1,5 @@
-"""Real tritonserver (nvidia-pytriton wheel) on free loopback ports, serving the generated repository."""
+"""Real tritonserver (nvidia-pytriton wheel) on free loopback ports, serving the generated
+repository."""
 
 from __future__ import annotations
 

@@ -166,7 +166,8 @@ def test_token_ids_out_of_range_are_refused(handlers):
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx", "aoti"])
 def test_handler_serves_every_format(tmp_path, fmt):
-    """serving.format picks the loader: TorchScript, ONNX through onnxruntime, or the AOTInductor package."""
+    """serving.format picks the loader: TorchScript, ONNX through onnxruntime, or the AOTInductor
+    package."""
     from handlers.runners import ARTIFACT_FILES
 
     spec = SPEC["digits_cnn"]

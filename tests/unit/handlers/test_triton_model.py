@@ -1,4 +1,5 @@
-"""The generated Python-backend model.py, driven in-process with a fake triton_python_backend_utils."""
+"""The generated Python-backend model.py, driven in-process with a fake
+triton_python_backend_utils."""
 
 from __future__ import annotations
 

@@ -81,7 +81,8 @@ def test_deliberately_wrong_export_is_caught(tiny_spec, tmp_path):
         verify_formats(spec, eager, runners, tmp_path / "verify.json")
     message = caught.value.problems[0]
     assert message.startswith(
-        "tiny: torchscript at batch 1 disagrees with eager PyTorch: output 'probability' index (0, 0): got "
+        "tiny: torchscript at batch 1 disagrees with eager PyTorch: "
+        "output 'probability' index (0, 0): got "
     )
     assert "eager" in message and "> atol" in message
     assert len(caught.value.problems) == 3  # batch sizes 1, 3 and 8 all fail

@@ -60,7 +60,8 @@ def test_tiny_spec_is_valid(tiny_spec):
         ),
         (
             {
-                "batching: {max_batch_size: 8}": "batching: {max_batch_size: 8}\n    serving: {format: aoti}"
+                "batching: {max_batch_size: 8}": "batching: {max_batch_size: 8}\n"
+                "    serving: {format: aoti}"
             },
             "serving.format: 'aoti' is not in export.formats",
         ),
@@ -70,19 +71,22 @@ def test_tiny_spec_is_valid(tiny_spec):
         ),
         (
             {
-                "batching: {max_batch_size: 8}": "batching: {max_batch_size: 8}\n    per_runtime: {kserve: {threads: 2}}"
+                "batching: {max_batch_size: 8}": "batching: {max_batch_size: 8}\n"
+                "    per_runtime: {kserve: {threads: 2}}"
             },
             "per_runtime.kserve.[key]: Input should be 'torchserve' or 'triton'",
         ),
         (
             {
-                "batching: {max_batch_size: 8}": "batching: {max_batch_size: 8}\n    per_runtime: {triton: {format: aoti}}"
+                "batching: {max_batch_size: 8}": "batching: {max_batch_size: 8}\n"
+                "    per_runtime: {triton: {format: aoti}}"
             },
             "per_runtime.triton.format: 'aoti' is not in export.formats",
         ),
         (
             {
-                "batching: {max_batch_size: 8}": "batching: {max_batch_size: 0}\n    per_runtime: {triton: {max_batch_size: 4}}"
+                "batching: {max_batch_size: 8}": "batching: {max_batch_size: 0}\n"
+                "    per_runtime: {triton: {max_batch_size: 4}}"
             },
             "per_runtime.triton.max_batch_size: the model is never batched",
         ),
@@ -179,7 +183,8 @@ def test_per_runtime_settings_apply_to_that_runtime_only(tiny_spec):
             f"""batching: {{max_batch_size: 8,
 {indent}  max_queue_delay_ms: 2}}
 {indent}serving: {{format: torchscript, threads: 1}}
-{indent}per_runtime: {{triton: {{max_queue_delay_ms: 0, format: onnx}}, torchserve: {{threads: 2}}}}""",
+{indent}per_runtime: {{triton: {{max_queue_delay_ms: 0, format: onnx}}, """
+            f"torchserve: {{threads: 2}}}}",
         )
     )
     spec = load_spec(tiny_spec).models[0]

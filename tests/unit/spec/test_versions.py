@@ -85,8 +85,9 @@ def test_a_built_version_is_not_rebuilt_from_other_inputs_unless_forced(tmp_path
     with pytest.raises(BuildError) as refused:
         refuse_changed(longer, Layout.of(tmp_path))
     assert refused.value.problems == [
-        "digits_cnn version 1 was built from other inputs (training changed) and a built version is immutable: "
-        "add the change as a new version under `versions:` in the spec, or rebuild this one anyway with FORCE=1"
+        "digits_cnn version 1 was built from other inputs (training changed) and a built version "
+        "is immutable: add the change as a new version under `versions:` in the spec, or rebuild "
+        "this one anyway with FORCE=1"
     ]
     refuse_changed(longer, Layout.of(tmp_path), force=True)
 

@@ -1,4 +1,5 @@
-"""The .mar archives: what they hold, and refusal of one whose contents do not match its manifest."""
+"""The .mar archives: what they hold, and refusal of one whose contents do not match its
+manifest."""
 
 from __future__ import annotations
 

@@ -14,7 +14,10 @@ from scripts.runtimes.torchserve.grpc_client import load_stubs
 out = Path(sys.argv[1])
 with concurrent.futures.ThreadPoolExecutor(16) as pool:
     stubs = list(pool.map(lambda _: load_stubs(out), range(32)))
-assert all(hasattr(s[1], "InferenceAPIsServiceStub") and hasattr(s[3], "ManagementAPIsServiceStub") for s in stubs)
+assert all(
+    hasattr(s[1], "InferenceAPIsServiceStub") and hasattr(s[3], "ManagementAPIsServiceStub")
+    for s in stubs
+)
 names = {s[0].PredictionsRequest.DESCRIPTOR.full_name for s in stubs}
 assert names == {"org.pytorch.serve.grpc.inference.PredictionsRequest"}
 """
