@@ -55,7 +55,9 @@ def rollout(
     try:
         outcomes = run(models[0], version, runtime, layout)
     except RolloutRefused:
-        console.print("see reports/rollouts.jsonl for the gate's figures")
+        console.print(
+            f"see {layout.shown(layout.reports / 'rollouts.jsonl')} for the gate's figures"
+        )
         raise
     print_outcomes(outcomes)
 
@@ -109,7 +111,7 @@ def versions(spec: SpecOption = Path("models.yaml")):
                 f"labels {gate['label_agreement']:.1%}" if "label_agreement" in gate else "-",
             )
     console.print(table)
-    console.print("log: reports/rollouts.jsonl")
+    console.print(f"log: {layout.shown(layout.reports / 'rollouts.jsonl')}")
 
 
 @app.command()
@@ -153,4 +155,4 @@ def drill(
             f"{runtime}: switch {switch.get('rollout', 0):.3f}s, "
             f"rollback {switch.get('rollback', 0):.3f}s"
         )
-    console.print(f"report: reports/drill_{model}.json")
+    console.print(f"report: {layout.shown(layout.reports / f'drill_{model}.json')}")
