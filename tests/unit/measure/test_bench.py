@@ -16,14 +16,14 @@ from scripts.measure.bench import points as bench_points
 from scripts.measure.bench.inprocess import limit_of, tiled
 from scripts.measure.bench.report import write_report
 from scripts.measure.bench.run import MEASUREMENT
-from scripts.measure.bench.targets import (
-    comparisons,
-    evaluate_targets,
+from scripts.measure.bench.comparisons import comparisons
+from scripts.measure.bench.target_checks import (
     every_load_target,
     int8_target,
     limit_target,
     stock_target,
 )
+from scripts.measure.bench.targets import evaluate_targets
 from scripts.runtimes.protocols import LoadTarget
 from scripts.runtimes.registry import RUNTIMES
 from scripts.runtimes.torchserve import server as ts
