@@ -21,7 +21,7 @@ from scripts.pipeline.verify import compare
 from scripts.runtimes.torchserve.client import TorchServeClient, TorchServeError
 from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
 from scripts.runtimes.triton.client import TritonClient, spec_datatypes
-from scripts.runtimes.triton.configs import has_ensemble
+from scripts.runtimes.triton.ensemble import has_ensemble
 from scripts.spec import load_spec
 from tests.conftest import LAYOUT, REPO
 from tests.integration.malformed import (

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from scripts.measure.bench.plots import plot
 from scripts.measure.bench.setups import SETUP_BY_KEY, SETUPS
-from scripts.measure.bench.targets import OURS, find_point
+from scripts.measure.bench.comparisons import OURS, find_point
 
 PACKAGES = [
     "torch",

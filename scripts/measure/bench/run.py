@@ -29,7 +29,8 @@ from scripts.measure.bench.int8 import summary as int8_summary
 from scripts.measure.bench.points import RETRY_STABILITY, describe_point, perf_point
 from scripts.measure.bench.report import machine_info, write_report
 from scripts.measure.bench.setups import SETUPS
-from scripts.measure.bench.targets import comparisons, evaluate_targets
+from scripts.measure.bench.comparisons import comparisons
+from scripts.measure.bench.targets import evaluate_targets
 from scripts.spec import ModelSpec
 
 FULL_MODELS = ("digits_cnn", "sentiment_lstm")

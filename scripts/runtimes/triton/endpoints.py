@@ -27,7 +27,7 @@ class TritonEndpoints:
 
     def request_endpoints(self, server: tr.Triton, spec: ModelSpec) -> dict[str, RequestCall]:
         from scripts.runtimes.triton.client import decode_labels
-        from scripts.runtimes.triton.configs import LABEL, SCORE, has_ensemble
+        from scripts.runtimes.triton.ensemble import LABEL, SCORE, has_ensemble
 
         if not has_ensemble(spec):
             return {}

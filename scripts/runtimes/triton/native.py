@@ -10,13 +10,8 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from handlers.dtypes import spec_dtype
-from scripts.runtimes.triton.configs import (
-    Tensor,
-    data_type,
-    mismatches,
-    onnx_signature,
-    read_config,
-)
+from scripts.runtimes.triton.configs import read_config
+from scripts.runtimes.triton.signature import Tensor, data_type, mismatches, onnx_signature
 from scripts.spec import ModelSpec
 
 

@@ -25,17 +25,11 @@ from scripts.pipeline.fingerprint import is_fresh, write_stamp
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import exported_formats
 from scripts.pipeline.plan import HANDLER_SOURCES, plan_fingerprint, serving_plan
-from scripts.runtimes.triton.configs import (
-    check_ensemble,
-    checked_signature,
-    ensemble_configs,
-    has_ensemble,
-    model_config,
-    triton_names,
-    write_config,
-)
+from scripts.runtimes.triton.configs import model_config, triton_names, write_config
+from scripts.runtimes.triton.ensemble import check_ensemble, ensemble_configs, has_ensemble
 from scripts.runtimes.triton.native import check_native
 from scripts.runtimes.triton.settings import NAME
+from scripts.runtimes.triton.signature import checked_signature
 from scripts.spec import BuildError, ModelSpec
 
 BACKENDS = ("python", "onnxruntime", "pytorch")

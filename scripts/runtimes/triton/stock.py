@@ -32,7 +32,8 @@ def stock_config(spec: ModelSpec, layout: Layout):
     from tritonclient.grpc import model_config_pb2 as mc
 
     from scripts.pipeline.plan import serving_plan
-    from scripts.runtimes.triton.configs import checked_signature, model_config
+    from scripts.runtimes.triton.configs import model_config
+    from scripts.runtimes.triton.signature import checked_signature
 
     config = model_config(
         serving_plan(spec, layout, "onnx"), "python", checked_signature(spec, layout)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from scripts.pipeline.layout import Layout
-from scripts.rollout import flow
+from scripts.rollout import flow, steps
 from scripts.rollout.gate import Gate
 from scripts.runtimes.protocols import ServedVersions
 from scripts.spec import load_spec
@@ -92,17 +92,17 @@ def plugins(monkeypatch):
     """Stand-ins in place of the registered runtimes; each gates with its own Gate."""
     chosen: list[Recorder] = []
     monkeypatch.setattr(flow, "servers_of", lambda runtime, root, servers: [(p, p) for p in chosen])
-    monkeypatch.setattr(flow, "build", lambda plugin, spec, version, root: None)
+    monkeypatch.setattr(steps, "build", lambda plugin, spec, version, root: None)
     monkeypatch.setattr(
-        flow, "drained", lambda plugin, server, spec, version: version not in plugin.busy
+        steps, "drained", lambda plugin, server, spec, version: version not in plugin.busy
     )
     gates = {}
-    monkeypatch.setattr(flow, "run_gate", lambda serving, candidate, *rest: gates[candidate]())
+    monkeypatch.setattr(steps, "run_gate", lambda serving, candidate, *rest: gates[candidate]())
     real_prepare = flow.prepare
 
     def prepare(plugin, server, spec, version, root):
         gates[plugin] = lambda: plugin.gate
-        monkeypatch.setattr(flow, "run_gate", lambda *args: plugin.gate)
+        monkeypatch.setattr(steps, "run_gate", lambda *args: plugin.gate)
         return real_prepare(plugin, server, spec, version, root)
 
     monkeypatch.setattr(flow, "prepare", prepare)
@@ -117,7 +117,7 @@ def plugins(monkeypatch):
                 f"version {plugin.default}"
             )
 
-    monkeypatch.setattr(flow, "golden_check", golden_check)
+    monkeypatch.setattr(steps, "golden_check", golden_check)
     return chosen
 
 
@@ -190,7 +190,7 @@ def test_a_version_that_cannot_be_built_for_one_runtime_is_withdrawn_from_the_ot
         if plugin.name == "second":
             raise flow.UserError(["its pre-processing assets differ"])
 
-    monkeypatch.setattr(flow, "build", build)
+    monkeypatch.setattr(steps, "build", build)
     plugins += [Recorder("first"), Recorder("second")]
     with pytest.raises(flow.UserError, match="assets differ"):
         flow.rollout(THREE, 2, "all", layout)

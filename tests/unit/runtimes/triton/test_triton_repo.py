@@ -9,16 +9,11 @@ import pytest
 
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.plan import serving_plan
-from scripts.runtimes.triton.configs import (
-    check_ensemble,
-    ensemble_configs,
-    model_config,
-    onnx_signature,
-    read_config,
-    write_config,
-)
+from scripts.runtimes.triton.configs import model_config, read_config, write_config
+from scripts.runtimes.triton.ensemble import check_ensemble, ensemble_configs
 from scripts.runtimes.triton.native import check_native
 from scripts.runtimes.triton.repository import BACKENDS, build_repository, model_dirs
+from scripts.runtimes.triton.signature import onnx_signature
 from scripts.spec import Batching, BuildError, load_spec
 from tests.conftest import REPO
 

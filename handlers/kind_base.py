@@ -1,0 +1,92 @@
+"""The base of every pre-processing kind (handlers/kinds.py lists them): what a kind is asked
+at build time (its assets, its encoded request form) and at run time (how a request becomes
+checked model-input rows), with the defaults of a kind that takes model-input tensors as they
+are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from handlers.processing import RequestError
+from handlers.tensors import TensorSpec, check_rows, check_shape, numeric_array
+
+
+class Kind(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    ensemble_input: ClassVar[str | None] = None  # Triton ensemble input (BYTES); None: no ensemble
+    content_types: ClassVar[tuple[str, ...]] = ()  # raw (non-JSON) bodies this kind decodes
+    encoded_suffix: ClassVar[str | None] = None  # file suffix of what encode() writes
+    base64_in_json: ClassVar[bool] = False  # encoded items are binary: base64 in JSON bodies
+
+    # --- build time ---------------------------------------------------------------------------
+    def asset_files(self) -> dict[str, Path]:
+        """{spec field: file} read by this kind; relative to the spec's folder."""
+        return {}
+
+    def inline(self, root: Path) -> dict[str, Any]:
+        """The assets' content, shipped inside the serving plan (servers read no other file)."""
+        return {}
+
+    def encode(self, row: np.ndarray, assets: dict[str, Any]) -> bytes:
+        """A model-input row turned back into what a client sends (ensemble kinds only)."""
+        raise NotImplementedError(f"{self.kind} has no encoded request form")
+
+    # --- run time -----------------------------------------------------------------------------
+    def prepare(self, assets: dict[str, Any]) -> None:
+        """Make run-time lookups from the inlined assets (called once when a model loads)."""
+
+    def expected_input(self, inputs: list[TensorSpec]) -> str:
+        tensors = ", ".join(f"{t.name} {t.dtype} {t.shape[1:]}" for t in inputs)
+        return f'JSON {{"inputs": ...}} with {tensors} per example'
+
+    def accepts(self, content_type: str) -> bool:
+        return content_type in self.content_types
+
+    def decode(self, item: bytes | str, tensor: TensorSpec) -> np.ndarray:
+        """One encoded example (image bytes, a text) -> one unchecked model-input row."""
+        raise RequestError("this model takes no encoded bytes or text: send JSON")
+
+    def produces(self, inputs: list[TensorSpec]) -> list[TensorSpec]:
+        """The model inputs this kind fills from an encoded request: the first, unless the kind
+        makes several (token ids and their mask)."""
+        return inputs[:1]
+
+    def decode_items(
+        self, items: list, inputs: list[TensorSpec], max_batch: int
+    ) -> dict[str, np.ndarray]:
+        """Encoded examples -> checked rows of every input the kind produces."""
+        first = inputs[0]
+        return {
+            first.name: check_rows(
+                first, np.stack([self.decode(item, first) for item in items]), max_batch
+            )
+        }
+
+    def json_inputs(
+        self, value: Any, inputs: list[TensorSpec], max_batch: int
+    ) -> tuple[dict[str, np.ndarray], bool]:
+        """The JSON value of "inputs" (not a mapping of tensors) -> (checked rows by input,
+        single?)."""
+        if len(inputs) > 1:
+            raise RequestError(
+                'this model has several inputs: send {"inputs": {name: array}} '
+                f"with {self.expected_input(inputs)}"
+            )
+        rows, single = self.from_json(value, inputs[0], max_batch)
+        return {inputs[0].name: rows}, single
+
+    def from_json(self, value: Any, tensor: TensorSpec, max_batch: int) -> tuple[np.ndarray, bool]:
+        """Raw JSON values of the first input -> (checked rows, single example?)."""
+        rows = numeric_array(value, "inputs", tensor.numpy)
+        single = rows.ndim == len(tensor.shape) - 1
+        rows = rows[None] if single else rows
+        check_shape(tensor, rows)
+        return check_rows(tensor, self.transform(rows), max_batch), single
+
+    def transform(self, rows: np.ndarray) -> np.ndarray:
+        return rows

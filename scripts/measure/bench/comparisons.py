@@ -1,0 +1,65 @@
+"""Comparisons: each served point as ratios to the stock setup of its runtime (same protocol,
+same concurrency) and to the in-process limit; the points are looked up by their coordinates.
+"""
+
+from __future__ import annotations
+
+from scripts.measure.bench.setups import SETUP_BY_KEY, SETUPS, STOCK_OF
+
+OURS = [
+    s.key for s in SETUPS if not s.stock and not s.int8
+]  # this project's setups, one per runtime
+
+
+def find_point(
+    points: list[dict], model: str, setup: str, protocol: str, concurrency: int
+) -> dict | None:
+    """The measured (not failed) point with these coordinates."""
+    for p in points:
+        if (p["model"], p["setup"], p["protocol"], p["concurrency"]) == (
+            model,
+            setup,
+            protocol,
+            concurrency,
+        ) and "error" not in p:
+            return p
+    return None
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b in (None, 0) else a / b
+
+
+def comparisons(points: list[dict], limits: dict[str, dict]) -> list[dict]:
+    """Per measured point: throughput and p99 as ratios to the stock setup of the same runtime
+    (same protocol, same concurrency) and throughput as a ratio to the in-process limit."""
+    out = []
+    for p in points:
+        if "error" in p:
+            continue
+        stock = find_point(
+            points,
+            p["model"],
+            STOCK_OF[SETUP_BY_KEY[p["setup"]].runtime],
+            p["protocol"],
+            p["concurrency"],
+        )
+        limit = limits.get(p["model"], {})
+        out.append(
+            {
+                "model": p["model"],
+                "setup": p["setup"],
+                "protocol": p["protocol"],
+                "concurrency": p["concurrency"],
+                "throughput": p["throughput"],
+                "throughput_vs_stock": ratio(p["throughput"], stock and stock["throughput"]),
+                "p99_vs_stock": ratio(p["p99_ms"], stock and stock["p99_ms"]),
+                "throughput_vs_limit_batch1": ratio(
+                    p["throughput"], (limit.get("batch1") or {}).get("throughput")
+                ),
+                "throughput_vs_limit_max_batch": ratio(
+                    p["throughput"], (limit.get("max_batch") or {}).get("throughput")
+                ),
+            }
+        )
+    return out

@@ -1,0 +1,125 @@
+"""Checks across the sections of one model's spec entry, run once each section validated:
+tensor names, formats against the source, files that must exist, imports, padding, per-runtime
+overrides and versions. Each check returns the problems it finds, naming the field and the
+fix, so that one error lists them all (the entry is scripts/spec/schema.py's ModelSpec).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from handlers.kinds import ENSEMBLE_OUTPUTS
+from scripts.spec.overrides import override_problems
+from scripts.spec.versions import version_problems
+
+
+def entry_problems(spec, root: Path) -> list[str]:
+    """Every problem of the entry; `root` is the folder its paths are relative to."""
+    problems = [*format_problems(spec), *file_problems(spec, root), *import_problems(spec)]
+    problems += tensor_name_problems(spec)
+    try:
+        spec.task.preprocess.produces(spec.inputs)
+    except ValueError as exc:
+        problems.append(str(exc))
+    problems += padding_problems(spec)
+    problems += override_problems(
+        spec.per_runtime, spec.batching.max_batch_size, spec.export.wanted
+    )
+    problems += version_problems(spec)
+    return problems
+
+
+def tensor_name_problems(spec) -> list[str]:
+    names = [t.name for t in [*spec.inputs, *spec.outputs]]
+    problems = []
+    if len(set(names)) != len(names):
+        problems.append(f"inputs/outputs: tensor names must be unique, got {names}")
+    problems += [
+        f"inputs/outputs: {n!r}: '__' is reserved (Triton's libtorch backend names tensors "
+        "<name>__<index>); rename it"
+        for n in names
+        if "__" in n
+    ]
+    problems += [
+        f"inputs/outputs: {n!r} is a tensor of this classifier's Triton ensemble; rename it"
+        for n in names
+        if n in ensemble_tensors(spec)
+    ]
+    return problems
+
+
+def ensemble_tensors(spec) -> set[str]:
+    """Names a classifier's Triton ensemble uses for its own tensors (bytes in, label out)."""
+    raw = spec.task.preprocess.ensemble_input
+    return {raw, *ENSEMBLE_OUTPUTS} if raw and spec.task.kind == "classification" else set()
+
+
+def padding_problems(spec) -> list[str]:
+    pad = spec.batching.pad
+    if pad is None:
+        return []
+    problems = []
+    if not any(-1 in t.shape[1:] for t in spec.inputs):
+        problems.append("batching.pad: no input has a dynamic non-batch axis to pad; remove pad")
+    if pad.mask is not None and pad.mask not in spec.tensor_names:
+        problems.append(
+            f"batching.pad.mask: {pad.mask!r} is not an input (inputs: {spec.tensor_names})"
+        )
+    problems += [
+        f"batching.pad: output {t.name!r} has a dynamic non-batch axis, which padding would "
+        "change; remove pad (requests then batch only with others of the same shape)"
+        for t in spec.outputs
+        if -1 in t.shape[1:]
+    ]
+    return problems
+
+
+def format_problems(spec) -> list[str]:
+    problems = []
+    if spec.serving.format not in spec.export.wanted:
+        problems.append(
+            f"serving.format: {spec.serving.format!r} is not in export.formats "
+            f"{spec.export.formats}; add it there or serve one of those"
+        )
+    if "onnx_int8" in spec.export.wanted and "onnx" not in spec.export.wanted:
+        problems.append(
+            "export.formats: onnx_int8 is quantised from the ONNX export; add onnx before it"
+        )
+    if spec.source.is_torchscript and not spec.export.auto:
+        unsupported = sorted(set(spec.export.formats) - {"torchscript", "onnx"})
+        if unsupported:
+            problems.append(
+                f"export.formats: {unsupported} cannot be made from a TorchScript "
+                "file; use torchscript and onnx, or give an ExportedProgram .pt2"
+            )
+    return problems
+
+
+def file_problems(spec, root: Path) -> list[str]:
+    """Files the build cannot make itself must exist now; trained models make theirs."""
+    if spec.training is not None:
+        return []
+    wanted = {
+        "source.checkpoint": spec.source.checkpoint,
+        "source.exported": spec.source.exported,
+        **{f"task.preprocess.{f}": path for f, path in spec.task.preprocess.asset_files().items()},
+    }
+    return [
+        f"{field}: file not found: {path} (fix the path, or add a training section "
+        "so `make train` creates it)"
+        for field, path in wanted.items()
+        if path is not None and not (root / path).exists()
+    ]
+
+
+def import_problems(spec) -> list[str]:
+    return [
+        f"{field}: cannot import module {target.split(':')[0]!r} (is it on the path, "
+        "e.g. under models/?)"
+        for field, target in (
+            ("source.module", spec.source.module),
+            ("training.data", spec.training and spec.training.data),
+        )
+        if target and importlib.util.find_spec(target.split(":")[0]) is None
+    ]

@@ -1,0 +1,128 @@
+"""The sections of a model's spec entry that are the build's own: where the model comes from,
+how it is trained, its task, which formats are exported and quantised, and the tolerances
+exports are verified to. Each validates its own fields; checks across sections are in
+consistency.py, the entry itself in schema.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationInfo, model_validator
+
+from handlers.kinds import Preprocess, Raw
+from handlers.plan import Format, StrictModel
+
+ALL_FORMATS: list[Format] = ["torchscript", "onnx", "exported_program", "aoti"]
+
+
+def root_of(info: ValidationInfo) -> Path:
+    """The folder the spec's paths are relative to (the validation context's `root`)."""
+    return Path((info.context or {}).get("root", "."))
+
+
+def must_exist(path: Path, info: ValidationInfo, what: str, fix: str) -> None:
+    if not (root_of(info) / path).exists():
+        raise ValueError(f"{what} not found: {path} ({fix})")
+
+
+class Source(StrictModel):
+    """Either an nn.Module class plus a state_dict checkpoint, or an already exported file."""
+
+    module: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    checkpoint: Path | None = None
+    kwargs: dict[str, Any] = {}
+    exported: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Source:
+        if self.exported is None and (self.module is None or self.checkpoint is None):
+            raise ValueError(
+                "give either module ('package.module:Class') with checkpoint, "
+                "or exported (a TorchScript .pt or ExportedProgram .pt2 file)"
+            )
+        if self.exported is not None and (self.module or self.checkpoint):
+            raise ValueError("give either module + checkpoint or exported, not both")
+        if self.exported is not None and self.exported.suffix not in (".pt", ".pt2"):
+            raise ValueError(
+                f"exported must be a TorchScript .pt or ExportedProgram .pt2 file, "
+                f"got {self.exported}"
+            )
+        return self
+
+    @property
+    def is_torchscript(self) -> bool:
+        return self.exported is not None and self.exported.suffix == ".pt"
+
+
+class Training(StrictModel):
+    """How `make train` produces the checkpoint: fit on `data`; without `data`, save the seeded
+    random initialisation (models whose serving is under test, not their accuracy: the zoo).
+    Omit the section for a model you trained yourself."""
+
+    data: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    epochs: int = Field(1, gt=0)
+    batch_size: int = Field(32, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    seed: int = 0
+    # 'package.module:function' returning {file name: text} written beside the checkpoint
+    # (a tokenizer.json trained at build time), for models without data
+    assets: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    # files or folders the data function reads: hashed, so editing the data retrains
+    data_files: list[Path] = []
+
+
+class Task(StrictModel):
+    kind: Literal["classification", "regression", "embedding", "raw"]
+    labels: Path | None = None  # classification: one label per line, in class order
+    output: Literal["logits", "probabilities"] = "logits"
+    top_k: int = Field(1, gt=0)
+    preprocess: Preprocess = Raw()
+
+    @model_validator(mode="after")
+    def _labels_for_classification(self, info: ValidationInfo) -> Task:
+        if self.kind == "classification":
+            if self.labels is None:
+                raise ValueError("classification needs labels: a text file with one label per line")
+            must_exist(
+                self.labels, info, "labels file", "create it, one label per line in class order"
+            )
+        return self
+
+
+class Export(StrictModel):
+    # `auto`: every format the model supports; one that cannot export it (or disagrees with
+    # eager) is reported with the reason and left out, instead of failing the build.
+    formats: list[Format] | Literal["auto"] = Field(["torchscript", "onnx"], min_length=1)
+
+    @property
+    def auto(self) -> bool:
+        return self.formats == "auto"
+
+    @property
+    def wanted(self) -> list[Format]:
+        return list(ALL_FORMATS) if self.auto else list(self.formats)
+
+
+class Quantize(StrictModel):
+    """How `onnx_int8` is made from the ONNX export, and the accuracy it may lose."""
+
+    method: Literal["auto", "dynamic", "static"] = (
+        "auto"  # auto: static QDQ with convolutions, else dynamic
+    )
+    calibration_size: int = Field(
+        64, gt=0
+    )  # static: rows from the training data (else random inputs)
+    exclude: list[str] = []  # ONNX node names kept in fp32
+    per_channel: bool = True
+    reduce_range: bool | None = None  # 7-bit weights; default: unless the CPU has VNNI
+    max_accuracy_drop: float = Field(1.0, ge=0)  # points of accuracy (or top-1 agreement with fp32)
+    max_relative_error: float = Field(
+        0.05, gt=0
+    )  # models that are not classifiers: outputs vs fp32
+
+
+class Tolerance(StrictModel):
+    atol: float = Field(1e-5, ge=0)
+    rtol: float = Field(1e-4, ge=0)
