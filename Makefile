@@ -137,6 +137,7 @@ test-unit: install
 
 lint: install
 	$(PY) -m ruff check scripts handlers models tests
+	$(PY) -m ruff format --check scripts handlers models tests
 
 # Stops what `make serve` started first (its pid files live in the run state), then removes
 # every generated folder and the checkpoints that training wrote.

@@ -66,8 +66,8 @@ def kserve_torchserve(bundles, tmp_path_factory):
     config = tree / "config" / "config.properties"
     config.write_text(as_kserve_pod(config, tree, ports))
     server = ts.TorchServe(tmp_path_factory.mktemp("ts-kserve"), ports)
-    for sub in ("tmp", "logs"):
-        (server.workdir / sub).mkdir()
+    for folder in (server.temp, server.workdir / "logs"):
+        folder.mkdir(parents=True)
     command = ts_kserve.kserve_command(tree)
     command[0] = str(Path(sys.executable).with_name("torchserve"))
     with open(
