@@ -23,11 +23,14 @@ def source_file(target: str) -> Path:
 
 
 def fingerprint(settings: Any, files: list[Path]) -> str:
-    """One hash over JSON-able settings and the contents of files (missing files count too)."""
+    """One hash over JSON-able settings and the names and contents of files (missing files count
+    too). Not over where they are: a checkout or a user's repository moved elsewhere, or a test's
+    copy of it, is as fresh as it was."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    for path in sorted({Path(f) for f in files}):
-        digest.update(str(path).encode())
-        digest.update(file_digest(path).encode() if path.exists() else b"<missing>")
+    contents = {(p.name, file_digest(p) if p.exists() else "<missing>") for p in map(Path, files)}
+    for name, content in sorted(contents):
+        digest.update(name.encode())
+        digest.update(content.encode())
     return digest.hexdigest()
 
 

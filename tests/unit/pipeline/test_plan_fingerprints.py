@@ -77,3 +77,15 @@ def test_editing_one_labels_file_rebuilds_that_model_only(two_models):
         "sick",
         "well",
     ]
+
+
+def test_a_fingerprint_is_over_contents_not_where_the_files_are(tmp_path):
+    from scripts.pipeline.fingerprint import fingerprint
+
+    for folder in ("here", "moved/elsewhere"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "model.pt").write_bytes(b"weights")
+    here, moved = tmp_path / "here" / "model.pt", tmp_path / "moved" / "elsewhere" / "model.pt"
+    assert fingerprint({"a": 1}, [here]) == fingerprint({"a": 1}, [moved])
+    moved.write_bytes(b"other weights")
+    assert fingerprint({"a": 1}, [here]) != fingerprint({"a": 1}, [moved])
