@@ -72,7 +72,7 @@ def bench(
         color = {"met": "green", "missed": "red"}.get(t["status"], "yellow")
         table.add_row(t["text"], f"[{color}]{t['status']}[/]", t["detail"])
     console.print(table)
-    console.print(f"report: {out / 'bench.md'} ({report['timings']['total_s']:.0f}s)")
+    console.print(f"report: {layout.shown(out / 'bench.md')} ({report['timings']['total_s']:.0f}s)")
 
 
 @app.command()
