@@ -75,6 +75,28 @@ class LoadTarget:
 
 
 @dataclass(frozen=True)
+class Setup:
+    """One deployment `make bench` measures: a runtime's stock setup, this project's, or this
+    project's serving the gated int8 ONNX."""
+
+    key: str  # in the report: <runtime>, <runtime>_stock, <runtime>_int8
+    label: str
+    runtime: str
+    stock: bool
+    protocols: tuple[str, ...]
+    int8: bool = False
+
+
+@dataclass(frozen=True)
+class StockBar:
+    """The throughput a runtime's deployment must reach against its stock setup (digits_cnn at
+    concurrency 16), and that setup in words."""
+
+    ratio: float
+    stock_words: str
+
+
+@dataclass(frozen=True)
 class KServeBundle:
     """One runtime's storage tree for KServe, and what its InferenceService needs to know."""
 
@@ -181,6 +203,10 @@ DeploymentTargets = list[tuple[str, str, str, LoadTarget]]  # (model, setup, pro
 
 
 class BenchSetup(Protocol):
+    setups: tuple[Setup, ...]  # stock, this project's, int8
+    stock_bar: StockBar
+    packages: tuple[str, ...]  # whose versions the report records
+
     def load_target(
         self, server: Server, spec: ModelSpec, layout: Layout, workdir: Path
     ) -> LoadTarget:

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scripts.measure.bench.setups import SETUP_BY_KEY
+from scripts.measure.bench.setups import SETUP_BY_KEY, SETUPS
 
+# one colour per setup; stock setups dashed, int8 dash-dotted, this project's solid
 STYLES = {
-    "triton_stock": ("tab:orange", "--"),
-    "triton": ("tab:blue", "-"),
-    "torchserve_stock": ("tab:red", "--"),
-    "torchserve": ("tab:green", "-"),
-    "triton_int8": ("tab:cyan", "-."),
-    "torchserve_int8": ("tab:olive", "-."),
+    s.key: (f"C{i}", "--" if s.stock else "-." if s.int8 else "-") for i, s in enumerate(SETUPS)
 }
 MARKERS = {"http": "o", "grpc": "s"}
 

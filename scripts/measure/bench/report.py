@@ -12,16 +12,15 @@ from pathlib import Path
 from scripts.measure.bench.plots import plot
 from scripts.measure.bench.setups import SETUP_BY_KEY, SETUPS
 from scripts.measure.bench.comparisons import OURS, find_point
+from scripts.runtimes.registry import RUNTIMES
 
+# the versions the report records: the model stack's, then each runtime's own
 PACKAGES = [
     "torch",
     "onnxruntime",
     "onnx",
     "numpy",
-    "torchserve",
-    "torch-model-archiver",
-    "tritonclient",
-    "nvidia-pytriton",
+    *(p for runtime in RUNTIMES.values() for p in runtime.bench.packages),
     "matplotlib",
 ]
 

@@ -9,6 +9,7 @@ import os
 from scripts.measure.bench.comparisons import OURS, find_point
 from scripts.measure.bench.inprocess import LIMIT_FORMATS
 from scripts.measure.bench.setups import STOCK_OF
+from scripts.runtimes.registry import RUNTIMES
 from scripts.measure.bench.target_checks import (
     every_load_target,
     int8_target,
@@ -58,24 +59,20 @@ def evaluate_targets(points, limits, in_proc_by_model, int8: dict | None = None)
     targets = [
         (
             {
-                "id": "digits_triton_vs_per_request",
+                "id": f"digits_{runtime.name}_vs_stock",
                 "model": "digits_cnn",
-                "text": "digits_cnn at concurrency 16: this project's Triton >= 1.5x the "
-                "per-request Python-backend setup, p99 no worse",
-                **stock_target(points, "digits_cnn", "triton", 16, 1.5),
+                "text": f"digits_cnn at concurrency 16: this project's {runtime.title} >= "
+                f"{runtime.bench.stock_bar.ratio:g}x {runtime.bench.stock_bar.stock_words}, "
+                "p99 no worse",
+                **stock_target(
+                    points, "digits_cnn", runtime.name, 16, runtime.bench.stock_bar.ratio
+                ),
             },
-            ["triton", STOCK_OF["triton"]],
-        ),
-        (
-            {
-                "id": "digits_torchserve_vs_stock",
-                "model": "digits_cnn",
-                "text": "digits_cnn at concurrency 16: this project's TorchServe >= 3x the stock "
-                "BaseHandler route, p99 no worse",
-                **stock_target(points, "digits_cnn", "torchserve", 16, 3.0),
-            },
-            ["torchserve", STOCK_OF["torchserve"]],
-        ),
+            [runtime.name, STOCK_OF[runtime.name]],
+        )
+        for runtime in RUNTIMES.values()
+    ]
+    targets += [
         (
             {
                 "id": "sentiment_served_vs_in_process",
@@ -85,7 +82,7 @@ def evaluate_targets(points, limits, in_proc_by_model, int8: dict | None = None)
                 **limit_target(points, limits, "sentiment_lstm", 64, 0.8),
             },
             OURS,
-        ),
+        )
     ]
     for model in ("digits_cnn", "sentiment_lstm"):
         for runtime in OURS:

@@ -8,7 +8,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from scripts.pipeline.layout import Layout
-from scripts.runtimes.protocols import DeploymentTargets, LoadTarget, ServerControl, StartOptions
+from scripts.runtimes.protocols import (
+    DeploymentTargets,
+    LoadTarget,
+    ServerControl,
+    Setup,
+    StartOptions,
+    StockBar,
+)
 from scripts.runtimes.torchserve import server as ts
 from scripts.runtimes.torchserve import stock
 from scripts.runtimes.torchserve.settings import NAME
@@ -17,6 +24,22 @@ from scripts.spec import ModelSpec
 
 class TorchServeBench:
     """BenchSetup; starts its servers through the runtime's ServerControl."""
+
+    setups = (
+        Setup(
+            stock.STOCK,
+            "TorchServe, BaseHandler + TorchScript, batch 1 (stock)",
+            NAME,
+            True,
+            ("http",),
+        ),
+        Setup(NAME, "TorchServe, this project", NAME, False, ("http",)),
+        Setup(
+            f"{NAME}_int8", "TorchServe, this project, int8 ONNX", NAME, False, ("http",), int8=True
+        ),
+    )
+    packages = ("torchserve", "torch-model-archiver")
+    stock_bar = StockBar(3.0, "the stock BaseHandler route")
 
     def __init__(self, control: ServerControl):
         self.control = control

@@ -14,8 +14,10 @@ import numpy as np
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import golden
 from scripts.runtimes.protocols import LoadTarget
+from scripts.runtimes.torchserve.settings import NAME
 from scripts.spec import BuildError, ModelSpec
 
+STOCK = f"{NAME}_stock"  # the stock setup's key in the bench report
 STOCK_HANDLER = Path(__file__).with_name("stock_files") / "stock_handler.py"
 
 
@@ -73,8 +75,8 @@ def model_store(specs: list[ModelSpec], layout: Layout, workdir: Path) -> tuple[
     for spec in specs:
         # what `make archive` built, served under the model's own name
         shutil.copy2(mar_path(spec, layout.model_store), store / f"{spec.name}.mar")
-        names[(spec.name, "torchserve")] = spec.name
-        names[(spec.name, "torchserve_stock")] = write_stock_mar(spec, layout, store)
+        names[(spec.name, NAME)] = spec.name
+        names[(spec.name, STOCK)] = write_stock_mar(spec, layout, store)
     return store, names
 
 
@@ -117,12 +119,7 @@ def input_data(bodies: list[str], folder: Path, tag: str) -> Path:
 
 
 def load_targets(
-    specs: list[ModelSpec],
-    layout: Layout,
-    server,
-    names: dict,
-    workdir: Path,
-    setups=("torchserve_stock", "torchserve"),
+    specs: list[ModelSpec], layout: Layout, server, names: dict, workdir: Path, setups=(STOCK, NAME)
 ) -> list[tuple]:
     token = server.key("inference")
     targets = []

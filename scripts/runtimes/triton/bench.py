@@ -8,7 +8,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from scripts.pipeline.layout import Layout
-from scripts.runtimes.protocols import DeploymentTargets, LoadTarget, ServerControl, StartOptions
+from scripts.runtimes.protocols import (
+    DeploymentTargets,
+    LoadTarget,
+    ServerControl,
+    Setup,
+    StartOptions,
+    StockBar,
+)
 from scripts.runtimes.triton import server as tr
 from scripts.runtimes.triton import stock
 from scripts.runtimes.triton.settings import NAME
@@ -17,6 +24,16 @@ from scripts.spec import ModelSpec
 
 class TritonBench:
     """BenchSetup; starts its servers through the runtime's ServerControl."""
+
+    setups = (
+        Setup(
+            stock.STOCK, "Triton, per-request Python backend (stock)", NAME, True, ("http", "grpc")
+        ),
+        Setup(NAME, "Triton, this project", NAME, False, ("http", "grpc")),
+        Setup(f"{NAME}_int8", "Triton, this project, int8 ONNX", NAME, False, ("http",), int8=True),
+    )
+    packages = ("tritonclient", "nvidia-pytriton")
+    stock_bar = StockBar(1.5, "the per-request Python-backend setup")
 
     def __init__(self, control: ServerControl):
         self.control = control

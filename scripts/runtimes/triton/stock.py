@@ -17,8 +17,10 @@ import numpy as np
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import exported_formats, golden
 from scripts.runtimes.protocols import LoadTarget
+from scripts.runtimes.triton.settings import NAME
 from scripts.spec import BuildError, ModelSpec
 
+STOCK = f"{NAME}_stock"  # the stock setup's key in the bench report
 STOCK_MODEL_PY = Path(__file__).with_name("stock_files") / "model.py"
 
 
@@ -88,8 +90,8 @@ def repository(specs: list[ModelSpec], layout: Layout, repo: Path) -> dict:
     names = {}
     for spec, folder in zip(specs, built):
         copy_model(folder, repo / spec.name, str(spec.version))  # what `make triton-repo` wrote
-        names[(spec.name, "triton")] = spec.name
-        names[(spec.name, "triton_stock")] = write_stock_model(spec, layout, repo)
+        names[(spec.name, NAME)] = spec.name
+        names[(spec.name, STOCK)] = write_stock_model(spec, layout, repo)
     return names
 
 
@@ -135,7 +137,7 @@ def load_targets(
     server,
     names: dict,
     workdir: Path,
-    setups=("triton_stock", "triton"),
+    setups=(STOCK, NAME),
     protocols=("http", "grpc"),
 ) -> list[tuple]:
     urls = {"http": server.http_url, "grpc": server.grpc_url}
