@@ -87,6 +87,26 @@ class Setup:
     int8: bool = False
 
 
+def stock_setup_key(runtime: str) -> str:
+    return f"{runtime}_stock"
+
+
+def bench_setups(
+    runtime: str, title: str, stock_label: str, protocols: tuple[str, ...]
+) -> tuple[Setup, ...]:
+    """A runtime's stock setup, this project's deployment, and that deployment serving the gated
+    int8 ONNX (over HTTP)."""
+    return (
+        Setup(
+            stock_setup_key(runtime), f"{title}, {stock_label} (stock)", runtime, True, protocols
+        ),
+        Setup(runtime, f"{title}, this project", runtime, False, protocols),
+        Setup(
+            f"{runtime}_int8", f"{title}, this project, int8 ONNX", runtime, False, ("http",), True
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class StockBar:
     """The throughput a runtime's deployment must reach against its stock setup (digits_cnn at

@@ -12,8 +12,8 @@ from scripts.runtimes.protocols import (
     DeploymentTargets,
     LoadTarget,
     ServerControl,
-    Setup,
     StartOptions,
+    bench_setups,
     StockBar,
 )
 from scripts.runtimes.torchserve import server as ts
@@ -25,19 +25,7 @@ from scripts.spec import ModelSpec
 class TorchServeBench:
     """BenchSetup; starts its servers through the runtime's ServerControl."""
 
-    setups = (
-        Setup(
-            stock.STOCK,
-            "TorchServe, BaseHandler + TorchScript, batch 1 (stock)",
-            NAME,
-            True,
-            ("http",),
-        ),
-        Setup(NAME, "TorchServe, this project", NAME, False, ("http",)),
-        Setup(
-            f"{NAME}_int8", "TorchServe, this project, int8 ONNX", NAME, False, ("http",), int8=True
-        ),
-    )
+    setups = bench_setups(NAME, "TorchServe", "BaseHandler + TorchScript, batch 1", ("http",))
     packages = ("torchserve", "torch-model-archiver")
     stock_bar = StockBar(3.0, "the stock BaseHandler route")
 

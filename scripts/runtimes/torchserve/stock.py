@@ -13,11 +13,11 @@ import numpy as np
 
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import golden
-from scripts.runtimes.protocols import LoadTarget
+from scripts.runtimes.protocols import LoadTarget, stock_setup_key
 from scripts.runtimes.torchserve.settings import NAME
 from scripts.spec import BuildError, ModelSpec
 
-STOCK = f"{NAME}_stock"  # the stock setup's key in the bench report
+STOCK = stock_setup_key(NAME)  # the stock setup's key in the bench report
 STOCK_HANDLER = Path(__file__).with_name("stock_files") / "stock_handler.py"
 
 

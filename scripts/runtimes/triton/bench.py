@@ -12,8 +12,8 @@ from scripts.runtimes.protocols import (
     DeploymentTargets,
     LoadTarget,
     ServerControl,
-    Setup,
     StartOptions,
+    bench_setups,
     StockBar,
 )
 from scripts.runtimes.triton import server as tr
@@ -25,13 +25,7 @@ from scripts.spec import ModelSpec
 class TritonBench:
     """BenchSetup; starts its servers through the runtime's ServerControl."""
 
-    setups = (
-        Setup(
-            stock.STOCK, "Triton, per-request Python backend (stock)", NAME, True, ("http", "grpc")
-        ),
-        Setup(NAME, "Triton, this project", NAME, False, ("http", "grpc")),
-        Setup(f"{NAME}_int8", "Triton, this project, int8 ONNX", NAME, False, ("http",), int8=True),
-    )
+    setups = bench_setups(NAME, "Triton", "per-request Python backend", ("http", "grpc"))
     packages = ("tritonclient", "nvidia-pytriton")
     stock_bar = StockBar(1.5, "the per-request Python-backend setup")
 

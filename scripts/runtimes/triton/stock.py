@@ -16,11 +16,11 @@ import numpy as np
 
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import exported_formats, golden
-from scripts.runtimes.protocols import LoadTarget
+from scripts.runtimes.protocols import LoadTarget, stock_setup_key
 from scripts.runtimes.triton.settings import NAME
 from scripts.spec import BuildError, ModelSpec
 
-STOCK = f"{NAME}_stock"  # the stock setup's key in the bench report
+STOCK = stock_setup_key(NAME)  # the stock setup's key in the bench report
 STOCK_MODEL_PY = Path(__file__).with_name("stock_files") / "model.py"
 
 

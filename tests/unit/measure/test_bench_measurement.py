@@ -18,7 +18,7 @@ from scripts.measure.bench.report import write_report
 from scripts.measure.bench.run import MEASUREMENT
 from scripts.measure.bench.targets import evaluate_targets
 from scripts.runtimes.protocols import LoadTarget
-from tests.unit.measure.fake_points import LIMITS, point
+from tests.unit.measure.fake_points import LIMITS, in_process_batch1, point
 
 
 def test_limit_is_the_best_of_eager_and_onnx():
@@ -137,19 +137,7 @@ def fake_report():
     points += [
         point("digits_cnn", "triton_int8", "http", c, 150.0 * c, p50=c, p99=2 * c) for c in (1, 4)
     ]
-    in_proc = {
-        "digits_cnn": [
-            {
-                "format": "onnx",
-                "threads": 1,
-                "batch": 1,
-                "throughput": 2000.0,
-                "p50_ms": 0.1,
-                "p99_ms": 0.2,
-                "calls": 10,
-            }
-        ]
-    }
+    in_proc = in_process_batch1(calls=10)
     return {
         "created": "now",
         "quick": True,

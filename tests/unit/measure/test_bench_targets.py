@@ -14,7 +14,7 @@ from scripts.measure.bench.target_checks import (
     stock_target,
 )
 from scripts.measure.bench.targets import evaluate_targets
-from tests.unit.measure.fake_points import LIMITS, point
+from tests.unit.measure.fake_points import LIMITS, in_process_batch1, point
 
 
 def test_comparisons_are_ratios_to_the_same_protocol_and_concurrency():
@@ -80,18 +80,7 @@ def test_limit_target_covers_both_runtimes():
 
 
 def test_evaluate_targets_names_a_status_and_a_limiting_factor():
-    in_proc = {
-        "digits_cnn": [
-            {
-                "format": "onnx",
-                "threads": 1,
-                "batch": 1,
-                "throughput": 2000.0,
-                "p50_ms": 0.1,
-                "p99_ms": 0.2,
-            }
-        ]
-    }
+    in_proc = in_process_batch1()
     targets = evaluate_targets(
         [point("digits_cnn", "triton", "http", 1, 100, p50=5.0)], LIMITS, in_proc
     )
