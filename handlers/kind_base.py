@@ -40,7 +40,10 @@ class Kind(BaseModel):
     def prepare(self, assets: dict[str, Any]) -> None:
         """Make run-time lookups from the inlined assets (called once when a model loads)."""
 
-    def expected_input(self, inputs: list[TensorSpec]) -> str:
+    def expected_input(self, inputs: list[TensorSpec], batched: bool = True) -> str:
+        if not batched:
+            tensors = ", ".join(f"{t.name} {t.dtype} {t.shape}" for t in inputs)
+            return f'JSON {{"inputs": ...}} with {tensors} (no batch axis: the whole tensor)'
         tensors = ", ".join(f"{t.name} {t.dtype} {t.shape[1:]}" for t in inputs)
         return f'JSON {{"inputs": ...}} with {tensors} per example'
 
@@ -59,8 +62,15 @@ class Kind(BaseModel):
     def decode_items(
         self, items: list, inputs: list[TensorSpec], max_batch: int
     ) -> dict[str, np.ndarray]:
-        """Encoded examples -> checked rows of every input the kind produces."""
+        """Encoded examples -> checked rows of every input the kind produces. A model without
+        a batch axis (max_batch 0) takes exactly one, as its whole tensor."""
         first = inputs[0]
+        if not max_batch:
+            if len(items) != 1:
+                raise RequestError(
+                    f"{len(items)} items in one request; this model has no batch axis: send one"
+                )
+            return {first.name: check_rows(first, self.decode(items[0], first), max_batch)}
         return {
             first.name: check_rows(
                 first, np.stack([self.decode(item, first) for item in items]), max_batch
@@ -83,9 +93,9 @@ class Kind(BaseModel):
     def from_json(self, value: Any, tensor: TensorSpec, max_batch: int) -> tuple[np.ndarray, bool]:
         """Raw JSON values of the first input -> (checked rows, single example?)."""
         rows = numeric_array(value, "inputs", tensor.numpy)
-        single = rows.ndim == len(tensor.shape) - 1
+        single = bool(max_batch) and rows.ndim == len(tensor.shape) - 1  # one example, unlisted
         rows = rows[None] if single else rows
-        check_shape(tensor, rows)
+        check_shape(tensor, rows, batched=bool(max_batch))
         return check_rows(tensor, self.transform(rows), max_batch), single
 
     def transform(self, rows: np.ndarray) -> np.ndarray:

@@ -89,8 +89,8 @@ class Image(Kind):
     def accepts(self, content_type: str) -> bool:
         return content_type.startswith("image/") or super().accepts(content_type)
 
-    def expected_input(self, inputs: list[TensorSpec]) -> str:
-        return 'PNG/JPEG bytes (Content-Type: image/png) or JSON {"inputs": HxW array}'
+    def expected_input(self, inputs: list[TensorSpec], batched: bool = True) -> str:
+        return 'PNG/JPEG bytes (Content-Type: image/png) or JSON {"inputs": HxW or CxHxW array}'
 
     def decode(self, item: bytes | str, tensor: TensorSpec) -> np.ndarray:
         image = decode_image(item if isinstance(item, bytes) else item.encode())
@@ -98,6 +98,9 @@ class Image(Kind):
 
     def from_json(self, value: Any, tensor: TensorSpec, max_batch: int) -> tuple[np.ndarray, bool]:
         pixels = numeric_array(value, "inputs", np.float32)
+        if not max_batch:  # no batch axis: one CxHxW array (HxW for one channel)
+            pixels = pixels[None] if pixels.ndim == 2 else pixels
+            return check_rows(tensor, pixels, max_batch), True
         if pixels.ndim == 2:  # one grayscale HxW array
             pixels, single = pixels[None, None], True
         elif pixels.ndim == 3:  # one CxHxW array, or several HxW ones

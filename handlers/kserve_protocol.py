@@ -94,6 +94,12 @@ def parse_v1(pipeline, body: dict) -> tuple[dict[str, np.ndarray], Envelope]:
             for n, i in enumerate(instances)
         ]
         return pipeline.kind.decode_items(items, pipeline.inputs, pipeline.max_batch), envelope
+    batched = bool(pipeline.max_batch)
+    if not batched and len(instances) != 1:
+        raise RequestError(
+            f"KServe v1 request: {len(instances)} instances; this model has no batch axis: "
+            "send exactly one"
+        )
     if len(pipeline.inputs) > 1:
         names = [t.name for t in pipeline.inputs]
         if not all(isinstance(i, dict) and set(i) == set(names) for i in instances):
@@ -101,9 +107,11 @@ def parse_v1(pipeline, body: dict) -> tuple[dict[str, np.ndarray], Envelope]:
                 f"KServe v1 request: this model has several inputs: send each instance as "
                 f"{{{', '.join(repr(n) for n in names)}: example}}"
             )
-        inputs, _ = pipeline.parse_tensors({n: [i[n] for i in instances] for n in names})
+        tensors = {n: [i[n] for i in instances] for n in names} if batched else instances[0]
+        inputs, _ = pipeline.parse_tensors(tensors)
         return inputs, envelope
-    inputs, _ = pipeline.kind.json_inputs(instances, pipeline.inputs, pipeline.max_batch)
+    value = instances if batched else instances[0]  # no batch axis: the one instance whole
+    inputs, _ = pipeline.kind.json_inputs(value, pipeline.inputs, pipeline.max_batch)
     return inputs, envelope
 
 

@@ -49,7 +49,7 @@ class Pipeline:
     @property
     def expected_input(self) -> str:
         """What a client should send, for error messages."""
-        return self.kind.expected_input(self.inputs)
+        return self.kind.expected_input(self.inputs, batched=self.max_batch > 0)
 
     # --- requests -> model input rows ----------------------------------------------------------
 
@@ -146,7 +146,8 @@ class Pipeline:
         out, singles = {}, set()
         for t in self.inputs:
             rows = numeric_array(tensors[t.name], t.name, t.numpy)
-            single = rows.ndim == len(t.shape) - 1
+            # a batched model's one example may come without the batch axis
+            single = self.max_batch > 0 and rows.ndim == len(t.shape) - 1
             singles.add(single)
             out[t.name] = self.check_rows(t, rows[None] if single else rows)
         if len(singles) > 1:

@@ -26,9 +26,8 @@ class TensorSpec(BaseModel):
 
     @field_validator("shape")
     @classmethod
-    def _batch_axis_first(cls, shape: list[int]) -> list[int]:
-        if shape[0] != -1:
-            raise ValueError(f"the first axis is the batch axis and must be -1, got {shape}")
+    def _sizes(cls, shape: list[int]) -> list[int]:
+        # whether the first axis is a batch axis depends on the model's batching (spec check)
         if any(d == 0 or d < -1 for d in shape):
             raise ValueError(f"dimensions must be positive or -1 (dynamic), got {shape}")
         return shape
@@ -64,26 +63,33 @@ def numeric_array(value: Any, name: str, dtype) -> np.ndarray:
     return array
 
 
-def check_shape(tensor: TensorSpec, rows: np.ndarray) -> None:
-    expected = tensor.shape[1:]
-    ok = rows.ndim == len(tensor.shape) and all(
-        e == -1 or e == s for e, s in zip(expected, rows.shape[1:])
+def check_shape(tensor: TensorSpec, rows: np.ndarray, batched: bool = True) -> None:
+    """Batched models take rows of the spec's shape after its batch axis; a model without a
+    batch axis (max_batch_size 0) takes one tensor of exactly the spec's shape."""
+    expected = tensor.shape[1:] if batched else tensor.shape
+    given = rows.shape[1:] if batched else rows.shape
+    ok = rows.ndim == len(tensor.shape) and all(e == -1 or e == s for e, s in zip(expected, given))
+    # an empty batch, or an empty dynamic axis of an unbatched tensor, is nothing to run
+    empty = (
+        rows.shape[0] == 0 if batched else any(e == -1 and s == 0 for e, s in zip(expected, given))
     )
-    if not ok or rows.shape[0] == 0:
-        raise RequestError(
-            f"{tensor.name}: expected shape {expected} per example (or a list of them), "
-            f"got {list(rows.shape)}"
-        )
+    if ok and not empty:
+        return
+    if batched:
+        wanted = f"expected shape {expected} per example (or a list of them)"
+    else:
+        wanted = f"expected one tensor of shape {expected} (this model has no batch axis)"
+    raise RequestError(f"{tensor.name}: {wanted}, got {list(rows.shape)}")
 
 
 def check_rows(tensor: TensorSpec, rows: np.ndarray, max_batch: int) -> np.ndarray:
     """Shape, count, finiteness and range of model-input rows; returns them in the model's dtype.
-    Every request pays for this: one min and one max over the rows (NaN and infinities show in
-    them), no copy when the dtype is already the model's."""
-    check_shape(tensor, rows)
-    limit = max_batch or math.inf
-    if rows.shape[0] > limit:
-        raise RequestError(f"{rows.shape[0]} examples in one request; at most {limit}")
+    `max_batch` 0: the model has no batch axis and takes the tensor whole. Every request pays
+    for this: one min and one max over the rows (NaN and infinities show in them), no copy when
+    the dtype is already the model's."""
+    check_shape(tensor, rows, batched=max_batch > 0)
+    if max_batch and rows.shape[0] > max_batch:
+        raise RequestError(f"{rows.shape[0]} examples in one request; at most {max_batch}")
     if rows.size and (rows.dtype != np.bool_ or tensor.range):
         smallest, largest = rows.min(), rows.max()
         if rows.dtype.kind == "f" and not (math.isfinite(smallest) and math.isfinite(largest)):

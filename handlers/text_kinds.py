@@ -38,7 +38,7 @@ class Text(Kind):
     def prepare(self, assets: dict[str, Any]) -> None:
         self._ids = {token: i for i, token in enumerate(assets["tokens"])}
 
-    def expected_input(self, inputs: list[TensorSpec]) -> str:
+    def expected_input(self, inputs: list[TensorSpec], batched: bool = True) -> str:
         return 'text (Content-Type: text/plain) or JSON {"inputs": "a sentence"}'
 
     @staticmethod
@@ -115,7 +115,7 @@ class Tokenized(Kind):
             )
         return [by_name[n] for n in wanted]
 
-    def expected_input(self, inputs: list[TensorSpec]) -> str:
+    def expected_input(self, inputs: list[TensorSpec], batched: bool = True) -> str:
         return (
             'text (Content-Type: text/plain) or JSON {"inputs": "a sentence"} (or a list of them)'
         )

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from scripts.pipeline.layout import Layout
-from scripts.pipeline.paths import golden
+from scripts.pipeline.paths import golden_examples
 from scripts.pipeline.verify import compare
 from scripts.measure.verify_served import reference_runner
 from scripts.runtimes.protocols import TensorCall
@@ -150,11 +150,7 @@ def expected_outputs(
 ) -> tuple[list[dict], dict[int, list[dict]]]:
     """The first golden rows of the first version, and what each version's eager model answers
     for each of them."""
-    rows = golden(spec, layout)
-    inputs = [
-        {n: v[i : i + 1] for n, v in rows.items()}
-        for i in range(min(ROWS, len(next(iter(rows.values())))))
-    ]
+    inputs = golden_examples(spec, layout, ROWS)
     expected = {}
     for version in versions:
         model = reference_runner(spec.at_version(version), layout)

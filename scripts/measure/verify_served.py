@@ -110,6 +110,8 @@ def check_golden(spec: ModelSpec, layout: Layout, endpoints: Endpoints) -> list[
     inputs = {t.name: golden[f"input.{t.name}"] for t in spec.inputs}
     eager = {t.name: golden[f"output.{t.name}"] for t in spec.outputs}
     checks, served, expected = [], {}, {False: eager}
+    # golden rows of a batched model; one whole example for a model without a batch axis
+    examples = len(next(iter(inputs.values()))) if spec.batching.max_batch_size else 1
     if any(serves_int8(spec, runtime_of(n)) for n in endpoints.tensors):
         # a runtime serving int8 must answer what the int8 model answers; its drift from eager is
         # reported
@@ -124,7 +126,7 @@ def check_golden(spec: ModelSpec, layout: Layout, endpoints: Endpoints) -> list[
             Check(
                 spec.name,
                 "int8 in-process vs eager fp32 (drift, gated at export)",
-                len(next(iter(inputs.values()))),
+                examples,
                 drift,
                 True,
                 "",
@@ -138,9 +140,7 @@ def check_golden(spec: ModelSpec, layout: Layout, endpoints: Endpoints) -> list[
             worst, passed, detail = compare_outputs(spec, served[name], want, spec.tolerance)
         except Exception as exc:  # a refused or failed call is a failed check, with the reason
             worst, passed, detail = float("inf"), False, f"{type(exc).__name__}: {exc}"
-        checks.append(
-            Check(spec.name, name, len(next(iter(inputs.values()))), worst, passed, detail)
-        )
+        checks.append(Check(spec.name, name, examples, worst, passed, detail))
     # The runtimes against each other: the first endpoint of each runtime, pairwise.
     firsts = {}
     for name, outputs in served.items():
@@ -151,16 +151,7 @@ def check_golden(spec: ModelSpec, layout: Layout, endpoints: Endpoints) -> list[
             if serves_int8(spec, a) != serves_int8(spec, b):
                 continue  # int8 on one, fp32 on the other: each was checked against its own model
             worst, passed, detail = compare_outputs(spec, firsts[a], firsts[b], spec.tolerance)
-            checks.append(
-                Check(
-                    spec.name,
-                    f"{a} vs {b}",
-                    len(golden[f"output.{spec.outputs[0].name}"]),
-                    worst,
-                    passed,
-                    detail,
-                )
-            )
+            checks.append(Check(spec.name, f"{a} vs {b}", examples, worst, passed, detail))
     return checks
 
 
@@ -173,11 +164,9 @@ def example_requests(spec: ModelSpec, layout: Layout) -> list[Path]:
     return sorted(layout.source(spec.source.checkpoint).parent.joinpath("requests").glob("*"))
 
 
-def eager_answers(
-    spec: ModelSpec, layout: Layout, requests: list[Path], int8: bool
-) -> list[tuple[str, float]]:
-    """Label and score from eager PyTorch (or the int8 model) on the shared pre-processing of
-    each request."""
+def eager_answers(spec: ModelSpec, layout: Layout, requests: list[Path], int8: bool) -> list[dict]:
+    """What eager PyTorch (or the int8 model) answers on the shared pre-processing of each
+    request, in a RequestCall's form: label and score for a classifier, else the outputs."""
     from handlers.pipeline import Pipeline
 
     plan = serving_plan(spec, layout)
@@ -186,14 +175,35 @@ def eager_answers(
     answers = []
     for path in requests:
         inputs, _ = pipeline.parse(path.read_bytes(), CONTENT_TYPES.get(path.suffix))
-        scores = class_scores(model(inputs)[0], spec.task.output)[0]
-        answers.append((plan.task.labels[int(scores.argmax())], float(scores.max())))
+        outputs = model(inputs)
+        if spec.task.kind == "classification":
+            scores = class_scores(outputs[0], spec.task.output)[0]
+            answers.append(
+                {"label": plan.task.labels[int(scores.argmax())], "score": float(scores.max())}
+            )
+        else:  # one example: a batched model's first row, else the outputs whole
+            one = [o[0] for o in outputs] if spec.batching.max_batch_size else outputs
+            answers.append(dict(zip(spec.output_names, one)))
     return answers
+
+
+def compare_answer(spec: ModelSpec, got: dict, want: dict) -> tuple[float, str]:
+    """(largest |error|, the problem or "") of one served example answer against eager's."""
+    if spec.task.kind != "classification":
+        worst, passed, detail = compare_outputs(spec, got, want, spec.tolerance)
+        return worst, "" if passed else detail
+    error = abs(got["score"] - want["score"])
+    same_score = compare(np.array([got["score"]]), np.array([want["score"]]), spec.tolerance)
+    if got["label"] == want["label"] and same_score.passed:
+        return error, ""
+    return error, (
+        f"served {got['label']!r} {got['score']:.6f}, eager {want['label']!r} {want['score']:.6f}"
+    )
 
 
 def check_requests(spec: ModelSpec, layout: Layout, endpoints: Endpoints) -> list[Check]:
     requests = example_requests(spec, layout)
-    if not requests or spec.task.kind != "classification":
+    if not requests:
         return []
     expected = {}
     checks = []
@@ -202,21 +212,14 @@ def check_requests(spec: ModelSpec, layout: Layout, endpoints: Endpoints) -> lis
         if int8 not in expected:
             expected[int8] = eager_answers(spec, layout, requests, int8)
         worst, problems = 0.0, []
-        for path, (label, score) in zip(requests, expected[int8]):
+        for path, want in zip(requests, expected[int8]):
             try:
-                got_label, got_score = call(path)
-            except Exception as exc:
-                problems.append(f"{path.name}: {type(exc).__name__}: {exc}")
-                continue
-            worst = max(worst, abs(got_score - score))
-            if (
-                got_label != label
-                or not compare(np.array([got_score]), np.array([score]), spec.tolerance).passed
-            ):
-                problems.append(
-                    f"{path.name}: served {got_label!r} {got_score:.6f}, "
-                    f"eager {label!r} {score:.6f}"
-                )
+                error, problem = compare_answer(spec, call(path), want)
+            except Exception as exc:  # a refused or failed call (or another shape) fails the check
+                error, problem = float("inf"), f"{type(exc).__name__}: {exc}"
+            worst = max(worst, error)
+            if problem:
+                problems.append(f"{path.name}: {problem}")
         checks.append(
             Check(spec.name, name, len(requests), worst, not problems, "; ".join(problems))
         )

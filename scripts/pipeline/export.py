@@ -1,17 +1,15 @@
 """Step `export`: every format the spec asks for, into artifacts/<name>/<version>/, verified.
 
-Each format is traced at batch size 2 with a dynamic batch axis, then checked against eager
-PyTorch at other batch sizes (scripts/pipeline/verify.py). Also writes the golden samples
+Each format (scripts/pipeline/exporters.py) is traced at batch size 2 with a dynamic batch axis
+(a model without a batch axis at its spec's shape), then checked against eager PyTorch at other
+batch sizes (scripts/pipeline/verify.py). Also writes the golden samples
 (golden.npz: inputs and eager outputs) that every served endpoint is later checked against.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import shutil
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,15 +18,15 @@ import onnx
 import torch
 
 import handlers.runners
-from handlers.runners import ARTIFACT_FILES, load_runner, output_list, torch_runner
+from handlers.runners import ARTIFACT_FILES, output_list, torch_runner
+from scripts.pipeline.exporters import export_format
 from scripts.pipeline.fingerprint import fingerprint, is_fresh, source_file, write_stamp
 from scripts.pipeline.loading import load_reference
-from scripts.pipeline.onnx_names import name_graph_io, rename_onnx_file
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import exported_formats
 from scripts.pipeline.quantize import build_int8
 from scripts.pipeline.sealed import RECORD, refuse_changed, seal
-from scripts.pipeline.verify import first_line, random_inputs, verify_formats
+from scripts.pipeline.verify import random_inputs, verify_formats
 from scripts.spec import BuildError, ModelSpec
 
 TRACE_BATCH = 2  # never one of the verification batch sizes (1, 3, max)
@@ -57,6 +55,7 @@ def served_formats(spec: ModelSpec) -> dict[str, str]:
 def export_fingerprint(spec: ModelSpec, layout: Layout) -> str:
     code = [
         Path(__file__),
+        Path(__file__).with_name("exporters.py"),
         Path(__file__).with_name("verify.py"),
         Path(__file__).with_name("quantize.py"),
         Path(handlers.runners.__file__),
@@ -83,16 +82,6 @@ def ort_version() -> str:
     import onnxruntime
 
     return onnxruntime.__version__
-
-
-def dynamic_shapes(spec: ModelSpec) -> tuple[dict, ...]:
-    """Every -1 axis of every input is dynamic for torch.export. Dim.DYNAMIC (not named Dims)
-    lets it infer what the model implies (ids and their mask share one length, a position table
-    bounds it) and still fails if the model fixes an axis the spec says is dynamic."""
-    return tuple(
-        {axis: torch.export.Dim.DYNAMIC for axis, size in enumerate(t.shape) if size == -1}
-        for t in spec.inputs
-    )
 
 
 def example_args(spec: ModelSpec) -> tuple[torch.Tensor, ...]:
@@ -130,74 +119,6 @@ def check_signature(spec: ModelSpec, reference: torch.nn.Module, args: tuple) ->
             )
     if problems:
         raise BuildError(problems)
-
-
-def export_torchscript(spec: ModelSpec, reference, args, path: Path) -> None:
-    if spec.source.is_torchscript:  # already TorchScript: save it as loaded
-        reference.save(str(path))
-        return
-    with torch.inference_mode(False), torch.no_grad():
-        traced = torch.jit.trace(reference, args, strict=False)  # strict=False: dict outputs too
-    traced.save(str(path))
-
-
-def export_onnx(spec: ModelSpec, reference, args, path: Path) -> None:
-    """Exported under the exporter's own names, then renamed to the spec's (onnx_names.py:
-    asking the exporter for them can collide with internal value names)."""
-    inputs, outputs = spec.tensor_names, [t.name for t in spec.outputs]
-    if spec.source.is_torchscript:  # the torch.export-based exporter cannot read TorchScript
-        placeholders = [f"output__{i}" for i in range(len(outputs))]
-        axes = {
-            name: [a for a, d in enumerate(t.shape) if d == -1]
-            for name, t in zip([*inputs, *placeholders], [*spec.inputs, *spec.outputs])
-        }
-        torch.onnx.export(
-            reference,
-            args,
-            str(path),
-            dynamo=False,
-            dynamic_axes=axes,
-            input_names=inputs,
-            output_names=placeholders,
-        )
-        rename_onnx_file(path, inputs, outputs)
-        return
-    program = torch.onnx.export(
-        reference, args, dynamo=True, dynamic_shapes=dynamic_shapes(spec), verbose=False
-    )
-    name_graph_io(program.model, inputs, outputs)
-    program.save(str(path), external_data=False)
-
-
-def exported_program(spec: ModelSpec, reference, args):
-    return torch.export.export(reference, args, dynamic_shapes=dynamic_shapes(spec))
-
-
-def export_aoti(spec: ModelSpec, reference, args, path: Path) -> None:
-    torch._inductor.aoti_compile_and_package(
-        exported_program(spec, reference, args), package_path=str(path)
-    )
-
-
-def export_exported_program(spec: ModelSpec, reference, args, path: Path) -> None:
-    torch.export.save(exported_program(spec, reference, args), str(path))
-
-
-@contextlib.contextmanager
-def quiet_exporters():
-    """The exporters' deprecation chatter (and torchvision notices) would bury the step's output."""
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
-
-
-EXPORTERS = {
-    "torchscript": export_torchscript,
-    "onnx": export_onnx,
-    "aoti": export_aoti,
-    "exported_program": export_exported_program,
-}
 
 
 def golden_inputs(spec: ModelSpec, layout: Layout) -> dict[str, np.ndarray]:
@@ -285,15 +206,3 @@ def export_model(
     )
     seal(spec, layout)
     return ExportResult(spec.name, False, report)
-
-
-def export_format(spec: ModelSpec, fmt: str, reference, args, path: Path):
-    """Export one format and load it back; BuildError naming the model, the format and why."""
-    try:
-        with quiet_exporters():
-            EXPORTERS[fmt](spec, reference, args, path)
-            return load_runner(fmt, path, spec.tensor_names, output_names=spec.output_names)
-    except Exception as exc:  # exporters raise many types; name the model and format
-        raise BuildError(
-            f"{spec.name}: {fmt} export failed: {type(exc).__name__}: {first_line(exc)}"
-        ) from exc

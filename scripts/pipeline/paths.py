@@ -24,3 +24,13 @@ def golden(spec: ModelSpec, layout: Layout) -> dict:
 
     with np.load(layout.artifact_dir(spec) / "golden.npz") as saved:
         return {t.name: saved[f"input.{t.name}"] for t in spec.inputs}
+
+
+def golden_examples(spec: ModelSpec, layout: Layout, most: int) -> list[dict]:
+    """Up to `most` golden requests' inputs: one row each for a batched model; the golden
+    tensors whole, as one request, for a model without a batch axis."""
+    rows = golden(spec, layout)
+    if not spec.batching.max_batch_size:
+        return [rows]
+    count = min(most, len(next(iter(rows.values()))))
+    return [{n: v[i : i + 1] for n, v in rows.items()} for i in range(count)]

@@ -123,7 +123,11 @@ def write_encoded_examples(spec: ModelSpec, layout: Layout, count: int = 2) -> N
         kind.encoded_suffix is None or kind.asset_files()
     ):  # text needs the vocabulary training writes
         return
-    rows = random_tensor(spec.inputs[0], count, np.random.default_rng(spec.training.seed))
+    rng = np.random.default_rng(spec.training.seed)
+    if spec.batching.max_batch_size:
+        rows = list(random_tensor(spec.inputs[0], count, rng))
+    else:  # no batch axis: each example is a whole tensor
+        rows = [random_tensor(spec.inputs[0], 1, rng) for _ in range(count)]
     folder = checkpoint_dir(spec, layout) / "requests"
     folder.mkdir(parents=True, exist_ok=True)
     for i, row in enumerate(rows):

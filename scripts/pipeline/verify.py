@@ -39,7 +39,11 @@ def verification_batch_sizes(spec: ModelSpec) -> list[int]:
 def random_tensor(
     tensor: TensorSpec, batch: int, rng: np.random.Generator, axis_size: int = DYNAMIC_AXIS_SIZE
 ) -> np.ndarray:
-    shape = [batch] + [axis_size if d == -1 else d for d in tensor.shape[1:]]
+    """Random values of the tensor's dtype and range. A leading -1 axis (the batch axis, or a
+    model without one's first dynamic axis) gets `batch` entries, other -1 axes `axis_size`,
+    fixed axes their size."""
+    shape = [batch if tensor.shape[0] == -1 else tensor.shape[0]]
+    shape += [axis_size if d == -1 else d for d in tensor.shape[1:]]
     dtype = tensor.numpy
     if tensor.dtype == "bool":
         return rng.random(shape) < 0.5

@@ -22,8 +22,9 @@ from scripts.spec.cluster import KServeSpec
 
 # (spec, {input: rows}) -> {output: rows}: golden tensors through one served endpoint.
 TensorCall = Callable[[ModelSpec, dict[str, np.ndarray]], dict[str, np.ndarray]]
-# An example request file -> (label, score) as served.
-RequestCall = Callable[[Path], tuple[str, float]]
+# An example request file (image bytes, text) -> the served answer of that one example: a
+# classifier's {"label": str, "score": float}, any other model's {output: array}.
+RequestCall = Callable[[Path], dict[str, Any]]
 
 
 # --- values ----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from scripts.spec.versions import version_problems
 def entry_problems(spec, root: Path) -> list[str]:
     """Every problem of the entry; `root` is the folder its paths are relative to."""
     problems = [*format_problems(spec), *file_problems(spec, root), *import_problems(spec)]
-    problems += tensor_name_problems(spec)
+    problems += batch_axis_problems(spec) + tensor_name_problems(spec)
     try:
         spec.task.preprocess.produces(spec.inputs)
     except ValueError as exc:
@@ -28,6 +28,27 @@ def entry_problems(spec, root: Path) -> list[str]:
     )
     problems += version_problems(spec)
     return problems
+
+
+def batch_axis_problems(spec) -> list[str]:
+    """With batching the first axis of every tensor is the batch axis; without it
+    (max_batch_size 0) shapes are taken as they are."""
+    if spec.batching.max_batch_size == 0:
+        scores = spec.outputs[0] if spec.outputs else None
+        if spec.task.kind == "classification" and scores and scores.shape[0] != -1:
+            return [
+                f"outputs[0].shape: a classifier labels rows of scores, got {scores.shape}; give "
+                "the scores a leading -1 axis (e.g. [-1, classes]) or use task kind raw"
+            ]
+        return []
+    return [
+        f"{field}[{i}].shape: the first axis is the batch axis and must be -1 while "
+        f"batching.max_batch_size is {spec.batching.max_batch_size}, got {t.shape}; for a model "
+        "without a batch axis set batching: {max_batch_size: 0}"
+        for field, tensors in (("inputs", spec.inputs), ("outputs", spec.outputs))
+        for i, t in enumerate(tensors)
+        if t.shape[0] != -1
+    ]
 
 
 def tensor_name_problems(spec) -> list[str]:
@@ -42,7 +63,7 @@ def tensor_name_problems(spec) -> list[str]:
         if "__" in n
     ]
     problems += [
-        f"inputs/outputs: {n!r} is a tensor of this classifier's Triton ensemble; rename it"
+        f"inputs/outputs: {n!r} is a tensor of this model's Triton ensemble; rename it"
         for n in names
         if n in ensemble_tensors(spec)
     ]
@@ -50,9 +71,11 @@ def tensor_name_problems(spec) -> list[str]:
 
 
 def ensemble_tensors(spec) -> set[str]:
-    """Names a classifier's Triton ensemble uses for its own tensors (bytes in, label out)."""
+    """Names a Triton ensemble uses for its own tensors: bytes in, a classifier's label out."""
     raw = spec.task.preprocess.ensemble_input
-    return {raw, *ENSEMBLE_OUTPUTS} if raw and spec.task.kind == "classification" else set()
+    if raw is None:
+        return set()
+    return {raw, *ENSEMBLE_OUTPUTS} if spec.task.kind == "classification" else {raw}
 
 
 def padding_problems(spec) -> list[str]:

@@ -32,6 +32,13 @@ PROVES = {
     "zoo_positive_values": (
         "an output whose length depends on the input's values, served unbatched; formats: auto"
     ),
+    "zoo_ssdlite": (
+        "torchvision detector without a batch axis ([3, 320, 320] in, N detections out), from "
+        "image bytes and tensors; formats: auto"
+    ),
+    "zoo_traced_tagger": (
+        "handed over only as a traced TorchScript file; one sequence [time, 4], no batch axis"
+    ),
 }
 
 
@@ -59,7 +66,9 @@ def test_the_zoo_covers_each_pattern():
         m.export.auto and m.batching.max_batch_size == 0 for m in ZOO
     )  # data-dependent length
     assert any(m.task.preprocess.kind == "image" and not m.task.preprocess.grayscale for m in ZOO)
-    assert any(m.source.module.startswith("models.zoo.vision") for m in ZOO)
+    assert any((m.source.module or "").startswith("models.zoo.vision") for m in ZOO)
+    assert any(m.inputs[0].shape[0] != -1 for m in ZOO)  # no batch axis, a fixed first axis
+    assert any(m.source.is_torchscript for m in ZOO)  # only a TorchScript file
     assert any(
         m.task.preprocess.kind == "tokenizer" and m.batching.pad for m in ZOO
     )  # text, padded

@@ -129,9 +129,9 @@ def check_loads(path: Path, spec: ModelSpec, layout: Layout) -> list[str]:
     """Unpack the archive, initialise the handler on it as a TorchServe worker would and answer
     one golden row: a .mar that cannot load or answer fails here, naming the model."""
     from handlers.torchserve_handler import SpecHandler
-    from scripts.pipeline.paths import golden
+    from scripts.pipeline.paths import golden_examples
 
-    row = {name: rows[:1].tolist() for name, rows in golden(spec, layout).items()}
+    row = {name: rows.tolist() for name, rows in golden_examples(spec, layout, 1)[0].items()}
     with tempfile.TemporaryDirectory(prefix=f"mar-check-{spec.name}-") as tmp:
         with zipfile.ZipFile(path) as mar:
             mar.extractall(tmp)

@@ -37,9 +37,18 @@ def request_chunks(inputs: dict, limit: int) -> list[dict]:
     ]
 
 
+def output_array(tensor, value) -> np.ndarray:
+    """A JSON output as an array; an empty one (no detection) keeps its fixed axes ([0, 4]),
+    which JSON's [] cannot carry."""
+    array = np.array(value)
+    if array.size == 0 and tensor.shape.count(-1) <= 1 and len(tensor.shape) > 1:
+        return array.reshape(tensor.shape)
+    return array
+
+
 def answers_to_outputs(spec: ModelSpec, answers: list[dict] | dict) -> dict:
     if isinstance(answers, dict):  # a never-batched model's one answer: its outputs as they are
-        return {t.name: np.array(answers["outputs"][t.name]) for t in spec.outputs}
+        return {t.name: output_array(t, answers["outputs"][t.name]) for t in spec.outputs}
     return {t.name: np.array([a["outputs"][t.name] for a in answers]) for t in spec.outputs}
 
 
@@ -58,9 +67,11 @@ class TorchServeEndpoints:
 
         client = TorchServeClient.for_server(server)
 
-        def call(path: Path) -> tuple[str, float]:
+        def call(path: Path) -> dict:
             answer = client.predict(spec.name, path.read_bytes(), CONTENT_TYPES.get(path.suffix))
-            return answer["label"], answer["score"]
+            if spec.task.kind == "classification":
+                return {"label": answer["label"], "score": answer["score"]}
+            return {t.name: output_array(t, answer["outputs"][t.name]) for t in spec.outputs}
 
         return {"torchserve-rest (requests)": call}
 

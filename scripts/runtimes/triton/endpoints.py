@@ -26,19 +26,26 @@ class TritonEndpoints:
         return self.calls(server, None, None)
 
     def request_endpoints(self, server: tr.Triton, spec: ModelSpec) -> dict[str, RequestCall]:
-        from scripts.runtimes.triton.client import decode_labels
+        from scripts.runtimes.triton.client import decode_labels, spec_shapes
         from scripts.runtimes.triton.ensemble import LABEL, SCORE, has_ensemble
 
         if not has_ensemble(spec):
             return {}
 
         def call(client):
-            def infer(path: Path) -> tuple[str, float]:
+            def infer(path: Path) -> dict:
                 out = client.infer(
                     f"{spec.name}_ensemble",
                     {spec.task.preprocess.ensemble_input: [path.read_bytes()]},
                 )
-                return decode_labels(out[LABEL])[0], float(out[SCORE].reshape(-1)[0])
+                if spec.task.kind == "classification":
+                    return {
+                        "label": decode_labels(out[LABEL])[0],
+                        "score": float(out[SCORE].reshape(-1)[0]),
+                    }
+                outputs = spec_shapes(spec, out)
+                # one example: a batched model's first row, else the outputs whole
+                return {n: o[0] if spec.batching.max_batch_size else o for n, o in outputs.items()}
 
             return infer
 

@@ -1,7 +1,8 @@
-"""The bytes-in, label-out ensemble of a classifier whose pre-processing kind decodes encoded
-requests: <name>_pre (bytes -> model input), <name>_post (model outputs -> label, score) and the
-ensemble wiring them around the tensor model, with the check of that wiring before a server
-sees it. Each config is built with configs.py's pieces.
+"""The bytes-in ensemble of a model whose pre-processing kind decodes encoded requests:
+<name>_pre (bytes -> model input), for a classifier <name>_post (model outputs -> label, score),
+and the ensemble wiring them around the tensor model (other tasks answer the model's outputs),
+with the check of that wiring before a server sees it. Each config is built with configs.py's
+pieces.
 """
 
 from __future__ import annotations
@@ -18,18 +19,33 @@ LABEL, SCORE = ENSEMBLE_OUTPUTS
 
 
 def has_ensemble(spec: ModelSpec | ServingPlan) -> bool:
-    """Kinds that decode encoded requests get bytes-in, label-out ensembles (classifiers)."""
+    """Kinds that decode encoded requests (images, text) get a bytes-in ensemble."""
     preprocess = spec.preprocess if isinstance(spec, ServingPlan) else spec.task.preprocess
-    return preprocess.ensemble_input is not None and spec.task.kind == "classification"
+    return preprocess.ensemble_input is not None
+
+
+def ensemble_parts(spec: ModelSpec | ServingPlan) -> list[str]:
+    """The Triton models around the tensor model, by suffix: a classifier's ensemble answers
+    label and score through <name>_post; any other answers the model's outputs."""
+    if not has_ensemble(spec):
+        return []
+    return (
+        ["pre", "post", "ensemble"] if spec.task.kind == "classification" else ["pre", "ensemble"]
+    )
 
 
 def ensemble_configs(spec: ServingPlan, backend: str, signature) -> list[mc.ModelConfig]:
-    """<name>_pre (bytes -> model input), <name>_post (model outputs -> label, score) and the
-    ensemble wiring them around the tensor model."""
+    """<name>_pre (bytes -> model input), <name>_post for a classifier (model outputs -> label,
+    score) and the ensemble wiring them around the tensor model."""
     inputs, outputs = signature
     mbs = spec.batching.max_batch_size
     raw = Tensor(spec.preprocess.ensemble_input, STRING, [-1, 1])
-    answers = [Tensor(LABEL, STRING, [-1, 1]), Tensor(SCORE, data_type("float32"), [-1, 1])]
+    labelled = "post" in ensemble_parts(spec)
+    answers = (
+        [Tensor(LABEL, STRING, [-1, 1]), Tensor(SCORE, data_type("float32"), [-1, 1])]
+        if labelled
+        else outputs
+    )
     produced = [t.name for t in spec.preprocess.produces(spec.inputs)]
     made = [t for t in inputs if t.name in produced]  # the model inputs pre-processing makes
 
@@ -37,11 +53,6 @@ def ensemble_configs(spec: ServingPlan, backend: str, signature) -> list[mc.Mode
     pre.input.extend(io_entries([raw], [raw.name], mbs, mc.ModelInput))
     pre.output.extend(io_entries(made, [t.name for t in made], mbs, mc.ModelOutput))
     set_role(pre, "preprocess")
-
-    post = base_config(spec, f"{spec.name}_post", backend="python")
-    post.input.extend(io_entries(outputs, [t.name for t in outputs], mbs, mc.ModelInput))
-    post.output.extend(io_entries(answers, [t.name for t in answers], mbs, mc.ModelOutput))
-    set_role(post, "postprocess")
 
     in_names, out_names = triton_names(spec, backend)
     ensemble = base_config(spec, f"{spec.name}_ensemble", platform="ensemble")
@@ -61,6 +72,12 @@ def ensemble_configs(spec: ServingPlan, backend: str, signature) -> list[mc.Mode
         input_map={n: t.name for n, t in zip(in_names, inputs) if t.name in produced},
         output_map={n: t.name for n, t in zip(out_names, outputs)},
     )
+    if not labelled:
+        return [pre, ensemble]
+    post = base_config(spec, f"{spec.name}_post", backend="python")
+    post.input.extend(io_entries(outputs, [t.name for t in outputs], mbs, mc.ModelInput))
+    post.output.extend(io_entries(answers, [t.name for t in answers], mbs, mc.ModelOutput))
+    set_role(post, "postprocess")
     steps.add(
         model_name=post.name,
         model_version=-1,

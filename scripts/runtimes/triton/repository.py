@@ -5,9 +5,10 @@ Per model `<name>/config.pbtxt` (configs.py) and `<name>/<version>/`. Backends:
   serving plan and the artifact (ONNX by default, or the spec's serving format);
 - `onnxruntime` / `pytorch` (NVIDIA's containers only): `model.onnx` / `model.pt`, with each
   backend's tensor naming, checked offline against the artifact (native.py).
-Models whose pre-processing kind decodes encoded requests also get `<name>_pre`, `<name>_post`
-(Python backend) and `<name>_ensemble` (bytes / strings in, label and score out); the bare
-tensor model keeps the spec's name. Every model gets one warmup request from the golden samples.
+Models whose pre-processing kind decodes encoded requests also get `<name>_pre`, for a
+classifier `<name>_post` (Python backend), and `<name>_ensemble` (bytes / strings in; label and
+score out for a classifier, the model's outputs otherwise); the bare tensor model keeps the
+spec's name. Every model gets one warmup request from the golden samples.
 """
 
 from __future__ import annotations
@@ -23,10 +24,15 @@ import handlers
 from handlers.plan import ARTIFACT_FILES, ServingPlan
 from scripts.pipeline.fingerprint import is_fresh, write_stamp
 from scripts.pipeline.layout import Layout
-from scripts.pipeline.paths import exported_formats
+from scripts.pipeline.paths import exported_formats, golden_examples
 from scripts.pipeline.plan import HANDLER_SOURCES, plan_fingerprint, serving_plan
 from scripts.runtimes.triton.configs import model_config, triton_names, write_config
-from scripts.runtimes.triton.ensemble import check_ensemble, ensemble_configs, has_ensemble
+from scripts.runtimes.triton.ensemble import (
+    check_ensemble,
+    ensemble_configs,
+    ensemble_parts,
+    has_ensemble,
+)
 from scripts.runtimes.triton.native import check_native
 from scripts.runtimes.triton.settings import NAME
 from scripts.runtimes.triton.signature import checked_signature
@@ -137,9 +143,8 @@ def build_model(
             layout.artifact_dir(spec) / ARTIFACT_FILES[source_fmt], model_dir / version / file
         )
     in_names, out_names = triton_names(plan, backend)
-    add_warmup(
-        config, model_dir, {n: golden[f"input.{t.name}"][:1] for n, t in zip(in_names, spec.inputs)}
-    )
+    example = golden_examples(spec, layout, 1)[0]
+    add_warmup(config, model_dir, {n: example[t.name] for n, t in zip(in_names, spec.inputs)})
     configs = {spec.name: config}
     write_config(config, model_dir, (in_names, out_names))
     if ensembles and has_ensemble(spec):
@@ -150,31 +155,32 @@ def build_model(
 def write_ensemble(
     plan, spec, layout, out, backend, signature, golden
 ) -> dict[str, mc.ModelConfig]:
-    pre, post, ensemble = ensemble_configs(plan, backend, signature)
-    configs = {c.name: c for c in (pre, post, ensemble)}
-    configs[spec.name] = model_config(plan, backend, signature)
-    problems = check_ensemble(ensemble, configs)
+    configs = {c.name: c for c in ensemble_configs(plan, backend, signature)}
+    ensemble = configs.pop(f"{spec.name}_ensemble")
+    problems = check_ensemble(
+        ensemble, {**configs, spec.name: model_config(plan, backend, signature)}
+    )
     if problems:
         raise BuildError(problems)
-    example = encoded_example(plan, golden[f"input.{spec.inputs[0].name}"][0])
+    first = golden_examples(spec, layout, 1)[0][spec.inputs[0].name]
+    example = encoded_example(plan, first[0] if spec.batching.max_batch_size else first)
+    pre = configs[f"{spec.name}_pre"]
     samples = {
         pre.name: {pre.input[0].name: np.array([[example]], dtype=np.object_)},
-        post.name: {t.name: golden[f"output.{t.name}"][:1] for t in spec.outputs},
+        f"{spec.name}_post": {t.name: golden[f"output.{t.name}"][:1] for t in spec.outputs},
     }
-    for config in (pre, post):
+    for config in configs.values():
         stage_python(plan, layout, spec, out / config.name / str(spec.version), with_artifact=False)
         add_warmup(config, out / config.name, samples[config.name])
         write_config(config, out / config.name)
     (out / ensemble.name / "1").mkdir(parents=True, exist_ok=True)  # Triton needs a version dir
     write_config(ensemble, out / ensemble.name)
-    return {c.name: c for c in (pre, post, ensemble)}
+    return {**configs, ensemble.name: ensemble}
 
 
 def model_names(spec: ModelSpec) -> list[str]:
     """The Triton models of one spec entry, tensor model first."""
-    return [spec.name] + (
-        [f"{spec.name}_{s}" for s in ("pre", "post", "ensemble")] if has_ensemble(spec) else []
-    )
+    return [spec.name] + [f"{spec.name}_{part}" for part in ensemble_parts(spec)]
 
 
 def model_dirs(spec: ModelSpec, out: Path) -> list[Path]:

@@ -15,7 +15,7 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from handlers.tensors import dtype_limits
-from scripts.pipeline.paths import golden
+from scripts.pipeline.paths import golden_examples
 from scripts.runtimes.torchserve.client import TorchServeClient, TorchServeError
 from scripts.runtimes.triton.client import TritonClient, spec_datatypes, wire_shapes
 from scripts.spec import load_spec
@@ -25,7 +25,9 @@ ZOO = {m.name: m for m in load_spec(ZOO_SPEC).models}
 
 
 def one_row(name: str) -> dict[str, np.ndarray]:
-    return {k: v[:1] for k, v in golden(ZOO[name], LAYOUT).items()}
+    """One golden request: a row of a batched model, the whole tensors of one without a batch
+    axis."""
+    return golden_examples(ZOO[name], LAYOUT, 1)[0]
 
 
 def tensors_body(inputs: dict[str, np.ndarray]) -> dict:
@@ -47,11 +49,13 @@ def bad_bodies(name: str) -> dict[str, str | dict]:
         ),
     }
     for t in spec.inputs:
-        wrong = (
-            dict(row, **{t.name: np.concatenate([row[t.name], row[t.name]], axis=-1)})
-            if len(t.shape) > 1
-            else dict(row, **{t.name: row[t.name][:, None]})
-        )
+        value = row[t.name]
+        if len(t.shape) == 1:  # a per-sample scalar sent as a column
+            wrong = dict(row, **{t.name: value[:, None]})
+        elif value.shape[-1] > 1:  # one value short (a doubled image would pass the size limit)
+            wrong = dict(row, **{t.name: value[..., :-1]})
+        else:
+            wrong = dict(row, **{t.name: np.concatenate([value, value], axis=-1)})
         bodies[f"wrong shape of {t.name}"] = tensors_body(wrong)
         if t.dtype not in ("bool", "float64"):
             huge = dict(

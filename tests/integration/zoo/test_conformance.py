@@ -15,6 +15,7 @@ from handlers.runners import torch_runner
 from scripts.pipeline.loading import load_reference
 from scripts.measure.verify_served import check_golden, check_requests
 from scripts.runtimes.torchserve.client import TorchServeClient
+from scripts.runtimes.torchserve.endpoints import output_array
 from scripts.runtimes.triton.client import TritonClient, spec_datatypes
 from scripts.spec import load_spec
 from tests.conftest import LAYOUT, ZOO_SPEC
@@ -123,3 +124,57 @@ def test_texts_of_different_lengths_are_padded_into_one_batch_with_the_mask(zoo_
         for text, (label, score), scores in zip(texts, answers, expected):
             assert label == labels[int(scores.argmax())], (call.__name__, text)
             assert abs(score - float(scores.max())) < 1e-4, (call.__name__, text, score, scores)
+
+
+@pytest.mark.integration
+def test_detections_of_different_images_under_concurrency(zoo_servers):
+    """A model without a batch axis: 12 images from 4 clients per runtime, each one model call
+    ([3, 320, 320], never stacked); each answer has eager's number of boxes for its own image
+    (from 0 up, depending on the image) and eager's boxes, scores and labels."""
+    spec = ZOO["zoo_ssdlite"]
+    eager = torch_runner(load_reference(spec, LAYOUT), spec.tensor_names, spec.output_names)
+    rng = np.random.default_rng(11)
+    images = [rng.uniform(0, 1, (3, 320, 320)).astype(np.float32) for _ in range(11)]
+    images.append(np.full((3, 320, 320), 0.5, np.float32))  # a flat grey image: no detection
+    expected = [dict(zip(spec.output_names, eager({"image": image}))) for image in images]
+    assert len({len(e["scores"]) for e in expected}) > 3  # N varies with the image
+    local = threading.local()
+
+    def torchserve(image):
+        local.ts = getattr(local, "ts", None) or TorchServeClient.for_server(
+            zoo_servers["torchserve"]
+        )
+        answer = local.ts.predict(spec.name, {"tensors": {"image": image.tolist()}})
+        return {t.name: output_array(t, answer["outputs"][t.name]) for t in spec.outputs}
+
+    def triton(image):
+        local.tr = getattr(local, "tr", None) or TritonClient(
+            zoo_servers["triton"].grpc_url, "grpc"
+        )
+        return local.tr.infer(spec.name, {"image": image}, spec_datatypes(spec))
+
+    for call in (torchserve, triton):
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(call, images))
+        for i, (got, want) in enumerate(zip(answers, expected)):
+            assert got["boxes"].shape == want["boxes"].shape, (call.__name__, i)
+            assert_same_detections(got, want, f"{call.__name__}, image {i}")
+
+
+def assert_same_detections(got: dict, want: dict, where: str) -> None:
+    """Each served detection matches one of eager's (same label, box and score within 1e-3):
+    two of nearly equal score may come in either order from ONNX Runtime."""
+    unused = set(range(len(want["labels"])))
+    for box, score, label in zip(got["boxes"], got["scores"], got["labels"]):
+        match = next(
+            (
+                j
+                for j in sorted(unused)
+                if want["labels"][j] == label
+                and np.abs(want["boxes"][j] - box).max() <= 1e-3
+                and abs(want["scores"][j] - score) <= 1e-3
+            ),
+            None,
+        )
+        assert match is not None, (where, box, score, label)
+        unused.remove(match)

@@ -7,8 +7,10 @@ import json
 import logging
 
 import numpy as np
+import pytest
 
 from handlers.plan import ServingPlan
+from handlers.processing import RequestError
 from handlers.serving_core import Answer, Request, ServingCore
 from handlers.serving_modes import OneAnswer, serving_mode
 
@@ -290,3 +292,75 @@ def test_load_reads_the_plan_and_the_exported_model_from_a_model_dir(tmp_path):
     assert statuses == [200, 200]
     assert answers[0]["label"] in ("malignant", "benign") and len(answers[1]) == 2
     assert answers[0]["outputs"] == answers[1][0]["outputs"]
+
+
+def detector(preprocess=None) -> ServingPlan:
+    """A model without a batch axis: one [3, 4, 4] image in, N detections out."""
+    layout = plan(
+        [{"name": "image", "dtype": "float32", "shape": [3, 4, 4], "range": [0, 1]}],
+        [
+            {"name": "boxes", "dtype": "float32", "shape": [-1, 4]},
+            {"name": "count", "dtype": "int64", "shape": [1]},
+        ],
+        {"kind": "raw"},
+        max_batch_size=0,
+    )
+    if preprocess:
+        return ServingPlan.model_validate({**layout.model_dump(), "preprocess": preprocess})
+    return layout
+
+
+def detections(inputs):
+    found = int(inputs["image"].shape == (3, 4, 4)) * 2  # anything else would be a bug here
+    return [np.ones((found, 4), np.float32), np.array([found])]
+
+
+def test_a_model_without_a_batch_axis_takes_the_tensor_as_it_is_and_answers_whole():
+    model = Model(detections)
+    core = ServingCore(detector(), model)
+    image = np.full((3, 4, 4), 0.5).tolist()
+    answers, statuses = ask(core, {"inputs": image}, {"tensors": {"image": image}})
+    assert statuses == [200, 200]
+    assert answers == [{"outputs": {"boxes": [[1.0] * 4] * 2, "count": [2]}}] * 2
+    assert [c["image"].shape for c in model.calls] == [(3, 4, 4)] * 2  # never stacked
+
+
+def test_a_batch_sent_to_a_model_without_a_batch_axis_is_refused_naming_the_shape():
+    core = ServingCore(detector(), Model(detections))
+    answers, statuses = ask(core, {"inputs": np.zeros((1, 3, 4, 4)).tolist()})
+    assert statuses == [400]
+    assert answers[0]["message"].startswith(
+        "image: expected one tensor of shape [3, 4, 4] (this model has no batch axis), "
+        "got [1, 3, 4, 4]"
+    )
+
+
+def test_image_bytes_become_the_one_tensor_of_a_model_without_a_batch_axis():
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (255, 0, 0)).save(buffer, format="PNG")
+    image = {"kind": "image", "height": 4, "width": 4, "grayscale": False}
+    model = Model(detections)
+    core = ServingCore(detector(image), model)
+    answers, statuses = ask(core, buffer.getvalue(), content_type="image/png")
+    assert statuses == [200] and answers[0]["outputs"]["count"] == [2]
+    assert model.calls[0]["image"][:, 0, 0].tolist() == [1.0, 0.0, 0.0]
+    with pytest.raises(RequestError, match="2 items in one request; this model has no batch"):
+        core.pipeline.kind.decode_items([buffer.getvalue()] * 2, core.plan.inputs, 0)
+
+
+def test_kserve_bodies_for_a_model_without_a_batch_axis_carry_one_whole_example():
+    core = ServingCore(detector(), Model(detections))
+    image = np.full((3, 4, 4), 0.5)
+    v2 = {"inputs": [{"name": "image", "shape": [3, 4, 4], "datatype": "FP32"}]}
+    v2["inputs"][0]["data"] = image.reshape(-1).tolist()
+    answers, statuses = ask(
+        core, {"instances": [image.tolist()]}, v2, {"instances": [image.tolist()] * 2}
+    )
+    assert statuses == [200, 200, 400]
+    assert answers[0] == {"predictions": [{"outputs": {"boxes": [[1.0] * 4] * 2, "count": [2]}}]}
+    assert {o["name"]: o["shape"] for o in answers[1]["outputs"]} == {"boxes": [2, 4], "count": [1]}
+    assert "2 instances; this model has no batch axis: send exactly one" in answers[2]["message"]

@@ -211,3 +211,24 @@ def test_a_padding_mask_is_drawn_as_padding_makes_it():
     spec = next(m for m in load_spec(ZOO_SPEC).models if m.name == "zoo_tiny_bert")
     mask = random_inputs(spec, 64, np.random.default_rng(0))["attention_mask"]
     assert mask[:, 0].all() and (np.diff(mask, axis=1) <= 0).all() and mask.dtype == np.int64
+
+
+def test_a_model_without_a_batch_axis_is_exported_and_verified_at_its_own_shape(tiny_spec):
+    """max_batch_size 0: the spec's shape as it is ([30], no batch axis) for tracing, for
+    verification and for the golden sample."""
+    text = tiny_spec.read_text()
+    for old, new in {
+        "shape: [-1, 30]": "shape: [30]",
+        "shape: [-1, 1]": "shape: [1]",
+        "kind: classification": "kind: regression",
+        "batching: {max_batch_size: 8}": "batching: {max_batch_size: 0}",
+    }.items():
+        text = text.replace(old, new)
+    tiny_spec.write_text(
+        text.replace("      labels: labels.txt\n      output: probabilities\n", "")
+    )
+    spec = load_spec(tiny_spec).models[0]
+    report = export_model(spec, Layout.of(tiny_spec.parent)).report
+    assert report["passed"] and {r["format"] for r in report["results"]} == {"torchscript", "onnx"}
+    golden = np.load(tiny_spec.parent / "artifacts/tiny/1/golden.npz")
+    assert golden["input.features"].shape == (30,) and golden["output.probability"].shape == (1,)

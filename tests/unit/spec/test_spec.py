@@ -52,7 +52,19 @@ def test_tiny_spec_is_valid(tiny_spec):
             "source.checkpoint: file not found: weights/none.pt",
         ),
         ({"name": "bad name!"}, "name: 'bad name!' is not a valid model name"),
-        ({"shape: [-1, 30]": "shape: [4, 30]"}, "the first axis is the batch axis and must be -1"),
+        (
+            {"shape: [-1, 30]": "shape: [4, 30]"},
+            "inputs[0].shape: the first axis is the batch axis and must be -1 while "
+            "batching.max_batch_size is 8, got [4, 30]; for a model without a batch axis set "
+            "batching: {max_batch_size: 0}",
+        ),
+        (
+            {
+                "shape: [-1, 1]": "shape: [2]",
+                "batching: {max_batch_size: 8}": "batching: {max_batch_size: 0}",
+            },
+            "outputs[0].shape: a classifier labels rows of scores, got [2]",
+        ),
         ({"labels: labels.txt": "labels: nowhere.txt"}, "labels file not found: nowhere.txt"),
         (
             {"module: models.tabular:TabularMLP": "module: models.nothing_here:Net"},
@@ -138,7 +150,7 @@ def test_trained_models_may_lack_their_checkpoint_until_train_runs(tmp_path):
     "change, message",
     [
         (("probability", "prob__0"), "'prob__0': '__' is reserved"),
-        (("probability", "label"), "'label' is a tensor of this classifier's Triton ensemble"),
+        (("probability", "label"), "'label' is a tensor of this model's Triton ensemble"),
     ],
 )
 def test_a_tensor_name_a_runtime_cannot_take_is_refused_at_spec_check(tmp_path, change, message):
@@ -200,3 +212,15 @@ def test_per_runtime_settings_apply_to_that_runtime_only(tiny_spec):
         torchserve.serving.threads,
     ) == (2, "torchscript", 2)
     assert spec.for_runtime("kserve") is spec
+
+
+def test_without_a_batch_axis_shapes_are_taken_as_they_are(tiny_spec):
+    entry = tiny(
+        **{
+            "shape: [-1, 30]": "shape: [30]",
+            "batching: {max_batch_size: 8}": "batching: {max_batch_size: 0}",
+            "shape: [-1, 1]": "shape: [-1, 2]",
+        }
+    )
+    model = load_spec(write_spec(tiny_spec.parent, entry)).models[0]
+    assert model.inputs[0].shape == [30] and model.batching.max_batch_size == 0

@@ -83,7 +83,9 @@ def test_max_batch_size_zero_is_written_explicitly(tmp_path):
     config = read_config(path)
     assert config.max_batch_size == 0 and not config.HasField("dynamic_batching")
     assert list(config.input[0].dims) == [-1, 30]  # no implicit batch axis: it is in the dims
-    assert list(config.model_warmup[0].inputs["features"].dims) == [1, 30]
+    # no batch axis: the warmup is the golden request whole, as the model takes it
+    golden = np.load(LAYOUT.artifact_dir(spec) / "golden.npz")["input.features"]
+    assert list(config.model_warmup[0].inputs["features"].dims) == list(golden.shape)
 
 
 def test_per_runtime_settings_reach_the_triton_config_and_the_torchserve_archive(tmp_path):
