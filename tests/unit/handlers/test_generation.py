@@ -1,0 +1,135 @@
+"""The decode loop with no runtime: a small GPT-2 built from a config (seeded weights, spread
+wide enough that no two tokens tie), sequences joining and leaving between steps; every greedy
+sequence gets exactly the tokens of Hugging Face's `generate()` on its prompt alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from handlers.generation import DecodeLoop, Sampling
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz .,"
+END = 3
+
+
+def spell(ids: list[int]) -> str:
+    return "".join(LETTERS[i % len(LETTERS)] for i in ids)
+
+
+@pytest.fixture(scope="module")
+def model():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=120,
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        initializer_range=0.3,  # wide logits: greedy choices are never near a tie
+        bos_token_id=END,
+        eos_token_id=END,
+    )
+    return GPT2LMHeadModel(config).eval()
+
+
+def alone(model, prompt: list[int], new: int) -> list[int]:
+    out = model.generate(
+        torch.tensor([prompt]), max_new_tokens=new, do_sample=False, pad_token_id=0
+    )
+    return out[0, len(prompt) :].tolist()
+
+
+def run(loop: DecodeLoop, joins: dict[int, list]) -> dict:
+    """Step until idle; `joins`: step number -> [(key, prompt, sampling)]. Returns each key's
+    events."""
+    events, step = {}, 0
+    while loop.busy or step in joins or step < max(joins, default=0):
+        for key, prompt, sampling in joins.get(step, []):
+            loop.join(key, prompt, sampling)
+        for event in loop.step():
+            events.setdefault(event.sequence.key, []).append(event)
+        step += 1
+    return events
+
+
+def test_sixteen_prompts_in_flight_get_the_tokens_of_generate_alone(model):
+    torch.manual_seed(1)
+    prompts = [torch.randint(4, 120, (length,)).tolist() for length in range(1, 17)]
+    loop = DecodeLoop(model, spell, end_token=None)
+    # four join every step: each decode step mixes caches of many lengths
+    joins = {
+        step: [
+            (i, prompts[i], Sampling(max_tokens=6 + i % 5)) for i in range(step * 4, step * 4 + 4)
+        ]
+        for step in range(4)
+    }
+    events = run(loop, joins)
+    for i, prompt in enumerate(prompts):
+        got = [e.token for e in events[i]]
+        assert got == alone(model, prompt, 6 + i % 5), f"prompt {i} of length {len(prompt)}"
+        assert events[i][-1].finish_reason == "length"
+        assert "".join(e.text for e in events[i]) == spell(got)
+
+
+def test_a_seeded_request_samples_the_same_tokens_alone_and_beside_others(model):
+    sampling = Sampling(max_tokens=12, temperature=0.9, top_k=20, top_p=0.9, seed=7)
+    first = run(DecodeLoop(model, spell, None), {0: [("a", [5, 6, 7], sampling)]})["a"]
+    crowd = [(k, [8 + k] * (k + 1), Sampling(max_tokens=9, temperature=1.0)) for k in range(5)]
+    beside = run(DecodeLoop(model, spell, None), {0: crowd, 2: [("a", [5, 6, 7], sampling)]})["a"]
+    assert [e.token for e in first] == [e.token for e in beside]
+    other = run(
+        DecodeLoop(model, spell, None),
+        {0: [("a", [5, 6, 7], Sampling(**{**sampling.__dict__, "seed": 8}))]},
+    )["a"]
+    assert [e.token for e in other] != [e.token for e in first]
+
+
+def test_the_end_token_and_stop_strings_end_a_sequence_and_its_streamed_text():
+    class Scripted:
+        """A model that always answers the next token of a script."""
+
+        def __init__(self, script):
+            self.script, self.calls = script, 0
+
+        def __call__(self, input_ids, **kwargs):
+            from transformers import DynamicCache
+
+            rows, length = input_ids.shape
+            logits = torch.zeros(rows, length, 120)
+            logits[:, -1, self.script[min(self.calls, len(self.script) - 1)]] = 1.0
+            self.calls += 1
+            past = kwargs.get("cache")
+            cached = past.layers[0].keys.shape[2] if past is not None else 0
+            kv = torch.zeros(rows, 1, cached + length, 2)
+            return type("Out", (), {"logits": logits, "cache": DynamicCache([(kv, kv)])})()
+
+    ids = {c: LETTERS.index(c) for c in LETTERS}
+    script = [ids[c] for c in "hi. yes"] + [END]
+    ended = run(
+        DecodeLoop(Scripted(script), spell, END), {0: [("k", [1], Sampling(max_tokens=50))]}
+    )
+    assert "".join(e.text for e in ended["k"]) == "hi. yes"
+    assert ended["k"][-1].finish_reason == "stop" and ended["k"][-1].token == END
+    stopped = run(
+        DecodeLoop(Scripted(script), spell, END),
+        {0: [("k", [1], Sampling(max_tokens=50, stop=(". y",)))]},
+    )["k"]
+    assert [e.text for e in stopped] == ["h", "i", "", "", ""]  # ". " held back, then dropped
+    assert stopped[-1].finish_reason == "stop"
+
+
+def test_a_cancelled_sequence_leaves_at_once_and_frees_its_cache(model):
+    loop = DecodeLoop(model, spell, None)
+    kept = loop.join("kept", [5, 6], Sampling(max_tokens=5))
+    gone = loop.join("gone", [7, 8], Sampling(max_tokens=5))
+    loop.step()
+    loop.step()
+    loop.cancel("gone")
+    assert gone.finish_reason == "cancelled" and gone.cache is None
+    assert loop.running == [kept]
+    while loop.busy:
+        loop.step()
+    assert kept.tokens == alone(model, [5, 6], 5)
