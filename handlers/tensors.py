@@ -70,10 +70,7 @@ def check_shape(tensor: TensorSpec, rows: np.ndarray, batched: bool = True) -> N
     given = rows.shape[1:] if batched else rows.shape
     ok = rows.ndim == len(tensor.shape) and all(e == -1 or e == s for e, s in zip(expected, given))
     # an empty batch, or an empty dynamic axis of an unbatched tensor, is nothing to run
-    empty = (
-        rows.shape[0] == 0 if batched else any(e == -1 and s == 0 for e, s in zip(expected, given))
-    )
-    if ok and not empty:
+    if ok and not (rows.shape[0] == 0 if batched else 0 in given):
         return
     if batched:
         wanted = f"expected shape {expected} per example (or a list of them)"

@@ -364,3 +364,18 @@ def test_kserve_bodies_for_a_model_without_a_batch_axis_carry_one_whole_example(
     assert answers[0] == {"predictions": [{"outputs": {"boxes": [[1.0] * 4] * 2, "count": [2]}}]}
     assert {o["name"]: o["shape"] for o in answers[1]["outputs"]} == {"boxes": [2, 4], "count": [1]}
     assert "2 instances; this model has no batch axis: send exactly one" in answers[2]["message"]
+
+
+def test_a_bare_number_for_a_tensor_input_is_a_400_not_a_crash():
+    """Found by the property test on a served image model: a scalar where rows belong."""
+    digits = plan(
+        [{"name": "image", "dtype": "float32", "shape": [-1, 1, 4, 4]}],
+        [{"name": "logits", "dtype": "float32", "shape": [-1, 3]}],
+        {"kind": "classification", "labels": ["a", "b", "c"]},
+    )
+    image = {"kind": "image", "height": 4, "width": 4}
+    digits = ServingPlan.model_validate({**digits.model_dump(), "preprocess": image})
+    for served in (digits, detector(), detector(image)):
+        answers, statuses = ask(ServingCore(served, Model()), 0.0, {"inputs": 0.0})
+        assert statuses == [400, 400], answers
+        assert "expected" in answers[0]["message"], answers
