@@ -145,7 +145,9 @@ def perf(
     model: Annotated[
         str, typer.Option("--model", "-m", help="Served model: a spec name or <name>_ensemble.")
     ] = "digits_cnn",
-    protocol: Annotated[Protocol, typer.Option("--protocol")] = Protocol.both,
+    # HTTP: perf_analyzer reads Triton's statistics API, locked behind the admin key, and sends
+    # the key over HTTP only
+    protocol: Annotated[Protocol, typer.Option("--protocol")] = Protocol.http,
     concurrency: Annotated[
         Optional[list[int]], typer.Option("--concurrency", "-c", help="Repeat for several.")
     ] = None,
@@ -153,7 +155,7 @@ def perf(
     grpc_port: int = 8001,
 ):
     """perf_analyzer against a served model: throughput and p50/p99 latency per concurrency."""
-    from scripts.measure.perf import run
+    from scripts.measure.perf import run, served_admin_key
     from scripts.spec import BuildError
 
     layout, models = selected_models(spec, None)
@@ -168,7 +170,13 @@ def perf(
     for proto in protocols:
         port = http_port if proto == "http" else grpc_port
         for r in run(
-            model, f"127.0.0.1:{port}", proto, concurrency or [1, 16], rows, layout.state("perf")
+            model,
+            f"127.0.0.1:{port}",
+            proto,
+            concurrency or [1, 16],
+            rows,
+            layout.state("perf"),
+            admin_key=served_admin_key(layout),
         ):
             table.add_row(
                 model,

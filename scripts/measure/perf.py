@@ -70,6 +70,7 @@ def command(
     measurement: dict = MEASUREMENT,
     service_kind: str = "triton",
     token: str | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
 ) -> list[str]:
     """One perf_analyzer invocation at one concurrency level (TorchServe: service_kind
     "torchserve" with the inference token as a header)."""
@@ -98,6 +99,8 @@ def command(
     ]
     if token is not None:
         cmd += ["-H", f"Authorization:Bearer {token}"]
+    for name, value in headers:  # HTTP only: perf_analyzer ignores -H over gRPC
+        cmd += ["-H", f"{name}:{value}"]
     return cmd
 
 
@@ -110,6 +113,14 @@ def environment(workdir: Path) -> dict[str, str]:
     }
 
 
+def served_admin_key(layout) -> str | None:
+    """The admin key of `make serve`'s tritonserver (None when none runs from this layout)."""
+    from scripts.runtimes.triton import server as tr
+    from scripts.runtimes.triton.settings import NAME
+
+    return tr.attach(layout.state(NAME)).admin_key
+
+
 def run(
     model: str,
     url: str,
@@ -118,24 +129,37 @@ def run(
     rows: dict[str, np.ndarray | list[str]],
     workdir: Path,
     timeout_s: float = 300,
+    admin_key: str | None = None,
 ) -> list[dict]:
-    """One perf_analyzer run per concurrency level; their parsed rows, in order."""
+    """One perf_analyzer run per concurrency level; their parsed rows, in order. `admin_key`:
+    Triton's, for the statistics API perf_analyzer reads (sent over HTTP only)."""
+    from scripts.runtimes.triton.server import ADMIN_HEADER
+
+    headers = ((ADMIN_HEADER, admin_key),) if admin_key else ()
     workdir = workdir.resolve()
     data_file = write_input_data(rows, workdir / f"{model}.input.json")
     results = []
     for level in concurrency:
         report = workdir / f"{model}.{protocol}.c{level}.csv"
         done = subprocess.run(
-            command(model, url, protocol, level, data_file, report),
+            command(model, url, protocol, level, data_file, report, headers=headers),
             env=environment(workdir),
             capture_output=True,
             text=True,
             timeout=timeout_s,
         )
+        output = done.stdout + done.stderr
+        if done.returncode != 0 and protocol == "grpc" and "restricted" in output:
+            raise BuildError(
+                f"perf_analyzer over gRPC cannot measure {model}: it reads Triton's statistics "
+                "API, which `make serve` keeps behind the admin key, and sends no header over "
+                "gRPC (its -H is HTTP-only); measure over HTTP (--protocol http), or both "
+                "protocols with `make bench` (its own server)"
+            )
         if done.returncode != 0:
             raise BuildError(
                 f"perf_analyzer failed on {model} ({protocol}, concurrency {level}):\n"
-                + "\n".join((done.stdout + done.stderr).splitlines()[-15:])
+                + "\n".join(output.splitlines()[-15:])
             )
         results += parse_report(report)
     return results

@@ -61,6 +61,9 @@ class StartOptions:
     config: Path | None = None  # another configuration template (bench's stock)
     managed: bool | None = None  # rollouts and faults (TorchServe's model API, Triton's
     # watchdog); None: on for `make serve`'s instance
+    # Triton: leave the statistics API open. perf_analyzer reads it and sends no key over gRPC
+    # (its -H is HTTP-only): only for bench's own loopback server.
+    open_statistics: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,8 @@ class LoadTarget:
     protocol: str  # http | grpc
     service_kind: str  # perf_analyzer's --service-kind
     data: Path  # perf_analyzer --input-data
-    token: str | None = None
+    token: str | None = None  # TorchServe's inference key
+    headers: tuple[tuple[str, str], ...] = ()  # more HTTP headers (Triton's admin key)
 
 
 @dataclass(frozen=True)

@@ -83,3 +83,44 @@ def test_registering_from_outside_allowed_urls_is_refused(tmp_path):
         assert sorted(m["modelName"] for m in client.list_models()) == ["digits_cnn", "tabular_mlp"]
     finally:
         torchserve_server.stop(server.workdir)
+
+
+def test_workers_never_see_secrets_and_the_workflow_api_registers_nothing(tmp_path, monkeypatch):
+    """blacklist_env_vars keeps secret-named variables of the server's environment out of the
+    workers; the workflow API (not covered by enable_model_api=false in 0.12) has an empty
+    store of its own and refuses a workflow, token or not."""
+    import requests
+
+    monkeypatch.setenv("TORCHSHIP_TEST_SECRET", "hunter2")
+    monkeypatch.setenv("HF_TOKEN", "hf_not_for_workers")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")  # not a secret: passes
+    ports = torchserve_server.Ports(*(free_port() for _ in range(5)))
+    server = torchserve_server.start(
+        LAYOUT.torchserve_config, LAYOUT.model_store, ["tabular_mlp"], ports, tmp_path / "ts"
+    )
+    try:
+        torchserve_server.wait_ready(server, ["tabular_mlp"], timeout_s=240)
+        client = TorchServeClient.for_server(server)
+        for worker in client.worker_pids("tabular_mlp"):
+            environment = psutil.Process(worker).environ()
+            assert "TORCHSHIP_TEST_SECRET" not in environment and "HF_TOKEN" not in environment
+            assert environment["TOKENIZERS_PARALLELISM"] == "false" and "PATH" in environment
+        assert list((server.workdir / "workflow_store").iterdir()) == []
+        workflows = f"{server.management_url}/workflows"
+        token = {"Authorization": f"Bearer {client.token('management')}"}
+        for url in (
+            "tabular_mlp.war",
+            f"file://{LAYOUT.model_store}/x.war",
+            "https://e.invalid/w.war",
+        ):
+            anonymous = requests.post(workflows, params={"url": url}, timeout=30)
+            assert anonymous.status_code == 400 and "token" in anonymous.text.lower(), (
+                anonymous.text
+            )
+            refused = requests.post(workflows, params={"url": url}, headers=token, timeout=30)
+            assert 400 <= refused.status_code < 500, (url, refused.status_code, refused.text)
+        listed = requests.get(workflows, headers=token, timeout=30)
+        assert listed.status_code == 200 and listed.json()["workflows"] == []
+        assert client.predict("tabular_mlp", {"inputs": [0.0] * 30})  # still serving
+    finally:
+        torchserve_server.stop(server.workdir)

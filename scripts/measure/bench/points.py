@@ -20,10 +20,13 @@ AS_MEASURED = {"stability": 1000, "max_trials": 3, "interval_ms": 3000}
 TOKEN_PLACEHOLDER = "<inference key from key_file.json>"
 
 
-def redact(cmd: list[str], token: str | None) -> str:
-    """The command as the report shows it: never the key itself."""
+def redact(cmd: list[str], token: str | None, headers: tuple = ()) -> str:
+    """The command as the report shows it: never a key itself."""
     text = shlex.join(cmd)
-    return text.replace(token, TOKEN_PLACEHOLDER) if token else text
+    text = text.replace(token, TOKEN_PLACEHOLDER) if token else text
+    for name, value in headers:
+        text = text.replace(value, f"<{name}>")
+    return text
 
 
 def perf_point(
@@ -45,6 +48,7 @@ def perf_point(
             attempt,
             target.service_kind,
             target.token,
+            target.headers,
         )
         report.unlink(missing_ok=True)
         started = time.monotonic()
@@ -60,11 +64,15 @@ def perf_point(
                 **row,
                 "stability_pct": attempt["stability"],
                 "seconds": round(seconds, 1),
-                "command": redact(cmd, target.token),
+                "command": redact(cmd, target.token, target.headers),
                 **({"unstable": True} if attempt is AS_MEASURED else {}),
             }
         error = "\n".join((done.stdout + done.stderr).strip().splitlines()[-6:])
-    return {"concurrency": concurrency, "error": error, "command": redact(cmd, target.token)}
+    return {
+        "concurrency": concurrency,
+        "error": error,
+        "command": redact(cmd, target.token, target.headers),
+    }
 
 
 def describe_point(p: dict) -> str:

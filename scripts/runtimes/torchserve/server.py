@@ -140,7 +140,12 @@ def start(
     shutil.rmtree(server.temp, ignore_errors=True)
     for folder in (server.temp, server.workdir / "logs"):
         folder.mkdir(parents=True)
+    # an empty workflow store: `POST /workflows` (which enable_model_api=false leaves open in
+    # 0.12) finds nothing to register, and no .war matches allowed_urls anyway
+    workflows = server.workdir / "workflow_store"
+    workflows.mkdir()
     config = server.workdir / "config.properties"
+    overrides = {"workflow_store": str(workflows), **(overrides or {})}
     config.write_text(render_config(template, store, models, ports, overrides))
     torchserve = Path(sys.executable).with_name("torchserve")
     with open(server.workdir / "logs" / "launcher.log", "wb") as log:

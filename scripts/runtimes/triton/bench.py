@@ -60,6 +60,7 @@ class TritonBench:
                 free_ports=True,
                 artifacts=repo,
                 names=sorted(set(names.values())),
+                open_statistics=True,  # perf_analyzer reads them, and sends no key over gRPC
             ),
         )
         log(f"tritonserver READY in {server.waited_s:.1f}s")

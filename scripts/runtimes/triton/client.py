@@ -57,6 +57,7 @@ class TritonClient:
     url: str  # host:port
     protocol: str = "http"
     headers: dict[str, str] | None = None
+    admin_key: str | None = None  # for the restricted APIs (statistics)
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
@@ -110,8 +111,13 @@ class TritonClient:
         return self.client.is_model_ready(model, headers=self.headers)
 
     def statistics(self, model: str) -> dict:
-        """The server's inference statistics for one model, as JSON-like dicts either way."""
-        return self.as_dict(self.client.get_inference_statistics(model, headers=self.headers))
+        """The server's inference statistics for one model, as JSON-like dicts either way
+        (a restricted API: needs the admin key)."""
+        from scripts.runtimes.triton.server import ADMIN_HEADER, GRPC_ADMIN_HEADER
+
+        header = ADMIN_HEADER if self.protocol == "http" else GRPC_ADMIN_HEADER
+        headers = {**(self.headers or {}), header: self.admin_key or ""}
+        return self.as_dict(self.client.get_inference_statistics(model, headers=headers))
 
     def close(self) -> None:
         self.client.close()

@@ -33,7 +33,8 @@ class TritonControl:
                 ]
             )
         ports = tr.Ports(*(free_port() for _ in range(3))) if options.free_ports else tr.Ports()
-        server = tr.start(repo, names, ports, options.workdir or layout.state(NAME))
+        workdir = options.workdir or layout.state(NAME)
+        server = tr.start(repo, names, ports, workdir, options.open_statistics)
         server = ready_or_stopped(
             server,
             names,
@@ -60,7 +61,7 @@ class TritonControl:
             ("metrics", server.metrics_url),
             (
                 "admin",
-                f"model-repository API needs header '{tr.ADMIN_HEADER}: <key>' "
+                f"{', '.join(tr.RESTRICTED_APIS)} APIs need header '{tr.ADMIN_HEADER}: <key>' "
                 f"(gRPC: '{tr.GRPC_ADMIN_HEADER}'); key in {workdir}/admin_key",
             ),
             ("log", f"{workdir}/triton.log"),

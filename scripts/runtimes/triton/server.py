@@ -28,6 +28,10 @@ from scripts.spec.errors import BuildError
 STAGING = "staging"
 ADMIN_HEADER = "admin-key"  # HTTP
 GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # gRPC metadata
+# Behind the admin key, HTTP and gRPC alike: loading models, registering shared memory (what the
+# 2025 chained exploit of the Python backend used, NVIDIA bulletin 5687), changing log and trace
+# settings, and reading statistics. Inference, health, metadata and model config stay open.
+RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace", "statistics")
 # Servers this process started: a dead child stays a zombie (its pid still "alive") until
 # waited for, so these are polled rather than probed by pid.
 _children: dict[int, subprocess.Popen] = {}
@@ -46,6 +50,7 @@ class Triton:
     ports: Ports
     admin_key: str | None = None
     waited_s: float = 0.0  # seconds start-up took until READY
+    restricted: tuple[str, ...] = RESTRICTED_APIS  # the APIs behind the admin key
 
     @property
     def http_url(self) -> str:  # tritonclient form: host:port, no scheme
@@ -120,7 +125,7 @@ def repository_models(repo: Path) -> list[str]:
 
 
 def command(server: Triton, repo: Path, models: list[str]) -> list[str]:
-    restricted = f"model-repository:{ADMIN_HEADER}={server.admin_key}"
+    restricted = f"{','.join(server.restricted)}:{ADMIN_HEADER}={server.admin_key}"
     return [
         str(wheel_dir() / "bin" / "tritonserver"),
         f"--model-repository={repo.resolve()}",
@@ -151,10 +156,14 @@ def write_secret(path: Path, value: str) -> None:
         handle.write(value + "\n")
 
 
-def start(repo: Path, models: list[str] | None, ports: Ports, workdir: Path) -> Triton:
+def start(
+    repo: Path, models: list[str] | None, ports: Ports, workdir: Path, open_statistics: bool = False
+) -> Triton:
     """Start tritonserver in the background (returns at once; see wait_ready). `models`
-    defaults to every model of the repository."""
-    server = Triton(workdir.resolve(), ports, secrets.token_urlsafe(24))
+    defaults to every model of the repository; `open_statistics` leaves the statistics API
+    out of the admin key's (bench: perf_analyzer reads it and sends no key over gRPC)."""
+    restricted = tuple(a for a in RESTRICTED_APIS if not (open_statistics and a == "statistics"))
+    server = Triton(workdir.resolve(), ports, secrets.token_urlsafe(24), restricted=restricted)
     if is_running(server):
         raise BuildError(f"tritonserver already runs from {workdir}; `make stop` first")
     models = models or repository_models(repo)

@@ -17,6 +17,7 @@ import numpy as np
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import exported_formats, golden
 from scripts.runtimes.protocols import LoadTarget, stock_setup_key
+from scripts.runtimes.triton import server as tr
 from scripts.runtimes.triton.settings import NAME
 from scripts.spec import BuildError, ModelSpec
 
@@ -141,6 +142,9 @@ def load_targets(
     protocols=("http", "grpc"),
 ) -> list[tuple]:
     urls = {"http": server.http_url, "grpc": server.grpc_url}
+    # perf_analyzer reads the statistics API: the admin key goes with its HTTP requests (a
+    # bench server leaves statistics open for gRPC, where perf_analyzer sends no header)
+    admin = ((tr.ADMIN_HEADER, server.admin_key),) if server.admin_key else ()
     targets = []
     for spec in specs:
         data = write_input_data(golden(spec, layout), workdir / "data" / f"{spec.name}.input.json")
@@ -151,7 +155,14 @@ def load_targets(
                         spec.name,
                         setup,
                         protocol,
-                        LoadTarget(names[(spec.name, setup)], url, protocol, "triton", data),
+                        LoadTarget(
+                            names[(spec.name, setup)],
+                            url,
+                            protocol,
+                            "triton",
+                            data,
+                            headers=admin if protocol == "http" else (),
+                        ),
                     )
                 )
     return targets

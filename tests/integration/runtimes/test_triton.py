@@ -20,7 +20,7 @@ from scripts.pipeline.verify import compare
 from scripts.measure import perf
 from scripts.runtimes.triton import server as triton_server
 from scripts.runtimes.triton.client import TritonClient, batch_sizes, decode_labels, spec_datatypes
-from scripts.spec import load_spec
+from scripts.spec import BuildError, load_spec
 from tests.conftest import LAYOUT, REPO
 from tests.fakes import FakeTorchServeContext
 
@@ -30,7 +30,8 @@ PROTOCOLS = ["http", "grpc"]
 
 
 def client_for(server, protocol: str) -> TritonClient:
-    return TritonClient(server.http_url if protocol == "http" else server.grpc_url, protocol)
+    url = server.http_url if protocol == "http" else server.grpc_url
+    return TritonClient(url, protocol, admin_key=server.admin_key)
 
 
 def golden(name):
@@ -45,6 +46,52 @@ def test_every_model_and_ensemble_is_ready_and_admin_api_needs_the_key(triton, t
     reply = requests.post(index, headers={triton_server.ADMIN_HEADER: triton.admin_key}, timeout=10)
     assert reply.status_code == 200 and {m["state"] for m in reply.json()} == {"READY"}
     assert (triton.workdir / "admin_key").stat().st_mode & 0o077 == 0
+
+
+# One call per restricted API group (triton_server.RESTRICTED_APIS), over HTTP...
+ADMIN_HTTP = {
+    "model-repository": ("POST", "/v2/repository/index"),
+    "shared-memory": ("GET", "/v2/systemsharedmemory/status"),
+    "logging": ("GET", "/v2/logging"),
+    "trace": ("GET", "/v2/trace/setting"),
+    "statistics": ("GET", "/v2/models/stats"),
+}
+# ... and over gRPC (tritonclient's methods)
+ADMIN_GRPC = {
+    "model-repository": "get_model_repository_index",
+    "shared-memory": "get_system_shared_memory_status",
+    "logging": "get_log_settings",
+    "trace": "get_trace_settings",
+    "statistics": "get_inference_statistics",
+}
+
+
+def test_every_admin_api_needs_the_key_over_http_and_grpc(triton):
+    """Loading models, shared memory, logging, trace and statistics: refused without the admin
+    key, answered with it; inference, health and metadata stay open."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    assert set(ADMIN_HTTP) == set(ADMIN_GRPC) == set(triton_server.RESTRICTED_APIS)
+    key = {triton_server.ADMIN_HEADER: triton.admin_key}
+    for api, (method, path) in ADMIN_HTTP.items():
+        url = f"http://{triton.http_url}{path}"
+        assert requests.request(method, url, timeout=10).status_code == 403, api
+        assert requests.request(method, url, headers=key, timeout=10).status_code == 200, api
+    grpc = grpcclient.InferenceServerClient(triton.grpc_url)
+    grpc_key = {triton_server.GRPC_ADMIN_HEADER: triton.admin_key}
+    try:
+        for api, call in ADMIN_GRPC.items():
+            with pytest.raises(InferenceServerException) as refused:
+                getattr(grpc, call)()
+            assert "restricted" in refused.value.message(), (api, refused.value.message())
+            getattr(grpc, call)(headers=grpc_key)  # answered
+        assert grpc.is_server_ready() and grpc.get_model_metadata("digits_cnn")
+    finally:
+        grpc.close()
+    open_calls = ("/v2/health/ready", "/v2/models/digits_cnn", "/v2/models/digits_cnn/config")
+    for path in open_calls:
+        assert requests.get(f"http://{triton.http_url}{path}", timeout=10).status_code == 200
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -105,9 +152,7 @@ def test_concurrent_requests_are_batched(triton):
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             list(
                 pool.map(
-                    lambda _: TritonClient(triton.grpc_url, "grpc").infer(
-                        "digits_cnn", {"image": image}
-                    ),
+                    lambda _: client_for(triton, "grpc").infer("digits_cnn", {"image": image}),
                     range(32),
                 )
             )
@@ -143,10 +188,13 @@ def test_a_bad_request_gets_a_clear_error_while_others_keep_working(triton, prot
 
 def test_perf_analyzer_runs_against_digits_cnn(triton, tmp_path):
     rows = golden_inputs(SPEC["digits_cnn"], LAYOUT)
-    for protocol in PROTOCOLS:
-        url = triton.http_url if protocol == "http" else triton.grpc_url
-        (result,) = perf.run("digits_cnn", url, protocol, [2], rows, tmp_path)
-        assert result["concurrency"] == 2 and result["throughput"] > 0 and result["p99_ms"] > 0
+    (result,) = perf.run(
+        "digits_cnn", triton.http_url, "http", [2], rows, tmp_path, admin_key=triton.admin_key
+    )
+    assert result["concurrency"] == 2 and result["throughput"] > 0 and result["p99_ms"] > 0
+    # perf_analyzer reads the statistics API and sends no key over gRPC: a clear refusal
+    with pytest.raises(BuildError, match="statistics API, which `make serve` keeps behind"):
+        perf.run("digits_cnn", triton.grpc_url, "grpc", [2], rows, tmp_path)
 
 
 def test_grpc_repository_api_needs_the_key_too(triton):

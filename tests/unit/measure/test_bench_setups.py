@@ -109,9 +109,9 @@ def fake_servers(monkeypatch, stopped, stock_config=True):
         (workdir / "key_file.json").write_text(json.dumps({"inference": {"key": "tok"}}))
         return ts.TorchServe(workdir.resolve(), ports)
 
-    def tr_start(repo, names, ports, workdir):
+    def tr_start(repo, names, ports, workdir, open_statistics=False):
         assert all((repo / n / "config.pbtxt").exists() for n in names)
-        return tr.Triton(workdir.resolve(), ports)
+        return tr.Triton(workdir.resolve(), ports, admin_key="adm")
 
     for module, start in ((ts, ts_start), (tr, tr_start)):
         monkeypatch.setattr(module, "start", start)
@@ -151,6 +151,11 @@ def test_bench_deployment_yields_both_setups_and_stops_its_server(
                 and t.service_kind == runtime
                 and t.token == ("tok" if runtime == "torchserve" else None)
                 for *_, t in targets
+            )
+            # Triton: the admin key (statistics) with perf_analyzer's HTTP requests only
+            assert all(
+                t.headers == ((("admin-key", "adm"),) if (runtime, p) == ("triton", "http") else ())
+                for _, _, p, t in targets
             )
             assert (
                 len({t.model for *_, t in targets}) == 2
