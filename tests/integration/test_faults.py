@@ -78,6 +78,16 @@ def only_in_flight_failed(answers, killed_at: float) -> None:
     assert max(per_client.values()) == 1, per_client  # at most one in flight per client
 
 
+def none_failed_after_the_reload(answers, killed_at: float, reloaded_at: float) -> None:
+    """Triton keeps sending requests to a dead stub's instance (each fails after its ~1 s health
+    check) until the watchdog's reload is READY: failures are bounded by the reload, not by the
+    first failure answered (CI once saw one request sent 4 ms after that fail)."""
+    failed = [a for a in answers if a.error]
+    assert all(a.started >= killed_at for a in failed), failed[:3]
+    late = [a for a in failed if a.started > reloaded_at]
+    assert not late, f"{len(late)} requests sent after the reload failed: {late[:3]}"
+
+
 @pytest.fixture()
 def torchserve(built_examples, tmp_path):
     plugin = RUNTIMES["torchserve"]
@@ -161,7 +171,7 @@ def test_a_killed_triton_stub_is_detected_and_its_model_reloaded_within_10s(trit
         "triton", triton, lambda: os.kill(stub, signal.SIGKILL), recovered, 10
     )
     figures = report("triton", answers, killed_at, recovery_s)
-    only_in_flight_failed(answers, killed_at)
+    none_failed_after_the_reload(answers, killed_at, killed_at + recovery_s)
     assert figures["after kill"]["requests"] > figures["after kill"]["failed"]
     alive = stubs(triton_server.pid(triton))
     assert any(model == SPEC.name for pid, (model, _) in alive.items() if pid != stub)
