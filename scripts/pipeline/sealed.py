@@ -32,7 +32,7 @@ def identity(spec: ModelSpec, layout: Layout) -> dict:
     if spec.training is not None:
         code = {
             target: source_file(target)
-            for target in (spec.source.module, spec.training.data)
+            for target in (spec.source.module, spec.training.data, spec.training.script)
             if target
         }
         for folder in spec.training.data_files:
@@ -46,7 +46,7 @@ def identity(spec: ModelSpec, layout: Layout) -> dict:
             )
     return {
         "source": spec.source.model_dump(mode="json"),
-        "training": spec.training and spec.training.model_dump(mode="json"),
+        "training": spec.training and spec.training.fingerprinted(),
         "tensors": [t.model_dump(mode="json") for t in [*spec.inputs, *spec.outputs]],
         "preprocess": spec.task.preprocess.model_dump(mode="json"),
         "code": {name: file_digest(path) for name, path in code.items()},

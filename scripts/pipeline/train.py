@@ -36,8 +36,13 @@ class TrainResult:
     metrics: dict
 
 
+def model_file(spec: ModelSpec, layout: Layout) -> Path:
+    """What training makes: the checkpoint, or the exported file a training script writes."""
+    return layout.source(spec.source.checkpoint or spec.source.exported)
+
+
 def checkpoint_dir(spec: ModelSpec, layout: Layout) -> Path:
-    return layout.source(spec.source.checkpoint).parent
+    return model_file(spec, layout).parent
 
 
 def train_fingerprint(spec: ModelSpec, layout: Layout) -> str:
@@ -47,10 +52,12 @@ def train_fingerprint(spec: ModelSpec, layout: Layout) -> str:
     settings = spec.model_dump(
         include={"source", "training", "task", "inputs", "outputs"}, mode="json"
     )
-    files = [source_file(spec.source.module), Path(__file__), Path(handlers.processing.__file__)]
-    files += [
-        source_file(target) for target in (spec.training.data, spec.training.assets) if target
-    ]
+    training = spec.training
+    settings["training"] = training.fingerprinted()
+    files = [source_file(spec.source.module)] if spec.source.module else []
+    files += [Path(__file__), Path(handlers.processing.__file__)]
+    targets = (training.data, training.assets, training.script)
+    files += [source_file(target) for target in targets if target]
     for path in (layout.source(p) for p in spec.training.data_files):
         files += sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
     return fingerprint(settings, files)
@@ -151,13 +158,24 @@ def save_initialisation(spec: ModelSpec, layout: Layout) -> dict:
     return metrics
 
 
+def run_script(spec: ModelSpec, layout: Layout) -> dict:
+    """The spec's training script writes the exported file the spec serves."""
+    checkpoint_dir(spec, layout).mkdir(parents=True, exist_ok=True)
+    import_target(spec.training.script)(model_file(spec, layout), spec.training.seed)
+    metrics = {"made by": spec.training.script, "seed": spec.training.seed}
+    (checkpoint_dir(spec, layout) / "metrics.json").write_text(json.dumps(metrics) + "\n")
+    return metrics
+
+
 def train_model(spec: ModelSpec, layout: Layout, force: bool = False) -> TrainResult:
     stamp = checkpoint_dir(spec, layout) / "train.stamp.json"
     expected = train_fingerprint(spec, layout)
-    if not force and is_fresh(stamp, expected, [layout.source(spec.source.checkpoint)]):
+    if not force and is_fresh(stamp, expected, [model_file(spec, layout)]):
         return TrainResult(spec.name, True, json.loads((stamp.parent / "metrics.json").read_text()))
     refuse_changed(spec, layout, force)
-    if spec.training.data is None:
+    if spec.training.script is not None:
+        metrics = run_script(spec, layout)
+    elif spec.training.data is None:
         metrics = save_initialisation(spec, layout)
     else:
         data = import_target(spec.training.data)(

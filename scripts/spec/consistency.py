@@ -17,7 +17,7 @@ from scripts.spec.versions import version_problems
 def entry_problems(spec, root: Path) -> list[str]:
     """Every problem of the entry; `root` is the folder its paths are relative to."""
     problems = [*format_problems(spec), *file_problems(spec, root), *import_problems(spec)]
-    problems += batch_axis_problems(spec) + tensor_name_problems(spec)
+    problems += batch_axis_problems(spec) + tensor_name_problems(spec) + script_problems(spec)
     try:
         spec.task.preprocess.produces(spec.inputs)
     except ValueError as exc:
@@ -49,6 +49,19 @@ def batch_axis_problems(spec) -> list[str]:
         for i, t in enumerate(tensors)
         if t.shape[0] != -1
     ]
+
+
+def script_problems(spec) -> list[str]:
+    """A training script writes an exported file; an exported file is not trained otherwise."""
+    training, exported = spec.training, spec.source.exported is not None
+    if training is None or exported == (training.script is not None):
+        return []
+    if exported:
+        return [
+            "training: an exported source is not trained; give training.script (a function "
+            "that writes the file) or remove the training section"
+        ]
+    return ["training.script: it writes source.exported; give source.exported, or remove it"]
 
 
 def tensor_name_problems(spec) -> list[str]:
@@ -143,6 +156,7 @@ def import_problems(spec) -> list[str]:
         for field, target in (
             ("source.module", spec.source.module),
             ("training.data", spec.training and spec.training.data),
+            ("training.script", spec.training and spec.training.script),
         )
         if target and importlib.util.find_spec(target.split(":")[0]) is None
     ]

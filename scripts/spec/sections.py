@@ -71,6 +71,14 @@ class Training(StrictModel):
     assets: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     # files or folders the data function reads: hashed, so editing the data retrains
     data_files: list[Path] = []
+    # 'package.module:function' called with (path, seed) that writes source.exported itself: a
+    # model that arrives as a file (traced TorchScript) made at build time instead of kept in git
+    script: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+    def fingerprinted(self) -> dict:
+        """The settings as builds record them; `script` only when set, so that builds made
+        before it existed stay valid."""
+        return self.model_dump(mode="json", exclude=set() if self.script else {"script"})
 
 
 class Task(StrictModel):

@@ -1,6 +1,6 @@
-"""Writes `tagger.torchscript.pt`, the zoo's model that arrives only as a traced TorchScript file
-(no class, no checkpoint), the way a colleague hands one over. Kept in git, as such a file would
-be; run `python -m models.zoo.handed_over.make_tagger` to make it again.
+"""Writes the zoo's model that arrives only as a traced TorchScript file (no class, no
+checkpoint), the way a colleague hands one over. The spec names the file as `source.exported`;
+`make train` calls `write` (the entry's `training.script`) to make it in place of the colleague.
 
 The tagger reads one sequence `[time, 4]` (no batch axis) and answers a score per step and class
 `[time, 3]` and one summary `[3]`. Traced at 6 steps, the time axis stays dynamic: nothing in
@@ -13,8 +13,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-
-FILE = Path(__file__).with_name("tagger.torchscript.pt")
 
 
 class Tagger(nn.Module):
@@ -29,13 +27,8 @@ class Tagger(nn.Module):
         return tags, tags.mean(0)
 
 
-def main() -> None:
-    torch.manual_seed(0)
+def write(path: Path, seed: int = 0) -> None:
+    torch.manual_seed(seed)
     with torch.no_grad():
         traced = torch.jit.trace(Tagger().eval(), (torch.randn(6, 4),))
-    traced.save(str(FILE))
-    print(f"wrote {FILE}")
-
-
-if __name__ == "__main__":
-    main()
+    traced.save(str(path))

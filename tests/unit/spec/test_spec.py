@@ -65,6 +65,13 @@ def test_tiny_spec_is_valid(tiny_spec):
             },
             "outputs[0].shape: a classifier labels rows of scores, got [2]",
         ),
+        (
+            {
+                "batching: {max_batch_size: 8}": "batching: {max_batch_size: 8}\n"
+                '    training: {script: "models.zoo.handed_over.make_tagger:write"}'
+            },
+            "training.script: it writes source.exported; give source.exported, or remove it",
+        ),
         ({"labels: labels.txt": "labels: nowhere.txt"}, "labels file not found: nowhere.txt"),
         (
             {"module: models.tabular:TabularMLP": "module: models.nothing_here:Net"},
