@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import shutil
+import time
 
 import psutil
 import pytest
@@ -101,7 +102,13 @@ def test_workers_never_see_secrets_and_the_workflow_api_registers_nothing(tmp_pa
     try:
         torchserve_server.wait_ready(server, ["tabular_mlp"], timeout_s=240)
         client = TorchServeClient.for_server(server)
-        for worker in client.worker_pids("tabular_mlp"):
+        for _ in range(600):  # READY models may still be starting a worker (pid -1)
+            workers = client.worker_pids("tabular_mlp")
+            if workers and min(workers) > 0:
+                break
+            time.sleep(0.1)
+        assert workers and min(workers) > 0, workers
+        for worker in workers:
             environment = psutil.Process(worker).environ()
             assert "TORCHSHIP_TEST_SECRET" not in environment and "HF_TOKEN" not in environment
             assert environment["TOKENIZERS_PARALLELISM"] == "false" and "PATH" in environment
