@@ -91,8 +91,12 @@ class Watchdog:
             events = (
                 [self.recover(model) for model in sorted(self.broken(alive))] if self.known else []
             )
-        finally:  # whatever happened, these stubs are the reference for the next poll
-            self.known = stubs(tr.pid(self.server))
+        finally:
+            # The next poll compares with the stubs seen now, and with those seen before this
+            # poll's work: a stub killed meanwhile must still count as lost next time (taking
+            # only the later list missed a kill; CI saw no reload). A stub gone with a reload
+            # is harmless: its model has its instances again.
+            self.known = {**alive, **stubs(tr.pid(self.server))}
         return events
 
 
