@@ -21,7 +21,7 @@ from handlers.runners import ARTIFACT_FILES
 from handlers.tensors import TensorSpec
 
 PLAN_FILE = "serving_plan.json"
-Format = Literal["torchscript", "onnx", "aoti", "exported_program", "onnx_int8"]
+Format = Literal["torchscript", "onnx", "aoti", "exported_program", "onnx_int8", "pretrained"]
 
 
 class StrictModel(BaseModel):
@@ -63,11 +63,35 @@ class Serving(StrictModel):
     startup_timeout_s: int = Field(120, gt=0)
 
 
+class Generation(StrictModel):
+    """A generation model's request defaults and hard limits (spec: task.generation). The
+    context length and the end token are the model's own, read from its config at build time."""
+
+    max_tokens: int = Field(32, gt=0)  # new tokens when a request does not say
+    max_tokens_limit: int = Field(128, gt=0)  # the most a request may ask for
+    temperature: float = Field(0.0, ge=0)  # 0: greedy
+    top_k: int = Field(0, ge=0)  # 0: every token
+    top_p: float = Field(1.0, gt=0, le=1)
+    stop: list[str] = []
+    context_length: int | None = None  # prompt + new tokens; from the model when None
+    end_token: int | None = None  # from the model's config when None
+
+    @model_validator(mode="after")
+    def _default_within_limit(self) -> Generation:
+        if self.max_tokens > self.max_tokens_limit:
+            raise ValueError(
+                f"max_tokens ({self.max_tokens}) is over max_tokens_limit "
+                f"({self.max_tokens_limit}); lower it or raise the limit"
+            )
+        return self
+
+
 class TaskPlan(StrictModel):
-    kind: Literal["classification", "regression", "embedding", "raw"]
+    kind: Literal["classification", "regression", "embedding", "raw", "generation"]
     output: Literal["logits", "probabilities"] = "logits"
     top_k: int = 1
     labels: list[str] = []
+    generation: Generation | None = None  # generation: limits with the model's own filled in
 
 
 class ServingPlan(StrictModel):

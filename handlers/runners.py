@@ -21,6 +21,7 @@ ARTIFACT_FILES = {
     "aoti": "model.aoti.pt2",
     "exported_program": "model.exported.pt2",
     "onnx_int8": "model.int8.onnx",  # the ONNX export quantised (scripts/pipeline/quantize.py)
+    "pretrained": "pretrained",  # a generation model: Hugging Face folder (config, safetensors)
 }
 
 

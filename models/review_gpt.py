@@ -9,7 +9,7 @@ writes, so the same code path serves a user's fine-tuned checkpoint. Held-out pe
 to metrics.json: 101.7 after 4 epochs, trained in 158 s on 2 cores (0.87M parameters, 422k
 training tokens). Greedy: "The food was" -> "The food was very good."
 
-Not in models.yaml yet: the spec's generation kind and the runtimes' streaming come next.
+In models.yaml as `review_gpt` (task kind generation): `training.script` calls `write`.
 """
 
 from __future__ import annotations
@@ -121,3 +121,8 @@ def train(out: Path, seed: int = 0, data_dir: Path = DATA_DIR, epochs: int = EPO
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def write(out: Path, seed: int = 0) -> dict:
+    """`training.script`'s call: the Hugging Face folder `out`, and the metrics for the table."""
+    return train(out, seed)

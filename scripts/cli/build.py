@@ -110,6 +110,9 @@ def export(
                 f"{gate['metric']} {gate['fp32']:.4f} -> {gate['int8']:.4f}"
             )
         errors = ", ".join(f"{fmt} {err:.2e}" for fmt, err in worst_errors(result.report).items())
+        errors = errors or "\n".join(
+            f"{k}: {v}" for k, v in result.report.get("checks", {}).items()
+        )
         table.add_row(
             result.name,
             "up to date" if result.skipped else "exported + verified",

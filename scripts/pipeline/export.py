@@ -152,6 +152,10 @@ def require_sources(spec: ModelSpec, layout: Layout) -> None:
 def export_model(
     spec: ModelSpec, layout: Layout, force: bool = False, on_format=lambda fmt: None
 ) -> ExportResult:
+    if spec.task.generation is not None:  # a language model: served as its folder
+        from scripts.pipeline.export_generation import export_generation
+
+        return export_generation(spec, layout, force)
     out = layout.artifact_dir(spec)
     stamp, report_path = out / "build.json", out / "verify.json"
     require_sources(spec, layout)

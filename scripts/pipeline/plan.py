@@ -35,6 +35,7 @@ def serving_plan(spec: ModelSpec, layout: Layout, fmt: str | None = None) -> Ser
             output=task.output,
             top_k=min(task.top_k, len(labels) or 1),
             labels=labels,
+            generation=task.generation,
         ),
         preprocess=task.preprocess,
         assets=task.preprocess.inline(layout.root),

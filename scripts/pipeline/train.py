@@ -38,11 +38,13 @@ class TrainResult:
 
 def model_file(spec: ModelSpec, layout: Layout) -> Path:
     """What training makes: the checkpoint, or the exported file a training script writes."""
-    return layout.source(spec.source.checkpoint or spec.source.exported)
+    return layout.source(spec.source.made)
 
 
 def checkpoint_dir(spec: ModelSpec, layout: Layout) -> Path:
-    return model_file(spec, layout).parent
+    """Where training writes: beside the file it makes, or into the folder (pretrained)."""
+    made = model_file(spec, layout)
+    return made if spec.source.pretrained is not None else made.parent
 
 
 def train_fingerprint(spec: ModelSpec, layout: Layout) -> str:
@@ -161,8 +163,9 @@ def save_initialisation(spec: ModelSpec, layout: Layout) -> dict:
 def run_script(spec: ModelSpec, layout: Layout) -> dict:
     """The spec's training script writes the exported file the spec serves."""
     checkpoint_dir(spec, layout).mkdir(parents=True, exist_ok=True)
-    import_target(spec.training.script)(model_file(spec, layout), spec.training.seed)
+    made = import_target(spec.training.script)(model_file(spec, layout), spec.training.seed)
     metrics = {"made by": spec.training.script, "seed": spec.training.seed}
+    metrics.update(made if isinstance(made, dict) else {})  # what the script measured
     (checkpoint_dir(spec, layout) / "metrics.json").write_text(json.dumps(metrics) + "\n")
     return metrics
 

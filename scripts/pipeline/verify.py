@@ -169,7 +169,7 @@ def describe_failure(spec: ModelSpec, fmt: str, batch: int, output: str, c: Comp
 def worst_errors(report: dict) -> dict[str, float]:
     """Per format: the largest absolute error over batch sizes and outputs."""
     worst: dict[str, float] = {}
-    for row in report["results"]:
+    for row in report.get("results", []):  # a generation model's report has checks instead
         worst[row["format"]] = max(
             worst.get(row["format"], 0.0), row.get("max_abs_error", float("inf"))
         )

@@ -18,6 +18,7 @@ def entry_problems(spec, root: Path) -> list[str]:
     """Every problem of the entry; `root` is the folder its paths are relative to."""
     problems = [*format_problems(spec), *file_problems(spec, root), *import_problems(spec)]
     problems += batch_axis_problems(spec) + tensor_name_problems(spec) + script_problems(spec)
+    problems += generation_problems(spec, root)
     try:
         spec.task.preprocess.produces(spec.inputs)
     except ValueError as exc:
@@ -51,9 +52,44 @@ def batch_axis_problems(spec) -> list[str]:
     ]
 
 
+GENERATION_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+def generation_problems(spec, root: Path) -> list[str]:
+    """A generation model is a Hugging Face folder served as it is (`pretrained`), and only a
+    generation model is."""
+    generation, folder = spec.task.kind == "generation", spec.source.pretrained
+    if not generation:
+        if folder is not None or "pretrained" in spec.export.wanted:
+            return [
+                "source.pretrained / format pretrained: only a generation model "
+                "(task: {kind: generation}) is served from a Hugging Face folder"
+            ]
+        return []
+    if folder is None:
+        return [
+            "source: a generation model comes as a Hugging Face folder: give source.pretrained "
+            "(config.json, model.safetensors, tokenizer.json: what save_pretrained writes)"
+        ]
+    problems = []
+    if spec.training is None:
+        problems += [
+            f"source.pretrained: {folder / name} not found (save the model and tokenizer with "
+            "save_pretrained / tokenizer.save, or add training.script to make them)"
+            for name in GENERATION_FILES
+            if not (root / folder / name).exists()
+        ]
+    if spec.batching.max_batch_size < 1:
+        problems.append(
+            "batching.max_batch_size: the most sequences decoded together; give at least 1"
+        )
+    return problems
+
+
 def script_problems(spec) -> list[str]:
-    """A training script writes an exported file; an exported file is not trained otherwise."""
-    training, exported = spec.training, spec.source.exported is not None
+    """A training script writes an exported file or folder; one is not trained otherwise."""
+    training = spec.training
+    exported = spec.source.exported is not None or spec.source.pretrained is not None
     if training is None or exported == (training.script is not None):
         return []
     if exported:
@@ -61,7 +97,9 @@ def script_problems(spec) -> list[str]:
             "training: an exported source is not trained; give training.script (a function "
             "that writes the file) or remove the training section"
         ]
-    return ["training.script: it writes source.exported; give source.exported, or remove it"]
+    return [
+        "training.script: it writes source.exported (or source.pretrained); give one, or remove it"
+    ]
 
 
 def tensor_name_problems(spec) -> list[str]:

@@ -55,6 +55,22 @@ class ModelSpec(StrictModel):
 
     @model_validator(mode="before")
     @classmethod
+    def _generation_defaults(cls, data: Any) -> Any:
+        """A generation model takes token ids and answers logits, and is served as the
+        Hugging Face folder it comes as: none of this needs saying in its entry."""
+        task = data.get("task") if isinstance(data, dict) else None
+        if not isinstance(task, dict) or task.get("kind") != "generation":
+            return data
+        return {
+            "inputs": [{"name": "input_ids", "dtype": "int64", "shape": [-1, -1]}],
+            "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, -1, -1]}],
+            "export": {"formats": ["pretrained"]},
+            **data,
+            "serving": {"format": "pretrained", **(data.get("serving") or {})},
+        }
+
+    @model_validator(mode="before")
+    @classmethod
     def _serve_the_first_format_by_default(cls, data: Any) -> Any:
         """Without serving.format, serve the first format export makes (`auto`: torchscript)."""
         if not isinstance(data, dict) or not isinstance(data.get("serving", {}), dict):
@@ -129,6 +145,12 @@ class ModelSpec(StrictModel):
         pre-processing kind's assets, and training's held-out samples."""
         source = self.source
         files = [root / p for p in (source.checkpoint, source.exported) if p is not None]
+        if source.pretrained is not None:  # every file of the folder but training's own
+            files += sorted(
+                f
+                for f in (root / source.pretrained).glob("*")
+                if f.is_file() and not f.name.endswith((".stamp.json", "metrics.json"))
+            )
         files += [root / p for p in self.task.preprocess.asset_files().values()]
         if source.checkpoint is not None:
             files.append((root / source.checkpoint).parent / "samples.npz")

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, model_validator
 
 from handlers.kinds import Preprocess, Raw
-from handlers.plan import Format, StrictModel
+from handlers.plan import Format, Generation, StrictModel
 
 ALL_FORMATS: list[Format] = ["torchscript", "onnx", "exported_program", "aoti"]
 
@@ -28,22 +28,24 @@ def must_exist(path: Path, info: ValidationInfo, what: str, fix: str) -> None:
 
 
 class Source(StrictModel):
-    """Either an nn.Module class plus a state_dict checkpoint, or an already exported file."""
+    """An nn.Module class plus a state_dict checkpoint, an already exported file, or (a
+    generation model) a Hugging Face folder as `save_pretrained` writes it."""
 
     module: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     checkpoint: Path | None = None
     kwargs: dict[str, Any] = {}
     exported: Path | None = None
+    pretrained: Path | None = None  # config.json, model.safetensors, tokenizer.json
 
     @model_validator(mode="after")
     def _one_kind(self) -> Source:
-        if self.exported is None and (self.module is None or self.checkpoint is None):
+        given = [self.module is not None, self.exported is not None, self.pretrained is not None]
+        if sum(given) != 1 or (self.module is None) != (self.checkpoint is None):
             raise ValueError(
-                "give either module ('package.module:Class') with checkpoint, "
-                "or exported (a TorchScript .pt or ExportedProgram .pt2 file)"
+                "give one of: module ('package.module:Class') with checkpoint; exported (a "
+                "TorchScript .pt or ExportedProgram .pt2 file); pretrained (a Hugging Face "
+                "folder with config.json, model.safetensors and tokenizer.json)"
             )
-        if self.exported is not None and (self.module or self.checkpoint):
-            raise ValueError("give either module + checkpoint or exported, not both")
         if self.exported is not None and self.exported.suffix not in (".pt", ".pt2"):
             raise ValueError(
                 f"exported must be a TorchScript .pt or ExportedProgram .pt2 file, "
@@ -54,6 +56,11 @@ class Source(StrictModel):
     @property
     def is_torchscript(self) -> bool:
         return self.exported is not None and self.exported.suffix == ".pt"
+
+    @property
+    def made(self) -> Path:
+        """What training makes (or the user brings): checkpoint, exported file or folder."""
+        return self.checkpoint or self.exported or self.pretrained
 
 
 class Training(StrictModel):
@@ -82,14 +89,20 @@ class Training(StrictModel):
 
 
 class Task(StrictModel):
-    kind: Literal["classification", "regression", "embedding", "raw"]
+    kind: Literal["classification", "regression", "embedding", "raw", "generation"]
     labels: Path | None = None  # classification: one label per line, in class order
     output: Literal["logits", "probabilities"] = "logits"
     top_k: int = Field(1, gt=0)
     preprocess: Preprocess = Raw()
+    generation: Generation | None = None  # generation: request defaults and limits
 
     @model_validator(mode="after")
     def _labels_for_classification(self, info: ValidationInfo) -> Task:
+        if (self.kind == "generation") != (self.generation is not None):
+            raise ValueError(
+                "generation: give it exactly for kind: generation (request defaults and "
+                "limits, e.g. {max_tokens: 32, max_tokens_limit: 128})"
+            )
         if self.kind == "classification":
             if self.labels is None:
                 raise ValueError("classification needs labels: a text file with one label per line")

@@ -48,6 +48,8 @@ def stage(plan: ServingPlan, serialized: Path, folder: Path) -> Path:
     for source in HANDLER_SOURCES:
         shutil.copy2(source, package / source.name)
     plan.save(folder / "extra")
+    if serialized.is_dir():  # a generation model's Hugging Face folder travels as it is
+        shutil.copytree(serialized, folder / "extra" / serialized.name)
     config = folder / "model-config.yaml"
     config.write_text(yaml.safe_dump(model_config_yaml(plan).settings, sort_keys=False))
     packed = {
@@ -55,7 +57,8 @@ def stage(plan: ServingPlan, serialized: Path, folder: Path) -> Path:
         for p in (folder / "extra").rglob("*")
         if p.is_file()
     }
-    packed.update({serialized.name: serialized, "model-config.yaml": config, HANDLER.name: HANDLER})
+    packed.update({"model-config.yaml": config, HANDLER.name: HANDLER})
+    packed.update({} if serialized.is_dir() else {serialized.name: serialized})
     manifest = {name: file_digest(path) for name, path in sorted(packed.items())}
     (folder / "extra" / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return config
@@ -74,7 +77,11 @@ def archive_model(spec: ModelSpec, layout: Layout, store: Path, force: bool = Fa
         raise BuildError(f"{spec.name}: {serialized} not found; run `make export` first")
     out = mar_path(spec, store)
     stamp = store / f".{out.stem}.stamp.json"
-    expected = plan_fingerprint(spec, layout, plan, code=[Path(__file__), serialized])
+    code = [
+        Path(__file__),
+        *(sorted(serialized.glob("*")) if serialized.is_dir() else [serialized]),
+    ]
+    expected = plan_fingerprint(spec, layout, plan, code=code)
     if not force and is_fresh(stamp, expected, [out]):
         return False
     store.mkdir(parents=True, exist_ok=True)
@@ -89,7 +96,7 @@ def archive_model(spec: ModelSpec, layout: Layout, store: Path, force: bool = Fa
                 model_name=spec.name,
                 version=str(spec.version),
                 handler=str(HANDLER),
-                serialized_file=str(serialized),
+                serialized_file=None if serialized.is_dir() else str(serialized),
                 extra_files=str(folder / "extra"),
                 config_file=str(config),
                 export_path=str(folder),
@@ -113,6 +120,7 @@ class ArchiveContext:
 
     def __init__(self, model_dir: Path):
         self.system_properties = {"model_dir": str(model_dir), "gpu_id": None}
+        self.request_ids = {0: "archive-check"}
         self.statuses: dict[int, int] = {}
 
     def get_all_request_header(self, idx: int) -> dict:
@@ -129,9 +137,8 @@ def check_loads(path: Path, spec: ModelSpec, layout: Layout) -> list[str]:
     """Unpack the archive, initialise the handler on it as a TorchServe worker would and answer
     one golden row: a .mar that cannot load or answer fails here, naming the model."""
     from handlers.torchserve_handler import SpecHandler
-    from scripts.pipeline.paths import golden_examples
 
-    row = {name: rows.tolist() for name, rows in golden_examples(spec, layout, 1)[0].items()}
+    body = check_request(spec, layout)
     with tempfile.TemporaryDirectory(prefix=f"mar-check-{spec.name}-") as tmp:
         with zipfile.ZipFile(path) as mar:
             mar.extractall(tmp)
@@ -139,7 +146,7 @@ def check_loads(path: Path, spec: ModelSpec, layout: Layout) -> list[str]:
         try:
             handler = SpecHandler()
             handler.initialize(context)
-            answer = handler.handle([{"body": json.dumps({"tensors": row})}], context)[0]
+            answer = handler.handle([{"body": body}], context)[0]
         except Exception as exc:  # anything a worker would die of
             return [
                 f"{path.name}: the handler cannot load it: {type(exc).__name__}: {exc}; "
@@ -148,6 +155,17 @@ def check_loads(path: Path, spec: ModelSpec, layout: Layout) -> list[str]:
     if context.statuses.get(0, 200) != 200:
         return [f"{path.name}: the handler loaded it but refused a golden row: {answer}"]
     return []
+
+
+def check_request(spec: ModelSpec, layout: Layout) -> str:
+    """One golden request's body: a golden row, or a generation model's first golden prompt
+    (one step of it: its first token)."""
+    from scripts.pipeline.paths import golden_examples
+
+    if spec.task.generation is not None:
+        return json.dumps({"prompt": "The", "max_tokens": 1})
+    row = {name: rows.tolist() for name, rows in golden_examples(spec, layout, 1)[0].items()}
+    return json.dumps({"tensors": row})
 
 
 def verify_archive(path: Path) -> list[str]:

@@ -28,8 +28,11 @@ def model_config_yaml(plan: ServingPlan) -> Translation:
             f"batching.preferred_batch_sizes {batching.preferred_batch_sizes} "
             "applies to Triton only"
         )
+    # a generation model: one handle() call per decode step, unfinished requests re-queued
+    continuous = {"continuousBatching": True} if plan.task.generation is not None else {}
     return Translation(
         {
+            **continuous,
             "minWorkers": serving.workers.min,
             "maxWorkers": serving.workers.max,
             "batchSize": max(batching.max_batch_size, 1),

@@ -1,0 +1,166 @@
+"""Step `export` for a generation model: the Hugging Face folder copied as the served artifact
+(`pretrained/`), verified token for token against eager `generate()`.
+
+What is verified is what the servers run: handlers/generating.py's decode loop, on golden
+prompts of different lengths, greedy, each alone and all 16 in flight together (joining at
+different steps, so padding and attention masks of a batched decode are exercised); a seeded
+sampled request must give the same tokens alone and in company. The golden prompts and eager's
+token ids go to golden_generation.json, which `make verify` checks every endpoint against.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import handlers.completions
+import handlers.generating
+import handlers.generation
+from handlers.completions import LanguageModel
+from handlers.generating import Generating
+from scripts.pipeline.fingerprint import fingerprint, is_fresh, source_file, write_stamp
+from scripts.pipeline.layout import Layout
+from scripts.pipeline.sealed import RECORD, refuse_changed, seal
+from scripts.spec import BuildError, ModelSpec
+
+GOLDEN = "golden_generation.json"
+FOLDER_FILES = ("config.json", "model.safetensors", "tokenizer.json", "generation_config.json")
+# Golden prompts: different lengths, review-like and not; a spec may give its own.
+PROMPTS = [
+    "The battery",
+    "This film",
+    "I",
+    "The food was",
+    "It is",
+    "My",
+    "The service at this place was slow and",
+    "We",
+    "What a",
+    "The screen is bright and",
+    "Never",
+    "The plot",
+    "Customer support",
+    "After two weeks the",
+    "Great",
+    "The sound quality of these headphones is",
+]
+SEEDED = {"prompt": "The battery", "temperature": 0.9, "top_p": 0.95, "top_k": 50, "seed": 7}
+
+
+def generation_fingerprint(spec: ModelSpec, layout: Layout) -> str:
+    code = [
+        Path(__file__),
+        *(Path(m.__file__) for m in (handlers.completions, handlers.generation)),
+    ]
+    code.append(Path(handlers.generating.__file__))
+    code += [source_file(spec.training.script)] if spec.training and spec.training.script else []
+    settings = spec.model_dump(mode="json", include={"name", "version", "source", "task"})
+    return fingerprint(settings, spec.model_files(layout.root) + code)
+
+
+def export_generation(spec: ModelSpec, layout: Layout, force: bool = False):
+    from scripts.pipeline.export import ExportResult
+
+    out = layout.artifact_dir(spec)
+    stamp, report_path = out / "build.json", out / "verify.json"
+    folder = layout.source(spec.source.pretrained)
+    missing = [name for name in FOLDER_FILES[:3] if not (folder / name).exists()]
+    if missing:
+        raise BuildError(
+            f"{spec.name}: {folder} lacks {missing}; run `make train` or save the model there "
+            "with save_pretrained and the tokenizer with tokenizer.save"
+        )
+    refuse_changed(spec, layout, force)
+    expected = generation_fingerprint(spec, layout)
+    if not force and is_fresh(stamp, expected, [out / "pretrained", out / GOLDEN, report_path]):
+        if not (out / RECORD).exists():
+            seal(spec, layout)
+        return ExportResult(spec.name, True, json.loads(report_path.read_text()))
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "pretrained").mkdir(parents=True)
+    for name in FOLDER_FILES:
+        if (folder / name).exists():
+            shutil.copy2(folder / name, out / "pretrained" / name)
+    language = LanguageModel(out / "pretrained", spec.task.generation)
+    golden = eager_tokens(language, PROMPTS, spec.task.generation.max_tokens)
+    report = verify_decode_loop(spec, language, golden)
+    (out / GOLDEN).write_text(json.dumps(golden, indent=1) + "\n")
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    write_stamp(stamp, expected, formats={"pretrained": "pretrained"}, skipped={})
+    seal(spec, layout)
+    return ExportResult(spec.name, False, report)
+
+
+def eager_tokens(language: LanguageModel, prompts: list[str], max_tokens: int) -> dict:
+    """What `model.generate(do_sample=False)` makes of each prompt, one at a time, without
+    the end token: the reference every decode loop and endpoint must equal."""
+    import torch
+
+    expected = []
+    for prompt in prompts:
+        ids = torch.tensor([language.encode(prompt)])
+        with torch.inference_mode():
+            made = language.model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_tokens,
+                do_sample=False,
+                pad_token_id=language.end_token,
+                eos_token_id=language.end_token,
+            )
+        expected.append([t for t in made[0, ids.shape[1] :].tolist() if t != language.end_token])
+    texts = [language.decode(ids) for ids in expected]
+    return {"prompts": prompts, "max_tokens": max_tokens, "token_ids": expected, "texts": texts}
+
+
+def run_together(language: LanguageModel, bodies: list[dict], stagger: int = 0) -> list[dict]:
+    """The serving mode's answers (non-streaming) to these requests; with `stagger`, every
+    other request joins `stagger` steps after the first half started."""
+    generating = Generating(language, max_sequences=len(bodies))
+    answers, later = {}, []
+    for i, body in enumerate(bodies):
+        if stagger and i % 2:
+            later.append(i)
+            continue
+        generating.admit(i, body)
+    steps = 0
+    while generating.busy or later:
+        if steps == stagger:
+            for i in later:
+                generating.admit(i, bodies[i])
+            later = []
+        for key, piece in generating.step().items():
+            if piece.final:
+                answers[key] = {"token_ids": piece.token_ids, "text": piece.text}
+        steps += 1
+    return [answers[i] for i in range(len(bodies))]
+
+
+def verify_decode_loop(spec: ModelSpec, language: LanguageModel, golden: dict) -> dict:
+    bodies = [{"prompt": p, "max_tokens": golden["max_tokens"]} for p in golden["prompts"]]
+    runs = {
+        "alone": [run_together(language, [body])[0] for body in bodies],
+        f"{len(bodies)} in flight": run_together(language, bodies),
+        f"{len(bodies)} in flight, half joining 3 steps later": run_together(language, bodies, 3),
+    }
+    problems = [
+        f"{spec.name}: decode loop ({run}) on {prompt!r}: {answer['token_ids']} but eager "
+        f"generate() gives {expected}"
+        for run, answers in runs.items()
+        for prompt, answer, expected in zip(golden["prompts"], answers, golden["token_ids"])
+        if answer["token_ids"] != expected
+    ]
+    seeded = {**SEEDED, "max_tokens": golden["max_tokens"]}
+    twice = [run_together(language, [seeded])[0], run_together(language, [*bodies, seeded])[-1]]
+    if twice[0]["token_ids"] != twice[1]["token_ids"]:
+        problems.append(f"{spec.name}: a seeded sampled request differs in company: {twice}")
+    if problems:
+        raise BuildError(problems)
+    return {
+        "prompts": len(bodies),
+        "checks": {run: "token ids equal eager generate()" for run in runs},
+        "seeded sampling": "same tokens alone and beside 16 others",
+        "example": {"prompt": bodies[0]["prompt"], "continuation": golden["texts"][0]},
+        "skipped": {},
+    }
