@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -93,6 +94,10 @@ class TritonPythonModel:
         self.input_names = [t["name"] for t in model_config["input"]]
         self.output_names = [t["name"] for t in model_config["output"]]
         self.decoupled = pb_utils.using_decoupled_model_transaction_policy(model_config)
+        if self.role == "model" and ServingPlan.load(HERE).task.generation is not None:
+            self.streamer = Streamer(HERE)
+            return
+        self.streamer = None
         if self.role == "model":  # loads the serving plan and the artifact, like TorchServe
             self.core = ServingCore.load(HERE)
             self.mode = serving_mode(self.core)
@@ -104,6 +109,10 @@ class TritonPythonModel:
         self.dtypes = self.output_dtypes()
 
     def execute(self, requests: list) -> list | None:
+        if self.streamer is not None:  # decoupled: the streamer's thread answers
+            for request in requests:
+                self.streamer.admit(request)
+            return None
         step = {
             "model": self.run_model,
             "preprocess": self.preprocess,
@@ -168,3 +177,106 @@ class TritonPythonModel:
 
     def finalize(self) -> None:
         self.core = None
+        if getattr(self, "streamer", None) is not None:
+            self.streamer.stop()
+
+
+class Streamer:
+    """A generation model as a decoupled Triton model (vLLM's tensor contract): execute()
+    admits requests and returns; this thread runs the decode loop while anything is running
+    (requests join between steps) and sends each request's pieces to its response sender, the
+    last flagged final. A cancelled request (client gone) leaves at the next step."""
+
+    def __init__(self, folder: Path):
+        from handlers.generating import Generating
+
+        self.generating = Generating.load(folder)
+        self.senders: dict[int, tuple] = {}  # key -> (request, sender, prompt, exclude input)
+        self.lock, self.wake = threading.Lock(), threading.Condition()
+        self.running = True
+        self.thread = threading.Thread(target=self.loop, name="decode-loop", daemon=True)
+        self.thread.start()
+
+    def admit(self, request) -> None:
+        sender, key = request.get_response_sender(), id(request)
+        with self.lock:
+            admitted = isolated("reading the request", lambda: body(request))
+            if not isinstance(admitted, Failure):
+                admitted = self.generating.admit(key, admitted)
+            if isinstance(admitted, Failure):
+                final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+                sender.send(error_response(admitted.message, admitted.status >= 500), flags=final)
+                return
+            exclude = flag(request, "exclude_input_in_output")
+            self.senders[key] = (request, sender, admitted.prompt, exclude, admitted.stream)
+        with self.wake:
+            self.wake.notify()
+
+    def loop(self) -> None:
+        while self.running:
+            with self.wake:
+                self.wake.wait_for(lambda: self.generating.busy or not self.running)
+            with self.lock:
+                for key in [k for k in self.generating.keys if cancelled(self.senders[k][0])]:
+                    self.generating.cancel(key)
+                    self.senders.pop(key)
+                pieces = self.generating.step() if self.generating.busy else {}
+                streams = {k: self.senders[k] for k in pieces}
+                for key, piece in pieces.items():
+                    if piece.final:
+                        self.senders.pop(key)
+            for key, piece in pieces.items():
+                self.send(piece, *streams[key])
+
+    def send(self, piece, request, sender, prompt: str, exclude: bool, stream: bool) -> None:
+        if not stream and not piece.final:
+            return  # a request that does not stream gets one response, at the end
+        text = piece.text if stream or exclude else prompt + piece.text
+        outputs = [
+            pb_utils.Tensor("text_output", np.array([text.encode("utf-8")], dtype=np.object_)),
+            pb_utils.Tensor("token_ids", np.array(piece.token_ids, dtype=np.int64)),
+            pb_utils.Tensor(
+                "finish_reason", np.array([(piece.finish_reason or "").encode()], dtype=np.object_)
+            ),
+        ]
+        flags = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if piece.final else 0
+        sender.send(pb_utils.InferenceResponse(output_tensors=outputs), flags=flags)
+
+    def stop(self) -> None:
+        self.running = False
+        with self.wake:
+            self.wake.notify()
+        self.thread.join(timeout=5)
+
+
+def body(request) -> dict:
+    """vLLM's tensors as a completion request's fields (handlers/completions.py checks them)."""
+    from handlers.processing import RequestError
+
+    def text(name: str) -> str | None:
+        tensor = pb_utils.get_input_tensor_by_name(request, name)
+        if tensor is None:
+            return None
+        value = tensor.as_numpy().reshape(-1)[0]
+        try:
+            return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+        except UnicodeDecodeError as exc:
+            raise RequestError(f"{name}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+
+    prompt, parameters = text("text_input"), text("sampling_parameters")
+    try:
+        sampling = json.loads(parameters) if parameters else {}
+    except ValueError as exc:
+        raise RequestError(f"sampling_parameters: not JSON: {exc}") from None
+    if not isinstance(sampling, dict):
+        raise RequestError('sampling_parameters: expected a JSON object, e.g. {"max_tokens": 16}')
+    return {**sampling, "prompt": prompt, "stream": flag(request, "stream")}
+
+
+def flag(request, name: str) -> bool:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return bool(tensor.as_numpy().reshape(-1)[0]) if tensor is not None else False
+
+
+def cancelled(request) -> bool:
+    return bool(getattr(request, "is_cancelled", lambda: False)())

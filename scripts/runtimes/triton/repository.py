@@ -33,6 +33,7 @@ from scripts.runtimes.triton.ensemble import (
     ensemble_parts,
     has_ensemble,
 )
+from scripts.runtimes.triton.generation import generation_config, stage_folder
 from scripts.runtimes.triton.native import check_native
 from scripts.runtimes.triton.settings import NAME
 from scripts.runtimes.triton.signature import checked_signature
@@ -42,7 +43,7 @@ BACKENDS = ("python", "onnxruntime", "pytorch")
 MODEL_PY = Path(handlers.__file__).with_name("triton_model.py")
 STAMP = "build.json"
 NATIVE_FILES = {"onnxruntime": ("onnx", "model.onnx"), "pytorch": ("torchscript", "model.pt")}
-WRITERS = ("configs.py", "config_rules.py", "native.py", "settings.py")  # what writes a model
+WRITERS = ("configs.py", "config_rules.py", "native.py", "settings.py", "generation.py")  # what writes a model
 
 
 # --- warmup from the golden samples --------------------------------------------------------------
@@ -108,8 +109,11 @@ def stage_python(
     for source in HANDLER_SOURCES:
         shutil.copy2(source, package / source.name)
     plan.save(version_dir)
-    if with_artifact:
-        shutil.copy2(layout.artifact_dir(spec) / plan.artifact, version_dir / plan.artifact)
+    artifact = layout.artifact_dir(spec) / plan.artifact
+    if with_artifact and artifact.is_dir():  # a generation model's Hugging Face folder
+        stage_folder(artifact, version_dir)
+    elif with_artifact:
+        shutil.copy2(artifact, version_dir / plan.artifact)
 
 
 def build_model(
@@ -124,6 +128,10 @@ def build_model(
     if backend not in BACKENDS:
         raise BuildError(f"{spec.name}: unknown Triton backend {backend!r}; use one of {BACKENDS}")
     plan = serving_plan(spec, layout, python_format(spec, layout, fmt))
+    if plan.task.generation is not None:  # one decoupled Python model (generation.py)
+        stage_python(plan, layout, spec, out / spec.name / str(spec.version), with_artifact=True)
+        write_config(generation_config(plan), out / spec.name)
+        return [spec.name]
     signature = checked_signature(spec, layout)
     golden = np.load(layout.artifact_dir(spec) / "golden.npz")
     version = str(spec.version)
