@@ -22,7 +22,7 @@ from scripts.pipeline.layout import Layout
 from scripts.pipeline.loading import load_reference
 from scripts.pipeline.plan import serving_plan
 from scripts.pipeline.verify import compare
-from scripts.runtimes.protocols import RequestCall, TensorCall
+from scripts.runtimes.protocols import GenerateCall, RequestCall, TensorCall
 from scripts.runtimes.registry import RUNTIMES
 from scripts.spec import ModelSpec, Tolerance
 
@@ -50,6 +50,7 @@ class Endpoints:
 
     tensors: dict[str, TensorCall]  # name -> golden tensors in, outputs out
     requests: Callable[[ModelSpec], dict[str, RequestCall]]  # per model: name -> request file in
+    generation: Callable[[ModelSpec], dict[str, GenerateCall]] = lambda spec: {}
 
 
 def endpoints_for(servers: dict) -> Endpoints:
@@ -64,7 +65,13 @@ def endpoints_for(servers: dict) -> Endpoints:
             calls.update(RUNTIMES[name].endpoints.request_endpoints(server, spec))
         return calls
 
-    return Endpoints(tensors, requests)
+    def generation(spec: ModelSpec) -> dict[str, GenerateCall]:
+        calls = {}
+        for name, server in servers.items():
+            calls.update(RUNTIMES[name].endpoints.generation_endpoints(server, spec))
+        return calls
+
+    return Endpoints(tensors, requests, generation)
 
 
 def compare_outputs(
@@ -250,6 +257,11 @@ def verify_served_versions(models: list[ModelSpec], layout: Layout, servers: dic
 def verify_models(models: list[ModelSpec], layout: Layout, endpoints: Endpoints) -> list[Check]:
     checks = []
     for spec in models:
+        if spec.task.generation is not None:  # token for token against eager generate()
+            from scripts.measure.verify_generation import check_generation
+
+            checks += check_generation(spec, layout, endpoints.generation(spec))
+            continue
         checks += check_golden(spec, layout, endpoints) + check_requests(spec, layout, endpoints)
     return checks
 

@@ -25,6 +25,23 @@ TensorCall = Callable[[ModelSpec, dict[str, np.ndarray]], dict[str, np.ndarray]]
 # An example request file (image bytes, text) -> the served answer of that one example: a
 # classifier's {"label": str, "score": float}, any other model's {output: array}.
 RequestCall = Callable[[Path], dict[str, Any]]
+# a generation model's endpoint: a completion request (prompt, max_tokens, ...) in; its answer
+# (text, token_ids, finish_reason; pieces: how many responses it came in; or status + error)
+GenerateCall = Callable[[dict], dict]
+
+
+def joined_pieces(pieces) -> dict:
+    """A streamed answer read as a client reads it: its pieces joined, and how many there were
+    (an error piece, as Triton streams send one, ends it)."""
+    answer = {"text": "", "token_ids": [], "finish_reason": None, "pieces": 0, "status": 200}
+    for piece in pieces:
+        if "error" in piece:
+            return {**answer, "status": 400, "error": piece["error"]}
+        answer["text"] += piece["text"]
+        answer["token_ids"] += piece["token_ids"]
+        answer["finish_reason"] = piece["finish_reason"]
+        answer["pieces"] += 1
+    return answer
 
 
 # --- values ----------------------------------------------------------------------------------
@@ -198,6 +215,9 @@ class Endpoints(Protocol):
         self, server: Server, spec: ModelSpec, version: int
     ) -> dict[str, TensorCall]:
         """Tensor endpoints that reach exactly this version (loaded beside or serving)."""
+
+    def generation_endpoints(self, server: Server, spec: ModelSpec) -> dict[str, GenerateCall]:
+        """A generation model's endpoints, streamed and whole."""
 
 
 class VersionControl(Protocol):

@@ -47,9 +47,15 @@ class TorchServeClient:
     # --- inference ---------------------------------------------------------------------------
 
     def predict_raw(
-        self, model: str, body: Any, content_type: str | None = None, version: str | None = None
+        self,
+        model: str,
+        body: Any,
+        content_type: str | None = None,
+        version: str | None = None,
+        stream: bool = False,
     ) -> requests.Response:
-        """POST /predictions/<model>[/<version>]; dict/list bodies are sent as JSON."""
+        """POST /predictions/<model>[/<version>]; dict/list bodies are sent as JSON. `stream`:
+        the reply is read as it arrives (a generation model's chunks)."""
         if isinstance(body, (dict, list)):
             body, content_type = json.dumps(body), content_type or "application/json"
         headers = {"Authorization": f"Bearer {self.token('inference')}"}
@@ -57,7 +63,11 @@ class TorchServeClient:
             headers["Content-Type"] = content_type
         path = f"/predictions/{model}" + (f"/{version}" if version else "")
         return self.session.post(
-            self.inference_url + path, data=body, headers=headers, timeout=self.timeout_s
+            self.inference_url + path,
+            data=body,
+            headers=headers,
+            timeout=self.timeout_s,
+            stream=stream,
         )
 
     def predict(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.runtimes.protocols import RequestCall, TensorCall
+from scripts.runtimes.protocols import GenerateCall, RequestCall, TensorCall
 from scripts.runtimes.torchserve import server as ts
 from scripts.spec import ModelSpec
 
@@ -80,6 +80,13 @@ class TorchServeEndpoints:
     ) -> dict[str, TensorCall]:
         """Requests that name the version (/predictions/<model>/<version>)."""
         return self.calls(server, version)
+
+    def generation_endpoints(
+        self, server: ts.TorchServe, spec: ModelSpec
+    ) -> dict[str, GenerateCall]:
+        from scripts.runtimes.torchserve.generation_calls import generation_calls
+
+        return generation_calls(server, spec)
 
     def calls(self, server: ts.TorchServe, version: int | None) -> dict[str, TensorCall]:
         from scripts.runtimes.torchserve.client import TorchServeClient

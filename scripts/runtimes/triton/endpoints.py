@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scripts.runtimes.protocols import RequestCall, TensorCall
+from scripts.runtimes.protocols import GenerateCall, RequestCall, TensorCall
 from scripts.runtimes.triton import server as tr
 from scripts.spec import ModelSpec
 
@@ -63,6 +63,11 @@ class TritonEndpoints:
         public = version in versions.loaded(server, spec.name)
         served = spec.name if public else versions.CANDIDATE.format(spec.name)
         return self.calls(server, served, version)
+
+    def generation_endpoints(self, server: tr.Triton, spec: ModelSpec) -> dict[str, GenerateCall]:
+        from scripts.runtimes.triton.generation_calls import generation_calls
+
+        return generation_calls(server, spec)
 
     def calls(
         self, server: tr.Triton, served: str | None, version: int | None

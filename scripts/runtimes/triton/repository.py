@@ -43,7 +43,13 @@ BACKENDS = ("python", "onnxruntime", "pytorch")
 MODEL_PY = Path(handlers.__file__).with_name("triton_model.py")
 STAMP = "build.json"
 NATIVE_FILES = {"onnxruntime": ("onnx", "model.onnx"), "pytorch": ("torchscript", "model.pt")}
-WRITERS = ("configs.py", "config_rules.py", "native.py", "settings.py", "generation.py")  # what writes a model
+WRITERS = (
+    "configs.py",
+    "config_rules.py",
+    "native.py",
+    "settings.py",
+    "generation.py",
+)  # what writes a model
 
 
 # --- warmup from the golden samples --------------------------------------------------------------

@@ -1,0 +1,32 @@
+"""A generation model's endpoints on TorchServe, as a client reads them: HTTP with the answer
+whole and HTTP chunked (one JSON line per token).
+
+Not gRPC: under continuousBatching TorchServe 0.12 ends every gRPC call after its first
+response. Its GRPCJob.isOpen() returns the observer's isCancelled() (inverted), so
+ContinuousBatching drops the job as "Connection to client got closed" after one step;
+`Predictions` completes after one response anyway. The project is archived upstream, so
+gRPC streaming of generation is Triton's (`ModelStreamInfer`); docs/generation.md says so."""
+
+from __future__ import annotations
+
+import json
+
+from scripts.runtimes.protocols import GenerateCall, joined_pieces
+
+
+def generation_calls(server, spec) -> dict[str, GenerateCall]:
+    from scripts.runtimes.torchserve.client import TorchServeClient
+
+    http = TorchServeClient.for_server(server)
+
+    def whole(body: dict) -> dict:
+        reply = http.predict_raw(spec.name, {**body, "stream": False})
+        return {**reply.json(), "status": reply.status_code}  # one answer: no pieces
+
+    def streamed(body: dict) -> dict:
+        reply = http.predict_raw(spec.name, {**body, "stream": True}, stream=True)
+        if reply.status_code != 200:
+            return {**reply.json(), "status": reply.status_code}
+        return joined_pieces(json.loads(line) for line in reply.iter_lines() if line)
+
+    return {"torchserve-rest": whole, "torchserve-rest-stream": streamed}

@@ -1,0 +1,99 @@
+"""A generation model's endpoints on Triton, as NVIDIA's clients use them: HTTP `generate`
+(one answer), `generate_stream` (server-sent events) and gRPC `ModelStreamInfer`
+(tritonclient's start_stream / async_stream_infer)."""
+
+from __future__ import annotations
+
+import json
+import queue
+
+import numpy as np
+import requests
+
+from scripts.runtimes.protocols import GenerateCall, joined_pieces
+
+SAMPLING = ("max_tokens", "temperature", "top_p", "top_k", "seed", "stop")
+
+
+def vllm_body(body: dict, stream: bool) -> dict:
+    """A completion request in vLLM's tensor contract (what `generate` takes as JSON)."""
+    sampling = {k: v for k, v in body.items() if k in SAMPLING}
+    return {
+        "text_input": body["prompt"],
+        "stream": stream,
+        "sampling_parameters": json.dumps(sampling),
+        "exclude_input_in_output": True,
+    }
+
+
+def piece(answer: dict) -> dict:
+    ids = answer.get("token_ids", [])
+    return {
+        "text": answer.get("text_output", ""),
+        "token_ids": [ids] if isinstance(ids, int) else ids,
+        "finish_reason": answer.get("finish_reason") or None,
+    }
+
+
+def generation_calls(server, spec) -> dict[str, GenerateCall]:
+    url = f"http://{server.http_url}/v2/models/{spec.name}"
+
+    def whole(body: dict) -> dict:
+        reply = requests.post(f"{url}/generate", json=vllm_body(body, False), timeout=120)
+        if reply.status_code != 200:
+            return {**reply.json(), "status": reply.status_code}
+        return {**piece(reply.json()), "status": 200}  # one answer: no pieces
+
+    def streamed(body: dict) -> dict:
+        reply = requests.post(
+            f"{url}/generate_stream", json=vllm_body(body, True), stream=True, timeout=120
+        )
+        events = (json.loads(line[5:]) for line in reply.iter_lines() if line.startswith(b"data:"))
+        return joined_pieces(e if "error" in e else piece(e) for e in events)
+
+    def grpc_streamed(body: dict) -> dict:
+        return joined_pieces(grpc_pieces(server.grpc_url, spec.name, vllm_body(body, True)))
+
+    return {
+        "triton-generate": whole,
+        "triton-generate-stream": streamed,
+        "triton-grpc-stream": grpc_streamed,
+    }
+
+
+def grpc_pieces(grpc_url: str, model: str, body: dict):
+    """One request over a gRPC stream; yields its pieces until the one with a finish reason."""
+    import tritonclient.grpc as grpcclient
+
+    answers: queue.Queue = queue.Queue()
+    client = grpcclient.InferenceServerClient(grpc_url)
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    try:
+        inputs = []
+        for name, value, datatype in (
+            ("text_input", body["text_input"].encode(), "BYTES"),
+            ("stream", True, "BOOL"),
+            ("sampling_parameters", body["sampling_parameters"].encode(), "BYTES"),
+            ("exclude_input_in_output", True, "BOOL"),
+        ):
+            tensor = grpcclient.InferInput(name, [1], datatype)
+            dtype = np.object_ if datatype == "BYTES" else np.bool_
+            tensor.set_data_from_numpy(np.array([value], dtype=dtype))
+            inputs.append(tensor)
+        client.async_stream_infer(model, inputs)
+        while True:
+            result, error = answers.get(timeout=120)
+            if error is not None:
+                yield {"error": str(error)}
+                return
+            reason = result.as_numpy("finish_reason").reshape(-1)[0].decode()
+            yield {
+                "text": result.as_numpy("text_output").reshape(-1)[0].decode(),
+                "token_ids": result.as_numpy("token_ids").tolist(),
+                "finish_reason": reason or None,
+            }
+            if reason:
+                return
+    finally:
+        client.stop_stream()
+        client.close()
