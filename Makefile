@@ -21,7 +21,7 @@ OUT ?=
 CLI := $(PY) -m scripts $(if $(OUT),--out $(OUT))
 
 .PHONY: help install check train export archive triton-repo kserve sign verify verify-artifacts serve \
-	serve-torchserve serve-triton rollout rollback versions drill perf bench tune stop test test-unit \
+	serve-torchserve serve-triton rollout rollback versions drill perf bench bench-generation tune stop test test-unit \
 	lint clean
 .DEFAULT_GOAL := help
 
@@ -111,6 +111,10 @@ verify: install
 # Side-by-side throughput/latency: in-process limit, stock setups, this project's deployments.
 bench: install
 	$(CLI) bench $(STEP_ARGS)
+
+# A generation model's tokens/s and time to first token, streamed at 1/4/16 clients, vs generate().
+bench-generation: install
+	$(CLI) bench-generation $(STEP_ARGS)
 
 # Sweep serving settings on both runtimes (MODEL=digits_cnn RUNTIME=all BUDGET=900), pick by the latency-aware rule.
 tune: install

@@ -63,6 +63,17 @@ def copy_spec(src: Path, dst_folder: Path) -> Path:
 
 
 ZOO_SPEC = REPO / "models" / "zoo.yaml"
+
+
+def _examples():
+    from scripts.spec import load_spec
+
+    return load_spec(REPO / "models.yaml").models
+
+
+EXAMPLES = _examples()
+# the examples answered in one pass; review_gpt (generation) has tests of its own
+TENSOR_EXAMPLES = [m for m in EXAMPLES if m.task.generation is None]
 # What a scratch copy of this checkout must not share: what the build writes there.
 GENERATED = {
     "artifacts",

@@ -8,6 +8,8 @@ dataclasses, never as widened signatures. Building is `scripts/pipeline/ensure.p
 
 from __future__ import annotations
 
+import time
+
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,11 +32,14 @@ RequestCall = Callable[[Path], dict[str, Any]]
 GenerateCall = Callable[[dict], dict]
 
 
-def joined_pieces(pieces) -> dict:
-    """A streamed answer read as a client reads it: its pieces joined, and how many there were
-    (an error piece, as Triton streams send one, ends it)."""
+def joined_pieces(pieces, started: float | None = None) -> dict:
+    """A streamed answer read as a client reads it: its pieces joined, how many there were and,
+    from `started` (perf_counter when the request was sent), the seconds to the first piece (an
+    error piece, as Triton streams send one, ends it)."""
     answer = {"text": "", "token_ids": [], "finish_reason": None, "pieces": 0, "status": 200}
     for piece in pieces:
+        if started is not None and not answer["pieces"]:
+            answer["first_piece_s"] = time.perf_counter() - started
         if "error" in piece:
             return {**answer, "status": 400, "error": piece["error"]}
         answer["text"] += piece["text"]

@@ -16,10 +16,9 @@ from scripts.pipeline.verify import compare
 from scripts.runtimes.torchserve.client import TorchServeClient
 from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
 from scripts.runtimes.triton.client import TritonClient, decode_labels, spec_datatypes
-from scripts.spec import load_spec
-from tests.conftest import LAYOUT, REPO
+from tests.conftest import LAYOUT, REPO, TENSOR_EXAMPLES
 
-SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
+SPEC = {m.name: m for m in TENSOR_EXAMPLES}  # generation: tests/integration/test_generation.py
 REQUESTS, CLIENTS = 5000, 32
 ENDPOINTS = ("torchserve-rest", "torchserve-grpc", "triton-http", "triton-grpc", "triton-ensemble")
 

@@ -22,8 +22,7 @@ from scripts.runtimes.torchserve.client import TorchServeClient, TorchServeError
 from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
 from scripts.runtimes.triton.client import TritonClient, spec_datatypes
 from scripts.runtimes.triton.ensemble import has_ensemble
-from scripts.spec import load_spec
-from tests.conftest import LAYOUT, REPO
+from tests.conftest import LAYOUT, REPO, TENSOR_EXAMPLES
 from tests.integration.malformed import (
     TritonRequest,
     ensemble_requests,
@@ -31,7 +30,7 @@ from tests.integration.malformed import (
     triton_requests,
 )
 
-SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
+SPEC = {m.name: m for m in TENSOR_EXAMPLES}  # generation: tests/integration/test_generation.py
 VALID_EVERY = 10  # a valid request after every this many malformed ones
 # Client-error answers over gRPC. TorchServe 0.12's gRPC frontend maps an unknown model or
 # version (Model[Version]NotFoundException) to INTERNAL, and its gRPC server resets the stream

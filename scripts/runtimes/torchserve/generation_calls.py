@@ -10,6 +10,7 @@ gRPC streaming of generation is Triton's (`ModelStreamInfer`); docs/generation.m
 from __future__ import annotations
 
 import json
+import time
 
 from scripts.runtimes.protocols import GenerateCall, joined_pieces
 
@@ -24,9 +25,10 @@ def generation_calls(server, spec) -> dict[str, GenerateCall]:
         return {**reply.json(), "status": reply.status_code}  # one answer: no pieces
 
     def streamed(body: dict) -> dict:
+        started = time.perf_counter()
         reply = http.predict_raw(spec.name, {**body, "stream": True}, stream=True)
         if reply.status_code != 200:
             return {**reply.json(), "status": reply.status_code}
-        return joined_pieces(json.loads(line) for line in reply.iter_lines() if line)
+        return joined_pieces((json.loads(line) for line in reply.iter_lines() if line), started)
 
     return {"torchserve-rest": whole, "torchserve-rest-stream": streamed}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import queue
+import time
 
 import numpy as np
 import requests
@@ -45,14 +46,18 @@ def generation_calls(server, spec) -> dict[str, GenerateCall]:
         return {**piece(reply.json()), "status": 200}  # one answer: no pieces
 
     def streamed(body: dict) -> dict:
+        started = time.perf_counter()
         reply = requests.post(
             f"{url}/generate_stream", json=vllm_body(body, True), stream=True, timeout=120
         )
         events = (json.loads(line[5:]) for line in reply.iter_lines() if line.startswith(b"data:"))
-        return joined_pieces(e if "error" in e else piece(e) for e in events)
+        return joined_pieces((e if "error" in e else piece(e) for e in events), started)
 
     def grpc_streamed(body: dict) -> dict:
-        return joined_pieces(grpc_pieces(server.grpc_url, spec.name, vllm_body(body, True)))
+        started = time.perf_counter()
+        return joined_pieces(
+            grpc_pieces(server.grpc_url, spec.name, vllm_body(body, True)), started
+        )
 
     return {
         "triton-generate": whole,

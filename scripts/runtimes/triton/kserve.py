@@ -53,7 +53,11 @@ def kserve_args(
 
 def write_tree(specs: list[ModelSpec], layout: Layout, out: Path, backend: str) -> Path:
     """The bundle's own repository for `backend`, written from the exports (the tree is the
-    bundle: KServe's backend may differ from the one `make serve` runs here)."""
+    bundle: KServe's backend may differ from the one `make serve` runs here). A generation model
+    is a Python model needing torch and transformers, which NVIDIA's stock image lacks: it is in
+    the `python` bundle only."""
+    if backend != "python":
+        specs = [spec for spec in specs if spec.task.generation is None]
     shutil.rmtree(out, ignore_errors=True)
     build_repository(specs, layout, out, backend, force=True, ensembles=backend == "python")
     return out

@@ -237,7 +237,7 @@ def build_repository(
         for d in (out / f"{spec.name}_{s}" for s in ("pre", "post", "ensemble")):
             shutil.rmtree(d, ignore_errors=True)
         build_model(spec, layout, out, backend, fmt, ensembles)
-        if backend != "python":
+        if backend != "python" and spec.task.generation is None:  # generation: Python always
             problems = check_native(dirs[0], spec)
             if problems:
                 raise BuildError(problems)

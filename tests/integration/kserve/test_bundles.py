@@ -11,7 +11,7 @@ from scripts.kserve.bundle import make_bundles
 from scripts.runtimes.registry import RUNTIMES
 from scripts.runtimes.triton.configs import read_config
 from tests.conftest import LAYOUT
-from tests.integration.kserve.golden import SPEC, SPECFILE
+from tests.integration.kserve.golden import SERVED, SPEC, SPECFILE
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 def test_torchserve_tree_is_what_kserve_expects(bundles):
     tree = bundles[0]["torchserve"].tree
     assert sorted(p.name for p in (tree / "model-store").iterdir()) == sorted(
-        f"{n}.mar" for n in SPEC
+        f"{n}.mar" for n in SERVED
     )
     settings = dict(
         line.split("=", 1)
@@ -35,7 +35,7 @@ def test_torchserve_tree_is_what_kserve_expects(bundles):
     )
     assert "service_envelope" not in settings and settings["enable_model_api"] == "false"
     snapshot = json.loads(settings["model_snapshot"])
-    assert sorted(snapshot["models"]) == sorted(SPEC) and snapshot["modelCount"] == len(SPEC)
+    assert sorted(snapshot["models"]) == SERVED and snapshot["modelCount"] == len(SERVED)
 
 
 def test_native_triton_tree_has_only_native_models_and_checks_offline(tmp_path):

@@ -18,10 +18,9 @@ from scripts.runtimes.processes import ModelsFailed, free_port
 from scripts.runtimes.torchserve import server as torchserve_server
 from scripts.runtimes.torchserve.client import TorchServeClient, TorchServeError
 from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
-from scripts.spec import load_spec
-from tests.conftest import LAYOUT, REPO
+from tests.conftest import EXAMPLES, LAYOUT, REPO, TENSOR_EXAMPLES
 
-SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
+SPEC = {m.name: m for m in TENSOR_EXAMPLES}  # generation: tests/integration/test_generation.py
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +130,7 @@ def test_bad_requests_leave_the_server_serving(client):
 
 
 def test_management_api_list_describe_scale_and_default(client):
-    assert {m["modelName"] for m in client.list_models()} == set(SPEC)
+    assert {m["modelName"] for m in client.list_models()} == {m.name for m in EXAMPLES}
     described = client.describe("tabular_mlp")[0]
     assert (
         described["batchSize"]
@@ -176,7 +175,7 @@ def test_a_model_that_cannot_load_fails_the_start_with_the_worker_log(tmp_path):
 
 def test_grpc_predictions_with_stubs_compiled_from_the_server_jar(server):
     grpc_client = TorchServeGrpcClient.for_server(server)
-    assert {m["modelName"] for m in grpc_client.list_models()} == set(SPEC)
+    assert {m["modelName"] for m in grpc_client.list_models()} == {m.name for m in EXAMPLES}
     png = request_file("digits_cnn", "digit_*.png")[0]
     assert (
         json.loads(grpc_client.predict_raw("digits_cnn", png.read_bytes()))["label"]

@@ -20,12 +20,12 @@ from scripts.pipeline.verify import compare
 from scripts.measure import perf
 from scripts.runtimes.triton import server as triton_server
 from scripts.runtimes.triton.client import TritonClient, batch_sizes, decode_labels, spec_datatypes
-from scripts.spec import BuildError, load_spec
-from tests.conftest import LAYOUT, REPO
+from scripts.spec import BuildError
+from tests.conftest import LAYOUT, REPO, TENSOR_EXAMPLES
 from tests.fakes import FakeTorchServeContext
 
 pytestmark = pytest.mark.integration
-SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
+SPEC = {m.name: m for m in TENSOR_EXAMPLES}  # generation: tests/integration/test_generation.py
 PROTOCOLS = ["http", "grpc"]
 
 

@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 
 from handlers.torchserve_handler import SpecHandler
-from scripts.spec import load_spec
-from tests.conftest import LAYOUT, REPO
+from tests.conftest import LAYOUT, REPO, TENSOR_EXAMPLES
 from tests.fakes import FakeTorchServeContext, unpacked_archive
 
 # These tests serve the example models' built artifacts.
 pytestmark = pytest.mark.usefixtures("built_examples")
 
-SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
+SPEC = {m.name: m for m in TENSOR_EXAMPLES}  # generation: tests/integration/test_generation.py
 
 
 @pytest.fixture(scope="module")

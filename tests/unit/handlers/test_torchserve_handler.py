@@ -12,14 +12,13 @@ from PIL import Image
 from handlers.plan import ServingPlan
 from handlers.torchserve_handler import SpecHandler
 from scripts.pipeline.verify import compare
-from scripts.spec import load_spec
-from tests.conftest import LAYOUT, REPO
+from tests.conftest import LAYOUT, REPO, TENSOR_EXAMPLES
 from tests.fakes import FakeTorchServeContext, unpacked_archive
 
 # These tests serve the example models' built artifacts.
 pytestmark = pytest.mark.usefixtures("built_examples")
 
-SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
+SPEC = {m.name: m for m in TENSOR_EXAMPLES}  # generation: tests/integration/test_generation.py
 
 
 @pytest.fixture(scope="module")

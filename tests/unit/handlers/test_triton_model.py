@@ -18,12 +18,12 @@ from scripts.pipeline.verify import compare
 from scripts.runtimes.triton.configs import read_config
 from scripts.runtimes.triton.repository import build_repository
 from scripts.spec import load_spec
-from tests.conftest import LAYOUT, REPO
+from tests.conftest import LAYOUT, REPO, TENSOR_EXAMPLES
 
 # These tests serve the example models' built artifacts.
 pytestmark = pytest.mark.usefixtures("built_examples")
 
-SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
+SPEC = {m.name: m for m in TENSOR_EXAMPLES}  # generation: tests/integration/test_generation.py
 
 
 TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1

@@ -26,7 +26,14 @@ def tiny(**replace: str) -> str:
 
 def test_project_spec_loads():
     spec = load_spec(REPO / "models.yaml")
-    assert [m.name for m in spec.models] == ["tabular_mlp", "digits_cnn", "sentiment_lstm"]
+    assert [m.name for m in spec.models] == [
+        "tabular_mlp",
+        "digits_cnn",
+        "sentiment_lstm",
+        "review_gpt",
+    ]
+    gpt = spec.select(["review_gpt"])[0]
+    assert gpt.serving.format == "pretrained" and gpt.task.generation.max_tokens_limit == 96
     digits = spec.select(["digits_cnn"])[0]
     assert digits.inputs[0].shape == [-1, 1, 28, 28]
     assert digits.task.preprocess.kind == "image"
@@ -70,7 +77,8 @@ def test_tiny_spec_is_valid(tiny_spec):
                 "batching: {max_batch_size: 8}": "batching: {max_batch_size: 8}\n"
                 '    training: {script: "models.zoo.handed_over.make_tagger:write"}'
             },
-            "training.script: it writes source.exported; give source.exported, or remove it",
+            "training.script: it writes source.exported (or source.pretrained); give one, or "
+            "remove it",
         ),
         ({"labels: labels.txt": "labels: nowhere.txt"}, "labels file not found: nowhere.txt"),
         (
@@ -231,3 +239,41 @@ def test_without_a_batch_axis_shapes_are_taken_as_they_are(tiny_spec):
     )
     model = load_spec(write_spec(tiny_spec.parent, entry)).models[0]
     assert model.inputs[0].shape == [30] and model.batching.max_batch_size == 0
+
+
+GENERATION_ENTRY = """
+  - name: chat
+    source: {pretrained: hf_folder}
+    task: {kind: generation, generation: {max_tokens: 16, max_tokens_limit: 64}}
+"""
+
+
+def test_a_generation_entry_needs_its_hugging_face_folder(tmp_path):
+    (tmp_path / "hf_folder").mkdir()
+    (tmp_path / "hf_folder" / "config.json").write_text("{}")
+    with pytest.raises(SpecError) as error:
+        load_spec(write_spec(tmp_path, GENERATION_ENTRY))
+    assert "source.pretrained: hf_folder/model.safetensors not found" in str(error.value)
+    assert "tokenizer.json not found" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ("max_tokens: 16, max_tokens_limit: 64", "max_tokens (100) is over max_tokens_limit (64)"),
+        ("generation: {max_tokens: 16", "generation: give it exactly for kind: generation"),
+    ],
+)
+def test_generation_limits_are_checked(tmp_path, change, expected):
+    folder = tmp_path / "hf_folder"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        (folder / name).write_text("{}")
+    entry = GENERATION_ENTRY.replace(
+        "max_tokens: 16, max_tokens_limit: 64", "max_tokens: 100, max_tokens_limit: 64"
+    )
+    if "exactly" in expected:
+        entry = GENERATION_ENTRY.replace("kind: generation,", "kind: raw,")
+    with pytest.raises(SpecError) as error:
+        load_spec(write_spec(tmp_path, entry))
+    assert expected in str(error.value)

@@ -16,7 +16,7 @@ from handlers.plan import ServingPlan
 from scripts.pipeline.layout import Layout
 from scripts.runtimes.torchserve.archive import MANIFEST, verify_archive
 from scripts.spec import load_spec
-from tests.conftest import REPO
+from tests.conftest import TENSOR_EXAMPLES, REPO
 
 # These tests read the example models' artifacts.
 pytestmark = pytest.mark.usefixtures("built_examples")
@@ -25,7 +25,7 @@ SPEC = load_spec(REPO / "models.yaml")
 LAYOUT = Layout.of(REPO)
 
 
-@pytest.mark.parametrize("spec", SPEC.models, ids=lambda m: m.name)
+@pytest.mark.parametrize("spec", TENSOR_EXAMPLES, ids=lambda m: m.name)
 def test_archive_contents_follow_the_spec(spec):
     spec = spec.for_runtime("torchserve")  # what TorchServe is given: per_runtime applied
     mar = LAYOUT.model_store / f"{spec.name}.mar"

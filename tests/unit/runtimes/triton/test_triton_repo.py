@@ -14,13 +14,13 @@ from scripts.runtimes.triton.ensemble import check_ensemble, ensemble_configs
 from scripts.runtimes.triton.native import check_native
 from scripts.runtimes.triton.repository import BACKENDS, build_repository, model_dirs
 from scripts.runtimes.triton.signature import onnx_signature
-from scripts.spec import Batching, BuildError, load_spec
-from tests.conftest import REPO
+from scripts.spec import Batching, BuildError
+from tests.conftest import REPO, TENSOR_EXAMPLES
 
 # These tests read the example models' artifacts.
 pytestmark = pytest.mark.usefixtures("built_examples")
 
-SPEC = {m.name: m for m in load_spec(REPO / "models.yaml").models}
+SPEC = {m.name: m for m in TENSOR_EXAMPLES}  # generation: tests/integration/test_generation.py
 LAYOUT = Layout.of(REPO)
 
 

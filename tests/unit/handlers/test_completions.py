@@ -1,0 +1,188 @@
+"""Completion requests and the streaming serving mode with no runtime: a tiny GPT-2 and BPE
+tokenizer saved as a Hugging Face folder; requests checked against the limits; pieces per step;
+and TorchServe's continuous-batching handler driven with a fake context."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from handlers.completions import LanguageModel, completion_json
+from handlers.generating import Generating
+from handlers.plan import Generation
+from handlers.processing import RequestError
+
+TEXT = ["the battery lasts all day.", "this film is great.", "the food was very good."] * 20
+LIMITS = Generation(max_tokens=8, max_tokens_limit=16, context_length=32)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(TEXT, trainer)
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=tokenizer.get_vocab_size(), n_positions=64, n_embd=32, n_layer=2, n_head=4
+    )
+    out = tmp_path_factory.mktemp("hf")
+    GPT2LMHeadModel(config).save_pretrained(out)
+    tokenizer.save(str(out / "tokenizer.json"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def language(folder):
+    return LanguageModel(folder, LIMITS)
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"prompt": "the", "max_tokens": 17}, "max_tokens: 17 is outside 1..16"),
+        ({"prompt": "the", "temperature": -1}, "temperature: -1.0 is negative"),
+        ({"prompt": "the", "top_p": 0}, "top_p: 0.0 is outside (0, 1]"),
+        ({"prompt": "the", "top_k": 1.5}, "top_k: expected a whole number"),
+        ({"prompt": "the", "seed": "7"}, "seed: expected a non-negative integer"),
+        ({"prompt": "the", "stop": ["a", "b", "c", "d", "e"]}, "stop: expected a string or up"),
+        ({"prompt": "the", "n": 2}, "unknown field(s) ['n']"),
+        ({"prompt": ""}, "prompt: give the text to continue"),
+        ({"prompt": "the " * 40}, "exceed the model's context of 32 tokens"),
+        (b'{"prompt": "\xff"}', "the body is not UTF-8"),
+        ("[1, 2]", "expected a JSON object"),
+    ],
+)
+def test_bad_requests_name_the_field_and_the_limit(language, body, message):
+    with pytest.raises(RequestError) as error:
+        language.read(body)
+    assert message in str(error.value)
+
+
+def test_defaults_come_from_the_spec(language):
+    completion = language.read({"prompt": "the battery"})
+    assert completion.sampling.max_tokens == 8 and completion.sampling.greedy
+    assert completion.prompt_ids == language.encode("the battery") and not completion.stream
+
+
+def drain(generating: Generating) -> dict:
+    pieces = {}
+    while generating.busy:
+        for key, piece in generating.step().items():
+            pieces.setdefault(key, []).append(piece)
+    return pieces
+
+
+def test_streams_send_a_piece_per_token_others_one_answer(language):
+    generating = Generating(language, max_sequences=4)
+    generating.admit("stream", {"prompt": "the film", "stream": True, "max_tokens": 5})
+    generating.admit("whole", {"prompt": "the film", "max_tokens": 5})
+    pieces = drain(generating)
+    streamed, whole = pieces["stream"], pieces["whole"]
+    assert [p.final for p in streamed] == [False] * (len(streamed) - 1) + [True]
+    assert [p.text for p in whole[:-1]] == [""] * (len(whole) - 1)
+    assert sum((p.token_ids for p in streamed), []) == whole[-1].token_ids
+    assert "".join(p.text for p in streamed) == whole[-1].text
+    assert json.loads(completion_json(whole[-1], False))["token_ids"] == whole[-1].token_ids
+
+
+def test_at_most_max_sequences_decode_together_the_rest_wait_in_order(language):
+    generating = Generating(language, max_sequences=2)
+    for key in range(5):
+        generating.admit(key, {"prompt": "the food", "max_tokens": 3})
+    first = generating.step()
+    assert sorted(first) == [0, 1]
+    assert sorted(drain(generating)) == [0, 1, 2, 3, 4]
+
+
+def test_a_cancelled_request_leaves_and_frees_its_place(language):
+    generating = Generating(language, max_sequences=1)
+    generating.admit("gone", {"prompt": "the", "max_tokens": 16})
+    generating.admit("next", {"prompt": "the", "max_tokens": 2})
+    generating.step()
+    generating.cancel("gone")
+    assert generating.keys == ["next"] and not generating.loop.running
+    assert "next" in drain(generating)
+
+
+class Context:
+    """What TorchServe's context gives a continuous-batching handler."""
+
+    def __init__(self, folder):
+        self.system_properties = {"model_dir": str(folder)}
+        self.request_ids, self.statuses, self.stopping_criteria = {}, {}, None
+
+    def set_response_content_type(self, idx, value):
+        pass
+
+    def set_response_status(self, code=200, phrase="", idx=0):
+        self.statuses[idx] = code
+
+
+@pytest.fixture
+def handler(folder, tmp_path):
+    import shutil
+
+    from handlers.plan import ServingPlan
+    from handlers.torchserve_handler import SpecHandler
+    from tests.conftest import EXAMPLES
+
+    spec = next(m for m in EXAMPLES if m.task.generation is not None)
+    shutil.copytree(folder, tmp_path / "pretrained")
+    plan = ServingPlan(
+        name="tiny",
+        version=1,
+        format="pretrained",
+        inputs=spec.inputs,
+        outputs=spec.outputs,
+        task={"kind": "generation", "generation": LIMITS},
+        preprocess={"kind": "none"},
+        batching={"max_batch_size": 4},
+        serving={},
+    )
+    plan.save(tmp_path)
+    context = Context(tmp_path)
+    service = SpecHandler()
+    service.initialize(context)
+    return service, context
+
+
+def step(service, context, requests: dict) -> list:
+    """One handle() call with these {request id: body (None once cached in the backend)}."""
+    context.request_ids = dict(enumerate(requests))
+    bodies = service.handle([{"body": b} for b in requests.values()], context)
+    return list(zip(bodies, [stop(None) for stop in context.stopping_criteria]))
+
+
+def test_torchserve_continuous_batching_steps_and_stopping(handler):
+    service, context = handler
+    stream = json.dumps({"prompt": "the", "stream": True, "max_tokens": 3}).encode()
+    bad = json.dumps({"prompt": "the", "max_tokens": 99}).encode()
+    first = step(service, context, {"s": stream, "bad": bad})
+    # a request answered at its first step is a plain response: no stream header (None)
+    assert first[1][1] is None and context.statuses[1] == 400
+    assert first[0][1] is False and json.loads(first[0][0])["token_ids"]
+    stops = [first[0][1]]
+    while not stops[-1]:
+        (body, stop), *_ = step(service, context, {"s": None})
+        stops.append(stop)
+    assert stops[-1] is True and json.loads(body)["finish_reason"] in ("stop", "length")
+
+
+def test_torchserve_drops_a_request_the_frontend_dropped(handler):
+    service, context = handler
+    body = json.dumps({"prompt": "the", "stream": True, "max_tokens": 16}).encode()
+    step(service, context, {"gone": body, "kept": body})
+    step(service, context, {"kept": None})  # TorchServe removed "gone" (client closed)
+    assert service.generating.keys == ["kept"]
