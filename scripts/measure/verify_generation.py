@@ -32,9 +32,19 @@ def mismatches(answers: list[dict], golden: dict) -> list[str]:
     ]
 
 
-def check_endpoint(spec: ModelSpec, name: str, call: GenerateCall, golden: dict) -> list:
-    from scripts.measure.verify_served import Check
+def check(model: str, endpoint: str, samples: int, wrong: float, passed: bool, detail: str):
+    """One row of reports/verify.json (verify_served.Check's fields)."""
+    return {
+        "model": model,
+        "endpoint": endpoint,
+        "samples": samples,
+        "max_abs_error": wrong,
+        "passed": passed,
+        "detail": detail,
+    }
 
+
+def check_endpoint(spec: ModelSpec, name: str, call: GenerateCall, golden: dict) -> list:
     bodies = [{"prompt": p, "max_tokens": golden["max_tokens"]} for p in golden["prompts"]]
     alone = [call(body) for body in bodies]
     with ThreadPoolExecutor(len(bodies)) as pool:
@@ -49,7 +59,7 @@ def check_endpoint(spec: ModelSpec, name: str, call: GenerateCall, golden: dict)
             else "answered in fewer pieces than tokens: not streamed token by token"
         )
         checks.append(
-            Check(
+            check(
                 spec.name,
                 f"{name} ({label})",
                 len(bodies),
@@ -62,7 +72,7 @@ def check_endpoint(spec: ModelSpec, name: str, call: GenerateCall, golden: dict)
     twice = [call(seeded), call(seeded)]
     same = twice[0].get("status") == 200 and twice[0].get("text") == twice[1].get("text")
     checks.append(
-        Check(
+        check(
             spec.name,
             f"{name} (seeded sampling twice)",
             2,
@@ -74,7 +84,7 @@ def check_endpoint(spec: ModelSpec, name: str, call: GenerateCall, golden: dict)
     over = call({"prompt": "The", "max_tokens": spec.task.generation.max_tokens_limit + 1})
     refused = over.get("status") == 400 and "max_tokens" in json.dumps(over)
     checks.append(
-        Check(
+        check(
             spec.name,
             f"{name} (max_tokens over the limit)",
             1,

@@ -260,7 +260,8 @@ def verify_models(models: list[ModelSpec], layout: Layout, endpoints: Endpoints)
         if spec.task.generation is not None:  # token for token against eager generate()
             from scripts.measure.verify_generation import check_generation
 
-            checks += check_generation(spec, layout, endpoints.generation(spec))
+            calls = endpoints.generation(spec)
+            checks += [Check(**row) for row in check_generation(spec, layout, calls)]
             continue
         checks += check_golden(spec, layout, endpoints) + check_requests(spec, layout, endpoints)
     return checks

@@ -155,7 +155,7 @@ def export_model(
     if spec.task.generation is not None:  # a language model: served as its folder
         from scripts.pipeline.export_generation import export_generation
 
-        return export_generation(spec, layout, force)
+        return ExportResult(spec.name, *export_generation(spec, layout, force))
     out = layout.artifact_dir(spec)
     stamp, report_path = out / "build.json", out / "verify.json"
     require_sources(spec, layout)

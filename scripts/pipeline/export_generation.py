@@ -59,9 +59,8 @@ def generation_fingerprint(spec: ModelSpec, layout: Layout) -> str:
     return fingerprint(settings, spec.model_files(layout.root) + code)
 
 
-def export_generation(spec: ModelSpec, layout: Layout, force: bool = False):
-    from scripts.pipeline.export import ExportResult
-
+def export_generation(spec: ModelSpec, layout: Layout, force: bool = False) -> tuple[bool, dict]:
+    """(up to date already?, the verification report)."""
     out = layout.artifact_dir(spec)
     stamp, report_path = out / "build.json", out / "verify.json"
     folder = layout.source(spec.source.pretrained)
@@ -76,7 +75,7 @@ def export_generation(spec: ModelSpec, layout: Layout, force: bool = False):
     if not force and is_fresh(stamp, expected, [out / "pretrained", out / GOLDEN, report_path]):
         if not (out / RECORD).exists():
             seal(spec, layout)
-        return ExportResult(spec.name, True, json.loads(report_path.read_text()))
+        return True, json.loads(report_path.read_text())
     shutil.rmtree(out, ignore_errors=True)
     (out / "pretrained").mkdir(parents=True)
     for name in FOLDER_FILES:
@@ -89,7 +88,7 @@ def export_generation(spec: ModelSpec, layout: Layout, force: bool = False):
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     write_stamp(stamp, expected, formats={"pretrained": "pretrained"}, skipped={})
     seal(spec, layout)
-    return ExportResult(spec.name, False, report)
+    return False, report
 
 
 def eager_tokens(language: LanguageModel, prompts: list[str], max_tokens: int) -> dict:
