@@ -13,12 +13,10 @@ import requests
 
 from scripts.runtimes.protocols import GenerateCall, joined_pieces
 
-SAMPLING = ("max_tokens", "temperature", "top_p", "top_k", "seed", "stop")
-
 
 def vllm_body(body: dict, stream: bool) -> dict:
     """A completion request in vLLM's tensor contract (what `generate` takes as JSON)."""
-    sampling = {k: v for k, v in body.items() if k in SAMPLING}
+    sampling = {k: v for k, v in body.items() if k not in ("prompt", "stream")}
     return {
         "text_input": body["prompt"],
         "stream": stream,
