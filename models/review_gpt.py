@@ -63,6 +63,16 @@ def blocks(stream: torch.Tensor) -> torch.Tensor:
     return stream[:usable].view(-1, BLOCK)
 
 
+class ReviewGPT:
+    """A GPT-2 language model built from plain keyword arguments: a `source.module` class for a
+    generation model given as module + checkpoint (a state_dict) + tokenizer.json."""
+
+    def __new__(cls, **config):
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        return GPT2LMHeadModel(GPT2Config(**config))
+
+
 def build_model(tokenizer):
     from transformers import GPT2Config, GPT2LMHeadModel
 

@@ -63,13 +63,7 @@ def export_generation(spec: ModelSpec, layout: Layout, force: bool = False) -> t
     """(up to date already?, the verification report)."""
     out = layout.artifact_dir(spec)
     stamp, report_path = out / "build.json", out / "verify.json"
-    folder = layout.source(spec.source.pretrained)
-    missing = [name for name in FOLDER_FILES[:3] if not (folder / name).exists()]
-    if missing:
-        raise BuildError(
-            f"{spec.name}: {folder} lacks {missing}; run `make train` or save the model there "
-            "with save_pretrained and the tokenizer with tokenizer.save"
-        )
+    require_files(spec, layout)
     refuse_changed(spec, layout, force)
     expected = generation_fingerprint(spec, layout)
     if not force and is_fresh(stamp, expected, [out / "pretrained", out / GOLDEN, report_path]):
@@ -78,9 +72,7 @@ def export_generation(spec: ModelSpec, layout: Layout, force: bool = False) -> t
         return True, json.loads(report_path.read_text())
     shutil.rmtree(out, ignore_errors=True)
     (out / "pretrained").mkdir(parents=True)
-    for name in FOLDER_FILES:
-        if (folder / name).exists():
-            shutil.copy2(folder / name, out / "pretrained" / name)
+    write_folder(spec, layout, out / "pretrained")
     language = LanguageModel(out / "pretrained", spec.task.generation)
     golden = eager_tokens(language, PROMPTS, spec.task.generation.max_tokens)
     report = verify_decode_loop(spec, language, golden)
@@ -89,6 +81,44 @@ def export_generation(spec: ModelSpec, layout: Layout, force: bool = False) -> t
     write_stamp(stamp, expected, formats={"pretrained": "pretrained"}, skipped={})
     seal(spec, layout)
     return False, report
+
+
+def require_files(spec: ModelSpec, layout: Layout) -> None:
+    source = spec.source
+    if source.pretrained is not None:
+        folder = layout.source(source.pretrained)
+        files = [folder / name for name in FOLDER_FILES[:3]]
+    else:
+        files = [layout.source(source.checkpoint), layout.source(source.tokenizer)]
+    missing = [str(layout.shown(f)) for f in files if not f.exists()]
+    if missing:
+        raise BuildError(
+            f"{spec.name}: {missing} not found; run `make train`, or save the model with "
+            "save_pretrained (or its state_dict as the checkpoint) and the tokenizer with "
+            "tokenizer.save"
+        )
+
+
+def write_folder(spec: ModelSpec, layout: Layout, folder: Path) -> None:
+    """The served Hugging Face folder: the spec's copied, or, from module + checkpoint, the
+    model written with save_pretrained (safetensors) beside its tokenizer.json."""
+    source = spec.source
+    if source.pretrained is not None:
+        for name in FOLDER_FILES:
+            if (layout.source(source.pretrained) / name).exists():
+                shutil.copy2(layout.source(source.pretrained) / name, folder / name)
+        return
+    from scripts.pipeline.loading import load_reference
+
+    model = load_reference(spec, layout)
+    if not hasattr(model, "save_pretrained") or not hasattr(model, "generate"):
+        raise BuildError(
+            f"{spec.name}: source.module {source.module} is not a transformers causal LM "
+            "(no save_pretrained / generate); subclass one (e.g. GPT2LMHeadModel) or give "
+            "source.pretrained"
+        )
+    model.save_pretrained(folder, safe_serialization=True)
+    shutil.copy2(layout.source(source.tokenizer), folder / "tokenizer.json")
 
 
 def eager_tokens(language: LanguageModel, prompts: list[str], max_tokens: int) -> dict:

@@ -56,29 +56,39 @@ GENERATION_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
 
 def generation_problems(spec, root: Path) -> list[str]:
-    """A generation model is a Hugging Face folder served as it is (`pretrained`), and only a
-    generation model is."""
-    generation, folder = spec.task.kind == "generation", spec.source.pretrained
+    """A generation model is a Hugging Face folder (`pretrained`), or a module:Class that is a
+    transformers causal LM with its checkpoint and a tokenizer.json; only it is served so."""
+    source, generation = spec.source, spec.task.kind == "generation"
     if not generation:
-        if folder is not None or "pretrained" in spec.export.wanted:
+        if source.pretrained or source.tokenizer or "pretrained" in spec.export.wanted:
             return [
-                "source.pretrained / format pretrained: only a generation model "
-                "(task: {kind: generation}) is served from a Hugging Face folder"
+                "source.pretrained / source.tokenizer / format pretrained: only a generation "
+                "model (task: {kind: generation}) is served from a Hugging Face folder"
             ]
         return []
-    if folder is None:
+    if source.exported is not None or (source.module and source.tokenizer is None):
         return [
-            "source: a generation model comes as a Hugging Face folder: give source.pretrained "
-            "(config.json, model.safetensors, tokenizer.json: what save_pretrained writes)"
+            "source: a generation model comes as a Hugging Face folder (source.pretrained: "
+            "config.json, model.safetensors, tokenizer.json, what save_pretrained writes), or "
+            "as module (a transformers causal LM class) with checkpoint and tokenizer "
+            "(a tokenizer.json)"
         ]
     problems = []
+    wanted = [("source.tokenizer", source.tokenizer)]
+    if source.pretrained is not None:
+        wanted = [("source.pretrained", source.pretrained / name) for name in GENERATION_FILES]
     if spec.training is None:
         problems += [
-            f"source.pretrained: {folder / name} not found (save the model and tokenizer with "
-            "save_pretrained / tokenizer.save, or add training.script to make them)"
-            for name in GENERATION_FILES
-            if not (root / folder / name).exists()
+            f"{field}: {path} not found (save the model with save_pretrained and the tokenizer "
+            "with tokenizer.save, or add training.script to make them)"
+            for field, path in wanted
+            if not (root / path).exists()
         ]
+    elif spec.training.data is not None:
+        problems.append(
+            "training.data: a generation model is trained by its own training.script, which "
+            "writes source.pretrained (or the checkpoint)"
+        )
     if spec.batching.max_batch_size < 1:
         problems.append(
             "batching.max_batch_size: the most sequences decoded together; give at least 1"

@@ -144,7 +144,11 @@ class ModelSpec(StrictModel):
         """What export reads besides the spec: the checkpoint or exported file, the
         pre-processing kind's assets, and training's held-out samples."""
         source = self.source
-        files = [root / p for p in (source.checkpoint, source.exported) if p is not None]
+        files = [
+            root / p
+            for p in (source.checkpoint, source.exported, source.tokenizer)
+            if p is not None
+        ]
         if source.pretrained is not None:  # every file of the folder but training's own
             files += sorted(
                 f

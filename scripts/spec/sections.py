@@ -36,6 +36,7 @@ class Source(StrictModel):
     kwargs: dict[str, Any] = {}
     exported: Path | None = None
     pretrained: Path | None = None  # config.json, model.safetensors, tokenizer.json
+    tokenizer: Path | None = None  # a generation model from module + checkpoint: tokenizer.json
 
     @model_validator(mode="after")
     def _one_kind(self) -> Source:
