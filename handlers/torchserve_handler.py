@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from handlers.completions import completion_json
 from handlers.plan import ServingPlan
-from handlers.serving_core import JSON, Answer, Request, ServingCore
+from handlers.serving_core import Answer, Request, ServingCore
 from handlers.serving_modes import serving_mode
 
 
@@ -25,9 +24,9 @@ class SpecHandler:
     def initialize(self, context) -> None:
         model_dir = context.system_properties["model_dir"]
         if ServingPlan.load(Path(model_dir)).task.generation is not None:
-            from handlers.generating import Generating
+            from handlers.torchserve_generation import ContinuousBatching
 
-            self.generating = Generating.load(model_dir)
+            self.generating = ContinuousBatching(model_dir)
             self.initialized = True
             return
         self.generating = None
@@ -45,39 +44,10 @@ class SpecHandler:
         return sink.finals
 
     def generate_step(self, data: list[dict], context) -> list:
-        """continuousBatching: this batch holds the new requests and every unfinished one;
-        one decode step answers each with its next piece, and `stopping_criteria` tells the
-        frontend which are done (the others come back in the next batch)."""
-        generating = self.generating
         keys = [context.request_ids[i] for i in range(len(data))]
-        for gone in set(generating.keys) - set(keys):  # the frontend dropped it
-            generating.cancel(gone)
-        started = set(generating.requests)  # their responses are open streams already
-        bodies, done = [""] * len(data), [False] * len(data)
-        for i, (key, request) in enumerate(zip(keys, data)):
-            if key in generating.requests:
-                continue
-            admitted = generating.admit(key, request_body(request))
-            if not hasattr(admitted, "sampling"):  # a Failure: answered now, and done
-                answer = Answer.failed(admitted)
-                context.set_response_status(answer.status, answer.reason, i)
-                bodies[i], done[i] = answer.body, True
-        streams = {key: completion.stream for key, completion in generating.requests.items()}
-        pieces = generating.step() if generating.busy else {}
-        for i, key in enumerate(keys):
-            context.set_response_content_type(i, JSON)
-            piece = pieces.get(key)
-            if piece is not None:  # a non-streaming request's empty pieces send nothing
-                show = streams[key] or piece.final
-                bodies[i] = completion_json(piece, streams[key]) if show else ""
-                done[i] = piece.final
-        # None: answered whole at its first step (a plain response: TorchServe would otherwise
-        # send the last chunk of a stream that never started and the client would hang)
-        stops = [
-            stop if key in started else (None if stop else False) for key, stop in zip(keys, done)
-        ]
-        context.stopping_criteria = [lambda _, stop=stop: stop for stop in stops]
-        return bodies
+        url_paths = [context.get_request_header(i, "url_path") for i in range(len(data))]
+        bodies = [request_body(r) for r in data]
+        return self.generating.step(keys, bodies, url_paths, context)
 
 
 class ContextSink:

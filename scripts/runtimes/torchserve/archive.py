@@ -123,6 +123,9 @@ class ArchiveContext:
         self.request_ids = {0: "archive-check"}
         self.statuses: dict[int, int] = {}
 
+    def get_request_header(self, idx: int, key: str) -> str | None:
+        return None
+
     def get_all_request_header(self, idx: int) -> dict:
         return {"Content-Type": "application/json"}
 

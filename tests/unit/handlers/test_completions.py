@@ -122,9 +122,13 @@ class Context:
     def __init__(self, folder):
         self.system_properties = {"model_dir": str(folder)}
         self.request_ids, self.statuses, self.stopping_criteria = {}, {}, None
+        self.url_paths = {}
 
     def set_response_content_type(self, idx, value):
         pass
+
+    def get_request_header(self, idx, key):
+        return self.url_paths.get(idx) if key == "url_path" else None
 
     def set_response_status(self, code=200, phrase="", idx=0):
         self.statuses[idx] = code
@@ -185,4 +189,45 @@ def test_torchserve_drops_a_request_the_frontend_dropped(handler):
     body = json.dumps({"prompt": "the", "stream": True, "max_tokens": 16}).encode()
     step(service, context, {"gone": body, "kept": body})
     step(service, context, {"kept": None})  # TorchServe removed "gone" (client closed)
-    assert service.generating.keys == ["kept"]
+    assert service.generating.generating.keys == ["kept"]
+
+
+def test_openai_routes_answer_in_openai_shape(handler):
+    service, context = handler
+    context.url_paths = {0: "v1/completions", 1: "v1/chat/completions", 2: "v1/completions"}
+    completion = json.dumps({"model": "tiny", "prompt": ["the"], "max_tokens": 3, "stream": True})
+    chat = {"messages": [{"role": "user", "content": "the film"}], "max_completion_tokens": 2}
+    two = json.dumps({"prompt": "the", "n": 2})
+    first = step(service, context, {"c": completion.encode(), "chat": json.dumps(chat), "n": two})
+    assert context.statuses[2] == 400 and "n: 2 choices" in first[2][0]
+    streamed, whole = [first[0][0]], first[1][0]
+    while service.generating.generating.busy:  # the frontend sends back what is unfinished
+        running = service.generating.generating.keys
+        context.url_paths = {i: "v1/completions" for i in range(len(running))}
+        answers = dict(zip(running, step(service, context, dict.fromkeys(running))))
+        streamed.append(answers["c"][0] if "c" in answers else "")
+        whole = answers["chat"][0] if "chat" in answers else whole
+    events = [e for body in streamed for e in body.split("\n\n") if e]
+    assert events[-1] == "data: [DONE]"
+    chunks = [json.loads(e.removeprefix("data: ")) for e in events[:-1]]
+    assert chunks[0]["object"] == "text_completion" and chunks[-1]["usage"]["completion_tokens"]
+    answer = json.loads(whole)
+    assert answer.get("object") == "chat.completion", answer
+    assert answer["choices"][0]["message"]["role"] == "assistant"
+    assert answer["usage"]["completion_tokens"] <= 2 < answer["usage"]["prompt_tokens"]
+
+
+@pytest.mark.parametrize(
+    "route, body, message",
+    [
+        ("v1/embeddings", {"input": "x"}, "unknown route 'v1/embeddings'"),
+        ("v1/chat/completions", {"messages": [{"role": "bot", "content": "x"}]}, "role"),
+        ("v1/chat/completions", {"prompt": "x"}, "prompt: not a field of a chat request"),
+        ("v1/completions", {"prompt": "x", "logprobs": 2}, "unknown field(s) ['logprobs']"),
+    ],
+)
+def test_openai_mistakes_are_400s_naming_the_field(handler, route, body, message):
+    service, context = handler
+    context.url_paths = {0: route}
+    (answer, stop), *_ = step(service, context, {"r": json.dumps(body)})
+    assert context.statuses[0] == 400 and message in answer and stop is None
