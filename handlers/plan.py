@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from handlers.kinds import Kind, Preprocess
 from handlers.runners import ARTIFACT_FILES
@@ -91,7 +91,14 @@ class TaskPlan(StrictModel):
     output: Literal["logits", "probabilities"] = "logits"
     top_k: int = 1
     labels: list[str] = []
-    generation: Generation | None = None  # generation: limits with the model's own filled in
+    generation: Generation | None = None  # generation: request defaults and limits
+
+    @model_serializer(mode="wrap")
+    def _recorded(self, handler) -> dict:
+        """Without `generation` when unset: plans (and the fingerprints taken over them) of
+        other models stay what they were before it existed."""
+        data = handler(self)
+        return {k: v for k, v in data.items() if not (k == "generation" and v is None)}
 
 
 class ServingPlan(StrictModel):

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, ValidationInfo, model_serializer
+from pydantic import model_validator
 
 from handlers.kinds import Preprocess, Raw
 from handlers.plan import Format, Generation, StrictModel
@@ -20,6 +21,12 @@ ALL_FORMATS: list[Format] = ["torchscript", "onnx", "exported_program", "aoti"]
 def root_of(info: ValidationInfo) -> Path:
     """The folder the spec's paths are relative to (the validation context's `root`)."""
     return Path((info.context or {}).get("root", "."))
+
+
+def without_unset(data: dict, fields: tuple[str, ...]) -> dict:
+    """A dump without these fields where they are unset: fields added after builds were
+    recorded (fingerprints, sealed versions) leave those records valid."""
+    return {k: v for k, v in data.items() if not (k in fields and v is None)}
 
 
 def must_exist(path: Path, info: ValidationInfo, what: str, fix: str) -> None:
@@ -53,6 +60,10 @@ class Source(StrictModel):
                 f"got {self.exported}"
             )
         return self
+
+    @model_serializer(mode="wrap")
+    def _recorded(self, handler: SerializerFunctionWrapHandler) -> dict:
+        return without_unset(handler(self), ("pretrained", "tokenizer"))
 
     @property
     def is_torchscript(self) -> bool:
@@ -96,6 +107,10 @@ class Task(StrictModel):
     top_k: int = Field(1, gt=0)
     preprocess: Preprocess = Raw()
     generation: Generation | None = None  # generation: request defaults and limits
+
+    @model_serializer(mode="wrap")
+    def _recorded(self, handler: SerializerFunctionWrapHandler) -> dict:
+        return without_unset(handler(self), ("generation",))
 
     @model_validator(mode="after")
     def _labels_for_classification(self, info: ValidationInfo) -> Task:

@@ -116,3 +116,49 @@ def test_500_dropped_streams_leave_memory_and_answers_as_they_were(
     print(f"{runtime}: worker RSS {before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB")
     # a leaked sequence keeps its cache (~150 KiB here): 500 of them would add ~75 MiB
     assert after - before < 32 * 2**20, (before, after)
+
+
+def openai_client(server):
+    """OpenAI's own client: base URL the model's TorchServe route, key the inference token."""
+    from openai import OpenAI
+
+    base = f"{server.inference_url}/predictions/{SPEC.name}/{SPEC.version}/v1"
+    token = TorchServeClient.for_server(server).token("inference")
+    return OpenAI(base_url=base, api_key=token, max_retries=0, timeout=60)
+
+
+def test_the_openai_client_completes_and_streams(torchserve, golden):
+    client = openai_client(torchserve)
+    prompt, expected = golden["prompts"][-1], golden["token_ids"][-1]
+    whole = client.completions.create(
+        model=SPEC.name, prompt=prompt, max_tokens=golden["max_tokens"], temperature=0
+    )
+    assert whole.choices[0].text == golden["texts"][-1]
+    assert whole.usage.completion_tokens == len(expected)
+    chunks = list(
+        client.completions.create(
+            model=SPEC.name, prompt=prompt, max_tokens=golden["max_tokens"], stream=True
+        )
+    )
+    texts = [c.choices[0].text for c in chunks if c.choices]
+    assert "".join(texts) == golden["texts"][-1] and len(texts) >= len(expected)
+
+
+def test_the_openai_client_chats_and_hears_its_mistakes(torchserve):
+    from openai import BadRequestError
+
+    client = openai_client(torchserve)
+    messages = [{"role": "user", "content": "How was the film?"}]
+    reply = client.chat.completions.create(model=SPEC.name, messages=messages, max_tokens=12)
+    assert reply.choices[0].message.role == "assistant" and reply.choices[0].message.content
+    streamed = client.chat.completions.create(
+        model=SPEC.name, messages=messages, max_tokens=12, stream=True
+    )
+    pieces = [c.choices[0].delta.content for c in streamed if c.choices]
+    assert "".join(p for p in pieces if p) == reply.choices[0].message.content
+    with pytest.raises(BadRequestError) as error:  # the client keeps the "error" field as body
+        client.completions.create(model=SPEC.name, prompt="The", n=2)
+    assert "n: 2" in str(error.value.body)
+    with pytest.raises(BadRequestError) as error:
+        client.completions.create(model=SPEC.name, prompt="The", max_tokens=10_000)
+    assert "max_tokens" in str(error.value.body)
