@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -35,7 +36,8 @@ def user_errors(step):
             return step(*args, **kwargs)
         except UserError as exc:
             for line in exc.problems:
-                errors.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+                # escaped: a problem may quote a log line with [brackets] rich would parse
+                errors.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2 if isinstance(exc, SpecError) else 1)
 
     return run
