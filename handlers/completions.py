@@ -50,7 +50,9 @@ class Piece:
 
 class LanguageModel:
     """A Hugging Face folder (config.json, model.safetensors, tokenizer.json) loaded for
-    serving: the causal LM, its tokenizer, its context length and end token."""
+    serving: the causal LM, its tokenizer, its context length and end token. The weights stay
+    views of the memory-mapped safetensors file (transformers loads them so), so every worker or
+    instance serving the same file shares one copy in the page cache."""
 
     def __init__(self, folder: str | Path, limits: Generation, threads: int | None = None):
         import torch
@@ -69,6 +71,8 @@ class LanguageModel:
         self.context_length = self.context_length or config.max_position_embeddings
         self.end_token = limits.end_token if limits.end_token is not None else config.eos_token_id
         self.limits = limits
+        with torch.inference_mode():  # warm: the weights' pages read in now, not on a request
+            self.model(input_ids=torch.tensor([[0]]))
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids

@@ -93,6 +93,14 @@ def generation_problems(spec, root: Path) -> list[str]:
         problems.append(
             "batching.max_batch_size: the most sequences decoded together; give at least 1"
         )
+    if spec.serving.workers.max > 1:
+        # TorchServe 0.12's continuous batching polls new work under one model-wide lock: a
+        # worker waiting for a new request stalls every other worker's running streams
+        problems.append(
+            "serving.workers: a generation model is served by one TorchServe worker (in-flight "
+            "batching decodes all its requests together; with more, TorchServe 0.12 stalls "
+            "running streams until new traffic arrives); use Triton instances or replicas"
+        )
     return problems
 
 

@@ -20,7 +20,7 @@ from scripts.runtimes.triton.client import TritonClient, spec_datatypes
 from scripts.spec import load_spec
 from tests.conftest import LAYOUT, ZOO_SPEC
 
-ZOO = {m.name: m for m in load_spec(ZOO_SPEC).models}
+ZOO = {m.name: m for m in load_spec(ZOO_SPEC).models if m.task.generation is None}  # tensors
 ENDPOINTS = {"torchserve-rest", "torchserve-grpc", "triton-http", "triton-grpc"}
 
 
