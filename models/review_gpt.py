@@ -35,14 +35,14 @@ LEARNING_RATE = 3e-3
 SHAPE = {"n_layer": 3, "n_head": 4, "n_embd": 128}  # sized to train in 5 minutes on 2 cores
 
 
-def train_tokenizer(texts: list[str]):
+def train_tokenizer(texts: list[str], vocab_size: int = VOCAB_SIZE):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
+        vocab_size=vocab_size,
         special_tokens=[END],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,

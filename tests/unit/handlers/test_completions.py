@@ -20,19 +20,11 @@ LIMITS = Generation(max_tokens=8, max_tokens_limit=16, context_length=32)
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(TEXT, trainer)
+    from models.review_gpt import train_tokenizer
+
+    tokenizer = train_tokenizer(TEXT, vocab_size=300)
     torch.manual_seed(0)
     config = GPT2Config(
         vocab_size=tokenizer.get_vocab_size(), n_positions=64, n_embd=32, n_layer=2, n_head=4

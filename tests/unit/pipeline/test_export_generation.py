@@ -26,20 +26,9 @@ ENTRY = f"""
 
 
 def save_tokenizer(path):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from models.review_gpt import train_tokenizer
 
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(
-        ["the battery lasts all day.", "this film is great."] * 30, trainer
-    )
+    tokenizer = train_tokenizer(["the battery lasts all day.", "this film is great."] * 30, 300)
     tokenizer.save(str(path))
 
 
