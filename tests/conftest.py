@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from pathlib import Path
@@ -122,3 +123,27 @@ def built_examples():
 def built_zoo():
     """built_zoo(name) builds just that conformance-zoo entry and returns its spec."""
     return lambda name: build_spec(ZOO_SPEC, [name])[0]
+
+
+# A tiny generation model given as module + checkpoint + tokenizer.json (write_tiny_lm makes the
+# two files under <folder>/weights/).
+TINY_LM_CONFIG = {"vocab_size": 300, "n_positions": 64, "n_embd": 32, "n_layer": 2, "n_head": 4}
+TINY_LM_ENTRY = """
+  - name: own_lm
+    source:
+      module: models.review_gpt:ReviewGPT
+      checkpoint: weights/lm.pt
+      tokenizer: weights/tokenizer.json
+      kwargs: {kwargs}
+    task: {{kind: generation, generation: {{max_tokens: 6, max_tokens_limit: 16}}}}
+""".format(kwargs=json.dumps({**TINY_LM_CONFIG, "eos_token_id": 0, "bos_token_id": 0}))
+
+
+def write_tiny_lm(folder: Path) -> None:
+    from models.review_gpt import ReviewGPT, train_tokenizer
+
+    (folder / "weights").mkdir(exist_ok=True)
+    tokenizer = train_tokenizer(["the battery lasts all day.", "this film is great."] * 30, 300)
+    tokenizer.save(str(folder / "weights" / "tokenizer.json"))
+    torch.manual_seed(0)
+    torch.save(ReviewGPT(**TINY_LM_CONFIG).state_dict(), folder / "weights" / "lm.pt")

@@ -15,7 +15,7 @@ from scripts.pipeline.ensure import ensure_built
 from scripts.runtimes.protocols import StartOptions
 from scripts.runtimes.registry import RUNTIMES
 from scripts.spec import load_spec
-from tests.conftest import REPO, TINY_ENTRY, write_spec
+from tests.conftest import REPO, TINY_ENTRY, TINY_LM_ENTRY, write_spec, write_tiny_lm
 
 JUNK = b"this is not a model\n"
 
@@ -64,6 +64,49 @@ def test_a_broken_model_is_named_and_the_others_keep_serving(runtime, good_and_b
             "model broken failed to load" in message and "broken" in message.split("log lines:")[1]
         ), message
         assert server is not None
+        rows = {"features": np.zeros((1, 30), np.float32)}
+        for call in plugin.endpoints.tensor_endpoints(server).values():
+            assert call(models[0], rows)["probability"].shape == (1, 1)  # tiny still serves
+    finally:
+        if server is not None:
+            plugin.server.stop(server.workdir)
+
+
+@pytest.fixture
+def good_and_broken_generation(tiny_spec, tmp_path):
+    """The tiny model beside a generation model whose served weights are junk."""
+    shutil.copy(REPO / "config.properties", tmp_path)
+    write_tiny_lm(tmp_path)
+    entries = TINY_ENTRY.format(name="tiny", formats="torchscript, onnx") + TINY_LM_ENTRY
+    models = load_spec(write_spec(tmp_path, entries)).models
+    layout = Layout.of(tmp_path)
+    ensure_built(models, layout, list(RUNTIMES.values()))
+    mar = layout.model_store / "own_lm.mar"
+    with zipfile.ZipFile(mar) as source:
+        entries = {i.filename: source.read(i) for i in source.infolist()}
+    with zipfile.ZipFile(mar, "w") as target:
+        for name, data in entries.items():
+            target.writestr(name, JUNK if name.endswith("model.safetensors") else data)
+    (layout.triton_repo / "own_lm" / "1" / "pretrained" / "model.safetensors").write_bytes(JUNK)
+    return models, layout
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+def test_a_broken_generation_model_is_named_and_the_others_keep_serving(
+    runtime, good_and_broken_generation, tmp_path
+):
+    models, layout = good_and_broken_generation
+    plugin = RUNTIMES[runtime]
+    with pytest.raises(ModelsFailed) as caught:
+        plugin.server.start(
+            models,
+            layout,
+            StartOptions(workdir=tmp_path / "server", free_ports=True, timeout_s=120),
+        )
+    server = caught.value.server
+    try:
+        assert list(caught.value.failed) == ["own_lm"], str(caught.value)
         rows = {"features": np.zeros((1, 30), np.float32)}
         for call in plugin.endpoints.tensor_endpoints(server).values():
             assert call(models[0], rows)["probability"].shape == (1, 1)  # tiny still serves

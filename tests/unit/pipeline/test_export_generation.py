@@ -11,35 +11,12 @@ import torch
 from scripts.pipeline.export import export_model
 from scripts.pipeline.layout import Layout
 from scripts.spec import BuildError, SpecError, load_spec
-from tests.conftest import write_spec
-
-CONFIG = {"vocab_size": 300, "n_positions": 64, "n_embd": 32, "n_layer": 2, "n_head": 4}
-ENTRY = f"""
-  - name: own_lm
-    source:
-      module: models.review_gpt:ReviewGPT
-      checkpoint: weights/lm.pt
-      tokenizer: weights/tokenizer.json
-      kwargs: {json.dumps({**CONFIG, "eos_token_id": 0, "bos_token_id": 0})}
-    task: {{kind: generation, generation: {{max_tokens: 6, max_tokens_limit: 16}}}}
-"""
-
-
-def save_tokenizer(path):
-    from models.review_gpt import train_tokenizer
-
-    tokenizer = train_tokenizer(["the battery lasts all day.", "this film is great."] * 30, 300)
-    tokenizer.save(str(path))
+from tests.conftest import TINY_LM_CONFIG, TINY_LM_ENTRY, write_spec, write_tiny_lm
 
 
 def test_module_checkpoint_and_tokenizer_are_served_as_a_verified_folder(tmp_path):
-    from models.review_gpt import ReviewGPT
-
-    (tmp_path / "weights").mkdir()
-    save_tokenizer(tmp_path / "weights" / "tokenizer.json")
-    torch.manual_seed(0)
-    torch.save(ReviewGPT(**CONFIG).state_dict(), tmp_path / "weights" / "lm.pt")
-    spec = load_spec(write_spec(tmp_path, ENTRY)).models[0]
+    write_tiny_lm(tmp_path)
+    spec = load_spec(write_spec(tmp_path, TINY_LM_ENTRY)).models[0]
     result = export_model(spec, Layout.of(tmp_path))
     folder = Layout.of(tmp_path).artifact_dir(spec)
     assert {"model.safetensors", "config.json", "tokenizer.json"} <= {
@@ -50,12 +27,11 @@ def test_module_checkpoint_and_tokenizer_are_served_as_a_verified_folder(tmp_pat
 
 
 def test_a_module_that_is_not_a_causal_lm_is_refused_by_name(tmp_path):
-    (tmp_path / "weights").mkdir()
-    save_tokenizer(tmp_path / "weights" / "tokenizer.json")
+    write_tiny_lm(tmp_path)
     torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "weights" / "lm.pt")
-    entry = ENTRY.replace("models.review_gpt:ReviewGPT", "torch.nn:Linear").replace(
-        json.dumps({**CONFIG, "eos_token_id": 0, "bos_token_id": 0}),
-        '{"in_features": 2, "out_features": 2}',
+    kwargs = json.dumps({**TINY_LM_CONFIG, "eos_token_id": 0, "bos_token_id": 0})
+    entry = TINY_LM_ENTRY.replace("models.review_gpt:ReviewGPT", "torch.nn:Linear").replace(
+        kwargs, '{"in_features": 2, "out_features": 2}'
     )
     spec = load_spec(write_spec(tmp_path, entry)).models[0]
     with pytest.raises(BuildError) as error:
@@ -66,7 +42,7 @@ def test_a_module_that_is_not_a_causal_lm_is_refused_by_name(tmp_path):
 def test_a_module_source_needs_its_tokenizer(tmp_path):
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights" / "lm.pt").write_bytes(b"")
-    entry = ENTRY.replace("      tokenizer: weights/tokenizer.json\n", "")
+    entry = TINY_LM_ENTRY.replace("      tokenizer: weights/tokenizer.json\n", "")
     with pytest.raises(SpecError) as error:
         load_spec(write_spec(tmp_path, entry))
     assert "with checkpoint and tokenizer (a tokenizer.json)" in str(error.value)
