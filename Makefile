@@ -28,7 +28,7 @@ CLI := $(PY) -m scripts $(if $(OUT),--out $(OUT))
 help:
 	@echo "make install | check | train | export | archive | triton-repo | serve | stop | verify"
 	@echo "     verify-artifacts | rollout MODEL= VERSION= | rollback MODEL= | versions | drill"
-	@echo "     kserve | sign | perf | bench | tune | test | test-unit | lint | clean"
+	@echo "     kserve | sign | perf | bench | bench-generation | tune | test | test-unit | lint | clean"
 	@echo "   SPEC=models.yaml MODEL=name OUT=folder RUNTIME=all|torchserve|triton"
 	@echo "   TRITON_BACKEND=python|onnxruntime|pytorch"
 

@@ -14,6 +14,16 @@ from scripts.cli.common import ModelOption, SpecOption, app, console, selected_m
 from scripts.spec import ModelSpec
 
 
+def refuse_generation(models: list[ModelSpec], command: str) -> None:
+    """Requests/s of one-pass models are this command's; a generation model's are tokens/s."""
+    for m in models:
+        if m.task.generation is not None:
+            raise typer.BadParameter(
+                f"{m.name} is a generation model: `make {command}` measures one-pass models; "
+                f"its tokens/s come from `make bench-generation MODEL={m.name}`"
+            )
+
+
 @app.command()
 @user_errors
 def bench(
@@ -52,6 +62,7 @@ def bench(
     if not model:
         wanted = set(FULL_MODELS) | set(BRIEF_MODELS)
         models = [m for m in models if m.name in wanted] or models
+    refuse_generation(models, "bench")
     ensure_built(
         models,
         layout,
@@ -98,6 +109,7 @@ def tune(
     from scripts.runtimes.registry import selected
 
     layout, models = selected_models(spec, [model])
+    refuse_generation(models, "tune")
     report = run_tune(
         models[0],
         layout,
@@ -164,6 +176,7 @@ def perf(
         raise BuildError(
             f"unknown model {model!r}; serve one of the spec's models or <name>_ensemble"
         )
+    refuse_generation([owner], "perf")
     rows = perf_rows(owner, layout, model)
     table = Table("model", "protocol", "concurrency", "infer/s", "p50 ms", "p99 ms")
     protocols = ["http", "grpc"] if protocol == Protocol.both else [protocol.value]
