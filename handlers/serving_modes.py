@@ -10,13 +10,11 @@ that turns `send(index, answer, final)` into the runtime's response:
   request's response sender, the last flagged TRITONSERVER_RESPONSE_COMPLETE_FINAL.
 
 `OneAnswer` is the mode of classifiers, embedders and tensor models: exactly one final answer
-per request. A streaming mode for generative models plugs in beside it as another
-`ServingMode`: it reads requests with `ServingCore.read` (same isolation, same 400s), runs its
-decode loop with requests joining and leaving between steps (in-flight batching), sends each
-step's tokens with final=False and ends every request with one final answer (also on failure).
-`serving_mode` is where the plan would pick it. What it will need beyond `send` (a client that
-went away: Triton's `is_cancelled()`; TorchServe's continuousBatching, which re-queues
-unfinished requests between handle() calls) is added to the Sink when that mode is written.
+per request. Generation models do not come through here: TorchServe's continuous batching calls
+the handler once per decode step and Triton's decoupled model answers from its own thread, so
+their mode is handlers/generating.py (`Generating`: admit / step / cancel), driven by
+handlers/torchserve_generation.py and handlers/triton_model.py's `Streamer`. The non-final
+`send` of both sinks is used by no mode today.
 """
 
 from __future__ import annotations
