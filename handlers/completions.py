@@ -22,6 +22,21 @@ SAMPLING_FIELDS = ("max_tokens", "temperature", "top_p", "top_k", "seed", "stop"
 # `model` is what OpenAI's clients always send; the route has already chosen the model
 FIELDS = ("prompt", "stream", "model", *SAMPLING_FIELDS)
 MOST_STOP_STRINGS = 4  # OpenAI's limit
+# numbers that Triton's vLLM backend also reads from strings in sampling_parameters (genai-perf
+# sends {"max_tokens": "24"}): read the same here
+VLLM_NUMBERS = {"max_tokens": int, "top_k": int, "seed": int, "temperature": float, "top_p": float}
+
+
+def vllm_numbers(sampling: dict) -> dict:
+    """sampling_parameters with numeric strings read as vLLM's backend reads them."""
+    read = dict(sampling)
+    for name, kind in VLLM_NUMBERS.items():
+        if isinstance(read.get(name), str):
+            try:
+                read[name] = kind(read[name])
+            except ValueError:
+                raise RequestError(f"{name}: expected a number, got {read[name]!r}") from None
+    return read
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from handlers.completions import Piece, parse_body
 from handlers.processing import RequestError
 
 ROUTES = {"v1/completions": "completion", "v1/chat/completions": "chat"}
-# OpenAI fields with nothing to do here: accepted and left alone
+# OpenAI fields with nothing more to do here (stream_options is read for include_usage)
 IGNORED = ("model", "user", "stream_options")
 ROLES = ("system", "user", "assistant")
 EVENT_STREAM = "text/event-stream"
@@ -78,6 +78,7 @@ class OpenAIAnswer:
     model: str
     stream: bool
     prompt_tokens: int = 0
+    include_usage: bool = False  # stream_options.include_usage: a last chunk with usage only
     made: list[int] = field(default_factory=list)
     text: str = ""
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -91,7 +92,7 @@ class OpenAIAnswer:
             return json.dumps(self.whole(piece.finish_reason)) if piece.final else ""
         chunk = self.envelope([self.choice(piece.text, piece.finish_reason, delta=True)])
         events = [chunk] if piece.text or piece.token_ids or piece.final else []
-        if piece.final:
+        if piece.final and self.include_usage:  # as OpenAI: choices [], then usage
             events.append({**self.envelope([]), "usage": self.usage()})
         return "".join(f"data: {json.dumps(e)}\n\n" for e in events) + (
             "data: [DONE]\n\n" if piece.final else ""
@@ -148,6 +149,8 @@ def read_openai(kind: str, body: Any, template: str | None) -> tuple[dict, OpenA
         prompt = prompt[0]
     fields.pop("n", None)
     answer = OpenAIAnswer(kind, str(fields.get("model") or ""), bool(fields.get("stream")))
+    options = fields.get("stream_options")
+    answer.include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
     for name in IGNORED:
         fields.pop(name, None)
     return {**fields, "prompt": prompt}, answer

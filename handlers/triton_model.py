@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from handlers.serving_core import Answer, Request, ServingCore  # noqa: E402
 from handlers.serving_modes import serving_mode  # noqa: E402
 
 ROLES = ("model", "preprocess", "postprocess")
+CANCEL_CHECK_S = 0.05  # how often the decode loop asks whether clients went away
 
 
 def parameter(model_config: dict, key: str, default: str) -> str:
@@ -193,7 +195,7 @@ class Streamer:
         self.generating = Generating.load(folder)
         self.senders: dict[int, tuple] = {}  # key -> (request, sender, prompt, exclude input)
         self.lock, self.wake = threading.Lock(), threading.Condition()
-        self.running = True
+        self.running, self.checked = True, 0.0
         self.thread = threading.Thread(target=self.loop, name="decode-loop", daemon=True)
         self.thread.start()
 
@@ -217,7 +219,7 @@ class Streamer:
             with self.wake:
                 self.wake.wait_for(lambda: self.generating.busy or not self.running)
             with self.lock:
-                for key in [k for k in self.generating.keys if cancelled(self.senders[k][0])]:
+                for key in self.cancelled_keys():
                     self.generating.cancel(key)
                     self.senders.pop(key)
                 pieces = self.generating.step() if self.generating.busy else {}
@@ -227,6 +229,16 @@ class Streamer:
                         self.senders.pop(key)
             for key, piece in pieces.items():
                 self.send(piece, *streams[key])
+
+    def cancelled_keys(self) -> list[int]:
+        """Requests whose client went away. Asking is a round trip to the server per request,
+        so it is asked every CANCEL_CHECK_S, not every step: a dropped stream decodes at most
+        that much longer."""
+        now = time.monotonic()
+        if now - self.checked < CANCEL_CHECK_S:
+            return []
+        self.checked = now
+        return [key for key in self.generating.keys if cancelled(self.senders[key][0])]
 
     def send(self, piece, request, sender, prompt: str, exclude: bool, stream: bool) -> None:
         if not stream and not piece.final:
@@ -251,6 +263,7 @@ class Streamer:
 
 def body(request) -> dict:
     """vLLM's tensors as a completion request's fields (handlers/completions.py checks them)."""
+    from handlers.completions import vllm_numbers
     from handlers.processing import RequestError
 
     def text(name: str) -> str | None:
@@ -270,7 +283,7 @@ def body(request) -> dict:
         raise RequestError(f"sampling_parameters: not JSON: {exc}") from None
     if not isinstance(sampling, dict):
         raise RequestError('sampling_parameters: expected a JSON object, e.g. {"max_tokens": 16}')
-    return {**sampling, "prompt": prompt, "stream": flag(request, "stream")}
+    return {**vllm_numbers(sampling), "prompt": prompt, "stream": flag(request, "stream")}
 
 
 def flag(request, name: str) -> bool:

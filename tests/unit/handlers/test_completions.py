@@ -187,7 +187,15 @@ def test_torchserve_drops_a_request_the_frontend_dropped(handler):
 def test_openai_routes_answer_in_openai_shape(handler):
     service, context = handler
     context.url_paths = {0: "v1/completions", 1: "v1/chat/completions", 2: "v1/completions"}
-    completion = json.dumps({"model": "tiny", "prompt": ["the"], "max_tokens": 3, "stream": True})
+    completion = json.dumps(
+        {
+            "model": "tiny",
+            "prompt": ["the"],
+            "max_tokens": 3,
+            "stream": True,
+            "stream_options": {"include_usage": True},  # else no usage chunk, as OpenAI
+        }
+    )
     chat = {"messages": [{"role": "user", "content": "the film"}], "max_completion_tokens": 2}
     two = json.dumps({"prompt": "the", "n": 2})
     first = step(service, context, {"c": completion.encode(), "chat": json.dumps(chat), "n": two})
@@ -203,6 +211,7 @@ def test_openai_routes_answer_in_openai_shape(handler):
     assert events[-1] == "data: [DONE]"
     chunks = [json.loads(e.removeprefix("data: ")) for e in events[:-1]]
     assert chunks[0]["object"] == "text_completion" and chunks[-1]["usage"]["completion_tokens"]
+    assert chunks[-1]["choices"] == [] and all("usage" not in c for c in chunks[:-1])
     answer = json.loads(whole)
     assert answer.get("object") == "chat.completion", answer
     assert answer["choices"][0]["message"]["role"] == "assistant"
@@ -223,3 +232,26 @@ def test_openai_mistakes_are_400s_naming_the_field(handler, route, body, message
     context.url_paths = {0: route}
     (answer, stop), *_ = step(service, context, {"r": json.dumps(body)})
     assert context.statuses[0] == 400 and message in answer and stop is None
+
+
+def test_a_stream_without_include_usage_has_no_usage_chunk():
+    """OpenAI sends the usage chunk (choices: []) only when stream_options asks for it; clients
+    such as genai-perf read choices[0] of every chunk."""
+    from handlers.completions import Piece
+    from handlers.openai_api import read_openai
+
+    for options, chunks_with_usage in (({}, 0), ({"stream_options": {"include_usage": True}}, 1)):
+        _, answer = read_openai("completion", {"prompt": "the", "stream": True, **options}, None)
+        body = answer.piece(Piece(" film", [5])) + answer.piece(Piece("", [], "stop"))
+        events = [json.loads(e[6:]) for e in body.split("\n\n") if e and e != "data: [DONE]"]
+        assert sum("usage" in e for e in events) == chunks_with_usage
+        assert all(e["choices"] for e in events if "usage" not in e)
+
+
+def test_sampling_parameters_as_strings_are_read_as_vllm_reads_them():
+    from handlers.completions import vllm_numbers
+
+    read = vllm_numbers({"max_tokens": "24", "temperature": "0.5", "top_k": 3, "stop": ["."]})
+    assert read == {"max_tokens": 24, "temperature": 0.5, "top_k": 3, "stop": ["."]}
+    with pytest.raises(RequestError, match="max_tokens: expected a number, got 'many'"):
+        vllm_numbers({"max_tokens": "many"})
