@@ -140,8 +140,8 @@ test-unit: install
 	$(PY) -m pytest tests/unit
 
 lint: install
-	$(PY) -m ruff check scripts handlers models tests
-	$(PY) -m ruff format --check scripts handlers models tests
+	$(PY) -m ruff check scripts handlers models tests docs/examples
+	$(PY) -m ruff format --check scripts handlers models tests docs/examples
 
 # Stops what `make serve` started first (its pid files live in the run state), then removes
 # every generated folder and the checkpoints that training wrote.

@@ -162,3 +162,23 @@ def test_the_openai_client_chats_and_hears_its_mistakes(torchserve):
     with pytest.raises(BadRequestError) as error:
         client.completions.create(model=SPEC.name, prompt="The", max_tokens=10_000)
     assert "max_tokens" in str(error.value.body)
+
+
+def test_the_openai_mapping_example_completes_and_streams_on_triton(triton, golden):
+    """docs/examples/openai_on_triton.py, as a user runs it, against the served model."""
+    import importlib.util
+
+    path = LAYOUT.root / "docs" / "examples" / "openai_on_triton.py"
+    found = importlib.util.spec_from_file_location("openai_on_triton", path)
+    example = importlib.util.module_from_spec(found)
+    found.loader.exec_module(example)
+    prompt, expected = golden["prompts"][-1], golden["token_ids"][-1]
+    request = {"prompt": prompt, "max_tokens": golden["max_tokens"], "temperature": 0}
+    whole = example.complete(triton.grpc_url, SPEC.name, request)
+    assert whole["choices"][0]["text"] == golden["texts"][-1]
+    assert whole["usage"]["completion_tokens"] == len(expected)
+    chunks = list(example.complete(triton.grpc_url, SPEC.name, {**request, "stream": True}))
+    assert "".join(c["choices"][0]["text"] for c in chunks) == golden["texts"][-1]
+    assert len(chunks) >= len(expected) and chunks[-1]["choices"][0]["finish_reason"]
+    with pytest.raises(ValueError, match="max_tokens"):
+        example.complete(triton.grpc_url, SPEC.name, {**request, "max_tokens": 10_000})

@@ -62,3 +62,21 @@ def test_triton_tree_started_with_kserve_args_gives_golden_outputs(kserve_triton
         assert label.reshape(-1)[0].decode() == png.stem.split("_")[1]
     finally:
         client.close()
+
+
+def test_generation_model_streams_on_the_kserve_tree(kserve_triton):
+    """review_gpt as a cluster client reaches it: `generate`, `generate_stream` and gRPC
+    `ModelStreamInfer` straight on the predictor's ports, tokens equal to eager generate()."""
+    from types import SimpleNamespace
+
+    from scripts.measure.verify_generation import golden_generation
+    from scripts.runtimes.triton.generation_calls import generation_calls
+    from tests.conftest import LAYOUT
+    from tests.integration.kserve.golden import SPECFILE
+
+    spec = next(m for m in SPECFILE.models if m.task.generation is not None)
+    expected = golden_generation(spec, LAYOUT)
+    pod = SimpleNamespace(http_url=kserve_triton[0], grpc_url=kserve_triton[1])
+    body = {"prompt": expected["prompts"][0], "max_tokens": expected["max_tokens"]}
+    for endpoint, call in generation_calls(pod, spec).items():
+        assert call(body)["token_ids"] == expected["token_ids"][0], endpoint
