@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from scripts.pipeline.layout import Layout
+from scripts.cli.serve import RuntimeOption
 from scripts.cli.common import ModelOption, SpecOption, app, console, selected_models, user_errors
 from scripts.spec import ModelSpec
 
@@ -204,35 +206,27 @@ def perf(
 
 @app.command("bench-generation")
 @user_errors
-def bench_generation(spec: SpecOption = Path("models.yaml"), model: ModelOption = None):
-    """A generation model's output tokens/s and time to first token, streamed at 1, 4 and 16
-    concurrent requests on each runtime, against one-at-a-time generate() in one process."""
+def bench_generation(
+    spec: SpecOption = Path("models.yaml"),
+    model: ModelOption = None,
+    runtime: RuntimeOption = "all",
+):
+    """A generation model's output tokens/s, TTFT and inter-token latency (p50/p99), streamed
+    at 1, 4, 16 and 64 concurrent requests on each runtime, beside the runtime's stock
+    generate() setup, against static batched generate() in one process."""
     from scripts.measure.generation_bench import bench_generation as measure
-    from scripts.measure.verify_served import endpoints_for
+    from scripts.measure.generation_report import table, targets
     from scripts.pipeline.ensure import ensure_built
-    from scripts.runtimes.registry import RUNTIMES
-    from scripts.runtimes.serving import serving
+    from scripts.runtimes.registry import selected
 
     layout, models = selected_models(spec, model)
     models = [m for m in models if m.task.generation is not None]
     if not models:
         raise typer.BadParameter("no generation model selected (task: {kind: generation})")
-    ensure_built(models, layout, list(RUNTIMES.values()))
-    with serving(models, layout) as servers:
-        endpoints = endpoints_for(servers)
-        for m in models:
-            report = measure(m, layout, endpoints.generation(m))
-            table = Table("setup", "tokens/s", "vs generate() alone", "TTFT p50 ms", "failed")
-            for name, rate in report["in_process_tokens_per_s"].items():
-                base = report["in_process_tokens_per_s"]["generate() one at a time"]
-                table.add_row(f"in-process: {name}", f"{rate:.0f}", f"{rate / base:.2f}x", "", "")
-            for name, row in report["served"].items():
-                table.add_row(
-                    name,
-                    f"{row['tokens_per_s']:.0f}",
-                    f"{row['vs_generate_one_at_a_time']:.2f}x",
-                    f"{row['ttft_p50_ms']:.1f}" if row["ttft_p50_ms"] is not None else "-",
-                    str(row["failed"]),
-                )
-            console.print(table)
-            console.print(f"report: {layout.shown(report['path'])}")
+    runtimes = selected(runtime)
+    ensure_built(models, layout, runtimes)
+    for m in models:
+        report = measure(m, layout, runtimes, lambda line: console.print(escape(line)))
+        console.print("\n".join([*table(report), "", *targets(report)]))
+        for path in report["paths"]:
+            console.print(f"report: {layout.shown(Path(path))}")

@@ -8,7 +8,6 @@ dataclasses, never as widened signatures. Building is `scripts/pipeline/ensure.p
 
 from __future__ import annotations
 
-import time
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -30,23 +29,6 @@ RequestCall = Callable[[Path], dict[str, Any]]
 # a generation model's endpoint: a completion request (prompt, max_tokens, ...) in; its answer
 # (text, token_ids, finish_reason; pieces: how many responses it came in; or status + error)
 GenerateCall = Callable[[dict], dict]
-
-
-def joined_pieces(pieces, started: float | None = None) -> dict:
-    """A streamed answer read as a client reads it: its pieces joined, how many there were and,
-    from `started` (perf_counter when the request was sent), the seconds to the first piece (an
-    error piece, as Triton streams send one, ends it)."""
-    answer = {"text": "", "token_ids": [], "finish_reason": None, "pieces": 0, "status": 200}
-    for piece in pieces:
-        if started is not None and not answer["pieces"]:
-            answer["first_piece_s"] = time.perf_counter() - started
-        if "error" in piece:
-            return {**answer, "status": 400, "error": piece["error"]}
-        answer["text"] += piece["text"]
-        answer["token_ids"] += piece["token_ids"]
-        answer["finish_reason"] = piece["finish_reason"]
-        answer["pieces"] += 1
-    return answer
 
 
 # --- values ----------------------------------------------------------------------------------
@@ -112,6 +94,15 @@ class Setup:
     stock: bool
     protocols: tuple[str, ...]
     int8: bool = False
+
+
+@dataclass(frozen=True)
+class GenerationDeployment:
+    """A generation model served by this project and by the runtime's stock setup, side by side
+    in one server."""
+
+    calls: dict[str, GenerateCall]  # {setup key: its streamed endpoint}
+    ready_s: float  # start-up until both were READY
 
 
 def stock_setup_key(runtime: str) -> str:
@@ -267,6 +258,12 @@ class BenchSetup(Protocol):
         self, specs: list[ModelSpec], layout: Layout, workdir: Path, log: Callable[[str], None]
     ) -> AbstractContextManager[DeploymentTargets]:
         """This project's deployment and the runtime's stock setup side by side on free ports;
+        stopped on exit."""
+
+    def generation_deployment(
+        self, spec: ModelSpec, layout: Layout, workdir: Path, log: Callable[[str], None]
+    ) -> AbstractContextManager[GenerationDeployment]:
+        """A generation model as built beside the stock generate() setup, on free ports;
         stopped on exit."""
 
 

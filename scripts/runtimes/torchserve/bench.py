@@ -8,8 +8,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from scripts.pipeline.layout import Layout
+from scripts.runtimes.processes import ModelsFailed
 from scripts.runtimes.protocols import (
     DeploymentTargets,
+    GenerationDeployment,
     LoadTarget,
     ServerControl,
     StartOptions,
@@ -17,7 +19,8 @@ from scripts.runtimes.protocols import (
     StockBar,
 )
 from scripts.runtimes.torchserve import server as ts
-from scripts.runtimes.torchserve import stock
+from scripts.runtimes.torchserve import stock, stock_generation
+from scripts.runtimes.torchserve.generation_calls import generation_calls
 from scripts.runtimes.torchserve.settings import NAME
 from scripts.spec import ModelSpec
 
@@ -45,21 +48,56 @@ class TorchServeBench:
     ) -> Iterator[DeploymentTargets]:
         """The built archives (copied) and the stock ones in a scratch store under workdir."""
         store, names = stock.model_store(specs, layout, workdir)
+        with self.started(specs, layout, workdir, store, sorted(names.values()), log) as server:
+            yield stock.load_targets(specs, layout, server, names, workdir)
+
+    @contextlib.contextmanager
+    def generation_deployment(
+        self, spec: ModelSpec, layout: Layout, workdir: Path, log: Callable[[str], None]
+    ) -> Iterator[GenerationDeployment]:
+        """The built generation archive (copied) and the stock generate() route; {setup: its
+        streamed endpoint}."""
+        store = workdir / "store"
+        names = stock_generation.generation_store(spec, layout, store)
+        with self.started([spec], layout, workdir, store, list(names.values()), log) as server:
+            calls = {
+                setup: generation_calls(server, spec, name)["torchserve-rest-stream"]
+                for setup, name in names.items()
+            }
+            yield GenerationDeployment(calls, server.waited_s)
+
+    @contextlib.contextmanager
+    def started(
+        self,
+        specs: list[ModelSpec],
+        layout: Layout,
+        workdir: Path,
+        store: Path,
+        names: list[str],
+        log: Callable[[str], None],
+    ) -> Iterator[ts.TorchServe]:
+        """One TorchServe on free ports serving `names` from `store`, with the project's
+        config.properties minus its worker count (the stock routes get TorchServe's default)."""
         template = workdir / "config.properties"
         template.write_text(stock.config(layout.torchserve_config.read_text()))
-        server = self.control.start(
-            specs,
-            layout,
-            StartOptions(
-                workdir=workdir / NAME,
-                free_ports=True,
-                artifacts=store,
-                config=template,
-                names=sorted(names.values()),
-            ),
-        )
+        try:
+            server = self.control.start(
+                specs,
+                layout,
+                StartOptions(
+                    workdir=workdir / NAME,
+                    free_ports=True,
+                    artifacts=store,
+                    config=template,
+                    names=sorted(names),
+                ),
+            )
+        except ModelsFailed as failed:  # a bench measures both setups or nothing
+            if failed.server is not None:
+                self.control.stop(failed.server.workdir)
+            raise
         log(f"TorchServe READY in {server.waited_s:.1f}s")
         try:
-            yield stock.load_targets(specs, layout, server, names, workdir)
+            yield server
         finally:
             self.control.stop(server.workdir)

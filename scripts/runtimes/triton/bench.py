@@ -8,8 +8,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from scripts.pipeline.layout import Layout
+from scripts.runtimes.processes import ModelsFailed
 from scripts.runtimes.protocols import (
     DeploymentTargets,
+    GenerationDeployment,
     LoadTarget,
     ServerControl,
     StartOptions,
@@ -17,7 +19,8 @@ from scripts.runtimes.protocols import (
     StockBar,
 )
 from scripts.runtimes.triton import server as tr
-from scripts.runtimes.triton import stock
+from scripts.runtimes.triton import stock, stock_generation
+from scripts.runtimes.triton.generation_calls import generation_calls
 from scripts.runtimes.triton.settings import NAME
 from scripts.spec import ModelSpec
 
@@ -52,19 +55,53 @@ class TritonBench:
         """The built tensor models (copied) and the stock ones in a scratch repository."""
         repo = workdir / "repository"
         names = stock.repository(specs, layout, repo)
-        server = self.control.start(
-            specs,
-            layout,
-            StartOptions(
-                workdir=workdir / NAME,
-                free_ports=True,
-                artifacts=repo,
-                names=sorted(set(names.values())),
-                open_statistics=True,  # perf_analyzer reads them, and sends no key over gRPC
-            ),
-        )
+        with self.started(specs, layout, workdir, repo, list(names.values()), log) as server:
+            yield stock.load_targets(specs, layout, server, names, workdir)
+
+    @contextlib.contextmanager
+    def generation_deployment(
+        self, spec: ModelSpec, layout: Layout, workdir: Path, log: Callable[[str], None]
+    ) -> Iterator[GenerationDeployment]:
+        """The built generation model (copied) and the stock generate() model; {setup: its
+        streamed endpoint}."""
+        repo = workdir / "repository"
+        names = stock_generation.generation_repository(spec, layout, repo)
+        with self.started([spec], layout, workdir, repo, list(names.values()), log) as server:
+            calls = {
+                setup: generation_calls(server, spec, name)["triton-generate-stream"]
+                for setup, name in names.items()
+            }
+            yield GenerationDeployment(calls, server.waited_s)
+
+    @contextlib.contextmanager
+    def started(
+        self,
+        specs: list[ModelSpec],
+        layout: Layout,
+        workdir: Path,
+        repo: Path,
+        names: list[str],
+        log: Callable[[str], None],
+    ) -> Iterator[tr.Triton]:
+        """One tritonserver on free ports serving `names` from `repo`."""
+        try:
+            server = self.control.start(
+                specs,
+                layout,
+                StartOptions(
+                    workdir=workdir / NAME,
+                    free_ports=True,
+                    artifacts=repo,
+                    names=sorted(set(names)),
+                    open_statistics=True,  # perf_analyzer reads them, and sends no key over gRPC
+                ),
+            )
+        except ModelsFailed as failed:  # a bench measures both setups or nothing
+            if failed.server is not None:
+                self.control.stop(failed.server.workdir)
+            raise
         log(f"tritonserver READY in {server.waited_s:.1f}s")
         try:
-            yield stock.load_targets(specs, layout, server, names, workdir)
+            yield server
         finally:
             self.control.stop(server.workdir)

@@ -11,7 +11,8 @@ import time
 import numpy as np
 import requests
 
-from scripts.runtimes.protocols import GenerateCall, joined_pieces
+from scripts.runtimes.protocols import GenerateCall
+from scripts.runtimes.streams import joined_pieces
 
 
 def vllm_body(body: dict, stream: bool) -> dict:
@@ -34,8 +35,10 @@ def piece(answer: dict) -> dict:
     }
 
 
-def generation_calls(server, spec) -> dict[str, GenerateCall]:
-    url = f"http://{server.http_url}/v2/models/{spec.name}"
+def generation_calls(server, spec, name: str | None = None) -> dict[str, GenerateCall]:
+    """The endpoints of the model, or of another name serving it (bench's stock model)."""
+    name = name or spec.name
+    url = f"http://{server.http_url}/v2/models/{name}"
 
     def whole(body: dict) -> dict:
         reply = requests.post(f"{url}/generate", json=vllm_body(body, False), timeout=120)
@@ -53,9 +56,7 @@ def generation_calls(server, spec) -> dict[str, GenerateCall]:
 
     def grpc_streamed(body: dict) -> dict:
         started = time.perf_counter()
-        return joined_pieces(
-            grpc_pieces(server.grpc_url, spec.name, vllm_body(body, True)), started
-        )
+        return joined_pieces(grpc_pieces(server.grpc_url, name, vllm_body(body, True)), started)
 
     return {
         "triton-generate": whole,
