@@ -89,12 +89,20 @@ def percentiles(values: list[float]) -> tuple[float | None, float | None]:
     return float(p50), float(p99)
 
 
+def answered(call: GenerateCall, body: dict) -> dict:
+    """The call's answer; a client-side failure (a timeout) counts as a failed request."""
+    try:
+        return call(body)
+    except Exception as exc:
+        return {"status": None, "error": f"{type(exc).__name__}: {exc}"}
+
+
 def served(call: GenerateCall, work: Workload, concurrency: int) -> dict:
     """`concurrency` clients each streaming REQUESTS_PER_STREAM requests back to back."""
     requests = work.bodies(concurrency * REQUESTS_PER_STREAM[concurrency])
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        answers = list(pool.map(call, requests))
+        answers = list(pool.map(lambda body: answered(call, body), requests))
     wall = time.perf_counter() - started
     ok = [a for a in answers if a.get("status") == 200]
     ttft = [a["first_piece_s"] for a in ok if "first_piece_s" in a]

@@ -115,23 +115,65 @@ class Traffic:
         return None
 
 
+class GenerationTraffic(Traffic):
+    """Streams instead of tensors: each row is a completion request, each version's expected
+    answer its greedy tokens."""
+
+    def whose(self, outputs: dict, row: int) -> int | None:
+        for version, rows in self.expected.items():
+            if outputs.get("token_ids") == rows[row]:
+                return version
+        return None
+
+
+def stream_call(call) -> TensorCall:
+    """A generation endpoint as Traffic calls one: (spec, body) -> the answer; a failed stream
+    raises, naming its status and error."""
+
+    def send(spec: ModelSpec, body: dict) -> dict:
+        answer = call(body)
+        if answer.get("status") != 200 or not answer.get("finish_reason"):
+            raise RuntimeError(f"status {answer.get('status')}: {answer.get('error', answer)}")
+        return answer
+
+    return send
+
+
+def endpoint_sets(plugin, server, spec: ModelSpec) -> Callable:
+    """(version) -> {endpoint: (spec, request) -> answer}: tensor endpoints, or a generation
+    model's streamed ones."""
+    if spec.task.generation is None:
+        return lambda version: (
+            plugin.endpoints.version_endpoints(server, spec, version)
+            if version is not None
+            else plugin.endpoints.tensor_endpoints(server)
+        )
+
+    def streams(version):
+        calls = plugin.endpoints.generation_endpoints(server, spec, version)
+        return {name: stream_call(call) for name, call in calls.items() if "stream" in name}
+
+    return streams
+
+
 def clients_for(
     servers: dict, spec: ModelSpec, per_endpoint: int, named: int | None = None
 ) -> list[Client]:
-    """Per runtime ({name: running server}) and tensor endpoint (REST/HTTP, gRPC): `per_endpoint`
-    unversioned clients, and half as many naming version `named` when given."""
+    """Per runtime ({name: running server}) and endpoint (REST/HTTP, gRPC; a generation
+    model's streams): `per_endpoint` unversioned clients, and half as many naming version
+    `named` when given."""
     from scripts.runtimes.registry import RUNTIMES
 
     clients = []
     for name, server in servers.items():
-        plugin = RUNTIMES[name]
-        for endpoint in plugin.endpoints.tensor_endpoints(server):
+        endpoints = endpoint_sets(RUNTIMES[name], server, spec)
+        for endpoint in endpoints(None):
 
-            def unversioned(endpoint=endpoint, plugin=plugin, server=server):
-                return plugin.endpoints.tensor_endpoints(server)[endpoint]
+            def unversioned(endpoint=endpoint, endpoints=endpoints):
+                return endpoints(None)[endpoint]
 
-            def versioned(endpoint=endpoint, plugin=plugin, server=server):
-                return plugin.endpoints.version_endpoints(server, spec, named)[endpoint]
+            def versioned(endpoint=endpoint, endpoints=endpoints):
+                return endpoints(named)[endpoint]
 
             clients += [
                 Client(f"{endpoint} unversioned", name, None, unversioned)
@@ -149,7 +191,9 @@ def expected_outputs(
     spec: ModelSpec, versions: list[int], layout: Layout
 ) -> tuple[list[dict], dict[int, list[dict]]]:
     """The first golden rows of the first version, and what each version's eager model answers
-    for each of them."""
+    for each of them (a generation model: golden prompts, and each version's greedy tokens)."""
+    if spec.task.generation is not None:
+        return expected_tokens(spec, versions, layout)
     inputs = golden_examples(spec, layout, ROWS)
     expected = {}
     for version in versions:
@@ -176,3 +220,19 @@ def summary(
         "p99_ms": float(np.percentile(latencies, 99)) if latencies else None,
         "errors": sorted({a.error for a in window if a.error})[:5],
     }
+
+
+def expected_tokens(spec: ModelSpec, versions: list[int], layout: Layout) -> tuple[list, dict]:
+    from handlers.completions import LanguageModel
+    from scripts.measure.verify_generation import golden_generation
+    from scripts.pipeline.export_generation import eager_tokens
+
+    golden = golden_generation(spec.at_version(versions[0]), layout)
+    bodies = [{"prompt": p, "max_tokens": golden["max_tokens"]} for p in golden["prompts"][:ROWS]]
+    expected = {}
+    for version in versions:
+        at = spec.at_version(version)
+        language = LanguageModel(layout.artifact_dir(at) / "pretrained", at.task.generation)
+        made = eager_tokens(language, [b["prompt"] for b in bodies], golden["max_tokens"])
+        expected[version] = made["token_ids"]
+    return bodies, expected

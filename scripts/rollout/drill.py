@@ -11,7 +11,13 @@ import json
 import time
 
 from scripts.pipeline.layout import Layout
-from scripts.measure.traffic import Traffic, clients_for, expected_outputs, summary
+from scripts.measure.traffic import (
+    GenerationTraffic,
+    Traffic,
+    clients_for,
+    expected_outputs,
+    summary,
+)
 from scripts.rollout.flow import build, rollback, rollout
 from scripts.runtimes.registry import RUNTIMES
 from scripts.spec import ModelSpec, UserError
@@ -45,7 +51,8 @@ def drill(
     inputs, expected = expected_outputs(spec, sorted({*serving.values(), version}), layout)
     clients = clients_for(servers, spec, per_endpoint, min(serving.values()))
     marks = []
-    with Traffic(spec, clients, expected, inputs) as traffic:
+    kind = Traffic if spec.task.generation is None else GenerationTraffic
+    with kind(spec, clients, expected, inputs) as traffic:
         traffic.warm()
         marks.append(time.monotonic())
         time.sleep(settle_s)

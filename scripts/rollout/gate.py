@@ -146,6 +146,35 @@ def latencies_ms(
 ROUNDS = 3
 
 
+def alternating_rounds(serving, candidate, measure: Callable) -> dict[str, list[list]]:
+    """ROUNDS rounds of `measure(connect)` on each version in turn."""
+    rounds: dict[str, list[list]] = {"serving": [], "candidate": []}
+    for _ in range(ROUNDS):
+        for which, connect in (("serving", serving), ("candidate", candidate)):
+            rounds[which].append(measure(connect))
+    return rounds
+
+
+def all_answered(rounds: dict, failure: Callable, settings, gate: Gate, what: str) -> bool:
+    """Records how many were sent and failed per version; a problem if any failed or a round
+    got no answer at all."""
+    failed = {w: sum(failure(t) for r in runs for t in r) for w, runs in rounds.items()}
+    sent = {w: sum(len(r) for r in runs) for w, runs in rounds.items()}
+    gate.figures["load"] = {
+        "clients": settings.load_clients,
+        "seconds_per_version": settings.load_seconds,
+        what: sent,
+        "failed": failed,
+    }
+    if any(failed.values()) or not all(all(runs) for runs in rounds.values()):
+        gate.problems.append(
+            f"{what} failed under load: {failed['candidate']} of {sent['candidate']} on the "
+            f"candidate, {failed['serving']} of {sent['serving']} on the serving version"
+        )
+        return False
+    return True
+
+
 def p99_check(
     serving: Connect, candidate: Connect, spec: ModelSpec, row: Inputs, gate: Gate
 ) -> None:
@@ -153,29 +182,14 @@ def p99_check(
     moment on a shared machine (a burst of other traffic) does not decide, while a version that
     is slower every time still fails."""
     settings = spec.rollout
-    rounds: dict[str, list[list[float]]] = {"serving": [], "candidate": []}
-    for _ in range(ROUNDS):
-        for which, connect in (("serving", serving), ("candidate", candidate)):
-            rounds[which].append(
-                latencies_ms(
-                    connect, spec, row, settings.load_clients, settings.load_seconds / ROUNDS
-                )
-            )
-    failed = {
-        which: sum(t == float("inf") for r in runs for t in r) for which, runs in rounds.items()
-    }
-    sent = {which: sum(len(r) for r in runs) for which, runs in rounds.items()}
-    gate.figures["load"] = {
-        "clients": settings.load_clients,
-        "seconds_per_version": settings.load_seconds,
-        "requests": sent,
-        "failed": failed,
-    }
-    if any(failed.values()) or not all(all(runs) for runs in rounds.values()):
-        gate.problems.append(
-            f"requests failed under load: {failed['candidate']} of {sent['candidate']} on the "
-            f"candidate, {failed['serving']} of {sent['serving']} on the serving version"
-        )
+    rounds = alternating_rounds(
+        serving,
+        candidate,
+        lambda connect: latencies_ms(
+            connect, spec, row, settings.load_clients, settings.load_seconds / ROUNDS
+        ),
+    )
+    if not all_answered(rounds, lambda t: t == float("inf"), settings, gate, "requests"):
         return
     p99 = {which: min(float(np.percentile(r, 99)) for r in runs) for which, runs in rounds.items()}
     gate.figures["p99_ms"] = p99

@@ -14,6 +14,7 @@ from scripts.pipeline.ensure import ensure_built, refuse_unverified
 from scripts.pipeline.layout import Layout
 from scripts.rollout import state
 from scripts.rollout.gate import Gate, golden_check, run_gate
+from scripts.rollout.generation_gate import after_switch_problems, run_generation_gate
 from scripts.runtimes.registry import selected
 from scripts.spec import ModelSpec, UserError
 
@@ -60,6 +61,9 @@ def build(plugin, spec: ModelSpec, version: int, layout: Layout) -> None:
 
 def after_switch_check(plugin, server, spec: ModelSpec, version: int, layout: Layout) -> list[str]:
     """Unversioned requests must now get exactly that version's golden outputs."""
+    if spec.task.generation is not None:
+        calls = plugin.endpoints.generation_endpoints(server, spec)
+        return after_switch_problems(calls, spec.at_version(version), layout)
     gate = Gate()
     golden_check(plugin.endpoints.tensor_endpoints(server), spec.at_version(version), layout, gate)
     return [
@@ -151,10 +155,13 @@ def prepare(plugin, server, spec: ModelSpec, version: int, layout: Layout) -> Ca
     build(plugin, spec, version, layout)
     loaded_here = plugin.versions.load_beside(server, spec, version, layout)
     candidate = Candidate(plugin, server, serving, loaded_here, Gate())
+    endpoints, gate = plugin.endpoints.version_endpoints, run_gate
+    if spec.task.generation is not None:  # streams, compared token by token
+        endpoints, gate = plugin.endpoints.generation_endpoints, run_generation_gate
     try:
-        candidate.gate = run_gate(
-            lambda: plugin.endpoints.version_endpoints(server, spec, serving),
-            lambda: plugin.endpoints.version_endpoints(server, spec, version),
+        candidate.gate = gate(
+            lambda: endpoints(server, spec, serving),
+            lambda: endpoints(server, spec, version),
             spec.at_version(serving),
             spec.at_version(version),
             layout,

@@ -29,6 +29,9 @@ RequestCall = Callable[[Path], dict[str, Any]]
 # a generation model's endpoint: a completion request (prompt, max_tokens, ...) in; its answer
 # (text, token_ids, finish_reason; pieces: how many responses it came in; or status + error)
 GenerateCall = Callable[[dict], dict]
+# how long a generation client waits for the next piece: queued behind 63 others on a CPU, a
+# stream's first token may take minutes (bench-generation's stock setups at 64 streams)
+STREAM_TIMEOUT_S = 300
 
 
 # --- values ----------------------------------------------------------------------------------
@@ -212,8 +215,11 @@ class Endpoints(Protocol):
     ) -> dict[str, TensorCall]:
         """Tensor endpoints that reach exactly this version (loaded beside or serving)."""
 
-    def generation_endpoints(self, server: Server, spec: ModelSpec) -> dict[str, GenerateCall]:
-        """A generation model's endpoints, streamed and whole."""
+    def generation_endpoints(
+        self, server: Server, spec: ModelSpec, version: int | None = None
+    ) -> dict[str, GenerateCall]:
+        """A generation model's endpoints, streamed and whole; `version`: ones that reach
+        exactly that version (loaded beside or serving)."""
 
 
 class VersionControl(Protocol):

@@ -14,9 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from handlers.plan import StrictModel
+from scripts.spec.sections import without_unset
 
 
 class VersionSpec(StrictModel):
@@ -38,6 +39,21 @@ class RolloutGate(StrictModel):
     max_p99_factor: float = Field(2.0, gt=0)  # p99 under load vs the serving version's
     load_seconds: float = Field(2.0, gt=0, le=60)  # per version, for the p99 comparison
     load_clients: int = Field(4, ge=1, le=64)
+    # generation models (None: the default below; unset, left out of the records)
+    min_token_agreement: float | None = Field(None, ge=0, le=1)  # equal greedy tokens
+    max_ttft_factor: float | None = Field(None, gt=0)  # time to first token vs the serving one
+
+    @model_serializer(mode="wrap")
+    def _recorded(self, handler: SerializerFunctionWrapHandler) -> dict:
+        return without_unset(handler(self), ("min_token_agreement", "max_ttft_factor"))
+
+    @property
+    def token_agreement(self) -> float:
+        return 0.8 if self.min_token_agreement is None else self.min_token_agreement
+
+    @property
+    def ttft_factor(self) -> float:
+        return 2.0 if self.max_ttft_factor is None else self.max_ttft_factor
 
 
 def versioned_path(path: Path | None, base_dir: Path, version: int) -> Path | None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from scripts.pipeline.layout import Layout
-from scripts.runtimes.processes import ModelsFailed
+from scripts.runtimes.bench_servers import bench_server
 from scripts.runtimes.protocols import (
     DeploymentTargets,
     GenerationDeployment,
@@ -66,7 +67,6 @@ class TorchServeBench:
             }
             yield GenerationDeployment(calls, server.waited_s)
 
-    @contextlib.contextmanager
     def started(
         self,
         specs: list[ModelSpec],
@@ -75,29 +75,16 @@ class TorchServeBench:
         store: Path,
         names: list[str],
         log: Callable[[str], None],
-    ) -> Iterator[ts.TorchServe]:
+    ) -> AbstractContextManager[ts.TorchServe]:
         """One TorchServe on free ports serving `names` from `store`, with the project's
         config.properties minus its worker count (the stock routes get TorchServe's default)."""
         template = workdir / "config.properties"
         template.write_text(stock.config(layout.torchserve_config.read_text()))
-        try:
-            server = self.control.start(
-                specs,
-                layout,
-                StartOptions(
-                    workdir=workdir / NAME,
-                    free_ports=True,
-                    artifacts=store,
-                    config=template,
-                    names=sorted(names),
-                ),
-            )
-        except ModelsFailed as failed:  # a bench measures both setups or nothing
-            if failed.server is not None:
-                self.control.stop(failed.server.workdir)
-            raise
-        log(f"TorchServe READY in {server.waited_s:.1f}s")
-        try:
-            yield server
-        finally:
-            self.control.stop(server.workdir)
+        options = StartOptions(
+            workdir=workdir / NAME,
+            free_ports=True,
+            artifacts=store,
+            config=template,
+            names=sorted(names),
+        )
+        return bench_server(self.control, specs, layout, options, "TorchServe", log)

@@ -82,11 +82,11 @@ class TorchServeEndpoints:
         return self.calls(server, version)
 
     def generation_endpoints(
-        self, server: ts.TorchServe, spec: ModelSpec
+        self, server: ts.TorchServe, spec: ModelSpec, version: int | None = None
     ) -> dict[str, GenerateCall]:
         from scripts.runtimes.torchserve.generation_calls import generation_calls
 
-        return generation_calls(server, spec)
+        return generation_calls(server, spec, version=version)
 
     def calls(self, server: ts.TorchServe, version: int | None) -> dict[str, TensorCall]:
         from scripts.runtimes.torchserve.client import TorchServeClient

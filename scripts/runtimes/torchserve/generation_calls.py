@@ -12,24 +12,28 @@ from __future__ import annotations
 import json
 import time
 
-from scripts.runtimes.protocols import GenerateCall
+from scripts.runtimes.protocols import GenerateCall, STREAM_TIMEOUT_S
 from scripts.runtimes.streams import joined_pieces
 
 
-def generation_calls(server, spec, name: str | None = None) -> dict[str, GenerateCall]:
-    """The endpoints of the model, or of another name serving it (bench's stock route)."""
+def generation_calls(
+    server, spec, name: str | None = None, version: int | None = None
+) -> dict[str, GenerateCall]:
+    """The endpoints of the model, or of another name serving it (bench's stock route);
+    `version`: exactly that version."""
     from scripts.runtimes.torchserve.client import TorchServeClient
 
     http = TorchServeClient.for_server(server)
-    name = name or spec.name
+    http.timeout_s = STREAM_TIMEOUT_S
+    name, route = name or spec.name, str(version) if version else None
 
     def whole(body: dict) -> dict:
-        reply = http.predict_raw(name, {**body, "stream": False})
+        reply = http.predict_raw(name, {**body, "stream": False}, version=route)
         return {**reply.json(), "status": reply.status_code}  # one answer: no pieces
 
     def streamed(body: dict) -> dict:
         started = time.perf_counter()
-        reply = http.predict_raw(name, {**body, "stream": True}, stream=True)
+        reply = http.predict_raw(name, {**body, "stream": True}, version=route, stream=True)
         if reply.status_code != 200:
             return {**reply.json(), "status": reply.status_code}
         return joined_pieces((json.loads(line) for line in reply.iter_lines() if line), started)

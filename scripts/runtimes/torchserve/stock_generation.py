@@ -14,12 +14,12 @@ from scripts.runtimes.torchserve.stock import stock_name
 from scripts.spec import BuildError, ModelSpec
 
 STOCK_GENERATE_HANDLER = Path(__file__).with_name("stock_files") / "stock_generate_handler.py"
-TOKEN_QUEUE = Path(__file__).parents[1] / "stock_token_queue.py"
+STOCK_STREAMING = Path(__file__).parents[1] / "stock_streaming.py"
 
 
 def write_stock_generate_mar(spec: ModelSpec, layout: Layout, store: Path) -> str:
-    """The Hugging Face folder and the streamer as the archive's extra files (model_dir/
-    pretrained, token_queue.py) and the stock handler, with torch-model-archiver's Python API."""
+    """The Hugging Face folder and stock_streaming.py as the archive's extra files, and the
+    stock handler, with torch-model-archiver's Python API."""
     from model_archiver.model_archiver_config import ModelArchiverConfig
     from model_archiver.model_packaging import generate_model_archive
 
@@ -29,7 +29,7 @@ def write_stock_generate_mar(spec: ModelSpec, layout: Layout, store: Path) -> st
         extra.mkdir()
         # the archiver copies what a link points to: the weights are read once, into the .mar
         (extra / "pretrained").symlink_to((layout.artifact_dir(spec) / "pretrained").resolve())
-        shutil.copy2(TOKEN_QUEUE, extra / "token_queue.py")
+        shutil.copy2(STOCK_STREAMING, extra / "stock_streaming.py")
         generate_model_archive(
             ModelArchiverConfig(
                 model_name=name,

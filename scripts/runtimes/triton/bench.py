@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from scripts.pipeline.layout import Layout
-from scripts.runtimes.processes import ModelsFailed
+from scripts.runtimes.bench_servers import bench_server
 from scripts.runtimes.protocols import (
     DeploymentTargets,
     GenerationDeployment,
@@ -73,7 +74,6 @@ class TritonBench:
             }
             yield GenerationDeployment(calls, server.waited_s)
 
-    @contextlib.contextmanager
     def started(
         self,
         specs: list[ModelSpec],
@@ -82,26 +82,13 @@ class TritonBench:
         repo: Path,
         names: list[str],
         log: Callable[[str], None],
-    ) -> Iterator[tr.Triton]:
+    ) -> AbstractContextManager[tr.Triton]:
         """One tritonserver on free ports serving `names` from `repo`."""
-        try:
-            server = self.control.start(
-                specs,
-                layout,
-                StartOptions(
-                    workdir=workdir / NAME,
-                    free_ports=True,
-                    artifacts=repo,
-                    names=sorted(set(names)),
-                    open_statistics=True,  # perf_analyzer reads them, and sends no key over gRPC
-                ),
-            )
-        except ModelsFailed as failed:  # a bench measures both setups or nothing
-            if failed.server is not None:
-                self.control.stop(failed.server.workdir)
-            raise
-        log(f"tritonserver READY in {server.waited_s:.1f}s")
-        try:
-            yield server
-        finally:
-            self.control.stop(server.workdir)
+        options = StartOptions(
+            workdir=workdir / NAME,
+            free_ports=True,
+            artifacts=repo,
+            names=sorted(set(names)),
+            open_statistics=True,  # perf_analyzer reads them, and sends no key over gRPC
+        )
+        return bench_server(self.control, specs, layout, options, "tritonserver", log)

@@ -64,10 +64,15 @@ class TritonEndpoints:
         served = spec.name if public else versions.CANDIDATE.format(spec.name)
         return self.calls(server, served, version)
 
-    def generation_endpoints(self, server: tr.Triton, spec: ModelSpec) -> dict[str, GenerateCall]:
+    def generation_endpoints(
+        self, server: tr.Triton, spec: ModelSpec, version: int | None = None
+    ) -> dict[str, GenerateCall]:
+        from scripts.runtimes.triton import versions
         from scripts.runtimes.triton.generation_calls import generation_calls
 
-        return generation_calls(server, spec)
+        if version is None or version in versions.loaded(server, spec.name):
+            return generation_calls(server, spec, version=version)
+        return generation_calls(server, spec, versions.CANDIDATE.format(spec.name), version)
 
     def calls(
         self, server: tr.Triton, served: str | None, version: int | None

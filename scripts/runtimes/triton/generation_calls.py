@@ -11,7 +11,7 @@ import time
 import numpy as np
 import requests
 
-from scripts.runtimes.protocols import GenerateCall
+from scripts.runtimes.protocols import GenerateCall, STREAM_TIMEOUT_S
 from scripts.runtimes.streams import joined_pieces
 
 
@@ -35,21 +35,27 @@ def piece(answer: dict) -> dict:
     }
 
 
-def generation_calls(server, spec, name: str | None = None) -> dict[str, GenerateCall]:
-    """The endpoints of the model, or of another name serving it (bench's stock model)."""
+def generation_calls(
+    server, spec, name: str | None = None, version: int | None = None
+) -> dict[str, GenerateCall]:
+    """The endpoints of the model, or of another name serving it (bench's stock model, a
+    rollout's candidate); `version`: exactly that version."""
     name = name or spec.name
-    url = f"http://{server.http_url}/v2/models/{name}"
+    url = f"http://{server.http_url}/v2/models/{name}" + (f"/versions/{version}" if version else "")
 
     def whole(body: dict) -> dict:
-        reply = requests.post(f"{url}/generate", json=vllm_body(body, False), timeout=120)
+        reply = requests.post(
+            f"{url}/generate", json=vllm_body(body, False), timeout=STREAM_TIMEOUT_S
+        )
         if reply.status_code != 200:
             return {**reply.json(), "status": reply.status_code}
         return {**piece(reply.json()), "status": 200}  # one answer: no pieces
 
     def streamed(body: dict) -> dict:
         started = time.perf_counter()
+        body = vllm_body(body, True)
         reply = requests.post(
-            f"{url}/generate_stream", json=vllm_body(body, True), stream=True, timeout=120
+            f"{url}/generate_stream", json=body, stream=True, timeout=STREAM_TIMEOUT_S
         )
         events = (json.loads(line[5:]) for line in reply.iter_lines() if line.startswith(b"data:"))
         return joined_pieces((e if "error" in e else piece(e) for e in events), started)
@@ -65,7 +71,7 @@ def generation_calls(server, spec, name: str | None = None) -> dict[str, Generat
     }
 
 
-def grpc_pieces(grpc_url: str, model: str, body: dict):
+def grpc_pieces(grpc_url: str, model: str, body: dict, version: int | None = None):
     """One request over a gRPC stream; yields its pieces until the one with a finish reason."""
     import tritonclient.grpc as grpcclient
 
@@ -84,9 +90,9 @@ def grpc_pieces(grpc_url: str, model: str, body: dict):
             dtype = np.object_ if datatype == "BYTES" else np.bool_
             tensor.set_data_from_numpy(np.array([value], dtype=dtype))
             inputs.append(tensor)
-        client.async_stream_infer(model, inputs)
+        client.async_stream_infer(model, inputs, model_version=str(version or ""))
         while True:
-            result, error = answers.get(timeout=120)
+            result, error = answers.get(timeout=STREAM_TIMEOUT_S)
             if error is not None:
                 yield {"error": str(error)}
                 return

@@ -14,7 +14,7 @@ from scripts.runtimes.triton.settings import NAME
 from scripts.spec import BuildError, ModelSpec
 
 STOCK_GENERATE_MODEL = Path(__file__).with_name("stock_files") / "generate_model.py"
-TOKEN_QUEUE = Path(__file__).parents[1] / "stock_token_queue.py"
+STOCK_STREAMING = Path(__file__).parents[1] / "stock_streaming.py"
 
 
 def write_stock_generate_model(spec: ModelSpec, layout: Layout, repo: Path) -> str:
@@ -35,7 +35,7 @@ def write_stock_generate_model(spec: ModelSpec, layout: Layout, repo: Path) -> s
     version = folder / str(spec.version)
     version.mkdir(parents=True)
     shutil.copy2(STOCK_GENERATE_MODEL, version / "model.py")
-    shutil.copy2(TOKEN_QUEUE, version / "token_queue.py")
+    shutil.copy2(STOCK_STREAMING, version / "stock_streaming.py")
     (version / "pretrained").symlink_to((layout.artifact_dir(spec) / "pretrained").resolve())
     write_config(config, folder)
     return config.name

@@ -1,0 +1,125 @@
+"""The gate a generation model's version passes before unversioned traffic moves to it, on the
+runtime that will serve it, through the endpoints that reach exactly that version:
+
+1. its golden prompts give its own eager `generate()` tokens, alone and all in flight, streamed
+   and whole (as `make verify` checks a served generation model);
+2. greedy tokens of the candidate and of the serving version on both versions' golden prompts:
+   the share of equal tokens, position by position, at least `rollout.min_token_agreement`;
+3. streams on each version in turn (`load_clients` clients, alternating rounds): no stream
+   fails, and the candidate's time to first token (p50 of its best round) is at most
+   `rollout.max_ttft_factor` times the serving version's.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from typing import Callable
+
+from scripts.measure.verify_generation import check_generation, golden_generation, mismatches
+from scripts.pipeline.layout import Layout
+from scripts.rollout.gate import ROUNDS, Gate, all_answered, alternating_rounds
+from scripts.runtimes.protocols import GenerateCall
+from scripts.spec import ModelSpec
+
+Connect = Callable[[], dict[str, GenerateCall]]  # a version's generation endpoints
+
+
+def streamed(calls: dict[str, GenerateCall]) -> GenerateCall:
+    return next(call for name, call in calls.items() if "stream" in name)
+
+
+def golden_check(calls: dict[str, GenerateCall], spec: ModelSpec, layout: Layout, gate: Gate):
+    checks = check_generation(spec, layout, calls)
+    gate.figures["golden_endpoints_passed"] = sum(c["passed"] for c in checks)
+    gate.problems += [
+        f"version {spec.version} {c['endpoint']}: {c['detail']}" for c in checks if not c["passed"]
+    ]
+
+
+def token_agreement(serving: GenerateCall, candidate: GenerateCall, prompts, max_tokens) -> float:
+    """Equal greedy tokens, position by position, over the longer answer of each prompt."""
+    equal = total = 0
+    for prompt in prompts:
+        body = {"prompt": prompt, "max_tokens": max_tokens}
+        old, new = serving(body).get("token_ids", []), candidate(body).get("token_ids", [])
+        equal += sum(a == b for a, b in zip(old, new))
+        total += max(len(old), len(new))
+    return equal / total if total else 1.0
+
+
+def first_token_times(connect: Connect, body: dict, clients: int, seconds: float) -> list:
+    """Seconds to the first piece of each stream that `clients` threads send for `seconds`
+    (None for a stream that failed)."""
+    times: list[float | None] = []
+    until = time.monotonic() + seconds
+
+    def client() -> None:
+        call = streamed(connect())
+        while time.monotonic() < until:
+            answer = call(body)
+            times.append(answer.get("first_piece_s") if answer.get("status") == 200 else None)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return times
+
+
+def ttft_check(serving: Connect, candidate: Connect, spec: ModelSpec, body: dict, gate: Gate):
+    settings = spec.rollout
+    rounds = alternating_rounds(
+        serving,
+        candidate,
+        lambda connect: first_token_times(
+            connect, body, settings.load_clients, settings.load_seconds / ROUNDS
+        ),
+    )
+    if not all_answered(rounds, lambda t: t is None, settings, gate, "streams"):
+        return
+    ttft = {w: 1000 * min(statistics.median(r) for r in runs) for w, runs in rounds.items()}
+    gate.figures["ttft_p50_ms"] = ttft
+    if ttft["candidate"] > settings.ttft_factor * ttft["serving"]:
+        gate.problems.append(
+            f"time to first token {ttft['candidate']:.1f} ms vs the serving version's "
+            f"{ttft['serving']:.1f} ms (rollout.max_ttft_factor {settings.ttft_factor:g})"
+        )
+
+
+def run_generation_gate(
+    serving: Connect,
+    candidate: Connect,
+    spec_serving: ModelSpec,
+    spec_candidate: ModelSpec,
+    layout: Layout,
+) -> Gate:
+    """All three checks; a failed golden check stops there."""
+    gate = Gate()
+    golden_check(candidate(), spec_candidate, layout, gate)
+    if not gate.passed:
+        return gate
+    goldens = [golden_generation(s, layout) for s in (spec_serving, spec_candidate)]
+    prompts = list(dict.fromkeys(p for g in goldens for p in g["prompts"]))
+    max_tokens = goldens[1]["max_tokens"]
+    share = token_agreement(streamed(serving()), streamed(candidate()), prompts, max_tokens)
+    wanted = spec_candidate.rollout.token_agreement
+    gate.figures["token_agreement"] = share
+    if share < wanted:
+        gate.problems.append(
+            f"greedy tokens agree with the serving version's on {share:.1%} of positions over "
+            f"{len(prompts)} prompts (rollout.min_token_agreement {wanted:.0%})"
+        )
+    body = {"prompt": prompts[0], "max_tokens": max_tokens}
+    ttft_check(serving, candidate, spec_candidate, body, gate)
+    return gate
+
+
+def after_switch_problems(calls: dict[str, GenerateCall], spec: ModelSpec, layout: Layout):
+    """Unversioned streams must now get exactly that version's golden tokens."""
+    golden = golden_generation(spec, layout)
+    call = streamed(calls)
+    answers = [call({"prompt": p, "max_tokens": golden["max_tokens"]}) for p in golden["prompts"]]
+    return [f"unversioned requests after the switch: {m}" for m in mismatches(answers, golden)]
