@@ -1,16 +1,16 @@
 """The decode loop of a generative language model, with in-flight batching; runtime-neutral.
 
 Sequences join between steps and leave when done; each keeps its own key/value cache. One
-`step()` prefills the sequences that joined since the last step (one forward each, so a prompt's
-cache holds no padding) and then decodes one token for every running sequence in one batched
-forward: the caches, of different lengths, are left-padded to the longest with the padding
-masked out and each sequence at its own position, so a sequence gets the tokens it would get
-alone (what verification checks against eager `generate()`).
+`step()` prefills the sequences that joined since the last step (in one forward, left-padded,
+each keeping only its own part of the cache) and then decodes one token for every running
+sequence in one batched forward: the caches, of different lengths, are left-padded to the
+longest with the padding masked out and each sequence at its own position, so a sequence gets
+the tokens it would get alone (what verification checks against eager `generate()`).
 
 The model is any causal LM with Hugging Face's forward (`input_ids`, `attention_mask`,
-`position_ids`, `cache`, `use_cache`) returning `logits` and a `DynamicCache`. Sampling:
-greedy (temperature 0), or temperature, top-k and top-p with a generator per sequence seeded
-from the request, so a seeded request gives the same tokens whatever runs beside it.
+`position_ids`, `cache`, `use_cache`, `logits_to_keep`) returning `logits` and a `DynamicCache`.
+Sampling: greedy (temperature 0), or temperature, top-k and top-p with a generator per sequence
+seeded from the request, so a seeded request gives the same tokens whatever runs beside it.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class DecodeLoop:
     @torch.inference_mode()
     def step(self) -> list[Event]:
         """Prefill whoever joined, decode one token for everyone else; one event per token."""
-        events = [self.prefill(s) for s in self.waiting]
+        events = self.prefill(self.waiting) if self.waiting else []
         decoding, self.running = self.running, [*self.running, *self.waiting]
         self.waiting = []
         if decoding:
@@ -112,11 +112,33 @@ class DecodeLoop:
         self.running = [s for s in self.running if s.finish_reason is None]
         return events
 
-    def prefill(self, sequence: Sequence) -> Event:
-        ids = torch.tensor([sequence.prompt])
-        out = self.model(input_ids=ids, use_cache=True)
-        sequence.cache = [(layer.keys, layer.values) for layer in out.cache.layers]
-        return self.advance(sequence, out.logits[0, -1])
+    def prefill(self, sequences: list[Sequence]) -> list[Event]:
+        """The prompts of the sequences that joined, in one forward: left-padded to the longest,
+        the padding masked out and each prompt at positions 0.., so each keeps exactly its own
+        cache (padding dropped) and its last position's logits."""
+        longest = max(len(s.prompt) for s in sequences)
+        ids = torch.zeros(len(sequences), longest, dtype=torch.long)
+        mask = torch.zeros(len(sequences), longest, dtype=torch.long)
+        for row, s in enumerate(sequences):
+            ids[row, longest - len(s.prompt) :] = torch.tensor(s.prompt)
+            mask[row, longest - len(s.prompt) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(  # logits of the last position only, as generate() asks for them
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        events = []
+        for row, s in enumerate(sequences):
+            keep = len(s.prompt)
+            s.cache = [
+                (layer.keys[row : row + 1, :, -keep:], layer.values[row : row + 1, :, -keep:])
+                for layer in out.cache.layers
+            ]
+            events.append(self.advance(s, out.logits[row, -1]))
+        return events
 
     def decode_step(self, sequences: list[Sequence]) -> torch.Tensor:
         """One token for each sequence in one forward: caches left-padded to the longest."""
