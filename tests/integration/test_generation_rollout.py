@@ -112,7 +112,7 @@ def test_streams_survive_a_rollout_and_a_rollback_on_both_runtimes(lm, servers):
         if a.asked == 1 and a.version != 1
     ]
     # Open: Triton 2.51's gRPC ModelStreamInfer naming version 1 was seen answering with version
-    # 2's tokens a few times around the switch (3 of ~2,000; HTTP never). Pinned, not hidden:
+    # 2's tokens a few times around the switch (3 of ~1,000; HTTP never). Pinned, not hidden:
     # everything else that names version 1 gets version 1.
     strays = [w for w in wrong if w[1] == "triton-grpc-stream version 1"]
     print(f"triton gRPC streams naming version 1 answered by another version: {strays}")
