@@ -51,11 +51,16 @@ def assert_one_copy(pids: list[int], runtime: str) -> None:
 def stub_pids(server) -> list[int]:
     """Triton's Python-backend stubs serving the model (one per instance)."""
     tritonserver = psutil.Process(read_pid(server.pid_file))
-    return [
-        p.pid
-        for p in tritonserver.children(recursive=True)
-        if any(f"/{NAME}/" in part for part in p.cmdline())
-    ]
+    return [p.pid for p in tritonserver.children(recursive=True) if serves_the_model(p)]
+
+
+def serves_the_model(process: psutil.Process) -> bool:
+    """A stub of this model; not one that has just exited (a zombie until Triton reaps it, as
+    the stub of the instance a reload replaced)."""
+    try:
+        return any(f"/{NAME}/" in part for part in process.cmdline())
+    except (psutil.ZombieProcess, psutil.NoSuchProcess):
+        return False
 
 
 def exact(server, runtime: str, spec) -> bool:
