@@ -20,7 +20,7 @@ def free_port() -> int:
 
 
 def alive(pid: int | None) -> bool:
-    if pid is None:
+    if pid is None or pid <= 0:  # 0 and -1 would signal a whole process group, or everything
         return False
     try:
         os.kill(pid, 0)

@@ -136,8 +136,16 @@ def test_a_killed_torchserve_worker_fails_only_its_requests_in_flight_and_comes_
         torchserve, SPEC
     )  # started without the model API
     assert problems and "`make stop` then `make serve`" in problems[0]
+
+    def two_ready_workers() -> bool:
+        workers = [w for entry in client.describe(SPEC.name) for w in entry["workers"]]
+        return len(workers) == 2 and all(w["status"] == "READY" and w["pid"] > 0 for w in workers)
+
+    # A worker still starting has pid -1, and os.kill(-1, SIGKILL) kills every process of the
+    # user: a CI run died of it.
+    wait_for(two_ready_workers, 120, "two READY TorchServe workers")
     before = client.worker_pids(SPEC.name)
-    assert len(before) == 2
+    assert len(before) == 2 and all(pid > 0 for pid in before), before
 
     def recovered() -> bool:
         workers = [w for entry in client.describe(SPEC.name) for w in entry["workers"]]

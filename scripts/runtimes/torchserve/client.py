@@ -132,7 +132,9 @@ class TorchServeClient:
         return self._manage("PUT", f"/models/{model}/{version}/set-default")
 
     def worker_pids(self, model: str) -> list[int]:
-        return sorted(w["pid"] for entry in self.describe(model) for w in entry.get("workers", []))
+        """Pids of the workers that have a process; TorchServe reports -1 for one still starting."""
+        workers = [w for entry in self.describe(model) for w in entry.get("workers", [])]
+        return sorted(w["pid"] for w in workers if w.get("pid", -1) > 0)
 
 
 def _json(reply: requests.Response) -> Any:
