@@ -7,7 +7,7 @@ empty piece while a non-streaming request is still being generated; the last pie
 - TorchServe (continuousBatching): one handle() call is one step; the frontend re-queues a
   request whose piece was not final, beside the new ones (handlers/torchserve_handler.py).
 - Triton (decoupled Python model): a thread steps while anything runs and sends each piece to
-  its request's response sender; a cancelled request is `cancel`led (handlers/triton_model.py).
+  its request's response sender; a cancelled request is `cancel`led (handlers/triton_streamer.py).
 At most `max_sequences` decode together; the others wait their turn in order.
 """
 

@@ -13,7 +13,7 @@ that turns `send(index, answer, final)` into the runtime's response:
 per request. Generation models do not come through here: TorchServe's continuous batching calls
 the handler once per decode step and Triton's decoupled model answers from its own thread, so
 their mode is handlers/generating.py (`Generating`: admit / step / cancel), driven by
-handlers/torchserve_generation.py and handlers/triton_model.py's `Streamer`. The non-final
+handlers/torchserve_generation.py and handlers/triton_streamer.py's `Streamer`. The non-final
 `send` of both sinks is used by no mode today.
 """
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -33,18 +31,13 @@ from handlers.pipeline import Pipeline  # noqa: E402
 from handlers.plan import ServingPlan  # noqa: E402
 from handlers.serving_core import Answer, Request, ServingCore  # noqa: E402
 from handlers.serving_modes import serving_mode  # noqa: E402
+from handlers.triton_streamer import Streamer, error_response  # noqa: E402
 
 ROLES = ("model", "preprocess", "postprocess")
-CANCEL_CHECK_S = 0.05  # how often the decode loop asks whether clients went away
 
 
 def parameter(model_config: dict, key: str, default: str) -> str:
     return model_config.get("parameters", {}).get(key, {}).get("string_value", default)
-
-
-def error_response(message: str, internal: bool = False):
-    code = pb_utils.TritonError.INTERNAL if internal else pb_utils.TritonError.INVALID_ARG
-    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
 
 
 def as_text_rows(array: np.ndarray) -> list:
@@ -181,115 +174,3 @@ class TritonPythonModel:
         self.core = None
         if getattr(self, "streamer", None) is not None:
             self.streamer.stop()
-
-
-class Streamer:
-    """A generation model as a decoupled Triton model (vLLM's tensor contract): execute()
-    admits requests and returns; this thread runs the decode loop while anything is running
-    (requests join between steps) and sends each request's pieces to its response sender, the
-    last flagged final. A cancelled request (client gone) leaves at the next step."""
-
-    def __init__(self, folder: Path):
-        from handlers.generating import Generating
-
-        self.generating = Generating.load(folder)
-        self.senders: dict[int, tuple] = {}  # key -> (request, sender, prompt, exclude input)
-        self.lock, self.wake = threading.Lock(), threading.Condition()
-        self.running, self.checked = True, 0.0
-        self.thread = threading.Thread(target=self.loop, name="decode-loop", daemon=True)
-        self.thread.start()
-
-    def admit(self, request) -> None:
-        sender, key = request.get_response_sender(), id(request)
-        with self.lock:
-            admitted = isolated("reading the request", lambda: body(request))
-            if not isinstance(admitted, Failure):
-                admitted = self.generating.admit(key, admitted)
-            if isinstance(admitted, Failure):
-                final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-                sender.send(error_response(admitted.message, admitted.status >= 500), flags=final)
-                return
-            exclude = flag(request, "exclude_input_in_output")
-            self.senders[key] = (request, sender, admitted.prompt, exclude, admitted.stream)
-        with self.wake:
-            self.wake.notify()
-
-    def loop(self) -> None:
-        while self.running:
-            with self.wake:
-                self.wake.wait_for(lambda: self.generating.busy or not self.running)
-            with self.lock:
-                for key in self.cancelled_keys():
-                    self.generating.cancel(key)
-                    self.senders.pop(key)
-                pieces = self.generating.step() if self.generating.busy else {}
-                streams = {k: self.senders[k] for k in pieces}
-                for key, piece in pieces.items():
-                    if piece.final:
-                        self.senders.pop(key)
-            for key, piece in pieces.items():
-                self.send(piece, *streams[key])
-
-    def cancelled_keys(self) -> list[int]:
-        """Requests whose client went away. Asking is a round trip to the server per request,
-        so it is asked every CANCEL_CHECK_S, not every step: a dropped stream decodes at most
-        that much longer."""
-        now = time.monotonic()
-        if now - self.checked < CANCEL_CHECK_S:
-            return []
-        self.checked = now
-        return [key for key in self.generating.keys if cancelled(self.senders[key][0])]
-
-    def send(self, piece, request, sender, prompt: str, exclude: bool, stream: bool) -> None:
-        if not stream and not piece.final:
-            return  # a request that does not stream gets one response, at the end
-        text = piece.text if stream or exclude else prompt + piece.text
-        outputs = [
-            pb_utils.Tensor("text_output", np.array([text.encode("utf-8")], dtype=np.object_)),
-            pb_utils.Tensor("token_ids", np.array(piece.token_ids, dtype=np.int64)),
-            pb_utils.Tensor(
-                "finish_reason", np.array([(piece.finish_reason or "").encode()], dtype=np.object_)
-            ),
-        ]
-        flags = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if piece.final else 0
-        sender.send(pb_utils.InferenceResponse(output_tensors=outputs), flags=flags)
-
-    def stop(self) -> None:
-        self.running = False
-        with self.wake:
-            self.wake.notify()
-        self.thread.join(timeout=5)
-
-
-def body(request) -> dict:
-    """vLLM's tensors as a completion request's fields (handlers/completions.py checks them)."""
-    from handlers.completions import vllm_numbers
-    from handlers.processing import RequestError
-
-    def text(name: str) -> str | None:
-        tensor = pb_utils.get_input_tensor_by_name(request, name)
-        if tensor is None:
-            return None
-        value = tensor.as_numpy().reshape(-1)[0]
-        try:
-            return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-        except UnicodeDecodeError as exc:
-            raise RequestError(f"{name}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
-
-    prompt, parameters = text("text_input"), text("sampling_parameters")
-    try:
-        sampling = json.loads(parameters) if parameters else {}
-    except ValueError as exc:
-        raise RequestError(f"sampling_parameters: not JSON: {exc}") from None
-    if not isinstance(sampling, dict):
-        raise RequestError('sampling_parameters: expected a JSON object, e.g. {"max_tokens": 16}')
-    return {**vllm_numbers(sampling), "prompt": prompt, "stream": flag(request, "stream")}
-
-
-def flag(request, name: str) -> bool:
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    return bool(tensor.as_numpy().reshape(-1)[0]) if tensor is not None else False
-
-
-def cancelled(request) -> bool:
-    return bool(getattr(request, "is_cancelled", lambda: False)())
