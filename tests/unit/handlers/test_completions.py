@@ -201,12 +201,13 @@ def test_openai_routes_answer_in_openai_shape(handler):
     first = step(service, context, {"c": completion.encode(), "chat": json.dumps(chat), "n": two})
     assert context.statuses[2] == 400 and "n: 2 choices" in first[2][0]
     streamed, whole = [first[0][0]], first[1][0]
-    while service.generating.generating.busy:  # the frontend sends back what is unfinished
-        running = service.generating.generating.keys
+    running = [key for key, (_, stop) in zip(("c", "chat"), first) if stop is False]
+    while running:  # the frontend sends back what it was told is unfinished
         context.url_paths = {i: "v1/completions" for i in range(len(running))}
         answers = dict(zip(running, step(service, context, dict.fromkeys(running))))
         streamed.append(answers["c"][0] if "c" in answers else "")
         whole = answers["chat"][0] if "chat" in answers else whole
+        running = [key for key, (_, stop) in answers.items() if stop is False]
     events = [e for body in streamed for e in body.split("\n\n") if e]
     assert events[-1] == "data: [DONE]"
     chunks = [json.loads(e.removeprefix("data: ")) for e in events[:-1]]
