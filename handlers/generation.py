@@ -1,11 +1,12 @@
 """The decode loop of a generative language model, with in-flight batching; runtime-neutral.
 
-Sequences join between steps and leave when done; each keeps its own key/value cache. One
-`step()` prefills the sequences that joined since the last step (in one forward, left-padded,
-each keeping only its own part of the cache) and then decodes one token for every running
-sequence in one batched forward: the caches, of different lengths, are left-padded to the
-longest with the padding masked out and each sequence at its own position, so a sequence gets
-the tokens it would get alone (what verification checks against eager `generate()`).
+Sequences join between steps and leave when done. One `step()` prefills the sequences that
+joined since the last step (in one forward, left-padded, each keeping only its own part of the
+cache) and then decodes one token for every running sequence in one batched forward: the
+caches, of different lengths, are left-padded to the longest with the padding masked out and
+each sequence at its own position, so a sequence gets the tokens it would get alone (what
+verification checks against eager `generate()`). The batched cache is kept from step to step
+while the same sequences decode, and only re-padded when one joins or leaves.
 
 The model is any causal LM with Hugging Face's forward (`input_ids`, `attention_mask`,
 `position_ids`, `cache`, `use_cache`, `logits_to_keep`) returning `logits` and a `DynamicCache`.
@@ -47,7 +48,7 @@ class Sequence:
     prompt: list[int]
     sampling: Sampling
     tokens: list[int] = field(default_factory=list)
-    cache: KV | None = None
+    cache: KV | None = None  # its own cache from prefill until it decodes in the batch
     finish_reason: str | None = None  # "stop" (end token or stop string), "length", "cancelled"
     generator: torch.Generator | None = None
     text: str = ""  # the generated text sent so far
@@ -76,6 +77,7 @@ class DecodeLoop:
         self.end_token = end_token
         self.waiting: list[Sequence] = []
         self.running: list[Sequence] = []
+        self.batch: tuple[list[Sequence], Any] | None = None  # last decode's rows and cache
 
     def join(self, key: Any, prompt: list[int], sampling: Sampling) -> Sequence:
         sequence = Sequence(key, list(prompt), sampling)
@@ -95,6 +97,8 @@ class DecodeLoop:
                 sequence.cache = None
         self.waiting = [s for s in self.waiting if s.key != key]
         self.running = [s for s in self.running if s.key != key]
+        if not self.running:
+            self.batch = None
 
     @property
     def busy(self) -> bool:
@@ -110,6 +114,8 @@ class DecodeLoop:
             logits = self.decode_step(decoding)
             events += [self.advance(s, row) for s, row in zip(decoding, logits)]
         self.running = [s for s in self.running if s.finish_reason is None]
+        if not self.running:
+            self.batch = None  # its memory goes with the last sequence
         return events
 
     def prefill(self, sequences: list[Sequence]) -> list[Event]:
@@ -141,18 +147,9 @@ class DecodeLoop:
         return events
 
     def decode_step(self, sequences: list[Sequence]) -> torch.Tensor:
-        """One token for each sequence in one forward: caches left-padded to the longest."""
-        longest = max(s.length for s in sequences)
-        layers = len(sequences[0].cache)
-        padded = [
-            tuple(
-                torch.cat([pad_left(s.cache[layer][part], longest) for s in sequences])
-                for part in (0, 1)
-            )
-            for layer in range(layers)
-        ]
-        from transformers import DynamicCache
-
+        """One token for each sequence in one forward over the batched cache."""
+        cache = self.batched_cache(sequences)
+        longest = cache.get_seq_length()
         mask = torch.zeros(len(sequences), longest + 1, dtype=torch.long)
         for row, s in enumerate(sequences):
             mask[row, longest - s.length :] = 1
@@ -160,16 +157,41 @@ class DecodeLoop:
             input_ids=torch.tensor([[s.tokens[-1]] for s in sequences]),
             attention_mask=mask,
             position_ids=torch.tensor([[s.length] for s in sequences]),
-            cache=DynamicCache(padded),
+            cache=cache,
             use_cache=True,
         )
-        for row, s in enumerate(sequences):  # keep each sequence's own part, padding dropped
-            keep = s.length + 1
-            s.cache = [
-                (layer.keys[row : row + 1, :, -keep:], layer.values[row : row + 1, :, -keep:])
-                for layer in out.cache.layers
-            ]
+        self.batch = (sequences, out.cache)
         return out.logits[:, -1]
+
+    def batched_cache(self, sequences: list[Sequence]):
+        """The last step's cache if the same sequences decode again, else their own caches
+        (a row of the last batch, padding dropped, or a new one's prefill) left-padded to the
+        longest: each row holds its sequence's positions at its right end."""
+        from transformers import DynamicCache
+
+        rows, batch = self.batch or ([], None)
+        if len(rows) == len(sequences) and all(a is b for a, b in zip(rows, sequences)):
+            return batch
+        where = {id(s): row for row, s in enumerate(rows)}
+
+        def own(s: Sequence) -> KV:
+            if id(s) not in where:
+                return s.cache
+            row, keep = where[id(s)], s.length
+            return [
+                (layer.keys[row : row + 1, :, -keep:], layer.values[row : row + 1, :, -keep:])
+                for layer in batch.layers
+            ]
+
+        caches = [own(s) for s in sequences]
+        longest = max(s.length for s in sequences)
+        padded = [
+            tuple(torch.cat([pad_left(c[layer][part], longest) for c in caches]) for part in (0, 1))
+            for layer in range(len(caches[0]))
+        ]
+        for s in sequences:
+            s.cache = None  # the batch holds it now
+        return DynamicCache(padded)
 
     def advance(self, sequence: Sequence, logits: torch.Tensor) -> Event:
         """Pick the next token, find the text it completes and whether the sequence ends."""
