@@ -137,23 +137,20 @@ def test_a_killed_torchserve_worker_fails_only_its_requests_in_flight_and_comes_
     )  # started without the model API
     assert problems and "`make stop` then `make serve`" in problems[0]
 
-    def two_ready_workers() -> bool:
+    def two_ready_workers() -> set[int] | None:
+        """Their pids once both workers are READY with a process (one still starting has pid
+        -1, and os.kill(-1, SIGKILL) kills every process of the user: a CI run died of it)."""
         workers = [w for entry in client.describe(SPEC.name) for w in entry["workers"]]
-        return len(workers) == 2 and all(w["status"] == "READY" and w["pid"] > 0 for w in workers)
+        ready = len(workers) == 2 and all(w["status"] == "READY" and w["pid"] > 0 for w in workers)
+        return {w["pid"] for w in workers} if ready else None
 
-    # A worker still starting has pid -1, and os.kill(-1, SIGKILL) kills every process of the
-    # user: a CI run died of it.
     wait_for(two_ready_workers, 120, "two READY TorchServe workers")
     before = client.worker_pids(SPEC.name)
     assert len(before) == 2 and all(pid > 0 for pid in before), before
 
     def recovered() -> bool:
-        workers = [w for entry in client.describe(SPEC.name) for w in entry["workers"]]
-        return (
-            len(workers) == 2
-            and all(w["status"] == "READY" for w in workers)
-            and {w["pid"] for w in workers} != set(before)
-        )
+        pids = two_ready_workers()
+        return pids is not None and pids != set(before)
 
     answers, killed_at, recovery_s = under_load(
         "torchserve", torchserve, lambda: os.kill(before[0], signal.SIGKILL), recovered, 60

@@ -1,6 +1,7 @@
-"""The decode loop with no runtime: a small GPT-2 built from a config (seeded weights, spread
-wide enough that no two tokens tie), sequences joining and leaving between steps; every greedy
-sequence gets exactly the tokens of Hugging Face's `generate()` on its prompt alone."""
+"""The decode loop with no runtime: a small GPT-2 and a small Llama built from a config (seeded
+weights, spread wide enough that no two tokens tie), sequences joining and leaving between
+steps; every greedy sequence gets exactly the tokens of Hugging Face's `generate()` on its
+prompt alone."""
 
 from __future__ import annotations
 
@@ -17,27 +18,44 @@ def spell(ids: list[int]) -> str:
     return "".join(LETTERS[i % len(LETTERS)] for i in ids)
 
 
-@pytest.fixture(scope="module")
-def model():
-    from transformers import GPT2Config, GPT2LMHeadModel
+@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def model(request):
+    """GPT-2 and Llama (rotary positions, grouped key/value heads): the loop's cache handling
+    must hold for both layouts."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=120,
-        n_positions=64,
-        n_embd=32,
-        n_layer=2,
-        n_head=4,
-        initializer_range=0.3,  # wide logits: greedy choices are never near a tie
-        bos_token_id=END,
-        eos_token_id=END,
+    common = {
+        "vocab_size": 120,
+        "initializer_range": 0.3,  # wide logits: greedy choices are never near a tie
+        "bos_token_id": END,
+        "eos_token_id": END,
+    }
+    if request.param == "gpt2":
+        config = GPT2Config(n_positions=64, n_embd=32, n_layer=2, n_head=4, **common)
+        return GPT2LMHeadModel(config).eval()
+    config = LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        **common,
     )
-    return GPT2LMHeadModel(config).eval()
+    return LlamaForCausalLM(config).eval()
 
 
 def alone(model, prompt: list[int], new: int) -> list[int]:
+    """generate()'s tokens without stopping at the end token (the loops here have none)."""
+    config = model.generation_config
+    config.eos_token_id = None
     out = model.generate(
-        torch.tensor([prompt]), max_new_tokens=new, do_sample=False, pad_token_id=0
+        torch.tensor([prompt]),
+        generation_config=config,
+        max_new_tokens=new,
+        do_sample=False,
+        pad_token_id=0,
     )
     return out[0, len(prompt) :].tolist()
 
