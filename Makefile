@@ -21,12 +21,12 @@ OUT ?=
 CLI := $(PY) -m scripts $(if $(OUT),--out $(OUT))
 
 .PHONY: help install check train export archive triton-repo kserve sign verify verify-artifacts serve \
-	serve-torchserve serve-triton rollout rollback versions drill perf bench bench-generation tune stop test test-unit \
+	serve-torchserve serve-triton monitor rollout rollback versions drill perf bench bench-generation tune stop test test-unit \
 	lint clean
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make install | check | train | export | archive | triton-repo | serve | stop | verify"
+	@echo "make install | check | train | export | archive | triton-repo | serve | monitor | stop | verify"
 	@echo "     verify-artifacts | rollout MODEL= VERSION= | rollback MODEL= | versions | drill"
 	@echo "     kserve | sign | perf | bench | bench-generation | tune | test | test-unit | lint | clean"
 	@echo "   SPEC=models.yaml MODEL=name OUT=folder RUNTIME=all|torchserve|triton"
@@ -103,6 +103,11 @@ perf: install
 
 stop:
 	@test -x $(PY) && $(CLI) stop --spec $(SPEC) || true
+
+# Prometheus on 127.0.0.1:9090 scraping `make serve`'s servers, with the spec's alert rules and a
+# Grafana dashboard (run/prometheus/); `make stop` stops it too.
+monitor: install
+	$(CLI) monitor --spec $(SPEC)
 
 # Every served endpoint against eager PyTorch (reuses running servers, else starts them).
 verify: install

@@ -14,6 +14,7 @@ from typing import Callable, TypeVar
 import numpy as np
 
 from handlers.kserve_protocol import Envelope
+from handlers.metrics import ModelMetrics
 from handlers.plan import ServingPlan
 from handlers.processing import RequestError
 from handlers.runners import Runner
@@ -28,6 +29,7 @@ class Failure:
 
     status: int
     message: str
+    reason: str = ""  # 4xx: RequestError's reason (metrics); 5xx: the stage that failed
 
 
 @dataclass
@@ -48,19 +50,22 @@ def isolated(stage: str, work: Callable[[], T]) -> T | Failure:
     try:
         return work()
     except RequestError as exc:
-        return Failure(400, str(exc))
+        return Failure(400, str(exc), exc.reason)
     except Exception as exc:
         log.exception("%s failed", stage)
-        return Failure(500, f"{stage} failed: {type(exc).__name__}: {exc}")
+        return Failure(500, f"{stage} failed: {type(exc).__name__}: {exc}", stage)
 
 
 class Batcher:
     """Requests' rows -> as few model calls as their shapes allow -> each request's outputs."""
 
-    def __init__(self, plan: ServingPlan, model: Runner, whole_outputs: bool):
+    def __init__(
+        self, plan: ServingPlan, model: Runner, whole_outputs: bool, metrics: ModelMetrics
+    ):
         self.plan = plan
         self.model = model
         self.whole_outputs = whole_outputs  # max_batch_size 0: never stacked, outputs as they are
+        self.metrics = metrics
 
     def run(self, rows: list[Rows]) -> None:
         """One model call for the whole batch; if it fails, each request alone so that one
@@ -76,7 +81,8 @@ class Batcher:
                 try:
                     self.run_together([r])
                 except Exception as exc:
-                    r.failure = Failure(500, f"inference failed: {type(exc).__name__}: {exc}")
+                    message = f"inference failed: {type(exc).__name__}: {exc}"
+                    r.failure = Failure(500, message, "model")
 
     def run_together(self, rows: list[Rows]) -> None:
         """Requests whose rows have the same shape run as one batch; a dynamic non-batch axis
@@ -97,9 +103,10 @@ class Batcher:
 
     def run_stacked(self, rows: list[Rows]) -> None:
         names = self.plan.input_names
-        outputs = self.model(
-            {n: stack_rows([r.inputs[n] for r in rows], self.pad_value(n)) for n in names}
-        )
+        batch = {n: stack_rows([r.inputs[n] for r in rows], self.pad_value(n)) for n in names}
+        with self.metrics.timed("model"):
+            outputs = self.model(batch)
+        self.metrics.batch(1 if self.whole_outputs else len(batch[names[0]]))
         if len(rows) == 1:  # whole: an output's length may not follow the input's rows
             rows[0].outputs = outputs
             return

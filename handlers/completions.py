@@ -145,12 +145,14 @@ def parse_body(body: Any) -> dict:
         try:
             body = bytes(body).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise RequestError(f"the body is not UTF-8 ({exc.reason} at byte {exc.start})")
+            raise RequestError(
+                f"the body is not UTF-8 ({exc.reason} at byte {exc.start})", "decode"
+            ) from None
     if isinstance(body, str):
         try:
             body = json.loads(body)
         except ValueError as exc:
-            raise RequestError(f"the body is not JSON: {exc}") from None
+            raise RequestError(f"the body is not JSON: {exc}", "decode") from None
     if not isinstance(body, dict):
         raise RequestError('expected a JSON object, e.g. {"prompt": "The battery"}')
     return body

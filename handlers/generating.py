@@ -22,36 +22,54 @@ from typing import Any, Hashable
 from handlers.batching import Failure, isolated
 from handlers.completions import Completion, LanguageModel, Piece
 from handlers.generation import DecodeLoop
+from handlers.metrics import ModelMetrics, Sink
 from handlers.plan import ServingPlan
 
 log = logging.getLogger(__name__)
 
 
 class Generating:
-    def __init__(self, language: LanguageModel, max_sequences: int):
+    def __init__(
+        self, language: LanguageModel, max_sequences: int, metrics: ModelMetrics | None = None
+    ):
         self.language = language
+        self.metrics = metrics or ModelMetrics("", "")
         self.loop = DecodeLoop(language.model, language.decode, language.end_token)
         self.max_sequences = max_sequences
         self.queued: OrderedDict[Hashable, Completion] = OrderedDict()
         self.requests: dict[Hashable, Completion] = {}  # admitted, queued or decoding
 
     @classmethod
-    def load(cls, model_dir: str | Path) -> Generating:
-        """The model of a model dir (an unpacked .mar, a Triton model version directory)."""
+    def load(cls, model_dir: str | Path, sink: Sink | None = None) -> Generating:
+        """The model of a model dir (an unpacked .mar, a Triton model version directory);
+        `sink` is the runtime's way to publish metrics."""
         model_dir = Path(model_dir)
         plan = ServingPlan.load(model_dir)
         threads = int(os.environ.get("TORCHSHIP_THREADS", plan.serving.threads))
         language = LanguageModel(model_dir / plan.artifact, plan.task.generation, threads)
         log.info("loaded %s v%s (generation, %d thread(s))", plan.name, plan.version, threads)
-        return cls(language, plan.batching.max_batch_size)
+        metrics = ModelMetrics(plan.name, plan.version, sink)
+        metrics.loaded()
+        return cls(language, plan.batching.max_batch_size, metrics)
 
-    def admit(self, key: Hashable, body: Any) -> Failure | Completion:
+    def admit(
+        self, key: Hashable, body: Any, request_format: str = "completion"
+    ) -> Failure | Completion:
         """Check a new request and queue it; its failure (400) is its whole answer."""
-        completion = isolated("reading the request", lambda: self.language.read(body))
-        if isinstance(completion, Completion):
-            self.requests[key] = completion
-            self.queued[key] = completion
+        with self.metrics.timed("preprocess"):
+            completion = isolated("reading the request", lambda: self.language.read(body))
+        if isinstance(completion, Failure):
+            return self.refused(completion, request_format)
+        self.metrics.request(request_format)
+        self.requests[key] = completion
+        self.queued[key] = completion
         return completion
+
+    def refused(self, failure: Failure, request_format: str) -> Failure:
+        """Count a request answered with its failure before it decoded a token."""
+        self.metrics.request(request_format)
+        self.metrics.outcome(failure.status, failure.reason)
+        return failure
 
     def cancel(self, key: Hashable) -> None:
         """The client went away: the request leaves at once and frees its cache."""
@@ -74,7 +92,11 @@ class Generating:
             key, completion = self.queued.popitem(last=False)
             self.loop.join(key, completion.prompt_ids, completion.sampling)
         pieces = {}
-        for event in self.loop.step():
+        with self.metrics.timed("model"):
+            events = self.loop.step()
+        if events:
+            self.metrics.batch(len(events))
+        for event in events:
             key, sequence = event.sequence.key, event.sequence
             completion = self.requests[key]
             ended = event.finish_reason is not None

@@ -70,7 +70,7 @@ def b64_bytes(value: Any, where: str) -> bytes:
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, TypeError, ValueError):
-        raise RequestError(f"{where}: not valid base64") from None
+        raise RequestError(f"{where}: not valid base64", "decode") from None
 
 
 # --- v1 -------------------------------------------------------------------------------------
@@ -198,19 +198,19 @@ def v2_array(tensor: dict, spec) -> np.ndarray:
     expected = triton_datatype(spec.dtype)
     if tensor["datatype"] != expected:
         raise RequestError(
-            f"input {spec.name!r}: datatype {tensor['datatype']!r}, expected {expected!r}"
+            f"input {spec.name!r}: datatype {tensor['datatype']!r}, expected {expected!r}", "dtype"
         )
     shape = declared_shape(tensor)
     values = numeric_array(tensor["data"], spec.name, spec.numpy).reshape(-1)
     if values.size != math.prod(shape):
-        raise RequestError(f"input {spec.name!r}: {values.size} values for shape {shape}")
+        raise RequestError(f"input {spec.name!r}: {values.size} values for shape {shape}", "shape")
     return values.reshape(shape)
 
 
 def v2_items(tensor: dict, image: bool) -> list:
     if tensor["datatype"] != BYTES:
         raise RequestError(
-            f"input {tensor['name']!r}: datatype {tensor['datatype']!r}, expected 'BYTES'"
+            f"input {tensor['name']!r}: datatype {tensor['datatype']!r}, expected 'BYTES'", "dtype"
         )
     shape = declared_shape(tensor)
     data = tensor["data"]

@@ -71,7 +71,7 @@ class Pipeline:
         except RequestError as exc:
             if "send " in str(exc) or "KServe" in str(exc):
                 raise
-            raise RequestError(f"{exc}; send {self.expected_input}") from None
+            raise RequestError(f"{exc}; send {self.expected_input}", exc.reason) from None
 
     def _parse(
         self, body: Any, content_type: str
@@ -108,7 +108,7 @@ class Pipeline:
             except (ValueError, UnicodeDecodeError, RecursionError) as exc:
                 reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
                 raise RequestError(
-                    f"body is not valid JSON ({reason}); send {self.expected_input}"
+                    f"body is not valid JSON ({reason}); send {self.expected_input}", "decode"
                 ) from None
         protocol = kserve_protocol.protocol_of(body) if isinstance(body, dict) else None
         if protocol is not None:  # KServe v1 / v2: answered in the same protocol
@@ -122,7 +122,7 @@ class Pipeline:
             except RequestError as exc:  # named as the protocol's problem, not our own JSON's
                 message = str(exc)
                 named = message if "KServe" in message else f"KServe {protocol} request: {message}"
-                raise RequestError(named) from None
+                raise RequestError(named, exc.reason) from None
             return inputs, False, envelope
         if isinstance(body, dict):
             unknown = sorted(set(body) - JSON_KEYS)

@@ -13,7 +13,12 @@ from PIL import Image, UnidentifiedImageError
 
 
 class RequestError(ValueError):
-    """A client-side problem with one request; the runtime answers it with a 4xx."""
+    """A client-side problem with one request; the runtime answers it with a 4xx. `reason`
+    (shape, dtype, range, decode, size or invalid) labels the rejection in the metrics."""
+
+    def __init__(self, message: str, reason: str = "invalid"):
+        super().__init__(message)
+        self.reason = reason
 
 
 # --- tabular ---------------------------------------------------------------------------------
@@ -58,11 +63,13 @@ def decode_image(data: bytes) -> Image.Image:
     except UnidentifiedImageError:
         raise RequestError(
             f"cannot decode image ({len(data)} bytes): not a recognized image "
-            "format; send a PNG or JPEG file"
+            "format; send a PNG or JPEG file",
+            "decode",
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise RequestError(
-            f"cannot decode image ({len(data)} bytes): {exc}; send a complete PNG or JPEG file"
+            f"cannot decode image ({len(data)} bytes): {exc}; send a complete PNG or JPEG file",
+            "decode",
         ) from None
     return image
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from handlers import kserve_protocol
 from handlers.batching import Batcher, Failure, Rows, isolated
+from handlers.metrics import ModelMetrics, Sink
 from handlers.pipeline import Pipeline
 from handlers.plan import ServingPlan
 from handlers.runners import Runner, load_runner
@@ -52,6 +53,7 @@ class Answer:
     content_type: str = JSON
     tensors: list[np.ndarray] | None = None
     message: str = ""
+    failure: Failure | None = None
 
     @classmethod
     def failed(cls, failure: Failure) -> Answer:
@@ -65,7 +67,7 @@ class Answer:
                 "error": message,
             }
         )
-        return cls(status=code, body=body, message=message)
+        return cls(status=code, body=body, message=message, failure=failure)
 
     @property
     def ok(self) -> bool:
@@ -82,15 +84,16 @@ class Answer:
 class ServingCore:
     """One model's plan, pipeline and batcher; answers a batch of requests."""
 
-    def __init__(self, plan: ServingPlan, model: Runner):
+    def __init__(self, plan: ServingPlan, model: Runner, metrics: ModelMetrics | None = None):
         self.plan = plan
         self.pipeline = Pipeline(plan)
-        self.batcher = Batcher(plan, model, self.pipeline.whole_outputs)
+        self.metrics = metrics or ModelMetrics(plan.name, plan.version)
+        self.batcher = Batcher(plan, model, self.pipeline.whole_outputs, self.metrics)
 
     @classmethod
-    def load(cls, model_dir: str | Path) -> ServingCore:
+    def load(cls, model_dir: str | Path, sink: Sink | None = None) -> ServingCore:
         """The serving plan and the exported model of a model dir (an unpacked .mar, a Triton
-        model version directory)."""
+        model version directory); `sink` is the runtime's way to publish metrics."""
         model_dir = Path(model_dir)
         plan = ServingPlan.load(model_dir)
         threads = int(os.environ.get("TORCHSHIP_THREADS", plan.serving.threads))
@@ -98,19 +101,34 @@ class ServingCore:
             plan.format, model_dir / plan.artifact, plan.input_names, threads, plan.output_names
         )
         log.info("loaded %s v%s (%s, %d thread(s))", plan.name, plan.version, plan.format, threads)
-        return cls(plan, model)
+        metrics = ModelMetrics(plan.name, plan.version, sink)
+        metrics.loaded()
+        return cls(plan, model, metrics)
 
     def answer(self, requests: Sequence[Request]) -> list[Answer]:
         """One answer per request, in order; never raises for one request's sake."""
         log.info("batch of %d request(s)", len(requests))  # shows server-side batching in logs
         rows = [self.read(r) for r in requests]
         self.batcher.run(rows)
-        return [self.respond(request, r) for request, r in zip(requests, rows)]
+        answers = [self.respond(request, r) for request, r in zip(requests, rows)]
+        for request, r, answer in zip(requests, rows, answers):
+            self.count(request, r, answer)
+        return answers
+
+    def count(self, request: Request, rows: Rows, answer: Answer) -> None:
+        """The request by format, and why it was refused or failed, if it was."""
+        self.metrics.request(request_format(request, rows))
+        if answer.failure is not None:
+            self.metrics.outcome(answer.failure.status, answer.failure.reason)
 
     # --- request -> rows ------------------------------------------------------------------
 
     def read(self, request: Request) -> Rows:
         """One request's model-input rows, or its failure."""
+        with self.metrics.timed("preprocess"):
+            return self.read_rows(request)
+
+    def read_rows(self, request: Request) -> Rows:
         if request.tensors is not None:
             rows = isolated("reading the request", lambda: self.read_tensors(request.tensors))
         else:
@@ -135,7 +153,8 @@ class ServingCore:
             return Answer.failed(rows.failure)
         if request.tensors is not None:  # tensors in, tensors out: no post-processing
             return Answer(tensors=rows.outputs)
-        answer = isolated("post-processing", lambda: Answer(body=self.json_answer(rows)))
+        with self.metrics.timed("postprocess"):
+            answer = isolated("post-processing", lambda: Answer(body=self.json_answer(rows)))
         return Answer.failed(answer) if isinstance(answer, Failure) else answer
 
     def json_answer(self, rows: Rows) -> str:
@@ -146,3 +165,17 @@ class ServingCore:
                 kserve_protocol.answer(self.plan, rows.envelope, rows.outputs, answers)
             )
         return json.dumps(answers[0] if rows.single else answers)
+
+
+def request_format(request: Request, rows: Rows) -> str:
+    """How the request came: model tensors (Triton), KServe v1/v2, our JSON, or encoded bytes or
+    text (an image, a sentence)."""
+    if request.tensors is not None:
+        return "tensors"
+    if rows.envelope is not None:
+        return f"kserve-{rows.envelope.protocol}"
+    body, content_type = request.body, (request.content_type or "").lower()
+    if isinstance(body, (dict, list)) or "json" in content_type:
+        return "json"
+    head = body[:1] if isinstance(body, (bytes, bytearray, str)) else ""
+    return "json" if head in ("{", b"{", "[", b"[") and not content_type else "encoded"

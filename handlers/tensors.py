@@ -48,18 +48,18 @@ def numeric_array(value: Any, name: str, dtype) -> np.ndarray:
         )
     except (ValueError, TypeError, RecursionError):
         raise RequestError(
-            f"{name}: expected a (nested) list of numbers of equal lengths"
+            f"{name}: expected a (nested) list of numbers of equal lengths", "shape"
         ) from None
     if np.dtype(dtype) == np.bool_:
         if not np.all((array == 0) | (array == 1)):
-            raise RequestError(f"{name}: expected true/false (or 0/1)")
+            raise RequestError(f"{name}: expected true/false (or 0/1)", "dtype")
         return array
     if has_bool or isinstance(value, bool):
-        raise RequestError(f"{name}: expected numbers, got true/false")
+        raise RequestError(f"{name}: expected numbers, got true/false", "dtype")
     if not np.all(np.isfinite(array)):
-        raise RequestError(f"{name}: NaN or infinite values are not accepted")
+        raise RequestError(f"{name}: NaN or infinite values are not accepted", "range")
     if np.issubdtype(dtype, np.integer) and not np.all(array == np.round(array)):
-        raise RequestError(f"{name}: expected integers")
+        raise RequestError(f"{name}: expected integers", "dtype")
     return array
 
 
@@ -76,7 +76,7 @@ def check_shape(tensor: TensorSpec, rows: np.ndarray, batched: bool = True) -> N
         wanted = f"expected shape {expected} per example (or a list of them)"
     else:
         wanted = f"expected one tensor of shape {expected} (this model has no batch axis)"
-    raise RequestError(f"{tensor.name}: {wanted}, got {list(rows.shape)}")
+    raise RequestError(f"{tensor.name}: {wanted}, got {list(rows.shape)}", "shape")
 
 
 def check_rows(tensor: TensorSpec, rows: np.ndarray, max_batch: int) -> np.ndarray:
@@ -86,14 +86,14 @@ def check_rows(tensor: TensorSpec, rows: np.ndarray, max_batch: int) -> np.ndarr
     the dtype is already the model's."""
     check_shape(tensor, rows, batched=max_batch > 0)
     if max_batch and rows.shape[0] > max_batch:
-        raise RequestError(f"{rows.shape[0]} examples in one request; at most {max_batch}")
+        raise RequestError(f"{rows.shape[0]} examples in one request; at most {max_batch}", "size")
     if rows.size and (rows.dtype != np.bool_ or tensor.range):
         smallest, largest = rows.min(), rows.max()
         if rows.dtype.kind == "f" and not (math.isfinite(smallest) and math.isfinite(largest)):
-            raise RequestError(f"{tensor.name}: NaN or infinite values are not accepted")
+            raise RequestError(f"{tensor.name}: NaN or infinite values are not accepted", "range")
         low, high = tensor.range or dtype_limits(tensor.numpy)
         if smallest < low or largest > high:
-            raise RequestError(f"{tensor.name}: values must lie in [{low:g}, {high:g}]")
+            raise RequestError(f"{tensor.name}: values must lie in [{low:g}, {high:g}]", "range")
     return rows.astype(tensor.numpy, copy=False)
 
 

@@ -49,7 +49,7 @@ class Text(Kind):
                 item = item.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise RequestError(
-                    f"text is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+                    f"text is not valid UTF-8 ({exc.reason} at byte {exc.start})", "decode"
                 ) from None
         if not item.strip():
             raise RequestError("empty text: send a non-empty sentence")

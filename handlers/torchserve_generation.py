@@ -16,13 +16,14 @@ from pathlib import Path
 from handlers.batching import Failure, isolated
 from handlers.completions import Completion, completion_json
 from handlers.generating import Generating
+from handlers.metrics import Sink
 from handlers.openai_api import EVENT_STREAM, OpenAIAnswer, chat_template, read_openai, route_kind
 from handlers.serving_core import JSON, Answer
 
 
 class ContinuousBatching:
-    def __init__(self, model_dir: str | Path):
-        self.generating = Generating.load(model_dir)
+    def __init__(self, model_dir: str | Path, sink: Sink | None = None):
+        self.generating = Generating.load(model_dir, sink)
         self.template = chat_template(Path(model_dir) / "pretrained")
         self.openai: dict[str, OpenAIAnswer] = {}  # requests that came by an OpenAI route
 
@@ -35,7 +36,11 @@ class ContinuousBatching:
             return fields
 
         fields = isolated("reading the request", read)
-        admitted = fields if isinstance(fields, Failure) else self.generating.admit(key, fields)
+        kind = isolated("reading the route", lambda: route_kind(url_path))
+        request_format = f"openai-{kind}" if isinstance(kind, str) else "completion"
+        if isinstance(fields, Failure):
+            return self.generating.refused(fields, request_format)
+        admitted = self.generating.admit(key, fields, request_format)
         if isinstance(admitted, Completion) and key in self.openai:
             self.openai[key].prompt_tokens = len(admitted.prompt_ids)
         return admitted

@@ -13,6 +13,7 @@ from pathlib import Path
 from handlers.plan import ServingPlan
 from handlers.serving_core import Answer, Request, ServingCore
 from handlers.serving_modes import serving_mode
+from handlers.torchserve_metrics import sink_of
 
 
 class SpecHandler:
@@ -26,11 +27,11 @@ class SpecHandler:
         if ServingPlan.load(Path(model_dir)).task.generation is not None:
             from handlers.torchserve_generation import ContinuousBatching
 
-            self.generating = ContinuousBatching(model_dir)
+            self.generating = ContinuousBatching(model_dir, sink_of(context))
             self.initialized = True
             return
         self.generating = None
-        self.core = ServingCore.load(model_dir)
+        self.core = ServingCore.load(model_dir, sink_of(context))
         self.plan = self.core.plan
         self.mode = serving_mode(self.core)
         self.initialized = True

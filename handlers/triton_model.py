@@ -27,10 +27,12 @@ import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from handlers.batching import Failure, isolated  # noqa: E402
+from handlers.metrics import ModelMetrics  # noqa: E402
 from handlers.pipeline import Pipeline  # noqa: E402
 from handlers.plan import ServingPlan  # noqa: E402
 from handlers.serving_core import Answer, Request, ServingCore  # noqa: E402
 from handlers.serving_modes import serving_mode  # noqa: E402
+from handlers.triton_metrics import TritonSink  # noqa: E402
 from handlers.triton_streamer import Streamer, error_response  # noqa: E402
 
 ROLES = ("model", "preprocess", "postprocess")
@@ -94,12 +96,15 @@ class TritonPythonModel:
             return
         self.streamer = None
         if self.role == "model":  # loads the serving plan and the artifact, like TorchServe
-            self.core = ServingCore.load(HERE)
+            self.core = ServingCore.load(HERE, TritonSink())
             self.mode = serving_mode(self.core)
             self.plan, self.pipeline = self.core.plan, self.core.pipeline
+            self.metrics = self.core.metrics
         else:
             self.plan = ServingPlan.load(HERE)
             self.pipeline = Pipeline(self.plan)
+            self.metrics = ModelMetrics(self.plan.name, self.plan.version, TritonSink())
+            self.metrics.loaded()
         self.produced = self.pipeline.kind.produces(self.plan.inputs)  # what preprocess outputs
         self.dtypes = self.output_dtypes()
 
@@ -133,7 +138,7 @@ class TritonPythonModel:
             )
             return Answer(tensors=[rows[t.name] for t in self.produced])
 
-        return [self.respond(isolated("pre-processing", lambda: decode(r))) for r in requests]
+        return [self.stage("preprocess", "pre-processing", lambda: decode(r)) for r in requests]
 
     # --- role: postprocess ----------------------------------------------------------------
 
@@ -147,7 +152,18 @@ class TritonPythonModel:
             scores = np.array([[a["score"]] for a in answers], dtype=np.float32)
             return Answer(tensors=[labels, scores])
 
-        return [self.respond(isolated("post-processing", lambda: answer(r))) for r in requests]
+        return [self.stage("postprocess", "post-processing", lambda: answer(r)) for r in requests]
+
+    def stage(self, stage: str, named: str, work):
+        """One request through a pre- or post-processing model, timed and counted: the ensemble's
+        bytes (or text) arrive at the pre-processing model, so that is where they are counted."""
+        with self.metrics.timed(stage):
+            answer = isolated(named, work)
+        if stage == "preprocess":
+            self.metrics.request("encoded")
+        if isinstance(answer, Failure):
+            self.metrics.outcome(answer.status, answer.reason)
+        return self.respond(answer)
 
     # --- answers --------------------------------------------------------------------------
 

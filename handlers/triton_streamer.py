@@ -48,8 +48,9 @@ class Streamer:
         token 49 ms instead of 29)."""
         try:
             from handlers.generating import Generating
+            from handlers.triton_metrics import TritonSink
 
-            self.generating = Generating.load(folder)
+            self.generating = Generating.load(folder, TritonSink())
         except BaseException as exc:  # raised again by __init__, so the load fails
             self.load_error = exc
             return
@@ -61,8 +62,10 @@ class Streamer:
         sender, key = request.get_response_sender(), id(request)
         with self.lock:
             admitted = isolated("reading the request", lambda: body(request))
-            if not isinstance(admitted, Failure):
-                admitted = self.generating.admit(key, admitted)
+            if isinstance(admitted, Failure):
+                admitted = self.generating.refused(admitted, "generate")
+            else:
+                admitted = self.generating.admit(key, admitted, "generate")
             if isinstance(admitted, Failure):
                 final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
                 sender.send(error_response(admitted.message, admitted.status >= 500), flags=final)
@@ -132,13 +135,15 @@ def body(request) -> dict:
         try:
             return value.decode("utf-8") if isinstance(value, bytes) else str(value)
         except UnicodeDecodeError as exc:
-            raise RequestError(f"{name}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+            raise RequestError(
+                f"{name}: not UTF-8 ({exc.reason} at byte {exc.start})", "decode"
+            ) from None
 
     prompt, parameters = text("text_input"), text("sampling_parameters")
     try:
         sampling = json.loads(parameters) if parameters else {}
     except ValueError as exc:
-        raise RequestError(f"sampling_parameters: not JSON: {exc}") from None
+        raise RequestError(f"sampling_parameters: not JSON: {exc}", "decode") from None
     if not isinstance(sampling, dict):
         raise RequestError('sampling_parameters: expected a JSON object, e.g. {"max_tokens": 16}')
     return {**vllm_numbers(sampling), "prompt": prompt, "stream": flag(request, "stream")}

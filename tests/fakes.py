@@ -10,11 +10,51 @@ import pytest
 from tests.conftest import LAYOUT
 
 
+class RecordedMetrics:
+    """What a handler published: every value by (metric name, label values)."""
+
+    def __init__(self):
+        self.values: dict[tuple[str, tuple[str, ...]], list[float]] = {}
+
+    def add(self, name: str, labels, value: float) -> None:
+        self.values.setdefault((name, tuple(labels)), []).append(value)
+
+    def total(self, name: str, *labels: str) -> float:
+        """The sum of a metric's values whose labels start with `labels`."""
+        return sum(
+            sum(v)
+            for (n, lab), v in self.values.items()
+            if n == name and lab[: len(labels)] == labels
+        )
+
+    def count(self, name: str, *labels: str) -> int:
+        return sum(
+            len(v)
+            for (n, lab), v in self.values.items()
+            if n == name and lab[: len(labels)] == labels
+        )
+
+
+class FakeMetricsCache(RecordedMetrics):
+    """ts.metrics' cache as `context.metrics`: add_metric_to_cache -> add_or_update."""
+
+    def add_metric_to_cache(self, name, unit, dimension_names, metric_type):
+        cache = self
+
+        class Metric:
+            def add_or_update(self, value, dimension_values, request_id=""):
+                assert len(dimension_values) == len(dimension_names)
+                cache.add(name, dimension_values, value)
+
+        return Metric()
+
+
 class FakeTorchServeContext:
     """The parts of ts.context.Context a handler uses; records per-request statuses."""
 
     def __init__(self, model_dir: Path, content_types: list[str | None]):
         self.system_properties = {"model_dir": str(model_dir), "gpu_id": None}
+        self.metrics = FakeMetricsCache()
         self.content_types = content_types
         self.statuses: dict[int, int] = {}
         self.response_types: dict[int, str] = {}

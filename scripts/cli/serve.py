@@ -37,12 +37,46 @@ def serve(
 @app.command()
 @user_errors
 def stop(spec: SpecOption = Path("models.yaml")):
-    """Stop every runtime that `serve` started."""
+    """Stop every runtime that `serve` started, and `monitor`'s Prometheus."""
+    from scripts.monitor import prometheus
     from scripts.runtimes.serving import stop_all
 
     layout, _ = selected_models(spec, None)
     for line in stop_all(layout):
         console.print(line)
+    if prometheus.stop(layout.state("prometheus")):
+        console.print("Prometheus stopped")
+
+
+@app.command()
+@user_errors
+def monitor(
+    spec: SpecOption = Path("models.yaml"),
+    port: Annotated[int, typer.Option(help="Prometheus' port on 127.0.0.1.")] = 9090,
+):
+    """Start Prometheus on loopback, scraping `serve`'s running servers, with the spec's alert
+    rules (checked by promtool) and a Grafana dashboard written beside them."""
+    from scripts.monitor import prometheus
+    from scripts.runtimes.registry import RUNTIMES
+
+    layout, models = selected_models(spec, None)
+    servers = {name: r.server.running(layout) for name, r in RUNTIMES.items()}
+    targets = {name: s.metrics_address for name, s in servers.items() if s is not None}
+    if not targets:
+        raise UserError(["no server runs: `make serve` first, then `make monitor`"])
+    workdir = layout.state("prometheus")
+    if prometheus.stop(workdir):
+        console.print("Prometheus restarted with a fresh configuration")
+    server = prometheus.start(workdir, targets, models, f"torchship {spec.name}", port)
+    for job, address in targets.items():
+        console.print(f"scraping {job} at http://{address}/metrics", highlight=False)
+    for label, path in (
+        ("Prometheus", server.url),
+        ("alerts", f"{server.url}/alerts"),
+        ("rules", layout.shown(server.rules_file)),
+        ("Grafana dashboard", layout.shown(server.workdir / "dashboard.json")),
+    ):
+        console.print(f"  {label.ljust(18)} {path}", highlight=False)
 
 
 @app.command()

@@ -50,6 +50,9 @@ def manifest_inputs(bundle: KServeBundle, settings: KServeSpec) -> dict:
         "memory": settings.memory,
         "gpus": settings.gpus,
         "canary_percent": settings.canary_percent,
+        "metrics_port": bundle.metrics_port,
+        "args": list(bundle.args),
+        "secret_env": list(bundle.secret_env),
     }
 
 

@@ -8,7 +8,12 @@ For each runtime's bundle, uploaded to <storage_uri>/<runtime>/<bundle id>/:
 - <service>-<runtime>-canary.yaml: the same with canaryTrafficPercent (the spec's) on the predictor:
   KServe keeps the previous ready revision for the rest of the traffic;
 - <service>-<runtime>-rollback.yaml: canaryTrafficPercent 0: all traffic back to the previous one.
-Canary traffic splitting needs KServe's Serverless mode, so the manifests ask for it.
+- <service>-<runtime>.podmonitor.yml: a Prometheus Operator PodMonitor scraping the service's pods
+  (checked against podmonitor.schema.json, the CRD subset it uses).
+Canary traffic splitting needs KServe's Serverless mode, so the manifests ask for it. Every
+service asks KServe to have its pods scraped (serving.kserve.io/enable-prometheus-scraping) on
+its runtime's metrics port. A runtime's secret variables (Triton's admin key) come from the
+Secret <service>-<runtime>-secrets, which the cluster's operator creates: no key is written here.
 """
 
 from __future__ import annotations
@@ -29,10 +34,51 @@ from kserve import (
     constants,
 )
 from kserve import models as kserve_models
-from kubernetes.client import V1ObjectMeta, V1ResourceRequirements
+from kubernetes.client import (
+    V1EnvVar,
+    V1EnvVarSource,
+    V1ObjectMeta,
+    V1ResourceRequirements,
+    V1SecretKeySelector,
+)
 from kubernetes.client import models as kubernetes_models
 
 SCHEMA = json.loads(Path(__file__).with_name("inferenceservice.schema.json").read_text())
+POD_MONITOR_SCHEMA = json.loads(Path(__file__).with_name("podmonitor.schema.json").read_text())
+POD_MONITOR = ".podmonitor.yml"
+
+
+def secret_env(bundle: dict) -> list[V1EnvVar] | None:
+    secret = f"{bundle['name']}-secrets"
+    return [
+        V1EnvVar(
+            name=name,
+            value_from=V1EnvVarSource(
+                secret_key_ref=V1SecretKeySelector(name=secret, key=name.lower())
+            ),
+        )
+        for name in bundle["secret_env"]
+    ] or None
+
+
+def pod_monitor(bundle: dict) -> dict:
+    """Prometheus Operator's PodMonitor for the service's predictor pods (KServe labels them
+    with the service's name), on the runtime's metrics port."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": {
+            "name": bundle["name"],
+            "namespace": bundle["namespace"],
+            "labels": {"app.kubernetes.io/managed-by": "torchship"},
+        },
+        "spec": {
+            "selector": {"matchLabels": {"serving.kserve.io/inferenceservice": bundle["name"]}},
+            "podMetricsEndpoints": [
+                {"portNumber": bundle["metrics_port"], "path": "/metrics", "interval": "15s"}
+            ],
+        },
+    }
 
 
 def inference_service(bundle: dict, canary: int | None) -> V1beta1InferenceService:
@@ -46,6 +92,8 @@ def inference_service(bundle: dict, canary: int | None) -> V1beta1InferenceServi
         runtime_version=bundle["runtime_version"],
         storage_uri=bundle["storage_uri"],
         resources=V1ResourceRequirements(requests=amounts, limits=dict(amounts)),
+        args=bundle["args"] or None,
+        env=secret_env(bundle),
     )
     predictor = V1beta1PredictorSpec(
         model=model,
@@ -62,6 +110,9 @@ def inference_service(bundle: dict, canary: int | None) -> V1beta1InferenceServi
         },
         annotations={
             "serving.kserve.io/deploymentMode": "Serverless",
+            "serving.kserve.io/enable-prometheus-scraping": "true",
+            "prometheus.kserve.io/port": str(bundle["metrics_port"]),
+            "prometheus.kserve.io/path": "/metrics",
             "torchship/models": ",".join(bundle["models"]),
         },
     )
@@ -92,6 +143,9 @@ def write(bundles: list[dict], out: Path) -> list[Path]:
                 yaml.safe_dump(as_dict(inference_service(bundle, percent)), sort_keys=False)
             )
             written.append(path)
+        monitor = out / f"{bundle['name']}{POD_MONITOR}"
+        monitor.write_text(yaml.safe_dump(pod_monitor(bundle), sort_keys=False))
+        written.append(monitor)
     return written
 
 
@@ -147,6 +201,13 @@ def main(argv: list[str]) -> int:
             print(path)
         return 0
     found = [p for path in sorted(folder.glob("*.yaml")) for p in problems(path)]
+    found += [
+        f"{path.name}: {'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+        for path in sorted(folder.glob(f"*{POD_MONITOR}"))
+        for e in jsonschema.Draft202012Validator(POD_MONITOR_SCHEMA).iter_errors(
+            yaml.safe_load(path.read_text())
+        )
+    ]
     print("\n".join(found) or "ok")
     return 1 if found else 0
 

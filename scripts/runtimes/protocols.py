@@ -147,6 +147,9 @@ class KServeBundle:
     runtime_version: str  # the serving image's tag, pinned to what is tested here
     protocol: str  # predictor.model.protocolVersion
     models: list[str]  # the served names inside
+    metrics_port: int  # where the pod's Prometheus metrics are (/metrics), for the scrape
+    args: tuple[str, ...] = ()  # more server arguments (may name $(VAR) of secret_env)
+    secret_env: tuple[str, ...] = ()  # variables from the service's Secret (key: lower-case name)
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,7 @@ class Server(Protocol):
 
     workdir: Path  # its run state: pid, config, keys, logs
     waited_s: float  # seconds start-up took until READY
+    metrics_address: str  # host:port of its Prometheus /metrics, what a scrape job targets
 
 
 # --- capabilities ----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from scripts.spec.overrides import RuntimeName, RuntimeSettings
 from scripts.spec.sections import (
     ALL_FORMATS,
     Export,
+    Monitoring,
     Quantize,
     Source,
     Task,
@@ -49,6 +50,7 @@ class ModelSpec(StrictModel):
     export: Export = Export()
     quantize: Quantize = Quantize()
     tolerance: Tolerance = Tolerance()
+    monitoring: Monitoring = Monitoring()
     per_runtime: dict[RuntimeName, RuntimeSettings] = {}
     versions: list[VersionSpec] = []  # other versions of this model (scripts/spec/versions.py)
     rollout: RolloutGate = RolloutGate()

@@ -160,6 +160,14 @@ class Quantize(StrictModel):
     )  # models that are not classifiers: outputs vs fp32
 
 
+class Monitoring(StrictModel):
+    """What the alert rules `make monitor` generates fire on, per model and runtime."""
+
+    model_p99_ms: float = Field(1000, gt=0)  # p99 of one executed batch's model time
+    max_error_ratio: float = Field(0.01, ge=0, le=1)  # 5xx (our bugs) per request, over 5 min
+    max_rejected_per_s: float = Field(5, ge=0)  # 4xx (clients' mistakes) per second, over 5 min
+
+
 class Tolerance(StrictModel):
     atol: float = Field(1e-5, ge=0)
     rtol: float = Field(1e-4, ge=0)

@@ -32,6 +32,7 @@ from scripts.pipeline.plan import serving_plan
 from scripts.runtimes.protocols import KServeBundle
 from scripts.runtimes.torchserve import server as ts
 from scripts.runtimes.torchserve.archive import mar_path
+from scripts.runtimes.torchserve.metrics_config import write_metrics_config
 from scripts.runtimes.torchserve.settings import NAME, model_config_yaml
 from scripts.spec import BuildError, ModelSpec
 from scripts.spec.cluster import KServeSpec
@@ -73,7 +74,7 @@ HEADER = (
     "# - inference on 127.0.0.1:8085: KServe's wrapper owns 8080 and forwards to it;\n"
     "# - token authorization off: the wrapper sends no TorchServe token; "
     "every API is loopback-only;\n"
-    "# - metrics on 0.0.0.0:8082 for the cluster's Prometheus;\n"
+    "# - metrics on 0.0.0.0:8082 for the cluster's Prometheus, ours declared in metrics.yaml;\n"
     "# - model_snapshot names the models (the wrapper reads it) with their workers and batching;\n"
     "# - no envelope and enable_envvars_config=false: KServe's v1/v2 bodies reach the handler "
     "as sent.\n"
@@ -91,6 +92,7 @@ def kserve_config(template: Path, specs: list[ModelSpec], layout: Layout) -> str
         PORTS,
         overrides={
             "metrics_address": f"http://0.0.0.0:{PORTS.metrics}",
+            "metrics_config": str(MOUNT / "config" / "metrics.yaml"),
             "disable_token_authorization": "true",
             "enable_envvars_config": "false",
             "model_snapshot": snapshot,
@@ -115,6 +117,7 @@ def write_tree(
     for spec in specs:
         shutil.copy2(mar_path(spec, store), out / "model-store" / f"{spec.name}.mar")
     (out / "config" / "config.properties").write_text(kserve_config(template, specs, layout))
+    write_metrics_config(out / "config" / "metrics.yaml")
     return out
 
 
@@ -126,6 +129,7 @@ class TorchServeKServe:
         self, specs: list[ModelSpec], layout: Layout, out: Path, settings: KServeSpec
     ) -> KServeBundle:
         tree = write_tree(layout.torchserve_config, specs, layout, layout.model_store, out)
+        names = [s.name for s in specs]
         return KServeBundle(
-            NAME, tree, "pytorch", RUNTIME_VERSION, settings.protocol, [s.name for s in specs]
+            NAME, tree, "pytorch", RUNTIME_VERSION, settings.protocol, names, PORTS.metrics
         )

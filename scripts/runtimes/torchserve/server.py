@@ -21,6 +21,7 @@ from pathlib import Path
 
 import requests
 
+from scripts.runtimes.torchserve.metrics_config import write_metrics_config
 from scripts.runtimes.processes import read_pid, stop_process, tail, wait_for_models
 from scripts.spec.errors import BuildError
 
@@ -56,6 +57,10 @@ class TorchServe:
     @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.metrics}"
+
+    @property
+    def metrics_address(self) -> str:
+        return f"127.0.0.1:{self.ports.metrics}"
 
     @property
     def temp(self) -> Path:
@@ -145,7 +150,12 @@ def start(
     workflows = server.workdir / "workflow_store"
     workflows.mkdir()
     config = server.workdir / "config.properties"
-    overrides = {"workflow_store": str(workflows), **(overrides or {})}
+    metrics = write_metrics_config(server.workdir / "metrics.yaml")
+    overrides = {
+        "workflow_store": str(workflows),
+        "metrics_config": str(metrics),
+        **(overrides or {}),
+    }
     config.write_text(render_config(template, store, models, ports, overrides))
     torchserve = Path(sys.executable).with_name("torchserve")
     with open(server.workdir / "logs" / "launcher.log", "wb") as log:

@@ -26,16 +26,19 @@ from pathlib import Path
 from scripts.pipeline.layout import Layout
 from scripts.runtimes.protocols import KServeBundle
 from scripts.runtimes.triton.repository import build_repository
+from scripts.runtimes.triton import server as tr
 from scripts.runtimes.triton.server import repository_models
 from scripts.runtimes.triton.settings import NAME
 from scripts.spec import ModelSpec
 from scripts.spec.cluster import KServeSpec
 
 MOUNT = Path("/mnt/models")
-RUNTIME_VERSION = (
-    "24.10-py3"  # NGC tritonserver release carrying Triton 2.51, the server tested here
-)
-HTTP_PORT, GRPC_PORT = 8080, 9000
+# NGC tritonserver 25.10 (Triton 2.62): the first release with every fix of NVIDIA's 2025
+# bulletins (25.07: HTTP stack overflow; 25.08: Python backend shared memory, bulletin 5687;
+# 25.10: the rest). Here the 2.51 binary of the pytriton wheel runs the same repository.
+RUNTIME_VERSION = "25.10-py3"
+HTTP_PORT, GRPC_PORT, METRICS_PORT = 8080, 9000, 8002
+ADMIN_KEY_ENV = "TRITON_ADMIN_KEY"
 
 
 def kserve_args(
@@ -48,6 +51,17 @@ def kserve_args(
         f"--http-port={http_port}",
         "--allow-grpc=true",
         "--allow-http=true",
+    ]
+
+
+def hardening_args(admin_key: str = f"$({ADMIN_KEY_ENV})") -> list[str]:
+    """What the InferenceService adds to KServe's arguments: every admin API behind the key (from
+    the service's Secret; Kubernetes expands $(VAR) in args) and latency summaries."""
+    restricted = f"{','.join(tr.RESTRICTED_APIS)}:{tr.ADMIN_HEADER}={admin_key}"
+    return [
+        f"--http-restricted-api={restricted}",
+        f"--grpc-restricted-protocol={restricted}",
+        "--metrics-config=summary_latencies=true",
     ]
 
 
@@ -70,4 +84,14 @@ class TritonKServe:
         self, specs: list[ModelSpec], layout: Layout, out: Path, settings: KServeSpec
     ) -> KServeBundle:
         tree = write_tree(specs, layout, out, settings.triton_backend)
-        return KServeBundle(NAME, tree, "triton", RUNTIME_VERSION, "v2", repository_models(tree))
+        return KServeBundle(
+            NAME,
+            tree,
+            "triton",
+            RUNTIME_VERSION,
+            "v2",
+            repository_models(tree),
+            METRICS_PORT,
+            tuple(hardening_args()),
+            (ADMIN_KEY_ENV,),
+        )

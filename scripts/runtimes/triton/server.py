@@ -61,8 +61,12 @@ class Triton:
         return f"127.0.0.1:{self.ports.grpc}"
 
     @property
+    def metrics_address(self) -> str:
+        return f"127.0.0.1:{self.ports.metrics}"
+
+    @property
     def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.metrics}/metrics"
+        return f"http://{self.metrics_address}/metrics"
 
     @property
     def pid_file(self) -> Path:
@@ -138,6 +142,7 @@ def command(server: Triton, repo: Path, models: list[str]) -> list[str]:
         f"--grpc-port={server.ports.grpc}",
         "--metrics-address=127.0.0.1",
         f"--metrics-port={server.ports.metrics}",
+        "--metrics-config=summary_latencies=true",  # p50/p90/p99 per model: nv_*_summary_us
         "--model-control-mode=explicit",
         *[f"--load-model={m}" for m in models],
         "--strict-readiness=true",
@@ -194,14 +199,10 @@ def start_watchdog(server: Triton, repo: Path) -> int:
     project = Path(__file__).resolve().parents[3]
     with open(server.workdir / "watchdog.log", "wb") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "scripts.runtimes.triton.watchdog",
-                str(server.workdir),
-                str(repo.resolve()),
-                str(server.ports.http),
-                str(server.ports.metrics),
+            [sys.executable, "-m", "scripts.runtimes.triton.watchdog"]
+            + [
+                str(a)
+                for a in (server.workdir, repo.resolve(), server.ports.http, server.ports.metrics)
             ],
             cwd=project,
             stdout=log,
@@ -241,21 +242,19 @@ def is_running(server: Triton) -> bool:
     return pid(server) is not None
 
 
-def model_ready(server: Triton, model: str) -> bool:
+def answers_ok(server: Triton, path: str) -> bool:
     try:
-        reply = requests.get(f"http://{server.http_url}/v2/models/{model}/ready", timeout=5)
+        return requests.get(f"http://{server.http_url}{path}", timeout=5).status_code == 200
     except (requests.RequestException, OSError):
         return False
-    return reply.status_code == 200
+
+
+def model_ready(server: Triton, model: str) -> bool:
+    return answers_ok(server, f"/v2/models/{model}/ready")
 
 
 def live(server: Triton) -> bool:
-    try:
-        return (
-            requests.get(f"http://{server.http_url}/v2/health/live", timeout=5).status_code == 200
-        )
-    except (requests.RequestException, OSError):
-        return False
+    return answers_ok(server, "/v2/health/live")
 
 
 def wait_ready(server: Triton, models: list[str], timeout_s: float = 120) -> float:

@@ -235,3 +235,34 @@ def test_a_non_final_answer_goes_out_as_an_intermediate_response(monkeypatch):
         ({1: '{"text": "Hel"}'}, {1: "req-b"}, "Intermediate Prediction success", 200, context)
     ]
     assert sink.finals == [None, '{"text": "lo"}'] and context.statuses == {}
+
+
+def test_every_request_is_counted_by_format_and_every_refusal_by_reason(tmp_path):
+    """What the handler publishes through context.metrics (TorchServe's metrics cache): one
+    batch of two good PNGs, junk bytes and a wrong-shaped JSON body."""
+    context = FakeTorchServeContext(unpacked_archive("digits_cnn", tmp_path), [])
+    handler = SpecHandler()
+    handler.initialize(context)
+    png = digit_pngs()[0].read_bytes()
+    _, statuses = call(
+        handler,
+        (png, "image/png"),
+        (png, "image/png"),
+        (b"junk", "image/png"),
+        ({"inputs": [[1.0, 2.0]]}, "application/json"),
+    )
+    assert statuses == [200, 200, 400, 400]
+    metrics, model = context.metrics, ("digits_cnn", "1")
+    assert metrics.total("torchship_model_loads_total", *model) == 1
+    assert metrics.total("torchship_requests_total", *model, "encoded") == 3
+    assert metrics.total("torchship_requests_total", *model, "json") == 1
+    assert metrics.total("torchship_rejected_total", *model, "decode") == 1
+    assert metrics.total("torchship_rejected_total", *model, "shape") == 1
+    assert metrics.total("torchship_failed_total") == 0
+    assert metrics.total("torchship_batches_total", *model) == 1  # one model call for both PNGs
+    assert metrics.total("torchship_batch_rows_total", *model) == 2
+    stages = {
+        stage: metrics.count("torchship_stage_seconds", *model, stage)
+        for stage in ("preprocess", "model", "postprocess")
+    }
+    assert stages == {"preprocess": 4, "model": 1, "postprocess": 2}

@@ -19,6 +19,7 @@ from scripts.runtimes.triton.configs import read_config
 from scripts.runtimes.triton.repository import build_repository
 from scripts.spec import load_spec
 from tests.conftest import LAYOUT, REPO, TENSOR_EXAMPLES
+from tests.fakes import RecordedMetrics
 
 # These tests serve the example models' built artifacts.
 pytestmark = pytest.mark.usefixtures("built_examples")
@@ -50,8 +51,33 @@ class InferenceResponse:
         self.error = error
 
 
+class MetricFamily:
+    """pb_utils.MetricFamily; every value goes to METRICS."""
+
+    COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
+
+    def __init__(self, name, description, kind):
+        self.name, self.kind = name, kind
+
+    def Metric(self, labels, buckets=None):  # noqa: N802 (Triton's name)
+        assert (buckets is not None) == (self.kind == self.HISTOGRAM)
+        family = self
+
+        class Series:
+            def increment(self, value):
+                METRICS.add(family.name, labels.values(), value)
+
+            observe = set = increment
+
+        return Series()
+
+
+METRICS = RecordedMetrics()
+
+
 def fake_pb_utils() -> types.ModuleType:
     module = types.ModuleType("triton_python_backend_utils")
+    module.MetricFamily = MetricFamily
     module.TritonError, module.Tensor, module.InferenceResponse = (
         TritonError,
         Tensor,
@@ -249,3 +275,25 @@ def test_one_example_of_a_multi_input_model_gets_one_answer():
         pipeline.parse(
             json.dumps({"inputs": {"dense": [0.5] * 8, "item_id": [3]}}), "application/json"
         )
+
+
+def test_the_model_and_its_pre_processing_publish_their_stages_and_refusals(repo):
+    """Triton: the pre-processing model counts the ensemble's encoded requests and refuses junk
+    (decode); the model counts its tensor requests and the rows of the batch it ran."""
+    METRICS.values.clear()
+    model, pre = load(repo, "digits_cnn"), load(repo, "digits_cnn_pre")
+    image = golden("digits_cnn")["input.image"]
+    model.execute([request(image=image[:2]), request(image=image[2:3])])
+    png = next((REPO / "checkpoints/digits_cnn/requests").glob("digit_*.png")).read_bytes()
+    text = np.array([[png], [b"junk"]], dtype=np.object_)
+    pre.execute(
+        [request(**{pre.input_names[0]: text[:1]}), request(**{pre.input_names[0]: text[1:]})]
+    )
+    labels = ("digits_cnn", "1")
+    assert METRICS.total("torchship_model_loads_total", *labels) == 2
+    assert METRICS.total("torchship_requests_total", *labels, "tensors") == 2
+    assert METRICS.total("torchship_requests_total", *labels, "encoded") == 2
+    assert METRICS.total("torchship_rejected_total", *labels, "decode") == 1
+    assert METRICS.total("torchship_batch_rows_total", *labels) == 3
+    assert METRICS.count("torchship_stage_seconds", *labels, "model") == 1
+    assert METRICS.count("torchship_stage_seconds", *labels, "preprocess") == 4

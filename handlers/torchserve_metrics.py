@@ -1,0 +1,33 @@
+"""The metrics catalogue (handlers/metrics.py) through TorchServe's `context.metrics`.
+
+The worker writes each value as a [METRICS] log line; the frontend turns it into Prometheus
+series on the metrics address, but only for metrics declared in the `metrics_config` file the
+server started with (the build writes it from the same catalogue: scripts/runtimes/torchserve/
+metrics_config.py), adding a Hostname label of its own.
+"""
+
+from __future__ import annotations
+
+from handlers.metrics import METRICS, Metric, Sink
+
+UNITS = {"histogram": "seconds", "counter": "count", "gauge": "count"}
+
+
+class TorchServeSink:
+    def __init__(self, context):
+        from ts.metrics.metric_type_enum import MetricTypes
+
+        self.metrics = {
+            m.name: context.metrics.add_metric_to_cache(
+                m.name, UNITS[m.kind], list(m.label_names), MetricTypes(m.kind)
+            )
+            for m in METRICS
+        }
+
+    def record(self, metric: Metric, value: float, labels: tuple[str, ...]) -> None:
+        self.metrics[metric.name].add_or_update(value, list(labels))
+
+
+def sink_of(context) -> Sink | None:
+    """The worker's sink; None where there is no metrics cache (the build's load check)."""
+    return TorchServeSink(context) if getattr(context, "metrics", None) is not None else None
