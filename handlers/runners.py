@@ -2,15 +2,23 @@
 
 A runner takes {input name: numpy array} and returns the outputs as a list of numpy arrays,
 in the spec's output order. The build verifies exports through these same runners, so what
-is verified is exactly what the servers run.
+is verified is exactly what the servers run. An encrypted file (handlers/encryption.py) is
+decrypted in memory: no plaintext copy of the weights is written.
 """
 
 from __future__ import annotations
 
+import io
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
+
+from handlers.encryption import decrypted
 
 Runner = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 
@@ -31,22 +39,54 @@ def load_runner(
     input_names: list[str],
     threads: int | None = None,
     output_names: list[str] | None = None,
+    owner: tuple[str, int] | None = None,
 ) -> Runner:
+    """`owner`: the model name and version the file belongs to, which an encrypted file is
+    bound to (its associated data)."""
+    if fmt not in ARTIFACT_FILES or fmt == "pretrained":
+        raise ValueError(f"unknown model format {fmt!r}; expected one of {sorted(ARTIFACT_FILES)}")
+    plain = decrypted(Path(path), *owner) if owner is not None else None
     if fmt in ("onnx", "onnx_int8"):
-        return _onnx_runner(str(path), threads)
+        return _onnx_runner(str(path) if plain is None else plain, threads)
     import torch
 
     if threads:
         torch.set_num_threads(threads)
+    source = str(path) if plain is None else io.BytesIO(plain)
     if fmt == "torchscript":
-        module = torch.jit.load(str(path), map_location="cpu").eval()
-    elif fmt == "aoti":
-        module = torch._inductor.aoti_load_package(str(path))
+        module = torch.jit.load(source, map_location="cpu").eval()
     elif fmt == "exported_program":
-        module = torch.export.load(str(path)).module()
+        module = torch.export.load(source).module()
+    elif plain is None:
+        module = torch._inductor.aoti_load_package(str(path))
     else:
-        raise ValueError(f"unknown model format {fmt!r}; expected one of {sorted(ARTIFACT_FILES)}")
+        with in_memory_file(plain, Path(path).name) as memory_path:
+            module = torch._inductor.aoti_load_package(memory_path)
     return torch_runner(module, input_names, output_names)
+
+
+@contextmanager
+def in_memory_file(data: bytes, name: str) -> Iterator[str]:
+    """A path to `data` in an anonymous memory file (memfd), for a loader that wants a path.
+    The AOTInductor loader also unpacks its shared library into TMPDIR and keeps it there: that
+    goes to a private folder in memory (/dev/shm), removed once loaded (the library stays
+    mapped)."""
+    fd = os.memfd_create(name)
+    private = tempfile.mkdtemp(
+        prefix="torchship-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None
+    )
+    before = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = private
+    try:
+        os.write(fd, data)
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        if before is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = before
+        shutil.rmtree(private, ignore_errors=True)
+        os.close(fd)
 
 
 def output_list(outputs, names: list[str] | None = None) -> list:
@@ -71,7 +111,7 @@ def torch_runner(module, input_names: list[str], output_names: list[str] | None 
     return run
 
 
-def _onnx_runner(path: str, threads: int | None) -> Runner:
+def _onnx_runner(path: str | bytes, threads: int | None) -> Runner:
     import onnxruntime as ort
 
     options = ort.SessionOptions()

@@ -98,7 +98,12 @@ class ServingCore:
         plan = ServingPlan.load(model_dir)
         threads = int(os.environ.get("TORCHSHIP_THREADS", plan.serving.threads))
         model = load_runner(
-            plan.format, model_dir / plan.artifact, plan.input_names, threads, plan.output_names
+            plan.format,
+            model_dir / plan.artifact,
+            plan.input_names,
+            threads,
+            plan.output_names,
+            owner=(plan.name, plan.version),
         )
         log.info("loaded %s v%s (%s, %d thread(s))", plan.name, plan.version, plan.format, threads)
         metrics = ModelMetrics(plan.name, plan.version, sink)

@@ -99,6 +99,7 @@ def reference_runner(spec: ModelSpec, layout: Layout, fmt: str | None = None):
             layout.artifact_dir(spec) / ARTIFACT_FILES["onnx_int8"],
             spec.tensor_names,
             output_names=spec.output_names,
+            owner=(spec.name, spec.version),
         )
     return torch_runner(load_reference(spec, layout), spec.tensor_names, spec.output_names)
 

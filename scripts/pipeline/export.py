@@ -18,6 +18,7 @@ import onnx
 import torch
 
 import handlers.runners
+from handlers.encryption import WeightsError, encrypt_file, master_key
 from handlers.runners import ARTIFACT_FILES, output_list, torch_runner
 from scripts.pipeline.exporters import export_format
 from scripts.pipeline.fingerprint import fingerprint, is_fresh, source_file, write_stamp
@@ -168,6 +169,7 @@ def export_model(
     if not force and is_fresh(stamp, expected, files):
         if not (out / RECORD).exists():  # built before versions were sealed
             seal(spec, layout)
+        encrypt_exports(spec, files[:-2])  # a key set since the export
         return ExportResult(spec.name, True, json.loads(report_path.read_text()))
 
     shutil.rmtree(out, ignore_errors=True)
@@ -205,8 +207,21 @@ def export_model(
             )
     for fmt in report["skipped"]:
         (out / ARTIFACT_FILES[fmt]).unlink(missing_ok=True)
+    encrypt_exports(spec, [out / ARTIFACT_FILES[f] for f in exported])
     write_stamp(
         stamp, expected, formats={f: ARTIFACT_FILES[f] for f in exported}, skipped=report["skipped"]
     )
     seal(spec, layout)
     return ExportResult(spec.name, False, report)
+
+
+def encrypt_exports(spec: ModelSpec, files: list[Path]) -> None:
+    """With TORCHSHIP_ENCRYPTION_KEY_FILE set, the verified weight files are replaced by their
+    ciphertext (handlers/encryption.py); everything after the export decrypts them in memory."""
+    try:
+        master = master_key()
+    except WeightsError as exc:
+        raise BuildError(str(exc)) from None
+    if master is not None:
+        for path in files:
+            encrypt_file(path, master, spec.name, spec.version)

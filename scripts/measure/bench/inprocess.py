@@ -63,6 +63,7 @@ def runner(spec: ModelSpec, layout: Layout, fmt: str, threads: int):
         spec.tensor_names,
         threads,
         spec.output_names,
+        owner=(spec.name, spec.version),
     )
 
 

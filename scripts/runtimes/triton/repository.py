@@ -21,6 +21,7 @@ import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
 import handlers
+from handlers.encryption import is_encrypted
 from handlers.plan import ARTIFACT_FILES, ServingPlan
 from scripts.pipeline.fingerprint import is_fresh, write_stamp
 from scripts.pipeline.layout import Layout
@@ -152,10 +153,15 @@ def build_model(
                 f"{spec.name}: the {backend} backend needs the {source_fmt} export; "
                 f"add it to export.formats"
             )
+        source = layout.artifact_dir(spec) / ARTIFACT_FILES[source_fmt]
+        if is_encrypted(source):
+            raise BuildError(
+                f"{spec.name}: its weights are encrypted (TORCHSHIP_ENCRYPTION_KEY_FILE) and "
+                f"NVIDIA's {backend} backend cannot decrypt them; serve it on the Python backend "
+                "(TRITON_BACKEND=python, the default), which decrypts in memory at load"
+            )
         (model_dir / version).mkdir(parents=True)
-        shutil.copy2(
-            layout.artifact_dir(spec) / ARTIFACT_FILES[source_fmt], model_dir / version / file
-        )
+        shutil.copy2(source, model_dir / version / file)
     in_names, out_names = triton_names(plan, backend)
     example = golden_examples(spec, layout, 1)[0]
     add_warmup(config, model_dir, {n: example[t.name] for n, t in zip(in_names, spec.inputs)})

@@ -12,6 +12,7 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from handlers.dtypes import spec_dtype_of_numpy, triton_datatype
+from handlers.encryption import decrypted
 from handlers.plan import ARTIFACT_FILES
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import exported_formats
@@ -33,12 +34,20 @@ class Tensor:
     shape: list[int]  # with the batch axis, -1 for dynamic
 
 
-def onnx_signature(path: Path) -> tuple[list[Tensor], list[Tensor]]:
-    """Inputs and outputs as the ONNX graph declares them (symbolic dims -> -1)."""
+def onnx_signature(
+    path: Path, owner: tuple[str, int] | None = None
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Inputs and outputs as the ONNX graph declares them (symbolic dims -> -1); an encrypted
+    graph is decrypted in memory (`owner`: its model name and version)."""
     import onnx
     from onnx.helper import tensor_dtype_to_np_dtype
 
-    graph = onnx.load(str(path), load_external_data=False).graph
+    plain = decrypted(path, *owner) if owner is not None else None
+    graph = (
+        onnx.load(str(path), load_external_data=False)
+        if plain is None
+        else onnx.load_model_from_string(plain)
+    ).graph
     initializers = {i.name for i in graph.initializer}
 
     def tensor(value) -> Tensor:
@@ -67,7 +76,7 @@ def checked_signature(spec: ModelSpec, layout: Layout) -> tuple[list[Tensor], li
         return wanted
     if not path.exists():
         raise BuildError(f"{spec.name}: {path} not found; run `make export` first")
-    found = onnx_signature(path)
+    found = onnx_signature(path, (spec.name, spec.version))
     problems = []
     for kind, spec_side, graph_side in zip(("inputs", "outputs"), wanted, found):
         if [t.name for t in spec_side] != [t.name for t in graph_side]:
