@@ -11,11 +11,13 @@ runtime. Times are in seconds, histograms use the buckets TorchServe's Prometheu
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Protocol
 
+log = logging.getLogger(__name__)
 PREFIX = "torchship_"
 # TorchServe's Prometheus Java client's default histogram buckets, in seconds
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -80,12 +82,15 @@ class ModelMetrics:
     def __init__(self, model: str, version: int | str, sink: Sink | None = None):
         self.model_labels = (model, str(version))
         self.sink: Sink = sink or NoSink()
+        self.broken: set[str] = set()  # metrics that failed once (logged once)
 
     def record(self, metric: Metric, value: float, *labels: str) -> None:
         try:
             self.sink.record(metric, value, (*self.model_labels, *labels))
-        except Exception:  # a metric never costs an answer
-            pass
+        except Exception:  # a metric never costs an answer; its first failure is logged
+            if metric.name not in self.broken:
+                self.broken.add(metric.name)
+                log.exception("metric %s not recorded", metric.name)
 
     def loaded(self) -> None:
         self.record(LOADS, 1)

@@ -379,3 +379,43 @@ def test_a_bare_number_for_a_tensor_input_is_a_400_not_a_crash():
         answers, statuses = ask(ServingCore(served, Model()), 0.0, {"inputs": 0.0})
         assert statuses == [400, 400], answers
         assert "expected" in answers[0]["message"], answers
+
+
+def test_every_refusal_is_counted_by_reason_and_a_broken_metric_costs_no_answer(caplog):
+    """The reasons a 4xx is counted under; a sink that raises is logged once, answers go on."""
+    from handlers.metrics import ModelMetrics
+    from tests.fakes import RecordedMetrics
+
+    class Sink(RecordedMetrics):
+        def record(self, metric, value, labels):
+            self.add(metric.name, labels, value)
+
+    sink = Sink()
+    core = ServingCore(sequences(), Model(sums), ModelMetrics("toy", 3, sink))
+    _, statuses = ask(
+        core,
+        {"inputs": [[1, 2]]},
+        b"{not json",
+        {"inputs": [[1, 200]]},
+        {"inputs": [[1.5, 2]]},
+        {"inputs": [[1, 2]] * 9},
+        {"inputs": [1, 2], "extra": 0},
+    )
+    assert statuses == [200, 400, 400, 400, 400, 400]
+    rejected = {
+        reason: sink.total("torchship_rejected_total", "toy", "3", reason)
+        for reason in ("decode", "range", "dtype", "size", "invalid")
+    }
+    assert rejected == {"decode": 1, "range": 1, "dtype": 1, "size": 1, "invalid": 1}
+    assert sink.total("torchship_requests_total", "toy", "3", "json") == 6
+    assert sink.total("torchship_batch_rows_total", "toy", "3") == 1
+
+    class Broken:
+        def record(self, metric, value, labels):
+            raise RuntimeError("sink down")
+
+    core = ServingCore(sequences(), Model(sums), ModelMetrics("toy", 3, Broken()))
+    with caplog.at_level(logging.ERROR, "handlers.metrics"):
+        _, statuses = ask(core, {"inputs": [[1, 2]]}, {"inputs": [[3, 4]]})
+    assert statuses == [200, 200]
+    assert caplog.text.count("metric torchship_requests_total not recorded") == 1
