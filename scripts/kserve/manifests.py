@@ -69,7 +69,7 @@ def pod_monitor(bundle: dict) -> dict:
         "kind": "PodMonitor",
         "metadata": {
             "name": bundle["name"],
-            "namespace": bundle["namespace"],
+            **({"namespace": bundle["namespace"]} if bundle["namespace"] else {}),
             "labels": {"app.kubernetes.io/managed-by": "torchship"},
         },
         "spec": {

@@ -52,7 +52,10 @@ def test_native_triton_tree_has_only_native_models_and_checks_offline(tmp_path):
 
 def test_manifests_point_at_each_bundle(bundles):
     made, manifests = bundles
-    assert len(manifests) == 6
+    assert len(manifests) == 8  # per runtime: the service, canary, rollback and a PodMonitor
+    assert {p.name for p in manifests if p.name.endswith(".podmonitor.yml")} == {
+        f"torchship-{runtime}.podmonitor.yml" for runtime in made
+    }
     for runtime, bundle in made.items():
         isvc, canary, rollback = [
             yaml.safe_load((manifests[0].parent / f"torchship-{runtime}{stage}.yaml").read_text())

@@ -52,7 +52,7 @@ def as_kserve_pod(config: Path, tree: Path, ports: ts.Ports) -> str:
         for a, b in zip(original.splitlines(), text.splitlines())
         if a != b and not a.startswith("#")
     }
-    assert changed <= {*PORT_KEYS, "model_store", "allowed_urls"}, changed
+    assert changed <= {*PORT_KEYS, "model_store", "allowed_urls", "metrics_config"}, changed
     return text
 
 
