@@ -8,9 +8,11 @@ metrics_config.py), adding a Hostname label of its own.
 
 from __future__ import annotations
 
-from handlers.metrics import METRICS, Metric, Sink
+from handlers.metrics import METRICS, STAGE_SUM, Metric, Sink
 
-UNITS = {"histogram": "seconds", "counter": "count", "gauge": "count"}
+
+def unit(metric: Metric) -> str:
+    return "seconds" if metric is STAGE_SUM else "count"
 
 
 class TorchServeSink:
@@ -19,7 +21,7 @@ class TorchServeSink:
 
         self.metrics = {
             m.name: context.metrics.add_metric_to_cache(
-                m.name, UNITS[m.kind], list(m.label_names), MetricTypes(m.kind)
+                m.name, unit(m), list(m.label_names), MetricTypes.COUNTER
             )
             for m in METRICS
         }

@@ -1,25 +1,24 @@
 """The metrics catalogue (handlers/metrics.py) through Triton's `pb_utils.MetricFamily`.
 
-Every model of the server registers the same families (Triton merges a family registered again
-under the same name and kind); a series is created the first time its label values are seen.
+Every model of the server registers the same counter families (Triton merges a family
+registered again under the same name and kind); a series is created the first time its label
+values are seen. Each call is a round trip to the server: ModelMetrics makes one per series a
+second, from its own thread.
 """
 
 from __future__ import annotations
 
 import triton_python_backend_utils as pb_utils
 
-from handlers.metrics import BUCKETS, METRICS, Metric
+from handlers.metrics import METRICS, Metric
 
 
 class TritonSink:
     def __init__(self):
-        kinds = {
-            "counter": pb_utils.MetricFamily.COUNTER,
-            "gauge": pb_utils.MetricFamily.GAUGE,
-            "histogram": pb_utils.MetricFamily.HISTOGRAM,
-        }
         self.families = {
-            m.name: pb_utils.MetricFamily(name=m.name, description=m.help, kind=kinds[m.kind])
+            m.name: pb_utils.MetricFamily(
+                name=m.name, description=m.help, kind=pb_utils.MetricFamily.COUNTER
+            )
             for m in METRICS
         }
         self.series: dict[tuple[str, tuple[str, ...]], object] = {}
@@ -28,16 +27,6 @@ class TritonSink:
         series = self.series.get((metric.name, labels))
         if series is None:
             named = dict(zip(metric.label_names, labels))
-            family = self.families[metric.name]
-            series = (
-                family.Metric(labels=named, buckets=list(BUCKETS))
-                if metric.kind == "histogram"
-                else family.Metric(labels=named)
-            )
+            series = self.families[metric.name].Metric(labels=named)
             self.series[(metric.name, labels)] = series
-        if metric.kind == "counter":
-            series.increment(value)
-        elif metric.kind == "histogram":
-            series.observe(value)
-        else:
-            series.set(value)
+        series.increment(value)

@@ -190,3 +190,5 @@ class TritonPythonModel:
         self.core = None
         if getattr(self, "streamer", None) is not None:
             self.streamer.stop()
+        elif getattr(self, "metrics", None) is not None:
+            self.metrics.close()  # what the last second recorded

@@ -120,6 +120,8 @@ class Streamer:
         with self.wake:
             self.wake.notify()
         self.thread.join(timeout=5)
+        if self.generating is not None:
+            self.generating.metrics.close()
 
 
 def body(request) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jsonschema
 
-from handlers.metrics import BATCH_ROWS, BATCHES, FAILED, REJECTED, REQUESTS, STAGE_SECONDS
+from handlers.metrics import BATCH_ROWS, BATCHES, FAILED, REJECTED, REQUESTS, STAGE_BUCKET
 from scripts.spec import ModelSpec
 
 SCHEMA = json.loads((Path(__file__).with_name("dashboard.schema.json")).read_text())
@@ -32,8 +32,7 @@ def model_panels(spec: ModelSpec) -> list[tuple[str, str, list[dict]]]:
     by = "sum by (job, version"
     quantiles = [
         target(
-            f"histogram_quantile({q}, {by}, le) "
-            f"(rate({STAGE_SECONDS.name}_bucket{stage}[{RATE}])))",
+            f"histogram_quantile({q}, {by}, le) (rate({STAGE_BUCKET.name}{stage}[{RATE}])))",
             f"{{{{job}}}} v{{{{version}}}} p{round(q * 100)}",
             ref,
         )

@@ -14,7 +14,7 @@ catalogue's (handlers/metrics.py), so one expression holds for TorchServe and Tr
 
 from __future__ import annotations
 
-from handlers.metrics import FAILED, LOADS, REJECTED, REQUESTS, STAGE_SECONDS
+from handlers.metrics import FAILED, LOADS, REJECTED, REQUESTS, STAGE_BUCKET
 from scripts.spec import ModelSpec
 
 WINDOW = "5m"
@@ -73,7 +73,7 @@ def model_alerts(spec: ModelSpec, job: str) -> list[dict]:
         alert(
             "ModelSlow",
             f"histogram_quantile(0.99, sum by (job, model, version, le) "
-            f"(rate({STAGE_SECONDS.name}_bucket{selector(name, job, stage='model')}[{WINDOW}]))) "
+            f"(rate({STAGE_BUCKET.name}{selector(name, job, stage='model')}[{WINDOW}]))) "
             f"> {m.model_p99_ms / 1000:g}",
             f"{name} on {job}: p99 of an executed batch above {m.model_p99_ms:g} ms",
             "warning",

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from handlers.metrics import METRICS
-from handlers.torchserve_metrics import UNITS
+from handlers.torchserve_metrics import unit
 
 
 def default_metrics() -> dict:
@@ -25,15 +25,10 @@ def default_metrics() -> dict:
 def metrics_config() -> dict:
     config = default_metrics()
     model_metrics = config.setdefault("model_metrics", {})
+    declared = model_metrics.setdefault("counter", [])
     for metric in METRICS:
-        declared = model_metrics.setdefault(metric.kind, [])
-        declared.append(
-            {
-                "name": metric.name,
-                "unit": UNITS[metric.kind],
-                "dimensions": list(metric.label_names),
-            }
-        )
+        dimensions = list(metric.label_names)
+        declared.append({"name": metric.name, "unit": unit(metric), "dimensions": dimensions})
     return config
 
 

@@ -402,6 +402,7 @@ def test_every_refusal_is_counted_by_reason_and_a_broken_metric_costs_no_answer(
         {"inputs": [1, 2], "extra": 0},
     )
     assert statuses == [200, 400, 400, 400, 400, 400]
+    core.metrics.flush()
     rejected = {
         reason: sink.total("torchship_rejected_total", "toy", "3", reason)
         for reason in ("decode", "range", "dtype", "size", "invalid")
@@ -417,5 +418,7 @@ def test_every_refusal_is_counted_by_reason_and_a_broken_metric_costs_no_answer(
     core = ServingCore(sequences(), Model(sums), ModelMetrics("toy", 3, Broken()))
     with caplog.at_level(logging.ERROR, "handlers.metrics"):
         _, statuses = ask(core, {"inputs": [[1, 2]]}, {"inputs": [[3, 4]]})
+        core.metrics.flush()
+        core.metrics.flush()
     assert statuses == [200, 200]
     assert caplog.text.count("metric torchship_requests_total not recorded") == 1

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from handlers.metrics import BOUNDS
 from handlers.plan import ServingPlan
 from handlers.torchserve_handler import SpecHandler
 from scripts.pipeline.verify import compare
@@ -252,6 +253,7 @@ def test_every_request_is_counted_by_format_and_every_refusal_by_reason(tmp_path
         ({"inputs": [[1.0, 2.0]]}, "application/json"),
     )
     assert statuses == [200, 200, 400, 400]
+    handler.core.metrics.flush()  # else published within a second, by its own thread
     metrics, model = context.metrics, ("digits_cnn", "1")
     assert metrics.total("torchship_model_loads_total", *model) == 1
     assert metrics.total("torchship_requests_total", *model, "encoded") == 3
@@ -262,7 +264,12 @@ def test_every_request_is_counted_by_format_and_every_refusal_by_reason(tmp_path
     assert metrics.total("torchship_batches_total", *model) == 1  # one model call for both PNGs
     assert metrics.total("torchship_batch_rows_total", *model) == 2
     stages = {
-        stage: metrics.count("torchship_stage_seconds", *model, stage)
+        stage: metrics.total("torchship_stage_seconds_count", *model, stage)
         for stage in ("preprocess", "model", "postprocess")
     }
     assert stages == {"preprocess": 4, "model": 1, "postprocess": 2}
+    # cumulative buckets, as Prometheus' histograms have them
+    buckets = [
+        metrics.total("torchship_stage_seconds_bucket", *model, "model", le) for le in BOUNDS
+    ]
+    assert buckets == sorted(buckets) and buckets[-1] == 1

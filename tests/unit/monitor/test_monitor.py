@@ -151,5 +151,5 @@ def test_torchserve_is_told_every_metric_of_the_catalogue_beside_its_own():
         for m in metrics
     }
     for metric in METRICS:
-        assert declared[metric.name] == (metric.kind, list(metric.label_names))
+        assert declared[metric.name] == ("counter", list(metric.label_names))
     assert "HandlerTime" in declared and "ts_inference_requests_total" in str(config["ts_metrics"])
