@@ -182,3 +182,28 @@ def test_rebuild_is_incremental(tmp_path):
     assert build_repository(specs, LAYOUT, tmp_path) == {"tabular_mlp": True}
     assert build_repository(specs, LAYOUT, tmp_path) == {"tabular_mlp": False}
     assert build_repository(specs, LAYOUT, tmp_path, "onnxruntime") == {"tabular_mlp": True}
+
+
+def test_an_encrypted_model_builds_for_the_python_backend_and_is_refused_by_native_ones(
+    tmp_path, monkeypatch
+):
+    """The Python backend decrypts in memory (the graph is read decrypted too); NVIDIA's
+    backends cannot, so the build names the Python backend instead of shipping ciphertext."""
+    import os
+
+    from handlers.encryption import KEY_ENV, encrypt_file, master_key
+
+    key = tmp_path / "weights.key"
+    key.write_bytes(os.urandom(32))
+    monkeypatch.setenv(KEY_ENV, str(key))
+    spec = SPEC["tabular_mlp"]
+    layout = Layout.of(REPO, tmp_path / "out")
+    shutil.copytree(LAYOUT.artifact_dir(spec), layout.artifact_dir(spec))
+    for weights in layout.artifact_dir(spec).glob("model.*"):
+        encrypt_file(weights, master_key(), spec.name, spec.version)
+    build_repository([spec], layout, tmp_path / "python", "python")
+    shipped = tmp_path / "python" / spec.name / "1" / "model.onnx"
+    assert shipped.read_bytes().startswith(b"TORCHSHIP-AES256GCM")
+    for backend in ("onnxruntime", "pytorch"):
+        with pytest.raises(BuildError, match="cannot decrypt them; serve it on the Python backend"):
+            build_repository([spec], layout, tmp_path / backend, backend)
