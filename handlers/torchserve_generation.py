@@ -28,16 +28,16 @@ class ContinuousBatching:
         self.openai: dict[str, OpenAIAnswer] = {}  # requests that came by an OpenAI route
 
     def admit(self, key: str, body, url_path: str | None) -> Failure | Completion:
+        kind = isolated("reading the request", lambda: route_kind(url_path))
+        request_format = f"openai-{kind}" if isinstance(kind, str) else "completion"
+
         def read() -> dict:
-            kind = route_kind(url_path)
             if kind is None:
                 return body
             fields, self.openai[key] = read_openai(kind, body, self.template)
             return fields
 
-        fields = isolated("reading the request", read)
-        kind = isolated("reading the route", lambda: route_kind(url_path))
-        request_format = f"openai-{kind}" if isinstance(kind, str) else "completion"
+        fields = kind if isinstance(kind, Failure) else isolated("reading the request", read)
         if isinstance(fields, Failure):
             return self.generating.refused(fields, request_format)
         admitted = self.generating.admit(key, fields, request_format)

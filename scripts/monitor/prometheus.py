@@ -21,7 +21,7 @@ import yaml
 
 from scripts.monitor.dashboard import dashboard
 from scripts.monitor.rules import alert_rules
-from scripts.runtimes.processes import alive, read_pid, stop_process, tail
+from scripts.runtimes.processes import read_pid, stop_process, tail
 from scripts.spec import BuildError, ModelSpec
 
 PORT = 9090
@@ -82,7 +82,7 @@ def promtool(*args: str) -> str:
 def write_files(workdir: Path, targets: dict[str, str], models: list[ModelSpec], title: str):
     """prometheus.yml, rules.yml and dashboard.json, checked by promtool."""
     workdir.mkdir(parents=True, exist_ok=True)
-    rules = workdir / "rules.yml"
+    rules = Prometheus(workdir).rules_file
     rules.write_text(yaml.safe_dump(alert_rules(models, list(targets)), sort_keys=False))
     config = workdir / "prometheus.yml"
     config.write_text(yaml.safe_dump(scrape_config(targets, rules), sort_keys=False))
@@ -135,10 +135,6 @@ def start(
     raise BuildError(f"Prometheus not ready after {timeout_s:g}s:\n{tail([server.log_file])}")
 
 
-def running(workdir: Path) -> bool:
-    return read_pid(workdir / "prometheus.pid") is not None
-
-
 def stop(workdir: Path) -> bool:
     pid = read_pid(workdir / "prometheus.pid")
     child = _children.pop(pid, None) if pid is not None else None
@@ -154,7 +150,7 @@ def stop(workdir: Path) -> bool:
             child.kill()
             child.wait()
         return True
-    return stop_process(pid, terminate) if alive(pid) else False
+    return stop_process(pid, terminate)
 
 
 def query(server: Prometheus, expr: str) -> list[dict]:
