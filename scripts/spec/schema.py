@@ -93,7 +93,7 @@ class ModelSpec(StrictModel):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, name: str) -> str:
-        if not re.match(NAME_PATTERN, name):
+        if not re.fullmatch(NAME_PATTERN, name):  # re.match's `$` lets a trailing newline by
             raise ValueError(
                 f"{name!r} is not a valid model name: use letters, digits, '_', '-' "
                 "and '.', starting with a letter or digit, at most 64 characters"
