@@ -43,6 +43,7 @@ class Answer:
     version: int | None  # whose outputs it equals; None: neither, or failed
     error: str = ""
     client_id: int = 0  # which client (thread) sent it
+    decisive: bool = False  # the versions' expected answers to its row differ: it shows which
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Traffic:
 
     def _run(self, index: int, client: Client) -> None:
         call, row = client.connect(), 0
+        decisive = [self.decisive(r) for r in range(len(self.inputs))]
         while not self._stop.is_set():
             started = time.monotonic()
             try:
@@ -87,7 +89,7 @@ class Traffic:
             except Exception as exc:  # a failed request is what this counts
                 outputs, error = None, f"{type(exc).__name__}: {str(exc)[:200]}"
             latency = (time.monotonic() - started) * 1000
-            answered = self.whose(outputs, row) if outputs is not None else None
+            answered = self.whose(outputs, row, client.version) if outputs is not None else None
             if outputs is not None and answered is None:
                 error = "answer equals no version's outputs"
             self.answers.append(
@@ -100,30 +102,49 @@ class Traffic:
                     answered,
                     error,
                     index,
+                    decisive[row],
                 )
             )
             self._answered.add(index)
             row = (row + 1) % len(self.inputs)
 
-    def whose(self, outputs: dict[str, np.ndarray], row: int) -> int | None:
-        for version, rows in self.expected.items():
-            if all(
-                compare(np.asarray(outputs[n], dtype=want.dtype), want, self.spec.tolerance).passed
-                for n, want in rows[row].items()
-            ):
-                return version
-        return None
+    def candidates(self, asked: int | None) -> list[int]:
+        """Versions to match an answer against: the one asked for first, since two versions
+        may give the same answer to a row (crediting the other would report a stray)."""
+        return sorted(self.expected, key=lambda version: version != asked)
+
+    def decisive(self, row: int) -> bool:
+        """Whether the versions' expected answers to `row` differ: only then does an answer
+        show which version gave it."""
+        first, *others = (rows[row] for rows in self.expected.values())
+        return any(not self.same(first, other) for other in others)
+
+    def same(self, want: dict, got: dict) -> bool:
+        return all(
+            compare(np.asarray(got[n], dtype=w.dtype), w, self.spec.tolerance).passed
+            for n, w in want.items()
+        )
+
+    def whose(self, outputs: dict, row: int, asked: int | None = None) -> int | None:
+        """The version whose expected answer `outputs` is (the asked one when it fits)."""
+        got = self.as_expected(outputs)
+        return next(
+            (v for v in self.candidates(asked) if self.same(self.expected[v][row], got)), None
+        )
+
+    def as_expected(self, outputs: dict):
+        return outputs
 
 
 class GenerationTraffic(Traffic):
     """Streams instead of tensors: each row is a completion request, each version's expected
     answer its greedy tokens."""
 
-    def whose(self, outputs: dict, row: int) -> int | None:
-        for version, rows in self.expected.items():
-            if outputs.get("token_ids") == rows[row]:
-                return version
-        return None
+    def same(self, want: list, got: list) -> bool:
+        return want == got
+
+    def as_expected(self, outputs: dict):
+        return outputs.get("token_ids")
 
 
 def stream_call(call) -> TensorCall:
@@ -216,6 +237,10 @@ def summary(
             str(v): sum(1 for a in window if a.version == v and not a.error)
             for v in sorted({a.version for a in window if a.version is not None})
         },
+        # requests that named a version and got another's answer: never expected
+        "wrong_version": sum(
+            1 for a in window if a.asked is not None and a.version not in (None, a.asked)
+        ),
         "p50_ms": float(np.percentile(latencies, 50)) if latencies else None,
         "p99_ms": float(np.percentile(latencies, 99)) if latencies else None,
         "errors": sorted({a.error for a in window if a.error})[:5],

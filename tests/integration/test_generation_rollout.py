@@ -106,16 +106,22 @@ def test_streams_survive_a_rollout_and_a_rollback_on_both_runtimes(lm, servers):
         a.version for a in answers if a.asked is None and rolled_out <= a.started < rollback
     }
     assert 2 in unversioned_after, unversioned_after  # where the versions' tokens differ
+    named = [a for a in answers if a.asked is not None]
+    # a stray can show only on a row whose tokens differ between the versions, while
+    # unversioned traffic goes to version 2
+    telling = {
+        c: sum(
+            1 for a in named if a.client == c and a.decisive and rolled_out <= a.started < rollback
+        )
+        for c in sorted({a.client for a in named})
+    }
     wrong = [
-        (a.runtime, a.client, round(a.started - report["marks"][0], 2))
-        for a in answers
-        if a.asked == 1 and a.version != 1
+        (a.runtime, a.client, a.version, round(a.started - report["marks"][0], 2))
+        for a in named
+        if a.version != a.asked
     ]
-    # Open: Triton 2.51's gRPC ModelStreamInfer naming version 1 was seen answering with version
-    # 2's tokens a few times around the switch (3 of ~1,000; HTTP never). Pinned, not hidden:
-    # everything else that names version 1 gets version 1.
-    strays = [w for w in wrong if w[1] == "triton-grpc-stream version 1"]
-    print(f"triton gRPC streams naming version 1 answered by another version: {strays}")
-    assert not [w for w in wrong if w not in strays], wrong
+    print(f"{len(named)} streams named a version; telling ones after the switch: {telling}")
+    assert not wrong, f"requests naming a version answered by another: {wrong}"
+    assert all(telling.values()), telling  # every named client was put to the test
     assert {a.version for a in answers if a.started >= report["marks"][4]} == {1}
     assert defaults(servers, spec) == {"torchserve": 1, "triton": 1}

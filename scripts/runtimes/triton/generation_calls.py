@@ -62,7 +62,8 @@ def generation_calls(
 
     def grpc_streamed(body: dict) -> dict:
         started = time.perf_counter()
-        return joined_pieces(grpc_pieces(server.grpc_url, name, vllm_body(body, True)), started)
+        pieces = grpc_pieces(server.grpc_url, name, vllm_body(body, True), version)
+        return joined_pieces(pieces, started)
 
     return {
         "triton-generate": whole,
