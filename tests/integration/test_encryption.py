@@ -71,6 +71,7 @@ def plaintext_weights(roots: list[Path]) -> list[str]:
 def key(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "weights.key"
     path.write_text(os.urandom(32).hex())
+    path.chmod(0o600)  # a key others can read is refused
     monkeypatch.setenv(KEY_ENV, str(path))  # make's children inherit it
     return path
 

@@ -24,6 +24,7 @@ SENTIMENT = next(m for m in TENSOR_EXAMPLES if m.name == "sentiment_lstm")
 def key(tmp_path, monkeypatch) -> bytes:
     path = tmp_path / "weights.key"
     path.write_text(os.urandom(32).hex() + "\n")
+    path.chmod(0o600)  # a key others can read is refused
     monkeypatch.setenv(KEY_ENV, str(path))
     return master_key()
 
@@ -65,6 +66,7 @@ def test_a_swapped_file_wrong_key_or_missing_key_is_refused_in_one_line(key, tmp
         load_runner("onnx_int8", renamed, DIGITS.tensor_names, owner=(DIGITS.name, 1))
     other = tmp_path / "other.key"
     other.write_bytes(os.urandom(32))
+    other.chmod(0o600)
     monkeypatch.setenv(KEY_ENV, str(other))
     with pytest.raises(WeightsError, match="is not the one it was encrypted with"):
         decrypted(renamed, DIGITS.name, 1)
@@ -77,6 +79,7 @@ def test_a_swapped_file_wrong_key_or_missing_key_is_refused_in_one_line(key, tmp
 def test_a_key_file_that_is_not_32_bytes_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "short.key"
     path.write_text("abc")
+    path.chmod(0o600)
     monkeypatch.setenv(KEY_ENV, str(path))
     with pytest.raises(WeightsError, match="openssl rand -hex 32"):
         master_key()

@@ -195,6 +195,7 @@ def test_an_encrypted_model_builds_for_the_python_backend_and_is_refused_by_nati
 
     key = tmp_path / "weights.key"
     key.write_bytes(os.urandom(32))
+    key.chmod(0o600)  # a key others can read is refused
     monkeypatch.setenv(KEY_ENV, str(key))
     spec = SPEC["tabular_mlp"]
     layout = Layout.of(REPO, tmp_path / "out")
