@@ -8,6 +8,7 @@ The record is artifacts/<model>/<version>/version.json, written after each expor
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from scripts.pipeline.fingerprint import file_digest, source_file
 from scripts.pipeline.layout import Layout
@@ -22,11 +23,7 @@ def identity(spec: ModelSpec, layout: Layout) -> dict:
     files = (
         {}
         if spec.training is not None
-        else {
-            str(p.relative_to(layout.root)): p
-            for p in spec.model_files(layout.root)
-            if p.name != "samples.npz"
-        }
+        else {shown(p, layout): p for p in spec.model_files(layout.root) if p.name != "samples.npz"}
     )
     code = {}
     if spec.training is not None:
@@ -56,12 +53,34 @@ def identity(spec: ModelSpec, layout: Layout) -> dict:
     }
 
 
+def shown(path: Path, layout: Layout) -> str:
+    """A file's name in the record: relative to the spec's folder, or where it is (a Hugging Face
+    folder or a checkpoint kept anywhere on disk)."""
+    return str(path.relative_to(layout.root)) if path.is_relative_to(layout.root) else str(path)
+
+
+# Where the model's files are is not what the model is: their contents are.
+LOCATIONS = ("checkpoint", "exported", "pretrained", "tokenizer")
+
+
+def comparable(record: dict) -> dict:
+    """The record as two builds are compared: the source without its paths, the files as their
+    contents (records written before this rule compare the same way)."""
+    source = record.get("source")
+    if isinstance(source, dict):
+        source = {k: v for k, v in source.items() if k not in LOCATIONS}
+    files = record.get("files")
+    if isinstance(files, dict):
+        files = sorted(files.values(), key=str)
+    return {**record, "source": source, "files": files}
+
+
 def refuse_changed(spec: ModelSpec, layout: Layout, force: bool = False) -> None:
     """BuildError when this version was built before from other inputs (unless forced)."""
     record = layout.artifact_dir(spec) / RECORD
     if force or not record.exists():
         return
-    built, now = json.loads(record.read_text()), identity(spec, layout)
+    built, now = comparable(json.loads(record.read_text())), comparable(identity(spec, layout))
     changed = [key for key in now if built.get(key) != now[key]]
     if changed:
         raise BuildError(
