@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -53,16 +55,80 @@ def load_runner(
     if threads:
         torch.set_num_threads(threads)
     source = str(path) if plain is None else io.BytesIO(plain)
-    if fmt == "torchscript":
-        module = torch.jit.load(source, map_location="cpu").eval()
-    elif fmt == "exported_program":
-        module = torch.export.load(source).module()
-    elif plain is None:
-        module = torch._inductor.aoti_load_package(str(path))
-    else:
-        with in_memory_file(plain, Path(path).name) as memory_path:
-            module = torch._inductor.aoti_load_package(memory_path)
+    missing = register_op_libraries(source)
+    try:
+        module = _load_torch(fmt, source, path, plain)
+    except Exception as exc:
+        if not missing:
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RuntimeError(
+            f"{Path(path).name} calls ops of {missing} that nothing here registers: install the "
+            f"Python package that does (named as the namespace) where it is served ({first})"
+        ) from exc
     return torch_runner(module, input_names, output_names)
+
+
+def _load_torch(fmt: str, source, path: str | Path, plain: bytes | None):
+    import torch
+
+    if fmt == "torchscript":
+        return torch.jit.load(source, map_location="cpu").eval()
+    if fmt == "exported_program":
+        return torch.export.load(source).module()
+    if plain is None:
+        return torch._inductor.aoti_load_package(str(path))
+    with in_memory_file(plain, Path(path).name) as memory_path:
+        return torch._inductor.aoti_load_package(memory_path)
+
+
+# Op namespaces a saved graph may call that torch registers itself; any other (torchvision::nms)
+# is registered by its Python package, which a fresh process has not imported: the loader would
+# refuse the file with "Unknown builtin op".
+TORCH_OPS = {"aten", "prim", "prims", "quantized", "_quantized", "profiler", "inductor", "c10d"}
+OP_CALLS = {  # TorchScript code: ops.torchvision.nms(; a .pt2's graph: torch.ops.torchvision.nms
+    ".py": re.compile(rb"(?<![\w.])ops\.([A-Za-z_]\w*)\.\w+\("),
+    ".json": re.compile(rb"\btorch\.ops\.([A-Za-z_]\w*)\.\w|\b([A-Za-z_]\w*)::\w"),
+}
+
+
+def op_namespaces(source: str | io.BytesIO) -> set[str]:
+    """The op namespaces beyond torch's own that a saved TorchScript / .pt2 file calls, read
+    from its code and graph entries (not its weights)."""
+    found: set[str] = set()
+    try:
+        with zipfile.ZipFile(source) as archive:
+            for entry in archive.infolist():
+                calls = OP_CALLS.get(Path(entry.filename).suffix)
+                if calls is not None and entry.file_size < 1 << 24:
+                    for match in calls.finditer(archive.read(entry)):
+                        found.add(next(g for g in match.groups() if g).decode())
+    except (OSError, zipfile.BadZipFile):
+        return set()  # not a zip: the loader says what is wrong with it
+    finally:
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+    return found - TORCH_OPS
+
+
+def register_op_libraries(source: str | io.BytesIO) -> list[str]:
+    """Import the package of each namespace the file calls (torchvision for torchvision::nms)
+    unless its ops are registered already; returns the namespaces nothing could register."""
+    import importlib
+    import importlib.util
+
+    import torch
+
+    registered = {name.split("::")[0] for name in torch._C._dispatch_get_all_op_names()}
+    missing = []
+    for namespace in sorted(op_namespaces(source) - registered):
+        try:
+            if importlib.util.find_spec(namespace) is None:
+                raise ImportError(namespace)
+            importlib.import_module(namespace)
+        except ImportError:
+            missing.append(namespace)
+    return missing
 
 
 @contextmanager

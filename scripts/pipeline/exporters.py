@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
 import torch
 
-from handlers.runners import load_runner
+from handlers.runners import load_runner, op_namespaces
+from scripts.pipeline.layout import PROJECT
 from scripts.pipeline.onnx_names import name_graph_io, rename_onnx_file
 from scripts.pipeline.verify import first_line
 from scripts.spec import BuildError, ModelSpec
@@ -112,8 +115,30 @@ def export_format(spec: ModelSpec, fmt: str, reference, args, path: Path):
     try:
         with quiet_exporters():
             EXPORTERS[fmt](spec, reference, args, path)
+            loads_in_a_server(fmt, path)
             return load_runner(fmt, path, spec.tensor_names, output_names=spec.output_names)
     except Exception as exc:  # exporters raise many types; name the model and format
         raise BuildError(
             f"{spec.name}: {fmt} export failed: {type(exc).__name__}: {first_line(exc)}"
         ) from exc
+
+
+# A server's worker: a fresh interpreter in this environment that loads the file as the handlers do.
+FRESH_LOAD = "import sys; from handlers.runners import load_runner; load_runner(*sys.argv[1:3], [])"
+
+
+def loads_in_a_server(fmt: str, path: Path) -> None:
+    """A file that calls ops beyond torch's own (torchvision::nms) loads here, where the model's
+    code registered them; it must load in a fresh process too, as a server's worker does."""
+    if fmt not in ("torchscript", "exported_program", "aoti") or not op_namespaces(str(path)):
+        return
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_LOAD, fmt, str(path)],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise RuntimeError(f"a server could not load it: {lines[-1] if lines else done.returncode}")

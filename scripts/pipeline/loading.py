@@ -6,8 +6,9 @@ import importlib
 
 import torch
 
+from handlers.runners import register_op_libraries
 from scripts.pipeline.layout import Layout
-from scripts.spec import ModelSpec
+from scripts.spec import BuildError, ModelSpec
 
 
 def import_target(target: str):
@@ -27,10 +28,18 @@ def load_reference(spec: ModelSpec, layout: Layout) -> torch.nn.Module:
     source = spec.source
     if source.exported is not None:
         path = layout.source(source.exported)
+        register_op_libraries(str(path))  # a detector's file calls torchvision::nms
         if source.is_torchscript:
             return torch.jit.load(str(path), map_location="cpu").eval()
         return torch.export.load(str(path)).module()
     module = build_module(spec)
     state = torch.load(layout.source(source.checkpoint), map_location="cpu", weights_only=True)
-    module.load_state_dict(state)
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:  # names every key and shape: the first two lines say enough
+        found = " ".join(line.strip() for line in str(exc).splitlines()[1:2])
+        raise BuildError(
+            f"{spec.name}: source.checkpoint {source.checkpoint} does not fit "
+            f"{source.module}({source.kwargs}): {found}; fix source.kwargs or the checkpoint"
+        ) from None
     return module.eval()
