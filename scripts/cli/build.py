@@ -46,7 +46,8 @@ def check(spec: SpecOption = Path("models.yaml")):
 
 
 def build_through(stage: str, spec: Path, model, force: bool, runtimes=(), options=None):
-    """The one build path (scripts/pipeline/ensure.py) under a progress line."""
+    """The one build path (scripts/pipeline/ensure.py) under a progress line; a model that
+    cannot be built is left out (`failed_models` names it once the others' table is printed)."""
     from scripts.pipeline.ensure import ensure_built
 
     layout, models = selected_models(spec, model)
@@ -57,10 +58,27 @@ def build_through(stage: str, spec: Path, model, force: bool, runtimes=(), optio
             bar.update(task, description=f"{step} {name}" + (f": {detail}" if detail else ""))
 
         built = ensure_built(
-            models, layout, list(runtimes), through=stage, force=force, options=options, say=say
+            models,
+            layout,
+            list(runtimes),
+            through=stage,
+            force=force,
+            options=options,
+            say=say,
+            keep_going=True,
         )
         bar.update(task, description=f"{stage}: done")
     return layout, models, built
+
+
+def failed_models(built) -> None:
+    """The models left out, each with its reason: the command fails after the others are built."""
+    from scripts.spec import BuildError
+
+    if built.failed:
+        raise BuildError(
+            [*built.failed.values(), f"not built: {', '.join(built.failed)} (the others were)"]
+        )
 
 
 @app.command()
@@ -71,7 +89,11 @@ def train(
     """Train every model that has a `training` section (fixed seeds, incremental)."""
     _, models, built = build_through("train", spec, model, force)
     table = Table("model", "status", "held-out metrics")
-    for m, result in zip(models, built.trained):
+    results = {result.name: result for result in built.trained}
+    for m in models:
+        result = results.get(m.name)
+        if result is None:
+            continue
         if m.training is None:
             table.add_row(
                 m.name, "no training section", f"uses {m.source.checkpoint or m.source.exported}"
@@ -87,6 +109,7 @@ def train(
             ),
         )
     console.print(table)
+    failed_models(built)
 
 
 @app.command()
@@ -119,6 +142,7 @@ def export(
             "\n".join([errors, *left_out]),
         )
     console.print(table)
+    failed_models(built)
 
 
 def print_build(rows, columns: tuple[str, str]) -> None:
@@ -165,7 +189,8 @@ def build_step(runtime):
 
         options = BuildOptions(force=force, backend=backend.value, out=to and to.resolve())
         _, _, built = build_through("package", spec, model, force, [runtime], options)
-        print_build(built.packaged[runtime.name], ("status", runtime.title))
+        print_build(built.packaged.get(runtime.name, []), ("status", runtime.title))
+        failed_models(built)
 
     step.__doc__ = (
         f"Build what {runtime.title} serves from the spec and verified exports (incremental)."

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from scripts.cli.common import ModelOption, SpecOption, app, console, selected_models, user_errors
-from scripts.spec import UserError
+from scripts.spec import BuildError, UserError
 
 RuntimeOption = Annotated[str, typer.Option("--runtime", help="all, torchserve or triton.")]
 
@@ -29,9 +29,20 @@ def serve(
     from scripts.runtimes.serving import serve_runtimes
 
     layout, models = selected_models(spec, model)
-    ensure_built(models, layout, selected(runtime))  # every runtime's artifacts before any starts
-    for line in serve_runtimes(runtime, models, layout, timeout) + restore(runtime, models, layout):
+    # every runtime's artifacts before any starts; a model that cannot be built is left out
+    built = ensure_built(models, layout, selected(runtime), keep_going=True)
+    unbuilt = [f"{why} (not served)" for why in built.failed.values()]
+    models = [m for m in models if m.name not in built.failed]
+    if not models:
+        raise BuildError(unbuilt)
+    try:
+        lines = serve_runtimes(runtime, models, layout, timeout) + restore(runtime, models, layout)
+    except BuildError as exc:  # models that failed to load: named beside those never built
+        raise BuildError(exc.problems + unbuilt) from None
+    for line in lines:
         console.print(line, highlight=False)
+    if unbuilt:
+        raise BuildError(unbuilt)
 
 
 @app.command()

@@ -9,11 +9,12 @@ when forced (a new version number is the way to ship a change).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Literal
 
 from scripts.pipeline.layout import Layout
-from scripts.spec import ModelSpec
+from scripts.spec import ModelSpec, UserError
 
 if TYPE_CHECKING:
     from scripts.pipeline.export import ExportResult
@@ -31,6 +32,7 @@ class Built:
     trained: list[TrainResult] = field(default_factory=list)
     exported: list[ExportResult] = field(default_factory=list)
     packaged: dict[str, list[BuildRow]] = field(default_factory=dict)  # runtime name -> rows
+    failed: dict[str, str] = field(default_factory=dict)  # model -> why (with keep_going)
 
 
 def ensure_built(
@@ -42,9 +44,12 @@ def ensure_built(
     force: bool = False,
     options: BuildOptions | None = None,
     say: Say = lambda *_: None,
+    keep_going: bool = False,
 ) -> Built:
     """Bring `specs` (at `version` when given: a rollout's candidate) up to `through` for
-    `runtimes`; with a signing key configured, sign each artifact that was (re)built."""
+    `runtimes`; with a signing key configured, sign each artifact that was (re)built.
+    `keep_going`: a model that cannot be built is left out with its reason in `failed` while
+    the others are built (`make archive`, `make serve`); otherwise its error stops the call."""
     from scripts.runtimes.protocols import BuildOptions
 
     versions = [spec.at_version(version if version is not None else spec.version) for spec in specs]
@@ -53,16 +58,43 @@ def ensure_built(
         if version is not None and is_sealed(spec, layout) and not force:
             refuse_changed(spec, layout)  # a rollout never re-exports a built version
             continue
-        if through in ("train", "export", "package"):
-            built.trained.append(train_one(spec, layout, force, say))
-        if through in ("export", "package"):
-            built.exported.append(export_one(spec, layout, force, say))
+        with one_model(spec.name, built.failed, keep_going):
+            trained = train_one(spec, layout, force, say)
+            exported = export_one(spec, layout, force, say) if through != "train" else None
+            built.trained.append(trained)
+            built.exported += [exported] if exported else []
     if through == "package":
         options = options or BuildOptions(force=force)
         for runtime in runtimes:
             say("package", runtime.title, ", ".join(s.name for s in versions))
-            built.packaged[runtime.name] = package(runtime, specs, version, layout, options)
+            rows = built.packaged.setdefault(runtime.name, [])
+            groups = [[s] for s in specs] if keep_going else [specs]  # alone: one fails alone
+            for group in groups:
+                if group[0].name in built.failed:
+                    continue
+                with one_model(group[0].name, built.failed, keep_going, runtime.title):
+                    rows += package(runtime, group, version, layout, options)
     return built
+
+
+@contextmanager
+def one_model(name: str, failed: dict[str, str], keep_going: bool, where: str = ""):
+    """With keep_going, a model's failure is recorded (named, with its reason) not raised."""
+    try:
+        yield
+    except Exception as exc:
+        if not keep_going:
+            raise
+        reason = "; ".join(exc.problems) if isinstance(exc, UserError) else failure(exc)
+        failed[name] = (f"{where}: " if where else "") + (
+            reason if reason.startswith(name) else f"{name}: {reason}"
+        )
+
+
+def failure(exc: Exception) -> str:
+    """An error the build did not expect (the model's own code, a runtime's tool): one line."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 def train_one(spec: ModelSpec, layout: Layout, force: bool, say: Say) -> TrainResult:
