@@ -18,7 +18,7 @@ import onnx
 import torch
 
 import handlers.runners
-from handlers.encryption import WeightsError, encrypt_file, master_key
+from handlers.encryption import WeightsError, encrypt_file, is_encrypted, master_key
 from handlers.runners import ARTIFACT_FILES, output_list, torch_runner
 from scripts.pipeline.exporters import export_format
 from scripts.pipeline.fingerprint import fingerprint, is_fresh, source_file, write_stamp
@@ -166,14 +166,34 @@ def export_model(
         out / "golden.npz",
         report_path,
     ]
+    master = configured_key(spec)  # a bad key fails here, before any plaintext is written
     if not force and is_fresh(stamp, expected, files):
         if not (out / RECORD).exists():  # built before versions were sealed
             seal(spec, layout)
-        encrypt_exports(spec, files[:-2])  # a key set since the export
+        encrypt_exports(spec, files[:-2], master)  # a key set since the export
         return ExportResult(spec.name, True, json.loads(report_path.read_text()))
 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    try:
+        report, exported = export_verified(spec, layout, out, report_path, on_format)
+        encrypt_exports(spec, [out / ARTIFACT_FILES[f] for f in exported], master)
+    except BaseException:
+        if master is not None:  # a failed export, verification or gate leaves no plaintext
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    write_stamp(
+        stamp, expected, formats={f: ARTIFACT_FILES[f] for f in exported}, skipped=report["skipped"]
+    )
+    seal(spec, layout)
+    return ExportResult(spec.name, False, report)
+
+
+def export_verified(
+    spec: ModelSpec, layout: Layout, out: Path, report_path: Path, on_format
+) -> tuple[dict, list[str]]:
+    """Every wanted format exported into `out` and verified against eager: the report and the
+    formats that passed."""
     reference = load_reference(spec, layout)
     args = example_args(spec)
     check_signature(spec, reference, args)
@@ -207,21 +227,30 @@ def export_model(
             )
     for fmt in report["skipped"]:
         (out / ARTIFACT_FILES[fmt]).unlink(missing_ok=True)
-    encrypt_exports(spec, [out / ARTIFACT_FILES[f] for f in exported])
-    write_stamp(
-        stamp, expected, formats={f: ARTIFACT_FILES[f] for f in exported}, skipped=report["skipped"]
-    )
-    seal(spec, layout)
-    return ExportResult(spec.name, False, report)
+    return report, exported
 
 
-def encrypt_exports(spec: ModelSpec, files: list[Path]) -> None:
-    """With TORCHSHIP_ENCRYPTION_KEY_FILE set, the verified weight files are replaced by their
-    ciphertext (handlers/encryption.py); everything after the export decrypts them in memory."""
+def configured_key(spec: ModelSpec) -> bytes | None:
     try:
-        master = master_key()
+        return master_key()
     except WeightsError as exc:
-        raise BuildError(str(exc)) from None
-    if master is not None:
-        for path in files:
+        raise BuildError(f"{spec.name}: {exc}") from None
+
+
+def encrypt_exports(spec: ModelSpec, files: list[Path], master: bytes | None) -> None:
+    """With TORCHSHIP_ENCRYPTION_KEY_FILE set, the verified weight files are replaced by their
+    ciphertext (handlers/encryption.py); everything after the export decrypts them in memory.
+    If that fails, the files still in plaintext are removed (the next build exports again)."""
+    if master is None:
+        return
+    for path in files:
+        try:
             encrypt_file(path, master, spec.name, spec.version)
+        except Exception as exc:
+            for left in files:
+                if not is_encrypted(left):
+                    left.unlink(missing_ok=True)
+            raise BuildError(
+                f"{spec.name}: encrypting {path.name} failed ({type(exc).__name__}: {exc}); "
+                "its plaintext weights were removed: fix the cause and build again"
+            ) from exc
