@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from handlers.encryption import KEY_ENV
 from scripts.pipeline.ensure import ensure_built
 from scripts.pipeline.layout import PROJECT, Layout
 from scripts.runtimes.protocols import KServeBundle, Runtime
@@ -17,6 +18,16 @@ from scripts.spec import BuildError, ModelSpec
 from scripts.spec.cluster import KServeSpec
 
 KSERVE_PYTHON = PROJECT / ".venv-kserve" / "bin" / "python"
+# What each runtime writes outside its model mount, made emptyDirs under a read-only root
+# filesystem. TorchServe: the pid file, worker sockets and Java's files in /tmp; TEMP
+# (/home/model-server/tmp in pytorch/torchserve-kfs: the archives are unpacked there); its logs
+# under its working directory (/home/model-server/logs). No key_file.json: the KServe config
+# turns token authorization off, and TorchServe 0.12 writes that file only when it is on.
+# tritonserver: /tmp (the Python backend's stubs; shared memory is /dev/shm, its own mount).
+WRITABLE_DIRS = {
+    "torchserve": ("/tmp", "/home/model-server/tmp", "/home/model-server/logs"),
+    "triton": ("/tmp",),
+}
 
 
 def bundle_id(tree: Path) -> str:
@@ -53,6 +64,8 @@ def manifest_inputs(bundle: KServeBundle, settings: KServeSpec) -> dict:
         "metrics_port": bundle.metrics_port,
         "args": list(bundle.args),
         "secret_env": list(bundle.secret_env),
+        "writable_dirs": list(WRITABLE_DIRS.get(bundle.runtime, ("/tmp",))),
+        "key_env": KEY_ENV,
     }
 
 

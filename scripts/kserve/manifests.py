@@ -14,6 +14,13 @@ Canary traffic splitting needs KServe's Serverless mode, so the manifests ask fo
 service asks KServe to have its pods scraped (serving.kserve.io/enable-prometheus-scraping) on
 its runtime's metrics port. A runtime's secret variables (Triton's admin key) come from the
 Secret <service>-<runtime>-secrets, which the cluster's operator creates: no key is written here.
+The weights' encryption key, if the artifacts are encrypted, is that Secret's `weights.key`,
+mounted read-only as a file (never an environment value) and named by TORCHSHIP_ENCRYPTION_KEY_FILE;
+the Secret's key is optional, so plaintext artifacts need none.
+Pods are locked down: non-root (uid/gid 1000, the user of both runtimes' images), read-only root
+filesystem with an emptyDir for each folder the runtime writes (bundle's `writable_dirs`), no
+privilege escalation, every capability dropped, RuntimeDefault seccomp, and no service-account
+token (nothing in the pod talks to the Kubernetes API).
 """
 
 from __future__ import annotations
@@ -35,20 +42,31 @@ from kserve import (
 )
 from kserve import models as kserve_models
 from kubernetes.client import (
+    V1Capabilities,
+    V1EmptyDirVolumeSource,
     V1EnvVar,
     V1EnvVarSource,
+    V1KeyToPath,
     V1ObjectMeta,
+    V1PodSecurityContext,
     V1ResourceRequirements,
+    V1SeccompProfile,
     V1SecretKeySelector,
+    V1SecretVolumeSource,
+    V1SecurityContext,
+    V1Volume,
+    V1VolumeMount,
 )
 from kubernetes.client import models as kubernetes_models
 
 SCHEMA = json.loads(Path(__file__).with_name("inferenceservice.schema.json").read_text())
 POD_MONITOR_SCHEMA = json.loads(Path(__file__).with_name("podmonitor.schema.json").read_text())
 POD_MONITOR = ".podmonitor.yml"
+RUN_AS = 1000  # model-server in pytorch/torchserve-kfs, triton-server in NGC's tritonserver
+KEY_DIR, KEY_FILE = "/var/run/secrets/torchship", "weights.key"
 
 
-def secret_env(bundle: dict) -> list[V1EnvVar] | None:
+def secret_env(bundle: dict) -> list[V1EnvVar]:
     secret = f"{bundle['name']}-secrets"
     return [
         V1EnvVar(
@@ -58,7 +76,52 @@ def secret_env(bundle: dict) -> list[V1EnvVar] | None:
             ),
         )
         for name in bundle["secret_env"]
-    ] or None
+    ]
+
+
+def volume_name(path: str) -> str:
+    return path.strip("/").replace("/", "-").replace(".", "") or "root"
+
+
+def volumes(bundle: dict) -> tuple[list[V1Volume], list[V1VolumeMount]]:
+    """An emptyDir for each folder the runtime writes (the root filesystem is read-only) and the
+    weights' key from the Secret: a file only the pod's group reads (0440: kubelet adds the
+    fsGroup's read), which handlers/encryption.py accepts."""
+    written = [
+        (V1Volume(name=volume_name(p), empty_dir=V1EmptyDirVolumeSource()), p)
+        for p in bundle["writable_dirs"]
+    ]
+    key = V1Volume(
+        name="weights-key",
+        secret=V1SecretVolumeSource(
+            secret_name=f"{bundle['name']}-secrets",
+            items=[V1KeyToPath(key=KEY_FILE, path=KEY_FILE)],
+            default_mode=0o440,
+            optional=True,
+        ),
+    )
+    mounts = [V1VolumeMount(name=v.name, mount_path=p) for v, p in written]
+    mounts.append(V1VolumeMount(name=key.name, mount_path=KEY_DIR, read_only=True))
+    return [v for v, _ in written] + [key], mounts
+
+
+def pod_security() -> V1PodSecurityContext:
+    return V1PodSecurityContext(
+        run_as_non_root=True,
+        run_as_user=RUN_AS,
+        run_as_group=RUN_AS,
+        fs_group=RUN_AS,
+        seccomp_profile=V1SeccompProfile(type="RuntimeDefault"),
+    )
+
+
+def container_security() -> V1SecurityContext:
+    return V1SecurityContext(
+        run_as_non_root=True,
+        read_only_root_filesystem=True,
+        allow_privilege_escalation=False,
+        capabilities=V1Capabilities(drop=["ALL"]),
+    )
 
 
 def pod_monitor(bundle: dict) -> dict:
@@ -85,6 +148,7 @@ def inference_service(bundle: dict, canary: int | None) -> V1beta1InferenceServi
     amounts = {"cpu": bundle["cpu"], "memory": bundle["memory"]} | (
         {"nvidia.com/gpu": str(bundle["gpus"])} if bundle["gpus"] else {}
     )
+    pod_volumes, mounts = volumes(bundle)
     model = V1beta1ModelSpec(
         name="kserve-container",
         model_format=V1beta1ModelFormat(name=bundle["model_format"]),
@@ -93,10 +157,15 @@ def inference_service(bundle: dict, canary: int | None) -> V1beta1InferenceServi
         storage_uri=bundle["storage_uri"],
         resources=V1ResourceRequirements(requests=amounts, limits=dict(amounts)),
         args=bundle["args"] or None,
-        env=secret_env(bundle),
+        env=[*secret_env(bundle), V1EnvVar(name=bundle["key_env"], value=f"{KEY_DIR}/{KEY_FILE}")],
+        volume_mounts=mounts,
+        security_context=container_security(),
     )
     predictor = V1beta1PredictorSpec(
         model=model,
+        volumes=pod_volumes,
+        security_context=pod_security(),
+        automount_service_account_token=False,
         min_replicas=bundle["min_replicas"],
         max_replicas=bundle["max_replicas"],
         canary_traffic_percent=canary,

@@ -116,14 +116,10 @@ def test_pods_are_scraped_and_every_triton_admin_api_needs_the_key_from_a_secret
     )
     assert f"--http-restricted-api={restricted}" in model["args"]
     assert f"--grpc-restricted-protocol={restricted}" in model["args"]
-    assert model["env"] == [
-        {
-            "name": "TRITON_ADMIN_KEY",
-            "valueFrom": {
-                "secretKeyRef": {"name": "shop-triton-secrets", "key": "triton_admin_key"}
-            },
-        }
-    ]
+    assert model["env"][0] == {
+        "name": "TRITON_ADMIN_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "shop-triton-secrets", "key": "triton_admin_key"}},
+    }
     monitor = yaml.safe_load((written / "shop-triton.podmonitor.yml").read_text())
     assert monitor["spec"]["selector"]["matchLabels"] == {
         "serving.kserve.io/inferenceservice": "shop-triton"
