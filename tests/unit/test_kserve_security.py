@@ -104,3 +104,14 @@ def test_the_mounted_secret_passes_the_key_checks(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "getegid", lambda: 1000)
     monkeypatch.setattr(os, "getgroups", lambda: [1000])
     assert len(master_key()) == 32
+
+
+def test_a_name_with_a_trailing_newline_is_refused(tmp_path_factory, manifests):
+    """jsonschema searches patterns with Python's re, where `$` matches before a final newline:
+    the schemas' patterns end with a lookahead that nothing follows instead."""
+    out = tmp_path_factory.mktemp("broken")
+    document = manifests["triton"]
+    document = {**document, "metadata": {**document["metadata"], "name": "shop-triton\n"}}
+    (out / "broken.yaml").write_text(yaml.safe_dump(document))
+    with pytest.raises(Exception, match=r"metadata.name: 'shop-triton\\n' does not match"):
+        run_sdk("check", out)
