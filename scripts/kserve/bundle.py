@@ -5,6 +5,7 @@ checkout's .venv-kserve."""
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import shutil
 import subprocess
@@ -18,16 +19,6 @@ from scripts.spec import BuildError, ModelSpec
 from scripts.spec.cluster import KServeSpec
 
 KSERVE_PYTHON = PROJECT / ".venv-kserve" / "bin" / "python"
-# What each runtime writes outside its model mount, made emptyDirs under a read-only root
-# filesystem. TorchServe: the pid file, worker sockets and Java's files in /tmp; TEMP
-# (/home/model-server/tmp in pytorch/torchserve-kfs: the archives are unpacked there); its logs
-# under its working directory (/home/model-server/logs). No key_file.json: the KServe config
-# turns token authorization off, and TorchServe 0.12 writes that file only when it is on.
-# tritonserver: /tmp (the Python backend's stubs; shared memory is /dev/shm, its own mount).
-WRITABLE_DIRS = {
-    "torchserve": ("/tmp", "/home/model-server/tmp", "/home/model-server/logs"),
-    "triton": ("/tmp",),
-}
 
 
 def bundle_id(tree: Path) -> str:
@@ -41,6 +32,13 @@ def bundle_id(tree: Path) -> str:
             + hashlib.sha256(path.read_bytes()).digest()
         )
     return digest.hexdigest()[:12]
+
+
+def writable_dirs(runtime: str) -> tuple[str, ...]:
+    """The folders a runtime writes outside its model mount (its KServe module's WRITABLE_DIRS),
+    emptyDirs under the pods' read-only root filesystem."""
+    module = importlib.import_module(f"scripts.runtimes.{runtime}.kserve")
+    return getattr(module, "WRITABLE_DIRS", ("/tmp",))
 
 
 def manifest_inputs(bundle: KServeBundle, settings: KServeSpec) -> dict:
@@ -64,7 +62,7 @@ def manifest_inputs(bundle: KServeBundle, settings: KServeSpec) -> dict:
         "metrics_port": bundle.metrics_port,
         "args": list(bundle.args),
         "secret_env": list(bundle.secret_env),
-        "writable_dirs": list(WRITABLE_DIRS.get(bundle.runtime, ("/tmp",))),
+        "writable_dirs": list(writable_dirs(bundle.runtime)),
         "key_env": KEY_ENV,
     }
 

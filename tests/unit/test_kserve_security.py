@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from handlers.encryption import KEY_ENV, master_key
-from scripts.kserve.bundle import WRITABLE_DIRS, manifest_inputs, run_sdk
+from scripts.kserve.bundle import manifest_inputs, run_sdk, writable_dirs
 from scripts.runtimes.protocols import KServeBundle
 from scripts.runtimes.triton import kserve as triton_kserve
 from scripts.spec.cluster import KServeSpec
@@ -69,8 +69,8 @@ def test_every_folder_the_runtime_writes_is_an_empty_dir(manifests, runtime):
     predictor = manifests[runtime]["spec"]["predictor"]
     empty = {v["name"] for v in predictor["volumes"] if "emptyDir" in v}
     mounted = {m["mountPath"]: m["name"] for m in predictor["model"]["volumeMounts"]}
-    assert "/tmp" in WRITABLE_DIRS[runtime]
-    for folder in WRITABLE_DIRS[runtime]:
+    assert "/tmp" in writable_dirs(runtime)
+    for folder in writable_dirs(runtime):
         assert mounted[folder] in empty, folder
 
 

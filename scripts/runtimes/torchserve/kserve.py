@@ -41,6 +41,11 @@ MOUNT = Path("/mnt/models")  # where KServe's storage initializer puts the stora
 PORTS = ts.Ports(inference=8085)  # 8080 is the KServe wrapper's
 RUNTIME_VERSION = "0.12.0"  # pytorch/torchserve-kfs tag: the TorchServe we build and test with
 SNAPSHOT_KEYS = ("minWorkers", "maxWorkers", "batchSize", "maxBatchDelay", "responseTimeout")
+# What TorchServe writes under KServe's read-only root filesystem (emptyDirs, scripts/kserve): the
+# pid file, worker sockets and Java's files in /tmp; TEMP (/home/model-server/tmp in the image:
+# archives are unpacked there); its logs under its working directory. No key_file.json: token
+# authorization is off here, and TorchServe 0.12 writes that file only when it is on.
+WRITABLE_DIRS = ("/tmp", "/home/model-server/tmp", "/home/model-server/logs")
 
 
 def kserve_command(tree: Path | str = MOUNT) -> list[str]:

@@ -39,6 +39,9 @@ MOUNT = Path("/mnt/models")
 RUNTIME_VERSION = "25.10-py3"
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8080, 9000, 8002
 ADMIN_KEY_ENV = "TRITON_ADMIN_KEY"
+# What tritonserver writes under KServe's read-only root filesystem (emptyDirs, scripts/kserve):
+# /tmp (the Python backend's stubs); its shared memory is /dev/shm, a mount of its own.
+WRITABLE_DIRS = ("/tmp",)
 
 
 def kserve_args(
