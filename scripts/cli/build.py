@@ -71,14 +71,13 @@ def build_through(stage: str, spec: Path, model, force: bool, runtimes=(), optio
     return layout, models, built
 
 
-def failed_models(built) -> None:
+def failed_models(built, models) -> None:
     """The models left out, each with its reason: the command fails after the others are built."""
     from scripts.spec import BuildError
 
     if built.failed:
-        raise BuildError(
-            [*built.failed.values(), f"not built: {', '.join(built.failed)} (the others were)"]
-        )
+        others = " (the others were)" if len(built.failed) < len(models) else ""
+        raise BuildError([*built.failed.values(), f"not built: {', '.join(built.failed)}{others}"])
 
 
 @app.command()
@@ -109,7 +108,7 @@ def train(
             ),
         )
     console.print(table)
-    failed_models(built)
+    failed_models(built, models)
 
 
 @app.command()
@@ -120,7 +119,7 @@ def export(
     """Export each model to the spec's formats and verify them against eager PyTorch."""
     from scripts.pipeline.verify import worst_errors
 
-    _, _, built = build_through("export", spec, model, force)
+    _, models, built = build_through("export", spec, model, force)
     table = Table("model", "status", "worst |error| per format (batch sizes 1, 3, max)")
     for result in built.exported:
         left_out = [
@@ -142,7 +141,7 @@ def export(
             "\n".join([errors, *left_out]),
         )
     console.print(table)
-    failed_models(built)
+    failed_models(built, models)
 
 
 def print_build(rows, columns: tuple[str, str]) -> None:
@@ -188,9 +187,9 @@ def build_step(runtime):
         from scripts.runtimes.protocols import BuildOptions
 
         options = BuildOptions(force=force, backend=backend.value, out=to and to.resolve())
-        _, _, built = build_through("package", spec, model, force, [runtime], options)
+        _, models, built = build_through("package", spec, model, force, [runtime], options)
         print_build(built.packaged.get(runtime.name, []), ("status", runtime.title))
-        failed_models(built)
+        failed_models(built, models)
 
     step.__doc__ = (
         f"Build what {runtime.title} serves from the spec and verified exports (incremental)."

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torchvision
 from torch import nn
 
 from scripts.pipeline import sealed
@@ -24,25 +23,11 @@ from scripts.pipeline.exporters import export_format, loads_in_a_server
 from scripts.pipeline.layout import Layout
 from scripts.runtimes.protocols import BuildOptions, BuildRow
 from scripts.spec import BuildError, load_spec
-from tests.conftest import REPO, TINY_ENTRY, TINY_LM_CONFIG, write_spec
+from tests.any_models import NmsScorer, write_pretrained
+from tests.conftest import REPO, TINY_ENTRY, write_spec
 
 
 # --- sealed by content -----------------------------------------------------------------------
-
-
-def write_pretrained(folder: Path) -> Path:
-    """A tiny GPT-2 Hugging Face folder as save_pretrained writes it, with a tokenizer.json."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from models.review_gpt import train_tokenizer
-
-    folder.mkdir(parents=True)
-    torch.manual_seed(0)
-    config = GPT2Config(**TINY_LM_CONFIG, eos_token_id=0, bos_token_id=0)
-    GPT2LMHeadModel(config).save_pretrained(folder, safe_serialization=True)
-    tokenizer = train_tokenizer(["the battery lasts all day.", "this film is great."] * 30, 300)
-    tokenizer.save(str(folder / "tokenizer.json"))
-    return folder
 
 
 LM_ENTRY = """
@@ -96,26 +81,6 @@ def test_a_checkpoint_anywhere_is_sealed_and_old_records_still_compare(tiny_spec
 
 
 # --- torchvision's ops in a fresh process ----------------------------------------------------
-
-
-class NmsScorer(nn.Module):
-    """A detector's tail: scores per anchor, kept by torchvision's batched NMS (torchvision::nms
-    in the saved graph), zero where suppressed. Fixed shapes out, a batch axis."""
-
-    def __init__(self, anchors: int = 8):
-        super().__init__()
-        self.anchors = anchors
-        self.head = nn.Linear(16, anchors * 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.head(x).view(x.shape[0], self.anchors, 5)
-        corner = out[..., :2].sigmoid() * 10
-        boxes = torch.cat([corner, corner + out[..., 2:4].sigmoid() * 5 + 1], dim=-1)
-        scores = out[..., 4].sigmoid()
-        batch = torch.arange(x.shape[0]).unsqueeze(1).expand_as(scores).reshape(-1)
-        keep = torchvision.ops.batched_nms(boxes.reshape(-1, 4), scores.reshape(-1), batch, 0.3)
-        kept = torch.zeros_like(scores).reshape(-1).index_fill(0, keep, 1.0)
-        return scores * kept.view_as(scores)
 
 
 FRESH = """
@@ -229,3 +194,29 @@ def test_one_model_that_cannot_be_packaged_leaves_the_others_packaged(tiny_spec,
     assert [r.model for r in built.packaged["fake"]] == ["tiny", "c"]
     assert built.failed == {"b": "Fake: b.mar: the handler cannot load it"}
     assert runtime.artifacts.asked == ["tiny", "b", "c"]
+
+
+def test_serve_serves_the_models_that_built_and_names_the_one_that_did_not(
+    tiny_spec, tmp_path, monkeypatch
+):
+    """`serve` builds every runtime's artifacts, starts the servers on the models that built
+    (the start itself is the integration tests'), then exits 1 naming the broken one."""
+    from typer.testing import CliRunner
+
+    from scripts.cli import app, common
+
+    three_models(tmp_path)  # rewrites tiny_spec's models.yaml
+    monkeypatch.setitem(common.OUTPUT, "out", None)  # --out below: not for the tests after
+    started = []
+    monkeypatch.setattr(
+        "scripts.runtimes.serving.serve_runtimes",
+        lambda runtime, models, layout, timeout: started.extend(m.name for m in models) or [],
+    )
+    monkeypatch.setattr("scripts.rollout.flow.restore", lambda *args: [])
+    out = tmp_path / "out"
+    done = CliRunner().invoke(app, ["--out", str(out), "serve", "--spec", str(tiny_spec)])
+    assert done.exit_code == 1, done.output
+    assert started == ["tiny", "tiny2"]
+    assert "broken: source.checkpoint weights/broken.pt does not fit" in done.output
+    assert (out / "model_store" / "tiny2.mar").exists()
+    assert (out / "triton_repo" / "tiny2" / "config.pbtxt").exists()
