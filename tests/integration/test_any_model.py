@@ -91,6 +91,35 @@ def test_a_torchscript_detector_with_torchvision_ops_is_archived_and_put_in_trit
     assert (out / "triton_repo" / "far_detector" / "config.pbtxt").exists()
 
 
+@pytest.mark.parametrize("runtime", ["torchserve", "triton"])
+def test_the_detector_answers_its_golden_outputs_on_a_real_server(runtime, tmp_path):
+    """Served where nothing imported the model's code: TorchServe's worker loads the
+    TorchScript file (torchvision::nms), Triton's Python backend the ONNX export."""
+    import numpy as np
+
+    from scripts.pipeline.ensure import ensure_built
+    from scripts.pipeline.layout import Layout
+    from scripts.runtimes.protocols import StartOptions
+    from scripts.runtimes.registry import RUNTIMES
+    from scripts.spec import load_spec
+
+    (tmp_path / "weights").mkdir()
+    torch.manual_seed(0)
+    torch.save(NmsScorer().state_dict(), tmp_path / "weights" / "detector.pt")
+    models, layout = load_spec(write_spec(tmp_path, DETECTOR_ENTRY)).models, Layout.of(tmp_path)
+    plugin = RUNTIMES[runtime]
+    ensure_built(models, layout, [plugin])
+    golden = np.load(layout.artifact_dir(models[0]) / "golden.npz")
+    options = StartOptions(workdir=tmp_path / "server", free_ports=True, timeout_s=180)
+    server = plugin.server.start(models, layout, options)
+    try:
+        for call in plugin.endpoints.tensor_endpoints(server).values():
+            answer = call(models[0], {"x": golden["input.x"]})["scores"]
+            np.testing.assert_allclose(answer, golden["output.scores"], rtol=1e-4, atol=1e-5)
+    finally:
+        plugin.server.stop(server.workdir)
+
+
 def test_one_broken_model_is_named_and_the_other_two_are_built(tiny_spec, tmp_path):
     from models.tabular import TabularMLP
 
