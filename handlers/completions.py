@@ -10,18 +10,25 @@ RequestError naming the field and the limit, answered 400 before any token is ma
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from handlers.generation import Sampling
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from handlers.sampling import Sampling
 from handlers.plan import Generation
 from handlers.processing import RequestError
 
 SAMPLING_FIELDS = ("max_tokens", "temperature", "top_p", "top_k", "seed", "stop")
 # `model` is what OpenAI's clients always send; the route has already chosen the model
 FIELDS = ("prompt", "stream", "model", *SAMPLING_FIELDS)
-MOST_STOP_STRINGS = 4  # OpenAI's limit
+# below this a temperature overflows softmax(logits / t) in float32: 0 is greedy, or >= this
+MIN_TEMPERATURE = 1e-2
+MAX_SEED = 2**63 - 1  # torch.Generator's seeds are 64-bit; a Python int beyond them raises
+MAX_MODEL_NAME = 256  # `model` is echoed in OpenAI's answers: never a megabyte of it
+PROMPT_BYTES_PER_TOKEN = 32  # the default byte cap on a prompt: this much per context token
 # numbers that Triton's vLLM backend also reads from strings in sampling_parameters (genai-perf
 # sends {"max_tokens": "24"}): read the same here
 VLLM_NUMBERS = {"max_tokens": int, "top_k": int, "seed": int, "temperature": float, "top_p": float}
@@ -31,12 +38,74 @@ def vllm_numbers(sampling: dict) -> dict:
     """sampling_parameters with numeric strings read as vLLM's backend reads them."""
     read = dict(sampling)
     for name, kind in VLLM_NUMBERS.items():
-        if isinstance(read.get(name), str):
+        if isinstance(read.get(name), str) and len(read[name]) <= 64:
             try:
                 read[name] = kind(read[name])
             except ValueError:
                 raise RequestError(f"{name}: expected a number, got {read[name]!r}") from None
     return read
+
+
+def unicode_text(value: str) -> str:
+    """Text that UTF-8 can carry: a lone surrogate (JSON's "\\ud800") cannot be tokenized."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not valid Unicode (a lone surrogate at character {exc.start})") from None
+    return value
+
+
+def whole_number(value: Any) -> Any:
+    """16.0 is 16 (JSON clients write numbers as floats); 16.5 and Infinity are refused."""
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise ValueError(f"expected a whole number, got {value!r}")
+        return int(value)
+    return value
+
+
+Text = Annotated[str, AfterValidator(unicode_text)]
+Whole = Annotated[int, BeforeValidator(whole_number)]
+
+
+class CompletionFields(BaseModel):
+    """A completion request's fields, typed: strict JSON types, finite numbers only (NaN and
+    Infinity refused by name), valid Unicode. The model's own limits are LanguageModel's."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    prompt: Text
+    stream: bool = False
+    model: Annotated[str, Field(max_length=MAX_MODEL_NAME), AfterValidator(unicode_text)] | None = (
+        None
+    )
+    max_tokens: Whole | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: Whole | None = None
+    seed: Whole | None = None
+    stop: Text | list[Text] | None = None
+
+    @classmethod
+    def read(cls, fields: dict) -> CompletionFields:
+        unknown = sorted(str(name)[:64] for name in set(fields) - set(FIELDS))
+        if unknown:
+            raise RequestError(f"unknown field(s) {unknown}; a completion takes {list(FIELDS)}")
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as exc:
+            raise RequestError(field_error(exc)) from None
+
+
+def field_error(exc: ValidationError) -> str:
+    """The first problem as `field: what is wrong, got <value>` (the value cut short)."""
+    error = exc.errors()[0]
+    name = str(error["loc"][0]) if error["loc"] else "body"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"].startswith(("finite_number", "int_", "float_", "bool_", "string_")):
+        got = repr(error.get("input"))
+        message += f", got {got[:40]}{'...' if len(got) > 40 else ''}"
+    return f"{name}: {message}"
 
 
 @dataclass(frozen=True)
@@ -57,6 +126,7 @@ class Piece:
     text: str
     token_ids: list[int]
     finish_reason: str | None = None
+    error: str | None = None  # finish_reason "error": why this request failed (ours: a 500)
 
     @property
     def final(self) -> bool:
@@ -86,6 +156,7 @@ class LanguageModel:
         self.context_length = self.context_length or config.max_position_embeddings
         self.end_token = limits.end_token if limits.end_token is not None else config.eos_token_id
         self.limits = limits
+        self.vocabulary = config.vocab_size
         with torch.inference_mode():  # warm: the weights' pages read in now, not on a request
             self.model(input_ids=torch.tensor([[0]]))
 
@@ -95,49 +166,67 @@ class LanguageModel:
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
+    @property
+    def max_prompt_bytes(self) -> int:
+        return self.limits.max_prompt_bytes or PROMPT_BYTES_PER_TOKEN * self.context_length
+
     def read(self, body: Any) -> Completion:
-        """A completion request (JSON text, bytes or an already decoded dict) checked."""
-        fields = parse_body(body)
-        unknown = sorted(set(fields) - set(FIELDS))
-        if unknown:
-            raise RequestError(f"unknown field(s) {unknown}; a completion takes {list(FIELDS)}")
-        prompt = fields.get("prompt")
-        if not isinstance(prompt, str) or not prompt:
+        """A completion request (JSON text, bytes or an already decoded dict) checked; the
+        prompt's size is checked before it is tokenized, so a huge one costs nothing."""
+        fields = CompletionFields.read(parse_body(body))
+        if not fields.prompt:
             raise RequestError('prompt: give the text to continue, e.g. {"prompt": "The battery"}')
-        stream = fields.get("stream", False)
-        if not isinstance(stream, bool):
-            raise RequestError("stream: expected true or false")
+        size = len(fields.prompt.encode("utf-8"))
+        if size > self.max_prompt_bytes:
+            raise RequestError(
+                f"prompt: {size} bytes is over this model's limit of {self.max_prompt_bytes} "
+                "(task.generation.max_prompt_bytes); shorten the prompt",
+                "size",
+            )
         sampling = self.sampling(fields)
-        ids = self.encode(prompt)
+        ids = self.encode(fields.prompt)
         if len(ids) + sampling.max_tokens > self.context_length:
             raise RequestError(
                 f"prompt: {len(ids)} tokens plus max_tokens {sampling.max_tokens} exceed the "
                 f"model's context of {self.context_length} tokens; shorten the prompt or ask "
-                "for fewer tokens"
+                "for fewer tokens",
+                "size",
             )
-        return Completion(prompt, ids, sampling, stream)
+        return Completion(fields.prompt, ids, sampling, fields.stream)
 
-    def sampling(self, fields: dict) -> Sampling:
+    def sampling(self, fields: CompletionFields) -> Sampling:
+        """The request's sampling within this model's limits, each refusal naming its field."""
         limits = self.limits
-        max_tokens = number(fields, "max_tokens", limits.max_tokens, int)
+        max_tokens = pick_default(fields.max_tokens, limits.max_tokens)
         if not 1 <= max_tokens <= limits.max_tokens_limit:
             raise RequestError(
                 f"max_tokens: {max_tokens} is outside 1..{limits.max_tokens_limit}, "
-                "this model's limit"
+                "this model's limit",
+                "range",
             )
-        temperature = number(fields, "temperature", limits.temperature, float)
-        if temperature < 0:
-            raise RequestError(f"temperature: {temperature} is negative; use 0 (greedy) or more")
-        top_p = number(fields, "top_p", limits.top_p, float)
+        temperature = pick_default(fields.temperature, limits.temperature)
+        if temperature != 0 and not temperature >= MIN_TEMPERATURE:
+            raise RequestError(
+                f"temperature: {temperature!r} is outside 0 (greedy) or {MIN_TEMPERATURE} and more",
+                "range",
+            )
+        top_p = pick_default(fields.top_p, limits.top_p)
         if not 0 < top_p <= 1:
-            raise RequestError(f"top_p: {top_p} is outside (0, 1]")
-        top_k = number(fields, "top_k", limits.top_k, int)
-        if top_k < 0:
-            raise RequestError(f"top_k: {top_k} is negative; use 0 (every token) or more")
-        seed = fields.get("seed")
-        if seed is not None and (type(seed) is not int or seed < 0):
-            raise RequestError(f"seed: expected a non-negative integer, got {seed!r}")
-        return Sampling(max_tokens, temperature, top_k, top_p, seed, stop_strings(fields, limits))
+            raise RequestError(f"top_p: {top_p!r} is outside (0, 1]", "range")
+        top_k = pick_default(fields.top_k, limits.top_k)
+        if not 0 <= top_k <= self.vocabulary:
+            raise RequestError(
+                f"top_k: {top_k} is outside 0 (every token)..{self.vocabulary} (the vocabulary)",
+                "range",
+            )
+        if fields.seed is not None and not 0 <= fields.seed <= MAX_SEED:
+            raise RequestError(f"seed: {fields.seed} is outside 0..{MAX_SEED}", "range")
+        stop = stop_strings(fields.stop, limits)
+        return Sampling(max_tokens, temperature, top_k, top_p, fields.seed, stop)
+
+
+def pick_default(value, default):
+    return default if value is None else value
 
 
 def parse_body(body: Any) -> dict:
@@ -151,6 +240,8 @@ def parse_body(body: Any) -> dict:
     if isinstance(body, str):
         try:
             body = json.loads(body)
+        except RecursionError:
+            raise RequestError("the body is JSON nested too deeply", "decode") from None
         except ValueError as exc:
             raise RequestError(f"the body is not JSON: {exc}", "decode") from None
     if not isinstance(body, dict):
@@ -158,28 +249,24 @@ def parse_body(body: Any) -> dict:
     return body
 
 
-def number(fields: dict, name: str, default, kind: type):
-    value = fields.get(name, default)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RequestError(f"{name}: expected a number, got {value!r}")
-    if kind is int and value != int(value):
-        raise RequestError(f"{name}: expected a whole number, got {value!r}")
-    return kind(value)
-
-
-def stop_strings(fields: dict, limits: Generation) -> tuple[str, ...]:
-    stop = fields.get("stop")
+def stop_strings(stop: str | list[str] | None, limits: Generation) -> tuple[str, ...]:
+    """The request's stop strings (else the model's), bounded in count and length: the
+    decode loop looks for each after every token of every sequence."""
     if stop is None:
         return tuple(limits.stop)
     stop = [stop] if isinstance(stop, str) else stop
-    if (
-        not isinstance(stop, list)
-        or not all(isinstance(s, str) and s for s in stop)
-        or len(stop) > MOST_STOP_STRINGS
-    ):
-        raise RequestError(f"stop: expected a string or up to {MOST_STOP_STRINGS} non-empty ones")
+    if len(stop) > limits.max_stop_strings:
+        raise RequestError(
+            f"stop: {len(stop)} strings is over this model's limit of {limits.max_stop_strings}",
+            "size",
+        )
+    for i, text in enumerate(stop):
+        if not text or len(text) > limits.max_stop_chars:
+            raise RequestError(
+                f"stop[{i}]: {len(text)} characters is outside 1..{limits.max_stop_chars} "
+                "(task.generation.max_stop_chars)",
+                "size",
+            )
     return tuple(stop)
 
 
@@ -190,5 +277,6 @@ def completion_json(piece: Piece, stream: bool) -> str:
         "text": piece.text,
         "token_ids": piece.token_ids,
         "finish_reason": piece.finish_reason,
+        **({"error": piece.error} if piece.error is not None else {}),
     }
     return json.dumps(answer) + ("\n" if stream else "")

@@ -8,13 +8,19 @@ empty piece while a non-streaming request is still being generated; the last pie
   request whose piece was not final, beside the new ones (handlers/torchserve_handler.py).
 - Triton (decoupled Python model): a thread steps while anything runs and sends each piece to
   its request's response sender; a cancelled request is `cancel`led (handlers/triton_streamer.py).
-At most `max_sequences` decode together; the others wait their turn in order.
+At most `max_sequences` decode together; the others wait their turn in order, at most
+`max_waiting` of them (batching.max_waiting): beyond, a request is refused at once (429), never
+queued without bound. A failure while decoding is its sequence's own: that request gets its
+error (500), the others go on. Anything else is the loop's death: `LoopDied`, and the adapter
+takes the worker or stub down so that the runtime restarts it (a dead loop must not read
+READY).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Hashable
@@ -26,16 +32,38 @@ from handlers.metrics import ModelMetrics, Sink
 from handlers.plan import ServingPlan
 
 log = logging.getLogger(__name__)
+# Tests kill the loop on purpose: a prompt equal to this variable's value raises LoopDied.
+FAULT_PROMPT_ENV = "TORCHSHIP_TEST_KILL_LOOP_PROMPT"
+
+
+class LoopDied(RuntimeError):
+    """The decode loop cannot go on: the adapter ends the process, the runtime restarts it."""
+
+
+def end_process() -> None:
+    """What an adapter does when its loop died: the log written out, then the process gone
+    at once (no clean-up that could hang), for the runtime to start a new one."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 class Generating:
     def __init__(
-        self, language: LanguageModel, max_sequences: int, metrics: ModelMetrics | None = None
+        self,
+        language: LanguageModel,
+        max_sequences: int,
+        metrics: ModelMetrics | None = None,
+        max_waiting: int = 128,
     ):
         self.language = language
         self.metrics = metrics or ModelMetrics("", "")
         self.loop = DecodeLoop(language.model, language.decode, language.end_token)
         self.max_sequences = max_sequences
+        self.max_waiting = max_waiting
+        self.fault_prompt = os.environ.get(FAULT_PROMPT_ENV) or None
         self.queued: OrderedDict[Hashable, Completion] = OrderedDict()
         self.requests: dict[Hashable, Completion] = {}  # admitted, queued or decoding
 
@@ -50,17 +78,38 @@ class Generating:
         log.info("loaded %s v%s (generation, %d thread(s))", plan.name, plan.version, threads)
         metrics = ModelMetrics(plan.name, plan.version, sink)
         metrics.loaded()
-        return cls(language, plan.batching.max_batch_size, metrics)
+        batching = plan.batching
+        return cls(language, batching.max_batch_size, metrics, batching.max_waiting)
 
     def admit(
         self, key: Hashable, body: Any, request_format: str = "completion"
     ) -> Failure | Completion:
-        """Check a new request and queue it; its failure (400) is its whole answer."""
+        """Check a new request and queue it; its failure (4xx) is its whole answer."""
+        completion = self.read(body, request_format)
+        return completion if isinstance(completion, Failure) else self.enqueue(key, completion)
+
+    def read(self, body: Any, request_format: str = "completion") -> Failure | Completion:
+        """A new request checked (tokenized): no state is kept, so it may run on any thread."""
         with self.metrics.timed("preprocess"):
             completion = isolated("reading the request", lambda: self.language.read(body))
         if isinstance(completion, Failure):
             return self.refused(completion, request_format)
         self.metrics.request(request_format)
+        return completion
+
+    def enqueue(self, key: Hashable, completion: Completion) -> Failure | Completion:
+        """Queue a checked request, or refuse it (429) when max_waiting already wait."""
+        # those that join at the next step do not wait: the free places count on top
+        free = self.max_sequences - len(self.loop.running) - len(self.loop.waiting)
+        if len(self.queued) >= self.max_waiting + max(free, 0):
+            failure = Failure(
+                429,
+                f"{self.max_waiting} requests already wait for this model (batching."
+                "max_waiting); retry later",
+                "overload",
+            )
+            self.metrics.outcome(failure.status, failure.reason)
+            return failure
         self.requests[key] = completion
         self.queued[key] = completion
         return completion
@@ -90,6 +139,8 @@ class Generating:
         up to max_sequences in all)."""
         while self.queued and len(self.loop.running) + len(self.loop.waiting) < self.max_sequences:
             key, completion = self.queued.popitem(last=False)
+            if self.fault_prompt is not None and completion.prompt == self.fault_prompt:
+                raise LoopDied(f"the test fault: prompt {self.fault_prompt!r} kills the loop")
             self.loop.join(key, completion.prompt_ids, completion.sampling)
         pieces = {}
         with self.metrics.timed("model"):
@@ -100,8 +151,11 @@ class Generating:
             key, sequence = event.sequence.key, event.sequence
             completion = self.requests[key]
             ended = event.finish_reason is not None
-            token = [] if event.token == self.language.end_token else [event.token]
-            if completion.stream:
+            token = [] if event.token in (None, self.language.end_token) else [event.token]
+            if sequence.error is not None:  # its own failure, answered as ours (500)
+                self.metrics.outcome(500, "model")
+                pieces[key] = Piece("", [], "error", sequence.error)
+            elif completion.stream:
                 pieces[key] = Piece(event.text, token, event.finish_reason)
             elif ended:  # the whole answer at once
                 ids = [t for t in sequence.tokens if t != self.language.end_token]

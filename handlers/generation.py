@@ -16,28 +16,16 @@ seeded from the request, so a seeded request gives the same tokens whatever runs
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 
+from handlers.sampling import Sampling, held_back, pick
+
+log = logging.getLogger(__name__)
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [1, heads, length, dim]
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How one request picks its tokens and when it stops (limits are checked by the caller)."""
-
-    max_tokens: int = 16
-    temperature: float = 0.0  # 0: greedy
-    top_k: int = 0  # 0: every token
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
 
 
 @dataclass
@@ -49,7 +37,9 @@ class Sequence:
     sampling: Sampling
     tokens: list[int] = field(default_factory=list)
     cache: KV | None = None  # its own cache from prefill until it decodes in the batch
-    finish_reason: str | None = None  # "stop" (end token or stop string), "length", "cancelled"
+    # "stop" (end token or stop string), "length", "cancelled", "error" (see `error`)
+    finish_reason: str | None = None
+    error: str | None = None  # why this sequence failed (its own failure, no one else's)
     generator: torch.Generator | None = None
     text: str = ""  # the generated text sent so far
 
@@ -65,7 +55,7 @@ class Event:
     character's bytes are incomplete) and, on the last one, why the sequence ended."""
 
     sequence: Sequence
-    token: int
+    token: int | None  # None: the sequence failed before it made one
     text: str
     finish_reason: str | None = None
 
@@ -107,16 +97,58 @@ class DecodeLoop:
     @torch.inference_mode()
     def step(self) -> list[Event]:
         """Prefill whoever joined, decode one token for everyone else; one event per token."""
-        events = self.prefill(self.waiting) if self.waiting else []
+        events = self.prefill_isolated(self.waiting) if self.waiting else []
         decoding, self.running = self.running, [*self.running, *self.waiting]
         self.waiting = []
         if decoding:
-            logits = self.decode_step(decoding)
-            events += [self.advance(s, row) for s, row in zip(decoding, logits)]
+            events += self.decode_isolated(decoding)
         self.running = [s for s in self.running if s.finish_reason is None]
         if not self.running:
             self.batch = None  # its memory goes with the last sequence
         return events
+
+    def prefill_isolated(self, sequences: list[Sequence]) -> list[Event]:
+        """Prefill together; if the forward fails, each alone, so only its culprit fails."""
+        try:
+            return self.prefill(sequences)
+        except Exception as exc:
+            if len(sequences) == 1:
+                return [self.failed(sequences[0], exc)]
+            log.exception("prefill of %d sequences failed; each alone", len(sequences))
+            return [event for s in sequences for event in self.prefill_isolated([s])]
+
+    def decode_isolated(self, sequences: list[Sequence]) -> list[Event]:
+        """One token for each sequence together; if the forward fails, the batched cache is put
+        back as it was and each sequence decodes alone from its own rows, so a failure is the
+        failing sequence's own and the others get the tokens they would have got."""
+        cache = self.batched_cache(sequences)
+        before = [(layer.keys, layer.values) for layer in cache.layers]
+        try:
+            logits = self.decode_step(sequences, cache)
+        except Exception as exc:
+            for layer, (keys, values) in zip(cache.layers, before):
+                layer.keys, layer.values = keys, values  # the forward appends in place
+            self.batch = None
+            if len(sequences) == 1:
+                return [self.failed(sequences[0], exc)]
+            log.exception("decode step of %d sequences failed; each alone", len(sequences))
+            for row, s in enumerate(sequences):
+                s.cache = own_rows(cache, row, s.length)
+            events = []
+            for s in sequences:
+                events += self.decode_isolated([s])
+                if self.batch is not None and s.finish_reason is None:
+                    s.cache = own_rows(self.batch[1], 0, s.length)  # alone: its own cache
+                self.batch = None
+            return events
+        return [self.advance(s, row) for s, row in zip(sequences, logits)]
+
+    def failed(self, sequence: Sequence, exc: Exception) -> Event:
+        """This sequence ends with its error; the loop and everyone else go on."""
+        log.error("sequence %r failed: %s: %s", sequence.key, type(exc).__name__, exc)
+        sequence.finish_reason, sequence.cache = "error", None
+        sequence.error = f"generation failed: {type(exc).__name__}: {exc}"
+        return Event(sequence, None, "", "error")
 
     def prefill(self, sequences: list[Sequence]) -> list[Event]:
         """The prompts of the sequences that joined, in one forward: left-padded to the longest,
@@ -146,9 +178,8 @@ class DecodeLoop:
             events.append(self.advance(s, out.logits[row, -1]))
         return events
 
-    def decode_step(self, sequences: list[Sequence]) -> torch.Tensor:
+    def decode_step(self, sequences: list[Sequence], cache) -> torch.Tensor:
         """One token for each sequence in one forward over the batched cache."""
-        cache = self.batched_cache(sequences)
         longest = cache.get_seq_length()
         mask = torch.zeros(len(sequences), longest + 1, dtype=torch.long)
         for row, s in enumerate(sequences):
@@ -174,16 +205,10 @@ class DecodeLoop:
             return batch
         where = {id(s): row for row, s in enumerate(rows)}
 
-        def own(s: Sequence) -> KV:
-            if id(s) not in where:
-                return s.cache
-            row, keep = where[id(s)], s.length
-            return [
-                (layer.keys[row : row + 1, :, -keep:], layer.values[row : row + 1, :, -keep:])
-                for layer in batch.layers
-            ]
-
-        caches = [own(s) for s in sequences]
+        caches = [
+            own_rows(batch, where[id(s)], s.length) if id(s) in where else s.cache
+            for s in sequences
+        ]
         longest = max(s.length for s in sequences)
         padded = [
             tuple(torch.cat([pad_left(c[layer][part], longest) for c in caches]) for part in (0, 1))
@@ -194,6 +219,13 @@ class DecodeLoop:
         return DynamicCache(padded)
 
     def advance(self, sequence: Sequence, logits: torch.Tensor) -> Event:
+        """The next token of one sequence; a failure here (sampling, decoding) is its own."""
+        try:
+            return self.next_token(sequence, logits)
+        except Exception as exc:
+            return self.failed(sequence, exc)
+
+    def next_token(self, sequence: Sequence, logits: torch.Tensor) -> Event:
         """Pick the next token, find the text it completes and whether the sequence ends."""
         token = pick(logits, sequence.sampling, sequence.generator)
         sequence.tokens.append(token)
@@ -202,7 +234,9 @@ class DecodeLoop:
             sequence.finish_reason, text = "stop", self.decode(sequence.tokens[:-1])
         else:
             text = self.decode(sequence.tokens)
-            found = [text.index(s) for s in stops if s in text]
+            # a stop string ending in the text already sent would have ended it: look after
+            sent = len(sequence.text)
+            found = [i for s in stops if (i := text.find(s, max(sent - len(s) + 1, 0))) >= 0]
             if found:
                 sequence.finish_reason, text = "stop", text[: min(found)]
             elif len(sequence.tokens) >= sequence.sampling.max_tokens:
@@ -215,11 +249,13 @@ class DecodeLoop:
         return Event(sequence, token, new, sequence.finish_reason)
 
 
-def held_back(text: str, stops: tuple[str, ...]) -> int:
-    """How many trailing characters could be the start of a stop string."""
-    return max(
-        (n for stop in stops for n in range(1, len(stop)) if text.endswith(stop[:n])), default=0
-    )
+def own_rows(cache, row: int, length: int) -> KV:
+    """One sequence's cache out of a batched one: its row, the last `length` positions
+    (the padding before them dropped)."""
+    return [
+        (layer.keys[row : row + 1, :, -length:], layer.values[row : row + 1, :, -length:])
+        for layer in cache.layers
+    ]
 
 
 def pad_left(tensor: torch.Tensor, length: int) -> torch.Tensor:
@@ -228,20 +264,3 @@ def pad_left(tensor: torch.Tensor, length: int) -> torch.Tensor:
     if missing == 0:
         return tensor
     return torch.nn.functional.pad(tensor, (0, 0, missing, 0))
-
-
-def pick(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> int:
-    """Greedy: the most likely token. Else softmax(logits / temperature) restricted to the
-    top-k tokens and to the smallest set whose probability reaches top-p, then one draw."""
-    if sampling.greedy:
-        return int(torch.argmax(logits))
-    scores = logits.float() / sampling.temperature
-    if sampling.top_k:
-        kth = torch.topk(scores, min(sampling.top_k, scores.numel())).values[-1]
-        scores = scores.masked_fill(scores < kth, float("-inf"))
-    if sampling.top_p < 1.0:
-        ordered, order = torch.sort(scores, descending=True)
-        cumulative = torch.softmax(ordered, dim=-1).cumsum(dim=-1)
-        outside = cumulative - torch.softmax(ordered, dim=-1) >= sampling.top_p
-        scores[order[outside]] = float("-inf")
-    return int(torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator))

@@ -33,7 +33,7 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
 BOUNDS = (*(f"{b:g}" for b in BUCKETS), "+Inf")  # the `le` label values
 MODEL_LABELS = ("model", "version")
 # Why a request was refused (4xx); handlers.processing.RequestError carries one of these
-REASONS = ("shape", "dtype", "range", "decode", "size", "invalid")
+REASONS = ("shape", "dtype", "range", "decode", "size", "invalid", "overload")
 PUBLISH_EVERY_S = 1.0
 
 

@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from handlers.completions import Piece, parse_body
+from handlers.completions import MAX_MODEL_NAME, Piece, parse_body
 from handlers.processing import RequestError
 
 ROUTES = {"v1/completions": "completion", "v1/chat/completions": "chat"}
-# OpenAI fields with nothing more to do here (stream_options is read for include_usage)
-IGNORED = ("model", "user", "stream_options")
+# OpenAI fields with nothing more to do here (stream_options is read for include_usage); `model`
+# goes on to the completion's reader, which checks it
+IGNORED = ("user", "stream_options")
 ROLES = ("system", "user", "assistant")
 EVENT_STREAM = "text/event-stream"
 
@@ -53,14 +54,23 @@ def chat_template(folder: Path) -> str | None:
     return json.loads(config.read_text(encoding="utf-8")).get("chat_template")
 
 
-def chat_prompt(messages: Any, template: str | None) -> str:
+def chat_prompt(messages: Any, template: str | None, max_bytes: int) -> str:
+    """The messages as one prompt; their size is checked before the template renders them."""
     if not isinstance(messages, list) or not messages:
         raise RequestError('messages: give a list, e.g. [{"role": "user", "content": "Hi"}]')
+    size = 0
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or message.get("role") not in ROLES:
             raise RequestError(f"messages[{i}].role: expected one of {list(ROLES)}")
         if not isinstance(message.get("content"), str):
             raise RequestError(f"messages[{i}].content: expected text")
+        size += len(message["content"]) + len(message["role"])
+        if size > max_bytes:  # characters: at most the bytes the prompt will have
+            raise RequestError(
+                f"messages: over this model's limit of {max_bytes} bytes of prompt "
+                "(task.generation.max_prompt_bytes); send less",
+                "size",
+            )
     if template is not None:
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -86,6 +96,11 @@ class OpenAIAnswer:
 
     def piece(self, piece: Piece) -> str:
         """What this piece adds to the response body ("" for an unfinished non-stream one)."""
+        if piece.error is not None:  # as vLLM's server: an error object, in the stream's shape
+            error = {"error": {"message": piece.error, "type": "InternalServerError", "code": 500}}
+            if not self.stream:
+                return json.dumps(error)
+            return f"data: {json.dumps(error)}\n\ndata: [DONE]\n\n"
         self.made += piece.token_ids
         self.text += piece.text
         if not self.stream:
@@ -129,11 +144,14 @@ class OpenAIAnswer:
         }
 
 
-def read_openai(kind: str, body: Any, template: str | None) -> tuple[dict, OpenAIAnswer]:
+def read_openai(
+    kind: str, body: Any, template: str | None, max_bytes: int
+) -> tuple[dict, OpenAIAnswer]:
     """An OpenAI request -> (the completion body to check and run, its answer's writer)."""
     fields = parse_body(body)
-    if fields.get("n", 1) != 1:
-        raise RequestError(f"n: {fields['n']} choices are not served; ask for n: 1")
+    n = fields.get("n", 1)
+    if type(n) is not int or n != 1:
+        raise RequestError(f"n: {str(n)[:20]} choices are not served; ask for n: 1")
     prompt_field = "prompt" if kind == "completion" else "messages"
     other = "messages" if kind == "completion" else "prompt"
     if other in fields:
@@ -142,13 +160,15 @@ def read_openai(kind: str, body: Any, template: str | None) -> tuple[dict, OpenA
         raise RequestError(f"{prompt_field}: missing; a {kind} request needs it")
     prompt = fields.pop(prompt_field)
     if kind == "chat":
-        prompt = chat_prompt(prompt, template)
+        prompt = chat_prompt(prompt, template, max_bytes)
         if "max_completion_tokens" in fields:
             fields["max_tokens"] = fields.pop("max_completion_tokens")
     elif isinstance(prompt, list) and len(prompt) == 1:  # the client's list of one prompt
         prompt = prompt[0]
     fields.pop("n", None)
-    answer = OpenAIAnswer(kind, str(fields.get("model") or ""), bool(fields.get("stream")))
+    model = fields.get("model")  # the completion's reader refuses a long or odd one
+    name = model[:MAX_MODEL_NAME] if isinstance(model, str) else ""
+    answer = OpenAIAnswer(kind, name, fields.get("stream") is True)
     options = fields.get("stream_options")
     answer.include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
     for name in IGNORED:

@@ -41,6 +41,9 @@ class Batching(StrictModel):
     max_queue_delay_ms: float = Field(5.0, ge=0)
     preferred_batch_sizes: list[int] = []
     pad: Padding | None = None  # without it, requests batch only with others of the same shape
+    # requests that may wait for the model beyond those it runs; more are refused at once
+    # (429 / UNAVAILABLE) instead of queueing without bound
+    max_waiting: int = Field(128, ge=1)
 
 
 class Workers(StrictModel):
@@ -73,6 +76,10 @@ class Generation(StrictModel):
     top_k: int = Field(0, ge=0)  # 0: every token
     top_p: float = Field(1.0, gt=0, le=1)
     stop: list[str] = []
+    max_stop_strings: int = Field(4, ge=0)  # a request's stop strings: how many (OpenAI's 4)
+    max_stop_chars: int = Field(256, gt=0)  # and how long each may be
+    # a prompt's UTF-8 bytes, checked before tokenizing; None: 32 bytes per context token
+    max_prompt_bytes: int | None = Field(None, gt=0)
     context_length: int | None = None  # prompt + new tokens; from the model when None
     end_token: int | None = None  # from the model's config when None
 

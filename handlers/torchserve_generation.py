@@ -7,18 +7,26 @@ A request's own protocol shapes its chunks: the model's route (`/predictions/<mo
 JSON lines {"text", "token_ids", "finish_reason"}; OpenAI's routes after the version
 (`.../<version>/v1/completions`, `.../v1/chat/completions`, handlers/openai_api.py) answer as
 OpenAI does.
+
+A request's own failure while decoding ends only its response: a 500 when nothing was sent yet,
+else a last chunk carrying the error. If the loop itself dies (LoopDied, or a bug outside any
+one request), the worker exits: TorchServe fails what it had in flight and starts a new one, so
+a dead loop never keeps answering READY.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from handlers.batching import Failure, isolated
 from handlers.completions import Completion, completion_json
-from handlers.generating import Generating
+from handlers.generating import Generating, end_process
 from handlers.metrics import Sink
 from handlers.openai_api import EVENT_STREAM, OpenAIAnswer, chat_template, read_openai, route_kind
 from handlers.serving_core import JSON, Answer
+
+log = logging.getLogger(__name__)
 
 
 class ContinuousBatching:
@@ -31,18 +39,19 @@ class ContinuousBatching:
         kind = isolated("reading the request", lambda: route_kind(url_path))
         request_format = f"openai-{kind}" if isinstance(kind, str) else "completion"
 
-        def read() -> dict:
+        def read() -> tuple:
             if kind is None:
-                return body
-            fields, self.openai[key] = read_openai(kind, body, self.template)
-            return fields
+                return body, None
+            return read_openai(kind, body, self.template, self.generating.language.max_prompt_bytes)
 
-        fields = kind if isinstance(kind, Failure) else isolated("reading the request", read)
-        if isinstance(fields, Failure):
-            return self.generating.refused(fields, request_format)
+        read_back = kind if isinstance(kind, Failure) else isolated("reading the request", read)
+        if isinstance(read_back, Failure):
+            return self.generating.refused(read_back, request_format)
+        fields, answer = read_back
         admitted = self.generating.admit(key, fields, request_format)
-        if isinstance(admitted, Completion) and key in self.openai:
-            self.openai[key].prompt_tokens = len(admitted.prompt_ids)
+        if isinstance(admitted, Completion) and answer is not None:
+            answer.prompt_tokens = len(admitted.prompt_ids)
+            self.openai[key] = answer  # kept only for an admitted request: nothing else stays
         return admitted
 
     def cancel(self, key: str) -> None:
@@ -50,6 +59,15 @@ class ContinuousBatching:
         self.openai.pop(key, None)
 
     def step(self, keys: list[str], bodies: list, url_paths: list, context) -> list:
+        """One decode step; a dead loop ends the worker (TorchServe starts another)."""
+        try:
+            return self.step_all(keys, bodies, url_paths, context)
+        except Exception:
+            log.critical("the decode loop died; this worker exits for TorchServe to restart it")
+            log.exception("the decode loop died")
+            end_process()
+
+    def step_all(self, keys: list[str], bodies: list, url_paths: list, context) -> list:
         generating = self.generating
         for gone in set(generating.keys) - set(keys):  # the frontend dropped it
             self.cancel(gone)
@@ -74,7 +92,12 @@ class ContinuousBatching:
             context.set_response_content_type(
                 i, EVENT_STREAM if stream and key in self.openai else JSON
             )
-            if key in self.openai:
+            if piece.error is not None and key not in started:  # nothing sent yet: a plain 500
+                answer = Answer.failed(Failure(500, piece.error, "model"))
+                context.set_response_status(answer.status, answer.reason, i)
+                context.set_response_content_type(i, JSON)
+                answers[i] = answer.body
+            elif key in self.openai:
                 answers[i] = self.openai[key].piece(piece)
             elif stream or piece.final:  # a non-streaming request's empty pieces send nothing
                 answers[i] = completion_json(piece, stream)

@@ -171,7 +171,7 @@ class TritonPythonModel:
         if isinstance(answer, Failure):
             answer = Answer.failed(answer)
         if not answer.ok:
-            return error_response(answer.message, internal=answer.status >= 500)
+            return error_response(answer.message, answer.status)
         return pb_utils.InferenceResponse(
             output_tensors=[
                 pb_utils.Tensor(name, np.asarray(o, dtype=dtype))

@@ -1,10 +1,17 @@
 """A generation model on Triton's Python backend (decoupled, vLLM's tensor contract): the
 decode loop of handlers/generating.py on a thread of its own, each request's pieces sent to its
-response sender. handlers/triton_model.py hands requests over in execute()."""
+response sender. handlers/triton_model.py hands requests over in execute().
+
+A request is read and tokenized on execute()'s thread, outside the lock the loop needs, so a big
+one never stalls the streams. If the loop dies, every open request gets the error and the stub
+exits: Triton's model is no longer served by it, and the watchdog beside tritonserver
+(scripts/runtimes/triton/watchdog.py) reloads it, instead of a model that reads READY and hangs.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from pathlib import Path
@@ -15,10 +22,16 @@ import triton_python_backend_utils as pb_utils
 from handlers.batching import Failure, isolated
 
 CANCEL_CHECK_S = 0.05  # how often the decode loop asks whether clients went away
+log = logging.getLogger(__name__)
 
 
-def error_response(message: str, internal: bool = False):
-    code = pb_utils.TritonError.INTERNAL if internal else pb_utils.TritonError.INVALID_ARG
+def error_response(message: str, status: int = 400):
+    """Our HTTP-style status in Triton's terms: overload UNAVAILABLE (its own queue-full
+    answer), our failure INTERNAL, the client's mistake INVALID_ARG."""
+    if status in (429, 503):
+        code = pb_utils.TritonError.UNAVAILABLE
+    else:
+        code = pb_utils.TritonError.INTERNAL if status >= 500 else pb_utils.TritonError.INVALID_ARG
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
 
 
@@ -56,22 +69,42 @@ class Streamer:
             return
         finally:
             loaded.set()
-        self.loop()
+        try:
+            self.loop()
+        except BaseException:
+            self.die()
+
+    def die(self) -> None:
+        """The loop died: every open request gets the error, then the stub exits."""
+        log.exception("the decode loop died; the stub exits for the watchdog to reload it")
+        message = "the model's decode loop died; it is being reloaded, retry"
+        final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        for _, sender, *_ in list(self.senders.values()):
+            try:
+                sender.send(error_response(message, 503), flags=final)
+            except Exception:  # the client may be gone already
+                pass
+        from handlers.generating import end_process
+
+        end_process()
 
     def admit(self, request) -> None:
         sender, key = request.get_response_sender(), id(request)
+        admitted = isolated("reading the request", lambda: body(request))
+        if isinstance(admitted, Failure):
+            admitted = self.generating.refused(admitted, "generate")
+        else:  # read and tokenized outside the lock: the loop keeps stepping meanwhile
+            admitted = self.generating.read(admitted, "generate")
         with self.lock:
-            admitted = isolated("reading the request", lambda: body(request))
-            if isinstance(admitted, Failure):
-                admitted = self.generating.refused(admitted, "generate")
-            else:
-                admitted = self.generating.admit(key, admitted, "generate")
-            if isinstance(admitted, Failure):
-                final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-                sender.send(error_response(admitted.message, admitted.status >= 500), flags=final)
-                return
-            exclude = flag(request, "exclude_input_in_output")
-            self.senders[key] = (request, sender, admitted.prompt, exclude, admitted.stream)
+            if not isinstance(admitted, Failure):
+                admitted = self.generating.enqueue(key, admitted)
+            if not isinstance(admitted, Failure):
+                exclude = flag(request, "exclude_input_in_output")
+                self.senders[key] = (request, sender, admitted.prompt, exclude, admitted.stream)
+        if isinstance(admitted, Failure):
+            final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+            sender.send(error_response(admitted.message, admitted.status), flags=final)
+            return
         with self.wake:
             self.wake.notify()
 
@@ -82,14 +115,20 @@ class Streamer:
             with self.lock:
                 for key in self.cancelled_keys():
                     self.generating.cancel(key)
-                    self.senders.pop(key)
+                    self.senders.pop(key, None)
                 pieces = self.generating.step() if self.generating.busy else {}
                 streams = {k: self.senders[k] for k in pieces}
                 for key, piece in pieces.items():
                     if piece.final:
                         self.senders.pop(key)
             for key, piece in pieces.items():
-                self.send(piece, *streams[key])
+                try:
+                    self.send(piece, *streams[key])
+                except Exception:  # that client's stream broke: it alone is dropped
+                    log.exception("sending a piece failed; the request is cancelled")
+                    with self.lock:
+                        self.generating.cancel(key)
+                        self.senders.pop(key, None)
 
     def cancelled_keys(self) -> list[int]:
         """Requests whose client went away. Asking is a round trip to the server per request,
@@ -102,6 +141,10 @@ class Streamer:
         return [key for key in self.generating.keys if cancelled(self.senders[key][0])]
 
     def send(self, piece, request, sender, prompt: str, exclude: bool, stream: bool) -> None:
+        if piece.error is not None:  # this request's own failure: its error, the others go on
+            final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+            sender.send(error_response(piece.error, 500), flags=final)
+            return
         if not stream and not piece.final:
             return  # a request that does not stream gets one response, at the end
         text = piece.text if stream or exclude else prompt + piece.text
@@ -157,4 +200,7 @@ def flag(request, name: str) -> bool:
 
 
 def cancelled(request) -> bool:
-    return bool(getattr(request, "is_cancelled", lambda: False)())
+    try:
+        return bool(getattr(request, "is_cancelled", lambda: False)())
+    except Exception:  # a request the server no longer knows: its client is gone
+        return True

@@ -17,6 +17,7 @@ from pathlib import Path
 import handlers.completions
 import handlers.generating
 import handlers.generation
+import handlers.sampling
 from handlers.completions import LanguageModel
 from handlers.generating import Generating
 from scripts.pipeline.fingerprint import fingerprint, is_fresh, source_file, write_stamp
@@ -51,7 +52,7 @@ SEEDED = {"prompt": "The battery", "temperature": 0.9, "top_p": 0.95, "top_k": 5
 def generation_fingerprint(spec: ModelSpec, layout: Layout) -> str:
     code = [
         Path(__file__),
-        *(Path(m.__file__) for m in (handlers.completions, handlers.generation)),
+        *(Path(m.__file__) for m in (handlers.completions, handlers.generation, handlers.sampling)),
     ]
     code.append(Path(handlers.generating.__file__))
     code += [source_file(spec.training.script)] if spec.training and spec.training.script else []

@@ -8,47 +8,21 @@ import json
 
 import pytest
 
-from handlers.completions import LanguageModel, completion_json
+from handlers.completions import completion_json
 from handlers.generating import Generating
-from handlers.plan import Generation
 from handlers.processing import RequestError
-
-TEXT = ["the battery lasts all day.", "this film is great.", "the food was very good."] * 20
-LIMITS = Generation(max_tokens=8, max_tokens_limit=16, context_length=32)
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from models.review_gpt import train_tokenizer
-
-    tokenizer = train_tokenizer(TEXT, vocab_size=300)
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=tokenizer.get_vocab_size(), n_positions=64, n_embd=32, n_layer=2, n_head=4
-    )
-    out = tmp_path_factory.mktemp("hf")
-    GPT2LMHeadModel(config).save_pretrained(out)
-    tokenizer.save(str(out / "tokenizer.json"))
-    return out
-
-
-@pytest.fixture(scope="module")
-def language(folder):
-    return LanguageModel(folder, LIMITS)
+from tests.unit.handlers.conftest import drain, step
 
 
 @pytest.mark.parametrize(
     "body, message",
     [
         ({"prompt": "the", "max_tokens": 17}, "max_tokens: 17 is outside 1..16"),
-        ({"prompt": "the", "temperature": -1}, "temperature: -1.0 is negative"),
+        ({"prompt": "the", "temperature": -1}, "temperature: -1.0 is outside 0 (greedy) or 0.01"),
         ({"prompt": "the", "top_p": 0}, "top_p: 0.0 is outside (0, 1]"),
         ({"prompt": "the", "top_k": 1.5}, "top_k: expected a whole number"),
-        ({"prompt": "the", "seed": "7"}, "seed: expected a non-negative integer"),
-        ({"prompt": "the", "stop": ["a", "b", "c", "d", "e"]}, "stop: expected a string or up"),
+        ({"prompt": "the", "seed": "7"}, "seed: Input should be a valid integer, got '7'"),
+        ({"prompt": "the", "stop": ["a", "b", "c", "d", "e"]}, "stop: 5 strings is over this"),
         ({"prompt": "the", "n": 2}, "unknown field(s) ['n']"),
         ({"prompt": ""}, "prompt: give the text to continue"),
         ({"prompt": "the " * 40}, "exceed the model's context of 32 tokens"),
@@ -66,14 +40,6 @@ def test_defaults_come_from_the_spec(language):
     completion = language.read({"prompt": "the battery"})
     assert completion.sampling.max_tokens == 8 and completion.sampling.greedy
     assert completion.prompt_ids == language.encode("the battery") and not completion.stream
-
-
-def drain(generating: Generating) -> dict:
-    pieces = {}
-    while generating.busy:
-        for key, piece in generating.step().items():
-            pieces.setdefault(key, []).append(piece)
-    return pieces
 
 
 def test_streams_send_a_piece_per_token_others_one_answer(language):
@@ -106,59 +72,6 @@ def test_a_cancelled_request_leaves_and_frees_its_place(language):
     generating.cancel("gone")
     assert generating.keys == ["next"] and not generating.loop.running
     assert "next" in drain(generating)
-
-
-class Context:
-    """What TorchServe's context gives a continuous-batching handler."""
-
-    def __init__(self, folder):
-        self.system_properties = {"model_dir": str(folder)}
-        self.request_ids, self.statuses, self.stopping_criteria = {}, {}, None
-        self.url_paths = {}
-
-    def set_response_content_type(self, idx, value):
-        pass
-
-    def get_request_header(self, idx, key):
-        return self.url_paths.get(idx) if key == "url_path" else None
-
-    def set_response_status(self, code=200, phrase="", idx=0):
-        self.statuses[idx] = code
-
-
-@pytest.fixture
-def handler(folder, tmp_path):
-    import shutil
-
-    from handlers.plan import ServingPlan
-    from handlers.torchserve_handler import SpecHandler
-    from tests.conftest import EXAMPLES
-
-    spec = next(m for m in EXAMPLES if m.task.generation is not None)
-    shutil.copytree(folder, tmp_path / "pretrained")
-    plan = ServingPlan(
-        name="tiny",
-        version=1,
-        format="pretrained",
-        inputs=spec.inputs,
-        outputs=spec.outputs,
-        task={"kind": "generation", "generation": LIMITS},
-        preprocess={"kind": "none"},
-        batching={"max_batch_size": 4},
-        serving={},
-    )
-    plan.save(tmp_path)
-    context = Context(tmp_path)
-    service = SpecHandler()
-    service.initialize(context)
-    return service, context
-
-
-def step(service, context, requests: dict) -> list:
-    """One handle() call with these {request id: body (None once cached in the backend)}."""
-    context.request_ids = dict(enumerate(requests))
-    bodies = service.handle([{"body": b} for b in requests.values()], context)
-    return list(zip(bodies, [stop(None) for stop in context.stopping_criteria]))
 
 
 def test_torchserve_continuous_batching_steps_and_stopping(handler):
@@ -242,7 +155,9 @@ def test_a_stream_without_include_usage_has_no_usage_chunk():
     from handlers.openai_api import read_openai
 
     for options, chunks_with_usage in (({}, 0), ({"stream_options": {"include_usage": True}}, 1)):
-        _, answer = read_openai("completion", {"prompt": "the", "stream": True, **options}, None)
+        _, answer = read_openai(
+            "completion", {"prompt": "the", "stream": True, **options}, None, 4096
+        )
         body = answer.piece(Piece(" film", [5])) + answer.piece(Piece("", [], "stop"))
         events = [json.loads(e[6:]) for e in body.split("\n\n") if e and e != "data: [DONE]"]
         assert sum("usage" in e for e in events) == chunks_with_usage
