@@ -28,14 +28,22 @@ def model_config_yaml(plan: ServingPlan) -> Translation:
             f"batching.preferred_batch_sizes {batching.preferred_batch_sizes} "
             "applies to Triton only"
         )
-    # a generation model: one handle() call per decode step, unfinished requests re-queued
-    continuous = {"continuousBatching": True} if plan.task.generation is not None else {}
+    batch_size = max(batching.max_batch_size, 1)
+    # a generation model: one handle() call per decode step, unfinished requests re-queued.
+    # TorchServe hands the handler up to batchSize requests, decoding or new: room for
+    # max_waiting that wait in the handler, and as many again that it refuses at once (429).
+    continuous = {}
+    if plan.task.generation is not None:
+        continuous = {"continuousBatching": True}
+        batch_size += 2 * batching.max_waiting
     return Translation(
         {
             **continuous,
             "minWorkers": serving.workers.min,
             "maxWorkers": serving.workers.max,
-            "batchSize": max(batching.max_batch_size, 1),
+            "batchSize": batch_size,
+            # TorchServe's own queue in front of the handler: full, it answers 503 at once
+            "jobQueueSize": batching.max_waiting,
             "maxBatchDelay": delay_ms,
             "responseTimeout": serving.response_timeout_s,
             "startupTimeout": serving.startup_timeout_s,

@@ -1,5 +1,7 @@
 """The spec's batching and instances in Triton's terms (config.pbtxt's dynamic_batching and
-instance_group): the one place they are translated. The queue delay is whole microseconds."""
+instance_group): the one place they are translated. The queue delay is whole microseconds;
+batching.max_waiting bounds the scheduler's queue (a generation model has no Triton queue: its
+decode loop bounds its own, handlers/generating.py)."""
 
 from __future__ import annotations
 
@@ -29,4 +31,6 @@ def scheduling(plan: ServingPlan) -> Translation:
     settings = {"max_batch_size": batching.max_batch_size, "instances": plan.serving.instances}
     if batching.max_batch_size > 0:
         settings.update(max_queue_delay_microseconds=delay_us, preferred_batch_size=preferred)
+        # beyond it Triton answers UNAVAILABLE "Exceeds maximum queue size" at once
+        settings.update(max_queue_size=batching.max_waiting)
     return Translation(settings, warnings)
