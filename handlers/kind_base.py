@@ -64,6 +64,7 @@ class Kind(BaseModel):
     ) -> dict[str, np.ndarray]:
         """Encoded examples -> checked rows of every input the kind produces. A model without
         a batch axis (max_batch 0) takes exactly one, as its whole tensor."""
+        check_count(items, max_batch)
         first = inputs[0]
         if not max_batch:
             if len(items) != 1:
@@ -100,3 +101,9 @@ class Kind(BaseModel):
 
     def transform(self, rows: np.ndarray) -> np.ndarray:
         return rows
+
+
+def check_count(items: list, max_batch: int) -> None:
+    """Too many examples are refused before any is decoded (each may be a big image)."""
+    if max_batch and len(items) > max_batch:
+        raise RequestError(f"{len(items)} examples in one request; at most {max_batch}", "size")

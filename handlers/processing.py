@@ -57,9 +57,15 @@ def decode_image(data: bytes) -> Image.Image:
     if not data:
         raise RequestError("empty body: send PNG or JPEG image bytes")
     try:
-        Image.open(io.BytesIO(data)).verify()  # checksums and structure: corrupt files fail here
+        probe = Image.open(io.BytesIO(data))  # the header only: the size is known, no pixels
+        check_pixels(probe)
+        probe.verify()  # checksums and structure: corrupt files fail here
         image = Image.open(io.BytesIO(data))
         image.load()  # a full decode, so truncated pixel data fails here, not later
+    except RequestError:
+        raise
+    except Image.DecompressionBombError as exc:  # PIL's own check, at twice its limit
+        raise RequestError(f"image too large: {exc}", "size") from None
     except UnidentifiedImageError:
         raise RequestError(
             f"cannot decode image ({len(data)} bytes): not a recognized image "
@@ -72,6 +78,18 @@ def decode_image(data: bytes) -> Image.Image:
             "decode",
         ) from None
     return image
+
+
+def check_pixels(image: Image.Image) -> None:
+    """Refuse an image bigger than PIL's decompression-bomb limit (~89 Mpx) before decoding:
+    a few KB of PNG can ask for gigabytes of pixels."""
+    pixels, limit = image.width * image.height, Image.MAX_IMAGE_PIXELS
+    if limit and pixels > limit:
+        raise RequestError(
+            f"image too large: {image.width}x{image.height} is {pixels} pixels, over "
+            f"{limit}; send a smaller image",
+            "size",
+        )
 
 
 # --- text ------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, PrivateAttr
 
-from handlers.kind_base import Kind
+from handlers.kind_base import Kind, check_count
 from handlers.processing import RequestError, tokenize
 from handlers.tensors import TensorSpec, check_rows
 
@@ -53,6 +53,12 @@ class Text(Kind):
                 ) from None
         if not item.strip():
             raise RequestError("empty text: send a non-empty sentence")
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError as exc:  # JSON's "\ud800": no tokenizer can take it
+            raise RequestError(
+                f"text is not valid Unicode (a lone surrogate at character {exc.start})", "decode"
+            ) from None
         return item
 
     def decode(self, item: bytes | str, tensor: TensorSpec) -> np.ndarray:
@@ -123,6 +129,7 @@ class Tokenized(Kind):
     def decode_items(
         self, items: list, inputs: list[TensorSpec], max_batch: int
     ) -> dict[str, np.ndarray]:
+        check_count(items, max_batch)
         texts = [Text.as_text(item) for item in items]
         encodings = self._tokenizer.encode_batch(texts)
         length = max(len(e.ids) for e in encodings)

@@ -41,6 +41,45 @@ def test_undecodable_images_are_request_errors(payload):
         decode_image(payload)
 
 
+def bomb_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height pixels (its CRC made right again)."""
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    start = data.index(b"IHDR")
+    data[start + 4 : start + 12] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[start : start + 17]))
+    data[start + 17 : start + 21] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("side", [10_000, 20_000])  # over PIL's 89 Mpx warning, over its 179 Mpx
+def test_a_decompression_bomb_is_a_size_error_before_any_pixel_is_decoded(side):
+    with pytest.raises(RequestError, match="image too large") as error:
+        decode_image(bomb_png(side, side))
+    assert error.value.reason == "size"
+
+
+def test_too_many_examples_are_refused_before_any_is_decoded():
+    from handlers.kinds import Image as ImageKind
+    from handlers.tensors import TensorSpec
+
+    kind = ImageKind(kind="image", height=28, width=28, grayscale=True)
+    tensor = TensorSpec(name="image", dtype="float32", shape=[-1, 1, 28, 28])
+    with pytest.raises(RequestError, match="5 examples in one request; at most 2"):
+        kind.decode_items([b"junk"] * 5, [tensor], max_batch=2)
+
+
+def test_a_lone_surrogate_text_is_a_decode_error():
+    from handlers.text_kinds import Text
+
+    with pytest.raises(RequestError, match="lone surrogate at character 4"):
+        Text.as_text("the \ud800 film")
+
+
 def test_class_scores_for_sigmoid_and_logits():
     binary = class_scores(np.array([[0.9], [0.2]]), "probabilities")
     assert np.allclose(binary, [[0.1, 0.9], [0.8, 0.2]])
