@@ -230,3 +230,22 @@ def test_a_dead_decode_loop_leaves_ready_and_the_model_serves_again_within_30s(
     print(f"{runtime}: down seen {went_down}; serving again {back:.1f} s after the kill")
     assert went_down and back < 30
     assert answer["token_ids"] == golden["token_ids"][1]
+
+
+def test_200_refused_3mb_openai_requests_leave_the_worker_where_it_was(servers):
+    """A refused request keeps nothing: not its OpenAI answer state, not its echoed model."""
+    server = servers["torchserve"]
+    client = TorchServeClient.for_server(server)
+    body = {"model": "m" * 3_000_000, "prompt": "The", "logprobs": 1}
+
+    def refused(count: int) -> None:
+        for _ in range(count):
+            reply = client.predict_raw(SPEC.name, body, version="1/v1/completions")
+            assert reply.status_code == 400 and "model" in reply.text, reply.text[:200]
+
+    refused(20)  # warm: allocator pools reach their size
+    before = worker_rss("torchserve", server)
+    refused(200)
+    after = worker_rss("torchserve", server)
+    print(f"torchserve: worker RSS {before / 2**20:.1f} -> {after / 2**20:.1f} MiB")
+    assert after - before < 32 * 2**20, (before, after)  # 200 kept bodies would be 600 MB
