@@ -3,8 +3,10 @@
 A model entry describes its first version (`version:`, default 1). Each item of `versions:`
 is another version of the same model: the same inputs, outputs, task and serving settings,
 with its own source and/or training settings. A trained version gets its own checkpoint folder
-(`checkpoints/<model>/v<n>/`, with the pre-processing assets training writes there) unless it
-names a checkpoint; a version you trained yourself names its checkpoint or exported file.
+(`checkpoints/<model>/v<n>/`, with the pre-processing assets training writes there; a Hugging
+Face folder's versions go inside it: `<folder>/v<n>/`) unless it names a checkpoint; a version
+you trained yourself names its checkpoint, exported file or pretrained folder (a folder of its
+own without training settings of its own is not trained here).
 
 `rollout:` holds the thresholds `make rollout`'s gate applies before a version takes traffic.
 """
@@ -79,6 +81,11 @@ def version_update(spec, entry: VersionSpec) -> dict[str, Any]:
             {**training.model_dump(exclude_unset=True), **entry.training}
         )
     preprocess = spec.task.preprocess
+    if source.pretrained is not None and "pretrained" in entry.source and not entry.training:
+        training = None  # a folder of its own (a fine-tune made elsewhere) is served as given
+    elif training is not None and "pretrained" not in entry.source and source.pretrained:
+        # trained here: the script writes the version's folder inside the first one's
+        source = source.model_copy(update={"pretrained": source.pretrained / f"v{entry.version}"})
     if training is not None and "checkpoint" not in entry.source and source.checkpoint is not None:
         base_dir = source.checkpoint.parent
         source = source.model_copy(
@@ -120,12 +127,14 @@ def version_problems(spec) -> list[str]:
         except ValueError as exc:
             problems.append(f"versions: version {entry.version}: {exc}".replace("\n", " "))
             continue
-        source = variant.source.checkpoint or variant.source.exported
+        source = variant.source.made
         if source in sources:
+            kinds = ("checkpoint", "exported", "pretrained")
+            field = next(f for f in kinds if getattr(variant.source, f) is not None)
             problems.append(
                 f"versions: version {variant.version} "
                 f"uses the same file as version {sources[source]} "
-                f"({source}); give it source.checkpoint (or source.exported) of its own"
+                f"({source}); give it a source.{field} of its own"
             )
         sources[source] = variant.version
     return problems

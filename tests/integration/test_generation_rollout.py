@@ -2,8 +2,8 @@
 version 2 whose final layer norm is nudged (most greedy tokens stay, some change) and a version 3
 with other random weights. Version 3 is refused by the gate on greedy-token agreement while
 streams run, and never answers an unversioned request; version 2 is rolled out and back under
-streams on both runtimes (`make drill`) with no stream failing and every answer equal to one
-version's eager tokens."""
+streams on both runtimes (`make drill`) with no stream failing, every answer equal to one
+version's eager tokens, and every stream that names a version answered by that version."""
 
 from __future__ import annotations
 

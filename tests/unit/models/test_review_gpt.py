@@ -15,14 +15,19 @@ from models.sentiment import DATA_DIR
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def sentences(tmp_path_factory):
     data = tmp_path_factory.mktemp("sentences")
     lines = []
     for name in ("amazon.tsv", "yelp.tsv"):
         lines += (DATA_DIR / name).read_text(encoding="utf-8").splitlines()[:300]
     (data / "reviews.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return data
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, sentences):
     out = tmp_path_factory.mktemp("review_gpt")
-    return out, train(out, data_dir=data, epochs=1)
+    return out, train(out, data_dir=sentences, epochs=1)
 
 
 def test_training_writes_a_hugging_face_folder_and_its_perplexity(trained):
@@ -56,3 +61,27 @@ def test_the_decode_loop_on_it_gives_generate_tokens_and_the_tokenizers_text(tra
         assert sequence.tokens == expected, f"prompt {i}"
         made = [t for t in sequence.tokens if t != end]
         assert streamed[i] == tokenizer.decode(made) == sequence.text
+
+
+def test_version_2_is_version_1_fine_tuned_into_its_own_folder_with_the_same_tokenizer(
+    trained, sentences
+):
+    from safetensors.torch import load_file
+
+    from models.review_gpt_finetune import finetune
+
+    out, _ = trained
+    metrics = finetune(out, out / "v2", data_dir=sentences)
+    assert (out / "v2" / "tokenizer.json").read_bytes() == (out / "tokenizer.json").read_bytes()
+    first, second = (load_file(f / "model.safetensors") for f in (out, out / "v2"))
+    assert first.keys() == second.keys()
+    assert any(not torch.equal(first[k], second[k]) for k in first)  # trained, not copied
+    assert json.loads((out / "v2" / "metrics.json").read_text()) == metrics
+    assert 1 < metrics["held_out_perplexity"] < 2048
+
+
+def test_fine_tuning_without_version_1_names_what_to_build_first(tmp_path):
+    from models.review_gpt_finetune import write
+
+    with pytest.raises(FileNotFoundError, match=r"build version 1 first"):
+        write(tmp_path / "v2")

@@ -37,6 +37,54 @@ def test_training_assets_of_a_version_move_to_its_folder_too():
     assert sentiment.task.preprocess.vocab == Path("checkpoints/sentiment_lstm/vocab.json")
 
 
+def test_review_gpt_ships_a_second_version_fine_tuned_into_a_folder_inside_the_first():
+    gpt = SPEC.select(["review_gpt"])[0]
+    assert gpt.version_numbers == [1, 2]
+    second = gpt.at_version(2)
+    assert second.source.pretrained == Path("checkpoints/review_gpt/v2")
+    assert second.training.script == "models.review_gpt_finetune:write"
+    assert gpt.source.pretrained == Path("checkpoints/review_gpt")
+    assert gpt.training.script == "models.review_gpt:write"
+
+
+GPT = SPEC.select(["review_gpt"])[0].model_copy(update={"versions": []})
+
+
+@pytest.mark.parametrize(
+    "entry, folder, trained",
+    [
+        # retrained here with other settings: into the first version's folder's v2/
+        ({"training": {"seed": 1}}, "checkpoints/review_gpt/v2", True),
+        # a fine-tune made elsewhere, given as its own folder: served as it is
+        (
+            {"source": {"pretrained": "checkpoints/review_gpt_ft"}},
+            "checkpoints/review_gpt_ft",
+            False,
+        ),
+        # its own folder, made here by its own training settings
+        ({"source": {"pretrained": "ft"}, "training": {"seed": 2}}, "ft", True),
+    ],
+)
+def test_a_hugging_face_folder_gets_versions_of_its_own(entry, folder, trained):
+    from scripts.spec.versions import VersionSpec, version_problems
+
+    versions = [VersionSpec(version=2, **entry)]
+    second = GPT.model_copy(update={"versions": versions}).at_version(2)
+    assert second.source.pretrained == Path(folder)
+    assert (second.training is not None) == trained
+    assert version_problems(GPT.model_copy(update={"versions": versions})) == []
+
+
+def test_two_versions_of_one_hugging_face_folder_are_refused():
+    from scripts.spec.versions import VersionSpec, version_problems
+
+    same = VersionSpec(version=2, source={"pretrained": "checkpoints/review_gpt"})
+    assert version_problems(GPT.model_copy(update={"versions": [same]})) == [
+        "versions: version 2 uses the same file as version 1 (checkpoints/review_gpt); give it "
+        "a source.pretrained of its own"
+    ]
+
+
 def test_an_unknown_version_is_named_with_the_known_ones():
     with pytest.raises(
         SpecError, match=r"digits_cnn: no version 9; versions in the spec: \[1, 2\]"
@@ -50,8 +98,8 @@ def test_an_unknown_version_is_named_with_the_known_ones():
         ("[{version: 1}]", "versions: version numbers must be unique, got [1, 1]"),
         (
             "[{version: 2}]",
-            "versions: version 2 uses the same file as version 1 (weights/tiny.pt); give it "
-            "source.checkpoint (or source.exported) of its own",
+            "versions: version 2 uses the same file as version 1 (weights/tiny.pt); give it a "
+            "source.checkpoint of its own",
         ),
         (
             "[{version: 2, training: {epochs: 3}}]",
