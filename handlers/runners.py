@@ -9,18 +9,14 @@ decrypted in memory: no plaintext copy of the weights is written.
 from __future__ import annotations
 
 import io
-import os
 import re
-import shutil
-import tempfile
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
-from handlers.encryption import decrypted
+from handlers.encryption import decrypted, in_memory_file
 
 Runner = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 
@@ -129,30 +125,6 @@ def register_op_libraries(source: str | io.BytesIO) -> list[str]:
         except ImportError:
             missing.append(namespace)
     return missing
-
-
-@contextmanager
-def in_memory_file(data: bytes, name: str) -> Iterator[str]:
-    """A path to `data` in an anonymous memory file (memfd), for a loader that wants a path.
-    The AOTInductor loader also unpacks its shared library into TMPDIR and keeps it there: that
-    goes to a private folder in memory (/dev/shm), removed once loaded (the library stays
-    mapped)."""
-    fd = os.memfd_create(name)
-    private = tempfile.mkdtemp(
-        prefix="torchship-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None
-    )
-    before = os.environ.get("TMPDIR")
-    os.environ["TMPDIR"] = private
-    try:
-        os.write(fd, data)
-        yield f"/proc/self/fd/{fd}"
-    finally:
-        if before is None:
-            os.environ.pop("TMPDIR", None)
-        else:
-            os.environ["TMPDIR"] = before
-        shutil.rmtree(private, ignore_errors=True)
-        os.close(fd)
 
 
 def output_list(outputs, names: list[str] | None = None) -> list:
