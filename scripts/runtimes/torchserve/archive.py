@@ -170,8 +170,9 @@ def check_loads(path: Path, spec: ModelSpec, layout: Layout) -> list[str]:
             handler.initialize(context)
             answer = handler.handle([{"body": body}], context)[0]
         except Exception as exc:  # anything a worker would die of
+            first = (str(exc).strip().splitlines() or [""])[0]  # not torch's whole traceback
             return [
-                f"{path.name}: the handler cannot load it: {type(exc).__name__}: {exc}; "
+                f"{path.name}: the handler cannot load it: {type(exc).__name__}: {first}; "
                 f"check {spec.name}'s export (`make export MODEL={spec.name}`)"
             ]
     if context.statuses.get(0, 200) != 200:

@@ -65,6 +65,9 @@ def check_torchscript(config: mc.ModelConfig, declared, path: Path, spec: ModelS
         for i, t in enumerate(tensors)
         if not t.name.endswith(f"__{i}")
     ]
+    from handlers.runners import register_op_libraries
+
+    register_op_libraries(str(path))  # torchvision::nms and the like, as a server has them
     with warnings.catch_warnings():  # TorchScript's deprecation notice: libtorch still reads it
         warnings.simplefilter("ignore")
         module = torch.jit.load(str(path), map_location="cpu")
