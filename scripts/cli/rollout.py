@@ -135,7 +135,14 @@ def drill(
         raise UserError(["no server is running; start them with `make serve` first"])
     report = run(models[0], version, servers, layout, clients)
     table = Table(
-        "runtime", "phase", "requests", "failed", "answered by version", "p50 ms", "p99 ms"
+        "runtime",
+        "phase",
+        "requests",
+        "failed",
+        "answered by version",
+        "wrong version",  # named one version, answered by another: never expected
+        "p50 ms",
+        "p99 ms",
     )
     for phase, per_runtime in report["phases"].items():
         for runtime, s in per_runtime.items():
@@ -145,6 +152,7 @@ def drill(
                 str(s["requests"]),
                 str(s["failed"]),
                 ", ".join(f"v{v}: {n}" for v, n in s["by_version"].items()),
+                str(s.get("wrong_version", 0)),
                 f"{s['p50_ms']:.1f}" if s["p50_ms"] else "-",
                 f"{s['p99_ms']:.1f}" if s["p99_ms"] else "-",
             )

@@ -101,8 +101,10 @@ def clean(spec: SpecOption = Path("models.yaml")):
     layout, models = selected_models(spec, None)
     if any(runtime.server.running(layout) for runtime in RUNTIMES.values()):
         raise UserError(["servers started by `make serve` still run; `make stop` first"])
-    trained = {
-        layout.source(v.source.checkpoint).parent
+    from scripts.pipeline.train import checkpoint_dir
+
+    trained = {  # a Hugging Face folder's too (its source has no checkpoint file)
+        checkpoint_dir(v, layout)
         for m in models
         if m.training is not None
         for v in (m.at_version(n) for n in m.version_numbers)

@@ -46,3 +46,30 @@ def test_unknown_model_and_missing_spec(tmp_path):
     result = run_cli("check", "--spec", str(tmp_path / "absent.yaml"))
     assert result.returncode == 2 and "spec file not found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_clean_empties_a_hugging_face_folder_trained_here_and_its_versions(tmp_path):
+    """`make clean` on a spec whose language model is trained into a folder (no checkpoint
+    file): it used to raise TypeError on the missing checkpoint."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "data").symlink_to(REPO / "models" / "data")
+    made = tmp_path / "checkpoints" / "gpt"
+    (made / "v2").mkdir(parents=True)
+    for path in (made / "model.safetensors", made / "v2" / "model.safetensors"):
+        path.write_bytes(b"weights")
+    (tmp_path / "models.yaml").write_text(
+        """models:
+  - name: gpt
+    version: 1
+    source: {pretrained: checkpoints/gpt}
+    training: {script: "models.review_gpt:write", data_files: [models/data/sentiment]}
+    task: {kind: generation, generation: {max_tokens: 8}}
+    versions:
+      - version: 2
+        training: {script: "models.review_gpt_finetune:write",
+                   data_files: [models/data/sentiment, checkpoints/gpt/model.safetensors]}
+"""
+    )
+    result = run_cli("clean", "--spec", str(tmp_path / "models.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert not any(made.iterdir())
