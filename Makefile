@@ -101,8 +101,9 @@ drill: install
 perf: install
 	$(CLI) perf --spec $(SPEC) --model $(or $(MODEL),digits_cnn)
 
+# Without .venv nothing was started; with it, a server that would not stop fails the target.
 stop:
-	@test -x $(PY) && $(CLI) stop --spec $(SPEC) || true
+	@if test -x $(PY); then $(CLI) stop --spec $(SPEC); fi
 
 # Prometheus on 127.0.0.1:9090 scraping `make serve`'s servers, with the spec's alert rules and a
 # Grafana dashboard (run/prometheus/); `make stop` stops it too.
@@ -151,4 +152,5 @@ lint: install
 # Stops what `make serve` started first (its pid files live in the run state), then removes
 # every generated folder and the checkpoints that training wrote.
 clean: stop
-	@test -x $(PY) && $(CLI) clean --spec $(SPEC) || rm -rf artifacts model_store triton_repo reports kserve .torchship
+	@if test -x $(PY); then $(CLI) clean --spec $(SPEC); \
+	else rm -rf artifacts model_store triton_repo reports kserve .torchship; fi
