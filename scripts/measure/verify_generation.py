@@ -18,9 +18,8 @@ SEEDED = {"prompt": "This film", "temperature": 0.8, "top_p": 0.95, "top_k": 40,
 
 
 def golden_generation(spec: ModelSpec, layout: Layout) -> dict:
-    from scripts.pipeline.export_generation import GOLDEN
 
-    return json.loads((layout.artifact_dir(spec) / GOLDEN).read_text())
+    return json.loads(layout.artifact(spec).golden_generation.read_text())
 
 
 def mismatches(answers: list[dict], golden: dict) -> list[str]:

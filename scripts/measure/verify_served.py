@@ -114,7 +114,7 @@ def serves_int8(spec: ModelSpec, runtime: str) -> bool:
 
 
 def check_golden(spec: ModelSpec, layout: Layout, endpoints: Endpoints) -> list[Check]:
-    golden = np.load(layout.artifact_dir(spec) / "golden.npz")
+    golden = np.load(layout.artifact(spec).golden)
     inputs = {t.name: golden[f"input.{t.name}"] for t in spec.inputs}
     eager = {t.name: golden[f"output.{t.name}"] for t in spec.outputs}
     checks, served, expected = [], {}, {False: eager}

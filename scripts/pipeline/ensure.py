@@ -141,9 +141,8 @@ def package(
 
 
 def is_sealed(spec: ModelSpec, layout: Layout) -> bool:
-    from scripts.pipeline.sealed import RECORD
 
-    return (layout.artifact_dir(spec) / RECORD).exists()
+    return layout.artifact(spec).record.exists()
 
 
 def refuse_changed(spec: ModelSpec, layout: Layout) -> None:

@@ -23,10 +23,10 @@ from handlers.runners import ARTIFACT_FILES, output_list, torch_runner
 from scripts.pipeline.exporters import export_format
 from scripts.pipeline.fingerprint import fingerprint, is_fresh, source_file, write_stamp
 from scripts.pipeline.loading import load_reference
-from scripts.pipeline.layout import Layout
+from scripts.pipeline.layout import ArtifactDir, Layout
 from scripts.pipeline.paths import exported_formats
 from scripts.pipeline.quantize import build_int8
-from scripts.pipeline.sealed import RECORD, refuse_changed, seal
+from scripts.pipeline.sealed import refuse_changed, seal
 from scripts.pipeline.verify import random_inputs, verify_formats
 from scripts.spec import BuildError, ModelSpec
 
@@ -136,7 +136,7 @@ def write_golden(spec: ModelSpec, reference, out: Path, layout: Layout) -> None:
     inputs = golden_inputs(spec, layout)
     outputs = torch_runner(reference, spec.tensor_names, spec.output_names)(inputs)
     np.savez(
-        out / "golden.npz",
+        ArtifactDir(out).golden,
         **{f"input.{k}": v for k, v in inputs.items()},
         **{f"output.{t.name}": v for t, v in zip(spec.outputs, outputs)},
     )
@@ -157,18 +157,18 @@ def export_model(
         from scripts.pipeline.export_generation import export_generation
 
         return ExportResult(spec.name, *export_generation(spec, layout, force))
-    out = layout.artifact_dir(spec)
-    stamp, report_path = out / "build.json", out / "verify.json"
+    artifact = layout.artifact(spec)
+    out, stamp, report_path = artifact.root, artifact.stamp, artifact.report
     require_sources(spec, layout)
     refuse_changed(spec, layout, force)
     expected = export_fingerprint(spec, layout)
     files = [out / ARTIFACT_FILES[f] for f in exported_formats(spec, layout)] + [
-        out / "golden.npz",
+        artifact.golden,
         report_path,
     ]
     master = configured_key(spec)  # a bad key fails here, before any plaintext is written
     if not force and is_fresh(stamp, expected, files):
-        if not (out / RECORD).exists():  # built before versions were sealed
+        if not artifact.record.exists():  # built before versions were sealed
             seal(spec, layout)
         encrypt_exports(spec, files[:-2], master)  # a key set since the export
         return ExportResult(spec.name, True, json.loads(report_path.read_text()))

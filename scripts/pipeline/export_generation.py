@@ -22,10 +22,9 @@ from handlers.completions import LanguageModel
 from handlers.generating import Generating
 from scripts.pipeline.fingerprint import fingerprint, is_fresh, source_file, write_stamp
 from scripts.pipeline.layout import Layout
-from scripts.pipeline.sealed import RECORD, refuse_changed, seal
+from scripts.pipeline.sealed import refuse_changed, seal
 from scripts.spec import BuildError, ModelSpec
 
-GOLDEN = "golden_generation.json"
 FOLDER_FILES = ("config.json", "model.safetensors", "tokenizer.json", "generation_config.json")
 # Golden prompts: different lengths, review-like and not; a spec may give its own.
 PROMPTS = [
@@ -62,13 +61,14 @@ def generation_fingerprint(spec: ModelSpec, layout: Layout) -> str:
 
 def export_generation(spec: ModelSpec, layout: Layout, force: bool = False) -> tuple[bool, dict]:
     """(up to date already?, the verification report)."""
-    out = layout.artifact_dir(spec)
-    stamp, report_path = out / "build.json", out / "verify.json"
+    artifact = layout.artifact(spec)
+    out, stamp, report_path = artifact.root, artifact.stamp, artifact.report
     require_files(spec, layout)
     refuse_changed(spec, layout, force)
     expected = generation_fingerprint(spec, layout)
-    if not force and is_fresh(stamp, expected, [out / "pretrained", out / GOLDEN, report_path]):
-        if not (out / RECORD).exists():
+    made = [out / "pretrained", artifact.golden_generation, report_path]
+    if not force and is_fresh(stamp, expected, made):
+        if not artifact.record.exists():
             seal(spec, layout)
         return True, json.loads(report_path.read_text())
     shutil.rmtree(out, ignore_errors=True)
@@ -77,7 +77,7 @@ def export_generation(spec: ModelSpec, layout: Layout, force: bool = False) -> t
     language = LanguageModel(out / "pretrained", spec.task.generation)
     golden = eager_tokens(language, PROMPTS, spec.task.generation.max_tokens)
     report = verify_decode_loop(spec, language, golden)
-    (out / GOLDEN).write_text(json.dumps(golden, indent=1) + "\n")
+    artifact.golden_generation.write_text(json.dumps(golden, indent=1) + "\n")
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     write_stamp(stamp, expected, formats={"pretrained": "pretrained"}, skipped={})
     seal(spec, layout)

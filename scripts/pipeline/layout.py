@@ -19,6 +19,39 @@ TORCHSERVE_CONFIG = "config.properties"
 
 
 @dataclass(frozen=True)
+class ArtifactDir:
+    """One model version's artifact folder and the files every later step reads from it: the
+    folder's contract, named here once."""
+
+    root: Path
+
+    @property
+    def golden(self) -> Path:
+        """Golden samples of a tensor model: inputs and eager outputs (npz)."""
+        return self.root / "golden.npz"
+
+    @property
+    def golden_generation(self) -> Path:
+        """Golden prompts of a generation model and eager generate()'s tokens."""
+        return self.root / "golden_generation.json"
+
+    @property
+    def stamp(self) -> Path:
+        """The export's fingerprint and the formats it wrote."""
+        return self.root / "build.json"
+
+    @property
+    def report(self) -> Path:
+        """The verification report of every format against eager."""
+        return self.root / "verify.json"
+
+    @property
+    def record(self) -> Path:
+        """What this version was built from (sealed: a built version is immutable)."""
+        return self.root / "version.json"
+
+
+@dataclass(frozen=True)
 class Layout:
     root: Path  # the spec's folder: inputs resolve here
     out: Path  # generated outputs go here
@@ -64,6 +97,10 @@ class Layout:
     def artifact_dir(self, spec: ModelSpec) -> Path:
         """One model version's exports, golden samples and verification report."""
         return self.artifacts / spec.name / str(spec.version)
+
+    def artifact(self, spec: ModelSpec) -> ArtifactDir:
+        """The same folder with its files named."""
+        return ArtifactDir(self.artifact_dir(spec))
 
     # --- run state ---------------------------------------------------------------------------
     @property

@@ -13,7 +13,7 @@ def exported_formats(spec: ModelSpec, layout: Layout) -> list[str]:
     import json
 
     try:
-        return list(json.loads((layout.artifact_dir(spec) / "build.json").read_text())["formats"])
+        return list(json.loads(layout.artifact(spec).stamp.read_text())["formats"])
     except (OSError, ValueError, KeyError):
         return spec.export.wanted
 
@@ -22,7 +22,7 @@ def golden(spec: ModelSpec, layout: Layout) -> dict:
     """The golden model inputs saved by export: {input name: rows}."""
     import numpy as np
 
-    with np.load(layout.artifact_dir(spec) / "golden.npz") as saved:
+    with np.load(layout.artifact(spec).golden) as saved:
         return {t.name: saved[f"input.{t.name}"] for t in spec.inputs}
 
 

@@ -49,10 +49,5 @@ def plan_fingerprint(
 ) -> str:
     """One hash over the plan (labels and assets inlined), its input files, the export's
     stamp, the run-time code shipped with it and the runtime's own build code."""
-    files = [
-        *spec.input_files(layout.root),
-        layout.artifact_dir(spec) / "build.json",
-        *HANDLER_SOURCES,
-        *code,
-    ]
+    files = [*spec.input_files(layout.root), layout.artifact(spec).stamp, *HANDLER_SOURCES, *code]
     return fingerprint({"plan": plan.model_dump(mode="json"), "extra": list(extra)}, files)

@@ -14,8 +14,6 @@ from scripts.pipeline.fingerprint import file_digest, source_file
 from scripts.pipeline.layout import Layout
 from scripts.spec import BuildError, ModelSpec
 
-RECORD = "version.json"
-
 
 def identity(spec: ModelSpec, layout: Layout) -> dict:
     """What makes this version this model: its settings and the files its weights come from (a
@@ -77,7 +75,7 @@ def comparable(record: dict) -> dict:
 
 def refuse_changed(spec: ModelSpec, layout: Layout, force: bool = False) -> None:
     """BuildError when this version was built before from other inputs (unless forced)."""
-    record = layout.artifact_dir(spec) / RECORD
+    record = layout.artifact(spec).record
     if force or not record.exists():
         return
     built, now = comparable(json.loads(record.read_text())), comparable(identity(spec, layout))
@@ -91,6 +89,4 @@ def refuse_changed(spec: ModelSpec, layout: Layout, force: bool = False) -> None
 
 
 def seal(spec: ModelSpec, layout: Layout) -> None:
-    (layout.artifact_dir(spec) / RECORD).write_text(
-        json.dumps(identity(spec, layout), indent=1) + "\n"
-    )
+    layout.artifact(spec).record.write_text(json.dumps(identity(spec, layout), indent=1) + "\n")

@@ -58,7 +58,7 @@ def shadow_inputs(versions: list[ModelSpec], layout: Layout) -> list[Inputs]:
 
     groups = []
     for spec in versions:
-        with np.load(layout.artifact_dir(spec) / "golden.npz") as golden:
+        with np.load(layout.artifact(spec).golden) as golden:
             groups.append({t.name: golden[f"input.{t.name}"] for t in spec.inputs})
     pipeline = Pipeline(serving_plan(versions[0], layout))
     requests = {p.name: p for spec in versions for p in example_requests(spec, layout)}

@@ -44,7 +44,7 @@ def int8_deployment(runtime, specs: list[ModelSpec], layout: Layout, workdir: Pa
 def gate_figures(spec: ModelSpec, layout: Layout) -> dict | None:
     """What export recorded about the int8 model: method, sizes, the accuracy gate."""
     try:
-        return json.loads((layout.artifact_dir(spec) / "verify.json").read_text()).get("int8")
+        return json.loads(layout.artifact(spec).report.read_text()).get("int8")
     except (OSError, ValueError):
         return None
 

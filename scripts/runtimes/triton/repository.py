@@ -140,7 +140,7 @@ def build_model(
         write_config(generation_config(plan), out / spec.name)
         return [spec.name]
     signature = checked_signature(spec, layout)
-    golden = np.load(layout.artifact_dir(spec) / "golden.npz")
+    golden = np.load(layout.artifact(spec).golden)
     version = str(spec.version)
     config = model_config(plan, backend, signature)
     model_dir = out / spec.name
@@ -212,7 +212,7 @@ def repo_fingerprint(spec: ModelSpec, layout: Layout, backend: str, fmt: str | N
     code = [
         Path(__file__),
         *(Path(__file__).with_name(m) for m in WRITERS),
-        layout.artifact_dir(spec) / "golden.npz",
+        layout.artifact(spec).golden,
     ]
     return plan_fingerprint(spec, layout, plan, backend, code=code)
 

@@ -69,7 +69,7 @@ def test_a_checkpoint_anywhere_is_sealed_and_old_records_still_compare(tiny_spec
     layout.artifact_dir(near).mkdir(parents=True)
     old = sealed.identity(near, layout)
     assert "weights/tiny.pt" in old["files"]
-    (layout.artifact_dir(near) / sealed.RECORD).write_text(json.dumps(old))
+    layout.artifact(near).record.write_text(json.dumps(old))
     entry = TINY_ENTRY.format(name="tiny", formats="torchscript").replace(
         "weights/tiny.pt", str(far)
     )
