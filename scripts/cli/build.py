@@ -13,6 +13,7 @@ from scripts.cli.common import (
     ForceOption,
     ModelOption,
     SpecOption,
+    StepLog,
     app,
     console,
     progress,
@@ -51,10 +52,12 @@ def build_through(stage: str, spec: Path, model, force: bool, runtimes=(), optio
     from scripts.pipeline.ensure import ensure_built
 
     layout, models = selected_models(spec, model)
+    steps = StepLog()
     with progress() as bar:
         task = bar.add_task(stage, total=None)
 
         def say(step: str, name: str, detail: str) -> None:
+            steps.at(step, name)
             bar.update(task, description=f"{step} {name}" + (f": {detail}" if detail else ""))
 
         built = ensure_built(
@@ -68,6 +71,7 @@ def build_through(stage: str, spec: Path, model, force: bool, runtimes=(), optio
             keep_going=True,
         )
         bar.update(task, description=f"{stage}: done")
+    steps.summary()
     return layout, models, built
 
 

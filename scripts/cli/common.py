@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -79,3 +80,31 @@ def progress() -> Progress:
         console=console,
         transient=False,
     )
+
+
+class StepLog:
+    """A line for each model and step as it starts (a log or CI shows what the build is doing,
+    not only a progress bar redrawn in place) and the slow steps' times at the end."""
+
+    def __init__(self):
+        self.times: dict[tuple[str, str], float] = {}
+        self.current: tuple[str, str] | None = None
+        self.started = self.since = time.monotonic()
+
+    def at(self, step: str, name: str, detail: str = "") -> None:
+        if (step, name) == self.current:
+            return
+        self.close()
+        self.current, self.since = (step, name), time.monotonic()
+        console.print(f"{step} {name} ...", highlight=False)
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.times[self.current] = time.monotonic() - self.since
+
+    def summary(self) -> None:
+        self.close()
+        slow = {key: s for key, s in self.times.items() if s >= 1.0}  # up to date: quiet
+        if slow:
+            lines = ", ".join(f"{step} {name} {s:.1f}s" for (step, name), s in slow.items())
+            console.print(f"build steps: {lines}; total {time.monotonic() - self.started:.1f}s")

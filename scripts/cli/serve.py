@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from scripts.cli.common import ModelOption, SpecOption, app, console, selected_models, user_errors
+from scripts.cli.common import (
+    ModelOption,
+    SpecOption,
+    StepLog,
+    app,
+    console,
+    selected_models,
+    user_errors,
+)
 from scripts.spec import BuildError, UserError
 
 RuntimeOption = Annotated[str, typer.Option("--runtime", help="all, torchserve or triton.")]
@@ -30,7 +38,9 @@ def serve(
 
     layout, models = selected_models(spec, model)
     # every runtime's artifacts before any starts; a model that cannot be built is left out
-    built = ensure_built(models, layout, selected(runtime), keep_going=True)
+    steps = StepLog()
+    built = ensure_built(models, layout, selected(runtime), keep_going=True, say=steps.at)
+    steps.summary()
     unbuilt = [f"{why} (not served)" for why in built.failed.values()]
     models = [m for m in models if m.name not in built.failed]
     if not models:

@@ -220,3 +220,6 @@ def test_serve_serves_the_models_that_built_and_names_the_one_that_did_not(
     assert "broken: source.checkpoint weights/broken.pt does not fit" in done.output
     assert (out / "model_store" / "tiny2.mar").exists()
     assert (out / "triton_repo" / "tiny2" / "config.pbtxt").exists()
+    # a line for each model and step as it starts: a log shows what the build is doing
+    for line in ("export tiny ...", "export broken ...", "export tiny2 ...", "package TorchServe"):
+        assert line in done.output, done.output
