@@ -19,7 +19,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from handlers.sampling import Sampling
 from handlers.plan import Generation
-from handlers.processing import RequestError
+from handlers.processing import RequestError, unicode_text
 
 SAMPLING_FIELDS = ("max_tokens", "temperature", "top_p", "top_k", "seed", "stop")
 # `model` is what OpenAI's clients always send; the route has already chosen the model
@@ -44,15 +44,6 @@ def vllm_numbers(sampling: dict) -> dict:
             except ValueError:
                 raise RequestError(f"{name}: expected a number, got {read[name]!r}") from None
     return read
-
-
-def unicode_text(value: str) -> str:
-    """Text that UTF-8 can carry: a lone surrogate (JSON's "\\ud800") cannot be tokenized."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"not valid Unicode (a lone surrogate at character {exc.start})") from None
-    return value
 
 
 def whole_number(value: Any) -> Any:

@@ -21,6 +21,16 @@ class RequestError(ValueError):
         self.reason = reason
 
 
+def unicode_text(value: str) -> str:
+    """Text that UTF-8 can carry: a lone surrogate (JSON's "\\ud800") cannot be tokenized.
+    ValueError, so pydantic validators can use it; callers outside pydantic re-raise it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not valid Unicode (a lone surrogate at character {exc.start})") from None
+    return value
+
+
 # --- tabular ---------------------------------------------------------------------------------
 
 

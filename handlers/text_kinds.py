@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field, PrivateAttr
 
 from handlers.kind_base import Kind, check_count
-from handlers.processing import RequestError, tokenize
+from handlers.processing import RequestError, tokenize, unicode_text
 from handlers.tensors import TensorSpec, check_rows
 
 
@@ -54,12 +54,9 @@ class Text(Kind):
         if not item.strip():
             raise RequestError("empty text: send a non-empty sentence")
         try:
-            item.encode("utf-8")
-        except UnicodeEncodeError as exc:  # JSON's "\ud800": no tokenizer can take it
-            raise RequestError(
-                f"text is not valid Unicode (a lone surrogate at character {exc.start})", "decode"
-            ) from None
-        return item
+            return unicode_text(item)
+        except ValueError as exc:
+            raise RequestError(f"text is {exc}", "decode") from None
 
     def decode(self, item: bytes | str, tensor: TensorSpec) -> np.ndarray:
         return tokenize(self.as_text(item), self._ids, self.max_length, self.lowercase)
