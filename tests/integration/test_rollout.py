@@ -42,9 +42,10 @@ def checkout(tmp_path_factory):
             "training": {"data": None},
         }
     )
-    # these tests are about answers under load, not latency: the p99 gate only refuses a version
-    # many times slower (the drill's 24 clients share 2 cores with both servers and the gate)
-    entry["rollout"] = {**entry.get("rollout", {}), "max_p99_factor": 20.0}
+    # these tests are about answers under load, not latency: no time decides them (on 2 shared
+    # cores a freshly loaded version's p99 was once 35x the serving one's); the p99 comparison
+    # itself is tested on given latencies in tests/unit/rollout/test_gate.py
+    entry["rollout"] = {**entry.get("rollout", {}), "max_p99_factor": 1e9}
     (scratch / "models.yaml").write_text(yaml.safe_dump({"models": [entry]}, sort_keys=False))
     layout = scratch_checkout(scratch)
     spec = load_spec(scratch / "models.yaml").models[0]
