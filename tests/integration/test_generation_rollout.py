@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 VERSIONS = """    versions:
       - {version: 2, description: "layer norm nudged", source: {checkpoint: weights/lm2.pt}}
       - {version: 3, description: "other random weights", source: {checkpoint: weights/lm3.pt}}
-    rollout: {min_token_agreement: 0.5, max_ttft_factor: 20.0}
+    rollout: {min_token_agreement: 0.5, max_ttft_factor: 1.0e+9}  # answers decide, not times
 """
 
 
