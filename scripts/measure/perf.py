@@ -130,6 +130,7 @@ def run(
     workdir: Path,
     timeout_s: float = 300,
     admin_key: str | None = None,
+    measurement: dict = MEASUREMENT,
 ) -> list[dict]:
     """One perf_analyzer run per concurrency level; their parsed rows, in order. `admin_key`:
     Triton's, for the statistics API perf_analyzer reads (sent over HTTP only)."""
@@ -142,7 +143,7 @@ def run(
     for level in concurrency:
         report = workdir / f"{model}.{protocol}.c{level}.csv"
         done = subprocess.run(
-            command(model, url, protocol, level, data_file, report, headers=headers),
+            command(model, url, protocol, level, data_file, report, measurement, headers=headers),
             env=environment(workdir),
             capture_output=True,
             text=True,

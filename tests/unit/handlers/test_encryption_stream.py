@@ -47,7 +47,9 @@ def test_chunked_files_of_any_size_round_trip(size, key, tmp_path):
     data = os.urandom(size)
     path = sealed_file(tmp_path, data, key, chunk=64)
     blob = path.read_bytes()
-    assert blob.startswith(MAGIC) and data not in blob or size == 0
+    assert blob.startswith(MAGIC)
+    # a few random bytes can occur in any ciphertext by chance: only a longer run tells
+    assert size < 16 or data not in blob
     chunks = max(1, -(-size // 64))
     assert len(blob) == len(MAGIC) + 7 + 4 + size + 16 * chunks
     assert decrypted(path, *OWNER) == data
