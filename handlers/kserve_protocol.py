@@ -156,7 +156,7 @@ def parse_v2(pipeline, body: dict) -> tuple[dict[str, np.ndarray], Envelope]:
 def labelled(plan, tensors: bool) -> bool:
     """An encoded request to a classifier is answered with label and score, as the Triton
     ensemble answers; anything else with the model's output tensors."""
-    return not tensors and plan.task.kind == "classification"
+    return not tensors and plan.task.serving.labelled
 
 
 def answered_outputs(plan, tensors: bool) -> list[str]:

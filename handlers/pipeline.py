@@ -16,7 +16,7 @@ import numpy as np
 from handlers import kserve_protocol
 from handlers.kserve_protocol import Envelope
 from handlers.plan import ServingPlan
-from handlers.processing import RequestError, class_scores, top_labels
+from handlers.processing import RequestError
 from handlers.tensors import check_rows, numeric_array
 
 FORM = "application/x-www-form-urlencoded"
@@ -44,7 +44,7 @@ class Pipeline:
         """A model the runtimes never batch (max_batch_size 0) answers each request with its
         outputs as they are: their first axis need not be one row per example (an output whose
         length depends on the input). Classifiers still label row by row."""
-        return self.max_batch == 0 and self.plan.task.kind != "classification"
+        return self.max_batch == 0 and not self.plan.task.serving.labelled
 
     @property
     def expected_input(self) -> str:
@@ -187,8 +187,5 @@ class Pipeline:
             {"outputs": {t.name: o[i].tolist() for t, o in zip(self.plan.outputs, outputs)}}
             for i in range(len(outputs[0]))
         ]
-        if task.kind == "classification":
-            scores = class_scores(outputs[0], task.output)
-            for answer, labelled in zip(answers, top_labels(scores, task.labels, task.top_k)):
-                answer.update(labelled)
+        task.serving.label(answers, outputs, task)
         return answers

@@ -17,11 +17,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from handlers.kinds import Kind, Preprocess
-from handlers.runners import ARTIFACT_FILES
+from handlers.formats import FORMAT_NAMES, format_of
+from handlers.tasks import ServingTask, TaskKind, serving_task
 from handlers.tensors import TensorSpec
 
 PLAN_FILE = "serving_plan.json"
-Format = Literal["torchscript", "onnx", "aoti", "exported_program", "onnx_int8", "pretrained"]
+Format = Literal[FORMAT_NAMES]  # the registry's names (handlers/formats/)
 
 
 class StrictModel(BaseModel):
@@ -94,7 +95,7 @@ class Generation(StrictModel):
 
 
 class TaskPlan(StrictModel):
-    kind: Literal["classification", "regression", "embedding", "raw", "generation"]
+    kind: TaskKind
     output: Literal["logits", "probabilities"] = "logits"
     top_k: int = 1
     labels: list[str] = []
@@ -106,6 +107,10 @@ class TaskPlan(StrictModel):
         other models stay what they were before it existed."""
         data = handler(self)
         return {k: v for k, v in data.items() if not (k == "generation" and v is None)}
+
+    @property
+    def serving(self) -> ServingTask:
+        return serving_task(self.kind)
 
 
 class ServingPlan(StrictModel):
@@ -122,7 +127,7 @@ class ServingPlan(StrictModel):
 
     @property
     def artifact(self) -> str:
-        return ARTIFACT_FILES[self.format]
+        return format_of(self.format).file
 
     @property
     def input_names(self) -> list[str]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from handlers.batching import Failure, isolated
 from handlers.completions import Completion, completion_json
+from handlers.formats import FORMATS
 from handlers.generating import Generating, end_process
 from handlers.metrics import Sink
 from handlers.openai_api import EVENT_STREAM, OpenAIAnswer, chat_template, read_openai, route_kind
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 class ContinuousBatching:
     def __init__(self, model_dir: str | Path, sink: Sink | None = None):
         self.generating = Generating.load(model_dir, sink)
-        self.template = chat_template(Path(model_dir) / "pretrained")
+        self.template = chat_template(Path(model_dir) / FORMATS["pretrained"].file)
         self.openai: dict[str, OpenAIAnswer] = {}  # requests that came by an OpenAI route
 
     def admit(self, key: str, body, url_path: str | None) -> Failure | Completion:

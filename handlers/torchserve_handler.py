@@ -13,7 +13,39 @@ from pathlib import Path
 from handlers.plan import ServingPlan
 from handlers.serving_core import Answer, Request, ServingCore
 from handlers.serving_modes import serving_mode
+from handlers.torchserve_generation import ContinuousBatching
 from handlers.torchserve_metrics import sink_of
+
+
+class OnePass:
+    """A forward model: each batch through the serving core, answered once per request."""
+
+    def __init__(self, model_dir: str, context):
+        self.core = ServingCore.load(model_dir, sink_of(context))
+        self.mode = serving_mode(self.core)
+
+    def handle(self, data: list[dict], context) -> list:
+        requests = [Request(request_body(r), content_type(context, i)) for i, r in enumerate(data)]
+        sink = ContextSink(context, len(requests))
+        self.mode.serve(requests, sink)
+        return sink.finals
+
+
+class Decoding:
+    """A generation model: one handle() call is one decode step (continuousBatching)."""
+
+    def __init__(self, model_dir: str, context):
+        self.generating = ContinuousBatching(model_dir, sink_of(context))
+
+    def handle(self, data: list[dict], context) -> list:
+        keys = [context.request_ids[i] for i in range(len(data))]
+        url_paths = [context.get_request_header(i, "url_path") for i in range(len(data))]
+        bodies = [request_body(r) for r in data]
+        return self.generating.step(keys, bodies, url_paths, context)
+
+
+# the serving task's engine (handlers/tasks.py) -> how TorchServe's calls reach it
+ENGINES = {"forward": OnePass, "generate": Decoding}
 
 
 class SpecHandler:
@@ -24,31 +56,12 @@ class SpecHandler:
 
     def initialize(self, context) -> None:
         model_dir = context.system_properties["model_dir"]
-        if ServingPlan.load(Path(model_dir)).task.generation is not None:
-            from handlers.torchserve_generation import ContinuousBatching
-
-            self.generating = ContinuousBatching(model_dir, sink_of(context))
-            self.initialized = True
-            return
-        self.generating = None
-        self.core = ServingCore.load(model_dir, sink_of(context))
-        self.plan = self.core.plan
-        self.mode = serving_mode(self.core)
+        engine = ServingPlan.load(Path(model_dir)).task.serving.engine
+        self.engine = ENGINES[engine](model_dir, context)
         self.initialized = True
 
     def handle(self, data: list[dict], context) -> list:
-        if self.generating is not None:
-            return self.generate_step(data, context)
-        requests = [Request(request_body(r), content_type(context, i)) for i, r in enumerate(data)]
-        sink = ContextSink(context, len(requests))
-        self.mode.serve(requests, sink)
-        return sink.finals
-
-    def generate_step(self, data: list[dict], context) -> list:
-        keys = [context.request_ids[i] for i in range(len(data))]
-        url_paths = [context.get_request_header(i, "url_path") for i in range(len(data))]
-        bodies = [request_body(r) for r in data]
-        return self.generating.step(keys, bodies, url_paths, context)
+        return self.engine.handle(data, context)
 
 
 class ContextSink:

@@ -91,22 +91,30 @@ class TritonPythonModel:
         self.input_names = [t["name"] for t in model_config["input"]]
         self.output_names = [t["name"] for t in model_config["output"]]
         self.decoupled = pb_utils.using_decoupled_model_transaction_policy(model_config)
-        if self.role == "model" and ServingPlan.load(HERE).task.generation is not None:
-            self.streamer = Streamer(HERE)
-            return
         self.streamer = None
         if self.role == "model":  # loads the serving plan and the artifact, like TorchServe
-            self.core = ServingCore.load(HERE, TritonSink())
-            self.mode = serving_mode(self.core)
-            self.plan, self.pipeline = self.core.plan, self.core.pipeline
-            self.metrics = self.core.metrics
-        else:
-            self.plan = ServingPlan.load(HERE)
-            self.pipeline = Pipeline(self.plan)
-            self.metrics = ModelMetrics(self.plan.name, self.plan.version, TritonSink())
-            self.metrics.loaded()
+            self.ENGINES[ServingPlan.load(HERE).task.serving.engine](self)
+            return
+        self.plan = ServingPlan.load(HERE)
+        self.pipeline = Pipeline(self.plan)
+        self.metrics = ModelMetrics(self.plan.name, self.plan.version, TritonSink())
+        self.metrics.loaded()
         self.produced = self.pipeline.kind.produces(self.plan.inputs)  # what preprocess outputs
         self.dtypes = self.output_dtypes()
+
+    def start_forward(self) -> None:
+        self.core = ServingCore.load(HERE, TritonSink())
+        self.mode = serving_mode(self.core)
+        self.plan, self.pipeline = self.core.plan, self.core.pipeline
+        self.metrics = self.core.metrics
+        self.produced = self.pipeline.kind.produces(self.plan.inputs)
+        self.dtypes = self.output_dtypes()
+
+    def start_decoding(self) -> None:
+        self.streamer = Streamer(HERE)  # decoupled: its own thread answers
+
+    # the serving task's engine (handlers/tasks.py) -> how this model starts it
+    ENGINES = {"forward": start_forward, "generate": start_decoding}
 
     def execute(self, requests: list) -> list | None:
         if self.streamer is not None:  # decoupled: the streamer's thread answers

@@ -16,7 +16,6 @@ from scripts.cli.common import (
     StepLog,
     app,
     console,
-    progress,
     selected_models,
     user_errors,
 )
@@ -47,31 +46,25 @@ def check(spec: SpecOption = Path("models.yaml")):
 
 
 def build_through(stage: str, spec: Path, model, force: bool, runtimes=(), options=None):
-    """The one build path (scripts/pipeline/ensure.py) under a progress line; a model that
-    cannot be built is left out (`failed_models` names it once the others' table is printed)."""
+    """The one build path (scripts/pipeline/ensure.py), saying each step as it runs and ending
+    with the table of steps; a model that cannot be built is left out (`failed_models` names it
+    once the others' table is printed)."""
     from scripts.pipeline.ensure import ensure_built
 
     layout, models = selected_models(spec, model)
-    steps = StepLog()
-    with progress() as bar:
-        task = bar.add_task(stage, total=None)
-
-        def say(step: str, name: str, detail: str) -> None:
-            steps.at(step, name)
-            bar.update(task, description=f"{step} {name}" + (f": {detail}" if detail else ""))
-
-        built = ensure_built(
-            models,
-            layout,
-            list(runtimes),
-            through=stage,
-            force=force,
-            options=options,
-            say=say,
-            keep_going=True,
+    with StepLog(models, runtimes) as steps:
+        built = steps.record(
+            ensure_built(
+                models,
+                layout,
+                list(runtimes),
+                through=stage,
+                force=force,
+                options=options,
+                say=steps.at,
+                keep_going=True,
+            )
         )
-        bar.update(task, description=f"{stage}: done")
-    steps.summary()
     return layout, models, built
 
 

@@ -14,15 +14,18 @@ from scripts.pipeline.layout import Layout
 from scripts.cli.serve import RuntimeOption
 from scripts.cli.common import ModelOption, SpecOption, app, console, selected_models, user_errors
 from scripts.spec import ModelSpec
+from scripts.tasks import task_of
 
 
-def refuse_generation(models: list[ModelSpec], command: str) -> None:
-    """Requests/s of one-pass models are this command's; a generation model's are tokens/s."""
+def refuse_other_measures(models: list[ModelSpec], command: str) -> None:
+    """Requests/s of one-pass models are this command's; a model whose task kind is measured
+    otherwise (a generation model: tokens/s) is sent to its own command."""
     for m in models:
-        if m.task.generation is not None:
+        elsewhere = task_of(m).bench_command
+        if elsewhere != "bench":
             raise typer.BadParameter(
-                f"{m.name} is a generation model: `make {command}` measures one-pass models; "
-                f"its tokens/s come from `make bench-generation MODEL={m.name}`"
+                f"{m.name} is a {m.task.kind} model: `make {command}` measures one-pass models; "
+                f"its figures come from `make {elsewhere} MODEL={m.name}`"
             )
 
 
@@ -64,7 +67,7 @@ def bench(
     if not model:
         wanted = set(FULL_MODELS) | set(BRIEF_MODELS)
         models = [m for m in models if m.name in wanted] or models
-    refuse_generation(models, "bench")
+    refuse_other_measures(models, "bench")
     ensure_built(
         models,
         layout,
@@ -111,7 +114,7 @@ def tune(
     from scripts.runtimes.registry import selected
 
     layout, models = selected_models(spec, [model])
-    refuse_generation(models, "tune")
+    refuse_other_measures(models, "tune")
     report = run_tune(
         models[0],
         layout,
@@ -178,7 +181,7 @@ def perf(
         raise BuildError(
             f"unknown model {model!r}; serve one of the spec's models or <name>_ensemble"
         )
-    refuse_generation([owner], "perf")
+    refuse_other_measures([owner], "perf")
     rows = perf_rows(owner, layout, model)
     table = Table("model", "protocol", "concurrency", "infer/s", "p50 ms", "p99 ms")
     protocols = ["http", "grpc"] if protocol == Protocol.both else [protocol.value]
@@ -220,7 +223,7 @@ def bench_generation(
     from scripts.runtimes.registry import selected
 
     layout, models = selected_models(spec, model)
-    models = [m for m in models if m.task.generation is not None]
+    models = [m for m in models if task_of(m).bench_command == "bench-generation"]
     if not models:
         raise typer.BadParameter("no generation model selected (task: {kind: generation})")
     runtimes = selected(runtime)

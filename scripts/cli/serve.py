@@ -38,9 +38,9 @@ def serve(
 
     layout, models = selected_models(spec, model)
     # every runtime's artifacts before any starts; a model that cannot be built is left out
-    steps = StepLog()
-    built = ensure_built(models, layout, selected(runtime), keep_going=True, say=steps.at)
-    steps.summary()
+    runtimes = selected(runtime)
+    with StepLog(models, runtimes) as steps:
+        built = steps.record(ensure_built(models, layout, runtimes, keep_going=True, say=steps.at))
     unbuilt = [f"{why} (not served)" for why in built.failed.values()]
     models = [m for m in models if m.name not in built.failed]
     if not models:
@@ -133,7 +133,8 @@ def clean(spec: SpecOption = Path("models.yaml")):
 def verify_served(spec: SpecOption = Path("models.yaml"), model: ModelOption = None):
     """Send every golden sample and example request through every served endpoint and compare
     with eager PyTorch (reuses running servers, else starts and stops them)."""
-    from scripts.measure.verify_served import verify_served_versions, write_report
+    from scripts.measure.verification import verify_served_versions
+    from scripts.measure.verify_served import write_report
     from scripts.pipeline.ensure import ensure_built
     from scripts.runtimes.registry import RUNTIMES
     from scripts.runtimes.serving import serving

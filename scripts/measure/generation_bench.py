@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from handlers.formats import FORMATS
 from scripts.pipeline.layout import Layout
 from scripts.runtimes.protocols import GenerateCall
 from scripts.spec import ModelSpec
@@ -77,7 +78,9 @@ def in_process_limits(spec: ModelSpec, layout: Layout, work: Workload) -> dict:
     from handlers.completions import LanguageModel
 
     torch.set_num_threads(spec.serving.threads)
-    language = LanguageModel(layout.artifact_dir(spec) / "pretrained", spec.task.generation)
+    language = LanguageModel(
+        layout.artifact_dir(spec) / FORMATS["pretrained"].file, spec.task.generation
+    )
     static_batched(language, work, 1)  # warm
     return {c: static_batched(language, work, c) for c in CONCURRENCY}
 

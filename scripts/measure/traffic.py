@@ -160,15 +160,17 @@ def stream_call(call) -> TensorCall:
     return send
 
 
-def endpoint_sets(plugin, server, spec: ModelSpec) -> Callable:
-    """(version) -> {endpoint: (spec, request) -> answer}: tensor endpoints, or a generation
-    model's streamed ones."""
-    if spec.task.generation is None:
-        return lambda version: (
-            plugin.endpoints.version_endpoints(server, spec, version)
-            if version is not None
-            else plugin.endpoints.tensor_endpoints(server)
-        )
+def tensor_endpoint_sets(plugin, server, spec: ModelSpec) -> Callable:
+    """(version) -> {endpoint: (spec, request) -> answer}: a one-pass model's tensor endpoints."""
+    return lambda version: (
+        plugin.endpoints.version_endpoints(server, spec, version)
+        if version is not None
+        else plugin.endpoints.tensor_endpoints(server)
+    )
+
+
+def stream_endpoint_sets(plugin, server, spec: ModelSpec) -> Callable:
+    """(version) -> a generation model's streamed endpoints."""
 
     def streams(version):
         calls = plugin.endpoints.generation_endpoints(server, spec, version)
@@ -178,7 +180,7 @@ def endpoint_sets(plugin, server, spec: ModelSpec) -> Callable:
 
 
 def clients_for(
-    servers: dict, spec: ModelSpec, per_endpoint: int, named: int | None = None
+    servers: dict, spec: ModelSpec, per_endpoint: int, named: int | None, endpoint_sets: Callable
 ) -> list[Client]:
     """Per runtime ({name: running server}) and endpoint (REST/HTTP, gRPC; a generation
     model's streams): `per_endpoint` unversioned clients, and half as many naming version
@@ -208,13 +210,11 @@ def clients_for(
     return clients
 
 
-def expected_outputs(
+def expected_rows(
     spec: ModelSpec, versions: list[int], layout: Layout
 ) -> tuple[list[dict], dict[int, list[dict]]]:
     """The first golden rows of the first version, and what each version's eager model answers
-    for each of them (a generation model: golden prompts, and each version's greedy tokens)."""
-    if spec.task.generation is not None:
-        return expected_tokens(spec, versions, layout)
+    for each of them."""
     inputs = golden_examples(spec, layout, ROWS)
     expected = {}
     for version in versions:

@@ -16,8 +16,9 @@ from typing import Callable
 
 import numpy as np
 
+from handlers.formats import FORMATS
 from handlers.processing import class_scores
-from handlers.runners import ARTIFACT_FILES, load_runner, torch_runner
+from handlers.runners import load_runner, torch_runner
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.loading import load_reference
 from scripts.pipeline.plan import serving_plan
@@ -96,7 +97,7 @@ def reference_runner(spec: ModelSpec, layout: Layout, fmt: str | None = None):
     if (fmt or spec.serving.format) == "onnx_int8":
         return load_runner(
             "onnx_int8",
-            layout.artifact_dir(spec) / ARTIFACT_FILES["onnx_int8"],
+            layout.artifact_dir(spec) / FORMATS["onnx_int8"].file,
             spec.tensor_names,
             output_names=spec.output_names,
             owner=(spec.name, spec.version),
@@ -184,7 +185,7 @@ def eager_answers(spec: ModelSpec, layout: Layout, requests: list[Path], int8: b
     for path in requests:
         inputs, _ = pipeline.parse(path.read_bytes(), CONTENT_TYPES.get(path.suffix))
         outputs = model(inputs)
-        if spec.task.kind == "classification":
+        if spec.task.serving.labelled:
             scores = class_scores(outputs[0], spec.task.output)[0]
             answers.append(
                 {"label": plan.task.labels[int(scores.argmax())], "score": float(scores.max())}
@@ -197,7 +198,7 @@ def eager_answers(spec: ModelSpec, layout: Layout, requests: list[Path], int8: b
 
 def compare_answer(spec: ModelSpec, got: dict, want: dict) -> tuple[float, str]:
     """(largest |error|, the problem or "") of one served example answer against eager's."""
-    if spec.task.kind != "classification":
+    if not spec.task.serving.labelled:
         worst, passed, detail = compare_outputs(spec, got, want, spec.tolerance)
         return worst, "" if passed else detail
     error = abs(got["score"] - want["score"])
@@ -231,40 +232,6 @@ def check_requests(spec: ModelSpec, layout: Layout, endpoints: Endpoints) -> lis
         checks.append(
             Check(spec.name, name, len(requests), worst, not problems, "; ".join(problems))
         )
-    return checks
-
-
-def verify_served_versions(models: list[ModelSpec], layout: Layout, servers: dict) -> list[Check]:
-    """verify_models, each model checked against the version each runtime serves now (after
-    `make rollout` that is not always the spec's first version)."""
-    checks = []
-    for spec in models:
-        by_version: dict[int, dict] = {}
-        for name, server in servers.items():
-            version = (
-                RUNTIMES[name].versions.versions(server, spec).default
-                if spec.versions
-                else spec.version
-            )
-            by_version.setdefault(version or spec.version, {})[name] = server
-        for version, group in sorted(by_version.items()):
-            found = verify_models([spec.at_version(version)], layout, endpoints_for(group))
-            for check in found if spec.versions else []:
-                check.model = f"{spec.name} v{version}"  # which version each runtime serves
-            checks += found
-    return checks
-
-
-def verify_models(models: list[ModelSpec], layout: Layout, endpoints: Endpoints) -> list[Check]:
-    checks = []
-    for spec in models:
-        if spec.task.generation is not None:  # token for token against eager generate()
-            from scripts.measure.verify_generation import check_generation
-
-            calls = endpoints.generation(spec)
-            checks += [Check(**row) for row in check_generation(spec, layout, calls)]
-            continue
-        checks += check_golden(spec, layout, endpoints) + check_requests(spec, layout, endpoints)
     return checks
 
 

@@ -66,12 +66,13 @@ def ensure_built(
     if through == "package":
         options = options or BuildOptions(force=force)
         for runtime in runtimes:
-            say("package", runtime.title, ", ".join(s.name for s in versions))
             rows = built.packaged.setdefault(runtime.name, [])
             groups = [[s] for s in specs] if keep_going else [specs]  # alone: one fails alone
             for group in groups:
                 if group[0].name in built.failed:
                     continue
+                # per model (group): its time and outcome are its own; the detail: the runtime
+                say("package", ", ".join(s.name for s in group), runtime.title)
                 with one_model(group[0].name, built.failed, keep_going, runtime.title):
                     rows += package(runtime, group, version, layout, options)
     return built
@@ -107,10 +108,10 @@ def train_one(spec: ModelSpec, layout: Layout, force: bool, say: Say) -> TrainRe
 
 
 def export_one(spec: ModelSpec, layout: Layout, force: bool, say: Say) -> ExportResult:
-    from scripts.pipeline.export import export_model
+    from scripts.tasks import task_of
 
     say("export", spec.name, "")
-    return export_model(spec, layout, force, on_format=lambda fmt: say("export", spec.name, fmt))
+    return task_of(spec).export(spec, layout, force, lambda fmt: say("export", spec.name, fmt))
 
 
 def package(

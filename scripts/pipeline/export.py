@@ -17,9 +17,11 @@ import numpy as np
 import onnx
 import torch
 
+import handlers.formats
 import handlers.runners
 from handlers.encryption import WeightsError, encrypt_file, is_encrypted, master_key
-from handlers.runners import ARTIFACT_FILES, output_list, torch_runner
+from handlers.formats import format_of
+from handlers.runners import output_list, torch_runner
 from scripts.pipeline.exporters import export_format
 from scripts.pipeline.fingerprint import fingerprint, is_fresh, source_file, write_stamp
 from scripts.pipeline.loading import load_reference
@@ -60,6 +62,7 @@ def export_fingerprint(spec: ModelSpec, layout: Layout) -> str:
         Path(__file__).with_name("verify.py"),
         Path(__file__).with_name("quantize.py"),
         Path(handlers.runners.__file__),
+        *sorted(Path(handlers.formats.__file__).parent.glob("*.py")),  # each format's exporter
     ]
     if spec.source.module:
         code.append(source_file(spec.source.module))
@@ -153,37 +156,31 @@ def require_sources(spec: ModelSpec, layout: Layout) -> None:
 def export_model(
     spec: ModelSpec, layout: Layout, force: bool = False, on_format=lambda fmt: None
 ) -> ExportResult:
-    if spec.task.generation is not None:  # a language model: served as its folder
-        from scripts.pipeline.export_generation import export_generation
-
-        return ExportResult(spec.name, *export_generation(spec, layout, force))
     artifact = layout.artifact(spec)
     out, stamp, report_path = artifact.root, artifact.stamp, artifact.report
     require_sources(spec, layout)
     refuse_changed(spec, layout, force)
     expected = export_fingerprint(spec, layout)
-    files = [out / ARTIFACT_FILES[f] for f in exported_formats(spec, layout)] + [
-        artifact.golden,
-        report_path,
-    ]
+    formats = exported_formats(spec, layout)
+    files = [out / format_of(f).file for f in formats] + [artifact.golden, report_path]
     master = configured_key(spec)  # a bad key fails here, before any plaintext is written
     if not force and is_fresh(stamp, expected, files):
         if not artifact.record.exists():  # built before versions were sealed
             seal(spec, layout)
-        encrypt_exports(spec, files[:-2], master)  # a key set since the export
+        encrypt_exports(spec, weight_files(out, formats), master)  # a key set since the export
         return ExportResult(spec.name, True, json.loads(report_path.read_text()))
 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     try:
         report, exported = export_verified(spec, layout, out, report_path, on_format)
-        encrypt_exports(spec, [out / ARTIFACT_FILES[f] for f in exported], master)
+        encrypt_exports(spec, weight_files(out, exported), master)
     except BaseException:
         if master is not None:  # a failed export, verification or gate leaves no plaintext
             shutil.rmtree(out, ignore_errors=True)
         raise
     write_stamp(
-        stamp, expected, formats={f: ARTIFACT_FILES[f] for f in exported}, skipped=report["skipped"]
+        stamp, expected, formats={f: format_of(f).file for f in exported}, skipped=report["skipped"]
     )
     seal(spec, layout)
     return ExportResult(spec.name, False, report)
@@ -200,11 +197,11 @@ def export_verified(
     skipped = {} if spec.export.auto else None
     runners = {}
     for fmt in spec.export.wanted:
-        if fmt == "onnx_int8":  # quantised from the verified ONNX export, behind its gate (below)
+        if format_of(fmt).quantized_from:  # from the verified source export, behind a gate (below)
             continue
         on_format(fmt)
         try:
-            runners[fmt] = export_format(spec, fmt, reference, args, out / ARTIFACT_FILES[fmt])
+            runners[fmt] = export_format(spec, fmt, reference, args, out / format_of(fmt).file)
         except BuildError as exc:
             if skipped is None:
                 raise
@@ -226,8 +223,13 @@ def export_verified(
                 f"serve one of {exported}"
             )
     for fmt in report["skipped"]:
-        (out / ARTIFACT_FILES[fmt]).unlink(missing_ok=True)
+        (out / format_of(fmt).file).unlink(missing_ok=True)
     return report, exported
+
+
+def weight_files(out: Path, formats: list[str]) -> list[Path]:
+    """The files of these formats that are encrypted at rest when a key is configured."""
+    return [out / format_of(f).file for f in formats if format_of(f).encryptable]
 
 
 def configured_key(spec: ModelSpec) -> bytes | None:

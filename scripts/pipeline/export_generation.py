@@ -19,12 +19,14 @@ import handlers.generating
 import handlers.generation
 import handlers.sampling
 from handlers.completions import LanguageModel
+from handlers.formats import FORMATS
 from handlers.generating import Generating
 from scripts.pipeline.fingerprint import fingerprint, is_fresh, source_file, write_stamp
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.sealed import refuse_changed, seal
 from scripts.spec import BuildError, ModelSpec
 
+PRETRAINED = FORMATS["pretrained"]
 FOLDER_FILES = ("config.json", "model.safetensors", "tokenizer.json", "generation_config.json")
 # Golden prompts: different lengths, review-like and not; a spec may give its own.
 PROMPTS = [
@@ -66,20 +68,21 @@ def export_generation(spec: ModelSpec, layout: Layout, force: bool = False) -> t
     require_files(spec, layout)
     refuse_changed(spec, layout, force)
     expected = generation_fingerprint(spec, layout)
-    made = [out / "pretrained", artifact.golden_generation, report_path]
+    folder = out / PRETRAINED.file
+    made = [folder, artifact.golden_generation, report_path]
     if not force and is_fresh(stamp, expected, made):
         if not artifact.record.exists():
             seal(spec, layout)
         return True, json.loads(report_path.read_text())
     shutil.rmtree(out, ignore_errors=True)
-    (out / "pretrained").mkdir(parents=True)
-    write_folder(spec, layout, out / "pretrained")
-    language = LanguageModel(out / "pretrained", spec.task.generation)
+    folder.mkdir(parents=True)
+    write_folder(spec, layout, folder)
+    language = LanguageModel(folder, spec.task.generation)
     golden = eager_tokens(language, PROMPTS, spec.task.generation.max_tokens)
     report = verify_decode_loop(spec, language, golden)
     artifact.golden_generation.write_text(json.dumps(golden, indent=1) + "\n")
     report_path.write_text(json.dumps(report, indent=2) + "\n")
-    write_stamp(stamp, expected, formats={"pretrained": "pretrained"}, skipped={})
+    write_stamp(stamp, expected, formats={PRETRAINED.name: PRETRAINED.file}, skipped={})
     seal(spec, layout)
     return False, report
 

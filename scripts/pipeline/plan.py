@@ -5,6 +5,7 @@ that model's `.mar` and Triton models."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import handlers
@@ -13,7 +14,17 @@ from scripts.pipeline.fingerprint import fingerprint
 from scripts.pipeline.layout import Layout
 from scripts.spec import ModelSpec
 
-HANDLER_SOURCES = sorted(Path(handlers.__file__).parent.glob("*.py"))
+HANDLERS = Path(handlers.__file__).parent
+HANDLER_SOURCES = sorted(HANDLERS.rglob("*.py"))  # with its subpackages (formats/)
+
+
+def copy_handlers(package: Path) -> None:
+    """The run-time code into `package` (a .mar's or a Triton model's `handlers/`), as laid out
+    here, so its imports stay `handlers.x` and `handlers.formats.x`."""
+    for source in HANDLER_SOURCES:
+        target = package / source.relative_to(HANDLERS)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
 
 
 def serving_plan(spec: ModelSpec, layout: Layout, fmt: str | None = None) -> ServingPlan:

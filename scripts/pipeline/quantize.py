@@ -131,7 +131,7 @@ def quantize(spec: ModelSpec, fp32: Path, out: Path, split) -> dict:
 def gate(spec: ModelSpec, fp32: Runner, int8: Runner, golden: dict[str, np.ndarray], split) -> dict:
     """The task metric of fp32 and int8, and whether the drop is within the spec's limit."""
     q = spec.quantize
-    if spec.task.kind == "classification" and split is not None:
+    if spec.task.serving.labelled and split is not None:
         rows = {spec.inputs[0].name: split[1].astype(spec.inputs[0].numpy)}
         labels = split[2].reshape(-1)
         values = [float((top1(spec, run(rows)[0]) == labels).mean()) for run in (fp32, int8)]
@@ -144,7 +144,7 @@ def gate(spec: ModelSpec, fp32: Runner, int8: Runner, golden: dict[str, np.ndarr
         extra = random_inputs(spec, GATE_RANDOM_ROWS, np.random.default_rng(2))
         rows = {k: np.concatenate([golden[k], extra[k]]) for k in golden}
         reference, quantised = fp32(rows), int8(rows)
-        if spec.task.kind == "classification":
+        if spec.task.serving.labelled:
             agreement = float((top1(spec, reference[0]) == top1(spec, quantised[0])).mean())
             metric, values = "top-1 agreement with fp32", [1.0, agreement]
             drop, limit = (1.0 - agreement) * 100, q.max_accuracy_drop
@@ -200,14 +200,16 @@ def gate_failure(spec: ModelSpec, result: dict, culprits: list[str]) -> BuildErr
 def build_int8(spec: ModelSpec, layout: Layout, out: Path, fp32: Runner) -> dict:
     """model.int8.onnx beside the verified model.onnx, or BuildError when it fails its gate
     (the int8 file is then removed). Returns the figures for verify.json."""
-    from handlers.runners import ARTIFACT_FILES, load_runner
+    from handlers.formats import FORMATS
+    from handlers.runners import load_runner
     from scripts.pipeline.paths import golden
 
-    source, target = out / ARTIFACT_FILES["onnx"], out / ARTIFACT_FILES["onnx_int8"]
+    fmt = FORMATS["onnx_int8"]
+    source, target = out / FORMATS[fmt.quantized_from].file, out / fmt.file
     split = training_split(spec)
     try:
         how = quantize(spec, source, target, split)
-        int8 = load_runner("onnx_int8", target, spec.tensor_names, output_names=spec.output_names)
+        int8 = load_runner(fmt.name, target, spec.tensor_names, output_names=spec.output_names)
     except Exception as exc:  # an op onnxruntime cannot quantise, a node name that does not exist
         target.unlink(missing_ok=True)
         raise BuildError(

@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 import handlers.processing
-from handlers.processing import class_scores
 from scripts.pipeline.training_data import TrainingData
 from scripts.pipeline.fingerprint import fingerprint, is_fresh, source_file, write_stamp
 from scripts.pipeline.loading import build_module, import_target
@@ -25,6 +24,7 @@ from scripts.pipeline.sealed import refuse_changed
 from scripts.pipeline.verify import random_tensor
 from scripts.pipeline.layout import Layout
 from scripts.spec import ModelSpec
+from scripts.tasks import task_of
 
 HELD_OUT_SAMPLES = 16  # held-out examples kept as golden inputs for export and serving checks
 
@@ -72,19 +72,11 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def loss_function(spec: ModelSpec, outputs: int) -> nn.Module:
-    if spec.task.kind != "classification":
-        return nn.MSELoss()
-    if outputs == 1:
-        return nn.BCELoss() if spec.task.output == "probabilities" else nn.BCEWithLogitsLoss()
-    return nn.NLLLoss() if spec.task.output == "probabilities" else nn.CrossEntropyLoss()
-
-
 def fit(spec: ModelSpec, data: TrainingData) -> nn.Module:
     generator = seed_everything(spec.training.seed)
     model = build_module(spec).train()
     x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-    loss_fn = loss_function(spec, spec.outputs[0].shape[-1])
+    loss_fn = task_of(spec).loss(spec, spec.outputs[0].shape[-1])
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.training.learning_rate)
     for _ in range(spec.training.epochs):
         for batch in torch.randperm(len(x), generator=generator).split(spec.training.batch_size):
@@ -100,13 +92,7 @@ def fit(spec: ModelSpec, data: TrainingData) -> nn.Module:
 def evaluate(spec: ModelSpec, model: nn.Module, data: TrainingData) -> dict:
     with torch.inference_mode():
         output = model(torch.from_numpy(data.x_test)).numpy()
-    if spec.task.kind == "classification":
-        predicted = class_scores(output, spec.task.output).argmax(axis=1)
-        return {
-            "held_out_accuracy": float((predicted == data.y_test.reshape(len(predicted))).mean()),
-            "held_out_examples": len(predicted),
-        }
-    return {"held_out_mse": float(((output - data.y_test) ** 2).mean())}
+    return task_of(spec).held_out_metrics(spec, output, data.y_test)
 
 
 def save(

@@ -11,16 +11,11 @@ import json
 import time
 
 from scripts.pipeline.layout import Layout
-from scripts.measure.traffic import (
-    GenerationTraffic,
-    Traffic,
-    clients_for,
-    expected_outputs,
-    summary,
-)
+from scripts.measure.traffic import summary
 from scripts.rollout.flow import build, rollback, rollout
 from scripts.runtimes.registry import RUNTIMES
 from scripts.spec import ModelSpec, UserError
+from scripts.tasks import task_of
 
 PHASES = ("before", "rollout", "after rollout", "rollback", "after rollback")
 
@@ -48,11 +43,11 @@ def drill(
         )
     for name in servers:  # built before the load starts: training is not what is measured
         build(RUNTIMES[name], spec, version, layout)
-    inputs, expected = expected_outputs(spec, sorted({*serving.values(), version}), layout)
-    clients = clients_for(servers, spec, per_endpoint, min(serving.values()))
+    task = task_of(spec)
+    inputs, expected = task.expected_outputs(spec, sorted({*serving.values(), version}), layout)
+    clients = task.clients(servers, spec, per_endpoint, min(serving.values()))
     marks = []
-    kind = Traffic if spec.task.generation is None else GenerationTraffic
-    with kind(spec, clients, expected, inputs) as traffic:
+    with task.traffic(spec, clients, expected, inputs) as traffic:
         traffic.warm()
         marks.append(time.monotonic())
         time.sleep(settle_s)

@@ -92,7 +92,7 @@ def shadow_compare(
                 ),
             ]
         )
-        if spec.task.kind == "classification":
+        if spec.task.serving.labelled:
             agree += int((top1(spec, old) == top1(spec, new)).sum())
             total += len(top1(spec, old))
     thresholds = spec.rollout

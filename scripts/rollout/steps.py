@@ -13,10 +13,10 @@ from typing import Any
 from scripts.pipeline.ensure import ensure_built, refuse_unverified
 from scripts.pipeline.layout import Layout
 from scripts.rollout import state
-from scripts.rollout.gate import Gate, golden_check, run_gate
-from scripts.rollout.generation_gate import after_switch_problems, run_generation_gate
+from scripts.rollout.gate import Gate
 from scripts.runtimes.registry import selected
 from scripts.spec import ModelSpec, UserError
+from scripts.tasks import task_of
 
 
 class RolloutRefused(UserError):
@@ -60,16 +60,8 @@ def build(plugin, spec: ModelSpec, version: int, layout: Layout) -> None:
 
 
 def after_switch_check(plugin, server, spec: ModelSpec, version: int, layout: Layout) -> list[str]:
-    """Unversioned requests must now get exactly that version's golden outputs."""
-    if spec.task.generation is not None:
-        calls = plugin.endpoints.generation_endpoints(server, spec)
-        return after_switch_problems(calls, spec.at_version(version), layout)
-    gate = Gate()
-    golden_check(plugin.endpoints.tensor_endpoints(server), spec.at_version(version), layout, gate)
-    return [
-        p.replace(f"version {version} golden samples", "unversioned requests after the switch")
-        for p in gate.problems
-    ]
+    """Unversioned requests must now get exactly that version's answers."""
+    return task_of(spec).after_switch_problems(plugin, server, spec.at_version(version), layout)
 
 
 def switch(
@@ -155,11 +147,10 @@ def prepare(plugin, server, spec: ModelSpec, version: int, layout: Layout) -> Ca
     build(plugin, spec, version, layout)
     loaded_here = plugin.versions.load_beside(server, spec, version, layout)
     candidate = Candidate(plugin, server, serving, loaded_here, Gate())
-    endpoints, gate = plugin.endpoints.version_endpoints, run_gate
-    if spec.task.generation is not None:  # streams, compared token by token
-        endpoints, gate = plugin.endpoints.generation_endpoints, run_generation_gate
+    task = task_of(spec)
+    endpoints = task.gate_endpoints(plugin)
     try:
-        candidate.gate = gate(
+        candidate.gate = task.gate(
             lambda: endpoints(server, spec, serving),
             lambda: endpoints(server, spec, version),
             spec.at_version(serving),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from handlers.formats import format_of
 from handlers.kinds import ENSEMBLE_OUTPUTS
 from scripts.spec.overrides import override_problems
 from scripts.spec.versions import version_problems
@@ -36,7 +37,7 @@ def batch_axis_problems(spec) -> list[str]:
     (max_batch_size 0) shapes are taken as they are."""
     if spec.batching.max_batch_size == 0:
         scores = spec.outputs[0] if spec.outputs else None
-        if spec.task.kind == "classification" and scores and scores.shape[0] != -1:
+        if spec.task.serving.labelled and scores and scores.shape[0] != -1:
             return [
                 f"outputs[0].shape: a classifier labels rows of scores, got {scores.shape}; give "
                 "the scores a leading -1 axis (e.g. [-1, classes]) or use task kind raw"
@@ -58,9 +59,10 @@ GENERATION_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 def generation_problems(spec, root: Path) -> list[str]:
     """A generation model is a Hugging Face folder (`pretrained`), or a module:Class that is a
     transformers causal LM with its checkpoint and a tokenizer.json; only it is served so."""
-    source, generation = spec.source, spec.task.kind == "generation"
-    if not generation:
-        if source.pretrained or source.tokenizer or "pretrained" in spec.export.wanted:
+    source = spec.source
+    if not spec.task.serving.pretrained:
+        folders = any(format_of(f).generation for f in spec.export.wanted)
+        if source.pretrained or source.tokenizer or folders:
             return [
                 "source.pretrained / source.tokenizer / format pretrained: only a generation "
                 "model (task: {kind: generation}) is served from a Hugging Face folder"
@@ -144,7 +146,7 @@ def ensemble_tensors(spec) -> set[str]:
     raw = spec.task.preprocess.ensemble_input
     if raw is None:
         return set()
-    return {raw, *ENSEMBLE_OUTPUTS} if spec.task.kind == "classification" else {raw}
+    return {raw, *ENSEMBLE_OUTPUTS} if spec.task.serving.labelled else {raw}
 
 
 def padding_problems(spec) -> list[str]:
@@ -174,12 +176,17 @@ def format_problems(spec) -> list[str]:
             f"serving.format: {spec.serving.format!r} is not in export.formats "
             f"{spec.export.formats}; add it there or serve one of those"
         )
-    if "onnx_int8" in spec.export.wanted and "onnx" not in spec.export.wanted:
-        problems.append(
-            "export.formats: onnx_int8 is quantised from the ONNX export; add onnx before it"
-        )
+    for fmt in map(format_of, spec.export.wanted):
+        origin = fmt.quantized_from
+        if origin is not None and origin not in spec.export.wanted:
+            problems.append(
+                f"export.formats: {fmt.name} is quantised from the {format_of(origin).title} "
+                f"export; add {origin} before it"
+            )
     if spec.source.is_torchscript and not spec.export.auto:
-        unsupported = sorted(set(spec.export.formats) - {"torchscript", "onnx"})
+        unsupported = sorted(
+            f for f in set(spec.export.formats) if not format_of(f).from_torchscript
+        )
         if unsupported:
             problems.append(
                 f"export.formats: {unsupported} cannot be made from a TorchScript "

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from handlers.formats import FORMATS
 from handlers.plan import Batching, Serving, StrictModel, Workers
 from handlers.tensors import TensorSpec
 from scripts.spec.cluster import KServeSpec
@@ -20,7 +21,6 @@ from scripts.spec.consistency import entry_problems
 from scripts.spec.errors import SpecError
 from scripts.spec.overrides import RuntimeName, RuntimeSettings
 from scripts.spec.sections import (
-    ALL_FORMATS,
     Export,
     Monitoring,
     Quantize,
@@ -33,6 +33,8 @@ from scripts.spec.sections import (
 from scripts.spec.versions import RolloutGate, VersionSpec, version_update
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# what serving.format defaults to when listed first (a list: a YAML mistake may be unhashable)
+TENSOR_FORMATS = [f.name for f in FORMATS.values() if not f.generation]
 __all__ = ["Batching", "ModelSpec", "Serving", "SpecFile", "TensorSpec", "Tolerance", "Workers"]
 
 
@@ -82,11 +84,7 @@ class ModelSpec(StrictModel):
         formats = (
             data.get("export", {}).get("formats") if isinstance(data.get("export"), dict) else None
         )
-        if (
-            not isinstance(formats, list)
-            or not formats
-            or formats[0] not in ALL_FORMATS + ["onnx_int8"]
-        ):
+        if not isinstance(formats, list) or not formats or formats[0] not in TENSOR_FORMATS:
             return data  # the defaults, `auto`, or a mistake the field validators will name
         return {**data, "serving": {**data.get("serving", {}), "format": formats[0]}}
 

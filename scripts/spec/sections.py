@@ -12,10 +12,12 @@ from typing import Any, Literal
 from pydantic import Field, SerializerFunctionWrapHandler, ValidationInfo, model_serializer
 from pydantic import model_validator
 
+from handlers.formats import FORMATS
 from handlers.kinds import Preprocess, Raw
 from handlers.plan import Format, Generation, StrictModel
+from handlers.tasks import ServingTask, TaskKind, serving_task
 
-ALL_FORMATS: list[Format] = ["torchscript", "onnx", "exported_program", "aoti"]
+ALL_FORMATS: list[Format] = [f.name for f in FORMATS.values() if f.auto]  # `formats: auto`
 
 
 def root_of(info: ValidationInfo) -> Path:
@@ -101,7 +103,7 @@ class Training(StrictModel):
 
 
 class Task(StrictModel):
-    kind: Literal["classification", "regression", "embedding", "raw", "generation"]
+    kind: TaskKind  # a name in handlers/tasks.py's SERVING_TASKS (and scripts/tasks' TASKS)
     labels: Path | None = None  # classification: one label per line, in class order
     output: Literal["logits", "probabilities"] = "logits"
     top_k: int = Field(1, gt=0)
@@ -112,16 +114,16 @@ class Task(StrictModel):
     def _recorded(self, handler: SerializerFunctionWrapHandler) -> dict:
         return without_unset(handler(self), ("generation",))
 
+    @property
+    def serving(self) -> ServingTask:
+        return serving_task(self.kind)
+
     @model_validator(mode="after")
-    def _labels_for_classification(self, info: ValidationInfo) -> Task:
-        if (self.kind == "generation") != (self.generation is not None):
-            raise ValueError(
-                "generation: give it exactly for kind: generation (request defaults and "
-                "limits, e.g. {max_tokens: 32, max_tokens_limit: 128})"
-            )
-        if self.kind == "classification":
-            if self.labels is None:
-                raise ValueError("classification needs labels: a text file with one label per line")
+    def _what_the_kind_needs(self, info: ValidationInfo) -> Task:
+        problems = self.serving.section_problems(self.labels, self.generation)
+        if problems:
+            raise ValueError("; ".join(problems))
+        if self.labels is not None:
             must_exist(
                 self.labels, info, "labels file", "create it, one label per line in class order"
             )

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from handlers.runners import ARTIFACT_FILES, load_runner
+from handlers.formats import FORMATS
+from handlers.runners import load_runner
 from scripts.pipeline.verify import compare
 from scripts.spec import load_spec
 from tests.conftest import LAYOUT, REPO
@@ -36,7 +37,7 @@ def test_every_format_verified_and_golden_samples_reproduce(spec):
     inputs = {t.name: golden[f"input.{t.name}"] for t in spec.inputs}
     for fmt in tolerance_checked:
         outputs = load_runner(
-            fmt, out / ARTIFACT_FILES[fmt], spec.tensor_names, output_names=spec.output_names
+            fmt, out / FORMATS[fmt].file, spec.tensor_names, output_names=spec.output_names
         )(inputs)
         for tensor, got in zip(spec.outputs, outputs):
             assert compare(got, golden[f"output.{tensor.name}"], spec.tolerance).passed, (

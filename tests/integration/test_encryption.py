@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from handlers.encryption import KEY_ENV, MAGIC
-from handlers.runners import ARTIFACT_FILES
+from handlers.formats import FORMATS
 from scripts.pipeline.layout import Layout
 from scripts.runtimes.processes import ModelsFailed
 from scripts.runtimes.protocols import StartOptions
@@ -26,7 +26,7 @@ from tests.conftest import TINY_ENTRY, write_spec
 from tests.integration.test_own_repository import PORTS, busy, make
 
 pytestmark = pytest.mark.integration
-WEIGHT_FILES = set(ARTIFACT_FILES.values()) - {ARTIFACT_FILES["pretrained"]}
+WEIGHT_FILES = {f.file for f in FORMATS.values() if f.encryptable}
 
 
 def their_repository(folder: Path) -> Path:

@@ -16,12 +16,13 @@ from collections import Counter
 
 import pytest
 
-from scripts.measure.traffic import Traffic, clients_for, expected_outputs, summary
+from scripts.measure.traffic import Traffic, summary
 from scripts.runtimes.protocols import BuildOptions, StartOptions
 from scripts.runtimes.registry import RUNTIMES
 from scripts.runtimes.torchserve.client import TorchServeClient
 from scripts.runtimes.triton import server as triton_server
 from scripts.runtimes.triton.watchdog import LOG, stubs
+from scripts.tasks import task_of
 from scripts.spec import load_spec
 from tests.conftest import LAYOUT, REPO
 
@@ -40,9 +41,10 @@ def wait_for(condition, timeout_s: float, what: str) -> float:
 
 def under_load(runtime: str, server, kill, recovered, timeout_s: float = 10):
     """Load for 1 s, kill, wait for recovery, load 2 s more; (answers, kill time, recovery s)."""
-    inputs, expected = expected_outputs(SPEC, [SPEC.version], LAYOUT)
+    task = task_of(SPEC)
+    inputs, expected = task.expected_outputs(SPEC, [SPEC.version], LAYOUT)
     with Traffic(
-        SPEC, clients_for({runtime: server}, SPEC, CLIENTS_PER_ENDPOINT), expected, inputs
+        SPEC, task.clients({runtime: server}, SPEC, CLIENTS_PER_ENDPOINT), expected, inputs
     ) as traffic:
         time.sleep(1.0)
         killed_at = time.monotonic()

@@ -13,13 +13,14 @@ import pytest
 import torch
 
 from models.review_gpt import ReviewGPT
-from scripts.measure.traffic import GenerationTraffic, clients_for, expected_outputs, summary
+from scripts.measure.traffic import GenerationTraffic, summary
 from scripts.pipeline.ensure import ensure_built
 from scripts.pipeline.layout import Layout
 from scripts.rollout.drill import drill
 from scripts.rollout.flow import RolloutRefused, build, rollout
 from scripts.runtimes.protocols import StartOptions
 from scripts.runtimes.registry import RUNTIMES
+from scripts.tasks import task_of
 from scripts.spec import load_spec
 from tests.conftest import REPO, TINY_LM_CONFIG, TINY_LM_ENTRY, write_spec, write_tiny_lm
 
@@ -79,8 +80,8 @@ def test_a_version_that_generates_other_tokens_is_refused_while_streams_run(lm, 
     spec, layout = lm
     for name in servers:
         build(RUNTIMES[name], spec, 3, layout)
-    inputs, expected = expected_outputs(spec, [1, 3], layout)
-    clients = clients_for(servers, spec, 2)
+    inputs, expected = task_of(spec).expected_outputs(spec, [1, 3], layout)
+    clients = task_of(spec).clients(servers, spec, 2)
     with GenerationTraffic(spec, clients, expected, inputs) as traffic:
         traffic.warm()
         with pytest.raises(RolloutRefused) as refused:

@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 
-from scripts.measure.traffic import Traffic, clients_for, expected_outputs, summary
+from scripts.measure.traffic import Traffic, summary
 from scripts.measure.variants import link_artifacts
 from scripts.rollout import state
 from scripts.rollout.drill import drill
@@ -20,6 +20,7 @@ from scripts.rollout.flow import RolloutRefused, build, restore, rollback, rollo
 from scripts.pipeline.ensure import ensure_built
 from scripts.runtimes.protocols import StartOptions
 from scripts.runtimes.registry import RUNTIMES
+from scripts.tasks import task_of
 from scripts.spec import SpecError, load_spec
 from tests.conftest import LAYOUT, REPO, scratch_checkout
 
@@ -108,8 +109,8 @@ def test_a_broken_version_is_refused_by_the_gate_and_never_answers_unversioned_r
     scratch, spec = checkout
     for name in servers:  # built first: under load only the gate and the refusal are measured
         build(RUNTIMES[name], spec, 3, scratch)
-    inputs, expected = expected_outputs(spec, [1, 3], scratch)
-    with Traffic(spec, clients_for(servers, spec, 2), expected, inputs) as traffic:
+    inputs, expected = task_of(spec).expected_outputs(spec, [1, 3], scratch)
+    with Traffic(spec, task_of(spec).clients(servers, spec, 2), expected, inputs) as traffic:
         time.sleep(0.5)
         with pytest.raises(RolloutRefused) as refused:
             rollout(spec, 3, "all", scratch, servers)

@@ -7,11 +7,12 @@ import time
 
 import numpy as np
 
+from handlers.formats import FORMATS
 from scripts.pipeline.layout import Layout
 from scripts.spec import ModelSpec
 
 LIMIT_FORMATS = ("eager", "onnx")  # what a user would run without a server
-OTHER_FORMATS = ("onnx", "onnx_int8", "torchscript", "aoti")  # int8: when it passed its gate
+OTHER_FORMATS = [f.name for f in FORMATS.values() if f.measured]  # int8: when it passed its gate
 
 
 def tiled(rows: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
@@ -49,7 +50,6 @@ def time_runner(
 
 def runner(spec: ModelSpec, layout: Layout, fmt: str, threads: int):
     """A callable {input: rows} -> outputs for one format, at this intra-op thread count."""
-    from handlers.plan import ARTIFACT_FILES
     from handlers.runners import load_runner, torch_runner
     from scripts.pipeline.loading import load_reference
 
@@ -59,7 +59,7 @@ def runner(spec: ModelSpec, layout: Layout, fmt: str, threads: int):
         )
     return load_runner(
         fmt,
-        layout.artifact_dir(spec) / ARTIFACT_FILES[fmt],
+        layout.artifact_dir(spec) / FORMATS[fmt].file,
         spec.tensor_names,
         threads,
         spec.output_names,

@@ -8,14 +8,17 @@ import contextlib
 import json
 from pathlib import Path
 
+from handlers.formats import FORMATS
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import exported_formats
 from scripts.measure.variants import int8_variant, scratch_layout, serve_variants
 from scripts.spec import ModelSpec, UserError
 
+INT8 = FORMATS["onnx_int8"]
+
 
 def with_int8(specs: list[ModelSpec], layout: Layout) -> list[ModelSpec]:
-    return [s for s in specs if "onnx_int8" in exported_formats(s, layout)]
+    return [s for s in specs if INT8.name in exported_formats(s, layout)]
 
 
 @contextlib.contextmanager
@@ -58,7 +61,7 @@ def in_process_ratios(spec: ModelSpec, results: list[dict]) -> list[dict]:
     """int8 against fp32 ONNX in-process at batch 1 and the max batch (best thread count each)."""
     rows = []
     for batch in sorted({1, max(spec.batching.max_batch_size, 1)}):
-        fp32, int8 = best(results, "onnx", batch), best(results, "onnx_int8", batch)
+        fp32, int8 = best(results, INT8.quantized_from, batch), best(results, INT8.name, batch)
         if fp32 and int8:
             rows.append(
                 {

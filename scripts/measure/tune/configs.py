@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from handlers.formats import FORMATS
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import exported_formats
 from scripts.spec import ModelSpec
@@ -19,7 +20,7 @@ AXES = {
     "instances": [1, 2],
     "workers": [1, 2],
     "threads": [1, 2],
-    "format": ["onnx", "torchscript", "aoti", "onnx_int8"],
+    "format": [f.name for f in FORMATS.values() if f.measured],
 }
 SHARED = (
     "max_batch_size",

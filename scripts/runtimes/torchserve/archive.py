@@ -21,7 +21,7 @@ import handlers
 from handlers.plan import ServingPlan
 from scripts.pipeline.fingerprint import file_digest, is_fresh, write_stamp
 from scripts.pipeline.layout import Layout
-from scripts.pipeline.plan import HANDLER_SOURCES, plan_fingerprint, serving_plan
+from scripts.pipeline.plan import copy_handlers, plan_fingerprint, serving_plan
 from scripts.runtimes.torchserve.settings import NAME, model_config_yaml
 from scripts.spec import BuildError, ModelSpec
 
@@ -45,8 +45,7 @@ def stage(plan: ServingPlan, serialized: Path, folder: Path) -> Path:
     serving plan and the manifest. Returns the model-config.yaml path."""
     package = folder / "extra" / "handlers"
     package.mkdir(parents=True)
-    for source in HANDLER_SOURCES:
-        shutil.copy2(source, package / source.name)
+    copy_handlers(package)
     plan.save(folder / "extra")
     if serialized.is_dir():  # a generation model's Hugging Face folder travels as it is
         shutil.copytree(serialized, folder / "extra" / serialized.name)
@@ -181,14 +180,13 @@ def check_loads(path: Path, spec: ModelSpec, layout: Layout) -> list[str]:
 
 
 def check_request(spec: ModelSpec, layout: Layout) -> str:
-    """One golden request's body: a golden row, or a generation model's first golden prompt
-    (one step of it: its first token)."""
+    """One golden request's body, as the model's task kind makes it."""
     from scripts.pipeline.paths import golden_examples
 
-    if spec.task.generation is not None:
-        return json.dumps({"prompt": "The", "max_tokens": 1})
-    row = {name: rows.tolist() for name, rows in golden_examples(spec, layout, 1)[0].items()}
-    return json.dumps({"tensors": row})
+    def golden_row() -> dict:
+        return {name: rows.tolist() for name, rows in golden_examples(spec, layout, 1)[0].items()}
+
+    return json.dumps(spec.task.serving.probe_request(golden_row))
 
 
 def verify_archive(path: Path) -> list[str]:

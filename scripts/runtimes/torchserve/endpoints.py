@@ -69,7 +69,7 @@ class TorchServeEndpoints:
 
         def call(path: Path) -> dict:
             answer = client.predict(spec.name, path.read_bytes(), CONTENT_TYPES.get(path.suffix))
-            if spec.task.kind == "classification":
+            if spec.task.serving.labelled:
                 return {"label": answer["label"], "score": answer["score"]}
             return {t.name: output_array(t, answer["outputs"][t.name]) for t in spec.outputs}
 

@@ -11,6 +11,15 @@ from scripts.runtimes.protocols import Translation
 
 NAME = "torchserve"  # RUNTIME=torchserve; the spec's per_runtime key; its run state's folder
 
+# The serving task's engine (handlers/tasks.py) in TorchServe's terms. "generate": one handle()
+# call per decode step, unfinished requests re-queued (continuousBatching). TorchServe hands
+# the handler up to batchSize requests, decoding or new: room for max_waiting that wait in the
+# handler, and as many again that it refuses at once (429).
+ENGINE_SETTINGS: dict[str, dict] = {
+    "forward": {"settings": {}, "waiting_slots": 0},
+    "generate": {"settings": {"continuousBatching": True}, "waiting_slots": 2},
+}
+
 
 def model_config_yaml(plan: ServingPlan) -> Translation:
     batching, serving = plan.batching, plan.serving
@@ -28,17 +37,11 @@ def model_config_yaml(plan: ServingPlan) -> Translation:
             f"batching.preferred_batch_sizes {batching.preferred_batch_sizes} "
             "applies to Triton only"
         )
-    batch_size = max(batching.max_batch_size, 1)
-    # a generation model: one handle() call per decode step, unfinished requests re-queued.
-    # TorchServe hands the handler up to batchSize requests, decoding or new: room for
-    # max_waiting that wait in the handler, and as many again that it refuses at once (429).
-    continuous = {}
-    if plan.task.generation is not None:
-        continuous = {"continuousBatching": True}
-        batch_size += 2 * batching.max_waiting
+    engine = ENGINE_SETTINGS[plan.task.serving.engine]
+    batch_size = max(batching.max_batch_size, 1) + engine["waiting_slots"] * batching.max_waiting
     return Translation(
         {
-            **continuous,
+            **engine["settings"],
             "minWorkers": serving.workers.min,
             "maxWorkers": serving.workers.max,
             "batchSize": batch_size,

@@ -31,7 +31,7 @@ def write_stock_mar(spec: ModelSpec, layout: Layout, store: Path) -> str:
     from model_archiver.model_archiver_config import ModelArchiverConfig
     from model_archiver.model_packaging import generate_model_archive
 
-    from handlers.plan import ARTIFACT_FILES
+    from handlers.formats import FORMATS
     from scripts.pipeline.paths import exported_formats
 
     if "torchscript" not in exported_formats(spec, layout):
@@ -46,7 +46,7 @@ def write_stock_mar(spec: ModelSpec, layout: Layout, store: Path) -> str:
             model_name=name,
             version=str(spec.version),
             handler=str(STOCK_HANDLER),
-            serialized_file=str(layout.artifact_dir(spec) / ARTIFACT_FILES["torchscript"]),
+            serialized_file=str(layout.artifact_dir(spec) / FORMATS["torchscript"].file),
             export_path=str(store),
             archive_format="default",
             force=True,

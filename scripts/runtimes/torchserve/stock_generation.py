@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from handlers.formats import FORMATS
 from scripts.pipeline.layout import Layout
 from scripts.runtimes.torchserve.stock import stock_name
 from scripts.spec import BuildError, ModelSpec
@@ -28,7 +29,9 @@ def write_stock_generate_mar(spec: ModelSpec, layout: Layout, store: Path) -> st
         extra = Path(tmp) / "extra"
         extra.mkdir()
         # the archiver copies what a link points to: the weights are read once, into the .mar
-        (extra / "pretrained").symlink_to((layout.artifact_dir(spec) / "pretrained").resolve())
+        (extra / "pretrained").symlink_to(
+            (layout.artifact_dir(spec) / FORMATS["pretrained"].file).resolve()
+        )
         shutil.copy2(STOCK_STREAMING, extra / "stock_streaming.py")
         generate_model_archive(
             ModelArchiverConfig(

@@ -20,6 +20,9 @@ from scripts.runtimes.triton.settings import scheduling
 from scripts.runtimes.triton.signature import Tensor
 from scripts.spec import BuildError
 
+# The file each native backend loads from a model's version folder (its default name).
+NATIVE_FILES = {"onnxruntime": "model.onnx", "pytorch": "model.pt"}
+
 
 def dims(shape: list[int], max_batch_size: int) -> list[int]:
     """With batching Triton adds the batch axis itself; without (max_batch_size 0) the dims
@@ -92,7 +95,7 @@ def model_config(spec: ServingPlan, backend: str, signature) -> mc.ModelConfig:
     in_names, out_names = triton_names(spec, backend)
     config = base_config(spec, spec.name, backend=backend)
     if backend == "pytorch":
-        config.default_model_filename = "model.pt"
+        config.default_model_filename = NATIVE_FILES["pytorch"]
     config.input.extend(io_entries(inputs, in_names, spec.batching.max_batch_size, mc.ModelInput))
     config.output.extend(
         io_entries(outputs, out_names, spec.batching.max_batch_size, mc.ModelOutput)

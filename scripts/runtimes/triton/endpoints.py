@@ -38,7 +38,7 @@ class TritonEndpoints:
                     f"{spec.name}_ensemble",
                     {spec.task.preprocess.ensemble_input: [path.read_bytes()]},
                 )
-                if spec.task.kind == "classification":
+                if spec.task.serving.labelled:
                     return {
                         "label": decode_labels(out[LABEL])[0],
                         "score": float(out[SCORE].reshape(-1)[0]),

@@ -29,9 +29,7 @@ def ensemble_parts(spec: ModelSpec | ServingPlan) -> list[str]:
     label and score through <name>_post; any other answers the model's outputs."""
     if not has_ensemble(spec):
         return []
-    return (
-        ["pre", "post", "ensemble"] if spec.task.kind == "classification" else ["pre", "ensemble"]
-    )
+    return ["pre", "post", "ensemble"] if spec.task.serving.labelled else ["pre", "ensemble"]
 
 
 def ensemble_configs(spec: ServingPlan, backend: str, signature) -> list[mc.ModelConfig]:

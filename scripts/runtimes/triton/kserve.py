@@ -74,7 +74,7 @@ def write_tree(specs: list[ModelSpec], layout: Layout, out: Path, backend: str) 
     is a Python model needing torch and transformers, which NVIDIA's stock image lacks: it is in
     the `python` bundle only."""
     if backend != "python":
-        specs = [spec for spec in specs if spec.task.generation is None]
+        specs = [spec for spec in specs if not spec.task.serving.pretrained]
     shutil.rmtree(out, ignore_errors=True)
     build_repository(specs, layout, out, backend, force=True, ensembles=backend == "python")
     return out

@@ -10,9 +10,17 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from handlers.dtypes import spec_dtype
-from scripts.runtimes.triton.configs import read_config
+from handlers.formats import FORMATS
+from scripts.runtimes.triton.configs import NATIVE_FILES, read_config
 from scripts.runtimes.triton.signature import Tensor, data_type, mismatches, onnx_signature
 from scripts.spec import ModelSpec
+
+
+def native_format(spec: ModelSpec, backend: str) -> str:
+    """The export a native backend serves: the spec's serving format when that backend serves
+    it, else the first format it serves (onnxruntime: onnx; pytorch: torchscript)."""
+    served = [f.name for f in FORMATS.values() if f.triton_backend == backend]
+    return spec.serving.format if spec.serving.format in served else served[0]
 
 
 def check_native(model_dir: Path, spec: ModelSpec) -> list[str]:
@@ -27,9 +35,11 @@ def check_native(model_dir: Path, spec: ModelSpec) -> list[str]:
         [model_side(t, mbs) for t in config.output],
     )
     if config.backend == "onnxruntime":
-        return compare_signature(config.name, declared, onnx_signature(version_dir / "model.onnx"))
+        return compare_signature(
+            config.name, declared, onnx_signature(version_dir / NATIVE_FILES["onnxruntime"])
+        )
     if config.backend == "pytorch":
-        return check_torchscript(config, declared, version_dir / "model.pt", spec)
+        return check_torchscript(config, declared, version_dir / NATIVE_FILES["pytorch"], spec)
     return [f"{config.name}: backend {config.backend!r} has no offline check"]
 
 

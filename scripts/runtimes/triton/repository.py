@@ -22,12 +22,13 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 import handlers
 from handlers.encryption import is_encrypted
-from handlers.plan import ARTIFACT_FILES, ServingPlan
+from handlers.formats import format_of
+from handlers.plan import ServingPlan
 from scripts.pipeline.fingerprint import is_fresh, write_stamp
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import exported_formats, golden_examples
-from scripts.pipeline.plan import HANDLER_SOURCES, plan_fingerprint, serving_plan
-from scripts.runtimes.triton.configs import model_config, triton_names, write_config
+from scripts.pipeline.plan import copy_handlers, plan_fingerprint, serving_plan
+from scripts.runtimes.triton.configs import NATIVE_FILES, model_config, triton_names, write_config
 from scripts.runtimes.triton.ensemble import (
     check_ensemble,
     ensemble_configs,
@@ -35,7 +36,7 @@ from scripts.runtimes.triton.ensemble import (
     has_ensemble,
 )
 from scripts.runtimes.triton.generation import generation_config, stage_folder
-from scripts.runtimes.triton.native import check_native
+from scripts.runtimes.triton.native import check_native, native_format
 from scripts.runtimes.triton.settings import NAME
 from scripts.runtimes.triton.signature import checked_signature
 from scripts.spec import BuildError, ModelSpec
@@ -43,7 +44,6 @@ from scripts.spec import BuildError, ModelSpec
 BACKENDS = ("python", "onnxruntime", "pytorch")
 MODEL_PY = Path(handlers.__file__).with_name("triton_model.py")
 STAMP = "build.json"
-NATIVE_FILES = {"onnxruntime": ("onnx", "model.onnx"), "pytorch": ("torchscript", "model.pt")}
 WRITERS = (
     "configs.py",
     "config_rules.py",
@@ -97,7 +97,7 @@ def python_format(spec: ModelSpec, layout: Layout, fmt: str | None) -> str:
     # onnxruntime unless the spec serves another ONNX (int8), or has none
     fmt = fmt or (
         spec.serving.format
-        if spec.serving.format.startswith("onnx") or "onnx" not in exported
+        if format_of(spec.serving.format).engine == "onnxruntime" or "onnx" not in exported
         else "onnx"
     )
     if fmt not in exported:
@@ -113,14 +113,25 @@ def stage_python(
     shutil.copy2(MODEL_PY, version_dir / "model.py")
     package = version_dir / "handlers"
     package.mkdir()
-    for source in HANDLER_SOURCES:
-        shutil.copy2(source, package / source.name)
+    copy_handlers(package)
     plan.save(version_dir)
     artifact = layout.artifact_dir(spec) / plan.artifact
     if with_artifact and artifact.is_dir():  # a generation model's Hugging Face folder
         stage_folder(artifact, version_dir)
     elif with_artifact:
         shutil.copy2(artifact, version_dir / plan.artifact)
+
+
+def decoding_model(plan: ServingPlan, spec: ModelSpec, layout: Layout, out: Path) -> list[str]:
+    """One decoupled Python model that decodes and streams (generation.py)."""
+    stage_python(plan, layout, spec, out / spec.name / str(spec.version), with_artifact=True)
+    write_config(generation_config(plan), out / spec.name)
+    return [spec.name]
+
+
+# serving engines (handlers/tasks.py) that Triton serves as one decoupled Python model, not as a
+# tensor model (with an ensemble)
+DECOUPLED_ENGINES = {"generate": decoding_model}
 
 
 def build_model(
@@ -135,10 +146,8 @@ def build_model(
     if backend not in BACKENDS:
         raise BuildError(f"{spec.name}: unknown Triton backend {backend!r}; use one of {BACKENDS}")
     plan = serving_plan(spec, layout, python_format(spec, layout, fmt))
-    if plan.task.generation is not None:  # one decoupled Python model (generation.py)
-        stage_python(plan, layout, spec, out / spec.name / str(spec.version), with_artifact=True)
-        write_config(generation_config(plan), out / spec.name)
-        return [spec.name]
+    if plan.task.serving.engine in DECOUPLED_ENGINES:
+        return DECOUPLED_ENGINES[plan.task.serving.engine](plan, spec, layout, out)
     signature = checked_signature(spec, layout)
     golden = np.load(layout.artifact(spec).golden)
     version = str(spec.version)
@@ -147,13 +156,13 @@ def build_model(
     if backend == "python":
         stage_python(plan, layout, spec, model_dir / version, with_artifact=True)
     else:
-        source_fmt, file = NATIVE_FILES[backend]
+        source_fmt, file = native_format(spec, backend), NATIVE_FILES[backend]
         if source_fmt not in exported_formats(spec, layout):
             raise BuildError(
                 f"{spec.name}: the {backend} backend needs the {source_fmt} export; "
                 f"add it to export.formats"
             )
-        source = layout.artifact_dir(spec) / ARTIFACT_FILES[source_fmt]
+        source = layout.artifact_dir(spec) / format_of(source_fmt).file
         if is_encrypted(source):
             raise BuildError(
                 f"{spec.name}: its weights are encrypted (TORCHSHIP_ENCRYPTION_KEY_FILE) and "
@@ -243,7 +252,7 @@ def build_repository(
         for d in (out / f"{spec.name}_{s}" for s in ("pre", "post", "ensemble")):
             shutil.rmtree(d, ignore_errors=True)
         build_model(spec, layout, out, backend, fmt, ensembles)
-        if backend != "python" and spec.task.generation is None:  # generation: Python always
+        if backend != "python" and not spec.task.serving.pretrained:  # those: Python always
             problems = check_native(dirs[0], spec)
             if problems:
                 raise BuildError(problems)

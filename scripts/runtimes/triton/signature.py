@@ -13,7 +13,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from handlers.dtypes import spec_dtype_of_numpy, triton_datatype
 from handlers.encryption import decrypted
-from handlers.plan import ARTIFACT_FILES
+from handlers.formats import FORMATS
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import exported_formats
 from scripts.spec import BuildError, ModelSpec
@@ -71,7 +71,7 @@ def checked_signature(spec: ModelSpec, layout: Layout) -> tuple[list[Tensor], li
     """The ONNX graph's tensors when there is one, after checking them against the spec
     (BuildError naming model, tensor and field); else the spec's."""
     wanted = spec_tensors(spec.inputs), spec_tensors(spec.outputs)
-    path = layout.artifact_dir(spec) / ARTIFACT_FILES["onnx"]
+    path = layout.artifact_dir(spec) / FORMATS["onnx"].file
     if "onnx" not in exported_formats(spec, layout):
         return wanted
     if not path.exists():

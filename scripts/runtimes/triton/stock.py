@@ -50,7 +50,7 @@ def stock_config(spec: ModelSpec, layout: Layout):
 
 
 def write_stock_model(spec: ModelSpec, layout: Layout, repo: Path) -> str:
-    from handlers.plan import ARTIFACT_FILES
+    from handlers.formats import FORMATS
     from scripts.runtimes.triton.configs import write_config
 
     if "onnx" not in exported_formats(spec, layout):
@@ -64,7 +64,7 @@ def write_stock_model(spec: ModelSpec, layout: Layout, repo: Path) -> str:
     version = folder / str(spec.version)
     version.mkdir(parents=True)
     shutil.copy2(STOCK_MODEL_PY, version / "model.py")
-    shutil.copy2(layout.artifact_dir(spec) / ARTIFACT_FILES["onnx"], version / "model.onnx")
+    shutil.copy2(layout.artifact_dir(spec) / FORMATS["onnx"].file, version / "model.onnx")
     write_config(config, folder)
     return config.name
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from handlers.formats import FORMATS
 from scripts.pipeline.layout import Layout
 from scripts.runtimes.triton.stock import STOCK, copy_model, stock_name
 from scripts.runtimes.triton.settings import NAME
@@ -36,7 +37,9 @@ def write_stock_generate_model(spec: ModelSpec, layout: Layout, repo: Path) -> s
     version.mkdir(parents=True)
     shutil.copy2(STOCK_GENERATE_MODEL, version / "model.py")
     shutil.copy2(STOCK_STREAMING, version / "stock_streaming.py")
-    (version / "pretrained").symlink_to((layout.artifact_dir(spec) / "pretrained").resolve())
+    (version / "pretrained").symlink_to(
+        (layout.artifact_dir(spec) / FORMATS["pretrained"].file).resolve()
+    )
     write_config(config, folder)
     return config.name
 

@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scripts.measure.verify_served import (
-    Check,
-    check_golden,
-    endpoints_for,
-    verify_models,
-    write_report,
-)
+from scripts.measure.verification import verify_models
+from scripts.measure.verify_served import Check, check_golden, endpoints_for, write_report
 from scripts.spec import load_spec
 from tests.conftest import LAYOUT, REPO
 

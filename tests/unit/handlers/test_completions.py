@@ -94,7 +94,7 @@ def test_torchserve_drops_a_request_the_frontend_dropped(handler):
     body = json.dumps({"prompt": "the", "stream": True, "max_tokens": 16}).encode()
     step(service, context, {"gone": body, "kept": body})
     step(service, context, {"kept": None})  # TorchServe removed "gone" (client closed)
-    assert service.generating.generating.keys == ["kept"]
+    assert service.engine.generating.generating.keys == ["kept"]
 
 
 def test_openai_routes_answer_in_openai_shape(handler):

@@ -41,13 +41,14 @@ def top_level_imports(path: Path) -> set[str]:
 def test_every_run_time_import_is_declared_or_provided_by_the_runtime():
     pinned, providers = declared(), packages_distributions()
     missing = []
-    for path in sorted((REPO / "handlers").glob("*.py")):
+    for path in sorted((REPO / "handlers").rglob("*.py")):  # formats/ too
         for module in sorted(top_level_imports(path)):
             if module in RUNTIME_PROVIDED:
                 continue
             dists = {normalized(d) for d in providers.get(module, [])}
             if not dists & pinned:
-                missing.append(f"{path.name}: {module} ({', '.join(sorted(dists)) or 'unknown'})")
+                name = path.relative_to(REPO / "handlers")
+                missing.append(f"{name}: {module} ({', '.join(sorted(dists)) or 'unknown'})")
     assert not missing, f"pin these in pyproject.toml's dependencies: {missing}"
 
 

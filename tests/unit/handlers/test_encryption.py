@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from handlers.encryption import KEY_ENV, MAGIC, WeightsError, decrypted, encrypt_file, master_key
-from handlers.runners import ARTIFACT_FILES, load_runner
+from handlers.formats import FORMATS
+from handlers.runners import load_runner
 from scripts.pipeline.paths import golden
 from tests.conftest import LAYOUT, TENSOR_EXAMPLES
 
@@ -30,8 +31,8 @@ def key(tmp_path, monkeypatch) -> bytes:
 
 
 def encrypted_copy(spec, fmt: str, folder: Path, key: bytes) -> Path:
-    target = folder / ARTIFACT_FILES[fmt]
-    shutil.copy2(LAYOUT.artifact_dir(spec) / ARTIFACT_FILES[fmt], target)
+    target = folder / FORMATS[fmt].file
+    shutil.copy2(LAYOUT.artifact_dir(spec) / FORMATS[fmt].file, target)
     assert encrypt_file(target, key, spec.name, spec.version)
     assert target.read_bytes().startswith(MAGIC)
     assert not encrypt_file(target, key, spec.name, spec.version)  # never twice
@@ -46,7 +47,7 @@ def encrypted_copy(spec, fmt: str, folder: Path, key: bytes) -> Path:
 def test_an_encrypted_export_answers_as_the_plaintext_one(spec, fmt, key, tmp_path):
     shm = set(Path("/dev/shm").glob("torchship-*"))
     inputs = golden(spec, LAYOUT)
-    plain = load_runner(fmt, LAYOUT.artifact_dir(spec) / ARTIFACT_FILES[fmt], spec.tensor_names)
+    plain = load_runner(fmt, LAYOUT.artifact_dir(spec) / FORMATS[fmt].file, spec.tensor_names)
     sealed = encrypted_copy(spec, fmt, tmp_path, key)
     runner = load_runner(fmt, sealed, spec.tensor_names, owner=(spec.name, spec.version))
     for a, b in zip(plain(inputs), runner(inputs)):
@@ -61,7 +62,7 @@ def test_a_swapped_file_wrong_key_or_missing_key_is_refused_in_one_line(key, tmp
     for owner in (("tabular_mlp", 1), (DIGITS.name, 2)):  # another model's or version's
         with pytest.raises(WeightsError, match="does not decrypt"):
             decrypted(sealed, *owner)
-    renamed = sealed.rename(tmp_path / ARTIFACT_FILES["onnx_int8"])  # another format's name
+    renamed = sealed.rename(tmp_path / FORMATS["onnx_int8"].file)  # another format's name
     with pytest.raises(WeightsError, match="belongs to another model, version or format"):
         load_runner("onnx_int8", renamed, DIGITS.tensor_names, owner=(DIGITS.name, 1))
     other = tmp_path / "other.key"

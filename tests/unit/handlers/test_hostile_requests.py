@@ -72,7 +72,7 @@ def test_refused_openai_requests_keep_no_state_in_the_handler(handler):
         answers = step(service, context, {"a": json.dumps(big), "b": json.dumps(chat)})
         assert [context.statuses[i] for i in (0, 1)] == [400, 400]
         assert all(stop is None for _, stop in answers)
-    adapter = service.generating
+    adapter = service.engine.generating
     assert adapter.openai == {} and not adapter.generating.requests
     assert "model: String should have at most 256" in answers[0][0] or "logprobs" in answers[0][0]
     assert "max_prompt_bytes" in answers[1][0]
@@ -163,7 +163,7 @@ def test_a_dead_loop_ends_the_torchserve_worker(handler, monkeypatch):
         raise SystemExit(code)
 
     monkeypatch.setattr("os._exit", exit_)
-    service.generating.generating.fault_prompt = "kill the loop"
+    service.engine.generating.generating.fault_prompt = "kill the loop"
     with pytest.raises(SystemExit) as exited:
         step(service, context, {"k": json.dumps({"prompt": "kill the loop"})})
     assert exited.value.code == 1

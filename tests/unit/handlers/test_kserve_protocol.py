@@ -184,7 +184,7 @@ def test_bad_base64_and_bytes_datatype(handlers):
 def test_unknown_outputs_are_refused_before_the_model_runs(handlers):
     from handlers.pipeline import Pipeline
 
-    pipeline = Pipeline(handlers["sentiment_lstm"].plan)
+    pipeline = Pipeline(handlers["sentiment_lstm"].engine.core.plan)
     texts = {"inputs": [{"name": "TEXT", "shape": [1], "datatype": "BYTES", "data": ["fine"]}]}
     with pytest.raises(
         Exception,

@@ -73,7 +73,7 @@ def test_torchserve_routes_answer_2xx_or_4xx_and_keep_only_what_they_run(handler
     (answer, stop), *_ = step(service, context, {"r": as_json(body)})
     status = context.statuses.get(0, 200)
     assert status in (200, 400, 429), answer
-    adapter = service.generating
+    adapter = service.engine.generating
     if status != 200:
         assert stop is None and "r" not in adapter.generating.requests and "r" not in adapter.openai
         assert json.loads(answer)["code"] == status

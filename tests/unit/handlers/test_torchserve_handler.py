@@ -168,11 +168,11 @@ def test_token_ids_out_of_range_are_refused(handlers):
 def test_handler_serves_every_format(tmp_path, fmt):
     """serving.format picks the loader: TorchScript, ONNX through onnxruntime, or the AOTInductor
     package."""
-    from handlers.runners import ARTIFACT_FILES
+    from handlers.formats import FORMATS
 
     spec = SPEC["digits_cnn"]
     model_dir = unpacked_archive("digits_cnn", tmp_path)
-    artifact = LAYOUT.artifacts / spec.name / str(spec.version) / ARTIFACT_FILES[fmt]
+    artifact = LAYOUT.artifacts / spec.name / str(spec.version) / FORMATS[fmt].file
     (model_dir / artifact.name).write_bytes(artifact.read_bytes())
     ServingPlan.load(model_dir).with_format(fmt).save(model_dir)
     handler = SpecHandler()
@@ -253,7 +253,7 @@ def test_every_request_is_counted_by_format_and_every_refusal_by_reason(tmp_path
         ({"inputs": [[1.0, 2.0]]}, "application/json"),
     )
     assert statuses == [200, 200, 400, 400]
-    handler.core.metrics.flush()  # else published within a second, by its own thread
+    handler.engine.core.metrics.flush()  # else published within a second, by its own thread
     metrics, model = context.metrics, ("digits_cnn", "1")
     assert metrics.total("torchship_model_loads_total", *model) == 1
     assert metrics.total("torchship_requests_total", *model, "encoded") == 3

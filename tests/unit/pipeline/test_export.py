@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from handlers.runners import ARTIFACT_FILES, load_runner, torch_runner
+from handlers.formats import FORMATS
+from handlers.runners import load_runner, torch_runner
 from models.tabular import TabularMLP
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.export import export_model
@@ -55,7 +56,7 @@ def test_export_writes_verified_formats_and_golden_samples(tiny_spec):
         1,
     )
     for fmt in ("torchscript", "onnx"):
-        assert (out / ARTIFACT_FILES[fmt]).exists()
+        assert (out / FORMATS[fmt].file).exists()
     assert export_model(spec, Layout.of(root)).skipped  # nothing changed
     looser = spec.model_copy(update={"tolerance": Tolerance(atol=1e-3)})
     assert not export_model(looser, Layout.of(root)).skipped  # the spec changed
@@ -119,7 +120,7 @@ def test_an_already_exported_file_is_a_source_too(tiny_spec, fmt, suffix):
     )
     export_model(first, Layout.of(root))
     given = root / f"given{suffix}"
-    given.write_bytes((root / "artifacts/tiny/1" / ARTIFACT_FILES[fmt]).read_bytes())
+    given.write_bytes((root / "artifacts/tiny/1" / FORMATS[fmt].file).read_bytes())
     lines = [
         line.replace("module: models.tabular:TabularMLP", f"exported: {given.name}")
         for line in tiny_spec.read_text().replace("name: tiny", "name: given").splitlines()
@@ -169,7 +170,7 @@ def test_formats_auto_keeps_what_works_and_says_why_the_rest_was_left_out(tmp_pa
         reason.startswith(f"branchy: {fmt} export failed: ") for fmt, reason in skipped.items()
     )
     on_disk = sorted(p.name for p in Layout.of(tmp_path).artifact_dir(spec).glob("model.*"))
-    assert on_disk == sorted(ARTIFACT_FILES[f] for f in exported)
+    assert on_disk == sorted(FORMATS[f].file for f in exported)
     assert (
         json.loads((Layout.of(tmp_path).artifact_dir(spec) / "verify.json").read_text())["skipped"]
         == skipped

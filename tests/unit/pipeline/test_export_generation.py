@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from scripts.pipeline.export import export_model
+from scripts.tasks import task_of
 from scripts.pipeline.layout import Layout
 from scripts.spec import BuildError, SpecError, load_spec
 from tests.conftest import TINY_LM_CONFIG, TINY_LM_ENTRY, write_spec, write_tiny_lm
@@ -17,13 +17,13 @@ from tests.conftest import TINY_LM_CONFIG, TINY_LM_ENTRY, write_spec, write_tiny
 def test_module_checkpoint_and_tokenizer_are_served_as_a_verified_folder(tmp_path):
     write_tiny_lm(tmp_path)
     spec = load_spec(write_spec(tmp_path, TINY_LM_ENTRY)).models[0]
-    result = export_model(spec, Layout.of(tmp_path))
+    result = task_of(spec).export(spec, Layout.of(tmp_path), False, print)
     folder = Layout.of(tmp_path).artifact_dir(spec)
     assert {"model.safetensors", "config.json", "tokenizer.json"} <= {
         p.name for p in (folder / "pretrained").iterdir()
     }
     assert set(result.report["checks"].values()) == {"token ids equal eager generate()"}
-    assert export_model(spec, Layout.of(tmp_path)).skipped  # incremental
+    assert task_of(spec).export(spec, Layout.of(tmp_path), False, print).skipped  # incremental
 
 
 def test_a_module_that_is_not_a_causal_lm_is_refused_by_name(tmp_path):
@@ -35,7 +35,7 @@ def test_a_module_that_is_not_a_causal_lm_is_refused_by_name(tmp_path):
     )
     spec = load_spec(write_spec(tmp_path, entry)).models[0]
     with pytest.raises(BuildError) as error:
-        export_model(spec, Layout.of(tmp_path))
+        task_of(spec).export(spec, Layout.of(tmp_path), False, print)
     assert "is not a transformers causal LM" in str(error.value)
 
 

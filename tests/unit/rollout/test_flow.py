@@ -8,9 +8,11 @@ from __future__ import annotations
 import pytest
 
 from scripts.pipeline.layout import Layout
+import scripts.tasks.base as tasks_base
 from scripts.rollout import flow, steps
 from scripts.rollout.gate import Gate
 from scripts.runtimes.protocols import ServedVersions
+from scripts.tasks.base import OnePass
 from scripts.spec import load_spec
 from scripts.spec.versions import VersionSpec
 from tests.conftest import REPO
@@ -97,12 +99,14 @@ def plugins(monkeypatch):
         steps, "drained", lambda plugin, server, spec, version: version not in plugin.busy
     )
     gates = {}
-    monkeypatch.setattr(steps, "run_gate", lambda serving, candidate, *rest: gates[candidate]())
+    monkeypatch.setattr(
+        OnePass, "gate", staticmethod(lambda serving, candidate, *rest: gates[candidate]())
+    )
     real_prepare = flow.prepare
 
     def prepare(plugin, server, spec, version, root):
         gates[plugin] = lambda: plugin.gate
-        monkeypatch.setattr(steps, "run_gate", lambda *args: plugin.gate)
+        monkeypatch.setattr(OnePass, "gate", staticmethod(lambda *args: plugin.gate))
         return real_prepare(plugin, server, spec, version, root)
 
     monkeypatch.setattr(flow, "prepare", prepare)
@@ -117,7 +121,7 @@ def plugins(monkeypatch):
                 f"version {plugin.default}"
             )
 
-    monkeypatch.setattr(steps, "golden_check", golden_check)
+    monkeypatch.setattr(tasks_base, "golden_check", golden_check)
     return chosen
 
 

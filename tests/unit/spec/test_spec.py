@@ -261,7 +261,7 @@ def test_a_generation_entry_needs_its_hugging_face_folder(tmp_path):
     "change, expected",
     [
         ("max_tokens: 16, max_tokens_limit: 64", "max_tokens (100) is over max_tokens_limit (64)"),
-        ("generation: {max_tokens: 16", "generation: give it exactly for kind: generation"),
+        ("generation: {max_tokens: 16", "generation: only kind generation takes it, not raw"),
     ],
 )
 def test_generation_limits_are_checked(tmp_path, change, expected):
@@ -272,7 +272,7 @@ def test_generation_limits_are_checked(tmp_path, change, expected):
     entry = GENERATION_ENTRY.replace(
         "max_tokens: 16, max_tokens_limit: 64", "max_tokens: 100, max_tokens_limit: 64"
     )
-    if "exactly" in expected:
+    if "only kind generation" in expected:
         entry = GENERATION_ENTRY.replace("kind: generation,", "kind: raw,")
     with pytest.raises(SpecError) as error:
         load_spec(write_spec(tmp_path, entry))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import onnx_ir as ir
+from onnxscript import ir  # onnx_ir, through the pinned onnxscript that brings it
 
 
 def all_values(graph: ir.Graph) -> list[ir.Value]:

@@ -1,0 +1,19 @@
+"""int8 ONNX: the verified ONNX export quantised by onnxruntime.quantization behind an accuracy
+gate (scripts/pipeline/quantize.py makes it: it needs the spec's calibration data)."""
+
+from __future__ import annotations
+
+from handlers.formats.base import Format, Runner
+from handlers.formats.onnx import onnx_runner
+
+
+class OnnxInt8(Format):
+    name = "onnx_int8"
+    title = "int8 ONNX"
+    file = "model.int8.onnx"
+    engine = "onnxruntime"
+    quantized_from = "onnx"
+    # Triton's onnxruntime backend is given the fp32 model.onnx; int8 runs on our Python backend
+
+    def runner(self, path, input_names, threads, output_names, plain) -> Runner:
+        return onnx_runner(str(path) if plain is None else plain, threads)

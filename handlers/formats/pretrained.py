@@ -1,0 +1,22 @@
+"""A generation model's Hugging Face folder (config, safetensors, tokenizer), as written by
+save_pretrained: the generation engine (handlers/completions.py) loads it, not a tensor runner."""
+
+from __future__ import annotations
+
+from handlers.formats.base import Format, Runner
+
+
+class Pretrained(Format):
+    name = "pretrained"
+    title = "Hugging Face folder"
+    file = "pretrained"
+    engine = "transformers"
+    encryptable = False  # a folder, copied as it is
+    measured = False
+    generation = True
+
+    def runner(self, path, input_names, threads, output_names, plain) -> Runner:
+        raise ValueError(
+            "format 'pretrained' is a language model's Hugging Face folder: the generation "
+            "engine loads it (handlers/completions.py), not a tensor runner"
+        )

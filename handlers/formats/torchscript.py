@@ -1,0 +1,37 @@
+"""TorchScript: traced from the module (or saved as given when the source is TorchScript);
+served by Triton's libtorch backend as well as ours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from handlers.formats.base import Exportable
+from handlers.formats.torch_file import TorchFile
+
+
+def as_torchscript(model: Exportable):
+    """The model as TorchScript: the source itself, or traced at the example inputs."""
+    import torch
+
+    if model.scripted:
+        return model.module
+    with torch.inference_mode(False), torch.no_grad():
+        # strict=False: dict outputs too
+        return torch.jit.trace(model.module, model.args, strict=False)
+
+
+class TorchScript(TorchFile):
+    name = "torchscript"
+    title = "TorchScript"
+    file = "model.torchscript.pt"
+    auto = True
+    from_torchscript = True
+    triton_backend = "pytorch"
+
+    def export(self, model: Exportable, path: Path) -> None:
+        as_torchscript(model).save(str(path))
+
+    def load(self, source, path, plain):
+        import torch
+
+        return torch.jit.load(source, map_location="cpu").eval()
