@@ -13,7 +13,7 @@ from typing import Callable, TypeVar
 
 import numpy as np
 
-from handlers.kserve_protocol import Envelope
+from handlers.protocols.kserve import Envelope
 from handlers.metrics import ModelMetrics
 from handlers.plan import ServingPlan
 from handlers.processing import RequestError

@@ -259,15 +259,3 @@ def stop_strings(stop: str | list[str] | None, limits: Generation) -> tuple[str,
                 "size",
             )
     return tuple(stop)
-
-
-def completion_json(piece: Piece, stream: bool) -> str:
-    """A streamed piece as one JSON line, or the whole answer of a request that did not
-    stream (its one piece holds the whole text and every token id)."""
-    answer = {
-        "text": piece.text,
-        "token_ids": piece.token_ids,
-        "finish_reason": piece.finish_reason,
-        **({"error": piece.error} if piece.error is not None else {}),
-    }
-    return json.dumps(answer) + ("\n" if stream else "")

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from handlers import kserve_protocol
-from handlers.kserve_protocol import Envelope
+from handlers.protocols import kserve
+from handlers.protocols.kserve import Envelope
 from handlers.plan import ServingPlan
 from handlers.processing import RequestError
 from handlers.tensors import check_rows, numeric_array
@@ -110,13 +110,9 @@ class Pipeline:
                 raise RequestError(
                     f"body is not valid JSON ({reason}); send {self.expected_input}", "decode"
                 ) from None
-        protocol = kserve_protocol.protocol_of(body) if isinstance(body, dict) else None
+        protocol = kserve.protocol_of(body) if isinstance(body, dict) else None
         if protocol is not None:  # KServe v1 / v2: answered in the same protocol
-            parse = (
-                kserve_protocol.parse_v1
-                if protocol == kserve_protocol.V1
-                else kserve_protocol.parse_v2
-            )
+            parse = kserve.parse_v1 if protocol == kserve.V1 else kserve.parse_v2
             try:
                 inputs, envelope = parse(self, body)
             except RequestError as exc:  # named as the protocol's problem, not our own JSON's

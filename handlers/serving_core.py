@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from handlers import kserve_protocol
+from handlers.protocols import kserve
 from handlers.batching import Batcher, Failure, Rows, isolated
 from handlers.metrics import ModelMetrics, Sink
 from handlers.pipeline import Pipeline
@@ -166,9 +166,7 @@ class ServingCore:
         """The JSON answer of one request, in the protocol it came in."""
         answers = self.pipeline.postprocess(rows.outputs)
         if rows.envelope is not None:
-            return json.dumps(
-                kserve_protocol.answer(self.plan, rows.envelope, rows.outputs, answers)
-            )
+            return json.dumps(kserve.answer(self.plan, rows.envelope, rows.outputs, answers))
         return json.dumps(answers[0] if rows.single else answers)
 
 

@@ -10,16 +10,16 @@ exits: Triton's model is no longer served by it, and the watchdog beside tritons
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from handlers.batching import Failure, isolated
+from handlers.protocols import GENERATION_PROTOCOLS, ModelFacts
+from handlers.protocols.vllm_tensors import INPUTS
 
 CANCEL_CHECK_S = 0.05  # how often the decode loop asks whether clients went away
 log = logging.getLogger(__name__)
@@ -64,6 +64,8 @@ class Streamer:
             from handlers.triton_metrics import TritonSink
 
             self.generating = Generating.load(folder, TritonSink())
+            # vLLM's contract has no chat messages: no template to render them with
+            self.facts = ModelFacts(None, self.generating.language.max_prompt_bytes)
         except BaseException as exc:  # raised again by __init__, so the load fails
             self.load_error = exc
             return
@@ -90,17 +92,19 @@ class Streamer:
 
     def admit(self, request) -> None:
         sender, key = request.get_response_sender(), id(request)
-        admitted = isolated("reading the request", lambda: body(request))
-        if isinstance(admitted, Failure):
-            admitted = self.generating.refused(admitted, "generate")
+        protocol = GENERATION_PROTOCOLS["generate"]
+        read = isolated("reading the request", lambda: protocol.read(tensors(request), self.facts))
+        if isinstance(read, Failure):
+            admitted = self.generating.refused(read, protocol.name)
         else:  # read and tokenized outside the lock: the loop keeps stepping meanwhile
-            admitted = self.generating.read(admitted, "generate")
+            fields, writer = read
+            admitted = self.generating.read(fields, protocol.name)
         with self.lock:
             if not isinstance(admitted, Failure):
                 admitted = self.generating.enqueue(key, admitted)
             if not isinstance(admitted, Failure):
-                exclude = flag(request, "exclude_input_in_output")
-                self.senders[key] = (request, sender, admitted.prompt, exclude, admitted.stream)
+                writer.admitted(admitted)
+                self.senders[key] = (request, sender, writer)
         if isinstance(admitted, Failure):
             final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
             sender.send(error_response(admitted.message, admitted.status), flags=final)
@@ -140,23 +144,17 @@ class Streamer:
         self.checked = now
         return [key for key in self.generating.keys if cancelled(self.senders[key][0])]
 
-    def send(self, piece, request, sender, prompt: str, exclude: bool, stream: bool) -> None:
+    def send(self, piece, request, sender, writer) -> None:
         if piece.error is not None:  # this request's own failure: its error, the others go on
             final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
             sender.send(error_response(piece.error, 500), flags=final)
             return
-        if not stream and not piece.final:
-            return  # a request that does not stream gets one response, at the end
-        text = piece.text if stream or exclude else prompt + piece.text
-        outputs = [
-            pb_utils.Tensor("text_output", np.array([text.encode("utf-8")], dtype=np.object_)),
-            pb_utils.Tensor("token_ids", np.array(piece.token_ids, dtype=np.int64)),
-            pb_utils.Tensor(
-                "finish_reason", np.array([(piece.finish_reason or "").encode()], dtype=np.object_)
-            ),
-        ]
+        outputs = writer.piece(piece)
+        if outputs is None:
+            return
+        tensors = [pb_utils.Tensor(name, array) for name, array in outputs.items()]
         flags = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if piece.final else 0
-        sender.send(pb_utils.InferenceResponse(output_tensors=outputs), flags=flags)
+        sender.send(pb_utils.InferenceResponse(output_tensors=tensors), flags=flags)
 
     def stop(self) -> None:
         self.running = False
@@ -167,36 +165,10 @@ class Streamer:
             self.generating.metrics.close()
 
 
-def body(request) -> dict:
-    """vLLM's tensors as a completion request's fields (handlers/completions.py checks them)."""
-    from handlers.completions import vllm_numbers
-    from handlers.processing import RequestError
-
-    def text(name: str) -> str | None:
-        tensor = pb_utils.get_input_tensor_by_name(request, name)
-        if tensor is None:
-            return None
-        value = tensor.as_numpy().reshape(-1)[0]
-        try:
-            return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-        except UnicodeDecodeError as exc:
-            raise RequestError(
-                f"{name}: not UTF-8 ({exc.reason} at byte {exc.start})", "decode"
-            ) from None
-
-    prompt, parameters = text("text_input"), text("sampling_parameters")
-    try:
-        sampling = json.loads(parameters) if parameters else {}
-    except ValueError as exc:
-        raise RequestError(f"sampling_parameters: not JSON: {exc}", "decode") from None
-    if not isinstance(sampling, dict):
-        raise RequestError('sampling_parameters: expected a JSON object, e.g. {"max_tokens": 16}')
-    return {**vllm_numbers(sampling), "prompt": prompt, "stream": flag(request, "stream")}
-
-
-def flag(request, name: str) -> bool:
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    return bool(tensor.as_numpy().reshape(-1)[0]) if tensor is not None else False
+def tensors(request) -> dict:
+    """The request's inputs of vLLM's contract as numpy arrays (None: not sent)."""
+    found = {name: pb_utils.get_input_tensor_by_name(request, name) for name in INPUTS}
+    return {name: t.as_numpy() if t is not None else None for name, t in found.items()}
 
 
 def cancelled(request) -> bool:

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from handlers.completions import completion_json
+from handlers.protocols.completion import completion_json
 from handlers.generating import Generating
 from handlers.processing import RequestError
 from tests.unit.handlers.conftest import drain, step
@@ -152,11 +152,12 @@ def test_a_stream_without_include_usage_has_no_usage_chunk():
     """OpenAI sends the usage chunk (choices: []) only when stream_options asks for it; clients
     such as genai-perf read choices[0] of every chunk."""
     from handlers.completions import Piece
-    from handlers.openai_api import read_openai
+    from handlers.protocols import GENERATION_PROTOCOLS, ModelFacts
 
+    completions = GENERATION_PROTOCOLS["openai-completion"]
     for options, chunks_with_usage in (({}, 0), ({"stream_options": {"include_usage": True}}, 1)):
-        _, answer = read_openai(
-            "completion", {"prompt": "the", "stream": True, **options}, None, 4096
+        _, answer = completions.read(
+            {"prompt": "the", "stream": True, **options}, ModelFacts(None, 4096)
         )
         body = answer.piece(Piece(" film", [5])) + answer.piece(Piece("", [], "stop"))
         events = [json.loads(e[6:]) for e in body.split("\n\n") if e and e != "data: [DONE]"]

@@ -53,5 +53,5 @@ def test_every_run_time_import_is_declared_or_provided_by_the_runtime():
 
 
 def test_the_checker_sees_jinja2():
-    assert "jinja2" in top_level_imports(REPO / "handlers" / "openai_api.py")
+    assert "jinja2" in top_level_imports(REPO / "handlers" / "protocols" / "openai_chat.py")
     assert "jinja2" in declared()

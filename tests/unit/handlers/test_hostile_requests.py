@@ -73,7 +73,7 @@ def test_refused_openai_requests_keep_no_state_in_the_handler(handler):
         assert [context.statuses[i] for i in (0, 1)] == [400, 400]
         assert all(stop is None for _, stop in answers)
     adapter = service.engine.generating
-    assert adapter.openai == {} and not adapter.generating.requests
+    assert adapter.writers == {} and not adapter.generating.requests
     assert "model: String should have at most 256" in answers[0][0] or "logprobs" in answers[0][0]
     assert "max_prompt_bytes" in answers[1][0]
 

@@ -7,7 +7,6 @@ serving core of one-answer models (native JSON, KServe v1 and v2)."""
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from handlers.completions import FIELDS, Completion
+from handlers.protocols import GENERATION_PROTOCOLS, ModelFacts
 from handlers.processing import RequestError
 from handlers.serving_core import Request, ServingCore
 from tests.unit.handlers.conftest import step
@@ -75,36 +75,27 @@ def test_torchserve_routes_answer_2xx_or_4xx_and_keep_only_what_they_run(handler
     assert status in (200, 400, 429), answer
     adapter = service.engine.generating
     if status != 200:
-        assert stop is None and "r" not in adapter.generating.requests and "r" not in adapter.openai
+        assert (
+            stop is None and "r" not in adapter.generating.requests and "r" not in adapter.writers
+        )
         assert json.loads(answer)["code"] == status
     adapter.cancel("r")  # the next example starts from nothing
 
 
-@pytest.fixture(scope="module")
-def triton_body():
-    from tests.unit.handlers.test_triton_model import fake_pb_utils
-
-    sys.modules.setdefault("triton_python_backend_utils", fake_pb_utils())
-    from handlers.triton_streamer import body
-
-    return body
-
-
 @SETTINGS
 @given(prompt=st.text(max_size=40), sampling=VALUES | BODIES, stream=st.booleans())
-def test_triton_vllm_tensors_are_read_or_refused_by_name(
-    language, triton_body, prompt, sampling, stream
-):
-    from tests.unit.handlers.test_triton_model import Tensor
-
+def test_triton_vllm_tensors_are_read_or_refused_by_name(language, prompt, sampling, stream):
+    """vLLM's tensor contract (the protocol Triton's generation model speaks), read from the
+    arrays Triton hands over."""
+    protocol = GENERATION_PROTOCOLS["generate"]
     arrays = {
         "text_input": np.array([prompt.encode("utf-8", "surrogatepass")], dtype=np.object_),
         "sampling_parameters": np.array([as_json(sampling).encode()], dtype=np.object_),
         "stream": np.array([stream]),
     }
-    request = {name: Tensor(name, array) for name, array in arrays.items()}
     try:
-        assert isinstance(language.read(triton_body(request)), Completion)
+        fields, _ = protocol.read(arrays, ModelFacts(None, language.max_prompt_bytes))
+        assert isinstance(language.read(fields), Completion)
     except RequestError as error:
         assert str(error)
 

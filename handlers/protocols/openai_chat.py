@@ -1,0 +1,67 @@
+"""OpenAI's chat completions API (`.../v1/chat/completions`): `messages` in, one prompt made of
+them through the chat template of the model's tokenizer_config.json when it has one, else a
+plain one (one line per message and the answer's turn last: "system: ...\\nuser: ...\\n
+assistant:"); `message` choices out (`delta` when streaming)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers.processing import RequestError
+from handlers.protocols.base import ModelFacts
+from handlers.protocols.openai_common import OpenAIProtocol, OpenAIWriter
+
+ROLES = ("system", "user", "assistant")
+
+
+class ChatWriter(OpenAIWriter):
+    id_prefix = "chatcmpl"
+    object_name = "chat.completion"
+    chunk_suffix = ".chunk"
+
+    def choice(self, text: str, finish_reason: str | None, delta: bool = False) -> dict:
+        key = "delta" if delta else "message"
+        return {
+            "index": 0,
+            key: {"role": "assistant", "content": text},
+            "finish_reason": finish_reason,
+        }
+
+
+class OpenAIChat(OpenAIProtocol):
+    name = "openai-chat"
+    route = "v1/chat/completions"
+    title = "chat"
+    prompt_field, other_field = "messages", "prompt"
+    writer = ChatWriter
+
+    def prompt(self, given: Any, fields: dict, model: ModelFacts) -> str:
+        if "max_completion_tokens" in fields:  # chat's newer name for max_tokens
+            fields["max_tokens"] = fields.pop("max_completion_tokens")
+        return chat_prompt(given, model.chat_template, model.max_prompt_bytes)
+
+
+def chat_prompt(messages: Any, template: str | None, max_bytes: int) -> str:
+    """The messages as one prompt; their size is checked before the template renders them."""
+    if not isinstance(messages, list) or not messages:
+        raise RequestError('messages: give a list, e.g. [{"role": "user", "content": "Hi"}]')
+    size = 0
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise RequestError(f"messages[{i}].role: expected one of {list(ROLES)}")
+        if not isinstance(message.get("content"), str):
+            raise RequestError(f"messages[{i}].content: expected text")
+        size += len(message["content"]) + len(message["role"])
+        if size > max_bytes:  # characters: at most the bytes the prompt will have
+            raise RequestError(
+                f"messages: over this model's limit of {max_bytes} bytes of prompt "
+                "(task.generation.max_prompt_bytes); send less",
+                "size",
+            )
+    if template is not None:
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        render = ImmutableSandboxedEnvironment().from_string(template).render
+        return render(messages=messages, add_generation_prompt=True)
+    lines = [f"{m['role']}: {m['content']}" for m in messages]
+    return "\n".join([*lines, "assistant:"])
