@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -19,6 +19,9 @@ from scripts.cli.common import (
     selected_models,
     user_errors,
 )
+
+if TYPE_CHECKING:  # the commands import what they run when they run
+    from scripts.pipeline.ensure import Stage
 
 
 @app.command()
@@ -45,7 +48,7 @@ def check(spec: SpecOption = Path("models.yaml")):
                 console.print(f"[yellow]warning:[/] {runtime.title}: {warning}", highlight=False)
 
 
-def build_through(stage: str, spec: Path, model, force: bool, runtimes=(), options=None):
+def build_through(stage: Stage, spec: Path, model, force: bool, runtimes=(), options=None):
     """The one build path (scripts/pipeline/ensure.py), saying each step as it runs and ending
     with the table of steps; a model that cannot be built is left out (`failed_models` names it
     once the others' table is printed)."""
@@ -228,7 +231,8 @@ def verify_artifacts(spec: SpecOption = Path("models.yaml"), model: ModelOption 
         for a in runtime.artifacts.signed_artifacts(models, layout)
     ]
     signed += trees
-    for artifact in signed if key else []:
+    for artifact in signed if key is not None else []:
+        assert key is not None  # the loop runs only with a key
         found = signing.problems(artifact, key)
         problems += found
         verdict = "[red]REFUSED[/]" if found else "[green]signature verified[/]"

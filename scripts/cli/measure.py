@@ -59,9 +59,9 @@ def bench(
 ):
     """In-process limit, stock setups and this project's deployments under perf_analyzer load:
     reports/bench.json, bench.md and PNG plots, every ratio from this one run."""
-    from scripts.measure.bench import BRIEF_MODELS, FULL_MODELS, run_bench
+    from scripts.measure.bench.run import BRIEF_MODELS, FULL_MODELS, run_bench
+    from scripts.measure.bench.setups import BENCHED
     from scripts.pipeline.ensure import ensure_built
-    from scripts.runtimes.registry import RUNTIMES
 
     layout, models = selected_models(spec, model or None)
     if not model:
@@ -71,7 +71,7 @@ def bench(
     ensure_built(
         models,
         layout,
-        [] if in_process_only else list(RUNTIMES.values()),
+        [] if in_process_only else BENCHED,
         through="export" if in_process_only else "package",
     )
     out = reports.resolve() if reports else layout.reports
@@ -110,15 +110,15 @@ def tune(
     """Sweep queue delay, max batch size, instances, workers, threads and format on real servers,
     judge each against the stock setup at concurrency 1-64, pick by the latency-aware rule:
     reports/tune_<model>.{json,yaml,png}."""
+    from scripts.measure.bench.setups import benched
     from scripts.measure.tune import run_tune, snippet
-    from scripts.runtimes.registry import selected
 
     layout, models = selected_models(spec, [model])
     refuse_other_measures(models, "tune")
     report = run_tune(
         models[0],
         layout,
-        selected(runtime),
+        benched(runtime),
         budget,
         log=lambda line: console.print(line, highlight=False),
     )
@@ -219,14 +219,14 @@ def bench_generation(
     generate() setup, against static batched generate() in one process."""
     from scripts.measure.generation_bench import bench_generation as measure
     from scripts.measure.generation_report import table, targets
+    from scripts.measure.bench.setups import benched
     from scripts.pipeline.ensure import ensure_built
-    from scripts.runtimes.registry import selected
 
     layout, models = selected_models(spec, model)
     models = [m for m in models if task_of(m).bench_command == "bench-generation"]
     if not models:
         raise typer.BadParameter("no generation model selected (task: {kind: generation})")
-    runtimes = selected(runtime)
+    runtimes = benched(runtime)
     ensure_built(models, layout, runtimes)
     for m in models:
         report = measure(m, layout, runtimes, lambda line: console.print(escape(line)))

@@ -4,13 +4,17 @@ started."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from scripts.cli.common import SpecOption, app, console, selected_models, user_errors
 from scripts.cli.serve import RuntimeOption
+
+if TYPE_CHECKING:  # the commands import what they run when they run (a quick --help)
+    from scripts.runtimes.protocols import Live, ServedVersions
+    from scripts.spec import ModelSpec
 
 OneModel = Annotated[str, typer.Option("--model", "-m", help="The model to roll out or back.")]
 
@@ -74,12 +78,12 @@ def rollback(
     print_outcomes(run(models[0], runtime, layout))
 
 
-def live_versions(plugin, server, spec):
+def live_versions(live: Live | None, spec: ModelSpec) -> tuple[ServedVersions | None, str]:
     """(the server's versions of the model, or None and why not)."""
-    if server is None:
+    if live is None:
         return None, "server not running (`make serve` starts it on the versions last rolled out)"
     try:
-        return plugin.versions.versions(server, spec), ""
+        return live.versions(spec), ""
     except Exception as exc:  # a server dying or killed between the pid check and the call
         return None, f"server not answering: {type(exc).__name__}"
 
@@ -97,15 +101,16 @@ def versions(spec: SpecOption = Path("models.yaml")):
     table = Table("runtime", "model", "loaded", "default", "last rolled out", "changed", "gate")
     for plugin in RUNTIMES.values():
         server = plugin.server.running(layout)
+        live = plugin.attach(server) if server is not None else None
         for m in models:
             entry = recorded.get(plugin.name, {}).get(m.name, {})
-            live, problem = live_versions(plugin, server, m)
+            served, problem = live_versions(live, m)
             gate = entry.get("gate") or {}
             table.add_row(
                 plugin.name,
                 m.name,
-                ", ".join(map(str, live.loaded)) if live else f"[red]{problem}[/]",
-                str(live.default) if live else "-",
+                ", ".join(map(str, served.loaded)) if served else f"[red]{problem}[/]",
+                str(served.default) if served else "-",
                 str(entry.get("default", m.version)),
                 entry.get("changed", "-"),
                 f"labels {gate['label_agreement']:.1%}" if "label_agreement" in gate else "-",

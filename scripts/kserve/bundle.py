@@ -14,7 +14,8 @@ from pathlib import Path
 from handlers.encryption import KEY_ENV
 from scripts.pipeline.ensure import ensure_built
 from scripts.pipeline.layout import PROJECT, Layout
-from scripts.runtimes.protocols import KServeBundle, Runtime
+from scripts.kserve.storage import KServeBundle
+from scripts.runtimes.protocols import Runtime
 from scripts.spec import BuildError, ModelSpec
 from scripts.spec.cluster import KServeSpec
 
@@ -98,8 +99,10 @@ def make_bundles(
     the CRD subset; returns both."""
     out = out or layout.kserve
     ensure_built(specs, layout, runtimes)
-    bundles = [
-        runtime.kserve.bundle(specs, layout, out / runtime.name, settings) for runtime in runtimes
+    bundles = [  # a runtime without a KServe capability has no bundle
+        runtime.kserve.bundle(specs, layout, out / runtime.name, settings)
+        for runtime in runtimes
+        if runtime.kserve is not None
     ]
     manifests = out / "manifests"
     shutil.rmtree(manifests, ignore_errors=True)  # no stale manifest of a runtime not built now

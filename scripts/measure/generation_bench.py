@@ -21,7 +21,7 @@ import numpy as np
 
 from handlers.formats import FORMATS
 from scripts.pipeline.layout import Layout
-from scripts.runtimes.protocols import GenerateCall
+from scripts.runtimes.calls import GenerateCall
 from scripts.spec import ModelSpec
 
 CONCURRENCY = (1, 4, 16, 64)
@@ -78,9 +78,9 @@ def in_process_limits(spec: ModelSpec, layout: Layout, work: Workload) -> dict:
     from handlers.completions import LanguageModel
 
     torch.set_num_threads(spec.serving.threads)
-    language = LanguageModel(
-        layout.artifact_dir(spec) / FORMATS["pretrained"].file, spec.task.generation
-    )
+    generation = spec.task.generation
+    assert generation, "a generation model's task has its generation: settings (spec validation)"
+    language = LanguageModel(layout.artifact_dir(spec) / FORMATS["pretrained"].file, generation)
     static_batched(language, work, 1)  # warm
     return {c: static_batched(language, work, c) for c in CONCURRENCY}
 
@@ -130,7 +130,9 @@ def served(call: GenerateCall, work: Workload, concurrency: int) -> dict:
 
 def measure_runtime(runtime, spec, layout, work, workdir, log) -> dict:
     """Both setups of one runtime in one server: {setup: {"ready_s", "points"}}."""
-    deployment = runtime.bench.generation_deployment(spec, layout, workdir / runtime.name, log)
+    from scripts.measure.bench.setups import bench_of
+
+    deployment = bench_of(runtime).generation_deployment(spec, layout, workdir / runtime.name, log)
     with deployment as served_by:
         setups = {}
         for setup, call in served_by.calls.items():

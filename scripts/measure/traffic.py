@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -19,7 +20,8 @@ from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import golden_examples
 from scripts.pipeline.verify import compare
 from scripts.measure.verify_served import reference_runner
-from scripts.runtimes.protocols import TensorCall
+from scripts.runtimes.calls import TensorCall
+from scripts.runtimes.protocols import Live, Server
 from scripts.spec import ModelSpec
 
 ROWS = 8
@@ -160,36 +162,39 @@ def stream_call(call) -> TensorCall:
     return send
 
 
-def tensor_endpoint_sets(plugin, server, spec: ModelSpec) -> Callable:
+def tensor_endpoint_sets(live: Live, spec: ModelSpec) -> Callable:
     """(version) -> {endpoint: (spec, request) -> answer}: a one-pass model's tensor endpoints."""
     return lambda version: (
-        plugin.endpoints.version_endpoints(server, spec, version)
-        if version is not None
-        else plugin.endpoints.tensor_endpoints(server)
+        live.version_endpoints(spec, version) if version is not None else live.tensor_endpoints()
     )
 
 
-def stream_endpoint_sets(plugin, server, spec: ModelSpec) -> Callable:
+def stream_endpoint_sets(live: Live, spec: ModelSpec) -> Callable:
     """(version) -> a generation model's streamed endpoints."""
 
     def streams(version):
-        calls = plugin.endpoints.generation_endpoints(server, spec, version)
+        calls = live.generation_endpoints(spec, version)
         return {name: stream_call(call) for name, call in calls.items() if "stream" in name}
 
     return streams
 
 
 def clients_for(
-    servers: dict, spec: ModelSpec, per_endpoint: int, named: int | None, endpoint_sets: Callable
+    servers: Mapping[str, Server],
+    spec: ModelSpec,
+    per_endpoint: int,
+    named: int | None,
+    endpoint_sets: Callable,
 ) -> list[Client]:
     """Per runtime ({name: running server}) and endpoint (REST/HTTP, gRPC; a generation
     model's streams): `per_endpoint` unversioned clients, and half as many naming version
     `named` when given."""
-    from scripts.runtimes.registry import RUNTIMES
+    from scripts.runtimes.registry import attached
 
     clients = []
-    for name, server in servers.items():
-        endpoints = endpoint_sets(RUNTIMES[name], server, spec)
+    for live in attached(servers):
+        name = live.name
+        endpoints = endpoint_sets(live, spec)
         for endpoint in endpoints(None):
 
             def unversioned(endpoint=endpoint, endpoints=endpoints):
@@ -257,7 +262,11 @@ def expected_tokens(spec: ModelSpec, versions: list[int], layout: Layout) -> tup
     expected = {}
     for version in versions:
         at = spec.at_version(version)
-        language = LanguageModel(layout.artifact_dir(at) / "pretrained", at.task.generation)
+        generation = at.task.generation
+        assert generation, (
+            "a generation model's task has its generation: settings (spec validation)"
+        )
+        language = LanguageModel(layout.artifact_dir(at) / "pretrained", generation)
         made = eager_tokens(language, [b["prompt"] for b in bodies], golden["max_tokens"])
         expected[version] = made["token_ids"]
     return bodies, expected

@@ -9,6 +9,7 @@ import contextlib
 from pathlib import Path
 
 from scripts.pipeline.layout import Layout
+from scripts.measure.bench.setups import bench_of
 from scripts.runtimes.processes import ModelsFailed
 from scripts.runtimes.protocols import BuildOptions, StartOptions
 from scripts.spec import ModelSpec
@@ -79,7 +80,7 @@ def serve_variants(
             v.name: (
                 failed[runtime.artifacts.served_names(v)[0]]
                 if runtime.artifacts.served_names(v)[0] in failed
-                else runtime.bench.load_target(server, v, scratch, workdir / "data")
+                else bench_of(runtime).load_target(server, v, scratch, workdir / "data")
             )
             for v in variants
         }

@@ -3,26 +3,27 @@ through the endpoints of the runtimes serving it, each at the version it serves 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from scripts.measure.verify_served import Check, Endpoints, endpoints_for
 from scripts.pipeline.layout import Layout
-from scripts.runtimes.registry import RUNTIMES
+from scripts.runtimes.protocols import Server
+from scripts.runtimes.registry import attached
 from scripts.spec import ModelSpec
 from scripts.tasks import task_of
 
 
-def verify_served_versions(models: list[ModelSpec], layout: Layout, servers: dict) -> list[Check]:
+def verify_served_versions(
+    models: list[ModelSpec], layout: Layout, servers: Mapping[str, Server]
+) -> list[Check]:
     """verify_models, each model checked against the version each runtime serves now (after
     `make rollout` that is not always the spec's first version)."""
-    checks = []
+    checks: list[Check] = []
     for spec in models:
-        by_version: dict[int, dict] = {}
-        for name, server in servers.items():
-            version = (
-                RUNTIMES[name].versions.versions(server, spec).default
-                if spec.versions
-                else spec.version
-            )
-            by_version.setdefault(version or spec.version, {})[name] = server
+        by_version: dict[int, dict[str, Server]] = {}
+        for live in attached(servers):
+            version = live.versions(spec).default if spec.versions else spec.version
+            by_version.setdefault(version or spec.version, {})[live.name] = live.server
         for version, group in sorted(by_version.items()):
             found = verify_models([spec.at_version(version)], layout, endpoints_for(group))
             for check in found if spec.versions else []:

@@ -11,7 +11,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 from scripts.pipeline.layout import Layout
-from scripts.runtimes.protocols import GenerateCall
+from scripts.runtimes.calls import GenerateCall
 from scripts.spec import ModelSpec
 
 SEEDED = {"prompt": "This film", "temperature": 0.8, "top_p": 0.95, "top_k": 40, "seed": 11}
@@ -80,7 +80,9 @@ def check_endpoint(spec: ModelSpec, name: str, call: GenerateCall, golden: dict)
             f"{twice[0].get('text')!r}" if same else f"differs: {twice}",
         )
     )
-    over = call({"prompt": "The", "max_tokens": spec.task.generation.max_tokens_limit + 1})
+    generation = spec.task.generation
+    assert generation, "a generation model's task has its generation: settings (spec validation)"
+    over = call({"prompt": "The", "max_tokens": generation.max_tokens_limit + 1})
     refused = over.get("status") == 400 and "max_tokens" in json.dumps(over)
     checks.append(
         check(

@@ -10,6 +10,7 @@ reports/verify.json; any failure fails the step.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,8 +24,9 @@ from scripts.pipeline.layout import Layout
 from scripts.pipeline.loading import load_reference
 from scripts.pipeline.plan import serving_plan
 from scripts.pipeline.verify import compare
-from scripts.runtimes.protocols import GenerateCall, RequestCall, TensorCall
-from scripts.runtimes.registry import RUNTIMES
+from scripts.runtimes.calls import GenerateCall, RequestCall, TensorCall
+from scripts.runtimes.protocols import Server
+from scripts.runtimes.registry import attached
 from scripts.spec import ModelSpec, Tolerance
 
 CONTENT_TYPES = {
@@ -54,23 +56,16 @@ class Endpoints:
     generation: Callable[[ModelSpec], dict[str, GenerateCall]] = lambda spec: {}
 
 
-def endpoints_for(servers: dict) -> Endpoints:
+def endpoints_for(servers: Mapping[str, Server]) -> Endpoints:
     """From {runtime name: running server} (scripts.runtimes.serving.serving())."""
-    tensors = {}
-    for name, server in servers.items():
-        tensors.update(RUNTIMES[name].endpoints.tensor_endpoints(server))
+    lives = attached(servers)
+    tensors = {name: call for live in lives for name, call in live.tensor_endpoints().items()}
 
     def requests(spec: ModelSpec) -> dict[str, RequestCall]:
-        calls = {}
-        for name, server in servers.items():
-            calls.update(RUNTIMES[name].endpoints.request_endpoints(server, spec))
-        return calls
+        return {n: call for live in lives for n, call in live.request_endpoints(spec).items()}
 
     def generation(spec: ModelSpec) -> dict[str, GenerateCall]:
-        calls = {}
-        for name, server in servers.items():
-            calls.update(RUNTIMES[name].endpoints.generation_endpoints(server, spec))
-        return calls
+        return {n: call for live in lives for n, call in live.generation_endpoints(spec).items()}
 
     return Endpoints(tensors, requests, generation)
 

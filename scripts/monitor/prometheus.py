@@ -140,7 +140,8 @@ def stop(workdir: Path) -> bool:
     child = _children.pop(pid, None) if pid is not None else None
 
     def terminate() -> None:
-        os.kill(pid, signal.SIGTERM)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
 
     if child is not None:  # ours: wait for it, so that no zombie reads as alive
         child.terminate()

@@ -9,6 +9,7 @@ when forced (a new version number is the way to ship a change).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Literal
@@ -38,7 +39,7 @@ class Built:
 def ensure_built(
     specs: list[ModelSpec],
     layout: Layout,
-    runtimes: list[Runtime] = (),
+    runtimes: Sequence[Runtime] = (),
     version: int | None = None,
     through: Stage = "package",
     force: bool = False,
@@ -126,10 +127,12 @@ def package(
     from scripts.pipeline.signing import sign_if_configured
 
     first = [spec for spec in specs if version in (None, spec.version)]
-    later = [spec for spec in specs if spec not in first]
     rows = runtime.artifacts.build(first, layout, options) if first else []
-    rows += [runtime.artifacts.build_version(spec, version, layout) for spec in later]
-    served = first + [spec.at_version(version) for spec in later]
+    served = list(first)
+    if version is not None:  # the other specs get that version beside theirs
+        later = [spec for spec in specs if spec not in first]
+        rows += [runtime.artifacts.build_version(spec, version, layout) for spec in later]
+        served += [spec.at_version(version) for spec in later]
     if options.out is None:  # a scratch repository elsewhere is not what serves: not signed
         rebuilt = {
             a

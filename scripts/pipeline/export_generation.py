@@ -10,6 +10,7 @@ token ids go to golden_generation.json, which `make verify` checks every endpoin
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 from pathlib import Path
@@ -53,7 +54,10 @@ SEEDED = {"prompt": "The battery", "temperature": 0.9, "top_p": 0.95, "top_k": 5
 def generation_fingerprint(spec: ModelSpec, layout: Layout) -> str:
     code = [
         Path(__file__),
-        *(Path(m.__file__) for m in (handlers.completions, handlers.generation, handlers.sampling)),
+        *(
+            Path(inspect.getfile(m))
+            for m in (handlers.completions, handlers.generation, handlers.sampling)
+        ),
     ]
     code.append(Path(handlers.generating.__file__))
     code += [source_file(spec.training.script)] if spec.training and spec.training.script else []
@@ -77,8 +81,10 @@ def export_generation(spec: ModelSpec, layout: Layout, force: bool = False) -> t
     shutil.rmtree(out, ignore_errors=True)
     folder.mkdir(parents=True)
     write_folder(spec, layout, folder)
-    language = LanguageModel(folder, spec.task.generation)
-    golden = eager_tokens(language, PROMPTS, spec.task.generation.max_tokens)
+    generation = spec.task.generation
+    assert generation, "a generation model's task has its generation: settings (spec validation)"
+    language = LanguageModel(folder, generation)
+    golden = eager_tokens(language, PROMPTS, generation.max_tokens)
     report = verify_decode_loop(spec, language, golden)
     artifact.golden_generation.write_text(json.dumps(golden, indent=1) + "\n")
     report_path.write_text(json.dumps(report, indent=2) + "\n")
@@ -93,6 +99,7 @@ def require_files(spec: ModelSpec, layout: Layout) -> None:
         folder = layout.source(source.pretrained)
         files = [folder / name for name in FOLDER_FILES[:3]]
     else:
+        assert source.checkpoint and source.tokenizer, "the spec's source check requires both"
         files = [layout.source(source.checkpoint), layout.source(source.tokenizer)]
     missing = [str(layout.shown(f)) for f in files if not f.exists()]
     if missing:
@@ -121,7 +128,9 @@ def write_folder(spec: ModelSpec, layout: Layout, folder: Path) -> None:
             "(no save_pretrained / generate); subclass one (e.g. GPT2LMHeadModel) or give "
             "source.pretrained"
         )
-    model.save_pretrained(folder, safe_serialization=True)
+    # nn.Module types its attributes as Tensor | Module; the hasattr check above is the proof
+    model.save_pretrained(folder, safe_serialization=True)  # pyright: ignore[reportCallIssue]
+    assert source.tokenizer, "the spec's source check requires a tokenizer beside a checkpoint"
     shutil.copy2(layout.source(source.tokenizer), folder / "tokenizer.json")
 
 
@@ -134,7 +143,9 @@ def eager_tokens(language: LanguageModel, prompts: list[str], max_tokens: int) -
     for prompt in prompts:
         ids = torch.tensor([language.encode(prompt)])
         with torch.inference_mode():
-            made = language.model.generate(
+            # LanguageModel types its model as transformers' base class; generate() is on the
+            # causal LM it loads (handlers/completions.py)
+            made = language.model.generate(  # pyright: ignore[reportAttributeAccessIssue]
                 ids,
                 attention_mask=torch.ones_like(ids),
                 max_new_tokens=max_tokens,

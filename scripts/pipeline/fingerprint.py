@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from scripts.spec.errors import BuildError
+
 
 def file_digest(path: Path) -> str:
     digest = hashlib.sha256()
@@ -19,7 +21,10 @@ def file_digest(path: Path) -> str:
 
 def source_file(target: str) -> Path:
     """'package.module:Name' -> the .py file that defines it."""
-    return Path(importlib.util.find_spec(target.split(":")[0]).origin)
+    found = importlib.util.find_spec(target.split(":")[0])
+    if found is None or found.origin is None:
+        raise BuildError(f"{target}: no such module on the import path")
+    return Path(found.origin)
 
 
 def fingerprint(settings: Any, files: list[Path]) -> str:

@@ -19,6 +19,8 @@ def import_target(target: str):
 
 def build_module(spec: ModelSpec) -> torch.nn.Module:
     """A fresh, untrained instance of the spec's nn.Module class."""
+    if spec.source.module is None:
+        raise BuildError(f"{spec.name}: source.module is needed to build the model")
     return import_target(spec.source.module)(**spec.source.kwargs)
 
 
@@ -33,6 +35,8 @@ def load_reference(spec: ModelSpec, layout: Layout) -> torch.nn.Module:
             return torch.jit.load(str(path), map_location="cpu").eval()
         return torch.export.load(str(path)).module()
     module = build_module(spec)
+    if source.checkpoint is None:
+        raise BuildError(f"{spec.name}: neither source.exported nor source.checkpoint to load")
     state = torch.load(layout.source(source.checkpoint), map_location="cpu", weights_only=True)
     try:
         module.load_state_dict(state)

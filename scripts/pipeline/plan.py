@@ -6,6 +6,7 @@ that model's `.mar` and Triton models."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import handlers
@@ -56,7 +57,7 @@ def serving_plan(spec: ModelSpec, layout: Layout, fmt: str | None = None) -> Ser
 
 
 def plan_fingerprint(
-    spec: ModelSpec, layout: Layout, plan: ServingPlan, *extra: object, code: list[Path] = ()
+    spec: ModelSpec, layout: Layout, plan: ServingPlan, *extra: object, code: Sequence[Path] = ()
 ) -> str:
     """One hash over the plan (labels and assets inlined), its input files, the export's
     stamp, the run-time code shipped with it and the runtime's own build code."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,7 @@ def quantize(spec: ModelSpec, fp32: Path, out: Path, split) -> dict:
     q = spec.quantize
     method = q.method if q.method != "auto" else ("static" if has_convolutions(fp32) else "dynamic")
     reduce_range = (not cpu_has_vnni()) if q.reduce_range is None else q.reduce_range
-    common = dict(
+    common: dict[str, Any] = dict(
         per_channel=q.per_channel,
         reduce_range=reduce_range,
         nodes_to_exclude=list(q.exclude),
@@ -110,7 +111,8 @@ def quantize(spec: ModelSpec, fp32: Path, out: Path, split) -> dict:
             quantize_static(
                 str(prepared),
                 str(out),
-                Calibration(calibration_rows(spec, split)),
+                # onnxruntime only calls get_next(): Calibration reads rows without its base
+                Calibration(calibration_rows(spec, split)),  # pyright: ignore[reportArgumentType]
                 quant_format=QuantFormat.QDQ,
                 activation_type=QuantType.QUInt8,
                 **common,
@@ -205,6 +207,7 @@ def build_int8(spec: ModelSpec, layout: Layout, out: Path, fp32: Runner) -> dict
     from scripts.pipeline.paths import golden
 
     fmt = FORMATS["onnx_int8"]
+    assert fmt.quantized_from, "onnx_int8 is quantised from another format"
     source, target = out / FORMATS[fmt.quantized_from].file, out / fmt.file
     split = training_split(spec)
     try:

@@ -23,7 +23,8 @@ from scripts.pipeline.loading import build_module, import_target
 from scripts.pipeline.sealed import refuse_changed
 from scripts.pipeline.verify import random_tensor
 from scripts.pipeline.layout import Layout
-from scripts.spec import ModelSpec
+from scripts.spec import BuildError, ModelSpec
+from scripts.spec.sections import Training
 from scripts.tasks import task_of
 
 HELD_OUT_SAMPLES = 16  # held-out examples kept as golden inputs for export and serving checks
@@ -34,6 +35,20 @@ class TrainResult:
     name: str
     skipped: bool  # True when nothing changed since the last run
     metrics: dict
+
+
+def training_of(spec: ModelSpec) -> Training:
+    """The spec's training: section (only models that have one are trained here)."""
+    if spec.training is None:
+        raise BuildError(f"{spec.name}: no training: section to train from")
+    return spec.training
+
+
+def checkpoint_file(spec: ModelSpec, layout: Layout) -> Path:
+    """Where training writes the weights: the spec's source.checkpoint."""
+    if spec.source.checkpoint is None:
+        raise BuildError(f"{spec.name}: source.checkpoint names where training writes to")
+    return layout.source(spec.source.checkpoint)
 
 
 def model_file(spec: ModelSpec, layout: Layout) -> Path:
@@ -54,13 +69,13 @@ def train_fingerprint(spec: ModelSpec, layout: Layout) -> str:
     settings = spec.model_dump(
         include={"source", "training", "task", "inputs", "outputs"}, mode="json"
     )
-    training = spec.training
+    training = training_of(spec)
     settings["training"] = training.fingerprinted()
     files = [source_file(spec.source.module)] if spec.source.module else []
     files += [Path(__file__), Path(handlers.processing.__file__)]
     targets = (training.data, training.assets, training.script)
     files += [source_file(target) for target in targets if target]
-    for path in (layout.source(p) for p in spec.training.data_files):
+    for path in (layout.source(p) for p in training_of(spec).data_files):
         files += sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
     return fingerprint(settings, files)
 
@@ -73,13 +88,15 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def fit(spec: ModelSpec, data: TrainingData) -> nn.Module:
-    generator = seed_everything(spec.training.seed)
+    generator = seed_everything(training_of(spec).seed)
     model = build_module(spec).train()
     x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     loss_fn = task_of(spec).loss(spec, spec.outputs[0].shape[-1])
-    optimizer = torch.optim.Adam(model.parameters(), lr=spec.training.learning_rate)
-    for _ in range(spec.training.epochs):
-        for batch in torch.randperm(len(x), generator=generator).split(spec.training.batch_size):
+    optimizer = torch.optim.Adam(model.parameters(), lr=training_of(spec).learning_rate)
+    for _ in range(training_of(spec).epochs):
+        for batch in torch.randperm(len(x), generator=generator).split(
+            training_of(spec).batch_size
+        ):
             optimizer.zero_grad()
             prediction = model(x[batch])
             if isinstance(loss_fn, nn.NLLLoss):
@@ -100,7 +117,7 @@ def save(
 ) -> None:
     out = checkpoint_dir(spec, layout)
     (out / "requests").mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), layout.source(spec.source.checkpoint))
+    torch.save(model.state_dict(), checkpoint_file(spec, layout))
     for name, text in data.assets.items():
         (out / name).write_text(text)
     for name, payload in data.requests.items():
@@ -118,7 +135,7 @@ def write_encoded_examples(spec: ModelSpec, layout: Layout, count: int = 2) -> N
         kind.encoded_suffix is None or kind.asset_files()
     ):  # text needs the vocabulary training writes
         return
-    rng = np.random.default_rng(spec.training.seed)
+    rng = np.random.default_rng(training_of(spec).seed)
     if spec.batching.max_batch_size:
         rows = list(random_tensor(spec.inputs[0], count, rng))
     else:  # no batch axis: each example is a whole tensor
@@ -131,17 +148,16 @@ def write_encoded_examples(spec: ModelSpec, layout: Layout, count: int = 2) -> N
 
 def save_initialisation(spec: ModelSpec, layout: Layout) -> dict:
     """The seeded random weights as the checkpoint; golden inputs are drawn at export."""
-    seed_everything(spec.training.seed)
+    training = training_of(spec)
+    seed_everything(training.seed)
     checkpoint_dir(spec, layout).mkdir(parents=True, exist_ok=True)
-    if spec.training.assets:
-        for name, text in import_target(
-            spec.training.assets
-        )().items():  # e.g. requests/example.txt too
+    if training.assets:
+        for name, text in import_target(training.assets)().items():  # e.g. requests/example.txt
             (checkpoint_dir(spec, layout) / name).parent.mkdir(parents=True, exist_ok=True)
             (checkpoint_dir(spec, layout) / name).write_text(text, encoding="utf-8")
-    torch.save(build_module(spec).state_dict(), layout.source(spec.source.checkpoint))
+    torch.save(build_module(spec).state_dict(), checkpoint_file(spec, layout))
     write_encoded_examples(spec, layout)
-    metrics = {"weights": "random initialisation", "seed": spec.training.seed}
+    metrics = {"weights": "random initialisation", "seed": training.seed}
     (checkpoint_dir(spec, layout) / "metrics.json").write_text(json.dumps(metrics) + "\n")
     return metrics
 
@@ -149,8 +165,11 @@ def save_initialisation(spec: ModelSpec, layout: Layout) -> dict:
 def run_script(spec: ModelSpec, layout: Layout) -> dict:
     """The spec's training script writes the exported file the spec serves."""
     checkpoint_dir(spec, layout).mkdir(parents=True, exist_ok=True)
-    made = import_target(spec.training.script)(model_file(spec, layout), spec.training.seed)
-    metrics = {"made by": spec.training.script, "seed": spec.training.seed}
+    training = training_of(spec)
+    if training.script is None:
+        raise BuildError(f"{spec.name}: no training.script to run")
+    made = import_target(training.script)(model_file(spec, layout), training.seed)
+    metrics = {"made by": training.script, "seed": training.seed}
     metrics.update(made if isinstance(made, dict) else {})  # what the script measured
     (checkpoint_dir(spec, layout) / "metrics.json").write_text(json.dumps(metrics) + "\n")
     return metrics
@@ -162,14 +181,13 @@ def train_model(spec: ModelSpec, layout: Layout, force: bool = False) -> TrainRe
     if not force and is_fresh(stamp, expected, [model_file(spec, layout)]):
         return TrainResult(spec.name, True, json.loads((stamp.parent / "metrics.json").read_text()))
     refuse_changed(spec, layout, force)
-    if spec.training.script is not None:
+    training = training_of(spec)
+    if training.script is not None:
         metrics = run_script(spec, layout)
-    elif spec.training.data is None:
+    elif training.data is None:
         metrics = save_initialisation(spec, layout)
     else:
-        data = import_target(spec.training.data)(
-            seed=spec.training.seed, preprocess=spec.task.preprocess
-        )
+        data = import_target(training.data)(seed=training.seed, preprocess=spec.task.preprocess)
         model = fit(spec, data)
         metrics = evaluate(spec, model, data)
         save(spec, model, data, metrics, layout)

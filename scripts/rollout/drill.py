@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 
 from scripts.pipeline.layout import Layout
 from scripts.measure.traffic import summary
 from scripts.rollout.flow import build, rollback, rollout
-from scripts.runtimes.registry import RUNTIMES
+from scripts.rollout.steps import serving_version
+from scripts.runtimes.protocols import Server
+from scripts.runtimes.registry import attached
 from scripts.spec import ModelSpec, UserError
 from scripts.tasks import task_of
 
@@ -23,17 +26,15 @@ PHASES = ("before", "rollout", "after rollout", "rollback", "after rollback")
 def drill(
     spec: ModelSpec,
     version: int,
-    servers: dict,
+    servers: Mapping[str, Server],
     layout: Layout,
     per_endpoint: int = 4,
     settle_s: float = 2.0,
 ) -> dict:
     """Roll `version` out and back under load; returns the report (also
     reports/drill_<model>.json)."""
-    serving = {
-        name: RUNTIMES[name].versions.versions(server, spec).default
-        for name, server in servers.items()
-    }
+    lives = attached(servers)
+    serving = {live.name: serving_version(live, spec) for live in lives}
     if any(version <= v for v in serving.values()):
         raise UserError(
             [
@@ -41,8 +42,8 @@ def drill(
                 f"`make rollback MODEL={spec.name}` first, or pick a higher VERSION"
             ]
         )
-    for name in servers:  # built before the load starts: training is not what is measured
-        build(RUNTIMES[name], spec, version, layout)
+    for live in lives:  # built before the load starts: training is not what is measured
+        build(live.runtime, spec, version, layout)
     task = task_of(spec)
     inputs, expected = task.expected_outputs(spec, sorted({*serving.values(), version}), layout)
     clients = task.clients(servers, spec, per_endpoint, min(serving.values()))

@@ -11,6 +11,8 @@ Each step on one runtime is in steps.py; this module decides across the runtimes
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from scripts.pipeline.layout import Layout
 from scripts.rollout import state
 from scripts.rollout.steps import (
@@ -25,6 +27,7 @@ from scripts.rollout.steps import (
     serving_version,
     switch,
 )
+from scripts.runtimes.protocols import Server
 from scripts.spec import ModelSpec, UserError
 
 
@@ -49,24 +52,26 @@ def refuse(
 
 
 def rollout(
-    spec: ModelSpec, version: int, runtime: str, layout: Layout, servers: dict | None = None
+    spec: ModelSpec,
+    version: int,
+    runtime: str,
+    layout: Layout,
+    servers: Mapping[str, Server] | None = None,
 ) -> list[Outcome]:
     """Gate the version on every runtime first; switch only when it passed on all of them, and
     switch all back when the check after a switch fails on one."""
     spec.at_version(version)  # an unknown version is refused before anything runs
     targets = servers_of(runtime, layout, servers)
-    problems = [
-        p for plugin, server in targets for p in plugin.versions.rollout_problems(server, spec)
-    ]
+    problems = [p for live in targets for p in live.rollout_problems(spec)]
     if problems:
         raise UserError(problems)
     candidates, outcomes = [], []
     try:
-        for plugin, server in targets:
-            if serving_version(plugin, server, spec) == version:
-                outcomes.append(Outcome(plugin.name, spec.name, "already serving", version, None))
+        for live in targets:
+            if serving_version(live, spec) == version:
+                outcomes.append(Outcome(live.name, spec.name, "already serving", version, None))
             else:
-                candidates.append(prepare(plugin, server, spec, version, layout))
+                candidates.append(prepare(live, spec, version, layout))
     except (
         Exception
     ):  # e.g. the version cannot be built for the next runtime: withdraw it everywhere
@@ -81,18 +86,14 @@ def rollout(
             layout,
             candidates,
             [c.outcome(spec, "refused", problems=c.gate.problems) for c in refused],
-            [f"{c.plugin.name}: {p}" for c in refused for p in c.gate.problems],
+            [f"{c.live.name}: {p}" for c in refused for p in c.gate.problems],
         )
     switched = []
     for candidate in candidates:
-        took, problems = switch(
-            candidate.plugin, candidate.server, spec, version, candidate.serving, layout
-        )
+        took, problems = switch(candidate.live, spec, version, candidate.serving, layout)
         if problems:
             for earlier, _ in switched:
-                earlier.plugin.versions.make_default(
-                    earlier.server, spec, earlier.serving, version, layout
-                )
+                earlier.live.make_default(spec, earlier.serving, version, layout)
             failed = candidate.outcome(spec, "refused", switch_s=took, problems=problems)
             refuse(
                 spec,
@@ -100,9 +101,9 @@ def rollout(
                 layout,
                 candidates,
                 [failed],
-                [f"{candidate.plugin.name}: {p}" for p in problems]
+                [f"{candidate.live.name}: {p}" for p in problems]
                 + [
-                    f"{earlier.plugin.name}: switched back to version {earlier.serving}"
+                    f"{earlier.live.name}: switched back to version {earlier.serving}"
                     for earlier, _ in switched
                 ],
             )
@@ -110,16 +111,14 @@ def rollout(
     for candidate, took in switched:
         state.record(
             layout,
-            candidate.plugin.name,
+            candidate.live.name,
             spec.name,
             version,
             candidate.serving,
             candidate.gate.figures,
         )
     for candidate, took in switched:
-        notes = retire_others(
-            candidate.plugin, candidate.server, spec, {version, candidate.serving}, layout
-        )
+        notes = retire_others(candidate.live, spec, {version, candidate.serving}, layout)
         outcomes.append(
             logged(
                 layout,
@@ -137,31 +136,31 @@ def rollout(
 
 
 def rollback(
-    spec: ModelSpec, runtime: str, layout: Layout, servers: dict | None = None
+    spec: ModelSpec, runtime: str, layout: Layout, servers: Mapping[str, Server] | None = None
 ) -> list[Outcome]:
     """Back to the version served before the last rollout, on every runtime (each checked first)."""
     targets = []
-    for plugin, server in servers_of(runtime, layout, servers):
-        current = serving_version(plugin, server, spec)
-        previous = state.served(layout, plugin.name, spec.name).get("previous")
+    for live in servers_of(runtime, layout, servers):
+        current = serving_version(live, spec)
+        previous = state.served(layout, live.name, spec.name).get("previous")
         if previous is None or previous == current:
             raise UserError(
                 [
-                    f"{spec.name} on {plugin.title}: no previous version to roll back to "
+                    f"{spec.name} on {live.title}: no previous version to roll back to "
                     f"(serving version {current}; see `make versions`)"
                 ]
             )
-        targets.append((plugin, server, current, previous))
+        targets.append((live, current, previous))
     outcomes = []
-    for plugin, server, current, previous in targets:
-        took, problems = switch(plugin, server, spec, previous, current, layout)
+    for live, current, previous in targets:
+        took, problems = switch(live, spec, previous, current, layout)
         if not problems:
-            state.record(layout, plugin.name, spec.name, previous, current, None)
+            state.record(layout, live.name, spec.name, previous, current, None)
         outcomes.append(
             logged(
                 layout,
                 Outcome(
-                    plugin.name,
+                    live.name,
                     spec.name,
                     "refused" if problems else "rolled back",
                     current if problems else previous,
@@ -188,28 +187,29 @@ def rollback(
 
 
 def restore(
-    runtime: str, models: list[ModelSpec], layout: Layout, servers: dict | None = None
+    runtime: str,
+    models: list[ModelSpec],
+    layout: Layout,
+    servers: Mapping[str, Server] | None = None,
 ) -> list[str]:
     """After `make serve` started the runtime(s) on the spec's versions: bring each model back on
     the version last rolled out (with the one before it loaded for a rollback)."""
-    lines = []
-    for (plugin, server), spec in (
-        (ps, m) for ps in servers_of(runtime, layout, servers) for m in models
-    ):
-        served = state.served(layout, plugin.name, spec.name)
+    lines: list[str] = []
+    for live, spec in ((live, m) for live in servers_of(runtime, layout, servers) for m in models):
+        served = state.served(layout, live.name, spec.name)
         if (
             not served
             or served["default"] == spec.version
             or served["default"] not in spec.version_numbers
         ):
             continue
-        build(plugin, spec, served["default"], layout)
+        build(live.runtime, spec, served["default"], layout)
         keep = served.get("previous")
         if keep is not None and keep != served["default"]:
-            build(plugin, spec, keep, layout)
-        plugin.versions.make_default(server, spec, served["default"], keep, layout)
+            build(live.runtime, spec, keep, layout)
+        live.make_default(spec, served["default"], keep, layout)
         lines.append(
-            f"{plugin.title}: {spec.name} serves version {served['default']}, as last rolled out "
+            f"{live.title}: {spec.name} serves version {served['default']}, as last rolled out "
             "(`make versions`)"
         )
     return lines

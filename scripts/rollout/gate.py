@@ -22,7 +22,7 @@ import numpy as np
 from handlers.processing import class_scores
 from scripts.pipeline.layout import Layout
 from scripts.measure.verify_served import CONTENT_TYPES, Endpoints, check_golden, example_requests
-from scripts.runtimes.protocols import TensorCall
+from scripts.runtimes.calls import TensorCall
 from scripts.spec import ModelSpec
 
 Inputs = dict[str, np.ndarray]

@@ -20,7 +20,7 @@ from typing import Callable
 from scripts.measure.verify_generation import check_generation, golden_generation, mismatches
 from scripts.pipeline.layout import Layout
 from scripts.rollout.gate import ROUNDS, Gate, all_answered, alternating_rounds
-from scripts.runtimes.protocols import GenerateCall
+from scripts.runtimes.calls import GenerateCall
 from scripts.spec import ModelSpec
 
 Connect = Callable[[], dict[str, GenerateCall]]  # a version's generation endpoints

@@ -4,23 +4,23 @@ on exit, and stopped too when a model failed to load (a bench measures every set
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 
 from scripts.pipeline.layout import Layout
 from scripts.runtimes.processes import ModelsFailed
-from scripts.runtimes.protocols import ServerControl, StartOptions
+from scripts.runtimes.protocols import S, ServerControl, StartOptions
 from scripts.spec import ModelSpec
 
 
 @contextlib.contextmanager
 def bench_server(
-    control: ServerControl,
+    control: ServerControl[S],
     specs: list[ModelSpec],
     layout: Layout,
     options: StartOptions,
     title: str,
     log: Callable[[str], None],
-) -> Iterator:
+) -> Generator[S]:
     try:
         server = control.start(specs, layout, options)
     except ModelsFailed as failed:

@@ -3,7 +3,7 @@ them before any runtime code loads. scripts/runtimes/registry.py checks they mat
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
-RUNTIME_NAMES = ("torchserve", "triton")
-RuntimeName = Literal[RUNTIME_NAMES]
+RuntimeName = Literal["torchserve", "triton"]
+RUNTIME_NAMES: tuple[RuntimeName, ...] = get_args(RuntimeName)

@@ -6,6 +6,7 @@ import os
 import re
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
@@ -89,7 +90,7 @@ def wait_for_models(
     logs: Callable[[], str],
     timeout_s: float,
     failed: Callable[[str], bool] = lambda m: False,
-    log_files: list[Path] = (),
+    log_files: Sequence[Path] = (),
 ) -> float:
     """Poll until every model is ready or has failed; returns the seconds waited. ModelsFailed
     (the others keep serving) names the failed ones with their log lines; BuildError with the
@@ -133,7 +134,7 @@ def ready_or_stopped(
     return server
 
 
-def stop_process(pid: int | None, terminate: Callable[[], None], timeout_s: float = 30) -> bool:
+def stop_process(pid: int | None, terminate: Callable[[], object], timeout_s: float = 30) -> bool:
     """Ask politely (terminate), wait, then SIGKILL; True if something was running."""
     if not alive(pid):
         return False
@@ -141,6 +142,6 @@ def stop_process(pid: int | None, terminate: Callable[[], None], timeout_s: floa
     deadline = time.monotonic() + timeout_s
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if alive(pid):
+    if pid is not None and alive(pid):
         os.kill(pid, 9)
     return True

@@ -6,12 +6,13 @@ duration) for the steps that need live endpoints."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Generator
+from typing import Any
 
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.signing import refuse_unverified
 from scripts.runtimes.processes import ModelsFailed
-from scripts.runtimes.protocols import Runtime, Server, StartOptions
+from scripts.runtimes.protocols import Live, Server, StartOptions
 from scripts.runtimes.registry import RUNTIMES, selected
 from scripts.spec import BuildError, ModelSpec
 
@@ -33,7 +34,9 @@ def serve_runtimes(
     """Start the runtime(s) on their built artifacts. A model that fails to load is named with
     its log lines while the others keep serving (then BuildError, so `make serve` exits
     non-zero); any other failure stops what this call started."""
-    lines, started, failures = [], [], []
+    lines: list[str] = []
+    started: list[Live[Any]] = []
+    failures: list[str] = []
     runtimes = selected(runtime)
     # with signing on, every runtime's artifacts are checked before any server starts
     refuse_unverified([a for r in runtimes for a in r.artifacts.signed_artifacts(models, layout)])
@@ -52,14 +55,13 @@ def serve_runtimes(
                     raise
                 server, failed = exc.server, set(exc.failed)
                 failures += exc.problems
-            started.append((r, server))
+            live = r.attach(server)
+            started.append(live)
             names = [n for m in models for n in r.artifacts.served_names(m) if n not in failed]
-            lines += ready_report(
-                r.title, server.waited_s, names, r.server.endpoints_report(server, layout)
-            )
+            lines += ready_report(r.title, server.waited_s, names, live.endpoints_report(layout))
     except Exception:
-        for r, server in started:
-            r.server.stop(server.workdir)
+        for live in started:
+            live.stop()
         raise
     if failures:
         raise BuildError(lines + failures)
@@ -79,11 +81,11 @@ def stop_all(layout: Layout) -> list[str]:
 @contextlib.contextmanager
 def serving(
     models: list[ModelSpec], layout: Layout, timeout_s: float = 300
-) -> Iterator[dict[str, Server]]:
+) -> Generator[dict[str, Server]]:
     """{runtime name: server} as `make serve` runs them: reused when already running, else
     started here and stopped again on the way out."""
     servers: dict[str, Server] = {}
-    started: list[tuple[Runtime, Server]] = []
+    started: list[Live[Any]] = []
     try:
         for name, r in RUNTIMES.items():
             server = r.server.running(layout)
@@ -94,9 +96,9 @@ def serving(
                     if exc.server is not None:  # a check needs every model: stop the rest too
                         r.server.stop(exc.server.workdir)
                     raise
-                started.append((r, server))
+                started.append(r.attach(server))
             servers[name] = server
         yield servers
     finally:
-        for r, server in started:
-            r.server.stop(server.workdir)
+        for live in started:
+            live.stop()

@@ -7,6 +7,7 @@ import contextlib
 import difflib
 import sys
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -51,7 +52,7 @@ def spec_root(path: Path, root: str | Path = ".") -> Path:
 def _duplicate_names(path: Path, raw: Any) -> list[str]:
     """Checked on the raw entries, so a duplicate is reported even when an entry is invalid."""
     entries = raw.get("models") if isinstance(raw, dict) else None
-    names = [e.get("name") for e in entries or [] if isinstance(e, dict) and e.get("name")]
+    names: list[str] = [e["name"] for e in entries or [] if isinstance(e, dict) and e.get("name")]
     return [
         f"{path}: model {n!r}: name: used by {names.count(n)} models; each model needs its own name"
         for n in sorted({n for n in names if names.count(n) > 1})
@@ -82,7 +83,7 @@ def _all_field_names() -> set[str]:
     return names
 
 
-def _describe(path: Path, raw: Any, error: dict) -> str:
+def _describe(path: Path, raw: Any, error: Mapping[str, Any]) -> str:
     loc = list(error["loc"])
     where = f"{path}"
     if len(loc) >= 2 and loc[0] == "models" and isinstance(loc[1], int):

@@ -16,10 +16,10 @@ from scripts.runtimes.names import RuntimeName  # noqa: F401  (re-exported for t
 
 
 class RuntimeSettings(StrictModel):
-    max_batch_size: int | None = Field(None, ge=1)
-    max_queue_delay_ms: float | None = Field(None, ge=0)
-    threads: int | None = Field(None, ge=1)
-    format: Format | None = None
+    max_batch_size: int | None = Field(default=None, ge=1)
+    max_queue_delay_ms: float | None = Field(default=None, ge=0)
+    threads: int | None = Field(default=None, ge=1)
+    format: Format | None = None  # pyright: ignore[reportInvalidTypeForm]  Format: Literal[FORMAT_NAMES] (handlers/plan.py)
 
     def batching_update(self) -> dict:
         return {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -40,15 +40,17 @@ __all__ = ["Batching", "ModelSpec", "Serving", "SpecFile", "TensorSpec", "Tolera
 
 class ModelSpec(StrictModel):
     name: str
-    version: int = Field(1, ge=1)
+    version: int = Field(default=1, ge=1)
     description: str = ""
     source: Source
     training: Training | None = None
     inputs: list[TensorSpec] = Field(min_length=1)
     outputs: list[TensorSpec] = Field(min_length=1)
     task: Task
-    batching: Batching = Batching()
-    serving: Serving = Serving()
+    # pyright 1.1.414 reads a pydantic default only from Field(default=...); handlers/plan.py
+    # passes Batching's and Serving's positionally (Field(8, ge=0)), so it asks for every field
+    batching: Batching = Batching()  # pyright: ignore[reportCallIssue]
+    serving: Serving = Serving()  # pyright: ignore[reportCallIssue]
     export: Export = Export()
     quantize: Quantize = Quantize()
     tolerance: Tolerance = Tolerance()
@@ -107,7 +109,7 @@ class ModelSpec(StrictModel):
 
     def for_runtime(self, runtime: str) -> ModelSpec:
         """The entry as that runtime serves it: its per_runtime settings applied."""
-        settings = self.per_runtime.get(runtime)
+        settings = self.per_runtime.get(cast(RuntimeName, runtime))  # another name: none
         if settings is None:
             return self
         return self.model_copy(

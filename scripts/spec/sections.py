@@ -17,7 +17,8 @@ from handlers.kinds import Preprocess, Raw
 from handlers.plan import Format, Generation, StrictModel
 from handlers.tasks import ServingTask, TaskKind, serving_task
 
-ALL_FORMATS: list[Format] = [f.name for f in FORMATS.values() if f.auto]  # `formats: auto`
+# `formats: auto`; Format is Literal[FORMAT_NAMES], names read from the registry (handlers/plan.py)
+ALL_FORMATS: list[Format] = [f.name for f in FORMATS.values() if f.auto]  # pyright: ignore[reportInvalidTypeForm]
 
 
 def root_of(info: ValidationInfo) -> Path:
@@ -40,7 +41,7 @@ class Source(StrictModel):
     """An nn.Module class plus a state_dict checkpoint, an already exported file, or (a
     generation model) a Hugging Face folder as `save_pretrained` writes it."""
 
-    module: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    module: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     checkpoint: Path | None = None
     kwargs: dict[str, Any] = {}
     exported: Path | None = None
@@ -74,7 +75,9 @@ class Source(StrictModel):
     @property
     def made(self) -> Path:
         """What training makes (or the user brings): checkpoint, exported file or folder."""
-        return self.checkpoint or self.exported or self.pretrained
+        made = self.checkpoint or self.exported or self.pretrained
+        assert made is not None, "the source check requires one of them"
+        return made
 
 
 class Training(StrictModel):
@@ -82,19 +85,19 @@ class Training(StrictModel):
     random initialisation (models whose serving is under test, not their accuracy: the zoo).
     Omit the section for a model you trained yourself."""
 
-    data: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-    epochs: int = Field(1, gt=0)
-    batch_size: int = Field(32, gt=0)
-    learning_rate: float = Field(1e-3, gt=0)
+    data: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    epochs: int = Field(default=1, gt=0)
+    batch_size: int = Field(default=32, gt=0)
+    learning_rate: float = Field(default=1e-3, gt=0)
     seed: int = 0
     # 'package.module:function' returning {file name: text} written beside the checkpoint
     # (a tokenizer.json trained at build time), for models without data
-    assets: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    assets: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     # files or folders the data function reads: hashed, so editing the data retrains
     data_files: list[Path] = []
     # 'package.module:function' called with (path, seed) that writes source.exported itself: a
     # model that arrives as a file (traced TorchScript) made at build time instead of kept in git
-    script: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    script: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
     def fingerprinted(self) -> dict:
         """The settings as builds record them; `script` only when set, so that builds made
@@ -106,7 +109,7 @@ class Task(StrictModel):
     kind: TaskKind  # a name in handlers/tasks.py's SERVING_TASKS (and scripts/tasks' TASKS)
     labels: Path | None = None  # classification: one label per line, in class order
     output: Literal["logits", "probabilities"] = "logits"
-    top_k: int = Field(1, gt=0)
+    top_k: int = Field(default=1, gt=0)
     preprocess: Preprocess = Raw()
     generation: Generation | None = None  # generation: request defaults and limits
 
@@ -133,14 +136,16 @@ class Task(StrictModel):
 class Export(StrictModel):
     # `auto`: every format the model supports; one that cannot export it (or disagrees with
     # eager) is reported with the reason and left out, instead of failing the build.
-    formats: list[Format] | Literal["auto"] = Field(["torchscript", "onnx"], min_length=1)
+    formats: list[Format] | Literal["auto"] = Field(  # pyright: ignore[reportInvalidTypeForm]
+        default=["torchscript", "onnx"], min_length=1
+    )
 
     @property
     def auto(self) -> bool:
         return self.formats == "auto"
 
     @property
-    def wanted(self) -> list[Format]:
+    def wanted(self) -> list[Format]:  # pyright: ignore[reportInvalidTypeForm]
         return list(ALL_FORMATS) if self.auto else list(self.formats)
 
 
@@ -151,25 +156,31 @@ class Quantize(StrictModel):
         "auto"  # auto: static QDQ with convolutions, else dynamic
     )
     calibration_size: int = Field(
-        64, gt=0
+        default=64, gt=0
     )  # static: rows from the training data (else random inputs)
     exclude: list[str] = []  # ONNX node names kept in fp32
     per_channel: bool = True
     reduce_range: bool | None = None  # 7-bit weights; default: unless the CPU has VNNI
-    max_accuracy_drop: float = Field(1.0, ge=0)  # points of accuracy (or top-1 agreement with fp32)
+    max_accuracy_drop: float = Field(
+        default=1.0, ge=0
+    )  # points of accuracy (or top-1 agreement with fp32)
     max_relative_error: float = Field(
-        0.05, gt=0
+        default=0.05, gt=0
     )  # models that are not classifiers: outputs vs fp32
 
 
 class Monitoring(StrictModel):
     """What the alert rules `make monitor` generates fire on, per model and runtime."""
 
-    model_p99_ms: float = Field(1000, gt=0)  # p99 of one executed batch's model time
-    max_error_ratio: float = Field(0.01, ge=0, le=1)  # 5xx (our bugs) per request, over 5 min
-    max_rejected_per_s: float = Field(5, ge=0)  # 4xx (clients' mistakes) per second, over 5 min
+    model_p99_ms: float = Field(default=1000, gt=0)  # p99 of one executed batch's model time
+    max_error_ratio: float = Field(
+        default=0.01, ge=0, le=1
+    )  # 5xx (our bugs) per request, over 5 min
+    max_rejected_per_s: float = Field(
+        default=5, ge=0
+    )  # 4xx (clients' mistakes) per second, over 5 min
 
 
 class Tolerance(StrictModel):
-    atol: float = Field(1e-5, ge=0)
-    rtol: float = Field(1e-4, ge=0)
+    atol: float = Field(default=1e-5, ge=0)
+    rtol: float = Field(default=1e-4, ge=0)

@@ -36,14 +36,20 @@ class RolloutGate(StrictModel):
     "The gate"): its golden samples equal its eager outputs through its own endpoints, and side
     by side with the serving version on the same inputs..."""
 
-    min_label_agreement: float = Field(0.9, ge=0, le=1)  # classifiers: share of equal top-1 labels
-    max_output_diff: float = Field(float("inf"), ge=0)  # largest |new - serving| output element
-    max_p99_factor: float = Field(2.0, gt=0)  # p99 under load vs the serving version's
-    load_seconds: float = Field(2.0, gt=0, le=60)  # per version, for the p99 comparison
-    load_clients: int = Field(4, ge=1, le=64)
+    min_label_agreement: float = Field(
+        default=0.9, ge=0, le=1
+    )  # classifiers: share of equal top-1 labels
+    max_output_diff: float = Field(
+        default=float("inf"), ge=0
+    )  # largest |new - serving| output element
+    max_p99_factor: float = Field(default=2.0, gt=0)  # p99 under load vs the serving version's
+    load_seconds: float = Field(default=2.0, gt=0, le=60)  # per version, for the p99 comparison
+    load_clients: int = Field(default=4, ge=1, le=64)
     # generation models (None: the default below; unset, left out of the records)
-    min_token_agreement: float | None = Field(None, ge=0, le=1)  # equal greedy tokens
-    max_ttft_factor: float | None = Field(None, gt=0)  # time to first token vs the serving one
+    min_token_agreement: float | None = Field(default=None, ge=0, le=1)  # equal greedy tokens
+    max_ttft_factor: float | None = Field(
+        default=None, gt=0
+    )  # time to first token vs the serving one
 
     @model_serializer(mode="wrap")
     def _recorded(self, handler: SerializerFunctionWrapHandler) -> dict:
@@ -125,7 +131,8 @@ def version_problems(spec) -> list[str]:
         try:
             variant = spec if entry is None else spec.model_copy(update=version_update(spec, entry))
         except ValueError as exc:
-            problems.append(f"versions: version {entry.version}: {exc}".replace("\n", " "))
+            version = spec.version if entry is None else entry.version
+            problems.append(f"versions: version {version}: {exc}".replace("\n", " "))
             continue
         source = variant.source.made
         if source in sources:

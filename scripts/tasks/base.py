@@ -5,6 +5,7 @@ see it. scripts/tasks/__init__.py finds a spec's kind by name."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Callable, ClassVar
 
 import numpy as np
@@ -21,6 +22,7 @@ from scripts.measure.verify_served import Check, Endpoints, check_golden, check_
 from scripts.pipeline.export import ExportResult, export_model
 from scripts.pipeline.layout import Layout
 from scripts.rollout.gate import Gate, golden_check, run_gate
+from scripts.runtimes.protocols import Live, Server
 from scripts.spec import ModelSpec
 
 
@@ -46,22 +48,27 @@ class OnePass:
         """Golden samples through every tensor endpoint, example requests through the rest."""
         return check_golden(spec, layout, endpoints) + check_requests(spec, layout, endpoints)
 
-    def gate_endpoints(self, plugin) -> Callable:
-        return plugin.endpoints.version_endpoints
+    def gate_endpoints(self, live: Live) -> Callable:
+        """(spec, version) -> the endpoints a gate compares versions through."""
+        return live.version_endpoints
 
-    def after_switch_problems(self, plugin, server, spec: ModelSpec, layout: Layout) -> list[str]:
+    def after_switch_problems(self, live: Live, spec: ModelSpec, layout: Layout) -> list[str]:
         """Unversioned requests must now get exactly that version's golden outputs."""
         gate = Gate()
-        golden_check(plugin.endpoints.tensor_endpoints(server), spec, layout, gate)
+        golden_check(live.tensor_endpoints(), spec, layout, gate)
         before = f"version {spec.version} golden samples"
         return [p.replace(before, "unversioned requests after the switch") for p in gate.problems]
 
-    def endpoint_sets(self, plugin, server, spec: ModelSpec) -> Callable:
+    def endpoint_sets(self, live: Live, spec: ModelSpec) -> Callable:
         """(version or None) -> {endpoint: call}: what traffic is sent through."""
-        return tensor_endpoint_sets(plugin, server, spec)
+        return tensor_endpoint_sets(live, spec)
 
     def clients(
-        self, servers: dict, spec: ModelSpec, per_endpoint: int, named: int | None = None
+        self,
+        servers: Mapping[str, Server],
+        spec: ModelSpec,
+        per_endpoint: int,
+        named: int | None = None,
     ) -> list[Client]:
         """Traffic's clients on every endpoint of every running server ({runtime: server})."""
         return clients_for(servers, spec, per_endpoint, named, self.endpoint_sets)

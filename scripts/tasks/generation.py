@@ -13,6 +13,7 @@ from scripts.pipeline.export import ExportResult
 from scripts.pipeline.export_generation import export_generation
 from scripts.pipeline.layout import Layout
 from scripts.rollout.generation_gate import after_switch_problems, run_generation_gate
+from scripts.runtimes.protocols import Live
 from scripts.spec import ModelSpec
 from scripts.tasks.base import OnePass
 
@@ -30,15 +31,14 @@ class Generation(OnePass):
         """Token for token against eager generate(), through every generation endpoint."""
         return [Check(**row) for row in check_generation(spec, layout, endpoints.generation(spec))]
 
-    def gate_endpoints(self, plugin) -> Callable:
-        return plugin.endpoints.generation_endpoints
+    def gate_endpoints(self, live: Live) -> Callable:
+        return live.generation_endpoints
 
-    def after_switch_problems(self, plugin, server, spec: ModelSpec, layout: Layout) -> list[str]:
-        calls = plugin.endpoints.generation_endpoints(server, spec)
-        return after_switch_problems(calls, spec, layout)
+    def after_switch_problems(self, live: Live, spec: ModelSpec, layout: Layout) -> list[str]:
+        return after_switch_problems(live.generation_endpoints(spec), spec, layout)
 
-    def endpoint_sets(self, plugin, server, spec: ModelSpec) -> Callable:
-        return stream_endpoint_sets(plugin, server, spec)
+    def endpoint_sets(self, live: Live, spec: ModelSpec) -> Callable:
+        return stream_endpoint_sets(live, spec)
 
     def expected_outputs(self, spec: ModelSpec, versions: list[int], layout: Layout):
         return expected_tokens(spec, versions, layout)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from scripts.kserve.bundle import manifest_inputs, run_sdk
-from scripts.runtimes.protocols import KServeBundle
+from scripts.kserve.storage import KServeBundle
 from scripts.runtimes.triton import kserve as triton_kserve
 from scripts.spec.cluster import KServeSpec
 

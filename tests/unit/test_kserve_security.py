@@ -13,7 +13,7 @@ import yaml
 
 from handlers.encryption import KEY_ENV, master_key
 from scripts.kserve.bundle import manifest_inputs, run_sdk, writable_dirs
-from scripts.runtimes.protocols import KServeBundle
+from scripts.kserve.storage import KServeBundle
 from scripts.runtimes.triton import kserve as triton_kserve
 from scripts.spec.cluster import KServeSpec
 

@@ -52,8 +52,10 @@ def comparisons(points: list[dict], limits: dict[str, dict]) -> list[dict]:
                 "protocol": p["protocol"],
                 "concurrency": p["concurrency"],
                 "throughput": p["throughput"],
-                "throughput_vs_stock": ratio(p["throughput"], stock and stock["throughput"]),
-                "p99_vs_stock": ratio(p["p99_ms"], stock and stock["p99_ms"]),
+                "throughput_vs_stock": ratio(
+                    p["throughput"], stock["throughput"] if stock else None
+                ),
+                "p99_vs_stock": ratio(p["p99_ms"], stock["p99_ms"] if stock else None),
                 "throughput_vs_limit_batch1": ratio(
                     p["throughput"], (limit.get("batch1") or {}).get("throughput")
                 ),

@@ -52,7 +52,7 @@ def gate_figures(spec: ModelSpec, layout: Layout) -> dict | None:
         return None
 
 
-def best(results: list[dict], fmt: str, batch: int) -> dict | None:
+def best(results: list[dict], fmt: str | None, batch: int) -> dict | None:
     rows = [r for r in results if r["format"] == fmt and r["batch"] == batch]
     return max(rows, key=lambda r: r["throughput"]) if rows else None
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from scripts.measure import perf
-from scripts.runtimes.protocols import LoadTarget
+from scripts.measure.bench.deployments import LoadTarget
 
 RETRY_STABILITY = 100  # one retry with a looser criterion when a point never stabilises
 # Last resort, for a setup whose latency is bimodal (the stock TorchServe route on sentiment_lstm:

@@ -10,9 +10,8 @@ import platform
 from pathlib import Path
 
 from scripts.measure.bench.plots import plot
-from scripts.measure.bench.setups import SETUP_BY_KEY, SETUPS
+from scripts.measure.bench.setups import BENCHED, SETUP_BY_KEY, SETUPS, bench_of
 from scripts.measure.bench.comparisons import OURS, find_point
-from scripts.runtimes.registry import RUNTIMES
 
 # the versions the report records: the model stack's, then each runtime's own
 PACKAGES = [
@@ -20,7 +19,7 @@ PACKAGES = [
     "onnxruntime",
     "onnx",
     "numpy",
-    *(p for runtime in RUNTIMES.values() for p in runtime.bench.packages),
+    *(p for runtime in BENCHED for p in bench_of(runtime).packages),
     "matplotlib",
 ]
 

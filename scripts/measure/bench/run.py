@@ -28,7 +28,7 @@ from scripts.measure.bench.int8 import int8_deployment
 from scripts.measure.bench.int8 import summary as int8_summary
 from scripts.measure.bench.points import RETRY_STABILITY, describe_point, perf_point
 from scripts.measure.bench.report import machine_info, write_report
-from scripts.measure.bench.setups import SETUPS
+from scripts.measure.bench.setups import BENCHED, SETUPS, bench_of
 from scripts.measure.bench.comparisons import comparisons
 from scripts.measure.bench.targets import evaluate_targets
 from scripts.spec import ModelSpec
@@ -94,8 +94,6 @@ def run_bench(
     in_process_only: bool = False,
 ) -> dict:
     """Measure everything, write bench.json / bench.md / PNGs into out_dir; returns the report."""
-    from scripts.runtimes.registry import RUNTIMES
-
     started = time.monotonic()
     workdir = layout.state("bench")
     shutil.rmtree(workdir / "perf", ignore_errors=True)
@@ -107,9 +105,9 @@ def run_bench(
     in_proc, limits = in_process_all(models, layout, quick, threads, log)
     timings = {"in_process_s": round(time.monotonic() - started, 1)}
     points = []
-    for plugin in [] if in_process_only else RUNTIMES.values():
+    for plugin in [] if in_process_only else BENCHED:
         t0 = time.monotonic()
-        with plugin.bench.deployment(models, layout, workdir, log) as targets:
+        with bench_of(plugin).deployment(models, layout, workdir, log) as targets:
             points += measure(targets, plan, workdir / "perf", measurement, log)
         with int8_deployment(plugin, models, layout, workdir / "int8", log) as targets:
             points += measure(targets, plan, workdir / "perf", measurement, log)

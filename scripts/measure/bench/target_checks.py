@@ -120,8 +120,8 @@ def every_load_target(
 
 def int8_target(int8: dict, model: str, factor: float = 1.5, max_drop_points: float = 1.0) -> dict:
     """int8 in-process >= factor x fp32 ONNX at the max batch, losing at most max_drop_points."""
-    figures = int8.get(model)
-    rows = (figures or {}).get("in_process") or []
+    figures = int8.get(model) or {}
+    rows = figures.get("in_process") or []
     if not rows or "gate" not in figures:
         return {"checks": [], "met": None, "detail": "no int8 export or no in-process figures"}
     top, gate = rows[-1], figures["gate"]

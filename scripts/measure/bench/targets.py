@@ -8,8 +8,7 @@ import os
 
 from scripts.measure.bench.comparisons import OURS, find_point
 from scripts.measure.bench.inprocess import LIMIT_FORMATS
-from scripts.measure.bench.setups import STOCK_OF
-from scripts.runtimes.registry import RUNTIMES
+from scripts.measure.bench.setups import BENCHED, STOCK_OF, bench_of
 from scripts.measure.bench.target_checks import (
     every_load_target,
     int8_target,
@@ -62,15 +61,12 @@ def evaluate_targets(points, limits, in_proc_by_model, int8: dict | None = None)
                 "id": f"digits_{runtime.name}_vs_stock",
                 "model": "digits_cnn",
                 "text": f"digits_cnn at concurrency 16: this project's {runtime.title} >= "
-                f"{runtime.bench.stock_bar.ratio:g}x {runtime.bench.stock_bar.stock_words}, "
-                "p99 no worse",
-                **stock_target(
-                    points, "digits_cnn", runtime.name, 16, runtime.bench.stock_bar.ratio
-                ),
+                f"{bar.ratio:g}x {bar.stock_words}, p99 no worse",
+                **stock_target(points, "digits_cnn", runtime.name, 16, bar.ratio),
             },
             [runtime.name, STOCK_OF[runtime.name]],
         )
-        for runtime in RUNTIMES.values()
+        for runtime, bar in [(r, bench_of(r).stock_bar) for r in BENCHED]
     ]
     targets += [
         (

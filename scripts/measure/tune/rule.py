@@ -106,8 +106,12 @@ def assess(curves: dict[str, Curve], stock: dict[str, Curve]) -> dict:
         "keeps_rule": not problems,
         "measured": measured,
         "worst_ratio": worst,
-        "ratio_at_top": None if None in ratios or not ratios else min(ratios),
-        "p50_excess_ms": None if None in excess or not excess else max(excess),
+        "ratio_at_top": None
+        if None in ratios or not ratios
+        else min(r for r in ratios if r is not None),
+        "p50_excess_ms": None
+        if None in excess or not excess
+        else max(e for e in excess if e is not None),
     }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from scripts.pipeline.layout import Layout
 from scripts.measure.bench.points import perf_point
+from scripts.measure.bench.setups import bench_of
 from scripts.measure.tune.configs import runtime_key, spec_for
 from scripts.measure.tune.rule import CONCURRENCY
 from scripts.measure.variants import link_artifacts, serve_variants
@@ -50,7 +51,8 @@ def stock_and_spec(
 ) -> tuple[dict, dict]:
     """(stock curve, the spec's own settings' curve) from the runtime's bench deployment."""
     found = {}
-    with runtime.bench.deployment([spec], layout, workdir / runtime.name / "bench", log) as targets:
+    bench = bench_of(runtime)
+    with bench.deployment([spec], layout, workdir / runtime.name / "bench", log) as targets:
         for _, setup, protocol, target in targets:
             if protocol == "http":
                 found[setup] = curve(target, workdir / "perf")

@@ -4,21 +4,20 @@ TorchServe on free ports (stock.py writes the scratch store and the request data
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 from scripts.pipeline.layout import Layout
 from scripts.runtimes.bench_servers import bench_server
-from scripts.runtimes.protocols import (
+from scripts.measure.bench.deployments import (
+    bench_setups,
     DeploymentTargets,
     GenerationDeployment,
     LoadTarget,
-    ServerControl,
-    StartOptions,
-    bench_setups,
     StockBar,
 )
+from scripts.runtimes.protocols import ServerControl, StartOptions
 from scripts.runtimes.torchserve import server as ts
 from scripts.runtimes.torchserve import stock, stock_generation
 from scripts.runtimes.torchserve.generation_calls import generation_calls
@@ -33,7 +32,7 @@ class TorchServeBench:
     packages = ("torchserve", "torch-model-archiver")
     stock_bar = StockBar(3.0, "the stock BaseHandler route")
 
-    def __init__(self, control: ServerControl):
+    def __init__(self, control: ServerControl[ts.TorchServe]):
         self.control = control
 
     def load_target(
@@ -46,7 +45,7 @@ class TorchServeBench:
     @contextlib.contextmanager
     def deployment(
         self, specs: list[ModelSpec], layout: Layout, workdir: Path, log: Callable[[str], None]
-    ) -> Iterator[DeploymentTargets]:
+    ) -> Generator[DeploymentTargets]:
         """The built archives (copied) and the stock ones in a scratch store under workdir."""
         store, names = stock.model_store(specs, layout, workdir)
         with self.started(specs, layout, workdir, store, sorted(names.values()), log) as server:
@@ -55,7 +54,7 @@ class TorchServeBench:
     @contextlib.contextmanager
     def generation_deployment(
         self, spec: ModelSpec, layout: Layout, workdir: Path, log: Callable[[str], None]
-    ) -> Iterator[GenerationDeployment]:
+    ) -> Generator[GenerationDeployment]:
         """The built generation archive (copied) and the stock generate() route; {setup: its
         streamed endpoint}."""
         store = workdir / "store"

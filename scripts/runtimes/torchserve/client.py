@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
 
 
 class TorchServeError(Exception):
@@ -35,7 +36,7 @@ class TorchServeClient:
         self.key_file, self.timeout_s = Path(key_file), timeout_s
         self.session = requests.Session()
         # one client may carry many streams at once (bench-generation's 64): one connection each
-        self.session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=64))
+        self.session.mount("http://", HTTPAdapter(pool_maxsize=64))
 
     @classmethod
     def for_server(cls, server) -> TorchServeClient:

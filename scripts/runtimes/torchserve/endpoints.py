@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.runtimes.protocols import GenerateCall, RequestCall, TensorCall
+from scripts.runtimes.calls import GenerateCall, RequestCall, TensorCall
 from scripts.runtimes.torchserve import server as ts
 from scripts.spec import ModelSpec
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 
-from scripts.runtimes.protocols import GenerateCall, STREAM_TIMEOUT_S
+from scripts.runtimes.calls import GenerateCall, STREAM_TIMEOUT_S
 from scripts.runtimes.streams import joined_pieces
 
 

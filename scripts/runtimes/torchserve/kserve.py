@@ -29,7 +29,7 @@ from pathlib import Path
 
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.plan import serving_plan
-from scripts.runtimes.protocols import KServeBundle
+from scripts.kserve.storage import KServeBundle
 from scripts.runtimes.torchserve import server as ts
 from scripts.runtimes.torchserve.archive import mar_path
 from scripts.runtimes.torchserve.metrics_config import write_metrics_config

@@ -10,12 +10,14 @@ from scripts.runtimes.torchserve.bench import TorchServeBench
 from scripts.runtimes.torchserve.control import TorchServeControl
 from scripts.runtimes.torchserve.endpoints import TorchServeEndpoints
 from scripts.runtimes.torchserve.kserve import TorchServeKServe
+from scripts.runtimes.torchserve.server import TorchServe
 from scripts.runtimes.torchserve.settings import NAME
 from scripts.runtimes.torchserve.versions import TorchServeVersions
 
 _control = TorchServeControl()
 
-TORCHSERVE = Runtime(
+# every capability takes this runtime's own server: the type checker holds them to it
+TORCHSERVE: Runtime[TorchServe] = Runtime(
     name=NAME,
     title="TorchServe",
     build_step="archive",

@@ -13,7 +13,7 @@ import numpy as np
 
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import golden
-from scripts.runtimes.protocols import LoadTarget, stock_setup_key
+from scripts.measure.bench.deployments import LoadTarget, stock_setup_key
 from scripts.runtimes.torchserve.settings import NAME
 from scripts.spec import BuildError, ModelSpec
 

@@ -4,21 +4,20 @@ setup in one tritonserver on free ports (stock.py writes the scratch repository 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 from scripts.pipeline.layout import Layout
 from scripts.runtimes.bench_servers import bench_server
-from scripts.runtimes.protocols import (
+from scripts.measure.bench.deployments import (
+    bench_setups,
     DeploymentTargets,
     GenerationDeployment,
     LoadTarget,
-    ServerControl,
-    StartOptions,
-    bench_setups,
     StockBar,
 )
+from scripts.runtimes.protocols import ServerControl, StartOptions
 from scripts.runtimes.triton import server as tr
 from scripts.runtimes.triton import stock, stock_generation
 from scripts.runtimes.triton.generation_calls import generation_calls
@@ -33,7 +32,7 @@ class TritonBench:
     packages = ("tritonclient", "nvidia-pytriton")
     stock_bar = StockBar(1.5, "the per-request Python-backend setup")
 
-    def __init__(self, control: ServerControl):
+    def __init__(self, control: ServerControl[tr.Triton]):
         self.control = control
 
     def load_target(
@@ -52,7 +51,7 @@ class TritonBench:
     @contextlib.contextmanager
     def deployment(
         self, specs: list[ModelSpec], layout: Layout, workdir: Path, log: Callable[[str], None]
-    ) -> Iterator[DeploymentTargets]:
+    ) -> Generator[DeploymentTargets]:
         """The built tensor models (copied) and the stock ones in a scratch repository."""
         repo = workdir / "repository"
         names = stock.repository(specs, layout, repo)
@@ -62,7 +61,7 @@ class TritonBench:
     @contextlib.contextmanager
     def generation_deployment(
         self, spec: ModelSpec, layout: Layout, workdir: Path, log: Callable[[str], None]
-    ) -> Iterator[GenerationDeployment]:
+    ) -> Generator[GenerationDeployment]:
         """The built generation model (copied) and the stock generate() model; {setup: its
         streamed endpoint}."""
         repo = workdir / "repository"

@@ -96,8 +96,16 @@ class TritonClient:
         result = self.client.infer(
             model, inputs, outputs=requested, headers=self.headers, model_version=str(version or "")
         )
+        if result is None:  # tritonclient types its reply as optional; infer raises instead
+            raise RuntimeError(f"{model}: no reply")
         names = outputs or [o["name"] for o in self.as_dict(result.get_response())["outputs"]]
-        return {n: result.as_numpy(n) for n in names}
+        answer = {}
+        for name in names:
+            array = result.as_numpy(name)
+            if array is None:
+                raise RuntimeError(f"{model}: no output {name!r} in the reply")
+            answer[name] = array
+        return answer
 
     def as_dict(self, reply) -> dict:
         """gRPC answers protobuf messages, HTTP JSON dicts: one shape for both."""
@@ -108,7 +116,7 @@ class TritonClient:
         return MessageToDict(reply, preserving_proto_field_name=True)
 
     def is_ready(self, model: str) -> bool:
-        return self.client.is_model_ready(model, headers=self.headers)
+        return bool(self.client.is_model_ready(model, headers=self.headers))
 
     def statistics(self, model: str) -> dict:
         """The server's inference statistics for one model, as JSON-like dicts either way

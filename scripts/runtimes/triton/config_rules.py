@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import math
 
-from tritonclient.grpc import model_config_pb2 as mc
+from scripts.runtimes.triton.model_config import ModelConfig
 
 
 def config_problems(
-    config: mc.ModelConfig,
+    config: ModelConfig,
     expected_inputs: list[str] | None = None,
     expected_outputs: list[str] | None = None,
 ) -> list[str]:
@@ -72,7 +72,7 @@ def _tensor_problems(where: str, field: str, tensors, max_batch_size: int) -> li
     return problems
 
 
-def _batching_problems(where: str, config: mc.ModelConfig) -> list[str]:
+def _batching_problems(where: str, config: ModelConfig) -> list[str]:
     problems = []
     if config.max_batch_size < 0:
         problems.append(f"{where}: max_batch_size {config.max_batch_size} must be >= 0")
@@ -95,7 +95,7 @@ def _batching_problems(where: str, config: mc.ModelConfig) -> list[str]:
     return problems
 
 
-def _warmup_problems(where: str, config: mc.ModelConfig) -> list[str]:
+def _warmup_problems(where: str, config: ModelConfig) -> list[str]:
     dims = {t.name: list(t.dims) for t in config.input}
     problems = []
     for warmup in config.model_warmup:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2 as mc
+from scripts.runtimes.triton.model_config import ModelConfig, mc
 
 from handlers.plan import ServingPlan
 from scripts.runtimes.triton.config_rules import config_problems
@@ -60,7 +60,7 @@ def base_config(
     backend: str | None = None,
     platform: str | None = None,
     instances: bool = True,
-) -> mc.ModelConfig:
+) -> ModelConfig:
     settings = scheduling(plan).settings
     config = mc.ModelConfig(name=name, max_batch_size=settings["max_batch_size"])
     if backend:
@@ -86,11 +86,11 @@ def base_config(
     return config
 
 
-def set_role(config: mc.ModelConfig, role: str) -> None:
+def set_role(config: ModelConfig, role: str) -> None:
     config.parameters["role"].string_value = role
 
 
-def model_config(spec: ServingPlan, backend: str, signature) -> mc.ModelConfig:
+def model_config(spec: ServingPlan, backend: str, signature) -> ModelConfig:
     inputs, outputs = signature
     in_names, out_names = triton_names(spec, backend)
     config = base_config(spec, spec.name, backend=backend)
@@ -109,7 +109,7 @@ def model_config(spec: ServingPlan, backend: str, signature) -> mc.ModelConfig:
 
 
 def write_config(
-    config: mc.ModelConfig,
+    config: ModelConfig,
     folder: Path,
     artifact_names: tuple[list[str] | None, list[str] | None] = (None, None),
 ) -> Path:
@@ -129,5 +129,5 @@ def write_config(
     return path
 
 
-def read_config(path: Path) -> mc.ModelConfig:
+def read_config(path: Path) -> ModelConfig:
     return text_format.Parse(path.read_text(), mc.ModelConfig())

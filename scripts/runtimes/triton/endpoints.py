@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scripts.runtimes.protocols import GenerateCall, RequestCall, TensorCall
+from scripts.runtimes.calls import GenerateCall, RequestCall, TensorCall
 from scripts.runtimes.triton import server as tr
 from scripts.spec import ModelSpec
 

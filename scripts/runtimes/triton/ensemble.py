@@ -7,7 +7,7 @@ pieces.
 
 from __future__ import annotations
 
-from tritonclient.grpc import model_config_pb2 as mc
+from scripts.runtimes.triton.model_config import ModelConfig, mc
 
 from handlers.kinds import ENSEMBLE_OUTPUTS
 from handlers.plan import ServingPlan
@@ -32,12 +32,14 @@ def ensemble_parts(spec: ModelSpec | ServingPlan) -> list[str]:
     return ["pre", "post", "ensemble"] if spec.task.serving.labelled else ["pre", "ensemble"]
 
 
-def ensemble_configs(spec: ServingPlan, backend: str, signature) -> list[mc.ModelConfig]:
+def ensemble_configs(spec: ServingPlan, backend: str, signature) -> list[ModelConfig]:
     """<name>_pre (bytes -> model input), <name>_post for a classifier (model outputs -> label,
     score) and the ensemble wiring them around the tensor model."""
     inputs, outputs = signature
     mbs = spec.batching.max_batch_size
-    raw = Tensor(spec.preprocess.ensemble_input, STRING, [-1, 1])
+    ensemble_input = spec.preprocess.ensemble_input
+    assert ensemble_input, "an ensemble is built only for a pre-processing that takes bytes"
+    raw = Tensor(ensemble_input, STRING, [-1, 1])
     labelled = "post" in ensemble_parts(spec)
     answers = (
         [Tensor(LABEL, STRING, [-1, 1]), Tensor(SCORE, data_type("float32"), [-1, 1])]
@@ -85,7 +87,7 @@ def ensemble_configs(spec: ServingPlan, backend: str, signature) -> list[mc.Mode
     return [pre, post, ensemble]
 
 
-def check_ensemble(ensemble: mc.ModelConfig, configs: dict[str, mc.ModelConfig]) -> list[str]:
+def check_ensemble(ensemble: ModelConfig, configs: dict[str, ModelConfig]) -> list[str]:
     """Every step's tensors exist in its model with the dtype and dims of the ensemble tensor
     mapped to it; every ensemble output is produced and every step input is available."""
     problems = []

@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tritonclient.grpc import model_config_pb2 as mc
+from scripts.runtimes.triton.model_config import ModelConfig, mc
 
 from handlers.plan import ServingPlan
 from scripts.runtimes.triton.configs import base_config, set_role
@@ -29,7 +29,7 @@ OUTPUTS = [("text_output", mc.TYPE_STRING), ("token_ids", mc.TYPE_INT64)]
 OUTPUTS.append(("finish_reason", mc.TYPE_STRING))
 
 
-def generation_config(plan: ServingPlan) -> mc.ModelConfig:
+def generation_config(plan: ServingPlan) -> ModelConfig:
     config = base_config(plan, plan.name, backend="python")
     config.max_batch_size = 0
     config.ClearField("dynamic_batching")

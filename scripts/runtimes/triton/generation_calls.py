@@ -11,7 +11,7 @@ import time
 import numpy as np
 import requests
 
-from scripts.runtimes.protocols import GenerateCall, STREAM_TIMEOUT_S
+from scripts.runtimes.calls import GenerateCall, STREAM_TIMEOUT_S
 from scripts.runtimes.streams import joined_pieces
 
 

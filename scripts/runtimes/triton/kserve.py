@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 
 from scripts.pipeline.layout import Layout
-from scripts.runtimes.protocols import KServeBundle
+from scripts.kserve.storage import KServeBundle
 from scripts.runtimes.triton.repository import build_repository
 from scripts.runtimes.triton import server as tr
 from scripts.runtimes.triton.server import repository_models

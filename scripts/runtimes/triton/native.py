@@ -7,7 +7,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from tritonclient.grpc import model_config_pb2 as mc
+from scripts.runtimes.triton.model_config import ModelConfig, mc
 
 from handlers.dtypes import spec_dtype
 from handlers.formats import FORMATS
@@ -66,7 +66,7 @@ def compare_signature(name: str, declared, found) -> list[str]:
     return problems
 
 
-def check_torchscript(config: mc.ModelConfig, declared, path: Path, spec: ModelSpec) -> list[str]:
+def check_torchscript(config: ModelConfig, declared, path: Path, spec: ModelSpec) -> list[str]:
     import torch
 
     problems = [

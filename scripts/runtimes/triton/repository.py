@@ -18,7 +18,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
-from tritonclient.grpc import model_config_pb2 as mc
+from scripts.runtimes.triton.model_config import ModelConfig, mc
 
 import handlers
 from handlers.encryption import is_encrypted
@@ -63,7 +63,7 @@ def serialize(array: np.ndarray) -> bytes:
     return np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
 
 
-def add_warmup(config: mc.ModelConfig, folder: Path, samples: dict[str, np.ndarray]) -> None:
+def add_warmup(config: ModelConfig, folder: Path, samples: dict[str, np.ndarray]) -> None:
     """One warmup request (batch 1) from one golden example per input, {triton name: row}."""
     warmup = config.model_warmup.add(name="golden", batch_size=1 if config.max_batch_size else 0)
     (folder / "warmup").mkdir(exist_ok=True)
@@ -181,9 +181,7 @@ def build_model(
     return list(configs)
 
 
-def write_ensemble(
-    plan, spec, layout, out, backend, signature, golden
-) -> dict[str, mc.ModelConfig]:
+def write_ensemble(plan, spec, layout, out, backend, signature, golden) -> dict[str, ModelConfig]:
     configs = {c.name: c for c in ensemble_configs(plan, backend, signature)}
     ensemble = configs.pop(f"{spec.name}_ensemble")
     problems = check_ensemble(

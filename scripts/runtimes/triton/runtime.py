@@ -10,12 +10,14 @@ from scripts.runtimes.triton.bench import TritonBench
 from scripts.runtimes.triton.control import TritonControl
 from scripts.runtimes.triton.endpoints import TritonEndpoints
 from scripts.runtimes.triton.kserve import TritonKServe
+from scripts.runtimes.triton.server import Triton
 from scripts.runtimes.triton.settings import NAME
 from scripts.runtimes.triton.versions import TritonVersions
 
 _control = TritonControl()
 
-TRITON = Runtime(
+# every capability takes this runtime's own server: the type checker holds them to it
+TRITON: Runtime[Triton] = Runtime(
     name=NAME,
     title="tritonserver",
     build_step="triton-repo",

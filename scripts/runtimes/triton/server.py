@@ -168,7 +168,8 @@ def start(
     defaults to every model of the repository; `open_statistics` leaves the statistics API
     out of the admin key's (bench: perf_analyzer reads it and sends no key over gRPC)."""
     restricted = tuple(a for a in RESTRICTED_APIS if not (open_statistics and a == "statistics"))
-    server = Triton(workdir.resolve(), ports, secrets.token_urlsafe(24), restricted=restricted)
+    admin_key = secrets.token_urlsafe(24)
+    server = Triton(workdir.resolve(), ports, admin_key, restricted=restricted)
     if is_running(server):
         raise BuildError(f"tritonserver already runs from {workdir}; `make stop` first")
     models = models or repository_models(repo)
@@ -178,7 +179,7 @@ def start(
     server.workdir.mkdir(parents=True)
     assemble_backends(server.workdir / "backends")
     (server.workdir / STAGING).mkdir()
-    write_secret(server.workdir / "admin_key", server.admin_key)
+    write_secret(server.workdir / "admin_key", admin_key)
     with open(server.log_file, "wb") as log:
         # Its own session: `make serve` returns while the server keeps running.
         process = subprocess.Popen(
@@ -234,7 +235,7 @@ def attach(workdir: Path, ports: Ports = Ports()) -> Triton:
 
 def pid(server: Triton) -> int | None:
     value = read_pid(server.pid_file)
-    child = _children.get(value)
+    child = _children.get(value) if value is not None else None
     return None if child is not None and child.poll() is not None else value
 
 
@@ -285,6 +286,8 @@ def stop(workdir: Path, timeout_s: float = 30) -> bool:
     process = pid(server)
 
     def terminate() -> None:
+        if process is None:  # stop_process calls this only for a running pid
+            return
         os.kill(process, signal.SIGTERM)
         child = _children.pop(process, None)
         if child is not None:

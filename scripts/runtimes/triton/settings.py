@@ -5,6 +5,8 @@ decode loop bounds its own, handlers/generating.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from handlers.plan import ServingPlan
 from scripts.runtimes.protocols import Translation
 
@@ -28,7 +30,10 @@ def scheduling(plan: ServingPlan) -> Translation:
             f"{plan.name}: preferred batch sizes {dropped} exceed max_batch_size "
             f"{batching.max_batch_size}; Triton gets {preferred}"
         )
-    settings = {"max_batch_size": batching.max_batch_size, "instances": plan.serving.instances}
+    settings: dict[str, Any] = {
+        "max_batch_size": batching.max_batch_size,
+        "instances": plan.serving.instances,
+    }
     if batching.max_batch_size > 0:
         settings.update(max_queue_delay_microseconds=delay_us, preferred_batch_size=preferred)
         # beyond it Triton answers UNAVAILABLE "Exceeds maximum queue size" at once

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tritonclient.grpc import model_config_pb2 as mc
+from scripts.runtimes.triton.model_config import mc
 
 from handlers.dtypes import spec_dtype_of_numpy, triton_datatype
 from handlers.encryption import decrypted

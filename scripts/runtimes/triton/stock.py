@@ -16,7 +16,7 @@ import numpy as np
 
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import exported_formats, golden
-from scripts.runtimes.protocols import LoadTarget, stock_setup_key
+from scripts.measure.bench.deployments import LoadTarget, stock_setup_key
 from scripts.runtimes.triton import server as tr
 from scripts.runtimes.triton.settings import NAME
 from scripts.spec import BuildError, ModelSpec
@@ -32,7 +32,7 @@ def stock_name(spec: ModelSpec) -> str:
 def stock_config(spec: ModelSpec, layout: Layout):
     """The per-request config: the spec's tensors and max batch size (clients send [1, ...]),
     one CPU instance, and no dynamic_batching: Triton hands execute() one request at a time."""
-    from tritonclient.grpc import model_config_pb2 as mc
+    from scripts.runtimes.triton.model_config import mc
 
     from scripts.pipeline.plan import serving_plan
     from scripts.runtimes.triton.configs import model_config

@@ -21,7 +21,7 @@ STOCK_STREAMING = Path(__file__).parents[1] / "stock_streaming.py"
 def write_stock_generate_model(spec: ModelSpec, layout: Layout, repo: Path) -> str:
     """The same tensors as this project's model (vLLM's contract), the stock model.py and the
     Hugging Face folder (linked: the same files the build exported)."""
-    from tritonclient.grpc import model_config_pb2 as mc
+    from scripts.runtimes.triton.model_config import mc
 
     from scripts.pipeline.plan import serving_plan
     from scripts.runtimes.triton.configs import write_config

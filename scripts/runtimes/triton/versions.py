@@ -23,7 +23,7 @@ from pathlib import Path
 
 import requests
 from google.protobuf import json_format, text_format
-from tritonclient.grpc import model_config_pb2 as mc
+from scripts.runtimes.triton.model_config import ModelConfig, mc
 
 from scripts.pipeline.layout import Layout
 from scripts.runtimes.protocols import ServedVersions
@@ -60,13 +60,11 @@ def policy(default: int, keep: int | None) -> list[int]:
     return sorted({default, keep}) if keep is not None and keep < default else [default]
 
 
-def disk_config(repo: Path, model: str) -> mc.ModelConfig:
+def disk_config(repo: Path, model: str) -> ModelConfig:
     return text_format.Parse((repo / model / "config.pbtxt").read_text(), mc.ModelConfig())
 
 
-def with_versions(
-    config: mc.ModelConfig, versions: list[int], name: str | None = None
-) -> mc.ModelConfig:
+def with_versions(config: ModelConfig, versions: list[int], name: str | None = None) -> ModelConfig:
     changed = mc.ModelConfig()
     changed.CopyFrom(config)
     changed.name = name or config.name
@@ -84,7 +82,7 @@ def repository_lock(server: tr.Triton):
         yield
 
 
-def load(server: tr.Triton, config: mc.ModelConfig) -> None:
+def load(server: tr.Triton, config: ModelConfig) -> None:
     """Load (or reload) a model with this config instead of its config.pbtxt."""
     text = json_format.MessageToJson(config, preserving_proto_field_name=True)
     _repository(server, f"/models/{config.name}/load", {"parameters": {"config": text}})

@@ -31,9 +31,12 @@ STUB = "triton_python_backend_stub"
 LOG = "watchdog.jsonl"
 
 
-def stubs(server_pid: int) -> dict[int, tuple[str, int]]:
-    """{stub pid: (model, version)} of every Python-backend stub under the server."""
-    found = {}
+def stubs(server_pid: int | None) -> dict[int, tuple[str, int]]:
+    """{stub pid: (model, version)} of every Python-backend stub under the server (none when
+    it does not run: psutil.Process(None) would be this process)."""
+    found: dict[int, tuple[str, int]] = {}
+    if server_pid is None:
+        return found
     for process in psutil.Process(server_pid).children(recursive=True):
         try:
             command = process.cmdline()

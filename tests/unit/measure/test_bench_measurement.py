@@ -17,7 +17,7 @@ from scripts.measure.bench.inprocess import limit_of, tiled
 from scripts.measure.bench.report import write_report
 from scripts.measure.bench.run import MEASUREMENT
 from scripts.measure.bench.targets import evaluate_targets
-from scripts.runtimes.protocols import LoadTarget
+from scripts.measure.bench.deployments import LoadTarget
 from tests.unit.measure.fake_points import LIMITS, in_process_batch1, point
 
 

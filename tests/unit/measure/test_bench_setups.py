@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from scripts.runtimes.protocols import LoadTarget
+from scripts.measure.bench.deployments import LoadTarget
 from scripts.runtimes.registry import RUNTIMES
 from scripts.runtimes.torchserve import server as ts
 from scripts.runtimes.torchserve import stock as ts_stock

@@ -11,7 +11,7 @@ from scripts.pipeline.layout import Layout
 import scripts.tasks.base as tasks_base
 from scripts.rollout import flow, steps
 from scripts.rollout.gate import Gate
-from scripts.runtimes.protocols import ServedVersions
+from scripts.runtimes.protocols import Live, ServedVersions
 from scripts.tasks.base import OnePass
 from scripts.spec import load_spec
 from scripts.spec.versions import VersionSpec
@@ -93,10 +93,13 @@ def layout(tmp_path):
 def plugins(monkeypatch):
     """Stand-ins in place of the registered runtimes; each gates with its own Gate."""
     chosen: list[Recorder] = []
-    monkeypatch.setattr(flow, "servers_of", lambda runtime, root, servers: [(p, p) for p in chosen])
+    # each stand-in is bound to itself as its server: its capabilities ignore the server
+    monkeypatch.setattr(
+        flow, "servers_of", lambda runtime, root, servers: [Live(p, p) for p in chosen]
+    )
     monkeypatch.setattr(steps, "build", lambda plugin, spec, version, root: None)
     monkeypatch.setattr(
-        steps, "drained", lambda plugin, server, spec, version: version not in plugin.busy
+        steps, "drained", lambda live, spec, version: version not in live.runtime.busy
     )
     gates = {}
     monkeypatch.setattr(
@@ -104,10 +107,11 @@ def plugins(monkeypatch):
     )
     real_prepare = flow.prepare
 
-    def prepare(plugin, server, spec, version, root):
+    def prepare(live, spec, version, root):
+        plugin = live.runtime
         gates[plugin] = lambda: plugin.gate
         monkeypatch.setattr(OnePass, "gate", staticmethod(lambda *args: plugin.gate))
-        return real_prepare(plugin, server, spec, version, root)
+        return real_prepare(live, spec, version, root)
 
     monkeypatch.setattr(flow, "prepare", prepare)
 
