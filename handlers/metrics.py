@@ -3,7 +3,8 @@
 The catalogue (METRICS) is the one place they are defined: the build writes TorchServe's
 metrics.yaml from it (TorchServe drops a backend metric it was not told about), the monitor
 writes alert rules and dashboards against it, and each runtime's adapter registers it with its
-own API (handlers/torchserve_metrics.py: `context.metrics`; handlers/triton_metrics.py:
+own API (handlers/adapters/torchserve_metrics.py: `context.metrics`;
+handlers/adapters/triton_metrics.py:
 `pb_utils.MetricFamily`). The serving core only calls ModelMetrics' methods, which know no
 runtime.
 
@@ -32,7 +33,8 @@ PREFIX = "torchship_"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 BOUNDS = (*(f"{b:g}" for b in BUCKETS), "+Inf")  # the `le` label values
 MODEL_LABELS = ("model", "version")
-# Why a request was refused (4xx); handlers.processing.RequestError carries one of these
+# Why a request was refused (4xx); handlers.preprocessing.processing.RequestError carries one of
+# these
 REASONS = ("shape", "dtype", "range", "decode", "size", "invalid", "overload")
 PUBLISH_EVERY_S = 1.0
 

@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
-from handlers.kinds import Kind, Preprocess
+from handlers.preprocessing.kinds import Kind, Preprocess
 from handlers.formats import FORMAT_NAMES, format_of
 from handlers.tasks import ServingTask, TaskKind, serving_task
-from handlers.tensors import TensorSpec
+from handlers.preprocessing.tensors import TensorSpec
 
 PLAN_FILE = "serving_plan.json"
 Format = Literal[FORMAT_NAMES]  # the registry's names (handlers/formats/)

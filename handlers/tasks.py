@@ -14,13 +14,15 @@ from typing import Annotated, Any, Callable, ClassVar
 import numpy as np
 from pydantic import AfterValidator, WithJsonSchema
 
-from handlers.processing import class_scores, top_labels
+from handlers.preprocessing.processing import class_scores, top_labels
 
 
 class ServingTask:
     name: ClassVar[str]
-    # "forward": one pass per batch (handlers/serving_core.py); "generate": decoded step by step
-    # in a shared batch (handlers/generating.py). Each runtime adapter maps these to its class.
+    # "forward": one pass per batch (handlers/engines/serving_core.py); "generate": decoded step by
+    # step
+    # in a shared batch (handlers/engines/generating.py). Each runtime adapter maps these to its
+    # class.
     engine: ClassVar[str] = "forward"
     labelled: ClassVar[bool] = False  # answers name a label per example, from `task.labels`
     # served from a Hugging Face folder (format pretrained) by Python code: no tensor export, no

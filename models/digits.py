@@ -11,7 +11,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from handlers.processing import pil_to_array
+from handlers.preprocessing.processing import pil_to_array
 from scripts.pipeline.training_data import TrainingData
 
 

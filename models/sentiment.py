@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from handlers.processing import PAD_ID, split_words, tokenize
+from handlers.preprocessing.processing import PAD_ID, split_words, tokenize
 from scripts.pipeline.training_data import TrainingData
 
 VOCAB_SIZE = 10000

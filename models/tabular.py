@@ -10,7 +10,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from handlers.processing import standardize
+from handlers.preprocessing.processing import standardize
 from scripts.pipeline.training_data import TrainingData
 
 

@@ -1,5 +1,6 @@
 """A generation model's Hugging Face folder (config, safetensors, tokenizer), as written by
-save_pretrained: the generation engine (handlers/completions.py) loads it, not a tensor runner."""
+save_pretrained: the generation engine (handlers/engines/completions.py) loads it, not a tensor
+runner."""
 
 from __future__ import annotations
 
@@ -18,5 +19,5 @@ class Pretrained(Format):
     def runner(self, path, input_names, threads, output_names, plain) -> Runner:
         raise ValueError(
             "format 'pretrained' is a language model's Hugging Face folder: the generation "
-            "engine loads it (handlers/completions.py), not a tensor runner"
+            "engine loads it (handlers/engines/completions.py), not a tensor runner"
         )

@@ -1,12 +1,13 @@
 """Protocols, found by name: how requests reach an engine and answers leave it, each
 runtime-neutral. Generation: the model's own JSON, OpenAI completions and chat, vLLM's tensor
 contract. Tensor models: handlers/protocols/kserve.py (KServe's v1 and v2 JSON) beside the model's
-own JSON (handlers/pipeline.py). A new protocol is one module and one line here; on TorchServe
+own JSON (handlers/preprocessing/pipeline.py). A new protocol is one module and one line here; on
+TorchServe
 a generation protocol with a `route` is reached at /predictions/<model>/<version>/<route>."""
 
 from __future__ import annotations
 
-from handlers.processing import RequestError
+from handlers.preprocessing.processing import RequestError
 from handlers.protocols.base import GenerationProtocol, ModelFacts, Writer
 from handlers.protocols.completion import NativeCompletion
 from handlers.protocols.openai_chat import OpenAIChat

@@ -1,5 +1,6 @@
 """What a generation protocol is: how one request's body becomes the completion fields that
-handlers/completions.py checks, and how each piece the engine makes (handlers/generating.py)
+handlers/engines/completions.py checks, and how each piece the engine makes
+(handlers/engines/generating.py)
 is written back in the protocol's shape. Runtime-neutral: an adapter (TorchServe's handler,
 Triton's model) only moves bytes between its runtime and a protocol, found by name or route
 in handlers/protocols/__init__.py."""
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from handlers.completions import Completion, Piece
+from handlers.engines.completions import Completion, Piece
 
 JSON = "application/json"
 

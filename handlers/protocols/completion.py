@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.completions import Completion, Piece
+from handlers.engines.completions import Completion, Piece
 from handlers.protocols.base import JSON, GenerationProtocol, ModelFacts, Writer
 
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from handlers.dtypes import BYTES, spec_dtype_of_numpy, triton_datatype
-from handlers.processing import RequestError
-from handlers.tensors import numeric_array
+from handlers.preprocessing.dtypes import BYTES, spec_dtype_of_numpy, triton_datatype
+from handlers.preprocessing.processing import RequestError
+from handlers.preprocessing.tensors import numeric_array
 
 V1, V2 = "v1", "v2"
 V1_KEYS = {"instances", "parameters"}

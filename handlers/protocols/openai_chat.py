@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers.processing import RequestError
+from handlers.preprocessing.processing import RequestError
 from handlers.protocols.base import ModelFacts
 from handlers.protocols.openai_common import OpenAIProtocol, OpenAIWriter
 

@@ -16,8 +16,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from handlers.completions import MAX_MODEL_NAME, Completion, Piece, parse_body
-from handlers.processing import RequestError
+from handlers.engines.completions import MAX_MODEL_NAME, Completion, Piece, parse_body
+from handlers.preprocessing.processing import RequestError
 from handlers.protocols.base import JSON, GenerationProtocol, ModelFacts
 
 # OpenAI fields with nothing more to do here (stream_options is read for include_usage); `model`

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from handlers.completions import Completion, Piece, vllm_numbers
-from handlers.processing import RequestError
+from handlers.engines.completions import Completion, Piece, vllm_numbers
+from handlers.preprocessing.processing import RequestError
 from handlers.protocols.base import JSON, GenerationProtocol, ModelFacts
 
 INPUTS = ("text_input", "stream", "sampling_parameters", "exclude_input_in_output")

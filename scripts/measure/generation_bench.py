@@ -75,7 +75,7 @@ def in_process_limits(spec: ModelSpec, layout: Layout, work: Workload) -> dict:
     """{concurrency: tokens/s} of static batched generate() with the served thread count."""
     import torch
 
-    from handlers.completions import LanguageModel
+    from handlers.engines.completions import LanguageModel
 
     torch.set_num_threads(spec.serving.threads)
     generation = spec.task.generation

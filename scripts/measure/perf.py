@@ -92,11 +92,14 @@ def command(
         str(measurement["stability"]),
         "--max-trials",
         str(measurement["max_trials"]),
-        "--measurement-interval",
-        str(measurement["interval_ms"]),
         "--service-kind",
         service_kind,
     ]
+    if "requests" in measurement:  # windows of so many requests: never an empty one, however slow
+        cmd += ["--measurement-mode", "count_windows"]
+        cmd += ["--measurement-request-count", str(measurement["requests"])]
+    else:
+        cmd += ["--measurement-interval", str(measurement["interval_ms"])]
     if token is not None:
         cmd += ["-H", f"Authorization:Bearer {token}"]
     for name, value in headers:  # HTTP only: perf_analyzer ignores -H over gRPC

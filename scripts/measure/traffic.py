@@ -253,7 +253,7 @@ def summary(
 
 
 def expected_tokens(spec: ModelSpec, versions: list[int], layout: Layout) -> tuple[list, dict]:
-    from handlers.completions import LanguageModel
+    from handlers.engines.completions import LanguageModel
     from scripts.measure.verify_generation import golden_generation
     from scripts.pipeline.export_generation import eager_tokens
 

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from handlers.formats import FORMATS
-from handlers.processing import class_scores
+from handlers.preprocessing.processing import class_scores
 from handlers.runners import load_runner, torch_runner
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.loading import load_reference
@@ -171,7 +171,7 @@ def example_requests(spec: ModelSpec, layout: Layout) -> list[Path]:
 def eager_answers(spec: ModelSpec, layout: Layout, requests: list[Path], int8: bool) -> list[dict]:
     """What eager PyTorch (or the int8 model) answers on the shared pre-processing of each
     request, in a RequestCall's form: label and score for a classifier, else the outputs."""
-    from handlers.pipeline import Pipeline
+    from handlers.preprocessing.pipeline import Pipeline
 
     plan = serving_plan(spec, layout)
     pipeline = Pipeline(plan)

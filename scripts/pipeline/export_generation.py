@@ -1,7 +1,7 @@
 """Step `export` for a generation model: the Hugging Face folder copied as the served artifact
 (`pretrained/`), verified token for token against eager `generate()`.
 
-What is verified is what the servers run: handlers/generating.py's decode loop, on golden
+What is verified is what the servers run: handlers/engines/generating.py's decode loop, on golden
 prompts of different lengths, greedy, each alone and all 16 in flight together (joining at
 different steps, so padding and attention masks of a batched decode are exercised); a seeded
 sampled request must give the same tokens alone and in company. The golden prompts and eager's
@@ -15,13 +15,13 @@ import json
 import shutil
 from pathlib import Path
 
-import handlers.completions
-import handlers.generating
-import handlers.generation
-import handlers.sampling
-from handlers.completions import LanguageModel
+import handlers.engines.completions
+import handlers.engines.generating
+import handlers.engines.generation
+import handlers.engines.sampling
+from handlers.engines.completions import LanguageModel
 from handlers.formats import FORMATS
-from handlers.generating import Generating
+from handlers.engines.generating import Generating
 from scripts.pipeline.fingerprint import fingerprint, is_fresh, source_file, write_stamp
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.sealed import refuse_changed, seal
@@ -56,10 +56,14 @@ def generation_fingerprint(spec: ModelSpec, layout: Layout) -> str:
         Path(__file__),
         *(
             Path(inspect.getfile(m))
-            for m in (handlers.completions, handlers.generation, handlers.sampling)
+            for m in (
+                handlers.engines.completions,
+                handlers.engines.generation,
+                handlers.engines.sampling,
+            )
         ),
     ]
-    code.append(Path(handlers.generating.__file__))
+    code.append(Path(handlers.engines.generating.__file__))
     code += [source_file(spec.training.script)] if spec.training and spec.training.script else []
     settings = spec.model_dump(mode="json", include={"name", "version", "source", "task"})
     return fingerprint(settings, spec.model_files(layout.root) + code)
@@ -144,7 +148,7 @@ def eager_tokens(language: LanguageModel, prompts: list[str], max_tokens: int) -
         ids = torch.tensor([language.encode(prompt)])
         with torch.inference_mode():
             # LanguageModel types its model as transformers' base class; generate() is on the
-            # causal LM it loads (handlers/completions.py)
+            # causal LM it loads (handlers/engines/completions.py)
             made = language.model.generate(  # pyright: ignore[reportAttributeAccessIssue]
                 ids,
                 attention_mask=torch.ones_like(ids),

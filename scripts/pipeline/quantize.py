@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from handlers.processing import class_scores
+from handlers.preprocessing.processing import class_scores
 from handlers.runners import Runner
 from scripts.pipeline.loading import import_target
 from scripts.pipeline.verify import random_inputs

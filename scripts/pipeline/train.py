@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-import handlers.processing
+import handlers.preprocessing.processing
 from scripts.pipeline.training_data import TrainingData
 from scripts.pipeline.fingerprint import fingerprint, is_fresh, source_file, write_stamp
 from scripts.pipeline.loading import build_module, import_target
@@ -72,7 +72,7 @@ def train_fingerprint(spec: ModelSpec, layout: Layout) -> str:
     training = training_of(spec)
     settings["training"] = training.fingerprinted()
     files = [source_file(spec.source.module)] if spec.source.module else []
-    files += [Path(__file__), Path(handlers.processing.__file__)]
+    files += [Path(__file__), Path(handlers.preprocessing.processing.__file__)]
     targets = (training.data, training.assets, training.script)
     files += [source_file(target) for target in targets if target]
     for path in (layout.source(p) for p in training_of(spec).data_files):

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from handlers.processing import class_scores
+from handlers.preprocessing.processing import class_scores
 from scripts.pipeline.layout import Layout
 from scripts.measure.verify_served import CONTENT_TYPES, Endpoints, check_golden, example_requests
 from scripts.runtimes.calls import TensorCall
@@ -53,7 +53,7 @@ def golden_check(
 
 def shadow_inputs(versions: list[ModelSpec], layout: Layout) -> list[Inputs]:
     """Each version's golden inputs, then each example request as its pre-processing decodes it."""
-    from handlers.pipeline import Pipeline
+    from handlers.preprocessing.pipeline import Pipeline
     from scripts.pipeline.plan import serving_plan
 
     groups = []

@@ -10,7 +10,7 @@ import importlib.util
 from pathlib import Path
 
 from handlers.formats import format_of
-from handlers.kinds import ENSEMBLE_OUTPUTS
+from handlers.preprocessing.kinds import ENSEMBLE_OUTPUTS
 from scripts.spec.overrides import override_problems
 from scripts.spec.versions import version_problems
 

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from handlers.kinds import KINDS
+from handlers.preprocessing.kinds import KINDS
 from scripts.spec.errors import SpecError
 from scripts.spec.schema import SpecFile
 

@@ -15,7 +15,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from handlers.formats import FORMATS
 from handlers.plan import Batching, Serving, StrictModel, Workers
-from handlers.tensors import TensorSpec
+from handlers.preprocessing.tensors import TensorSpec
 from scripts.spec.cluster import KServeSpec
 from scripts.spec.consistency import entry_problems
 from scripts.spec.errors import SpecError

@@ -13,7 +13,7 @@ from pydantic import Field, SerializerFunctionWrapHandler, ValidationInfo, model
 from pydantic import model_validator
 
 from handlers.formats import FORMATS
-from handlers.kinds import Preprocess, Raw
+from handlers.preprocessing.kinds import Preprocess, Raw
 from handlers.plan import Format, Generation, StrictModel
 from handlers.tasks import ServingTask, TaskKind, serving_task
 

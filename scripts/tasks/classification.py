@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
-from handlers.processing import class_scores
+from handlers.preprocessing.processing import class_scores
 from scripts.spec import ModelSpec
 from scripts.tasks.base import OnePass
 

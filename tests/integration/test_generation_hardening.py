@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 import requests
 
-from handlers.generating import FAULT_PROMPT_ENV
+from handlers.engines.generating import FAULT_PROMPT_ENV
 from scripts.measure.verify_generation import golden_generation
 from scripts.runtimes.protocols import BuildOptions, StartOptions
 from scripts.runtimes.registry import RUNTIMES

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from handlers.kinds import KINDS, Image, Raw, Standardize, Text, Tokenized
-from handlers.processing import RequestError
-from handlers.tensors import TensorSpec
+from handlers.preprocessing.kinds import KINDS, Image, Raw, Standardize, Text, Tokenized
+from handlers.preprocessing.processing import RequestError
+from handlers.preprocessing.tensors import TensorSpec
 from scripts.runtimes.registry import RUNTIMES
 
 # kind -> (kind, its assets, the model inputs, a JSON value of one example, the rows expected

@@ -4,7 +4,7 @@ has an entry."""
 
 from __future__ import annotations
 
-from handlers.dtypes import DTYPES
+from handlers.preprocessing.dtypes import DTYPES
 from scripts.spec import load_spec
 from tests.conftest import REPO, ZOO_SPEC
 

@@ -25,7 +25,7 @@ from scripts.pipeline.plan import copy_handlers, plan_fingerprint, serving_plan
 from scripts.runtimes.torchserve.settings import NAME, model_config_yaml
 from scripts.spec import BuildError, ModelSpec
 
-HANDLER = Path(handlers.__file__).with_name("torchserve_handler.py")
+HANDLER = Path(handlers.__file__).parent / "adapters" / "torchserve_handler.py"
 MANIFEST = "manifest.sha256.json"
 # Files torch-model-archiver writes itself; they are not in our manifest.
 ARCHIVER_FILES = {"MAR-INF/MANIFEST.json", MANIFEST}
@@ -157,7 +157,7 @@ def weights_stored(mar: Path, out: Path) -> Path:
 def check_loads(path: Path, spec: ModelSpec, layout: Layout) -> list[str]:
     """Unpack the archive, initialise the handler on it as a TorchServe worker would and answer
     one golden row: a .mar that cannot load or answer fails here, naming the model."""
-    from handlers.torchserve_handler import SpecHandler
+    from handlers.adapters.torchserve_handler import SpecHandler
 
     body = check_request(spec, layout)
     with tempfile.TemporaryDirectory(prefix=f"mar-check-{spec.name}-") as tmp:

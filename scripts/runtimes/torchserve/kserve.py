@@ -17,7 +17,7 @@ ones, changed only where running inside KServe's pod needs it:
   workers and batching (the same translation as the archives' model-config.yaml).
 - No envelope, and `enable_envvars_config=false`: the TS_SERVICE_ENVELOPE that KServe's runtime
   sets is ignored, so KServe's v1 / v2 bodies reach our handler as sent and it answers each in
-  its own protocol (handlers/kserve_protocol.py). Nothing in the pod's environment can loosen
+  its own protocol (handlers/protocols/kserve.py). Nothing in the pod's environment can loosen
   the hardened settings either.
 """
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from handlers.metrics import METRICS
-from handlers.torchserve_metrics import unit
+from handlers.adapters.torchserve_metrics import unit
 
 
 def default_metrics() -> dict:

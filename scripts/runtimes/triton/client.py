@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from handlers.dtypes import BYTES, numpy_dtype, spec_dtype, triton_datatype
+from handlers.preprocessing.dtypes import BYTES, numpy_dtype, spec_dtype, triton_datatype
 from scripts.spec import ModelSpec
 
 PROTOCOLS = ("http", "grpc")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from scripts.runtimes.triton.model_config import ModelConfig, mc
 
-from handlers.kinds import ENSEMBLE_OUTPUTS
+from handlers.preprocessing.kinds import ENSEMBLE_OUTPUTS
 from handlers.plan import ServingPlan
 from scripts.runtimes.triton.configs import base_config, io_entries, set_role, triton_names
 from scripts.runtimes.triton.signature import STRING, Tensor, data_type

@@ -6,7 +6,7 @@ Inputs `text_input` (BYTES), `stream` (BOOL), `sampling_parameters` (BYTES: a JS
 max_tokens, temperature, top_p, top_k, seed, stop), `exclude_input_in_output` (BOOL); outputs
 `text_output` (BYTES) plus `token_ids` (INT64) and `finish_reason` (BYTES), which are ours.
 `max_batch_size: 0` as in vLLM's own config: requests are batched by the decode loop (in-flight,
-handlers/generating.py), not by Triton's scheduler. Decoupled models take no warmup here.
+handlers/engines/generating.py), not by Triton's scheduler. Decoupled models take no warmup here.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from scripts.runtimes.triton.model_config import ModelConfig, mc
 
-from handlers.dtypes import spec_dtype
+from handlers.preprocessing.dtypes import spec_dtype
 from handlers.formats import FORMATS
 from scripts.runtimes.triton.configs import NATIVE_FILES, read_config
 from scripts.runtimes.triton.signature import Tensor, data_type, mismatches, onnx_signature

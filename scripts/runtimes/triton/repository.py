@@ -1,7 +1,7 @@
 """Step `triton-repo`: a Triton model repository (triton_repo/) from the serving plans.
 
 Per model `<name>/config.pbtxt` (configs.py) and `<name>/<version>/`. Backends:
-- `python` (runs here): handlers/triton_model.py as model.py, the `handlers/` package, the
+- `python` (runs here): handlers/adapters/triton_model.py as model.py, the `handlers/` package, the
   serving plan and the artifact (ONNX by default, or the spec's serving format);
 - `onnxruntime` / `pytorch` (NVIDIA's containers only): `model.onnx` / `model.pt`, with each
   backend's tensor naming, checked offline against the artifact (native.py).
@@ -42,7 +42,7 @@ from scripts.runtimes.triton.signature import checked_signature
 from scripts.spec import BuildError, ModelSpec
 
 BACKENDS = ("python", "onnxruntime", "pytorch")
-MODEL_PY = Path(handlers.__file__).with_name("triton_model.py")
+MODEL_PY = Path(handlers.__file__).parent / "adapters" / "triton_model.py"
 STAMP = "build.json"
 WRITERS = (
     "configs.py",

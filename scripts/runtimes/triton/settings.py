@@ -1,7 +1,7 @@
 """The spec's batching and instances in Triton's terms (config.pbtxt's dynamic_batching and
 instance_group): the one place they are translated. The queue delay is whole microseconds;
 batching.max_waiting bounds the scheduler's queue (a generation model has no Triton queue: its
-decode loop bounds its own, handlers/generating.py)."""
+decode loop bounds its own, handlers/engines/generating.py)."""
 
 from __future__ import annotations
 

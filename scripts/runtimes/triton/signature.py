@@ -1,7 +1,7 @@
 """Tensor signatures of a Triton model: as the spec declares them, as the exported ONNX graph
 declares them (symbolic dims -> -1), and the checks of one against the other, with problems
 naming the model, the tensor, the field and the fix. Dtypes are config.pbtxt's TYPE_<datatype>
-(handlers/dtypes.py's table).
+(handlers/preprocessing/dtypes.py's table).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from scripts.runtimes.triton.model_config import mc
 
-from handlers.dtypes import spec_dtype_of_numpy, triton_datatype
+from handlers.preprocessing.dtypes import spec_dtype_of_numpy, triton_datatype
 from handlers.encryption import decrypted
 from handlers.formats import FORMATS
 from scripts.pipeline.layout import Layout
@@ -20,7 +20,8 @@ from scripts.spec import BuildError, ModelSpec
 
 
 def data_type(spec_dtype: str) -> int:
-    """The spec's dtype -> config.pbtxt's TYPE_<datatype> (handlers/dtypes.py's table)."""
+    """The spec's dtype -> config.pbtxt's TYPE_<datatype> (handlers/preprocessing/dtypes.py's
+    table)."""
     return mc.DataType.Value(f"TYPE_{triton_datatype(spec_dtype)}")
 
 

@@ -13,7 +13,7 @@ import requests
 from tritonclient.utils import InferenceServerException
 
 from handlers.formats import FORMATS
-from handlers.torchserve_handler import SpecHandler
+from handlers.adapters.torchserve_handler import SpecHandler
 from scripts.pipeline.paths import golden as golden_inputs
 from scripts.pipeline.plan import serving_plan
 from scripts.pipeline.verify import compare
@@ -188,8 +188,9 @@ def test_a_bad_request_gets_a_clear_error_while_others_keep_working(triton, prot
 
 def test_perf_analyzer_runs_against_digits_cnn(triton, tmp_path):
     rows = golden_inputs(SPEC["digits_cnn"], LAYOUT)
-    # it runs and reports, whatever else shares the 2 cores: any spread counts as stable
-    lenient = {"stability": 1000, "max_trials": 3, "interval_ms": 1000}
+    # it runs and reports, whatever else shares the 2 cores: windows of a request count (a time
+    # window on a starved machine can hold none) and any spread counted as stable
+    lenient = {"stability": 1000, "max_trials": 10, "requests": 20}
     (result,) = perf.run(
         "digits_cnn",
         triton.http_url,

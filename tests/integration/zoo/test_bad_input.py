@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from handlers.tensors import dtype_limits
+from handlers.preprocessing.tensors import dtype_limits
 from scripts.pipeline.paths import golden_examples
 from scripts.runtimes.torchserve.client import TorchServeClient, TorchServeError
 from scripts.runtimes.triton.client import TritonClient, spec_datatypes, wire_shapes

@@ -87,8 +87,8 @@ def test_sequences_of_different_lengths_under_concurrency(zoo_servers):
 def test_texts_of_different_lengths_are_padded_into_one_batch_with_the_mask(zoo_servers):
     """BERT-style model from raw text: 32 texts of 1-40 words from 16 clients per runtime; each
     label and score equal eager PyTorch on that text alone (padding is masked out)."""
-    from handlers.pipeline import Pipeline
-    from handlers.processing import class_scores
+    from handlers.preprocessing.pipeline import Pipeline
+    from handlers.preprocessing.processing import class_scores
     from scripts.pipeline.plan import serving_plan
 
     spec = ZOO["zoo_tiny_bert"]

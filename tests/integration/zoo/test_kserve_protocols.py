@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import requests
 
-from handlers.dtypes import triton_datatype
+from handlers.preprocessing.dtypes import triton_datatype
 from scripts.pipeline.verify import compare
 from scripts.kserve.bundle import make_bundles
 from scripts.runtimes.registry import RUNTIMES

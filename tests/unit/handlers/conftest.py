@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.completions import LanguageModel
-from handlers.generating import Generating
+from handlers.engines.completions import LanguageModel
+from handlers.engines.generating import Generating
 from handlers.plan import Generation
 
 TEXT = ["the battery lasts all day.", "this film is great.", "the food was very good."] * 20
@@ -68,7 +68,7 @@ def handler(folder, tmp_path):
     import shutil
 
     from handlers.plan import ServingPlan
-    from handlers.torchserve_handler import SpecHandler
+    from handlers.adapters.torchserve_handler import SpecHandler
     from tests.conftest import EXAMPLES
 
     spec = next(m for m in EXAMPLES if m.task.generation is not None)

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from handlers.protocols.completion import completion_json
-from handlers.generating import Generating
-from handlers.processing import RequestError
+from handlers.engines.generating import Generating
+from handlers.preprocessing.processing import RequestError
 from tests.unit.handlers.conftest import drain, step
 
 
@@ -151,7 +151,7 @@ def test_openai_mistakes_are_400s_naming_the_field(handler, route, body, message
 def test_a_stream_without_include_usage_has_no_usage_chunk():
     """OpenAI sends the usage chunk (choices: []) only when stream_options asks for it; clients
     such as genai-perf read choices[0] of every chunk."""
-    from handlers.completions import Piece
+    from handlers.engines.completions import Piece
     from handlers.protocols import GENERATION_PROTOCOLS, ModelFacts
 
     completions = GENERATION_PROTOCOLS["openai-completion"]
@@ -166,7 +166,7 @@ def test_a_stream_without_include_usage_has_no_usage_chunk():
 
 
 def test_sampling_parameters_as_strings_are_read_as_vllm_reads_them():
-    from handlers.completions import vllm_numbers
+    from handlers.engines.completions import vllm_numbers
 
     read = vllm_numbers({"max_tokens": "24", "temperature": "0.5", "top_k": 3, "stop": ["."]})
     assert read == {"max_tokens": 24, "temperature": 0.5, "top_k": 3, "stop": ["."]}

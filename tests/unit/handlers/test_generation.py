@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from handlers.generation import DecodeLoop, Sampling
+from handlers.engines.generation import DecodeLoop, Sampling
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz .,"
 END = 3

@@ -11,10 +11,10 @@ import json
 import pytest
 import torch
 
-from handlers.batching import Failure
-from handlers.completions import MAX_SEED, MIN_TEMPERATURE
-from handlers.generating import FAULT_PROMPT_ENV, Generating
-from handlers.processing import RequestError
+from handlers.engines.batching import Failure
+from handlers.engines.completions import MAX_SEED, MIN_TEMPERATURE
+from handlers.engines.generating import FAULT_PROMPT_ENV, Generating
+from handlers.preprocessing.processing import RequestError
 from tests.unit.handlers.conftest import drain, step
 
 HOSTILE = [  # (name, body, what the 400 says)
@@ -99,17 +99,17 @@ PROMPTS = ["the film", "the battery lasts", "the food was very good"]
 def test_a_sequence_that_fails_to_sample_fails_alone(language, monkeypatch):
     """A sampling failure (as NaN probabilities once were) ends its sequence with its error;
     the sequences decoding beside it get the tokens they get alone."""
-    import handlers.generation
+    import handlers.engines.generation
 
     expected = {p: alone(language, p) for p in PROMPTS}
-    real_pick = handlers.generation.pick
+    real_pick = handlers.engines.generation.pick
 
     def pick(logits, sampling, generator):
         if sampling.seed == 13:
             raise RuntimeError("probability tensor contains either inf, nan or element < 0")
         return real_pick(logits, sampling, generator)
 
-    monkeypatch.setattr(handlers.generation, "pick", pick)
+    monkeypatch.setattr(handlers.engines.generation, "pick", pick)
     generating = Generating(language, max_sequences=4)
     for prompt in PROMPTS:
         generating.admit(prompt, {"prompt": prompt, "max_tokens": 6})

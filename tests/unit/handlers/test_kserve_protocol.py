@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from handlers.torchserve_handler import SpecHandler
+from handlers.adapters.torchserve_handler import SpecHandler
 from tests.conftest import LAYOUT, REPO, TENSOR_EXAMPLES
 from tests.fakes import FakeTorchServeContext, unpacked_archive
 
@@ -182,7 +182,7 @@ def test_bad_base64_and_bytes_datatype(handlers):
 
 
 def test_unknown_outputs_are_refused_before_the_model_runs(handlers):
-    from handlers.pipeline import Pipeline
+    from handlers.preprocessing.pipeline import Pipeline
 
     pipeline = Pipeline(handlers["sentiment_lstm"].engine.core.plan)
     texts = {"inputs": [{"name": "TEXT", "shape": [1], "datatype": "BYTES", "data": ["fine"]}]}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handlers.processing import (
+from handlers.preprocessing.processing import (
     PAD_ID,
     UNKNOWN_ID,
     RequestError,
@@ -64,8 +64,8 @@ def test_a_decompression_bomb_is_a_size_error_before_any_pixel_is_decoded(side):
 
 
 def test_too_many_examples_are_refused_before_any_is_decoded():
-    from handlers.kinds import Image as ImageKind
-    from handlers.tensors import TensorSpec
+    from handlers.preprocessing.kinds import Image as ImageKind
+    from handlers.preprocessing.tensors import TensorSpec
 
     kind = ImageKind(kind="image", height=28, width=28, grayscale=True)
     tensor = TensorSpec(name="image", dtype="float32", shape=[-1, 1, 28, 28])
@@ -74,7 +74,7 @@ def test_too_many_examples_are_refused_before_any_is_decoded():
 
 
 def test_a_lone_surrogate_text_is_a_decode_error():
-    from handlers.text_kinds import Text
+    from handlers.preprocessing.text_kinds import Text
 
     with pytest.raises(RequestError, match="lone surrogate at character 4"):
         Text.as_text("the \ud800 film")
@@ -93,8 +93,8 @@ def test_check_rows_refuses_nan_inf_and_out_of_range_for_every_dtype_and_never_c
     import numpy as np
     import pytest
 
-    from handlers.processing import RequestError
-    from handlers.tensors import TensorSpec, check_rows
+    from handlers.preprocessing.processing import RequestError
+    from handlers.preprocessing.tensors import TensorSpec, check_rows
 
     floats = TensorSpec(name="x", dtype="float16", shape=[-1, 2])
     for bad in ([[np.nan, 0]], [[np.inf, 0]], [[0, -np.inf]]):

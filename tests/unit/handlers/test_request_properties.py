@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from handlers.completions import FIELDS, Completion
+from handlers.engines.completions import FIELDS, Completion
 from handlers.protocols import GENERATION_PROTOCOLS, ModelFacts
-from handlers.processing import RequestError
-from handlers.serving_core import Request, ServingCore
+from handlers.preprocessing.processing import RequestError
+from handlers.engines.serving_core import Request, ServingCore
 from tests.unit.handlers.conftest import step
 from tests.unit.handlers.test_serving_core import CLASSIFIER, Model, sequences
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from handlers.plan import ServingPlan
-from handlers.processing import RequestError
-from handlers.serving_core import Answer, Request, ServingCore
-from handlers.serving_modes import OneAnswer, serving_mode
+from handlers.preprocessing.processing import RequestError
+from handlers.engines.serving_core import Answer, Request, ServingCore
+from handlers.engines.forward import Forward
 
 JSON = "application/json"
 ERROR_KEYS = {"code", "type", "message", "error"}
@@ -80,7 +80,7 @@ def ask(core, *bodies, content_type=JSON) -> tuple[list, list[int]]:
 def test_rows_of_the_same_shape_run_as_one_model_call(caplog):
     model = Model()
     core = ServingCore(CLASSIFIER, model)
-    with caplog.at_level(logging.INFO, "handlers.serving_core"):
+    with caplog.at_level(logging.INFO, "handlers.engines.serving_core"):
         answers, statuses = ask(
             core, {"inputs": [0, 0, 1]}, {"inputs": [[1, 0, 0], [0, 1, 0]]}, {"inputs": [0, 5, 1]}
         )
@@ -244,23 +244,24 @@ def test_a_never_batched_model_answers_each_request_with_its_whole_outputs():
     assert answers == [{"outputs": {"total": [0, 1, 2, 3, 4]}}] * 2
 
 
-def test_the_one_answer_mode_sends_one_final_answer_per_request():
-    class Sink:
-        def __init__(self):
-            self.sent = []
-
-        def send(self, index, answer, final=True):
-            self.sent.append((index, answer.status, final))
-
-    mode = serving_mode(ServingCore(CLASSIFIER, Model()))
-    assert isinstance(mode, OneAnswer)
-    sink = Sink()
-    mode.serve([Request(json.dumps({"inputs": [1, 0, 0]}), JSON), Request(b"", JSON)], sink)
-    assert sink.sent == [(0, 200, True), (1, 400, True)]
+def test_the_forward_engine_answers_every_admitted_request_in_one_step():
+    """admit / step / cancel over the serving core: each answer final, a cancelled request
+    gets none, and nothing is left after the step."""
+    engine = Forward(ServingCore(CLASSIFIER, Model()))
+    engine.admit("a", Request(json.dumps({"inputs": [1, 0, 0]}), JSON))
+    engine.admit("b", Request(b"", JSON))
+    engine.admit("gone", Request(json.dumps({"inputs": [1, 0, 0]}), JSON))
+    engine.cancel("gone")
+    answers = engine.step()
+    assert {k: (a.status, a.final) for k, a in answers.items()} == {
+        "a": (200, True),
+        "b": (400, True),
+    }
+    assert not engine.busy and engine.step() == {}
 
 
 def test_failed_answers_carry_the_json_error_body():
-    from handlers.batching import Failure
+    from handlers.engines.batching import Failure
 
     answer = Answer.failed(Failure(503, "busy"))
     assert not answer.ok and answer.reason == "Internal Server Error" and answer.message == "busy"

@@ -11,7 +11,7 @@ from PIL import Image
 
 from handlers.metrics import BOUNDS
 from handlers.plan import ServingPlan
-from handlers.torchserve_handler import SpecHandler
+from handlers.adapters.torchserve_handler import SpecHandler
 from scripts.pipeline.verify import compare
 from tests.conftest import LAYOUT, REPO, TENSOR_EXAMPLES
 from tests.fakes import FakeTorchServeContext, unpacked_archive
@@ -205,7 +205,7 @@ def test_form_uploads_use_the_field_content_type(handlers):
 def test_the_module_level_handle_initialises_then_answers(monkeypatch, tmp_path):
     """TorchServe's function entry point: handle(None, context) when the worker starts, then
     handle(batch, context) for every batch."""
-    from handlers import torchserve_handler
+    from handlers.adapters import torchserve_handler
 
     monkeypatch.setattr(torchserve_handler, "_service", SpecHandler())
     model_dir = unpacked_archive("tabular_mlp", tmp_path)
@@ -216,26 +216,6 @@ def test_the_module_level_handle_initialises_then_answers(monkeypatch, tmp_path)
     )
     assert json.loads(good)["label"] in ("malignant", "benign")
     assert context.statuses == {1: 400} and json.loads(bad)["code"] == 400
-
-
-def test_a_non_final_answer_goes_out_as_an_intermediate_response(monkeypatch):
-    """What a streaming mode's chunks become: TorchServe's send_intermediate_predict_response,
-    keyed by the request's index in the batch; the final answer is handle()'s return value."""
-    ts_utils = pytest.importorskip("ts.handler_utils.utils")
-    from handlers.serving_core import Answer
-    from handlers.torchserve_handler import ContextSink
-
-    sent = []
-    monkeypatch.setattr(ts_utils, "send_intermediate_predict_response", lambda *a: sent.append(a))
-    context = FakeTorchServeContext(None, [None, None])
-    context.request_ids = {0: "req-a", 1: "req-b"}
-    sink = ContextSink(context, 2)
-    sink.send(1, Answer(body='{"text": "Hel"}'), final=False)
-    sink.send(1, Answer(body='{"text": "lo"}'))
-    assert sent == [
-        ({1: '{"text": "Hel"}'}, {1: "req-b"}, "Intermediate Prediction success", 200, context)
-    ]
-    assert sink.finals == [None, '{"text": "lo"}'] and context.statuses == {}
 
 
 def test_every_request_is_counted_by_format_and_every_refusal_by_reason(tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from google.protobuf.json_format import MessageToDict
 
-from handlers.pipeline import Pipeline
+from handlers.preprocessing.pipeline import Pipeline
 from scripts.pipeline.plan import serving_plan
 from scripts.pipeline.verify import compare
 from scripts.runtimes.triton.configs import read_config
@@ -163,8 +163,8 @@ def test_a_failing_model_fails_its_requests_without_raising(repo):
 
 
 def test_a_decoupled_model_answers_through_each_requests_sender(repo):
-    """Where a streaming mode's answers go: each request's response sender; the one-answer mode
-    sends exactly one response per request, flagged final, and execute() returns None."""
+    """A decoupled one-pass model answers through each request's response sender: exactly one
+    response per request, flagged final, and execute() returns None."""
 
     class Sender:
         def __init__(self):
@@ -255,8 +255,8 @@ def test_an_unknown_role_is_refused(repo):
 
 
 def test_one_example_of_a_multi_input_model_gets_one_answer():
-    from handlers.pipeline import Pipeline
-    from handlers.processing import RequestError
+    from handlers.preprocessing.pipeline import Pipeline
+    from handlers.preprocessing.processing import RequestError
     from tests.conftest import ZOO_SPEC
 
     spec = next(m for m in load_spec(ZOO_SPEC).models if m.name == "zoo_two_tower")

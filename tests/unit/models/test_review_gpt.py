@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from handlers.generation import DecodeLoop, Sampling
+from handlers.engines.generation import DecodeLoop, Sampling
 from models.review_gpt import END, train
 from models.sentiment import DATA_DIR
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from handlers.processing import split_words
+from handlers.preprocessing.processing import split_words
 from models.sentiment import DATA_DIR, VOCAB_SIZE, SentimentLSTM, load_data, read_sentences
 from tests.sentiment_sentences import LABELLED, NEGATIVE, POSITIVE
 

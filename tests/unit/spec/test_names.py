@@ -14,7 +14,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from scripts.spec import SpecError, load_spec
 from scripts.spec.cluster import KServeSpec
 from scripts.spec.sections import Source, Training
-from handlers.tensors import TensorSpec
+from handlers.preprocessing.tensors import TensorSpec
 from tests.conftest import TINY_ENTRY, write_spec
 
 REPO = Path(__file__).resolve().parents[3]

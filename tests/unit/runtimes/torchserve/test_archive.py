@@ -37,8 +37,8 @@ def test_archive_contents_follow_the_spec(spec):
         manifest = json.loads(archive.read(MANIFEST))
         archiver = json.loads(archive.read("MAR-INF/MANIFEST.json"))
     assert {
-        "handlers/pipeline.py",
-        "handlers/processing.py",
+        "handlers/preprocessing/pipeline.py",
+        "handlers/preprocessing/processing.py",
         "torchserve_handler.py",
         plan.artifact,
     } <= names
@@ -68,8 +68,10 @@ def tampered_copy(tmp_path, change):
     "change, problem",
     [
         (
-            lambda name, data: data + b"\n# injected" if name == "handlers/pipeline.py" else data,
-            "handlers/pipeline.py: SHA-256 differs from the manifest",
+            lambda name, data: (
+                data + b"\n# injected" if name == "handlers/preprocessing/pipeline.py" else data
+            ),
+            "handlers/preprocessing/pipeline.py: SHA-256 differs from the manifest",
         ),
         (
             lambda name, data: None if name == "serving_plan.json" else data,

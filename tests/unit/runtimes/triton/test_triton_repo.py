@@ -69,7 +69,7 @@ def test_dims_and_dtypes_match_the_onnx_graph(repos, name):
 def test_python_backend_version_dir_is_self_contained(repos):
     version = repos["python"] / "digits_cnn" / "1"
     assert {"model.py", "serving_plan.json", "model.onnx"} <= {p.name for p in version.iterdir()}
-    assert (version / "handlers" / "pipeline.py").exists()
+    assert (version / "handlers" / "preprocessing" / "pipeline.py").exists()
     warmup = (repos["python"] / "digits_cnn" / "warmup" / "image.bin").read_bytes()
     golden = np.load(LAYOUT.artifact_dir(SPEC["digits_cnn"]) / "golden.npz")["input.image"][:1]
     assert warmup == golden.astype("<f4").tobytes()

@@ -1,14 +1,15 @@
 """The serving core: requests in, one answer per request out, for any runtime.
 
-request -> rows (pre-processing, per request) -> batch (handlers/batching.py) -> answer
+request -> rows (pre-processing, per request) -> batch (handlers/engines/batching.py) -> answer
 (post-processing, KServe envelopes). Written once and imported by both runtimes' adapters
-(handlers/torchserve_handler.py, handlers/triton_model.py), which only translate their own
+(handlers/adapters/torchserve_handler.py, handlers/adapters/triton_model.py), which only translate
+their own
 request and response objects. Nothing here imports a runtime.
 
 Every request is isolated: a client's mistake is answered 400 with a JSON error body
 {"code", "type", "message", "error"}, a bug of ours 500 naming the stage, and the other requests
 of the batch still get their answers. How answers reach a runtime (one each, or a stream) is
-the serving mode's (handlers/serving_modes.py).
+the adapter's; handlers/engines/forward.py makes this core an engine (admit / step / cancel).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from handlers.protocols import kserve
-from handlers.batching import Batcher, Failure, Rows, isolated
+from handlers.engines.batching import Batcher, Failure, Rows, isolated
 from handlers.metrics import ModelMetrics, Sink
-from handlers.pipeline import Pipeline
+from handlers.preprocessing.pipeline import Pipeline
 from handlers.plan import ServingPlan
 from handlers.runners import Runner, load_runner
 
@@ -68,6 +69,10 @@ class Answer:
             }
         )
         return cls(status=code, body=body, message=message, failure=failure)
+
+    @property
+    def final(self) -> bool:
+        return True  # one answer per request
 
     @property
     def ok(self) -> bool:

@@ -1,6 +1,7 @@
 """Rows of many requests through one model call, each request isolated from the others.
 
-Runtime-neutral: the serving core (handlers/serving_core.py) drives it for TorchServe and for
+Runtime-neutral: the serving core (handlers/engines/serving_core.py) drives it for TorchServe and
+for
 Triton's tensor model alike. A request's rows carry their own failure, so one bad request (or
 one the model cannot run) never takes the others of its batch down.
 """
@@ -16,7 +17,7 @@ import numpy as np
 from handlers.protocols.kserve import Envelope
 from handlers.metrics import ModelMetrics
 from handlers.plan import ServingPlan
-from handlers.processing import RequestError
+from handlers.preprocessing.processing import RequestError
 from handlers.runners import Runner
 
 log = logging.getLogger(__name__)

@@ -5,9 +5,10 @@ Both adapters drive it the same way: `admit` each new request (a bad one is answ
 then `step()` again and again; every step gives each running request one piece (a token, or an
 empty piece while a non-streaming request is still being generated; the last piece is final).
 - TorchServe (continuousBatching): one handle() call is one step; the frontend re-queues a
-  request whose piece was not final, beside the new ones (handlers/torchserve_handler.py).
+  request whose piece was not final, beside the new ones (handlers/adapters/torchserve_handler.py).
 - Triton (decoupled Python model): a thread steps while anything runs and sends each piece to
-  its request's response sender; a cancelled request is `cancel`led (handlers/triton_streamer.py).
+  its request's response sender; a cancelled request is `cancel`led
+  (handlers/adapters/triton_streamer.py).
 At most `max_sequences` decode together; the others wait their turn in order, at most
 `max_waiting` of them (batching.max_waiting): beyond, a request is refused at once (429), never
 queued without bound. A failure while decoding is its sequence's own: that request gets its
@@ -25,9 +26,9 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Hashable
 
-from handlers.batching import Failure, isolated
-from handlers.completions import Completion, LanguageModel, Piece
-from handlers.generation import DecodeLoop
+from handlers.engines.batching import Failure, isolated
+from handlers.engines.completions import Completion, LanguageModel, Piece
+from handlers.engines.generation import DecodeLoop
 from handlers.metrics import ModelMetrics, Sink
 from handlers.plan import ServingPlan
 

@@ -1,6 +1,7 @@
 """A generation model on Triton's Python backend (decoupled, vLLM's tensor contract): the
-decode loop of handlers/generating.py on a thread of its own, each request's pieces sent to its
-response sender. handlers/triton_model.py hands requests over in execute().
+decode loop of handlers/engines/generating.py on a thread of its own, each request's pieces sent to
+its
+response sender. handlers/adapters/triton_model.py hands requests over in execute().
 
 A request is read and tokenized on execute()'s thread, outside the lock the loop needs, so a big
 one never stalls the streams. If the loop dies, every open request gets the error and the stub
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
-from handlers.batching import Failure, isolated
+from handlers.engines.batching import Failure, isolated
 from handlers.protocols import GENERATION_PROTOCOLS, ModelFacts
 from handlers.protocols.vllm_tensors import INPUTS
 
@@ -60,8 +61,8 @@ class Streamer:
         would run in a second pool beside the first, and on 2 cores each was 2-10x slower (a
         token 49 ms instead of 29)."""
         try:
-            from handlers.generating import Generating
-            from handlers.triton_metrics import TritonSink
+            from handlers.engines.generating import Generating
+            from handlers.adapters.triton_metrics import TritonSink
 
             self.generating = Generating.load(folder, TritonSink())
             # vLLM's contract has no chat messages: no template to render them with
@@ -86,7 +87,7 @@ class Streamer:
                 sender.send(error_response(message, 503), flags=final)
             except Exception:  # the client may be gone already
                 pass
-        from handlers.generating import end_process
+        from handlers.engines.generating import end_process
 
         end_process()
 

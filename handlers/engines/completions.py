@@ -17,9 +17,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from handlers.sampling import Sampling
+from handlers.engines.sampling import Sampling
 from handlers.plan import Generation
-from handlers.processing import RequestError, unicode_text
+from handlers.preprocessing.processing import RequestError, unicode_text
 
 SAMPLING_FIELDS = ("max_tokens", "temperature", "top_p", "top_k", "seed", "stop")
 # `model` is what OpenAI's clients always send; the route has already chosen the model

@@ -22,10 +22,10 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 import numpy as np
 from pydantic import Field, PositiveFloat, PrivateAttr, model_validator
 
-from handlers.kind_base import Kind
-from handlers.processing import channel_stats, decode_image, pil_to_array, standardize
-from handlers.tensors import TensorSpec, check_rows, numeric_array
-from handlers.text_kinds import Text, Tokenized
+from handlers.preprocessing.kind_base import Kind
+from handlers.preprocessing.processing import channel_stats, decode_image, pil_to_array, standardize
+from handlers.preprocessing.tensors import TensorSpec, check_rows, numeric_array
+from handlers.preprocessing.text_kinds import Text, Tokenized
 
 # What a classifier's Triton ensemble answers: the top label (BYTES) and its score (FP32).
 ENSEMBLE_OUTPUTS = ("label", "score")

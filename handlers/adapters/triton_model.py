@@ -1,11 +1,12 @@
 """Triton Python-backend `model.py` for every model of the spec, in one of three roles.
 
 The role comes from the `role` parameter of config.pbtxt:
-- `model`: the exported model, served by the serving core (handlers/serving_core.py): all
+- `model`: the exported model, served by the serving core (handlers/engines/serving_core.py): all
   requests of one execute() call are stacked into one batch, run once and split back.
 - `preprocess`: encoded image bytes / UTF-8 text (TYPE_BYTES) -> model-input rows.
 - `postprocess`: model-output rows -> label (BYTES) and score (FP32).
-All logic is handlers.serving_core's and handlers.pipeline's, shared with TorchServe. A bad
+All logic is handlers.engines.serving_core's and handlers.preprocessing.pipeline's, shared with
+TorchServe. A bad
 request gets an INVALID_ARG error of its own, a bug of ours INTERNAL; execute() never raises,
 so the other requests of the batch still get their answers.
 """
@@ -26,14 +27,14 @@ if (HERE / "handlers").is_dir() and str(HERE) not in sys.path:
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
-from handlers.batching import Failure, isolated  # noqa: E402
+from handlers.engines.batching import Failure, isolated  # noqa: E402
 from handlers.metrics import ModelMetrics  # noqa: E402
-from handlers.pipeline import Pipeline  # noqa: E402
+from handlers.preprocessing.pipeline import Pipeline  # noqa: E402
 from handlers.plan import ServingPlan  # noqa: E402
-from handlers.serving_core import Answer, Request, ServingCore  # noqa: E402
-from handlers.serving_modes import serving_mode  # noqa: E402
-from handlers.triton_metrics import TritonSink  # noqa: E402
-from handlers.triton_streamer import Streamer, error_response  # noqa: E402
+from handlers.engines.serving_core import Answer, Request, ServingCore  # noqa: E402
+from handlers.engines.forward import Forward  # noqa: E402
+from handlers.adapters.triton_metrics import TritonSink  # noqa: E402
+from handlers.adapters.triton_streamer import Streamer, error_response  # noqa: E402
 
 ROLES = ("model", "preprocess", "postprocess")
 
@@ -64,23 +65,6 @@ class InputTensors(Mapping):
         return len(self.names)
 
 
-class ResponseSink:
-    """Answers into Triton responses: execute()'s list for a plain model; for a decoupled one,
-    each request's response sender, the last answer flagged final."""
-
-    def __init__(self, model: TritonPythonModel, requests: list, decoupled: bool):
-        self.model, self.requests = model, requests
-        self.responses: list | None = None if decoupled else [None] * len(requests)
-
-    def send(self, index: int, answer: Answer, final: bool = True) -> None:
-        response = self.model.respond(answer)
-        if self.responses is not None:  # not decoupled: exactly one (final) answer per request
-            self.responses[index] = response
-            return
-        flags = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if final else 0
-        self.requests[index].get_response_sender().send(response, flags=flags)
-
-
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         model_config = json.loads(args["model_config"])
@@ -104,7 +88,7 @@ class TritonPythonModel:
 
     def start_forward(self) -> None:
         self.core = ServingCore.load(HERE, TritonSink())
-        self.mode = serving_mode(self.core)
+        self.forward = Forward(self.core)
         self.plan, self.pipeline = self.core.plan, self.core.pipeline
         self.metrics = self.core.metrics
         self.produced = self.pipeline.kind.produces(self.plan.inputs)
@@ -132,9 +116,17 @@ class TritonPythonModel:
 
     def run_model(self, requests: list) -> list | None:
         names = dict(zip(self.plan.input_names, self.input_names))
-        sink = ResponseSink(self, requests, self.decoupled)
-        self.mode.serve([Request(tensors=InputTensors(r, names)) for r in requests], sink)
-        return sink.responses  # None when decoupled: the senders have answered
+        for index, request in enumerate(requests):
+            self.forward.admit(index, Request(tensors=InputTensors(request, names)))
+        answers = self.forward.step()
+        responses = [self.respond(answers[index]) for index in range(len(requests))]
+        if not self.decoupled:
+            return responses
+        # decoupled: each request's one response through its sender, flagged final
+        final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        for request, response in zip(requests, responses):
+            request.get_response_sender().send(response, flags=final)
+        return None
 
     # --- role: preprocess -----------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import torch
 
-from handlers.sampling import Sampling, held_back, pick
+from handlers.engines.sampling import Sampling, held_back, pick
 
 log = logging.getLogger(__name__)
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [1, heads, length, dim]

@@ -1,8 +1,8 @@
 """How a generation request picks its tokens and when its text stops; runtime-neutral.
 
 Greedy (temperature 0), or temperature, top-k and top-p with a generator per sequence seeded
-from the request. Limits are the request reader's (handlers/completions.py): here every value
-is already one the sampler cannot overflow on.
+from the request. Limits are the request reader's (handlers/engines/completions.py): here
+every value is already one the sampler cannot overflow on.
 """
 
 from __future__ import annotations

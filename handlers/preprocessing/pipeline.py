@@ -2,7 +2,8 @@
 
 Configured by the serving plan the build ships into every archive and repository. Turns a
 request payload into model-input rows, checks them, and turns output rows into answers. What
-depends on the pre-processing kind is the kind's (handlers/kinds.py). Every client mistake
+depends on the pre-processing kind is the kind's (handlers/preprocessing/kinds.py). Every client
+mistake
 raises RequestError with a message naming the problem and the expected input.
 """
 
@@ -16,8 +17,8 @@ import numpy as np
 from handlers.protocols import kserve
 from handlers.protocols.kserve import Envelope
 from handlers.plan import ServingPlan
-from handlers.processing import RequestError
-from handlers.tensors import check_rows, numeric_array
+from handlers.preprocessing.processing import RequestError
+from handlers.preprocessing.tensors import check_rows, numeric_array
 
 FORM = "application/x-www-form-urlencoded"
 JSON_KEYS = {"inputs", "tensors"}  # our own JSON; KServe's v1/v2 bodies are told apart first

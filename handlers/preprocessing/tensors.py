@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from handlers.dtypes import DType, numpy_dtype
-from handlers.processing import RequestError
+from handlers.preprocessing.dtypes import DType, numpy_dtype
+from handlers.preprocessing.processing import RequestError
 
 TENSOR_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 

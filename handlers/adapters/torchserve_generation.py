@@ -1,5 +1,6 @@
 """TorchServe's adapter for a generation model (continuousBatching): one handle() call is one
-decode step (handlers/generating.py) for the new requests and every unfinished one; each gets
+decode step (handlers/engines/generating.py) for the new requests and every unfinished one; each
+gets
 its next piece as one chunk of its response, and `context.stopping_criteria` tells the frontend
 which requests are done (the others come back in the next batch).
 
@@ -20,13 +21,13 @@ import json
 import logging
 from pathlib import Path
 
-from handlers.batching import Failure, isolated
-from handlers.completions import Completion
+from handlers.engines.batching import Failure, isolated
+from handlers.engines.completions import Completion
 from handlers.formats import FORMATS
-from handlers.generating import Generating, end_process
+from handlers.engines.generating import Generating, end_process
 from handlers.metrics import Sink
 from handlers.protocols import ModelFacts, Writer, by_route
-from handlers.serving_core import JSON, Answer
+from handlers.engines.serving_core import JSON, Answer
 
 log = logging.getLogger(__name__)
 

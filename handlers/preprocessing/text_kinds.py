@@ -1,6 +1,6 @@
 """The text kinds: words mapped to ids with the training vocabulary (`text`), and a Hugging Face
 `tokenizer.json` making token ids and an attention mask (`tokenizer`). Listed in KINDS
-(handlers/kinds.py).
+(handlers/preprocessing/kinds.py).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, PrivateAttr
 
-from handlers.kind_base import Kind, check_count
-from handlers.processing import RequestError, tokenize, unicode_text
-from handlers.tensors import TensorSpec, check_rows
+from handlers.preprocessing.kind_base import Kind, check_count
+from handlers.preprocessing.processing import RequestError, tokenize, unicode_text
+from handlers.preprocessing.tensors import TensorSpec, check_rows
 
 
 class Text(Kind):

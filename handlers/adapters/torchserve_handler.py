@@ -3,7 +3,7 @@ module-level `handle(data, context)` over a lazily initialised service object.
 
 It only translates: TorchServe's request dicts and headers into the serving core's Requests,
 and each Answer into the context's per-request status and content type plus handle()'s return
-value. Everything else is the serving core's (handlers/serving_core.py).
+value. Everything else is the serving core's (handlers/engines/serving_core.py).
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from handlers.plan import ServingPlan
-from handlers.serving_core import Answer, Request, ServingCore
-from handlers.serving_modes import serving_mode
-from handlers.torchserve_generation import ContinuousBatching
-from handlers.torchserve_metrics import sink_of
+from handlers.engines.serving_core import Answer, Request, ServingCore
+from handlers.engines.forward import Forward
+from handlers.adapters.torchserve_generation import ContinuousBatching
+from handlers.adapters.torchserve_metrics import sink_of
 
 
 class OnePass:
@@ -22,13 +22,12 @@ class OnePass:
 
     def __init__(self, model_dir: str, context):
         self.core = ServingCore.load(model_dir, sink_of(context))
-        self.mode = serving_mode(self.core)
+        self.forward = Forward(self.core)
 
     def handle(self, data: list[dict], context) -> list:
-        requests = [Request(request_body(r), content_type(context, i)) for i, r in enumerate(data)]
-        sink = ContextSink(context, len(requests))
-        self.mode.serve(requests, sink)
-        return sink.finals
+        for i, r in enumerate(data):
+            self.forward.admit(i, Request(request_body(r), content_type(context, i)))
+        return answered(context, self.forward.step(), len(data))
 
 
 class Decoding:
@@ -64,32 +63,16 @@ class SpecHandler:
         return self.engine.handle(data, context)
 
 
-class ContextSink:
-    """A batch's answers into TorchServe's context: final ones become handle()'s return value
-    (TorchServe's last chunk of that request), a non-final one is sent at once as a chunk."""
-
-    def __init__(self, context, size: int):
-        self.context = context
-        self.finals: list = [None] * size
-
-    def send(self, index: int, answer: Answer, final: bool = True) -> None:
-        self.context.set_response_content_type(index, answer.content_type)
+def answered(context, answers: dict[int, Answer], size: int) -> list:
+    """A batch's answers into TorchServe's context: each one's status and content type, and its
+    body as handle()'s return value for that request."""
+    bodies: list = [None] * size
+    for index, answer in answers.items():
+        context.set_response_content_type(index, answer.content_type)
         if answer.status != 200:
-            self.context.set_response_status(answer.status, answer.reason, index)
-        if final:
-            self.finals[index] = answer.body
-            return
-        # only a streaming mode gets here, inside a TorchServe worker
-        from ts.handler_utils.utils import send_intermediate_predict_response
-
-        # keyed by the request's index: TorchServe reads its status and headers by that index
-        send_intermediate_predict_response(
-            {index: answer.body},
-            {index: self.context.request_ids[index]},
-            "Intermediate Prediction success",
-            answer.status,
-            self.context,
-        )
+            context.set_response_status(answer.status, answer.reason, index)
+        bodies[index] = answer.body
+    return bodies
 
 
 def request_body(request: dict):

@@ -1,4 +1,5 @@
-"""The base of every pre-processing kind (handlers/kinds.py lists them): what a kind is asked
+"""The base of every pre-processing kind (handlers/preprocessing/kinds.py lists them): what a kind
+is asked
 at build time (its assets, its encoded request form) and at run time (how a request becomes
 checked model-input rows), with the defaults of a kind that takes model-input tensors as they
 are.
@@ -12,8 +13,8 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from handlers.processing import RequestError
-from handlers.tensors import TensorSpec, check_rows, check_shape, numeric_array
+from handlers.preprocessing.processing import RequestError
+from handlers.preprocessing.tensors import TensorSpec, check_rows, check_shape, numeric_array
 
 
 class Kind(BaseModel):
