@@ -159,3 +159,22 @@ def test_the_checker_sees_paths_and_targets():
     assert (
         slug("Performance: `make bench` and `make tune`") == "performance-make-bench-and-make-tune"
     )
+
+
+REGISTRY = re.compile(r"`([A-Z][A-Z_]+)`(?: and `\w+`)? in `([\w/.]+\.py)`")
+WHERE_TO_ADD = ("a runtime", "a task kind", "an export format", "a protocol", "a sampling option")
+
+
+def test_the_architecture_names_the_registry_for_each_thing_to_add():
+    """docs/architecture.md's "where to add" table: a row for each extension point, and each
+    registry it names is defined at the top level of the file it names."""
+    text = (REPO / "docs" / "architecture.md").read_text()
+    table = text[text.index("## Registries: where to add something") :].split("\n\n")[1]
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
+    assert set(WHERE_TO_ADD) <= set(rows), sorted(rows)
+    for thing in WHERE_TO_ADD:
+        named = REGISTRY.findall(rows[thing].split("|")[3])
+        assert named, f"{thing}: no registry named"
+        for name, path in named:
+            source = (REPO / path).read_text()
+            assert re.search(rf"^{name}\b[^=\n]*=", source, re.M), f"{name} is not in {path}"
