@@ -18,9 +18,11 @@ from pathlib import Path
 import yaml
 
 import handlers
+from handlers.adapters.torchserve_handler import SpecHandler
 from handlers.plan import ServingPlan
 from scripts.pipeline.fingerprint import file_digest, is_fresh, write_stamp
 from scripts.pipeline.layout import Layout
+from scripts.pipeline.paths import golden_examples
 from scripts.pipeline.plan import copy_handlers, plan_fingerprint, serving_plan
 from scripts.runtimes.torchserve.settings import NAME, model_config_yaml
 from scripts.spec import BuildError, ModelSpec
@@ -157,8 +159,6 @@ def weights_stored(mar: Path, out: Path) -> Path:
 def check_loads(path: Path, spec: ModelSpec, layout: Layout) -> list[str]:
     """Unpack the archive, initialise the handler on it as a TorchServe worker would and answer
     one golden row: a .mar that cannot load or answer fails here, naming the model."""
-    from handlers.adapters.torchserve_handler import SpecHandler
-
     body = check_request(spec, layout)
     with tempfile.TemporaryDirectory(prefix=f"mar-check-{spec.name}-") as tmp:
         with zipfile.ZipFile(path) as mar:
@@ -181,7 +181,6 @@ def check_loads(path: Path, spec: ModelSpec, layout: Layout) -> list[str]:
 
 def check_request(spec: ModelSpec, layout: Layout) -> str:
     """One golden request's body, as the model's task kind makes it."""
-    from scripts.pipeline.paths import golden_examples
 
     def golden_row() -> dict:
         return {name: rows.tolist() for name, rows in golden_examples(spec, layout, 1)[0].items()}

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from handlers.plan import ServingPlan
 from scripts.pipeline.layout import Layout
+from scripts.pipeline.plan import serving_plan
 from scripts.runtimes.protocols import BuildOptions, BuildRow, Translation
+from scripts.runtimes.torchserve.archive import archive_model, mar_path
 from scripts.runtimes.torchserve.settings import NAME, model_config_yaml
 from scripts.spec import ModelSpec
 
@@ -21,9 +23,6 @@ class TorchServeArtifacts:
         self, specs: list[ModelSpec], layout: Layout, options: BuildOptions
     ) -> list[BuildRow]:
         """`options.out`: another model store (a scratch one); `options.backend` is Triton's."""
-        from scripts.pipeline.plan import serving_plan
-        from scripts.runtimes.torchserve.archive import archive_model, mar_path
-
         store = options.out or layout.model_store
         rows = []
         for spec in specs:
@@ -50,6 +49,4 @@ class TorchServeArtifacts:
         return spec.for_runtime(NAME).serving.format
 
     def signed_artifacts(self, specs: list[ModelSpec], layout: Layout) -> list[Path]:
-        from scripts.runtimes.torchserve.archive import mar_path
-
         return [mar_path(spec, layout.model_store) for spec in specs]

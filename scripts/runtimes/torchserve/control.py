@@ -9,6 +9,7 @@ from scripts.pipeline.layout import Layout
 from scripts.runtimes.processes import free_port, ready_or_stopped
 from scripts.runtimes.protocols import StartOptions
 from scripts.runtimes.torchserve import server as ts
+from scripts.runtimes.torchserve.archive import mar_name
 from scripts.runtimes.torchserve.settings import NAME
 from scripts.spec import BuildError, ModelSpec
 
@@ -50,8 +51,6 @@ class TorchServeControl:
         on for `make serve`'s instance when a model has versions; it stays behind the token
         and allowed_urls. `options.names`: archives (file names without .mar) in
         `options.artifacts`, served under those names."""
-        from scripts.runtimes.torchserve.archive import mar_name
-
         store = options.artifacts or layout.model_store
         # the archives to load: named by version (digits_cnn.v2.mar), unless given by name
         archives = options.names or [mar_name(m).removesuffix(".mar") for m in specs]

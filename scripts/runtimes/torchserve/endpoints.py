@@ -9,6 +9,9 @@ import numpy as np
 
 from scripts.runtimes.calls import GenerateCall, RequestCall, TensorCall
 from scripts.runtimes.torchserve import server as ts
+from scripts.runtimes.torchserve.client import TorchServeClient
+from scripts.runtimes.torchserve.generation_calls import generation_calls
+from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
 from scripts.spec import ModelSpec
 
 CONTENT_TYPES = {
@@ -63,8 +66,6 @@ class TorchServeEndpoints:
         return self.calls(server, None)
 
     def request_endpoints(self, server: ts.TorchServe, spec: ModelSpec) -> dict[str, RequestCall]:
-        from scripts.runtimes.torchserve.client import TorchServeClient
-
         client = TorchServeClient.for_server(server)
 
         def call(path: Path) -> dict:
@@ -84,14 +85,9 @@ class TorchServeEndpoints:
     def generation_endpoints(
         self, server: ts.TorchServe, spec: ModelSpec, version: int | None = None
     ) -> dict[str, GenerateCall]:
-        from scripts.runtimes.torchserve.generation_calls import generation_calls
-
         return generation_calls(server, spec, version=version)
 
     def calls(self, server: ts.TorchServe, version: int | None) -> dict[str, TensorCall]:
-        from scripts.runtimes.torchserve.client import TorchServeClient
-        from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
-
         limit = max_request_bytes(server.workdir / "config.properties")
         named = str(version) if version is not None else None
 

@@ -14,6 +14,7 @@ import time
 
 from scripts.runtimes.calls import GenerateCall, STREAM_TIMEOUT_S
 from scripts.runtimes.streams import joined_pieces
+from scripts.runtimes.torchserve.client import TorchServeClient
 
 
 def generation_calls(
@@ -21,8 +22,6 @@ def generation_calls(
 ) -> dict[str, GenerateCall]:
     """The endpoints of the model, or of another name serving it (bench's stock route);
     `version`: exactly that version."""
-    from scripts.runtimes.torchserve.client import TorchServeClient
-
     http = TorchServeClient.for_server(server)
     http.timeout_s = STREAM_TIMEOUT_S
     name, route = name or spec.name, str(version) if version else None

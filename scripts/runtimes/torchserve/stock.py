@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from handlers.formats import FORMATS
 from scripts.pipeline.layout import Layout
-from scripts.pipeline.paths import golden
+from scripts.pipeline.paths import exported_formats, golden
 from scripts.measure.bench.deployments import LoadTarget, stock_setup_key
+from scripts.runtimes.torchserve.archive import mar_path
 from scripts.runtimes.torchserve.settings import NAME
 from scripts.spec import BuildError, ModelSpec
 
@@ -30,9 +32,6 @@ def write_stock_mar(spec: ModelSpec, layout: Layout, store: Path) -> str:
     model-config.yaml, so TorchServe's defaults apply (batch size 1, default workers)."""
     from model_archiver.model_archiver_config import ModelArchiverConfig
     from model_archiver.model_packaging import generate_model_archive
-
-    from handlers.formats import FORMATS
-    from scripts.pipeline.paths import exported_formats
 
     if "torchscript" not in exported_formats(spec, layout):
         raise BuildError(
@@ -57,8 +56,6 @@ def write_stock_mar(spec: ModelSpec, layout: Layout, store: Path) -> str:
 
 def model_store(specs: list[ModelSpec], layout: Layout, workdir: Path) -> tuple[Path, dict]:
     """A scratch store under workdir with both setups; {(model, setup): served name}."""
-    from scripts.runtimes.torchserve.archive import mar_path
-
     missing = [
         mar_path(s, layout.model_store)
         for s in specs

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from handlers.formats import FORMATS
 from scripts.pipeline.layout import Layout
-from scripts.runtimes.torchserve.stock import stock_name
+from scripts.runtimes.torchserve.archive import mar_path
+from scripts.runtimes.torchserve.settings import NAME
+from scripts.runtimes.torchserve.stock import STOCK, stock_name
 from scripts.spec import BuildError, ModelSpec
 
 STOCK_GENERATE_HANDLER = Path(__file__).with_name("stock_files") / "stock_generate_handler.py"
@@ -50,10 +52,6 @@ def write_stock_generate_mar(spec: ModelSpec, layout: Layout, store: Path) -> st
 
 def generation_store(spec: ModelSpec, layout: Layout, store: Path) -> dict[str, str]:
     """Both setups in a scratch store; {setup key: served name}."""
-    from scripts.runtimes.torchserve.archive import mar_path
-    from scripts.runtimes.torchserve.stock import STOCK
-    from scripts.runtimes.torchserve.settings import NAME
-
     built = mar_path(spec, layout.model_store)
     if not built.exists():
         raise BuildError(f"{layout.shown(built)} not built; run `make archive` first")

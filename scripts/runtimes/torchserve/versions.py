@@ -7,6 +7,8 @@ from __future__ import annotations
 from scripts.pipeline.layout import Layout
 from scripts.runtimes.protocols import ServedVersions
 from scripts.runtimes.torchserve import server as ts
+from scripts.runtimes.torchserve.archive import mar_name
+from scripts.runtimes.torchserve.client import TorchServeClient
 from scripts.spec import ModelSpec
 
 
@@ -14,8 +16,6 @@ class TorchServeVersions:
     """VersionControl on the management API."""
 
     def versions(self, server: ts.TorchServe, spec: ModelSpec) -> ServedVersions:
-        from scripts.runtimes.torchserve.client import TorchServeClient
-
         client = TorchServeClient.for_server(server)
         loaded = sorted(int(e["modelVersion"]) for e in client.describe(spec.name, "all"))
         return ServedVersions(loaded, int(client.describe(spec.name)[0]["modelVersion"]))
@@ -34,9 +34,6 @@ class TorchServeVersions:
         self, server: ts.TorchServe, spec: ModelSpec, version: int, layout: Layout
     ) -> bool:
         """Register the version's own .mar (not the default: TorchServe keeps the one it has)."""
-        from scripts.runtimes.torchserve.archive import mar_name
-        from scripts.runtimes.torchserve.client import TorchServeClient
-
         if version in self.versions(server, spec).loaded:
             return False
         client = TorchServeClient.for_server(server)
@@ -49,16 +46,12 @@ class TorchServeVersions:
     def make_default(
         self, server: ts.TorchServe, spec: ModelSpec, version: int, keep: int | None, layout: Layout
     ) -> None:
-        from scripts.runtimes.torchserve.client import TorchServeClient
-
         for loaded in (version, keep):  # after a restart neither may be registered yet
             if loaded is not None:
                 self.load_beside(server, spec, loaded, layout)
         TorchServeClient.for_server(server).set_default(spec.name, str(version))
 
     def unload(self, server: ts.TorchServe, spec: ModelSpec, version: int, layout: Layout) -> None:
-        from scripts.runtimes.torchserve.client import TorchServeClient
-
         if version in self.versions(server, spec).loaded:
             TorchServeClient.for_server(server).unregister(spec.name, str(version))
 

@@ -6,7 +6,15 @@ from pathlib import Path
 
 from handlers.plan import ServingPlan
 from scripts.pipeline.layout import Layout
+from scripts.pipeline.plan import serving_plan
 from scripts.runtimes.protocols import BuildOptions, BuildRow, Translation
+from scripts.runtimes.triton.repository import (
+    build_repository,
+    build_version,
+    model_dirs,
+    model_names,
+    python_format,
+)
 from scripts.runtimes.triton.settings import NAME, scheduling
 from scripts.spec import ModelSpec
 
@@ -23,9 +31,6 @@ class TritonArtifacts:
     ) -> list[BuildRow]:
         """`options.out`: another repository (a scratch one); `options.backend`: python (runs
         here), onnxruntime or pytorch (checked offline)."""
-        from scripts.pipeline.plan import serving_plan
-        from scripts.runtimes.triton.repository import build_repository, model_names
-
         out = options.out or layout.triton_repo
         rebuilt = build_repository(specs, layout, out, options.backend, options.force)
         return [
@@ -40,24 +45,16 @@ class TritonArtifacts:
 
     def build_version(self, spec: ModelSpec, version: int, layout: Layout) -> BuildRow:
         """<name>/<version>/ beside the first version's (Python backend)."""
-        from scripts.runtimes.triton.repository import build_version
-
         built = build_version(spec, version, layout, layout.triton_repo)
         return BuildRow(
             spec.name, "written (python)" if built else "up to date", f"{spec.name}/{version}/"
         )
 
     def served_names(self, spec: ModelSpec) -> list[str]:
-        from scripts.runtimes.triton.repository import model_names
-
         return model_names(spec)
 
     def served_format(self, spec: ModelSpec, layout: Layout) -> str:
-        from scripts.runtimes.triton.repository import python_format
-
         return python_format(spec.for_runtime(NAME), layout, None)
 
     def signed_artifacts(self, specs: list[ModelSpec], layout: Layout) -> list[Path]:
-        from scripts.runtimes.triton.repository import model_dirs
-
         return [d for spec in specs for d in model_dirs(spec, layout.triton_repo) if d.exists()]

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from handlers.preprocessing.dtypes import BYTES, numpy_dtype, spec_dtype, triton_datatype
+from scripts.runtimes.triton.server import ADMIN_HEADER, GRPC_ADMIN_HEADER
 from scripts.spec import ModelSpec
 
 PROTOCOLS = ("http", "grpc")
@@ -121,8 +122,6 @@ class TritonClient:
     def statistics(self, model: str) -> dict:
         """The server's inference statistics for one model, as JSON-like dicts either way
         (a restricted API: needs the admin key)."""
-        from scripts.runtimes.triton.server import ADMIN_HEADER, GRPC_ADMIN_HEADER
-
         header = ADMIN_HEADER if self.protocol == "http" else GRPC_ADMIN_HEADER
         headers = {**(self.headers or {}), header: self.admin_key or ""}
         return self.as_dict(self.client.get_inference_statistics(model, headers=headers))

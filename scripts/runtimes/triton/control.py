@@ -8,6 +8,7 @@ from scripts.pipeline.layout import Layout
 from scripts.runtimes.processes import free_port, ready_or_stopped
 from scripts.runtimes.protocols import StartOptions
 from scripts.runtimes.triton import server as tr
+from scripts.runtimes.triton.repository import model_names
 from scripts.runtimes.triton.settings import NAME
 from scripts.spec import BuildError, ModelSpec
 
@@ -20,8 +21,6 @@ class TritonControl:
         """`options.artifacts`: another repository (default: the layout's); `options.names`:
         the models to load (default: every served name of the specs); `options.managed`: the
         stub watchdog (watchdog.py), on by default for `make serve`'s server."""
-        from scripts.runtimes.triton.repository import model_names
-
         repo = options.artifacts or layout.triton_repo
         names = options.names or [n for m in specs for n in model_names(m)]
         missing = [n for n in names if not (repo / n / "config.pbtxt").exists()]

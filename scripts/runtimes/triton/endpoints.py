@@ -6,13 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from scripts.runtimes.calls import GenerateCall, RequestCall, TensorCall
-from scripts.runtimes.triton import server as tr
+from scripts.runtimes.triton import server as tr, versions
+from scripts.runtimes.triton.client import (
+    TritonClient,
+    decode_labels,
+    spec_datatypes,
+    spec_shapes,
+    wire_shapes,
+)
+from scripts.runtimes.triton.ensemble import LABEL, SCORE, has_ensemble
+from scripts.runtimes.triton.generation_calls import generation_calls
 from scripts.spec import ModelSpec
 
 
 def clients(server: tr.Triton) -> dict:
-    from scripts.runtimes.triton.client import TritonClient
-
     return {
         "http": TritonClient(server.http_url, "http"),
         "grpc": TritonClient(server.grpc_url, "grpc"),
@@ -26,9 +33,6 @@ class TritonEndpoints:
         return self.calls(server, None, None)
 
     def request_endpoints(self, server: tr.Triton, spec: ModelSpec) -> dict[str, RequestCall]:
-        from scripts.runtimes.triton.client import decode_labels, spec_shapes
-        from scripts.runtimes.triton.ensemble import LABEL, SCORE, has_ensemble
-
         if not has_ensemble(spec):
             return {}
 
@@ -58,8 +62,6 @@ class TritonEndpoints:
         self, server: tr.Triton, spec: ModelSpec, version: int
     ) -> dict[str, TensorCall]:
         """The version under the model's name once loaded there, else as its candidate."""
-        from scripts.runtimes.triton import versions
-
         public = version in versions.loaded(server, spec.name)
         served = spec.name if public else versions.CANDIDATE.format(spec.name)
         return self.calls(server, served, version)
@@ -67,9 +69,6 @@ class TritonEndpoints:
     def generation_endpoints(
         self, server: tr.Triton, spec: ModelSpec, version: int | None = None
     ) -> dict[str, GenerateCall]:
-        from scripts.runtimes.triton import versions
-        from scripts.runtimes.triton.generation_calls import generation_calls
-
         if version is None or version in versions.loaded(server, spec.name):
             return generation_calls(server, spec, version=version)
         return generation_calls(server, spec, versions.CANDIDATE.format(spec.name), version)
@@ -78,7 +77,6 @@ class TritonEndpoints:
         self, server: tr.Triton, served: str | None, version: int | None
     ) -> dict[str, TensorCall]:
         """`served`/`version`: one model name and version instead of each spec's default."""
-        from scripts.runtimes.triton.client import spec_datatypes, spec_shapes, wire_shapes
 
         def call(client):
             return lambda spec, inputs: spec_shapes(

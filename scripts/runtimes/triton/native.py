@@ -7,6 +7,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from handlers.runners import register_op_libraries
 from scripts.runtimes.triton.model_config import ModelConfig, mc
 
 from handlers.preprocessing.dtypes import spec_dtype
@@ -75,7 +76,6 @@ def check_torchscript(config: ModelConfig, declared, path: Path, spec: ModelSpec
         for i, t in enumerate(tensors)
         if not t.name.endswith(f"__{i}")
     ]
-    from handlers.runners import register_op_libraries
 
     register_op_libraries(str(path))  # torchvision::nms and the like, as a server has them
     with warnings.catch_warnings():  # TorchScript's deprecation notice: libtorch still reads it

@@ -14,11 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
+from handlers.formats import FORMATS
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import exported_formats, golden
 from scripts.measure.bench.deployments import LoadTarget, stock_setup_key
+from scripts.pipeline.plan import serving_plan
 from scripts.runtimes.triton import server as tr
+from scripts.runtimes.triton.configs import model_config, write_config
+from scripts.runtimes.triton.model_config import mc
 from scripts.runtimes.triton.settings import NAME
+from scripts.runtimes.triton.signature import checked_signature
 from scripts.spec import BuildError, ModelSpec
 
 STOCK = stock_setup_key(NAME)  # the stock setup's key in the bench report
@@ -32,12 +37,6 @@ def stock_name(spec: ModelSpec) -> str:
 def stock_config(spec: ModelSpec, layout: Layout):
     """The per-request config: the spec's tensors and max batch size (clients send [1, ...]),
     one CPU instance, and no dynamic_batching: Triton hands execute() one request at a time."""
-    from scripts.runtimes.triton.model_config import mc
-
-    from scripts.pipeline.plan import serving_plan
-    from scripts.runtimes.triton.configs import model_config
-    from scripts.runtimes.triton.signature import checked_signature
-
     config = model_config(
         serving_plan(spec, layout, "onnx"), "python", checked_signature(spec, layout)
     )
@@ -50,9 +49,6 @@ def stock_config(spec: ModelSpec, layout: Layout):
 
 
 def write_stock_model(spec: ModelSpec, layout: Layout, repo: Path) -> str:
-    from handlers.formats import FORMATS
-    from scripts.runtimes.triton.configs import write_config
-
     if "onnx" not in exported_formats(spec, layout):
         raise BuildError(
             f"{spec.name}: the per-request Triton setup runs the ONNX export; "

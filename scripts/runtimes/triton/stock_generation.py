@@ -10,6 +10,10 @@ from pathlib import Path
 
 from handlers.formats import FORMATS
 from scripts.pipeline.layout import Layout
+from scripts.pipeline.plan import serving_plan
+from scripts.runtimes.triton.configs import write_config
+from scripts.runtimes.triton.generation import generation_config
+from scripts.runtimes.triton.model_config import mc
 from scripts.runtimes.triton.stock import STOCK, copy_model, stock_name
 from scripts.runtimes.triton.settings import NAME
 from scripts.spec import BuildError, ModelSpec
@@ -21,12 +25,6 @@ STOCK_STREAMING = Path(__file__).parents[1] / "stock_streaming.py"
 def write_stock_generate_model(spec: ModelSpec, layout: Layout, repo: Path) -> str:
     """The same tensors as this project's model (vLLM's contract), the stock model.py and the
     Hugging Face folder (linked: the same files the build exported)."""
-    from scripts.runtimes.triton.model_config import mc
-
-    from scripts.pipeline.plan import serving_plan
-    from scripts.runtimes.triton.configs import write_config
-    from scripts.runtimes.triton.generation import generation_config
-
     config = generation_config(serving_plan(spec, layout))
     config.name = stock_name(spec)
     config.ClearField("parameters")
