@@ -12,7 +12,7 @@ The spec (scripts/spec) reuses the sections defined here, so a field has one def
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
@@ -22,7 +22,10 @@ from handlers.tasks import ServingTask, TaskKind, serving_task
 from handlers.preprocessing.tensors import TensorSpec
 
 PLAN_FILE = "serving_plan.json"
-Format = Literal[FORMAT_NAMES]  # the registry's names (handlers/formats/)
+if TYPE_CHECKING:  # names read from the registry at run time: a str to a type checker
+    Format = str
+else:
+    Format = Literal[FORMAT_NAMES]  # the registry's names (handlers/formats/)
 
 
 class StrictModel(BaseModel):
@@ -48,8 +51,8 @@ class Batching(StrictModel):
 
 
 class Workers(StrictModel):
-    min: int = Field(1, ge=1)
-    max: int = Field(1, ge=1)
+    min: int = Field(default=1, ge=1)
+    max: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> Workers:

@@ -42,7 +42,7 @@ def chat_template(folder: Path) -> str | None:
 
 class ContinuousBatching:
     def __init__(self, model_dir: str | Path, sink: Sink | None = None):
-        self.generating = Generating.load(model_dir, sink)
+        self.generating: Generating[str] = Generating.load(model_dir, sink)
         template = chat_template(Path(model_dir) / FORMATS["pretrained"].file)
         self.facts = ModelFacts(template, self.generating.language.max_prompt_bytes)
         self.writers: dict[str, Writer] = {}  # admitted requests: each one's protocol writer
@@ -82,7 +82,8 @@ class ContinuousBatching:
         for gone in set(generating.keys) - set(keys):  # the frontend dropped it
             self.cancel(gone)
         started = set(generating.requests)  # their responses are open streams already
-        answers, done = [""] * len(keys), [False] * len(keys)
+        answers: list[str | bytes] = [""] * len(keys)
+        done = [False] * len(keys)
         for i, key in enumerate(keys):
             if key in generating.requests:
                 continue

@@ -8,7 +8,7 @@ second, from its own thread.
 
 from __future__ import annotations
 
-import triton_python_backend_utils as pb_utils
+import triton_python_backend_utils as pb_utils  # pyright: ignore[reportMissingModuleSource]  only in Triton: typings/
 
 from handlers.metrics import METRICS, Metric
 
@@ -21,7 +21,7 @@ class TritonSink:
             )
             for m in METRICS
         }
-        self.series: dict[tuple[str, tuple[str, ...]], object] = {}
+        self.series: dict[tuple[str, tuple[str, ...]], pb_utils.Metric] = {}
 
     def record(self, metric: Metric, value: float, labels: tuple[str, ...]) -> None:
         series = self.series.get((metric.name, labels))

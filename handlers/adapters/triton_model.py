@@ -25,7 +25,7 @@ if (HERE / "handlers").is_dir() and str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
-import triton_python_backend_utils as pb_utils  # noqa: E402
+import triton_python_backend_utils as pb_utils  # pyright: ignore[reportMissingModuleSource]  # noqa: E402
 
 from handlers.engines.batching import Failure, isolated  # noqa: E402
 from handlers.metrics import ModelMetrics  # noqa: E402
@@ -43,6 +43,14 @@ def parameter(model_config: dict, key: str, default: str) -> str:
     return model_config.get("parameters", {}).get(key, {}).get("string_value", default)
 
 
+def input_array(request: pb_utils.InferenceRequest, name: str) -> np.ndarray:
+    """One input of a request (its config makes every input required: Triton checks it sent)."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:  # not a KeyError: a Mapping's get() would take it for "absent"
+        raise LookupError(f"the request has no input {name!r}")
+    return tensor.as_numpy()
+
+
 def as_text_rows(array: np.ndarray) -> list:
     """A BYTES tensor [B, 1] (np.object_) -> B items (bytes or str)."""
     return list(np.asarray(array, dtype=np.object_).reshape(-1))
@@ -56,7 +64,7 @@ class InputTensors(Mapping):
         self.request, self.names = request, names
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return pb_utils.get_input_tensor_by_name(self.request, self.names[name]).as_numpy()
+        return input_array(self.request, self.names[name])
 
     def __iter__(self):
         return iter(self.names)
@@ -88,7 +96,7 @@ class TritonPythonModel:
 
     def start_forward(self) -> None:
         self.core = ServingCore.load(HERE, TritonSink())
-        self.forward = Forward(self.core)
+        self.forward: Forward[int] = Forward(self.core)
         self.plan, self.pipeline = self.core.plan, self.core.pipeline
         self.metrics = self.core.metrics
         self.produced = self.pipeline.kind.produces(self.plan.inputs)
@@ -132,9 +140,9 @@ class TritonPythonModel:
 
     def preprocess(self, requests: list) -> list:
         def decode(request) -> Answer:
-            tensor = pb_utils.get_input_tensor_by_name(request, self.input_names[0])
+            tensor = input_array(request, self.input_names[0])
             rows = self.pipeline.kind.decode_items(
-                as_text_rows(tensor.as_numpy()), self.plan.inputs, self.pipeline.max_batch
+                as_text_rows(tensor), self.plan.inputs, self.pipeline.max_batch
             )
             return Answer(tensors=[rows[t.name] for t in self.produced])
 
@@ -144,9 +152,7 @@ class TritonPythonModel:
 
     def postprocess(self, requests: list) -> list:
         def answer(request) -> Answer:
-            outputs = [
-                pb_utils.get_input_tensor_by_name(request, n).as_numpy() for n in self.input_names
-            ]
+            outputs = [input_array(request, n) for n in self.input_names]
             answers = self.pipeline.postprocess(outputs)
             labels = np.array([[a["label"].encode("utf-8")] for a in answers], dtype=np.object_)
             scores = np.array([[a["score"]] for a in answers], dtype=np.float32)
@@ -172,6 +178,7 @@ class TritonPythonModel:
             answer = Answer.failed(answer)
         if not answer.ok:
             return error_response(answer.message, answer.status)
+        assert answer.tensors is not None  # a tensor request's answer holds tensors
         return pb_utils.InferenceResponse(
             output_tensors=[
                 pb_utils.Tensor(name, np.asarray(o, dtype=dtype))
@@ -188,7 +195,8 @@ class TritonPythonModel:
 
     def finalize(self) -> None:
         self.core = None
-        if getattr(self, "streamer", None) is not None:
-            self.streamer.stop()
+        streamer: Streamer | None = getattr(self, "streamer", None)
+        if streamer is not None:
+            streamer.stop()
         elif getattr(self, "metrics", None) is not None:
             self.metrics.close()  # what the last second recorded

@@ -15,12 +15,16 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import triton_python_backend_utils as pb_utils
+import triton_python_backend_utils as pb_utils  # pyright: ignore[reportMissingModuleSource]  only in Triton: typings/
 
 from handlers.engines.batching import Failure, isolated
 from handlers.protocols import GENERATION_PROTOCOLS, ModelFacts
 from handlers.protocols.vllm_tensors import INPUTS
+
+if TYPE_CHECKING:
+    from handlers.engines.generating import Generating
 
 CANCEL_CHECK_S = 0.05  # how often the decode loop asks whether clients went away
 log = logging.getLogger(__name__)
@@ -46,7 +50,9 @@ class Streamer:
         self.senders: dict[int, tuple] = {}  # key -> (request, sender, prompt, exclude input)
         self.lock, self.wake = threading.Lock(), threading.Condition()
         self.running, self.checked = True, 0.0
-        self.generating, self.load_error, loaded = None, None, threading.Event()
+        self.generating: Generating[int] | None = None
+        self.load_error: BaseException | None = None
+        loaded = threading.Event()
         self.thread = threading.Thread(
             target=self.run, args=(folder, loaded), name="decode-loop", daemon=True
         )
@@ -77,6 +83,12 @@ class Streamer:
         except BaseException:
             self.die()
 
+    @property
+    def engine(self) -> Generating[int]:
+        """The loaded model's loop: set before __init__ returns (a failed load raises there)."""
+        assert self.generating is not None
+        return self.generating
+
     def die(self) -> None:
         """The loop died: every open request gets the error, then the stub exits."""
         log.exception("the decode loop died; the stub exits for the watchdog to reload it")
@@ -96,13 +108,13 @@ class Streamer:
         protocol = GENERATION_PROTOCOLS["generate"]
         read = isolated("reading the request", lambda: protocol.read(tensors(request), self.facts))
         if isinstance(read, Failure):
-            admitted = self.generating.refused(read, protocol.name)
+            admitted = self.engine.refused(read, protocol.name)
         else:  # read and tokenized outside the lock: the loop keeps stepping meanwhile
             fields, writer = read
-            admitted = self.generating.read(fields, protocol.name)
+            admitted = self.engine.read(fields, protocol.name)
         with self.lock:
             if not isinstance(admitted, Failure):
-                admitted = self.generating.enqueue(key, admitted)
+                admitted = self.engine.enqueue(key, admitted)
             if not isinstance(admitted, Failure):
                 writer.admitted(admitted)
                 self.senders[key] = (request, sender, writer)
@@ -116,12 +128,12 @@ class Streamer:
     def loop(self) -> None:
         while self.running:
             with self.wake:
-                self.wake.wait_for(lambda: self.generating.busy or not self.running)
+                self.wake.wait_for(lambda: self.engine.busy or not self.running)
             with self.lock:
                 for key in self.cancelled_keys():
-                    self.generating.cancel(key)
+                    self.engine.cancel(key)
                     self.senders.pop(key, None)
-                pieces = self.generating.step() if self.generating.busy else {}
+                pieces = self.engine.step() if self.engine.busy else {}
                 streams = {k: self.senders[k] for k in pieces}
                 for key, piece in pieces.items():
                     if piece.final:
@@ -132,7 +144,7 @@ class Streamer:
                 except Exception:  # that client's stream broke: it alone is dropped
                     log.exception("sending a piece failed; the request is cancelled")
                     with self.lock:
-                        self.generating.cancel(key)
+                        self.engine.cancel(key)
                         self.senders.pop(key, None)
 
     def cancelled_keys(self) -> list[int]:
@@ -143,7 +155,7 @@ class Streamer:
         if now - self.checked < CANCEL_CHECK_S:
             return []
         self.checked = now
-        return [key for key in self.generating.keys if cancelled(self.senders[key][0])]
+        return [key for key in self.engine.keys if cancelled(self.senders[key][0])]
 
     def send(self, piece, request, sender, writer) -> None:
         if piece.error is not None:  # this request's own failure: its error, the others go on

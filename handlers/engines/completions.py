@@ -143,8 +143,8 @@ class LanguageModel:
         self.model = AutoModelForCausalLM.from_pretrained(folder).eval()
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         config = self.model.config
-        self.context_length = limits.context_length or getattr(config, "n_positions", None)
-        self.context_length = self.context_length or config.max_position_embeddings
+        context_length = limits.context_length or getattr(config, "n_positions", None)
+        self.context_length: int = context_length or config.max_position_embeddings
         self.end_token = limits.end_token if limits.end_token is not None else config.eos_token_id
         self.limits = limits
         self.vocabulary = config.vocab_size

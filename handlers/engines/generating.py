@@ -24,7 +24,7 @@ import os
 import sys
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Hashable
+from typing import Any, Generic, Hashable, NoReturn, Self, TypeVar
 
 from handlers.engines.batching import Failure, isolated
 from handlers.engines.completions import Completion, LanguageModel, Piece
@@ -35,13 +35,14 @@ from handlers.plan import ServingPlan
 log = logging.getLogger(__name__)
 # Tests kill the loop on purpose: a prompt equal to this variable's value raises LoopDied.
 FAULT_PROMPT_ENV = "TORCHSHIP_TEST_KILL_LOOP_PROMPT"
+K = TypeVar("K", bound=Hashable)  # how an adapter names its requests
 
 
 class LoopDied(RuntimeError):
     """The decode loop cannot go on: the adapter ends the process, the runtime restarts it."""
 
 
-def end_process() -> None:
+def end_process() -> NoReturn:
     """What an adapter does when its loop died: the log written out, then the process gone
     at once (no clean-up that could hang), for the runtime to start a new one."""
     for handler in logging.getLogger().handlers:
@@ -51,7 +52,7 @@ def end_process() -> None:
     os._exit(1)
 
 
-class Generating:
+class Generating(Generic[K]):
     def __init__(
         self,
         language: LanguageModel,
@@ -65,26 +66,27 @@ class Generating:
         self.max_sequences = max_sequences
         self.max_waiting = max_waiting
         self.fault_prompt = os.environ.get(FAULT_PROMPT_ENV) or None
-        self.queued: OrderedDict[Hashable, Completion] = OrderedDict()
-        self.requests: dict[Hashable, Completion] = {}  # admitted, queued or decoding
+        self.queued: OrderedDict[K, Completion] = OrderedDict()
+        self.requests: dict[K, Completion] = {}  # admitted, queued or decoding
 
     @classmethod
-    def load(cls, model_dir: str | Path, sink: Sink | None = None) -> Generating:
+    def load(cls, model_dir: str | Path, sink: Sink | None = None) -> Self:
         """The model of a model dir (an unpacked .mar, a Triton model version directory);
         `sink` is the runtime's way to publish metrics."""
         model_dir = Path(model_dir)
         plan = ServingPlan.load(model_dir)
         threads = int(os.environ.get("TORCHSHIP_THREADS", plan.serving.threads))
-        language = LanguageModel(model_dir / plan.artifact, plan.task.generation, threads)
+        limits = plan.task.generation
+        if limits is None:  # the spec requires it of a generation task
+            raise ValueError(f"{plan.name}: a generation model's plan has no task.generation")
+        language = LanguageModel(model_dir / plan.artifact, limits, threads)
         log.info("loaded %s v%s (generation, %d thread(s))", plan.name, plan.version, threads)
         metrics = ModelMetrics(plan.name, plan.version, sink)
         metrics.loaded()
         batching = plan.batching
         return cls(language, batching.max_batch_size, metrics, batching.max_waiting)
 
-    def admit(
-        self, key: Hashable, body: Any, request_format: str = "completion"
-    ) -> Failure | Completion:
+    def admit(self, key: K, body: Any, request_format: str = "completion") -> Failure | Completion:
         """Check a new request and queue it; its failure (4xx) is its whole answer."""
         completion = self.read(body, request_format)
         return completion if isinstance(completion, Failure) else self.enqueue(key, completion)
@@ -98,7 +100,7 @@ class Generating:
         self.metrics.request(request_format)
         return completion
 
-    def enqueue(self, key: Hashable, completion: Completion) -> Failure | Completion:
+    def enqueue(self, key: K, completion: Completion) -> Failure | Completion:
         """Queue a checked request, or refuse it (429) when max_waiting already wait."""
         # those that join at the next step do not wait: the free places count on top
         free = self.max_sequences - len(self.loop.running) - len(self.loop.waiting)
@@ -121,7 +123,7 @@ class Generating:
         self.metrics.outcome(failure.status, failure.reason)
         return failure
 
-    def cancel(self, key: Hashable) -> None:
+    def cancel(self, key: K) -> None:
         """The client went away: the request leaves at once and frees its cache."""
         self.queued.pop(key, None)
         self.requests.pop(key, None)
@@ -132,10 +134,10 @@ class Generating:
         return bool(self.requests)
 
     @property
-    def keys(self) -> list[Hashable]:
+    def keys(self) -> list[K]:
         return list(self.requests)
 
-    def step(self) -> dict[Hashable, Piece]:
+    def step(self) -> dict[K, Piece]:
         """One decode step: the next piece of every decoding request (queued ones join first,
         up to max_sequences in all)."""
         while self.queued and len(self.loop.running) + len(self.loop.waiting) < self.max_sequences:

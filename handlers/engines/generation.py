@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
 from handlers.engines.sampling import Sampling, held_back, pick
+
+if TYPE_CHECKING:
+    from transformers import DynamicCache
 
 log = logging.getLogger(__name__)
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [1, heads, length, dim]
@@ -67,7 +70,7 @@ class DecodeLoop:
         self.end_token = end_token
         self.waiting: list[Sequence] = []
         self.running: list[Sequence] = []
-        self.batch: tuple[list[Sequence], Any] | None = None  # last decode's rows and cache
+        self.batch: tuple[list[Sequence], DynamicCache] | None = None  # last decode's rows, cache
 
     def join(self, key: Any, prompt: list[int], sampling: Sampling) -> Sequence:
         sequence = Sequence(key, list(prompt), sampling)
@@ -122,12 +125,14 @@ class DecodeLoop:
         back as it was and each sequence decodes alone from its own rows, so a failure is the
         failing sequence's own and the others get the tokens they would have got."""
         cache = self.batched_cache(sequences)
-        before = [(layer.keys, layer.values) for layer in cache.layers]
+        # transformers types a layer as any of its kinds, some without keys/values: ours have
+        before = [(layer.keys, layer.values) for layer in cache.layers]  # pyright: ignore[reportAttributeAccessIssue]
         try:
             logits = self.decode_step(sequences, cache)
         except Exception as exc:
             for layer, (keys, values) in zip(cache.layers, before):
-                layer.keys, layer.values = keys, values  # the forward appends in place
+                # the forward appends in place
+                layer.keys, layer.values = keys, values  # pyright: ignore[reportAttributeAccessIssue]
             self.batch = None
             if len(sequences) == 1:
                 return [self.failed(sequences[0], exc)]
@@ -194,19 +199,22 @@ class DecodeLoop:
         self.batch = (sequences, out.cache)
         return out.logits[:, -1]
 
-    def batched_cache(self, sequences: list[Sequence]):
+    def batched_cache(self, sequences: list[Sequence]) -> DynamicCache:
         """The last step's cache if the same sequences decode again, else their own caches
         (a row of the last batch, padding dropped, or a new one's prefill) left-padded to the
         longest: each row holds its sequence's positions at its right end."""
         from transformers import DynamicCache
 
         rows, batch = self.batch or ([], None)
-        if len(rows) == len(sequences) and all(a is b for a, b in zip(rows, sequences)):
+        same = len(rows) == len(sequences) and all(a is b for a, b in zip(rows, sequences))
+        if same and batch is not None:  # (sequences is never empty: no batch means no rows)
             return batch
         where = {id(s): row for row, s in enumerate(rows)}
 
         caches = [
-            own_rows(batch, where[id(s)], s.length) if id(s) in where else s.cache
+            own_rows(batch, where[id(s)], s.length)
+            if batch is not None and id(s) in where
+            else prefilled(s)
             for s in sequences
         ]
         longest = max(s.length for s in sequences)
@@ -249,11 +257,18 @@ class DecodeLoop:
         return Event(sequence, token, new, sequence.finish_reason)
 
 
-def own_rows(cache, row: int, length: int) -> KV:
+def prefilled(sequence: Sequence) -> KV:
+    """A sequence's own cache (from its prefill, or a row taken out of the batch)."""
+    if sequence.cache is None:
+        raise RuntimeError(f"sequence {sequence.key!r} has no cache to decode from")
+    return sequence.cache
+
+
+def own_rows(cache: DynamicCache, row: int, length: int) -> KV:
     """One sequence's cache out of a batched one: its row, the last `length` positions
     (the padding before them dropped)."""
     return [
-        (layer.keys[row : row + 1, :, -length:], layer.values[row : row + 1, :, -length:])
+        (layer.keys[row : row + 1, :, -length:], layer.values[row : row + 1, :, -length:])  # pyright: ignore[reportAttributeAccessIssue, reportOptionalSubscript]  transformers types a layer as any of its kinds; ours hold keys/values
         for layer in cache.layers
     ]
 

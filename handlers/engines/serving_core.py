@@ -139,8 +139,9 @@ class ServingCore:
             return self.read_rows(request)
 
     def read_rows(self, request: Request) -> Rows:
-        if request.tensors is not None:
-            rows = isolated("reading the request", lambda: self.read_tensors(request.tensors))
+        tensors = request.tensors
+        if tensors is not None:
+            rows = isolated("reading the request", lambda: self.read_tensors(tensors))
         else:
             rows = isolated("pre-processing", lambda: self.parse(request))
         return Rows(failure=rows) if isinstance(rows, Failure) else rows

@@ -22,7 +22,8 @@ def onnx_runner(source: str | bytes, threads: int | None) -> Runner:
     names = [i.name for i in session.get_inputs()]
 
     def run(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return session.run(None, {n: np.ascontiguousarray(inputs[n]) for n in names})
+        outputs = session.run(None, {n: np.ascontiguousarray(inputs[n]) for n in names})
+        return outputs  # pyright: ignore[reportReturnType]  dense outputs here: a list of arrays
 
     return run
 
@@ -80,6 +81,7 @@ class Onnx(Format):
         except Exception:  # the build's verification judges what the traced export gives
             export_traced_onnx(model, path)
             return
+        assert program is not None  # dynamo=True returns the program (typed as optional)
         name_graph_io(program.model, model.input_names, model.output_names)
         program.save(str(path), external_data=False)
 

@@ -4,12 +4,16 @@ served by Triton's libtorch backend as well as ours."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from handlers.formats.base import Exportable
 from handlers.formats.torch_file import TorchFile
 
+if TYPE_CHECKING:
+    import torch
 
-def as_torchscript(model: Exportable):
+
+def as_torchscript(model: Exportable) -> torch.jit.ScriptModule:
     """The model as TorchScript: the source itself, or traced at the example inputs."""
     import torch
 
@@ -17,7 +21,8 @@ def as_torchscript(model: Exportable):
         return model.module
     with torch.inference_mode(False), torch.no_grad():
         # strict=False: dict outputs too
-        return torch.jit.trace(model.module, model.args, strict=False)
+        traced = torch.jit.trace(model.module, model.args, strict=False)
+        return traced  # pyright: ignore[reportReturnType]  torch types trace() as a Graph
 
 
 class TorchScript(TorchFile):

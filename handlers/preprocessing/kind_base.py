@@ -8,7 +8,7 @@ are.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -19,6 +19,11 @@ from handlers.preprocessing.tensors import TensorSpec, check_rows, check_shape, 
 
 class Kind(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    if TYPE_CHECKING:  # each kind's own field, its Literal name (the union's discriminator)
+
+        @property
+        def kind(self) -> str: ...
+
     ensemble_input: ClassVar[str | None] = None  # Triton ensemble input (BYTES); None: no ensemble
     content_types: ClassVar[tuple[str, ...]] = ()  # raw (non-JSON) bodies this kind decodes
     encoded_suffix: ClassVar[str | None] = None  # file suffix of what encode() writes

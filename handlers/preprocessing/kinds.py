@@ -42,8 +42,8 @@ class Standardize(Kind):
 
     kind: Literal["standardize"]
     stats: Path  # JSON with "mean" and "std" lists, written by training
-    _mean: np.ndarray = PrivateAttr(None)
-    _std: np.ndarray = PrivateAttr(None)
+    _mean: np.ndarray | None = PrivateAttr(None)  # set by prepare()
+    _std: np.ndarray | None = PrivateAttr(None)
 
     def asset_files(self) -> dict[str, Path]:
         return {"stats": self.stats}
@@ -56,6 +56,8 @@ class Standardize(Kind):
         self._mean, self._std = np.asarray(assets["mean"]), np.asarray(assets["std"])
 
     def transform(self, rows: np.ndarray) -> np.ndarray:
+        if self._mean is None or self._std is None:
+            raise RuntimeError("standardize: prepare() was not called with the stats")
         return standardize(rows, self._mean, self._std)
 
 

@@ -56,7 +56,8 @@ def pil_to_array(
     std: float | list[float],
 ) -> np.ndarray:
     """PIL image -> normalized float32 array of shape (channels, height, width)."""
-    image = image.convert("L" if grayscale else "RGB").resize((width, height), Image.BILINEAR)
+    image = image.convert("L" if grayscale else "RGB")
+    image = image.resize((width, height), Image.Resampling.BILINEAR)
     pixels = np.asarray(image, dtype=np.float32) / 255.0
     pixels = pixels[None] if grayscale else pixels.transpose(2, 0, 1)
     return ((pixels - channel_stats(mean)) / channel_stats(std)).astype(np.float32)

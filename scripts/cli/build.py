@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -19,18 +19,20 @@ from scripts.cli.common import (
     selected_models,
     user_errors,
 )
-
-if TYPE_CHECKING:  # the commands import what they run when they run
-    from scripts.pipeline.ensure import Stage
+from scripts.pipeline import signing
+from scripts.pipeline.ensure import Stage, ensure_built
+from scripts.pipeline.plan import serving_plan
+from scripts.pipeline.verify import worst_errors
+from scripts.runtimes.protocols import BuildOptions
+from scripts.runtimes.registry import RUNTIMES
+from scripts.runtimes.torchserve.archive import mar_path, verify_archive
+from scripts.spec import BuildError
 
 
 @app.command()
 @user_errors
 def check(spec: SpecOption = Path("models.yaml")):
     """Validate the spec, list its models, and say what each runtime cannot represent exactly."""
-    from scripts.pipeline.plan import serving_plan
-    from scripts.runtimes.registry import RUNTIMES
-
     layout, models = selected_models(spec, None)
     for m in models:
         served = "".join(f", {r} {s.format}" for r, s in m.per_runtime.items() if s.format)
@@ -52,8 +54,6 @@ def build_through(stage: Stage, spec: Path, model, force: bool, runtimes=(), opt
     """The one build path (scripts/pipeline/ensure.py), saying each step as it runs and ending
     with the table of steps; a model that cannot be built is left out (`failed_models` names it
     once the others' table is printed)."""
-    from scripts.pipeline.ensure import ensure_built
-
     layout, models = selected_models(spec, model)
     with StepLog(models, runtimes) as steps:
         built = steps.record(
@@ -73,8 +73,6 @@ def build_through(stage: Stage, spec: Path, model, force: bool, runtimes=(), opt
 
 def failed_models(built, models) -> None:
     """The models left out, each with its reason: the command fails after the others are built."""
-    from scripts.spec import BuildError
-
     if built.failed:
         others = " (the others were)" if len(built.failed) < len(models) else ""
         raise BuildError([*built.failed.values(), f"not built: {', '.join(built.failed)}{others}"])
@@ -117,8 +115,6 @@ def export(
     spec: SpecOption = Path("models.yaml"), model: ModelOption = None, force: ForceOption = False
 ):
     """Export each model to the spec's formats and verify them against eager PyTorch."""
-    from scripts.pipeline.verify import worst_errors
-
     _, models, built = build_through("export", spec, model, force)
     table = Table("model", "status", "worst |error| per format (batch sizes 1, 3, max)")
     for result in built.exported:
@@ -184,8 +180,6 @@ def build_step(runtime):
         backend: BackendOption = Backend.python,
         to: OutFolder = None,
     ):
-        from scripts.runtimes.protocols import BuildOptions
-
         options = BuildOptions(force=force, backend=backend.value, out=to and to.resolve())
         _, models, built = build_through("package", spec, model, force, [runtime], options)
         print_build(built.packaged.get(runtime.name, []), ("status", runtime.title))
@@ -198,8 +192,6 @@ def build_step(runtime):
 
 
 def register_build_steps() -> None:
-    from scripts.runtimes.registry import RUNTIMES
-
     for runtime in RUNTIMES.values():
         app.command(runtime.build_step)(user_errors(build_step(runtime)))
 
@@ -212,11 +204,6 @@ register_build_steps()
 def verify_artifacts(spec: SpecOption = Path("models.yaml"), model: ModelOption = None):
     """Refuse any .mar whose files do not match its SHA-256 manifest, and (with
     TORCHSHIP_SIGNING_PUBLIC_KEY set) any served artifact unsigned or changed since signed."""
-    from scripts.pipeline import signing
-    from scripts.runtimes.registry import RUNTIMES
-    from scripts.runtimes.torchserve.archive import mar_path, verify_archive
-    from scripts.spec import BuildError
-
     layout, models = selected_models(spec, model)
     problems = []
     for m in models:

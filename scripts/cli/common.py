@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from scripts.spec import SpecError, UserError
+from scripts.pipeline.layout import Layout
+from scripts.spec import SpecError, UserError, load_spec, spec_root
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console(soft_wrap=True)
@@ -64,9 +65,6 @@ OUTPUT: dict[str, Path | None] = {"out": None}
 def selected_models(spec_path: Path, names: list[str] | None):
     """(the spec's Layout, its models named by --model or all). The spec's folder is where its
     paths and `module:` targets resolve; outputs go there too unless --out / OUT= says otherwise."""
-    from scripts.pipeline.layout import Layout
-    from scripts.spec import load_spec, spec_root
-
     spec = load_spec(spec_path)
     root = spec_root(spec_path, spec.root)
     if str(root) not in sys.path:

@@ -11,6 +11,16 @@ import typer
 from scripts.cli.build import Backend
 from scripts.cli.common import ModelOption, SpecOption, app, console, selected_models, user_errors
 from scripts.cli.serve import RuntimeOption
+from scripts.kserve.bundle import make_bundles
+from scripts.pipeline.ensure import ensure_built
+from scripts.pipeline.signing import (
+    PRIVATE_KEY_ENV,
+    configured_key,
+    sign as sign_artifacts,
+    sign_if_configured,
+)
+from scripts.runtimes.registry import RUNTIMES, selected
+from scripts.spec import BuildError, load_spec
 
 
 @app.command()
@@ -30,11 +40,6 @@ def kserve(
 ):
     """Write kserve/<runtime>/ (what KServe's runtime starts from) and the InferenceService
     manifests."""
-    from scripts.pipeline.signing import sign_if_configured
-    from scripts.kserve.bundle import make_bundles
-    from scripts.runtimes.registry import selected
-    from scripts.spec import load_spec
-
     started = time.perf_counter()
     layout, models = selected_models(spec, model)
     settings = load_spec(spec).kserve
@@ -62,12 +67,6 @@ def kserve(
 def sign(spec: SpecOption = Path("models.yaml"), model: ModelOption = None):
     """Sign every .mar, every Triton model folder and the KServe trees with
     TORCHSHIP_SIGNING_KEY."""
-    from scripts.pipeline.signing import PRIVATE_KEY_ENV, configured_key
-    from scripts.pipeline.ensure import ensure_built
-    from scripts.pipeline.signing import sign as sign_artifacts
-    from scripts.runtimes.registry import RUNTIMES
-    from scripts.spec import BuildError
-
     key = configured_key(PRIVATE_KEY_ENV)
     if key is None:
         raise BuildError(

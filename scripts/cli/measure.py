@@ -10,10 +10,19 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from scripts.measure.bench.run import BRIEF_MODELS, FULL_MODELS, run_bench
+from scripts.measure.bench.setups import BENCHED, benched
+from scripts.measure.generation_bench import bench_generation as measure_generation
+from scripts.measure.generation_report import table, targets
+from scripts.measure.perf import run as run_perf, served_admin_key
+from scripts.measure.tune import run_tune, snippet
+from scripts.pipeline.ensure import ensure_built
 from scripts.pipeline.layout import Layout
 from scripts.cli.serve import RuntimeOption
 from scripts.cli.common import ModelOption, SpecOption, app, console, selected_models, user_errors
-from scripts.spec import ModelSpec
+from scripts.pipeline.paths import golden
+from scripts.pipeline.plan import serving_plan
+from scripts.spec import BuildError, ModelSpec
 from scripts.tasks import task_of
 
 
@@ -59,10 +68,6 @@ def bench(
 ):
     """In-process limit, stock setups and this project's deployments under perf_analyzer load:
     reports/bench.json, bench.md and PNG plots, every ratio from this one run."""
-    from scripts.measure.bench.run import BRIEF_MODELS, FULL_MODELS, run_bench
-    from scripts.measure.bench.setups import BENCHED
-    from scripts.pipeline.ensure import ensure_built
-
     layout, models = selected_models(spec, model or None)
     if not model:
         wanted = set(FULL_MODELS) | set(BRIEF_MODELS)
@@ -110,9 +115,6 @@ def tune(
     """Sweep queue delay, max batch size, instances, workers, threads and format on real servers,
     judge each against the stock setup at concurrency 1-64, pick by the latency-aware rule:
     reports/tune_<model>.{json,yaml,png}."""
-    from scripts.measure.bench.setups import benched
-    from scripts.measure.tune import run_tune, snippet
-
     layout, models = selected_models(spec, [model])
     refuse_other_measures(models, "tune")
     report = run_tune(
@@ -144,9 +146,6 @@ def perf_rows(spec: ModelSpec, layout: Layout, served: str) -> dict:
     turned back into what a client sends (text; images are bytes, sent base64)."""
     import numpy as np
 
-    from scripts.pipeline.paths import golden
-    from scripts.pipeline.plan import serving_plan
-
     rows = golden(spec, layout)
     if served == spec.name:
         return rows
@@ -172,9 +171,6 @@ def perf(
     grpc_port: int = 8001,
 ):
     """perf_analyzer against a served model: throughput and p50/p99 latency per concurrency."""
-    from scripts.measure.perf import run, served_admin_key
-    from scripts.spec import BuildError
-
     layout, models = selected_models(spec, None)
     owner = next((m for m in models if model in (m.name, f"{m.name}_ensemble")), None)
     if owner is None:
@@ -187,7 +183,7 @@ def perf(
     protocols = ["http", "grpc"] if protocol == Protocol.both else [protocol.value]
     for proto in protocols:
         port = http_port if proto == "http" else grpc_port
-        for r in run(
+        for r in run_perf(
             model,
             f"127.0.0.1:{port}",
             proto,
@@ -217,11 +213,6 @@ def bench_generation(
     """A generation model's output tokens/s, TTFT and inter-token latency (p50/p99), streamed
     at 1, 4, 16 and 64 concurrent requests on each runtime, beside the runtime's stock
     generate() setup, against static batched generate() in one process."""
-    from scripts.measure.generation_bench import bench_generation as measure
-    from scripts.measure.generation_report import table, targets
-    from scripts.measure.bench.setups import benched
-    from scripts.pipeline.ensure import ensure_built
-
     layout, models = selected_models(spec, model)
     models = [m for m in models if task_of(m).bench_command == "bench-generation"]
     if not models:
@@ -229,7 +220,7 @@ def bench_generation(
     runtimes = benched(runtime)
     ensure_built(models, layout, runtimes)
     for m in models:
-        report = measure(m, layout, runtimes, lambda line: console.print(escape(line)))
+        report = measure_generation(m, layout, runtimes, lambda line: console.print(escape(line)))
         console.print("\n".join([*table(report), "", *targets(report)]))
         for path in report["paths"]:
             console.print(f"report: {layout.shown(Path(path))}")

@@ -4,17 +4,20 @@ started."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from scripts.cli.common import SpecOption, app, console, selected_models, user_errors
 from scripts.cli.serve import RuntimeOption
-
-if TYPE_CHECKING:  # the commands import what they run when they run (a quick --help)
-    from scripts.runtimes.protocols import Live, ServedVersions
-    from scripts.spec import ModelSpec
+from scripts.rollout import flow
+from scripts.rollout.drill import drill as run_drill
+from scripts.rollout.flow import RolloutRefused
+from scripts.rollout.state import read_state
+from scripts.runtimes.protocols import Live, ServedVersions
+from scripts.runtimes.registry import RUNTIMES
+from scripts.spec import ModelSpec, UserError
 
 OneModel = Annotated[str, typer.Option("--model", "-m", help="The model to roll out or back.")]
 
@@ -52,12 +55,9 @@ def rollout(
     runtime: RuntimeOption = "all",
 ):
     """Build a version, load it beside the serving one, gate it, then make it the default."""
-    from scripts.rollout.flow import RolloutRefused
-    from scripts.rollout.flow import rollout as run
-
     layout, models = selected_models(spec, [model])
     try:
-        outcomes = run(models[0], version, runtime, layout)
+        outcomes = flow.rollout(models[0], version, runtime, layout)
     except RolloutRefused:
         console.print(
             f"see {layout.shown(layout.reports / 'rollouts.jsonl')} for the gate's figures"
@@ -72,10 +72,8 @@ def rollback(
     model: OneModel, spec: SpecOption = Path("models.yaml"), runtime: RuntimeOption = "all"
 ):
     """Switch the default back to the version served before the last rollout."""
-    from scripts.rollout.flow import rollback as run
-
     layout, models = selected_models(spec, [model])
-    print_outcomes(run(models[0], runtime, layout))
+    print_outcomes(flow.rollback(models[0], runtime, layout))
 
 
 def live_versions(live: Live | None, spec: ModelSpec) -> tuple[ServedVersions | None, str]:
@@ -93,9 +91,6 @@ def live_versions(live: Live | None, spec: ModelSpec) -> tuple[ServedVersions | 
 def versions(spec: SpecOption = Path("models.yaml")):
     """Per runtime and model: whether the server runs, the versions loaded, the default, when it
     changed and the gate's figures."""
-    from scripts.rollout.state import read_state
-    from scripts.runtimes.registry import RUNTIMES
-
     layout, models = selected_models(spec, None)
     recorded = read_state(layout)
     table = Table("runtime", "model", "loaded", "default", "last rolled out", "changed", "gate")
@@ -129,16 +124,12 @@ def drill(
 ):
     """Roll a version out and back on every running runtime while clients send requests; count
     failed requests and which version answered, per phase (reports/drill_<model>.json)."""
-    from scripts.rollout.drill import drill as run
-    from scripts.runtimes.registry import RUNTIMES
-    from scripts.spec import UserError
-
     layout, models = selected_models(spec, [model])
     running = {name: plugin.server.running(layout) for name, plugin in RUNTIMES.items()}
     servers = {name: server for name, server in running.items() if server is not None}
     if not servers:
         raise UserError(["no server is running; start them with `make serve` first"])
-    report = run(models[0], version, servers, layout, clients)
+    report = run_drill(models[0], version, servers, layout, clients)
     table = Table(
         "runtime",
         "phase",

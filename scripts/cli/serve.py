@@ -17,7 +17,16 @@ from scripts.cli.common import (
     selected_models,
     user_errors,
 )
-from scripts.spec import BuildError, UserError
+from scripts.measure.verification import verify_served_versions
+from scripts.measure.verify_served import write_report
+from scripts.monitor import prometheus
+from scripts.pipeline.ensure import ensure_built
+from scripts.pipeline.train import checkpoint_dir
+from scripts.rollout import flow
+from scripts.runtimes import serving as runtime_serving
+from scripts.runtimes.registry import RUNTIMES, selected
+from scripts.runtimes.serving import serving, stop_all
+from scripts.spec import BuildError, UserError, VerificationError
 
 RuntimeOption = Annotated[str, typer.Option("--runtime", help="all, torchserve or triton.")]
 
@@ -31,11 +40,6 @@ def serve(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for READY.")] = 300,
 ):
     """Start the runtime(s) in the background and wait until every model is READY."""
-    from scripts.pipeline.ensure import ensure_built
-    from scripts.rollout.flow import restore
-    from scripts.runtimes.registry import selected
-    from scripts.runtimes.serving import serve_runtimes
-
     layout, models = selected_models(spec, model)
     # every runtime's artifacts before any starts; a model that cannot be built is left out
     runtimes = selected(runtime)
@@ -46,7 +50,10 @@ def serve(
     if not models:
         raise BuildError(unbuilt)
     try:
-        lines = serve_runtimes(runtime, models, layout, timeout) + restore(runtime, models, layout)
+        # looked up on their modules when called: tests replace them there
+        lines = runtime_serving.serve_runtimes(runtime, models, layout, timeout) + flow.restore(
+            runtime, models, layout
+        )
     except BuildError as exc:  # models that failed to load: named beside those never built
         raise BuildError(exc.problems + unbuilt) from None
     for line in lines:
@@ -59,9 +66,6 @@ def serve(
 @user_errors
 def stop(spec: SpecOption = Path("models.yaml")):
     """Stop every runtime that `serve` started, and `monitor`'s Prometheus."""
-    from scripts.monitor import prometheus
-    from scripts.runtimes.serving import stop_all
-
     layout, _ = selected_models(spec, None)
     for line in stop_all(layout):
         console.print(line)
@@ -77,9 +81,6 @@ def monitor(
 ):
     """Start Prometheus on loopback, scraping `serve`'s running servers, with the spec's alert
     rules (checked by promtool) and a Grafana dashboard written beside them."""
-    from scripts.monitor import prometheus
-    from scripts.runtimes.registry import RUNTIMES
-
     layout, models = selected_models(spec, None)
     servers = {name: r.server.running(layout) for name, r in RUNTIMES.items()}
     targets = {name: s.metrics_address for name, s in servers.items() if s is not None}
@@ -106,12 +107,9 @@ def clean(spec: SpecOption = Path("models.yaml")):
     """Remove what the build generated for the spec (run `stop` first: pid files live there)."""
     import shutil
 
-    from scripts.runtimes.registry import RUNTIMES
-
     layout, models = selected_models(spec, None)
     if any(runtime.server.running(layout) for runtime in RUNTIMES.values()):
         raise UserError(["servers started by `make serve` still run; `make stop` first"])
-    from scripts.pipeline.train import checkpoint_dir
 
     trained = {  # a Hugging Face folder's too (its source has no checkpoint file)
         checkpoint_dir(v, layout)
@@ -133,13 +131,6 @@ def clean(spec: SpecOption = Path("models.yaml")):
 def verify_served(spec: SpecOption = Path("models.yaml"), model: ModelOption = None):
     """Send every golden sample and example request through every served endpoint and compare
     with eager PyTorch (reuses running servers, else starts and stops them)."""
-    from scripts.measure.verification import verify_served_versions
-    from scripts.measure.verify_served import write_report
-    from scripts.pipeline.ensure import ensure_built
-    from scripts.runtimes.registry import RUNTIMES
-    from scripts.runtimes.serving import serving
-    from scripts.spec import VerificationError
-
     layout, models = selected_models(spec, model)
     ensure_built(models, layout, list(RUNTIMES.values()))
     with serving(models, layout) as servers:

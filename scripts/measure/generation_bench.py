@@ -19,7 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from handlers.engines.completions import LanguageModel
 from handlers.formats import FORMATS
+from scripts.measure.bench.setups import bench_of
+from scripts.measure.generation_report import write_report
+from scripts.measure.verify_generation import golden_generation
 from scripts.pipeline.layout import Layout
 from scripts.runtimes.calls import GenerateCall
 from scripts.spec import ModelSpec
@@ -75,8 +79,6 @@ def in_process_limits(spec: ModelSpec, layout: Layout, work: Workload) -> dict:
     """{concurrency: tokens/s} of static batched generate() with the served thread count."""
     import torch
 
-    from handlers.engines.completions import LanguageModel
-
     torch.set_num_threads(spec.serving.threads)
     generation = spec.task.generation
     assert generation, "a generation model's task has its generation: settings (spec validation)"
@@ -130,8 +132,6 @@ def served(call: GenerateCall, work: Workload, concurrency: int) -> dict:
 
 def measure_runtime(runtime, spec, layout, work, workdir, log) -> dict:
     """Both setups of one runtime in one server: {setup: {"ready_s", "points"}}."""
-    from scripts.measure.bench.setups import bench_of
-
     deployment = bench_of(runtime).generation_deployment(spec, layout, workdir / runtime.name, log)
     with deployment as served_by:
         setups = {}
@@ -175,9 +175,6 @@ def comparisons(report: dict) -> dict:
 
 
 def bench_generation(spec: ModelSpec, layout: Layout, runtimes: list, log) -> dict:
-    from scripts.measure.generation_report import write_report
-    from scripts.measure.verify_generation import golden_generation
-
     golden = golden_generation(spec, layout)
     work = Workload(golden["prompts"], golden["max_tokens"])
     log(f"in-process limit (static batched generate(), {spec.serving.threads} threads)")

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from scripts.runtimes.triton import server as tr
+from scripts.runtimes.triton.server import ADMIN_HEADER, wheel_dir
+from scripts.runtimes.triton.settings import NAME
 from scripts.runtimes.triton.stock import write_input_data
 from scripts.spec import BuildError
 
@@ -33,8 +36,6 @@ def perf_analyzer() -> Path:
 def library_dir(workdir: Path) -> Path:
     """perf_analyzer links libcudart.so.12 and libb64.so.0d: point those sonames at the copies
     bundled in the nvidia-pytriton wheel (no CUDA or system package needed)."""
-    from scripts.runtimes.triton.server import wheel_dir
-
     bundled = wheel_dir().parents[1] / "nvidia_pytriton.libs"
     folder = workdir / "libs"
     folder.mkdir(parents=True, exist_ok=True)
@@ -118,9 +119,6 @@ def environment(workdir: Path) -> dict[str, str]:
 
 def served_admin_key(layout) -> str | None:
     """The admin key of `make serve`'s tritonserver (None when none runs from this layout)."""
-    from scripts.runtimes.triton import server as tr
-    from scripts.runtimes.triton.settings import NAME
-
     return tr.attach(layout.state(NAME)).admin_key
 
 
@@ -137,8 +135,6 @@ def run(
 ) -> list[dict]:
     """One perf_analyzer run per concurrency level; their parsed rows, in order. `admin_key`:
     Triton's, for the statistics API perf_analyzer reads (sent over HTTP only)."""
-    from scripts.runtimes.triton.server import ADMIN_HEADER
-
     headers = ((ADMIN_HEADER, admin_key),) if admin_key else ()
     workdir = workdir.resolve()
     data_file = write_input_data(rows, workdir / f"{model}.input.json")

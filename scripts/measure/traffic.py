@@ -16,12 +16,16 @@ from typing import Callable
 
 import numpy as np
 
+from handlers.engines.completions import LanguageModel
+from scripts.measure.verify_generation import golden_generation
+from scripts.pipeline.export_generation import eager_tokens
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import golden_examples
 from scripts.pipeline.verify import compare
 from scripts.measure.verify_served import reference_runner
 from scripts.runtimes.calls import TensorCall
 from scripts.runtimes.protocols import Live, Server
+from scripts.runtimes.registry import attached
 from scripts.spec import ModelSpec
 
 ROWS = 8
@@ -189,8 +193,6 @@ def clients_for(
     """Per runtime ({name: running server}) and endpoint (REST/HTTP, gRPC; a generation
     model's streams): `per_endpoint` unversioned clients, and half as many naming version
     `named` when given."""
-    from scripts.runtimes.registry import attached
-
     clients = []
     for live in attached(servers):
         name = live.name
@@ -253,10 +255,6 @@ def summary(
 
 
 def expected_tokens(spec: ModelSpec, versions: list[int], layout: Layout) -> tuple[list, dict]:
-    from handlers.engines.completions import LanguageModel
-    from scripts.measure.verify_generation import golden_generation
-    from scripts.pipeline.export_generation import eager_tokens
-
     golden = golden_generation(spec.at_version(versions[0]), layout)
     bodies = [{"prompt": p, "max_tokens": golden["max_tokens"]} for p in golden["prompts"][:ROWS]]
     expected = {}

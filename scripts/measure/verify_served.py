@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from handlers.formats import FORMATS
+from handlers.preprocessing.pipeline import Pipeline
 from handlers.preprocessing.processing import class_scores
 from handlers.runners import load_runner, torch_runner
 from scripts.pipeline.layout import Layout
@@ -171,8 +172,6 @@ def example_requests(spec: ModelSpec, layout: Layout) -> list[Path]:
 def eager_answers(spec: ModelSpec, layout: Layout, requests: list[Path], int8: bool) -> list[dict]:
     """What eager PyTorch (or the int8 model) answers on the shared pre-processing of each
     request, in a RequestCall's form: label and score for a classifier, else the outputs."""
-    from handlers.preprocessing.pipeline import Pipeline
-
     plan = serving_plan(spec, layout)
     pipeline = Pipeline(plan)
     model = reference_runner(spec, layout, "onnx_int8" if int8 else "eager")

@@ -14,8 +14,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Literal
 
+from scripts.pipeline import sealed, signing
 from scripts.pipeline.layout import Layout
+from scripts.pipeline.train import TrainResult, train_model
+from scripts.runtimes.protocols import BuildOptions
 from scripts.spec import ModelSpec, UserError
+from scripts.tasks import task_of
 
 if TYPE_CHECKING:
     from scripts.pipeline.export import ExportResult
@@ -51,8 +55,6 @@ def ensure_built(
     `runtimes`; with a signing key configured, sign each artifact that was (re)built.
     `keep_going`: a model that cannot be built is left out with its reason in `failed` while
     the others are built (`make archive`, `make serve`); otherwise its error stops the call."""
-    from scripts.runtimes.protocols import BuildOptions
-
     versions = [spec.at_version(version if version is not None else spec.version) for spec in specs]
     built = Built()
     for spec in versions:
@@ -100,8 +102,6 @@ def failure(exc: Exception) -> str:
 
 
 def train_one(spec: ModelSpec, layout: Layout, force: bool, say: Say) -> TrainResult:
-    from scripts.pipeline.train import TrainResult, train_model
-
     if spec.training is None:
         return TrainResult(spec.name, True, {})
     say("train", spec.name, "")
@@ -109,8 +109,6 @@ def train_one(spec: ModelSpec, layout: Layout, force: bool, say: Say) -> TrainRe
 
 
 def export_one(spec: ModelSpec, layout: Layout, force: bool, say: Say) -> ExportResult:
-    from scripts.tasks import task_of
-
     say("export", spec.name, "")
     return task_of(spec).export(spec, layout, force, lambda fmt: say("export", spec.name, fmt))
 
@@ -124,8 +122,6 @@ def package(
 ) -> list[BuildRow]:
     """The runtime's artifact for these models (or one more version beside the others), then
     a signature for what was (re)built or is unsigned, when a signing key is configured."""
-    from scripts.pipeline.signing import sign_if_configured
-
     first = [spec for spec in specs if version in (None, spec.version)]
     rows = runtime.artifacts.build(first, layout, options) if first else []
     served = list(first)
@@ -140,23 +136,20 @@ def package(
             if row.status != "up to date"
             for a in runtime.artifacts.signed_artifacts([spec], layout)
         }
-        sign_if_configured(runtime.artifacts.signed_artifacts(served, layout), rebuilt)
+        signing.sign_if_configured(runtime.artifacts.signed_artifacts(served, layout), rebuilt)
     return rows
 
 
 def is_sealed(spec: ModelSpec, layout: Layout) -> bool:
-
     return layout.artifact(spec).record.exists()
 
 
 def refuse_changed(spec: ModelSpec, layout: Layout) -> None:
-    from scripts.pipeline import sealed
-
     sealed.refuse_changed(spec, layout)
 
 
 def refuse_unverified(runtimes: list[Runtime], specs: list[ModelSpec], layout: Layout) -> None:
     """With a public key configured, refuse to serve anything unsigned or changed since signed."""
-    from scripts.pipeline.signing import refuse_unverified as refuse
-
-    refuse([a for runtime in runtimes for a in runtime.artifacts.signed_artifacts(specs, layout)])
+    signing.refuse_unverified(
+        [a for runtime in runtimes for a in runtime.artifacts.signed_artifacts(specs, layout)]
+    )

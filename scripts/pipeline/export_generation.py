@@ -24,6 +24,7 @@ from handlers.formats import FORMATS
 from handlers.engines.generating import Generating
 from scripts.pipeline.fingerprint import fingerprint, is_fresh, source_file, write_stamp
 from scripts.pipeline.layout import Layout
+from scripts.pipeline.loading import load_reference
 from scripts.pipeline.sealed import refuse_changed, seal
 from scripts.spec import BuildError, ModelSpec
 
@@ -123,7 +124,6 @@ def write_folder(spec: ModelSpec, layout: Layout, folder: Path) -> None:
             if (layout.source(source.pretrained) / name).exists():
                 shutil.copy2(layout.source(source.pretrained) / name, folder / name)
         return
-    from scripts.pipeline.loading import load_reference
 
     model = load_reference(spec, layout)
     if not hasattr(model, "save_pretrained") or not hasattr(model, "generate"):

@@ -19,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from handlers.formats import FORMATS
 from handlers.preprocessing.processing import class_scores
-from handlers.runners import Runner
+from handlers.runners import Runner, load_runner
 from scripts.pipeline.loading import import_target
+from scripts.pipeline.paths import golden
 from scripts.pipeline.verify import random_inputs
 from scripts.pipeline.layout import Layout
 from scripts.spec import BuildError, ModelSpec
@@ -202,10 +204,6 @@ def gate_failure(spec: ModelSpec, result: dict, culprits: list[str]) -> BuildErr
 def build_int8(spec: ModelSpec, layout: Layout, out: Path, fp32: Runner) -> dict:
     """model.int8.onnx beside the verified model.onnx, or BuildError when it fails its gate
     (the int8 file is then removed). Returns the figures for verify.json."""
-    from handlers.formats import FORMATS
-    from handlers.runners import load_runner
-    from scripts.pipeline.paths import golden
-
     fmt = FORMATS["onnx_int8"]
     assert fmt.quantized_from, "onnx_int8 is quantised from another format"
     source, target = out / FORMATS[fmt.quantized_from].file, out / fmt.file

@@ -8,7 +8,10 @@ import time
 import numpy as np
 
 from handlers.formats import FORMATS
+from handlers.runners import load_runner, torch_runner
 from scripts.pipeline.layout import Layout
+from scripts.pipeline.loading import load_reference
+from scripts.pipeline.paths import exported_formats, golden
 from scripts.spec import ModelSpec
 
 LIMIT_FORMATS = ("eager", "onnx")  # what a user would run without a server
@@ -50,9 +53,6 @@ def time_runner(
 
 def runner(spec: ModelSpec, layout: Layout, fmt: str, threads: int):
     """A callable {input: rows} -> outputs for one format, at this intra-op thread count."""
-    from handlers.runners import load_runner, torch_runner
-    from scripts.pipeline.loading import load_reference
-
     if fmt == "eager":
         return torch_runner(
             load_reference(spec, layout).eval(), spec.tensor_names, spec.output_names
@@ -73,8 +73,6 @@ def in_process(
     """Eager PyTorch, onnxruntime and every other exported format, at batch 1 and the max batch
     size, per intra-op thread count: inferences/s and per-call latency."""
     import torch
-
-    from scripts.pipeline.paths import exported_formats, golden
 
     rows = golden(spec, layout)
     batches = sorted({1, max(spec.batching.max_batch_size, 1)})

@@ -31,6 +31,7 @@ from scripts.measure.bench.report import machine_info, write_report
 from scripts.measure.bench.setups import BENCHED, SETUPS, bench_of
 from scripts.measure.bench.comparisons import comparisons
 from scripts.measure.bench.targets import evaluate_targets
+from scripts.runtimes.registry import RUNTIMES
 from scripts.spec import ModelSpec
 
 FULL_MODELS = ("digits_cnn", "sentiment_lstm")
@@ -151,8 +152,6 @@ def run_bench(
 
 def model_summary(spec: ModelSpec, layout: Layout) -> dict:
     """The spec settings a reader needs next to the figures, and what each runtime serves."""
-    from scripts.runtimes.registry import RUNTIMES
-
     return {
         "max_batch_size": spec.batching.max_batch_size,
         "max_queue_delay_ms": spec.batching.max_queue_delay_ms,

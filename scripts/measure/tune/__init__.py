@@ -19,6 +19,7 @@ import shutil
 import time
 from pathlib import Path
 
+from scripts.measure.tune.plot import plot_fronts
 from scripts.pipeline.layout import Layout
 from scripts.measure.tune.configs import axes_for, one_axis_at_a_time, settings_of, spec_fields
 from scripts.measure.tune.rule import CONCURRENCY, RULE, assess, choose, pareto_front, rank
@@ -157,8 +158,6 @@ def snippet(report: dict) -> str:
 
 
 def write_report(report: dict, out_dir: Path) -> None:
-    from scripts.measure.tune.plot import plot_fronts
-
     out_dir.mkdir(parents=True, exist_ok=True)
     name = report["model"]
     (out_dir / f"tune_{name}.json").write_text(json.dumps(report, indent=1, default=str) + "\n")

@@ -9,6 +9,8 @@ import json
 from handlers.formats import FORMATS
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import exported_formats
+from scripts.pipeline.plan import serving_plan
+from scripts.runtimes.registry import RUNTIMES
 from scripts.spec import ModelSpec
 from scripts.spec.schema import Workers
 
@@ -43,8 +45,6 @@ def settings_of(spec: ModelSpec) -> dict:
 
 def axes_for(spec: ModelSpec, layout: Layout, runtime) -> dict[str, list]:
     """The axes this runtime can vary for the model: another runtime's replicas are not its own."""
-    from scripts.runtimes.registry import RUNTIMES
-
     others = {r.replicas for r in RUNTIMES.values()} - {runtime.replicas}
     formats = set(exported_formats(spec, layout))
     axes = {k: list(v) for k, v in AXES.items() if k not in others}
@@ -91,8 +91,6 @@ def spec_fields(spec: ModelSpec, choices: dict[str, dict]) -> dict:
     (and all were tuned) at the top level, one that differs under per_runtime; each runtime's
     replicas (Triton's instances, TorchServe's workers) from its own choice. Runtimes not tuned
     keep what they serve today."""
-    from scripts.runtimes.registry import RUNTIMES
-
     top = settings_of(spec)
     tuned_all = set(choices) >= set(RUNTIMES)
     for field in SHARED:
@@ -135,8 +133,6 @@ def spec_fields(spec: ModelSpec, choices: dict[str, dict]) -> dict:
 def runtime_key(runtime, variant: ModelSpec, scratch: Layout) -> str:
     """What the runtime would actually run: its own settings, threads and format. Two
     configurations with one key are measured once on that runtime."""
-    from scripts.pipeline.plan import serving_plan
-
     settings = runtime.artifacts.translate(serving_plan(variant, scratch)).settings
     return json.dumps(
         {
