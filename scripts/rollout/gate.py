@@ -19,8 +19,10 @@ from typing import Callable
 
 import numpy as np
 
+from handlers.preprocessing.pipeline import Pipeline
 from handlers.preprocessing.processing import class_scores
 from scripts.pipeline.layout import Layout
+from scripts.pipeline.plan import serving_plan
 from scripts.measure.verify_served import CONTENT_TYPES, Endpoints, check_golden, example_requests
 from scripts.runtimes.calls import TensorCall
 from scripts.spec import ModelSpec
@@ -53,9 +55,6 @@ def golden_check(
 
 def shadow_inputs(versions: list[ModelSpec], layout: Layout) -> list[Inputs]:
     """Each version's golden inputs, then each example request as its pre-processing decodes it."""
-    from handlers.preprocessing.pipeline import Pipeline
-    from scripts.pipeline.plan import serving_plan
-
     groups = []
     for spec in versions:
         with np.load(layout.artifact(spec).golden) as golden:
