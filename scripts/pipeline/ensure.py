@@ -12,19 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import Callable, Literal
 
 from scripts.pipeline import sealed, signing
+from scripts.pipeline.export import ExportResult
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.train import TrainResult, train_model
-from scripts.runtimes.protocols import BuildOptions
+from scripts.runtimes.protocols import BuildOptions, BuildRow, Runtime
 from scripts.spec import ModelSpec, UserError
 from scripts.tasks import task_of
-
-if TYPE_CHECKING:
-    from scripts.pipeline.export import ExportResult
-    from scripts.pipeline.train import TrainResult
-    from scripts.runtimes.protocols import BuildOptions, BuildRow, Runtime
 
 Stage = Literal["train", "export", "package"]
 Say = Callable[[str, str, str], None]  # (stage, model, detail): what runs right now
