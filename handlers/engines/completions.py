@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar, cast
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -31,10 +31,11 @@ MAX_MODEL_NAME = 256  # `model` is echoed in OpenAI's answers: never a megabyte 
 PROMPT_BYTES_PER_TOKEN = 32  # the default byte cap on a prompt: this much per context token
 # numbers that Triton's vLLM backend also reads from strings in sampling_parameters (genai-perf
 # sends {"max_tokens": "24"}): read the same here
+T = TypeVar("T")
 VLLM_NUMBERS = {"max_tokens": int, "top_k": int, "seed": int, "temperature": float, "top_p": float}
 
 
-def vllm_numbers(sampling: dict) -> dict:
+def vllm_numbers(sampling: dict[str, Any]) -> dict[str, Any]:
     """sampling_parameters with numeric strings read as vLLM's backend reads them."""
     read = dict(sampling)
     for name, kind in VLLM_NUMBERS.items():
@@ -78,7 +79,7 @@ class CompletionFields(BaseModel):
     stop: Text | list[Text] | None = None
 
     @classmethod
-    def read(cls, fields: dict) -> CompletionFields:
+    def read(cls, fields: dict[str, Any]) -> CompletionFields:
         unknown = sorted(str(name)[:64] for name in set(fields) - set(FIELDS))
         if unknown:
             raise RequestError(f"unknown field(s) {unknown}; a completion takes {list(FIELDS)}")
@@ -140,7 +141,7 @@ class LanguageModel:
         if threads:
             torch.set_num_threads(threads)
         folder = Path(folder)
-        self.model = AutoModelForCausalLM.from_pretrained(folder).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(folder).eval()  # pyright: ignore[reportUnknownMemberType]  transformers' kwargs are untyped
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         config = self.model.config
         context_length = limits.context_length or getattr(config, "n_positions", None)
@@ -216,11 +217,11 @@ class LanguageModel:
         return Sampling(max_tokens, temperature, top_k, top_p, fields.seed, stop)
 
 
-def pick_default(value, default):
+def pick_default(value: T | None, default: T) -> T:
     return default if value is None else value
 
 
-def parse_body(body: Any) -> dict:
+def parse_body(body: Any) -> dict[str, Any]:
     if isinstance(body, (bytes, bytearray)):
         try:
             body = bytes(body).decode("utf-8")
@@ -237,7 +238,7 @@ def parse_body(body: Any) -> dict:
             raise RequestError(f"the body is not JSON: {exc}", "decode") from None
     if not isinstance(body, dict):
         raise RequestError('expected a JSON object, e.g. {"prompt": "The battery"}')
-    return body
+    return cast("dict[str, Any]", body)  # a JSON object's keys are strings
 
 
 def stop_strings(stop: str | list[str] | None, limits: Generation) -> tuple[str, ...]:

@@ -145,7 +145,7 @@ class Generating(Generic[K]):
             if self.fault_prompt is not None and completion.prompt == self.fault_prompt:
                 raise LoopDied(f"the test fault: prompt {self.fault_prompt!r} kills the loop")
             self.loop.join(key, completion.prompt_ids, completion.sampling)
-        pieces = {}
+        pieces: dict[K, Piece] = {}
         with self.metrics.timed("model"):
             events = self.loop.step()
         if events:
