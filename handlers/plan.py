@@ -97,19 +97,24 @@ class Generation(StrictModel):
         return self
 
 
+KIND_FIELDS = ("generation", "embedding_output", "normalize")
+
+
 class TaskPlan(StrictModel):
     kind: TaskKind
     output: Literal["logits", "probabilities"] = "logits"
     top_k: int = 1
     labels: list[str] = []
     generation: Generation | None = None  # generation: request defaults and limits
+    embedding_output: str | None = None  # embedding: the output that is the vector (else the first)
+    normalize: bool | None = None  # embedding: answers' vectors L2-normalised
 
     @model_serializer(mode="wrap")
     def _recorded(self, handler) -> dict:
-        """Without `generation` when unset: plans (and the fingerprints taken over them) of
-        other models stay what they were before it existed."""
+        """Without the kinds' own fields when unset: plans (and the fingerprints taken over
+        them) of other models stay what they were before those fields existed."""
         data = handler(self)
-        return {k: v for k, v in data.items() if not (k == "generation" and v is None)}
+        return {k: v for k, v in data.items() if not (k in KIND_FIELDS and v is None)}
 
     @property
     def serving(self) -> ServingTask:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Callable, ClassVar
 import numpy as np
 from pydantic import AfterValidator, WithJsonSchema
 
-from handlers.preprocessing.processing import class_scores, top_labels
+from handlers.preprocessing.processing import class_scores, l2_normalized, top_labels
 
 
 class ServingTask:
@@ -28,11 +28,23 @@ class ServingTask:
     # served from a Hugging Face folder (format pretrained) by Python code: no tensor export, no
     # native Triton backend
     pretrained: ClassVar[bool] = False
+    # fields of the spec's `task:` section only this kind takes: the other kinds refuse them
+    fields: ClassVar[tuple[str, ...]] = ()
+    # protocols (handlers/protocols/, by name) a one-pass model of this kind answers beside its
+    # own JSON, each on its route after the model's version (if the protocol serves the model)
+    protocols: ClassVar[tuple[str, ...]] = ()
 
-    def section_problems(self, labels: Any, generation: Any) -> list[str]:
+    def section_problems(self, task: Any) -> list[str]:
         """What the spec's `task:` section lacks or holds that this kind does not take."""
-        if generation is not None:
-            return [f"generation: only kind generation takes it, not {self.name}"]
+        return [
+            f"{field}: only kind {other.name} takes it, not {self.name}"
+            for other in SERVING_TASKS.values()
+            for field in other.fields
+            if field not in self.fields and getattr(task, field, None) is not None
+        ]
+
+    def entry_problems(self, task: Any, outputs: list, batching: Any) -> list[str]:
+        """What this kind needs of the rest of the spec entry (its outputs and batching)."""
         return []
 
     def label(self, answers: list[dict], outputs: list[np.ndarray], task: Any) -> None:
@@ -54,8 +66,35 @@ class Regression(Raw):
     name = "regression"
 
 
-class Embedding(Raw):
+class Embedding(ServingTask):
+    """One vector per example: the first output, or the one `task.embedding_output` names. Each
+    example's answer carries it as "embedding", L2-normalised when `task.normalize` (its
+    "outputs" stay as the model made them)."""
+
     name = "embedding"
+    fields = ("embedding_output", "normalize", "min_cosine_similarity")
+    protocols = ("openai-embeddings",)
+
+    def entry_problems(self, task: Any, outputs: list, batching: Any) -> list[str]:
+        names = [t.name for t in outputs]
+        name = task.embedding_output or names[0]
+        if name not in names:
+            return [f"task.embedding_output: {name!r} is not an output (outputs: {names})"]
+        shape = list(outputs[names.index(name)].shape)
+        if batching.max_batch_size == 0 or len(shape) != 2:
+            return [
+                f"outputs: {name} {shape}: an embedding model answers one vector per example; "
+                "give it shape [-1, dimensions] and batching.max_batch_size >= 1"
+            ]
+        return []
+
+    def label(self, answers: list[dict], outputs: list[np.ndarray], task: Any) -> None:
+        for answer in answers:
+            given = answer["outputs"]
+            vector = given[task.embedding_output or next(iter(given))]
+            answer["embedding"] = (
+                l2_normalized(np.array(vector)).tolist() if task.normalize else vector
+            )
 
 
 class Classification(ServingTask):
@@ -64,9 +103,9 @@ class Classification(ServingTask):
     name = "classification"
     labelled = True
 
-    def section_problems(self, labels: Any, generation: Any) -> list[str]:
-        problems = super().section_problems(labels, generation)
-        if not labels:
+    def section_problems(self, task: Any) -> list[str]:
+        problems = super().section_problems(task)
+        if not task.labels:
             problems.append("classification needs labels: a text file with one label per line")
         return problems
 
@@ -83,13 +122,15 @@ class Generation(ServingTask):
     engine = "generate"
     pretrained = True
 
-    def section_problems(self, labels: Any, generation: Any) -> list[str]:
-        if generation is None:
+    fields = ("generation",)
+
+    def section_problems(self, task: Any) -> list[str]:
+        if task.generation is None:
             return [
                 "generation: kind generation needs it (request defaults and limits, e.g. "
                 "{max_tokens: 32, max_tokens_limit: 128})"
             ]
-        return []
+        return super().section_problems(task)
 
     def probe_request(self, golden_row: Callable[[], dict]) -> dict:
         return {"prompt": "The", "max_tokens": 1}  # one decode step: its first token

@@ -58,6 +58,10 @@ class FakeTorchServeContext:
         self.content_types = content_types
         self.statuses: dict[int, int] = {}
         self.response_types: dict[int, str] = {}
+        self.url_paths: dict[int, str] = {}  # the URL after a request's model version
+
+    def get_request_header(self, idx: int, key: str) -> str | None:
+        return self.url_paths.get(idx) if key == "url_path" else None
 
     def get_all_request_header(self, idx: int) -> dict:
         value = self.content_types[idx]

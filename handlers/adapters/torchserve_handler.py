@@ -26,7 +26,9 @@ class OnePass:
 
     def handle(self, data: list[dict], context) -> list:
         for i, r in enumerate(data):
-            self.forward.admit(i, Request(request_body(r), content_type(context, i)))
+            # the URL after the model's version picks a protocol (e.g. .../1/v1/embeddings)
+            route = context.get_request_header(i, "url_path")
+            self.forward.admit(i, Request(request_body(r), content_type(context, i), route=route))
         return answered(context, self.forward.step(), len(data))
 
 

@@ -14,6 +14,7 @@ from typing import Callable, TypeVar
 
 import numpy as np
 
+from handlers.protocols.base import ForwardWriter
 from handlers.protocols.kserve import Envelope
 from handlers.metrics import ModelMetrics
 from handlers.plan import ServingPlan
@@ -41,6 +42,7 @@ class Rows:
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
     single: bool = True  # one example sent (answer one object), not a list
     envelope: Envelope | None = None  # a KServe v1/v2 request is answered in its protocol
+    writer: ForwardWriter | None = None  # a request on a protocol's route is answered in it
     outputs: list[np.ndarray] = field(default_factory=list)
     failure: Failure | None = None
 

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from handlers.protocols import kserve
+from handlers.protocols import forward_by_route, kserve
 from handlers.engines.batching import Batcher, Failure, Rows, isolated
 from handlers.metrics import ModelMetrics, Sink
 from handlers.preprocessing.pipeline import Pipeline
@@ -37,11 +37,13 @@ JSON = "application/json"
 @dataclass(frozen=True)
 class Request:
     """One request as a runtime received it: a body (bytes, text, or JSON a runtime already
-    decoded) and its content type, or the model's input tensors by the spec's names (Triton)."""
+    decoded) and its content type, or the model's input tensors by the spec's names (Triton);
+    `route`: the URL after the model's version, which picks a protocol (TorchServe's url_path)."""
 
     body: Any = None
     content_type: str | None = None
     tensors: Mapping[str, np.ndarray] | None = None
+    route: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,8 @@ class ServingCore:
         tensors = request.tensors
         if tensors is not None:
             rows = isolated("reading the request", lambda: self.read_tensors(tensors))
+        elif request.route:
+            rows = isolated("reading the request", lambda: self.read_routed(request))
         else:
             rows = isolated("pre-processing", lambda: self.parse(request))
         return Rows(failure=rows) if isinstance(rows, Failure) else rows
@@ -149,6 +153,15 @@ class ServingCore:
     def parse(self, request: Request) -> Rows:
         inputs, single, envelope = self.pipeline.parse_request(request.body, request.content_type)
         return Rows(inputs, single, envelope)
+
+    def read_routed(self, request: Request) -> Rows:
+        """A request in the protocol of its route, read into the model's own JSON."""
+        protocol = forward_by_route(request.route, self.plan)
+        if protocol is None:
+            return self.parse(request)
+        body, writer = protocol.read(request.body, self.plan)
+        inputs, single, _ = self.pipeline.parse_json(body)
+        return Rows(inputs, single, writer=writer)
 
     def read_tensors(self, tensors: Mapping[str, np.ndarray]) -> Rows:
         """A runtime has checked dtype and shape against its config; the pipeline adds the
@@ -171,6 +184,8 @@ class ServingCore:
     def json_answer(self, rows: Rows) -> str:
         """The JSON answer of one request, in the protocol it came in."""
         answers = self.pipeline.postprocess(rows.outputs)
+        if rows.writer is not None:
+            return json.dumps(rows.writer.answer(self.plan, rows.inputs, answers))
         if rows.envelope is not None:
             return json.dumps(kserve.answer(self.plan, rows.envelope, rows.outputs, answers))
         return json.dumps(answers[0] if rows.single else answers)
@@ -181,6 +196,8 @@ def request_format(request: Request, rows: Rows) -> str:
     text (an image, a sentence)."""
     if request.tensors is not None:
         return "tensors"
+    if rows.writer is not None:
+        return rows.writer.name
     if rows.envelope is not None:
         return f"kserve-{rows.envelope.protocol}"
     body, content_type = request.body, (request.content_type or "").lower()

@@ -28,6 +28,7 @@ class Kind(BaseModel):
     content_types: ClassVar[tuple[str, ...]] = ()  # raw (non-JSON) bodies this kind decodes
     encoded_suffix: ClassVar[str | None] = None  # file suffix of what encode() writes
     base64_in_json: ClassVar[bool] = False  # encoded items are binary: base64 in JSON bodies
+    takes_text: ClassVar[bool] = False  # one text per example, made into tokens (token_count)
 
     # --- build time ---------------------------------------------------------------------------
     def asset_files(self) -> dict[str, Path]:
@@ -59,6 +60,10 @@ class Kind(BaseModel):
     def decode(self, item: bytes | str, tensor: TensorSpec) -> np.ndarray:
         """One encoded example (image bytes, a text) -> one unchecked model-input row."""
         raise RequestError("this model takes no encoded bytes or text: send JSON")
+
+    def token_count(self, rows: dict[str, np.ndarray], inputs: list[TensorSpec]) -> int:
+        """The tokens (padding not counted) in one request's model-input rows (text kinds)."""
+        raise NotImplementedError(f"{self.kind} makes no tokens")
 
     def produces(self, inputs: list[TensorSpec]) -> list[TensorSpec]:
         """The model inputs this kind fills from an encoded request: the first, unless the kind

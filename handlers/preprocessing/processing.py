@@ -142,6 +142,13 @@ def class_scores(output: np.ndarray, output_kind: str) -> np.ndarray:
     return output if output.shape[1] > 1 else _binary(output)
 
 
+def l2_normalized(rows: np.ndarray) -> np.ndarray:
+    """Each vector (the last axis) scaled to length 1; a zero vector stays zero."""
+    rows = np.asarray(rows, dtype=np.float64)
+    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
+    return rows / np.where(norms == 0, 1.0, norms)
+
+
 def _binary(p: np.ndarray) -> np.ndarray:
     return np.concatenate([1.0 - p, p], axis=1)
 

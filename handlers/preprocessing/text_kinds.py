@@ -27,6 +27,7 @@ class Text(Kind):
     ensemble_input: ClassVar[str] = "TEXT"
     encoded_suffix: ClassVar[str] = ".txt"
     content_types: ClassVar[tuple[str, ...]] = ("", "text/plain")
+    takes_text: ClassVar[bool] = True
     _ids: dict[str, int] = PrivateAttr(default_factory=dict)
 
     def asset_files(self) -> dict[str, Path]:
@@ -57,6 +58,9 @@ class Text(Kind):
             return unicode_text(item)
         except ValueError as exc:
             raise RequestError(f"text is {exc}", "decode") from None
+
+    def token_count(self, rows: dict[str, np.ndarray], inputs: list[TensorSpec]) -> int:
+        return int(np.count_nonzero(rows[self.produces(inputs)[0].name]))  # id 0 pads
 
     def decode(self, item: bytes | str, tensor: TensorSpec) -> np.ndarray:
         return tokenize(self.as_text(item), self._ids, self.max_length, self.lowercase)
@@ -90,6 +94,7 @@ class Tokenized(Kind):
     ensemble_input: ClassVar[str] = "TEXT"
     content_types: ClassVar[tuple[str, ...]] = ("", "text/plain")
     encoded_suffix: ClassVar[str] = ".txt"
+    takes_text: ClassVar[bool] = True
     _tokenizer: Any = PrivateAttr(None)
     _pad_id: int = PrivateAttr(0)
 
@@ -122,6 +127,11 @@ class Tokenized(Kind):
         return (
             'text (Content-Type: text/plain) or JSON {"inputs": "a sentence"} (or a list of them)'
         )
+
+    def token_count(self, rows: dict[str, np.ndarray], inputs: list[TensorSpec]) -> int:
+        if self.mask:
+            return int(rows[self.mask].sum())
+        return int(np.count_nonzero(rows[self.ids] != self._pad_id))
 
     def decode_items(
         self, items: list, inputs: list[TensorSpec], max_batch: int

@@ -1,16 +1,23 @@
-"""What a generation protocol is: how one request's body becomes the completion fields that
-handlers/engines/completions.py checks, and how each piece the engine makes
-(handlers/engines/generating.py)
-is written back in the protocol's shape. Runtime-neutral: an adapter (TorchServe's handler,
-Triton's model) only moves bytes between its runtime and a protocol, found by name or route
-in handlers/protocols/__init__.py."""
+"""What a protocol is, runtime-neutral: an adapter (TorchServe's handler, Triton's model) only
+moves bytes between its runtime and a protocol, found by name or route in
+handlers/protocols/__init__.py.
+
+- A generation protocol: how one request's body becomes the completion fields that
+  handlers/engines/completions.py checks, and how each piece the engine makes
+  (handlers/engines/generating.py) is written back in the protocol's shape.
+- A one-pass (forward) protocol: how one request's body becomes the model's own JSON that the
+  serving core answers (handlers/engines/serving_core.py), and how those answers are written
+  back in the protocol's shape."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+import numpy as np
+
 from handlers.engines.completions import Completion, Piece
+from handlers.plan import ServingPlan
 
 JSON = "application/json"
 
@@ -43,4 +50,32 @@ class GenerationProtocol:
 
     def read(self, body: Any, model: ModelFacts) -> tuple[dict, Writer]:
         """The request -> (completion fields to check and run, its answer's writer)."""
+        raise NotImplementedError
+
+
+class ForwardWriter(Protocol):
+    """One request's answer to a one-pass model, in its protocol's shape."""
+
+    name: str  # the protocol's name: the request format in the model's metrics
+
+    def answer(self, plan: ServingPlan, inputs: dict[str, np.ndarray], answers: list[dict]) -> Any:
+        """The JSON answer, from the examples' answers (handlers/preprocessing/pipeline.py's
+        postprocess) and the request's model-input rows."""
+        ...
+
+
+class ForwardProtocol:
+    """A protocol of one-pass models (handlers/engines/serving_core.py), beside the model's own
+    JSON: reached on TorchServe at /predictions/<model>/<version>/<route>, for models whose task
+    kind offers it (handlers/tasks.py, `protocols`) and that it `serves`."""
+
+    name: ClassVar[str]
+    route: ClassVar[str]
+    needs: ClassVar[str]  # what a model needs to be served by it, for messages
+
+    def serves(self, plan: ServingPlan) -> bool:
+        raise NotImplementedError
+
+    def read(self, body: Any, plan: ServingPlan) -> tuple[Any, ForwardWriter]:
+        """The request -> (its body in the model's own JSON, its answer's writer)."""
         raise NotImplementedError

@@ -48,6 +48,8 @@ def serving_plan(spec: ModelSpec, layout: Layout, fmt: str | None = None) -> Ser
             top_k=min(task.top_k, len(labels) or 1),
             labels=labels,
             generation=task.generation,
+            embedding_output=task.embedding_output,
+            normalize=task.normalize,
         ),
         preprocess=task.preprocess,
         assets=task.preprocess.inline(layout.root),

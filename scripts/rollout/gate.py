@@ -4,7 +4,8 @@ serve it, through the endpoints that reach exactly that version:
 1. its golden samples give its eager outputs (as `make verify` checks a served model);
 2. shadow comparison with the serving version on the same inputs (both versions' golden inputs
    and the example requests, decoded by the serving version's pre-processing): the share of equal
-   top-1 labels and the largest output difference, against the spec's `rollout:` thresholds;
+   top-1 labels and the largest output difference, and what the task kind compares itself
+   (an embedding's cosine similarity), against the spec's `rollout:` thresholds;
 3. a short load on each version in turn (same clients, same request, alternating rounds): the
    candidate's p99 within `max_p99_factor` of the serving version's (each taken from its best
    round, so that a burst of other traffic does not decide).
@@ -29,6 +30,9 @@ from scripts.spec import ModelSpec
 
 Inputs = dict[str, np.ndarray]
 Connect = Callable[[], dict[str, TensorCall]]  # a version's endpoints, on new connections
+# a task kind's own shadow comparison: (spec, [(serving's outputs, candidate's) per input group],
+# gate), adding its figures and problems (scripts/tasks/embedding.py: cosine similarity)
+KindCompare = Callable[[ModelSpec, list[tuple[Inputs, Inputs]], "Gate"], None]
 
 
 @dataclass
@@ -72,12 +76,19 @@ def top1(spec: ModelSpec, outputs: Inputs) -> np.ndarray:
 
 
 def shadow_compare(
-    serving: TensorCall, candidate: TensorCall, spec: ModelSpec, groups: list[Inputs], gate: Gate
+    serving: TensorCall,
+    candidate: TensorCall,
+    spec: ModelSpec,
+    groups: list[Inputs],
+    gate: Gate,
+    kind_compare: KindCompare | None = None,
 ) -> None:
     agree = total = 0
     worst = 0.0
+    pairs = []
     for inputs in groups:
         old, new = serving(spec, inputs), candidate(spec, inputs)
+        pairs.append((old, new))
         worst = max(
             [
                 worst,
@@ -110,6 +121,8 @@ def shadow_compare(
                 f"top-1 labels agree with the serving version on {share:.1%} of {total} inputs "
                 f"(rollout.min_label_agreement {thresholds.min_label_agreement:.0%})"
             )
+    if kind_compare is not None:
+        kind_compare(spec, pairs, gate)
 
 
 def latencies_ms(
@@ -210,8 +223,10 @@ def run_gate(
     spec_serving: ModelSpec,
     spec_candidate: ModelSpec,
     layout: Layout,
+    kind_compare: KindCompare | None = None,
 ) -> Gate:
-    """All three checks; a failed golden check stops there (the rest would compare garbage)."""
+    """All three checks; a failed golden check stops there (the rest would compare garbage).
+    `kind_compare`: the task kind's own part of the shadow comparison."""
     gate = Gate()
     golden_check(candidate(), spec_candidate, layout, gate)
     if gate.passed:
@@ -220,7 +235,7 @@ def run_gate(
             next(iter(candidate().values())),
         )
         groups = shadow_inputs([spec_serving, spec_candidate], layout)
-        shadow_compare(first_serving, first_candidate, spec_candidate, groups, gate)
+        shadow_compare(first_serving, first_candidate, spec_candidate, groups, gate, kind_compare)
         row = {name: rows[:1] for name, rows in groups[0].items()}
         p99_check(serving, candidate, spec_candidate, row, gate)
     return gate

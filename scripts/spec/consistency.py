@@ -20,6 +20,7 @@ def entry_problems(spec, root: Path) -> list[str]:
     problems = [*format_problems(spec), *file_problems(spec, root), *import_problems(spec)]
     problems += batch_axis_problems(spec) + tensor_name_problems(spec) + script_problems(spec)
     problems += generation_problems(spec, root)
+    problems += spec.task.serving.entry_problems(spec.task, spec.outputs, spec.batching)
     try:
         spec.task.preprocess.produces(spec.inputs)
     except ValueError as exc:

@@ -112,18 +112,29 @@ class Task(StrictModel):
     top_k: int = Field(default=1, gt=0)
     preprocess: Preprocess = Raw()
     generation: Generation | None = None  # generation: request defaults and limits
+    # embedding: the output that is the vector (else the first); answered L2-normalised; the
+    # least cosine similarity of a served vector with eager's (`make verify`; else 0.999)
+    embedding_output: str | None = None
+    normalize: bool | None = None
+    min_cosine_similarity: float | None = Field(default=None, ge=-1, le=1)
 
     @model_serializer(mode="wrap")
     def _recorded(self, handler: SerializerFunctionWrapHandler) -> dict:
-        return without_unset(handler(self), ("generation",))
+        return without_unset(
+            handler(self), ("generation", "embedding_output", "normalize", "min_cosine_similarity")
+        )
 
     @property
     def serving(self) -> ServingTask:
         return serving_task(self.kind)
 
+    @property
+    def cosine_similarity(self) -> float:
+        return 0.999 if self.min_cosine_similarity is None else self.min_cosine_similarity
+
     @model_validator(mode="after")
     def _what_the_kind_needs(self, info: ValidationInfo) -> Task:
-        problems = self.serving.section_problems(self.labels, self.generation)
+        problems = self.serving.section_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
         if self.labels is not None:

@@ -50,10 +50,15 @@ class RolloutGate(StrictModel):
     max_ttft_factor: float | None = Field(
         default=None, gt=0
     )  # time to first token vs the serving one
+    # embedding models: the least cosine similarity of a candidate's vector with the serving
+    # version's for the same input (a new embedding space needs a new index: lower it knowingly)
+    min_cosine_similarity: float | None = Field(default=None, ge=-1, le=1)
 
     @model_serializer(mode="wrap")
     def _recorded(self, handler: SerializerFunctionWrapHandler) -> dict:
-        return without_unset(handler(self), ("min_token_agreement", "max_ttft_factor"))
+        return without_unset(
+            handler(self), ("min_token_agreement", "max_ttft_factor", "min_cosine_similarity")
+        )
 
     @property
     def token_agreement(self) -> float:
@@ -62,6 +67,10 @@ class RolloutGate(StrictModel):
     @property
     def ttft_factor(self) -> float:
         return 2.0 if self.max_ttft_factor is None else self.max_ttft_factor
+
+    @property
+    def cosine_similarity(self) -> float:
+        return 0.99 if self.min_cosine_similarity is None else self.min_cosine_similarity
 
 
 def versioned_path(path: Path | None, base_dir: Path, version: int) -> Path | None:

@@ -20,6 +20,10 @@ PROVES = {
         "transformers encoder from raw text via tokenizer.json; "
         "input_ids + attention_mask padded per batch"
     ),
+    "zoo_text_embedder": (
+        "task kind embedding from raw text: a mean-pooled encoder answering one vector per "
+        "sentence, also at OpenAI's /v1/embeddings"
+    ),
     "zoo_two_tower": (
         "two inputs incl. a per-sample scalar [-1], two tuple outputs, "
         "an output named like a module"
