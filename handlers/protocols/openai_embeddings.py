@@ -6,14 +6,16 @@ one vector per text out, as OpenAI answers:
      "model": ..., "usage": {"prompt_tokens": n, "total_tokens": n}}
 
 The vectors are the model's answers' `embedding` (handlers/tasks.py: L2-normalised when the
-spec says task.normalize). What is not served is refused by name: base64 vectors (the `openai`
-client asks for them unless told `encoding_format="float"`), token-id inputs, `dimensions`.
+spec says task.normalize), as JSON numbers or, with `encoding_format: "base64"` (what the
+`openai` client asks for by default), as the base64 of little-endian float32 bytes, which the
+client decodes. What is not served is refused by name: token-id inputs, `dimensions`.
 On TorchServe: `POST /predictions/<model>/<version>/v1/embeddings`; the `openai` client's base URL
 is `http://host:8080/predictions/<model>/<version>/v1`, its API key the inference token.
 """
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -43,17 +45,31 @@ def texts_of(given: Any) -> list[str]:
     return texts
 
 
+ENCODINGS = ("float", "base64")
+
+
+def encoded(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "float":
+        return vector
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+
 @dataclass
 class EmbeddingsWriter:
     name: ClassVar[str] = "openai-embeddings"  # the request format in the model's metrics
     model: str
+    encoding: str = "float"
 
     def answer(self, plan: ServingPlan, inputs: dict[str, np.ndarray], answers: list[dict]) -> dict:
         tokens = plan.preprocess.token_count(inputs, plan.inputs)
         return {
             "object": "list",
             "data": [
-                {"object": "embedding", "index": i, "embedding": a["embedding"]}
+                {
+                    "object": "embedding",
+                    "index": i,
+                    "embedding": encoded(a["embedding"], self.encoding),
+                }
                 for i, a in enumerate(answers)
             ],
             "model": self.model,
@@ -80,14 +96,15 @@ class OpenAIEmbeddings(ForwardProtocol):
             raise RequestError(
                 f"unknown field(s) {unknown}; an embeddings request takes {sorted(FIELDS)}"
             )
-        if (fields.get("encoding_format") or "float") != "float":
+        encoding = fields.get("encoding_format") or "float"
+        if encoding not in ENCODINGS:
             raise RequestError(
-                f"encoding_format: {str(fields['encoding_format'])[:20]!r} is not served; send "
-                '"float" (the openai client: embeddings.create(..., encoding_format="float"))'
+                f"encoding_format: {str(encoding)[:20]!r} is not served; send one of "
+                f"{list(ENCODINGS)}"
             )
         if "input" not in fields:
             raise RequestError("input: missing; an embeddings request needs it")
         model = fields.get("model") or plan.name
         if not isinstance(model, str) or len(model) > MAX_MODEL_NAME:
             raise RequestError(f"model: a name of at most {MAX_MODEL_NAME} characters")
-        return {"inputs": texts_of(fields["input"])}, EmbeddingsWriter(model)
+        return {"inputs": texts_of(fields["input"])}, EmbeddingsWriter(model, encoding)

@@ -78,6 +78,7 @@ def test_the_openai_client_gets_eager_s_vectors_from_torchserve(embedder, server
     assert answer.usage.prompt_tokens == answer.usage.total_tokens > len(texts)
     np.testing.assert_allclose(served, want, atol=1e-5)
     assert cosine_similarities(served, want).min() > 0.99999
-    with pytest.raises(openai.BadRequestError) as refused:  # it asks for base64 unless told
-        client.embeddings.create(input=texts[0], model=NAME)
-    assert "encoding_format: 'base64' is not served" in str(refused.value.body)
+    # unchanged, the client asks for base64 (little-endian float32) and decodes it
+    default = client.embeddings.create(input=texts, model=NAME)
+    decoded = np.array([d.embedding for d in default.data], dtype=np.float32)
+    np.testing.assert_array_equal(decoded, served.astype(np.float32))

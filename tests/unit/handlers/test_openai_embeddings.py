@@ -5,6 +5,7 @@ only for a model whose kind offers it, and what is not served is refused by name
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
@@ -142,7 +143,7 @@ def test_v1_embeddings_answers_in_openai_shape(served):
 @pytest.mark.parametrize(
     "body, message",
     [
-        ({"input": "x", "encoding_format": "base64"}, "encoding_format: 'base64' is not served"),
+        ({"input": "x", "encoding_format": "int8"}, "encoding_format: 'int8' is not served"),
         ({"input": [101, 2023]}, "input: token ids are not served"),
         ({"input": [[101, 2023]]}, "input: token ids are not served"),
         ({"input": "x", "dimensions": 2}, "dimensions: not served"),
@@ -193,3 +194,14 @@ def test_the_model_s_own_route_takes_no_protocol(tokenizer):
     plan = plan_of(tokenizer, {"kind": "embedding"})
     assert forward_by_route(None, plan) is None and forward_by_route("/", plan) is None
     assert isinstance(forward_by_route(ROUTE, plan), OpenAIEmbeddings)
+
+
+def test_base64_vectors_are_little_endian_float32_as_the_openai_client_decodes_them(served):
+    handler, _, _ = served[True]
+    floats, packed = call(
+        handler,
+        [{"input": TEXTS[0]}, {"input": TEXTS[0], "encoding_format": "base64"}],
+        [ROUTE, ROUTE],
+    )[0]
+    decoded = np.frombuffer(base64.b64decode(packed["data"][0]["embedding"]), dtype="<f4")
+    np.testing.assert_array_equal(decoded, np.float32(floats["data"][0]["embedding"]))
