@@ -3,6 +3,9 @@ need these)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+
 from scripts.pipeline.layout import Layout
 from scripts.spec import ModelSpec
 
@@ -34,3 +37,14 @@ def golden_examples(spec: ModelSpec, layout: Layout, most: int) -> list[dict]:
         return [rows]
     count = min(most, len(next(iter(rows.values()))))
     return [{n: v[i : i + 1] for n, v in rows.items()} for i in range(count)]
+
+
+def link_or_copy(source: str, target: str) -> str:
+    """A hard link where source and target share a file system, else a copy: a staging folder
+    that only reads a model's weights should not hold a second copy of them on disk (a
+    language model's are hundreds of MB, and CI's disk is shared)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+    return target

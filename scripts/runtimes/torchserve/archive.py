@@ -22,7 +22,7 @@ from handlers.adapters.torchserve_handler import SpecHandler
 from handlers.plan import ServingPlan
 from scripts.pipeline.fingerprint import file_digest, is_fresh, write_stamp
 from scripts.pipeline.layout import Layout
-from scripts.pipeline.paths import golden_examples
+from scripts.pipeline.paths import golden_examples, link_or_copy
 from scripts.pipeline.plan import copy_handlers, plan_fingerprint, serving_plan
 from scripts.runtimes.torchserve.settings import NAME, model_config_yaml
 from scripts.spec import BuildError, ModelSpec
@@ -50,7 +50,7 @@ def stage(plan: ServingPlan, serialized: Path, folder: Path) -> Path:
     copy_handlers(package)
     plan.save(folder / "extra")
     if serialized.is_dir():  # a generation model's Hugging Face folder travels as it is
-        shutil.copytree(serialized, folder / "extra" / serialized.name)
+        shutil.copytree(serialized, folder / "extra" / serialized.name, copy_function=link_or_copy)
     config = folder / "model-config.yaml"
     config.write_text(yaml.safe_dump(model_config_yaml(plan).settings, sort_keys=False))
     packed = {
@@ -107,7 +107,8 @@ def archive_model(spec: ModelSpec, layout: Layout, store: Path, force: bool = Fa
         )
         built = folder / f"{spec.name}.mar"  # the archiver names it after the model
         if serialized.is_dir():
-            built = weights_stored(built, folder / "stored.mar")
+            deflated, built = built, weights_stored(built, folder / "stored.mar")
+            deflated.unlink()  # one archive-sized file less on disk at the peak
         shutil.move(built, out)
     problems = verify_archive(out) or check_loads(out, spec, layout)
     if problems:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from scripts.pipeline.paths import link_or_copy
 from scripts.runtimes.triton.model_config import ModelConfig, mc
 
 from handlers.plan import ServingPlan
@@ -43,5 +44,6 @@ def generation_config(plan: ServingPlan) -> ModelConfig:
 
 
 def stage_folder(artifact: Path, version_dir: Path) -> None:
-    """The Hugging Face folder beside model.py, as the serving plan names it."""
-    shutil.copytree(artifact, version_dir / artifact.name)
+    """The Hugging Face folder beside model.py, as the serving plan names it (linked where the
+    file system allows: the repository only reads the weights)."""
+    shutil.copytree(artifact, version_dir / artifact.name, copy_function=link_or_copy)
