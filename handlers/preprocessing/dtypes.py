@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 # spec name -> (numpy dtype, Triton / KServe v2 datatype)
-DTYPES: dict[str, tuple[type, str]] = {
+DTYPES: dict[str, tuple[type[np.generic], str]] = {
     "float32": (np.float32, "FP32"),
     "float16": (np.float16, "FP16"),
     "float64": (np.float64, "FP64"),
@@ -26,7 +27,7 @@ DType = Literal["float32", "float16", "float64", "int8", "int16", "int32", "int6
 BYTES = "BYTES"  # Triton's string/bytes datatype (config.pbtxt: TYPE_STRING)
 
 
-def numpy_dtype(name: str) -> type:
+def numpy_dtype(name: str) -> type[np.generic]:
     return DTYPES[name][0]
 
 
@@ -39,6 +40,6 @@ def spec_dtype(datatype: str) -> str:
     return next(name for name, (_, triton) in DTYPES.items() if triton == datatype)
 
 
-def spec_dtype_of_numpy(dtype) -> str:
+def spec_dtype_of_numpy(dtype: DTypeLike) -> str:
     """A numpy dtype -> the spec's name (numpy's own names are the spec's, bool_ aside)."""
     return "bool" if np.dtype(dtype) == np.bool_ else np.dtype(dtype).name

@@ -7,10 +7,12 @@ are.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
 from handlers.preprocessing.processing import RequestError
@@ -20,9 +22,7 @@ from handlers.preprocessing.tensors import TensorSpec, check_rows, check_shape, 
 class Kind(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     if TYPE_CHECKING:  # each kind's own field, its Literal name (the union's discriminator)
-
-        @property
-        def kind(self) -> str: ...
+        kind: Any  # Any: a field of type str could not be narrowed to a Literal by a subclass
 
     ensemble_input: ClassVar[str | None] = None  # Triton ensemble input (BYTES); None: no ensemble
     content_types: ClassVar[tuple[str, ...]] = ()  # raw (non-JSON) bodies this kind decodes
@@ -39,7 +39,7 @@ class Kind(BaseModel):
         """The assets' content, shipped inside the serving plan (servers read no other file)."""
         return {}
 
-    def encode(self, row: np.ndarray, assets: dict[str, Any]) -> bytes:
+    def encode(self, row: NDArray[Any], assets: dict[str, Any]) -> bytes:
         """A model-input row turned back into what a client sends (ensemble kinds only)."""
         raise NotImplementedError(f"{self.kind} has no encoded request form")
 
@@ -57,11 +57,11 @@ class Kind(BaseModel):
     def accepts(self, content_type: str) -> bool:
         return content_type in self.content_types
 
-    def decode(self, item: bytes | str, tensor: TensorSpec) -> np.ndarray:
+    def decode(self, item: bytes | str, tensor: TensorSpec) -> NDArray[Any]:
         """One encoded example (image bytes, a text) -> one unchecked model-input row."""
         raise RequestError("this model takes no encoded bytes or text: send JSON")
 
-    def token_count(self, rows: dict[str, np.ndarray], inputs: list[TensorSpec]) -> int:
+    def token_count(self, rows: dict[str, NDArray[Any]], inputs: list[TensorSpec]) -> int:
         """The tokens (padding not counted) in one request's model-input rows (text kinds)."""
         raise NotImplementedError(f"{self.kind} makes no tokens")
 
@@ -71,8 +71,8 @@ class Kind(BaseModel):
         return inputs[:1]
 
     def decode_items(
-        self, items: list, inputs: list[TensorSpec], max_batch: int
-    ) -> dict[str, np.ndarray]:
+        self, items: Sequence[bytes | str], inputs: list[TensorSpec], max_batch: int
+    ) -> dict[str, NDArray[Any]]:
         """Encoded examples -> checked rows of every input the kind produces. A model without
         a batch axis (max_batch 0) takes exactly one, as its whole tensor."""
         check_count(items, max_batch)
@@ -91,7 +91,7 @@ class Kind(BaseModel):
 
     def json_inputs(
         self, value: Any, inputs: list[TensorSpec], max_batch: int
-    ) -> tuple[dict[str, np.ndarray], bool]:
+    ) -> tuple[dict[str, NDArray[Any]], bool]:
         """The JSON value of "inputs" (not a mapping of tensors) -> (checked rows by input,
         single?)."""
         if len(inputs) > 1:
@@ -102,7 +102,9 @@ class Kind(BaseModel):
         rows, single = self.from_json(value, inputs[0], max_batch)
         return {inputs[0].name: rows}, single
 
-    def from_json(self, value: Any, tensor: TensorSpec, max_batch: int) -> tuple[np.ndarray, bool]:
+    def from_json(
+        self, value: Any, tensor: TensorSpec, max_batch: int
+    ) -> tuple[NDArray[Any], bool]:
         """Raw JSON values of the first input -> (checked rows, single example?)."""
         rows = numeric_array(value, "inputs", tensor.numpy)
         single = bool(max_batch) and rows.ndim == len(tensor.shape) - 1  # one example, unlisted
@@ -110,11 +112,11 @@ class Kind(BaseModel):
         check_shape(tensor, rows, batched=bool(max_batch))
         return check_rows(tensor, self.transform(rows), max_batch), single
 
-    def transform(self, rows: np.ndarray) -> np.ndarray:
+    def transform(self, rows: NDArray[Any]) -> NDArray[Any]:
         return rows
 
 
-def check_count(items: list, max_batch: int) -> None:
+def check_count(items: Sequence[bytes | str], max_batch: int) -> None:
     """Too many examples are refused before any is decoded (each may be a big image)."""
     if max_batch and len(items) > max_batch:
         raise RequestError(f"{len(items)} examples in one request; at most {max_batch}", "size")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import Field, PositiveFloat, PrivateAttr, model_validator
 
 from handlers.preprocessing.kind_base import Kind
@@ -42,8 +43,8 @@ class Standardize(Kind):
 
     kind: Literal["standardize"]
     stats: Path  # JSON with "mean" and "std" lists, written by training
-    _mean: np.ndarray | None = PrivateAttr(None)  # set by prepare()
-    _std: np.ndarray | None = PrivateAttr(None)
+    _mean: NDArray[Any] | None = PrivateAttr(None)  # set by prepare()
+    _std: NDArray[Any] | None = PrivateAttr(None)
 
     def asset_files(self) -> dict[str, Path]:
         return {"stats": self.stats}
@@ -55,7 +56,7 @@ class Standardize(Kind):
     def prepare(self, assets: dict[str, Any]) -> None:
         self._mean, self._std = np.asarray(assets["mean"]), np.asarray(assets["std"])
 
-    def transform(self, rows: np.ndarray) -> np.ndarray:
+    def transform(self, rows: NDArray[Any]) -> NDArray[Any]:
         if self._mean is None or self._std is None:
             raise RuntimeError("standardize: prepare() was not called with the stats")
         return standardize(rows, self._mean, self._std)
@@ -71,8 +72,8 @@ class Image(Kind):
     # one value for all channels, or one per channel (e.g. ImageNet's [0.485, 0.456, 0.406])
     mean: float | list[float] = 0.0
     std: PositiveFloat | list[PositiveFloat] = 1.0
-    ensemble_input: ClassVar[str] = "IMAGE"
-    encoded_suffix: ClassVar[str] = ".png"
+    ensemble_input: ClassVar[str | None] = "IMAGE"
+    encoded_suffix: ClassVar[str | None] = ".png"
     base64_in_json: ClassVar[bool] = True
     content_types: ClassVar[tuple[str, ...]] = ("", "application/octet-stream")
 
@@ -80,7 +81,7 @@ class Image(Kind):
     def _stats_per_channel(self) -> Image:
         channels = 1 if self.grayscale else 3
         for field in ("mean", "std"):
-            value = getattr(self, field)
+            value: float | list[float] = getattr(self, field)
             if isinstance(value, list) and len(value) != channels:
                 raise ValueError(
                     f"{field}: {len(value)} values for {channels} channel(s); give one number "
@@ -94,11 +95,13 @@ class Image(Kind):
     def expected_input(self, inputs: list[TensorSpec], batched: bool = True) -> str:
         return 'PNG/JPEG bytes (Content-Type: image/png) or JSON {"inputs": HxW or CxHxW array}'
 
-    def decode(self, item: bytes | str, tensor: TensorSpec) -> np.ndarray:
+    def decode(self, item: bytes | str, tensor: TensorSpec) -> NDArray[Any]:
         image = decode_image(item if isinstance(item, bytes) else item.encode())
         return pil_to_array(image, self.height, self.width, self.grayscale, self.mean, self.std)
 
-    def from_json(self, value: Any, tensor: TensorSpec, max_batch: int) -> tuple[np.ndarray, bool]:
+    def from_json(
+        self, value: Any, tensor: TensorSpec, max_batch: int
+    ) -> tuple[NDArray[Any], bool]:
         pixels = numeric_array(value, "inputs", np.float32)
         if not max_batch:  # no batch axis: one CxHxW array (HxW for one channel)
             pixels = pixels[None] if pixels.ndim == 2 else pixels
@@ -112,7 +115,7 @@ class Image(Kind):
             single = False
         return check_rows(tensor, pixels, max_batch), single
 
-    def encode(self, row: np.ndarray, assets: dict[str, Any]) -> bytes:
+    def encode(self, row: NDArray[Any], assets: dict[str, Any]) -> bytes:
         from PIL import Image as PILImage
 
         pixels = row * channel_stats(self.std) + channel_stats(self.mean)

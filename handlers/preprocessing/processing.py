@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import io
 import re
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
 
@@ -34,7 +36,7 @@ def unicode_text(value: str) -> str:
 # --- tabular ---------------------------------------------------------------------------------
 
 
-def standardize(rows: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+def standardize(rows: NDArray[Any], mean: NDArray[Any], std: NDArray[Any]) -> NDArray[np.float32]:
     """Scale raw feature rows with the training set's statistics."""
     return ((np.asarray(rows, dtype=np.float64) - mean) / std).astype(np.float32)
 
@@ -42,7 +44,7 @@ def standardize(rows: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarr
 # --- images ----------------------------------------------------------------------------------
 
 
-def channel_stats(value: float | list[float]) -> np.ndarray:
+def channel_stats(value: float | list[float]) -> NDArray[np.float32]:
     """One mean/std for every channel, or one per channel (ImageNet style), as (C, 1, 1)."""
     return np.asarray(value, dtype=np.float32).reshape(-1, 1, 1)
 
@@ -54,7 +56,7 @@ def pil_to_array(
     grayscale: bool,
     mean: float | list[float],
     std: float | list[float],
-) -> np.ndarray:
+) -> NDArray[np.float32]:
     """PIL image -> normalized float32 array of shape (channels, height, width)."""
     image = image.convert("L" if grayscale else "RGB")
     image = image.resize((width, height), Image.Resampling.BILINEAR)
@@ -115,7 +117,7 @@ def split_words(text: str, lowercase: bool = True) -> list[str]:
 
 def tokenize(
     text: str, vocab: dict[str, int], max_length: int, lowercase: bool = True
-) -> np.ndarray:
+) -> NDArray[np.int64]:
     """Text -> int64 ids of length max_length: unknown words map to UNKNOWN_ID, and the
     sequence is left-padded with PAD_ID (the LSTM reads the real words last) or truncated."""
     ids = [vocab.get(word, UNKNOWN_ID) for word in split_words(text, lowercase)][:max_length]
@@ -125,12 +127,12 @@ def tokenize(
 # --- classification --------------------------------------------------------------------------
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: NDArray[np.float64]) -> NDArray[np.float64]:
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def class_scores(output: np.ndarray, output_kind: str) -> np.ndarray:
+def class_scores(output: NDArray[Any], output_kind: str) -> NDArray[np.float64]:
     """One model output row per example -> class probabilities per example.
 
     A single probability column is a binary classifier: [1 - p, p]."""
@@ -142,22 +144,22 @@ def class_scores(output: np.ndarray, output_kind: str) -> np.ndarray:
     return output if output.shape[1] > 1 else _binary(output)
 
 
-def l2_normalized(rows: np.ndarray) -> np.ndarray:
+def l2_normalized(rows: NDArray[Any]) -> NDArray[np.float64]:
     """Each vector (the last axis) scaled to length 1; a zero vector stays zero."""
     rows = np.asarray(rows, dtype=np.float64)
     norms = np.linalg.norm(rows, axis=-1, keepdims=True)
     return rows / np.where(norms == 0, 1.0, norms)
 
 
-def _binary(p: np.ndarray) -> np.ndarray:
+def _binary(p: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.concatenate([1.0 - p, p], axis=1)
 
 
-def top_labels(scores: np.ndarray, labels: list[str], top_k: int) -> list[dict]:
+def top_labels(scores: NDArray[Any], labels: list[str], top_k: int) -> list[dict[str, Any]]:
     """Class probabilities per example -> [{"label": ..., "score": ..., "top_k": [...]}, ...]."""
-    results = []
+    results: list[dict[str, Any]] = []
     for row in scores:
         order = np.argsort(-row, kind="stable")[:top_k]
-        ranked = [{"label": labels[i], "score": float(row[i])} for i in order]
+        ranked: list[dict[str, Any]] = [{"label": labels[i], "score": float(row[i])} for i in order]
         results.append({"label": ranked[0]["label"], "score": ranked[0]["score"], "top_k": ranked})
     return results

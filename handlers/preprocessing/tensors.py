@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from handlers.preprocessing.dtypes import DType, numpy_dtype
@@ -33,11 +34,11 @@ class TensorSpec(BaseModel):
         return shape
 
     @property
-    def numpy(self) -> type:
+    def numpy(self) -> type[np.generic]:
         return numpy_dtype(self.dtype)
 
 
-def numeric_array(value: Any, name: str, dtype) -> np.ndarray:
+def numeric_array(value: Any, name: str, dtype: DTypeLike) -> NDArray[np.float64]:
     """JSON numbers -> float64 array, refusing ragged lists, NaN/Inf and, for integer inputs,
     fractions. Booleans: true/false (or 0/1) for bool inputs only."""
     try:
@@ -63,7 +64,7 @@ def numeric_array(value: Any, name: str, dtype) -> np.ndarray:
     return array
 
 
-def check_shape(tensor: TensorSpec, rows: np.ndarray, batched: bool = True) -> None:
+def check_shape(tensor: TensorSpec, rows: NDArray[Any], batched: bool = True) -> None:
     """Batched models take rows of the spec's shape after its batch axis; a model without a
     batch axis (max_batch_size 0) takes one tensor of exactly the spec's shape."""
     expected = tensor.shape[1:] if batched else tensor.shape
@@ -79,7 +80,7 @@ def check_shape(tensor: TensorSpec, rows: np.ndarray, batched: bool = True) -> N
     raise RequestError(f"{tensor.name}: {wanted}, got {list(rows.shape)}", "shape")
 
 
-def check_rows(tensor: TensorSpec, rows: np.ndarray, max_batch: int) -> np.ndarray:
+def check_rows(tensor: TensorSpec, rows: NDArray[Any], max_batch: int) -> NDArray[Any]:
     """Shape, count, finiteness and range of model-input rows; returns them in the model's dtype.
     `max_batch` 0: the model has no batch axis and takes the tensor whole. Every request pays
     for this: one min and one max over the rows (NaN and infinities show in them), no copy when
@@ -97,7 +98,7 @@ def check_rows(tensor: TensorSpec, rows: np.ndarray, max_batch: int) -> np.ndarr
     return rows.astype(tensor.numpy, copy=False)
 
 
-def dtype_limits(dtype) -> tuple[float, float]:
+def dtype_limits(dtype: DTypeLike) -> tuple[float, float]:
     """What the dtype can hold: a bigger number would wrap (integers) or become inf (floats)."""
     dtype = np.dtype(dtype)
     if dtype.kind in "iuf":

@@ -6,15 +6,28 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeGuard, cast
 
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import Field, PrivateAttr
 
 from handlers.preprocessing.kind_base import Kind, check_count
 from handlers.preprocessing.processing import RequestError, tokenize, unicode_text
 from handlers.preprocessing.tensors import TensorSpec, check_rows
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+
+def is_text_list(value: object) -> TypeGuard[list[str]]:
+    """A JSON value that is a non-empty list of strings."""
+    if not isinstance(value, list):
+        return False
+    items = cast("list[object]", value)
+    return bool(items) and all(isinstance(t, str) for t in items)
 
 
 class Text(Kind):
@@ -24,8 +37,8 @@ class Text(Kind):
     vocab: Path  # JSON {"tokens": [...]}: id = position; 0 pads, 1 is the unknown word
     max_length: int = Field(gt=0)
     lowercase: bool = True
-    ensemble_input: ClassVar[str] = "TEXT"
-    encoded_suffix: ClassVar[str] = ".txt"
+    ensemble_input: ClassVar[str | None] = "TEXT"
+    encoded_suffix: ClassVar[str | None] = ".txt"
     content_types: ClassVar[tuple[str, ...]] = ("", "text/plain")
     takes_text: ClassVar[bool] = True
     _ids: dict[str, int] = PrivateAttr(default_factory=dict)
@@ -59,15 +72,17 @@ class Text(Kind):
         except ValueError as exc:
             raise RequestError(f"text is {exc}", "decode") from None
 
-    def token_count(self, rows: dict[str, np.ndarray], inputs: list[TensorSpec]) -> int:
+    def token_count(self, rows: dict[str, NDArray[Any]], inputs: list[TensorSpec]) -> int:
         return int(np.count_nonzero(rows[self.produces(inputs)[0].name]))  # id 0 pads
 
-    def decode(self, item: bytes | str, tensor: TensorSpec) -> np.ndarray:
+    def decode(self, item: bytes | str, tensor: TensorSpec) -> NDArray[Any]:
         return tokenize(self.as_text(item), self._ids, self.max_length, self.lowercase)
 
-    def from_json(self, value: Any, tensor: TensorSpec, max_batch: int) -> tuple[np.ndarray, bool]:
+    def from_json(
+        self, value: Any, tensor: TensorSpec, max_batch: int
+    ) -> tuple[NDArray[Any], bool]:
         texts, single = ([value], True) if isinstance(value, str) else (value, False)
-        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        if not is_text_list(texts):
             raise RequestError(
                 f"expected a string or a list of strings; send {self.expected_input([tensor])}"
             )
@@ -75,7 +90,7 @@ class Text(Kind):
             tensor, np.stack([self.decode(t, tensor) for t in texts]), max_batch
         ), single
 
-    def encode(self, row: np.ndarray, assets: dict[str, Any]) -> bytes:
+    def encode(self, row: NDArray[Any], assets: dict[str, Any]) -> bytes:
         tokens = assets["tokens"]
         return " ".join(tokens[i] for i in row.reshape(-1) if i > 1).encode() or b"hello"
 
@@ -91,11 +106,11 @@ class Tokenized(Kind):
     mask: str | None = (
         "attention_mask"  # the model input that takes the mask (1 = token, 0 = padding)
     )
-    ensemble_input: ClassVar[str] = "TEXT"
+    ensemble_input: ClassVar[str | None] = "TEXT"
     content_types: ClassVar[tuple[str, ...]] = ("", "text/plain")
-    encoded_suffix: ClassVar[str] = ".txt"
+    encoded_suffix: ClassVar[str | None] = ".txt"
     takes_text: ClassVar[bool] = True
-    _tokenizer: Any = PrivateAttr(None)
+    _tokenizer: Tokenizer | None = PrivateAttr(None)  # set by prepare()
     _pad_id: int = PrivateAttr(0)
 
     def asset_files(self) -> dict[str, Path]:
@@ -109,7 +124,8 @@ class Tokenized(Kind):
 
         self._tokenizer = Tokenizer.from_str(assets["tokenizer"])
         self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(self.max_length)
+        # the library's stub leaves enable_truncation's **kwargs untyped
+        self._tokenizer.enable_truncation(self.max_length)  # pyright: ignore[reportUnknownMemberType]
         self._pad_id = self._tokenizer.token_to_id("[PAD]") or 0
 
     def produces(self, inputs: list[TensorSpec]) -> list[TensorSpec]:
@@ -128,16 +144,18 @@ class Tokenized(Kind):
             'text (Content-Type: text/plain) or JSON {"inputs": "a sentence"} (or a list of them)'
         )
 
-    def token_count(self, rows: dict[str, np.ndarray], inputs: list[TensorSpec]) -> int:
+    def token_count(self, rows: dict[str, NDArray[Any]], inputs: list[TensorSpec]) -> int:
         if self.mask:
             return int(rows[self.mask].sum())
         return int(np.count_nonzero(rows[self.ids] != self._pad_id))
 
     def decode_items(
-        self, items: list, inputs: list[TensorSpec], max_batch: int
-    ) -> dict[str, np.ndarray]:
+        self, items: Sequence[bytes | str], inputs: list[TensorSpec], max_batch: int
+    ) -> dict[str, NDArray[Any]]:
         check_count(items, max_batch)
         texts = [Text.as_text(item) for item in items]
+        if self._tokenizer is None:
+            raise RuntimeError("tokenizer: prepare() was not called with the tokenizer")
         encodings = self._tokenizer.encode_batch(texts)
         length = max(len(e.ids) for e in encodings)
         ids = np.full((len(texts), length), self._pad_id, dtype=np.int64)
@@ -149,15 +167,15 @@ class Tokenized(Kind):
 
     def json_inputs(
         self, value: Any, inputs: list[TensorSpec], max_batch: int
-    ) -> tuple[dict[str, np.ndarray], bool]:
+    ) -> tuple[dict[str, NDArray[Any]], bool]:
         texts, single = ([value], True) if isinstance(value, str) else (value, False)
-        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        if not is_text_list(texts):
             raise RequestError(
                 f"expected a string or a list of strings; send {self.expected_input(inputs)}"
             )
         return self.decode_items(texts, inputs, max_batch), single
 
-    def encode(self, row: np.ndarray, assets: dict[str, Any]) -> bytes:
+    def encode(self, row: NDArray[Any], assets: dict[str, Any]) -> bytes:
         from tokenizers import Tokenizer
 
         text = Tokenizer.from_str(assets["tokenizer"]).decode([int(i) for i in row.reshape(-1)])
