@@ -14,7 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from handlers.preprocessing.kinds import Kind, Preprocess
 from handlers.formats import FORMAT_NAMES, format_of
@@ -110,7 +117,7 @@ class TaskPlan(StrictModel):
     normalize: bool | None = None  # embedding: answers' vectors L2-normalised
 
     @model_serializer(mode="wrap")
-    def _recorded(self, handler) -> dict:
+    def _recorded(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         """Without the kinds' own fields when unset: plans (and the fingerprints taken over
         them) of other models stay what they were before those fields existed."""
         data = handler(self)

@@ -9,12 +9,17 @@ line in SERVING_TASKS; only a kind that answers differently adds behaviour.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar
 
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import AfterValidator, WithJsonSchema
 
 from handlers.preprocessing.processing import class_scores, l2_normalized, top_labels
+
+if TYPE_CHECKING:
+    from handlers.plan import Batching
+    from handlers.preprocessing.tensors import TensorSpec
 
 
 class ServingTask:
@@ -43,14 +48,14 @@ class ServingTask:
             if field not in self.fields and getattr(task, field, None) is not None
         ]
 
-    def entry_problems(self, task: Any, outputs: list, batching: Any) -> list[str]:
+    def entry_problems(self, task: Any, outputs: list[TensorSpec], batching: Batching) -> list[str]:
         """What this kind needs of the rest of the spec entry (its outputs and batching)."""
         return []
 
-    def label(self, answers: list[dict], outputs: list[np.ndarray], task: Any) -> None:
+    def label(self, answers: list[dict[str, Any]], outputs: list[NDArray[Any]], task: Any) -> None:
         """Adds what this kind answers beside the outputs to each example's answer."""
 
-    def probe_request(self, golden_row: Callable[[], dict]) -> dict:
+    def probe_request(self, golden_row: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """One request's JSON body that a model of this kind must answer: a package is tried
         with it before it is served. `golden_row`: {input name: one golden row as lists}."""
         return {"tensors": golden_row()}
@@ -75,7 +80,7 @@ class Embedding(ServingTask):
     fields = ("embedding_output", "normalize", "min_cosine_similarity")
     protocols = ("openai-embeddings",)
 
-    def entry_problems(self, task: Any, outputs: list, batching: Any) -> list[str]:
+    def entry_problems(self, task: Any, outputs: list[TensorSpec], batching: Batching) -> list[str]:
         names = [t.name for t in outputs]
         name = task.embedding_output or names[0]
         if name not in names:
@@ -88,7 +93,7 @@ class Embedding(ServingTask):
             ]
         return []
 
-    def label(self, answers: list[dict], outputs: list[np.ndarray], task: Any) -> None:
+    def label(self, answers: list[dict[str, Any]], outputs: list[NDArray[Any]], task: Any) -> None:
         for answer in answers:
             given = answer["outputs"]
             vector = given[task.embedding_output or next(iter(given))]
@@ -109,7 +114,7 @@ class Classification(ServingTask):
             problems.append("classification needs labels: a text file with one label per line")
         return problems
 
-    def label(self, answers: list[dict], outputs: list[np.ndarray], task: Any) -> None:
+    def label(self, answers: list[dict[str, Any]], outputs: list[NDArray[Any]], task: Any) -> None:
         scores = class_scores(outputs[0], task.output)
         for answer, labelled in zip(answers, top_labels(scores, task.labels, task.top_k)):
             answer.update(labelled)
@@ -132,7 +137,7 @@ class Generation(ServingTask):
             ]
         return super().section_problems(task)
 
-    def probe_request(self, golden_row: Callable[[], dict]) -> dict:
+    def probe_request(self, golden_row: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return {"prompt": "The", "max_tokens": 1}  # one decode step: its first token
 
 
