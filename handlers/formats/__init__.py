@@ -29,8 +29,9 @@ FORMATS: dict[str, Format] = {
 FORMAT_NAMES = tuple(FORMATS)
 
 
-def format_of(name: str) -> Format:
-    """The format called `name`; ValueError naming the known ones otherwise."""
+def format_of(name: object) -> Format:
+    """The format called `name`; ValueError naming the known ones otherwise (a value that is
+    not a string included)."""
     if isinstance(name, str) and name in FORMATS:
         return FORMATS[name]
     raise ValueError(f"unknown model format {name!r}; expected one of {sorted(FORMATS)}")

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
-Runner = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
+if TYPE_CHECKING:
+    import torch
+
+Runner = Callable[[dict[str, NDArray[Any]]], list[NDArray[Any]]]
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,7 @@ class Exportable:
     """A model as an exporter takes it: plain values the build reads off the spec."""
 
     module: Any  # the eager nn.Module, or a TorchScript module when the source is one
-    args: tuple  # example inputs, one tensor per input
+    args: tuple[torch.Tensor, ...]  # example inputs, one tensor per input
     input_names: list[str]
     output_names: list[str]
     input_axes: list[list[int]]  # each input's dynamic (-1) axes
@@ -65,23 +69,25 @@ class Format:
         return f"<format {self.name}>"
 
 
-def output_list(outputs, names: list[str] | None = None) -> list:
+def output_list(outputs: Any, names: list[str] | None = None) -> list[Any]:
     """What forward() returned (a tensor, a tuple or list, or a dict keyed by the spec's output
     names) as a list in the spec's order."""
     if isinstance(outputs, dict):
-        return [outputs[n] for n in names] if names else list(outputs.values())
-    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        named = cast("dict[str, Any]", outputs)
+        return [named[n] for n in names] if names else list(named.values())
+    return list(cast("Sequence[Any]", outputs)) if isinstance(outputs, (list, tuple)) else [outputs]
 
 
-def torch_runner(module, input_names: list[str], output_names: list[str] | None = None) -> Runner:
+def torch_runner(
+    module: Callable[..., Any], input_names: list[str], output_names: list[str] | None = None
+) -> Runner:
     """Wrap any callable torch module (eager, scripted, exported, AOTI) as a Runner."""
     import torch
 
-    def run(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(inputs: dict[str, NDArray[Any]]) -> list[NDArray[Any]]:
         with torch.inference_mode():
-            outputs = module(
-                *[torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in input_names]
-            )
+            tensors = [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in input_names]  # pyright: ignore[reportUnknownMemberType]  its parameter is untyped in torch's stub
+            outputs = module(*tensors)
         return [o.detach().cpu().numpy() for o in output_list(outputs, output_names)]
 
     return run

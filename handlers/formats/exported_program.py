@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from handlers.formats.base import Exportable
 from handlers.formats.torch_file import TorchFile, dynamic_shapes
 
+if TYPE_CHECKING:
+    import torch
 
-def exported_program(model: Exportable):
+
+def exported_program(model: Exportable) -> torch.export.ExportedProgram:
     import torch
 
     return torch.export.export(model.module, model.args, dynamic_shapes=dynamic_shapes(model))
@@ -26,7 +31,7 @@ class ExportedProgram(TorchFile):
 
         torch.export.save(exported_program(model), str(path))
 
-    def load(self, source, path, plain):
+    def load(self, source: str | io.BytesIO, path: Path, plain: bytes | None) -> torch.nn.Module:
         import torch
 
         return torch.export.load(source).module()

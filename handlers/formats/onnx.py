@@ -4,8 +4,10 @@ run by onnxruntime, in our handlers and by Triton's onnxruntime backend."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from handlers.formats.base import Exportable, Format, Runner
 from handlers.formats.torch_file import dynamic_shapes
@@ -21,7 +23,7 @@ def onnx_runner(source: str | bytes, threads: int | None) -> Runner:
     session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
 
-    def run(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(inputs: dict[str, NDArray[Any]]) -> list[NDArray[Any]]:
         outputs = session.run(None, {n: np.ascontiguousarray(inputs[n]) for n in names})
         return outputs  # pyright: ignore[reportReturnType]  dense outputs here: a list of arrays
 
@@ -38,7 +40,7 @@ def export_traced_onnx(model: Exportable, path: Path) -> None:
     inputs, outputs = model.input_names, model.output_names
     placeholders = [f"output__{i}" for i in range(len(outputs))]
     axes = dict(zip([*inputs, *placeholders], [*model.input_axes, *model.output_axes]))
-    torch.onnx.export(
+    torch.onnx.export(  # pyright: ignore[reportUnknownMemberType]  some parameters untyped in torch
         model.module,
         model.args,
         str(path),
@@ -71,7 +73,7 @@ class Onnx(Format):
             export_traced_onnx(model, path)
             return
         try:
-            program = torch.onnx.export(
+            program = torch.onnx.export(  # pyright: ignore[reportUnknownMemberType]  as above
                 model.module,
                 model.args,
                 dynamo=True,
@@ -83,7 +85,14 @@ class Onnx(Format):
             return
         assert program is not None  # dynamo=True returns the program (typed as optional)
         name_graph_io(program.model, model.input_names, model.output_names)
-        program.save(str(path), external_data=False)
+        program.save(str(path), external_data=False)  # pyright: ignore[reportUnknownMemberType]  its path type is os.PathLike without an argument
 
-    def runner(self, path, input_names, threads, output_names, plain) -> Runner:
+    def runner(
+        self,
+        path: str | Path,
+        input_names: list[str],
+        threads: int | None,
+        output_names: list[str] | None,
+        plain: bytes | None,
+    ) -> Runner:
         return onnx_runner(str(path) if plain is None else plain, threads)

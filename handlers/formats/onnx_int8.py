@@ -3,6 +3,8 @@ gate (scripts/pipeline/quantize.py makes it: it needs the spec's calibration dat
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from handlers.formats.base import Format, Runner
 from handlers.formats.onnx import onnx_runner
 
@@ -15,5 +17,12 @@ class OnnxInt8(Format):
     quantized_from = "onnx"
     # Triton's onnxruntime backend is given the fp32 model.onnx; int8 runs on our Python backend
 
-    def runner(self, path, input_names, threads, output_names, plain) -> Runner:
+    def runner(
+        self,
+        path: str | Path,
+        input_names: list[str],
+        threads: int | None,
+        output_names: list[str] | None,
+        plain: bytes | None,
+    ) -> Runner:
         return onnx_runner(str(path) if plain is None else plain, threads)

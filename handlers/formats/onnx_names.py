@@ -17,7 +17,7 @@ from onnxscript import ir  # onnx_ir, through the pinned onnxscript that brings 
 def all_values(graph: ir.Graph) -> list[ir.Value]:
     values = [*graph.inputs, *graph.initializers.values()]
     for node in graph.all_nodes():  # subgraphs (If/Loop bodies) included
-        values += [v for v in node.outputs if v is not None]
+        values += node.outputs  # never None: an omitted optional output is a Value named ""
     return values
 
 
@@ -49,6 +49,6 @@ def name_graph_io(model: ir.Model, inputs: list[str], outputs: list[str]) -> Non
 
 
 def rename_onnx_file(path: Path, inputs: list[str], outputs: list[str]) -> None:
-    model = ir.load(str(path))
+    model = ir.load(str(path))  # pyright: ignore[reportUnknownMemberType]  os.PathLike without its argument in onnx_ir
     name_graph_io(model, inputs, outputs)
-    ir.save(model, str(path))
+    ir.save(model, str(path))  # pyright: ignore[reportUnknownMemberType]  as load()

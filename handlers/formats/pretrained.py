@@ -4,6 +4,8 @@ runner."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from handlers.formats.base import Format, Runner
 
 
@@ -16,7 +18,14 @@ class Pretrained(Format):
     measured = False
     generation = True
 
-    def runner(self, path, input_names, threads, output_names, plain) -> Runner:
+    def runner(
+        self,
+        path: str | Path,
+        input_names: list[str],
+        threads: int | None,
+        output_names: list[str] | None,
+        plain: bytes | None,
+    ) -> Runner:
         raise ValueError(
             "format 'pretrained' is a language model's Hugging Face folder: the generation "
             "engine loads it (handlers/engines/completions.py), not a tensor runner"

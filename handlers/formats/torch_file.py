@@ -7,6 +7,7 @@ import io
 import re
 import zipfile
 from pathlib import Path
+from typing import Any, Callable
 
 from handlers.formats.base import Exportable, Format, Runner, torch_runner
 
@@ -47,8 +48,9 @@ def register_op_libraries(source: str | io.BytesIO) -> list[str]:
 
     import torch
 
-    registered = {name.split("::")[0] for name in torch._C._dispatch_get_all_op_names()}
-    missing = []
+    all_ops = torch._C._dispatch_get_all_op_names()  # pyright: ignore[reportPrivateUsage]  no public API lists them
+    registered = {name.split("::")[0] for name in all_ops}
+    missing: list[str] = []
     for namespace in sorted(op_namespaces(source) - registered):
         try:
             if importlib.util.find_spec(namespace) is None:
@@ -59,7 +61,7 @@ def register_op_libraries(source: str | io.BytesIO) -> list[str]:
     return missing
 
 
-def dynamic_shapes(model: Exportable) -> tuple[dict, ...]:
+def dynamic_shapes(model: Exportable) -> tuple[dict[int, Any], ...]:
     """Every -1 axis of every input is dynamic for torch.export. Dim.DYNAMIC (not named Dims)
     lets it infer what the model implies (ids and their mask share one length, a position table
     bounds it) and still fails if the model fixes an axis the spec says is dynamic."""
@@ -71,11 +73,18 @@ def dynamic_shapes(model: Exportable) -> tuple[dict, ...]:
 class TorchFile(Format):
     engine = "torch"
 
-    def load(self, source: str | io.BytesIO, path: Path, plain: bytes | None):
+    def load(self, source: str | io.BytesIO, path: Path, plain: bytes | None) -> Callable[..., Any]:
         """The callable module in the file (`source`: its path, or its decrypted bytes)."""
         raise NotImplementedError(f"{self.name} has no loader")
 
-    def runner(self, path, input_names, threads, output_names, plain) -> Runner:
+    def runner(
+        self,
+        path: str | Path,
+        input_names: list[str],
+        threads: int | None,
+        output_names: list[str] | None,
+        plain: bytes | None,
+    ) -> Runner:
         import torch
 
         if threads:

@@ -3,8 +3,9 @@ served by Triton's libtorch backend as well as ours."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from handlers.formats.base import Exportable
 from handlers.formats.torch_file import TorchFile
@@ -21,8 +22,8 @@ def as_torchscript(model: Exportable) -> torch.jit.ScriptModule:
         return model.module
     with torch.inference_mode(False), torch.no_grad():
         # strict=False: dict outputs too
-        traced = torch.jit.trace(model.module, model.args, strict=False)
-        return traced  # pyright: ignore[reportReturnType]  torch types trace() as a Graph
+        traced = torch.jit.trace(model.module, model.args, strict=False)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  `func` is untyped in torch
+        return cast("torch.jit.ScriptModule", traced)  # torch types trace() as a Graph too
 
 
 class TorchScript(TorchFile):
@@ -36,7 +37,10 @@ class TorchScript(TorchFile):
     def export(self, model: Exportable, path: Path) -> None:
         as_torchscript(model).save(str(path))
 
-    def load(self, source, path, plain):
+    def load(
+        self, source: str | io.BytesIO, path: Path, plain: bytes | None
+    ) -> torch.jit.ScriptModule:
         import torch
 
-        return torch.jit.load(source, map_location="cpu").eval()
+        module = torch.jit.load(source, map_location="cpu")  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  load() is untyped in torch
+        return cast("torch.jit.ScriptModule", module).eval()

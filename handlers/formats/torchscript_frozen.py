@@ -6,11 +6,16 @@ implemented following invoking optimize_for_inference")."""
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from handlers.formats.base import Exportable
 from handlers.formats.torchscript import TorchScript, as_torchscript
+
+if TYPE_CHECKING:
+    import torch
 
 
 class TorchScriptFrozen(TorchScript):
@@ -23,9 +28,11 @@ class TorchScriptFrozen(TorchScript):
         import torch
 
         with torch.inference_mode(False), torch.no_grad():
-            torch.jit.freeze(as_torchscript(model).eval()).save(str(path))
+            torch.jit.freeze(as_torchscript(model).eval()).save(str(path))  # pyright: ignore[reportUnknownMemberType]  freeze() and save() have untyped parameters
 
-    def load(self, source, path, plain):
+    def load(
+        self, source: str | io.BytesIO, path: Path, plain: bytes | None
+    ) -> torch.jit.ScriptModule:
         import torch
 
         module = super().load(source, path, plain)
