@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from requests.adapters import HTTPAdapter
+
+if TYPE_CHECKING:
+    from scripts.runtimes.torchserve.server import TorchServe
+
+Json = dict[str, Any]  # a JSON object from the management or inference API
 
 
 class TorchServeError(Exception):
@@ -39,7 +44,7 @@ class TorchServeClient:
         self.session.mount("http://", HTTPAdapter(pool_maxsize=64))
 
     @classmethod
-    def for_server(cls, server) -> TorchServeClient:
+    def for_server(cls, server: TorchServe) -> TorchServeClient:
         """From a running scripts.runtimes.torchserve.server.TorchServe."""
         return cls(server.inference_url, server.management_url, server.key_file)
 
@@ -78,7 +83,7 @@ class TorchServeClient:
     ) -> Any:
         return _json(self.predict_raw(model, body, content_type, version))
 
-    def ping(self) -> dict:
+    def ping(self) -> Json:
         return _json(
             self.session.get(
                 f"{self.inference_url}/ping",
@@ -89,7 +94,7 @@ class TorchServeClient:
 
     # --- management --------------------------------------------------------------------------
 
-    def _manage(self, method: str, path: str, **params) -> Any:
+    def _manage(self, method: str, path: str, **params: str | int | None) -> Any:
         reply = self.session.request(
             method,
             self.management_url + path,
@@ -99,10 +104,10 @@ class TorchServeClient:
         )
         return _json(reply)
 
-    def list_models(self) -> list[dict]:
+    def list_models(self) -> list[Json]:
         return self._manage("GET", "/models")["models"]
 
-    def describe(self, model: str, version: str | None = None) -> list[dict]:
+    def describe(self, model: str, version: str | None = None) -> list[Json]:
         return self._manage("GET", f"/models/{model}" + (f"/{version}" if version else ""))
 
     def scale(
@@ -111,7 +116,7 @@ class TorchServeClient:
         min_workers: int,
         max_workers: int | None = None,
         version: str | None = None,
-    ) -> dict:
+    ) -> Json:
         return self._manage(
             "PUT",
             f"/models/{model}" + (f"/{version}" if version else ""),
@@ -120,21 +125,23 @@ class TorchServeClient:
             synchronous="true",
         )
 
-    def register(self, url: str, initial_workers: int = 1) -> dict:
+    def register(self, url: str, initial_workers: int = 1) -> Json:
         """Needs enable_model_api=true; TorchServe refuses it (405) in the hardened default."""
         return self._manage(
             "POST", "/models", url=url, initial_workers=initial_workers, synchronous="true"
         )
 
-    def unregister(self, model: str, version: str | None = None) -> dict:
+    def unregister(self, model: str, version: str | None = None) -> Json:
         return self._manage("DELETE", f"/models/{model}" + (f"/{version}" if version else ""))
 
-    def set_default(self, model: str, version: str) -> dict:
+    def set_default(self, model: str, version: str) -> Json:
         return self._manage("PUT", f"/models/{model}/{version}/set-default")
 
     def worker_pids(self, model: str) -> list[int]:
         """Pids of the workers that have a process; TorchServe reports -1 for one still starting."""
-        workers = [w for entry in self.describe(model) for w in entry.get("workers", [])]
+        workers: list[Json] = [
+            w for entry in self.describe(model) for w in entry.get("workers", [])
+        ]
         return sorted(w["pid"] for w in workers if w.get("pid", -1) > 0)
 
 

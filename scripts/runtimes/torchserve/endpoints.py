@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from scripts.runtimes.calls import GenerateCall, RequestCall, TensorCall
 from scripts.runtimes.torchserve import server as ts
 from scripts.runtimes.torchserve.client import TorchServeClient
 from scripts.runtimes.torchserve.generation_calls import generation_calls
 from scripts.runtimes.torchserve.grpc_client import TorchServeGrpcClient
-from scripts.spec import ModelSpec
+from scripts.spec import ModelSpec, TensorSpec
+
+Arrays = dict[str, NDArray[Any]]  # tensors by name, the batch axis first
+Json = dict[str, Any]
 
 CONTENT_TYPES = {
     ".png": "image/png",
@@ -29,7 +34,7 @@ def max_request_bytes(config: Path) -> int:
     return int(match.group(1)) if match else 6_553_600
 
 
-def request_chunks(inputs: dict, limit: int) -> list[dict]:
+def request_chunks(inputs: Arrays, limit: int) -> list[Arrays]:
     """Rows split into requests whose JSON stays under TorchServe's max_request_size (a
     224x224 RGB tensor is ~3 MB of JSON: a few per request)."""
     row_values = sum(int(np.prod(v.shape[1:])) for v in inputs.values())
@@ -40,7 +45,7 @@ def request_chunks(inputs: dict, limit: int) -> list[dict]:
     ]
 
 
-def output_array(tensor, value) -> np.ndarray:
+def output_array(tensor: TensorSpec, value: Any) -> NDArray[Any]:
     """A JSON output as an array; an empty one (no detection) keeps its fixed axes ([0, 4]),
     which JSON's [] cannot carry."""
     array = np.array(value)
@@ -49,13 +54,13 @@ def output_array(tensor, value) -> np.ndarray:
     return array
 
 
-def answers_to_outputs(spec: ModelSpec, answers: list[dict] | dict) -> dict:
+def answers_to_outputs(spec: ModelSpec, answers: list[Json] | Json) -> Arrays:
     if isinstance(answers, dict):  # a never-batched model's one answer: its outputs as they are
         return {t.name: output_array(t, answers["outputs"][t.name]) for t in spec.outputs}
     return {t.name: np.array([a["outputs"][t.name] for a in answers]) for t in spec.outputs}
 
 
-def tensors(rows: dict) -> dict:
+def tensors(rows: Arrays) -> Json:
     return {"tensors": {k: v.tolist() for k, v in rows.items()}}
 
 
@@ -68,7 +73,7 @@ class TorchServeEndpoints:
     def request_endpoints(self, server: ts.TorchServe, spec: ModelSpec) -> dict[str, RequestCall]:
         client = TorchServeClient.for_server(server)
 
-        def call(path: Path) -> dict:
+        def call(path: Path) -> dict[str, Any]:
             answer = client.predict(spec.name, path.read_bytes(), CONTENT_TYPES.get(path.suffix))
             if spec.task.serving.labelled:
                 return {"label": answer["label"], "score": answer["score"]}
@@ -91,13 +96,13 @@ class TorchServeEndpoints:
         limit = max_request_bytes(server.workdir / "config.properties")
         named = str(version) if version is not None else None
 
-        def call(client):
-            def infer(spec: ModelSpec, inputs: dict) -> dict:
+        def call(client: TorchServeClient | TorchServeGrpcClient) -> TensorCall:
+            def infer(spec: ModelSpec, inputs: Arrays) -> Arrays:
                 if spec.batching.max_batch_size == 0:  # one call: the outputs need every row
                     return answers_to_outputs(
                         spec, client.predict(spec.name, tensors(inputs), version=named)
                     )
-                answers = []
+                answers: list[Json] = []
                 for chunk in request_chunks(inputs, limit):
                     answers += client.predict(spec.name, tensors(chunk), version=named)
                 return answers_to_outputs(spec, answers)

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING, Any
 
 from scripts.runtimes.calls import GenerateCall, STREAM_TIMEOUT_S
 from scripts.runtimes.streams import joined_pieces
 from scripts.runtimes.torchserve.client import TorchServeClient
 
+if TYPE_CHECKING:
+    from scripts.runtimes.torchserve.server import TorchServe
+    from scripts.spec import ModelSpec
+
 
 def generation_calls(
-    server, spec, name: str | None = None, version: int | None = None
+    server: TorchServe, spec: ModelSpec, name: str | None = None, version: int | None = None
 ) -> dict[str, GenerateCall]:
     """The endpoints of the model, or of another name serving it (bench's stock route);
     `version`: exactly that version."""
@@ -26,11 +31,11 @@ def generation_calls(
     http.timeout_s = STREAM_TIMEOUT_S
     name, route = name or spec.name, str(version) if version else None
 
-    def whole(body: dict) -> dict:
+    def whole(body: dict[str, Any]) -> dict[str, Any]:
         reply = http.predict_raw(name, {**body, "stream": False}, version=route)
         return {**reply.json(), "status": reply.status_code}  # one answer: no pieces
 
-    def streamed(body: dict) -> dict:
+    def streamed(body: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         reply = http.predict_raw(name, {**body, "stream": True}, version=route, stream=True)
         if reply.status_code != 200:

@@ -11,12 +11,16 @@ import tempfile
 import threading
 import zipfile
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 
 from scripts.pipeline.fingerprint import file_digest, is_fresh, write_stamp
-from scripts.runtimes.torchserve.client import TorchServeError
+from scripts.runtimes.torchserve.client import Json, TorchServeError
+
+if TYPE_CHECKING:
+    from scripts.runtimes.torchserve.server import TorchServe
 
 PROTOS = ("inference.proto", "management.proto")
 DEPENDENCIES = ("google/rpc/status.proto",)  # imported by inference.proto; also inside the jar
@@ -76,7 +80,7 @@ def compile_stubs(out: Path) -> Path:
 _import_lock = threading.Lock()
 
 
-def load_stubs(out: Path):
+def load_stubs(out: Path) -> tuple[ModuleType, ...]:
     """(inference_pb2, inference_pb2_grpc, management_pb2, management_pb2_grpc); thread-safe."""
     with _import_lock:
         folder = str(compile_stubs(out).resolve())
@@ -117,7 +121,7 @@ class TorchServeGrpcClient:
         )
 
     @classmethod
-    def for_server(cls, server) -> TorchServeGrpcClient:
+    def for_server(cls, server: TorchServe) -> TorchServeGrpcClient:
         return cls(
             server.ports.grpc_inference,
             server.ports.grpc_management,
@@ -145,18 +149,21 @@ class TorchServeGrpcClient:
         if isinstance(body, (dict, list)):
             body = json.dumps(body)
         answer = json.loads(self.predict_raw(model, body, version))
-        if (
-            isinstance(answer, dict)
-            and isinstance(answer.get("code"), int)
-            and answer["code"] >= 400
-        ):
-            raise TorchServeError(answer["code"], json.dumps(answer))
+        code = _error_code(answer)
+        if code is not None and code >= 400:
+            raise TorchServeError(code, json.dumps(answer))
         return answer
 
-    def list_models(self) -> list[dict]:
+    def list_models(self) -> list[Json]:
         reply = self.management.ListModels(
             self.management_pb2.ListModelsRequest(limit=1000),
             metadata=self._metadata("management"),
             timeout=self.timeout_s,
         )
         return json.loads(reply.msg)["models"]
+
+
+def _error_code(answer: object) -> int | None:
+    """The "code" of a JSON object answer (our error body carries the status there)."""
+    code = cast(Json, answer).get("code") if isinstance(answer, dict) else None
+    return code if isinstance(code, int) else None

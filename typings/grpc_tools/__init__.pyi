@@ -1,0 +1,1 @@
+# grpcio-tools ships no types: the names scripts/runtimes/torchserve/grpc_client.py uses.

@@ -1,0 +1,3 @@
+from model_archiver.model_archiver_config import ModelArchiverConfig
+
+def generate_model_archive(config: ModelArchiverConfig | None = None) -> None: ...
