@@ -8,8 +8,9 @@ model, the field and the fix, before any server sees the file.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
-from scripts.runtimes.triton.model_config import ModelConfig
+from scripts.runtimes.triton.model_config import ModelConfig, mc
 
 
 def config_problems(
@@ -38,8 +39,10 @@ def config_problems(
     return problems
 
 
-def _tensor_problems(where: str, field: str, tensors, max_batch_size: int) -> list[str]:
-    problems = []
+def _tensor_problems(
+    where: str, field: str, tensors: Sequence[mc.ModelInput | mc.ModelOutput], max_batch_size: int
+) -> list[str]:
+    problems: list[str] = []
     names = [t.name for t in tensors]
     if not tensors:
         problems.append(f"{where}: no {field}s; the spec lists at least one")
@@ -73,7 +76,7 @@ def _tensor_problems(where: str, field: str, tensors, max_batch_size: int) -> li
 
 
 def _batching_problems(where: str, config: ModelConfig) -> list[str]:
-    problems = []
+    problems: list[str] = []
     if config.max_batch_size < 0:
         problems.append(f"{where}: max_batch_size {config.max_batch_size} must be >= 0")
     if config.HasField("dynamic_batching"):
@@ -97,7 +100,7 @@ def _batching_problems(where: str, config: ModelConfig) -> list[str]:
 
 def _warmup_problems(where: str, config: ModelConfig) -> list[str]:
     dims = {t.name: list(t.dims) for t in config.input}
-    problems = []
+    problems: list[str] = []
     for warmup in config.model_warmup:
         for name, given in warmup.inputs.items():
             if name not in dims:

@@ -10,6 +10,7 @@ translated; a classifier's ensemble is built from these pieces in ensemble.py.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 from google.protobuf import text_format
 from scripts.runtimes.triton.model_config import ModelConfig, mc
@@ -17,7 +18,7 @@ from scripts.runtimes.triton.model_config import ModelConfig, mc
 from handlers.plan import ServingPlan
 from scripts.runtimes.triton.config_rules import config_problems
 from scripts.runtimes.triton.settings import scheduling
-from scripts.runtimes.triton.signature import Tensor
+from scripts.runtimes.triton.signature import Signature, Tensor
 from scripts.spec import BuildError
 
 # The file each native backend loads from a model's version folder (its default name).
@@ -30,7 +31,13 @@ def dims(shape: list[int], max_batch_size: int) -> list[int]:
     return list(shape[1:]) if max_batch_size > 0 else list(shape)
 
 
-def io_entries(tensors: list[Tensor], names: list[str], max_batch_size: int, kind):
+# config.pbtxt's input and output entries share the fields written here
+IOEntry = TypeVar("IOEntry", mc.ModelInput, mc.ModelOutput)
+
+
+def io_entries(
+    tensors: list[Tensor], names: list[str], max_batch_size: int, kind: type[IOEntry]
+) -> list[IOEntry]:
     entries = [
         kind(name=n, data_type=t.dtype, dims=dims(t.shape, max_batch_size))
         for t, n in zip(tensors, names)
@@ -90,7 +97,7 @@ def set_role(config: ModelConfig, role: str) -> None:
     config.parameters["role"].string_value = role
 
 
-def model_config(spec: ServingPlan, backend: str, signature) -> ModelConfig:
+def model_config(spec: ServingPlan, backend: str, signature: Signature) -> ModelConfig:
     inputs, outputs = signature
     in_names, out_names = triton_names(spec, backend)
     config = base_config(spec, spec.name, backend=backend)

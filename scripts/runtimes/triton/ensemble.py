@@ -7,12 +7,12 @@ pieces.
 
 from __future__ import annotations
 
-from scripts.runtimes.triton.model_config import ModelConfig, mc
+from scripts.runtimes.triton.model_config import DataType, ModelConfig, mc
 
 from handlers.preprocessing.kinds import ENSEMBLE_OUTPUTS
 from handlers.plan import ServingPlan
 from scripts.runtimes.triton.configs import base_config, io_entries, set_role, triton_names
-from scripts.runtimes.triton.signature import STRING, Tensor, data_type
+from scripts.runtimes.triton.signature import STRING, Signature, Tensor, data_type
 from scripts.spec import ModelSpec
 
 LABEL, SCORE = ENSEMBLE_OUTPUTS
@@ -32,7 +32,7 @@ def ensemble_parts(spec: ModelSpec | ServingPlan) -> list[str]:
     return ["pre", "post", "ensemble"] if spec.task.serving.labelled else ["pre", "ensemble"]
 
 
-def ensemble_configs(spec: ServingPlan, backend: str, signature) -> list[ModelConfig]:
+def ensemble_configs(spec: ServingPlan, backend: str, signature: Signature) -> list[ModelConfig]:
     """<name>_pre (bytes -> model input), <name>_post for a classifier (model outputs -> label,
     score) and the ensemble wiring them around the tensor model."""
     inputs, outputs = signature
@@ -90,7 +90,7 @@ def ensemble_configs(spec: ServingPlan, backend: str, signature) -> list[ModelCo
 def check_ensemble(ensemble: ModelConfig, configs: dict[str, ModelConfig]) -> list[str]:
     """Every step's tensors exist in its model with the dtype and dims of the ensemble tensor
     mapped to it; every ensemble output is produced and every step input is available."""
-    problems = []
+    problems: list[str] = []
     known = {t.name: (t.data_type, list(t.dims)) for t in ensemble.input}
     where = f"ensemble {ensemble.name}"
     for step in ensemble.ensemble_scheduling.step:
@@ -134,5 +134,5 @@ def check_ensemble(ensemble: ModelConfig, configs: dict[str, ModelConfig]) -> li
     return problems
 
 
-def describe(tensor: tuple[int, list[int]]) -> str:
+def describe(tensor: tuple[DataType, list[int]]) -> str:
     return f"{mc.DataType.Name(tensor[0])} {tensor[1]}"

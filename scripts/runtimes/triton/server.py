@@ -34,7 +34,7 @@ GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # gRPC metadata
 RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace", "statistics")
 # Servers this process started: a dead child stays a zombie (its pid still "alive") until
 # waited for, so these are polled rather than probed by pid.
-_children: dict[int, subprocess.Popen] = {}
+_children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ NAME = "triton"  # RUNTIME=triton; the spec's per_runtime key; its run state's f
 def scheduling(plan: ServingPlan) -> Translation:
     batching = plan.batching
     delay_us = round(batching.max_queue_delay_ms * 1000)
-    warnings = []
+    warnings: list[str] = []
     if abs(delay_us - batching.max_queue_delay_ms * 1000) > 1e-6:
         warnings.append(
             f"{plan.name}: Triton's max_queue_delay_microseconds is whole microseconds: "

@@ -8,18 +8,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
-from scripts.runtimes.triton.model_config import mc
+from scripts.runtimes.triton.model_config import DataType, mc
 
 from handlers.preprocessing.dtypes import spec_dtype_of_numpy, triton_datatype
 from handlers.encryption import decrypted
 from handlers.formats import FORMATS
+from handlers.preprocessing.tensors import TensorSpec
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import exported_formats
 from scripts.spec import BuildError, ModelSpec
 
+if TYPE_CHECKING:
+    import numpy as np
+    from onnx import ValueInfoProto
 
-def data_type(spec_dtype: str) -> int:
+
+def data_type(spec_dtype: str) -> DataType:
     """The spec's dtype -> config.pbtxt's TYPE_<datatype> (handlers/preprocessing/dtypes.py's
     table)."""
     return mc.DataType.Value(f"TYPE_{triton_datatype(spec_dtype)}")
@@ -31,29 +37,29 @@ STRING = mc.DataType.Value("TYPE_STRING")  # Triton's BYTES
 @dataclass(frozen=True)
 class Tensor:
     name: str
-    dtype: int  # mc.DataType
+    dtype: DataType
     shape: list[int]  # with the batch axis, -1 for dynamic
 
 
-def onnx_signature(
-    path: Path, owner: tuple[str, int] | None = None
-) -> tuple[list[Tensor], list[Tensor]]:
+Signature: TypeAlias = tuple[list[Tensor], list[Tensor]]  # (inputs, outputs)
+
+
+def onnx_signature(path: Path, owner: tuple[str, int] | None = None) -> Signature:
     """Inputs and outputs as the ONNX graph declares them (symbolic dims -> -1); an encrypted
     graph is decrypted in memory (`owner`: its model name and version)."""
     import onnx
-    from onnx.helper import tensor_dtype_to_np_dtype
+
+    # onnx annotates the numpy dtype it returns as a bare np.dtype
+    from onnx.helper import tensor_dtype_to_np_dtype  # pyright: ignore[reportUnknownVariableType]
 
     plain = decrypted(path, *owner) if owner is not None else None
-    graph = (
-        onnx.load(str(path), load_external_data=False)
-        if plain is None
-        else onnx.load_model_from_string(plain)
-    ).graph
+    graph = onnx.load_model_from_string(plain if plain is not None else path.read_bytes()).graph
     initializers = {i.name for i in graph.initializer}
 
-    def tensor(value) -> Tensor:
+    def tensor(value: ValueInfoProto) -> Tensor:
         t = value.type.tensor_type
-        dtype = data_type(spec_dtype_of_numpy(tensor_dtype_to_np_dtype(t.elem_type)))
+        numpy_dtype = cast("np.dtype[Any]", tensor_dtype_to_np_dtype(t.elem_type))
+        dtype = data_type(spec_dtype_of_numpy(numpy_dtype))
         return Tensor(
             value.name, dtype, [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
         )
@@ -64,11 +70,11 @@ def onnx_signature(
     )
 
 
-def spec_tensors(tensors) -> list[Tensor]:
+def spec_tensors(tensors: list[TensorSpec]) -> list[Tensor]:
     return [Tensor(t.name, data_type(t.dtype), list(t.shape)) for t in tensors]
 
 
-def checked_signature(spec: ModelSpec, layout: Layout) -> tuple[list[Tensor], list[Tensor]]:
+def checked_signature(spec: ModelSpec, layout: Layout) -> Signature:
     """The ONNX graph's tensors when there is one, after checking them against the spec
     (BuildError naming model, tensor and field); else the spec's."""
     wanted = spec_tensors(spec.inputs), spec_tensors(spec.outputs)
@@ -78,7 +84,7 @@ def checked_signature(spec: ModelSpec, layout: Layout) -> tuple[list[Tensor], li
     if not path.exists():
         raise BuildError(f"{spec.name}: {path} not found; run `make export` first")
     found = onnx_signature(path, (spec.name, spec.version))
-    problems = []
+    problems: list[str] = []
     for kind, spec_side, graph_side in zip(("inputs", "outputs"), wanted, found):
         if [t.name for t in spec_side] != [t.name for t in graph_side]:
             problems.append(
@@ -96,7 +102,7 @@ def checked_signature(spec: ModelSpec, layout: Layout) -> tuple[list[Tensor], li
 
 
 def mismatches(where: str, expected: Tensor, found: Tensor, fix: str) -> list[str]:
-    problems = []
+    problems: list[str] = []
     if expected.dtype != found.dtype:
         problems.append(
             f"{where}: dtype: expected {mc.DataType.Name(expected.dtype)}, "

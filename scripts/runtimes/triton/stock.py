@@ -10,18 +10,21 @@ import base64
 import json
 import shutil
 import struct
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from handlers.formats import FORMATS
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import exported_formats, golden
-from scripts.measure.bench.deployments import LoadTarget, stock_setup_key
+from scripts.measure.bench.deployments import DeploymentTargets, LoadTarget, stock_setup_key
 from scripts.pipeline.plan import serving_plan
 from scripts.runtimes.triton import server as tr
 from scripts.runtimes.triton.configs import model_config, write_config
-from scripts.runtimes.triton.model_config import mc
+from scripts.runtimes.triton.model_config import ModelConfig, mc
 from scripts.runtimes.triton.settings import NAME
 from scripts.runtimes.triton.signature import checked_signature
 from scripts.spec import BuildError, ModelSpec
@@ -34,7 +37,7 @@ def stock_name(spec: ModelSpec) -> str:
     return f"{spec.name}_per_request"
 
 
-def stock_config(spec: ModelSpec, layout: Layout):
+def stock_config(spec: ModelSpec, layout: Layout) -> ModelConfig:
     """The per-request config: the spec's tensors and max batch size (clients send [1, ...]),
     one CPU instance, and no dynamic_batching: Triton hands execute() one request at a time."""
     config = model_config(
@@ -74,7 +77,7 @@ def copy_model(folder: Path, out: Path, version: str) -> None:
     shutil.copytree(folder, out, ignore=others)
 
 
-def repository(specs: list[ModelSpec], layout: Layout, repo: Path) -> dict:
+def repository(specs: list[ModelSpec], layout: Layout, repo: Path) -> dict[tuple[str, str], str]:
     """Both setups in one scratch repository; {(model, setup): served name}."""
     built = [layout.triton_repo / s.name for s in specs]
     missing = [d for d in built if not (d / "config.pbtxt").exists()]
@@ -84,7 +87,7 @@ def repository(specs: list[ModelSpec], layout: Layout, repo: Path) -> dict:
         )
     shutil.rmtree(repo, ignore_errors=True)
     repo.mkdir(parents=True)
-    names = {}
+    names: dict[tuple[str, str], str] = {}
     for spec, folder in zip(specs, built):
         copy_model(folder, repo / spec.name, str(spec.version))  # what `make triton-repo` wrote
         names[(spec.name, NAME)] = spec.name
@@ -92,14 +95,14 @@ def repository(specs: list[ModelSpec], layout: Layout, repo: Path) -> dict:
     return names
 
 
-def input_data(rows: dict[str, np.ndarray | list[str]]) -> dict:
+def input_data(rows: Mapping[str, npt.NDArray[Any] | list[str]]) -> dict[str, Any]:
     """perf_analyzer's --input-data JSON: one entry per example (rows without the batch axis).
     Numeric rows as flattened content + shape; strings as themselves."""
     names = list(rows)
     count = len(rows[names[0]])
-    data = []
+    data: list[dict[str, Any]] = []
     for i in range(count):
-        entry = {}
+        entry: dict[str, Any] = {}
         for name in names:
             value = rows[name][i]
             if isinstance(
@@ -122,7 +125,7 @@ def input_data(rows: dict[str, np.ndarray | list[str]]) -> dict:
     return {"data": data}
 
 
-def write_input_data(rows: dict[str, np.ndarray | list[str]], path: Path) -> Path:
+def write_input_data(rows: Mapping[str, npt.NDArray[Any] | list[str]], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(input_data(rows)))
     return path
@@ -131,17 +134,17 @@ def write_input_data(rows: dict[str, np.ndarray | list[str]], path: Path) -> Pat
 def load_targets(
     specs: list[ModelSpec],
     layout: Layout,
-    server,
-    names: dict,
+    server: tr.Triton,
+    names: dict[tuple[str, str], str],
     workdir: Path,
-    setups=(STOCK, NAME),
-    protocols=("http", "grpc"),
-) -> list[tuple]:
+    setups: tuple[str, ...] = (STOCK, NAME),
+    protocols: tuple[str, ...] = ("http", "grpc"),
+) -> DeploymentTargets:
     urls = {"http": server.http_url, "grpc": server.grpc_url}
     # perf_analyzer reads the statistics API: the admin key goes with its HTTP requests (a
     # bench server leaves statistics open for gRPC, where perf_analyzer sends no header)
     admin = ((tr.ADMIN_HEADER, server.admin_key),) if server.admin_key else ()
-    targets = []
+    targets: DeploymentTargets = []
     for spec in specs:
         data = write_input_data(golden(spec, layout), workdir / "data" / f"{spec.name}.input.json")
         for setup in setups:

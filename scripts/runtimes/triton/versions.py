@@ -20,6 +20,7 @@ import fcntl
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 from google.protobuf import json_format, text_format
@@ -34,7 +35,7 @@ CANDIDATE = "{}.candidate"
 
 
 def _repository(
-    server: tr.Triton, path: str, body: dict | None = None, timeout_s: float = 300
+    server: tr.Triton, path: str, body: dict[str, Any] | None = None, timeout_s: float = 300
 ) -> requests.Response:
     reply = requests.post(
         f"http://{server.http_url}/v2/repository{path}",
