@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from handlers.protocols.base import ForwardWriter
 from handlers.protocols.kserve import Envelope
@@ -39,11 +40,11 @@ class Rows:
     """One request on its way through the model: its input rows, then its output rows, or the
     failure to answer with instead."""
 
-    inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    inputs: dict[str, NDArray[Any]] = field(default_factory=dict[str, NDArray[Any]])
     single: bool = True  # one example sent (answer one object), not a list
     envelope: Envelope | None = None  # a KServe v1/v2 request is answered in its protocol
     writer: ForwardWriter | None = None  # a request on a protocol's route is answered in it
-    outputs: list[np.ndarray] = field(default_factory=list)
+    outputs: list[NDArray[Any]] = field(default_factory=list[NDArray[Any]])
     failure: Failure | None = None
 
 
@@ -124,7 +125,7 @@ class Batcher:
         return 0 if pad is None or pad.mask == name else pad.value
 
 
-def stack_rows(parts: list[np.ndarray], pad_value: float) -> np.ndarray:
+def stack_rows(parts: list[NDArray[Any]], pad_value: float) -> NDArray[Any]:
     """Rows of several requests as one batch; rows shorter on a non-batch axis are padded at the
     end (only reached with the spec's batching.pad: unpadded groups share one shape)."""
     if len(parts) == 1:

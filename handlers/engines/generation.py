@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, cast
 
 import torch
 
@@ -31,6 +31,27 @@ log = logging.getLogger(__name__)
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [1, heads, length, dim]
 
 
+class CausalLMOutput(Protocol):
+    """What the model's forward returns (transformers' CausalLMOutputWithPast), as used here."""
+
+    logits: torch.Tensor  # [batch, positions kept, vocabulary]
+    cache: DynamicCache
+
+
+class KVLayer(Protocol):
+    """A layer of a DynamicCache as a causal LM's forward fills it: keys and values
+    [batch, heads, length, dim]."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+
+
+def kv_layers(cache: DynamicCache) -> list[KVLayer]:
+    """The cache's layers with their keys and values: transformers types a layer as any of its
+    kinds, some without them (or None before the first forward); ours always hold them."""
+    return cast("list[KVLayer]", cache.layers)
+
+
 @dataclass
 class Sequence:
     """One request's generation: its prompt, the tokens made so far and its cache."""
@@ -38,7 +59,7 @@ class Sequence:
     key: Any  # the caller's handle for this request
     prompt: list[int]
     sampling: Sampling
-    tokens: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list[int])
     cache: KV | None = None  # its own cache from prefill until it decodes in the batch
     # "stop" (end token or stop string), "length", "cancelled", "error" (see `error`)
     finish_reason: str | None = None
@@ -64,7 +85,12 @@ class Event:
 
 
 class DecodeLoop:
-    def __init__(self, model, decode: Callable[[list[int]], str], end_token: int | None):
+    def __init__(
+        self,
+        model: Callable[..., CausalLMOutput],
+        decode: Callable[[list[int]], str],
+        end_token: int | None,
+    ):
         self.model = model
         self.decode = decode  # token ids -> text
         self.end_token = end_token
@@ -125,21 +151,20 @@ class DecodeLoop:
         back as it was and each sequence decodes alone from its own rows, so a failure is the
         failing sequence's own and the others get the tokens they would have got."""
         cache = self.batched_cache(sequences)
-        # transformers types a layer as any of its kinds, some without keys/values: ours have
-        before = [(layer.keys, layer.values) for layer in cache.layers]  # pyright: ignore[reportAttributeAccessIssue]
+        before = [(layer.keys, layer.values) for layer in kv_layers(cache)]
         try:
             logits = self.decode_step(sequences, cache)
         except Exception as exc:
-            for layer, (keys, values) in zip(cache.layers, before):
+            for layer, (keys, values) in zip(kv_layers(cache), before):
                 # the forward appends in place
-                layer.keys, layer.values = keys, values  # pyright: ignore[reportAttributeAccessIssue]
+                layer.keys, layer.values = keys, values
             self.batch = None
             if len(sequences) == 1:
                 return [self.failed(sequences[0], exc)]
             log.exception("decode step of %d sequences failed; each alone", len(sequences))
             for row, s in enumerate(sequences):
                 s.cache = own_rows(cache, row, s.length)
-            events = []
+            events: list[Event] = []
             for s in sequences:
                 events += self.decode_isolated([s])
                 if self.batch is not None and s.finish_reason is None:
@@ -173,17 +198,17 @@ class DecodeLoop:
             use_cache=True,
             logits_to_keep=1,
         )
-        events = []
+        events: list[Event] = []
         for row, s in enumerate(sequences):
             keep = len(s.prompt)
             s.cache = [
                 (layer.keys[row : row + 1, :, -keep:], layer.values[row : row + 1, :, -keep:])
-                for layer in out.cache.layers
+                for layer in kv_layers(out.cache)
             ]
             events.append(self.advance(s, out.logits[row, -1]))
         return events
 
-    def decode_step(self, sequences: list[Sequence], cache) -> torch.Tensor:
+    def decode_step(self, sequences: list[Sequence], cache: DynamicCache) -> torch.Tensor:
         """One token for each sequence in one forward over the batched cache."""
         longest = cache.get_seq_length()
         mask = torch.zeros(len(sequences), longest + 1, dtype=torch.long)
@@ -268,8 +293,8 @@ def own_rows(cache: DynamicCache, row: int, length: int) -> KV:
     """One sequence's cache out of a batched one: its row, the last `length` positions
     (the padding before them dropped)."""
     return [
-        (layer.keys[row : row + 1, :, -length:], layer.values[row : row + 1, :, -length:])  # pyright: ignore[reportAttributeAccessIssue, reportOptionalSubscript]  transformers types a layer as any of its kinds; ours hold keys/values
-        for layer in cache.layers
+        (layer.keys[row : row + 1, :, -length:], layer.values[row : row + 1, :, -length:])
+        for layer in kv_layers(cache)
     ]
 
 

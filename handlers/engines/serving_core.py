@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
+from numpy.typing import NDArray
 
 from handlers.protocols import forward_by_route, kserve
 from handlers.engines.batching import Batcher, Failure, Rows, isolated
@@ -42,7 +42,7 @@ class Request:
 
     body: Any = None
     content_type: str | None = None
-    tensors: Mapping[str, np.ndarray] | None = None
+    tensors: Mapping[str, NDArray[Any]] | None = None
     route: str | None = None
 
 
@@ -54,7 +54,7 @@ class Answer:
     status: int = 200
     body: str | bytes = ""
     content_type: str = JSON
-    tensors: list[np.ndarray] | None = None
+    tensors: list[NDArray[Any]] | None = None
     message: str = ""
     failure: Failure | None = None
 
@@ -163,7 +163,7 @@ class ServingCore:
         inputs, single, _ = self.pipeline.parse_json(body)
         return Rows(inputs, single, writer=writer)
 
-    def read_tensors(self, tensors: Mapping[str, np.ndarray]) -> Rows:
+    def read_tensors(self, tensors: Mapping[str, NDArray[Any]]) -> Rows:
         """A runtime has checked dtype and shape against its config; the pipeline adds the
         spec's checks (value range, finiteness, the mask's shape)."""
         pipeline = self.pipeline
