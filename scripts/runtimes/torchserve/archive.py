@@ -14,15 +14,17 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any, cast
 
 import yaml
+from numpy.typing import NDArray
 
 import handlers
 from handlers.adapters.torchserve_handler import SpecHandler
 from handlers.plan import ServingPlan
 from scripts.pipeline.fingerprint import file_digest, is_fresh, write_stamp
 from scripts.pipeline.layout import Layout
-from scripts.pipeline.paths import golden_examples, link_or_copy
+from scripts.pipeline.paths import golden_examples, link_or_copy  # pyright: ignore[reportUnknownVariableType]  # returns bare dicts
 from scripts.pipeline.plan import copy_handlers, plan_fingerprint, serving_plan
 from scripts.runtimes.torchserve.settings import NAME, model_config_yaml
 from scripts.spec import BuildError, ModelSpec
@@ -129,7 +131,7 @@ class ArchiveContext:
     def get_request_header(self, idx: int, key: str) -> str | None:
         return None
 
-    def get_all_request_header(self, idx: int) -> dict:
+    def get_all_request_header(self, idx: int) -> dict[str, str]:
         return {"Content-Type": "application/json"}
 
     def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
@@ -183,8 +185,9 @@ def check_loads(path: Path, spec: ModelSpec, layout: Layout) -> list[str]:
 def check_request(spec: ModelSpec, layout: Layout) -> str:
     """One golden request's body, as the model's task kind makes it."""
 
-    def golden_row() -> dict:
-        return {name: rows.tolist() for name, rows in golden_examples(spec, layout, 1)[0].items()}
+    def golden_row() -> dict[str, Any]:
+        example = cast(dict[str, NDArray[Any]], golden_examples(spec, layout, 1)[0])
+        return {name: rows.tolist() for name, rows in example.items()}
 
     return json.dumps(spec.task.serving.probe_request(golden_row))
 

@@ -24,7 +24,7 @@ class TorchServeArtifacts:
     ) -> list[BuildRow]:
         """`options.out`: another model store (a scratch one); `options.backend` is Triton's."""
         store = options.out or layout.model_store
-        rows = []
+        rows: list[BuildRow] = []
         for spec in specs:
             built = archive_model(spec, layout, store, options.force)
             warnings = self.translate(serving_plan(spec.for_runtime(NAME), layout)).warnings

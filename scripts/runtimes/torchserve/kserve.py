@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.plan import serving_plan
@@ -58,8 +59,8 @@ def kserve_command(tree: Path | str = MOUNT) -> list[str]:
     ]
 
 
-def model_snapshot(specs: list[ModelSpec], layout: Layout) -> dict:
-    models = {}
+def model_snapshot(specs: list[ModelSpec], layout: Layout) -> dict[str, Any]:
+    models: dict[str, dict[str, dict[str, Any]]] = {}
     for spec in specs:
         settings = model_config_yaml(serving_plan(spec.for_runtime(NAME), layout)).settings
         models[spec.name] = {

@@ -8,6 +8,7 @@ config.properties and points `metrics_config` at it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -15,14 +16,14 @@ from handlers.metrics import METRICS
 from handlers.adapters.torchserve_metrics import unit
 
 
-def default_metrics() -> dict:
+def default_metrics() -> dict[str, Any]:
     """TorchServe's own metrics.yaml (frontend and default backend metrics), kept as they are."""
     import ts
 
     return yaml.safe_load((Path(ts.__file__).parent / "configs" / "metrics.yaml").read_text())
 
 
-def metrics_config() -> dict:
+def metrics_config() -> dict[str, Any]:
     config = default_metrics()
     model_metrics = config.setdefault("model_metrics", {})
     declared = model_metrics.setdefault("counter", [])

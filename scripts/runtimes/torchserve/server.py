@@ -117,7 +117,7 @@ def render_config(
         "load_models": ",".join(f"{m}.mar" for m in models),
         **(overrides or {}),
     }
-    lines = []
+    lines: list[str] = []
     for line in template.read_text().splitlines():
         key = line.split("=", 1)[0].strip()
         lines.append(

@@ -5,17 +5,24 @@ queue delay is rounded up with a warning, never silently changed."""
 from __future__ import annotations
 
 import math
+from typing import Any, TypedDict
 
 from handlers.plan import ServingPlan
 from scripts.runtimes.protocols import Translation
 
 NAME = "torchserve"  # RUNTIME=torchserve; the spec's per_runtime key; its run state's folder
 
+
 # The serving task's engine (handlers/tasks.py) in TorchServe's terms. "generate": one handle()
 # call per decode step, unfinished requests re-queued (continuousBatching). TorchServe hands
 # the handler up to batchSize requests, decoding or new: room for max_waiting that wait in the
 # handler, and as many again that it refuses at once (429).
-ENGINE_SETTINGS: dict[str, dict] = {
+class EngineSettings(TypedDict):
+    settings: dict[str, Any]  # model-config.yaml keys the engine needs
+    waiting_slots: int  # batch slots per request that may wait in the handler
+
+
+ENGINE_SETTINGS: dict[str, EngineSettings] = {
     "forward": {"settings": {}, "waiting_slots": 0},
     "generate": {"settings": {"continuousBatching": True}, "waiting_slots": 2},
 }
@@ -25,7 +32,7 @@ def model_config_yaml(plan: ServingPlan) -> Translation:
     batching, serving = plan.batching, plan.serving
     delay = batching.max_queue_delay_ms
     delay_ms = math.ceil(delay)
-    warnings = []
+    warnings: list[str] = []
     if delay_ms != delay:
         warnings.append(
             f"{plan.name}: TorchServe's maxBatchDelay is whole milliseconds: "

@@ -8,19 +8,25 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
-import numpy as np
+from numpy.typing import NDArray
 
 from handlers.formats import FORMATS
 from scripts.pipeline.layout import Layout
-from scripts.pipeline.paths import exported_formats, golden
-from scripts.measure.bench.deployments import LoadTarget, stock_setup_key
+from scripts.pipeline.paths import exported_formats, golden  # pyright: ignore[reportUnknownVariableType]  # returns a bare dict
+from scripts.measure.bench.deployments import DeploymentTargets, LoadTarget, stock_setup_key
 from scripts.runtimes.torchserve.archive import mar_path
 from scripts.runtimes.torchserve.settings import NAME
 from scripts.spec import BuildError, ModelSpec
 
+if TYPE_CHECKING:
+    from scripts.runtimes.torchserve.server import TorchServe
+
 STOCK = stock_setup_key(NAME)  # the stock setup's key in the bench report
 STOCK_HANDLER = Path(__file__).with_name("stock_files") / "stock_handler.py"
+
+ServedNames = dict[tuple[str, str], str]  # (model, setup) -> the name it is served under
 
 
 def stock_name(spec: ModelSpec) -> str:
@@ -54,7 +60,7 @@ def write_stock_mar(spec: ModelSpec, layout: Layout, store: Path) -> str:
     return name
 
 
-def model_store(specs: list[ModelSpec], layout: Layout, workdir: Path) -> tuple[Path, dict]:
+def model_store(specs: list[ModelSpec], layout: Layout, workdir: Path) -> tuple[Path, ServedNames]:
     """A scratch store under workdir with both setups; {(model, setup): served name}."""
     missing = [
         mar_path(s, layout.model_store)
@@ -68,7 +74,7 @@ def model_store(specs: list[ModelSpec], layout: Layout, workdir: Path) -> tuple[
     store = workdir / "store"
     shutil.rmtree(store, ignore_errors=True)
     store.mkdir(parents=True)
-    names = {}
+    names: ServedNames = {}
     for spec in specs:
         # what `make archive` built, served under the model's own name
         shutil.copy2(mar_path(spec, layout.model_store), store / f"{spec.name}.mar")
@@ -87,7 +93,7 @@ def config(rendered: str) -> str:
     )
 
 
-def bodies(spec: ModelSpec, rows: dict[str, np.ndarray], stock: bool) -> list[str]:
+def bodies(spec: ModelSpec, rows: dict[str, NDArray[Any]], stock: bool) -> list[str]:
     """One request body per golden example, the same model-input values for both setups:
     the stock handler takes the example itself, this project's handler {"tensors": ...}."""
     count = len(next(iter(rows.values())))
@@ -105,7 +111,7 @@ def bodies(spec: ModelSpec, rows: dict[str, np.ndarray], stock: bool) -> list[st
 def input_data(bodies: list[str], folder: Path, tag: str) -> Path:
     """perf_analyzer's torchserve --input-data: {"data": [{"TORCHSERVE_INPUT": [file]}, ...]}."""
     folder.mkdir(parents=True, exist_ok=True)
-    entries = []
+    entries: list[dict[str, list[str]]] = []
     for i, body in enumerate(bodies):
         path = folder / f"{tag}.body{i}.json"
         path.write_text(body)
@@ -116,12 +122,17 @@ def input_data(bodies: list[str], folder: Path, tag: str) -> Path:
 
 
 def load_targets(
-    specs: list[ModelSpec], layout: Layout, server, names: dict, workdir: Path, setups=(STOCK, NAME)
-) -> list[tuple]:
+    specs: list[ModelSpec],
+    layout: Layout,
+    server: TorchServe,
+    names: ServedNames,
+    workdir: Path,
+    setups: tuple[str, ...] = (STOCK, NAME),
+) -> DeploymentTargets:
     token = server.key("inference")
-    targets = []
+    targets: DeploymentTargets = []
     for spec in specs:
-        rows = golden(spec, layout)
+        rows = cast(dict[str, NDArray[Any]], golden(spec, layout))
         for setup in setups:
             data = input_data(
                 bodies(spec, rows, setup.endswith("stock")),
