@@ -8,9 +8,21 @@ import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol, TypeVar
 
 from scripts.spec.errors import BuildError
+
+
+class Starting(Protocol):
+    """A server being started (any runtime's): start-up sets the seconds it took to READY."""
+
+    @property
+    def workdir(self) -> Path: ...
+
+    waited_s: float
+
+
+StartingT = TypeVar("StartingT", bound=Starting)
 
 
 def free_port() -> int:
@@ -41,7 +53,7 @@ def read_pid(path: Path) -> int | None:
 
 def tail(paths: list[Path], lines: int = 40) -> str:
     """The last lines of each existing log, headed by its path: what a failed start prints."""
-    parts = []
+    parts: list[str] = []
     for path in paths:
         if path.exists():
             content = path.read_text(errors="replace").splitlines()[-lines:]
@@ -54,7 +66,8 @@ class ModelsFailed(BuildError):
     plugin when any model is READY)."""
 
     def __init__(self, runtime: str, failed: dict[str, list[str]], waited_s: float):
-        self.failed, self.waited_s, self.server = failed, waited_s, None
+        self.failed, self.waited_s = failed, waited_s
+        self.server: Starting | None = None
         super().__init__(
             [
                 f"{runtime}: model {name} failed to load; its log lines:\n"
@@ -96,7 +109,8 @@ def wait_for_models(
     (the others keep serving) names the failed ones with their log lines; BuildError with the
     log tail when the server dies or the timeout passes."""
     started = time.monotonic()
-    pending, broken = list(models), []
+    pending: list[str] = list(models)
+    broken: list[str] = []
     while pending:
         waited = time.monotonic() - started
         if waited > timeout_s:
@@ -116,8 +130,8 @@ def wait_for_models(
 
 
 def ready_or_stopped(
-    server, names: list[str], wait: Callable[[], float], stop: Callable[[], object]
-):
+    server: StartingT, names: list[str], wait: Callable[[], float], stop: Callable[[], object]
+) -> StartingT:
     """`server` once wait() says its models are READY; stopped again if start-up fails, except
     when only some models failed (ModelsFailed carries the server, serving the others)."""
     try:
