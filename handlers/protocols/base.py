@@ -12,14 +12,24 @@ handlers/protocols/__init__.py.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeGuard
 
-import numpy as np
+from numpy.typing import NDArray
 
 from handlers.engines.completions import Completion, Piece
 from handlers.plan import ServingPlan
 
 JSON = "application/json"
+
+
+def is_json_object(value: object) -> TypeGuard[dict[str, Any]]:
+    """isinstance(value, dict), for a value read from JSON, whose objects' keys are strings."""
+    return isinstance(value, dict)
+
+
+def is_json_array(value: object) -> TypeGuard[list[Any]]:
+    """isinstance(value, list), for a value read from JSON."""
+    return isinstance(value, list)
 
 
 @dataclass(frozen=True)
@@ -48,7 +58,7 @@ class GenerationProtocol:
     name: ClassVar[str]  # also the request-format label of the model's metrics
     route: ClassVar[str | None]  # on TorchServe: the URL after the model's version; None: none
 
-    def read(self, body: Any, model: ModelFacts) -> tuple[dict, Writer]:
+    def read(self, body: Any, model: ModelFacts) -> tuple[dict[str, Any], Writer]:
         """The request -> (completion fields to check and run, its answer's writer)."""
         raise NotImplementedError
 
@@ -56,9 +66,11 @@ class GenerationProtocol:
 class ForwardWriter(Protocol):
     """One request's answer to a one-pass model, in its protocol's shape."""
 
-    name: str  # the protocol's name: the request format in the model's metrics
+    name: ClassVar[str]  # the protocol's name: the request format in the model's metrics
 
-    def answer(self, plan: ServingPlan, inputs: dict[str, np.ndarray], answers: list[dict]) -> Any:
+    def answer(
+        self, plan: ServingPlan, inputs: dict[str, NDArray[Any]], answers: list[dict[str, Any]]
+    ) -> Any:
         """The JSON answer, from the examples' answers (handlers/preprocessing/pipeline.py's
         postprocess) and the request's model-input rows."""
         ...

@@ -20,13 +20,20 @@ import base64
 import binascii
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from handlers.preprocessing.dtypes import BYTES, spec_dtype_of_numpy, triton_datatype
 from handlers.preprocessing.processing import RequestError
 from handlers.preprocessing.tensors import numeric_array
+from handlers.protocols.base import is_json_array, is_json_object
+
+if TYPE_CHECKING:  # the pipeline imports this module
+    from handlers.plan import ServingPlan
+    from handlers.preprocessing.pipeline import Pipeline
+    from handlers.preprocessing.tensors import TensorSpec
 
 V1, V2 = "v1", "v2"
 V1_KEYS = {"instances", "parameters"}
@@ -44,21 +51,21 @@ class Envelope:
     wanted: tuple[str, ...] = ()  # v2 "outputs": the outputs asked for (all if empty)
 
 
-def protocol_of(body: dict) -> str | None:
+def protocol_of(body: dict[str, Any]) -> str | None:
     """v1 for {"instances"}, v2 for {"inputs": [{"name", ..., "data"}]}, None for our own JSON."""
     if "instances" in body:
         return V1
     inputs = body.get("inputs")
     if (
-        isinstance(inputs, list)
+        is_json_array(inputs)
         and inputs
-        and all(isinstance(i, dict) and {"name", "data"} <= set(i) for i in inputs)
+        and all(is_json_object(i) and {"name", "data"} <= set(i) for i in inputs)
     ):
         return V2
     return None
 
 
-def refuse_unknown(body: dict, allowed: set[str], protocol: str) -> None:
+def refuse_unknown(body: dict[str, Any], allowed: set[str], protocol: str) -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise RequestError(
@@ -76,10 +83,10 @@ def b64_bytes(value: Any, where: str) -> bytes:
 # --- v1 -------------------------------------------------------------------------------------
 
 
-def parse_v1(pipeline, body: dict) -> tuple[dict[str, np.ndarray], Envelope]:
+def parse_v1(pipeline: Pipeline, body: dict[str, Any]) -> tuple[dict[str, NDArray[Any]], Envelope]:
     refuse_unknown(body, V1_KEYS, V1)
     instances = body["instances"]
-    if not isinstance(instances, list) or not instances:
+    if not is_json_array(instances) or not instances:
         raise RequestError('KServe v1 request: "instances" must be a non-empty list of examples')
     envelope = Envelope(V1)
     if (
@@ -89,8 +96,8 @@ def parse_v1(pipeline, body: dict) -> tuple[dict[str, np.ndarray], Envelope]:
             any(isinstance(i, str) for i in instances) or all(set(i) == {"b64"} for i in instances)
         )
     ):
-        items = [
-            b64_bytes(i.get("b64"), f"instances[{n}].b64") if isinstance(i, dict) else i
+        items: list[bytes | str] = [
+            b64_bytes(i.get("b64"), f"instances[{n}].b64") if is_json_object(i) else i
             for n, i in enumerate(instances)
         ]
         return pipeline.kind.decode_items(items, pipeline.inputs, pipeline.max_batch), envelope
@@ -102,7 +109,7 @@ def parse_v1(pipeline, body: dict) -> tuple[dict[str, np.ndarray], Envelope]:
         )
     if len(pipeline.inputs) > 1:
         names = [t.name for t in pipeline.inputs]
-        if not all(isinstance(i, dict) and set(i) == set(names) for i in instances):
+        if not all(is_json_object(i) and set(i) == set(names) for i in instances):
             raise RequestError(
                 f"KServe v1 request: this model has several inputs: send each instance as "
                 f"{{{', '.join(repr(n) for n in names)}: example}}"
@@ -115,16 +122,16 @@ def parse_v1(pipeline, body: dict) -> tuple[dict[str, np.ndarray], Envelope]:
     return inputs, envelope
 
 
-def v1_answer(answers: list[dict]) -> dict:
+def v1_answer(answers: list[dict[str, Any]]) -> dict[str, Any]:
     return {"predictions": answers}
 
 
 # --- v2 -------------------------------------------------------------------------------------
 
 
-def parse_v2(pipeline, body: dict) -> tuple[dict[str, np.ndarray], Envelope]:
+def parse_v2(pipeline: Pipeline, body: dict[str, Any]) -> tuple[dict[str, NDArray[Any]], Envelope]:
     refuse_unknown(body, V2_KEYS, V2)
-    by_name = {}
+    by_name: dict[str, dict[str, Any]] = {}
     for n, tensor in enumerate(body["inputs"]):
         missing = sorted(V2_INPUT_KEYS - set(tensor))
         if missing:
@@ -153,13 +160,13 @@ def parse_v2(pipeline, body: dict) -> tuple[dict[str, np.ndarray], Envelope]:
     raise RequestError(f"KServe v2 request: inputs {sorted(by_name)}; send {accepted}")
 
 
-def labelled(plan, tensors: bool) -> bool:
+def labelled(plan: ServingPlan, tensors: bool) -> bool:
     """An encoded request to a classifier is answered with label and score, as the Triton
     ensemble answers; anything else with the model's output tensors."""
     return not tensors and plan.task.serving.labelled
 
 
-def answered_outputs(plan, tensors: bool) -> list[str]:
+def answered_outputs(plan: ServingPlan, tensors: bool) -> list[str]:
     return ["label", "score"] if labelled(plan, tensors) else plan.output_names
 
 
@@ -174,16 +181,16 @@ def check_wanted(wanted: tuple[str, ...], answered: list[str]) -> None:
 def requested_outputs(outputs: Any) -> tuple[str, ...]:
     if outputs is None:
         return ()
-    if not isinstance(outputs, list) or not all(
-        isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+    if not is_json_array(outputs) or not all(
+        is_json_object(o) and isinstance(o.get("name"), str) for o in outputs
     ):
         raise RequestError('KServe v2 request: "outputs" must be a list of {"name": ...}')
     return tuple(o["name"] for o in outputs)
 
 
-def declared_shape(tensor: dict) -> list[int]:
+def declared_shape(tensor: dict[str, Any]) -> list[int]:
     shape = tensor["shape"]
-    if not isinstance(shape, list) or not all(
+    if not is_json_array(shape) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise RequestError(
@@ -192,7 +199,7 @@ def declared_shape(tensor: dict) -> list[int]:
     return shape
 
 
-def v2_array(tensor: dict, spec) -> np.ndarray:
+def v2_array(tensor: dict[str, Any], spec: TensorSpec) -> NDArray[Any]:
     """One v2 input tensor -> rows of the spec's tensor: datatype, element count and shape checked
     (data may be flat, row-major, as the protocol says, or nested)."""
     expected = triton_datatype(spec.dtype)
@@ -207,14 +214,14 @@ def v2_array(tensor: dict, spec) -> np.ndarray:
     return values.reshape(shape)
 
 
-def v2_items(tensor: dict, image: bool) -> list:
+def v2_items(tensor: dict[str, Any], image: bool) -> list[bytes | str]:
     if tensor["datatype"] != BYTES:
         raise RequestError(
             f"input {tensor['name']!r}: datatype {tensor['datatype']!r}, expected 'BYTES'", "dtype"
         )
     shape = declared_shape(tensor)
     data = tensor["data"]
-    data = data if isinstance(data, list) else [data]
+    data = data if is_json_array(data) else [data]
     if not data or not all(isinstance(d, str) for d in data) or len(data) != math.prod(shape):
         raise RequestError(
             f"input {tensor['name']!r}: expected {math.prod(shape)} string(s) for shape {shape}"
@@ -227,7 +234,7 @@ def v2_items(tensor: dict, image: bool) -> list:
     )
 
 
-def v2_tensor(name: str, array: np.ndarray) -> dict:
+def v2_tensor(name: str, array: NDArray[Any]) -> dict[str, Any]:
     array = np.asarray(array)
     if array.dtype == np.object_:
         return {
@@ -244,9 +251,15 @@ def v2_tensor(name: str, array: np.ndarray) -> dict:
     }
 
 
-def v2_answer(plan, envelope: Envelope, outputs: list[np.ndarray], answers: list[dict]) -> dict:
+def v2_answer(
+    plan: ServingPlan,
+    envelope: Envelope,
+    outputs: list[NDArray[Any]],
+    answers: list[dict[str, Any]],
+) -> dict[str, Any]:
     """Output tensors for a tensor request; label and score (as Triton's ensemble answers) for an
     encoded one to a classifier; only the outputs asked for (checked when the request was read)."""
+    tensors: dict[str, NDArray[Any]]
     if not labelled(plan, envelope.tensors):
         tensors = {t.name: o for t, o in zip(plan.outputs, outputs)}
     else:
@@ -255,7 +268,7 @@ def v2_answer(plan, envelope: Envelope, outputs: list[np.ndarray], answers: list
             "score": np.array([[a["score"]] for a in answers], dtype=np.float32),
         }
     chosen = [n for n in tensors if not envelope.wanted or n in envelope.wanted]
-    answer = {
+    answer: dict[str, Any] = {
         "model_name": plan.name,
         "model_version": str(plan.version),
         "outputs": [v2_tensor(n, tensors[n]) for n in chosen],
@@ -263,7 +276,12 @@ def v2_answer(plan, envelope: Envelope, outputs: list[np.ndarray], answers: list
     return answer | ({"id": envelope.request_id} if envelope.request_id is not None else {})
 
 
-def answer(plan, envelope: Envelope, outputs: list[np.ndarray], answers: list[dict]) -> dict:
+def answer(
+    plan: ServingPlan,
+    envelope: Envelope,
+    outputs: list[NDArray[Any]],
+    answers: list[dict[str, Any]],
+) -> dict[str, Any]:
     return (
         v1_answer(answers)
         if envelope.protocol == V1

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.preprocessing.processing import RequestError
-from handlers.protocols.base import ModelFacts
+from handlers.protocols.base import ModelFacts, is_json_array, is_json_object
 from handlers.protocols.openai_common import OpenAIProtocol, OpenAIWriter
 
 ROLES = ("system", "user", "assistant")
@@ -19,7 +19,7 @@ class ChatWriter(OpenAIWriter):
     object_name = "chat.completion"
     chunk_suffix = ".chunk"
 
-    def choice(self, text: str, finish_reason: str | None, delta: bool = False) -> dict:
+    def choice(self, text: str, finish_reason: str | None, delta: bool = False) -> dict[str, Any]:
         key = "delta" if delta else "message"
         return {
             "index": 0,
@@ -35,7 +35,7 @@ class OpenAIChat(OpenAIProtocol):
     prompt_field, other_field = "messages", "prompt"
     writer = ChatWriter
 
-    def prompt(self, given: Any, fields: dict, model: ModelFacts) -> str:
+    def prompt(self, given: Any, fields: dict[str, Any], model: ModelFacts) -> str:
         if "max_completion_tokens" in fields:  # chat's newer name for max_tokens
             fields["max_tokens"] = fields.pop("max_completion_tokens")
         return chat_prompt(given, model.chat_template, model.max_prompt_bytes)
@@ -43,11 +43,11 @@ class OpenAIChat(OpenAIProtocol):
 
 def chat_prompt(messages: Any, template: str | None, max_bytes: int) -> str:
     """The messages as one prompt; their size is checked before the template renders them."""
-    if not isinstance(messages, list) or not messages:
+    if not is_json_array(messages) or not messages:
         raise RequestError('messages: give a list, e.g. [{"role": "user", "content": "Hi"}]')
     size = 0
     for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
+        if not is_json_object(message) or message.get("role") not in ROLES:
             raise RequestError(f"messages[{i}].role: expected one of {list(ROLES)}")
         if not isinstance(message.get("content"), str):
             raise RequestError(f"messages[{i}].content: expected text")

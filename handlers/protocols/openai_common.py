@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from handlers.engines.completions import MAX_MODEL_NAME, Completion, Piece, parse_body
 from handlers.preprocessing.processing import RequestError
-from handlers.protocols.base import JSON, GenerationProtocol, ModelFacts
+from handlers.protocols.base import JSON, GenerationProtocol, ModelFacts, is_json_object
 
 # OpenAI fields with nothing more to do here (stream_options is read for include_usage); `model`
 # goes on to the completion's reader, which checks it
@@ -38,7 +38,7 @@ class OpenAIWriter:
     stream: bool
     include_usage: bool = False  # stream_options.include_usage: a last chunk with usage only
     prompt_tokens: int = 0
-    made: list[int] = field(default_factory=list)
+    made: list[int] = field(default_factory=list[int])
     text: str = ""
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: int = field(default_factory=lambda: int(time.time()))
@@ -60,20 +60,22 @@ class OpenAIWriter:
         if not self.stream:
             return json.dumps(self.whole(piece.finish_reason)) if piece.final else ""
         chunk = self.envelope([self.choice(piece.text, finish(piece.finish_reason), delta=True)])
-        events = [chunk] if piece.text or piece.token_ids or piece.final else []
+        events: list[dict[str, Any]] = (
+            [chunk] if piece.text or piece.token_ids or piece.final else []
+        )
         if piece.final and self.include_usage:  # as OpenAI: choices [], then usage
             events.append({**self.envelope([]), "usage": self.usage()})
         return "".join(f"data: {json.dumps(e)}\n\n" for e in events) + (
             "data: [DONE]\n\n" if piece.final else ""
         )
 
-    def whole(self, finish_reason: str | None) -> dict:
+    def whole(self, finish_reason: str | None) -> dict[str, Any]:
         return {
             **self.envelope([self.choice(self.text, finish(finish_reason))]),
             "usage": self.usage(),
         }
 
-    def envelope(self, choices: list) -> dict:
+    def envelope(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
         chunk = self.chunk_suffix if self.stream else ""
         return {
             "id": f"{self.id_prefix}-{self.id}",
@@ -83,10 +85,10 @@ class OpenAIWriter:
             "choices": choices,
         }
 
-    def choice(self, text: str, finish_reason: str | None, delta: bool = False) -> dict:
+    def choice(self, text: str, finish_reason: str | None, delta: bool = False) -> dict[str, Any]:
         raise NotImplementedError
 
-    def usage(self) -> dict:
+    def usage(self) -> dict[str, int]:
         made = len(self.made)
         return {
             "prompt_tokens": self.prompt_tokens,
@@ -106,7 +108,7 @@ class OpenAIProtocol(GenerationProtocol):
     other_field: ClassVar[str]  # the other API's prompt field, refused by name
     writer: ClassVar[type[OpenAIWriter]]
 
-    def read(self, body: Any, model: ModelFacts) -> tuple[dict, OpenAIWriter]:
+    def read(self, body: Any, model: ModelFacts) -> tuple[dict[str, Any], OpenAIWriter]:
         fields = parse_body(body)
         n = fields.pop("n", 1)
         if type(n) is not int or n != 1:
@@ -124,12 +126,12 @@ class OpenAIProtocol(GenerationProtocol):
         writer = self.writer(
             name[:MAX_MODEL_NAME] if isinstance(name, str) else "",
             fields.get("stream") is True,
-            isinstance(options, dict) and bool(options.get("include_usage")),
+            is_json_object(options) and bool(options.get("include_usage")),
         )
         for ignored in IGNORED:
             fields.pop(ignored, None)
         return {**fields, "prompt": prompt}, writer
 
-    def prompt(self, given: Any, fields: dict, model: ModelFacts) -> Any:
+    def prompt(self, given: Any, fields: dict[str, Any], model: ModelFacts) -> Any:
         """The prompt field's value as the completion's prompt (fields may be adjusted)."""
         raise NotImplementedError

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from handlers.engines.completions import MAX_MODEL_NAME, parse_body
 from handlers.plan import ServingPlan
 from handlers.preprocessing.processing import RequestError
-from handlers.protocols.base import ForwardProtocol
+from handlers.protocols.base import ForwardProtocol, is_json_array
 
 FIELDS = {"input", "model", "encoding_format", "user"}  # user: accepted, nothing to do with it
 
@@ -32,7 +33,7 @@ FIELDS = {"input", "model", "encoding_format", "user"}  # user: accepted, nothin
 def texts_of(given: Any) -> list[str]:
     """`input` as a list of texts; token ids (a list of ints, or of lists) are refused."""
     texts = [given] if isinstance(given, str) else given
-    if not isinstance(texts, list) or not texts:
+    if not is_json_array(texts) or not texts:
         raise RequestError("input: send a string or a non-empty list of strings")
     for i, text in enumerate(texts):
         if isinstance(text, (int, list)):
@@ -60,7 +61,9 @@ class EmbeddingsWriter:
     model: str
     encoding: str = "float"
 
-    def answer(self, plan: ServingPlan, inputs: dict[str, np.ndarray], answers: list[dict]) -> dict:
+    def answer(
+        self, plan: ServingPlan, inputs: dict[str, NDArray[Any]], answers: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         tokens = plan.preprocess.token_count(inputs, plan.inputs)
         return {
             "object": "list",
@@ -85,7 +88,7 @@ class OpenAIEmbeddings(ForwardProtocol):
     def serves(self, plan: ServingPlan) -> bool:
         return plan.preprocess.takes_text
 
-    def read(self, body: Any, plan: ServingPlan) -> tuple[dict, EmbeddingsWriter]:
+    def read(self, body: Any, plan: ServingPlan) -> tuple[dict[str, Any], EmbeddingsWriter]:
         fields = parse_body(body)
         if "dimensions" in fields:
             raise RequestError(

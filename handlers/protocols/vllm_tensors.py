@@ -12,15 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from handlers.engines.completions import Completion, Piece, vllm_numbers
 from handlers.preprocessing.processing import RequestError
-from handlers.protocols.base import JSON, GenerationProtocol, ModelFacts
+from handlers.protocols.base import JSON, GenerationProtocol, ModelFacts, is_json_object
 
 INPUTS = ("text_input", "stream", "sampling_parameters", "exclude_input_in_output")
 
 
-def text(values: dict[str, np.ndarray | None], name: str) -> str | None:
+def text(values: dict[str, NDArray[Any] | None], name: str) -> str | None:
     tensor = values.get(name)
     if tensor is None:
         return None
@@ -33,7 +34,7 @@ def text(values: dict[str, np.ndarray | None], name: str) -> str | None:
         ) from None
 
 
-def flag(values: dict[str, np.ndarray | None], name: str) -> bool:
+def flag(values: dict[str, NDArray[Any] | None], name: str) -> bool:
     tensor = values.get(name)
     return bool(tensor.reshape(-1)[0]) if tensor is not None else False
 
@@ -50,7 +51,7 @@ class TensorWriter:
     def admitted(self, completion: Completion) -> None:
         self.prompt, self.stream = completion.prompt, completion.stream
 
-    def piece(self, piece: Piece) -> dict[str, np.ndarray] | None:
+    def piece(self, piece: Piece) -> dict[str, NDArray[Any]] | None:
         if not self.stream and not piece.final:
             return None  # a request that does not stream gets one response, at the end
         text = piece.text if self.stream or self.exclude_input else self.prompt + piece.text
@@ -65,14 +66,14 @@ class VLLMTensors(GenerationProtocol):
     name = "generate"
     route = None
 
-    def read(self, body: Any, model: ModelFacts) -> tuple[dict, TensorWriter]:
+    def read(self, body: Any, model: ModelFacts) -> tuple[dict[str, Any], TensorWriter]:
         """`body`: {input name: numpy array, or None when not sent}."""
         prompt, parameters = text(body, "text_input"), text(body, "sampling_parameters")
         try:
-            sampling = json.loads(parameters) if parameters else {}
+            sampling: object = json.loads(parameters) if parameters else {}
         except ValueError as exc:
             raise RequestError(f"sampling_parameters: not JSON: {exc}", "decode") from None
-        if not isinstance(sampling, dict):
+        if not is_json_object(sampling):
             raise RequestError(
                 'sampling_parameters: expected a JSON object, e.g. {"max_tokens": 16}'
             )
