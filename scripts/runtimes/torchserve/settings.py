@@ -13,15 +13,15 @@ from scripts.runtimes.protocols import Translation
 NAME = "torchserve"  # RUNTIME=torchserve; the spec's per_runtime key; its run state's folder
 
 
+class EngineSettings(TypedDict):
+    settings: dict[str, Any]  # model-config.yaml keys the engine needs
+    waiting_slots: int  # batchSize room for each of batching.max_waiting requests
+
+
 # The serving task's engine (handlers/tasks.py) in TorchServe's terms. "generate": one handle()
 # call per decode step, unfinished requests re-queued (continuousBatching). TorchServe hands
 # the handler up to batchSize requests, decoding or new: room for max_waiting that wait in the
 # handler, and as many again that it refuses at once (429).
-class EngineSettings(TypedDict):
-    settings: dict[str, Any]  # model-config.yaml keys the engine needs
-    waiting_slots: int  # batch slots per request that may wait in the handler
-
-
 ENGINE_SETTINGS: dict[str, EngineSettings] = {
     "forward": {"settings": {}, "waiting_slots": 0},
     "generate": {"settings": {"continuousBatching": True}, "waiting_slots": 2},
