@@ -10,15 +10,15 @@ raises RequestError with a message naming the problem and the expected input.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeGuard
 
-import numpy as np
+from numpy.typing import NDArray
 
 from handlers.protocols import kserve
 from handlers.protocols.kserve import Envelope
 from handlers.plan import ServingPlan
 from handlers.preprocessing.processing import RequestError
-from handlers.preprocessing.tensors import check_rows, numeric_array
+from handlers.preprocessing.tensors import TensorSpec, check_rows, numeric_array
 
 FORM = "application/x-www-form-urlencoded"
 JSON_KEYS = {"inputs", "tensors"}  # our own JSON; KServe's v1/v2 bodies are told apart first
@@ -27,6 +27,11 @@ JSON_KEYS = {"inputs", "tensors"}  # our own JSON; KServe's v1/v2 bodies are tol
 def looks_like_json_object(body: Any) -> bool:
     head = body[:64].lstrip() if isinstance(body, (bytes, bytearray, str)) else ""
     return head[:1] in ("{", b"{")
+
+
+def is_json_object(value: object) -> TypeGuard[dict[str, Any]]:
+    """isinstance(value, dict), for a value read from JSON (its objects' keys are strings)."""
+    return isinstance(value, dict)
 
 
 def as_bytes(body: Any) -> bytes:
@@ -54,7 +59,7 @@ class Pipeline:
 
     # --- requests -> model input rows ----------------------------------------------------------
 
-    def parse(self, body: Any, content_type: str | None) -> tuple[dict[str, np.ndarray], bool]:
+    def parse(self, body: Any, content_type: str | None) -> tuple[dict[str, NDArray[Any]], bool]:
         """One request -> ({input name: rows}, single). `single` means the request held one
         example (answer with one object) rather than a list of them (answer with a list)."""
         inputs, single, _ = self.parse_request(body, content_type)
@@ -62,7 +67,7 @@ class Pipeline:
 
     def parse_request(
         self, body: Any, content_type: str | None
-    ) -> tuple[dict[str, np.ndarray], bool, Envelope | None]:
+    ) -> tuple[dict[str, NDArray[Any]], bool, Envelope | None]:
         """parse(), and the KServe protocol (v1/v2) the request used, if any, to answer in it."""
         try:
             inputs, single, envelope = self._parse(
@@ -76,7 +81,7 @@ class Pipeline:
 
     def _parse(
         self, body: Any, content_type: str
-    ) -> tuple[dict[str, np.ndarray], bool, Envelope | None]:
+    ) -> tuple[dict[str, NDArray[Any]], bool, Envelope | None]:
         if (
             content_type == FORM
         ):  # TorchServe decodes such a body as form fields: nothing usable is left
@@ -102,7 +107,7 @@ class Pipeline:
             return self.parse_json(body)
         raise RequestError(f"unsupported Content-Type {content_type!r}: send {self.expected_input}")
 
-    def parse_json(self, body: Any) -> tuple[dict[str, np.ndarray], bool, Envelope | None]:
+    def parse_json(self, body: Any) -> tuple[dict[str, NDArray[Any]], bool, Envelope | None]:
         if isinstance(body, (bytes, bytearray, str)):
             try:
                 body = json.loads(body)
@@ -111,7 +116,7 @@ class Pipeline:
                 raise RequestError(
                     f"body is not valid JSON ({reason}); send {self.expected_input}", "decode"
                 ) from None
-        protocol = kserve.protocol_of(body) if isinstance(body, dict) else None
+        protocol = kserve.protocol_of(body) if is_json_object(body) else None
         if protocol is not None:  # KServe v1 / v2: answered in the same protocol
             parse = kserve.parse_v1 if protocol == kserve.V1 else kserve.parse_v2
             try:
@@ -121,7 +126,7 @@ class Pipeline:
                 named = message if "KServe" in message else f"KServe {protocol} request: {message}"
                 raise RequestError(named, exc.reason) from None
             return inputs, False, envelope
-        if isinstance(body, dict):
+        if is_json_object(body):
             unknown = sorted(set(body) - JSON_KEYS)
             if unknown or len(body) != 1:
                 raise RequestError(
@@ -131,16 +136,17 @@ class Pipeline:
             if "tensors" in body:
                 return *self.parse_tensors(body["tensors"]), None
             body = body["inputs"]
-        if len(self.inputs) > 1 and isinstance(body, dict):
+        if len(self.inputs) > 1 and is_json_object(body):
             return *self.parse_tensors(body), None
         return *self.kind.json_inputs(body, self.inputs, self.max_batch), None
 
-    def parse_tensors(self, tensors: Any) -> tuple[dict[str, np.ndarray], bool]:
+    def parse_tensors(self, tensors: Any) -> tuple[dict[str, NDArray[Any]], bool]:
         """Model-input tensors given directly (no pre-processing), e.g. golden samples."""
         names = [t.name for t in self.inputs]
-        if not isinstance(tensors, dict) or set(tensors) != set(names):
+        if not is_json_object(tensors) or set(tensors) != set(names):
             raise RequestError(f'"tensors" must map every input name {names} to an array')
-        out, singles = {}, set()
+        out: dict[str, NDArray[Any]] = {}
+        singles: set[bool] = set()
         for t in self.inputs:
             rows = numeric_array(tensors[t.name], t.name, t.numpy)
             # a batched model's one example may come without the batch axis
@@ -154,7 +160,7 @@ class Pipeline:
             )
         return self.check_mask(out), singles == {True}
 
-    def check_mask(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def check_mask(self, inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         """The spec's mask input (batching.pad.mask) must have the shape of every input with a
         dynamic non-batch axis: it says which of their positions are real."""
         pad = self.plan.batching.pad
@@ -169,12 +175,12 @@ class Pipeline:
                 )
         return inputs
 
-    def check_rows(self, tensor, rows: np.ndarray) -> np.ndarray:
+    def check_rows(self, tensor: TensorSpec, rows: NDArray[Any]) -> NDArray[Any]:
         return check_rows(tensor, rows, self.max_batch)
 
     # --- model output rows -> answers ------------------------------------------------------------
 
-    def postprocess(self, outputs: list[np.ndarray]) -> list[dict]:
+    def postprocess(self, outputs: list[NDArray[Any]]) -> list[dict[str, Any]]:
         """Output rows of one request -> one answer per example: the raw outputs, plus label and
         score for classification."""
         task = self.plan.task
