@@ -26,9 +26,10 @@ import shutil
 import stat
 import struct
 import tempfile
+from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO
 
 MAGIC = b"TORCHSHIP-AES256GCM-2\n"
 MAGIC_V1 = b"TORCHSHIP-AES256GCM-1\n"
@@ -122,7 +123,9 @@ def chunk_nonce(prefix: bytes, index: int, last: bool) -> bytes:
     return prefix + struct.pack(">IB", index, int(last))
 
 
-def encrypt_stream(source, sink, key: bytes, aad: bytes, chunk_bytes: int = CHUNK_BYTES) -> None:
+def encrypt_stream(
+    source: BinaryIO, sink: BinaryIO, key: bytes, aad: bytes, chunk_bytes: int = CHUNK_BYTES
+) -> None:
     """Plaintext from `source` (a binary file) sealed chunk by chunk into `sink`."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -138,7 +141,7 @@ def encrypt_stream(source, sink, key: bytes, aad: bytes, chunk_bytes: int = CHUN
         chunk, index = following, index + 1
 
 
-def decrypt_stream(source, key: bytes, aad: bytes) -> bytes:
+def decrypt_stream(source: BinaryIO, key: bytes, aad: bytes) -> bytes:
     """The plaintext of a format-2 file opened at its start (raises InvalidTag when it was
     encrypted otherwise, altered, reordered or cut)."""
     from cryptography.exceptions import InvalidTag
@@ -146,7 +149,8 @@ def decrypt_stream(source, key: bytes, aad: bytes) -> bytes:
 
     header = source.read(len(MAGIC) + PREFIX_BYTES + 4)
     prefix, (chunk_bytes,) = header[len(MAGIC) : -4], struct.unpack(">I", header[-4:])
-    aes, parts, index = AESGCM(key), [], 0
+    aes, index = AESGCM(key), 0
+    parts: list[bytes] = []
     sealed = source.read(chunk_bytes + TAG_BYTES)
     while True:
         following = source.read(chunk_bytes + TAG_BYTES)
@@ -229,7 +233,7 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 @contextmanager
-def private_tempdir() -> Iterator[str]:
+def private_tempdir() -> Generator[str, None, None]:
     """TMPDIR in a private folder in memory (/dev/shm) for the duration, removed after. Python's
     cached temp dir (tempfile.tempdir) and TorchInductor's cache dir (which it writes into the
     environment) are put back as they were, so nothing keeps pointing at the removed folder."""
@@ -252,7 +256,7 @@ def private_tempdir() -> Iterator[str]:
 
 
 @contextmanager
-def in_memory_file(data: bytes, name: str) -> Iterator[str]:
+def in_memory_file(data: bytes, name: str) -> Generator[str, None, None]:
     """A path to `data` in an anonymous memory file (memfd), for a loader that wants a path.
     The AOTInductor loader also unpacks its shared library into TMPDIR and keeps it there: that
     goes to private_tempdir(), removed once loaded (the library stays mapped)."""

@@ -23,9 +23,10 @@ import bisect
 import logging
 import threading
 import time
+from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 PREFIX = "torchship_"
@@ -104,7 +105,9 @@ class Sums:
         slots[-2] += seconds
         slots[-1] += 1
 
-    def increments(self, model_labels: tuple[str, ...]) -> list[tuple[Metric, float, tuple]]:
+    def increments(
+        self, model_labels: tuple[str, ...]
+    ) -> list[tuple[Metric, float, tuple[str, ...]]]:
         """Every counter's increment, the histogram's buckets cumulative as Prometheus has them."""
         out = [
             (metric, value, (*model_labels, *labels))
@@ -184,7 +187,7 @@ class ModelMetrics:
         self.add(BATCH_ROWS, rows)
 
     @contextmanager
-    def timed(self, stage: str) -> Iterator[None]:
+    def timed(self, stage: str) -> Generator[None, None, None]:
         start = time.perf_counter()
         try:
             yield
