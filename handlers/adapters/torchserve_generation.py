@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from handlers.engines.batching import Failure, isolated
 from handlers.engines.completions import Completion
@@ -28,6 +29,9 @@ from handlers.engines.generating import Generating, end_process
 from handlers.metrics import Sink
 from handlers.protocols import ModelFacts, Writer, by_route
 from handlers.engines.serving_core import JSON, Answer
+
+if TYPE_CHECKING:
+    from handlers.adapters.torchserve_context import DecodingContext
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,7 @@ class ContinuousBatching:
         self.facts = ModelFacts(template, self.generating.language.max_prompt_bytes)
         self.writers: dict[str, Writer] = {}  # admitted requests: each one's protocol writer
 
-    def admit(self, key: str, body, url_path: str | None) -> Failure | Completion:
+    def admit(self, key: str, body: Any, url_path: str | None) -> Failure | Completion:
         protocol = isolated("reading the request", lambda: by_route(url_path))
         request_format = protocol.name if not isinstance(protocol, Failure) else "completion"
         read = (
@@ -68,7 +72,13 @@ class ContinuousBatching:
         self.generating.cancel(key)
         self.writers.pop(key, None)
 
-    def step(self, keys: list[str], bodies: list, url_paths: list, context) -> list:
+    def step(
+        self,
+        keys: list[str],
+        bodies: list[Any],
+        url_paths: list[str | None],
+        context: DecodingContext,
+    ) -> list[str | bytes]:
         """One decode step; a dead loop ends the worker (TorchServe starts another)."""
         try:
             return self.step_all(keys, bodies, url_paths, context)
@@ -77,7 +87,13 @@ class ContinuousBatching:
             log.exception("the decode loop died")
             end_process()
 
-    def step_all(self, keys: list[str], bodies: list, url_paths: list, context) -> list:
+    def step_all(
+        self,
+        keys: list[str],
+        bodies: list[Any],
+        url_paths: list[str | None],
+        context: DecodingContext,
+    ) -> list[str | bytes]:
         generating = self.generating
         for gone in set(generating.keys) - set(keys):  # the frontend dropped it
             self.cancel(gone)

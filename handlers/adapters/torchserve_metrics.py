@@ -8,7 +8,14 @@ metrics_config.py), adding a Hostname label of its own.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeGuard
+
 from handlers.metrics import METRICS, STAGE_SUM, Metric, Sink
+
+if TYPE_CHECKING:
+    from ts.metrics.metric_abstract import MetricAbstract
+
+    from handlers.adapters.torchserve_context import MetricsContext, TorchServeContext
 
 
 def unit(metric: Metric) -> str:
@@ -16,10 +23,10 @@ def unit(metric: Metric) -> str:
 
 
 class TorchServeSink:
-    def __init__(self, context):
+    def __init__(self, context: MetricsContext):
         from ts.metrics.metric_type_enum import MetricTypes
 
-        self.metrics = {
+        self.metrics: dict[str, MetricAbstract] = {
             m.name: context.metrics.add_metric_to_cache(
                 m.name, unit(m), list(m.label_names), MetricTypes.COUNTER
             )
@@ -30,6 +37,10 @@ class TorchServeSink:
         self.metrics[metric.name].add_or_update(value, list(labels))
 
 
-def sink_of(context) -> Sink | None:
+def has_metrics(context: object) -> TypeGuard[MetricsContext]:
+    return getattr(context, "metrics", None) is not None
+
+
+def sink_of(context: TorchServeContext) -> Sink | None:
     """The worker's sink; None where there is no metrics cache (the build's load check)."""
-    return TorchServeSink(context) if getattr(context, "metrics", None) is not None else None
+    return TorchServeSink(context) if has_metrics(context) else None

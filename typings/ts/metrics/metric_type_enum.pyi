@@ -1,0 +1,6 @@
+import enum
+
+class MetricTypes(enum.Enum):
+    COUNTER = "counter"
+    GAUGE = "gauge"
+    HISTOGRAM = "histogram"
