@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 # The Python-backend stub runs isolated (PYTHONPATH is ignored): the build copies the
@@ -25,6 +26,7 @@ if (HERE / "handlers").is_dir() and str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
 import triton_python_backend_utils as pb_utils  # pyright: ignore[reportMissingModuleSource]  # noqa: E402
 
 from handlers.engines.batching import Failure, isolated  # noqa: E402
@@ -39,11 +41,11 @@ from handlers.adapters.triton_streamer import Streamer, error_response  # noqa: 
 ROLES = ("model", "preprocess", "postprocess")
 
 
-def parameter(model_config: dict, key: str, default: str) -> str:
+def parameter(model_config: dict[str, Any], key: str, default: str) -> str:
     return model_config.get("parameters", {}).get(key, {}).get("string_value", default)
 
 
-def input_array(request: pb_utils.InferenceRequest, name: str) -> np.ndarray:
+def input_array(request: pb_utils.InferenceRequest, name: str) -> npt.NDArray[Any]:
     """One input of a request (its config makes every input required: Triton checks it sent)."""
     tensor = pb_utils.get_input_tensor_by_name(request, name)
     if tensor is None:  # not a KeyError: a Mapping's get() would take it for "absent"
@@ -51,22 +53,22 @@ def input_array(request: pb_utils.InferenceRequest, name: str) -> np.ndarray:
     return tensor.as_numpy()
 
 
-def as_text_rows(array: np.ndarray) -> list:
+def as_text_rows(array: npt.NDArray[Any]) -> list[bytes | str]:
     """A BYTES tensor [B, 1] (np.object_) -> B items (bytes or str)."""
     return list(np.asarray(array, dtype=np.object_).reshape(-1))
 
 
-class InputTensors(Mapping):
+class InputTensors(Mapping[str, npt.NDArray[Any]]):
     """A Triton request's inputs by the spec's names, read when the core asks for them (inside
     its per-request isolation). Triton's names can differ from the spec's (libtorch naming)."""
 
-    def __init__(self, request, names: dict[str, str]):
+    def __init__(self, request: pb_utils.InferenceRequest, names: dict[str, str]):
         self.request, self.names = request, names
 
-    def __getitem__(self, name: str) -> np.ndarray:
+    def __getitem__(self, name: str) -> npt.NDArray[Any]:
         return input_array(self.request, self.names[name])
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self.names)
 
     def __len__(self) -> int:
@@ -74,7 +76,7 @@ class InputTensors(Mapping):
 
 
 class TritonPythonModel:
-    def initialize(self, args: dict) -> None:
+    def initialize(self, args: dict[str, str]) -> None:
         model_config = json.loads(args["model_config"])
         self.role = parameter(model_config, "role", "model")
         if self.role not in ROLES:
@@ -83,7 +85,7 @@ class TritonPythonModel:
         self.input_names = [t["name"] for t in model_config["input"]]
         self.output_names = [t["name"] for t in model_config["output"]]
         self.decoupled = pb_utils.using_decoupled_model_transaction_policy(model_config)
-        self.streamer = None
+        self.streamer: Streamer | None = None
         if self.role == "model":  # loads the serving plan and the artifact, like TorchServe
             self.ENGINES[ServingPlan.load(HERE).task.serving.engine](self)
             return
@@ -108,7 +110,9 @@ class TritonPythonModel:
     # the serving task's engine (handlers/tasks.py) -> how this model starts it
     ENGINES = {"forward": start_forward, "generate": start_decoding}
 
-    def execute(self, requests: list) -> list | None:
+    def execute(
+        self, requests: list[pb_utils.InferenceRequest]
+    ) -> list[pb_utils.InferenceResponse] | None:
         if self.streamer is not None:  # decoupled: the streamer's thread answers
             for request in requests:
                 self.streamer.admit(request)
@@ -122,7 +126,9 @@ class TritonPythonModel:
 
     # --- role: model ----------------------------------------------------------------------
 
-    def run_model(self, requests: list) -> list | None:
+    def run_model(
+        self, requests: list[pb_utils.InferenceRequest]
+    ) -> list[pb_utils.InferenceResponse] | None:
         names = dict(zip(self.plan.input_names, self.input_names))
         for index, request in enumerate(requests):
             self.forward.admit(index, Request(tensors=InputTensors(request, names)))
@@ -138,8 +144,10 @@ class TritonPythonModel:
 
     # --- role: preprocess -----------------------------------------------------------------
 
-    def preprocess(self, requests: list) -> list:
-        def decode(request) -> Answer:
+    def preprocess(
+        self, requests: list[pb_utils.InferenceRequest]
+    ) -> list[pb_utils.InferenceResponse]:
+        def decode(request: pb_utils.InferenceRequest) -> Answer:
             tensor = input_array(request, self.input_names[0])
             rows = self.pipeline.kind.decode_items(
                 as_text_rows(tensor), self.plan.inputs, self.pipeline.max_batch
@@ -150,8 +158,10 @@ class TritonPythonModel:
 
     # --- role: postprocess ----------------------------------------------------------------
 
-    def postprocess(self, requests: list) -> list:
-        def answer(request) -> Answer:
+    def postprocess(
+        self, requests: list[pb_utils.InferenceRequest]
+    ) -> list[pb_utils.InferenceResponse]:
+        def answer(request: pb_utils.InferenceRequest) -> Answer:
             outputs = [input_array(request, n) for n in self.input_names]
             answers = self.pipeline.postprocess(outputs)
             labels = np.array([[a["label"].encode("utf-8")] for a in answers], dtype=np.object_)
@@ -160,7 +170,9 @@ class TritonPythonModel:
 
         return [self.stage("postprocess", "post-processing", lambda: answer(r)) for r in requests]
 
-    def stage(self, stage: str, named: str, work):
+    def stage(
+        self, stage: str, named: str, work: Callable[[], Answer]
+    ) -> pb_utils.InferenceResponse:
         """One request through a pre- or post-processing model, timed and counted: the ensemble's
         bytes (or text) arrive at the pre-processing model, so that is where they are counted."""
         with self.metrics.timed(stage):
@@ -173,7 +185,7 @@ class TritonPythonModel:
 
     # --- answers --------------------------------------------------------------------------
 
-    def respond(self, answer: Answer | Failure):
+    def respond(self, answer: Answer | Failure) -> pb_utils.InferenceResponse:
         if isinstance(answer, Failure):
             answer = Answer.failed(answer)
         if not answer.ok:
@@ -186,7 +198,7 @@ class TritonPythonModel:
             ]
         )
 
-    def output_dtypes(self) -> list:
+    def output_dtypes(self) -> list[type[np.generic]]:
         if self.role == "model":
             return [t.numpy for t in self.plan.outputs]
         if self.role == "preprocess":

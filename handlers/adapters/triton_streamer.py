@@ -15,22 +15,28 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import triton_python_backend_utils as pb_utils  # pyright: ignore[reportMissingModuleSource]  only in Triton: typings/
 
 from handlers.engines.batching import Failure, isolated
-from handlers.protocols import GENERATION_PROTOCOLS, ModelFacts
+from handlers.protocols import GENERATION_PROTOCOLS, ModelFacts, Writer
 from handlers.protocols.vllm_tensors import INPUTS
 
 if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from handlers.engines.completions import Piece
     from handlers.engines.generating import Generating
+
+    # an open request's stream: the request, its response sender and its protocol's writer
+    Stream = tuple[pb_utils.InferenceRequest, pb_utils.ResponseSender, Writer]
 
 CANCEL_CHECK_S = 0.05  # how often the decode loop asks whether clients went away
 log = logging.getLogger(__name__)
 
 
-def error_response(message: str, status: int = 400):
+def error_response(message: str, status: int = 400) -> pb_utils.InferenceResponse:
     """Our HTTP-style status in Triton's terms: overload UNAVAILABLE (its own queue-full
     answer), our failure INTERNAL, the client's mistake INVALID_ARG."""
     if status in (429, 503):
@@ -47,7 +53,7 @@ class Streamer:
     last flagged final. A cancelled request (client gone) leaves at the next step."""
 
     def __init__(self, folder: Path):
-        self.senders: dict[int, tuple] = {}  # key -> (request, sender, prompt, exclude input)
+        self.senders: dict[int, Stream] = {}  # key -> (request, sender, writer)
         self.lock, self.wake = threading.Lock(), threading.Condition()
         self.running, self.checked = True, 0.0
         self.generating: Generating[int] | None = None
@@ -103,19 +109,19 @@ class Streamer:
 
         end_process()
 
-    def admit(self, request) -> None:
+    def admit(self, request: pb_utils.InferenceRequest) -> None:
         sender, key = request.get_response_sender(), id(request)
         protocol = GENERATION_PROTOCOLS["generate"]
         read = isolated("reading the request", lambda: protocol.read(tensors(request), self.facts))
         if isinstance(read, Failure):
-            admitted = self.engine.refused(read, protocol.name)
+            admitted, writer = self.engine.refused(read, protocol.name), None
         else:  # read and tokenized outside the lock: the loop keeps stepping meanwhile
             fields, writer = read
             admitted = self.engine.read(fields, protocol.name)
         with self.lock:
             if not isinstance(admitted, Failure):
                 admitted = self.engine.enqueue(key, admitted)
-            if not isinstance(admitted, Failure):
+            if writer is not None and not isinstance(admitted, Failure):
                 writer.admitted(admitted)
                 self.senders[key] = (request, sender, writer)
         if isinstance(admitted, Failure):
@@ -157,12 +163,18 @@ class Streamer:
         self.checked = now
         return [key for key in self.engine.keys if cancelled(self.senders[key][0])]
 
-    def send(self, piece, request, sender, writer) -> None:
+    def send(
+        self,
+        piece: Piece,
+        request: pb_utils.InferenceRequest,
+        sender: pb_utils.ResponseSender,
+        writer: Writer,
+    ) -> None:
         if piece.error is not None:  # this request's own failure: its error, the others go on
             final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
             sender.send(error_response(piece.error, 500), flags=final)
             return
-        outputs = writer.piece(piece)
+        outputs: dict[str, npt.NDArray[Any]] | None = writer.piece(piece)  # vLLM's tensors
         if outputs is None:
             return
         tensors = [pb_utils.Tensor(name, array) for name, array in outputs.items()]
@@ -178,13 +190,13 @@ class Streamer:
             self.generating.metrics.close()
 
 
-def tensors(request) -> dict:
+def tensors(request: pb_utils.InferenceRequest) -> dict[str, npt.NDArray[Any] | None]:
     """The request's inputs of vLLM's contract as numpy arrays (None: not sent)."""
     found = {name: pb_utils.get_input_tensor_by_name(request, name) for name in INPUTS}
     return {name: t.as_numpy() if t is not None else None for name, t in found.items()}
 
 
-def cancelled(request) -> bool:
+def cancelled(request: pb_utils.InferenceRequest) -> bool:
     try:
         return bool(getattr(request, "is_cancelled", lambda: False)())
     except Exception:  # a request the server no longer knows: its client is gone
