@@ -14,17 +14,16 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import yaml
-from numpy.typing import NDArray
 
 import handlers
 from handlers.adapters.torchserve_handler import SpecHandler
 from handlers.plan import ServingPlan
 from scripts.pipeline.fingerprint import file_digest, is_fresh, write_stamp
 from scripts.pipeline.layout import Layout
-from scripts.pipeline.paths import golden_examples, link_or_copy  # pyright: ignore[reportUnknownVariableType]  # returns bare dicts
+from scripts.pipeline.paths import golden_examples, link_or_copy
 from scripts.pipeline.plan import copy_handlers, plan_fingerprint, serving_plan
 from scripts.runtimes.torchserve.settings import NAME, model_config_yaml
 from scripts.spec import BuildError, ModelSpec
@@ -186,8 +185,7 @@ def check_request(spec: ModelSpec, layout: Layout) -> str:
     """One golden request's body, as the model's task kind makes it."""
 
     def golden_row() -> dict[str, Any]:
-        example = cast(dict[str, NDArray[Any]], golden_examples(spec, layout, 1)[0])
-        return {name: rows.tolist() for name, rows in example.items()}
+        return {name: rows.tolist() for name, rows in golden_examples(spec, layout, 1)[0].items()}
 
     return json.dumps(spec.task.serving.probe_request(golden_row))
 

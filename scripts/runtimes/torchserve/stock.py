@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from numpy.typing import NDArray
 
 from handlers.formats import FORMATS
 from scripts.pipeline.layout import Layout
-from scripts.pipeline.paths import exported_formats, golden  # pyright: ignore[reportUnknownVariableType]  # returns a bare dict
+from scripts.pipeline.paths import exported_formats, golden
 from scripts.measure.bench.deployments import DeploymentTargets, LoadTarget, stock_setup_key
 from scripts.runtimes.torchserve.archive import mar_path
 from scripts.runtimes.torchserve.settings import NAME
@@ -132,7 +132,7 @@ def load_targets(
     token = server.key("inference")
     targets: DeploymentTargets = []
     for spec in specs:
-        rows = cast(dict[str, NDArray[Any]], golden(spec, layout))
+        rows = golden(spec, layout)
         for setup in setups:
             data = input_data(
                 bodies(spec, rows, setup.endswith("stock")),
