@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import TYPE_CHECKING, Any
 
 from scripts.pipeline.layout import Layout
 from scripts.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 
 def exported_formats(spec: ModelSpec, layout: Layout) -> list[str]:
@@ -21,7 +25,7 @@ def exported_formats(spec: ModelSpec, layout: Layout) -> list[str]:
         return spec.export.wanted
 
 
-def golden(spec: ModelSpec, layout: Layout) -> dict:
+def golden(spec: ModelSpec, layout: Layout) -> dict[str, NDArray[Any]]:
     """The golden model inputs saved by export: {input name: rows}."""
     import numpy as np
 
@@ -29,7 +33,7 @@ def golden(spec: ModelSpec, layout: Layout) -> dict:
         return {t.name: saved[f"input.{t.name}"] for t in spec.inputs}
 
 
-def golden_examples(spec: ModelSpec, layout: Layout, most: int) -> list[dict]:
+def golden_examples(spec: ModelSpec, layout: Layout, most: int) -> list[dict[str, NDArray[Any]]]:
     """Up to `most` golden requests' inputs: one row each for a batched model; the golden
     tensors whole, as one request, for a model without a batch axis."""
     rows = golden(spec, layout)
