@@ -6,13 +6,17 @@ verification and the benchmarks.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from handlers.preprocessing.dtypes import BYTES, numpy_dtype, spec_dtype, triton_datatype
 from scripts.runtimes.triton.server import ADMIN_HEADER, GRPC_ADMIN_HEADER
 from scripts.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
 
 PROTOCOLS = ("http", "grpc")
 
@@ -22,7 +26,9 @@ def spec_datatypes(spec: ModelSpec) -> dict[str, str]:
     return {t.name: triton_datatype(t.dtype) for t in spec.inputs}
 
 
-def wire_shapes(spec: ModelSpec, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def wire_shapes(
+    spec: ModelSpec, inputs: dict[str, npt.NDArray[Any]]
+) -> dict[str, npt.NDArray[Any]]:
     """Golden rows as a batched Triton model takes them: a per-sample scalar (spec shape [-1])
     travels as [batch, 1] (config.pbtxt: dims [1] with an empty reshape)."""
     if spec.batching.max_batch_size == 0:
@@ -33,7 +39,9 @@ def wire_shapes(spec: ModelSpec, inputs: dict[str, np.ndarray]) -> dict[str, np.
     }
 
 
-def spec_shapes(spec: ModelSpec, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def spec_shapes(
+    spec: ModelSpec, outputs: dict[str, npt.NDArray[Any]]
+) -> dict[str, npt.NDArray[Any]]:
     """Outputs back in the spec's shapes ([batch, 1] -> [batch] for per-sample scalars)."""
     return {
         t.name: outputs[t.name].reshape(-1) if len(t.shape) == 1 else outputs[t.name]
@@ -41,14 +49,16 @@ def spec_shapes(spec: ModelSpec, outputs: dict[str, np.ndarray]) -> dict[str, np
     }
 
 
-def as_typed(value: Any, datatype: str) -> np.ndarray:
+def as_typed(value: Any, datatype: str) -> npt.NDArray[Any]:
     """A value -> the numpy array tritonclient sends for `datatype`. BYTES: str/bytes items
     as an np.object_ array of bytes (one [B, 1] column for a flat list of strings)."""
     if datatype == BYTES:
+
+        def encoded(v: Any) -> bytes:
+            return v.encode("utf-8") if isinstance(v, str) else bytes(v)
+
         items = np.array(value, dtype=np.object_)
-        items = np.vectorize(
-            lambda v: v.encode("utf-8") if isinstance(v, str) else bytes(v), otypes=[np.object_]
-        )(items)
+        items = np.vectorize(encoded, otypes=[np.object_])(items)
         return items.reshape(-1, 1) if items.ndim <= 1 else items
     return np.ascontiguousarray(np.asarray(value, dtype=numpy_dtype(spec_dtype(datatype))))
 
@@ -82,25 +92,25 @@ class TritonClient:
         datatypes: dict[str, str] | None = None,
         outputs: list[str] | None = None,
         version: int | None = None,
-    ) -> dict[str, np.ndarray]:
+    ) -> dict[str, npt.NDArray[Any]]:
         """{input: value} -> {output: numpy array}. Datatypes default to the server's metadata;
         pass spec_datatypes(spec) to type inputs from the spec instead. `version` None: the
         model's default (Triton: its highest loaded version)."""
         datatypes = datatypes or self.datatypes(model)
-        inputs = []
+        inputs: list[Any] = []  # the protocol module's InferInput
         for name, value in values.items():
             array = as_typed(value, datatypes[name])
             tensor = self.module.InferInput(name, list(array.shape), datatypes[name])
             tensor.set_data_from_numpy(array)
             inputs.append(tensor)
-        requested = [self.module.InferRequestedOutput(n) for n in outputs] if outputs else None
+        requested: list[Any] | None = (
+            [self.module.InferRequestedOutput(n) for n in outputs] if outputs else None
+        )
         result = self.client.infer(
             model, inputs, outputs=requested, headers=self.headers, model_version=str(version or "")
         )
-        if result is None:  # tritonclient types its reply as optional; infer raises instead
-            raise RuntimeError(f"{model}: no reply")
         names = outputs or [o["name"] for o in self.as_dict(result.get_response())["outputs"]]
-        answer = {}
+        answer: dict[str, npt.NDArray[Any]] = {}
         for name in names:
             array = result.as_numpy(name)
             if array is None:
@@ -108,9 +118,9 @@ class TritonClient:
             answer[name] = array
         return answer
 
-    def as_dict(self, reply) -> dict:
+    def as_dict(self, reply: dict[str, Any] | Message) -> dict[str, Any]:
         """gRPC answers protobuf messages, HTTP JSON dicts: one shape for both."""
-        if self.protocol == "http":
+        if isinstance(reply, dict):  # HTTP
             return reply
         from google.protobuf.json_format import MessageToDict
 
@@ -119,7 +129,7 @@ class TritonClient:
     def is_ready(self, model: str) -> bool:
         return bool(self.client.is_model_ready(model, headers=self.headers))
 
-    def statistics(self, model: str) -> dict:
+    def statistics(self, model: str) -> dict[str, Any]:
         """The server's inference statistics for one model, as JSON-like dicts either way
         (a restricted API: needs the admin key)."""
         header = ADMIN_HEADER if self.protocol == "http" else GRPC_ADMIN_HEADER
@@ -130,7 +140,7 @@ class TritonClient:
         self.client.close()
 
 
-def batch_sizes(stats: dict) -> dict[int, int]:
+def batch_sizes(stats: dict[str, Any]) -> dict[int, int]:
     """{executed batch size: how many executions} from statistics(); sizes > 1 mean requests
     were batched together."""
     counts: dict[int, int] = {}
@@ -141,5 +151,5 @@ def batch_sizes(stats: dict) -> dict[int, int]:
     return counts
 
 
-def decode_labels(labels: np.ndarray) -> list[str]:
+def decode_labels(labels: npt.NDArray[Any]) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in labels.reshape(-1)]

@@ -4,6 +4,7 @@ gRPC, and the ensembles (encoded requests in, label and score out)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from scripts.runtimes.calls import GenerateCall, RequestCall, TensorCall
 from scripts.runtimes.triton import server as tr, versions
@@ -19,7 +20,7 @@ from scripts.runtimes.triton.generation_calls import generation_calls
 from scripts.spec import ModelSpec
 
 
-def clients(server: tr.Triton) -> dict:
+def clients(server: tr.Triton) -> dict[str, TritonClient]:
     return {
         "http": TritonClient(server.http_url, "http"),
         "grpc": TritonClient(server.grpc_url, "grpc"),
@@ -35,13 +36,12 @@ class TritonEndpoints:
     def request_endpoints(self, server: tr.Triton, spec: ModelSpec) -> dict[str, RequestCall]:
         if not has_ensemble(spec):
             return {}
+        ensemble_input = spec.task.preprocess.ensemble_input
+        assert ensemble_input is not None  # has_ensemble
 
-        def call(client):
-            def infer(path: Path) -> dict:
-                out = client.infer(
-                    f"{spec.name}_ensemble",
-                    {spec.task.preprocess.ensemble_input: [path.read_bytes()]},
-                )
+        def call(client: TritonClient) -> RequestCall:
+            def infer(path: Path) -> dict[str, Any]:
+                out = client.infer(f"{spec.name}_ensemble", {ensemble_input: [path.read_bytes()]})
                 if spec.task.serving.labelled:
                     return {
                         "label": decode_labels(out[LABEL])[0],
@@ -78,7 +78,7 @@ class TritonEndpoints:
     ) -> dict[str, TensorCall]:
         """`served`/`version`: one model name and version instead of each spec's default."""
 
-        def call(client):
+        def call(client: TritonClient) -> TensorCall:
             return lambda spec, inputs: spec_shapes(
                 spec,
                 client.infer(

@@ -7,15 +7,25 @@ from __future__ import annotations
 import json
 import queue
 import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import requests
 
 from scripts.runtimes.calls import GenerateCall, STREAM_TIMEOUT_S
 from scripts.runtimes.streams import joined_pieces
 
+if TYPE_CHECKING:
+    from tritonclient.grpc import InferResult
+    from tritonclient.utils import InferenceServerException
 
-def vllm_body(body: dict, stream: bool) -> dict:
+    from scripts.runtimes.triton.server import Triton
+    from scripts.spec import ModelSpec
+
+
+def vllm_body(body: dict[str, Any], stream: bool) -> dict[str, Any]:
     """A completion request in vLLM's tensor contract (what `generate` takes as JSON)."""
     sampling = {k: v for k, v in body.items() if k not in ("prompt", "stream")}
     return {
@@ -26,7 +36,7 @@ def vllm_body(body: dict, stream: bool) -> dict:
     }
 
 
-def piece(answer: dict) -> dict:
+def piece(answer: dict[str, Any]) -> dict[str, Any]:
     ids = answer.get("token_ids", [])
     return {
         "text": answer.get("text_output", ""),
@@ -36,14 +46,14 @@ def piece(answer: dict) -> dict:
 
 
 def generation_calls(
-    server, spec, name: str | None = None, version: int | None = None
+    server: Triton, spec: ModelSpec, name: str | None = None, version: int | None = None
 ) -> dict[str, GenerateCall]:
     """The endpoints of the model, or of another name serving it (bench's stock model, a
     rollout's candidate); `version`: exactly that version."""
     name = name or spec.name
     url = f"http://{server.http_url}/v2/models/{name}" + (f"/versions/{version}" if version else "")
 
-    def whole(body: dict) -> dict:
+    def whole(body: dict[str, Any]) -> dict[str, Any]:
         reply = requests.post(
             f"{url}/generate", json=vllm_body(body, False), timeout=STREAM_TIMEOUT_S
         )
@@ -51,7 +61,7 @@ def generation_calls(
             return {**reply.json(), "status": reply.status_code}
         return {**piece(reply.json()), "status": 200}  # one answer: no pieces
 
-    def streamed(body: dict) -> dict:
+    def streamed(body: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         body = vllm_body(body, True)
         reply = requests.post(
@@ -60,7 +70,7 @@ def generation_calls(
         events = (json.loads(line[5:]) for line in reply.iter_lines() if line.startswith(b"data:"))
         return joined_pieces((e if "error" in e else piece(e) for e in events), started)
 
-    def grpc_streamed(body: dict) -> dict:
+    def grpc_streamed(body: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         pieces = grpc_pieces(server.grpc_url, name, vllm_body(body, True), version)
         return joined_pieces(pieces, started)
@@ -72,15 +82,24 @@ def generation_calls(
     }
 
 
-def grpc_pieces(grpc_url: str, model: str, body: dict, version: int | None = None):
+def output(result: InferResult, name: str) -> npt.NDArray[Any]:
+    array = result.as_numpy(name)
+    if array is None:
+        raise RuntimeError(f"no output {name!r} in the reply")
+    return array
+
+
+def grpc_pieces(
+    grpc_url: str, model: str, body: dict[str, Any], version: int | None = None
+) -> Iterator[dict[str, Any]]:
     """One request over a gRPC stream; yields its pieces until the one with a finish reason."""
     import tritonclient.grpc as grpcclient
 
-    answers: queue.Queue = queue.Queue()
+    answers: queue.Queue[tuple[InferResult | None, InferenceServerException | None]] = queue.Queue()
     client = grpcclient.InferenceServerClient(grpc_url)
     client.start_stream(callback=lambda result, error: answers.put((result, error)))
     try:
-        inputs = []
+        inputs: list[grpcclient.InferInput] = []
         for name, value, datatype in (
             ("text_input", body["text_input"].encode(), "BYTES"),
             ("stream", True, "BOOL"),
@@ -97,10 +116,11 @@ def grpc_pieces(grpc_url: str, model: str, body: dict, version: int | None = Non
             if error is not None:
                 yield {"error": str(error)}
                 return
-            reason = result.as_numpy("finish_reason").reshape(-1)[0].decode()
+            assert result is not None  # tritonclient passes a result or an error
+            reason = output(result, "finish_reason").reshape(-1)[0].decode()
             yield {
-                "text": result.as_numpy("text_output").reshape(-1)[0].decode(),
-                "token_ids": result.as_numpy("token_ids").tolist(),
+                "text": output(result, "text_output").reshape(-1)[0].decode(),
+                "token_ids": output(result, "token_ids").tolist(),
                 "finish_reason": reason or None,
             }
             if reason:

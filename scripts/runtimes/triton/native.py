@@ -5,16 +5,27 @@ runs here."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from handlers.runners import register_op_libraries
-from scripts.runtimes.triton.model_config import ModelConfig, mc
+from scripts.runtimes.triton.model_config import DataType, ModelConfig, mc
 
 from handlers.preprocessing.dtypes import spec_dtype
 from handlers.formats import FORMATS
 from scripts.runtimes.triton.configs import NATIVE_FILES, read_config
-from scripts.runtimes.triton.signature import Tensor, data_type, mismatches, onnx_signature
+from scripts.runtimes.triton.signature import (
+    Signature,
+    Tensor,
+    data_type,
+    mismatches,
+    onnx_signature,
+)
 from scripts.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import torch
 
 
 def native_format(spec: ModelSpec, backend: str) -> str:
@@ -44,15 +55,15 @@ def check_native(model_dir: Path, spec: ModelSpec) -> list[str]:
     return [f"{config.name}: backend {config.backend!r} has no offline check"]
 
 
-def model_side(tensor, max_batch_size: int) -> Tensor:
+def model_side(tensor: mc.ModelInput | mc.ModelOutput, max_batch_size: int) -> Tensor:
     """A config tensor as the model sees it: a reshape (a per-sample scalar's dims [1] ->
     shape []) is what reaches the artifact."""
     shape = tensor.reshape.shape if tensor.HasField("reshape") else tensor.dims
     return Tensor(tensor.name, tensor.data_type, [-1] * (max_batch_size > 0) + list(shape))
 
 
-def compare_signature(name: str, declared, found) -> list[str]:
-    problems = []
+def compare_signature(name: str, declared: Signature, found: Signature) -> list[str]:
+    problems: list[str] = []
     for kind, cfg, art in zip(("input", "output"), declared, found):
         art_by_name = {t.name: t for t in art}
         if sorted(art_by_name) != sorted(t.name for t in cfg):
@@ -67,7 +78,9 @@ def compare_signature(name: str, declared, found) -> list[str]:
     return problems
 
 
-def check_torchscript(config: ModelConfig, declared, path: Path, spec: ModelSpec) -> list[str]:
+def check_torchscript(
+    config: ModelConfig, declared: Signature, path: Path, spec: ModelSpec
+) -> list[str]:
     import torch
 
     problems = [
@@ -80,8 +93,9 @@ def check_torchscript(config: ModelConfig, declared, path: Path, spec: ModelSpec
     register_op_libraries(str(path))  # torchvision::nms and the like, as a server has them
     with warnings.catch_warnings():  # TorchScript's deprecation notice: libtorch still reads it
         warnings.simplefilter("ignore")
-        module = torch.jit.load(str(path), map_location="cpu")
-    arguments = [a.name for a in module.forward.schema.arguments][1:]  # drop self
+        # torch.jit.load is unannotated: the module is Any, what is read of it typed where used
+        module = cast(Any, torch.jit.load(str(path), map_location="cpu"))  # pyright: ignore[reportUnknownMemberType]
+    arguments: list[str] = [a.name for a in module.forward.schema.arguments][1:]  # drop self
     if len(arguments) != len(declared[0]):
         problems.append(
             f"{config.name}: forward() takes {arguments}, config declares {len(declared[0])} inputs"
@@ -92,26 +106,31 @@ def check_torchscript(config: ModelConfig, declared, path: Path, spec: ModelSpec
         for t in declared[0]
     ]
     with torch.inference_mode():
-        outputs = module(*inputs)
+        outputs: object = module(*inputs)
+    returned = type(outputs).__name__
     if isinstance(outputs, dict) or not isinstance(outputs, (torch.Tensor, tuple, list)):
         return problems + [
-            f"{config.name}: the module returns {type(outputs).__name__}; libtorch's backend needs "
+            f"{config.name}: the module returns {returned}; libtorch's backend needs "
             "a tensor or a tuple of tensors (serve this model on the onnxruntime backend)"
         ]
-    outputs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
+    tensors = (
+        [outputs]
+        if isinstance(outputs, torch.Tensor)
+        else list(cast("Sequence[torch.Tensor]", outputs))
+    )
     found = [
         Tensor(t.name, data_type(str(o.dtype).removeprefix("torch.")), [-1] + list(o.shape[1:]))
-        for t, o in zip(declared[1], outputs)
+        for t, o in zip(declared[1], tensors)
     ]
-    if len(outputs) != len(declared[1]):
+    if len(tensors) != len(declared[1]):
         problems.append(
-            f"{config.name}: the module returns {len(outputs)} outputs, "
+            f"{config.name}: the module returns {len(tensors)} outputs, "
             f"config declares {len(declared[1])}"
         )
     return problems + compare_signature(config.name, ([], declared[1]), ([], found))
 
 
-def torch_dtype(data_type: int):
+def torch_dtype(data_type: DataType) -> torch.dtype:
     import torch
 
     return getattr(torch, spec_dtype(mc.DataType.Name(data_type).removeprefix("TYPE_")))

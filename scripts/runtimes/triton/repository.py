@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import shutil
 import struct
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scripts.runtimes.triton.model_config import ModelConfig, mc
 
 import handlers
@@ -38,7 +41,7 @@ from scripts.runtimes.triton.ensemble import (
 from scripts.runtimes.triton.generation import generation_config, stage_folder
 from scripts.runtimes.triton.native import check_native, native_format
 from scripts.runtimes.triton.settings import NAME
-from scripts.runtimes.triton.signature import checked_signature
+from scripts.runtimes.triton.signature import Signature, checked_signature
 from scripts.spec import BuildError, ModelSpec
 
 BACKENDS = ("python", "onnxruntime", "pytorch")
@@ -56,14 +59,14 @@ WRITERS = (
 # --- warmup from the golden samples --------------------------------------------------------------
 
 
-def serialize(array: np.ndarray) -> bytes:
+def serialize(array: npt.NDArray[Any]) -> bytes:
     """Triton's raw warmup file: little-endian tensor bytes; BYTES as 4-byte length + bytes."""
     if array.dtype == np.object_:
         return b"".join(struct.pack("<I", len(v)) + v for v in array.reshape(-1))
     return np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
 
 
-def add_warmup(config: ModelConfig, folder: Path, samples: dict[str, np.ndarray]) -> None:
+def add_warmup(config: ModelConfig, folder: Path, samples: dict[str, npt.NDArray[Any]]) -> None:
     """One warmup request (batch 1) from one golden example per input, {triton name: row}."""
     warmup = config.model_warmup.add(name="golden", batch_size=1 if config.max_batch_size else 0)
     (folder / "warmup").mkdir(exist_ok=True)
@@ -83,7 +86,7 @@ def add_warmup(config: ModelConfig, folder: Path, samples: dict[str, np.ndarray]
         warmup.ClearField("batch_size")
 
 
-def encoded_example(plan: ServingPlan, row: np.ndarray) -> bytes:
+def encoded_example(plan: ServingPlan, row: npt.NDArray[Any]) -> bytes:
     """A golden model-input row turned back into what a client sends (PNG bytes, text)."""
     return plan.preprocess.encode(row, plan.assets)
 
@@ -181,7 +184,15 @@ def build_model(
     return list(configs)
 
 
-def write_ensemble(plan, spec, layout, out, backend, signature, golden) -> dict[str, ModelConfig]:
+def write_ensemble(
+    plan: ServingPlan,
+    spec: ModelSpec,
+    layout: Layout,
+    out: Path,
+    backend: str,
+    signature: Signature,
+    golden: Mapping[str, npt.NDArray[Any]],  # the golden .npz
+) -> dict[str, ModelConfig]:
     configs = {c.name: c for c in ensemble_configs(plan, backend, signature)}
     ensemble = configs.pop(f"{spec.name}_ensemble")
     problems = check_ensemble(
@@ -238,7 +249,7 @@ def build_repository(
     Native backends are checked offline against the artifact right after writing."""
     backend = backend or "python"
     out.mkdir(parents=True, exist_ok=True)
-    rebuilt = {}
+    rebuilt: dict[str, bool] = {}
     for spec in (m.for_runtime(NAME) for m in models):
         dirs = model_dirs(spec, out)
         stamp = dirs[0] / STAMP

@@ -20,11 +20,13 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 from scripts.runtimes.triton import server as tr
 from scripts.runtimes.triton import versions
+from scripts.runtimes.triton.model_config import ModelConfig
 
 POLL_S = 0.2
 STUB = "triton_python_backend_stub"
@@ -54,7 +56,7 @@ class Watchdog:
         self.server, self.repo = server, repo
         self.known: dict[int, tuple[str, int]] = {}
 
-    def config(self, model: str):
+    def config(self, model: str) -> ModelConfig:
         staged = self.server.workdir / tr.STAGING
         return versions.disk_config(staged if (staged / model).is_dir() else self.repo, model)
 
@@ -71,7 +73,7 @@ class Watchdog:
             and sum(1 for key in alive.values() if key == (model, version)) < self.instances(model)
         }
 
-    def recover(self, model: str) -> dict:
+    def recover(self, model: str) -> dict[str, Any]:
         started = time.monotonic()
         try:
             with versions.repository_lock(self.server):  # not in the middle of a rollout's switch
@@ -88,7 +90,7 @@ class Watchdog:
             "reload_s": round(time.monotonic() - started, 3),
         }
 
-    def poll(self) -> list[dict]:
+    def poll(self) -> list[dict[str, Any]]:
         alive = stubs(tr.pid(self.server))
         try:
             events = (
@@ -103,7 +105,7 @@ class Watchdog:
         return events
 
 
-def log_event(server: tr.Triton, event: dict) -> None:
+def log_event(server: tr.Triton, event: dict[str, Any]) -> None:
     with open(server.workdir / LOG, "a") as handle:
         handle.write(json.dumps({"time": time.time(), **event}) + "\n")
 
