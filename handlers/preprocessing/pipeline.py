@@ -10,11 +10,12 @@ raises RequestError with a message naming the problem and the expected input.
 from __future__ import annotations
 
 import json
-from typing import Any, TypeGuard
+from typing import Any
 
 from numpy.typing import NDArray
 
 from handlers.protocols import kserve
+from handlers.protocols.base import is_json_object
 from handlers.protocols.kserve import Envelope
 from handlers.plan import ServingPlan
 from handlers.preprocessing.processing import RequestError
@@ -27,11 +28,6 @@ JSON_KEYS = {"inputs", "tensors"}  # our own JSON; KServe's v1/v2 bodies are tol
 def looks_like_json_object(body: Any) -> bool:
     head = body[:64].lstrip() if isinstance(body, (bytes, bytearray, str)) else ""
     return head[:1] in ("{", b"{")
-
-
-def is_json_object(value: object) -> TypeGuard[dict[str, Any]]:
-    """isinstance(value, dict), for a value read from JSON (its objects' keys are strings)."""
-    return isinstance(value, dict)
 
 
 def as_bytes(body: Any) -> bytes:
