@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 from PIL import Image, UnidentifiedImageError
 
 
@@ -36,7 +36,7 @@ def unicode_text(value: str) -> str:
 # --- tabular ---------------------------------------------------------------------------------
 
 
-def standardize(rows: NDArray[Any], mean: NDArray[Any], std: NDArray[Any]) -> NDArray[np.float32]:
+def standardize(rows: ArrayLike, mean: NDArray[Any], std: NDArray[Any]) -> NDArray[np.float32]:
     """Scale raw feature rows with the training set's statistics."""
     return ((np.asarray(rows, dtype=np.float64) - mean) / std).astype(np.float32)
 
