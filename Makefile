@@ -148,7 +148,7 @@ test-unit: install
 lint: install
 	$(PY) -m ruff check scripts handlers models tests docs/examples
 	$(PY) -m ruff format --check scripts handlers models tests docs/examples
-	$(PY) -m pyright  # [tool.pyright] in pyproject.toml: basic for scripts/, strict for the runtime interface
+	$(PY) -m pyright  # [tool.pyright] in pyproject.toml: strict for handlers/ and scripts/runtimes/, basic elsewhere
 
 # Stops what `make serve` started first (its pid files live in the run state), then removes
 # every generated folder and the checkpoints that training wrote.
