@@ -9,7 +9,7 @@ line in SERVING_TASKS; only a kind that answers differently adds behaviour.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,8 +18,14 @@ from pydantic import AfterValidator, WithJsonSchema
 from handlers.preprocessing.processing import class_scores, l2_normalized, top_labels
 
 if TYPE_CHECKING:
-    from handlers.plan import Batching
     from handlers.preprocessing.tensors import TensorSpec
+
+
+class Batching(Protocol):
+    """What a task's checks read of handlers/plan.py's Batching (the plan imports this module)."""
+
+    @property
+    def max_batch_size(self) -> int: ...
 
 
 class ServingTask:

@@ -20,7 +20,7 @@ import base64
 import binascii
 import math
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,10 +30,28 @@ from handlers.preprocessing.processing import RequestError
 from handlers.preprocessing.tensors import numeric_array
 from handlers.protocols.base import is_json_array, is_json_object
 
-if TYPE_CHECKING:  # the pipeline imports this module
+if TYPE_CHECKING:
     from handlers.plan import ServingPlan
-    from handlers.preprocessing.pipeline import Pipeline
+    from handlers.preprocessing.kinds import Kind
     from handlers.preprocessing.tensors import TensorSpec
+
+
+class Pipeline(Protocol):
+    """What the readers below use of handlers/preprocessing/pipeline.py's Pipeline, which calls
+    them: named here so that this module never imports the pipeline back."""
+
+    @property
+    def plan(self) -> ServingPlan: ...
+    @property
+    def inputs(self) -> list[TensorSpec]: ...
+    @property
+    def kind(self) -> Kind: ...
+    @property
+    def max_batch(self) -> int: ...
+    def parse_tensors(self, tensors: Any) -> tuple[dict[str, NDArray[Any]], bool]: ...
+    def check_mask(self, inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]: ...
+    def check_rows(self, tensor: TensorSpec, rows: NDArray[Any]) -> NDArray[Any]: ...
+
 
 V1, V2 = "v1", "v2"
 V1_KEYS = {"instances", "parameters"}

@@ -28,28 +28,10 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): p for p in SOURCES}
 
 
-def type_checking_only(tree: ast.Module) -> set[ast.AST]:
-    """The nodes under `if TYPE_CHECKING:`: never run, so they order no module's start-up (a
-    parser typed by the pipeline that calls it names it there)."""
-    blocks = [
-        node
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If)
-        and isinstance(node.test, ast.Name)
-        and node.test.id == "TYPE_CHECKING"
-    ]
-    return {inner for block in blocks for stmt in block.body for inner in ast.walk(stmt)}
-
-
 def imports(path: Path) -> set[str]:
-    """Project modules imported anywhere in the file as it runs (function-level imports
-    included, type-checking-only ones not)."""
+    """Project modules imported anywhere in the file (function-level imports included)."""
     found = set()
-    tree = ast.parse(path.read_text())
-    skipped = type_checking_only(tree)
-    for node in ast.walk(tree):
-        if node in skipped:
-            continue
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
