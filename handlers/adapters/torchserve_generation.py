@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,8 @@ from handlers.engines.completions import Completion
 from handlers.formats import FORMATS
 from handlers.engines.generating import Generating, end_process
 from handlers.metrics import Sink
-from handlers.protocols import ModelFacts, Writer, by_route
+from handlers.protocols import GenerationProtocol, ModelFacts, Writer, by_route
+from handlers.protocols.model_routes import ModelRoute, ServedModel, model_route
 from handlers.engines.serving_core import JSON, Answer
 
 if TYPE_CHECKING:
@@ -48,25 +50,45 @@ class ContinuousBatching:
     def __init__(self, model_dir: str | Path, sink: Sink | None = None):
         self.generating: Generating[str] = Generating.load(model_dir, sink)
         template = chat_template(Path(model_dir) / FORMATS["pretrained"].file)
-        self.facts = ModelFacts(template, self.generating.language.max_prompt_bytes)
+        language = self.generating.language
+        self.facts = ModelFacts(template, language.max_prompt_bytes)
+        self.served = ServedModel(
+            self.generating.metrics.model_labels[0],
+            language.context_length,
+            language.vocabulary,
+            language,
+            self.facts,
+        )
         self.writers: dict[str, Writer] = {}  # admitted requests: each one's protocol writer
 
-    def admit(self, key: str, body: Any, url_path: str | None) -> Failure | Completion:
+    def admit(self, key: str, body: Any, url_path: str | None) -> Answer | Completion:
+        """A new request queued, or its whole answer now (a refusal, in its protocol's shape)."""
+        route = model_route(url_path)
+        if route is not None:  # answered at once: nothing to decode
+            return self.answer_now(route, url_path or "", body)
         protocol = isolated("reading the request", lambda: by_route(url_path))
-        request_format = protocol.name if not isinstance(protocol, Failure) else "completion"
-        read = (
-            protocol
-            if isinstance(protocol, Failure)
-            else isolated("reading the request", lambda: protocol.read(body, self.facts))
-        )
+        if isinstance(protocol, Failure):
+            return Answer.failed(self.generating.refused(protocol, "completion"))
+        read = isolated("reading the request", lambda: protocol.read(body, self.facts))
         if isinstance(read, Failure):
-            return self.generating.refused(read, request_format)
+            return refusal(self.generating.refused(read, protocol.name), protocol)
         fields, writer = read
-        admitted = self.generating.admit(key, fields, request_format)
-        if isinstance(admitted, Completion):
-            writer.admitted(admitted)
-            self.writers[key] = writer  # kept only for an admitted request: nothing else stays
+        admitted = self.generating.admit(key, fields, protocol.name)
+        if isinstance(admitted, Failure):
+            return refusal(admitted, protocol)
+        writer.admitted(admitted)
+        self.writers[key] = writer  # kept only for an admitted request: nothing else stays
         return admitted
+
+    def answer_now(self, route: ModelRoute, url_path: str, body: Any) -> Answer:
+        """A route that needs no decoding (models, tokenize): its JSON answer, or its error."""
+        self.generating.metrics.request(route.name)
+        path = url_path.strip("/")
+        answered = isolated(route.name, lambda: route.answer(path, body, self.served))
+        if isinstance(answered, Failure):
+            self.generating.metrics.outcome(answered.status, answered.reason)
+            return refusal(answered, route)
+        return Answer(body=json.dumps(answered))
 
     def cancel(self, key: str) -> None:
         self.generating.cancel(key)
@@ -103,28 +125,28 @@ class ContinuousBatching:
         for i, key in enumerate(keys):
             if key in generating.requests:
                 continue
-            admitted = self.admit(key, bodies[i], url_paths[i])
-            if isinstance(admitted, Failure):  # answered now, and done
-                answer = Answer.failed(admitted)
+            answer = self.admit(key, bodies[i], url_paths[i])
+            if isinstance(answer, Answer):  # answered now, and done
                 context.set_response_status(answer.status, answer.reason, i)
                 context.set_response_content_type(i, JSON)
                 answers[i], done[i] = answer.body, True
         pieces = generating.step() if generating.busy else {}
         for i, key in enumerate(keys):
-            piece = pieces.get(key)
-            if piece is None:
+            made = pieces.get(key)
+            if not made:
                 continue
             writer = self.writers[key]
-            if piece.error is not None and key not in started:  # nothing sent yet: a plain 500
-                answer = Answer.failed(Failure(500, piece.error, "model"))
+            error = made[0].error
+            if error is not None and key not in started:  # nothing sent yet: a plain 500
+                answer = Answer.failed(Failure(500, error, "model"))
                 context.set_response_status(answer.status, answer.reason, i)
                 context.set_response_content_type(i, JSON)
                 answers[i] = answer.body
             else:
                 context.set_response_content_type(i, writer.content_type())
-                answers[i] = writer.piece(piece)
-            done[i] = piece.final
-            if piece.final:
+                answers[i] = "".join(writer.piece(piece) for piece in made)
+            done[i] = key not in generating.requests  # its last choice ended
+            if done[i]:
                 self.writers.pop(key, None)
         # None: answered whole at its first step (a plain response: TorchServe would otherwise
         # send the last chunk of a stream that never started and the client would hang)
@@ -133,3 +155,10 @@ class ContinuousBatching:
         ]
         context.stopping_criteria = [lambda _, stop=stop: stop for stop in stops]
         return answers
+
+
+def refusal(failure: Failure, protocol: GenerationProtocol | ModelRoute) -> Answer:
+    """A refused request's answer, its body in the protocol's shape where it has one."""
+    answer = Answer.failed(failure)
+    shaped = protocol.error_body(failure.status, failure.message)
+    return answer if shaped is None else replace(answer, body=shaped)

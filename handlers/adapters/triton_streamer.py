@@ -141,12 +141,13 @@ class Streamer:
                     self.senders.pop(key, None)
                 pieces = self.engine.step() if self.engine.busy else {}
                 streams = {k: self.senders[k] for k in pieces}
-                for key, piece in pieces.items():
-                    if piece.final:
-                        self.senders.pop(key)
-            for key, piece in pieces.items():
+                ended = {k for k in pieces if k not in self.engine.requests}
+                for key in ended:
+                    self.senders.pop(key)
+            for key, made in pieces.items():
                 try:
-                    self.send(piece, *streams[key])
+                    for i, piece in enumerate(made):
+                        self.send(piece, key in ended and i == len(made) - 1, *streams[key])
                 except Exception:  # that client's stream broke: it alone is dropped
                     log.exception("sending a piece failed; the request is cancelled")
                     with self.lock:
@@ -166,6 +167,7 @@ class Streamer:
     def send(
         self,
         piece: Piece,
+        last: bool,
         request: pb_utils.InferenceRequest,
         sender: pb_utils.ResponseSender,
         writer: Writer,
@@ -178,7 +180,7 @@ class Streamer:
         if outputs is None:
             return
         tensors = [pb_utils.Tensor(name, array) for name, array in outputs.items()]
-        flags = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if piece.final else 0
+        flags = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if last else 0
         sender.send(pb_utils.InferenceResponse(output_tensors=tensors), flags=flags)
 
     def stop(self) -> None:

@@ -54,7 +54,7 @@ def isolated(stage: str, work: Callable[[], T]) -> T | Failure:
     try:
         return work()
     except RequestError as exc:
-        return Failure(400, str(exc), exc.reason)
+        return Failure(exc.status, str(exc), exc.reason)
     except Exception as exc:
         log.exception("%s failed", stage)
         return Failure(500, f"{stage} failed: {type(exc).__name__}: {exc}", stage)

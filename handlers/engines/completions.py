@@ -2,7 +2,8 @@
 pieces of their answers; runtime-neutral (both adapters and the build's verification use it).
 
 A request is OpenAI's completion body (`prompt`, `max_tokens`, `temperature`, `top_p`, `top_k`,
-`seed`, `stop`, `stream`); Triton's vLLM contract (`text_input`, `stream`,
+`seed`, `stop`, `stream`, `n`, `logprobs`, the penalties, `logit_bias`; `prompt_logprobs` for
+echo), in vLLM's ranges; Triton's vLLM contract (`text_input`, `stream`,
 `sampling_parameters`) is turned into the same fields by its adapter. Every mistake is a
 RequestError naming the field and the limit, answered 400 before any token is made.
 """
@@ -17,13 +18,31 @@ from typing import Annotated, Any, TypeVar, cast
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from handlers.engines.sampling import Sampling
+from handlers.engines.sampling import Sampling, TokenLogprobs
 from handlers.plan import Generation
 from handlers.preprocessing.processing import RequestError, unicode_text
 
-SAMPLING_FIELDS = ("max_tokens", "temperature", "top_p", "top_k", "seed", "stop")
+SAMPLING_FIELDS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "seed",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "repetition_penalty",
+    "logit_bias",
+    "logprobs",
+    "prompt_logprobs",
+)
 # `model` is what OpenAI's clients always send; the route has already chosen the model
-FIELDS = ("prompt", "stream", "model", *SAMPLING_FIELDS)
+FIELDS = ("prompt", "stream", "model", "n", *SAMPLING_FIELDS)
+MAX_LOGPROBS = 20  # top log-probabilities a token may come with (vLLM's max_logprobs)
+MAX_PENALTY = 2.0  # presence and frequency penalties lie in [-2, 2] (OpenAI's and vLLM's range)
+REPETITION_PENALTY = (0.01, 100.0)  # beyond, a seen token's logit over- or underflows
+MAX_LOGIT_BIAS = 100.0  # a bias lies in [-100, 100] (OpenAI's range)
+MAX_LOGIT_BIASES = 1024  # entries of logit_bias: each is applied at every step
 # below this a temperature overflows softmax(logits / t) in float32: 0 is greedy, or >= this
 MIN_TEMPERATURE = 1e-2
 MAX_SEED = 2**63 - 1  # torch.Generator's seeds are 64-bit; a Python int beyond them raises
@@ -77,6 +96,13 @@ class CompletionFields(BaseModel):
     top_k: Whole | None = None
     seed: Whole | None = None
     stop: Text | list[Text] | None = None
+    n: Whole = 1
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repetition_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None  # token id (as JSON keys are text) -> bias
+    logprobs: Whole | None = None  # the top tokens to show beside each new token's
+    prompt_logprobs: Whole | None = None  # the same for the prompt's tokens
 
     @classmethod
     def read(cls, fields: dict[str, Any]) -> CompletionFields:
@@ -108,20 +134,36 @@ class Completion:
     prompt_ids: list[int]
     sampling: Sampling
     stream: bool = False
+    n: int = 1  # sequences decoded for it, each its own choice (seeded seed, seed + 1, ...)
+
+
+@dataclass(frozen=True)
+class Logprob:
+    """A token's log-probability as answers show it: the token's text, and the most likely
+    tokens' (text, log-probability) at its position."""
+
+    token: str
+    logprob: float | None  # None: the prompt's first token (nothing came before it)
+    top: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
 class Piece:
-    """What one step made for one request: new text (maybe "" while held back), its token ids
-    (the end token is not one), and on the last piece why it ended."""
+    """What one step made for one choice of a request: new text (maybe "" while held back), its
+    token ids (the end token is not one) with their log-probabilities when asked for, and on
+    the choice's last piece why it ended."""
 
     text: str
     token_ids: list[int]
     finish_reason: str | None = None
     error: str | None = None  # finish_reason "error": why this request failed (ours: a 500)
+    index: int = 0  # which of the request's n choices
+    logprobs: tuple[Logprob, ...] = ()
+    prompt_logprobs: tuple[Logprob, ...] = ()  # on a choice's first piece, for echo
 
     @property
     def final(self) -> bool:
+        """This choice ended (the request ends with its last choice)."""
         return self.finish_reason is not None
 
 
@@ -131,7 +173,13 @@ class LanguageModel:
     views of the memory-mapped safetensors file (transformers loads them so), so every worker or
     instance serving the same file shares one copy in the page cache."""
 
-    def __init__(self, folder: str | Path, limits: Generation, threads: int | None = None):
+    def __init__(
+        self,
+        folder: str | Path,
+        limits: Generation,
+        threads: int | None = None,
+        max_choices: int = 1,
+    ):
         import torch
         from tokenizers import Tokenizer
         from transformers import AutoModelForCausalLM
@@ -149,6 +197,7 @@ class LanguageModel:
         self.end_token = limits.end_token if limits.end_token is not None else config.eos_token_id
         self.limits = limits
         self.vocabulary = config.vocab_size
+        self.max_choices = max_choices  # a request's n: its sequences decode together
         with torch.inference_mode():  # warm: the weights' pages read in now, not on a request
             self.model(input_ids=torch.tensor([[0]]))
 
@@ -184,7 +233,24 @@ class LanguageModel:
                 "for fewer tokens",
                 "size",
             )
-        return Completion(fields.prompt, ids, sampling, fields.stream)
+        if not 1 <= fields.n <= self.max_choices:
+            raise RequestError(
+                f"n: {fields.n} is outside 1..{self.max_choices} (the sequences this model "
+                "decodes together, batching.max_batch_size)",
+                "range",
+            )
+        if fields.n > 1 and sampling.greedy:
+            raise RequestError(
+                f"n: {fields.n} greedy choices would all be the same; give a temperature "
+                "(e.g. 0.8) or n: 1",
+                "range",
+            )
+        return Completion(fields.prompt, ids, sampling, fields.stream, fields.n)
+
+    def logprob(self, scored: TokenLogprobs) -> Logprob:
+        """Token ids as text, for an answer."""
+        top = tuple((self.decode([token]), value) for token, value in scored.top)
+        return Logprob(self.decode([scored.token]), scored.logprob, top)
 
     def sampling(self, fields: CompletionFields) -> Sampling:
         """The request's sampling within this model's limits, each refusal naming its field."""
@@ -214,7 +280,57 @@ class LanguageModel:
         if fields.seed is not None and not 0 <= fields.seed <= MAX_SEED:
             raise RequestError(f"seed: {fields.seed} is outside 0..{MAX_SEED}", "range")
         stop = stop_strings(fields.stop, limits)
-        return Sampling(max_tokens, temperature, top_k, top_p, fields.seed, stop)
+        for name in ("logprobs", "prompt_logprobs"):
+            value = getattr(fields, name)
+            if value is not None and not 0 <= value <= MAX_LOGPROBS:
+                raise RequestError(f"{name}: {value} is outside 0..{MAX_LOGPROBS}", "range")
+        for name in ("presence_penalty", "frequency_penalty"):
+            value = getattr(fields, name)
+            if value is not None and not -MAX_PENALTY <= value <= MAX_PENALTY:
+                raise RequestError(
+                    f"{name}: {value!r} is outside -{MAX_PENALTY}..{MAX_PENALTY}", "range"
+                )
+        low, high = REPETITION_PENALTY
+        repetition = pick_default(fields.repetition_penalty, 1.0)
+        if not low <= repetition <= high:
+            raise RequestError(
+                f"repetition_penalty: {repetition!r} is outside {low}..{high} (1: none)", "range"
+            )
+        return Sampling(
+            max_tokens,
+            temperature,
+            top_k,
+            top_p,
+            fields.seed,
+            stop,
+            presence_penalty=fields.presence_penalty or 0.0,
+            frequency_penalty=fields.frequency_penalty or 0.0,
+            repetition_penalty=repetition,
+            logit_bias=self.logit_bias(fields.logit_bias or {}),
+            logprobs=fields.logprobs,
+            prompt_logprobs=fields.prompt_logprobs,
+        )
+
+    def logit_bias(self, given: dict[str, float]) -> tuple[tuple[int, float], ...]:
+        """logit_bias's entries as (token id, bias), each id in the vocabulary."""
+        if len(given) > MAX_LOGIT_BIASES:
+            raise RequestError(
+                f"logit_bias: {len(given)} entries is over the limit of {MAX_LOGIT_BIASES}", "size"
+            )
+        biases: list[tuple[int, float]] = []
+        for key, bias in given.items():
+            token = int(key) if key.isascii() and key.isdigit() and len(key) <= 12 else -1
+            if not 0 <= token < self.vocabulary:
+                raise RequestError(
+                    f"logit_bias: key {key[:20]!r} is not a token id in 0..{self.vocabulary - 1}"
+                )
+            if not -MAX_LOGIT_BIAS <= bias <= MAX_LOGIT_BIAS:
+                raise RequestError(
+                    f"logit_bias[{key}]: {bias!r} is outside -{MAX_LOGIT_BIAS}..{MAX_LOGIT_BIAS}",
+                    "range",
+                )
+            biases.append((token, bias))
+        return tuple(biases)
 
 
 def pick_default(value: T | None, default: T) -> T:

@@ -2,14 +2,15 @@
 decode step at a time with in-flight batching; runtime-neutral.
 
 Both adapters drive it the same way: `admit` each new request (a bad one is answered at once),
-then `step()` again and again; every step gives each running request one piece (a token, or an
-empty piece while a non-streaming request is still being generated; the last piece is final).
+then `step()` again and again; every step gives each running request a piece per choice (a
+token, or an empty piece while a non-streaming request is still being generated); a request
+with `n` choices decodes them as n sequences side by side and ends when the last one has.
 - TorchServe (continuousBatching): one handle() call is one step; the frontend re-queues a
   request whose piece was not final, beside the new ones (handlers/adapters/torchserve_handler.py).
 - Triton (decoupled Python model): a thread steps while anything runs and sends each piece to
   its request's response sender; a cancelled request is `cancel`led
   (handlers/adapters/triton_streamer.py).
-At most `max_sequences` decode together; the others wait their turn in order, at most
+At most `max_sequences` sequences decode together; the others wait their turn in order, at most
 `max_waiting` of them (batching.max_waiting): beyond, a request is refused at once (429), never
 queued without bound. A failure while decoding is its sequence's own: that request gets its
 error (500), the others go on. Anything else is the loop's death: `LoopDied`, and the adapter
@@ -23,12 +24,13 @@ import logging
 import os
 import sys
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Generic, Hashable, NoReturn, Self, TypeVar
 
 from handlers.engines.batching import Failure, isolated
-from handlers.engines.completions import Completion, LanguageModel, Piece
-from handlers.engines.generation import DecodeLoop
+from handlers.engines.completions import MAX_SEED, Completion, LanguageModel, Logprob, Piece
+from handlers.engines.generation import DecodeLoop, Event, Sequence
 from handlers.metrics import ModelMetrics, Sink
 from handlers.plan import ServingPlan
 
@@ -68,6 +70,7 @@ class Generating(Generic[K]):
         self.fault_prompt = os.environ.get(FAULT_PROMPT_ENV) or None
         self.queued: OrderedDict[K, Completion] = OrderedDict()
         self.requests: dict[K, Completion] = {}  # admitted, queued or decoding
+        self.choices_left: dict[K, int] = {}  # of a decoding request: its choices not ended
 
     @classmethod
     def load(cls, model_dir: str | Path, sink: Sink | None = None) -> Self:
@@ -79,11 +82,13 @@ class Generating(Generic[K]):
         limits = plan.task.generation
         if limits is None:  # the spec requires it of a generation task
             raise ValueError(f"{plan.name}: a generation model's plan has no task.generation")
-        language = LanguageModel(model_dir / plan.artifact, limits, threads)
+        batching = plan.batching
+        language = LanguageModel(
+            model_dir / plan.artifact, limits, threads, max(batching.max_batch_size, 1)
+        )
         log.info("loaded %s v%s (generation, %d thread(s))", plan.name, plan.version, threads)
         metrics = ModelMetrics(plan.name, plan.version, sink)
         metrics.loaded()
-        batching = plan.batching
         return cls(language, batching.max_batch_size, metrics, batching.max_waiting)
 
     def admit(self, key: K, body: Any, request_format: str = "completion") -> Failure | Completion:
@@ -103,8 +108,7 @@ class Generating(Generic[K]):
     def enqueue(self, key: K, completion: Completion) -> Failure | Completion:
         """Queue a checked request, or refuse it (429) when max_waiting already wait."""
         # those that join at the next step do not wait: the free places count on top
-        free = self.max_sequences - len(self.loop.running) - len(self.loop.waiting)
-        if len(self.queued) >= self.max_waiting + max(free, 0):
+        if len(self.queued) >= self.max_waiting + max(self.free_places, 0):
             failure = Failure(
                 429,
                 f"{self.max_waiting} requests already wait for this model (batching."
@@ -126,8 +130,14 @@ class Generating(Generic[K]):
     def cancel(self, key: K) -> None:
         """The client went away: the request leaves at once and frees its cache."""
         self.queued.pop(key, None)
-        self.requests.pop(key, None)
-        self.loop.cancel(key)
+        completion = self.requests.pop(key, None)
+        self.choices_left.pop(key, None)
+        for index in range(completion.n if completion is not None else 0):
+            self.loop.cancel((key, index))
+
+    @property
+    def free_places(self) -> int:
+        return self.max_sequences - len(self.loop.running) - len(self.loop.waiting)
 
     @property
     def busy(self) -> bool:
@@ -137,34 +147,76 @@ class Generating(Generic[K]):
     def keys(self) -> list[K]:
         return list(self.requests)
 
-    def step(self) -> dict[K, Piece]:
-        """One decode step: the next piece of every decoding request (queued ones join first,
-        up to max_sequences in all)."""
-        while self.queued and len(self.loop.running) + len(self.loop.waiting) < self.max_sequences:
+    def step(self) -> dict[K, list[Piece]]:
+        """One decode step: the next piece of every choice of every decoding request (queued
+        requests join first, in order, while their n sequences fit in max_sequences)."""
+        while self.queued and next(iter(self.queued.values())).n <= self.free_places:
             key, completion = self.queued.popitem(last=False)
             if self.fault_prompt is not None and completion.prompt == self.fault_prompt:
                 raise LoopDied(f"the test fault: prompt {self.fault_prompt!r} kills the loop")
-            self.loop.join(key, completion.prompt_ids, completion.sampling)
-        pieces: dict[K, Piece] = {}
+            self.join(key, completion)
+        pieces: dict[K, list[Piece]] = {}
         with self.metrics.timed("model"):
             events = self.loop.step()
         if events:
             self.metrics.batch(len(events))
         for event in events:
-            key, sequence = event.sequence.key, event.sequence
-            completion = self.requests[key]
-            ended = event.finish_reason is not None
-            token = [] if event.token in (None, self.language.end_token) else [event.token]
-            if sequence.error is not None:  # its own failure, answered as ours (500)
+            key, index = event.sequence.key
+            if key not in self.requests:  # a sibling choice failed earlier in this step
+                continue
+            piece = self.piece(event, self.requests[key], index)
+            if piece.error is not None:  # its own failure, answered as ours (500)
                 self.metrics.outcome(500, "model")
-                pieces[key] = Piece("", [], "error", sequence.error)
-            elif completion.stream:
-                pieces[key] = Piece(event.text, token, event.finish_reason)
-            elif ended:  # the whole answer at once
-                ids = [t for t in sequence.tokens if t != self.language.end_token]
-                pieces[key] = Piece(sequence.text, ids, event.finish_reason)
-            else:
-                pieces[key] = Piece("", [])
-            if ended:
-                del self.requests[key]
+                self.cancel(key)
+                pieces[key] = [piece]
+                continue
+            pieces.setdefault(key, []).append(piece)
+            if piece.final:
+                self.choices_left[key] -= 1
+                if not self.choices_left[key]:
+                    del self.requests[key], self.choices_left[key]
         return pieces
+
+    def join(self, key: K, completion: Completion) -> None:
+        """A request's n sequences join the loop, choice i seeded with seed + i."""
+        self.choices_left[key] = completion.n
+        for index in range(completion.n):
+            sampling = completion.sampling
+            if sampling.seed is not None and index:
+                sampling = replace(sampling, seed=(sampling.seed + index) % (MAX_SEED + 1))
+            self.loop.join((key, index), completion.prompt_ids, sampling)
+
+    def piece(self, event: Event, completion: Completion, index: int) -> Piece:
+        """What an event adds to its choice's answer: the new token (a request that streams),
+        the whole choice when it ends (one that does not), else an empty piece."""
+        sequence = event.sequence
+        if sequence.error is not None:
+            return Piece("", [], "error", sequence.error, index)
+        end = self.language.end_token
+        if completion.stream:
+            token = [] if event.token in (None, end) else [event.token]
+            scored = [event.logprobs] if event.logprobs is not None and token else []
+            text = event.text
+        elif event.finish_reason is not None:
+            token = [t for t in sequence.tokens if t != end]
+            scored = sequence.logprobs[: len(token)]  # the end token's is not shown
+            text = sequence.text
+        else:
+            return Piece("", [], index=index)
+        # the prompt's scores come with the choice's first piece
+        first = bool(sequence.prompt_logprobs) and (
+            not completion.stream or len(sequence.tokens) == 1
+        )
+        return Piece(
+            text,
+            token,
+            event.finish_reason,
+            index=index,
+            logprobs=tuple(self.language.logprob(s) for s in scored),
+            prompt_logprobs=self.prompt_scores(sequence) if first else (),
+        )
+
+    def prompt_scores(self, sequence: Sequence) -> tuple[Logprob, ...]:
+        """The prompt's tokens scored; the first as text only (nothing came before it)."""
+        first = Logprob(self.language.decode(sequence.prompt[:1]), None)
+        return (first, *(self.language.logprob(s) for s in sequence.prompt_logprobs[1:] if s))

@@ -10,8 +10,10 @@ while the same sequences decode, and only re-padded when one joins or leaves.
 
 The model is any causal LM with Hugging Face's forward (`input_ids`, `attention_mask`,
 `position_ids`, `cache`, `use_cache`, `logits_to_keep`) returning `logits` and a `DynamicCache`.
-Sampling: greedy (temperature 0), or temperature, top-k and top-p with a generator per sequence
-seeded from the request, so a seeded request gives the same tokens whatever runs beside it.
+Sampling (handlers/engines/sampling.py): logit bias and penalties, then greedy (temperature 0),
+or temperature, top-k and top-p with a generator per sequence seeded from the request, so a
+seeded request gives the same tokens whatever runs beside it. A sequence that asks for its
+prompt's log-probabilities (echo) is prefilled alone, keeping every position's logits.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, cast
 
 import torch
 
-from handlers.engines.sampling import Sampling, held_back, pick
+from handlers.engines.sampling import (
+    Sampling,
+    TokenLogprobs,
+    adjusted,
+    held_back,
+    pick,
+    token_logprobs,
+)
 
 if TYPE_CHECKING:
     from transformers import DynamicCache
@@ -66,6 +75,9 @@ class Sequence:
     error: str | None = None  # why this sequence failed (its own failure, no one else's)
     generator: torch.Generator | None = None
     text: str = ""  # the generated text sent so far
+    logprobs: list[TokenLogprobs] = field(default_factory=list[TokenLogprobs])  # per token made
+    # the prompt's tokens' (the first has none: nothing comes before it), when asked for
+    prompt_logprobs: list[TokenLogprobs | None] = field(default_factory=list[TokenLogprobs | None])
 
     @property
     def length(self) -> int:
@@ -82,6 +94,7 @@ class Event:
     token: int | None  # None: the sequence failed before it made one
     text: str
     finish_reason: str | None = None
+    logprobs: TokenLogprobs | None = None  # when the request asked for them
 
 
 class DecodeLoop:
@@ -126,7 +139,11 @@ class DecodeLoop:
     @torch.inference_mode()
     def step(self) -> list[Event]:
         """Prefill whoever joined, decode one token for everyone else; one event per token."""
-        events = self.prefill_isolated(self.waiting) if self.waiting else []
+        scoring = [s for s in self.waiting if s.sampling.prompt_logprobs is not None]
+        plain = [s for s in self.waiting if s.sampling.prompt_logprobs is None]
+        events = self.prefill_isolated(plain) if plain else []
+        for sequence in scoring:  # alone: every position's logits of a batch would not fit
+            events += self.prefill_isolated([sequence], every_position=True)
         decoding, self.running = self.running, [*self.running, *self.waiting]
         self.waiting = []
         if decoding:
@@ -136,15 +153,17 @@ class DecodeLoop:
             self.batch = None  # its memory goes with the last sequence
         return events
 
-    def prefill_isolated(self, sequences: list[Sequence]) -> list[Event]:
+    def prefill_isolated(
+        self, sequences: list[Sequence], every_position: bool = False
+    ) -> list[Event]:
         """Prefill together; if the forward fails, each alone, so only its culprit fails."""
         try:
-            return self.prefill(sequences)
+            return self.prefill(sequences, every_position)
         except Exception as exc:
             if len(sequences) == 1:
                 return [self.failed(sequences[0], exc)]
             log.exception("prefill of %d sequences failed; each alone", len(sequences))
-            return [event for s in sequences for event in self.prefill_isolated([s])]
+            return [e for s in sequences for e in self.prefill_isolated([s], every_position)]
 
     def decode_isolated(self, sequences: list[Sequence]) -> list[Event]:
         """One token for each sequence together; if the forward fails, the batched cache is put
@@ -180,10 +199,11 @@ class DecodeLoop:
         sequence.error = f"generation failed: {type(exc).__name__}: {exc}"
         return Event(sequence, None, "", "error")
 
-    def prefill(self, sequences: list[Sequence]) -> list[Event]:
+    def prefill(self, sequences: list[Sequence], every_position: bool = False) -> list[Event]:
         """The prompts of the sequences that joined, in one forward: left-padded to the longest,
         the padding masked out and each prompt at positions 0.., so each keeps exactly its own
-        cache (padding dropped) and its last position's logits."""
+        cache (padding dropped) and its last position's logits (every position's, to score
+        the prompt's tokens)."""
         longest = max(len(s.prompt) for s in sequences)
         ids = torch.zeros(len(sequences), longest, dtype=torch.long)
         mask = torch.zeros(len(sequences), longest, dtype=torch.long)
@@ -196,11 +216,15 @@ class DecodeLoop:
             attention_mask=mask,
             position_ids=positions,
             use_cache=True,
-            logits_to_keep=1,
+            logits_to_keep=0 if every_position else 1,
         )
         events: list[Event] = []
         for row, s in enumerate(sequences):
             keep = len(s.prompt)
+            if every_position and s.sampling.prompt_logprobs is not None:
+                s.prompt_logprobs = prompt_logprobs(
+                    out.logits[row, longest - keep :], s.prompt, s.sampling.prompt_logprobs
+                )
             s.cache = [
                 (layer.keys[row : row + 1, :, -keep:], layer.values[row : row + 1, :, -keep:])
                 for layer in kv_layers(out.cache)
@@ -260,7 +284,13 @@ class DecodeLoop:
 
     def next_token(self, sequence: Sequence, logits: torch.Tensor) -> Event:
         """Pick the next token, find the text it completes and whether the sequence ends."""
-        token = pick(logits, sequence.sampling, sequence.generator)
+        sampling = sequence.sampling
+        scores = adjusted(logits, sampling, sequence.prompt, sequence.tokens)
+        token = pick(scores, sampling, sequence.generator)
+        logprobs = None
+        if sampling.logprobs is not None:
+            logprobs = token_logprobs(logits, token, sampling.logprobs)
+            sequence.logprobs.append(logprobs)
         sequence.tokens.append(token)
         stops = sequence.sampling.stop
         if token == self.end_token:
@@ -279,7 +309,15 @@ class DecodeLoop:
         new, sequence.text = text[len(sequence.text) :], text
         if sequence.finish_reason is not None:
             sequence.cache = None
-        return Event(sequence, token, new, sequence.finish_reason)
+        return Event(sequence, token, new, sequence.finish_reason, logprobs)
+
+
+def prompt_logprobs(
+    logits: torch.Tensor, prompt: list[int], top: int
+) -> list[TokenLogprobs | None]:
+    """Each prompt token's log-probability given the tokens before it (the logits at position
+    i predict token i + 1); the first token has none."""
+    return [None] + [token_logprobs(logits[i - 1], prompt[i], top) for i in range(1, len(prompt))]
 
 
 def prefilled(sequence: Sequence) -> KV:

@@ -1,8 +1,12 @@
 """How a generation request picks its tokens and when its text stops; runtime-neutral.
 
-Greedy (temperature 0), or temperature, top-k and top-p with a generator per sequence seeded
-from the request. Limits are the request reader's (handlers/engines/completions.py): here
-every value is already one the sampler cannot overflow on.
+The logits are adjusted as vLLM does, in its order: `logit_bias` added, then the repetition
+penalty over the prompt's and the output's tokens, then the frequency and presence penalties
+over the output's. Then greedy (temperature 0), or temperature, top-k and top-p with a
+generator per sequence seeded from the request. Log-probabilities are the model's own
+(log-softmax of the raw logits, vLLM's default `raw_logprobs`). Limits are the request
+reader's (handlers/engines/completions.py): here every value is already one the sampler cannot
+overflow on.
 """
 
 from __future__ import annotations
@@ -22,10 +26,64 @@ class Sampling:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    presence_penalty: float = 0.0  # subtracted once from each token the output has
+    frequency_penalty: float = 0.0  # subtracted per time the output has the token
+    repetition_penalty: float = 1.0  # divides (>0) or multiplies (<0) seen tokens' logits
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit)
+    logprobs: int | None = None  # each new token's log-probability and this many top ones
+    prompt_logprobs: int | None = None  # the same for the prompt's tokens (echo)
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0
+
+    @property
+    def adjusts(self) -> bool:
+        """Whether the logits change before a token is picked."""
+        return bool(
+            self.logit_bias
+            or self.presence_penalty
+            or self.frequency_penalty
+            or self.repetition_penalty != 1.0
+        )
+
+
+@dataclass(frozen=True)
+class TokenLogprobs:
+    """A token's log-probability and the most likely tokens' at its position, best first."""
+
+    token: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
+
+
+def adjusted(
+    logits: torch.Tensor, sampling: Sampling, prompt: list[int], output: list[int]
+) -> torch.Tensor:
+    """The logits after logit_bias and the penalties (vLLM's formulas and order)."""
+    if not sampling.adjusts:
+        return logits
+    scores = logits.float().clone()
+    for token, bias in sampling.logit_bias:
+        scores[token] += bias
+    if sampling.repetition_penalty != 1.0:
+        seen = torch.tensor(sorted({*prompt, *output}), dtype=torch.long)
+        values = scores[seen]
+        penalty = sampling.repetition_penalty
+        scores[seen] = torch.where(values > 0, values / penalty, values * penalty)
+    if output and (sampling.frequency_penalty or sampling.presence_penalty):
+        counts = torch.bincount(torch.tensor(output), minlength=scores.numel())[: scores.numel()]
+        scores -= sampling.frequency_penalty * counts + sampling.presence_penalty * (counts > 0)
+    return scores
+
+
+def token_logprobs(logits: torch.Tensor, token: int, top: int) -> TokenLogprobs:
+    """`token`'s log-probability under the raw logits, and the `top` most likely tokens'."""
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    best = torch.topk(logprobs, min(top, logprobs.numel()))
+    tokens: list[int] = best.indices.tolist()  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  torch: untyped
+    values: list[float] = best.values.tolist()  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    return TokenLogprobs(token, float(logprobs[token]), tuple(zip(tokens, values)))
 
 
 def held_back(text: str, stops: tuple[str, ...]) -> int:

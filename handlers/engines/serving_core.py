@@ -15,6 +15,7 @@ the adapter's; handlers/engines/forward.py makes this core an engine (admit / st
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 import logging
 import os
 from dataclasses import dataclass
@@ -83,9 +84,8 @@ class Answer:
     @property
     def reason(self) -> str:
         """The HTTP reason phrase of the status."""
-        if self.ok:
-            return "OK"
-        return "Bad Request" if self.status < 500 else "Internal Server Error"
+        known = {status.value: status.phrase for status in HTTPStatus}
+        return known.get(self.status, "Error")
 
 
 class ServingCore:

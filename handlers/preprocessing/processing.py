@@ -18,6 +18,8 @@ class RequestError(ValueError):
     """A client-side problem with one request; the runtime answers it with a 4xx. `reason`
     (shape, dtype, range, decode, size or invalid) labels the rejection in the metrics."""
 
+    status = 400  # the HTTP status it is answered with
+
     def __init__(self, message: str, reason: str = "invalid"):
         super().__init__(message)
         self.reason = reason

@@ -48,8 +48,9 @@ def by_route(url_path: str | None) -> GenerationProtocol:
         return GENERATION_PROTOCOLS["completion"]
     if path not in ROUTES:
         raise RequestError(
-            f"unknown route {path!r}; this model answers {sorted(ROUTES)} after its version, "
-            "e.g. /predictions/<model>/<version>/v1/completions"
+            f"unknown route {path!r}; this model answers {sorted(ROUTES)} and v1/models, "
+            "tokenize, detokenize after its version, e.g. "
+            "/predictions/<model>/<version>/v1/completions"
         )
     return ROUTES[path]
 

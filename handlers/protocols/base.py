@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from handlers.engines.completions import Completion, Piece
 from handlers.plan import ServingPlan
+from handlers.preprocessing.processing import RequestError
 
 JSON = "application/json"
 
@@ -61,6 +62,20 @@ class GenerationProtocol:
     def read(self, body: Any, model: ModelFacts) -> tuple[dict[str, Any], Writer]:
         """The request -> (completion fields to check and run, its answer's writer)."""
         raise NotImplementedError
+
+    def error_body(self, status: int, message: str) -> str | None:
+        """A refused request's body in this protocol's shape (None: the model's own)."""
+        return None
+
+
+def one_choice(fields: dict[str, Any], where: str) -> None:
+    """Protocols whose answers have no choice index take n = 1 only."""
+    n = fields.get("n", 1)
+    if n != 1:
+        raise RequestError(
+            f"n: {str(n)[:20]} choices are answered on the OpenAI routes (v1/completions, "
+            f"v1/chat/completions); {where} takes n: 1"
+        )
 
 
 class ForwardWriter(Protocol):

@@ -6,11 +6,11 @@ piece."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from handlers.engines.completions import Completion, Piece
-from handlers.protocols.base import JSON, GenerationProtocol, ModelFacts, Writer
+from handlers.engines.completions import Completion, Piece, parse_body
+from handlers.protocols.base import JSON, GenerationProtocol, ModelFacts, Writer, one_choice
 
 
 def completion_json(piece: Piece, stream: bool) -> str:
@@ -21,6 +21,7 @@ def completion_json(piece: Piece, stream: bool) -> str:
         "token_ids": piece.token_ids,
         "finish_reason": piece.finish_reason,
         **({"error": piece.error} if piece.error is not None else {}),
+        **({"logprobs": [asdict(score) for score in piece.logprobs]} if piece.logprobs else {}),
     }
     return json.dumps(answer) + ("\n" if stream else "")
 
@@ -45,4 +46,6 @@ class NativeCompletion(GenerationProtocol):
     route = None
 
     def read(self, body: Any, model: ModelFacts) -> tuple[Any, Writer]:
-        return body, CompletionWriter()
+        fields = parse_body(body)
+        one_choice(fields, "the model's own JSON")
+        return fields, CompletionWriter()

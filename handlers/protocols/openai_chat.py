@@ -1,15 +1,18 @@
 """OpenAI's chat completions API (`.../v1/chat/completions`): `messages` in, one prompt made of
 them through the chat template of the model's tokenizer_config.json when it has one, else a
 plain one (one line per message and the answer's turn last: "system: ...\\nuser: ...\\n
-assistant:"); `message` choices out (`delta` when streaming)."""
+assistant:"); `message` choices out (`delta` when streaming). `logprobs: true` with
+`top_logprobs` (0..20) answers each token's log-probability in chat's shape (token, logprob,
+bytes, top_logprobs)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from handlers.engines.completions import Logprob
 from handlers.preprocessing.processing import RequestError
 from handlers.protocols.base import ModelFacts, is_json_array, is_json_object
-from handlers.protocols.openai_common import OpenAIProtocol, OpenAIWriter
+from handlers.protocols.openai_common import OpenAIProtocol, OpenAIWriter, rounded
 
 ROLES = ("system", "user", "assistant")
 
@@ -19,13 +22,24 @@ class ChatWriter(OpenAIWriter):
     object_name = "chat.completion"
     chunk_suffix = ".chunk"
 
-    def choice(self, text: str, finish_reason: str | None, delta: bool = False) -> dict[str, Any]:
+    def choice(
+        self,
+        index: int,
+        text: str,
+        finish_reason: str | None,
+        logprobs: dict[str, Any] | None,
+        delta: bool = False,
+    ) -> dict[str, Any]:
         key = "delta" if delta else "message"
         return {
-            "index": 0,
+            "index": index,
             key: {"role": "assistant", "content": text},
+            "logprobs": logprobs,
             "finish_reason": finish_reason,
         }
+
+    def logprobs(self, scores: list[Logprob], offset: int) -> dict[str, Any]:
+        return {"content": [token_entry(score) for score in scores]}
 
 
 class OpenAIChat(OpenAIProtocol):
@@ -39,6 +53,28 @@ class OpenAIChat(OpenAIProtocol):
         if "max_completion_tokens" in fields:  # chat's newer name for max_tokens
             fields["max_tokens"] = fields.pop("max_completion_tokens")
         return chat_prompt(given, model.chat_template, model.max_prompt_bytes)
+
+    def options(self, fields: dict[str, Any], writer: OpenAIWriter) -> None:
+        """Chat asks `logprobs: true` and how many top tokens in `top_logprobs`."""
+        wanted, top = fields.pop("logprobs", False), fields.pop("top_logprobs", None)
+        if type(wanted) is not bool:
+            raise RequestError(f"logprobs: expected true or false, got {str(wanted)[:20]}")
+        if top is not None and not wanted:
+            raise RequestError("top_logprobs: give it with logprobs: true")
+        if wanted:
+            fields["logprobs"] = 0 if top is None else top
+
+
+def token_entry(score: Logprob) -> dict[str, Any]:
+    """A token in chat's logprobs: its text, log-probability, UTF-8 bytes and top tokens."""
+    return {
+        **entry(score.token, score.logprob if score.logprob is not None else 0.0),
+        "top_logprobs": [entry(text, value) for text, value in score.top],
+    }
+
+
+def entry(token: str, logprob: float) -> dict[str, Any]:
+    return {"token": token, "logprob": rounded(logprob), "bytes": list(token.encode("utf-8"))}
 
 
 def chat_prompt(messages: Any, template: str | None, max_bytes: int) -> str:

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from handlers.engines.completions import Completion, Piece, vllm_numbers
 from handlers.preprocessing.processing import RequestError
-from handlers.protocols.base import JSON, GenerationProtocol, ModelFacts, is_json_object
+from handlers.protocols.base import JSON, GenerationProtocol, ModelFacts, is_json_object, one_choice
 
 INPUTS = ("text_input", "stream", "sampling_parameters", "exclude_input_in_output")
 
@@ -77,5 +77,6 @@ class VLLMTensors(GenerationProtocol):
             raise RequestError(
                 'sampling_parameters: expected a JSON object, e.g. {"max_tokens": 16}'
             )
+        one_choice(sampling, "vLLM's tensor contract")
         fields = {**vllm_numbers(sampling), "prompt": prompt, "stream": flag(body, "stream")}
         return fields, TensorWriter(flag(body, "exclude_input_in_output"))

@@ -178,9 +178,10 @@ def run_together(language: LanguageModel, bodies: list[dict], stagger: int = 0) 
             for i in later:
                 generating.admit(i, bodies[i])
             later = []
-        for key, piece in generating.step().items():
-            if piece.final:
-                answers[key] = {"token_ids": piece.token_ids, "text": piece.text}
+        for key, pieces in generating.step().items():
+            for piece in pieces:
+                if piece.final:
+                    answers[key] = {"token_ids": piece.token_ids, "text": piece.text}
         steps += 1
     return [answers[i] for i in range(len(bodies))]
 

@@ -40,8 +40,8 @@ def language(folder):
 def drain(generating: Generating) -> dict:
     pieces = {}
     while generating.busy:
-        for key, piece in generating.step().items():
-            pieces.setdefault(key, []).append(piece)
+        for key, made in generating.step().items():
+            pieces.setdefault(key, []).extend(made)
     return pieces
 
 

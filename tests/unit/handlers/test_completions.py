@@ -23,7 +23,7 @@ from tests.unit.handlers.conftest import drain, step
         ({"prompt": "the", "top_k": 1.5}, "top_k: expected a whole number"),
         ({"prompt": "the", "seed": "7"}, "seed: Input should be a valid integer, got '7'"),
         ({"prompt": "the", "stop": ["a", "b", "c", "d", "e"]}, "stop: 5 strings is over this"),
-        ({"prompt": "the", "n": 2}, "unknown field(s) ['n']"),
+        ({"prompt": "the", "n": 2}, "n: 2 is outside 1..1"),
         ({"prompt": ""}, "prompt: give the text to continue"),
         ({"prompt": "the " * 40}, "exceed the model's context of 32 tokens"),
         (b'{"prompt": "\xff"}', "the body is not UTF-8"),
@@ -112,7 +112,7 @@ def test_openai_routes_answer_in_openai_shape(handler):
     chat = {"messages": [{"role": "user", "content": "the film"}], "max_completion_tokens": 2}
     two = json.dumps({"prompt": "the", "n": 2})
     first = step(service, context, {"c": completion.encode(), "chat": json.dumps(chat), "n": two})
-    assert context.statuses[2] == 400 and "n: 2 choices" in first[2][0]
+    assert context.statuses[2] == 400 and "n: 2 greedy choices" in first[2][0]
     streamed, whole = [first[0][0]], first[1][0]
     running = [key for key, (_, stop) in zip(("c", "chat"), first) if stop is False]
     while running:  # the frontend sends back what it was told is unfinished
@@ -138,7 +138,12 @@ def test_openai_routes_answer_in_openai_shape(handler):
         ("v1/embeddings", {"input": "x"}, "unknown route 'v1/embeddings'"),
         ("v1/chat/completions", {"messages": [{"role": "bot", "content": "x"}]}, "role"),
         ("v1/chat/completions", {"prompt": "x"}, "prompt: not a field of a chat request"),
-        ("v1/completions", {"prompt": "x", "logprobs": 2}, "unknown field(s) ['logprobs']"),
+        ("v1/completions", {"prompt": "x", "logprobs": 21}, "logprobs: 21 is outside 0..20"),
+        ("v1/completions", {"prompt": "x", "echo": "yes"}, "echo: expected true or false"),
+        ("v1/chat/completions", {"messages": [], "top_logprobs": 2}, "messages: give a list"),
+        ("v1/completions", {"prompt": "x", "logit_bias": {"-3": 1}}, "logit_bias: key '-3'"),
+        ("v1/completions", {"prompt": "x", "presence_penalty": 2.5}, "presence_penalty: 2.5"),
+        ("v1/completions", {"prompt": "x", "repetition_penalty": 0}, "repetition_penalty: 0"),
     ],
 )
 def test_openai_mistakes_are_400s_naming_the_field(handler, route, body, message):
@@ -146,6 +151,10 @@ def test_openai_mistakes_are_400s_naming_the_field(handler, route, body, message
     context.url_paths = {0: route}
     (answer, stop), *_ = step(service, context, {"r": json.dumps(body)})
     assert context.statuses[0] == 400 and message in answer and stop is None
+    if route != "v1/embeddings":  # an OpenAI route: OpenAI's error shape, as vLLM's
+        error = json.loads(answer)["error"]
+        assert error["type"] == "BadRequestError" and error["code"] == 400
+        assert error["param"] == message.split(":")[0] or ":" not in message
 
 
 def test_a_stream_without_include_usage_has_no_usage_chunk():

@@ -264,7 +264,7 @@ def test_failed_answers_carry_the_json_error_body():
     from handlers.engines.batching import Failure
 
     answer = Answer.failed(Failure(503, "busy"))
-    assert not answer.ok and answer.reason == "Internal Server Error" and answer.message == "busy"
+    assert not answer.ok and answer.reason == "Service Unavailable" and answer.message == "busy"
     assert json.loads(answer.body) == {
         "code": 503,
         "type": "InferenceError",
