@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar, cast
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from handlers.engines.sampling import Sampling, TokenLogprobs
+from handlers.engines.structured import Grammars, requested
 from handlers.plan import Generation
 from handlers.preprocessing.processing import RequestError, unicode_text
 
@@ -35,6 +36,11 @@ SAMPLING_FIELDS = (
     "logit_bias",
     "logprobs",
     "prompt_logprobs",
+    "response_format",
+    "guided_json",
+    "guided_regex",
+    "guided_grammar",
+    "structured_outputs",
 )
 # `model` is what OpenAI's clients always send; the route has already chosen the model
 FIELDS = ("prompt", "stream", "model", "n", *SAMPLING_FIELDS)
@@ -103,6 +109,12 @@ class CompletionFields(BaseModel):
     logit_bias: dict[str, float] | None = None  # token id (as JSON keys are text) -> bias
     logprobs: Whole | None = None  # the top tokens to show beside each new token's
     prompt_logprobs: Whole | None = None  # the same for the prompt's tokens
+    # structured output (handlers/engines/structured.py): one of these
+    response_format: dict[str, Any] | None = None
+    guided_json: dict[str, Any] | None = None
+    guided_regex: Text | None = None
+    guided_grammar: Text | None = None
+    structured_outputs: dict[str, Any] | None = None
 
     @classmethod
     def read(cls, fields: dict[str, Any]) -> CompletionFields:
@@ -198,6 +210,7 @@ class LanguageModel:
         self.limits = limits
         self.vocabulary = config.vocab_size
         self.max_choices = max_choices  # a request's n: its sequences decode together
+        self.grammars = Grammars(folder / "tokenizer.json", self.vocabulary, self.end_token)
         with torch.inference_mode():  # warm: the weights' pages read in now, not on a request
             self.model(input_ids=torch.tensor([[0]]))
 
@@ -309,7 +322,20 @@ class LanguageModel:
             logit_bias=self.logit_bias(fields.logit_bias or {}),
             logprobs=fields.logprobs,
             prompt_logprobs=fields.prompt_logprobs,
+            grammar=self.grammar(fields),
         )
+
+    def grammar(self, fields: CompletionFields) -> str | None:
+        """The request's constraint compiled now, so a bad one is its own 400."""
+        guided = {
+            "guided_json": fields.guided_json,
+            "guided_regex": fields.guided_regex,
+            "guided_grammar": fields.guided_grammar,
+        }
+        grammar = requested(fields.response_format, guided, fields.structured_outputs)
+        if grammar is not None:
+            self.grammars.check(grammar)
+        return grammar
 
     def logit_bias(self, given: dict[str, float]) -> tuple[tuple[int, float], ...]:
         """logit_bias's entries as (token id, bias), each id in the vocabulary."""

@@ -64,7 +64,9 @@ class Generating(Generic[K]):
     ):
         self.language = language
         self.metrics = metrics or ModelMetrics("", "")
-        self.loop = DecodeLoop(language.model, language.decode, language.end_token)
+        self.loop = DecodeLoop(
+            language.model, language.decode, language.end_token, language.grammars
+        )
         self.max_sequences = max_sequences
         self.max_waiting = max_waiting
         self.fault_prompt = os.environ.get(FAULT_PROMPT_ENV) or None

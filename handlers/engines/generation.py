@@ -36,6 +36,8 @@ from handlers.engines.sampling import (
 if TYPE_CHECKING:
     from transformers import DynamicCache
 
+    from handlers.engines.structured import Grammars, Matcher
+
 log = logging.getLogger(__name__)
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [1, heads, length, dim]
 
@@ -78,6 +80,7 @@ class Sequence:
     logprobs: list[TokenLogprobs] = field(default_factory=list[TokenLogprobs])  # per token made
     # the prompt's tokens' (the first has none: nothing comes before it), when asked for
     prompt_logprobs: list[TokenLogprobs | None] = field(default_factory=list[TokenLogprobs | None])
+    matcher: Matcher | None = None  # where its text is in its grammar, when it has one
 
     @property
     def length(self) -> int:
@@ -103,10 +106,12 @@ class DecodeLoop:
         model: Callable[..., CausalLMOutput],
         decode: Callable[[list[int]], str],
         end_token: int | None,
+        grammars: Grammars | None = None,
     ):
         self.model = model
         self.decode = decode  # token ids -> text
         self.end_token = end_token
+        self.grammars = grammars  # matchers of constrained sequences (structured output)
         self.waiting: list[Sequence] = []
         self.running: list[Sequence] = []
         self.batch: tuple[list[Sequence], DynamicCache] | None = None  # last decode's rows, cache
@@ -286,7 +291,12 @@ class DecodeLoop:
         """Pick the next token, find the text it completes and whether the sequence ends."""
         sampling = sequence.sampling
         scores = adjusted(logits, sampling, sequence.prompt, sequence.tokens)
+        matcher = self.matcher(sequence)
+        if matcher is not None:  # only the tokens its grammar allows; other rows untouched
+            scores = matcher.masked(scores)
         token = pick(scores, sampling, sequence.generator)
+        if matcher is not None:
+            matcher.accept(token)
         logprobs = None
         if sampling.logprobs is not None:
             logprobs = token_logprobs(logits, token, sampling.logprobs)
@@ -302,6 +312,8 @@ class DecodeLoop:
             found = [i for s in stops if (i := text.find(s, max(sent - len(s) + 1, 0))) >= 0]
             if found:
                 sequence.finish_reason, text = "stop", text[: min(found)]
+            elif matcher is not None and matcher.complete:  # nothing may follow
+                sequence.finish_reason = "stop"
             elif len(sequence.tokens) >= sequence.sampling.max_tokens:
                 sequence.finish_reason = "length"
             else:  # hold back what may still become a stop string or a whole character
@@ -310,6 +322,15 @@ class DecodeLoop:
         if sequence.finish_reason is not None:
             sequence.cache = None
         return Event(sequence, token, new, sequence.finish_reason, logprobs)
+
+    def matcher(self, sequence: Sequence) -> Matcher | None:
+        """The sequence's grammar matcher, made at its first token (a failure is its own)."""
+        grammar = sequence.sampling.grammar
+        if grammar is None or self.grammars is None:
+            return None
+        if sequence.matcher is None:
+            sequence.matcher = self.grammars.matcher(grammar)
+        return sequence.matcher
 
 
 def prompt_logprobs(

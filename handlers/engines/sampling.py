@@ -32,6 +32,7 @@ class Sampling:
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit)
     logprobs: int | None = None  # each new token's log-probability and this many top ones
     prompt_logprobs: int | None = None  # the same for the prompt's tokens (echo)
+    grammar: str | None = None  # llguidance's grammar the text must follow (structured.py)
 
     @property
     def greedy(self) -> bool:

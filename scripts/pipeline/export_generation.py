@@ -19,6 +19,7 @@ import handlers.engines.completions
 import handlers.engines.generating
 import handlers.engines.generation
 import handlers.engines.sampling
+import handlers.engines.structured
 from handlers.engines.completions import LanguageModel
 from handlers.formats import FORMATS
 from handlers.engines.generating import Generating
@@ -61,6 +62,7 @@ def generation_fingerprint(spec: ModelSpec, layout: Layout) -> str:
                 handlers.engines.completions,
                 handlers.engines.generation,
                 handlers.engines.sampling,
+                handlers.engines.structured,
             )
         ),
     ]
