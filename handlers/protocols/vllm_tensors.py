@@ -78,5 +78,11 @@ class VLLMTensors(GenerationProtocol):
                 'sampling_parameters: expected a JSON object, e.g. {"max_tokens": 16}'
             )
         one_choice(sampling, "vLLM's tensor contract")
+        constraint = sampling.get("structured_outputs")
+        if isinstance(constraint, str):  # vLLM's backend takes it as JSON text
+            try:
+                sampling["structured_outputs"] = json.loads(constraint)
+            except ValueError as exc:
+                raise RequestError(f"structured_outputs: not JSON: {exc}", "decode") from None
         fields = {**vllm_numbers(sampling), "prompt": prompt, "stream": flag(body, "stream")}
         return fields, TensorWriter(flag(body, "exclude_input_in_output"))

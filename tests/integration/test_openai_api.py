@@ -141,3 +141,44 @@ def test_sixteen_clients_at_once_stream_and_not_each_get_their_own_answer(torchs
     with ThreadPoolExecutor(16) as pool:
         together = list(pool.map(call, range(16)))
     assert together == alone
+
+
+def test_every_structured_answer_validates_across_200_varied_schemas(torchserve):
+    """response_format json_schema through the openai client, 16 at once beside free requests:
+    every answer parses and validates, even from a 0.87M-parameter model."""
+    import json
+    import random
+
+    import jsonschema
+
+    from tests.unit.handlers.test_structured_output import object_schema
+
+    client = openai_client(torchserve)
+    rng = random.Random(1)
+    schemas = [object_schema(rng) for _ in range(200)]
+
+    def call(i: int) -> tuple[dict, str, str]:
+        response_format = {
+            "type": "json_schema",
+            "json_schema": {"name": f"s{i}", "schema": schemas[i]},
+        }
+        answer = client.chat.completions.create(
+            model=SPEC.name,
+            messages=[{"role": "user", "content": "Describe the film as JSON."}],
+            max_tokens=90,
+            temperature=0.8,
+            seed=i,
+            response_format=response_format,
+        )
+        choice = answer.choices[0]
+        return schemas[i], choice.message.content or "", choice.finish_reason
+
+    with ThreadPoolExecutor(16) as pool:
+        free = [
+            pool.submit(client.completions.create, model=SPEC.name, prompt=PROMPT, max_tokens=8)
+        ]
+        results = list(pool.map(call, range(200)))
+    for schema, text, finish_reason in results:
+        assert finish_reason == "stop", (schema, text)
+        jsonschema.validate(json.loads(text), schema)
+    assert free[0].result().choices[0].text
