@@ -17,7 +17,7 @@ import json
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 import torch
 
@@ -29,28 +29,60 @@ if TYPE_CHECKING:
 MAX_GRAMMAR_CHARS = 64 * 1024  # a schema, regex or grammar as sent: bounded before compiling
 COMPILED_KEPT = 64  # grammars kept compiled (a template matcher each), least recently used out
 BITS = torch.arange(32, dtype=torch.int32)
+COMPACT: JsonCompileOptions = {"whitespace_flexible": False}  # no free-running whitespace
 
 
-def grammar_text(kind: str, value: Any) -> str:
-    """llguidance's grammar for a constraint: json_object, json_schema (a schema), regex or
-    grammar (Lark). Malformed ones are refused by name when compiled."""
+def json_object_grammar(_: Any) -> str:
     from llguidance import LLMatcher
 
-    compact: JsonCompileOptions = {"whitespace_flexible": False}  # no free-running whitespace
-    if kind == "json_object":
-        return LLMatcher.grammar_from_json_schema({"type": "object"}, defaults=compact)
-    if kind == "json_schema":
-        if not isinstance(value, dict):
-            raise RequestError("response_format.json_schema.schema: expected a JSON Schema object")
-        try:
-            return LLMatcher.grammar_from_json_schema(
-                cast("dict[str, Any]", value), defaults=compact
-            )
-        except ValueError as exc:
-            raise RequestError(f"response_format.json_schema.schema: {exc}") from None
-    if kind == "regex":
-        return LLMatcher.grammar_from_regex(value)
-    return LLMatcher.grammar_from_lark(value)
+    return LLMatcher.grammar_from_json_schema({"type": "object"}, defaults=COMPACT)
+
+
+def json_schema_grammar(schema: Any) -> str:
+    from llguidance import LLMatcher
+
+    if not isinstance(schema, dict):
+        raise RequestError("response_format.json_schema.schema: expected a JSON Schema object")
+    try:
+        return LLMatcher.grammar_from_json_schema(cast("dict[str, Any]", schema), defaults=COMPACT)
+    except ValueError as exc:
+        raise RequestError(f"response_format.json_schema.schema: {exc}") from None
+
+
+def regex_grammar(regex: Any) -> str:
+    from llguidance import LLMatcher
+
+    return LLMatcher.grammar_from_regex(text_of(regex, "regex"))
+
+
+def lark_grammar(lark: Any) -> str:
+    from llguidance import LLMatcher
+
+    return LLMatcher.grammar_from_lark(text_of(lark, "grammar"))
+
+
+def text_of(value: Any, kind: str) -> str:
+    if not isinstance(value, str):
+        raise RequestError(f"{kind}: expected the {kind} as text")
+    return value
+
+
+# a constraint's kind -> llguidance's grammar for its value (malformed ones are refused by name
+# when compiled)
+GRAMMARS: dict[str, Callable[[Any], str]] = {
+    "json_object": json_object_grammar,
+    "json_schema": json_schema_grammar,
+    "regex": regex_grammar,
+    "grammar": lark_grammar,
+}
+# response_format's type -> the value of its constraint (text: none)
+RESPONSE_FORMATS: dict[str, Callable[[dict[str, Any]], tuple[str, Any] | None]] = {
+    "text": lambda _: None,
+    "json_object": lambda _: ("json_object", None),
+    "json_schema": lambda given: ("json_schema", schema_of(given.get("json_schema"))),
+}
+GUIDED = {"guided_json": "json_schema", "guided_regex": "regex", "guided_grammar": "grammar"}
+STRUCTURED_OUTPUTS = {"json": "json_schema", "regex": "regex", "grammar": "grammar"}
 
 
 class Grammars:
@@ -131,30 +163,22 @@ def requested(
     response_format, vLLM's older guided_json/_regex/_grammar or its structured_outputs."""
     asked: list[tuple[str, Any]] = []
     if response_format is not None:
-        kind = response_format.get("type")
-        if kind == "json_object":
-            asked.append(("json_object", None))
-        elif kind == "json_schema":
-            asked.append(("json_schema", schema_of(response_format.get("json_schema"))))
-        elif kind != "text":
+        kind = str(response_format.get("type"))
+        if kind not in RESPONSE_FORMATS:
             raise RequestError(
-                f"response_format.type: {str(kind)[:40]!r} is not one of text, json_object, "
-                "json_schema"
+                f"response_format.type: {kind[:40]!r} is not one of {', '.join(RESPONSE_FORMATS)}"
             )
-    names = {"guided_json": "json_schema", "guided_regex": "regex", "guided_grammar": "grammar"}
-    asked += [(names[name], value) for name, value in guided.items() if value is not None]
-    if structured_outputs is not None:
-        kinds = {"json": "json_schema", "regex": "regex", "grammar": "grammar"}
-        for name, value in structured_outputs.items():
-            if name == "json_object" and value is True:
-                asked.append(("json_object", None))
-            elif name in kinds:
-                asked.append((kinds[name], value))
-            else:
-                raise RequestError(
-                    f"structured_outputs.{str(name)[:40]}: not one of json, regex, grammar, "
-                    "json_object"
-                )
+        asked += [c for c in (RESPONSE_FORMATS[kind](response_format),) if c is not None]
+    asked += [(GUIDED[name], value) for name, value in guided.items() if value is not None]
+    for name, value in (structured_outputs or {}).items():
+        if name == "json_object" and value is True:
+            asked.append(("json_object", None))
+        elif name in STRUCTURED_OUTPUTS:
+            asked.append((STRUCTURED_OUTPUTS[name], value))
+        else:
+            raise RequestError(
+                f"structured_outputs.{str(name)[:40]}: not one of json, regex, grammar, json_object"
+            )
     if len(asked) > 1:
         raise RequestError(
             "response_format: give one constraint (response_format, guided_json, guided_regex, "
@@ -163,13 +187,11 @@ def requested(
     if not asked:
         return None
     kind, value = asked[0]
-    if kind in ("regex", "grammar") and not isinstance(value, str):
-        raise RequestError(f"{kind}: expected the {kind} as text")
     if len(value if isinstance(value, str) else json.dumps(value)) > MAX_GRAMMAR_CHARS:
         raise RequestError(
             f"{kind}: over {MAX_GRAMMAR_CHARS} characters; send a smaller constraint", "size"
         )
-    return grammar_text(kind, value)
+    return GRAMMARS[kind](value)
 
 
 def schema_of(json_schema: object) -> Any:
