@@ -55,6 +55,10 @@ class Batching(StrictModel):
     # requests that may wait for the model beyond those it runs; more are refused at once
     # (429 / UNAVAILABLE) instead of queueing without bound
     max_waiting: int = Field(128, ge=1)
+    # generation: the tokens one decode step may run, one per running sequence plus the prompts
+    # prefilled beside them; a longer prompt is prefilled in chunks over several steps, so the
+    # running sequences keep their inter-token latency (vLLM's max_num_batched_tokens)
+    max_batched_tokens: int = Field(256, ge=2)
 
 
 class Workers(StrictModel):

@@ -43,11 +43,12 @@ SAMPLING_FIELDS = (
     "structured_outputs",
 )
 # `model` is what OpenAI's clients always send; the route has already chosen the model
-FIELDS = ("prompt", "stream", "model", "n", *SAMPLING_FIELDS)
+FIELDS = ("prompt", "stream", "model", "n", "priority", *SAMPLING_FIELDS)
 MAX_LOGPROBS = 20  # top log-probabilities a token may come with (vLLM's max_logprobs)
 MAX_PENALTY = 2.0  # presence and frequency penalties lie in [-2, 2] (OpenAI's and vLLM's range)
 REPETITION_PENALTY = (0.01, 100.0)  # beyond, a seen token's logit over- or underflows
 MAX_LOGIT_BIAS = 100.0  # a bias lies in [-100, 100] (OpenAI's range)
+MAX_PRIORITY = 2**31  # a request's priority, as a 32-bit int
 MAX_LOGIT_BIASES = 1024  # entries of logit_bias: each is applied at every step
 # below this a temperature overflows softmax(logits / t) in float32: 0 is greedy, or >= this
 MIN_TEMPERATURE = 1e-2
@@ -103,6 +104,7 @@ class CompletionFields(BaseModel):
     seed: Whole | None = None
     stop: Text | list[Text] | None = None
     n: Whole = 1
+    priority: Whole = 0  # lower joins first (vLLM's priority scheduling)
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     repetition_penalty: float | None = None
@@ -147,6 +149,7 @@ class Completion:
     sampling: Sampling
     stream: bool = False
     n: int = 1  # sequences decoded for it, each its own choice (seeded seed, seed + 1, ...)
+    priority: int = 0  # lower joins the batch first
 
 
 @dataclass(frozen=True)
@@ -258,7 +261,11 @@ class LanguageModel:
                 "(e.g. 0.8) or n: 1",
                 "range",
             )
-        return Completion(fields.prompt, ids, sampling, fields.stream, fields.n)
+        if not -MAX_PRIORITY <= fields.priority <= MAX_PRIORITY:
+            raise RequestError(
+                f"priority: {fields.priority} is outside -{MAX_PRIORITY}..{MAX_PRIORITY}", "range"
+            )
+        return Completion(fields.prompt, ids, sampling, fields.stream, fields.n, fields.priority)
 
     def logprob(self, scored: TokenLogprobs) -> Logprob:
         """Token ids as text, for an answer."""

@@ -61,11 +61,16 @@ class Generating(Generic[K]):
         max_sequences: int,
         metrics: ModelMetrics | None = None,
         max_waiting: int = 128,
+        max_batched_tokens: int | None = None,
     ):
         self.language = language
         self.metrics = metrics or ModelMetrics("", "")
         self.loop = DecodeLoop(
-            language.model, language.decode, language.end_token, language.grammars
+            language.model,
+            language.decode,
+            language.end_token,
+            language.grammars,
+            max_batched_tokens,
         )
         self.max_sequences = max_sequences
         self.max_waiting = max_waiting
@@ -91,7 +96,13 @@ class Generating(Generic[K]):
         log.info("loaded %s v%s (generation, %d thread(s))", plan.name, plan.version, threads)
         metrics = ModelMetrics(plan.name, plan.version, sink)
         metrics.loaded()
-        return cls(language, batching.max_batch_size, metrics, batching.max_waiting)
+        return cls(
+            language,
+            batching.max_batch_size,
+            metrics,
+            batching.max_waiting,
+            batching.max_batched_tokens,
+        )
 
     def admit(self, key: K, body: Any, request_format: str = "completion") -> Failure | Completion:
         """Check a new request and queue it; its failure (4xx) is its whole answer."""
@@ -152,8 +163,8 @@ class Generating(Generic[K]):
     def step(self) -> dict[K, list[Piece]]:
         """One decode step: the next piece of every choice of every decoding request (queued
         requests join first, in order, while their n sequences fit in max_sequences)."""
-        while self.queued and next(iter(self.queued.values())).n <= self.free_places:
-            key, completion = self.queued.popitem(last=False)
+        while self.queued and self.queued[key := self.next_key()].n <= self.free_places:
+            completion = self.queued.pop(key)
             if self.fault_prompt is not None and completion.prompt == self.fault_prompt:
                 raise LoopDied(f"the test fault: prompt {self.fault_prompt!r} kills the loop")
             self.join(key, completion)
@@ -178,6 +189,11 @@ class Generating(Generic[K]):
                 if not self.choices_left[key]:
                     del self.requests[key], self.choices_left[key]
         return pieces
+
+    def next_key(self) -> K:
+        """The queued request to join next: the lowest priority value first (as vLLM's), in
+        order of arrival among equals."""
+        return min(self.queued, key=lambda k: self.queued[k].priority)
 
     def join(self, key: K, completion: Completion) -> None:
         """A request's n sequences join the loop, choice i seeded with seed + i."""

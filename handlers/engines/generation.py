@@ -81,6 +81,7 @@ class Sequence:
     # the prompt's tokens' (the first has none: nothing comes before it), when asked for
     prompt_logprobs: list[TokenLogprobs | None] = field(default_factory=list[TokenLogprobs | None])
     matcher: Matcher | None = None  # where its text is in its grammar, when it has one
+    prefilled: int = 0  # prompt tokens in its cache while its prompt is prefilled in chunks
 
     @property
     def length(self) -> int:
@@ -107,11 +108,13 @@ class DecodeLoop:
         decode: Callable[[list[int]], str],
         end_token: int | None,
         grammars: Grammars | None = None,
+        max_batched_tokens: int | None = None,
     ):
         self.model = model
         self.decode = decode  # token ids -> text
         self.end_token = end_token
         self.grammars = grammars  # matchers of constrained sequences (structured output)
+        self.max_batched_tokens = max_batched_tokens  # a step's tokens: decoded + prefilled
         self.waiting: list[Sequence] = []
         self.running: list[Sequence] = []
         self.batch: tuple[list[Sequence], DynamicCache] | None = None  # last decode's rows, cache
@@ -143,20 +146,73 @@ class DecodeLoop:
 
     @torch.inference_mode()
     def step(self) -> list[Event]:
-        """Prefill whoever joined, decode one token for everyone else; one event per token."""
-        scoring = [s for s in self.waiting if s.sampling.prompt_logprobs is not None]
-        plain = [s for s in self.waiting if s.sampling.prompt_logprobs is None]
+        """Decode one token for every running sequence and prefill the waiting ones within the
+        step's token budget; one event per token."""
+        whole, chunk = self.scheduled()
+        scoring = [s for s in whole if s.sampling.prompt_logprobs is not None]
+        plain = [s for s in whole if s.sampling.prompt_logprobs is None]
         events = self.prefill_isolated(plain) if plain else []
         for sequence in scoring:  # alone: every position's logits of a batch would not fit
             events += self.prefill_isolated([sequence], every_position=True)
-        decoding, self.running = self.running, [*self.running, *self.waiting]
-        self.waiting = []
+        joined = whole
+        if chunk is not None:
+            sequence, size = chunk
+            made = self.prefill_chunk(sequence, size)
+            events += made
+            joined = [*whole, sequence] if made else whole
+        decoding, self.running = self.running, [*self.running, *joined]
+        self.waiting = [s for s in self.waiting if not any(s is j for j in joined)]
         if decoding:
             events += self.decode_isolated(decoding)
         self.running = [s for s in self.running if s.finish_reason is None]
         if not self.running:
             self.batch = None  # its memory goes with the last sequence
         return events
+
+    def scheduled(self) -> tuple[list[Sequence], tuple[Sequence, int] | None]:
+        """Who prefills this step, in order of arrival, within max_batched_tokens counting one
+        token per running sequence: whole prompts that fit, then the next prompt's next chunk
+        (chunked prefill: a long prompt joins over several steps, and the running sequences
+        keep their pace meanwhile). A prompt being chunked goes first; those behind it wait."""
+        if self.max_batched_tokens is None:
+            return [s for s in self.waiting if not s.prefilled], None
+        left = self.max_batched_tokens - len(self.running)
+        whole: list[Sequence] = []
+        for sequence in self.waiting:
+            rest = len(sequence.prompt) - sequence.prefilled
+            if left <= 0:
+                break
+            if not sequence.prefilled and (
+                rest <= left or sequence.sampling.prompt_logprobs is not None
+            ):
+                whole.append(sequence)  # scored prompts are prefilled whole, alone
+                left -= rest
+                continue
+            return whole, (sequence, min(rest, left))
+        return whole, None
+
+    def prefill_chunk(self, sequence: Sequence, size: int) -> list[Event]:
+        """The next `size` tokens of a long prompt on top of its cache so far; the last chunk
+        gives its first token. A failure is the sequence's own."""
+        from transformers import DynamicCache
+
+        start = sequence.prefilled
+        try:
+            out = self.model(
+                input_ids=torch.tensor([sequence.prompt[start : start + size]]),
+                attention_mask=torch.ones(1, start + size, dtype=torch.long),
+                position_ids=torch.arange(start, start + size).unsqueeze(0),
+                cache=DynamicCache(sequence.cache) if sequence.cache else None,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        except Exception as exc:
+            return [self.failed(sequence, exc)]
+        sequence.cache = [(layer.keys, layer.values) for layer in kv_layers(out.cache)]
+        sequence.prefilled = start + size
+        if sequence.prefilled < len(sequence.prompt):
+            return []
+        return [self.advance(sequence, out.logits[0, -1])]
 
     def prefill_isolated(
         self, sequences: list[Sequence], every_position: bool = False
