@@ -1,0 +1,93 @@
+"""What a long prompt joining does to the streams already decoding, in process (no server):
+8 sequences decode while a 900-token prompt joins, with chunked prefill (the spec's
+batching.max_batched_tokens) and without (the whole prompt in one step), beside the same 8
+alone. Reports their inter-token latency p50/p99 (and the worst while the long prompt is
+prefilled) and the long prompt's time to first token.
+
+    .venv/bin/python -m scripts.measure.prefill_latency [--model zoo_gpt2_small] [--budget 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from handlers.engines.completions import LanguageModel
+from handlers.engines.generating import Generating
+from scripts.pipeline.layout import Layout
+from scripts.spec import load_spec
+
+RUNNING = 8
+LONG_TOKENS = 900
+
+
+def run(language: LanguageModel, budget: int | None, long_prompt: str | None) -> dict:
+    generating = Generating(language, max_sequences=RUNNING + 1, max_batched_tokens=budget)
+    for i in range(RUNNING):
+        generating.admit(i, {"prompt": f"Stream {i} says", "max_tokens": 48, "stream": True})
+    generating.step()  # the 8 prefill together
+    last = {i: time.perf_counter() for i in range(RUNNING)}
+    gaps: list[float] = []
+    during: list[float] = []  # while the long prompt is being prefilled
+    joined = time.perf_counter()
+    first_token = None
+    for step in range(40):
+        if step == 5 and long_prompt is not None:
+            generating.admit("long", {"prompt": long_prompt, "max_tokens": 4, "stream": True})
+            joined = time.perf_counter()
+        pieces = generating.step()
+        now = time.perf_counter()
+        for key in pieces:
+            if key == "long":
+                first_token = first_token or now - joined
+            elif isinstance(key, int):
+                gaps.append(now - last[key])
+                if long_prompt is not None and step >= 5 and first_token is None:
+                    during.append(now - last[key])
+                last[key] = now
+    return {
+        "itl_p50_ms": round(float(np.percentile(gaps, 50)) * 1000, 1),
+        "itl_p99_ms": round(float(np.percentile(gaps, 99)) * 1000, 1),
+        "long_ttft_ms": round(first_token * 1000, 1) if first_token else None,
+        # the running streams' worst gap while the long prompt was prefilled (before it joined
+        # their batch: after, every step carries its 900 cached positions)
+        "itl_max_while_prefilling_ms": round(max(during) * 1000, 1) if during else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A long prompt joining 8 decoding streams.")
+    parser.add_argument("--model", default="zoo_gpt2_small")
+    parser.add_argument("--spec", default="models/zoo.yaml")
+    parser.add_argument("--budget", type=int, default=None, help="else the spec's")
+    args = parser.parse_args()
+    layout = Layout.of(Path(__file__).resolve().parents[2])
+    spec = next(m for m in load_spec(layout.root / args.spec).models if m.name == args.model)
+    generation = spec.task.generation
+    assert generation is not None, f"{args.model} is not a generation model"
+    folder = layout.artifact(spec).root / "pretrained"
+    language = LanguageModel(folder, generation, spec.serving.threads, RUNNING + 1)
+    budget = args.budget or spec.batching.max_batched_tokens
+    ids = (language.encode(" the film was long and the battery lasted all day.") * 200)[
+        :LONG_TOKENS
+    ]
+    long_prompt = language.decode(ids)
+    run(language, budget, None)  # warm
+    report = {
+        "model": args.model,
+        "running": RUNNING,
+        "long_prompt_tokens": len(language.encode(long_prompt)),
+        "max_batched_tokens": budget,
+        "alone": run(language, budget, None),
+        "chunked": run(language, budget, long_prompt),
+        "whole": run(language, None, long_prompt),
+    }
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
