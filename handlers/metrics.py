@@ -51,14 +51,52 @@ class Metric:
         return (*MODEL_LABELS, *self.labels)
 
 
-STAGE_SECONDS = f"{PREFIX}stage_seconds"  # the histogram: the three series below
-STAGE_HELP = (
+@dataclass(frozen=True)
+class Histogram:
+    """A histogram in seconds, published as Prometheus' three counter series."""
+
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()
+
+    @property
+    def bucket(self) -> Metric:
+        return Metric(f"{self.name}_bucket", self.help, (*self.labels, "le"))
+
+    @property
+    def sum(self) -> Metric:
+        return Metric(f"{self.name}_sum", self.help, self.labels)
+
+    @property
+    def count(self) -> Metric:
+        return Metric(f"{self.name}_count", self.help, self.labels)
+
+    @property
+    def series(self) -> tuple[Metric, Metric, Metric]:
+        return self.bucket, self.sum, self.count
+
+
+STAGE = Histogram(
+    f"{PREFIX}stage_seconds",
     "Seconds one request spent decoding/pre-processing or post-processing, or one executed "
-    "batch running the model"
+    "batch running the model",
+    ("stage",),
 )
-STAGE_BUCKET = Metric(f"{STAGE_SECONDS}_bucket", STAGE_HELP, ("stage", "le"))
-STAGE_SUM = Metric(f"{STAGE_SECONDS}_sum", STAGE_HELP, ("stage",))
-STAGE_COUNT = Metric(f"{STAGE_SECONDS}_count", STAGE_HELP, ("stage",))
+STAGE_SECONDS = STAGE.name
+STAGE_BUCKET, STAGE_SUM, STAGE_COUNT = STAGE.series
+# a generation model's latencies, as vLLM names them (vllm:time_to_first_token_seconds, ...)
+TIME_TO_FIRST_TOKEN = Histogram(
+    f"{PREFIX}time_to_first_token_seconds",
+    "Seconds from a generation request's admission to its first token",
+)
+INTER_TOKEN_LATENCY = Histogram(
+    f"{PREFIX}inter_token_latency_seconds", "Seconds between two tokens of one generation request"
+)
+E2E_REQUEST_LATENCY = Histogram(
+    f"{PREFIX}e2e_request_latency_seconds",
+    "Seconds from a generation request's admission to its last token",
+)
+HISTOGRAMS = (STAGE, TIME_TO_FIRST_TOKEN, INTER_TOKEN_LATENCY, E2E_REQUEST_LATENCY)
 REQUESTS = Metric(f"{PREFIX}requests_total", "Requests our code received, by format", ("format",))
 REJECTED = Metric(f"{PREFIX}rejected_total", "Requests answered 4xx, by reason", ("reason",))
 FAILED = Metric(f"{PREFIX}failed_total", "Requests answered 5xx (our bug)", ("stage",))
@@ -68,6 +106,10 @@ LOADS = Metric(
     f"{PREFIX}model_loads_total",
     "Model loads: a worker or stub (re)started, or the watchdog reloaded it",
 )
+PROMPT_TOKENS = Metric(
+    f"{PREFIX}prompt_tokens_total", "Prompt tokens of admitted generation requests"
+)
+GENERATION_TOKENS = Metric(f"{PREFIX}generation_tokens_total", "Tokens generated")
 METRICS = (
     REQUESTS,
     REJECTED,
@@ -75,9 +117,9 @@ METRICS = (
     BATCHES,
     BATCH_ROWS,
     LOADS,
-    STAGE_BUCKET,
-    STAGE_SUM,
-    STAGE_COUNT,
+    PROMPT_TOKENS,
+    GENERATION_TOKENS,
+    *(series for histogram in HISTOGRAMS for series in histogram.series),
 )
 
 
@@ -93,14 +135,14 @@ class Sums:
 
     def __init__(self):
         self.counters: dict[tuple[Metric, tuple[str, ...]], float] = {}
-        self.stages: dict[str, list[float]] = {}
+        self.observed: dict[tuple[Histogram, tuple[str, ...]], list[float]] = {}
 
     def add(self, metric: Metric, value: float, labels: tuple[str, ...]) -> None:
         key = (metric, labels)
         self.counters[key] = self.counters.get(key, 0) + value
 
-    def observe(self, stage: str, seconds: float) -> None:
-        slots = self.stages.setdefault(stage, [0] * (len(BOUNDS) + 2))
+    def observe(self, histogram: Histogram, seconds: float, labels: tuple[str, ...]) -> None:
+        slots = self.observed.setdefault((histogram, labels), [0] * (len(BOUNDS) + 2))
         slots[bisect.bisect_left(BUCKETS, seconds)] += 1
         slots[-2] += seconds
         slots[-1] += 1
@@ -113,13 +155,13 @@ class Sums:
             (metric, value, (*model_labels, *labels))
             for (metric, labels), value in self.counters.items()
         ]
-        for stage, slots in self.stages.items():
+        for (histogram, labels), slots in self.observed.items():
             running = 0
             for bound, count in zip(BOUNDS, slots):
                 running += count
-                out.append((STAGE_BUCKET, running, (*model_labels, stage, bound)))
-            out.append((STAGE_SUM, slots[-2], (*model_labels, stage)))
-            out.append((STAGE_COUNT, slots[-1], (*model_labels, stage)))
+                out.append((histogram.bucket, running, (*model_labels, *labels, bound)))
+            out.append((histogram.sum, slots[-2], (*model_labels, *labels)))
+            out.append((histogram.count, slots[-1], (*model_labels, *labels)))
         return out
 
 
@@ -192,6 +234,8 @@ class ModelMetrics:
         try:
             yield
         finally:
-            seconds = time.perf_counter() - start
-            with self.lock:
-                self.sums.observe(stage, seconds)
+            self.observe(STAGE, time.perf_counter() - start, stage)
+
+    def observe(self, histogram: Histogram, seconds: float, *labels: str) -> None:
+        with self.lock:
+            self.sums.observe(histogram, seconds, labels)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypeGuard
 
-from handlers.metrics import METRICS, STAGE_SUM, Metric, Sink
+from handlers.metrics import HISTOGRAMS, METRICS, Metric, Sink
 
 if TYPE_CHECKING:
     from ts.metrics.metric_abstract import MetricAbstract
@@ -18,8 +18,11 @@ if TYPE_CHECKING:
     from handlers.adapters.torchserve_context import MetricsContext, TorchServeContext
 
 
+SECONDS = {histogram.sum.name for histogram in HISTOGRAMS}
+
+
 def unit(metric: Metric) -> str:
-    return "seconds" if metric is STAGE_SUM else "count"
+    return "seconds" if metric.name in SECONDS else "count"
 
 
 class TorchServeSink:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
@@ -31,7 +32,15 @@ from typing import Any, Generic, Hashable, NoReturn, Self, TypeVar
 from handlers.engines.batching import Failure, isolated
 from handlers.engines.completions import MAX_SEED, Completion, LanguageModel, Logprob, Piece
 from handlers.engines.generation import DecodeLoop, Event, Sequence
-from handlers.metrics import ModelMetrics, Sink
+from handlers.metrics import (
+    E2E_REQUEST_LATENCY,
+    GENERATION_TOKENS,
+    INTER_TOKEN_LATENCY,
+    PROMPT_TOKENS,
+    TIME_TO_FIRST_TOKEN,
+    ModelMetrics,
+    Sink,
+)
 from handlers.plan import ServingPlan
 
 log = logging.getLogger(__name__)
@@ -52,6 +61,38 @@ def end_process() -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(1)
+
+
+class Clock(Generic[K]):
+    """A generation model's latencies, as vLLM measures them: from a request's admission to
+    its first token and to its last, and between two tokens of one sequence."""
+
+    def __init__(self, metrics: ModelMetrics):
+        self.metrics = metrics
+        self.admitted_at: dict[K, float] = {}
+        self.last_token: dict[tuple[K, int], float] = {}  # of each sequence that made one
+
+    def admitted(self, key: K, prompt_tokens: int) -> None:
+        self.admitted_at[key] = time.perf_counter()
+        self.metrics.add(PROMPT_TOKENS, prompt_tokens)
+
+    def token(self, key: K, index: int, now: float) -> None:
+        previous = self.last_token.get((key, index))
+        if previous is not None:
+            self.metrics.observe(INTER_TOKEN_LATENCY, now - previous)
+        elif not any(k == key for k, _ in self.last_token):  # the request's first token
+            self.metrics.observe(TIME_TO_FIRST_TOKEN, now - self.admitted_at[key])
+        self.last_token[(key, index)] = now
+        self.metrics.add(GENERATION_TOKENS, 1)
+
+    def ended(self, key: K, now: float) -> None:
+        self.metrics.observe(E2E_REQUEST_LATENCY, now - self.admitted_at[key])
+        self.forget(key)
+
+    def forget(self, key: K) -> None:
+        self.admitted_at.pop(key, None)
+        for sequence in [s for s in self.last_token if s[0] == key]:
+            del self.last_token[sequence]
 
 
 class Generating(Generic[K]):
@@ -78,6 +119,7 @@ class Generating(Generic[K]):
         self.queued: OrderedDict[K, Completion] = OrderedDict()
         self.requests: dict[K, Completion] = {}  # admitted, queued or decoding
         self.choices_left: dict[K, int] = {}  # of a decoding request: its choices not ended
+        self.clock: Clock[K] = Clock(self.metrics)
 
     @classmethod
     def load(cls, model_dir: str | Path, sink: Sink | None = None) -> Self:
@@ -132,6 +174,7 @@ class Generating(Generic[K]):
             return failure
         self.requests[key] = completion
         self.queued[key] = completion
+        self.clock.admitted(key, len(completion.prompt_ids))
         return completion
 
     def refused(self, failure: Failure, request_format: str) -> Failure:
@@ -145,6 +188,7 @@ class Generating(Generic[K]):
         self.queued.pop(key, None)
         completion = self.requests.pop(key, None)
         self.choices_left.pop(key, None)
+        self.clock.forget(key)
         for index in range(completion.n if completion is not None else 0):
             self.loop.cancel((key, index))
 
@@ -173,10 +217,13 @@ class Generating(Generic[K]):
             events = self.loop.step()
         if events:
             self.metrics.batch(len(events))
+        now = time.perf_counter()
         for event in events:
             key, index = event.sequence.key
             if key not in self.requests:  # a sibling choice failed earlier in this step
                 continue
+            if event.token is not None and event.token != self.language.end_token:
+                self.clock.token(key, index, now)
             piece = self.piece(event, self.requests[key], index)
             if piece.error is not None:  # its own failure, answered as ours (500)
                 self.metrics.outcome(500, "model")
@@ -188,6 +235,7 @@ class Generating(Generic[K]):
                 self.choices_left[key] -= 1
                 if not self.choices_left[key]:
                     del self.requests[key], self.choices_left[key]
+                    self.clock.ended(key, now)
         return pieces
 
     def next_key(self) -> K:

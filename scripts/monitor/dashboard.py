@@ -11,14 +11,27 @@ from pathlib import Path
 
 import jsonschema
 
-from handlers.metrics import BATCH_ROWS, BATCHES, FAILED, REJECTED, REQUESTS, STAGE_BUCKET
+from handlers.metrics import (
+    BATCH_ROWS,
+    BATCHES,
+    FAILED,
+    GENERATION_TOKENS,
+    INTER_TOKEN_LATENCY,
+    PROMPT_TOKENS,
+    REJECTED,
+    REQUESTS,
+    STAGE_BUCKET,
+    TIME_TO_FIRST_TOKEN,
+)
 from scripts.spec import ModelSpec
+from scripts.tasks import task_of
 
 SCHEMA = json.loads((Path(__file__).with_name("dashboard.schema.json")).read_text())
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 DATASOURCE_VARIABLE = {"name": "datasource", "type": "datasource", "query": "prometheus"}
 RATE = "1m"
 PANEL_WIDTH, PANEL_HEIGHT = 6, 8
+PER_ROW = 24 // PANEL_WIDTH
 
 
 def target(expr: str, legend: str, ref: str) -> dict:
@@ -26,7 +39,7 @@ def target(expr: str, legend: str, ref: str) -> dict:
 
 
 def model_panels(spec: ModelSpec) -> list[tuple[str, str, list[dict]]]:
-    """(title, unit, queries) of the model's four panels."""
+    """(title, unit, queries) of the model's panels: four, and a generation model's two."""
     where = f'{{model="{spec.name}"}}'
     stage = f'{{model="{spec.name}", stage="model"}}'
     by = "sum by (job, version"
@@ -79,6 +92,35 @@ def model_panels(spec: ModelSpec) -> list[tuple[str, str, list[dict]]]:
                 )
             ],
         ),
+        *(generation_panels(spec) if task_of(spec).streams_tokens else []),
+    ]
+
+
+def generation_panels(spec: ModelSpec) -> list[tuple[str, str, list[dict]]]:
+    """A generation model's latencies (vLLM's TTFT and inter-token latency) and tokens/s."""
+    where = f'{{model="{spec.name}"}}'
+    by = "sum by (job, version"
+    latencies = [
+        target(
+            f"histogram_quantile({q}, {by}, le) (rate({histogram.bucket.name}{where}[{RATE}])))",
+            f"{{{{job}}}} {short} p{round(q * 100)}",
+            ref,
+        )
+        for (histogram, short), (q, ref) in zip(
+            [(TIME_TO_FIRST_TOKEN, "TTFT")] * 2 + [(INTER_TOKEN_LATENCY, "ITL")] * 2,
+            ((0.5, "A"), (0.99, "B"), (0.5, "C"), (0.99, "D")),
+        )
+    ]
+    tokens = [
+        target(f"{by}) (rate({counter.name}{where}[{RATE}]))", f"{{{{job}}}} {legend}", ref)
+        for counter, legend, ref in (
+            (GENERATION_TOKENS, "generated", "A"),
+            (PROMPT_TOKENS, "prompt", "B"),
+        )
+    ]
+    return [
+        ("time to first token / inter-token latency p50 / p99", "s", latencies),
+        ("tokens/s: generated, prompt", "none", tokens),
     ]
 
 
@@ -97,7 +139,9 @@ def dashboard(title: str, models: list[ModelSpec]) -> dict:
             }
         )
         y += 1
-        for column, (name, unit, targets) in enumerate(model_panels(spec)):
+        graphs = model_panels(spec)
+        for place, (name, unit, targets) in enumerate(graphs):
+            row, column = divmod(place, PER_ROW)  # a generation model's two more: a second row
             panels.append(
                 {
                     "type": "timeseries",
@@ -108,13 +152,13 @@ def dashboard(title: str, models: list[ModelSpec]) -> dict:
                         "h": PANEL_HEIGHT,
                         "w": PANEL_WIDTH,
                         "x": column * PANEL_WIDTH,
-                        "y": y,
+                        "y": y + row * PANEL_HEIGHT,
                     },
                     "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
                     "targets": targets,
                 }
             )
-        y += PANEL_HEIGHT
+        y += PANEL_HEIGHT * -(-len(graphs) // PER_ROW)
     board = {
         "title": title,
         "uid": "torchship-" + "".join(c if c.isalnum() else "-" for c in title)[:30],

@@ -9,13 +9,15 @@ catalogue's (handlers/metrics.py), so one expression holds for TorchServe and Tr
 - ModelErrors: 5xx (our bugs) per request above max_error_ratio.
 - ModelRejectsSpike: 4xx (clients' mistakes) per second above max_rejected_per_s.
 - ModelSlow: p99 of the model's executed batches above model_p99_ms.
+- GenerationSlowFirstToken (generation models): p99 time to first token above ttft_p99_ms.
 - ServerDown: a scrape target does not answer.
 """
 
 from __future__ import annotations
 
-from handlers.metrics import FAILED, LOADS, REJECTED, REQUESTS, STAGE_BUCKET
+from handlers.metrics import FAILED, LOADS, REJECTED, REQUESTS, STAGE_BUCKET, TIME_TO_FIRST_TOKEN
 from scripts.spec import ModelSpec
+from scripts.tasks import task_of
 
 WINDOW = "5m"
 RESTART_WINDOW = "10m"
@@ -79,6 +81,24 @@ def model_alerts(spec: ModelSpec, job: str) -> list[dict]:
             "warning",
             "5m",
         ),
+        *(generation_alerts(spec, job) if task_of(spec).streams_tokens else []),
+    ]
+
+
+def generation_alerts(spec: ModelSpec, job: str) -> list[dict]:
+    """A generation model's: its time to first token's p99 (queueing shows there first)."""
+    m, name = spec.monitoring, spec.name
+    return [
+        alert(
+            "GenerationSlowFirstToken",
+            f"histogram_quantile(0.99, sum by (job, model, version, le) "
+            f"(rate({TIME_TO_FIRST_TOKEN.bucket.name}{selector(name, job)}[{WINDOW}]))) "
+            f"> {m.ttft_p99_ms / 1000:g}",
+            f"{name} on {job}: p99 time to first token above {m.ttft_p99_ms:g} ms "
+            "(requests wait: more than the batch holds, or long prompts)",
+            "warning",
+            "5m",
+        )
     ]
 
 

@@ -190,6 +190,7 @@ class Monitoring(StrictModel):
     max_rejected_per_s: float = Field(
         default=5, ge=0
     )  # 4xx (clients' mistakes) per second, over 5 min
+    ttft_p99_ms: float = Field(default=2000, gt=0)  # generation: p99 time to first token
 
 
 class Tolerance(StrictModel):

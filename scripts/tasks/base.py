@@ -31,6 +31,7 @@ class OnePass:
     bench_command: ClassVar[str] = "bench"  # the make target that measures it
     traffic: ClassVar[type[Traffic]] = Traffic  # load that checks every answer (drills)
     gate = staticmethod(run_gate)  # what a version shows before a rollout moves traffic to it
+    streams_tokens: ClassVar[bool] = False  # token latencies (TTFT, ITL) in its metrics
 
     # --- training (models whose spec has training data) ----------------------------------------
     def loss(self, spec: ModelSpec, outputs: int) -> nn.Module:

@@ -22,6 +22,7 @@ class Generation(OnePass):
     name = "generation"
     bench_command = "bench-generation"  # tokens/s, not requests/s
     traffic = GenerationTraffic
+    streams_tokens = True
     gate = staticmethod(run_generation_gate)
 
     def export(self, spec: ModelSpec, layout: Layout, force: bool, on_format) -> ExportResult:

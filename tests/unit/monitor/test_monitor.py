@@ -16,6 +16,7 @@ from scripts.monitor.prometheus import scrape_config, write_files
 from scripts.monitor.rules import alert_rules
 from scripts.runtimes.torchserve.metrics_config import metrics_config
 from scripts.spec import load_spec
+from scripts.tasks import task_of
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.skipif(
@@ -136,10 +137,19 @@ def test_the_dashboard_has_one_row_per_model_with_its_four_panels():
     rows = [p for p in board["panels"] if p["type"] == "row"]
     assert [r["title"] for r in rows] == [m.name for m in MODELS]
     graphs = [p for p in board["panels"] if p["type"] == "timeseries"]
-    assert len(graphs) == 4 * len(MODELS)
+    generation = [m for m in MODELS if task_of(m).streams_tokens]
+    assert len(graphs) == 4 * len(MODELS) + 2 * len(generation)  # + TTFT/ITL, tokens/s
     assert len({p["id"] for p in board["panels"]}) == len(board["panels"])
     queries = " ".join(t["expr"] for p in graphs for t in p["targets"])
-    for name in ("requests_total", "stage_seconds_bucket", "rejected_total", "batch_rows_total"):
+    for name in (
+        "requests_total",
+        "stage_seconds_bucket",
+        "rejected_total",
+        "batch_rows_total",
+        "time_to_first_token_seconds_bucket",
+        "inter_token_latency_seconds_bucket",
+        "generation_tokens_total",
+    ):
         assert f"torchship_{name}" in queries
 
 
@@ -153,3 +163,70 @@ def test_torchserve_is_told_every_metric_of_the_catalogue_beside_its_own():
     for metric in METRICS:
         assert declared[metric.name] == ("counter", list(metric.label_names))
     assert "HandlerTime" in declared and "ts_inference_requests_total" in str(config["ts_metrics"])
+
+
+def test_a_generation_model_alerts_on_its_time_to_first_token(tmp_path):
+    """GenerationSlowFirstToken fires when the p99 TTFT passes ttft_p99_ms, not before."""
+    gpt = next(m for m in MODELS if task_of(m).streams_tokens)
+    rules = tmp_path / "rules.yml"
+    rules.write_text(yaml.safe_dump(alert_rules([gpt], ["torchserve"])))
+    rule = next(
+        r
+        for r in alert_rules([gpt], ["torchserve"])["groups"][1]["rules"]
+        if r["alert"] == "GenerationSlowFirstToken"
+    )
+    assert "GenerationSlowFirstToken" not in str(alert_rules([DIGITS], ["torchserve"]))
+
+    def ttft(fast: str, slow: str) -> list[dict]:
+        labels = {"job": "torchserve", "model": gpt.name, "version": "1"}
+        name = "torchship_time_to_first_token_seconds_bucket"
+        return [
+            {
+                "series": name
+                + "{"
+                + ",".join(f'{k}="{v}"' for k, v in {**labels, "le": le}.items())
+                + "}",
+                "values": values,
+            }
+            for le, values in (("1", fast), ("5", slow), ("+Inf", slow))
+        ]
+
+    exp = {
+        "exp_labels": {
+            "severity": "warning",
+            "job": "torchserve",
+            "model": gpt.name,
+            "version": "1",
+        },
+        "exp_annotations": rule["annotations"],
+    }
+    tests = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {  # every first token within a second: quiet
+                "interval": "1m",
+                "input_series": ttft("0+10x20", "0+10x20"),
+                "alert_rule_test": [
+                    {"eval_time": "15m", "alertname": "GenerationSlowFirstToken", "exp_alerts": []}
+                ],
+            },
+            {  # half of them between 1 s and 5 s: p99 above 2 s
+                "interval": "1m",
+                "input_series": ttft("0+5x20", "0+10x20"),
+                "alert_rule_test": [
+                    {
+                        "eval_time": "15m",
+                        "alertname": "GenerationSlowFirstToken",
+                        "exp_alerts": [exp],
+                    }
+                ],
+            },
+        ],
+    }
+    test_file = tmp_path / "rules_test.yml"
+    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
+    done = subprocess.run(
+        ["promtool", "test", "rules", str(test_file)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
