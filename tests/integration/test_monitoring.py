@@ -14,6 +14,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from scripts.measure.verify_generation import golden_generation
 from scripts.monitor import prometheus
 from scripts.pipeline.paths import golden_examples
 from scripts.runtimes.processes import free_port
@@ -114,8 +115,10 @@ def send_traffic(servers) -> tuple[Counter, Counter]:
                     call(spec, example)
                     sent[name, spec.name] += 1
         for spec in GENERATION:
+            golden = golden_generation(spec, LAYOUT)  # its longest answer: tokens have gaps
+            longest = max(range(len(golden["prompts"])), key=lambda i: len(golden["token_ids"][i]))
             for call in endpoints.generation_endpoints(server, spec).values():
-                answer = call({"prompt": "The battery", "max_tokens": 3})
+                answer = call({"prompt": golden["prompts"][longest], "max_tokens": 3})
                 assert answer.get("status", 200) == 200, answer
                 sent[name, spec.name] += 1
         sent[name, DIGITS.name] += 1
@@ -159,6 +162,19 @@ def test_prometheus_counts_every_request_sent_to_every_model_on_both_runtimes(se
             assert stages[job, spec.name, "preprocess"] > 0, (job, spec.name)
     rows = counted(monitor, "torchship_batch_rows_total")
     assert all(rows[job, spec.name] > 0 for job in servers for spec in MODELS)
+    # a generation model's own: first tokens, their gaps, whole requests and tokens, by job
+    for metric in (
+        "torchship_time_to_first_token_seconds_count",
+        "torchship_inter_token_latency_seconds_count",
+        "torchship_e2e_request_latency_seconds_count",
+        "torchship_generation_tokens_total",
+        "torchship_prompt_tokens_total",
+    ):
+        seen = counted(monitor, metric)
+        assert all(seen[job, spec.name] > 0 for job in servers for spec in GENERATION), (
+            metric,
+            seen,
+        )
     latencies = prometheus.query(monitor, 'nv_inference_request_summary_us{quantile="0.99"}')
     assert {r["metric"]["model"] for r in latencies} >= {m.name for m in TENSOR_MODELS}
 
