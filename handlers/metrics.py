@@ -110,6 +110,12 @@ PROMPT_TOKENS = Metric(
     f"{PREFIX}prompt_tokens_total", "Prompt tokens of admitted generation requests"
 )
 GENERATION_TOKENS = Metric(f"{PREFIX}generation_tokens_total", "Tokens generated")
+PREFIX_CACHE_QUERIES = Metric(
+    f"{PREFIX}prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache"
+)
+PREFIX_CACHE_HITS = Metric(
+    f"{PREFIX}prefix_cache_hits_total", "Prompt tokens found in the prefix cache (not prefilled)"
+)
 METRICS = (
     REQUESTS,
     REJECTED,
@@ -119,6 +125,8 @@ METRICS = (
     LOADS,
     PROMPT_TOKENS,
     GENERATION_TOKENS,
+    PREFIX_CACHE_QUERIES,
+    PREFIX_CACHE_HITS,
     *(series for histogram in HISTOGRAMS for series in histogram.series),
 )
 

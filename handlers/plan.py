@@ -96,6 +96,8 @@ class Generation(StrictModel):
     # a prompt's UTF-8 bytes, checked before tokenizing; None: 32 bytes per context token
     max_prompt_bytes: int | None = Field(None, gt=0)
     context_length: int | None = None  # prompt + new tokens; from the model when None
+    # prompt prefixes' keys and values kept for later prompts that start alike (0: none)
+    prefix_cache_mb: int = Field(64, ge=0)
     end_token: int | None = None  # from the model's config when None
 
     @model_validator(mode="after")

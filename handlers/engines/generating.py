@@ -32,10 +32,13 @@ from typing import Any, Generic, Hashable, NoReturn, Self, TypeVar
 from handlers.engines.batching import Failure, isolated
 from handlers.engines.completions import MAX_SEED, Completion, LanguageModel, Logprob, Piece
 from handlers.engines.generation import DecodeLoop, Event, Sequence
+from handlers.engines.prefix_cache import PrefixCache
 from handlers.metrics import (
     E2E_REQUEST_LATENCY,
     GENERATION_TOKENS,
     INTER_TOKEN_LATENCY,
+    PREFIX_CACHE_HITS,
+    PREFIX_CACHE_QUERIES,
     PROMPT_TOKENS,
     TIME_TO_FIRST_TOKEN,
     ModelMetrics,
@@ -103,6 +106,7 @@ class Generating(Generic[K]):
         metrics: ModelMetrics | None = None,
         max_waiting: int = 128,
         max_batched_tokens: int | None = None,
+        prefix_cache_mb: int = 0,
     ):
         self.language = language
         self.metrics = metrics or ModelMetrics("", "")
@@ -112,6 +116,7 @@ class Generating(Generic[K]):
             language.end_token,
             language.grammars,
             max_batched_tokens,
+            PrefixCache(prefix_cache_mb << 20) if prefix_cache_mb else None,
         )
         self.max_sequences = max_sequences
         self.max_waiting = max_waiting
@@ -144,6 +149,7 @@ class Generating(Generic[K]):
             metrics,
             batching.max_waiting,
             batching.max_batched_tokens,
+            limits.prefix_cache_mb,
         )
 
     def admit(self, key: K, body: Any, request_format: str = "completion") -> Failure | Completion:
@@ -217,6 +223,10 @@ class Generating(Generic[K]):
             events = self.loop.step()
         if events:
             self.metrics.batch(len(events))
+        if self.loop.prefixes is not None:
+            lookups = self.loop.prefixes.read_lookups()
+            self.metrics.add(PREFIX_CACHE_QUERIES, lookups.queries)
+            self.metrics.add(PREFIX_CACHE_HITS, lookups.hits)
         now = time.perf_counter()
         for event in events:
             key, index = event.sequence.key

@@ -36,6 +36,7 @@ from handlers.engines.sampling import (
 if TYPE_CHECKING:
     from transformers import DynamicCache
 
+    from handlers.engines.prefix_cache import PrefixCache
     from handlers.engines.structured import Grammars, Matcher
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class Sequence:
     prompt_logprobs: list[TokenLogprobs | None] = field(default_factory=list[TokenLogprobs | None])
     matcher: Matcher | None = None  # where its text is in its grammar, when it has one
     prefilled: int = 0  # prompt tokens in its cache while its prompt is prefilled in chunks
+    looked_up: bool = False  # its prompt was looked up in the prefix cache
 
     @property
     def length(self) -> int:
@@ -109,12 +111,14 @@ class DecodeLoop:
         end_token: int | None,
         grammars: Grammars | None = None,
         max_batched_tokens: int | None = None,
+        prefixes: PrefixCache | None = None,
     ):
         self.model = model
         self.decode = decode  # token ids -> text
         self.end_token = end_token
         self.grammars = grammars  # matchers of constrained sequences (structured output)
         self.max_batched_tokens = max_batched_tokens  # a step's tokens: decoded + prefilled
+        self.prefixes = prefixes  # prompts' KV by blocks, reused by later prompts
         self.waiting: list[Sequence] = []
         self.running: list[Sequence] = []
         self.batch: tuple[list[Sequence], DynamicCache] | None = None  # last decode's rows, cache
@@ -148,18 +152,17 @@ class DecodeLoop:
     def step(self) -> list[Event]:
         """Decode one token for every running sequence and prefill the waiting ones within the
         step's token budget; one event per token."""
-        whole, chunk = self.scheduled()
+        whole, chunks = self.scheduled()
         scoring = [s for s in whole if s.sampling.prompt_logprobs is not None]
         plain = [s for s in whole if s.sampling.prompt_logprobs is None]
         events = self.prefill_isolated(plain) if plain else []
         for sequence in scoring:  # alone: every position's logits of a batch would not fit
             events += self.prefill_isolated([sequence], every_position=True)
-        joined = whole
-        if chunk is not None:
-            sequence, size = chunk
+        joined = list(whole)
+        for sequence, size in chunks:
             made = self.prefill_chunk(sequence, size)
             events += made
-            joined = [*whole, sequence] if made else whole
+            joined += [sequence] if made else []
         decoding, self.running = self.running, [*self.running, *joined]
         self.waiting = [s for s in self.waiting if not any(s is j for j in joined)]
         if decoding:
@@ -169,27 +172,43 @@ class DecodeLoop:
             self.batch = None  # its memory goes with the last sequence
         return events
 
-    def scheduled(self) -> tuple[list[Sequence], tuple[Sequence, int] | None]:
+    def scheduled(self) -> tuple[list[Sequence], list[tuple[Sequence, int]]]:
         """Who prefills this step, in order of arrival, within max_batched_tokens counting one
-        token per running sequence: whole prompts that fit, then the next prompt's next chunk
+        token per running sequence: whole prompts that fit (batched together), and prompts
+        that go on from a cache (a cached prefix, or their last chunk) each by its next chunk
         (chunked prefill: a long prompt joins over several steps, and the running sequences
-        keep their pace meanwhile). A prompt being chunked goes first; those behind it wait."""
-        if self.max_batched_tokens is None:
-            return [s for s in self.waiting if not s.prefilled], None
-        left = self.max_batched_tokens - len(self.running)
+        keep their pace meanwhile). Those behind a prompt cut short wait."""
+        left = (self.max_batched_tokens or 1 << 62) - len(self.running)
         whole: list[Sequence] = []
+        chunks: list[tuple[Sequence, int]] = []
         for sequence in self.waiting:
-            rest = len(sequence.prompt) - sequence.prefilled
             if left <= 0:
                 break
+            self.reuse_prefix(sequence)
+            rest = len(sequence.prompt) - sequence.prefilled
             if not sequence.prefilled and (
                 rest <= left or sequence.sampling.prompt_logprobs is not None
             ):
                 whole.append(sequence)  # scored prompts are prefilled whole, alone
                 left -= rest
                 continue
-            return whole, (sequence, min(rest, left))
-        return whole, None
+            chunks.append((sequence, min(rest, left)))
+            left -= rest
+            if left < 0:  # cut short: its next chunk comes next step, first
+                break
+        return whole, chunks
+
+    def reuse_prefix(self, sequence: Sequence) -> None:
+        """Before its first prefill, a sequence starts from the cached KV of its prompt's
+        longest cached prefix (never one whose prompt is scored: that needs every logit)."""
+        if self.prefixes is None or sequence.looked_up:
+            return
+        sequence.looked_up = True
+        if sequence.sampling.prompt_logprobs is not None:
+            return
+        found = self.prefixes.longest(sequence.prompt)
+        if found is not None:
+            sequence.prefilled, sequence.cache = found
 
     def prefill_chunk(self, sequence: Sequence, size: int) -> list[Event]:
         """The next `size` tokens of a long prompt on top of its cache so far; the last chunk
@@ -212,6 +231,8 @@ class DecodeLoop:
         sequence.prefilled = start + size
         if sequence.prefilled < len(sequence.prompt):
             return []
+        if self.prefixes is not None:
+            self.prefixes.store(sequence.prompt, sequence.cache)
         return [self.advance(sequence, out.logits[0, -1])]
 
     def prefill_isolated(
@@ -290,6 +311,8 @@ class DecodeLoop:
                 (layer.keys[row : row + 1, :, -keep:], layer.values[row : row + 1, :, -keep:])
                 for layer in kv_layers(out.cache)
             ]
+            if self.prefixes is not None:
+                self.prefixes.store(s.prompt, s.cache)
             events.append(self.advance(s, out.logits[row, -1]))
         return events
 
