@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, cast
 
 import torch
 
+from handlers.engines.prefix_cache import KV, PrefixCache
 from handlers.engines.sampling import (
     Sampling,
     TokenLogprobs,
@@ -36,11 +37,9 @@ from handlers.engines.sampling import (
 if TYPE_CHECKING:
     from transformers import DynamicCache
 
-    from handlers.engines.prefix_cache import PrefixCache
     from handlers.engines.structured import Grammars, Matcher
 
 log = logging.getLogger(__name__)
-KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [1, heads, length, dim]
 
 
 class CausalLMOutput(Protocol):
