@@ -1,8 +1,11 @@
-"""What a long prompt joining does to the streams already decoding, in process (no server):
+"""What a long prompt joining does to the streams already decoding, and what a shared prefix
+saves, in process (no server):
 8 sequences decode while a 900-token prompt joins, with chunked prefill (the spec's
 batching.max_batched_tokens) and without (the whole prompt in one step), beside the same 8
 alone. Reports their inter-token latency p50/p99 (and the worst while the long prompt is
-prefilled) and the long prompt's time to first token.
+prefilled) and the long prompt's time to first token. Then 32 requests at once whose prompts
+share a 400-token prefix, with the prefix cache and without: their time to first token and
+whether their tokens are the same.
 
     .venv/bin/python -m scripts.measure.prefill_latency [--model zoo_gpt2_small] [--budget 256]
 """
@@ -23,6 +26,7 @@ from scripts.spec import load_spec
 
 RUNNING = 8
 LONG_TOKENS = 900
+SHARING, PREFIX_TOKENS = 32, 400  # requests sharing a prompt prefix of this many tokens
 
 
 def run(language: LanguageModel, budget: int | None, long_prompt: str | None) -> dict:
@@ -59,6 +63,35 @@ def run(language: LanguageModel, budget: int | None, long_prompt: str | None) ->
     }
 
 
+def shared_prefix(language: LanguageModel, budget: int, cache_mb: int, prefix: str) -> dict:
+    """32 requests at once whose prompts share `prefix` (each its own ending): their time to
+    first token, p50 and p99, and their tokens."""
+    generating = Generating(
+        language,
+        max_sequences=16,
+        max_waiting=64,
+        max_batched_tokens=budget,
+        prefix_cache_mb=cache_mb,
+    )
+    started = time.perf_counter()
+    for i in range(SHARING):
+        generating.admit(i, {"prompt": f"{prefix} Review {i}:", "max_tokens": 4, "stream": True})
+    first: dict[int, float] = {}
+    tokens: dict[int, list[int]] = {}
+    while generating.busy:
+        pieces = generating.step()
+        now = time.perf_counter()
+        for key, made in pieces.items():
+            first.setdefault(key, now - started)
+            tokens.setdefault(key, []).extend(t for p in made for t in p.token_ids)
+    ttft = sorted(first.values())
+    return {
+        "ttft_p50_ms": round(float(np.percentile(ttft, 50)) * 1000, 1),
+        "ttft_p99_ms": round(float(np.percentile(ttft, 99)) * 1000, 1),
+        "tokens": [tokens[i] for i in range(SHARING)],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="A long prompt joining 8 decoding streams.")
     parser.add_argument("--model", default="zoo_gpt2_small")
@@ -85,6 +118,17 @@ def main() -> None:
         "alone": run(language, budget, None),
         "chunked": run(language, budget, long_prompt),
         "whole": run(language, None, long_prompt),
+    }
+    prefix = language.decode(ids[:PREFIX_TOKENS])
+    cached = shared_prefix(language, budget, 64, prefix)
+    uncached = shared_prefix(language, budget, 0, prefix)
+    report["shared_prefix"] = {
+        "requests": SHARING,
+        "prefix_tokens": len(language.encode(prefix)),
+        "cached": {k: v for k, v in cached.items() if k != "tokens"},
+        "uncached": {k: v for k, v in uncached.items() if k != "tokens"},
+        "ttft_p50_ratio": round(cached["ttft_p50_ms"] / uncached["ttft_p50_ms"], 3),
+        "tokens_identical": cached["tokens"] == uncached["tokens"],
     }
     print(json.dumps(report, indent=1))
 

@@ -169,6 +169,7 @@ def test_prometheus_counts_every_request_sent_to_every_model_on_both_runtimes(se
         "torchship_e2e_request_latency_seconds_count",
         "torchship_generation_tokens_total",
         "torchship_prompt_tokens_total",
+        "torchship_prefix_cache_queries_total",
     ):
         seen = counted(monitor, metric)
         assert all(seen[job, spec.name] > 0 for job in servers for spec in GENERATION), (
