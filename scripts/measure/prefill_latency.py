@@ -16,6 +16,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -23,6 +24,10 @@ from handlers.engines.completions import LanguageModel
 from handlers.engines.generating import Generating
 from scripts.pipeline.layout import Layout
 from scripts.spec import load_spec
+from scripts.tasks import task_of
+
+if TYPE_CHECKING:
+    from handlers.plan import Generation
 
 RUNNING = 8
 LONG_TOKENS = 900
@@ -100,10 +105,16 @@ def main() -> None:
     args = parser.parse_args()
     layout = Layout.of(Path(__file__).resolve().parents[2])
     spec = next(m for m in load_spec(layout.root / args.spec).models if m.name == args.model)
-    generation = spec.task.generation
-    assert generation is not None, f"{args.model} is not a generation model"
+    if not task_of(spec).streams_tokens:  # the task kind says whether it decodes tokens
+        raise SystemExit(f"{args.model} is a {spec.task.kind} model: give a generation model")
+    limits = cast("Generation", spec.task.generation)  # a generation spec always has its own
     folder = layout.artifact(spec).root / "pretrained"
-    language = LanguageModel(folder, generation, spec.serving.threads, RUNNING + 1)
+    language = LanguageModel(folder, limits, spec.serving.threads, RUNNING + 1)
+    if language.context_length < LONG_TOKENS + 16:
+        raise SystemExit(
+            f"{args.model}'s context is {language.context_length} tokens: the {LONG_TOKENS}-token "
+            "prompt needs a model with a longer one (e.g. zoo_gpt2_small)"
+        )
     budget = args.budget or spec.batching.max_batched_tokens
     ids = (language.encode(" the film was long and the battery lasted all day.") * 200)[
         :LONG_TOKENS
