@@ -133,7 +133,7 @@ class Matcher:
     """One sequence's place in its grammar."""
 
     def __init__(self, matcher: Any, vocabulary: int):
-        self.matcher, self.vocabulary = matcher, vocabulary
+        self.matcher = matcher
         self.bitmask = torch.zeros(1, (vocabulary + 31) // 32, dtype=torch.int32)
 
     def masked(self, logits: torch.Tensor) -> torch.Tensor:
