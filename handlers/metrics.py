@@ -12,9 +12,10 @@ Publishing is the expensive part: on Triton each value is a round trip from the 
 server, on TorchServe a log line the frontend parses; one per request and stage cost Triton 40%
 of its throughput (digits_cnn, 1 and 8 clients). So ModelMetrics sums what it is told and a
 thread of its own publishes the sums once a second: one call per series, whatever the load. That
-is why every published metric is a counter, the stage-time histogram included: it goes out as
-Prometheus' histogram series (`_bucket` with `le`, `_sum`, `_count`), which histogram_quantile()
-reads alike on both runtimes. Times are in seconds.
+is why every published metric is a counter, the histograms included (they go out as Prometheus'
+histogram series, `_bucket` with `le`, `_sum`, `_count`, which histogram_quantile() reads alike
+on both runtimes), except the gauges: a level (requests running, waiting, the KV cache held) is
+published as its last value. Times are in seconds.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import time
 from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 log = logging.getLogger(__name__)
 PREFIX = "torchship_"
@@ -45,6 +46,8 @@ class Metric:
     name: str
     help: str
     labels: tuple[str, ...] = ()  # beside MODEL_LABELS
+    # a counter is published by its increments, a gauge by its last value
+    kind: Literal["counter", "gauge"] = "counter"
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -116,6 +119,23 @@ PREFIX_CACHE_QUERIES = Metric(
 PREFIX_CACHE_HITS = Metric(
     f"{PREFIX}prefix_cache_hits_total", "Prompt tokens found in the prefix cache (not prefilled)"
 )
+# a generation model's levels, as vLLM's vllm:num_requests_running / _waiting / kv_cache_usage_perc
+REQUESTS_RUNNING = Metric(
+    f"{PREFIX}num_requests_running", "Generation requests decoding now", kind="gauge"
+)
+REQUESTS_WAITING = Metric(
+    f"{PREFIX}num_requests_waiting",
+    "Generation requests admitted and waiting for a place in the batch (at most "
+    "batching.max_waiting)",
+    kind="gauge",
+)
+KV_CACHE_USAGE = Metric(
+    f"{PREFIX}kv_cache_usage_perc",
+    "Key/value positions the decode loop holds (padding included), as a fraction of "
+    "max_batch_size x the context length",
+    kind="gauge",
+)
+GAUGES = (REQUESTS_RUNNING, REQUESTS_WAITING, KV_CACHE_USAGE)
 METRICS = (
     REQUESTS,
     REJECTED,
@@ -127,27 +147,34 @@ METRICS = (
     GENERATION_TOKENS,
     PREFIX_CACHE_QUERIES,
     PREFIX_CACHE_HITS,
+    *GAUGES,
     *(series for histogram in HISTOGRAMS for series in histogram.series),
 )
 
 
 class Sink(Protocol):
-    """A runtime's way to add to one counter of the catalogue, with its label values."""
+    """A runtime's way to add to one counter of the catalogue (or set one gauge), with its
+    label values."""
 
     def record(self, metric: Metric, value: float, labels: tuple[str, ...]) -> None: ...
 
 
 class Sums:
-    """What was recorded since the last publication: counter increments, and per stage the
-    observations in each bucket (not cumulative), their sum and their count."""
+    """What was recorded since the last publication: counter increments, gauges' last values,
+    and per histogram the observations in each bucket (not cumulative), their sum and their
+    count."""
 
     def __init__(self):
         self.counters: dict[tuple[Metric, tuple[str, ...]], float] = {}
+        self.gauges: dict[tuple[Metric, tuple[str, ...]], float] = {}
         self.observed: dict[tuple[Histogram, tuple[str, ...]], list[float]] = {}
 
     def add(self, metric: Metric, value: float, labels: tuple[str, ...]) -> None:
         key = (metric, labels)
         self.counters[key] = self.counters.get(key, 0) + value
+
+    def set(self, metric: Metric, value: float, labels: tuple[str, ...]) -> None:
+        self.gauges[(metric, labels)] = value
 
     def observe(self, histogram: Histogram, seconds: float, labels: tuple[str, ...]) -> None:
         slots = self.observed.setdefault((histogram, labels), [0] * (len(BOUNDS) + 2))
@@ -158,10 +185,11 @@ class Sums:
     def increments(
         self, model_labels: tuple[str, ...]
     ) -> list[tuple[Metric, float, tuple[str, ...]]]:
-        """Every counter's increment, the histogram's buckets cumulative as Prometheus has them."""
+        """Every counter's increment and gauge's value, the histograms' buckets cumulative as
+        Prometheus has them."""
         out = [
             (metric, value, (*model_labels, *labels))
-            for (metric, labels), value in self.counters.items()
+            for (metric, labels), value in [*self.counters.items(), *self.gauges.items()]
         ]
         for (histogram, labels), slots in self.observed.items():
             running = 0
@@ -212,6 +240,11 @@ class ModelMetrics:
     def add(self, metric: Metric, value: float, *labels: str) -> None:
         with self.lock:
             self.sums.add(metric, value, labels)
+
+    def set(self, metric: Metric, value: float, *labels: str) -> None:
+        """A gauge's value now (published at the next flush if no other comes first)."""
+        with self.lock:
+            self.sums.set(metric, value, labels)
 
     def loaded(self) -> None:
         self.add(LOADS, 1)

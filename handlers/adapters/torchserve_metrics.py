@@ -29,9 +29,11 @@ class TorchServeSink:
     def __init__(self, context: MetricsContext):
         from ts.metrics.metric_type_enum import MetricTypes
 
+        # TorchServe adds a counter's value to the series and sets a gauge's
+        kinds = {"counter": MetricTypes.COUNTER, "gauge": MetricTypes.GAUGE}
         self.metrics: dict[str, MetricAbstract] = {
             m.name: context.metrics.add_metric_to_cache(
-                m.name, unit(m), list(m.label_names), MetricTypes.COUNTER
+                m.name, unit(m), list(m.label_names), kinds[m.kind]
             )
             for m in METRICS
         }

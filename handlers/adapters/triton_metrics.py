@@ -1,7 +1,7 @@
 """The metrics catalogue (handlers/metrics.py) through Triton's `pb_utils.MetricFamily`.
 
-Every model of the server registers the same counter families (Triton merges a family
-registered again under the same name and kind); a series is created the first time its label
+Every model of the server registers the same families (Triton merges a family registered
+again under the same name and kind); a series is created the first time its label
 values are seen. Each call is a round trip to the server: ModelMetrics makes one per series a
 second, from its own thread.
 """
@@ -15,10 +15,9 @@ from handlers.metrics import METRICS, Metric
 
 class TritonSink:
     def __init__(self):
+        kinds = {"counter": pb_utils.MetricFamily.COUNTER, "gauge": pb_utils.MetricFamily.GAUGE}
         self.families = {
-            m.name: pb_utils.MetricFamily(
-                name=m.name, description=m.help, kind=pb_utils.MetricFamily.COUNTER
-            )
+            m.name: pb_utils.MetricFamily(name=m.name, description=m.help, kind=kinds[m.kind])
             for m in METRICS
         }
         self.series: dict[tuple[str, tuple[str, ...]], pb_utils.Metric] = {}
@@ -29,4 +28,7 @@ class TritonSink:
             named = dict(zip(metric.label_names, labels))
             series = self.families[metric.name].Metric(labels=named)
             self.series[(metric.name, labels)] = series
-        series.increment(value)
+        if metric.kind == "gauge":
+            series.set(value)
+        else:
+            series.increment(value)

@@ -37,9 +37,12 @@ from handlers.metrics import (
     E2E_REQUEST_LATENCY,
     GENERATION_TOKENS,
     INTER_TOKEN_LATENCY,
+    KV_CACHE_USAGE,
     PREFIX_CACHE_HITS,
     PREFIX_CACHE_QUERIES,
     PROMPT_TOKENS,
+    REQUESTS_RUNNING,
+    REQUESTS_WAITING,
     TIME_TO_FIRST_TOKEN,
     ModelMetrics,
     Sink,
@@ -246,7 +249,15 @@ class Generating(Generic[K]):
                 if not self.choices_left[key]:
                     del self.requests[key], self.choices_left[key]
                     self.clock.ended(key, now)
+        self.levels()
         return pieces
+
+    def levels(self) -> None:
+        """The gauges after a step: requests decoding and waiting, and the KV cache held."""
+        self.metrics.set(REQUESTS_RUNNING, len(self.choices_left))
+        self.metrics.set(REQUESTS_WAITING, len(self.queued))
+        capacity = self.max_sequences * self.language.context_length
+        self.metrics.set(KV_CACHE_USAGE, self.loop.kv_positions / capacity)
 
     def next_key(self) -> K:
         """The queued request to join next: the lowest priority value first (as vLLM's), in

@@ -147,6 +147,19 @@ class DecodeLoop:
     def busy(self) -> bool:
         return bool(self.waiting or self.running)
 
+    @property
+    def kv_positions(self) -> int:
+        """Key/value positions held: the batched cache's rows by its length (padding
+        included: it is memory), and the own caches of sequences not in it."""
+        held = 0
+        if self.batch is not None:
+            rows, cache = self.batch
+            held += len(rows) * cache.get_seq_length()
+        for sequence in [*self.running, *self.waiting]:
+            if sequence.cache is not None:
+                held += sequence.cache[0][0].shape[2]
+        return held
+
     @torch.inference_mode()
     def step(self) -> list[Event]:
         """Decode one token for every running sequence and prefill the waiting ones within the

@@ -17,9 +17,12 @@ from handlers.metrics import (
     FAILED,
     GENERATION_TOKENS,
     INTER_TOKEN_LATENCY,
+    KV_CACHE_USAGE,
     PROMPT_TOKENS,
     REJECTED,
     REQUESTS,
+    REQUESTS_RUNNING,
+    REQUESTS_WAITING,
     STAGE_BUCKET,
     TIME_TO_FIRST_TOKEN,
 )
@@ -97,7 +100,8 @@ def model_panels(spec: ModelSpec) -> list[tuple[str, str, list[dict]]]:
 
 
 def generation_panels(spec: ModelSpec) -> list[tuple[str, str, list[dict]]]:
-    """A generation model's latencies (vLLM's TTFT and inter-token latency) and tokens/s."""
+    """A generation model's latencies (vLLM's TTFT and inter-token latency), tokens/s, its
+    requests running and waiting, and the KV cache it holds."""
     where = f'{{model="{spec.name}"}}'
     by = "sum by (job, version"
     latencies = [
@@ -118,9 +122,19 @@ def generation_panels(spec: ModelSpec) -> list[tuple[str, str, list[dict]]]:
             (PROMPT_TOKENS, "prompt", "B"),
         )
     ]
+    levels = [
+        target(f"{by}) ({gauge.name}{where})", f"{{{{job}}}} {legend}", ref)
+        for gauge, legend, ref in (
+            (REQUESTS_RUNNING, "running", "A"),
+            (REQUESTS_WAITING, "waiting", "B"),
+        )
+    ]
+    usage = [target(f"max by (job, version) ({KV_CACHE_USAGE.name}{where})", "{{job}}", "A")]
     return [
         ("time to first token / inter-token latency p50 / p99", "s", latencies),
         ("tokens/s: generated, prompt", "none", tokens),
+        ("requests running / waiting", "none", levels),
+        ("KV cache held (of max_batch_size x context)", "percentunit", usage),
     ]
 
 

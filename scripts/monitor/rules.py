@@ -10,12 +10,22 @@ catalogue's (handlers/metrics.py), so one expression holds for TorchServe and Tr
 - ModelRejectsSpike: 4xx (clients' mistakes) per second above max_rejected_per_s.
 - ModelSlow: p99 of the model's executed batches above model_p99_ms.
 - GenerationSlowFirstToken (generation models): p99 time to first token above ttft_p99_ms.
+- GenerationQueueGrowing (generation models): more than half of batching.max_waiting requests
+  wait for a place in the batch, for 2 minutes; beyond max_waiting they are refused (429).
 - ServerDown: a scrape target does not answer.
 """
 
 from __future__ import annotations
 
-from handlers.metrics import FAILED, LOADS, REJECTED, REQUESTS, STAGE_BUCKET, TIME_TO_FIRST_TOKEN
+from handlers.metrics import (
+    FAILED,
+    LOADS,
+    REJECTED,
+    REQUESTS,
+    REQUESTS_WAITING,
+    STAGE_BUCKET,
+    TIME_TO_FIRST_TOKEN,
+)
 from scripts.spec import ModelSpec
 from scripts.tasks import task_of
 
@@ -86,8 +96,10 @@ def model_alerts(spec: ModelSpec, job: str) -> list[dict]:
 
 
 def generation_alerts(spec: ModelSpec, job: str) -> list[dict]:
-    """A generation model's: its time to first token's p99 (queueing shows there first)."""
+    """A generation model's: its time to first token's p99 (queueing shows there first), and
+    its waiting requests nearing the point where they are refused."""
     m, name = spec.monitoring, spec.name
+    half = spec.batching.max_waiting / 2
     return [
         alert(
             "GenerationSlowFirstToken",
@@ -98,7 +110,16 @@ def generation_alerts(spec: ModelSpec, job: str) -> list[dict]:
             "(requests wait: more than the batch holds, or long prompts)",
             "warning",
             "5m",
-        )
+        ),
+        alert(
+            "GenerationQueueGrowing",
+            f"max by (job, model, version) ({REQUESTS_WAITING.name}{selector(name, job)}) "
+            f"> {half:g}",
+            f"{name} on {job}: more than {half:g} requests wait for a place in the batch "
+            f"(half of batching.max_waiting {spec.batching.max_waiting}; beyond it they get 429)",
+            "warning",
+            "2m",
+        ),
     ]
 
 

@@ -176,6 +176,19 @@ def test_prometheus_counts_every_request_sent_to_every_model_on_both_runtimes(se
             metric,
             seen,
         )
+    # its gauges: published on both runtimes, back to nothing decoding, waiting or held
+    for gauge in (
+        "torchship_num_requests_running",
+        "torchship_num_requests_waiting",
+        "torchship_kv_cache_usage_perc",
+    ):
+        levels = {
+            (r["metric"]["job"], r["metric"]["model"]): float(r["value"][1])
+            for r in prometheus.query(monitor, gauge)
+        }
+        for job in servers:
+            for spec in GENERATION:
+                assert levels.get((job, spec.name)) == 0, (gauge, levels)
     latencies = prometheus.query(monitor, 'nv_inference_request_summary_us{quantile="0.99"}')
     assert {r["metric"]["model"] for r in latencies} >= {m.name for m in TENSOR_MODELS}
 

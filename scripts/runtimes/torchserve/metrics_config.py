@@ -26,9 +26,9 @@ def default_metrics() -> dict[str, Any]:
 def metrics_config() -> dict[str, Any]:
     config = default_metrics()
     model_metrics = config.setdefault("model_metrics", {})
-    declared = model_metrics.setdefault("counter", [])
     for metric in METRICS:
         dimensions = list(metric.label_names)
+        declared = model_metrics.setdefault(metric.kind, [])
         declared.append({"name": metric.name, "unit": unit(metric), "dimensions": dimensions})
     return config
 

@@ -1,5 +1,6 @@
 """A generation model's own metrics, as vLLM's: time to first token, inter-token latency and
-end-to-end histograms, prompt and generation token counters; recorded by the decode loop and
+end-to-end histograms, prompt and generation token counters, requests running and waiting and
+the KV cache held (gauges); recorded by the decode loop and
 published through the same catalogue (and so the same series on both runtimes)."""
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from handlers.metrics import (
     E2E_REQUEST_LATENCY,
     GENERATION_TOKENS,
     INTER_TOKEN_LATENCY,
+    KV_CACHE_USAGE,
     PROMPT_TOKENS,
+    REQUESTS_RUNNING,
+    REQUESTS_WAITING,
     TIME_TO_FIRST_TOKEN,
     ModelMetrics,
 )
@@ -55,3 +59,35 @@ def test_latencies_and_token_counts_of_every_request(folder):
     assert recorded.total(INTER_TOKEN_LATENCY.count.name) == made - sequences
     assert recorded.total(TIME_TO_FIRST_TOKEN.sum.name) > 0
     assert not generating.clock.admitted_at and not generating.clock.last_token
+
+
+class Levels:
+    """A sink that keeps each gauge's values in the order they were published."""
+
+    def __init__(self):
+        self.values: dict[str, list[float]] = {}
+
+    def record(self, metric, value, labels):
+        if metric.kind == "gauge":
+            self.values.setdefault(metric.name, []).append(value)
+
+
+def test_gauges_say_how_many_decode_wait_and_how_much_cache_is_held(folder):
+    language = LanguageModel(folder, LIMITS)
+    levels, metrics = Levels(), ModelMetrics("tiny", 1)
+    metrics.sink = levels
+    generating = Generating(language, max_sequences=2, metrics=metrics)
+    for key in "abc":  # two decode, the third waits for a place
+        generating.admit(key, {"prompt": "the film was", "max_tokens": 6})
+    generating.step()
+    metrics.flush()
+    assert levels.values[REQUESTS_RUNNING.name] == [2]
+    assert levels.values[REQUESTS_WAITING.name] == [1]
+    held = levels.values[KV_CACHE_USAGE.name][0]
+    prompt = len(language.encode("the film was"))
+    # the two prompts' positions of 2 x the context (nothing in the batch before its first step)
+    assert held == 2 * prompt / (2 * language.context_length)
+    drain(generating)
+    metrics.flush()
+    assert [levels.values[m.name][-1] for m in (REQUESTS_RUNNING, REQUESTS_WAITING)] == [0, 0]
+    assert levels.values[KV_CACHE_USAGE.name][-1] == 0  # the cache goes with the last sequence

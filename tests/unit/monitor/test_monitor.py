@@ -138,7 +138,8 @@ def test_the_dashboard_has_one_row_per_model_with_its_four_panels():
     assert [r["title"] for r in rows] == [m.name for m in MODELS]
     graphs = [p for p in board["panels"] if p["type"] == "timeseries"]
     generation = [m for m in MODELS if task_of(m).streams_tokens]
-    assert len(graphs) == 4 * len(MODELS) + 2 * len(generation)  # + TTFT/ITL, tokens/s
+    # + TTFT/ITL, tokens/s, requests running/waiting, KV cache held
+    assert len(graphs) == 4 * len(MODELS) + 4 * len(generation)
     assert len({p["id"] for p in board["panels"]}) == len(board["panels"])
     queries = " ".join(t["expr"] for p in graphs for t in p["targets"])
     for name in (
@@ -149,6 +150,9 @@ def test_the_dashboard_has_one_row_per_model_with_its_four_panels():
         "time_to_first_token_seconds_bucket",
         "inter_token_latency_seconds_bucket",
         "generation_tokens_total",
+        "num_requests_running",
+        "num_requests_waiting",
+        "kv_cache_usage_perc",
     ):
         assert f"torchship_{name}" in queries
 
@@ -161,7 +165,8 @@ def test_torchserve_is_told_every_metric_of_the_catalogue_beside_its_own():
         for m in metrics
     }
     for metric in METRICS:
-        assert declared[metric.name] == ("counter", list(metric.label_names))
+        assert declared[metric.name] == (metric.kind, list(metric.label_names))
+    assert declared["torchship_num_requests_waiting"][0] == "gauge"
     assert "HandlerTime" in declared and "ts_inference_requests_total" in str(config["ts_metrics"])
 
 
@@ -222,6 +227,50 @@ def test_a_generation_model_alerts_on_its_time_to_first_token(tmp_path):
                     }
                 ],
             },
+        ],
+    }
+    test_file = tmp_path / "rules_test.yml"
+    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
+    done = subprocess.run(
+        ["promtool", "test", "rules", str(test_file)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_generation_model_alerts_when_half_of_max_waiting_wait(tmp_path):
+    """GenerationQueueGrowing fires once more than half of batching.max_waiting requests have
+    waited for 2 minutes; a short burst, or a queue below half, stays quiet."""
+    gpt = next(m for m in MODELS if task_of(m).streams_tokens)
+    rules = tmp_path / "rules.yml"
+    groups = alert_rules([gpt], ["triton"])
+    rules.write_text(yaml.safe_dump(groups))
+    rule = next(r for r in groups["groups"][1]["rules"] if r["alert"] == "GenerationQueueGrowing")
+    assert "GenerationQueueGrowing" not in str(alert_rules([DIGITS], ["triton"]))
+    half = gpt.batching.max_waiting // 2
+    labels = {"job": "triton", "model": gpt.name, "version": "1"}
+    series = "torchship_num_requests_waiting{" + ",".join(f'{k}="{v}"' for k, v in labels.items())
+    exp = {"exp_labels": {"severity": "warning", **labels}, "exp_annotations": rule["annotations"]}
+
+    def case(values: str, fires: bool) -> dict:
+        return {
+            "interval": "1m",
+            "input_series": [{"series": series + "}", "values": values}],
+            "alert_rule_test": [
+                {
+                    "eval_time": "6m",
+                    "alertname": "GenerationQueueGrowing",
+                    "exp_alerts": [exp] if fires else [],
+                }
+            ],
+        }
+
+    tests = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "1m",
+        "tests": [
+            case(f"0 {half} {half} {half} {half} {half} {half}", False),  # at half: quiet
+            case(f"0 0 0 0 0 {half + 1} 0", False),  # a burst shorter than 2 minutes
+            case(f"0 {half + 1} {half + 3} {half + 5} {half + 7} {half + 9} {half + 9}", True),
         ],
     }
     test_file = tmp_path / "rules_test.yml"
