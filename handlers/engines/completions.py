@@ -160,6 +160,10 @@ class Logprob:
     token: str
     logprob: float | None  # None: the prompt's first token (nothing came before it)
     top: tuple[tuple[str, float], ...] = ()
+    # the ids behind the texts, and the token's rank (for vLLM's tensor contract)
+    token_id: int | None = None
+    top_ids: tuple[int, ...] = ()
+    rank: int | None = None
 
 
 @dataclass(frozen=True)
@@ -270,7 +274,10 @@ class LanguageModel:
     def logprob(self, scored: TokenLogprobs) -> Logprob:
         """Token ids as text, for an answer."""
         top = tuple((self.decode([token]), value) for token, value in scored.top)
-        return Logprob(self.decode([scored.token]), scored.logprob, top)
+        ids = tuple(token for token, _ in scored.top)
+        return Logprob(
+            self.decode([scored.token]), scored.logprob, top, scored.token, ids, scored.rank
+        )
 
     def sampling(self, fields: CompletionFields) -> Sampling:
         """The request's sampling within this model's limits, each refusal naming its field."""

@@ -56,6 +56,7 @@ class TokenLogprobs:
     token: int
     logprob: float
     top: tuple[tuple[int, float], ...] = ()
+    rank: int = 1  # 1 + the tokens more likely than it (vLLM's rank)
 
 
 def adjusted(
@@ -84,7 +85,8 @@ def token_logprobs(logits: torch.Tensor, token: int, top: int) -> TokenLogprobs:
     best = torch.topk(logprobs, min(top, logprobs.numel()))
     tokens: list[int] = best.indices.tolist()  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  torch: untyped
     values: list[float] = best.values.tolist()  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-    return TokenLogprobs(token, float(logprobs[token]), tuple(zip(tokens, values)))
+    rank = int((logprobs > logprobs[token]).sum()) + 1
+    return TokenLogprobs(token, float(logprobs[token]), tuple(zip(tokens, values)), rank)
 
 
 def held_back(text: str, stops: tuple[str, ...]) -> int:

@@ -2,10 +2,11 @@
 TorchServe: log-probabilities equal eager's log-softmax (new tokens and, with echo, the
 prompt's), n choices reproducible with a seed, penalties and logit_bias, chat logprobs,
 v1/models, tokenize/detokenize, errors in OpenAI's shape; each alone and 16 at once, streamed
-and not."""
+and not. On Triton, the vLLM backend's optional outputs (log-probabilities, token counts)."""
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -182,3 +183,32 @@ def test_every_structured_answer_validates_across_200_varied_schemas(torchserve)
         assert finish_reason == "stop", (schema, text)
         jsonschema.validate(json.loads(text), schema)
     assert free[0].result().choices[0].text
+
+
+def test_tritons_generate_sends_vllms_optional_outputs_equal_to_eager(triton, eager):
+    """`return_logprobs` & co. on Triton's generate endpoint, as vLLM's backend answers them."""
+    url = f"http://{triton.http_url}/v2/models/{SPEC.name}/generate"
+    body = {
+        "text_input": PROMPT,
+        "sampling_parameters": '{"max_tokens": 6, "temperature": 0, "logprobs": 2}',
+        "exclude_input_in_output": True,
+        **{
+            f"return_{name}": True
+            for name in ("logprobs", "cumulative_logprob", "num_input_tokens", "num_output_tokens")
+        },
+    }
+    answer = requests.post(url, json=body, timeout=60).json()
+    _, tokenizer = eager
+    prompt = tokenizer.encode(PROMPT, add_special_tokens=False).ids
+    tokens = answer["token_ids"] if isinstance(answer["token_ids"], list) else [answer["token_ids"]]
+    expected = log_softmax(eager, prompt + tokens)
+    scored = json.loads(answer["logprobs"])
+    assert len(scored) == len(tokens) == answer["num_output_tokens"] > 0
+    assert answer["num_input_tokens"] == len(prompt)
+    for i, (token, entry) in enumerate(zip(tokens, scored)):
+        assert entry[str(token)]["logprob"] == pytest.approx(
+            float(expected[len(prompt) - 1 + i, token]), abs=1e-4
+        )
+        assert entry[str(token)]["rank"] == 1  # greedy: the most likely token
+    total = sum(float(expected[len(prompt) - 1 + i, t]) for i, t in enumerate(tokens))
+    assert answer["cumulative_logprob"] == pytest.approx(total, abs=1e-3)

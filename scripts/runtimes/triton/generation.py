@@ -3,8 +3,10 @@ Triton's vLLM backend, so NVIDIA's clients (tritonclient streams, `generate` /
 `generate_stream`, genai-perf) work with it unchanged.
 
 Inputs `text_input` (BYTES), `stream` (BOOL), `sampling_parameters` (BYTES: a JSON object with
-max_tokens, temperature, top_p, top_k, seed, stop), `exclude_input_in_output` (BOOL); outputs
-`text_output` (BYTES) plus `token_ids` (INT64) and `finish_reason` (BYTES), which are ours.
+max_tokens, temperature, top_p, top_k, seed, stop, logprobs, the penalties, ...),
+`exclude_input_in_output` (BOOL) and the backend's `return_*` flags (BOOL); outputs
+`text_output` (BYTES) plus `token_ids` (INT64) and `finish_reason` (BYTES), which are ours, and
+the optional ones (handlers/protocols/vllm_tensors.py).
 `max_batch_size: 0` as in vLLM's own config: requests are batched by the decode loop (in-flight,
 handlers/engines/generating.py), not by Triton's scheduler. Decoupled models take no warmup here.
 """
@@ -25,9 +27,21 @@ INPUTS = [  # name, datatype, optional
     ("stream", mc.TYPE_BOOL, True),
     ("sampling_parameters", mc.TYPE_STRING, True),
     ("exclude_input_in_output", mc.TYPE_BOOL, True),
+    ("return_finish_reason", mc.TYPE_BOOL, True),
+    ("return_cumulative_logprob", mc.TYPE_BOOL, True),
+    ("return_logprobs", mc.TYPE_BOOL, True),
+    ("return_num_input_tokens", mc.TYPE_BOOL, True),
+    ("return_num_output_tokens", mc.TYPE_BOOL, True),
 ]
-OUTPUTS = [("text_output", mc.TYPE_STRING), ("token_ids", mc.TYPE_INT64)]
-OUTPUTS.append(("finish_reason", mc.TYPE_STRING))
+OUTPUTS = [
+    ("text_output", mc.TYPE_STRING),
+    ("token_ids", mc.TYPE_INT64),
+    ("finish_reason", mc.TYPE_STRING),
+    ("cumulative_logprob", mc.TYPE_FP32),
+    ("logprobs", mc.TYPE_STRING),
+    ("num_input_tokens", mc.TYPE_UINT32),
+    ("num_output_tokens", mc.TYPE_UINT32),
+]
 
 
 def generation_config(plan: ServingPlan) -> ModelConfig:
