@@ -14,14 +14,19 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from handlers.engines.sampling import Sampling, TokenLogprobs
+from handlers.engines.scheduling import measured_pace, padding_worth_a_forward
 from handlers.engines.structured import Grammars, requested
 from handlers.plan import Generation
 from handlers.preprocessing.processing import RequestError, unicode_text
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import DynamicCache
 
 SAMPLING_FIELDS = (
     "max_tokens",
@@ -186,6 +191,21 @@ class Piece:
         return self.finish_reason is not None
 
 
+def weight_bytes(model: torch.nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def kv_bytes(cache: DynamicCache) -> int:
+    """The bytes of a cache's keys and values (of one position: one token's)."""
+    from handlers.engines.generation import kv_layers
+
+    return sum(
+        t.numel() * t.element_size()
+        for layer in kv_layers(cache)
+        for t in (layer.keys, layer.values)
+    )
+
+
 class LanguageModel:
     """A Hugging Face folder (config.json, model.safetensors, tokenizer.json) loaded for
     serving: the causal LM, its tokenizer, its context length and end token. The weights stay
@@ -219,7 +239,9 @@ class LanguageModel:
         self.max_choices = max_choices  # a request's n: its sequences decode together
         self.grammars = Grammars(folder / "tokenizer.json", self.vocabulary, self.end_token)
         with torch.inference_mode():  # warm: the weights' pages read in now, not on a request
-            self.model(input_ids=torch.tensor([[0]]))
+            warm = self.model(input_ids=torch.tensor([[0]]), use_cache=True)
+        self.max_padding = padding_worth_a_forward(weight_bytes(self.model), kv_bytes(warm.cache))
+        self.pace = measured_pace(self.model)  # how many prompt tokens a step may prefill
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids

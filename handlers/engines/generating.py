@@ -110,6 +110,7 @@ class Generating(Generic[K]):
         max_waiting: int = 128,
         max_batched_tokens: int | None = None,
         prefix_cache_mb: int = 0,
+        prefill_share: float = 0.8,
     ):
         self.language = language
         self.metrics = metrics or ModelMetrics("", "")
@@ -120,6 +121,8 @@ class Generating(Generic[K]):
             language.grammars,
             max_batched_tokens,
             PrefixCache(prefix_cache_mb << 20) if prefix_cache_mb else None,
+            language.max_padding,
+            replace(language.pace, share=prefill_share) if prefill_share else None,
         )
         self.max_sequences = max_sequences
         self.max_waiting = max_waiting
@@ -153,6 +156,7 @@ class Generating(Generic[K]):
             batching.max_waiting,
             batching.max_batched_tokens,
             limits.prefix_cache_mb,
+            batching.prefill_share,
         )
 
     def admit(self, key: K, body: Any, request_format: str = "completion") -> Failure | Completion:

@@ -2,11 +2,14 @@
 
 Sequences join between steps and leave when done. One `step()` prefills the sequences that
 joined since the last step (in one forward, left-padded, each keeping only its own part of the
-cache) and then decodes one token for every running sequence in one batched forward: the
+cache) and then decodes one token for every running sequence in batched forwards: the
 caches, of different lengths, are left-padded to the longest with the padding masked out and
 each sequence at its own position, so a sequence gets the tokens it would get alone (what
-verification checks against eager `generate()`). The batched cache is kept from step to step
-while the same sequences decode, and only re-padded when one joins or leaves.
+verification checks against eager `generate()`). Sequences of very different lengths decode in
+separate groups (a forward each) when their padding would cost more than reading the weights
+once more (`max_padding`): a 900-token prompt joining eight short streams does not pad all
+eight to 900. Each group's batched cache is kept from step to step while the same sequences
+decode in it, and only re-padded when one joins or leaves it.
 
 The model is any causal LM with Hugging Face's forward (`input_ids`, `attention_mask`,
 `position_ids`, `cache`, `use_cache`, `logits_to_keep`) returning `logits` and a `DynamicCache`.
@@ -19,12 +22,14 @@ prompt's log-probabilities (echo) is prefilled alone, keeping every position's l
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol, cast
 
 import torch
 
 from handlers.engines.prefix_cache import KV, PrefixCache
+from handlers.engines.scheduling import Pace, grouped
 from handlers.engines.sampling import (
     Sampling,
     TokenLogprobs,
@@ -90,6 +95,14 @@ class Sequence:
         return len(self.prompt) + max(len(self.tokens) - 1, 0)
 
 
+@dataclass
+class Batch:
+    """Sequences that decoded together in the last step, and their batched cache."""
+
+    rows: list[Sequence]
+    cache: DynamicCache
+
+
 @dataclass(frozen=True)
 class Event:
     """One new token of one sequence: its id, the text it completes (possibly "" while a
@@ -111,6 +124,8 @@ class DecodeLoop:
         grammars: Grammars | None = None,
         max_batched_tokens: int | None = None,
         prefixes: PrefixCache | None = None,
+        max_padding: int | None = None,
+        pace: Pace | None = None,
     ):
         self.model = model
         self.decode = decode  # token ids -> text
@@ -118,9 +133,14 @@ class DecodeLoop:
         self.grammars = grammars  # matchers of constrained sequences (structured output)
         self.max_batched_tokens = max_batched_tokens  # a step's tokens: decoded + prefilled
         self.prefixes = prefixes  # prompts' KV by blocks, reused by later prompts
+        # padded positions a group may hold before a sequence decodes in a group of its own
+        # (None: every sequence in one group)
+        self.max_padding = max_padding
+        # prompt tokens a step may prefill while sequences decode (None: the budget alone)
+        self.pace = pace
         self.waiting: list[Sequence] = []
         self.running: list[Sequence] = []
-        self.batch: tuple[list[Sequence], DynamicCache] | None = None  # last decode's rows, cache
+        self.batches: list[Batch] = []  # the last step's groups
 
     def join(self, key: Any, prompt: list[int], sampling: Sampling) -> Sequence:
         sequence = Sequence(key, list(prompt), sampling)
@@ -141,7 +161,7 @@ class DecodeLoop:
         self.waiting = [s for s in self.waiting if s.key != key]
         self.running = [s for s in self.running if s.key != key]
         if not self.running:
-            self.batch = None
+            self.batches = []
 
     @property
     def busy(self) -> bool:
@@ -151,10 +171,7 @@ class DecodeLoop:
     def kv_positions(self) -> int:
         """Key/value positions held: the batched cache's rows by its length (padding
         included: it is memory), and the own caches of sequences not in it."""
-        held = 0
-        if self.batch is not None:
-            rows, cache = self.batch
-            held += len(rows) * cache.get_seq_length()
+        held = sum(len(batch.rows) * batch.cache.get_seq_length() for batch in self.batches)
         for sequence in [*self.running, *self.waiting]:
             if sequence.cache is not None:
                 held += sequence.cache[0][0].shape[2]
@@ -165,6 +182,7 @@ class DecodeLoop:
         """Decode one token for every running sequence and prefill the waiting ones within the
         step's token budget; one event per token."""
         whole, chunks = self.scheduled()
+        started = time.perf_counter()
         scoring = [s for s in whole if s.sampling.prompt_logprobs is not None]
         plain = [s for s in whole if s.sampling.prompt_logprobs is None]
         events = self.prefill_isolated(plain) if plain else []
@@ -177,11 +195,26 @@ class DecodeLoop:
             joined += [sequence] if made else []
         decoding, self.running = self.running, [*self.running, *joined]
         self.waiting = [s for s in self.waiting if not any(s is j for j in joined)]
+        prefilled = time.perf_counter()
         if decoding:
-            events += self.decode_isolated(decoding)
+            events += self.decode_groups(decoding)
+        if self.pace is not None:
+            tokens = sum(len(s.prompt) for s in whole) + sum(size for _, size in chunks)
+            self.pace.prefilled(tokens, prefilled - started)
+            if decoding:
+                self.pace.decoded(time.perf_counter() - prefilled)
         self.running = [s for s in self.running if s.finish_reason is None]
         if not self.running:
-            self.batch = None  # its memory goes with the last sequence
+            self.batches = []  # their memory goes with the last sequence
+        return events
+
+    def decode_groups(self, sequences: list[Sequence]) -> list[Event]:
+        """One token for every sequence, a forward per group of similar lengths."""
+        previous, self.batches = self.batches, []
+        events: list[Event] = []
+        last = [batch.rows for batch in previous]
+        for group in grouped(sequences, last, self.max_padding):
+            events += self.decode_isolated(group, previous)
         return events
 
     def scheduled(self) -> tuple[list[Sequence], list[tuple[Sequence, int]]]:
@@ -189,8 +222,12 @@ class DecodeLoop:
         token per running sequence: whole prompts that fit (batched together), and prompts
         that go on from a cache (a cached prefix, or their last chunk) each by its next chunk
         (chunked prefill: a long prompt joins over several steps, and the running sequences
-        keep their pace meanwhile). Those behind a prompt cut short wait."""
+        keep their pace meanwhile). While sequences decode, the prompt tokens are also held to
+        what takes about one decode step (the pace), so a step costs them at most about two.
+        Those behind a prompt cut short wait."""
         left = (self.max_batched_tokens or 1 << 62) - len(self.running)
+        if self.running and self.pace is not None:
+            left = min(left, self.pace.tokens)
         whole: list[Sequence] = []
         chunks: list[tuple[Sequence, int]] = []
         for sequence in self.waiting:
@@ -259,11 +296,11 @@ class DecodeLoop:
             log.exception("prefill of %d sequences failed; each alone", len(sequences))
             return [e for s in sequences for e in self.prefill_isolated([s], every_position)]
 
-    def decode_isolated(self, sequences: list[Sequence]) -> list[Event]:
+    def decode_isolated(self, sequences: list[Sequence], previous: list[Batch]) -> list[Event]:
         """One token for each sequence together; if the forward fails, the batched cache is put
         back as it was and each sequence decodes alone from its own rows, so a failure is the
         failing sequence's own and the others get the tokens they would have got."""
-        cache = self.batched_cache(sequences)
+        cache = self.batched_cache(sequences, previous)
         before = [(layer.keys, layer.values) for layer in kv_layers(cache)]
         try:
             logits = self.decode_step(sequences, cache)
@@ -271,7 +308,6 @@ class DecodeLoop:
             for layer, (keys, values) in zip(kv_layers(cache), before):
                 # the forward appends in place
                 layer.keys, layer.values = keys, values
-            self.batch = None
             if len(sequences) == 1:
                 return [self.failed(sequences[0], exc)]
             log.exception("decode step of %d sequences failed; each alone", len(sequences))
@@ -279,10 +315,11 @@ class DecodeLoop:
                 s.cache = own_rows(cache, row, s.length)
             events: list[Event] = []
             for s in sequences:
-                events += self.decode_isolated([s])
-                if self.batch is not None and s.finish_reason is None:
-                    s.cache = own_rows(self.batch[1], 0, s.length)  # alone: its own cache
-                self.batch = None
+                events += self.decode_isolated([s], [])
+                if self.batches and self.batches[-1].rows[0] is s:  # it decoded: alone, its own
+                    alone = self.batches.pop()
+                    if s.finish_reason is None:
+                        s.cache = own_rows(alone.cache, 0, s.length)
             return events
         return [self.advance(s, row) for s, row in zip(sequences, logits)]
 
@@ -341,26 +378,23 @@ class DecodeLoop:
             cache=cache,
             use_cache=True,
         )
-        self.batch = (sequences, out.cache)
+        self.batches.append(Batch(sequences, out.cache))
         return out.logits[:, -1]
 
-    def batched_cache(self, sequences: list[Sequence]) -> DynamicCache:
-        """The last step's cache if the same sequences decode again, else their own caches
-        (a row of the last batch, padding dropped, or a new one's prefill) left-padded to the
-        longest: each row holds its sequence's positions at its right end."""
+    def batched_cache(self, sequences: list[Sequence], previous: list[Batch]) -> DynamicCache:
+        """The last step's cache of these sequences if they decoded together as they are, else
+        their own caches (a row of a last step's group, padding dropped, or a new one's
+        prefill) left-padded to the longest: each row holds its sequence's positions at its
+        right end."""
         from transformers import DynamicCache
 
-        rows, batch = self.batch or ([], None)
-        same = len(rows) == len(sequences) and all(a is b for a, b in zip(rows, sequences))
-        if same and batch is not None:  # (sequences is never empty: no batch means no rows)
-            return batch
-        where = {id(s): row for row, s in enumerate(rows)}
-
+        for batch in previous:
+            rows = batch.rows
+            if len(rows) == len(sequences) and all(a is b for a, b in zip(rows, sequences)):
+                return batch.cache
+        where = {id(s): (b.cache, row) for b in previous for row, s in enumerate(b.rows)}
         caches = [
-            own_rows(batch, where[id(s)], s.length)
-            if batch is not None and id(s) in where
-            else prefilled(s)
-            for s in sequences
+            own_rows(*where[id(s)], s.length) if id(s) in where else prefilled(s) for s in sequences
         ]
         longest = max(s.length for s in sequences)
         padded = [

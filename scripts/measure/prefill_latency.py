@@ -1,13 +1,14 @@
 """What a long prompt joining does to the streams already decoding, and what a shared prefix
 saves, in process (no server):
 8 sequences decode while a 900-token prompt joins, with chunked prefill (the spec's
-batching.max_batched_tokens) and without (the whole prompt in one step), beside the same 8
-alone. Reports their inter-token latency p50/p99 (and the worst while the long prompt is
-prefilled) and the long prompt's time to first token. Then 32 requests at once whose prompts
-share a 400-token prefix, with the prefix cache and without: their time to first token and
-whether their tokens are the same.
+batching.max_batched_tokens and prefill_share) and without (the whole prompt in one step),
+beside the same 8 alone. Reports their inter-token latency p50/p99 (and the worst while the
+long prompt is prefilled) and the long prompt's time to first token. Then 32 requests at once
+whose prompts share a 400-token prefix, with the prefix cache and without: their time to first
+token and whether their tokens are the same.
 
     .venv/bin/python -m scripts.measure.prefill_latency [--model zoo_gpt2_small] [--budget 256]
+        [--share 0.8]
 """
 
 from __future__ import annotations
@@ -34,17 +35,24 @@ LONG_TOKENS = 900
 SHARING, PREFIX_TOKENS = 32, 400  # requests sharing a prompt prefix of this many tokens
 
 
-def run(language: LanguageModel, budget: int | None, long_prompt: str | None) -> dict:
-    generating = Generating(language, max_sequences=RUNNING + 1, max_batched_tokens=budget)
+def run(language: LanguageModel, budget: int | None, share: float, long_prompt: str | None) -> dict:
+    """8 streams decode; at their 5th step the long prompt joins (asking 4 tokens). Their gaps
+    are measured until it has left (and over at least 40 steps)."""
+    generating = Generating(
+        language, max_sequences=RUNNING + 1, max_batched_tokens=budget, prefill_share=share
+    )
+    most = language.limits.max_tokens_limit
     for i in range(RUNNING):
-        generating.admit(i, {"prompt": f"Stream {i} says", "max_tokens": 48, "stream": True})
+        generating.admit(i, {"prompt": f"Stream {i} says", "max_tokens": most, "stream": True})
     generating.step()  # the 8 prefill together
     last = {i: time.perf_counter() for i in range(RUNNING)}
     gaps: list[float] = []
     during: list[float] = []  # while the long prompt is being prefilled
     joined = time.perf_counter()
     first_token = None
-    for step in range(40):
+    step = 0
+    while step < 40 or "long" in generating.requests:
+        step += 1
         if step == 5 and long_prompt is not None:
             generating.admit("long", {"prompt": long_prompt, "max_tokens": 4, "stream": True})
             joined = time.perf_counter()
@@ -59,12 +67,14 @@ def run(language: LanguageModel, budget: int | None, long_prompt: str | None) ->
                     during.append(now - last[key])
                 last[key] = now
     return {
+        "steps": step,
         "itl_p50_ms": round(float(np.percentile(gaps, 50)) * 1000, 1),
         "itl_p99_ms": round(float(np.percentile(gaps, 99)) * 1000, 1),
         "long_ttft_ms": round(first_token * 1000, 1) if first_token else None,
-        # the running streams' worst gap while the long prompt was prefilled (before it joined
-        # their batch: after, every step carries its 900 cached positions)
+        # the running streams' worst gap while the long prompt was prefilled, and overall (it
+        # then decodes beside them, in a group of its own)
         "itl_max_while_prefilling_ms": round(max(during) * 1000, 1) if during else None,
+        "itl_max_ms": round(max(gaps) * 1000, 1),
     }
 
 
@@ -102,6 +112,7 @@ def main() -> None:
     parser.add_argument("--model", default="zoo_gpt2_small")
     parser.add_argument("--spec", default="models/zoo.yaml")
     parser.add_argument("--budget", type=int, default=None, help="else the spec's")
+    parser.add_argument("--share", type=float, default=None, help="prefill_share, else the spec's")
     args = parser.parse_args()
     layout = Layout.of(Path(__file__).resolve().parents[2])
     spec = next(m for m in load_spec(layout.root / args.spec).models if m.name == args.model)
@@ -109,6 +120,8 @@ def main() -> None:
         raise SystemExit(f"{args.model} is a {spec.task.kind} model: give a generation model")
     limits = cast("Generation", spec.task.generation)  # a generation spec always has its own
     folder = layout.artifact(spec).root / "pretrained"
+    # the streams may run as long as the context allows: they must outlast the long prompt
+    limits = limits.model_copy(update={"max_tokens_limit": LONG_TOKENS})
     language = LanguageModel(folder, limits, spec.serving.threads, RUNNING + 1)
     if language.context_length < LONG_TOKENS + 16:
         raise SystemExit(
@@ -120,15 +133,20 @@ def main() -> None:
         :LONG_TOKENS
     ]
     long_prompt = language.decode(ids)
-    run(language, budget, None)  # warm
+    share = spec.batching.prefill_share if args.share is None else args.share
+    run(language, budget, share, None)  # warm
+    alone = run(language, budget, share, None)
+    chunked = run(language, budget, share, long_prompt)
     report = {
         "model": args.model,
         "running": RUNNING,
         "long_prompt_tokens": len(language.encode(long_prompt)),
         "max_batched_tokens": budget,
-        "alone": run(language, budget, None),
-        "chunked": run(language, budget, long_prompt),
-        "whole": run(language, None, long_prompt),
+        "prefill_share": share,
+        "alone": alone,
+        "chunked": chunked,
+        "whole": run(language, None, 0, long_prompt),  # no budget, no pace: one step
+        "itl_p99_ratio_chunked_to_alone": round(chunked["itl_p99_ms"] / alone["itl_p99_ms"], 2),
     }
     prefix = language.decode(ids[:PREFIX_TOKENS])
     cached = shared_prefix(language, budget, 64, prefix)

@@ -151,3 +151,44 @@ def test_a_cancelled_sequence_leaves_at_once_and_frees_its_cache(model):
     while loop.busy:
         loop.step()
     assert kept.tokens == alone(model, [5, 6], 5)
+
+
+def test_sequences_of_far_apart_lengths_decode_in_groups_with_the_tokens_of_generate(model):
+    """With max_padding 8, a long prompt joining short ones decodes in a group of its own (the
+    short ones' batched cache stays as it was, never padded to its length), the groups merge
+    again once it leaves, and every sequence still gets generate()'s tokens."""
+    torch.manual_seed(2)
+    short = [torch.randint(4, 120, (3 + i,)).tolist() for i in range(4)]
+    long = torch.randint(4, 120, (40,)).tolist()
+    loop = DecodeLoop(model, spell, end_token=None, max_padding=8)
+    for i, prompt in enumerate(short):
+        loop.join(i, prompt, Sampling(max_tokens=12))
+    events: dict = {}
+
+    def step() -> None:
+        for event in loop.step():
+            events.setdefault(event.sequence.key, []).append(event)
+
+    step()
+    step()  # the four decode in one group, its cache kept
+    (group,) = loop.batches
+    loop.join("long", long, Sampling(max_tokens=3))
+    step()  # the long prompt prefilled
+    step()
+    assert [len(b.rows) for b in loop.batches] == [4, 1]
+    assert loop.batches[0].cache is group.cache  # the short ones' cache was not re-padded
+    assert loop.kv_positions < 4 * len(long)  # no short row holds the long one's length
+    while loop.busy:
+        step()
+    for i, prompt in enumerate(short):
+        assert [e.token for e in events[i]] == alone(model, prompt, 12), i
+    assert [e.token for e in events["long"]] == alone(model, long, 3)
+
+
+def test_with_no_padding_allowed_every_length_is_its_own_group_and_tokens_are_unchanged(model):
+    torch.manual_seed(3)
+    prompts = [torch.randint(4, 120, (length,)).tolist() for length in (2, 2, 5, 9)]
+    loop = DecodeLoop(model, spell, end_token=None, max_padding=0)
+    events = run(loop, {0: [(i, p, Sampling(max_tokens=5)) for i, p in enumerate(prompts)]})
+    for i, prompt in enumerate(prompts):
+        assert [e.token for e in events[i]] == alone(model, prompt, 5), i

@@ -1,7 +1,8 @@
 """The decode loop's scheduler on the tiny GPT-2 of conftest.py: a step runs at most
 max_batched_tokens tokens (one per running sequence plus prompt tokens), a longer prompt is
 prefilled in chunks over several steps while the running sequences keep decoding, and the
-tokens are the ones an unchunked loop gives; requests join by priority."""
+tokens are the ones an unchunked loop gives; requests join by priority; while sequences
+decode, the prompt tokens of a step follow the pace (steered to a share of a decode step)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from handlers.engines.batching import Failure
 from handlers.engines.generating import Generating
+from handlers.engines.scheduling import MIN_CHUNK, Pace
 from tests.unit.handlers.conftest import drain
 
 LONG = "the battery lasts all day. this film is great. the food"
@@ -70,3 +72,69 @@ def test_lower_priority_values_join_first(language):
         generating.admit(key, {"prompt": "the", "max_tokens": 1, "priority": priority})
     order = [key for _ in range(4) for key in generating.step()]
     assert order == ["urgent", "normal", "normal2", "late"]
+
+
+@pytest.mark.parametrize("start", [1.0, 500.0])
+def test_the_pace_converges_on_the_chunk_that_takes_its_share_of_a_decode_step(start):
+    """A prefill costs a fixed part plus a part per token: steered by what each prefill took,
+    the allowance reaches the size whose prefill takes `share` of a decode step, from below or
+    above, without passing it."""
+    fixed, per_token, decode = 0.030, 0.001, 0.070
+    pace = Pace(decode_s=decode, allowance=start, share=0.8)
+    right = (0.8 * decode - fixed) / per_token  # 26 tokens
+    seen = []
+    for _ in range(30):
+        size = pace.tokens
+        pace.prefilled(size, fixed + per_token * size)
+        seen.append(pace.allowance)
+    assert pace.tokens == pytest.approx(right, abs=2.5)  # sizes are whole tokens
+    if start < right:
+        assert all(a <= right + 1e-9 for a in seen)
+    else:
+        assert all(a >= right - 1e-9 for a in seen)
+
+
+def test_a_fixed_cost_above_the_share_still_prefills_min_chunk_tokens_a_step():
+    pace = Pace(decode_s=0.050, allowance=64, share=0.8)
+    for _ in range(20):
+        pace.prefilled(pace.tokens, 0.060 + 0.001 * pace.tokens)  # 60 ms before any token
+    assert pace.tokens == MIN_CHUNK
+
+
+class Fixed(Pace):
+    """A pace that stays where it is put (timings on a shared machine vary), below MIN_CHUNK
+    to fit the tiny model's 32-token context."""
+
+    def prefilled(self, tokens: int, seconds: float) -> None:
+        pass
+
+    @property
+    def tokens(self) -> int:
+        return int(self.allowance)
+
+
+def test_while_sequences_decode_a_step_prefills_no_more_than_the_pace(language):
+    """A long prompt joins a decoding sequence in chunks of at most the pace's tokens, and both
+    get the tokens an unpaced loop gives them."""
+    long, allowance = LONG, 3
+    assert len(language.encode(long)) > 3 * allowance
+    bodies = {
+        "running": {"prompt": "the", "max_tokens": 12},
+        "long": {"prompt": long, "max_tokens": 4},
+    }
+    counting = Counting(language.model)
+    paced = Generating(language, max_sequences=4, max_batched_tokens=200)
+    paced.loop.model, paced.loop.pace = counting, Fixed(decode_s=1.0, allowance=allowance)
+    paced.admit("running", bodies["running"])
+    made = {"running": paced.step()["running"]}
+    paced.admit("long", bodies["long"])
+    while "long" not in made:
+        for key, pieces in paced.step().items():
+            made.setdefault(key, []).extend(pieces)
+        assert len(paced.loop.running) >= 1  # the running one decodes meanwhile
+    for key, pieces in drain(paced).items():
+        made[key].extend(pieces)
+    chunks = [size for size in counting.sizes[1:] if size > 1]
+    assert len(chunks) >= 3 and max(chunks) <= allowance
+    unpaced = tokens(language, bodies, None)
+    assert {key: pieces[-1].token_ids for key, pieces in made.items()} == unpaced
