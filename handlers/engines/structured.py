@@ -138,9 +138,10 @@ class Matcher:
 
     def masked(self, logits: torch.Tensor) -> torch.Tensor:
         """The logits with every token the grammar does not allow next at -inf."""
-        from llguidance.torch import fill_next_token_bitmask
-
-        fill_next_token_bitmask(self.matcher, self.bitmask, 0)
+        # what llguidance.torch.fill_next_token_bitmask does, without importing that module:
+        # its torch.compile decorator costs the first constrained request 2.3 s of imports
+        row = self.bitmask[0]
+        self.matcher.unsafe_compute_mask_ptr(row.data_ptr(), row.numel() * row.element_size())
         allowed = ((self.bitmask[0].unsqueeze(-1) >> BITS) & 1).view(-1)[: logits.numel()]
         return logits.float().masked_fill(allowed == 0, float("-inf"))
 
