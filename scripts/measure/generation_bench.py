@@ -6,7 +6,12 @@ Hugging Face `generate()` one request at a time, streaming each token), against 
 limit: static batched `generate()` in one process, at the same batch as the concurrency, in the
 same run, before any server starts.
 
-Every request asks for the same max_tokens on a golden prompt, greedy. Writes
+Every request asks for the same max_tokens on a golden prompt, greedy. Two more cases at 1 and
+16 streams, each beside the stock setup given the same requests: prompts sharing a
+SHARED_PREFIX_TOKENS-token prefix (what the prefix cache is for; its limit is static batched
+`generate()` on those prompts), and structured output (`guided_json`: every token masked by
+the schema's grammar; the stock setup cannot constrain and ignores it, so its ratio is the
+price of the constraint against unconstrained stock). Writes
 reports/bench_generation_<model>.{json,md,png}. No figure here is ever asserted on: the machine
 is shared and noisy.
 """
@@ -15,7 +20,8 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -33,18 +39,45 @@ REQUESTS_PER_STREAM = {1: 8, 4: 4, 16: 2, 64: 1}  # 8, 16, 32 and 64 requests in
 # the issue's targets: tokens/s vs stock at 16 streams, TTFT p50 vs stock at one stream, and
 # tokens/s vs the in-process limit at 16 streams
 TARGETS = {"vs_stock_c16": 4.0, "ttft_vs_stock_c1": 1.1, "vs_limit_c16": 0.5}
+CASE_CONCURRENCY = (1, 16)
+SHARED_PREFIX_TOKENS = 64  # within review_gpt's 128-token context, beside a prompt and its answer
+REVIEW_SCHEMA = {  # what a review classifier would be asked to answer
+    "type": "object",
+    "properties": {
+        "sentiment": {"enum": ["positive", "negative"]},
+        "stars": {"type": "integer", "minimum": 1, "maximum": 5},
+    },
+    "required": ["sentiment", "stars"],
+    "additionalProperties": False,  # the object closes: an answer ends when it is whole
+}
 
 
 @dataclass(frozen=True)
 class Workload:
     prompts: list[str]
     max_tokens: int
+    extra: dict[str, Any] = field(default_factory=dict[str, Any])  # fields every request adds
 
     def bodies(self, count: int) -> list[dict]:
         return [
-            {"prompt": self.prompts[i % len(self.prompts)], "max_tokens": self.max_tokens}
+            {
+                "prompt": self.prompts[i % len(self.prompts)],
+                "max_tokens": self.max_tokens,
+                **self.extra,
+            }
             for i in range(count)
         ]
+
+
+def cases(work: Workload, language: LanguageModel) -> dict[str, Workload]:
+    """The workloads beside the plain one: a shared prefix (the golden prompts run together,
+    cut to SHARED_PREFIX_TOKENS tokens) before each prompt, and structured output."""
+    text = " ".join(work.prompts * SHARED_PREFIX_TOKENS)
+    prefix = language.decode(language.encode(text)[:SHARED_PREFIX_TOKENS])
+    return {
+        "prefix-shared": Workload([f"{prefix} {p}" for p in work.prompts], work.max_tokens),
+        "structured": Workload(work.prompts, work.max_tokens, {"guided_json": REVIEW_SCHEMA}),
+    }
 
 
 def static_batched(language, work: Workload, batch: int) -> float:
@@ -75,16 +108,22 @@ def made_tokens(row: list[int], end_token: int) -> int:
     return row.index(end_token) if end_token in row else len(row)
 
 
-def in_process_limits(spec: ModelSpec, layout: Layout, work: Workload) -> dict:
-    """{concurrency: tokens/s} of static batched generate() with the served thread count."""
+def served_language(spec: ModelSpec, layout: Layout) -> LanguageModel:
+    """The served folder, in this process with the served thread count."""
     import torch
 
     torch.set_num_threads(spec.serving.threads)
     generation = spec.task.generation
     assert generation, "a generation model's task has its generation: settings (spec validation)"
-    language = LanguageModel(layout.artifact_dir(spec) / FORMATS["pretrained"].file, generation)
+    return LanguageModel(layout.artifact_dir(spec) / FORMATS["pretrained"].file, generation)
+
+
+def in_process_limits(
+    language: LanguageModel, work: Workload, concurrency: tuple[int, ...] = CONCURRENCY
+) -> dict:
+    """{concurrency: tokens/s} of static batched generate()."""
     static_batched(language, work, 1)  # warm
-    return {c: static_batched(language, work, c) for c in CONCURRENCY}
+    return {c: static_batched(language, work, c) for c in concurrency}
 
 
 def percentiles(values: list[float]) -> tuple[float | None, float | None]:
@@ -121,6 +160,7 @@ def served(call: GenerateCall, work: Workload, concurrency: int) -> dict:
     return {
         "concurrency": concurrency,
         "tokens_per_s": sum(len(a["token_ids"]) for a in ok) / wall,
+        "tokens_per_request": sum(len(a["token_ids"]) for a in ok) / len(ok) if ok else 0.0,
         "ttft_p50_ms": ttft_p50,
         "ttft_p99_ms": ttft_p99,
         "itl_p50_ms": itl_p50,
@@ -130,8 +170,8 @@ def served(call: GenerateCall, work: Workload, concurrency: int) -> dict:
     }
 
 
-def measure_runtime(runtime, spec, layout, work, workdir, log) -> dict:
-    """Both setups of one runtime in one server: {setup: {"ready_s", "points"}}."""
+def measure_runtime(runtime, spec, layout, work, more: dict[str, Workload], workdir, log) -> dict:
+    """Both setups of one runtime in one server: {setup: {"ready_s", "points", "cases"}}."""
     deployment = bench_of(runtime).generation_deployment(spec, layout, workdir / runtime.name, log)
     with deployment as served_by:
         setups = {}
@@ -141,7 +181,12 @@ def measure_runtime(runtime, spec, layout, work, workdir, log) -> dict:
             for concurrency in CONCURRENCY:
                 points.append(served(call, work, concurrency))
                 log(f"{setup} c={concurrency}: {points[-1]['tokens_per_s']:.1f} tokens/s")
-            setups[setup] = {"ready_s": served_by.ready_s, "points": points}
+            by_case = {}
+            for case, case_work in more.items():
+                by_case[case] = [served(call, case_work, c) for c in CASE_CONCURRENCY]
+                rates = ", ".join(f"{p['tokens_per_s']:.1f}" for p in by_case[case])
+                log(f"{setup} {case} c={CASE_CONCURRENCY}: {rates} tokens/s")
+            setups[setup] = {"ready_s": served_by.ready_s, "points": points, "cases": by_case}
         return setups
 
 
@@ -178,6 +223,8 @@ def bench_generation(spec: ModelSpec, layout: Layout, runtimes: list, log) -> di
     golden = golden_generation(spec, layout)
     work = Workload(golden["prompts"], golden["max_tokens"])
     log(f"in-process limit (static batched generate(), {spec.serving.threads} threads)")
+    language = served_language(spec, layout)
+    more = cases(work, language)
     report = {
         "model": spec.name,
         "max_tokens": work.max_tokens,
@@ -185,13 +232,24 @@ def bench_generation(spec: ModelSpec, layout: Layout, runtimes: list, log) -> di
         "concurrency": list(CONCURRENCY),
         "requests_per_stream": REQUESTS_PER_STREAM,
         "targets": TARGETS,
-        "in_process_limit_tokens_per_s": in_process_limits(spec, layout, work),
+        "in_process_limit_tokens_per_s": in_process_limits(language, work),
+        "case_concurrency": list(CASE_CONCURRENCY),
+        "cases": {
+            "prefix-shared": {
+                "shared_prefix_tokens": SHARED_PREFIX_TOKENS,
+                "limit_tokens_per_s": in_process_limits(
+                    language, more["prefix-shared"], CASE_CONCURRENCY
+                ),
+            },
+            "structured": {"guided_json": REVIEW_SCHEMA, "limit_tokens_per_s": None},
+        },
         "setups": {},
         "stock_of": {},
     }
+    del language  # the servers' own copies are the ones measured from here
     workdir = layout.run / "bench_generation"
     for runtime in runtimes:
-        setups = measure_runtime(runtime, spec, layout, work, workdir, log)
+        setups = measure_runtime(runtime, spec, layout, work, more, workdir, log)
         report["setups"].update(setups)
         report["stock_of"][runtime.name] = next(k for k in setups if k != runtime.name)
     report["comparisons"] = comparisons(report)

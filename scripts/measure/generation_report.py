@@ -1,5 +1,6 @@
-"""`make bench-generation`'s report: the JSON as measured, a Markdown table with the ratios to
-each runtime's stock setup and to the in-process limit, and one PNG (tokens/s and TTFT p50
+"""`make bench-generation`'s report: the JSON as measured, Markdown tables with the ratios to
+each runtime's stock setup and to the in-process limit (the plain prompts, then the
+prefix-shared and structured cases), and one PNG (tokens/s and TTFT p50
 against concurrency, one line per setup, the limit dotted)."""
 
 from __future__ import annotations
@@ -41,6 +42,36 @@ def table(report: dict) -> list[str]:
     return lines
 
 
+def case_table(report: dict) -> list[str]:
+    """The extra cases, each setup beside its stock one and its own plain figure."""
+    lines = [
+        "| case | setup | streams | tokens/s | tokens/request | vs stock | vs plain | vs limit "
+        "| TTFT p50 / p99 ms | ITL p50 / p99 ms | failed |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for case, about in report["cases"].items():
+        limits = about["limit_tokens_per_s"] or {}
+        for runtime, stock in report["stock_of"].items():
+            theirs = report["setups"][stock]["cases"][case]
+            for setup in (stock, runtime):
+                plain = {p["concurrency"]: p for p in report["setups"][setup]["points"]}
+                for i, p in enumerate(report["setups"][setup]["cases"][case]):
+                    c = p["concurrency"]
+                    vs_stock = p["tokens_per_s"] / theirs[i]["tokens_per_s"]
+                    limit = limits.get(c) or limits.get(str(c))
+                    lines.append(
+                        f"| {case} | {setup} | {c} | {p['tokens_per_s']:.0f} "
+                        f"| {p.get('tokens_per_request', 0):.1f} "
+                        f"| {fmt_ratio(vs_stock) if setup == runtime else ''} "
+                        f"| {fmt_ratio(p['tokens_per_s'] / plain[c]['tokens_per_s'])} "
+                        f"| {fmt_ratio(p['tokens_per_s'] / limit) if limit else '-'} "
+                        f"| {fmt_ms(p['ttft_p50_ms'])} / {fmt_ms(p['ttft_p99_ms'])} "
+                        f"| {fmt_ms(p['itl_p50_ms'])} / {fmt_ms(p['itl_p99_ms'])} "
+                        f"| {p['failed']} |"
+                    )
+    return lines
+
+
 def targets(report: dict) -> list[str]:
     wanted = report["targets"]
     lines = []
@@ -75,6 +106,14 @@ def markdown(report: dict, plot: str) -> str:
         *table(report),
         "",
         *targets(report),
+        "",
+        "Cases beside the plain one, each setup given the same requests: prompts sharing a "
+        f"{report['cases']['prefix-shared']['shared_prefix_tokens']}-token prefix, and "
+        "structured output (`guided_json`; the stock setup ignores it and answers "
+        "unconstrained). vs plain: the same setup and streams on the plain prompts (tokens/s "
+        "depends on how many tokens the answers have: see tokens/request).",
+        "",
+        *case_table(report),
         "",
         f"![tokens/s and TTFT]({plot})",
         "",
