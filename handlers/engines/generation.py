@@ -189,10 +189,10 @@ class DecodeLoop:
         for sequence in scoring:  # alone: every position's logits of a batch would not fit
             events += self.prefill_isolated([sequence], every_position=True)
         joined = list(whole)
-        for sequence, size in chunks:
-            made = self.prefill_chunk(sequence, size)
+        if chunks:
+            made = self.prefill_chunks(chunks)
             events += made
-            joined += [sequence] if made else []
+            joined += [e.sequence for e in made]  # their prompts done (or failed)
         decoding, self.running = self.running, [*self.running, *joined]
         self.waiting = [s for s in self.waiting if not any(s is j for j in joined)]
         prefilled = time.perf_counter()
@@ -283,6 +283,77 @@ class DecodeLoop:
         if self.prefixes is not None:
             self.prefixes.store(sequence.prompt, sequence.cache)
         return [self.advance(sequence, out.logits[0, -1])]
+
+    def prefill_chunks(self, chunks: list[tuple[Sequence, int]]) -> list[Event]:
+        """The next chunk of every prompt that goes on (from a cached prefix or its last
+        chunk, or a first chunk), in one forward: the forward's fixed cost is paid once, not
+        per prompt. If that forward fails, each alone, so only its culprit fails."""
+        if len(chunks) == 1:
+            return self.prefill_chunk(*chunks[0])
+        try:
+            logits = self.forward_chunks(chunks)
+        except Exception:
+            log.exception("prefill of %d chunks failed; each alone", len(chunks))
+            return [e for sequence, size in chunks for e in self.prefill_chunk(sequence, size)]
+        events: list[Event] = []
+        for (sequence, _), row in zip(chunks, logits):
+            if sequence.prefilled < len(sequence.prompt):
+                continue  # more chunks to come
+            if self.prefixes is not None:
+                self.prefixes.store(sequence.prompt, prefilled(sequence))
+            events.append(self.advance(sequence, row))
+        return events
+
+    def forward_chunks(self, chunks: list[tuple[Sequence, int]]) -> torch.Tensor:
+        """One forward over several chunks: each row is [padding][its cache][padding][its new
+        tokens], the caches and the new tokens each left-padded to the longest, the padding
+        masked out and every token at its own position; each sequence then keeps its cache
+        with its new tokens' (the padding dropped). The last position's logits of each row."""
+        from transformers import DynamicCache
+
+        cached = [s.prefilled for s, _ in chunks]
+        longest_cache, longest_chunk = max(cached), max(size for _, size in chunks)
+        rows = len(chunks)
+        ids = torch.zeros(rows, longest_chunk, dtype=torch.long)
+        mask = torch.zeros(rows, longest_cache + longest_chunk, dtype=torch.long)
+        positions = torch.zeros(rows, longest_chunk, dtype=torch.long)
+        for row, ((sequence, size), start) in enumerate(zip(chunks, cached)):
+            ids[row, longest_chunk - size :] = torch.tensor(sequence.prompt[start : start + size])
+            mask[row, longest_cache - start : longest_cache] = 1
+            mask[row, longest_cache + longest_chunk - size :] = 1
+            positions[row, longest_chunk - size :] = torch.arange(start, start + size)
+        past = None
+        if longest_cache:
+            like = next(prefilled(s) for s, _ in chunks if s.prefilled)
+            own = [s.cache if s.cache else empty_like(like) for s, _ in chunks]
+            past = DynamicCache(
+                [
+                    tuple(
+                        torch.cat([pad_left(c[layer][part], longest_cache) for c in own])
+                        for part in (0, 1)
+                    )
+                    for layer in range(len(like))
+                ]
+            )
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=past,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        layers = kv_layers(out.cache)
+        for row, ((sequence, size), start) in enumerate(zip(chunks, cached)):
+            keep = [longest_cache - start + i for i in range(start)]
+            keep += [longest_cache + longest_chunk - size + i for i in range(size)]
+            index = torch.tensor(keep, dtype=torch.long)
+            sequence.cache = [
+                (layer.keys[row : row + 1, :, index], layer.values[row : row + 1, :, index])
+                for layer in layers
+            ]
+            sequence.prefilled = start + size
+        return out.logits[:, -1]
 
     def prefill_isolated(
         self, sequences: list[Sequence], every_position: bool = False
@@ -480,6 +551,11 @@ def own_rows(cache: DynamicCache, row: int, length: int) -> KV:
         (layer.keys[row : row + 1, :, -length:], layer.values[row : row + 1, :, -length:])
         for layer in kv_layers(cache)
     ]
+
+
+def empty_like(cache: KV) -> KV:
+    """A cache of no positions shaped like `cache` (a prompt's first chunk beside others)."""
+    return [(keys[:, :, :0], values[:, :, :0]) for keys, values in cache]
 
 
 def pad_left(tensor: torch.Tensor, length: int) -> torch.Tensor:

@@ -35,9 +35,15 @@ LONG_TOKENS = 900
 SHARING, PREFIX_TOKENS = 32, 400  # requests sharing a prompt prefix of this many tokens
 
 
-def run(language: LanguageModel, budget: int | None, share: float, long_prompt: str | None) -> dict:
+def run(
+    language: LanguageModel,
+    budget: int | None,
+    share: float,
+    long_prompt: str | None,
+    steps: int = 40,
+) -> dict:
     """8 streams decode; at their 5th step the long prompt joins (asking 4 tokens). Their gaps
-    are measured until it has left (and over at least 40 steps)."""
+    are measured until it has left (and over at least `steps` steps)."""
     generating = Generating(
         language, max_sequences=RUNNING + 1, max_batched_tokens=budget, prefill_share=share
     )
@@ -51,7 +57,7 @@ def run(language: LanguageModel, budget: int | None, share: float, long_prompt: 
     joined = time.perf_counter()
     first_token = None
     step = 0
-    while step < 40 or "long" in generating.requests:
+    while step < steps or "long" in generating.requests:
         step += 1
         if step == 5 and long_prompt is not None:
             generating.admit("long", {"prompt": long_prompt, "max_tokens": 4, "stream": True})
@@ -135,8 +141,9 @@ def main() -> None:
     long_prompt = language.decode(ids)
     share = spec.batching.prefill_share if args.share is None else args.share
     run(language, budget, share, None)  # warm
-    alone = run(language, budget, share, None)
     chunked = run(language, budget, share, long_prompt)
+    # the same streams over as many steps without the long prompt: their contexts grow alike
+    alone = run(language, budget, share, None, chunked["steps"])
     report = {
         "model": args.model,
         "running": RUNNING,

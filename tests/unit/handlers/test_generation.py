@@ -192,3 +192,31 @@ def test_with_no_padding_allowed_every_length_is_its_own_group_and_tokens_are_un
     events = run(loop, {0: [(i, p, Sampling(max_tokens=5)) for i, p in enumerate(prompts)]})
     for i, prompt in enumerate(prompts):
         assert [e.token for e in events[i]] == alone(model, prompt, 5), i
+
+
+def test_chunks_of_several_prompts_in_one_forward_give_each_its_own_cache_and_token(model):
+    """Prompts going on from caches of different lengths (and one with none) prefill their next
+    chunks together: each ends with the cache and first token it gets alone."""
+    from handlers.engines.generation import Sequence
+
+    torch.manual_seed(4)
+    p1, p2, p3 = (torch.randint(4, 120, (n,)).tolist() for n in (12, 9, 6))
+    loop = DecodeLoop(model, spell, end_token=None)
+    s1, s2, s3 = (
+        Sequence(k, p, Sampling(max_tokens=2)) for k, p in (("1", p1), ("2", p2), ("3", p3))
+    )
+    loop.prefill_chunk(s1, 5)
+    loop.prefill_chunk(s2, 2)
+    events = loop.prefill_chunks([(s1, 7), (s2, 3), (s3, 6)])
+    assert [e.sequence.key for e in events] == ["1", "3"]  # "2" has 4 prompt tokens to go
+    assert (s1.prefilled, s2.prefilled, s3.prefilled) == (12, 5, 6)
+    events += loop.prefill_chunks([(s2, 4)])
+    firsts = {e.sequence.key: e.token for e in events}
+    assert firsts == {k: alone(model, p, 1)[0] for k, p in (("1", p1), ("2", p2), ("3", p3))}
+    for sequence, prompt in ((s1, p1), (s2, p2), (s3, p3)):
+        with torch.inference_mode():
+            whole = model(input_ids=torch.tensor([prompt]), use_cache=True).cache
+        for (keys, values), layer in zip(sequence.cache, whole.layers):
+            assert keys.shape == layer.keys.shape
+            assert torch.allclose(keys, layer.keys, atol=1e-5)
+            assert torch.allclose(values, layer.values, atol=1e-5)
