@@ -415,7 +415,11 @@ def parse_body(body: Any) -> dict[str, Any]:
         except ValueError as exc:
             raise RequestError(f"the body is not JSON: {exc}", "decode") from None
     if not isinstance(body, dict):
-        raise RequestError('expected a JSON object, e.g. {"prompt": "The battery"}')
+        raise RequestError(
+            'expected a JSON object, e.g. {"prompt": "The battery"}, sent as JSON '
+            '(Content-Type: application/json: curl -d without -H "Content-Type: '
+            'application/json" sends a form)'
+        )
     return cast("dict[str, Any]", body)  # a JSON object's keys are strings
 
 
