@@ -59,7 +59,7 @@ class Batching(StrictModel):
     # prefilled beside them; a longer prompt is prefilled in chunks over several steps, so the
     # running sequences keep their inter-token latency (vLLM's max_num_batched_tokens)
     max_batched_tokens: int = Field(256, ge=2)
-    # generation: while sequences decode, the prompt tokens a step prefills beside them take
+    # generation: while sequences decode, the chunks of a prompt too long to join whole take
     # at most about this share of a decode step (measured), so a long prompt joining keeps
     # their inter-token latency within about (1 + share) x its own; 0: the token budget alone
     # (long prompts' first tokens sooner, the running streams stall meanwhile)

@@ -219,15 +219,15 @@ class DecodeLoop:
 
     def scheduled(self) -> tuple[list[Sequence], list[tuple[Sequence, int]]]:
         """Who prefills this step, in order of arrival, within max_batched_tokens counting one
-        token per running sequence: whole prompts that fit (batched together), and prompts
-        that go on from a cache (a cached prefix, or their last chunk) each by its next chunk
-        (chunked prefill: a long prompt joins over several steps, and the running sequences
-        keep their pace meanwhile). While sequences decode, the prompt tokens are also held to
-        what takes about one decode step (the pace), so a step costs them at most about two.
-        Those behind a prompt cut short wait."""
+        token per running sequence: whole prompts that fit (batched together in one forward),
+        and prompts that go on from a cache (a cached prefix, or their last chunk) or do not
+        fit, each by its next chunk (chunked prefill: a long prompt joins over several steps,
+        and the running sequences keep decoding meanwhile). While sequences decode, the chunks
+        are also held to the pace (what takes a share of a decode step), so a long prompt
+        joining costs each of their steps at most about that share more; short prompts that
+        fit join whole, bounded by the budget alone. Those behind a prompt cut short wait."""
         left = (self.max_batched_tokens or 1 << 62) - len(self.running)
-        if self.running and self.pace is not None:
-            left = min(left, self.pace.tokens)
+        paced = self.pace.tokens if self.running and self.pace is not None else 1 << 62
         whole: list[Sequence] = []
         chunks: list[tuple[Sequence, int]] = []
         for sequence in self.waiting:
@@ -241,9 +241,12 @@ class DecodeLoop:
                 whole.append(sequence)  # scored prompts are prefilled whole, alone
                 left -= rest
                 continue
-            chunks.append((sequence, min(rest, left)))
-            left -= rest
-            if left < 0:  # cut short: its next chunk comes next step, first
+            size = min(rest, left, paced)
+            if size <= 0:
+                break
+            chunks.append((sequence, size))
+            left, paced = left - rest, paced - size
+            if size < rest:  # cut short: its next chunk comes next step, first
                 break
         return whole, chunks
 

@@ -6,10 +6,11 @@ decode together, and how many prompt tokens it prefills beside them.
   attention every step; another forward reads the weights once more. So sequences decode in one
   group while their padding costs less than a forward (`padding_worth_a_forward`), and a long
   prompt joining short streams decodes beside them in a group of its own.
-- **Prefill paced by time.** While sequences decode, a step prefills only as many prompt
-  tokens as take `batching.prefill_share` of a decode step (`Pace`, steered by what steps
-  take), so a long prompt joining in chunks keeps the running streams' inter-token latency
-  within about (1 + share) times its own; `batching.max_batched_tokens` stays the ceiling. A
+- **Prefill paced by time.** While sequences decode, the chunks of prompts too long to join
+  whole take only `batching.prefill_share` of a decode step (`Pace`, steered by what steps
+  take), so a long prompt joining keeps the running streams' inter-token latency within about
+  (1 + share) times its own; `batching.max_batched_tokens` stays the ceiling, and short
+  prompts that fit it join whole (pacing them cost throughput at many streams). A
   chunk is a forward of its own, so part of its cost (reading the weights again, copying its
   cache so far) is paid whatever its size: on a CPU a long prompt then joins in small chunks,
   its first token much later than in one step.

@@ -114,8 +114,9 @@ class Fixed(Pace):
 
 
 def test_while_sequences_decode_a_step_prefills_no_more_than_the_pace(language):
-    """A long prompt joins a decoding sequence in chunks of at most the pace's tokens, and both
-    get the tokens an unpaced loop gives them."""
+    """A prompt too long for the step's budget joins a decoding sequence in chunks of at most
+    the pace's tokens (below the budget's), and both get the tokens an unpaced loop gives
+    them."""
     long, allowance = LONG, 3
     assert len(language.encode(long)) > 3 * allowance
     bodies = {
@@ -123,7 +124,7 @@ def test_while_sequences_decode_a_step_prefills_no_more_than_the_pace(language):
         "long": {"prompt": long, "max_tokens": 4},
     }
     counting = Counting(language.model)
-    paced = Generating(language, max_sequences=4, max_batched_tokens=200)
+    paced = Generating(language, max_sequences=4, max_batched_tokens=8)
     paced.loop.model, paced.loop.pace = counting, Fixed(decode_s=1.0, allowance=allowance)
     paced.admit("running", bodies["running"])
     made = {"running": paced.step()["running"]}
@@ -138,3 +139,15 @@ def test_while_sequences_decode_a_step_prefills_no_more_than_the_pace(language):
     assert len(chunks) >= 3 and max(chunks) <= allowance
     unpaced = tokens(language, bodies, None)
     assert {key: pieces[-1].token_ids for key, pieces in made.items()} == unpaced
+
+
+def test_short_prompts_that_fit_the_budget_join_whole_whatever_the_pace(language):
+    """The pace holds long prompts' chunks; prompts that fit the budget join in one forward."""
+    generating = Generating(language, max_sequences=4, max_batched_tokens=64)
+    generating.loop.pace = Fixed(decode_s=1.0, allowance=1)
+    generating.admit("running", {"prompt": "the", "max_tokens": 8})
+    generating.step()
+    for key in ("a", "b", "c"):
+        generating.admit(key, {"prompt": "the food was", "max_tokens": 8})
+    pieces = generating.step()
+    assert {"a", "b", "c"} <= set(pieces)  # each made its first token this step
