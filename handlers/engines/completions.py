@@ -197,7 +197,7 @@ def weight_bytes(model: torch.nn.Module) -> int:
 
 def kv_bytes(cache: DynamicCache) -> int:
     """The bytes of a cache's keys and values (of one position: one token's)."""
-    from handlers.engines.generation import kv_layers
+    from handlers.engines.kv_cache import kv_layers
 
     return sum(
         t.numel() * t.element_size()

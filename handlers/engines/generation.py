@@ -24,11 +24,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol, cast
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import torch
 
-from handlers.engines.prefix_cache import KV, PrefixCache
+from handlers.engines.kv_cache import KV, empty_like, kv_layers, left_padded, own_rows, own_span
+from handlers.engines.prefix_cache import PrefixCache
 from handlers.engines.scheduling import Pace, grouped
 from handlers.engines.sampling import (
     Sampling,
@@ -52,20 +53,6 @@ class CausalLMOutput(Protocol):
 
     logits: torch.Tensor  # [batch, positions kept, vocabulary]
     cache: DynamicCache
-
-
-class KVLayer(Protocol):
-    """A layer of a DynamicCache as a causal LM's forward fills it: keys and values
-    [batch, heads, length, dim]."""
-
-    keys: torch.Tensor
-    values: torch.Tensor
-
-
-def kv_layers(cache: DynamicCache) -> list[KVLayer]:
-    """The cache's layers with their keys and values: transformers types a layer as any of its
-    kinds, some without them (or None before the first forward); ours always hold them."""
-    return cast("list[KVLayer]", cache.layers)
 
 
 @dataclass
@@ -184,15 +171,14 @@ class DecodeLoop:
         whole, chunks = self.scheduled()
         started = time.perf_counter()
         scoring = [s for s in whole if s.sampling.prompt_logprobs is not None]
-        plain = [s for s in whole if s.sampling.prompt_logprobs is None]
-        events = self.prefill_isolated(plain) if plain else []
+        plain = [(s, len(s.prompt)) for s in whole if s.sampling.prompt_logprobs is None]
+        events = self.prefill(plain) if plain else []
         for sequence in scoring:  # alone: every position's logits of a batch would not fit
-            events += self.prefill_isolated([sequence], every_position=True)
-        joined = list(whole)
-        if chunks:
-            made = self.prefill_chunks(chunks)
-            events += made
-            joined += [e.sequence for e in made]  # their prompts done (or failed)
+            events += self.prefill([(sequence, len(sequence.prompt))], every_position=True)
+        # prompts going on from a cache, in a forward of their own: beside fresh prompts they
+        # would pad those to their caches' length
+        events += self.prefill(chunks) if chunks else []
+        joined = [e.sequence for e in events]  # their prompts done (or failed)
         decoding, self.running = self.running, [*self.running, *joined]
         self.waiting = [s for s in self.waiting if not any(s is j for j in joined)]
         prefilled = time.perf_counter()
@@ -262,113 +248,76 @@ class DecodeLoop:
         if found is not None:
             sequence.prefilled, sequence.cache = found
 
-    def prefill_chunk(self, sequence: Sequence, size: int) -> list[Event]:
-        """The next `size` tokens of a long prompt on top of its cache so far; the last chunk
-        gives its first token. A failure is the sequence's own."""
-        from transformers import DynamicCache
-
-        start = sequence.prefilled
+    def prefill(
+        self, rows: list[tuple[Sequence, int]], every_position: bool = False
+    ) -> list[Event]:
+        """The next `size` prompt tokens of each sequence (its whole prompt, or a chunk on top
+        of its cache) in one forward; each whose prompt is then done gives its first token. If
+        the forward fails, each alone, so only its culprit fails."""
         try:
-            out = self.model(
-                input_ids=torch.tensor([sequence.prompt[start : start + size]]),
-                attention_mask=torch.ones(1, start + size, dtype=torch.long),
-                position_ids=torch.arange(start, start + size).unsqueeze(0),
-                cache=DynamicCache(sequence.cache) if sequence.cache else None,
-                use_cache=True,
-                logits_to_keep=1,
-            )
+            logits = self.forward_prompts(rows, every_position)
         except Exception as exc:
-            return [self.failed(sequence, exc)]
-        sequence.cache = [(layer.keys, layer.values) for layer in kv_layers(out.cache)]
-        sequence.prefilled = start + size
-        if sequence.prefilled < len(sequence.prompt):
-            return []
-        if self.prefixes is not None:
-            self.prefixes.store(sequence.prompt, sequence.cache)
-        return [self.advance(sequence, out.logits[0, -1])]
-
-    def prefill_chunks(self, chunks: list[tuple[Sequence, int]]) -> list[Event]:
-        """The next chunk of every prompt that goes on (from a cached prefix or its last
-        chunk, or a first chunk), in one forward: the forward's fixed cost is paid once, not
-        per prompt. If that forward fails, each alone, so only its culprit fails."""
-        if len(chunks) == 1:
-            return self.prefill_chunk(*chunks[0])
-        try:
-            logits = self.forward_chunks(chunks)
-        except Exception:
-            log.exception("prefill of %d chunks failed; each alone", len(chunks))
-            return [e for sequence, size in chunks for e in self.prefill_chunk(sequence, size)]
+            if len(rows) == 1:
+                return [self.failed(rows[0][0], exc)]
+            log.exception("prefill of %d sequences failed; each alone", len(rows))
+            return [e for row in rows for e in self.prefill([row], every_position)]
         events: list[Event] = []
-        for (sequence, _), row in zip(chunks, logits):
+        for (sequence, _), last in zip(rows, logits):
             if sequence.prefilled < len(sequence.prompt):
                 continue  # more chunks to come
             if self.prefixes is not None:
                 self.prefixes.store(sequence.prompt, prefilled(sequence))
-            events.append(self.advance(sequence, row))
+            events.append(self.advance(sequence, last))
         return events
 
-    def forward_chunks(self, chunks: list[tuple[Sequence, int]]) -> torch.Tensor:
-        """One forward over several chunks: each row is [padding][its cache][padding][its new
-        tokens], the caches and the new tokens each left-padded to the longest, the padding
-        masked out and every token at its own position; each sequence then keeps its cache
-        with its new tokens' (the padding dropped). The last position's logits of each row."""
+    def forward_prompts(
+        self, rows: list[tuple[Sequence, int]], every_position: bool = False
+    ) -> torch.Tensor:
+        """One forward over several sequences' next prompt tokens: each row is [padding][its
+        cache][padding][its new tokens], the caches and the new tokens each left-padded to the
+        longest, the padding masked out and every token at its own position, so each sequence
+        keeps exactly its own cache with its new tokens' (padding dropped), and gets the
+        logits of its last position (every position's, to score a whole prompt's tokens, as
+        echo asks). Returns the last position's logits of each row."""
         from transformers import DynamicCache
 
-        cached = [s.prefilled for s, _ in chunks]
-        longest_cache, longest_chunk = max(cached), max(size for _, size in chunks)
-        rows = len(chunks)
-        ids = torch.zeros(rows, longest_chunk, dtype=torch.long)
-        mask = torch.zeros(rows, longest_cache + longest_chunk, dtype=torch.long)
-        positions = torch.zeros(rows, longest_chunk, dtype=torch.long)
-        for row, ((sequence, size), start) in enumerate(zip(chunks, cached)):
-            ids[row, longest_chunk - size :] = torch.tensor(sequence.prompt[start : start + size])
+        cached = [s.prefilled for s, _ in rows]
+        longest_cache, longest_new = max(cached), max(size for _, size in rows)
+        ids = torch.zeros(len(rows), longest_new, dtype=torch.long)
+        mask = torch.zeros(len(rows), longest_cache + longest_new, dtype=torch.long)
+        positions = torch.zeros(len(rows), longest_new, dtype=torch.long)
+        for row, ((sequence, size), start) in enumerate(zip(rows, cached)):
+            ids[row, longest_new - size :] = torch.tensor(sequence.prompt[start : start + size])
             mask[row, longest_cache - start : longest_cache] = 1
-            mask[row, longest_cache + longest_chunk - size :] = 1
-            positions[row, longest_chunk - size :] = torch.arange(start, start + size)
+            mask[row, longest_cache + longest_new - size :] = 1
+            positions[row, longest_new - size :] = torch.arange(start, start + size)
         past = None
         if longest_cache:
-            like = next(prefilled(s) for s, _ in chunks if s.prefilled)
-            own = [s.cache if s.cache else empty_like(like) for s, _ in chunks]
-            past = DynamicCache(
-                [
-                    tuple(
-                        torch.cat([pad_left(c[layer][part], longest_cache) for c in own])
-                        for part in (0, 1)
-                    )
-                    for layer in range(len(like))
-                ]
-            )
-        out = self.model(
+            like = next(prefilled(s) for s, _ in rows if s.prefilled)
+            own = [s.cache if s.cache else empty_like(like) for s, _ in rows]
+            past = DynamicCache(left_padded(own, longest_cache))
+        out = self.model(  # the last position's logits only, as generate() asks for them
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
             cache=past,
             use_cache=True,
-            logits_to_keep=1,
+            logits_to_keep=0 if every_position else 1,
         )
-        layers = kv_layers(out.cache)
-        for row, ((sequence, size), start) in enumerate(zip(chunks, cached)):
-            keep = [longest_cache - start + i for i in range(start)]
-            keep += [longest_cache + longest_chunk - size + i for i in range(size)]
-            index = torch.tensor(keep, dtype=torch.long)
+        for row, ((sequence, size), start) in enumerate(zip(rows, cached)):
+            scored = sequence.sampling.prompt_logprobs
+            if every_position and scored is not None:
+                new = out.logits[row, longest_new - size :]
+                sequence.prompt_logprobs = prompt_logprobs(new, sequence.prompt, scored)
             sequence.cache = [
-                (layer.keys[row : row + 1, :, index], layer.values[row : row + 1, :, index])
-                for layer in layers
+                (
+                    own_span(layer.keys, row, longest_cache, start, size),
+                    own_span(layer.values, row, longest_cache, start, size),
+                )
+                for layer in kv_layers(out.cache)
             ]
             sequence.prefilled = start + size
         return out.logits[:, -1]
-
-    def prefill_isolated(
-        self, sequences: list[Sequence], every_position: bool = False
-    ) -> list[Event]:
-        """Prefill together; if the forward fails, each alone, so only its culprit fails."""
-        try:
-            return self.prefill(sequences, every_position)
-        except Exception as exc:
-            if len(sequences) == 1:
-                return [self.failed(sequences[0], exc)]
-            log.exception("prefill of %d sequences failed; each alone", len(sequences))
-            return [e for s in sequences for e in self.prefill_isolated([s], every_position)]
 
     def decode_isolated(self, sequences: list[Sequence], previous: list[Batch]) -> list[Event]:
         """One token for each sequence together; if the forward fails, the batched cache is put
@@ -404,41 +353,6 @@ class DecodeLoop:
         sequence.error = f"generation failed: {type(exc).__name__}: {exc}"
         return Event(sequence, None, "", "error")
 
-    def prefill(self, sequences: list[Sequence], every_position: bool = False) -> list[Event]:
-        """The prompts of the sequences that joined, in one forward: left-padded to the longest,
-        the padding masked out and each prompt at positions 0.., so each keeps exactly its own
-        cache (padding dropped) and its last position's logits (every position's, to score
-        the prompt's tokens)."""
-        longest = max(len(s.prompt) for s in sequences)
-        ids = torch.zeros(len(sequences), longest, dtype=torch.long)
-        mask = torch.zeros(len(sequences), longest, dtype=torch.long)
-        for row, s in enumerate(sequences):
-            ids[row, longest - len(s.prompt) :] = torch.tensor(s.prompt)
-            mask[row, longest - len(s.prompt) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(  # logits of the last position only, as generate() asks for them
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            use_cache=True,
-            logits_to_keep=0 if every_position else 1,
-        )
-        events: list[Event] = []
-        for row, s in enumerate(sequences):
-            keep = len(s.prompt)
-            if every_position and s.sampling.prompt_logprobs is not None:
-                s.prompt_logprobs = prompt_logprobs(
-                    out.logits[row, longest - keep :], s.prompt, s.sampling.prompt_logprobs
-                )
-            s.cache = [
-                (layer.keys[row : row + 1, :, -keep:], layer.values[row : row + 1, :, -keep:])
-                for layer in kv_layers(out.cache)
-            ]
-            if self.prefixes is not None:
-                self.prefixes.store(s.prompt, s.cache)
-            events.append(self.advance(s, out.logits[row, -1]))
-        return events
-
     def decode_step(self, sequences: list[Sequence], cache: DynamicCache) -> torch.Tensor:
         """One token for each sequence in one forward over the batched cache."""
         longest = cache.get_seq_length()
@@ -470,11 +384,7 @@ class DecodeLoop:
         caches = [
             own_rows(*where[id(s)], s.length) if id(s) in where else prefilled(s) for s in sequences
         ]
-        longest = max(s.length for s in sequences)
-        padded = [
-            tuple(torch.cat([pad_left(c[layer][part], longest) for c in caches]) for part in (0, 1))
-            for layer in range(len(caches[0]))
-        ]
+        padded = left_padded(caches, max(s.length for s in sequences))
         for s in sequences:
             s.cache = None  # the batch holds it now
         return DynamicCache(padded)
@@ -545,25 +455,3 @@ def prefilled(sequence: Sequence) -> KV:
     if sequence.cache is None:
         raise RuntimeError(f"sequence {sequence.key!r} has no cache to decode from")
     return sequence.cache
-
-
-def own_rows(cache: DynamicCache, row: int, length: int) -> KV:
-    """One sequence's cache out of a batched one: its row, the last `length` positions
-    (the padding before them dropped)."""
-    return [
-        (layer.keys[row : row + 1, :, -length:], layer.values[row : row + 1, :, -length:])
-        for layer in kv_layers(cache)
-    ]
-
-
-def empty_like(cache: KV) -> KV:
-    """A cache of no positions shaped like `cache` (a prompt's first chunk beside others)."""
-    return [(keys[:, :, :0], values[:, :, :0]) for keys, values in cache]
-
-
-def pad_left(tensor: torch.Tensor, length: int) -> torch.Tensor:
-    """[1, heads, n, dim] -> [1, heads, length, dim] with zeros before (masked out)."""
-    missing = length - tensor.shape[2]
-    if missing == 0:
-        return tensor
-    return torch.nn.functional.pad(tensor, (0, 0, missing, 0))

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [1, heads, length, dim]
+from handlers.engines.kv_cache import KV
+
 BLOCK_TOKENS = 16  # vLLM's default block size
 
 

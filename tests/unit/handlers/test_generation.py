@@ -205,12 +205,12 @@ def test_chunks_of_several_prompts_in_one_forward_give_each_its_own_cache_and_to
     s1, s2, s3 = (
         Sequence(k, p, Sampling(max_tokens=2)) for k, p in (("1", p1), ("2", p2), ("3", p3))
     )
-    loop.prefill_chunk(s1, 5)
-    loop.prefill_chunk(s2, 2)
-    events = loop.prefill_chunks([(s1, 7), (s2, 3), (s3, 6)])
+    loop.prefill([(s1, 5)])
+    loop.prefill([(s2, 2)])
+    events = loop.prefill([(s1, 7), (s2, 3), (s3, 6)])
     assert [e.sequence.key for e in events] == ["1", "3"]  # "2" has 4 prompt tokens to go
     assert (s1.prefilled, s2.prefilled, s3.prefilled) == (12, 5, 6)
-    events += loop.prefill_chunks([(s2, 4)])
+    events += loop.prefill([(s2, 4)])
     firsts = {e.sequence.key: e.token for e in events}
     assert firsts == {k: alone(model, p, 1)[0] for k, p in (("1", p1), ("2", p2), ("3", p3))}
     for sequence, prompt in ((s1, p1), (s2, p2), (s3, p3)):
