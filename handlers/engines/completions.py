@@ -21,6 +21,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from handlers.engines.sampling import Sampling, TokenLogprobs
 from handlers.engines.scheduling import measured_pace, padding_worth_a_forward
 from handlers.engines.structured import Grammars, requested
+from handlers.formats import folder_format
+from handlers.formats.pretrained import Pretrained
 from handlers.plan import Generation
 from handlers.preprocessing.processing import RequestError, unicode_text
 
@@ -59,6 +61,7 @@ MAX_LOGIT_BIASES = 1024  # entries of logit_bias: each is applied at every step
 MIN_TEMPERATURE = 1e-2
 MAX_SEED = 2**63 - 1  # torch.Generator's seeds are 64-bit; a Python int beyond them raises
 MAX_MODEL_NAME = 256  # `model` is echoed in OpenAI's answers: never a megabyte of it
+PRETRAINED = folder_format("pretrained")
 PROMPT_BYTES_PER_TOKEN = 32  # the default byte cap on a prompt: this much per context token
 # numbers that Triton's vLLM backend also reads from strings in sampling_parameters (genai-perf
 # sends {"max_tokens": "24"}): read the same here
@@ -192,7 +195,12 @@ class Piece:
 
 
 def weight_bytes(model: torch.nn.Module) -> int:
-    return sum(p.numel() * p.element_size() for p in model.parameters())
+    """What one forward reads of weights: the parameters (tied ones once), and the packed
+    weights of int8 layers, which are no parameters."""
+    from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
+
+    packed: list[torch.Tensor] = [m.weight() for m in model.modules() if isinstance(m, Int8Linear)]
+    return sum(p.numel() * p.element_size() for p in [*model.parameters(), *packed])
 
 
 def kv_bytes(cache: DynamicCache) -> int:
@@ -218,17 +226,15 @@ class LanguageModel:
         limits: Generation,
         threads: int | None = None,
         max_choices: int = 1,
+        form: Pretrained = PRETRAINED,
     ):
         import torch
         from tokenizers import Tokenizer
-        from transformers import AutoModelForCausalLM
-        from transformers.utils import logging as transformers_logging
 
-        transformers_logging.disable_progress_bar()  # a worker's log is not a terminal
         if threads:
             torch.set_num_threads(threads)
         folder = Path(folder)
-        self.model = AutoModelForCausalLM.from_pretrained(folder).eval()  # pyright: ignore[reportUnknownMemberType]  transformers' kwargs are untyped
+        self.model = form.load_causal_lm(folder)  # fp32, or int8 (handlers/formats)
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         config = self.model.config
         context_length = limits.context_length or getattr(config, "n_positions", None)

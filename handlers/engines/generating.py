@@ -33,6 +33,7 @@ from handlers.engines.batching import Failure, isolated
 from handlers.engines.completions import MAX_SEED, Completion, LanguageModel, Logprob, Piece
 from handlers.engines.generation import DecodeLoop, Event, Sequence
 from handlers.engines.prefix_cache import PrefixCache
+from handlers.formats import folder_format
 from handlers.metrics import (
     E2E_REQUEST_LATENCY,
     GENERATION_TOKENS,
@@ -144,7 +145,11 @@ class Generating(Generic[K]):
             raise ValueError(f"{plan.name}: a generation model's plan has no task.generation")
         batching = plan.batching
         language = LanguageModel(
-            model_dir / plan.artifact, limits, threads, max(batching.max_batch_size, 1)
+            model_dir / plan.artifact,
+            limits,
+            threads,
+            max(batching.max_batch_size, 1),
+            folder_format(plan.format),
         )
         log.info("loaded %s v%s (generation, %d thread(s))", plan.name, plan.version, threads)
         metrics = ModelMetrics(plan.name, plan.version, sink)

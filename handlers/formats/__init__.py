@@ -10,6 +10,7 @@ from handlers.formats.exported_program import ExportedProgram
 from handlers.formats.onnx import Onnx
 from handlers.formats.onnx_int8 import OnnxInt8
 from handlers.formats.pretrained import Pretrained
+from handlers.formats.pretrained_int8 import PretrainedInt8
 from handlers.formats.torchscript import TorchScript
 from handlers.formats.torchscript_frozen import TorchScriptFrozen
 
@@ -23,6 +24,7 @@ FORMATS: dict[str, Format] = {
         ExportedProgram(),
         OnnxInt8(),
         Pretrained(),
+        PretrainedInt8(),
         TorchScriptFrozen(),
     )
 }
@@ -35,3 +37,12 @@ def format_of(name: object) -> Format:
     if isinstance(name, str) and name in FORMATS:
         return FORMATS[name]
     raise ValueError(f"unknown model format {name!r}; expected one of {sorted(FORMATS)}")
+
+
+def folder_format(name: object) -> Pretrained:
+    """The language-model folder format called `name` (a generation model's serving format)."""
+    fmt = format_of(name)
+    if not isinstance(fmt, Pretrained):
+        folders = [f.name for f in FORMATS.values() if isinstance(f, Pretrained)]
+        raise ValueError(f"{fmt.name} is a tensor format; a language model is one of {folders}")
+    return fmt

@@ -5,8 +5,12 @@ runner."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from handlers.formats.base import Format, Runner
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 class Pretrained(Format):
@@ -17,6 +21,15 @@ class Pretrained(Format):
     encryptable = False  # a folder, copied as it is
     measured = False
     generation = True
+
+    def load_causal_lm(self, folder: Path) -> PreTrainedModel:
+        """The folder's causal LM in eval mode, its weights views of the memory-mapped
+        safetensors file (so workers serving the same file share one copy in the page cache)."""
+        from transformers import AutoModelForCausalLM
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # a worker's log is not a terminal
+        return AutoModelForCausalLM.from_pretrained(folder).eval()  # pyright: ignore[reportUnknownMemberType]  transformers' kwargs are untyped
 
     def runner(
         self,

@@ -121,7 +121,9 @@ def export(
         left_out = [
             f"{fmt} left out: {reason}" for fmt, reason in result.report.get("skipped", {}).items()
         ]
-        if "int8" in result.report:
+        if "summary" in result.report.get("int8", {}):  # a language model's int8 gate
+            left_out.append(result.report["int8"]["summary"])
+        elif "int8" in result.report:
             int8, gate = result.report["int8"], result.report["int8"]["gate"]
             left_out.append(
                 f"onnx_int8 ({int8['method']}, {int8['bytes'] / int8['fp32_bytes']:.0%} of fp32): "

@@ -21,15 +21,20 @@ import handlers.engines.generation
 import handlers.engines.sampling
 import handlers.engines.structured
 from handlers.engines.completions import LanguageModel
-from handlers.formats import FORMATS
+from handlers.formats import folder_format
+from handlers.formats import int8_linear, pretrained_int8
+from handlers.formats.pretrained_int8 import write_recipe
 from handlers.engines.generating import Generating
 from scripts.pipeline.fingerprint import fingerprint, is_fresh, source_file, write_stamp
 from scripts.pipeline.layout import Layout
+import scripts.pipeline.quantize_generation
+from scripts.pipeline.quantize_generation import gate_int8
 from scripts.pipeline.loading import load_reference
 from scripts.pipeline.sealed import refuse_changed, seal
 from scripts.spec import BuildError, ModelSpec
 
-PRETRAINED = FORMATS["pretrained"]
+PRETRAINED = folder_format("pretrained")
+INT8 = folder_format("pretrained_int8")
 FOLDER_FILES = ("config.json", "model.safetensors", "tokenizer.json", "generation_config.json")
 # Golden prompts: different lengths, review-like and not; a spec may give its own.
 PROMPTS = [
@@ -69,7 +74,19 @@ def generation_fingerprint(spec: ModelSpec, layout: Layout) -> str:
     code.append(Path(handlers.engines.generating.__file__))
     code += [source_file(spec.training.script)] if spec.training and spec.training.script else []
     settings = spec.model_dump(mode="json", include={"name", "version", "source", "task"})
+    if wants_int8(spec):  # (a fp32-only model's fingerprint stays what it was)
+        settings["int8"] = {
+            "served": spec.serving.format,
+            "quantize": spec.quantize.model_dump(mode="json"),
+        }
+        int8_code = (scripts.pipeline.quantize_generation, pretrained_int8, int8_linear)
+        code += [Path(inspect.getfile(m)) for m in int8_code]
+        code += [source_file(spec.quantize.texts)] if spec.quantize.texts else []
     return fingerprint(settings, spec.model_files(layout.root) + code)
+
+
+def wants_int8(spec: ModelSpec) -> bool:
+    return INT8.name in spec.export.wanted
 
 
 def export_generation(spec: ModelSpec, layout: Layout, force: bool = False) -> tuple[bool, dict]:
@@ -90,12 +107,26 @@ def export_generation(spec: ModelSpec, layout: Layout, force: bool = False) -> t
     write_folder(spec, layout, folder)
     generation = spec.task.generation
     assert generation, "a generation model's task has its generation: settings (spec validation)"
-    language = LanguageModel(folder, generation)
-    golden = eager_tokens(language, PROMPTS, generation.max_tokens)
-    report = verify_decode_loop(spec, language, golden)
+    served = folder_format(spec.serving.format)
+    wanted = [PRETRAINED, *([INT8] if wants_int8(spec) else [])]
+    if INT8 in wanted:  # the int8 recipe travels with the folder the servers load
+        write_recipe(folder, spec.quantize.exclude)
+    languages = {form.name: LanguageModel(folder, generation, form=form) for form in wanted}
+    goldens = {
+        name: eager_tokens(language, PROMPTS, generation.max_tokens)
+        for name, language in languages.items()
+    }
+    gate = {}
+    if INT8.name in languages:
+        fp32, int8 = languages[PRETRAINED.name], languages[INT8.name]
+        gate = gate_int8(spec, fp32, int8, goldens[PRETRAINED.name], goldens[INT8.name])
+    # verified and golden: what the servers run, in the format they serve
+    golden = goldens[served.name]
+    report = verify_decode_loop(spec, languages[served.name], golden)
+    report.update({"served": served.name, **({"int8": gate} if gate else {})})
     artifact.golden_generation.write_text(json.dumps(golden, indent=1) + "\n")
     report_path.write_text(json.dumps(report, indent=2) + "\n")
-    write_stamp(stamp, expected, formats={PRETRAINED.name: PRETRAINED.file}, skipped={})
+    write_stamp(stamp, expected, formats={f.name: f.file for f in wanted}, skipped={})
     seal(spec, layout)
     return False, report
 
@@ -151,7 +182,7 @@ def eager_tokens(language: LanguageModel, prompts: list[str], max_tokens: int) -
         with torch.inference_mode():
             # LanguageModel types its model as transformers' base class; generate() is on the
             # causal LM it loads (handlers/engines/completions.py)
-            made = language.model.generate(  # pyright: ignore[reportAttributeAccessIssue]
+            made = language.model.generate(  # pyright: ignore[reportAttributeAccessIssue, reportCallIssue]
                 ids,
                 attention_mask=torch.ones_like(ids),
                 max_new_tokens=max_tokens,

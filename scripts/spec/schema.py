@@ -67,12 +67,14 @@ class ModelSpec(StrictModel):
         task = data.get("task") if isinstance(data, dict) else None
         if not isinstance(task, dict) or task.get("kind") != "generation":
             return data
+        serving = {"format": "pretrained", **(data.get("serving") or {})}
+        served = serving["format"]  # an int8 folder is made from the fp32 one: both exported
         return {
             "inputs": [{"name": "input_ids", "dtype": "int64", "shape": [-1, -1]}],
             "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, -1, -1]}],
-            "export": {"formats": ["pretrained"]},
+            "export": {"formats": ["pretrained", *([served] if served != "pretrained" else [])]},
             **data,
-            "serving": {"format": "pretrained", **(data.get("serving") or {})},
+            "serving": serving,
         }
 
     @model_validator(mode="before")

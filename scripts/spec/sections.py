@@ -169,7 +169,8 @@ class Quantize(StrictModel):
     calibration_size: int = Field(
         default=64, gt=0
     )  # static: rows from the training data (else random inputs)
-    exclude: list[str] = []  # ONNX node names kept in fp32
+    # kept in fp32: ONNX node names (onnx_int8), Linear layer names (pretrained_int8: lm_head)
+    exclude: list[str] = []
     per_channel: bool = True
     reduce_range: bool | None = None  # 7-bit weights; default: unless the CPU has VNNI
     max_accuracy_drop: float = Field(
@@ -178,6 +179,34 @@ class Quantize(StrictModel):
     max_relative_error: float = Field(
         default=0.05, gt=0
     )  # models that are not classifiers: outputs vs fp32
+    # language models (`pretrained_int8`): the gate against fp32 on held-out text; None: the
+    # defaults below (unset, left out of the records)
+    texts: str | None = None  # module:function returning held-out texts (a list of str)
+    max_perplexity_ratio: float | None = Field(default=None, ge=1)  # held-out, int8 / fp32
+    min_top1_agreement: float | None = Field(default=None, ge=0, le=1)  # teacher-forced
+    min_greedy_agreement: float | None = Field(default=None, ge=0, le=1)  # golden prompts
+    # serve int8 although the gate cannot judge quality (random weights, or no texts)
+    allow_unjudged: bool | None = None
+
+    @model_serializer(mode="wrap")
+    def _recorded(self, handler: SerializerFunctionWrapHandler) -> dict:
+        return without_unset(handler(self), LANGUAGE_GATE)
+
+    @property
+    def language_gate(self) -> dict[str, Any]:
+        """The language-model gate's thresholds, defaults filled in."""
+        given = {name: getattr(self, name) for name in LANGUAGE_GATE}
+        return {**LANGUAGE_GATE_DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
+
+
+LANGUAGE_GATE_DEFAULTS: dict[str, Any] = {
+    "texts": None,
+    "max_perplexity_ratio": 1.02,
+    "min_top1_agreement": 0.98,
+    "min_greedy_agreement": 0.5,
+    "allow_unjudged": False,
+}
+LANGUAGE_GATE = tuple(LANGUAGE_GATE_DEFAULTS)
 
 
 class Monitoring(StrictModel):

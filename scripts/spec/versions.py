@@ -18,13 +18,21 @@ from typing import Any
 
 from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
-from handlers.plan import StrictModel
+from handlers.plan import Format, StrictModel
 from scripts.spec.sections import without_unset
+
+
+class VersionServing(StrictModel):
+    """What a version may serve differently: its format (an int8 variant of the same weights);
+    the other serving settings are the model's, one Triton config for all its versions."""
+
+    format: Format | None = None
 
 
 class VersionSpec(StrictModel):
     version: int = Field(ge=1)
     description: str | None = None
+    serving: VersionServing = VersionServing()
     source: dict[str, Any] = {}  # fields of `source:` that differ from the first version
     training: dict[str, Any] = {}  # fields of `training:` that differ
     quantize: dict[str, Any] = {}  # fields of `quantize:` (its int8 gate, exclusions) that differ
@@ -96,12 +104,19 @@ def version_update(spec, entry: VersionSpec) -> dict[str, Any]:
             {**training.model_dump(exclude_unset=True), **entry.training}
         )
     preprocess = spec.task.preprocess
-    if source.pretrained is not None and "pretrained" in entry.source and not entry.training:
+    if same_weights(entry):
+        pass  # the first version's source and training: only the format differs
+    elif source.pretrained is not None and "pretrained" in entry.source and not entry.training:
         training = None  # a folder of its own (a fine-tune made elsewhere) is served as given
     elif training is not None and "pretrained" not in entry.source and source.pretrained:
         # trained here: the script writes the version's folder inside the first one's
         source = source.model_copy(update={"pretrained": source.pretrained / f"v{entry.version}"})
-    if training is not None and "checkpoint" not in entry.source and source.checkpoint is not None:
+    if (
+        training is not None
+        and not same_weights(entry)
+        and "checkpoint" not in entry.source
+        and source.checkpoint is not None
+    ):
         base_dir = source.checkpoint.parent
         source = source.model_copy(
             update={"checkpoint": versioned_path(source.checkpoint, base_dir, entry.version)}
@@ -118,8 +133,15 @@ def version_update(spec, entry: VersionSpec) -> dict[str, Any]:
     tolerance = spec.tolerance.model_validate(
         {**spec.tolerance.model_dump(exclude_unset=True), **entry.tolerance}
     )
+    serving, export = spec.serving, spec.export
+    if entry.serving.format is not None:
+        serving = serving.model_copy(update={"format": entry.serving.format})
+        if not export.auto and entry.serving.format not in export.formats:
+            export = export.model_copy(update={"formats": [*export.formats, entry.serving.format]})
     return {
         "version": entry.version,
+        "serving": serving,
+        "export": export,
         "source": source,
         "training": training,
         "quantize": quantize,
@@ -130,8 +152,14 @@ def version_update(spec, entry: VersionSpec) -> dict[str, Any]:
     }
 
 
+def same_weights(entry: VersionSpec) -> bool:
+    """A version that only serves another format (int8) of the first version's weights."""
+    return entry.serving.format is not None and not entry.source and not entry.training
+
+
 def version_problems(spec) -> list[str]:
-    """Versions are unique and never share a source file with another version."""
+    """Versions are unique and never share a source file with another version serving the
+    same format."""
     numbers = [spec.version, *(v.version for v in spec.versions)]
     if len(set(numbers)) != len(numbers):
         return [f"versions: version numbers must be unique, got {numbers}"]
@@ -143,14 +171,15 @@ def version_problems(spec) -> list[str]:
             version = spec.version if entry is None else entry.version
             problems.append(f"versions: version {version}: {exc}".replace("\n", " "))
             continue
-        source = variant.source.made
+        source = (variant.source.made, variant.serving.format)
         if source in sources:
             kinds = ("checkpoint", "exported", "pretrained")
             field = next(f for f in kinds if getattr(variant.source, f) is not None)
             problems.append(
                 f"versions: version {variant.version} "
                 f"uses the same file as version {sources[source]} "
-                f"({source}); give it a source.{field} of its own"
+                f"({source[0]}) in the same format; give it a source.{field} of its own, "
+                "or serving.format another format of the same weights"
             )
         sources[source] = variant.version
     return problems

@@ -16,6 +16,11 @@ LIMITS = Generation(max_tokens=8, max_tokens_limit=16, context_length=32)
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
+    return write_tiny_gpt(tmp_path_factory.mktemp("hf"))
+
+
+def write_tiny_gpt(out):
+    """A seeded, untrained two-layer GPT-2 and its tokenizer as a Hugging Face folder `out`."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -26,7 +31,6 @@ def folder(tmp_path_factory):
     config = GPT2Config(
         vocab_size=tokenizer.get_vocab_size(), n_positions=64, n_embd=32, n_layer=2, n_head=4
     )
-    out = tmp_path_factory.mktemp("hf")
     GPT2LMHeadModel(config).save_pretrained(out)
     tokenizer.save(str(out / "tokenizer.json"))
     return out

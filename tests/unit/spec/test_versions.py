@@ -39,7 +39,7 @@ def test_training_assets_of_a_version_move_to_its_folder_too():
 
 def test_review_gpt_ships_a_second_version_fine_tuned_into_a_folder_inside_the_first():
     gpt = SPEC.select(["review_gpt"])[0]
-    assert gpt.version_numbers == [1, 2]
+    assert gpt.version_numbers == [1, 2, 3]
     second = gpt.at_version(2)
     assert second.source.pretrained == Path("checkpoints/review_gpt/v2")
     assert second.training.script == "models.review_gpt_finetune:write"
@@ -80,8 +80,9 @@ def test_two_versions_of_one_hugging_face_folder_are_refused():
 
     same = VersionSpec(version=2, source={"pretrained": "checkpoints/review_gpt"})
     assert version_problems(GPT.model_copy(update={"versions": [same]})) == [
-        "versions: version 2 uses the same file as version 1 (checkpoints/review_gpt); give it "
-        "a source.pretrained of its own"
+        "versions: version 2 uses the same file as version 1 (checkpoints/review_gpt) in the "
+        "same format; give it a source.pretrained of its own, or serving.format another format "
+        "of the same weights"
     ]
 
 
@@ -98,8 +99,8 @@ def test_an_unknown_version_is_named_with_the_known_ones():
         ("[{version: 1}]", "versions: version numbers must be unique, got [1, 1]"),
         (
             "[{version: 2}]",
-            "versions: version 2 uses the same file as version 1 (weights/tiny.pt); give it a "
-            "source.checkpoint of its own",
+            "versions: version 2 uses the same file as version 1 (weights/tiny.pt) in the same "
+            "format; give it a source.checkpoint of its own",
         ),
         (
             "[{version: 2, training: {epochs: 3}}]",
@@ -150,3 +151,26 @@ def test_a_user_checkpoint_that_changed_is_refused_too(tmp_path):
     (tmp_path / "weights" / "tiny.pt").write_bytes(b"other weights")
     with pytest.raises(BuildError, match=r"\(files changed\)"):
         refuse_changed(spec, Layout.of(tmp_path))
+
+
+def test_an_int8_version_serves_the_first_versions_weights_in_another_format():
+    gpt = SPEC.select(["review_gpt"])[0]
+    third = gpt.at_version(3)
+    assert third.serving.format == "pretrained_int8" and gpt.serving.format == "pretrained"
+    assert third.export.formats == ["pretrained", "pretrained_int8"]
+    # the same folder, made by the same training: nothing is trained again for it
+    assert third.source == gpt.source and third.training == gpt.training
+    assert third.quantize.exclude == ["lm_head"]
+
+
+def test_two_versions_of_the_same_weights_in_the_same_format_are_refused():
+    from scripts.spec.versions import VersionSpec, version_problems
+
+    twice = [
+        VersionSpec(version=2, serving={"format": "pretrained_int8"}),
+        VersionSpec(version=3, serving={"format": "pretrained_int8"}),
+    ]
+    problems = version_problems(GPT.model_copy(update={"versions": twice}))
+    assert len(problems) == 1 and "version 3 uses the same file as version 2" in problems[0]
+    assert "serving.format another format of the same weights" in problems[0]
+    assert version_problems(GPT.model_copy(update={"versions": twice[:1]})) == []
