@@ -22,17 +22,29 @@ from scripts.spec import ModelSpec, UserError
 OneModel = Annotated[str, typer.Option("--model", "-m", help="The model to roll out or back.")]
 
 
+def gate_summary(gate: dict | None) -> str:
+    """A gate's figures, one per line, as the tables show them."""
+    gate = gate or {}
+    figures = [
+        f"labels agree {gate['label_agreement']:.1%}" if "label_agreement" in gate else "",
+        f"max diff {gate['max_output_diff']:.3g}" if "max_output_diff" in gate else "",
+        "p99 {serving:.1f} -> {candidate:.1f} ms".format(**gate["p99_ms"])
+        if "p99_ms" in gate
+        else "",
+        f"tokens agree {gate['token_agreement']:.1%}" if "token_agreement" in gate else "",
+        "TTFT {serving:.1f} -> {candidate:.1f} ms".format(**gate["ttft_p50_ms"])
+        if "ttft_p50_ms" in gate
+        else "",
+        "streams/s {serving:.0f} -> {candidate:.0f}".format(**gate["streams_per_s"])
+        if "streams_per_s" in gate
+        else "",
+    ]
+    return "\n".join(f for f in figures if f) or "-"
+
+
 def print_outcomes(outcomes) -> None:
     table = Table("runtime", "model", "action", "default", "previous", "switch", "gate", "notes")
     for o in outcomes:
-        gate = o.gate or {}
-        figures = [
-            f"labels agree {gate['label_agreement']:.1%}" if "label_agreement" in gate else "",
-            f"max diff {gate['max_output_diff']:.3g}" if "max_output_diff" in gate else "",
-            "p99 {serving:.1f} -> {candidate:.1f} ms".format(**gate["p99_ms"])
-            if "p99_ms" in gate
-            else "",
-        ]
         table.add_row(
             o.runtime,
             o.model,
@@ -40,7 +52,7 @@ def print_outcomes(outcomes) -> None:
             str(o.default),
             str(o.previous or "-"),
             f"{o.switch_s:.2f}s" if o.switch_s else "-",
-            "\n".join(f for f in figures if f) or "-",
+            gate_summary(o.gate),
             "\n".join(o.problems) or "-",
         )
     console.print(table)
@@ -100,7 +112,6 @@ def versions(spec: SpecOption = Path("models.yaml")):
         for m in models:
             entry = recorded.get(plugin.name, {}).get(m.name, {})
             served, problem = live_versions(live, m)
-            gate = entry.get("gate") or {}
             table.add_row(
                 plugin.name,
                 m.name,
@@ -108,7 +119,7 @@ def versions(spec: SpecOption = Path("models.yaml")):
                 str(served.default) if served else "-",
                 str(entry.get("default", m.version)),
                 entry.get("changed", "-"),
-                f"labels {gate['label_agreement']:.1%}" if "label_agreement" in gate else "-",
+                gate_summary(entry.get("gate")),
             )
     console.print(table)
     console.print(f"log: {layout.shown(layout.reports / 'rollouts.jsonl')}")

@@ -6,8 +6,10 @@ runtime that will serve it, through the endpoints that reach exactly that versio
 2. greedy tokens of the candidate and of the serving version on both versions' golden prompts:
    the share of equal tokens, position by position, at least `rollout.min_token_agreement`;
 3. streams on each version in turn (`load_clients` clients, alternating rounds): no stream
-   fails, and the candidate's time to first token (p50 of its best round) is at most
-   `rollout.max_ttft_factor` times the serving version's.
+   fails, the candidate's time to first token (p50 of its best round) is at most
+   `rollout.max_ttft_factor` times the serving version's, and, where the spec gives
+   `rollout.min_throughput_factor`, its streams per second (best round) at least that many
+   times the serving version's.
 """
 
 from __future__ import annotations
@@ -86,6 +88,16 @@ def ttft_check(serving: Connect, candidate: Connect, spec: ModelSpec, body: dict
         gate.problems.append(
             f"time to first token {ttft['candidate']:.1f} ms vs the serving version's "
             f"{ttft['serving']:.1f} ms (rollout.max_ttft_factor {settings.ttft_factor:g})"
+        )
+    # the same prompt on both: streams of the same length, so streams/s is tokens/s's measure
+    seconds = settings.load_seconds / ROUNDS
+    rate = {w: max(len(r) for r in runs) / seconds for w, runs in rounds.items()}
+    gate.figures["streams_per_s"] = rate
+    wanted = settings.min_throughput_factor
+    if wanted is not None and rate["candidate"] < wanted * rate["serving"]:
+        gate.problems.append(
+            f"{rate['candidate']:.1f} streams/s vs the serving version's {rate['serving']:.1f} "
+            f"under the same load (rollout.min_throughput_factor {wanted:g})"
         )
 
 
