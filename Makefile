@@ -118,9 +118,10 @@ verify: install
 bench: install
 	$(CLI) bench $(STEP_ARGS)
 
-# A generation model's tokens/s and time to first token, streamed at 1/4/16 clients, vs generate().
+# A generation model's tokens/s and time to first token, streamed at 1/4/16 clients, vs generate();
+# VERSIONS=1,3: those versions side by side (an int8 or distilled variant vs its original).
 bench-generation: install
-	$(CLI) bench-generation $(STEP_ARGS)
+	$(CLI) bench-generation $(STEP_ARGS) $(if $(VERSIONS),--versions $(VERSIONS))
 
 # Sweep serving settings on both runtimes (MODEL=digits_cnn RUNTIME=all BUDGET=900), pick by the latency-aware rule.
 tune: install

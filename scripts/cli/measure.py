@@ -14,6 +14,7 @@ from scripts.measure.bench.run import BRIEF_MODELS, FULL_MODELS, run_bench
 from scripts.measure.bench.setups import BENCHED, benched
 from scripts.measure.generation_bench import bench_generation as measure_generation
 from scripts.measure.generation_report import table, targets
+from scripts.measure.variant_bench import bench_variants, table as variant_table
 from scripts.measure.perf import run as run_perf, served_admin_key
 from scripts.measure.tune import run_tune, snippet
 from scripts.pipeline.ensure import ensure_built
@@ -209,18 +210,54 @@ def bench_generation(
     spec: SpecOption = Path("models.yaml"),
     model: ModelOption = None,
     runtime: RuntimeOption = "all",
+    versions: Annotated[
+        str | None,
+        typer.Option(
+            "--versions",
+            help="e.g. 1,3: these versions side by side, ratios to the first (an optimised "
+            "variant against its fp32 original)",
+        ),
+    ] = None,
 ):
     """A generation model's output tokens/s, TTFT and inter-token latency (p50/p99), streamed
     at 1, 4, 16 and 64 concurrent requests on each runtime, beside the runtime's stock
-    generate() setup, against static batched generate() in one process."""
+    generate() setup, against static batched generate() in one process. With --versions: those
+    versions side by side instead."""
     layout, models = selected_models(spec, model)
     models = [m for m in models if task_of(m).bench_command == "bench-generation"]
     if not models:
         raise typer.BadParameter("no generation model selected (task: {kind: generation})")
     runtimes = benched(runtime)
+    if versions is not None:
+        compare_versions(models, parse_versions(versions), layout, runtimes)
+        return
     ensure_built(models, layout, runtimes)
     for m in models:
         report = measure_generation(m, layout, runtimes, lambda line: console.print(escape(line)))
         console.print("\n".join([*table(report), "", *targets(report)]))
         for path in report["paths"]:
             console.print(f"report: {layout.shown(Path(path))}")
+
+
+def parse_versions(text: str) -> list[int]:
+    try:
+        numbers = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        numbers = []
+    if len(numbers) < 2:
+        raise typer.BadParameter(f"--versions {text!r}: give two or more, e.g. 1,3")
+    return numbers
+
+
+def compare_versions(models: list[ModelSpec], versions: list[int], layout: Layout, runtimes):
+    if len(models) != 1:
+        raise typer.BadParameter("VERSIONS= compares one model's versions: give MODEL= too")
+    spec = models[0]
+    for version in versions:
+        ensure_built([spec], layout, runtimes, version=version)
+    report = bench_variants(
+        spec, versions, layout, runtimes, lambda line: console.print(escape(line))
+    )
+    console.print("\n".join(variant_table(report)))
+    for path in report["paths"]:
+        console.print(f"report: {layout.shown(Path(path))}")

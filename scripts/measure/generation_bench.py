@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from handlers.engines.completions import LanguageModel
-from handlers.formats import FORMATS
 from scripts.measure.bench.setups import bench_of
 from scripts.measure.generation_report import write_report
 from scripts.measure.verify_generation import golden_generation
+from scripts.pipeline.export_generation import served_language
 from scripts.pipeline.layout import Layout
 from scripts.runtimes.calls import GenerateCall
 from scripts.spec import ModelSpec
@@ -108,14 +108,9 @@ def made_tokens(row: list[int], end_token: int) -> int:
     return row.index(end_token) if end_token in row else len(row)
 
 
-def served_language(spec: ModelSpec, layout: Layout) -> LanguageModel:
-    """The served folder, in this process with the served thread count."""
-    import torch
-
-    torch.set_num_threads(spec.serving.threads)
-    generation = spec.task.generation
-    assert generation, "a generation model's task has its generation: settings (spec validation)"
-    return LanguageModel(layout.artifact_dir(spec) / FORMATS["pretrained"].file, generation)
+def in_process_language(spec: ModelSpec, layout: Layout) -> LanguageModel:
+    """The served folder in its served format, in this process with the served thread count."""
+    return served_language(spec, layout, threads=spec.serving.threads)
 
 
 def in_process_limits(
@@ -223,7 +218,7 @@ def bench_generation(spec: ModelSpec, layout: Layout, runtimes: list, log) -> di
     golden = golden_generation(spec, layout)
     work = Workload(golden["prompts"], golden["max_tokens"])
     log(f"in-process limit (static batched generate(), {spec.serving.threads} threads)")
-    language = served_language(spec, layout)
+    language = in_process_language(spec, layout)
     more = cases(work, language)
     report = {
         "model": spec.name,

@@ -23,6 +23,7 @@ import numpy as np
 
 from handlers.engines.completions import LanguageModel
 from handlers.engines.generating import Generating
+from scripts.pipeline.export_generation import served_language
 from scripts.pipeline.layout import Layout
 from scripts.spec import load_spec
 from scripts.tasks import task_of
@@ -125,10 +126,12 @@ def main() -> None:
     if not task_of(spec).streams_tokens:  # the task kind says whether it decodes tokens
         raise SystemExit(f"{args.model} is a {spec.task.kind} model: give a generation model")
     limits = cast("Generation", spec.task.generation)  # a generation spec always has its own
-    folder = layout.artifact(spec).root / "pretrained"
     # the streams may run as long as the context allows: they must outlast the long prompt
     limits = limits.model_copy(update={"max_tokens_limit": LONG_TOKENS})
-    language = LanguageModel(folder, limits, spec.serving.threads, RUNNING + 1)
+    served = spec.model_copy(update={"task": spec.task.model_copy(update={"generation": limits})})
+    language = served_language(
+        served, layout, threads=spec.serving.threads, max_choices=RUNNING + 1
+    )
     if language.context_length < LONG_TOKENS + 16:
         raise SystemExit(
             f"{args.model}'s context is {language.context_length} tokens: the {LONG_TOKENS}-token "

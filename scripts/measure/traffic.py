@@ -16,9 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-from handlers.engines.completions import LanguageModel
 from scripts.measure.verify_generation import golden_generation
-from scripts.pipeline.export_generation import eager_tokens
+from scripts.pipeline.export_generation import eager_tokens, served_language
 from scripts.pipeline.layout import Layout
 from scripts.pipeline.paths import golden_examples
 from scripts.pipeline.verify import compare
@@ -259,12 +258,7 @@ def expected_tokens(spec: ModelSpec, versions: list[int], layout: Layout) -> tup
     bodies = [{"prompt": p, "max_tokens": golden["max_tokens"]} for p in golden["prompts"][:ROWS]]
     expected = {}
     for version in versions:
-        at = spec.at_version(version)
-        generation = at.task.generation
-        assert generation, (
-            "a generation model's task has its generation: settings (spec validation)"
-        )
-        language = LanguageModel(layout.artifact_dir(at) / "pretrained", generation)
+        language = served_language(spec.at_version(version), layout)
         made = eager_tokens(language, [b["prompt"] for b in bodies], golden["max_tokens"])
         expected[version] = made["token_ids"]
     return bodies, expected

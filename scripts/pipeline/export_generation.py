@@ -131,6 +131,15 @@ def export_generation(spec: ModelSpec, layout: Layout, force: bool = False) -> t
     return False, report
 
 
+def served_language(spec: ModelSpec, layout: Layout, **options) -> LanguageModel:
+    """The built folder as the servers load it: in the spec's serving format (fp32 or int8);
+    `options` are LanguageModel's (threads, max_choices)."""
+    generation = spec.task.generation
+    assert generation, "a generation model's task has its generation: settings (spec validation)"
+    form = folder_format(spec.serving.format)
+    return LanguageModel(layout.artifact_dir(spec) / form.file, generation, form=form, **options)
+
+
 def require_files(spec: ModelSpec, layout: Layout) -> None:
     source = spec.source
     if source.pretrained is not None:

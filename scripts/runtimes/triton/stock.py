@@ -23,7 +23,7 @@ from scripts.pipeline.paths import exported_formats, golden
 from scripts.measure.bench.deployments import DeploymentTargets, LoadTarget, stock_setup_key
 from scripts.pipeline.plan import serving_plan
 from scripts.runtimes.triton import server as tr
-from scripts.runtimes.triton.configs import model_config, write_config
+from scripts.runtimes.triton.configs import model_config, read_config, write_config
 from scripts.runtimes.triton.model_config import ModelConfig, mc
 from scripts.runtimes.triton.settings import NAME
 from scripts.runtimes.triton.signature import checked_signature
@@ -69,12 +69,18 @@ def write_stock_model(spec: ModelSpec, layout: Layout, repo: Path) -> str:
 
 
 def copy_model(folder: Path, out: Path, version: str) -> None:
-    """A built model's folder with only the version its config serves (rollouts add others)."""
+    """A built model's folder with only `version` (rollouts add others), its config serving
+    that version (the built config serves the spec's first version)."""
 
     def others(where: str, found: list[str]) -> list[str]:
         return [n for n in found if where == str(folder) and n.isdigit() and n != version]
 
     shutil.copytree(folder, out, ignore=others)
+    config = read_config(out / "config.pbtxt")
+    if list(config.version_policy.specific.versions) != [int(version)]:
+        del config.version_policy.specific.versions[:]
+        config.version_policy.specific.versions.append(int(version))
+        write_config(config, out)
 
 
 def repository(specs: list[ModelSpec], layout: Layout, repo: Path) -> dict[tuple[str, str], str]:
