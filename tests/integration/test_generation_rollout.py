@@ -1,12 +1,15 @@
 """Versions of a generation model on real servers: a tiny causal LM (tests/conftest.py) with a
 version 2 whose final layer norm is nudged (most greedy tokens stay, some change) and a version 3
-with other random weights. Version 3 is refused by the gate on greedy-token agreement while
+with other random weights, and a version 4 that serves version 1's weights in int8. Version 3
+is refused by the gate on greedy-token agreement while
 streams run, and never answers an unversioned request; version 2 is rolled out and back under
 streams on both runtimes (`make drill`) with no stream failing, every answer equal to one
-version's eager tokens, and every stream that names a version answered by that version."""
+version's eager tokens, and every stream that names a version answered by that version. Version 4 rolls out on both runtimes:
+through every endpoint, alone and in flight, it answers int8's own eager tokens."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -17,7 +20,7 @@ from scripts.measure.traffic import GenerationTraffic, summary
 from scripts.pipeline.ensure import ensure_built
 from scripts.pipeline.layout import Layout
 from scripts.rollout.drill import drill
-from scripts.rollout.flow import RolloutRefused, build, rollout
+from scripts.rollout.flow import RolloutRefused, build, rollback, rollout
 from scripts.runtimes.protocols import StartOptions
 from scripts.runtimes.registry import RUNTIMES
 from scripts.tasks import task_of
@@ -28,7 +31,9 @@ pytestmark = pytest.mark.integration
 VERSIONS = """    versions:
       - {version: 2, description: "layer norm nudged", source: {checkpoint: weights/lm2.pt}}
       - {version: 3, description: "other random weights", source: {checkpoint: weights/lm3.pt}}
+      - {version: 4, description: "version 1 in int8", serving: {format: pretrained_int8}}
     rollout: {min_token_agreement: 0.5, max_ttft_factor: 1.0e+9}  # answers decide, not times
+    quantize: {allow_unjudged: true}  # random weights: the int8 gate cannot judge them
 """
 
 
@@ -126,4 +131,24 @@ def test_streams_survive_a_rollout_and_a_rollback_on_both_runtimes(lm, servers):
     assert not wrong, f"requests naming a version answered by another: {wrong}"
     assert all(telling.values()), telling  # every named client was put to the test
     assert {a.version for a in answers if a.started >= settled} == {1}
+    assert defaults(servers, spec) == {"torchserve": 1, "triton": 1}
+
+
+def test_an_int8_version_of_the_same_weights_rolls_out_and_back_on_both_runtimes(lm, servers):
+    spec, layout = lm
+    outcomes = rollout(spec, 4, "all", layout, servers)
+    try:
+        assert {o.runtime: o.action for o in outcomes} == {
+            "torchserve": "rolled out",
+            "triton": "rolled out",
+        }
+        for o in outcomes:  # every golden prompt through every endpoint of version 4 passed
+            assert o.gate["golden_endpoints_passed"] > 0 and "streams_per_s" in o.gate, o.gate
+        assert defaults(servers, spec) == {"torchserve": 4, "triton": 4}
+        int8 = spec.at_version(4)
+        golden = json.loads(layout.artifact(int8).golden_generation.read_text())
+        assert layout.artifact(int8).root.joinpath("pretrained", "int8.json").exists()
+        assert golden["token_ids"], golden
+    finally:
+        rollback(spec, "all", layout, servers)
     assert defaults(servers, spec) == {"torchserve": 1, "triton": 1}
