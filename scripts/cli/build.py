@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -22,11 +23,12 @@ from scripts.cli.common import (
 from scripts.pipeline import signing
 from scripts.pipeline.ensure import Stage, ensure_built
 from scripts.pipeline.plan import serving_plan
+from scripts.pipeline.train import checkpoint_dir
 from scripts.pipeline.verify import worst_errors
 from scripts.runtimes.protocols import BuildOptions
 from scripts.runtimes.registry import RUNTIMES
 from scripts.runtimes.torchserve.archive import mar_path, verify_archive
-from scripts.spec import BuildError
+from scripts.spec import BuildError, ModelSpec
 
 
 @app.command()
@@ -107,6 +109,68 @@ def train(
         )
     console.print(table)
     failed_models(built, models)
+
+
+@app.command()
+@user_errors
+def distill(
+    model: Annotated[str, typer.Option("--model", "-m", help="The teacher's model.")],
+    spec: SpecOption = Path("models.yaml"),
+    student: Annotated[
+        str | None,
+        typer.Option("--student", help="The teacher's layers to keep, e.g. 0,2 (a version's)."),
+    ] = None,
+    force: ForceOption = False,
+):
+    """Build the model's distilled versions (training.distill): each student made from its
+    teacher's layers, trained, gated on held-out perplexity, exported and verified."""
+    layout, models = selected_models(spec, [model])
+    teacher = models[0]
+    chosen = students(teacher, parse_layers(student) if student else None)
+    table = Table(
+        "model", "version", "layers", "perplexity teacher -> student", "tokens/s x (1, 16)"
+    )
+    for version in chosen:
+        ensure_built([teacher], layout, version=version, through="export", force=force)
+        # what distillation measured (a built version is sealed: not trained again)
+        at = teacher.at_version(version)
+        metrics = json.loads((checkpoint_dir(at, layout) / "metrics.json").read_text())
+        table.add_row(
+            teacher.name,
+            str(version),
+            str(at.training.distill.layers),  # pyright: ignore[reportOptionalMemberAccess]
+            f"{metrics['teacher_perplexity']} -> {metrics['student_perplexity']} "
+            f"({metrics['perplexity_ratio']}x)",
+            f"{metrics['tokens_per_s_ratio_1']}, {metrics['tokens_per_s_ratio_16']}",
+        )
+    console.print(table)
+
+
+def parse_layers(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"--student {text!r}: give layer indices, e.g. 0,2") from None
+
+
+def students(spec: ModelSpec, layers: list[int] | None) -> list[int]:
+    """The versions of `spec` distilled from a teacher (with these layers, when given)."""
+    found = [
+        v.version
+        for v in spec.versions
+        if (distill := spec.at_version(v.version).training)
+        and distill.distill is not None
+        and layers in (None, distill.distill.layers)
+    ]
+    if not found:
+        after = max(spec.version_numbers) + 1
+        raise BuildError(
+            f"{spec.name} has no distilled version{f' keeping layers {layers}' if layers else ''}; "
+            f"add one under versions: (docs/optimisation.md), e.g. - {{version: {after}, training: "
+            f"{{distill: {{layers: {layers or [0, 2]}, texts: 'pkg.module:training_texts', "
+            "held_out: 'pkg.module:held_out_texts'}}}"
+        )
+    return found
 
 
 @app.command()

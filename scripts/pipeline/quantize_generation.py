@@ -43,29 +43,35 @@ def held_out_blocks(language: LanguageModel, texts: list[str]):
     return torch.tensor(ids[:usable], dtype=torch.long).view(-1, block)
 
 
-def teacher_forced(fp32: LanguageModel, int8: LanguageModel, blocks) -> dict[str, float]:
-    """Held-out perplexity of both and their top-1 agreement, position by position."""
+def teacher_forced(
+    reference: LanguageModel,
+    variant: LanguageModel,
+    blocks,
+    names: tuple[str, str] = ("fp32", "int8"),
+) -> dict[str, float]:
+    """Held-out perplexity of both (`<name>_perplexity`) and their top-1 agreement, position
+    by position."""
     import torch
     import torch.nn.functional as F
 
-    losses = {"fp32": 0.0, "int8": 0.0}
+    models = dict(zip(names, (reference, variant)))
+    losses = dict.fromkeys(names, 0.0)
     agree = positions = 0
     with torch.inference_mode():
         for batch in blocks.split(BATCH):
             logits = {
                 name: model.model(input_ids=batch).logits[:, :-1].float()
-                for name, model in (("fp32", fp32), ("int8", int8))
+                for name, model in models.items()
             }
             targets = batch[:, 1:].reshape(-1)
             for name, values in logits.items():
                 losses[name] += float(
                     F.cross_entropy(values.reshape(-1, values.shape[-1]), targets, reduction="sum")
                 )
-            agree += int((logits["fp32"].argmax(-1) == logits["int8"].argmax(-1)).sum())
+            agree += int((logits[names[0]].argmax(-1) == logits[names[1]].argmax(-1)).sum())
             positions += targets.numel()
     return {
-        "fp32_perplexity": math.exp(losses["fp32"] / positions),
-        "int8_perplexity": math.exp(losses["int8"] / positions),
+        **{f"{name}_perplexity": math.exp(losses[name] / positions) for name in names},
         "top1_agreement": agree / positions,
         "tokens": positions,
     }

@@ -77,6 +77,11 @@ def train_fingerprint(spec: ModelSpec, layout: Layout) -> str:
     files += [source_file(target) for target in targets if target]
     for path in (layout.source(p) for p in training_of(spec).data_files):
         files += sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    distill = training.distill
+    if distill is not None and distill.teacher_folder is not None:  # the teacher's weights too
+        teacher = layout.source(distill.teacher_folder)
+        files += [Path(__file__).with_name("distill.py"), teacher / "model.safetensors"]
+        files += [source_file(distill.texts), source_file(distill.held_out)]
     return fingerprint(settings, files)
 
 
@@ -175,6 +180,15 @@ def run_script(spec: ModelSpec, layout: Layout) -> dict:
     return metrics
 
 
+def run_distill(spec: ModelSpec, layout: Layout) -> dict:
+    """A student of a teacher version, written as this version's folder (distill.py)."""
+    from scripts.pipeline.distill import distill
+
+    metrics = distill(spec, layout, model_file(spec, layout))
+    (checkpoint_dir(spec, layout) / "metrics.json").write_text(json.dumps(metrics) + "\n")
+    return metrics
+
+
 def train_model(spec: ModelSpec, layout: Layout, force: bool = False) -> TrainResult:
     stamp = checkpoint_dir(spec, layout) / "train.stamp.json"
     expected = train_fingerprint(spec, layout)
@@ -182,7 +196,9 @@ def train_model(spec: ModelSpec, layout: Layout, force: bool = False) -> TrainRe
         return TrainResult(spec.name, True, json.loads((stamp.parent / "metrics.json").read_text()))
     refuse_changed(spec, layout, force)
     training = training_of(spec)
-    if training.script is not None:
+    if training.distill is not None:
+        metrics = run_distill(spec, layout)
+    elif training.script is not None:
         metrics = run_script(spec, layout)
     elif training.data is None:
         metrics = save_initialisation(spec, layout)

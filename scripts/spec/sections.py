@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SerializerFunctionWrapHandler, ValidationInfo, model_serializer
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 
 from handlers.formats import FORMATS
 from handlers.preprocessing.kinds import Preprocess, Raw
@@ -80,6 +80,34 @@ class Source(StrictModel):
         return made
 
 
+TARGET = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"  # 'package.module:function'
+
+
+class Distill(StrictModel):
+    """A language model's student: made from some of a teacher version's layers and trained on
+    the teacher's soft targets with DistilGPT2's loss (scripts/pipeline/distill.py). The
+    training section's epochs, batch_size, learning_rate and seed apply."""
+
+    teacher: int = Field(default=1, ge=1)  # the version of this model that teaches
+    layers: list[int] = Field(min_length=1)  # the teacher's layers the student starts from
+    texts: str = Field(pattern=TARGET)  # 'package.module:function': the training texts
+    held_out: str = Field(pattern=TARGET)  # the texts the gate measures perplexity on
+    temperature: float = Field(default=2.0, gt=0)  # of the soft targets
+    soft: float = Field(default=0.5, ge=0)  # weight of KL to the teacher's soft targets
+    hard: float = Field(default=0.5, ge=0)  # of cross-entropy on the next token
+    cosine: float = Field(default=0.1, ge=0)  # of 1 - cos(last hidden states)
+    max_perplexity_ratio: float = Field(default=1.3, ge=1)  # held-out, student / teacher
+    # the teacher's folder: set from `teacher` when the version is read (scripts/spec/versions.py)
+    teacher_folder: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("layers")
+    @classmethod
+    def _ordered(cls, layers: list[int]) -> list[int]:
+        if any(b <= a for a, b in zip(layers, layers[1:])) or layers[0] < 0:
+            raise ValueError(f"layers {layers}: give teacher layer indices in rising order")
+        return layers
+
+
 class Training(StrictModel):
     """How `make train` produces the checkpoint: fit on `data`; without `data`, save the seeded
     random initialisation (models whose serving is under test, not their accuracy: the zoo).
@@ -98,6 +126,12 @@ class Training(StrictModel):
     # 'package.module:function' called with (path, seed) that writes source.exported itself: a
     # model that arrives as a file (traced TorchScript) made at build time instead of kept in git
     script: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    # a language model's version made from a teacher version (docs/optimisation.md)
+    distill: Distill | None = None
+
+    @model_serializer(mode="wrap")
+    def _recorded(self, handler: SerializerFunctionWrapHandler) -> dict:
+        return without_unset(handler(self), ("distill",))
 
     def fingerprinted(self) -> dict:
         """The settings as builds record them; `script` only when set, so that builds made

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from handlers.plan import Format, StrictModel
-from scripts.spec.sections import without_unset
+from scripts.spec.sections import Training, without_unset
 
 
 class VersionServing(StrictModel):
@@ -106,6 +106,8 @@ def version_update(spec, entry: VersionSpec) -> dict[str, Any]:
     )
     training = spec.training
     if entry.training:
+        if training is None and "distill" in entry.training:
+            training = Training()  # a student is trained here even from a folder given as is
         if training is None:
             raise ValueError(
                 f"versions: version {entry.version} sets training, "
@@ -144,6 +146,10 @@ def version_update(spec, entry: VersionSpec) -> dict[str, Any]:
     tolerance = spec.tolerance.model_validate(
         {**spec.tolerance.model_dump(exclude_unset=True), **entry.tolerance}
     )
+    if training is not None and training.distill is not None:
+        distill = training.distill
+        distill = distill.model_copy(update={"teacher_folder": teacher_folder(spec, entry)})
+        training = training.model_copy(update={"distill": distill})
     serving, export = spec.serving, spec.export
     if entry.serving.format is not None:
         serving = serving.model_copy(update={"format": entry.serving.format})
@@ -161,6 +167,24 @@ def version_update(spec, entry: VersionSpec) -> dict[str, Any]:
         "task": spec.task.model_copy(update={"preprocess": preprocess}),
         "versions": [],
     }
+
+
+def teacher_folder(spec, entry: VersionSpec) -> Path:
+    """The Hugging Face folder of the version `entry` distils from (ValueError naming a
+    teacher that is not another version of the model)."""
+    teacher = entry.training["distill"].get("teacher", 1)
+    others = {v.version: v for v in spec.versions if v.version != entry.version}
+    if teacher != spec.version and teacher not in others:
+        raise ValueError(
+            f"training.distill.teacher: version {teacher} is not another version of "
+            f"{spec.name} ({sorted([spec.version, *others])})"
+        )
+    source = (
+        spec.source if teacher == spec.version else version_update(spec, others[teacher])["source"]
+    )
+    if source.pretrained is None:
+        raise ValueError("training.distill: the teacher must be a Hugging Face folder")
+    return source.pretrained
 
 
 def same_weights(entry: VersionSpec) -> bool:

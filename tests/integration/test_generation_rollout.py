@@ -4,8 +4,9 @@ with other random weights, and a version 4 that serves version 1's weights in in
 is refused by the gate on greedy-token agreement while
 streams run, and never answers an unversioned request; version 2 is rolled out and back under
 streams on both runtimes (`make drill`) with no stream failing, every answer equal to one
-version's eager tokens, and every stream that names a version answered by that version. Version 4 rolls out on both runtimes:
-through every endpoint, alone and in flight, it answers int8's own eager tokens."""
+version's eager tokens, and every stream that names a version answered by that version.
+Version 4 rolls out on both runtimes: through every endpoint, alone and in flight, it answers
+int8's own eager tokens."""
 
 from __future__ import annotations
 

@@ -19,6 +19,29 @@ def folder(tmp_path_factory):
     return write_tiny_gpt(tmp_path_factory.mktemp("hf"))
 
 
+def train_tiny_gpt(folder, out):
+    """The tiny GPT-2 of `folder` trained a little on TEXT (so its perplexity means something),
+    written to `out`."""
+    import torch
+
+    from handlers.formats import folder_format
+
+    model = folder_format("pretrained").load_causal_lm(folder)
+    language = LanguageModel(folder, LIMITS.model_copy(update={"end_token": 0}))
+    ids = torch.tensor([t for text in TEXT for t in [*language.encode(text), 0]][:512])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    torch.manual_seed(0)
+    model.train()
+    for _ in range(60):
+        loss = model(input_ids=ids.view(8, -1), labels=ids.view(8, -1)).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval().save_pretrained(out)
+    (out / "tokenizer.json").write_bytes((folder / "tokenizer.json").read_bytes())
+    return out
+
+
 def write_tiny_gpt(out):
     """A seeded, untrained two-layer GPT-2 and its tokenizer as a Hugging Face folder `out`."""
     import torch

@@ -18,7 +18,7 @@ from scripts.spec import BuildError, load_spec
 from scripts.tasks import task_of
 from tests.conftest import TINY_LM_ENTRY, write_spec, write_tiny_lm
 from tests.unit.handlers.conftest import LIMITS as HANDLER_LIMITS
-from tests.unit.handlers.conftest import TEXT, write_tiny_gpt
+from tests.unit.handlers.conftest import train_tiny_gpt, write_tiny_gpt
 
 INT8 = folder_format("pretrained_int8")
 LIMITS = HANDLER_LIMITS.model_copy(update={"end_token": 0})  # the tiny GPT-2's own is 50256
@@ -84,21 +84,7 @@ def folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, folder):
     """The tiny GPT-2 trained a little on TEXT: a model the gate can judge."""
-    model = folder_format("pretrained").load_causal_lm(folder)
-    language = LanguageModel(folder, LIMITS)
-    ids = torch.tensor([t for text in TEXT for t in [*language.encode(text), 0]][:512])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    torch.manual_seed(0)
-    model.train()
-    for _ in range(60):
-        loss = model(input_ids=ids.view(8, -1), labels=ids.view(8, -1)).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    out = tmp_path_factory.mktemp("trained")
-    model.eval().save_pretrained(out)
-    (out / "tokenizer.json").write_bytes((folder / "tokenizer.json").read_bytes())
-    return out
+    return train_tiny_gpt(folder, tmp_path_factory.mktemp("trained"))
 
 
 def held_out() -> list[str]:

@@ -1,0 +1,118 @@
+"""A distilled version: a student made from some of its teacher version's layers (renumbered for
+the key/value cache), trained with DistilGPT2's loss, gated on held-out perplexity, then
+exported and verified token for token like any version."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from handlers.engines.completions import LanguageModel
+from handlers.formats import folder_format
+from scripts.pipeline.distill import gate, student_from
+from scripts.pipeline.ensure import ensure_built
+from scripts.pipeline.layout import Layout
+from scripts.spec import BuildError, SpecError, load_spec
+from tests.conftest import write_spec
+from tests.unit.handlers.conftest import LIMITS, TEXT, train_tiny_gpt, write_tiny_gpt
+
+PRETRAINED = folder_format("pretrained")
+LM_LIMITS = LIMITS.model_copy(update={"end_token": 0})
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return write_tiny_gpt(tmp_path_factory.mktemp("hf"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, folder):
+    return train_tiny_gpt(folder, tmp_path_factory.mktemp("trained"))
+
+
+def texts() -> list[str]:
+    return TEXT
+
+
+def held_out() -> list[str]:
+    return ["the battery is great.", "this film lasts all day.", "the food was good."] * 8
+
+
+def test_a_student_keeping_every_layer_answers_as_its_teacher(folder):
+    teacher = PRETRAINED.load_causal_lm(folder)
+    ids = torch.tensor([[5, 9, 14, 2, 7]])
+    with torch.inference_mode():
+        assert torch.equal(
+            student_from(teacher, [0, 1])(input_ids=ids).logits, teacher(input_ids=ids).logits
+        )
+    second = student_from(teacher, [1])
+    assert second.config.num_hidden_layers == 1 and teacher.config.num_hidden_layers == 2
+    assert second.transformer.h[0].attn.layer_idx == 0  # its keys and values: cache layer 0
+    with pytest.raises(BuildError, match=r"layers \[0, 2\]: the teacher has 2 layers"):
+        student_from(teacher, [0, 2])
+
+
+def spec_with_student(root, folder, **distill):
+    shutil.copytree(folder, root / "lm", dirs_exist_ok=True)
+    settings = {
+        "layers": [1],
+        "texts": f"{__name__}:texts",
+        "held_out": f"{__name__}:held_out",
+        **distill,
+    }
+    entry = f"""
+  - name: lm
+    source: {{pretrained: lm}}
+    task: {{kind: generation, generation: {{max_tokens: 6, max_tokens_limit: 16, end_token: 0}}}}
+    versions:
+      - version: 2
+        training:
+          {{epochs: 1, batch_size: 8, learning_rate: 1.0e-3, distill: {json.dumps(settings)}}}
+"""
+    return load_spec(write_spec(root, entry)).models[0]
+
+
+def test_a_distilled_version_is_trained_gated_exported_and_verified(tmp_path, trained):
+    spec = spec_with_student(tmp_path, trained, max_perplexity_ratio=100)
+    student = spec.at_version(2)
+    assert str(student.source.pretrained) == "lm/v2"
+    assert str(student.training.distill.teacher_folder) == "lm"
+    built = ensure_built([spec], Layout.of(tmp_path), version=2, through="export")
+    metrics = built.trained[0].metrics
+    assert metrics["made by"] == "distilled from version 1 (layers [1])"
+    assert metrics["parameters"] < sum(
+        p.numel() for p in PRETRAINED.load_causal_lm(trained).parameters()
+    )
+    assert {"teacher_perplexity", "student_perplexity", "tokens_per_s_ratio_16"} <= set(metrics)
+    config = json.loads((tmp_path / "lm" / "v2" / "config.json").read_text())
+    assert config["n_layer"] == 1
+    # its decode loop, alone and in flight, equals its own generate(): the cache renumbering holds
+    report = built.exported[0].report
+    assert set(report["checks"].values()) == {"token ids equal eager generate()"}
+
+
+def test_a_student_that_loses_too_much_is_refused_and_deleted(tmp_path, trained, folder):
+    spec = spec_with_student(tmp_path, trained, max_perplexity_ratio=1.0).at_version(2)
+    out = tmp_path / "student"
+    shutil.copytree(folder, out)  # the untrained model posing as the trained one's student
+    teacher, student = LanguageModel(trained, LM_LIMITS), LanguageModel(out, LM_LIMITS)
+    with pytest.raises(
+        BuildError, match=r"over training.distill.max_perplexity_ratio 1.0; keep more"
+    ):
+        gate(spec, spec.training.distill, teacher, student, out)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "distill, message",
+    [
+        ({"teacher": 5}, "training.distill.teacher: version 5 is not another version of lm"),
+        ({"layers": [1, 0]}, "give teacher layer indices in rising order"),
+    ],
+)
+def test_distillation_mistakes_are_named(tmp_path, folder, distill, message):
+    with pytest.raises((SpecError, ValueError), match=message):
+        spec_with_student(tmp_path, folder, **distill).at_version(2)
