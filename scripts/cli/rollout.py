@@ -35,8 +35,8 @@ def gate_summary(gate: dict | None) -> str:
         "TTFT {serving:.1f} -> {candidate:.1f} ms".format(**gate["ttft_p50_ms"])
         if "ttft_p50_ms" in gate
         else "",
-        "streams/s {serving:.0f} -> {candidate:.0f}".format(**gate["streams_per_s"])
-        if "streams_per_s" in gate
+        "tokens/s {serving:.0f} -> {candidate:.0f}".format(**gate["tokens_per_s"])
+        if "tokens_per_s" in gate
         else "",
     ]
     return "\n".join(f for f in figures if f) or "-"

@@ -37,6 +37,7 @@ class VersionSpec(StrictModel):
     training: dict[str, Any] = {}  # fields of `training:` that differ
     quantize: dict[str, Any] = {}  # fields of `quantize:` (its int8 gate, exclusions) that differ
     tolerance: dict[str, Any] = {}  # fields of `tolerance:` that differ
+    rollout: dict[str, Any] = {}  # fields of `rollout:` (its gate) that differ
 
 
 class RolloutGate(StrictModel):
@@ -58,7 +59,7 @@ class RolloutGate(StrictModel):
     max_ttft_factor: float | None = Field(
         default=None, gt=0
     )  # time to first token vs the serving one
-    # streams per second under the gate's load vs the serving one: an optimised variant's
+    # tokens per second under the gate's load vs the serving one: an optimised variant's
     # speed, gated only where given. Under live traffic on shared cores the comparison favours
     # the serving version (its streams join a running batch, the candidate waits for a core):
     # `make drill` on 2 cores measured an int8 review_gpt at 0.44x, 0.96x on a quiet server
@@ -155,8 +156,12 @@ def version_update(spec, entry: VersionSpec) -> dict[str, Any]:
         serving = serving.model_copy(update={"format": entry.serving.format})
         if not export.auto and entry.serving.format not in export.formats:
             export = export.model_copy(update={"formats": [*export.formats, entry.serving.format]})
+    rollout = spec.rollout.model_validate(
+        {**spec.rollout.model_dump(exclude_unset=True), **entry.rollout}
+    )
     return {
         "version": entry.version,
+        "rollout": rollout,
         "serving": serving,
         "export": export,
         "source": source,

@@ -144,7 +144,7 @@ def test_an_int8_version_of_the_same_weights_rolls_out_and_back_on_both_runtimes
             "triton": "rolled out",
         }
         for o in outcomes:  # every golden prompt through every endpoint of version 4 passed
-            assert o.gate["golden_endpoints_passed"] > 0 and "streams_per_s" in o.gate, o.gate
+            assert o.gate["golden_endpoints_passed"] > 0 and "tokens_per_s" in o.gate, o.gate
         assert defaults(servers, spec) == {"torchserve": 4, "triton": 4}
         int8 = spec.at_version(4)
         golden = json.loads(layout.artifact(int8).golden_generation.read_text())

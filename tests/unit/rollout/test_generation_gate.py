@@ -1,8 +1,11 @@
 """The generation gate's arithmetic with fake endpoints: token agreement position by position
-over the longer answer, TTFT compared best round to best round, failed streams refusing; the new
+over the longer answer, TTFT and tokens/s compared best round to best round, failed streams
+refusing; the new
 rollout fields left out of the records when unset."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -27,26 +30,40 @@ class FakeSpec:
         self.rollout = RolloutGate(load_seconds=0.06, load_clients=2, **rollout)
 
 
-def streams(first_piece_s: float, status: int = 200):
+def streams(first_piece_s: float, status: int = 200, tokens: int = 1, seconds: float = 0.0):
     def call(body):
-        return {"status": status, "token_ids": [1], "first_piece_s": first_piece_s}
+        time.sleep(seconds)
+        return {"status": status, "token_ids": [1] * tokens, "first_piece_s": first_piece_s}
 
     return lambda: {"x-stream": call}
 
 
 def test_a_candidate_much_slower_to_its_first_token_is_refused():
     checked = Gate()
-    gate.ttft_check(streams(0.01), streams(0.05), FakeSpec(max_ttft_factor=2.0), {}, checked)
+    gate.load_check(streams(0.01), streams(0.05), FakeSpec(max_ttft_factor=2.0), {}, checked)
     assert checked.figures["ttft_p50_ms"] == pytest.approx({"serving": 10.0, "candidate": 50.0})
     assert "time to first token 50.0 ms vs the serving version's 10.0 ms" in checked.problems[0]
     passing = Gate()
-    gate.ttft_check(streams(0.01), streams(0.015), FakeSpec(), {}, passing)
+    gate.load_check(streams(0.01), streams(0.015), FakeSpec(), {}, passing)
     assert passing.passed
+
+
+def test_tokens_per_second_are_gated_only_where_the_spec_asks():
+    # the same pace of streams, a quarter of the tokens each: a quarter of the throughput
+    serving, candidate = streams(0.01, tokens=4, seconds=0.004), streams(0.01, seconds=0.004)
+    measured = Gate()
+    gate.load_check(serving, candidate, FakeSpec(), {}, measured)
+    rate = measured.figures["tokens_per_s"]
+    assert measured.passed and rate["candidate"] < rate["serving"] / 2
+    gated = Gate()
+    gate.load_check(serving, candidate, FakeSpec(min_throughput_factor=0.9), {}, gated)
+    assert "tokens/s vs the serving version's" in gated.problems[0]
+    assert "(rollout.min_throughput_factor 0.9)" in gated.problems[0]
 
 
 def test_failed_streams_refuse_the_candidate():
     checked = Gate()
-    gate.ttft_check(streams(0.01), streams(0.01, status=500), FakeSpec(), {}, checked)
+    gate.load_check(streams(0.01), streams(0.01, status=500), FakeSpec(), {}, checked)
     assert checked.problems and "streams failed under load" in checked.problems[0]
 
 
