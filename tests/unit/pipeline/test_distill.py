@@ -17,20 +17,10 @@ from scripts.pipeline.ensure import ensure_built
 from scripts.pipeline.layout import Layout
 from scripts.spec import BuildError, SpecError, load_spec
 from tests.conftest import write_spec
-from tests.unit.handlers.conftest import LIMITS, TEXT, train_tiny_gpt, write_tiny_gpt
+from tests.unit.handlers.conftest import LIMITS, TEXT
 
 PRETRAINED = folder_format("pretrained")
 LM_LIMITS = LIMITS.model_copy(update={"end_token": 0})
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return write_tiny_gpt(tmp_path_factory.mktemp("hf"))
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, folder):
-    return train_tiny_gpt(folder, tmp_path_factory.mktemp("trained"))
 
 
 def texts() -> list[str]:

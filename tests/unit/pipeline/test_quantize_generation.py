@@ -18,7 +18,6 @@ from scripts.spec import BuildError, load_spec
 from scripts.tasks import task_of
 from tests.conftest import TINY_LM_ENTRY, write_spec, write_tiny_lm
 from tests.unit.handlers.conftest import LIMITS as HANDLER_LIMITS
-from tests.unit.handlers.conftest import train_tiny_gpt, write_tiny_gpt
 
 INT8 = folder_format("pretrained_int8")
 LIMITS = HANDLER_LIMITS.model_copy(update={"end_token": 0})  # the tiny GPT-2's own is 50256
@@ -74,17 +73,6 @@ def test_without_held_out_texts_int8_is_served_only_when_asked_for(tmp_path):
         ids, max_new_tokens=golden["max_tokens"], do_sample=False, pad_token_id=0, eos_token_id=0
     )
     assert [t for t in made[0, ids.shape[1] :].tolist() if t != 0] == golden["token_ids"][0]
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return write_tiny_gpt(tmp_path_factory.mktemp("hf"))
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, folder):
-    """The tiny GPT-2 trained a little on TEXT: a model the gate can judge."""
-    return train_tiny_gpt(folder, tmp_path_factory.mktemp("trained"))
 
 
 def held_out() -> list[str]:
