@@ -23,6 +23,7 @@ from scripts.cli.common import (
 from scripts.pipeline import signing
 from scripts.pipeline.ensure import Stage, ensure_built
 from scripts.pipeline.plan import serving_plan
+from scripts.pipeline.distill import student_shape
 from scripts.pipeline.train import checkpoint_dir
 from scripts.pipeline.verify import worst_errors
 from scripts.runtimes.protocols import BuildOptions
@@ -128,7 +129,7 @@ def distill(
     teacher = models[0]
     chosen = students(teacher, parse_layers(student) if student else None)
     table = Table(
-        "model", "version", "layers", "perplexity teacher -> student", "tokens/s x (1, 16)"
+        "model", "version", "student", "perplexity teacher -> student", "tokens/s x (1, 16)"
     )
     for version in chosen:
         ensure_built([teacher], layout, version=version, through="export", force=force)
@@ -138,7 +139,7 @@ def distill(
         table.add_row(
             teacher.name,
             str(version),
-            str(at.training.distill.layers),  # pyright: ignore[reportOptionalMemberAccess]
+            student_shape(at.training.distill),  # pyright: ignore[reportOptionalMemberAccess, reportArgumentType]
             f"{metrics['teacher_perplexity']} -> {metrics['student_perplexity']} "
             f"({metrics['perplexity_ratio']}x)",
             f"{metrics['tokens_per_s_ratio_1']}, {metrics['tokens_per_s_ratio_16']}",

@@ -47,10 +47,14 @@ def blocks_of(model: torch.nn.Module) -> tuple[torch.nn.Module, str, torch.nn.Mo
     raise BuildError(f"no list of {depth} blocks found in {type(model).__name__}")
 
 
-def student_from(teacher: torch.nn.Module, layers: list[int]) -> torch.nn.Module:
-    """A copy of `teacher` keeping only the blocks `layers`, renumbered for the key/value cache."""
+def student_from(
+    teacher: torch.nn.Module, layers: list[int] | None, mlp: float = 0.0
+) -> torch.nn.Module:
+    """A copy of `teacher` keeping only the blocks `layers` (all: None), renumbered for the
+    key/value cache, with `mlp` of every block's MLP channels pruned."""
     student = copy.deepcopy(teacher)
     parent, attribute, blocks = blocks_of(student)
+    layers = list(range(len(blocks))) if layers is None else layers
     if layers[-1] >= len(blocks):
         raise BuildError(
             f"training.distill.layers {layers}: the teacher has {len(blocks)} layers (0.."
@@ -66,7 +70,68 @@ def student_from(teacher: torch.nn.Module, layers: list[int]) -> torch.nn.Module
     config.num_hidden_layers = len(layers)
     if isinstance(getattr(config, "layer_types", None), list):  # per-layer attention kinds
         config.layer_types = [config.layer_types[i] for i in layers]
+    if mlp:
+        width = prune_mlps(kept, mlp)
+        setattr(config, next(k for k in MLP_WIDTH if hasattr(config, k)), width)
     return student
+
+
+# An MLP is (layers reading the input, the layer writing the output): GPT-2's Conv1D pair, and
+# the gated Linear triple of Llama-style models; each config names its width one way.
+MLP_LAYOUTS = ((("c_fc",), "c_proj"), (("gate_proj", "up_proj"), "down_proj"))
+MLP_WIDTH = ("n_inner", "intermediate_size")
+
+
+def prune_mlps(blocks: torch.nn.ModuleList, share: float) -> int:
+    """Every block's MLP cut to the same width (the config has one), keeping the channels whose
+    weights in and out weigh most (L2 norms multiplied); returns the width."""
+    from transformers.pytorch_utils import Conv1D
+
+    width = 0
+    for block in blocks:
+        found = next(
+            (
+                (m, i, o)
+                for m in block.modules()
+                for i, o in MLP_LAYOUTS
+                if hasattr(m, o) and all(hasattr(m, name) for name in i)
+            ),
+            None,
+        )
+        if found is None:
+            raise BuildError(
+                f"training.distill.mlp: no MLP laid out as {MLP_LAYOUTS} in "
+                f"{type(block).__name__}; prune by layers instead"
+            )
+        mlp, inputs, output = found
+        reading = [getattr(mlp, name) for name in inputs]
+        writing = getattr(mlp, output)
+        # channel j: Conv1D keeps it as a column in, a row out; Linear the other way round
+        conv = isinstance(writing, Conv1D)
+        importance = writing.weight.norm(dim=1 if conv else 0)
+        for layer in reading:
+            importance = importance * layer.weight.norm(dim=0 if conv else 1)
+        width = round(len(importance) * (1 - share))
+        kept = importance.topk(width).indices.sort().values
+        with torch.no_grad():
+            for layer in reading:
+                layer.weight = torch.nn.Parameter(
+                    layer.weight[:, kept] if conv else layer.weight[kept]
+                )
+                if layer.bias is not None:
+                    layer.bias = torch.nn.Parameter(layer.bias[kept])
+                if conv:
+                    layer.nf = width
+                else:
+                    layer.out_features = width
+            writing.weight = torch.nn.Parameter(
+                writing.weight[kept] if conv else writing.weight[:, kept]
+            )
+            if conv:
+                writing.nx = width
+            else:
+                writing.in_features = width
+    return width
 
 
 def distill_loss(
@@ -125,7 +190,7 @@ def decode_rate(model: torch.nn.Module, batch: int) -> float:
             started = time.perf_counter()
             for _ in range(RATE_STEPS):
                 step = out.logits[:, -1:].argmax(-1)
-                out = model(input_ids=step, cache=out.past_key_values, use_cache=True)
+                out = model(input_ids=step, cache=out.cache, use_cache=True)
             best = max(best, batch * RATE_STEPS / (time.perf_counter() - started))
     return best
 
@@ -149,7 +214,7 @@ def distill(spec: ModelSpec, layout: Layout, out: Path) -> dict[str, Any]:
         limits = spec.task.generation or Generation.model_validate({})  # its end token
         teacher = LanguageModel(teacher_folder, limits)
         torch.manual_seed(training.seed if training else 0)
-        student = student_from(teacher.model, settings.layers)
+        student = student_from(teacher.model, settings.layers, settings.mlp)
         blocks = training_blocks(teacher, import_target(settings.texts)())
         train_student(student, teacher.model, blocks, spec)
         shutil.rmtree(out, ignore_errors=True)
@@ -161,11 +226,16 @@ def distill(spec: ModelSpec, layout: Layout, out: Path) -> dict[str, Any]:
     finally:
         torch.set_num_threads(threads)
     return {
-        "made by": f"distilled from version {settings.teacher} (layers {settings.layers})",
+        "made by": f"distilled from version {settings.teacher} ({student_shape(settings)})",
         **metrics,
         "training_blocks": len(blocks),
         "training_seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def student_shape(settings: Distill) -> str:
+    kept = "all layers" if settings.layers is None else f"layers {settings.layers}"
+    return kept + (f", {settings.mlp:.0%} of MLP channels pruned" if settings.mlp else "")
 
 
 def gate(

@@ -84,12 +84,17 @@ TARGET = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"  # 'package.module:function'
 
 
 class Distill(StrictModel):
-    """A language model's student: made from some of a teacher version's layers and trained on
-    the teacher's soft targets with DistilGPT2's loss (scripts/pipeline/distill.py). The
-    training section's epochs, batch_size, learning_rate and seed apply."""
+    """A language model's student: made from some of a teacher version's layers and/or with its
+    MLPs pruned narrower, then trained on the teacher's soft targets with DistilGPT2's loss
+    (scripts/pipeline/distill.py). The training section's epochs, batch_size, learning_rate and
+    seed apply."""
 
     teacher: int = Field(default=1, ge=1)  # the version of this model that teaches
-    layers: list[int] = Field(min_length=1)  # the teacher's layers the student starts from
+    # the teacher's layers the student starts from (None: all of them)
+    layers: list[int] | None = Field(default=None, min_length=1)
+    # share of every layer's MLP channels pruned away, the least important first (structured
+    # pruning: the student is the teacher with narrower MLPs, recovered by the same training)
+    mlp: float = Field(default=0.0, ge=0, lt=1)
     texts: str = Field(pattern=TARGET)  # 'package.module:function': the training texts
     held_out: str = Field(pattern=TARGET)  # the texts the gate measures perplexity on
     temperature: float = Field(default=2.0, gt=0)  # of the soft targets
@@ -97,15 +102,32 @@ class Distill(StrictModel):
     hard: float = Field(default=0.5, ge=0)  # of cross-entropy on the next token
     cosine: float = Field(default=0.1, ge=0)  # of 1 - cos(last hidden states)
     max_perplexity_ratio: float = Field(default=1.3, ge=1)  # held-out, student / teacher
+    # (a distilled student's default, DistilGPT2's 1.29; give 1.15 for a pruned one)
     # the teacher's folder: set from `teacher` when the version is read (scripts/spec/versions.py)
     teacher_folder: Path | None = Field(default=None, exclude=True)
 
     @field_validator("layers")
     @classmethod
-    def _ordered(cls, layers: list[int]) -> list[int]:
+    def _ordered(cls, layers: list[int] | None) -> list[int] | None:
+        if layers is None:
+            return layers
         if any(b <= a for a, b in zip(layers, layers[1:])) or layers[0] < 0:
             raise ValueError(f"layers {layers}: give teacher layer indices in rising order")
         return layers
+
+    @model_serializer(mode="wrap")
+    def _recorded(self, handler: SerializerFunctionWrapHandler) -> dict:
+        data = handler(self)  # one way to make a student left out where unused
+        return {k: v for k, v in data.items() if not (k in ("layers", "mlp") and not v)}
+
+    @model_validator(mode="after")
+    def _smaller(self) -> Distill:
+        if self.layers is None and not self.mlp:
+            raise ValueError(
+                "a student smaller than its teacher: give layers (the ones it keeps) and/or mlp "
+                "(the share of MLP channels pruned), e.g. layers: [0, 2] or mlp: 0.3"
+            )
+        return self
 
 
 class Training(StrictModel):

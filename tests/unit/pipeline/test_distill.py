@@ -45,10 +45,25 @@ def test_a_student_keeping_every_layer_answers_as_its_teacher(folder):
         student_from(teacher, [0, 2])
 
 
+def test_a_pruned_student_keeps_every_layer_with_narrower_mlps_of_the_heaviest_channels(folder):
+    teacher = PRETRAINED.load_causal_lm(folder)
+    pruned = student_from(teacher, None, 0.25)
+    assert pruned.config.n_inner == 96 and pruned.config.num_hidden_layers == 2  # of 4 x 32
+    mlp, original = pruned.transformer.h[0].mlp, teacher.transformer.h[0].mlp
+    assert mlp.c_fc.weight.shape == (32, 96) and mlp.c_proj.weight.shape == (96, 32)
+    weight = original.c_proj.weight.norm(dim=1) * original.c_fc.weight.norm(dim=0)
+    kept = weight.topk(96).indices.sort().values
+    assert torch.equal(mlp.c_fc.weight, original.c_fc.weight[:, kept])
+    with torch.inference_mode():
+        logits = pruned(input_ids=torch.tensor([[5, 9, 14]])).logits
+    assert logits.shape == (1, 3, teacher.config.vocab_size)
+
+
 def spec_with_student(root, folder, **distill):
     shutil.copytree(folder, root / "lm", dirs_exist_ok=True)
     settings = {
         "layers": [1],
+        "mlp": 0.25,
         "texts": f"{__name__}:texts",
         "held_out": f"{__name__}:held_out",
         **distill,
@@ -72,13 +87,13 @@ def test_a_distilled_version_is_trained_gated_exported_and_verified(tmp_path, tr
     assert str(student.training.distill.teacher_folder) == "lm"
     built = ensure_built([spec], Layout.of(tmp_path), version=2, through="export")
     metrics = built.trained[0].metrics
-    assert metrics["made by"] == "distilled from version 1 (layers [1])"
+    assert metrics["made by"] == "distilled from version 1 (layers [1], 25% of MLP channels pruned)"
     assert metrics["parameters"] < sum(
         p.numel() for p in PRETRAINED.load_causal_lm(trained).parameters()
     )
     assert {"teacher_perplexity", "student_perplexity", "tokens_per_s_ratio_16"} <= set(metrics)
     config = json.loads((tmp_path / "lm" / "v2" / "config.json").read_text())
-    assert config["n_layer"] == 1
+    assert config["n_layer"] == 1 and config["n_inner"] == 96
     # its decode loop, alone and in flight, equals its own generate(): the cache renumbering holds
     report = built.exported[0].report
     assert set(report["checks"].values()) == {"token ids equal eager generate()"}
@@ -101,6 +116,7 @@ def test_a_student_that_loses_too_much_is_refused_and_deleted(tmp_path, trained,
     [
         ({"teacher": 5}, "training.distill.teacher: version 5 is not another version of lm"),
         ({"layers": [1, 0]}, "give teacher layer indices in rising order"),
+        ({"layers": None, "mlp": 0}, "a student smaller than its teacher: give layers"),
     ],
 )
 def test_distillation_mistakes_are_named(tmp_path, folder, distill, message):
