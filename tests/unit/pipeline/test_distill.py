@@ -122,3 +122,41 @@ def test_a_student_that_loses_too_much_is_refused_and_deleted(tmp_path, trained,
 def test_distillation_mistakes_are_named(tmp_path, folder, distill, message):
     with pytest.raises((SpecError, ValueError), match=message):
         spec_with_student(tmp_path, folder, **distill).at_version(2)
+
+
+def test_a_llama_style_model_is_served_int8_and_made_a_pruned_student(tmp_path):
+    """Not GPT-2: grouped-query attention, a gated MLP of Linear layers, its own config names."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from models.review_gpt import train_tokenizer
+    from scripts.pipeline.export_generation import eager_tokens, run_together
+
+    tokenizer = train_tokenizer(TEXT, vocab_size=300)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=64,
+        intermediate_size=160,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        eos_token_id=0,
+        bos_token_id=0,
+    )
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "llama")
+    tokenizer.save(str(tmp_path / "llama" / "tokenizer.json"))
+    prompts = ["the battery", "this film is", "the"]
+
+    def decoded_together_equals_generate(language: LanguageModel) -> bool:
+        alone = eager_tokens(language, prompts, 8)["token_ids"]
+        together = run_together(language, [{"prompt": p, "max_tokens": 8} for p in prompts])
+        return [a["token_ids"] for a in together] == alone
+
+    int8 = LanguageModel(tmp_path / "llama", LM_LIMITS, form=folder_format("pretrained_int8"))
+    assert decoded_together_equals_generate(int8)
+    student = student_from(PRETRAINED.load_causal_lm(tmp_path / "llama"), [0, 2], 0.25)
+    assert student.config.num_hidden_layers == 2 and student.config.intermediate_size == 120
+    student.save_pretrained(tmp_path / "student")
+    shutil.copy2(tmp_path / "llama" / "tokenizer.json", tmp_path / "student")
+    assert decoded_together_equals_generate(LanguageModel(tmp_path / "student", LM_LIMITS))
