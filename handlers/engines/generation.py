@@ -28,17 +28,20 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import torch
 
-from handlers.engines.kv_cache import KV, empty_like, kv_layers, left_padded, own_rows, own_span
+from handlers.engines.kv_cache import KV, cropped, forward_rows, kv_layers, left_padded, own_rows
 from handlers.engines.prefix_cache import PrefixCache
 from handlers.engines.scheduling import Pace, grouped
 from handlers.engines.sampling import (
     Sampling,
     TokenLogprobs,
     adjusted,
+    distribution,
     held_back,
     pick,
     token_logprobs,
+    verified,
 )
+from handlers.engines.speculative import Drafting, Proposal, Speculator
 
 if TYPE_CHECKING:
     from transformers import DynamicCache
@@ -75,6 +78,7 @@ class Sequence:
     matcher: Matcher | None = None  # where its text is in its grammar, when it has one
     prefilled: int = 0  # prompt tokens in its cache while its prompt is prefilled in chunks
     looked_up: bool = False  # its prompt was looked up in the prefix cache
+    drafting: Drafting | None = None  # its draft's cache, when it decodes speculatively
 
     @property
     def length(self) -> int:
@@ -113,6 +117,7 @@ class DecodeLoop:
         prefixes: PrefixCache | None = None,
         max_padding: int | None = None,
         pace: Pace | None = None,
+        speculator: Speculator | None = None,
     ):
         self.model = model
         self.decode = decode  # token ids -> text
@@ -125,6 +130,7 @@ class DecodeLoop:
         self.max_padding = max_padding
         # prompt tokens a step may prefill while sequences decode (None: the budget alone)
         self.pace = pace
+        self.speculator = speculator  # a draft model's proposals, verified by this model
         self.waiting: list[Sequence] = []
         self.running: list[Sequence] = []
         self.batches: list[Batch] = []  # the last step's groups
@@ -144,7 +150,7 @@ class DecodeLoop:
         for sequence in [*self.waiting, *self.running]:
             if sequence.key == key:
                 sequence.finish_reason = "cancelled"
-                sequence.cache = None
+                sequence.cache, sequence.drafting = None, None
         self.waiting = [s for s in self.waiting if s.key != key]
         self.running = [s for s in self.running if s.key != key]
         if not self.running:
@@ -197,10 +203,59 @@ class DecodeLoop:
     def decode_groups(self, sequences: list[Sequence]) -> list[Event]:
         """One token for every sequence, a forward per group of similar lengths."""
         previous, self.batches = self.batches, []
-        events: list[Event] = []
+        speculating = self.speculator.chosen(sequences) if self.speculator else []
+        events = self.decode_speculative(speculating, previous) if speculating else []
+        plain = [s for s in sequences if not any(s is t for t in speculating)]
         last = [batch.rows for batch in previous]
-        for group in grouped(sequences, last, self.max_padding):
+        for group in grouped(plain, last, self.max_padding):
             events += self.decode_isolated(group, previous)
+        return events
+
+    def decode_speculative(self, sequences: list[Sequence], previous: list[Batch]) -> list[Event]:
+        """The draft's proposals for these sequences, verified by one forward of this model
+        over each one's last token and proposals (handlers/engines/speculative.py); each
+        decodes from its own cache, kept to the tokens it keeps."""
+        for sequence in sequences:
+            sequence.cache = own_cache(sequence, previous)
+        assert self.speculator is not None
+        return self.verify_isolated(sequences, self.speculator.propose(sequences))
+
+    def verify_isolated(self, sequences: list[Sequence], proposals: list[Proposal]) -> list[Event]:
+        """One forward verifying every sequence's proposal; if it fails, each alone, so a
+        failure is the failing sequence's own (the caches are untouched: the forward builds
+        new ones)."""
+        rows = [(prefilled(s), [s.tokens[-1], *p.tokens]) for s, p in zip(sequences, proposals)]
+        try:
+            logits, caches = forward_rows(self.model, rows, keep=max(len(r) for _, r in rows))
+        except Exception as exc:
+            if len(sequences) == 1:
+                return [self.failed(sequences[0], exc)]
+            log.exception("verifying %d sequences failed; each alone", len(sequences))
+            pairs = zip(sequences, proposals)
+            return [e for s, p in pairs for e in self.verify_isolated([s], [p])]
+        events: list[Event] = []
+        for sequence, proposal, row, cache in zip(sequences, proposals, logits, caches):
+            events += self.verified(sequence, proposal, row[-(len(proposal.tokens) + 1) :], cache)
+        return events
+
+    def verified(
+        self, sequence: Sequence, proposal: Proposal, logits: torch.Tensor, cache: KV
+    ) -> list[Event]:
+        """This model's token at each verified position, for as long as it is the draft's
+        (greedy: its own choice; sampled: the rejection rule), and one more: the correction
+        or, when all were kept, the token after them."""
+        events: list[Event] = []
+        for position, row in enumerate(logits):
+            drafted = proposal.at(position)
+            event = self.advance(sequence, row, drafted)
+            events.append(event)
+            if sequence.finish_reason is not None or drafted is None or event.token != drafted[0]:
+                break
+        made = [e.token for e in events if e.token is not None]
+        assert self.speculator is not None
+        self.speculator.settle(sequence, proposal, made)
+        if sequence.finish_reason is None:
+            sequence.cache = cropped(cache, sequence.length)
         return events
 
     def scheduled(self) -> tuple[list[Sequence], list[tuple[Sequence, int]]]:
@@ -273,51 +328,25 @@ class DecodeLoop:
     def forward_prompts(
         self, rows: list[tuple[Sequence, int]], every_position: bool = False
     ) -> torch.Tensor:
-        """One forward over several sequences' next prompt tokens: each row is [padding][its
-        cache][padding][its new tokens], the caches and the new tokens each left-padded to the
-        longest, the padding masked out and every token at its own position, so each sequence
-        keeps exactly its own cache with its new tokens' (padding dropped), and gets the
-        logits of its last position (every position's, to score a whole prompt's tokens, as
-        echo asks). Returns the last position's logits of each row."""
-        from transformers import DynamicCache
-
-        cached = [s.prefilled for s, _ in rows]
-        longest_cache, longest_new = max(cached), max(size for _, size in rows)
-        ids = torch.zeros(len(rows), longest_new, dtype=torch.long)
-        mask = torch.zeros(len(rows), longest_cache + longest_new, dtype=torch.long)
-        positions = torch.zeros(len(rows), longest_new, dtype=torch.long)
-        for row, ((sequence, size), start) in enumerate(zip(rows, cached)):
-            ids[row, longest_new - size :] = torch.tensor(sequence.prompt[start : start + size])
-            mask[row, longest_cache - start : longest_cache] = 1
-            mask[row, longest_cache + longest_new - size :] = 1
-            positions[row, longest_new - size :] = torch.arange(start, start + size)
-        past = None
-        if longest_cache:
-            like = next(prefilled(s) for s, _ in rows if s.prefilled)
-            own = [s.cache if s.cache else empty_like(like) for s, _ in rows]
-            past = DynamicCache(left_padded(own, longest_cache))
-        out = self.model(  # the last position's logits only, as generate() asks for them
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            cache=past,
-            use_cache=True,
-            logits_to_keep=0 if every_position else 1,
+        """One forward over several sequences' next prompt tokens (kv_cache.forward_rows): each
+        keeps exactly its own cache with its new tokens', and gets the logits of its last
+        position (every position's, to score a whole prompt's tokens, as echo asks). Returns
+        the last position's logits of each row."""
+        starts = [s.prefilled for s, _ in rows]
+        logits, caches = forward_rows(
+            self.model,
+            [
+                (s.cache if start else None, s.prompt[start : start + size])
+                for (s, size), start in zip(rows, starts)
+            ],
+            keep=0 if every_position else 1,  # the last position's only, as generate() asks
         )
-        for row, ((sequence, size), start) in enumerate(zip(rows, cached)):
+        for (sequence, size), start, cache, row in zip(rows, starts, caches, logits):
             scored = sequence.sampling.prompt_logprobs
             if every_position and scored is not None:
-                new = out.logits[row, longest_new - size :]
-                sequence.prompt_logprobs = prompt_logprobs(new, sequence.prompt, scored)
-            sequence.cache = [
-                (
-                    own_span(layer.keys, row, longest_cache, start, size),
-                    own_span(layer.values, row, longest_cache, start, size),
-                )
-                for layer in kv_layers(out.cache)
-            ]
-            sequence.prefilled = start + size
-        return out.logits[:, -1]
+                sequence.prompt_logprobs = prompt_logprobs(row[-size:], sequence.prompt, scored)
+            sequence.cache, sequence.prefilled = cache, start + size
+        return logits[:, -1]
 
     def decode_isolated(self, sequences: list[Sequence], previous: list[Batch]) -> list[Event]:
         """One token for each sequence together; if the forward fails, the batched cache is put
@@ -380,30 +409,44 @@ class DecodeLoop:
             rows = batch.rows
             if len(rows) == len(sequences) and all(a is b for a, b in zip(rows, sequences)):
                 return batch.cache
-        where = {id(s): (b.cache, row) for b in previous for row, s in enumerate(b.rows)}
-        caches = [
-            own_rows(*where[id(s)], s.length) if id(s) in where else prefilled(s) for s in sequences
-        ]
+        caches = [own_cache(s, previous) for s in sequences]
         padded = left_padded(caches, max(s.length for s in sequences))
         for s in sequences:
             s.cache = None  # the batch holds it now
         return DynamicCache(padded)
 
-    def advance(self, sequence: Sequence, logits: torch.Tensor) -> Event:
+    def advance(
+        self,
+        sequence: Sequence,
+        logits: torch.Tensor,
+        drafted: tuple[int, torch.Tensor | None] | None = None,
+    ) -> Event:
         """The next token of one sequence; a failure here (sampling, decoding) is its own."""
         try:
-            return self.next_token(sequence, logits)
+            return self.next_token(sequence, logits, drafted)
         except Exception as exc:
             return self.failed(sequence, exc)
 
-    def next_token(self, sequence: Sequence, logits: torch.Tensor) -> Event:
-        """Pick the next token, find the text it completes and whether the sequence ends."""
+    def next_token(
+        self,
+        sequence: Sequence,
+        logits: torch.Tensor,
+        drafted: tuple[int, torch.Tensor | None] | None = None,
+    ) -> Event:
+        """Pick the next token (given a draft's token and its distribution, by the rejection
+        rule when sampling), find the text it completes and whether the sequence ends."""
         sampling = sequence.sampling
         scores = adjusted(logits, sampling, sequence.prompt, sequence.tokens)
         matcher = self.matcher(sequence)
         if matcher is not None:  # only the tokens its grammar allows; other rows untouched
             scores = matcher.masked(scores)
-        token = pick(scores, sampling, sequence.generator)
+        proposed = None if drafted is None else drafted[1]
+        if drafted is not None and proposed is not None:  # sampled: the rejection rule
+            token = verified(
+                distribution(scores, sampling), drafted[0], proposed, sequence.generator
+            )
+        else:
+            token = pick(scores, sampling, sequence.generator)
         if matcher is not None:
             matcher.accept(token)
         logprobs = None
@@ -429,7 +472,7 @@ class DecodeLoop:
                 text = text[: len(text) - held_back(text, stops)].rstrip("\ufffd")
         new, sequence.text = text[len(sequence.text) :], text
         if sequence.finish_reason is not None:
-            sequence.cache = None
+            sequence.cache, sequence.drafting = None, None
         return Event(sequence, token, new, sequence.finish_reason, logprobs)
 
     def matcher(self, sequence: Sequence) -> Matcher | None:
@@ -448,6 +491,16 @@ def prompt_logprobs(
     """Each prompt token's log-probability given the tokens before it (the logits at position
     i predict token i + 1); the first token has none."""
     return [None] + [token_logprobs(logits[i - 1], prompt[i], top) for i in range(1, len(prompt))]
+
+
+def own_cache(sequence: Sequence, previous: list[Batch]) -> KV:
+    """A sequence's own cache: its row of a last step's group (padding dropped), or the one it
+    holds (its prefill's, or its own after a speculative step)."""
+    for batch in previous:
+        for row, s in enumerate(batch.rows):
+            if s is sequence:
+                return own_rows(batch.cache, row, s.length)
+    return prefilled(sequence)
 
 
 def prefilled(sequence: Sequence) -> KV:

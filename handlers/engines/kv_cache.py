@@ -5,7 +5,8 @@ again: left-padded to the longest, each sequence's positions at the right end of
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, cast
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, cast
 
 import torch
 
@@ -72,3 +73,56 @@ def pad_left(tensor: torch.Tensor, length: int) -> torch.Tensor:
     if missing == 0:
         return tensor
     return torch.nn.functional.pad(tensor, (0, 0, missing, 0))
+
+
+def forward_rows(
+    model: Callable[..., Any], rows: Sequence[tuple[KV | None, list[int]]], keep: int = 1
+) -> tuple[torch.Tensor, list[KV]]:
+    """One forward over several sequences, each with its own cache (None: none yet) and new
+    tokens: each row is [padding][its cache][padding][its new tokens], the caches and the new
+    tokens each left-padded to the longest, the padding masked out and every token at its own
+    position, so each sequence gets what it would get alone. Returns the logits of the last
+    `keep` positions of every row ([rows, keep, vocabulary]; 0: every new position) and each
+    sequence's own cache with its new tokens' (padding dropped)."""
+    from transformers import DynamicCache
+
+    cached = [0 if cache is None else cache[0][0].shape[2] for cache, _ in rows]
+    longest_cache, longest_new = max(cached), max(len(new) for _, new in rows)
+    ids = torch.zeros(len(rows), longest_new, dtype=torch.long)
+    mask = torch.zeros(len(rows), longest_cache + longest_new, dtype=torch.long)
+    positions = torch.zeros(len(rows), longest_new, dtype=torch.long)
+    for row, ((_, new), start) in enumerate(zip(rows, cached)):
+        ids[row, longest_new - len(new) :] = torch.tensor(new)
+        mask[row, longest_cache - start : longest_cache] = 1
+        mask[row, longest_cache + longest_new - len(new) :] = 1
+        positions[row, longest_new - len(new) :] = torch.arange(start, start + len(new))
+    past = None
+    if longest_cache:
+        like = next(cache for cache, _ in rows if cache is not None)
+        own = [cache if cache is not None else empty_like(like) for cache, _ in rows]
+        past = DynamicCache(left_padded(own, longest_cache))
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        cache=past,
+        use_cache=True,
+        logits_to_keep=keep,
+    )
+    caches = [
+        [
+            (
+                own_span(layer.keys, row, longest_cache, start, len(new)),
+                own_span(layer.values, row, longest_cache, start, len(new)),
+            )
+            for layer in kv_layers(out.cache)
+        ]
+        for row, ((_, new), start) in enumerate(zip(rows, cached))
+    ]
+    return out.logits, caches
+
+
+def cropped(cache: KV, length: int) -> KV:
+    """A sequence's own cache cut to its first `length` positions (what a rejected draft's
+    tokens added is dropped)."""
+    return [(keys[:, :, :length], values[:, :, :length]) for keys, values in cache]

@@ -118,10 +118,15 @@ def prefix_function(text: str) -> list[int]:
 
 
 def pick(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> int:
-    """Greedy: the most likely token. Else softmax(logits / temperature) restricted to the
-    top-k tokens and to the smallest set whose probability reaches top-p, then one draw."""
+    """Greedy: the most likely token. Else one draw from `distribution`."""
     if sampling.greedy:
         return int(torch.argmax(logits))
+    return draw(distribution(logits, sampling), generator)
+
+
+def distribution(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
+    """What a sampled token is drawn from: softmax(logits / temperature) restricted to the
+    top-k tokens and to the smallest set whose probability reaches top-p."""
     scores = logits.float() / sampling.temperature
     if sampling.top_k:
         kth = torch.topk(scores, min(sampling.top_k, scores.numel())).values[-1]
@@ -131,4 +136,21 @@ def pick(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | 
         cumulative = torch.softmax(ordered, dim=-1).cumsum(dim=-1)
         outside = cumulative - torch.softmax(ordered, dim=-1) >= sampling.top_p
         scores[order[outside]] = float("-inf")
-    return int(torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator))
+    return torch.softmax(scores, dim=-1)
+
+
+def draw(probabilities: torch.Tensor, generator: torch.Generator | None) -> int:
+    return int(torch.multinomial(probabilities, 1, generator=generator))
+
+
+def verified(
+    target: torch.Tensor, drafted: int, proposed: torch.Tensor, generator: torch.Generator | None
+) -> int:
+    """Speculative sampling's rule (Leviathan et al. 2023): the draft's token is kept with
+    probability min(1, p/q), else a token is drawn from the target's excess over the draft,
+    max(0, p - q) normalised, so what is kept is distributed exactly as the target's `p`."""
+    p, q = target[drafted], proposed[drafted]
+    if float(torch.rand((), generator=generator)) * float(q) < float(p):
+        return drafted
+    excess = torch.clamp(target - proposed, min=0)
+    return draw(excess if float(excess.sum()) > 0 else target, generator)

@@ -22,6 +22,10 @@ def spell(ids: list[int]) -> str:
 def model(request):
     """GPT-2 and Llama (rotary positions, grouped key/value heads): the loop's cache handling
     must hold for both layouts."""
+    return tiny_causal_lm(request.param)
+
+
+def tiny_causal_lm(kind: str):
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
@@ -31,7 +35,7 @@ def model(request):
         "bos_token_id": END,
         "eos_token_id": END,
     }
-    if request.param == "gpt2":
+    if kind == "gpt2":
         config = GPT2Config(n_positions=64, n_embd=32, n_layer=2, n_head=4, **common)
         return GPT2LMHeadModel(config).eval()
     config = LlamaConfig(
