@@ -119,6 +119,15 @@ PREFIX_CACHE_QUERIES = Metric(
 PREFIX_CACHE_HITS = Metric(
     f"{PREFIX}prefix_cache_hits_total", "Prompt tokens found in the prefix cache (not prefilled)"
 )
+# speculative decoding, as vLLM's spec_decode_num_draft_tokens / _num_accepted_tokens
+DRAFT_TOKENS = Metric(
+    f"{PREFIX}spec_decode_draft_tokens_total",
+    "Tokens a draft model proposed (speculative decoding)",
+)
+ACCEPTED_TOKENS = Metric(
+    f"{PREFIX}spec_decode_accepted_tokens_total",
+    "Proposed tokens the model kept (speculative decoding): accepted / draft = acceptance",
+)
 # a generation model's levels, as vLLM's vllm:num_requests_running / _waiting / kv_cache_usage_perc
 REQUESTS_RUNNING = Metric(
     f"{PREFIX}num_requests_running", "Generation requests decoding now", kind="gauge"
@@ -147,6 +156,8 @@ METRICS = (
     GENERATION_TOKENS,
     PREFIX_CACHE_QUERIES,
     PREFIX_CACHE_HITS,
+    DRAFT_TOKENS,
+    ACCEPTED_TOKENS,
     *GAUGES,
     *(series for histogram in HISTOGRAMS for series in histogram.series),
 )

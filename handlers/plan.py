@@ -86,6 +86,18 @@ class Serving(StrictModel):
     startup_timeout_s: int = Field(120, gt=0)
 
 
+class Draft(StrictModel):
+    """Speculative decoding (handlers/engines/speculative.py): another version of the same
+    model (its tokenizer), smaller, proposes tokens that this one verifies in one forward."""
+
+    version: int = Field(ge=1)  # the model's version that drafts (a distilled student)
+    tokens: int = Field(4, ge=1, le=16)  # the most it proposes per step (adapts to acceptance)
+    # more sequences decoding than this: plain decoding (verifying k + 1 tokens per sequence
+    # costs more than it saves once a step's forward is compute-bound)
+    max_batch: int = Field(4, ge=1)
+    format: Format | None = None  # its served format: the draft version's (filled at build)
+
+
 class Generation(StrictModel):
     """A generation model's request defaults and hard limits (spec: task.generation). The
     context length and the end token are the model's own, read from its config at build time."""
@@ -104,6 +116,14 @@ class Generation(StrictModel):
     # prompt prefixes' keys and values kept for later prompts that start alike (0: none)
     prefix_cache_mb: int = Field(64, ge=0)
     end_token: int | None = None  # from the model's config when None
+    draft: Draft | None = None  # speculative decoding with a draft version (None: none)
+
+    @model_serializer(mode="wrap")
+    def _recorded(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without `draft` when unset: plans and fingerprints of models without one stay
+        what they were before it existed."""
+        data = handler(self)
+        return {k: v for k, v in data.items() if not (k == "draft" and v is None)}
 
     @model_validator(mode="after")
     def _default_within_limit(self) -> Generation:

@@ -20,10 +20,11 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from handlers.engines.sampling import Sampling, TokenLogprobs
 from handlers.engines.scheduling import measured_pace, padding_worth_a_forward
+from handlers.engines.speculative import DRAFT_FOLDER
 from handlers.engines.structured import Grammars, requested
 from handlers.formats import folder_format
 from handlers.formats.pretrained import Pretrained
-from handlers.plan import Generation
+from handlers.plan import Draft, Generation
 from handlers.preprocessing.processing import RequestError, unicode_text
 
 if TYPE_CHECKING:
@@ -248,6 +249,25 @@ class LanguageModel:
             warm = self.model(input_ids=torch.tensor([[0]]), use_cache=True)
         self.max_padding = padding_worth_a_forward(weight_bytes(self.model), kv_bytes(warm.cache))
         self.pace = measured_pace(self.model)  # how many prompt tokens a step may prefill
+        self.draft = self.load_draft(folder / DRAFT_FOLDER, limits.draft)
+
+    def load_draft(self, folder: Path, draft: Draft | None) -> torch.nn.Module | None:
+        """The draft model speculative decoding proposes with (its folder inside this one,
+        in its own served format), when the plan names one; it must share the vocabulary."""
+        import torch
+
+        if draft is None:
+            return None
+        model = folder_format(draft.format or "pretrained").load_causal_lm(folder)
+        if model.config.vocab_size != self.vocabulary:
+            raise ValueError(
+                f"the draft (version {draft.version}) has a vocabulary of "
+                f"{model.config.vocab_size} tokens, this model {self.vocabulary}: a draft must "
+                "be a version with the same tokenizer"
+            )
+        with torch.inference_mode():
+            model(input_ids=torch.tensor([[0]]), use_cache=True)  # warm, as the model
+        return model
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids

@@ -33,8 +33,11 @@ from handlers.engines.batching import Failure, isolated
 from handlers.engines.completions import MAX_SEED, Completion, LanguageModel, Logprob, Piece
 from handlers.engines.generation import DecodeLoop, Event, Sequence
 from handlers.engines.prefix_cache import PrefixCache
+from handlers.engines.speculative import Speculator
 from handlers.formats import folder_format
 from handlers.metrics import (
+    ACCEPTED_TOKENS,
+    DRAFT_TOKENS,
     E2E_REQUEST_LATENCY,
     GENERATION_TOKENS,
     INTER_TOKEN_LATENCY,
@@ -124,6 +127,7 @@ class Generating(Generic[K]):
             PrefixCache(prefix_cache_mb << 20) if prefix_cache_mb else None,
             language.max_padding,
             replace(language.pace, share=prefill_share) if prefill_share else None,
+            speculator(language),
         )
         self.max_sequences = max_sequences
         self.max_waiting = max_waiting
@@ -235,6 +239,10 @@ class Generating(Generic[K]):
             events = self.loop.step()
         if events:
             self.metrics.batch(len(events))
+        if self.loop.speculator is not None:
+            proposed, accepted = self.loop.speculator.read_counts()
+            self.metrics.add(DRAFT_TOKENS, proposed)
+            self.metrics.add(ACCEPTED_TOKENS, accepted)
         if self.loop.prefixes is not None:
             lookups = self.loop.prefixes.read_lookups()
             self.metrics.add(PREFIX_CACHE_QUERIES, lookups.queries)
@@ -316,3 +324,11 @@ class Generating(Generic[K]):
         """The prompt's tokens scored; the first as text only (nothing came before it)."""
         first = Logprob(self.language.decode(sequence.prompt[:1]), None)
         return (first, *(self.language.logprob(s) for s in sequence.prompt_logprobs[1:] if s))
+
+
+def speculator(language: LanguageModel) -> Speculator | None:
+    """Speculative decoding with the language model's draft, when its plan names one."""
+    draft = language.limits.draft
+    if language.draft is None or draft is None:
+        return None
+    return Speculator(language.draft, draft.tokens, draft.max_batch)

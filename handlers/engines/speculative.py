@@ -27,6 +27,7 @@ from handlers.engines.kv_cache import KV, cropped, forward_rows
 from handlers.engines.sampling import Sampling, adjusted, distribution, draw
 
 log = logging.getLogger(__name__)
+DRAFT_FOLDER = "draft"  # the draft's Hugging Face folder, inside the served one
 
 
 @dataclass

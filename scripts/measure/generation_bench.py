@@ -82,8 +82,13 @@ def cases(work: Workload, language: LanguageModel) -> dict[str, Workload]:
 
 def static_batched(language, work: Workload, batch: int) -> float:
     """Output tokens/s of one `generate()` call on `batch` prompts, left-padded (the limit: every
-    sequence in one batch from the first step to the last, nothing joining or leaving)."""
+    sequence in one batch from the first step to the last, nothing joining or leaving). A model
+    served with a draft is measured with transformers' own speculative decoding (assisted
+    generation, one sequence only) where the loop speculates too."""
     import torch
+
+    draft = language.limits.draft
+    assistant = language.draft if draft is not None and batch <= min(draft.max_batch, 1) else None
 
     encoded = [language.encode(b["prompt"]) for b in work.bodies(batch)]
     width = max(map(len, encoded))
@@ -99,6 +104,7 @@ def static_batched(language, work: Workload, batch: int) -> float:
             do_sample=False,
             pad_token_id=pad,
             eos_token_id=pad,
+            **({"assistant_model": assistant} if assistant is not None else {}),
         )
     seconds = time.perf_counter() - started
     return sum(made_tokens(row, pad) for row in made[:, width:].tolist()) / seconds

@@ -53,11 +53,14 @@ def ensure_built(
     the others are built (`make archive`, `make serve`); otherwise its error stops the call."""
     versions = [spec.at_version(version if version is not None else spec.version) for spec in specs]
     built = Built()
-    for spec in versions:
+    for base, spec in zip(specs, versions):
         if version is not None and is_sealed(spec, layout) and not force:
             refuse_changed(spec, layout)  # a rollout never re-exports a built version
             continue
         with one_model(spec.name, built.failed, keep_going):
+            for draft in drafts_of(base, spec):  # its folder goes into this version's
+                train_one(draft, layout, False, say)
+                export_one(draft, layout, False, say)
             trained = train_one(spec, layout, force, say)
             exported = export_one(spec, layout, force, say) if through != "train" else None
             built.trained.append(trained)
@@ -95,6 +98,14 @@ def failure(exc: Exception) -> str:
     """An error the build did not expect (the model's own code, a runtime's tool): one line."""
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
+def drafts_of(base: ModelSpec, spec: ModelSpec) -> list[ModelSpec]:
+    """The version that drafts for `spec` (speculative decoding), built before it."""
+    generation = spec.task.generation
+    if generation is None or generation.draft is None:
+        return []
+    return [base.at_version(generation.draft.version)]
 
 
 def train_one(spec: ModelSpec, layout: Layout, force: bool, say: Say) -> TrainResult:

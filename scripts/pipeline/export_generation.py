@@ -19,12 +19,14 @@ import handlers.engines.completions
 import handlers.engines.generating
 import handlers.engines.generation
 import handlers.engines.sampling
+import handlers.engines.speculative
 import handlers.engines.structured
 from handlers.engines.completions import LanguageModel
 from handlers.formats import folder_format
 from handlers.formats import int8_linear, pretrained_int8
 from handlers.formats.pretrained_int8 import write_recipe
 from handlers.engines.generating import Generating
+from scripts.pipeline.drafts import copy_draft, draft_build, draft_files, served_generation
 from scripts.pipeline.fingerprint import fingerprint, is_fresh, source_file, write_stamp
 from scripts.pipeline.layout import Layout
 import scripts.pipeline.quantize_generation
@@ -82,7 +84,10 @@ def generation_fingerprint(spec: ModelSpec, layout: Layout) -> str:
         int8_code = (scripts.pipeline.quantize_generation, pretrained_int8, int8_linear)
         code += [Path(inspect.getfile(m)) for m in int8_code]
         code += [source_file(spec.quantize.texts)] if spec.quantize.texts else []
-    return fingerprint(settings, spec.model_files(layout.root) + code)
+    if draft_build(spec, layout) is not None:  # (a model without a draft's stays what it was)
+        code.append(Path(inspect.getfile(handlers.engines.speculative)))
+    files = spec.model_files(layout.root) + code + draft_files(spec, layout)
+    return fingerprint(settings, files)
 
 
 def wants_int8(spec: ModelSpec) -> bool:
@@ -105,7 +110,8 @@ def export_generation(spec: ModelSpec, layout: Layout, force: bool = False) -> t
     shutil.rmtree(out, ignore_errors=True)
     folder.mkdir(parents=True)
     write_folder(spec, layout, folder)
-    generation = spec.task.generation
+    copy_draft(spec, layout, folder)
+    generation = served_generation(spec, layout)
     assert generation, "a generation model's task has its generation: settings (spec validation)"
     served = folder_format(spec.serving.format)
     wanted = [PRETRAINED, *([INT8] if wants_int8(spec) else [])]
@@ -134,7 +140,7 @@ def export_generation(spec: ModelSpec, layout: Layout, force: bool = False) -> t
 def served_language(spec: ModelSpec, layout: Layout, **options) -> LanguageModel:
     """The built folder as the servers load it: in the spec's serving format (fp32 or int8);
     `options` are LanguageModel's (threads, max_choices)."""
-    generation = spec.task.generation
+    generation = served_generation(spec, layout)
     assert generation, "a generation model's task has its generation: settings (spec validation)"
     form = folder_format(spec.serving.format)
     return LanguageModel(layout.artifact_dir(spec) / form.file, generation, form=form, **options)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import handlers
 from handlers.plan import ServingPlan, TaskPlan
+from scripts.pipeline.drafts import served_generation
 from scripts.pipeline.fingerprint import fingerprint
 from scripts.pipeline.layout import Layout
 from scripts.spec import ModelSpec
@@ -47,7 +48,7 @@ def serving_plan(spec: ModelSpec, layout: Layout, fmt: str | None = None) -> Ser
             output=task.output,
             top_k=min(task.top_k, len(labels) or 1),
             labels=labels,
-            generation=task.generation,
+            generation=served_generation(spec, layout),
             embedding_output=task.embedding_output,
             normalize=task.normalize,
         ),

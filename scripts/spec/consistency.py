@@ -19,7 +19,7 @@ def entry_problems(spec, root: Path) -> list[str]:
     """Every problem of the entry; `root` is the folder its paths are relative to."""
     problems = [*format_problems(spec), *file_problems(spec, root), *import_problems(spec)]
     problems += batch_axis_problems(spec) + tensor_name_problems(spec) + script_problems(spec)
-    problems += generation_problems(spec, root)
+    problems += generation_problems(spec, root) + draft_problems(spec)
     problems += spec.task.serving.entry_problems(spec.task, spec.outputs, spec.batching)
     try:
         spec.task.preprocess.produces(spec.inputs)
@@ -55,6 +55,22 @@ def batch_axis_problems(spec) -> list[str]:
 
 
 GENERATION_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+def draft_problems(spec) -> list[str]:
+    """A model's own draft (task.generation.draft) is another of its versions (a version's
+    serving.draft is checked with the versions)."""
+    generation = spec.task.generation
+    if generation is None or generation.draft is None:
+        return []
+    others = [v.version for v in spec.versions]
+    if generation.draft.version in others:
+        return []
+    listed = others or "it has none: add the draft, e.g. a distilled student, under versions:"
+    return [
+        f"task.generation.draft.version: {generation.draft.version} is not another version of "
+        f"{spec.name} ({listed})"
+    ]
 
 
 def generation_problems(spec, root: Path) -> list[str]:

@@ -18,15 +18,21 @@ from typing import Any
 
 from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
-from handlers.plan import Format, StrictModel
+from handlers.plan import Draft, Format, StrictModel
 from scripts.spec.sections import Training, without_unset
 
 
 class VersionServing(StrictModel):
-    """What a version may serve differently: its format (an int8 variant of the same weights);
-    the other serving settings are the model's, one Triton config for all its versions."""
+    """What a version may serve differently: its format (an int8 variant of the same weights)
+    and, for a generation model, a draft version that speculates for it; the other serving
+    settings are the model's, one Triton config for all its versions."""
 
     format: Format | None = None
+    draft: Draft | None = None
+
+    @model_serializer(mode="wrap")
+    def _recorded(self, handler: SerializerFunctionWrapHandler) -> dict:
+        return without_unset(handler(self), ("draft",))
 
 
 class VersionSpec(StrictModel):
@@ -151,6 +157,7 @@ def version_update(spec, entry: VersionSpec) -> dict[str, Any]:
         distill = training.distill
         distill = distill.model_copy(update={"teacher_folder": teacher_folder(spec, entry)})
         training = training.model_copy(update={"distill": distill})
+    task = drafted(spec, entry, spec.task.model_copy(update={"preprocess": preprocess}))
     serving, export = spec.serving, spec.export
     if entry.serving.format is not None:
         serving = serving.model_copy(update={"format": entry.serving.format})
@@ -169,9 +176,30 @@ def version_update(spec, entry: VersionSpec) -> dict[str, Any]:
         "quantize": quantize,
         "tolerance": tolerance,
         "description": entry.description or spec.description,
-        "task": spec.task.model_copy(update={"preprocess": preprocess}),
+        "task": task,
         "versions": [],
     }
+
+
+def drafted(spec, entry: VersionSpec, task):
+    """The version's task with its draft: its own serving.draft, else the model's (the draft
+    version itself decodes plainly)."""
+    generation, draft = task.generation, entry.serving.draft
+    if draft is None:
+        if generation and generation.draft and generation.draft.version == entry.version:
+            return task.model_copy(
+                update={"generation": generation.model_copy(update={"draft": None})}
+            )
+        return task
+    if not task.serving.pretrained or generation is None:
+        raise ValueError("serving.draft: only a generation model decodes with a draft")
+    others = {spec.version, *(v.version for v in spec.versions)} - {entry.version}
+    if draft.version not in others:
+        raise ValueError(
+            f"serving.draft.version: {draft.version} is not another version of {spec.name} "
+            f"({sorted(others)})"
+        )
+    return task.model_copy(update={"generation": generation.model_copy(update={"draft": draft})})
 
 
 def teacher_folder(spec, entry: VersionSpec) -> Path:
@@ -193,8 +221,10 @@ def teacher_folder(spec, entry: VersionSpec) -> Path:
 
 
 def same_weights(entry: VersionSpec) -> bool:
-    """A version that only serves another format (int8) of the first version's weights."""
-    return entry.serving.format is not None and not entry.source and not entry.training
+    """A version that only serves the first version's weights otherwise: another format
+    (int8), or with a draft."""
+    serves_otherwise = entry.serving.format is not None or entry.serving.draft is not None
+    return serves_otherwise and not entry.source and not entry.training
 
 
 def version_problems(spec) -> list[str]:
@@ -211,7 +241,9 @@ def version_problems(spec) -> list[str]:
             version = spec.version if entry is None else entry.version
             problems.append(f"versions: version {version}: {exc}".replace("\n", " "))
             continue
-        source = (variant.source.made, variant.serving.format)
+        generation = variant.task.generation
+        draft = generation.draft.version if generation and generation.draft else None
+        source = (variant.source.made, variant.serving.format, draft)
         if source in sources:
             kinds = ("checkpoint", "exported", "pretrained")
             field = next(f for f in kinds if getattr(variant.source, f) is not None)
@@ -219,7 +251,8 @@ def version_problems(spec) -> list[str]:
                 f"versions: version {variant.version} "
                 f"uses the same file as version {sources[source]} "
                 f"({source[0]}) in the same format; give it a source.{field} of its own, "
-                "or serving.format another format of the same weights"
+                "serving.format another format of the same weights, or serving.draft a "
+                "draft version"
             )
         sources[source] = variant.version
     return problems

@@ -6,14 +6,18 @@ streams run, and never answers an unversioned request; version 2 is rolled out a
 streams on both runtimes (`make drill`) with no stream failing, every answer equal to one
 version's eager tokens, and every stream that names a version answered by that version.
 Version 4 rolls out on both runtimes: through every endpoint, alone and in flight, it answers
-int8's own eager tokens."""
+int8's own eager tokens. Version 5 decodes version 1's weights speculatively with version 2 as
+its draft: rolled out and back under streams, it answers version 1's eager tokens everywhere,
+and both runtimes count the draft's proposals and the tokens kept."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
+import requests
 import torch
 
 from models.review_gpt import ReviewGPT
@@ -33,6 +37,9 @@ VERSIONS = """    versions:
       - {version: 2, description: "layer norm nudged", source: {checkpoint: weights/lm2.pt}}
       - {version: 3, description: "other random weights", source: {checkpoint: weights/lm3.pt}}
       - {version: 4, description: "version 1 in int8", serving: {format: pretrained_int8}}
+      - version: 5
+        description: "version 1, version 2 drafting"
+        serving: {draft: {version: 2, tokens: 3}}
     rollout: {min_token_agreement: 0.5, max_ttft_factor: 1.0e+9}  # answers decide, not times
     quantize: {allow_unjudged: true}  # random weights: the int8 gate cannot judge them
 """
@@ -152,4 +159,42 @@ def test_an_int8_version_of_the_same_weights_rolls_out_and_back_on_both_runtimes
         assert golden["token_ids"], golden
     finally:
         rollback(spec, "all", layout, servers)
+    assert defaults(servers, spec) == {"torchserve": 1, "triton": 1}
+
+
+def spec_decode_counts(server) -> dict[str, float]:
+    """The speculative-decoding counters one server exposes, summed over their labels."""
+    url = (
+        server.metrics_url
+        if server.metrics_url.endswith("/metrics")
+        else f"{server.metrics_url}/metrics"
+    )
+    counts: dict[str, float] = {}
+    for line in requests.get(url, timeout=5).text.splitlines():
+        found = re.match(r"(torchship_spec_decode_\w+_tokens_total)\{.*\} ([0-9.e+]+)$", line)
+        if found:
+            counts[found[1]] = counts.get(found[1], 0.0) + float(found[2])
+    return counts
+
+
+def test_a_speculative_version_answers_its_targets_tokens_through_a_rollout_under_streams(
+    lm, servers
+):
+    spec, layout = lm
+    report = drill(spec, 5, servers, layout, per_endpoint=2, settle_s=1.5)
+    answers = report["answers"]
+    print({phase: figures for phase, figures in report["phases"].items()})
+    assert all(not a.error for a in answers), summary(answers)["errors"]
+    # the draft's folder travelled inside version 5's, and version 1's tokens are its golden
+    drafted = layout.artifact(spec.at_version(5))
+    assert drafted.root.joinpath("pretrained", "draft", "model.safetensors").exists()
+    golden = json.loads(drafted.golden_generation.read_text())
+    first = json.loads(layout.artifact(spec).golden_generation.read_text())
+    assert golden["token_ids"] == first["token_ids"]
+    for name, server in servers.items():
+        counts = spec_decode_counts(server)
+        proposed = counts.get("torchship_spec_decode_draft_tokens_total", 0)
+        kept = counts.get("torchship_spec_decode_accepted_tokens_total", 0)
+        print(name, counts)
+        assert proposed > 0 and 0 < kept <= proposed, (name, counts)
     assert defaults(servers, spec) == {"torchserve": 1, "triton": 1}

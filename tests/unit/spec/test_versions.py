@@ -39,7 +39,7 @@ def test_training_assets_of_a_version_move_to_its_folder_too():
 
 def test_review_gpt_ships_a_second_version_fine_tuned_into_a_folder_inside_the_first():
     gpt = SPEC.select(["review_gpt"])[0]
-    assert gpt.version_numbers == [1, 2, 3, 4, 5]
+    assert gpt.version_numbers == [1, 2, 3, 4, 5, 6]
     second = gpt.at_version(2)
     assert second.source.pretrained == Path("checkpoints/review_gpt/v2")
     assert second.training.script == "models.review_gpt_finetune:write"
@@ -81,8 +81,8 @@ def test_two_versions_of_one_hugging_face_folder_are_refused():
     same = VersionSpec(version=2, source={"pretrained": "checkpoints/review_gpt"})
     assert version_problems(GPT.model_copy(update={"versions": [same]})) == [
         "versions: version 2 uses the same file as version 1 (checkpoints/review_gpt) in the "
-        "same format; give it a source.pretrained of its own, or serving.format another format "
-        "of the same weights"
+        "same format; give it a source.pretrained of its own, serving.format another format "
+        "of the same weights, or serving.draft a draft version"
     ]
 
 
@@ -174,3 +174,35 @@ def test_two_versions_of_the_same_weights_in_the_same_format_are_refused():
     assert len(problems) == 1 and "version 3 uses the same file as version 2" in problems[0]
     assert "serving.format another format of the same weights" in problems[0]
     assert version_problems(GPT.model_copy(update={"versions": twice[:1]})) == []
+
+
+def test_a_draft_version_serves_the_first_versions_weights_decoding_with_another_version():
+    gpt = SPEC.select(["review_gpt"])[0]
+    sixth = gpt.at_version(6)
+    draft = sixth.task.generation.draft
+    assert (draft.version, draft.tokens) == (4, 4)
+    assert sixth.source == gpt.source and sixth.training == gpt.training
+    assert gpt.task.generation.draft is None and gpt.at_version(4).task.generation.draft is None
+    # unset, the field stays out of the plans' and records' dumps
+    assert "draft" not in gpt.task.generation.model_dump()
+
+
+def test_a_draft_that_is_no_other_version_is_refused_by_name():
+    from handlers.plan import Draft
+    from scripts.spec.consistency import draft_problems
+    from scripts.spec.versions import VersionSpec, version_problems
+
+    selfish = [VersionSpec(version=2, serving={"draft": {"version": 2}})]
+    problems = version_problems(GPT.model_copy(update={"versions": selfish}))
+    assert len(problems) == 1 and "serving.draft.version: 2 is not another version" in problems[0]
+    both = [
+        VersionSpec(version=2, serving={"draft": {"version": 1}}),
+        VersionSpec(version=3, serving={"draft": {"version": 1}}),
+    ]
+    problems = version_problems(GPT.model_copy(update={"versions": both}))
+    assert len(problems) == 1 and "or serving.draft a draft version" in problems[0]
+    generation = GPT.task.generation.model_copy(update={"draft": Draft(version=9)})
+    alone = GPT.model_copy(
+        update={"versions": [], "task": GPT.task.model_copy(update={"generation": generation})}
+    )
+    assert "it has none: add the draft" in draft_problems(alone)[0]
