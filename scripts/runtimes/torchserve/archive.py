@@ -81,7 +81,12 @@ def archive_model(spec: ModelSpec, layout: Layout, store: Path, force: bool = Fa
     stamp = store / f".{out.stem}.stamp.json"
     code = [
         Path(__file__),
-        *(sorted(serialized.glob("*")) if serialized.is_dir() else [serialized]),
+        # a folder's files, a draft's folder inside it included
+        *(
+            sorted(f for f in serialized.rglob("*") if f.is_file())
+            if serialized.is_dir()
+            else [serialized]
+        ),
     ]
     expected = plan_fingerprint(spec, layout, plan, code=code)
     if not force and is_fresh(stamp, expected, [out]):
