@@ -3,7 +3,8 @@ side, each an optimised variant (int8, distilled, pruned) measured against the f
 listed (its fp32 original) in one run, on the same machine:
 
 - in process: static batched `generate()` on the version's served folder in its served format,
-  at 1 and 16 sequences (the limit its decode can reach);
+  at 1 and 16 sequences (the limit its decode can reach; a version with a draft: transformers'
+  assisted generation with it at 1 sequence);
 - served: this project's deployment of the version on each runtime, 1 and 16 streams of the
   golden prompts (greedy, the golden max_tokens), tokens/s and TTFT p50.
 
@@ -62,7 +63,11 @@ def bench_variants(spec: ModelSpec, versions: list[int], layout: Layout, runtime
 
 
 def variant_of(spec: ModelSpec) -> dict:
-    return {"format": spec.serving.format, "description": spec.description}
+    """How the version serves: its format, and its draft's version when it speculates."""
+    generation = spec.task.generation
+    draft = generation.draft if generation else None
+    shown = spec.serving.format + (f", draft v{draft.version}" if draft else "")
+    return {"format": shown, "description": spec.description}
 
 
 def ratios(report: dict, versions: list[int]) -> dict:
