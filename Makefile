@@ -21,13 +21,13 @@ OUT ?=
 CLI := $(PY) -m scripts $(if $(OUT),--out $(OUT))
 
 .PHONY: help install check train export archive triton-repo kserve sign verify verify-artifacts serve \
-	serve-torchserve serve-triton monitor rollout rollback versions drill distill perf bench bench-generation tune stop test test-unit \
+	serve-torchserve serve-triton monitor rollout rollback versions drill distill prune perf bench bench-generation tune stop test test-unit \
 	lint clean
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make install | check | train | export | archive | triton-repo | serve | monitor | stop | verify"
-	@echo "     verify-artifacts | rollout MODEL= VERSION= | rollback MODEL= | versions | drill | distill MODEL="
+	@echo "     verify-artifacts | rollout MODEL= VERSION= | rollback MODEL= | versions | drill | distill MODEL= | prune MODEL="
 	@echo "     kserve | sign | perf | bench | bench-generation | tune | test | test-unit | lint | clean"
 	@echo "   SPEC=models.yaml MODEL=name OUT=folder RUNTIME=all|torchserve|triton"
 	@echo "   TRITON_BACKEND=python|onnxruntime|pytorch"
@@ -84,6 +84,10 @@ need = $(if $($(1)),,$(error $(2) needs $(1)=..., e.g. `make $(2) $(3)`))
 distill: install
 	$(call need,MODEL,distill,MODEL=review_gpt)
 	$(CLI) distill --spec $(SPEC) --model $(MODEL) $(if $(STUDENT),--student $(STUDENT)) $(if $(FORCE),--force)
+# Its pruned versions (training.distill with heads / mlp): MODEL=review_gpt [HEADS=0.25] [MLP=0.3].
+prune: install
+	$(call need,MODEL,prune,MODEL=review_gpt)
+	$(CLI) prune --spec $(SPEC) --model $(MODEL) $(if $(HEADS),--heads $(HEADS)) $(if $(MLP),--mlp $(MLP)) $(if $(FORCE),--force)
 
 # Versions against `make serve`'s servers (RUNTIME=all|torchserve|triton): load beside, gate, switch.
 rollout: install

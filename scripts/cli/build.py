@@ -127,7 +127,34 @@ def distill(
     teacher's layers, trained, gated on held-out perplexity, exported and verified."""
     layout, models = selected_models(spec, [model])
     teacher = models[0]
-    chosen = students(teacher, parse_layers(student) if student else None)
+    build_students(
+        teacher, layout, students(teacher, parse_layers(student) if student else None), force
+    )
+
+
+@app.command()
+@user_errors
+def prune(
+    model: Annotated[str, typer.Option("--model", "-m", help="The model to prune.")],
+    spec: SpecOption = Path("models.yaml"),
+    heads: Annotated[
+        float | None, typer.Option("--heads", help="Only the version pruning this share of heads.")
+    ] = None,
+    mlp: Annotated[
+        float | None,
+        typer.Option("--mlp", help="Only the version pruning this share of MLP channels."),
+    ] = None,
+    force: ForceOption = False,
+):
+    """Build the model's pruned versions (training.distill with heads and/or mlp): attention
+    key/value groups and MLP channels of least weight cut away, recovered by training on the
+    teacher's soft targets, gated on held-out perplexity, exported and verified."""
+    layout, models = selected_models(spec, [model])
+    build_students(models[0], layout, pruned(models[0], heads, mlp), force)
+
+
+def build_students(teacher: ModelSpec, layout, chosen: list[int], force: bool) -> None:
+    """Train, gate and export these student versions of `teacher`; print what each measured."""
     table = Table(
         "model", "version", "student", "perplexity teacher -> student", "tokens/s x (1, 16)"
     )
@@ -145,6 +172,27 @@ def distill(
             f"{metrics['tokens_per_s_ratio_1']}, {metrics['tokens_per_s_ratio_16']}",
         )
     console.print(table)
+
+
+def pruned(spec: ModelSpec, heads: float | None, mlp: float | None) -> list[int]:
+    """The versions of `spec` that prune heads or MLP channels (these shares, when given)."""
+    found = []
+    for entry in spec.versions:
+        training = spec.at_version(entry.version).training
+        settings = training.distill if training else None
+        if settings is None or not (settings.heads or settings.mlp):
+            continue
+        if heads in (None, settings.heads) and mlp in (None, settings.mlp):
+            found.append(entry.version)
+    if not found:
+        after = max(spec.version_numbers) + 1
+        raise BuildError(
+            f"{spec.name} has no pruned version{' with those shares' if heads or mlp else ''}; "
+            f"add one under versions: (docs/optimisation.md), e.g. - {{version: {after}, "
+            f"training: {{distill: {{heads: {heads or 0.25}, mlp: {mlp or 0.3}, texts: "
+            "'pkg.module:training_texts', held_out: 'pkg.module:held_out_texts'}}}"
+        )
+    return found
 
 
 def parse_layers(text: str) -> list[int]:

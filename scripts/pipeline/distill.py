@@ -48,10 +48,11 @@ def blocks_of(model: torch.nn.Module) -> tuple[torch.nn.Module, str, torch.nn.Mo
 
 
 def student_from(
-    teacher: torch.nn.Module, layers: list[int] | None, mlp: float = 0.0
+    teacher: torch.nn.Module, layers: list[int] | None, mlp: float = 0.0, heads: float = 0.0
 ) -> torch.nn.Module:
     """A copy of `teacher` keeping only the blocks `layers` (all: None), renumbered for the
-    key/value cache, with `mlp` of every block's MLP channels pruned."""
+    key/value cache, with `mlp` of every block's MLP channels and `heads` of its attention
+    heads pruned."""
     student = copy.deepcopy(teacher)
     parent, attribute, blocks = blocks_of(student)
     layers = list(range(len(blocks))) if layers is None else layers
@@ -73,7 +74,58 @@ def student_from(
     if mlp:
         width = prune_mlps(kept, mlp)
         setattr(config, next(k for k in MLP_WIDTH if hasattr(config, k)), width)
+    if heads:
+        prune_heads(kept, heads, config)
     return student
+
+
+def prune_heads(blocks: torch.nn.ModuleList, share: float, config: Any) -> None:
+    """Every block's attention cut to the same number of key/value groups (the config has one
+    count: at most the share given, so that the hidden size stays a multiple of the head count,
+    which transformers' configs require), keeping the groups whose weights weigh most: for
+    each, the L2 norms of its key and value rows times those of its query heads' rows and their
+    output columns. Pruning whole groups keeps grouped-query attention's ratio of query to
+    key/value heads. Only a Llama-style attention (q/k/v/o projections, `head_dim` apart from
+    the hidden size) can be pruned: GPT-2's attention width is its hidden size."""
+    if not hasattr(config, "num_key_value_heads"):
+        raise BuildError(
+            f"training.distill.heads: {type(config).__name__} cannot hold fewer attention heads "
+            "(its attention width is its hidden size, as GPT-2's); prune mlp or layers instead"
+        )
+    dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    groups = config.num_key_value_heads
+    per_group = config.num_attention_heads // groups
+    # transformers' configs still require the hidden size to be a multiple of the head count
+    keep = max(
+        k
+        for k in range(1, max(round(groups * (1 - share)), 1) + 1)
+        if config.hidden_size % (k * per_group) == 0
+    )
+    for block in blocks:
+        attention = next((m for m in block.modules() if hasattr(m, "o_proj")), None)
+        if attention is None:
+            raise BuildError(
+                f"training.distill.heads: no q/k/v/o attention in {type(block).__name__}"
+            )
+        q, k, v, o = (getattr(attention, f"{n}_proj") for n in "qkvo")
+        query = q.weight.view(groups, per_group, dim, -1).flatten(2).norm(dim=2)
+        output = o.weight.view(-1, groups, per_group, dim).permute(1, 2, 3, 0).flatten(2)
+        importance = (query * output.norm(dim=2)).sum(dim=1)
+        importance = importance * k.weight.view(groups, -1).norm(dim=1)
+        importance = importance * v.weight.view(groups, -1).norm(dim=1)
+        kept = importance.topk(keep).indices.sort().values
+        rows = lambda size: (kept[:, None] * size + torch.arange(size)).flatten()  # noqa: E731
+        with torch.no_grad():
+            for layer, size in ((q, per_group * dim), (k, dim), (v, dim)):
+                layer.weight = torch.nn.Parameter(layer.weight[rows(size)])
+                if layer.bias is not None:
+                    layer.bias = torch.nn.Parameter(layer.bias[rows(size)])
+                layer.out_features = len(rows(size))
+            o.weight = torch.nn.Parameter(o.weight[:, rows(per_group * dim)])
+            o.in_features = len(rows(per_group * dim))
+    config.head_dim = dim  # kept apart from the hidden size from now on
+    config.num_key_value_heads = keep
+    config.num_attention_heads = keep * per_group
 
 
 # An MLP is (layers reading the input, the layer writing the output): GPT-2's Conv1D pair, and
@@ -214,7 +266,7 @@ def distill(spec: ModelSpec, layout: Layout, out: Path) -> dict[str, Any]:
         limits = spec.task.generation or Generation.model_validate({})  # its end token
         teacher = LanguageModel(teacher_folder, limits)
         torch.manual_seed(training.seed if training else 0)
-        student = student_from(teacher.model, settings.layers, settings.mlp)
+        student = student_from(teacher.model, settings.layers, settings.mlp, settings.heads)
         blocks = training_blocks(teacher, import_target(settings.texts)())
         train_student(student, teacher.model, blocks, spec)
         shutil.rmtree(out, ignore_errors=True)
@@ -235,7 +287,8 @@ def distill(spec: ModelSpec, layout: Layout, out: Path) -> dict[str, Any]:
 
 def student_shape(settings: Distill) -> str:
     kept = "all layers" if settings.layers is None else f"layers {settings.layers}"
-    return kept + (f", {settings.mlp:.0%} of MLP channels pruned" if settings.mlp else "")
+    kept += f", {settings.mlp:.0%} of MLP channels pruned" if settings.mlp else ""
+    return kept + (f", {settings.heads:.0%} of attention heads pruned" if settings.heads else "")
 
 
 def gate(

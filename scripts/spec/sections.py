@@ -95,6 +95,9 @@ class Distill(StrictModel):
     # share of every layer's MLP channels pruned away, the least important first (structured
     # pruning: the student is the teacher with narrower MLPs, recovered by the same training)
     mlp: float = Field(default=0.0, ge=0, lt=1)
+    # share of every layer's attention heads pruned away, the least important key/value groups
+    # first (a Llama-style model: GPT-2's config cannot hold fewer heads than its width)
+    heads: float = Field(default=0.0, ge=0, lt=1)
     texts: str = Field(pattern=TARGET)  # 'package.module:function': the training texts
     held_out: str = Field(pattern=TARGET)  # the texts the gate measures perplexity on
     temperature: float = Field(default=2.0, gt=0)  # of the soft targets
@@ -118,14 +121,15 @@ class Distill(StrictModel):
     @model_serializer(mode="wrap")
     def _recorded(self, handler: SerializerFunctionWrapHandler) -> dict:
         data = handler(self)  # one way to make a student left out where unused
-        return {k: v for k, v in data.items() if not (k in ("layers", "mlp") and not v)}
+        return {k: v for k, v in data.items() if not (k in ("layers", "mlp", "heads") and not v)}
 
     @model_validator(mode="after")
     def _smaller(self) -> Distill:
-        if self.layers is None and not self.mlp:
+        if self.layers is None and not self.mlp and not self.heads:
             raise ValueError(
-                "a student smaller than its teacher: give layers (the ones it keeps) and/or mlp "
-                "(the share of MLP channels pruned), e.g. layers: [0, 2] or mlp: 0.3"
+                "a student smaller than its teacher: give layers (the ones it keeps), mlp (the "
+                "share of MLP channels pruned) and/or heads (of attention heads), e.g. layers: "
+                "[0, 2] or mlp: 0.3"
             )
         return self
 

@@ -4,6 +4,8 @@ exported and verified token for token like any version."""
 
 from __future__ import annotations
 
+import copy
+
 import json
 import shutil
 
@@ -155,8 +157,58 @@ def test_a_llama_style_model_is_served_int8_and_made_a_pruned_student(tmp_path):
 
     int8 = LanguageModel(tmp_path / "llama", LM_LIMITS, form=folder_format("pretrained_int8"))
     assert decoded_together_equals_generate(int8)
-    student = student_from(PRETRAINED.load_causal_lm(tmp_path / "llama"), [0, 2], 0.25)
+    student = student_from(PRETRAINED.load_causal_lm(tmp_path / "llama"), [0, 2], 0.25, 0.5)
     assert student.config.num_hidden_layers == 2 and student.config.intermediate_size == 120
+    assert (student.config.num_attention_heads, student.config.num_key_value_heads) == (2, 1)
     student.save_pretrained(tmp_path / "student")
     shutil.copy2(tmp_path / "llama" / "tokenizer.json", tmp_path / "student")
     assert decoded_together_equals_generate(LanguageModel(tmp_path / "student", LM_LIMITS))
+
+
+def test_pruned_heads_are_the_model_without_the_least_weighty_key_value_groups_output():
+    """The surgery is exact: the pruned model computes what the whole one does with the
+    dropped group's attention output zeroed."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=50,
+        hidden_size=48,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=6,
+        num_key_value_heads=3,
+        max_position_embeddings=32,
+    )
+    whole = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        for layer in whole.model.layers:  # group 1 (query heads 2, 3) weighs least
+            layer.self_attn.v_proj.weight[8:16] *= 0.01
+    pruned = student_from(whole, None, heads=0.4).eval()
+    assert (pruned.config.num_attention_heads, pruned.config.num_key_value_heads) == (4, 2)
+    assert pruned.config.head_dim == 8
+    reference = copy.deepcopy(whole)
+    with torch.no_grad():
+        for layer in reference.model.layers:
+            layer.self_attn.o_proj.weight[:, 16:32] = 0  # query heads 2 and 3's output
+    ids = torch.tensor([[1, 7, 3, 9, 4]])
+    with torch.no_grad():
+        assert torch.allclose(pruned(ids).logits, reference(ids).logits, atol=1e-5)
+
+
+def test_gpt2_heads_cannot_be_pruned_and_say_what_can():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=4))
+    with pytest.raises(BuildError, match="cannot hold fewer attention heads.*prune mlp or layers"):
+        student_from(gpt2, None, heads=0.5)
+
+
+def test_make_prune_picks_the_pruned_versions_and_names_a_missing_one():
+    from scripts.cli.build import pruned
+    from tests.conftest import REPO
+
+    gpt = load_spec(REPO / "models.yaml").select(["review_gpt"])[0]
+    assert pruned(gpt, None, None) == pruned(gpt, None, 0.3) == [5]  # v4 drops layers only
+    with pytest.raises(BuildError, match=r"no pruned version with those shares.*heads: 0.25"):
+        pruned(gpt, 0.25, None)
