@@ -43,10 +43,10 @@ class Drafting:
         return 0 if self.cache is None else self.cache[0][0].shape[2]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Proposal:
     """A draft's tokens for one sequence, with the distribution each was drawn from (None:
-    greedy, the draft's most likely token)."""
+    greedy, the draft's most likely token); filled one token per draft forward."""
 
     tokens: list[int] = field(default_factory=list[int])
     distributions: list[torch.Tensor | None] = field(default_factory=list[torch.Tensor | None])

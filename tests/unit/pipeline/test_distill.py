@@ -126,27 +126,33 @@ def test_distillation_mistakes_are_named(tmp_path, folder, distill, message):
         spec_with_student(tmp_path, folder, **distill).at_version(2)
 
 
-def test_a_llama_style_model_is_served_int8_and_made_a_pruned_student(tmp_path):
-    """Not GPT-2: grouped-query attention, a gated MLP of Linear layers, its own config names."""
+def tiny_llama(vocabulary: int, width: int, layers: int, heads: int, groups: int, **ids):
+    """A seeded Llama-style causal LM: grouped-query attention (`groups` key/value heads), a
+    gated MLP 2.5 times as wide as the model."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=vocabulary,
+        hidden_size=width,
+        intermediate_size=width * 5 // 2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=groups,
+        max_position_embeddings=128,
+        **ids,
+    )
+    return LlamaForCausalLM(config)
+
+
+def test_a_llama_style_model_is_served_int8_and_made_a_pruned_student(tmp_path):
+    """Not GPT-2: grouped-query attention, a gated MLP of Linear layers, its own config names."""
     from models.review_gpt import train_tokenizer
     from scripts.pipeline.export_generation import eager_tokens, run_together
 
     tokenizer = train_tokenizer(TEXT, vocab_size=300)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=tokenizer.get_vocab_size(),
-        hidden_size=64,
-        intermediate_size=160,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        eos_token_id=0,
-        bos_token_id=0,
-    )
-    LlamaForCausalLM(config).save_pretrained(tmp_path / "llama")
+    llama = tiny_llama(tokenizer.get_vocab_size(), 64, 3, 4, 2, eos_token_id=0, bos_token_id=0)
+    llama.save_pretrained(tmp_path / "llama")
     tokenizer.save(str(tmp_path / "llama" / "tokenizer.json"))
     prompts = ["the battery", "this film is", "the"]
 
@@ -168,19 +174,7 @@ def test_a_llama_style_model_is_served_int8_and_made_a_pruned_student(tmp_path):
 def test_pruned_heads_are_the_model_without_the_least_weighty_key_value_groups_output():
     """The surgery is exact: the pruned model computes what the whole one does with the
     dropped group's attention output zeroed."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=50,
-        hidden_size=48,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=6,
-        num_key_value_heads=3,
-        max_position_embeddings=32,
-    )
-    whole = LlamaForCausalLM(config).eval()
+    whole = tiny_llama(50, 48, 2, 6, 3).eval()
     with torch.no_grad():
         for layer in whole.model.layers:  # group 1 (query heads 2, 3) weighs least
             layer.self_attn.v_proj.weight[8:16] *= 0.01
