@@ -206,3 +206,29 @@ def test_make_prune_picks_the_pruned_versions_and_names_a_missing_one():
     assert pruned(gpt, None, None) == pruned(gpt, None, 0.3) == [5]  # v4 drops layers only
     with pytest.raises(BuildError, match=r"no pruned version with those shares.*heads: 0.25"):
         pruned(gpt, 0.25, None)
+
+
+def test_the_teacher_spec_is_a_llama_over_20m_parameters_that_its_versions_shrink():
+    """models/teacher.yaml is trained by hand (20 minutes, too long for CI): here its shape and
+    versions are checked without training, pruned from seeded weights as make prune would."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from models.review_llama import SHAPE
+    from scripts.cli.build import pruned
+    from tests.conftest import REPO
+
+    llama = load_spec(REPO / "models" / "teacher.yaml").select(["review_llama"])[0]
+    assert llama.version_numbers == [1, 2, 3, 4, 5, 6]
+    assert llama.at_version(2).serving.format == "pretrained_int8"
+    assert llama.at_version(5).task.generation.draft.version == 3
+    assert str(llama.at_version(6).source.pretrained) == "checkpoints/review_llama/v3"
+    assert pruned(llama, None, None) == [4]
+    torch.manual_seed(0)
+    teacher = LlamaForCausalLM(LlamaConfig(vocab_size=2048, **SHAPE))
+    assert sum(p.numel() for p in teacher.parameters()) >= 20_000_000
+    half = student_from(teacher, llama.at_version(3).training.distill.layers)
+    assert half.config.num_hidden_layers == SHAPE["num_hidden_layers"] // 2
+    prune = llama.at_version(4).training.distill
+    thinner = student_from(teacher, None, mlp=prune.mlp, heads=prune.heads).config
+    assert thinner.num_attention_heads == thinner.num_key_value_heads == 6  # 3 of 9 cut
+    assert thinner.intermediate_size <= 0.7 * SHAPE["intermediate_size"]
