@@ -69,6 +69,9 @@ def train_fingerprint(spec: ModelSpec, layout: Layout) -> str:
     settings = spec.model_dump(
         include={"source", "training", "task", "inputs", "outputs"}, mode="json"
     )
+    # which version drafts for it is how a version decodes, not what weights it has: a drafted
+    # version shares its base's folder and must not retrain it
+    (settings["task"].get("generation") or {}).pop("draft", None)
     training = training_of(spec)
     settings["training"] = training.fingerprinted()
     files = [source_file(spec.source.module)] if spec.source.module else []

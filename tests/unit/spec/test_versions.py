@@ -185,6 +185,11 @@ def test_a_draft_version_serves_the_first_versions_weights_decoding_with_another
     assert gpt.task.generation.draft is None and gpt.at_version(4).task.generation.draft is None
     # unset, the field stays out of the plans' and records' dumps
     assert "draft" not in gpt.task.generation.model_dump()
+    # the same weights: building it finds version 1's folder trained, never trains it again
+    from scripts.pipeline.train import train_fingerprint
+
+    layout = Layout.of(REPO)
+    assert train_fingerprint(sixth, layout) == train_fingerprint(gpt, layout)
 
 
 def test_a_draft_that_is_no_other_version_is_refused_by_name():
