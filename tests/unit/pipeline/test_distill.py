@@ -218,7 +218,7 @@ def test_the_teacher_spec_is_a_llama_over_20m_parameters_that_its_versions_shrin
     from tests.conftest import REPO
 
     llama = load_spec(REPO / "models" / "teacher.yaml").select(["review_llama"])[0]
-    assert llama.version_numbers == [1, 2, 3, 4, 5, 6]
+    assert llama.version_numbers == [1, 2, 3, 4, 5, 6, 7]
     assert llama.at_version(2).serving.format == "pretrained_int8"
     assert llama.at_version(5).task.generation.draft.version == 3
     assert str(llama.at_version(6).source.pretrained) == "checkpoints/review_llama/v3"
