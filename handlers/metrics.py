@@ -53,6 +53,9 @@ class Metric:
     def label_names(self) -> tuple[str, ...]:
         return (*MODEL_LABELS, *self.labels)
 
+    def __hash__(self) -> int:  # the name says which: a key of every recorded value, kept cheap
+        return hash(self.name)
+
 
 @dataclass(frozen=True)
 class Histogram:
@@ -61,6 +64,9 @@ class Histogram:
     name: str
     help: str
     labels: tuple[str, ...] = ()
+
+    def __hash__(self) -> int:
+        return hash(self.name)
 
     @property
     def bucket(self) -> Metric:
@@ -275,6 +281,28 @@ class ModelMetrics:
             self.rejected(reason)
         elif status >= 500:
             self.failed(reason or "unknown")
+
+    def alone(
+        self,
+        request_format: str,
+        preprocess_s: float,
+        model_s: float | None = None,
+        rows: int = 1,
+        status: int = 200,
+        reason: str = "",
+    ) -> None:
+        """Everything one request answered alone records (handlers/engines/serving_core.py:
+        answer_alone), under one lock: its format, its read and model times, its model call of
+        `rows` rows, or why it was refused or failed."""
+        with self.lock:
+            sums = self.sums
+            sums.add(REQUESTS, 1, (request_format,))
+            sums.observe(STAGE, preprocess_s, ("preprocess",))
+            if model_s is not None:
+                sums.observe(STAGE, model_s, ("model",))
+                sums.add(BATCHES, 1, ())
+                sums.add(BATCH_ROWS, rows, ())
+        self.outcome(status, reason)
 
     def batch(self, rows: int) -> None:
         self.add(BATCHES, 1)

@@ -103,6 +103,7 @@ class TritonPythonModel:
         self.metrics = self.core.metrics
         self.produced = self.pipeline.kind.produces(self.plan.inputs)
         self.dtypes = self.output_dtypes()
+        self.triton_names = dict(zip(self.plan.input_names, self.input_names))
 
     def start_decoding(self) -> None:
         self.streamer = Streamer(HERE)  # decoupled: its own thread answers
@@ -129,11 +130,15 @@ class TritonPythonModel:
     def run_model(
         self, requests: list[pb_utils.InferenceRequest]
     ) -> list[pb_utils.InferenceResponse] | None:
-        names = dict(zip(self.plan.input_names, self.input_names))
-        for index, request in enumerate(requests):
-            self.forward.admit(index, Request(tensors=InputTensors(request, names)))
-        answers = self.forward.step()
-        responses = [self.respond(answers[index]) for index in range(len(requests))]
+        names = self.triton_names
+        if len(requests) == 1:  # alone (low load): straight to the core's lean path
+            alone = self.forward.core.answer_alone(InputTensors(requests[0], names))
+            responses = [self.respond(alone)]
+        else:
+            for index, request in enumerate(requests):
+                self.forward.admit(index, Request(tensors=InputTensors(request, names)))
+            answers = self.forward.step()
+            responses = [self.respond(answers[index]) for index in range(len(requests))]
         if not self.decoupled:
             return responses
         # decoupled: each request's one response through its sender, flagged final

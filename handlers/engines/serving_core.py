@@ -18,6 +18,7 @@ import json
 from http import HTTPStatus
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -119,6 +120,8 @@ class ServingCore:
 
     def answer(self, requests: Sequence[Request]) -> list[Answer]:
         """One answer per request, in order; never raises for one request's sake."""
+        if len(requests) == 1 and requests[0].tensors is not None:
+            return [self.answer_alone(requests[0].tensors)]
         log.info("batch of %d request(s)", len(requests))  # shows server-side batching in logs
         rows = [self.read(r) for r in requests]
         self.batcher.run(rows)
@@ -126,6 +129,30 @@ class ServingCore:
         for request, r, answer in zip(requests, rows, answers):
             self.count(request, r, answer)
         return answers
+
+    def answer_alone(self, tensors: Mapping[str, NDArray[Any]]) -> Answer:
+        """A tensor request alone in its call, the usual case at low load (Triton hands execute()
+        one request): checked, run as it came and answered, with no batch to stack or split and
+        one metrics update. Every microsecond here is one a client of the stock setup does not
+        pay (docs/performance.md)."""
+        started = time.perf_counter()
+        inputs = isolated("reading the request", lambda: self.checked(tensors))
+        checked = time.perf_counter()
+        if isinstance(inputs, Failure):
+            return self.refused(inputs, checked - started)
+        try:
+            outputs = self.batcher.model(inputs)
+        except Exception as exc:
+            log.exception("inference failed")
+            failure = Failure(500, f"inference failed: {type(exc).__name__}: {exc}", "model")
+            return self.refused(failure, checked - started)
+        batch = 1 if self.batcher.whole_outputs else len(inputs[self.plan.inputs[0].name])
+        self.metrics.alone("tensors", checked - started, time.perf_counter() - checked, batch)
+        return Answer(tensors=outputs)
+
+    def refused(self, failure: Failure, preprocess_s: float) -> Answer:
+        self.metrics.alone("tensors", preprocess_s, status=failure.status, reason=failure.reason)
+        return Answer.failed(failure)
 
     def count(self, request: Request, rows: Rows, answer: Answer) -> None:
         """The request by format, and why it was refused or failed, if it was."""
@@ -164,11 +191,14 @@ class ServingCore:
         return Rows(inputs, single, writer=writer)
 
     def read_tensors(self, tensors: Mapping[str, NDArray[Any]]) -> Rows:
+        return Rows(self.checked(tensors), single=False)
+
+    def checked(self, tensors: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         """A runtime has checked dtype and shape against its config; the pipeline adds the
         spec's checks (value range, finiteness, the mask's shape)."""
         pipeline = self.pipeline
         rows = {t.name: pipeline.check_rows(t, tensors[t.name]) for t in self.plan.inputs}
-        return Rows(pipeline.check_mask(rows), single=False)
+        return pipeline.check_mask(rows)
 
     # --- rows -> answer -------------------------------------------------------------------
 

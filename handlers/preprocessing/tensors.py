@@ -88,6 +88,12 @@ def check_rows(tensor: TensorSpec, rows: NDArray[Any], max_batch: int) -> NDArra
     check_shape(tensor, rows, batched=max_batch > 0)
     if max_batch and rows.shape[0] > max_batch:
         raise RequestError(f"{rows.shape[0]} examples in one request; at most {max_batch}", "size")
+    if not tensor.range and rows.dtype == tensor.numpy:
+        # already the model's dtype (a runtime's tensors): nothing can overflow in the cast, so
+        # only floats are checked, in one pass
+        if rows.dtype.kind == "f" and not np.isfinite(rows).all():
+            raise RequestError(f"{tensor.name}: NaN or infinite values are not accepted", "range")
+        return rows
     if rows.size and (rows.dtype != np.bool_ or tensor.range):
         smallest, largest = rows.min(), rows.max()
         if rows.dtype.kind == "f" and not (math.isfinite(smallest) and math.isfinite(largest)):

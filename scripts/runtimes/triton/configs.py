@@ -80,8 +80,6 @@ def base_config(
             "max_queue_delay_microseconds"
         ]
         config.dynamic_batching.preferred_batch_size.extend(settings["preferred_batch_size"])
-        queue = config.dynamic_batching.default_queue_policy
-        queue.max_queue_size = settings["max_queue_size"]
     if instances and platform != "ensemble":
         # KIND_AUTO: GPU where the container has one; the Python models here run on CPU.
         kind = (

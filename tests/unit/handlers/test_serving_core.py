@@ -423,3 +423,36 @@ def test_every_refusal_is_counted_by_reason_and_a_broken_metric_costs_no_answer(
         core.metrics.flush()
     assert statuses == [200, 200]
     assert caplog.text.count("metric torchship_requests_total not recorded") == 1
+
+
+def test_a_tensor_request_alone_is_answered_as_it_came_and_counted_once():
+    """The lone-request path (Triton at low load): the model gets the client's array itself
+    (no stacking copy), answers and refusals are those of the batched path, and its metrics are
+    the same series."""
+    model = Model(sums)
+    core = ServingCore(sequences(), model)
+    ids = np.array([[1, 2], [3, 4]], dtype=np.int64)
+    (alone,) = core.answer([Request(tensors={"ids": ids})])
+    assert alone.ok and alone.tensors[0].tolist() == [[3], [7]]
+    assert len(model.calls) == 1 and np.shares_memory(core.checked({"ids": ids})["ids"], ids)
+    (out_of_range,) = core.answer([Request(tensors={"ids": np.array([[100, 0]])})])
+    assert out_of_range.status == 400 and "ids: values must lie in [0, 99]" in out_of_range.message
+    (missing,) = core.answer([Request(tensors={})])
+    assert missing.status == 500 and missing.message.startswith("reading the request failed")
+    broken = ServingCore(sequences(), Model(lambda inputs: 1 / 0))
+    (failed,) = broken.answer([Request(tensors={"ids": ids})])
+    assert failed.status == 500 and "inference failed: ZeroDivisionError" in failed.message
+    sums_now = core.metrics.sums
+    counted = {(m.name, labels): v for (m, labels), v in sums_now.counters.items()}
+    assert counted[("torchship_requests_total", ("tensors",))] == 3
+    assert counted[("torchship_batch_rows_total", ())] == 2  # the one answered request's rows
+    assert counted[("torchship_rejected_total", ("range",))] == 1
+
+
+def test_a_float_tensor_alone_with_nan_or_infinity_is_refused_by_name():
+    core = ServingCore(CLASSIFIER, Model())
+    for bad in (np.nan, np.inf, -np.inf):
+        (answer,) = core.answer(
+            [Request(tensors={"features": np.array([[1, bad, 0]], np.float32)})]
+        )
+        assert answer.status == 400 and "features: NaN or infinite" in answer.message
