@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from handlers.engines.batching import Failure, isolated
-from handlers.engines.completions import Completion
+from handlers.engines.completions import Completion, Piece
 from handlers.formats import FORMATS
 from handlers.engines.generating import Generating, end_process
 from handlers.metrics import Sink
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
     from handlers.adapters.torchserve_context import DecodingContext
 
 log = logging.getLogger(__name__)
+# How long a lone stream decodes per round trip to TorchServe's frontend (handle() call): about
+# 4x a round trip on the 2-core machine, and what a newcomer may wait for its first step
+ALONE_BURST_S = 0.02
 
 
 def chat_template(folder: Path) -> str | None:
@@ -131,6 +135,7 @@ class ContinuousBatching:
                 context.set_response_content_type(i, JSON)
                 answers[i], done[i] = answer.body, True
         pieces = generating.step() if generating.busy else {}
+        self.decode_alone(pieces, started)
         for i, key in enumerate(keys):
             made = pieces.get(key)
             if not made:
@@ -155,6 +160,22 @@ class ContinuousBatching:
         ]
         context.stopping_criteria = [lambda _, stop=stop: stop for stop in stops]
         return answers
+
+    def decode_alone(self, pieces: dict[str, list[Piece]], started: set[str]) -> None:
+        """A request decoding alone, past its first token, decodes on in this handle() call for up
+        to ALONE_BURST_S, its tokens added to `pieces`: one frontend round trip per burst, not
+        per token (a lone stream was 0.78x the stock generate() handler's tokens/s). A request
+        that arrives meanwhile waits at most that long to join; the first token never waits."""
+        generating = self.generating
+        deadline = time.perf_counter() + ALONE_BURST_S
+        while (
+            len(generating.requests) == 1
+            and not generating.queued
+            and started.issuperset(generating.requests)
+            and time.perf_counter() < deadline
+        ):
+            for key, made in generating.step().items():
+                pieces.setdefault(key, []).extend(made)
 
 
 def refusal(failure: Failure, protocol: GenerationProtocol | ModelRoute) -> Answer:

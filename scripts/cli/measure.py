@@ -94,6 +94,18 @@ def bench(
         color = {"met": "green", "missed": "red"}.get(t["status"], "yellow")
         table.add_row(t["text"], f"[{color}]{t['status']}[/]", t["detail"])
     console.print(table)
+    alone = Table("model", "setup", "protocol", "x stock at c=1", "p50 ours vs stock (ms)")
+    for r in report["one_client"]:
+        ratio = r["throughput_vs_stock"]
+        color = "green" if ratio >= 1.0 else "red"
+        alone.add_row(
+            r["model"],
+            r["setup"],
+            r["protocol"],
+            f"[{color}]{ratio:.2f}x[/]",
+            f"{r['p50_ms']:.3f} vs {r['stock_p50_ms']:.3f}",
+        )
+    console.print(alone)
     console.print(f"report: {layout.shown(out / 'bench.md')} ({report['timings']['total_s']:.0f}s)")
 
 

@@ -65,3 +65,28 @@ def comparisons(points: list[dict], limits: dict[str, dict]) -> list[dict]:
             }
         )
     return out
+
+
+def one_client(points: list[dict]) -> list[dict]:
+    """Per model, setup of ours (int8 included) and protocol: throughput and p50 at concurrency 1
+    against the stock setup of its runtime: what a service at low load, most of the time, sees."""
+    rows = []
+    for p in points:
+        setup = SETUP_BY_KEY[p["setup"]]
+        if setup.stock or p["concurrency"] != 1 or "error" in p:
+            continue
+        stock = find_point(points, p["model"], STOCK_OF[setup.runtime], p["protocol"], 1)
+        if stock is None:
+            continue
+        rows.append(
+            {
+                "model": p["model"],
+                "setup": p["setup"],
+                "protocol": p["protocol"],
+                "throughput_vs_stock": ratio(p["throughput"], stock["throughput"]),
+                "p50_ms": p["p50_ms"],
+                "stock_p50_ms": stock["p50_ms"],
+                "p50_added_ms": p["p50_ms"] - stock["p50_ms"],
+            }
+        )
+    return rows

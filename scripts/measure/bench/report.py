@@ -119,7 +119,26 @@ def header(report: dict) -> list[str]:
         f"| {t['text']} | **{t['status']}** | {t['detail']} | {t['limited_by']} |"
         for t in report["targets"]
     ]
-    return lines
+    return lines + one_client_section(report.get("one_client", []))
+
+
+def one_client_section(rows: list[dict]) -> list[str]:
+    """Ours against stock at concurrency 1, every setup and protocol in one table."""
+    if not rows:
+        return []
+    return [
+        "",
+        "## One client (concurrency 1)",
+        "",
+        "| model | setup | protocol | x stock | p50 ours vs stock (ms) | p50 added (ms) |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *(
+            f"| {r['model']} | {r['setup']} | {r['protocol']} | "
+            f"{fmt_ratio(r['throughput_vs_stock'])} | "
+            f"{r['p50_ms']:.3f} vs {r['stock_p50_ms']:.3f} | {r['p50_added_ms']:+.3f} |"
+            for r in rows
+        ),
+    ]
 
 
 def point_row(p: dict, comps: dict) -> str:

@@ -29,7 +29,7 @@ from scripts.measure.bench.int8 import summary as int8_summary
 from scripts.measure.bench.points import RETRY_STABILITY, describe_point, perf_point
 from scripts.measure.bench.report import machine_info, write_report
 from scripts.measure.bench.setups import BENCHED, SETUPS, bench_of
-from scripts.measure.bench.comparisons import comparisons
+from scripts.measure.bench.comparisons import comparisons, one_client
 from scripts.measure.bench.targets import evaluate_targets
 from scripts.runtimes.registry import RUNTIMES
 from scripts.spec import ModelSpec
@@ -143,6 +143,7 @@ def run_bench(
         "int8": int8,
         "points": points,
         "comparisons": comparisons(points, limits),
+        "one_client": one_client(points),
         "targets": targets,
         "timings": timings,
     }

@@ -86,10 +86,14 @@ def test_torchserve_continuous_batching_steps_and_stopping(handler):
     while not stops[-1]:
         (body, stop), *_ = step(service, context, {"s": None})
         stops.append(stop)
-    assert stops[-1] is True and json.loads(body)["finish_reason"] in ("stop", "length")
+    last = json.loads(body.splitlines()[-1])  # a lone stream: several tokens per call
+    assert stops[-1] is True and last["finish_reason"] in ("stop", "length")
 
 
-def test_torchserve_drops_a_request_the_frontend_dropped(handler):
+def test_torchserve_drops_a_request_the_frontend_dropped(handler, monkeypatch):
+    from handlers.adapters import torchserve_generation
+
+    monkeypatch.setattr(torchserve_generation, "ALONE_BURST_S", 0.0)  # "kept" must not finish
     service, context = handler
     body = json.dumps({"prompt": "the", "stream": True, "max_tokens": 16}).encode()
     step(service, context, {"gone": body, "kept": body})
@@ -181,3 +185,24 @@ def test_sampling_parameters_as_strings_are_read_as_vllm_reads_them():
     assert read == {"max_tokens": 24, "temperature": 0.5, "top_k": 3, "stop": ["."]}
     with pytest.raises(RequestError, match="max_tokens: expected a number, got 'many'"):
         vllm_numbers({"max_tokens": "many"})
+
+
+def test_a_lone_stream_decodes_on_within_one_handle_call_after_its_first_token(
+    handler, monkeypatch
+):
+    """TorchServe: one stream alone gets its tokens in bursts (one frontend round trip per
+    burst); its first token comes alone, and two streams get one token each per call."""
+    from handlers.adapters import torchserve_generation
+
+    monkeypatch.setattr(torchserve_generation, "ALONE_BURST_S", 60.0)  # the whole answer
+    service, context = handler
+    body = json.dumps({"prompt": "the", "stream": True, "max_tokens": 6}).encode()
+    (first, stop), *_ = step(service, context, {"s": body})
+    assert stop is False and len(first.splitlines()) == 1  # the first token: no burst
+    (rest, stop), *_ = step(service, context, {"s": None})
+    lines = [json.loads(line) for line in rest.splitlines()]
+    assert stop is True and lines[-1]["finish_reason"] in ("stop", "length")
+    assert len(lines) >= 2 or lines[-1]["finish_reason"] == "stop"  # the rest in one call
+    two = step(service, context, {"a": body, "b": body})
+    two = step(service, context, {"a": None, "b": None})
+    assert [len(chunk.splitlines()) for chunk, _ in two] == [1, 1]  # not alone: no burst

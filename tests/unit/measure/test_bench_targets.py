@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.measure.bench.comparisons import comparisons
+from scripts.measure.bench.comparisons import comparisons, one_client
+from scripts.measure.bench.report import one_client_section
 from scripts.measure.bench.target_checks import (
     every_load_target,
     int8_target,
@@ -32,6 +33,27 @@ def test_comparisons_are_ratios_to_the_same_protocol_and_concurrency():
     ) == pytest.approx((4.0, 0.25))
     assert comps[("triton", "http")]["throughput_vs_limit_max_batch"] == pytest.approx(2000 / 9000)
     assert comps[("triton_stock", "http")]["throughput_vs_stock"] == pytest.approx(1.0)
+
+
+def test_one_client_compares_every_setup_of_ours_at_concurrency_1_with_its_runtimes_stock():
+    points = [
+        point("digits_cnn", "triton_stock", "http", 1, 2800, p50=0.33),
+        point("digits_cnn", "triton_stock", "grpc", 1, 2400, p50=0.38),
+        point("digits_cnn", "triton", "http", 1, 2100, p50=0.45),
+        point("digits_cnn", "triton", "grpc", 1, 2400, p50=0.38),
+        point("digits_cnn", "triton_int8", "http", 1, 1400, p50=0.70),
+        point("digits_cnn", "triton", "http", 16, 6000, p50=2.0),  # not one client
+        {**point("digits_cnn", "torchserve", "http", 1, 0), "error": "refused"},
+    ]
+    rows = {(r["setup"], r["protocol"]): r for r in one_client(points)}
+    assert set(rows) == {("triton", "http"), ("triton", "grpc"), ("triton_int8", "http")}
+    assert rows[("triton", "http")]["throughput_vs_stock"] == pytest.approx(2100 / 2800)
+    assert rows[("triton", "http")]["p50_added_ms"] == pytest.approx(0.12)
+    assert (
+        rows[("triton_int8", "http")]["stock_p50_ms"] == 0.33
+    )  # the runtime's stock, same protocol
+    table = one_client_section(list(rows.values()))
+    assert "| digits_cnn | triton | grpc | 1.00x | 0.380 vs 0.380 | +0.000 |" in table
 
 
 def test_failed_points_are_left_out_of_ratios_and_targets_are_not_measured_rather_than_missed():
