@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from scripts.measure.bench.comparisons import OURS, find_point
 from scripts.measure.bench.setups import SETUP_BY_KEY, STOCK_OF
+from scripts.measure.tune.rule import P50_SLACK_MS
 
 
 def stock_target(points, model: str, runtime: str, concurrency: int, factor: float) -> dict:
@@ -86,7 +87,7 @@ def all_met(checks: list[dict]) -> bool | None:
 
 
 def every_load_target(
-    points, model: str, runtime: str, levels: list[int], slack_ms: float = 0.3
+    points, model: str, runtime: str, levels: list[int], slack_ms: float = P50_SLACK_MS
 ) -> dict:
     """Ours >= stock throughput at every concurrency, per protocol, and p50 at concurrency 1 no
     more than slack_ms above stock's."""

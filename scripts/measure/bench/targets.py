@@ -9,6 +9,7 @@ import os
 from scripts.measure.bench.comparisons import OURS, find_point
 from scripts.measure.bench.inprocess import LIMIT_FORMATS
 from scripts.measure.bench.setups import BENCHED, STOCK_OF, bench_of
+from scripts.measure.tune.rule import P50_SLACK_MS
 from scripts.measure.bench.target_checks import (
     every_load_target,
     int8_target,
@@ -89,7 +90,7 @@ def evaluate_targets(points, limits, in_proc_by_model, int8: dict | None = None)
                         "model": model,
                         "text": f"{model} on {runtime}: >= 1.0x stock throughput at "
                         "concurrency 1, 4, 16 and 64 (every protocol), p50 at concurrency 1 <= "
-                        "stock's + 0.3 ms",
+                        f"stock's + {P50_SLACK_MS} ms",
                         **every_load_target(points, model, runtime, [1, 4, 16, 64]),
                     },
                     [runtime, STOCK_OF[runtime]],
