@@ -31,12 +31,14 @@ ENGINE_SETTINGS: dict[str, EngineSettings] = {
 def model_config_yaml(plan: ServingPlan) -> Translation:
     batching, serving = plan.batching, plan.serving
     delay = batching.max_queue_delay_ms
-    delay_ms = math.ceil(delay)
+    # TorchServe reads maxBatchDelay 0 as "unset" and waits its default 100 ms for every batch
+    delay_ms = max(math.ceil(delay), 1)
     warnings: list[str] = []
     if delay_ms != delay:
         warnings.append(
-            f"{plan.name}: TorchServe's maxBatchDelay is whole milliseconds: "
-            f"batching.max_queue_delay_ms {delay:g} is served as {delay_ms} ms"
+            f"{plan.name}: TorchServe's maxBatchDelay is whole milliseconds, at least 1 (0 "
+            f"means its default, 100 ms): batching.max_queue_delay_ms {delay:g} is served as "
+            f"{delay_ms} ms"
         )
     if batching.preferred_batch_sizes:
         warnings.append(

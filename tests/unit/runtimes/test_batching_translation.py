@@ -70,3 +70,15 @@ def test_spec_check_prints_the_warning(half_ms_spec):
     )
     assert done.returncode == 0, done.stderr
     assert "TorchServe" in done.stdout and "0.5 is served as 1 ms" in done.stdout
+
+
+def test_no_queue_delay_is_one_millisecond_on_torchserve_whose_zero_means_100(half_ms_spec):
+    spec, layout = half_ms_spec
+    plan = serving_plan(spec, layout)
+    plan = plan.model_copy(
+        update={"batching": plan.batching.model_copy(update={"max_queue_delay_ms": 0})}
+    )
+    translated = TORCHSERVE.artifacts.translate(plan)
+    assert translated.settings["maxBatchDelay"] == 1
+    assert "0 means its default, 100 ms" in translated.warnings[0]
+    assert TRITON.artifacts.translate(plan).settings["max_queue_delay_microseconds"] == 0
