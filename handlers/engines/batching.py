@@ -60,6 +60,11 @@ def isolated(stage: str, work: Callable[[], T]) -> T | Failure:
         return Failure(500, f"{stage} failed: {type(exc).__name__}: {exc}", stage)
 
 
+def model_failure(exc: Exception) -> Failure:
+    """The model raised on one request's rows: a 500 of ours, naming the error."""
+    return Failure(500, f"inference failed: {type(exc).__name__}: {exc}", "model")
+
+
 class Batcher:
     """Requests' rows -> as few model calls as their shapes allow -> each request's outputs."""
 
@@ -85,8 +90,7 @@ class Batcher:
                 try:
                     self.run_together([r])
                 except Exception as exc:
-                    message = f"inference failed: {type(exc).__name__}: {exc}"
-                    r.failure = Failure(500, message, "model")
+                    r.failure = model_failure(exc)
 
     def run_together(self, rows: list[Rows]) -> None:
         """Requests whose rows have the same shape run as one batch; a dynamic non-batch axis

@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 from numpy.typing import NDArray
 
 from handlers.protocols import forward_by_route, kserve
-from handlers.engines.batching import Batcher, Failure, Rows, isolated
+from handlers.engines.batching import Batcher, Failure, Rows, isolated, model_failure
 from handlers.metrics import ModelMetrics, Sink
 from handlers.preprocessing.pipeline import Pipeline
 from handlers.plan import ServingPlan
@@ -144,8 +144,7 @@ class ServingCore:
             outputs = self.batcher.model(inputs)
         except Exception as exc:
             log.exception("inference failed")
-            failure = Failure(500, f"inference failed: {type(exc).__name__}: {exc}", "model")
-            return self.refused(failure, checked - started)
+            return self.refused(model_failure(exc), checked - started)
         batch = 1 if self.batcher.whole_outputs else len(inputs[self.plan.inputs[0].name])
         self.metrics.alone("tensors", checked - started, time.perf_counter() - checked, batch)
         return Answer(tensors=outputs)

@@ -194,15 +194,24 @@ def test_a_lone_stream_decodes_on_within_one_handle_call_after_its_first_token(
     burst); its first token comes alone, and two streams get one token each per call."""
     from handlers.adapters import torchserve_generation
 
-    monkeypatch.setattr(torchserve_generation, "ALONE_BURST_S", 60.0)  # the whole answer
     service, context = handler
     body = json.dumps({"prompt": "the", "stream": True, "max_tokens": 6}).encode()
-    (first, stop), *_ = step(service, context, {"s": body})
-    assert stop is False and len(first.splitlines()) == 1  # the first token: no burst
-    (rest, stop), *_ = step(service, context, {"s": None})
-    lines = [json.loads(line) for line in rest.splitlines()]
-    assert stop is True and lines[-1]["finish_reason"] in ("stop", "length")
-    assert len(lines) >= 2 or lines[-1]["finish_reason"] == "stop"  # the rest in one call
-    two = step(service, context, {"a": body, "b": body})
+
+    def calls_for_one_answer() -> list[list[dict]]:
+        chunks = [step(service, context, {"s": body})[0]]
+        while chunks[-1][1] is False:
+            chunks.append(step(service, context, {"s": None})[0])
+        return [[json.loads(line) for line in chunk.splitlines()] for chunk, _ in chunks]
+
+    monkeypatch.setattr(torchserve_generation, "ALONE_BURST_S", 0.0)  # one token per call
+    alone_per_token = calls_for_one_answer()
+    assert len(alone_per_token) >= 3 and all(len(c) == 1 for c in alone_per_token)
+    monkeypatch.setattr(torchserve_generation, "ALONE_BURST_S", 60.0)  # the whole answer
+    bursts = calls_for_one_answer()
+    assert [len(c) for c in bursts] == [1, len(alone_per_token) - 1]  # first token alone
+    assert [p["token_ids"] for c in bursts for p in c] == [
+        p["token_ids"] for c in alone_per_token for p in c
+    ]
+    step(service, context, {"a": body, "b": body})
     two = step(service, context, {"a": None, "b": None})
     assert [len(chunk.splitlines()) for chunk, _ in two] == [1, 1]  # not alone: no burst
