@@ -132,9 +132,9 @@ bench: install
 bench-generation: install
 	$(CLI) bench-generation $(STEP_ARGS) $(if $(VERSIONS),--versions $(VERSIONS))
 
-# Sweep serving settings on both runtimes (MODEL=digits_cnn RUNTIME=all BUDGET=900), pick by the latency-aware rule.
+# Sweep serving settings on both runtimes (MODEL=digits_cnn RUNTIME=all BUDGET=900 LOAD=any|low|high), pick by the latency-aware rule.
 tune: install
-	$(CLI) tune --spec $(SPEC) --model $(or $(MODEL),digits_cnn) --runtime $(or $(RUNTIME),all) $(if $(BUDGET),--budget $(BUDGET))
+	$(CLI) tune --spec $(SPEC) --model $(or $(MODEL),digits_cnn) --runtime $(or $(RUNTIME),all) $(if $(BUDGET),--budget $(BUDGET)) $(if $(LOAD),--load $(LOAD))
 
 # KServe: kserve/{torchserve,triton}/ + InferenceService manifests (TRITON_BACKEND=onnxruntime|pytorch|python).
 kserve: install

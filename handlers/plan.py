@@ -50,6 +50,10 @@ class Padding(StrictModel):
 class Batching(StrictModel):
     max_batch_size: int = Field(8, ge=0)  # 0: the runtime never batches requests
     max_queue_delay_ms: float = Field(5.0, ge=0)
+    # False: the runtime hands each request to the model as it came, never gathering a batch
+    # (one client skips Triton's batcher and TorchServe's batch delay; many clients lose the
+    # batches: docs/performance.md); a request may still carry up to max_batch_size rows
+    dynamic: bool = True
     preferred_batch_sizes: list[int] = []
     pad: Padding | None = None  # without it, requests batch only with others of the same shape
     # requests that may wait for the model beyond those it runs; more are refused at once

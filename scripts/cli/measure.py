@@ -17,6 +17,7 @@ from scripts.measure.generation_report import table, targets
 from scripts.measure.variant_bench import bench_variants, table as variant_table
 from scripts.measure.perf import run as run_perf, served_admin_key
 from scripts.measure.tune import run_tune, snippet
+from scripts.measure.tune.rule import LOADS
 from scripts.pipeline.ensure import ensure_built
 from scripts.pipeline.layout import Layout
 from scripts.cli.serve import RuntimeOption
@@ -124,10 +125,19 @@ def tune(
             help="Seconds for the whole sweep, shared by the runtimes (stock and spec included).",
         ),
     ] = 900,
+    load: Annotated[
+        str,
+        typer.Option(
+            "--load",
+            help="The load to tune for: any (concurrency 1-64), low (1 and 4) or high (16 and 64).",
+        ),
+    ] = "any",
 ):
-    """Sweep queue delay, max batch size, instances, workers, threads and format on real servers,
-    judge each against the stock setup at concurrency 1-64, pick by the latency-aware rule:
-    reports/tune_<model>.{json,yaml,png}."""
+    """Sweep queue delay, dynamic batching, max batch size, instances, workers, threads and
+    format on real servers, judge each against the stock setup at the load's concurrencies, pick
+    by the latency-aware rule: reports/tune_<model>.{json,yaml,png}."""
+    if load not in LOADS:
+        raise typer.BadParameter(f"unknown load {load!r}; choose one of {sorted(LOADS)}")
     layout, models = selected_models(spec, [model])
     refuse_other_measures(models, "tune")
     report = run_tune(
@@ -136,6 +146,7 @@ def tune(
         benched(runtime),
         budget,
         log=lambda line: console.print(line, highlight=False),
+        load=load,
     )
     console.print(
         f"report: {layout.shown(layout.reports)}/tune_{model}.json, tune_{model}.png "

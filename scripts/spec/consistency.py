@@ -112,6 +112,11 @@ def generation_problems(spec, root: Path) -> list[str]:
         problems.append(
             "batching.max_batch_size: the most sequences decoded together; give at least 1"
         )
+    if not spec.batching.dynamic or any(s.dynamic is False for s in spec.per_runtime.values()):
+        problems.append(
+            "batching.dynamic: a generation model's requests are batched by its decode loop "
+            "(in-flight), not by the runtime; remove dynamic: false"
+        )
     if spec.serving.workers.max > 1:
         # TorchServe 0.12's continuous batching polls new work under one model-wide lock: a
         # worker waiting for a new request stalls every other worker's running streams

@@ -18,6 +18,7 @@ from scripts.runtimes.names import RuntimeName  # noqa: F401  (re-exported for t
 class RuntimeSettings(StrictModel):
     max_batch_size: int | None = Field(default=None, ge=1)
     max_queue_delay_ms: float | None = Field(default=None, ge=0)
+    dynamic: bool | None = None
     threads: int | None = Field(default=None, ge=1)
     format: Format | None = None  # pyright: ignore[reportInvalidTypeForm]  Format: Literal[FORMAT_NAMES] (handlers/plan.py)
 
@@ -27,6 +28,7 @@ class RuntimeSettings(StrictModel):
             for k, v in (
                 ("max_batch_size", self.max_batch_size),
                 ("max_queue_delay_ms", self.max_queue_delay_ms),
+                ("dynamic", self.dynamic),
             )
             if v is not None
         }

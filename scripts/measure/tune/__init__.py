@@ -22,7 +22,15 @@ from pathlib import Path
 from scripts.measure.tune.plot import plot_fronts
 from scripts.pipeline.layout import Layout
 from scripts.measure.tune.configs import axes_for, one_axis_at_a_time, settings_of, spec_fields
-from scripts.measure.tune.rule import CONCURRENCY, RULE, assess, choose, pareto_front, rank
+from scripts.measure.tune.rule import (
+    CONCURRENCY,
+    LOADS,
+    assess,
+    choose,
+    pareto_front,
+    rank,
+    rule_text,
+)
 from scripts.measure.tune.sweep import MEASUREMENT, Sweep
 from scripts.measure.variants import scratch_layout
 from scripts.spec import ModelSpec
@@ -47,7 +55,14 @@ def best_per_axis(
 
 
 def tune_runtime(
-    runtime, spec: ModelSpec, layout: Layout, scratch: Layout, workdir: Path, deadline: float, log
+    runtime,
+    spec: ModelSpec,
+    layout: Layout,
+    scratch: Layout,
+    workdir: Path,
+    deadline: float,
+    log,
+    load: str = "any",
 ) -> dict:
     """One runtime's sweep, verdicts, front and choice: PASSES rounds of coordinate descent,
     each from the best configuration so far (the spec's own settings first)."""
@@ -57,7 +72,7 @@ def tune_runtime(
 
     def verdicts() -> dict[str, dict]:
         return {
-            i: assess({runtime.name: c["curve"]}, {runtime.name: sweep.stock})
+            i: assess({runtime.name: c["curve"]}, {runtime.name: sweep.stock}, LOADS[load])
             for i, c in sweep.configs.items()
         }
 
@@ -97,6 +112,7 @@ def run_tune(
     budget_s: float = 900,
     out_dir: Path | None = None,
     log=print,
+    load: str = "any",
 ) -> dict:
     started = time.monotonic()
     workdir = layout.state("tune") / spec.name
@@ -107,12 +123,16 @@ def run_tune(
         deadline = time.monotonic() + (budget_s - (time.monotonic() - started)) / (
             len(runtimes) - i
         )
-        results[runtime.name] = tune_runtime(runtime, spec, layout, scratch, workdir, deadline, log)
+        results[runtime.name] = tune_runtime(
+            runtime, spec, layout, scratch, workdir, deadline, log, load
+        )
     choices = {r: res["choice"]["settings"] for r, res in results.items() if res["choice"]}
     report = {
         "model": spec.name,
-        "rule": RULE,
+        "load": load,
+        "rule": rule_text(LOADS[load]),
         "concurrency": list(CONCURRENCY),
+        "judged_at": list(LOADS[load]),
         "measurement": MEASUREMENT,
         "budget_s": budget_s,
         "runtimes": results,
@@ -149,7 +169,9 @@ def snippet(report: dict) -> str:
     """The choices as a models.yaml entry, with the figures behind them as comments."""
     import yaml
 
-    lines = [f"# make tune MODEL={report['model']}: per runtime, {report['rule']}"]
+    load = report.get("load", "any")
+    command = f"make tune MODEL={report['model']}" + (f" LOAD={load}" if load != "any" else "")
+    lines = [f"# {command}: per runtime, {report['rule']}"]
     lines += [figures_line(r, res) for r, res in report["runtimes"].items() if res["choice"]]
     body = yaml.safe_dump(
         {"name": report["model"], **report["spec_fields"]}, sort_keys=False, default_flow_style=None

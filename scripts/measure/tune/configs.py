@@ -18,6 +18,7 @@ from scripts.spec.schema import Workers
 # a format not exported or not gated) is dropped for it.
 AXES = {
     "max_queue_delay_ms": [0, 0.5, 1, 2],
+    "dynamic": [True, False],  # off: no batcher for one client, no batches for many
     "max_batch_size": [8, 32, 64],
     "instances": [1, 2],
     "workers": [1, 2],
@@ -27,6 +28,7 @@ AXES = {
 SHARED = (
     "max_batch_size",
     "max_queue_delay_ms",
+    "dynamic",
     "threads",
     "format",
 )  # what per_runtime may override
@@ -36,6 +38,7 @@ def settings_of(spec: ModelSpec) -> dict:
     return {
         "max_batch_size": spec.batching.max_batch_size,
         "max_queue_delay_ms": spec.batching.max_queue_delay_ms,
+        "dynamic": spec.batching.dynamic,
         "format": spec.serving.format,
         "threads": spec.serving.threads,
         "instances": spec.serving.instances,
@@ -50,7 +53,7 @@ def axes_for(spec: ModelSpec, layout: Layout, runtime) -> dict[str, list]:
     axes = {k: list(v) for k, v in AXES.items() if k not in others}
     axes["format"] = [f for f in axes["format"] if f in formats]
     if spec.batching.max_batch_size == 0:
-        del axes["max_batch_size"], axes["max_queue_delay_ms"]
+        del axes["max_batch_size"], axes["max_queue_delay_ms"], axes["dynamic"]
     return axes
 
 
@@ -69,6 +72,7 @@ def spec_for(spec: ModelSpec, settings: dict, name: str) -> ModelSpec:
         update={
             "max_batch_size": mbs,
             "max_queue_delay_ms": settings["max_queue_delay_ms"],
+            "dynamic": settings["dynamic"],
             "preferred_batch_sizes": [b for b in spec.batching.preferred_batch_sizes if b <= mbs],
         }
     )
@@ -124,6 +128,7 @@ def spec_fields(spec: ModelSpec, choices: dict[str, dict]) -> dict:
             "batching": {
                 "max_batch_size": top["max_batch_size"],
                 "max_queue_delay_ms": top["max_queue_delay_ms"],
+                **({} if top["dynamic"] else {"dynamic": False}),
             },
             **fields,
         }

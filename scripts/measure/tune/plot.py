@@ -19,7 +19,7 @@ def plot_fronts(report: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    top = CONCURRENCY[-1]
+    top = report.get("judged_at", CONCURRENCY)[-1]  # the load's top concurrency
     runtimes = report["runtimes"]
     fig, axes = plt.subplots(1, len(runtimes), figsize=(6.5 * len(runtimes), 4.8), squeeze=False)
     for ax, (runtime, result) in zip(axes[0], runtimes.items()):

@@ -47,7 +47,8 @@ def model_config_yaml(plan: ServingPlan) -> Translation:
             "applies to Triton only"
         )
     engine = ENGINE_SETTINGS[plan.task.serving.engine]
-    batch_size = max(batching.max_batch_size, 1) + engine["waiting_slots"] * batching.max_waiting
+    gathered = max(batching.max_batch_size, 1) if batching.dynamic else 1
+    batch_size = gathered + engine["waiting_slots"] * batching.max_waiting
     return Translation(
         {
             **engine["settings"],

@@ -34,7 +34,7 @@ def scheduling(plan: ServingPlan) -> Translation:
         "max_batch_size": batching.max_batch_size,
         "instances": plan.serving.instances,
     }
-    if batching.max_batch_size > 0:
+    if batching.max_batch_size > 0 and batching.dynamic:
         # No default_queue_policy.max_queue_size (batching.max_waiting): with one, Triton 2.51's
         # dynamic batcher leaves ~2% of requests waiting out its 500 ms idle wait at one client
         # (digits_cnn over gRPC: 67 instead of 1,700 answers/s; docs/performance.md).

@@ -70,6 +70,27 @@ def test_the_rule_picks_the_highest_top_throughput_among_configurations_that_kee
     assert assessed["t02"]["ratio_at_top"] == 8100 / 2900
 
 
+def test_the_load_decides_between_the_batcher_and_one_client():
+    """The shape measured on digits_cnn over Triton: without the dynamic batcher one client
+    is answered sooner and 64 clients get ~40% fewer answers."""
+    batcher = flat([2700, 3400, 6900, 6900], 0.40)
+    alone = flat([2950, 3200, 4100, 4100], 0.33)
+    # "any" holds one client to stock, so the batcher's 0.07 ms costs it the choice there too
+    for load, chosen in (("any", "alone"), ("high", "batcher"), ("low", "alone")):
+        levels = rule.LOADS[load]
+        assessed = {
+            name: rule.assess({"triton": curve}, {"triton": STOCK}, levels)
+            for name, curve in (("batcher", batcher), ("alone", alone))
+        }
+        assert rule.choose(assessed) == chosen, load
+    high = rule.assess({"triton": batcher}, {"triton": STOCK}, rule.LOADS["high"])
+    assert high["keeps_rule"] and high["ratio_at_top"] == 6900 / 2900  # p50 at one not held
+    assert rule.rule_text(rule.LOADS["low"]).startswith(
+        "throughput >= the stock setup's at concurrency 1, 4 and p50 at concurrency 1"
+    )
+    assert "p50" not in rule.rule_text(rule.LOADS["high"])
+
+
 def test_every_runtime_must_keep_the_rule_and_the_weaker_ratio_counts():
     ts_stock = {c: {"throughput": 150.0, "p50_ms": 4.5} for c in rule.CONCURRENCY}
     curves = {
@@ -260,3 +281,24 @@ def test_the_int8_variant_serves_int8_on_every_runtime_whatever_per_runtime_says
     for runtime in ("torchserve", "triton"):
         assert variant.for_runtime(runtime).serving.format == "onnx_int8"
     assert variant.for_runtime("torchserve").serving.threads == 2  # other per_runtime settings stay
+
+
+def test_dynamic_batching_is_an_axis_and_a_choice_without_it_is_written_to_the_spec():
+    spec = SPEC["digits_cnn"]
+    base = configs.settings_of(spec)
+    assert configs.axes_for(spec, LAYOUT, RUNTIMES["triton"])["dynamic"] == [True, False]
+    unbatched = spec.model_copy(
+        update={"batching": spec.batching.model_copy(update={"max_batch_size": 0})}
+    )
+    assert "dynamic" not in configs.axes_for(unbatched, LAYOUT, RUNTIMES["triton"])
+    variant = configs.spec_for(spec, {**base, "dynamic": False}, "digits_cnn_t02")
+    assert variant.batching.dynamic is False
+    # chosen by one runtime only: under per_runtime, the other runtime keeps its batcher
+    fields = configs.spec_fields(
+        spec, {"triton": {**base, "dynamic": False}, "torchserve": dict(base)}
+    )
+    assert fields["per_runtime"]["triton"] == {"dynamic": False}
+    assert "dynamic" not in fields["batching"]
+    # chosen by both: one top-level field
+    both = configs.spec_fields(spec, {r: {**base, "dynamic": False} for r in RUNTIMES})
+    assert both["batching"]["dynamic"] is False and "per_runtime" not in both

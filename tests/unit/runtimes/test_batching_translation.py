@@ -19,6 +19,7 @@ from scripts.runtimes.torchserve.runtime import TORCHSERVE
 from scripts.runtimes.triton.configs import read_config
 from scripts.runtimes.triton.runtime import TRITON
 from scripts.spec import load_spec
+from scripts.spec.overrides import RuntimeSettings
 from tests.conftest import REPO
 
 
@@ -82,3 +83,25 @@ def test_no_queue_delay_is_one_millisecond_on_torchserve_whose_zero_means_100(ha
     assert translated.settings["maxBatchDelay"] == 1
     assert "0 means its default, 100 ms" in translated.warnings[0]
     assert TRITON.artifacts.translate(plan).settings["max_queue_delay_microseconds"] == 0
+
+
+def test_without_dynamic_batching_each_request_reaches_the_model_as_it_came(half_ms_spec):
+    """Triton gets no dynamic_batching block (clients may still send batches of up to
+    max_batch_size rows); TorchServe hands its handler one request at a time."""
+    spec, layout = half_ms_spec
+    spec = spec.model_copy(update={"batching": spec.batching.model_copy(update={"dynamic": False})})
+    (row,) = TRITON.artifacts.build([spec], layout, BuildOptions())
+    config = read_config(layout.triton_repo / spec.name / "config.pbtxt")
+    assert not config.HasField("dynamic_batching") and config.max_batch_size == 8
+    assert TORCHSERVE.artifacts.translate(serving_plan(spec, layout)).settings["batchSize"] == 1
+
+
+def test_per_runtime_turns_dynamic_batching_off_for_one_runtime_only(half_ms_spec):
+    spec, layout = half_ms_spec
+    spec = spec.model_copy(update={"per_runtime": {"triton": RuntimeSettings(dynamic=False)}})
+    triton = TRITON.artifacts.translate(serving_plan(spec.for_runtime("triton"), layout))
+    torchserve = TORCHSERVE.artifacts.translate(
+        serving_plan(spec.for_runtime("torchserve"), layout)
+    )
+    assert "max_queue_delay_microseconds" not in triton.settings
+    assert torchserve.settings["batchSize"] == 8

@@ -277,3 +277,18 @@ def test_generation_limits_are_checked(tmp_path, change, expected):
     with pytest.raises(SpecError) as error:
         load_spec(write_spec(tmp_path, entry))
     assert expected in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "batching", ["batching: {dynamic: false}", "per_runtime: {triton: {dynamic: false}}"]
+)
+def test_a_generation_model_is_batched_by_its_decode_loop_not_the_runtime(tmp_path, batching):
+    folder = tmp_path / "hf_folder"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        (folder / name).write_text("{}")
+    with pytest.raises(SpecError) as error:
+        load_spec(write_spec(tmp_path, GENERATION_ENTRY + f"    {batching}\n"))
+    assert "batching.dynamic: a generation model's requests are batched by its decode" in str(
+        error.value
+    )
