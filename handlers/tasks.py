@@ -44,6 +44,9 @@ class ServingTask:
     # protocols (handlers/protocols/, by name) a one-pass model of this kind answers beside its
     # own JSON, each on its route after the model's version (if the protocol serves the model)
     protocols: ClassVar[tuple[str, ...]] = ()
+    # answers OpenAI's completions and chat completions (the gateway routes them by the body's
+    # `model`, scripts/gateway/)
+    openai_completions: ClassVar[bool] = False
 
     def section_problems(self, task: Any) -> list[str]:
         """What the spec's `task:` section lacks or holds that this kind does not take."""
@@ -132,6 +135,7 @@ class Generation(ServingTask):
     name = "generation"
     engine = "generate"
     pretrained = True
+    openai_completions = True
 
     fields = ("generation",)
 

@@ -59,6 +59,22 @@ class BuildOptions:
 
 
 @dataclass(frozen=True)
+class GatewayRoute:
+    """One of a runtime's HTTP routes as the gateway (scripts/gateway/) passes it on: a request
+    whose path matches `pattern` (a regular expression; its named groups `model` and `version`
+    say what is called) goes to `upstream` with `headers` set: the runtime's own keys, which
+    never reach a client. `scope`: "model" (a client's models), "admin" (admin clients) or
+    "open" (anyone, no key: health). `errors`: the shape of the gateway's own refusals on it,
+    as the runtime answers its own ("torchserve", "kserve_v2")."""
+
+    pattern: str
+    upstream: str
+    scope: str = "model"
+    headers: dict[str, str] = field(default_factory=lambda: dict[str, str]())
+    errors: str = "kserve_v2"
+
+
+@dataclass(frozen=True)
 class StartOptions:
     workdir: Path | None = None  # None: the instance `make serve` runs, under layout.run
     free_ports: bool = False  # True: loopback ports nothing uses (tests, bench)
@@ -150,6 +166,16 @@ class ServerControl(Protocol[S]):
 
     def endpoints_report(self, server: S, layout: Layout) -> list[tuple[str, str]]:
         """(label, where) lines that `make serve` prints once READY."""
+        ...
+
+    def gateway_routes(self, server: S, specs: list[ModelSpec]) -> list[GatewayRoute]:
+        """The server's HTTP routes behind the gateway, most specific first (OpenAI's, chosen
+        by the body's model, come from `openai_base`)."""
+        ...
+
+    def openai_base(self, server: S, spec: ModelSpec, version: int) -> GatewayRoute | None:
+        """Where this runtime answers OpenAI's API for the model's version (the upstream's path
+        ends before `/v1/...`), or None where it does not."""
         ...
 
 
@@ -289,6 +315,12 @@ class Live(Generic[S]):
 
     def stop(self) -> bool:
         return self.runtime.server.stop(self.server.workdir)
+
+    def gateway_routes(self, specs: list[ModelSpec]) -> list[GatewayRoute]:
+        return self.runtime.server.gateway_routes(self.server, specs)
+
+    def openai_base(self, spec: ModelSpec, version: int) -> GatewayRoute | None:
+        return self.runtime.server.openai_base(self.server, spec, version)
 
     # --- endpoints
     def tensor_endpoints(self) -> dict[str, TensorCall]:

@@ -16,6 +16,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from handlers.formats import FORMATS
 from handlers.plan import Batching, Serving, StrictModel, Workers
 from handlers.preprocessing.tensors import TensorSpec
+from scripts.spec.access import AccessSpec
 from scripts.spec.cluster import KServeSpec
 from scripts.spec.consistency import entry_problems
 from scripts.spec.errors import SpecError
@@ -175,6 +176,7 @@ class SpecFile(StrictModel):
     root: Path = Path(".")
     models: list[ModelSpec] = Field(min_length=1)
     kserve: KServeSpec = KServeSpec()  # `make kserve`'s manifests
+    access: AccessSpec | None = None  # the gateway in front of both runtimes (scripts/gateway/)
 
     def select(self, names: list[str] | None) -> list[ModelSpec]:
         """The models named (all when none), or SpecError naming the unknown ones."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from scripts.pipeline.layout import Layout
 from scripts.runtimes.processes import free_port, ready_or_stopped
-from scripts.runtimes.protocols import StartOptions
+from scripts.runtimes.protocols import GatewayRoute, StartOptions
 from scripts.runtimes.torchserve import server as ts
 from scripts.runtimes.torchserve.archive import mar_name
 from scripts.runtimes.torchserve.settings import NAME
@@ -106,3 +106,47 @@ class TorchServeControl:
             ),
             ("logs", f"{workdir}/logs/"),
         ]
+
+    def gateway_routes(self, server: ts.TorchServe, specs: list[ModelSpec]) -> list[GatewayRoute]:
+        """Inference and explanations by model (and version), ping open, the management API
+        for admin clients; each with TorchServe's own token for it."""
+        model = r"(?<model>[^/]+)(/(?<version>[0-9][^/]*))?(/|$)"
+        return [
+            GatewayRoute(  # health for anyone: TorchServe asks its token even there
+                "^/ping$",
+                server.inference_url,
+                "open",
+                headers=bearer(server, "inference"),
+                errors="torchserve",
+            ),
+            GatewayRoute(
+                f"^/(predictions|explanations)/{model}",
+                server.inference_url,
+                headers=bearer(server, "inference"),
+                errors="torchserve",
+            ),
+            GatewayRoute(
+                "^/models(/|$)",
+                server.management_url,
+                "admin",
+                headers=bearer(server, "management"),
+                errors="torchserve",
+            ),
+        ]
+
+    def openai_base(
+        self, server: ts.TorchServe, spec: ModelSpec, version: int
+    ) -> GatewayRoute | None:
+        if not spec.task.serving.openai_completions:
+            return None
+        return GatewayRoute(
+            spec.name,
+            f"{server.inference_url}/predictions/{spec.name}/{version}",
+            headers=bearer(server, "inference"),
+            errors="openai",
+        )
+
+
+def bearer(server: ts.TorchServe, api: str) -> dict[str, str]:
+    """TorchServe's token for the API (none where token authorization is off)."""
+    return {"Authorization": f"Bearer {server.key(api)}"} if server.key_file.exists() else {}

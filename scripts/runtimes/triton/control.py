@@ -6,7 +6,7 @@ from pathlib import Path
 
 from scripts.pipeline.layout import Layout
 from scripts.runtimes.processes import free_port, ready_or_stopped
-from scripts.runtimes.protocols import StartOptions
+from scripts.runtimes.protocols import GatewayRoute, StartOptions
 from scripts.runtimes.triton import server as tr
 from scripts.runtimes.triton.repository import model_names
 from scripts.runtimes.triton.settings import NAME
@@ -65,3 +65,24 @@ class TritonControl:
             ),
             ("log", f"{workdir}/triton.log"),
         ]
+
+    def gateway_routes(self, server: tr.Triton, specs: list[ModelSpec]) -> list[GatewayRoute]:
+        """The restricted APIs for admin clients with the admin key; a model's routes (infer,
+        generate, metadata, ready) by model and version; health open."""
+        http = f"http://{server.http_url}"
+        admin = {tr.ADMIN_HEADER: server.admin_key} if server.admin_key else {}
+        model = r"^/v2/models/(?<model>[^/]+)(/versions/(?<version>[0-9]+))?"
+        return [
+            GatewayRoute("^/v2/health/", http, "open"),
+            GatewayRoute(
+                "^/v2/(repository|models/stats|logging|trace|systemsharedmemory|cudasharedmemory)",
+                http,
+                "admin",
+                admin,
+            ),
+            GatewayRoute(f"{model}/(stats|trace)", http, "admin", admin),
+            GatewayRoute(f"{model}(/|$)", http),
+        ]
+
+    def openai_base(self, server: tr.Triton, spec: ModelSpec, version: int) -> GatewayRoute | None:
+        return None  # Triton 2.51's OpenAI frontend is a separate program, not tritonserver

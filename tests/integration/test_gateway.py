@@ -1,0 +1,225 @@
+"""The gateway (nginx + njs) in front of the real TorchServe and tritonserver of this session, on
+a free TLS port: each key's scope on both runtimes' routes and on OpenAI's, answers through it
+equal to the runtimes' own, refusals in each API's shape, a client over its rate refused while
+another goes on, and a key revoked by a reload while another client's 16 streams finish."""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+
+from scripts import gateway
+from scripts.measure.verify_generation import golden_generation
+from scripts.runtimes.processes import free_port
+from scripts.runtimes.registry import RUNTIMES
+from scripts.runtimes.torchserve.client import TorchServeClient
+from scripts.spec.access import AccessSpec
+from tests.conftest import LAYOUT
+from tests.integration.conftest import MODELS
+
+pytestmark = pytest.mark.integration
+
+KEYS = {"digits_app": "digits-key-0123456789", "writer": "writer-key-0123456789"}
+KEYS |= {"limited": "limited-key-0123456789", "ops": "ops-key-0123456789"}
+WRITER = next(m for m in MODELS if m.task.generation is not None)
+
+
+def sha(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def policy(port: int, *, revoked: tuple[str, ...] = ()) -> AccessSpec:
+    clients = [
+        {"name": "digits_app", "models": ["digits_*"]},
+        {"name": "writer", "models": [WRITER.name], "streams": 32},
+        {"name": "limited", "models": ["digits_*"], "rate": 1, "burst": 2},
+        {"name": "ops", "admin": True},
+    ]
+    return AccessSpec.model_validate(
+        {
+            "port": port,
+            "clients": [
+                {**c, "key_sha256": sha(KEYS[c["name"]])}
+                for c in clients
+                if c["name"] not in revoked
+            ],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def lives(torchserve, triton):
+    return [RUNTIMES["torchserve"].attach(torchserve), RUNTIMES["triton"].attach(triton)]
+
+
+@pytest.fixture(scope="module")
+def front(lives, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gateway")
+    port = free_port()
+    started = gateway.start(policy(port), LAYOUT.root, folder, lives, MODELS)
+    try:
+        yield started, port
+    finally:
+        gateway.stop(folder)
+
+
+def call(front, method: str, path: str, key: str | None = None, **kwargs) -> requests.Response:
+    started, _ = front
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    # verified against the gateway's self-signed certificate (made for localhost / 127.0.0.1)
+    return requests.request(
+        method,
+        started.url + path,
+        headers=headers,
+        verify=started.certificate,
+        timeout=60,
+        **kwargs,
+    )
+
+
+def digits_infer() -> dict:
+    image = np.random.default_rng(0).random((1, 1, 28, 28), dtype=np.float32)
+    return {
+        "inputs": [
+            {
+                "name": "image",
+                "shape": list(image.shape),
+                "datatype": "FP32",
+                "data": image.ravel().tolist(),
+            }
+        ]
+    }
+
+
+def test_a_key_scoped_to_digits_calls_them_on_both_runtimes_and_nothing_else(
+    front, torchserve, triton
+):
+    key = KEYS["digits_app"]
+    through = call(front, "POST", "/v2/models/digits_cnn/infer", key, json=digits_infer())
+    direct = requests.post(
+        f"http://{triton.http_url}/v2/models/digits_cnn/infer", json=digits_infer(), timeout=60
+    )
+    assert through.status_code == 200, through.text
+    assert through.json()["outputs"] == direct.json()["outputs"]
+    assert call(front, "GET", "/predictions/digits_cnn", key).status_code != 403
+    for path in (f"/predictions/{WRITER.name}", f"/v2/models/{WRITER.name}/generate"):
+        refused = call(front, "POST", path, key, json={"prompt": "The battery"})
+        assert refused.status_code == 403, refused.text
+        assert f"client 'digits_app' may not call {WRITER.name}" in refused.text
+    # each runtime's own error shape
+    assert set(call(front, "POST", f"/predictions/{WRITER.name}", key).json()) == {
+        "code",
+        "type",
+        "message",
+    }
+    assert set(call(front, "POST", f"/v2/models/{WRITER.name}/generate", key).json()) == {"error"}
+
+
+def test_no_key_or_an_unknown_key_is_401_and_health_stays_open(front):
+    for key in (None, "not-a-key"):
+        refused = call(front, "POST", "/v2/models/digits_cnn/infer", key, json=digits_infer())
+        assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith(
+            "Bearer"
+        )
+    assert call(front, "GET", "/v2/health/ready").status_code == 200
+    assert call(front, "GET", "/ping").status_code == 200
+
+
+def test_the_runtimes_keys_are_set_by_the_gateway_never_by_the_client(front, torchserve):
+    """TorchServe refuses a request without its token; through the gateway the client's own
+    key is enough, and TorchServe's token is never needed by (or shown to) the client."""
+    bare = requests.get(f"{torchserve.inference_url}/predictions/digits_cnn", timeout=10)
+    assert bare.status_code == 400 and "Token Authorization failed" in bare.text
+    token = TorchServeClient.for_server(torchserve).token("inference")
+    answer = call(front, "GET", "/predictions/digits_cnn", KEYS["digits_app"])
+    assert answer.status_code != 401 and token not in answer.text
+
+
+def test_admin_apis_need_an_admin_client(front):
+    assert call(front, "GET", "/models", KEYS["digits_app"]).status_code == 403
+    listed = call(front, "GET", "/models", KEYS["ops"])
+    assert listed.status_code == 200 and "digits_cnn" in listed.text
+    stats = call(front, "GET", "/v2/models/digits_cnn/stats", KEYS["digits_app"])
+    assert stats.status_code == 403
+    assert call(front, "GET", "/v2/models/digits_cnn/stats", KEYS["ops"]).status_code == 200
+
+
+def test_the_openai_client_sees_and_calls_only_its_models(front):
+    import httpx2
+    from openai import OpenAI, PermissionDeniedError
+
+    tls = ssl.create_default_context(cafile=str(front[0].certificate))
+
+    def client(name: str) -> OpenAI:
+        return OpenAI(
+            base_url=front[0].url + "/v1",
+            api_key=KEYS[name],
+            max_retries=0,
+            http_client=httpx2.Client(verify=tls, timeout=60),
+        )
+
+    golden = golden_generation(WRITER, LAYOUT)
+    writer = client("writer")
+    assert [m.id for m in writer.models.list().data] == [WRITER.name]
+    answer = writer.completions.create(
+        model=WRITER.name,
+        prompt=golden["prompts"][0],
+        max_tokens=golden["max_tokens"],
+        temperature=0,
+    )
+    assert answer.choices[0].text == golden["texts"][0]
+    digits = client("digits_app")
+    assert [m.id for m in digits.models.list().data] == []
+    with pytest.raises(PermissionDeniedError, match="may not call"):
+        digits.completions.create(model=WRITER.name, prompt="The battery", max_tokens=2)
+
+
+def test_a_client_over_its_rate_gets_429_while_another_goes_on(front):
+    limited = [call(front, "GET", "/v2/models/digits_cnn", KEYS["limited"]) for _ in range(12)]
+    statuses = [r.status_code for r in limited]
+    assert statuses[:3] == [200, 200, 200]  # the rate's one plus a burst of two
+    assert 429 in statuses
+    refused = next(r for r in limited if r.status_code == 429)
+    assert int(refused.headers["Retry-After"]) >= 1 and "over its rate" in refused.json()["error"]
+    others = [call(front, "GET", "/v2/models/digits_cnn", KEYS["digits_app"]) for _ in range(12)]
+    assert {r.status_code for r in others} == {200}
+
+
+def test_a_revoked_key_is_refused_after_a_reload_while_16_streams_finish(front, lives):
+    started, port = front
+    golden = golden_generation(WRITER, LAYOUT)
+    body = {"prompt": golden["prompts"][0], "max_tokens": golden["max_tokens"]}
+    reloaded = threading.Event()
+
+    def stream(_: int) -> list[dict]:
+        answers = []
+        while len(answers) < 3 or not reloaded.is_set() and len(answers) < 200:
+            reply = call(
+                front,
+                "POST",
+                "/v1/completions",
+                KEYS["writer"],
+                json={"model": WRITER.name, **body, "temperature": 0, "stream": True},
+            )
+            answers.append({"status": reply.status_code, "text": reply.text})
+        return answers
+
+    with ThreadPoolExecutor(16) as pool:
+        streams = [pool.submit(stream, i) for i in range(16)]
+        assert call(front, "GET", "/v2/models/digits_cnn", KEYS["digits_app"]).status_code == 200
+        gateway.reload(
+            policy(port, revoked=("digits_app",)), LAYOUT.root, started.folder, lives, MODELS
+        )
+        reloaded.set()
+        answers = [a for s in streams for a in s.result()]
+    assert {a["status"] for a in answers} == {200}
+    assert all(a["text"].rstrip().endswith("data: [DONE]") for a in answers)
+    assert call(front, "GET", "/v2/models/digits_cnn", KEYS["digits_app"]).status_code == 401
+    assert call(front, "GET", f"/v2/models/{WRITER.name}", KEYS["writer"]).status_code == 200
+    gateway.reload(policy(port), LAYOUT.root, started.folder, lives, MODELS)  # as it was
