@@ -21,12 +21,12 @@ OUT ?=
 CLI := $(PY) -m scripts $(if $(OUT),--out $(OUT))
 
 .PHONY: help install check train export archive triton-repo kserve sign verify verify-artifacts serve \
-	serve-torchserve serve-triton monitor rollout rollback versions drill distill prune perf bench bench-generation tune stop test test-unit \
+	serve-torchserve serve-triton access-reload monitor rollout rollback versions drill distill prune perf bench bench-generation tune stop test test-unit \
 	lint clean
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make install | check | train | export | archive | triton-repo | serve | monitor | stop | verify"
+	@echo "make install | check | train | export | archive | triton-repo | serve | access-reload | monitor | stop | verify"
 	@echo "     verify-artifacts | rollout MODEL= VERSION= | rollback MODEL= | versions | drill | distill MODEL= | prune MODEL="
 	@echo "     kserve | sign | perf | bench | bench-generation | tune | test | test-unit | lint | clean"
 	@echo "   SPEC=models.yaml MODEL=name OUT=folder RUNTIME=all|torchserve|triton"
@@ -70,6 +70,10 @@ triton-repo: install
 # The main command: build whatever is stale, start the runtime(s), wait until READY.
 serve: install
 	$(CLI) serve $(STEP_ARGS) --runtime $(RUNTIME)
+
+# The spec's access: (keys, scopes, limits) applied to the running gateway, nothing dropped.
+access-reload: install
+	$(CLI) access-reload --spec $(SPEC)
 
 serve-torchserve:
 	$(MAKE) serve RUNTIME=torchserve

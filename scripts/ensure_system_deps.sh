@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages the runtimes need and pip cannot provide: Java 17 for TorchServe, Prometheus
-# (with promtool) for `make monitor` and its tests.
+# (with promtool) for `make monitor` and its tests, nginx with its njs module for the gateway
+# (the spec's access:) and its tests.
 set -euo pipefail
 
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -18,4 +19,8 @@ fi
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   echo "Prometheus not found: installing Debian's prometheus package with apt-get" >&2
   apt_install prometheus
+fi
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ] || [ ! -e /usr/lib/nginx/modules/ngx_http_js_module.so ]; then
+  echo "nginx with njs not found: installing nginx-light and libnginx-mod-http-js with apt-get" >&2
+  apt_install nginx-light libnginx-mod-http-js
 fi

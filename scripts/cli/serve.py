@@ -26,7 +26,8 @@ from scripts.rollout import flow
 from scripts.runtimes import serving as runtime_serving
 from scripts.runtimes.registry import RUNTIMES, selected
 from scripts.runtimes.serving import serving, stop_all
-from scripts.spec import BuildError, UserError, VerificationError
+from scripts import gateway
+from scripts.spec import BuildError, UserError, VerificationError, load_spec
 
 RuntimeOption = Annotated[str, typer.Option("--runtime", help="all, torchserve or triton.")]
 
@@ -56,17 +57,37 @@ def serve(
         )
     except BuildError as exc:  # models that failed to load: named beside those never built
         raise BuildError(exc.problems + unbuilt) from None
+    access = load_spec(spec).access
+    if access is not None:  # the gateway in front of what now runs
+        lines += gateway.serve_gateway(access, layout, models)
     for line in lines:
         console.print(line, highlight=False)
     if unbuilt:
         raise BuildError(unbuilt)
 
 
+@app.command("access-reload")
+@user_errors
+def access_reload(spec: SpecOption = Path("models.yaml")):
+    """Apply the spec's `access:` (keys added, rotated or revoked, scopes, limits) to the running
+    gateway without a restart: requests in flight finish on the old workers."""
+    layout, models = selected_models(spec, None)
+    access = load_spec(spec).access
+    if access is None:
+        raise UserError(["the spec has no access: section; see docs/operations.md"])
+    if gateway.running(gateway.state(layout)) is None:
+        raise UserError(["the gateway does not run: `make serve` starts it"])
+    for line in gateway.serve_gateway(access, layout, models):
+        console.print(line, highlight=False)
+
+
 @app.command()
 @user_errors
 def stop(spec: SpecOption = Path("models.yaml")):
-    """Stop every runtime that `serve` started, and `monitor`'s Prometheus."""
+    """Stop the gateway, every runtime that `serve` started, and `monitor`'s Prometheus."""
     layout, _ = selected_models(spec, None)
+    if gateway.stop(gateway.state(layout)):  # first: no client reaches a stopping runtime
+        console.print("gateway stopped")
     for line in stop_all(layout):
         console.print(line)
     if prometheus.stop(layout.state("prometheus")):
