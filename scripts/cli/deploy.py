@@ -42,10 +42,13 @@ def kserve(
     manifests."""
     started = time.perf_counter()
     layout, models = selected_models(spec, model)
-    settings = load_spec(spec).kserve
+    spec_file = load_spec(spec)
+    settings = spec_file.kserve
     if triton_backend:
         settings = settings.model_copy(update={"triton_backend": triton_backend.value})
-    bundles, manifests = make_bundles(models, layout, selected(runtime), settings)
+    bundles, manifests = make_bundles(
+        models, layout, selected(runtime), settings, access=spec_file.access
+    )
     signed = sign_if_configured([b.tree for b in bundles])
     for b in bundles:
         console.print(

@@ -14,9 +14,11 @@ from pathlib import Path
 from handlers.encryption import KEY_ENV
 from scripts.pipeline.ensure import ensure_built
 from scripts.pipeline.layout import PROJECT, Layout
+from scripts.kserve import istio
 from scripts.kserve.storage import KServeBundle
 from scripts.runtimes.protocols import Runtime
 from scripts.spec import BuildError, ModelSpec
+from scripts.spec.access import AccessSpec
 from scripts.spec.cluster import KServeSpec
 
 KSERVE_PYTHON = PROJECT / ".venv-kserve" / "bin" / "python"
@@ -94,9 +96,10 @@ def make_bundles(
     runtimes: list[Runtime],
     settings: KServeSpec,
     out: Path | None = None,
+    access: AccessSpec | None = None,
 ) -> tuple[list[KServeBundle], list[Path]]:
     """Every runtime's tree (from what the build path made) and its manifests, checked against
-    the CRD subset; returns both."""
+    the CRD subset (with `access`, Istio's policy for each service too); returns both."""
     out = out or layout.kserve
     ensure_built(specs, layout, runtimes)
     bundles = [  # a runtime without a KServe capability has no bundle
@@ -109,4 +112,10 @@ def make_bundles(
     inputs = [manifest_inputs(b, settings) for b in bundles]
     written = [Path(line) for line in run_sdk("write", manifests, json.dumps(inputs)).split()]
     run_sdk("check", manifests)
+    if access is not None:
+        policies = istio.write(bundles, settings.service, settings.namespace, access, manifests)
+        found = [problem for path in policies for problem in istio.problems(path)]
+        if found:
+            raise BuildError(found)
+        written += policies
     return bundles, written
