@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 
 from scripts.gateway.config import JS_MODULE, GatewayFiles, clients_js, nginx_conf
 from scripts.pipeline.layout import Layout
@@ -190,7 +192,12 @@ def start(
 
 
 def reload(
-    access: AccessSpec, root: Path, folder: Path, lives: list[Live[Any]], specs: list[ModelSpec]
+    access: AccessSpec,
+    root: Path,
+    folder: Path,
+    lives: list[Live[Any]],
+    specs: list[ModelSpec],
+    timeout_s: float = 30,
 ) -> None:
     """New keys, scopes and routes without a restart: nginx's new workers take new requests
     while the old ones finish theirs."""
@@ -198,9 +205,33 @@ def reload(
     checked = nginx(conf, "-t")
     if checked.returncode != 0:  # the running gateway keeps its old files' behaviour
         raise BuildError([f"the new nginx.conf does not load: {checked.stderr.strip()}"])
+    pid = running(folder.resolve())
+    before = accepting_workers(pid) if pid else set()
     done = nginx(conf, "-s", "reload")
     if done.returncode != 0:
         raise BuildError([f"the gateway did not reload: {done.stderr.strip()}"])
+    # `-s reload` returns before the master has swapped its workers: until every old worker
+    # has stopped accepting, a new connection may still meet the old keys
+    deadline = time.monotonic() + timeout_s
+    while pid and before & accepting_workers(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def accepting_workers(master: int) -> set[int]:
+    """The master's workers that take new connections (one shutting down calls itself so in
+    its process title)."""
+    try:
+        children = psutil.Process(master).children()
+    except psutil.Error:
+        return set()
+    accepting: set[int] = set()
+    for child in children:
+        try:
+            if "worker process" in (title := " ".join(child.cmdline())) and "shutting" not in title:
+                accepting.add(child.pid)
+        except psutil.Error:  # it has just exited
+            continue
+    return accepting
 
 
 def running(folder: Path) -> int | None:

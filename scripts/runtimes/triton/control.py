@@ -74,6 +74,7 @@ class TritonControl:
         model = r"^/v2/models/(?<model>[^/]+)(/versions/(?<version>[0-9]+))?"
         return [
             GatewayRoute("^/v2/health/", http, "open"),
+            GatewayRoute("^/v2/?$", http, "open"),  # the server's name, version and extensions
             GatewayRoute(
                 "^/v2/(repository|models/stats|logging|trace|systemsharedmemory|cudasharedmemory)",
                 http,

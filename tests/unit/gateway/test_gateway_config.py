@@ -102,16 +102,22 @@ def test_the_runtimes_keys_go_on_and_the_clients_key_does_not(tmp_path):
     ]
     conf = nginx_conf(access(port=9443), files, routes, {})
     assert "listen 127.0.0.1:9443 ssl;" in conf
-    route_1 = conf[conf.index("location @route_1") :].split("}", 1)[0]
-    route_2 = conf[conf.index("location @route_2") :].split("}", 1)[0]
-    assert 'proxy_set_header Authorization "Bearer TS";' in route_1
-    assert 'proxy_set_header Authorization "";' in route_2  # the client's key stops here
-    assert "proxy_set_header X-Torchship-Client $client;" in route_2
-    # limits in the public locations only (a named location would count a request twice);
-    # open routes (health) are never limited
-    public_2 = conf[conf.index('location ~ "^/v2/models/') :].split("}", 1)[0]
-    assert "limit_req zone=rate_0 burst=2 nodelay;" in public_2
-    assert "limit_req" not in conf[conf.index('location ~ "^/ping$"') :].split("}", 1)[0]
-    assert "limit_req" not in route_2
+
+    def location(pattern: str) -> str:
+        return conf[conf.index(f'location ~ "{pattern}') :].split("\n            }", 1)[0]
+
+    predictions, models = location("^/predictions/"), location("^/v2/models/")
+    assert 'proxy_set_header Authorization "Bearer TS";' in predictions
+    assert 'proxy_set_header Authorization "";' in models  # the client's key stops here
+    assert "proxy_set_header X-Torchship-Client $client;" in models
+    assert "if ($refused) { return 418; }" in models  # 401/403 from its error page
+    # each connection to a runtime kept open and reused
+    assert (
+        "upstream runtime_127_0_0_1_3 {" in conf
+        and "proxy_pass http://runtime_127_0_0_1_3;" in models
+    )
+    # every client's limits on a route, none on open ones (health)
+    assert "limit_req zone=rate_0 burst=2 nodelay;" in models
+    assert "limit_req" not in location("^/ping$") and "if ($refused)" in location("^/ping$")
     # routes are matched in the runtimes' order: the most specific first
     assert conf.index('"^/ping$"') < conf.index('"^/predictions/') < conf.index('"^/v2/models/')
