@@ -161,6 +161,18 @@ def nginx(conf: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def checked_files(
+    access: AccessSpec, root: Path, folder: Path, lives: list[Live[Any]], specs: list[ModelSpec]
+) -> Path:
+    """The gateway's files written and checked by `nginx -t` (a running gateway keeps its
+    old files' behaviour when the new ones do not load); its config's path."""
+    conf = write_files(access, root, folder, lives, specs)
+    checked = nginx(conf, "-t")
+    if checked.returncode != 0:
+        raise BuildError([f"the gateway's nginx.conf does not load: {checked.stderr.strip()}"])
+    return conf
+
+
 def start(
     access: AccessSpec,
     root: Path,
@@ -172,10 +184,7 @@ def start(
     """Write the gateway's files, check them with `nginx -t`, start nginx and wait until its
     port answers."""
     folder = folder.resolve()
-    conf = write_files(access, root, folder, lives, specs)
-    checked = nginx(conf, "-t")
-    if checked.returncode != 0:
-        raise BuildError([f"the gateway's nginx.conf does not load: {checked.stderr.strip()}"])
+    conf = checked_files(access, root, folder, lives, specs)
     started = nginx(conf)
     if started.returncode != 0:
         raise BuildError([f"the gateway did not start: {started.stderr.strip()}"])
@@ -201,10 +210,7 @@ def reload(
 ) -> None:
     """New keys, scopes and routes without a restart: nginx's new workers take new requests
     while the old ones finish theirs."""
-    conf = write_files(access, root, folder.resolve(), lives, specs)
-    checked = nginx(conf, "-t")
-    if checked.returncode != 0:  # the running gateway keeps its old files' behaviour
-        raise BuildError([f"the new nginx.conf does not load: {checked.stderr.strip()}"])
+    conf = checked_files(access, root, folder.resolve(), lives, specs)
     pid = running(folder.resolve())
     before = accepting_workers(pid) if pid else set()
     done = nginx(conf, "-s", "reload")
