@@ -47,10 +47,6 @@ class Gateway:
     url: str  # https://host:port
 
     @property
-    def conf(self) -> Path:
-        return self.folder / "nginx.conf"
-
-    @property
     def certificate(self) -> Path:
         return self.folder / "tls" / "cert.pem"
 

@@ -69,9 +69,13 @@ def front(lives, tmp_path_factory):
         gateway.stop(folder)
 
 
-def call(front, method: str, path: str, key: str | None = None, **kwargs) -> requests.Response:
+def call(
+    front, method: str, path: str, key: str | None = None, png: bool = False, **kwargs
+) -> requests.Response:
     started, _ = front
     headers = {"Authorization": f"Bearer {key}"} if key else {}
+    if png:
+        headers["Content-Type"] = "image/png"
     # verified against the gateway's self-signed certificate (made for localhost / 127.0.0.1)
     return requests.request(
         method,
@@ -81,6 +85,10 @@ def call(front, method: str, path: str, key: str | None = None, **kwargs) -> req
         timeout=60,
         **kwargs,
     )
+
+
+def digits_png() -> bytes:
+    return sorted((LAYOUT.root / "checkpoints/digits_cnn/requests").glob("*.png"))[0].read_bytes()
 
 
 def digits_infer() -> dict:
@@ -107,7 +115,16 @@ def test_a_key_scoped_to_digits_calls_them_on_both_runtimes_and_nothing_else(
     )
     assert through.status_code == 200, through.text
     assert through.json()["outputs"] == direct.json()["outputs"]
-    assert call(front, "GET", "/predictions/digits_cnn", key).status_code != 403
+    token = TorchServeClient.for_server(torchserve).token("inference")
+    served = call(front, "POST", "/predictions/digits_cnn", key, data=digits_png(), png=True)
+    own = requests.post(
+        f"{torchserve.inference_url}/predictions/digits_cnn",
+        data=digits_png(),
+        headers={"Content-Type": "image/png", "Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    assert served.status_code == 200, served.text
+    assert served.json() == own.json()
     for path in (f"/predictions/{WRITER.name}", f"/v2/models/{WRITER.name}/generate"):
         refused = call(front, "POST", path, key, json={"prompt": "The battery"})
         assert refused.status_code == 403, refused.text
@@ -137,8 +154,11 @@ def test_the_runtimes_keys_are_set_by_the_gateway_never_by_the_client(front, tor
     bare = requests.get(f"{torchserve.inference_url}/predictions/digits_cnn", timeout=10)
     assert bare.status_code == 400 and "Token Authorization failed" in bare.text
     token = TorchServeClient.for_server(torchserve).token("inference")
-    answer = call(front, "GET", "/predictions/digits_cnn", KEYS["digits_app"])
-    assert answer.status_code != 401 and token not in answer.text
+    answer = call(
+        front, "POST", "/predictions/digits_cnn", KEYS["digits_app"], data=digits_png(), png=True
+    )
+    assert answer.status_code == 200, answer.text  # TorchServe took the gateway's token
+    assert token not in answer.text and "logits" in answer.json()["outputs"]
 
 
 def test_admin_apis_need_an_admin_client(front):
