@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import re
 import threading
 import time
 from collections.abc import Generator
@@ -39,6 +40,14 @@ MODEL_LABELS = ("model", "version")
 # these
 REASONS = ("shape", "dtype", "range", "decode", "size", "invalid", "overload")
 PUBLISH_EVERY_S = 1.0
+# Who called: the gateway (scripts/gateway/) names the client in this header; a request that
+# did not come through it is counted as DIRECT. Only names a spec may give are counted as sent,
+# and at most MAX_CLIENTS of them, so a caller on the runtime's own port cannot grow the series.
+CLIENT_HEADER = "X-Torchship-Client"
+DIRECT, OTHER = "direct", "other"
+MAX_CLIENTS = 64
+CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_clients: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,11 @@ E2E_REQUEST_LATENCY = Histogram(
     "Seconds from a generation request's admission to its last token",
 )
 HISTOGRAMS = (STAGE, TIME_TO_FIRST_TOKEN, INTER_TOKEN_LATENCY, E2E_REQUEST_LATENCY)
-REQUESTS = Metric(f"{PREFIX}requests_total", "Requests our code received, by format", ("format",))
+REQUESTS = Metric(
+    f"{PREFIX}requests_total",
+    "Requests our code received, by format and by the gateway's client",
+    ("format", "client"),
+)
 REJECTED = Metric(f"{PREFIX}rejected_total", "Requests answered 4xx, by reason", ("reason",))
 FAILED = Metric(f"{PREFIX}failed_total", "Requests answered 5xx (our bug)", ("stage",))
 BATCHES = Metric(f"{PREFIX}batches_total", "Model calls (executed batches)")
@@ -167,6 +180,20 @@ METRICS = (
     *GAUGES,
     *(series for histogram in HISTOGRAMS for series in histogram.series),
 )
+
+
+def client_label(sent: str | None) -> str:
+    """The `client` label of a request whose gateway header says `sent` (None: no header)."""
+    if not sent:
+        return DIRECT
+    if sent in _clients:
+        return sent
+    if not CLIENT_NAME.fullmatch(sent):
+        return OTHER
+    if len(_clients) >= MAX_CLIENTS:
+        return OTHER
+    _clients.add(sent)
+    return sent
 
 
 class Sink(Protocol):
@@ -266,8 +293,8 @@ class ModelMetrics:
     def loaded(self) -> None:
         self.add(LOADS, 1)
 
-    def request(self, request_format: str) -> None:
-        self.add(REQUESTS, 1, request_format)
+    def request(self, request_format: str, client: str = DIRECT) -> None:
+        self.add(REQUESTS, 1, request_format, client)
 
     def rejected(self, reason: str) -> None:
         self.add(REJECTED, 1, reason if reason in REASONS else "invalid")
@@ -290,13 +317,14 @@ class ModelMetrics:
         rows: int = 1,
         status: int = 200,
         reason: str = "",
+        client: str = DIRECT,
     ) -> None:
         """Everything one request answered alone records (handlers/engines/serving_core.py:
         answer_alone), under one lock: its format, its read and model times, its model call of
         `rows` rows, or why it was refused or failed."""
         with self.lock:
             sums = self.sums
-            sums.add(REQUESTS, 1, (request_format,))
+            sums.add(REQUESTS, 1, (request_format, client))
             sums.observe(STAGE, preprocess_s, ("preprocess",))
             if model_s is not None:
                 sums.observe(STAGE, model_s, ("model",))

@@ -59,9 +59,12 @@ class FakeTorchServeContext:
         self.statuses: dict[int, int] = {}
         self.response_types: dict[int, str] = {}
         self.url_paths: dict[int, str] = {}  # the URL after a request's model version
+        self.headers: dict[int, dict[str, str]] = {}  # other headers, by request
 
     def get_request_header(self, idx: int, key: str) -> str | None:
-        return self.url_paths.get(idx) if key == "url_path" else None
+        if key == "url_path":
+            return self.url_paths.get(idx)
+        return self.headers.get(idx, {}).get(key)
 
     def get_all_request_header(self, idx: int) -> dict:
         value = self.content_types[idx]

@@ -28,7 +28,7 @@ from handlers.engines.batching import Failure, isolated
 from handlers.engines.completions import Completion, Piece
 from handlers.formats import FORMATS
 from handlers.engines.generating import Generating, end_process
-from handlers.metrics import Sink
+from handlers.metrics import DIRECT, Sink
 from handlers.protocols import GenerationProtocol, ModelFacts, Writer, by_route
 from handlers.protocols.model_routes import ModelRoute, ServedModel, model_route
 from handlers.engines.serving_core import JSON, Answer
@@ -65,28 +65,30 @@ class ContinuousBatching:
         )
         self.writers: dict[str, Writer] = {}  # admitted requests: each one's protocol writer
 
-    def admit(self, key: str, body: Any, url_path: str | None) -> Answer | Completion:
+    def admit(
+        self, key: str, body: Any, url_path: str | None, client: str = DIRECT
+    ) -> Answer | Completion:
         """A new request queued, or its whole answer now (a refusal, in its protocol's shape)."""
         route = model_route(url_path)
         if route is not None:  # answered at once: nothing to decode
-            return self.answer_now(route, url_path or "", body)
+            return self.answer_now(route, url_path or "", body, client)
         protocol = isolated("reading the request", lambda: by_route(url_path))
         if isinstance(protocol, Failure):
-            return Answer.failed(self.generating.refused(protocol, "completion"))
+            return Answer.failed(self.generating.refused(protocol, "completion", client))
         read = isolated("reading the request", lambda: protocol.read(body, self.facts))
         if isinstance(read, Failure):
-            return refusal(self.generating.refused(read, protocol.name), protocol)
+            return refusal(self.generating.refused(read, protocol.name, client), protocol)
         fields, writer = read
-        admitted = self.generating.admit(key, fields, protocol.name)
+        admitted = self.generating.admit(key, fields, protocol.name, client)
         if isinstance(admitted, Failure):
             return refusal(admitted, protocol)
         writer.admitted(admitted)
         self.writers[key] = writer  # kept only for an admitted request: nothing else stays
         return admitted
 
-    def answer_now(self, route: ModelRoute, url_path: str, body: Any) -> Answer:
+    def answer_now(self, route: ModelRoute, url_path: str, body: Any, client: str) -> Answer:
         """A route that needs no decoding (models, tokenize): its JSON answer, or its error."""
-        self.generating.metrics.request(route.name)
+        self.generating.metrics.request(route.name, client)
         path = url_path.strip("/")
         answered = isolated(route.name, lambda: route.answer(path, body, self.served))
         if isinstance(answered, Failure):
@@ -104,10 +106,11 @@ class ContinuousBatching:
         bodies: list[Any],
         url_paths: list[str | None],
         context: DecodingContext,
+        clients: list[str],
     ) -> list[str | bytes]:
         """One decode step; a dead loop ends the worker (TorchServe starts another)."""
         try:
-            return self.step_all(keys, bodies, url_paths, context)
+            return self.step_all(keys, bodies, url_paths, context, clients)
         except Exception:
             log.critical("the decode loop died; this worker exits for TorchServe to restart it")
             log.exception("the decode loop died")
@@ -119,6 +122,7 @@ class ContinuousBatching:
         bodies: list[Any],
         url_paths: list[str | None],
         context: DecodingContext,
+        clients: list[str],
     ) -> list[str | bytes]:
         generating = self.generating
         for gone in set(generating.keys) - set(keys):  # the frontend dropped it
@@ -129,7 +133,7 @@ class ContinuousBatching:
         for i, key in enumerate(keys):
             if key in generating.requests:
                 continue
-            answer = self.admit(key, bodies[i], url_paths[i])
+            answer = self.admit(key, bodies[i], url_paths[i], clients[i])
             if isinstance(answer, Answer):  # answered now, and done
                 context.set_response_status(answer.status, answer.reason, i)
                 context.set_response_content_type(i, JSON)

@@ -17,6 +17,7 @@ from handlers.engines.serving_core import Answer, Request, ServingCore
 from handlers.engines.forward import Forward
 from handlers.adapters.torchserve_generation import ContinuousBatching
 from handlers.adapters.torchserve_metrics import sink_of
+from handlers.metrics import CLIENT_HEADER, client_label
 
 if TYPE_CHECKING:
     from handlers.adapters.torchserve_context import DecodingContext, TorchServeContext
@@ -38,7 +39,10 @@ class OnePass:
         for i, r in enumerate(data):
             # the URL after the model's version picks a protocol (e.g. .../1/v1/embeddings)
             route = context.get_request_header(i, "url_path")
-            self.forward.admit(i, Request(request_body(r), content_type(context, i), route=route))
+            request = Request(
+                request_body(r), content_type(context, i), route=route, client=client(context, i)
+            )
+            self.forward.admit(i, request)
         return answered(context, self.forward.step(), len(data))
 
 
@@ -52,8 +56,11 @@ class Decoding:
         keys = [context.request_ids[i] for i in range(len(data))]
         url_paths = [context.get_request_header(i, "url_path") for i in range(len(data))]
         bodies = [request_body(r) for r in data]
+        clients = [client(context, i) for i in range(len(data))]
         # TorchServe's context has stopping_criteria; handle() sets it on any other
-        return self.generating.step(keys, bodies, url_paths, cast("DecodingContext", context))
+        return self.generating.step(
+            keys, bodies, url_paths, cast("DecodingContext", context), clients
+        )
 
 
 # the serving task's engine (handlers/tasks.py) -> how TorchServe's calls reach it
@@ -94,6 +101,13 @@ def request_body(request: TorchServeRequest) -> Any:
         if request.get(key) is not None:
             return request[key]
     return next(iter(request.values()), None) if request else None
+
+
+def client(context: TorchServeContext, idx: int) -> str:
+    """The gateway's client of the request (the header as the gateway names it), as the
+    metrics count it."""
+    sent = context.get_request_header(idx, CLIENT_HEADER)
+    return client_label(sent if isinstance(sent, str) else None)
 
 
 def content_type(context: TorchServeContext, idx: int) -> str | None:

@@ -8,9 +8,26 @@ second, from its own thread.
 
 from __future__ import annotations
 
+import json
+
 import triton_python_backend_utils as pb_utils  # pyright: ignore[reportMissingModuleSource]  only in Triton: typings/
 
-from handlers.metrics import METRICS, Metric
+from handlers.metrics import CLIENT_HEADER, DIRECT, METRICS, Metric, client_label
+
+# tritonserver hands the gateway's header over as a request parameter (its command's
+# --http-header-forward-pattern / --grpc-header-forward-pattern: scripts/runtimes/triton/server.py)
+CLIENT_PARAMETER = CLIENT_HEADER.lower()
+
+
+def client_of(request: pb_utils.InferenceRequest) -> str:
+    """The gateway's client of a request, as the metrics count it."""
+    parameters: str = request.parameters()
+    if len(parameters) <= 2:  # "{}": the usual case, kept to one call
+        return DIRECT
+    sent = next(
+        (v for k, v in json.loads(parameters).items() if k.lower() == CLIENT_PARAMETER), None
+    )
+    return client_label(sent if isinstance(sent, str) else None)
 
 
 class TritonSink:

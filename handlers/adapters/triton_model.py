@@ -30,12 +30,12 @@ import numpy.typing as npt  # noqa: E402
 import triton_python_backend_utils as pb_utils  # pyright: ignore[reportMissingModuleSource]  # noqa: E402
 
 from handlers.engines.batching import Failure, isolated  # noqa: E402
-from handlers.metrics import ModelMetrics  # noqa: E402
+from handlers.metrics import DIRECT, ModelMetrics  # noqa: E402
 from handlers.preprocessing.pipeline import Pipeline  # noqa: E402
 from handlers.plan import ServingPlan  # noqa: E402
 from handlers.engines.serving_core import Answer, Request, ServingCore  # noqa: E402
 from handlers.engines.forward import Forward  # noqa: E402
-from handlers.adapters.triton_metrics import TritonSink  # noqa: E402
+from handlers.adapters.triton_metrics import TritonSink, client_of  # noqa: E402
 from handlers.adapters.triton_streamer import Streamer, error_response  # noqa: E402
 
 ROLES = ("model", "preprocess", "postprocess")
@@ -132,11 +132,13 @@ class TritonPythonModel:
     ) -> list[pb_utils.InferenceResponse] | None:
         names = self.triton_names
         if len(requests) == 1:  # alone (low load): straight to the core's lean path
-            alone = self.forward.core.answer_alone(InputTensors(requests[0], names))
+            request = requests[0]
+            alone = self.forward.core.answer_alone(InputTensors(request, names), client_of(request))
             responses = [self.respond(alone)]
         else:
             for index, request in enumerate(requests):
-                self.forward.admit(index, Request(tensors=InputTensors(request, names)))
+                tensors = InputTensors(request, names)
+                self.forward.admit(index, Request(tensors=tensors, client=client_of(request)))
             answers = self.forward.step()
             responses = [self.respond(answers[index]) for index in range(len(requests))]
         if not self.decoupled:
@@ -159,7 +161,10 @@ class TritonPythonModel:
             )
             return Answer(tensors=[rows[t.name] for t in self.produced])
 
-        return [self.stage("preprocess", "pre-processing", lambda: decode(r)) for r in requests]
+        return [
+            self.stage("preprocess", "pre-processing", lambda: decode(r), client_of(r))
+            for r in requests
+        ]
 
     # --- role: postprocess ----------------------------------------------------------------
 
@@ -176,14 +181,14 @@ class TritonPythonModel:
         return [self.stage("postprocess", "post-processing", lambda: answer(r)) for r in requests]
 
     def stage(
-        self, stage: str, named: str, work: Callable[[], Answer]
+        self, stage: str, named: str, work: Callable[[], Answer], client: str = DIRECT
     ) -> pb_utils.InferenceResponse:
         """One request through a pre- or post-processing model, timed and counted: the ensemble's
         bytes (or text) arrive at the pre-processing model, so that is where they are counted."""
         with self.metrics.timed(stage):
             answer = isolated(named, work)
         if stage == "preprocess":
-            self.metrics.request("encoded")
+            self.metrics.request("encoded", client)
         if isinstance(answer, Failure):
             self.metrics.outcome(answer.status, answer.reason)
         return self.respond(answer)

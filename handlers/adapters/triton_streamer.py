@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import triton_python_backend_utils as pb_utils  # pyright: ignore[reportMissingModuleSource]  only in Triton: typings/
 
+from handlers.adapters.triton_metrics import TritonSink, client_of
 from handlers.engines.batching import Failure, isolated
 from handlers.protocols import GENERATION_PROTOCOLS, ModelFacts, Writer
 from handlers.protocols.vllm_tensors import INPUTS
@@ -74,7 +75,6 @@ class Streamer:
         token 49 ms instead of 29)."""
         try:
             from handlers.engines.generating import Generating
-            from handlers.adapters.triton_metrics import TritonSink
 
             self.generating = Generating.load(folder, TritonSink())
             # vLLM's contract has no chat messages: no template to render them with
@@ -113,11 +113,12 @@ class Streamer:
         sender, key = request.get_response_sender(), id(request)
         protocol = GENERATION_PROTOCOLS["generate"]
         read = isolated("reading the request", lambda: protocol.read(tensors(request), self.facts))
+        client = client_of(request)
         if isinstance(read, Failure):
-            admitted, writer = self.engine.refused(read, protocol.name), None
+            admitted, writer = self.engine.refused(read, protocol.name, client), None
         else:  # read and tokenized outside the lock: the loop keeps stepping meanwhile
             fields, writer = read
-            admitted = self.engine.read(fields, protocol.name)
+            admitted = self.engine.read(fields, protocol.name, client)
         with self.lock:
             if not isinstance(admitted, Failure):
                 admitted = self.engine.enqueue(key, admitted)

@@ -48,6 +48,7 @@ from handlers.metrics import (
     REQUESTS_RUNNING,
     REQUESTS_WAITING,
     TIME_TO_FIRST_TOKEN,
+    DIRECT,
     ModelMetrics,
     Sink,
 )
@@ -168,18 +169,22 @@ class Generating(Generic[K]):
             batching.prefill_share,
         )
 
-    def admit(self, key: K, body: Any, request_format: str = "completion") -> Failure | Completion:
+    def admit(
+        self, key: K, body: Any, request_format: str = "completion", client: str = DIRECT
+    ) -> Failure | Completion:
         """Check a new request and queue it; its failure (4xx) is its whole answer."""
-        completion = self.read(body, request_format)
+        completion = self.read(body, request_format, client)
         return completion if isinstance(completion, Failure) else self.enqueue(key, completion)
 
-    def read(self, body: Any, request_format: str = "completion") -> Failure | Completion:
+    def read(
+        self, body: Any, request_format: str = "completion", client: str = DIRECT
+    ) -> Failure | Completion:
         """A new request checked (tokenized): no state is kept, so it may run on any thread."""
         with self.metrics.timed("preprocess"):
             completion = isolated("reading the request", lambda: self.language.read(body))
         if isinstance(completion, Failure):
-            return self.refused(completion, request_format)
-        self.metrics.request(request_format)
+            return self.refused(completion, request_format, client)
+        self.metrics.request(request_format, client)
         return completion
 
     def enqueue(self, key: K, completion: Completion) -> Failure | Completion:
@@ -199,9 +204,9 @@ class Generating(Generic[K]):
         self.clock.admitted(key, len(completion.prompt_ids))
         return completion
 
-    def refused(self, failure: Failure, request_format: str) -> Failure:
+    def refused(self, failure: Failure, request_format: str, client: str = DIRECT) -> Failure:
         """Count a request answered with its failure before it decoded a token."""
-        self.metrics.request(request_format)
+        self.metrics.request(request_format, client)
         self.metrics.outcome(failure.status, failure.reason)
         return failure
 

@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 
 from handlers.protocols import forward_by_route, kserve
 from handlers.engines.batching import Batcher, Failure, Rows, isolated, model_failure
-from handlers.metrics import ModelMetrics, Sink
+from handlers.metrics import DIRECT, ModelMetrics, Sink
 from handlers.preprocessing.pipeline import Pipeline
 from handlers.plan import ServingPlan
 from handlers.runners import Runner, load_runner
@@ -46,6 +46,7 @@ class Request:
     content_type: str | None = None
     tensors: Mapping[str, NDArray[Any]] | None = None
     route: str | None = None
+    client: str = DIRECT  # the metrics' `client` label (handlers.metrics.client_label)
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class ServingCore:
     def answer(self, requests: Sequence[Request]) -> list[Answer]:
         """One answer per request, in order; never raises for one request's sake."""
         if len(requests) == 1 and requests[0].tensors is not None:
-            return [self.answer_alone(requests[0].tensors)]
+            return [self.answer_alone(requests[0].tensors, requests[0].client)]
         log.info("batch of %d request(s)", len(requests))  # shows server-side batching in logs
         rows = [self.read(r) for r in requests]
         self.batcher.run(rows)
@@ -130,7 +131,7 @@ class ServingCore:
             self.count(request, r, answer)
         return answers
 
-    def answer_alone(self, tensors: Mapping[str, NDArray[Any]]) -> Answer:
+    def answer_alone(self, tensors: Mapping[str, NDArray[Any]], client: str = DIRECT) -> Answer:
         """A tensor request alone in its call, the usual case at low load (Triton hands execute()
         one request): checked, run as it came and answered, with no batch to stack or split and
         one metrics update. Every microsecond here is one a client of the stock setup does not
@@ -139,23 +140,26 @@ class ServingCore:
         inputs = isolated("reading the request", lambda: self.checked(tensors))
         checked = time.perf_counter()
         if isinstance(inputs, Failure):
-            return self.refused(inputs, checked - started)
+            return self.refused(inputs, checked - started, client)
         try:
             outputs = self.batcher.model(inputs)
         except Exception as exc:
             log.exception("inference failed")
-            return self.refused(model_failure(exc), checked - started)
+            return self.refused(model_failure(exc), checked - started, client)
         batch = 1 if self.batcher.whole_outputs else len(inputs[self.plan.inputs[0].name])
-        self.metrics.alone("tensors", checked - started, time.perf_counter() - checked, batch)
+        model_s = time.perf_counter() - checked
+        self.metrics.alone("tensors", checked - started, model_s, batch, client=client)
         return Answer(tensors=outputs)
 
-    def refused(self, failure: Failure, preprocess_s: float) -> Answer:
-        self.metrics.alone("tensors", preprocess_s, status=failure.status, reason=failure.reason)
+    def refused(self, failure: Failure, preprocess_s: float, client: str) -> Answer:
+        self.metrics.alone(
+            "tensors", preprocess_s, status=failure.status, reason=failure.reason, client=client
+        )
         return Answer.failed(failure)
 
     def count(self, request: Request, rows: Rows, answer: Answer) -> None:
         """The request by format, and why it was refused or failed, if it was."""
-        self.metrics.request(request_format(request, rows))
+        self.metrics.request(request_format(request, rows), request.client)
         if answer.failure is not None:
             self.metrics.outcome(answer.failure.status, answer.failure.reason)
 

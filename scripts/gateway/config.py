@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from handlers.metrics import CLIENT_HEADER
 from scripts.runtimes.protocols import GatewayRoute
 from scripts.spec.access import AccessSpec, Client
 
@@ -133,7 +134,7 @@ def proxied(upstream: str, headers: dict[str, str], uri: str = "") -> list[str]:
         "proxy_buffering off;",  # token streams go out as they come
         "proxy_request_buffering on;",
         "proxy_read_timeout 3600s;",
-        "proxy_set_header X-Torchship-Client $client;",
+        f"proxy_set_header {CLIENT_HEADER} $client;",
     ]
     if "Authorization" not in headers:
         lines.append('proxy_set_header Authorization "";')

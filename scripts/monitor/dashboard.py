@@ -56,14 +56,19 @@ def model_panels(spec: ModelSpec) -> list[tuple[str, str, list[dict]]]:
     ]
     return [
         (
-            "requests/s by format",
+            "requests/s by format, and by the gateway's client",
             "reqps",
             [
                 target(
                     f"{by}, format) (rate({REQUESTS.name}{where}[{RATE}]))",
                     "{{job}} v{{version}} {{format}}",
                     "A",
-                )
+                ),
+                target(
+                    f"sum by (job, client) (rate({REQUESTS.name}{where}[{RATE}]))",
+                    "{{job}} client {{client}}",
+                    "B",
+                ),
             ],
         ),
         ("model time p50 / p99 (one executed batch)", "s", quantiles),

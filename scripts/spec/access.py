@@ -10,15 +10,16 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
+from handlers.metrics import CLIENT_NAME
 from handlers.plan import StrictModel
 
-CLIENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 # a model pattern: a served name or a glob over names, optionally ":<version>"
 MODEL_PATTERN = r"[A-Za-z0-9_.*?-]+(:[0-9]+)?"
 
 
 class Client(StrictModel):
-    name: str = Field(pattern=CLIENT_NAME)  # in the access log, and passed to the runtimes
+    # in the access log, passed to the runtimes, and their metrics' `client` label
+    name: str = Field(pattern=f"^{CLIENT_NAME.pattern}$")
     key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     # a file holding the key (made with a random key by `make serve` when absent); relative to
     # the spec's root; keep it out of version control

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import ssl
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.integration
 
 KEYS = {"digits_app": "digits-key-0123456789", "writer": "writer-key-0123456789"}
 KEYS |= {"limited": "limited-key-0123456789", "ops": "ops-key-0123456789"}
+KEYS |= {"metered": "metered-key-0123456789"}  # used by the metrics test alone
 WRITER = next(m for m in MODELS if m.task.generation is not None)
 
 
@@ -40,6 +42,7 @@ def policy(port: int, *, revoked: tuple[str, ...] = ()) -> AccessSpec:
         {"name": "writer", "models": [WRITER.name], "streams": 32},
         {"name": "limited", "models": ["digits_*"], "rate": 1, "burst": 2},
         {"name": "ops", "admin": True},
+        {"name": "metered", "models": ["digits_*"]},
     ]
     return AccessSpec.model_validate(
         {
@@ -136,6 +139,37 @@ def test_a_key_scoped_to_digits_calls_them_on_both_runtimes_and_nothing_else(
         "message",
     }
     assert set(call(front, "POST", f"/v2/models/{WRITER.name}/generate", key).json()) == {"error"}
+
+
+def counted_for(live, client: str, model: str = "digits_cnn") -> float:
+    """torchship_requests_total of `model` under the gateway's `client`, on one runtime."""
+    url = live.server.metrics_url
+    url = url if url.endswith("/metrics") else url + "/metrics"
+    total = 0.0
+    for line in requests.get(url, timeout=5).text.splitlines():
+        if line.startswith("torchship_requests_total{") and f'client="{client}"' in line:
+            if f'model="{model}"' in line:
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_each_runtime_counts_requests_under_the_gateways_client(front, lives):
+    """The gateway names its client to the runtimes; our metrics count it as the `client`
+    label on both (Triton through --http-header-forward-pattern), published within a second."""
+    key = KEYS["metered"]
+    before = {live.name: counted_for(live, "metered") for live in lives}
+    for _ in range(3):
+        infer = call(front, "POST", "/v2/models/digits_cnn/infer", key, json=digits_infer())
+        assert infer.status_code == 200, infer.text
+        png = call(front, "POST", "/predictions/digits_cnn", key, data=digits_png(), png=True)
+        assert png.status_code == 200, png.text
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        now = {live.name: counted_for(live, "metered") for live in lives}
+        if all(now[name] >= before[name] + 3 for name in now):
+            break
+        time.sleep(0.5)
+    assert {name: now[name] - before[name] for name in now} == {"torchserve": 3, "triton": 3}
 
 
 def test_no_key_or_an_unknown_key_is_401_and_health_stays_open(front):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import requests
 
+from handlers.metrics import CLIENT_HEADER
 from scripts.runtimes.processes import read_pid, stop_process, tail, wait_for_models
 from scripts.spec.errors import BuildError
 
@@ -152,6 +153,9 @@ def command(server: Triton, repo: Path, models: list[str]) -> list[str]:
         f"--http-restricted-api={restricted}",
         # gRPC clients send the key as metadata "triton-grpc-protocol-" + the key's name.
         f"--grpc-restricted-protocol={restricted}",
+        # the gateway's client name reaches the models as a request parameter (metrics' label)
+        f"--http-header-forward-pattern={CLIENT_HEADER}",
+        f"--grpc-header-forward-pattern={CLIENT_HEADER.lower()}",
     ]
 
 

@@ -444,7 +444,7 @@ def test_a_tensor_request_alone_is_answered_as_it_came_and_counted_once():
     assert failed.status == 500 and "inference failed: ZeroDivisionError" in failed.message
     sums_now = core.metrics.sums
     counted = {(m.name, labels): v for (m, labels), v in sums_now.counters.items()}
-    assert counted[("torchship_requests_total", ("tensors",))] == 3
+    assert counted[("torchship_requests_total", ("tensors", "direct"))] == 3
     assert counted[("torchship_batch_rows_total", ())] == 2  # the one answered request's rows
     assert counted[("torchship_rejected_total", ("range",))] == 1
 

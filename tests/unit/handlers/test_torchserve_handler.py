@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handlers.metrics import BOUNDS
+from handlers.metrics import BOUNDS, CLIENT_HEADER
 from handlers.plan import ServingPlan
 from handlers.adapters.torchserve_handler import SpecHandler
 from scripts.pipeline.verify import compare
@@ -42,6 +42,27 @@ def call(handler, *requests):
     return [json.loads(a) for a in answers], [
         context.statuses.get(i, 200) for i in range(len(requests))
     ]
+
+
+def test_requests_are_counted_by_the_gateways_client(tmp_path):
+    """The gateway names its client in a header; a name no spec could give is counted as
+    "other", a request without the header as "direct"."""
+    context = FakeTorchServeContext(unpacked_archive("digits_cnn", tmp_path), [])
+    handler = SpecHandler()
+    handler.initialize(context)
+    png = digit_pngs()[0].read_bytes()
+    calling = FakeTorchServeContext(None, ["image/png"] * 4)
+    calling.headers = {
+        0: {CLIENT_HEADER: "digits_app"},
+        1: {CLIENT_HEADER: "digits_app"},
+        2: {CLIENT_HEADER: "no such name!" * 10},
+    }
+    handler.handle([{"body": png}] * 4, calling)
+    handler.engine.core.metrics.flush()
+    requests = ("torchship_requests_total", "digits_cnn", "1", "encoded")
+    assert context.metrics.total(*requests, "digits_app") == 2
+    assert context.metrics.total(*requests, "other") == 1
+    assert context.metrics.total(*requests, "direct") == 1
 
 
 def request_file(model: str, name: str) -> bytes:

@@ -114,8 +114,19 @@ def load(repo, name: str, decoupled: bool = False):
     return model
 
 
-def request(**tensors):
-    return {name: Tensor(name, value) for name, value in tensors.items()}
+class FakeRequest(dict):
+    """A request's tensors by name, and the parameters tritonserver forwards (its headers)."""
+
+    def __init__(self, tensors: dict, parameters: dict | None = None):
+        super().__init__(tensors)
+        self.forwarded = json.dumps(parameters or {})
+
+    def parameters(self) -> str:
+        return self.forwarded
+
+
+def request(parameters: dict | None = None, **tensors):
+    return FakeRequest({name: Tensor(name, value) for name, value in tensors.items()}, parameters)
 
 
 def golden(name):
@@ -173,7 +184,7 @@ def test_a_decoupled_model_answers_through_each_requests_sender(repo):
         def send(self, response=None, flags=0):
             self.sent.append((response, flags))
 
-    class StreamedRequest(dict):
+    class StreamedRequest(FakeRequest):
         def __init__(self, **tensors):
             super().__init__(request(**tensors))
             self.sender = Sender()
@@ -298,3 +309,24 @@ def test_the_model_and_its_pre_processing_publish_their_stages_and_refusals(repo
     assert METRICS.total("torchship_stage_seconds_count", *labels, "model") == 1
     assert METRICS.total("torchship_stage_seconds_count", *labels, "preprocess") == 4
     assert METRICS.total("torchship_stage_seconds_bucket", *labels, "model", "+Inf") == 1
+
+
+def test_requests_are_counted_by_the_gateways_client(repo):
+    """tritonserver forwards the gateway's header as a request parameter (named as sent); a
+    name no spec could give is counted as "other", a request without it as "direct"."""
+    METRICS.values.clear()
+    model = load(repo, "digits_cnn")
+    image = golden("digits_cnn")["input.image"]
+    model.execute([request({"x-torchship-client": "digits_app"}, image=image[:1])])
+    model.execute(
+        [
+            request({"X-Torchship-Client": "digits_app"}, image=image[:1]),
+            request({"x-torchship-client": "{bad}"}, image=image[:1]),
+            request(image=image[:1]),
+        ]
+    )
+    model.metrics.flush()
+    requests = ("torchship_requests_total", "digits_cnn", "1", "tensors")
+    assert METRICS.total(*requests, "digits_app") == 2
+    assert METRICS.total(*requests, "other") == 1
+    assert METRICS.total(*requests, "direct") == 1
