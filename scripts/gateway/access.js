@@ -171,4 +171,10 @@ function notFound(r) {
         '/v2/models/<model>/..., /v1/completions, /v1/chat/completions, /v1/models');
 }
 
-export default {client, refused, refusal, openai, models, tooMany, tooLarge, notFound};
+// error_page 497: plain HTTP on the TLS port
+function plainHttp(r) {
+    refuse(r, 400, `this port speaks HTTPS only: call https://${r.headersIn['Host'] || 'host'}` +
+        `${r.uri}`);
+}
+
+export default {client, refused, refusal, openai, models, tooMany, tooLarge, notFound, plainHttp};

@@ -173,6 +173,7 @@ def server_locations(
     lines += block("location @refused", ["js_content access.refusal;"])
     lines += block("location @too_many", ["js_content access.tooMany;"])
     lines += block("location @too_large", ["js_content access.tooLarge;"])
+    lines += block("location @plain_http", ["js_content access.plainHttp;"])
     lines += block("location /", ["js_content access.notFound;"])
     return lines
 
@@ -206,6 +207,7 @@ def nginx_conf(
         "limit_conn_status 429;",
         "error_page 429 = @too_many;",
         "error_page 413 = @too_large;",
+        "error_page 497 = @plain_http;",  # plain HTTP on the TLS port
         f"error_page {REFUSED} = @refused;",
         "js_var $openai_path;",
         "set $errors $errors_by_uri;",

@@ -172,7 +172,7 @@ def test_each_runtime_counts_requests_under_the_gateways_client(front, lives):
     assert {name: now[name] - before[name] for name in now} == {"torchserve": 3, "triton": 3}
 
 
-def test_no_key_or_an_unknown_key_is_401_and_health_stays_open(front):
+def test_no_key_or_an_unknown_key_is_401_and_health_stays_open_and_plain_http_is_told(front):
     for key in (None, "not-a-key"):
         refused = call(front, "POST", "/v2/models/digits_cnn/infer", key, json=digits_infer())
         assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith(
@@ -180,6 +180,8 @@ def test_no_key_or_an_unknown_key_is_401_and_health_stays_open(front):
         )
     assert call(front, "GET", "/v2/health/ready").status_code == 200
     assert call(front, "GET", "/ping").status_code == 200
+    plain = requests.get(f"http://127.0.0.1:{front[1]}/v2/models/digits_cnn", timeout=10)
+    assert plain.status_code == 400 and "speaks HTTPS only" in plain.json()["error"]
 
 
 def test_the_runtimes_keys_are_set_by_the_gateway_never_by_the_client(front, torchserve):
