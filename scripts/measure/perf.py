@@ -72,9 +72,11 @@ def command(
     service_kind: str = "triton",
     token: str | None = None,
     headers: tuple[tuple[str, str], ...] = (),
+    certificate: Path | None = None,
 ) -> list[str]:
     """One perf_analyzer invocation at one concurrency level (TorchServe: service_kind
-    "torchserve" with the inference token as a header)."""
+    "torchserve" with the inference token as a header; an https:// url verified against
+    `certificate`)."""
     cmd = [
         str(perf_analyzer()),
         "-m",
@@ -105,6 +107,9 @@ def command(
         cmd += ["-H", f"Authorization:Bearer {token}"]
     for name, value in headers:  # HTTP only: perf_analyzer ignores -H over gRPC
         cmd += ["-H", f"{name}:{value}"]
+    if certificate is not None:
+        cmd += ["--ssl-https-ca-certificates-file", str(certificate)]
+        cmd += ["--ssl-https-verify-peer", "1", "--ssl-https-verify-host", "2"]
     return cmd
 
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Generic, Protocol, TypeVar
 from handlers.plan import ServingPlan
 from scripts.kserve.storage import KServeBundle
 from scripts.measure.bench.deployments import (
-    DeploymentTargets,
+    Deployment,
     GenerationDeployment,
     LoadTarget,
     Setup,
@@ -254,7 +254,7 @@ class BenchSetup(Protocol[S_contra]):
 
     def deployment(
         self, specs: list[ModelSpec], layout: Layout, workdir: Path, log: Callable[[str], None]
-    ) -> AbstractContextManager[DeploymentTargets]:
+    ) -> AbstractContextManager[Deployment]:
         """This project's deployment and the runtime's stock setup side by side on free ports;
         stopped on exit."""
         ...

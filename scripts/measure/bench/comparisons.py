@@ -7,8 +7,10 @@ from __future__ import annotations
 from scripts.measure.bench.setups import SETUP_BY_KEY, SETUPS, STOCK_OF
 
 OURS = [
-    s.key for s in SETUPS if not s.stock and not s.int8
+    s.key for s in SETUPS if not s.stock and not s.int8 and not s.gateway
 ]  # this project's setups, one per runtime
+# each runtime's setup through the gateway -> the same deployment measured directly
+DIRECT_OF = {s.key: s.runtime for s in SETUPS if s.gateway}
 
 
 def find_point(
@@ -87,6 +89,34 @@ def one_client(points: list[dict]) -> list[dict]:
                 "p50_ms": p["p50_ms"],
                 "stock_p50_ms": stock["p50_ms"],
                 "p50_added_ms": p["p50_ms"] - stock["p50_ms"],
+            }
+        )
+    return rows
+
+
+def gateway_overhead(points: list[dict]) -> list[dict]:
+    """Per model, runtime and concurrency: this project's deployment through the gateway
+    against the same deployment called directly (HTTP), measured in the same run: p50 added
+    and throughput as a ratio."""
+    rows = []
+    for p in points:
+        direct_key = DIRECT_OF.get(p["setup"])
+        if direct_key is None or "error" in p:
+            continue
+        direct = find_point(points, p["model"], direct_key, p["protocol"], p["concurrency"])
+        if direct is None:
+            continue
+        rows.append(
+            {
+                "model": p["model"],
+                "runtime": direct_key,
+                "concurrency": p["concurrency"],
+                "throughput": p["throughput"],
+                "direct_throughput": direct["throughput"],
+                "throughput_vs_direct": ratio(p["throughput"], direct["throughput"]),
+                "p50_ms": p["p50_ms"],
+                "direct_p50_ms": direct["p50_ms"],
+                "p50_added_ms": p["p50_ms"] - direct["p50_ms"],
             }
         )
     return rows

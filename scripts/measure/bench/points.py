@@ -49,6 +49,7 @@ def perf_point(
             target.service_kind,
             target.token,
             target.headers,
+            target.certificate,
         )
         report.unlink(missing_ok=True)
         started = time.monotonic()

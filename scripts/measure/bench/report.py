@@ -119,7 +119,11 @@ def header(report: dict) -> list[str]:
         f"| {t['text']} | **{t['status']}** | {t['detail']} | {t['limited_by']} |"
         for t in report["targets"]
     ]
-    return lines + one_client_section(report.get("one_client", []))
+    return (
+        lines
+        + one_client_section(report.get("one_client", []))
+        + gateway_section(report.get("gateway", []))
+    )
 
 
 def one_client_section(rows: list[dict]) -> list[str]:
@@ -136,6 +140,27 @@ def one_client_section(rows: list[dict]) -> list[str]:
             f"| {r['model']} | {r['setup']} | {r['protocol']} | "
             f"{fmt_ratio(r['throughput_vs_stock'])} | "
             f"{r['p50_ms']:.3f} vs {r['stock_p50_ms']:.3f} | {r['p50_added_ms']:+.3f} |"
+            for r in rows
+        ),
+    ]
+
+
+def gateway_section(rows: list[dict]) -> list[str]:
+    """This project's deployment through the gateway against direct, at every concurrency."""
+    if not rows:
+        return []
+    return [
+        "",
+        "## Through the gateway (HTTPS, a client key) against direct, same run",
+        "",
+        "| model | runtime | concurrency | throughput gateway vs direct | x direct | "
+        "p50 gateway vs direct (ms) | p50 added (ms) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *(
+            f"| {r['model']} | {r['runtime']} | {r['concurrency']} | "
+            f"{r['throughput']:.0f} vs {r['direct_throughput']:.0f}/s | "
+            f"{fmt_ratio(r['throughput_vs_direct'])} | "
+            f"{r['p50_ms']:.3f} vs {r['direct_p50_ms']:.3f} | {r['p50_added_ms']:+.3f} |"
             for r in rows
         ),
     ]

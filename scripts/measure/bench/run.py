@@ -5,6 +5,8 @@ Per model (digits_cnn and sentiment_lstm in full, tabular_mlp briefly):
   batch 1 and at the spec's max batch size, with 1 intra-op thread and with every core;
 - per runtime plugin, its `bench_deployment`: this project's deployment exactly as built
   beside the stock setup a user tries first, in one server on free loopback ports;
+- the same deployment through the gateway (scripts/gateway/, HTTPS with a client key), each
+  target right after its direct one;
 - the same deployment serving the gated int8 ONNX (`<name>_int8`) for models that export it;
 - load from NVIDIA's perf_analyzer at each concurrency, each point a stable measurement window.
 
@@ -29,7 +31,8 @@ from scripts.measure.bench.int8 import summary as int8_summary
 from scripts.measure.bench.points import RETRY_STABILITY, describe_point, perf_point
 from scripts.measure.bench.report import machine_info, write_report
 from scripts.measure.bench.setups import BENCHED, SETUPS, bench_of
-from scripts.measure.bench.comparisons import comparisons, one_client
+from scripts.measure.bench.comparisons import comparisons, gateway_overhead, one_client
+from scripts.measure.bench.gateway import through_gateway
 from scripts.measure.bench.targets import evaluate_targets
 from scripts.runtimes.registry import RUNTIMES
 from scripts.spec import ModelSpec
@@ -86,6 +89,17 @@ def measure(
     return points
 
 
+def beside_direct(targets: list[tuple], gated: list[tuple]) -> list[tuple]:
+    """Each target through the gateway right after the same target called directly: the two
+    are measured minutes apart at most, on a machine whose load drifts."""
+    ordered = []
+    for target in targets:
+        ordered.append(target)
+        model, _, protocol, load = target
+        ordered += [g for g in gated if (g[0], g[2], g[3].model) == (model, protocol, load.model)]
+    return ordered
+
+
 def run_bench(
     models: list[ModelSpec],
     layout: Layout,
@@ -108,14 +122,19 @@ def run_bench(
     points = []
     for plugin in [] if in_process_only else BENCHED:
         t0 = time.monotonic()
-        with bench_of(plugin).deployment(models, layout, workdir, log) as targets:
+        with (
+            bench_of(plugin).deployment(models, layout, workdir, log) as deployed,
+            through_gateway(plugin, deployed, models, layout, workdir / "gateway", log) as gated,
+        ):
+            targets = beside_direct(deployed.targets, gated)
             points += measure(targets, plan, workdir / "perf", measurement, log)
         with int8_deployment(plugin, models, layout, workdir / "int8", log) as targets:
             points += measure(targets, plan, workdir / "perf", measurement, log)
         timings[f"{plugin.name}_s"] = round(time.monotonic() - t0, 1)
 
     int8 = int8_summary(models, layout, in_proc)
-    targets = evaluate_targets(points, limits, in_proc, int8)
+    overhead = gateway_overhead(points)
+    targets = evaluate_targets(points, limits, in_proc, int8, overhead)
     timings["total_s"] = round(time.monotonic() - started, 1)
     report = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -144,6 +163,7 @@ def run_bench(
         "points": points,
         "comparisons": comparisons(points, limits),
         "one_client": one_client(points),
+        "gateway": overhead,
         "targets": targets,
         "timings": timings,
     }

@@ -119,6 +119,38 @@ def every_load_target(
     return {"checks": checks, "met": all_met(checks), "detail": "; ".join(reasons)}
 
 
+# what the gateway may cost (issue: access control): p50 added by one client, the share of the
+# direct throughput kept at 64
+GATEWAY_P50_ADDED_MS, GATEWAY_THROUGHPUT_KEPT = 0.2, 0.9
+
+
+def gateway_target(overhead: list[dict], model: str, runtime: str) -> dict:
+    """Through the gateway against direct, same run: p50 added at concurrency 1 and the
+    throughput kept at 64."""
+    rows = {r["concurrency"]: r for r in overhead if (r["model"], r["runtime"]) == (model, runtime)}
+    checks, reasons = [], []
+    for level, bound in ((1, GATEWAY_P50_ADDED_MS), (64, GATEWAY_THROUGHPUT_KEPT)):
+        row = rows.get(level)
+        if row is None:
+            checks.append({"concurrency": level, "met": None})
+            reasons.append(f"c={level}: not measured")
+            continue
+        if level == 1:
+            met = row["p50_added_ms"] <= bound
+            reasons.append(
+                f"c=1: p50 {row['p50_ms']:.3f} vs {row['direct_p50_ms']:.3f} ms direct "
+                f"({row['p50_added_ms']:+.3f} ms, needs <= +{bound} ms)"
+            )
+        else:
+            met = row["throughput_vs_direct"] >= bound
+            reasons.append(
+                f"c=64: {row['throughput']:.0f} vs {row['direct_throughput']:.0f}/s direct "
+                f"({row['throughput_vs_direct']:.2f}x, needs >= {bound}x)"
+            )
+        checks.append({"concurrency": level, "met": met, **row})
+    return {"checks": checks, "met": all_met(checks), "detail": "; ".join(reasons)}
+
+
 def int8_target(int8: dict, model: str, factor: float = 1.5, max_drop_points: float = 1.0) -> dict:
     """int8 in-process >= factor x fp32 ONNX at the max batch, losing at most max_drop_points."""
     figures = int8.get(model) or {}

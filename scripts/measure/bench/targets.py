@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import os
 
-from scripts.measure.bench.comparisons import OURS, find_point
+from scripts.measure.bench.comparisons import DIRECT_OF, OURS, find_point
 from scripts.measure.bench.inprocess import LIMIT_FORMATS
 from scripts.measure.bench.setups import BENCHED, STOCK_OF, bench_of
 from scripts.measure.tune.rule import P50_SLACK_MS
 from scripts.measure.bench.target_checks import (
+    GATEWAY_P50_ADDED_MS,
+    GATEWAY_THROUGHPUT_KEPT,
     every_load_target,
+    gateway_target,
     int8_target,
     limit_target,
     stock_target,
@@ -53,7 +56,9 @@ def int8_limited_by(int8: dict, model: str) -> str:
     )
 
 
-def evaluate_targets(points, limits, in_proc_by_model, int8: dict | None = None) -> list[dict]:
+def evaluate_targets(
+    points, limits, in_proc_by_model, int8: dict | None = None, gateway: list[dict] | None = None
+) -> list[dict]:
     """The project's performance targets, each with a status and a limiting factor."""
     int8 = int8 or {}
     targets = [
@@ -107,6 +112,20 @@ def evaluate_targets(points, limits, in_proc_by_model, int8: dict | None = None)
                     [runtime, STOCK_OF[runtime]],
                 )
             )
+    targets += [
+        (
+            {
+                "id": f"digits_cnn_{runtime}_gateway",
+                "model": "digits_cnn",
+                "text": f"digits_cnn on {runtime} through the gateway (HTTPS, a client key) "
+                f"against direct: p50 added at concurrency 1 <= {GATEWAY_P50_ADDED_MS} ms, "
+                f">= {GATEWAY_THROUGHPUT_KEPT}x direct throughput at 64",
+                **gateway_target(gateway or [], "digits_cnn", runtime),
+            },
+            [runtime],
+        )
+        for runtime in DIRECT_OF.values()
+    ]
     for target, keys in targets:
         target["status"] = STATUS[target["met"]]
         target["limited_by"] = limiting_factor(

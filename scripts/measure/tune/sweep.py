@@ -52,8 +52,8 @@ def stock_and_spec(
     """(stock curve, the spec's own settings' curve) from the runtime's bench deployment."""
     found = {}
     bench = bench_of(runtime)
-    with bench.deployment([spec], layout, workdir / runtime.name / "bench", log) as targets:
-        for _, setup, protocol, target in targets:
+    with bench.deployment([spec], layout, workdir / runtime.name / "bench", log) as deployed:
+        for _, setup, protocol, target in deployed.targets:
             if protocol == "http":
                 found[setup] = curve(target, workdir / "perf")
     stock_key = next(k for k in found if k.endswith("_stock"))

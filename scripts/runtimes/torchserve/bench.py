@@ -12,7 +12,7 @@ from scripts.pipeline.layout import Layout
 from scripts.runtimes.bench_servers import bench_server
 from scripts.measure.bench.deployments import (
     bench_setups,
-    DeploymentTargets,
+    Deployment,
     GenerationDeployment,
     LoadTarget,
     StockBar,
@@ -28,7 +28,11 @@ from scripts.spec import ModelSpec
 class TorchServeBench:
     """BenchSetup; starts its servers through the runtime's ServerControl."""
 
-    setups = bench_setups(NAME, "TorchServe", "BaseHandler + TorchScript, batch 1", ("http",))
+    # not through the gateway: perf_analyzer's torchserve client does not speak TLS (each
+    # request fails before it reaches nginx, which logs none)
+    setups = bench_setups(
+        NAME, "TorchServe", "BaseHandler + TorchScript, batch 1", ("http",), gateway=False
+    )
     packages = ("torchserve", "torch-model-archiver")
     stock_bar = StockBar(3.0, "the stock BaseHandler route")
 
@@ -45,11 +49,11 @@ class TorchServeBench:
     @contextlib.contextmanager
     def deployment(
         self, specs: list[ModelSpec], layout: Layout, workdir: Path, log: Callable[[str], None]
-    ) -> Generator[DeploymentTargets]:
+    ) -> Generator[Deployment]:
         """The built archives (copied) and the stock ones in a scratch store under workdir."""
         store, names = stock.model_store(specs, layout, workdir)
         with self.started(specs, layout, workdir, store, sorted(names.values()), log) as server:
-            yield stock.load_targets(specs, layout, server, names, workdir)
+            yield Deployment(stock.load_targets(specs, layout, server, names, workdir), server)
 
     @contextlib.contextmanager
     def generation_deployment(

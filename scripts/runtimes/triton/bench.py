@@ -12,7 +12,7 @@ from scripts.pipeline.layout import Layout
 from scripts.runtimes.bench_servers import bench_server
 from scripts.measure.bench.deployments import (
     bench_setups,
-    DeploymentTargets,
+    Deployment,
     GenerationDeployment,
     LoadTarget,
     StockBar,
@@ -28,7 +28,9 @@ from scripts.spec import ModelSpec
 class TritonBench:
     """BenchSetup; starts its servers through the runtime's ServerControl."""
 
-    setups = bench_setups(NAME, "Triton", "per-request Python backend", ("http", "grpc"))
+    setups = bench_setups(
+        NAME, "Triton", "per-request Python backend", ("http", "grpc"), gateway=True
+    )
     packages = ("tritonclient", "nvidia-pytriton")
     stock_bar = StockBar(1.5, "the per-request Python-backend setup")
 
@@ -51,12 +53,12 @@ class TritonBench:
     @contextlib.contextmanager
     def deployment(
         self, specs: list[ModelSpec], layout: Layout, workdir: Path, log: Callable[[str], None]
-    ) -> Generator[DeploymentTargets]:
+    ) -> Generator[Deployment]:
         """The built tensor models (copied) and the stock ones in a scratch repository."""
         repo = workdir / "repository"
         names = stock.repository(specs, layout, repo)
         with self.started(specs, layout, workdir, repo, list(names.values()), log) as server:
-            yield stock.load_targets(specs, layout, server, names, workdir)
+            yield Deployment(stock.load_targets(specs, layout, server, names, workdir), server)
 
     @contextlib.contextmanager
     def generation_deployment(

@@ -144,7 +144,8 @@ def test_bench_deployment_yields_both_setups_and_stops_its_server(
     with pytest.raises(RuntimeError):  # a failure while measuring still stops the server
         with RUNTIMES[runtime].bench.deployment(
             [SPEC["digits_cnn"]], LAYOUT, tmp_path, lambda line: None
-        ) as targets:
+        ) as deployed:
+            targets = deployed.targets
             assert {(setup, protocol) for model, setup, protocol, _ in targets} == expected
             assert all(
                 t.data.exists()

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.measure.bench.comparisons import comparisons, one_client
-from scripts.measure.bench.report import one_client_section
+from scripts.measure.bench.comparisons import comparisons, gateway_overhead, one_client
+from scripts.measure.bench.report import gateway_section, one_client_section
 from scripts.measure.bench.target_checks import (
+    gateway_target,
     every_load_target,
     int8_target,
     limit_target,
@@ -112,7 +113,9 @@ def test_evaluate_targets_names_a_status_and_a_limiting_factor():
         "sentiment_served_vs_in_process",
         "digits_cnn_torchserve_every_load",
     ]
-    assert len(targets) == 3 + 2 * 2 * 2  # per model and runtime: every load, 3x at 64
+    # per model and runtime: every load, 3x at 64; Triton through the gateway (perf_analyzer's
+    # torchserve client has no TLS)
+    assert len(targets) == 3 + 2 * 2 * 2 + 1
     assert all(t["status"] == "not measured" for t in targets)
     assert "4.90 ms" in targets[1]["limited_by"]
 
@@ -170,3 +173,24 @@ def test_int8_target_reads_the_gate_and_the_in_process_ratio_at_the_max_batch():
     assert targets[-1]["id"] == "digits_cnn_int8_in_process" and targets[-1]["status"] == "missed"
     assert "quantise/dequantise" in targets[-1]["limited_by"]
     assert int8_target({}, "digits_cnn")["met"] is None
+
+
+def test_the_gateway_is_compared_with_the_same_deployment_direct_at_each_level():
+    """p50 added at one client and throughput kept at 64, against the direct points of the same
+    run; a failed point leaves the target not measured, never met."""
+    points = [
+        point("digits_cnn", "triton", "http", 1, 2500, p50=0.40),
+        point("digits_cnn", "triton_gateway", "http", 1, 2000, p50=0.55),
+        point("digits_cnn", "triton", "http", 64, 5000, p50=10.0),
+        point("digits_cnn", "triton_gateway", "http", 64, 4600, p50=11.0),
+        point("digits_cnn", "triton", "grpc", 1, 2600, p50=0.38),  # no gateway over gRPC
+    ]
+    rows = gateway_overhead(points)
+    assert [(r["concurrency"], r["runtime"]) for r in rows] == [(1, "triton"), (64, "triton")]
+    assert rows[0]["p50_added_ms"] == pytest.approx(0.15)
+    assert rows[1]["throughput_vs_direct"] == pytest.approx(0.92)
+    assert gateway_target(rows, "digits_cnn", "triton")["met"] is True
+    slower = [{**r, "throughput_vs_direct": 0.6} if r["concurrency"] == 64 else r for r in rows]
+    assert gateway_target(slower, "digits_cnn", "triton")["met"] is False
+    assert gateway_target(rows[:1], "digits_cnn", "triton")["met"] is None
+    assert "Through the gateway" in "\n".join(gateway_section(rows))
