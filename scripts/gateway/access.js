@@ -22,13 +22,18 @@ function presentedKey(r) {
     return match ? match[1] : null;
 }
 
+// Each request runs in its own copy of this module (njs clones the VM per request), so the
+// caller found once is kept for the request's other variables ($refused, $client, the log)
+let found_caller;
+
 function caller(r) {
-    const key = presentedKey(r);
-    if (key === null) {
-        return null;
+    if (found_caller !== undefined) {
+        return found_caller;
     }
-    const hash = crypto.createHash('sha256').update(key).digest('hex');
-    return policy.clients[hash] || null;
+    const key = presentedKey(r);
+    const hash = key === null ? null : crypto.createHash('sha256').update(key).digest('hex');
+    found_caller = (hash && policy.clients[hash]) || null;
+    return found_caller;
 }
 
 // js_set $client: the caller's name, or "" (no key, or a key no client has)
