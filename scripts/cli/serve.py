@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -24,7 +25,7 @@ from scripts.pipeline.ensure import ensure_built
 from scripts.pipeline.train import checkpoint_dir
 from scripts.rollout import flow
 from scripts.runtimes import serving as runtime_serving
-from scripts.runtimes.registry import RUNTIMES, selected
+from scripts.runtimes.registry import RUNTIMES, attached, selected
 from scripts.runtimes.serving import serving, stop_all
 from scripts import gateway
 from scripts.spec import BuildError, UserError, VerificationError, load_spec
@@ -154,8 +155,14 @@ def verify_served(spec: SpecOption = Path("models.yaml"), model: ModelOption = N
     with eager PyTorch (reuses running servers, else starts and stops them)."""
     layout, models = selected_models(spec, model)
     ensure_built(models, layout, list(RUNTIMES.values()))
-    with serving(models, layout) as servers:
-        checks = verify_served_versions(models, layout, servers)
+    gated = load_spec(spec).access is not None  # served behind the gateway: checked through it
+    with serving(models, layout) as servers, contextlib.ExitStack() as stack:
+        passage = None
+        if gated:
+            lives = attached(servers)
+            folder = layout.state("verify_gateway")
+            passage = stack.enter_context(gateway.fronting(lives, models, layout.root, folder))
+        checks = verify_served_versions(models, layout, servers, passage)
     table = Table("model", "endpoint", "samples", "max |error|", "result")
     for c in checks:
         table.add_row(

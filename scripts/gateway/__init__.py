@@ -14,6 +14,8 @@ the body, and Envoy is not packaged here.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import secrets
 import shutil
@@ -21,6 +23,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +33,13 @@ import psutil
 
 from scripts.gateway.config import JS_MODULE, GatewayFiles, clients_js, nginx_conf
 from scripts.pipeline.layout import Layout
-from scripts.runtimes.protocols import GatewayRoute, Live
+from scripts.runtimes.processes import free_port
+from scripts.runtimes.protocols import GatewayPass, GatewayRoute, Live
 from scripts.spec import BuildError, ModelSpec
 from scripts.spec.access import AccessSpec
 
 NAME = "gateway"  # its run state's folder
+PROBE_CLIENT = "probe"  # the one client of a gateway `make bench` or `make verify` starts
 JS_MODULE_PATHS = (
     Path("/usr/lib/nginx/modules/ngx_http_js_module.so"),
     Path("/usr/share/nginx/modules/ngx_http_js_module.so"),
@@ -259,6 +264,33 @@ def stop(folder: Path, timeout_s: float = 10) -> bool:
     if running(folder) is not None:
         os.kill(pid, signal.SIGTERM)
     return True
+
+
+def probe_access(key: str) -> AccessSpec:
+    """One client with `key`: every model and the admin APIs (perf_analyzer reads Triton's
+    statistics), no limits: what the gateway's path costs and answers, not what a policy
+    refuses."""
+    client = {
+        "name": PROBE_CLIENT,
+        "key_sha256": hashlib.sha256(key.encode()).hexdigest(),
+        "admin": True,
+    }
+    return AccessSpec.model_validate({"port": free_port(), "clients": [client]})
+
+
+@contextlib.contextmanager
+def fronting(
+    lives: list[Live[Any]], specs: list[ModelSpec], root: Path, folder: Path
+) -> Generator[GatewayPass]:
+    """A gateway of its own on a free port in front of `lives` for `make bench` and
+    `make verify` (never the one `make serve` runs): its probe client's way through. Raises
+    BuildError where nginx cannot start."""
+    key = secrets.token_urlsafe(24)
+    started = start(probe_access(key), root, folder, lives, specs)
+    try:
+        yield GatewayPass(started.url, key, started.certificate)
+    finally:
+        stop(folder)
 
 
 def state(layout: Layout) -> Path:

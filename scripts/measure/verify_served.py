@@ -26,7 +26,7 @@ from scripts.pipeline.loading import load_reference
 from scripts.pipeline.plan import serving_plan
 from scripts.pipeline.verify import compare
 from scripts.runtimes.calls import GenerateCall, RequestCall, TensorCall
-from scripts.runtimes.protocols import Server
+from scripts.runtimes.protocols import GatewayPass, Server
 from scripts.runtimes.registry import attached
 from scripts.spec import ModelSpec, Tolerance
 
@@ -57,13 +57,22 @@ class Endpoints:
     generation: Callable[[ModelSpec], dict[str, GenerateCall]] = lambda spec: {}
 
 
-def endpoints_for(servers: Mapping[str, Server]) -> Endpoints:
-    """From {runtime name: running server} (scripts.runtimes.serving.serving())."""
+def endpoints_for(servers: Mapping[str, Server], passage: GatewayPass | None = None) -> Endpoints:
+    """From {runtime name: running server} (scripts.runtimes.serving.serving()); with
+    `passage`, each HTTP endpoint again through the gateway in front of them."""
     lives = attached(servers)
+    gated = lives if passage is not None else []
     tensors = {name: call for live in lives for name, call in live.tensor_endpoints().items()}
+    for live in gated:
+        assert passage is not None
+        tensors |= live.gateway_tensor_endpoints(passage)
 
     def requests(spec: ModelSpec) -> dict[str, RequestCall]:
-        return {n: call for live in lives for n, call in live.request_endpoints(spec).items()}
+        found = {n: call for live in lives for n, call in live.request_endpoints(spec).items()}
+        for live in gated:
+            assert passage is not None
+            found |= live.gateway_request_endpoints(spec, passage)
+        return found
 
     def generation(spec: ModelSpec) -> dict[str, GenerateCall]:
         return {n: call for live in lives for n, call in live.generation_endpoints(spec).items()}

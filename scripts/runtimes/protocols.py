@@ -74,6 +74,19 @@ class GatewayRoute:
     errors: str = "kserve_v2"
 
 
+VIA_GATEWAY = " via gateway"  # an endpoint's name through the gateway: "<its name> via gateway"
+
+
+@dataclass(frozen=True)
+class GatewayPass:
+    """How a client reaches the runtimes through the gateway: its https URL, a client's key, and
+    the certificate to verify the gateway with."""
+
+    url: str  # https://host:port
+    key: str
+    certificate: Path
+
+
 @dataclass(frozen=True)
 class StartOptions:
     workdir: Path | None = None  # None: the instance `make serve` runs, under layout.run
@@ -186,6 +199,19 @@ class Endpoints(Protocol[S_contra]):
 
     def request_endpoints(self, server: S_contra, spec: ModelSpec) -> dict[str, RequestCall]:
         """Named endpoints that take what a client sends (image bytes, text, rows)."""
+        ...
+
+    def gateway_tensor_endpoints(
+        self, server: S_contra, passage: GatewayPass
+    ) -> dict[str, TensorCall]:
+        """The HTTP tensor endpoints through the gateway in front of the server (named as the
+        direct ones, VIA_GATEWAY after)."""
+        ...
+
+    def gateway_request_endpoints(
+        self, server: S_contra, spec: ModelSpec, passage: GatewayPass
+    ) -> dict[str, RequestCall]:
+        """The HTTP request endpoints through the gateway in front of the server."""
         ...
 
     def version_endpoints(
@@ -328,6 +354,14 @@ class Live(Generic[S]):
 
     def request_endpoints(self, spec: ModelSpec) -> dict[str, RequestCall]:
         return self.runtime.endpoints.request_endpoints(self.server, spec)
+
+    def gateway_tensor_endpoints(self, passage: GatewayPass) -> dict[str, TensorCall]:
+        return self.runtime.endpoints.gateway_tensor_endpoints(self.server, passage)
+
+    def gateway_request_endpoints(
+        self, spec: ModelSpec, passage: GatewayPass
+    ) -> dict[str, RequestCall]:
+        return self.runtime.endpoints.gateway_request_endpoints(self.server, spec, passage)
 
     def version_endpoints(self, spec: ModelSpec, version: int) -> dict[str, TensorCall]:
         return self.runtime.endpoints.version_endpoints(self.server, spec, version)

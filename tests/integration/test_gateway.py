@@ -9,6 +9,7 @@ import hashlib
 import ssl
 import threading
 import time
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -16,8 +17,11 @@ import pytest
 import requests
 
 from scripts import gateway
+from scripts.measure.verification import verify_models
+from scripts.measure.verify_served import endpoints_for
 from scripts.measure.verify_generation import golden_generation
 from scripts.runtimes.processes import free_port
+from scripts.runtimes.protocols import VIA_GATEWAY
 from scripts.runtimes.registry import RUNTIMES
 from scripts.runtimes.torchserve.client import TorchServeClient
 from scripts.spec.access import AccessSpec
@@ -279,3 +283,28 @@ def test_a_revoked_key_is_refused_after_a_reload_while_16_streams_finish(front, 
     assert call(front, "GET", "/v2/models/digits_cnn", KEYS["digits_app"]).status_code == 401
     assert call(front, "GET", f"/v2/models/{WRITER.name}", KEYS["writer"]).status_code == 200
     gateway.reload(policy(port), LAYOUT.root, started.folder, lives, MODELS)  # as it was
+
+
+def test_verify_through_a_gateway_of_its_own_equals_eager_and_a_wrong_key_fails_it(
+    torchserve, triton, lives, tmp_path
+):
+    """`make verify` with `access:` in the spec: each HTTP endpoint again through a gateway
+    it starts (never the user's), answers equal to eager; the same checks with a key the
+    gateway does not know fail, so they did go through it."""
+    digits = next(m for m in MODELS if m.name == "digits_cnn")
+    servers = {"torchserve": torchserve, "triton": triton}
+    with gateway.fronting(lives, MODELS, LAYOUT.root, tmp_path / "gw") as passage:
+        checks = verify_models([digits], LAYOUT, endpoints_for(servers, passage))
+        wrong = replace(passage, key="not-a-key")
+        refused = verify_models([digits], LAYOUT, endpoints_for(servers, wrong))
+    gated = [c for c in checks if c.endpoint.endswith(VIA_GATEWAY)]
+    assert {c.endpoint for c in gated} == {
+        f"torchserve-rest{VIA_GATEWAY}",
+        f"triton-http{VIA_GATEWAY}",
+        f"torchserve-rest (requests){VIA_GATEWAY}",
+        f"triton-ensemble-http{VIA_GATEWAY}",
+    }
+    assert all(c.passed for c in checks), [c for c in checks if not c.passed]
+    failed = {c.endpoint for c in refused if not c.passed}
+    assert failed == {c.endpoint for c in gated}
+    assert gateway.running(tmp_path / "gw") is None  # stopped on the way out

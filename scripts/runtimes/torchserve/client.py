@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from scripts.runtimes.protocols import GatewayPass
+
 if TYPE_CHECKING:
     from scripts.runtimes.torchserve.server import TorchServe
 
@@ -32,25 +34,44 @@ class TorchServeError(Exception):
 
 class TorchServeClient:
     def __init__(
-        self, inference_url: str, management_url: str, key_file: Path, timeout_s: float = 60
+        self,
+        inference_url: str,
+        management_url: str,
+        key_file: Path | None,
+        timeout_s: float = 60,
+        bearer: str | None = None,
     ):
         self.inference_url, self.management_url = (
             inference_url.rstrip("/"),
             management_url.rstrip("/"),
         )
-        self.key_file, self.timeout_s = Path(key_file), timeout_s
+        self.key_file, self.timeout_s = key_file, timeout_s
+        self.bearer = bearer  # one key for every API (a gateway client's), instead of the file's
+        self.verify: str | bool = True  # HTTPS: the CA file to verify the server with
         self.session = requests.Session()
         # one client may carry many streams at once (bench-generation's 64): one connection each
-        self.session.mount("http://", HTTPAdapter(pool_maxsize=64))
+        for scheme in ("http://", "https://"):
+            self.session.mount(scheme, HTTPAdapter(pool_maxsize=64))
 
     @classmethod
     def for_server(cls, server: TorchServe) -> TorchServeClient:
         """From a running scripts.runtimes.torchserve.server.TorchServe."""
         return cls(server.inference_url, server.management_url, server.key_file)
 
+    @classmethod
+    def through(cls, passage: GatewayPass) -> TorchServeClient:
+        """Through the gateway with a client's key, its certificate verified."""
+        client = cls(passage.url, passage.url, None, bearer=passage.key)
+        # per request: requests lets REQUESTS_CA_BUNDLE override a session's own `verify`
+        client.verify = str(passage.certificate)
+        return client
+
     def token(self, api: str) -> str:
         """Read fresh each call: TorchServe rewrites the file when keys are refreshed."""
-        return json.loads(self.key_file.read_text())[api]["key"]
+        if self.bearer is not None:
+            return self.bearer
+        assert self.key_file is not None  # one of the two is given
+        return json.loads(Path(self.key_file).read_text())[api]["key"]
 
     # --- inference ---------------------------------------------------------------------------
 
@@ -76,6 +97,7 @@ class TorchServeClient:
             headers=headers,
             timeout=self.timeout_s,
             stream=stream,
+            verify=self.verify,
         )
 
     def predict(
@@ -89,6 +111,7 @@ class TorchServeClient:
                 f"{self.inference_url}/ping",
                 timeout=self.timeout_s,
                 headers={"Authorization": f"Bearer {self.token('inference')}"},
+                verify=self.verify,
             )
         )
 
@@ -101,6 +124,7 @@ class TorchServeClient:
             timeout=self.timeout_s,
             params={k: v for k, v in params.items() if v is not None},
             headers={"Authorization": f"Bearer {self.token('management')}"},
+            verify=self.verify,
         )
         return _json(reply)
 

@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scripts.runtimes.calls import GenerateCall, RequestCall, TensorCall
+from scripts.runtimes.protocols import VIA_GATEWAY, GatewayPass
 from scripts.runtimes.torchserve import server as ts
 from scripts.runtimes.torchserve.client import TorchServeClient
 from scripts.runtimes.torchserve.generation_calls import generation_calls
@@ -71,15 +72,23 @@ class TorchServeEndpoints:
         return self.calls(server, None)
 
     def request_endpoints(self, server: ts.TorchServe, spec: ModelSpec) -> dict[str, RequestCall]:
-        client = TorchServeClient.for_server(server)
+        return {
+            "torchserve-rest (requests)": request_call(spec, TorchServeClient.for_server(server))
+        }
 
-        def call(path: Path) -> dict[str, Any]:
-            answer = client.predict(spec.name, path.read_bytes(), CONTENT_TYPES.get(path.suffix))
-            if spec.task.serving.labelled:
-                return {"label": answer["label"], "score": answer["score"]}
-            return {t.name: output_array(t, answer["outputs"][t.name]) for t in spec.outputs}
+    def gateway_tensor_endpoints(
+        self, server: ts.TorchServe, passage: GatewayPass
+    ) -> dict[str, TensorCall]:
+        """REST through the gateway (gRPC does not go through it)."""
+        limit = max_request_bytes(server.workdir / "config.properties")
+        client = TorchServeClient.through(passage)
+        return {f"torchserve-rest{VIA_GATEWAY}": tensor_call(client, limit, None)}
 
-        return {"torchserve-rest (requests)": call}
+    def gateway_request_endpoints(
+        self, server: ts.TorchServe, spec: ModelSpec, passage: GatewayPass
+    ) -> dict[str, RequestCall]:
+        client = TorchServeClient.through(passage)
+        return {f"torchserve-rest (requests){VIA_GATEWAY}": request_call(spec, client)}
 
     def version_endpoints(
         self, server: ts.TorchServe, spec: ModelSpec, version: int
@@ -95,21 +104,37 @@ class TorchServeEndpoints:
     def calls(self, server: ts.TorchServe, version: int | None) -> dict[str, TensorCall]:
         limit = max_request_bytes(server.workdir / "config.properties")
         named = str(version) if version is not None else None
-
-        def call(client: TorchServeClient | TorchServeGrpcClient) -> TensorCall:
-            def infer(spec: ModelSpec, inputs: Arrays) -> Arrays:
-                if spec.batching.max_batch_size == 0:  # one call: the outputs need every row
-                    return answers_to_outputs(
-                        spec, client.predict(spec.name, tensors(inputs), version=named)
-                    )
-                answers: list[Json] = []
-                for chunk in request_chunks(inputs, limit):
-                    answers += client.predict(spec.name, tensors(chunk), version=named)
-                return answers_to_outputs(spec, answers)
-
-            return infer
-
         return {
-            "torchserve-rest": call(TorchServeClient.for_server(server)),
-            "torchserve-grpc": call(TorchServeGrpcClient.for_server(server)),
+            "torchserve-rest": tensor_call(TorchServeClient.for_server(server), limit, named),
+            "torchserve-grpc": tensor_call(TorchServeGrpcClient.for_server(server), limit, named),
         }
+
+
+def tensor_call(
+    client: TorchServeClient | TorchServeGrpcClient, limit: int, version: str | None
+) -> TensorCall:
+    """Golden tensors through one client, in requests under the server's size limit."""
+
+    def infer(spec: ModelSpec, inputs: Arrays) -> Arrays:
+        if spec.batching.max_batch_size == 0:  # one call: the outputs need every row
+            return answers_to_outputs(
+                spec, client.predict(spec.name, tensors(inputs), version=version)
+            )
+        answers: list[Json] = []
+        for chunk in request_chunks(inputs, limit):
+            answers += client.predict(spec.name, tensors(chunk), version=version)
+        return answers_to_outputs(spec, answers)
+
+    return infer
+
+
+def request_call(spec: ModelSpec, client: TorchServeClient) -> RequestCall:
+    """An example request's bytes through one client, answered as the task answers it."""
+
+    def call(path: Path) -> dict[str, Any]:
+        answer = client.predict(spec.name, path.read_bytes(), CONTENT_TYPES.get(path.suffix))
+        if spec.task.serving.labelled:
+            return {"label": answer["label"], "score": answer["score"]}
+        return {t.name: output_array(t, answer["outputs"][t.name]) for t in spec.outputs}
+
+    return call

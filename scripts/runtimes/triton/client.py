@@ -5,13 +5,16 @@ verification and the benchmarks.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from handlers.preprocessing.dtypes import BYTES, numpy_dtype, spec_dtype, triton_datatype
+from scripts.runtimes.protocols import GatewayPass
 from scripts.runtimes.triton.server import ADMIN_HEADER, GRPC_ADMIN_HEADER
 from scripts.spec import ModelSpec
 
@@ -69,6 +72,7 @@ class TritonClient:
     protocol: str = "http"
     headers: dict[str, str] | None = None
     admin_key: str | None = None  # for the restricted APIs (statistics)
+    certificate: Path | None = None  # HTTPS, verified against it (the gateway's)
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
@@ -78,7 +82,26 @@ class TritonClient:
         else:
             import tritonclient.grpc as module
         self.module = module
-        self.client = module.InferenceServerClient(self.url)
+        if self.certificate is None:
+            self.client = module.InferenceServerClient(self.url)
+            return
+        import gevent.ssl
+        import tritonclient.http as https  # only HTTP goes through the gateway
+
+        verified = functools.partial(
+            gevent.ssl.create_default_context, cafile=str(self.certificate)
+        )
+        self.client = https.InferenceServerClient(self.url, ssl=True, ssl_context_factory=verified)
+
+    @classmethod
+    def through(cls, passage: GatewayPass) -> TritonClient:
+        """HTTP through the gateway with a client's key."""
+        return cls(
+            passage.url.split("://", 1)[1],
+            "http",
+            headers={"Authorization": f"Bearer {passage.key}"},
+            certificate=passage.certificate,
+        )
 
     def datatypes(self, model: str) -> dict[str, str]:
         """Input name -> datatype, from the served model's metadata (works for ensembles)."""
