@@ -11,13 +11,14 @@ from rich.table import Table
 
 from scripts.cli.common import SpecOption, app, console, selected_models, user_errors
 from scripts.cli.serve import RuntimeOption
+from scripts import gateway
 from scripts.rollout import flow
 from scripts.rollout.drill import drill as run_drill
 from scripts.rollout.flow import RolloutRefused
 from scripts.rollout.state import read_state
 from scripts.runtimes.protocols import Live, ServedVersions
 from scripts.runtimes.registry import RUNTIMES
-from scripts.spec import ModelSpec, UserError
+from scripts.spec import ModelSpec, UserError, load_spec
 
 OneModel = Annotated[str, typer.Option("--model", "-m", help="The model to roll out or back.")]
 
@@ -76,6 +77,7 @@ def rollout(
         )
         raise
     print_outcomes(outcomes)
+    follow_in_gateway(spec)
 
 
 @app.command()
@@ -86,6 +88,14 @@ def rollback(
     """Switch the default back to the version served before the last rollout."""
     layout, models = selected_models(spec, [model])
     print_outcomes(flow.rollback(models[0], runtime, layout))
+    follow_in_gateway(spec)
+
+
+def follow_in_gateway(spec: Path) -> None:
+    """The running gateway's routes to the default versions the rollout just changed."""
+    layout, every = selected_models(spec, None)
+    for line in gateway.follow_versions(load_spec(spec).access, layout, every):
+        console.print(line)
 
 
 def live_versions(live: Live | None, spec: ModelSpec) -> tuple[ServedVersions | None, str]:

@@ -266,6 +266,15 @@ def stop(folder: Path, timeout_s: float = 10) -> bool:
     return True
 
 
+def follow_versions(access: AccessSpec | None, layout: Layout, specs: list[ModelSpec]) -> list[str]:
+    """After a rollout or rollback: the running gateway reloaded, so OpenAI's routes (by the
+    body's model) go to the new default version; nothing when no gateway runs."""
+    if access is None or running(state(layout)) is None:
+        return []
+    reload(access, layout.root, state(layout), running_lives(layout), specs)
+    return ["gateway reloaded: OpenAI routes follow the default versions"]
+
+
 def probe_access(key: str) -> AccessSpec:
     """One client with `key`: every model and the admin APIs (perf_analyzer reads Triton's
     statistics), no limits: what the gateway's path costs and answers, not what a policy

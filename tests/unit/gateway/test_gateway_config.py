@@ -121,3 +121,23 @@ def test_the_runtimes_keys_go_on_and_the_clients_key_does_not(tmp_path):
     assert "limit_req" not in location("^/ping$") and "if ($refused)" in location("^/ping$")
     # routes are matched in the runtimes' order: the most specific first
     assert conf.index('"^/ping$"') < conf.index('"^/predictions/') < conf.index('"^/v2/models/')
+
+
+def test_a_rollout_reloads_the_running_gateway_only(tmp_path, monkeypatch):
+    """After a rollout the running gateway is reloaded with the running runtimes (OpenAI's
+    routes follow the new default); with no gateway running, or no access:, nothing happens."""
+    import scripts.gateway as gw
+    from scripts.pipeline.layout import Layout
+
+    layout = Layout.of(tmp_path)
+    reloaded = []
+    monkeypatch.setattr(gw, "reload", lambda *args: reloaded.append(args))
+    monkeypatch.setattr(gw, "running_lives", lambda found_in: ["live"])
+    monkeypatch.setattr(gw, "running", lambda folder: None)
+    assert gw.follow_versions(access(), layout, []) == []
+    monkeypatch.setattr(gw, "running", lambda folder: 1234)
+    assert gw.follow_versions(None, layout, []) == []
+    assert reloaded == []
+    assert gw.follow_versions(access(), layout, []) != []
+    ((policy, root, folder, lives, specs),) = reloaded
+    assert folder == gw.state(layout) and lives == ["live"] and root == layout.root
