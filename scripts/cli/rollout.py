@@ -3,6 +3,7 @@ started."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +18,7 @@ from scripts.rollout.drill import drill as run_drill
 from scripts.rollout.flow import RolloutRefused
 from scripts.rollout.state import read_state
 from scripts.runtimes.protocols import Live, ServedVersions
-from scripts.runtimes.registry import RUNTIMES
+from scripts.runtimes.registry import RUNTIMES, attached
 from scripts.spec import ModelSpec, UserError, load_spec
 
 OneModel = Annotated[str, typer.Option("--model", "-m", help="The model to roll out or back.")]
@@ -150,7 +151,12 @@ def drill(
     servers = {name: server for name, server in running.items() if server is not None}
     if not servers:
         raise UserError(["no server is running; start them with `make serve` first"])
-    report = run_drill(models[0], version, servers, layout, clients)
+    with contextlib.ExitStack() as stack:
+        passage = None
+        if load_spec(spec).access is not None:  # served behind the gateway: drilled through it
+            lives, folder = attached(servers), layout.state("drill_gateway")
+            passage = stack.enter_context(gateway.fronting(lives, models, layout.root, folder))
+        report = run_drill(models[0], version, servers, layout, clients, passage=passage)
     table = Table(
         "runtime",
         "phase",

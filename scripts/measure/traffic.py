@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -188,13 +188,25 @@ def clients_for(
     per_endpoint: int,
     named: int | None,
     endpoint_sets: Callable,
+    through_gateway: Callable[[Live], dict[str, Any]] | None = None,
 ) -> list[Client]:
     """Per runtime ({name: running server}) and endpoint (REST/HTTP, gRPC; a generation
     model's streams): `per_endpoint` unversioned clients, and half as many naming version
-    `named` when given."""
+    `named` when given; with `through_gateway` (a runtime's endpoints through the gateway),
+    `per_endpoint` unversioned clients on each of those too."""
     clients = []
     for live in attached(servers):
         name = live.name
+        gateway_sets: Callable[[Live], dict[str, Any]] = through_gateway or (lambda live: {})
+        for endpoint in gateway_sets(live):
+            # resolved per request, like the direct ones: a client object is not shared
+            # between threads (tritonclient's HTTP client is not thread-safe)
+            def gated(endpoint=endpoint, live=live):
+                return gateway_sets(live)[endpoint]
+
+            clients += [
+                Client(f"{endpoint} unversioned", name, None, gated) for _ in range(per_endpoint)
+            ]
         endpoints = endpoint_sets(live, spec)
         for endpoint in endpoints(None):
 

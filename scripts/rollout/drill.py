@@ -15,7 +15,7 @@ from scripts.pipeline.layout import Layout
 from scripts.measure.traffic import summary
 from scripts.rollout.flow import build, rollback, rollout
 from scripts.rollout.steps import serving_version
-from scripts.runtimes.protocols import Server
+from scripts.runtimes.protocols import GatewayPass, Server
 from scripts.runtimes.registry import attached
 from scripts.spec import ModelSpec, UserError
 from scripts.tasks import task_of
@@ -30,9 +30,10 @@ def drill(
     layout: Layout,
     per_endpoint: int = 4,
     settle_s: float = 2.0,
+    passage: GatewayPass | None = None,
 ) -> dict:
     """Roll `version` out and back under load; returns the report (also
-    reports/drill_<model>.json)."""
+    reports/drill_<model>.json). With `passage`, clients also go through the gateway."""
     lives = attached(servers)
     serving = {live.name: serving_version(live, spec) for live in lives}
     if any(version <= v for v in serving.values()):
@@ -46,7 +47,7 @@ def drill(
         build(live.runtime, spec, version, layout)
     task = task_of(spec)
     inputs, expected = task.expected_outputs(spec, sorted({*serving.values(), version}), layout)
-    clients = task.clients(servers, spec, per_endpoint, min(serving.values()))
+    clients = task.clients(servers, spec, per_endpoint, min(serving.values()), passage)
     marks = []
     with task.traffic(spec, clients, expected, inputs) as traffic:
         traffic.warm()

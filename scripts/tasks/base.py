@@ -5,8 +5,9 @@ see it. scripts/tasks/__init__.py finds a spec's kind by name."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
-from typing import Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 from torch import nn
@@ -22,7 +23,7 @@ from scripts.measure.verify_served import Check, Endpoints, check_golden, check_
 from scripts.pipeline.export import ExportResult, export_model
 from scripts.pipeline.layout import Layout
 from scripts.rollout.gate import Gate, golden_check, run_gate
-from scripts.runtimes.protocols import Live, Server
+from scripts.runtimes.protocols import GatewayPass, Live, Server
 from scripts.spec import ModelSpec
 
 
@@ -64,15 +65,24 @@ class OnePass:
         """(version or None) -> {endpoint: call}: what traffic is sent through."""
         return tensor_endpoint_sets(live, spec)
 
+    def gateway_endpoints(self, live: Live, passage: GatewayPass) -> dict[str, Any]:
+        """What traffic sends through the gateway: the tensor endpoints over HTTP."""
+        return live.gateway_tensor_endpoints(passage)
+
     def clients(
         self,
         servers: Mapping[str, Server],
         spec: ModelSpec,
         per_endpoint: int,
         named: int | None = None,
+        passage: GatewayPass | None = None,
     ) -> list[Client]:
-        """Traffic's clients on every endpoint of every running server ({runtime: server})."""
-        return clients_for(servers, spec, per_endpoint, named, self.endpoint_sets)
+        """Traffic's clients on every endpoint of every running server ({runtime: server});
+        with `passage`, through the gateway in front of them too."""
+        through = None
+        if passage is not None:
+            through = functools.partial(self.gateway_endpoints, passage=passage)
+        return clients_for(servers, spec, per_endpoint, named, self.endpoint_sets, through)
 
     def expected_outputs(self, spec: ModelSpec, versions: list[int], layout: Layout):
         """(inputs, {version: what each answers}) for traffic to check answers against."""

@@ -12,14 +12,15 @@ import time
 import pytest
 import yaml
 
+from scripts import gateway
 from scripts.measure.traffic import Traffic, summary
 from scripts.measure.variants import link_artifacts
 from scripts.rollout import state
 from scripts.rollout.drill import drill
 from scripts.rollout.flow import RolloutRefused, build, restore, rollback, rollout
 from scripts.pipeline.ensure import ensure_built
-from scripts.runtimes.protocols import StartOptions
-from scripts.runtimes.registry import RUNTIMES
+from scripts.runtimes.protocols import VIA_GATEWAY, StartOptions
+from scripts.runtimes.registry import RUNTIMES, attached
 from scripts.tasks import task_of
 from scripts.spec import SpecError, load_spec
 from tests.conftest import LAYOUT, REPO, scratch_checkout
@@ -129,9 +130,12 @@ def test_a_broken_version_is_refused_by_the_gate_and_never_answers_unversioned_r
     ]
 
 
-def test_rollout_and_rollback_under_load_fail_no_request(checkout, servers):
+def test_rollout_and_rollback_under_load_fail_no_request(checkout, servers, tmp_path):
+    """Clients on every endpoint, and through a gateway in front of both runtimes (as
+    `make drill` does when the spec has access:)."""
     scratch, spec = checkout
-    report = drill(spec, 2, servers, scratch, per_endpoint=4, settle_s=1.5)
+    with gateway.fronting(attached(servers), [spec], scratch.root, tmp_path / "gw") as passage:
+        report = drill(spec, 2, servers, scratch, per_endpoint=4, settle_s=1.5, passage=passage)
     answers = report["answers"]
     assert report["clients"] >= 16
     assert all(not a.error for a in answers), summary(answers)["errors"]
@@ -144,9 +148,9 @@ def test_rollout_and_rollback_under_load_fail_no_request(checkout, servers):
     } == {2}
     assert {a.version for a in answers if a.started >= after_rollback} == {1}
     assert {a.version for a in answers if a.asked == 1} == {1}  # naming version 1 always gets it
-    for runtime in servers:  # both protocols of both runtimes saw the switch
+    for runtime in servers:  # both protocols of both runtimes, and the gateway, saw the switch
         kinds = {a.client for a in answers if a.runtime == runtime and a.version == 2}
-        assert len(kinds) == 2, kinds
+        assert len(kinds) == 3 and any(VIA_GATEWAY in kind for kind in kinds), kinds
     assert defaults(servers, spec) == {"torchserve": 1, "triton": 1}
     assert set(report["switch_s"]) == {"torchserve", "triton"}
 
