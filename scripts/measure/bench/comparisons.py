@@ -4,6 +4,8 @@ same concurrency) and to the in-process limit; the points are looked up by their
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from scripts.measure.bench.setups import SETUP_BY_KEY, SETUPS, STOCK_OF
 
 OURS = [
@@ -69,54 +71,57 @@ def comparisons(points: list[dict], limits: dict[str, dict]) -> list[dict]:
     return out
 
 
+def paired(points: list[dict], base_of: Callable[[dict], str | None]) -> list[tuple[dict, dict]]:
+    """(point, the point it is compared with): the setup `base_of` names for it (None: not
+    compared), same model, protocol and concurrency, both measured."""
+    pairs = []
+    for p in points:
+        base_key = base_of(p)
+        if base_key is None or "error" in p:
+            continue
+        base = find_point(points, p["model"], base_key, p["protocol"], p["concurrency"])
+        if base is not None:
+            pairs.append((p, base))
+    return pairs
+
+
+def stock_at_one_client(point: dict) -> str | None:
+    setup = SETUP_BY_KEY[point["setup"]]
+    return None if setup.stock or point["concurrency"] != 1 else STOCK_OF[setup.runtime]
+
+
 def one_client(points: list[dict]) -> list[dict]:
     """Per model, setup of ours (int8 included) and protocol: throughput and p50 at concurrency 1
     against the stock setup of its runtime: what a service at low load, most of the time, sees."""
-    rows = []
-    for p in points:
-        setup = SETUP_BY_KEY[p["setup"]]
-        if setup.stock or p["concurrency"] != 1 or "error" in p:
-            continue
-        stock = find_point(points, p["model"], STOCK_OF[setup.runtime], p["protocol"], 1)
-        if stock is None:
-            continue
-        rows.append(
-            {
-                "model": p["model"],
-                "setup": p["setup"],
-                "protocol": p["protocol"],
-                "throughput_vs_stock": ratio(p["throughput"], stock["throughput"]),
-                "p50_ms": p["p50_ms"],
-                "stock_p50_ms": stock["p50_ms"],
-                "p50_added_ms": p["p50_ms"] - stock["p50_ms"],
-            }
-        )
-    return rows
+    return [
+        {
+            "model": p["model"],
+            "setup": p["setup"],
+            "protocol": p["protocol"],
+            "throughput_vs_stock": ratio(p["throughput"], stock["throughput"]),
+            "p50_ms": p["p50_ms"],
+            "stock_p50_ms": stock["p50_ms"],
+            "p50_added_ms": p["p50_ms"] - stock["p50_ms"],
+        }
+        for p, stock in paired(points, stock_at_one_client)
+    ]
 
 
 def gateway_overhead(points: list[dict]) -> list[dict]:
     """Per model, runtime and concurrency: this project's deployment through the gateway
     against the same deployment called directly (HTTP), measured in the same run: p50 added
     and throughput as a ratio."""
-    rows = []
-    for p in points:
-        direct_key = DIRECT_OF.get(p["setup"])
-        if direct_key is None or "error" in p:
-            continue
-        direct = find_point(points, p["model"], direct_key, p["protocol"], p["concurrency"])
-        if direct is None:
-            continue
-        rows.append(
-            {
-                "model": p["model"],
-                "runtime": direct_key,
-                "concurrency": p["concurrency"],
-                "throughput": p["throughput"],
-                "direct_throughput": direct["throughput"],
-                "throughput_vs_direct": ratio(p["throughput"], direct["throughput"]),
-                "p50_ms": p["p50_ms"],
-                "direct_p50_ms": direct["p50_ms"],
-                "p50_added_ms": p["p50_ms"] - direct["p50_ms"],
-            }
-        )
-    return rows
+    return [
+        {
+            "model": p["model"],
+            "runtime": direct["setup"],
+            "concurrency": p["concurrency"],
+            "throughput": p["throughput"],
+            "direct_throughput": direct["throughput"],
+            "throughput_vs_direct": ratio(p["throughput"], direct["throughput"]),
+            "p50_ms": p["p50_ms"],
+            "direct_p50_ms": direct["p50_ms"],
+            "p50_added_ms": p["p50_ms"] - direct["p50_ms"],
+        }
+        for p, direct in paired(points, lambda p: DIRECT_OF.get(p["setup"]))
+    ]
